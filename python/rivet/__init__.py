@@ -1,0 +1,57 @@
+"""rivet: exact, fast, resumable exports from PostgreSQL and SQLite to Parquet and CSV.
+
+Importing the package is cheap; pyarrow and the native module load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rivet.errors import (
+    ConfigError,
+    DataError,
+    DestinationError,
+    QueryError,
+    RivetError,
+    SchemaDriftError,
+    SourceConnectionError,
+    SourceError,
+    StateError,
+    UnsupportedTypeError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DestinationError",
+    "ExportResult",
+    "QueryError",
+    "RivetError",
+    "RunResult",
+    "SchemaDriftError",
+    "SourceConnectionError",
+    "SourceError",
+    "StateError",
+    "UnsupportedTypeError",
+    "__version__",
+    "export",
+    "run",
+]
+
+if TYPE_CHECKING:
+    from rivet.api import export, run
+    from rivet.results import ExportResult, RunResult
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("export", "run"):
+        from rivet import api
+
+        return getattr(api, name)
+    if name in ("ExportResult", "RunResult"):
+        from rivet import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'rivet' has no attribute {name!r}")

@@ -1,0 +1,190 @@
+"""Loading rivet.yaml: parse, expand ``${VAR}`` in values, validate, explain errors."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rivet.config.interpolate import expand, key_path
+from rivet.config.models import (
+    DestinationConfig,
+    ExportConfig,
+    RivetConfig,
+    SourceConfig,
+    TlsConfig,
+    TuningConfig,
+)
+from rivet.errors import ConfigError
+
+__all__ = [
+    "DestinationConfig",
+    "ExportConfig",
+    "LoadedConfig",
+    "RivetConfig",
+    "SourceConfig",
+    "TlsConfig",
+    "TuningConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and where it came from."""
+
+    config: RivetConfig
+    path: Path | None
+    base_dir: Path
+
+    def export(self, name: str) -> ExportConfig:
+        """The export called ``name``."""
+        for e in self.config.exports:
+            if e.name == name:
+                return e
+        names = [e.name for e in self.config.exports]
+        raise ConfigError(f"no export named '{name}' in {self.path or 'the config'}{_did_you_mean(name, names)} (exports: {', '.join(names)})")
+
+
+def load_config(path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate a rivet.yaml.
+
+    Args:
+        path: the file.
+        params: values for ``${NAME}`` that take precedence over the environment.
+
+    Raises:
+        ConfigError: the file is missing, malformed or invalid; the message names the key.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
+    return parse_config(text, base_dir=p.resolve().parent, params=params, origin=p)
+
+
+def parse_config(
+    text: str,
+    *,
+    base_dir: Path,
+    params: Mapping[str, str] | None = None,
+    origin: Path | None = None,
+) -> LoadedConfig:
+    """Validate YAML text (see :func:`load_config`)."""
+    where = str(origin) if origin else "config"
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'source' and 'exports' at the top level")
+    variables = {**os.environ, **(params or {})}
+    try:
+        raw = expand(raw, variables)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    try:
+        config = RivetConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: invalid configuration\n" + format_errors(e, raw)) from None
+    return LoadedConfig(config=config, path=origin, base_dir=base_dir)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc``."""
+    model: Any = RivetConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+        if model is None:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_branch_tag(part: Any) -> bool:
+    """pydantic's labels for union branches, e.g. 'str' or 'function-after[..., DestinationConfig]'."""
+    return isinstance(part, str) and (part == "str" or "[" in part or part[:1].isupper())
+
+
+def _raw_at(raw: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _readable_path(clean: tuple[Any, ...], raw: Any) -> str:
+    text = key_path(clean)
+    if len(clean) >= 2 and clean[0] == "exports" and isinstance(clean[1], int):
+        entry = _raw_at(raw, clean[:2])
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name:
+            text = text.replace(f"exports[{clean[1]}]", f"exports[{clean[1]}] ({name})", 1)
+    return text
+
+
+def format_errors(error: ValidationError, raw: Any) -> str:
+    """One line per problem: the key path, then what is wrong and how to fix it."""
+    lines: list[str] = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        clean = tuple(p for p in loc if not _is_branch_tag(p))
+        if len(clean) != len(loc):
+            # A ``str | Model`` union reports both branches; keep the one that fits the input.
+            value = _raw_at(raw, clean if kind != "extra_forbidden" else clean[:-1])
+            if "str" in loc and isinstance(value, dict):
+                continue
+            if kind == "model_type" and not isinstance(value, dict | str):
+                kind, err = "value_error", {**err, "msg": "expected a path or URL string, or a mapping of keys"}
+            elif "str" in loc:
+                continue
+        path = _readable_path(clean, raw)
+        if kind == "extra_forbidden":
+            key = str(clean[-1])
+            model = _model_at(clean)
+            known = list(model.model_fields) if model else []
+            msg = f"{path}: unknown key '{key}'{_did_you_mean(key, known)}"
+        elif kind == "missing":
+            msg = f"{path}: missing required key"
+        elif kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            msg = f"{path}: unknown value {err.get('input')!r}; expected {expected}"
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{path}: {text}" if clean else text
+        if "  - " + msg not in lines:
+            lines.append("  - " + msg)
+    return "\n".join(lines)

@@ -1,0 +1,340 @@
+"""The rivet.yaml schema as pydantic models: unknown keys are errors, every rule names its key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rivet.config.sizes import parse_size
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+# Keys that belong in a ``tuning:`` block; found elsewhere they get a pointed message.
+TUNING_KEYS = (
+    "profile",
+    "batch_size",
+    "batch_size_memory_mb",
+    "throttle_ms",
+    "statement_timeout_s",
+    "lock_timeout_s",
+    "max_retries",
+    "retry_backoff_ms",
+    "memory_threshold_mb",
+)
+
+# ``columns:`` override types. PostgreSQL takes decimal(p,s) and text; SQLite all of them.
+OVERRIDE_TYPES = (
+    "text",
+    "string",
+    "int8",
+    "bigint",
+    "integer",
+    "float8",
+    "double",
+    "real",
+    "bool",
+    "boolean",
+    "date",
+    "timestamp",
+    "datetime",
+    "blob",
+    "binary",
+    "bytea",
+)
+DECIMAL_OVERRIDE = re.compile(r"^(?:decimal|numeric)\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class StrictModel(BaseModel):
+    """Frozen, and rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _reject_misplaced_tuning(data: Any, where: str) -> Any:
+    if isinstance(data, dict):
+        misplaced = [k for k in TUNING_KEYS if k in data]
+        if misplaced:
+            keys = ", ".join(misplaced)
+            example = "\n".join(f"    {k}: {data[k]!r}" for k in misplaced)
+            raise ValueError(
+                f"{keys} must be nested under tuning: ({where}), for example\n  tuning:\n{example}"
+            )
+    return data
+
+
+class TuningConfig(StrictModel):
+    """Source protection and batching; per-export values override the source's, key by key."""
+
+    profile: Literal["fast", "balanced", "safe"] | None = None
+    batch_size: PositiveInt | None = None
+    batch_size_memory_mb: Annotated[float, Field(gt=0)] | None = None
+    throttle_ms: NonNegativeInt | None = None
+    statement_timeout_s: NonNegativeInt | None = None
+    lock_timeout_s: NonNegativeInt | None = None
+
+    @model_validator(mode="after")
+    def _one_batch_bound(self) -> TuningConfig:
+        if self.batch_size is not None and self.batch_size_memory_mb is not None:
+            raise ValueError("set batch_size or batch_size_memory_mb, not both")
+        return self
+
+
+class TlsConfig(StrictModel):
+    """``source.tls``: encryption and certificate checks."""
+
+    mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "verify-full"
+    ca_file: str | None = None
+    accept_invalid_certs: bool = False
+    accept_invalid_hostnames: bool = False
+
+
+class SourceConfig(StrictModel):
+    """``source``: where rows come from."""
+
+    type: Literal["postgres", "sqlite"]
+    url: str | None = None
+    url_env: str | None = None
+    url_file: str | None = None
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+    database: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    path: str | None = None
+    tls: TlsConfig | None = None
+    tuning: TuningConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tuning_placement(cls, data: Any) -> Any:
+        return _reject_misplaced_tuning(data, "source.tuning")
+
+    @model_validator(mode="after")
+    def _connection_style(self) -> SourceConfig:
+        urls = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
+        structured = [k for k in ("host", "user", "database", "port") if getattr(self, k) is not None]
+        if len(urls) > 1:
+            raise ValueError("specify exactly one of url, url_env or url_file")
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("set password or password_env, not both")
+        if self.type == "sqlite":
+            if self.tls is not None:
+                raise ValueError("tls does not apply to a sqlite source")
+            if structured or self.password or self.password_env:
+                raise ValueError("a sqlite source takes path (or url: sqlite:///file.db), not host/user/database")
+            if bool(urls) == (self.path is not None):
+                raise ValueError("a sqlite source needs exactly one of path, url, url_env or url_file")
+            return self
+        if self.path is not None:
+            raise ValueError("path applies only to a sqlite source; use url or host/user/database")
+        if urls and (structured or self.password or self.password_env):
+            raise ValueError(
+                "use either a URL (url, url_env, url_file) or structured fields "
+                "(host, port, user, database, password), not both"
+            )
+        if not urls:
+            if not structured:
+                raise ValueError(
+                    "no connection given: set url, url_env or url_file, or host, user and database"
+                )
+            for required in ("host", "user", "database"):
+                if getattr(self, required) is None:
+                    raise ValueError(f"structured config requires '{required}'")
+        return self
+
+
+class DestinationConfig(StrictModel):
+    """``destination``: where files go. ``{date}``, ``{export}`` and ``{table}`` expand in paths."""
+
+    type: Literal["local", "s3", "gcs", "azure", "memory"] | None = None
+    url: str | None = None
+    path: str | None = None
+    bucket: str | None = None
+    container: str | None = None
+    prefix: str | None = None
+    region: str | None = None
+    endpoint: str | None = None
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+    session_token_env: str | None = None
+    aws_profile: str | None = None
+    allow_anonymous: bool = False
+    credentials_file: str | None = None
+    account_name: str | None = None
+    account_key_env: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shape(self) -> DestinationConfig:
+        if self.url is not None:
+            if self.type is not None or self.path is not None or self.bucket is not None:
+                raise ValueError("give url alone, or type with path/bucket, not both")
+            return self
+        kind = self.type or ("local" if self.path is not None else None)
+        if kind is None:
+            raise ValueError("set url, path, or type with its keys (e.g. type: s3, bucket: ...)")
+        if kind in ("s3", "gcs") and not self.bucket:
+            raise ValueError(f"a {kind} destination requires 'bucket'")
+        if kind == "azure" and not self.container:
+            raise ValueError("an azure destination requires 'container'")
+        if (self.access_key_env is None) != (self.secret_key_env is None):
+            raise ValueError("set both access_key_env and secret_key_env, or neither")
+        if self.allow_anonymous and self.credentials_file:
+            raise ValueError("allow_anonymous and credentials_file exclude each other")
+        if self.credentials_file and not Path(self.credentials_file).is_file():
+            raise ValueError(f"credentials_file '{self.credentials_file}' does not exist")
+        return self
+
+
+class ExportConfig(StrictModel):
+    """One entry of ``exports``."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    query: str | None = None
+    query_file: str | None = None
+    table: str | None = None
+    mode: Literal["full", "incremental", "chunked", "time_window"] = "full"
+    format: Literal["parquet", "csv"] = "parquet"
+    compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] | None = None
+    compression_level: int | None = None
+    compression_profile: Literal["none", "fast", "balanced", "compact"] | None = None
+    max_file_size: str | int | None = None
+    destination: str | DestinationConfig
+    columns: dict[str, str] = Field(default_factory=dict)
+    tuning: TuningConfig | None = None
+    # incremental
+    cursor_column: str | None = None
+    incremental_cursor_mode: Literal["single_column", "coalesce"] | None = None
+    cursor_fallback_column: str | None = None
+    # chunked
+    chunk_column: str | None = None
+    chunk_size: PositiveInt | None = None
+    chunk_count: PositiveInt | None = None
+    chunk_by_days: PositiveInt | None = None
+    chunk_dense: bool | None = None
+    parallel: PositiveInt | None = None
+    chunk_checkpoint: bool | None = None
+    chunk_max_attempts: PositiveInt | None = None
+    # time_window
+    time_column: str | None = None
+    time_column_type: Literal["timestamp", "unix"] | None = None
+    days_window: PositiveInt | None = None
+    # advisory scheduling hints (plan/apply)
+    wave: PositiveInt | None = None
+    parallel_safe: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tuning_placement(cls, data: Any) -> Any:
+        return _reject_misplaced_tuning(data, "exports[].tuning")
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_size(v)
+        return v
+
+    @field_validator("columns")
+    @classmethod
+    def _overrides(cls, v: dict[str, str]) -> dict[str, str]:
+        for column, type_name in v.items():
+            t = str(type_name).strip().lower()
+            match = DECIMAL_OVERRIDE.match(t)
+            if match:
+                p, s = int(match.group(1)), int(match.group(2))
+                if not 1 <= p <= 76 or s > p:
+                    raise ValueError(f"{column}: decimal({p},{s}) needs 1 <= precision <= 76 and scale <= precision")
+            elif t not in OVERRIDE_TYPES:
+                raise ValueError(
+                    f"{column}: unknown type '{type_name}'; use decimal(p,s) or one of "
+                    + ", ".join(OVERRIDE_TYPES)
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _rules(self) -> ExportConfig:
+        sources = [k for k in ("query", "query_file", "table") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError("specify exactly one of query, query_file or table")
+        if self.query_file is not None:
+            p = Path(self.query_file)
+            if p.is_absolute() or ".." in p.parts:
+                raise ValueError("query_file must be a relative path inside the config directory (no '..')")
+        self._compression_rules()
+        self._mode_rules()
+        return self
+
+    def _compression_rules(self) -> None:
+        if self.compression_profile is not None and (
+            self.compression is not None or self.compression_level is not None
+        ):
+            raise ValueError("compression_profile replaces compression and compression_level; set one or the other")
+        if self.format == "csv" and self.compression in ("snappy", "lz4"):
+            raise ValueError(f"csv output supports compression gzip, zstd or none, not {self.compression}")
+        level = self.compression_level
+        if level is not None:
+            codec = self.compression or "zstd"
+            bounds = {"zstd": (1, 22), "gzip": (1, 9)}
+            if codec not in bounds:
+                raise ValueError(f"compression_level applies only to zstd and gzip, not {codec}")
+            lo, hi = bounds[codec]
+            if not lo <= level <= hi:
+                raise ValueError(f"compression_level for {codec} must be between {lo} and {hi}, got {level}")
+
+    def _mode_rules(self) -> None:
+        m = self.mode
+        if m == "incremental":
+            if not self.cursor_column:
+                raise ValueError("incremental mode requires cursor_column")
+            coalesce = self.incremental_cursor_mode == "coalesce"
+            if coalesce and not self.cursor_fallback_column:
+                raise ValueError("incremental_cursor_mode: coalesce requires cursor_fallback_column")
+            if not coalesce and self.cursor_fallback_column:
+                raise ValueError("cursor_fallback_column requires incremental_cursor_mode: coalesce")
+        if m == "chunked":
+            if not self.chunk_column and self.table is None:
+                raise ValueError("chunked mode requires chunk_column (or table: to use its primary key)")
+            if self.chunk_count is not None and (self.chunk_dense or self.chunk_by_days is not None):
+                raise ValueError("chunk_count excludes chunk_dense and chunk_by_days")
+            if self.chunk_by_days is not None and self.chunk_dense:
+                raise ValueError("chunk_by_days excludes chunk_dense")
+        if m == "time_window" and (self.time_column is None or self.days_window is None):
+            raise ValueError("time_window mode requires time_column and days_window")
+        owned = {
+            "incremental": ("cursor_column", "incremental_cursor_mode", "cursor_fallback_column"),
+            "chunked": ("chunk_column", "chunk_size", "chunk_count", "chunk_by_days", "chunk_dense",
+                        "parallel", "chunk_checkpoint", "chunk_max_attempts"),
+            "time_window": ("time_column", "time_column_type", "days_window"),
+        }
+        for mode, keys in owned.items():
+            if mode == m:
+                continue
+            stray = [k for k in keys if getattr(self, k) is not None]
+            if stray:
+                raise ValueError(f"{', '.join(stray)} require(s) mode: {mode} (this export has mode: {m})")
+
+
+class RivetConfig(StrictModel):
+    """A whole rivet.yaml."""
+
+    source: SourceConfig
+    exports: list[ExportConfig]
+
+    @model_validator(mode="after")
+    def _exports(self) -> RivetConfig:
+        if not self.exports:
+            raise ValueError("at least one export must be defined under exports:")
+        seen: set[str] = set()
+        for e in self.exports:
+            if e.name in seen:
+                raise ValueError(f"duplicate export name '{e.name}' (state is kept per name)")
+            seen.add(e.name)
+        return self

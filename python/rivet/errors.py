@@ -1,0 +1,113 @@
+"""The one exception tree of rivet, and the exit code each error maps to.
+
+Exit codes (a documented contract, the same for every command):
+
+* 0 - success
+* 1 - an export failed (source, destination or runtime error)
+* 2 - bad configuration or usage
+* 3 - data integrity: a value or a column type cannot be exported exactly
+* 4 - schema drift (reserved)
+* 130 - interrupted (Ctrl-C / SIGTERM)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_SCHEMA_DRIFT = 4
+EXIT_INTERRUPTED = 130
+
+
+class RivetError(Exception):
+    """Root of every error rivet raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(RivetError):
+    """The configuration (file, keys or values) is invalid."""
+
+    exit_code = EXIT_USAGE
+
+
+class SourceError(RivetError):
+    """The source database failed or refused a statement.
+
+    Attributes:
+        code: SQLSTATE (PostgreSQL) or server error code, when known.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SourceConnectionError(SourceError):
+    """Could not connect, or the connection was lost while reading.
+
+    Attributes:
+        lost: True when an established connection broke mid-read.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, lost: bool = False) -> None:
+        super().__init__(message, code=code)
+        self.lost = lost
+
+
+class QueryError(SourceError):
+    """The server rejected a statement (bad SQL, permissions, timeouts...)."""
+
+
+class UnsupportedTypeError(RivetError):
+    """Result columns whose types have no exact mapping; nothing was written.
+
+    Attributes:
+        columns: one dict per refused column: ``column``, ``source_type``, ``hint``.
+    """
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, message: str, *, columns: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.columns = columns or []
+
+
+class DataError(RivetError):
+    """A value could not be exported exactly (it is never turned into NULL).
+
+    Attributes:
+        column: the column holding the value.
+    """
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class DestinationError(RivetError):
+    """Writing or committing output at the destination failed."""
+
+
+class StateError(RivetError):
+    """The state store is unreadable or inconsistent."""
+
+
+class SchemaDriftError(RivetError):
+    """The result schema changed and the export's policy is to fail."""
+
+    exit_code = EXIT_SCHEMA_DRIFT
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code for ``error``."""
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, RivetError):
+        return error.exit_code
+    return EXIT_FAILED

@@ -1,0 +1,125 @@
+"""Shared shape of the part writers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rivet.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# A compression profile is a codec and a level chosen for a purpose.
+COMPRESSION_PROFILES = {
+    "none": ("none", None),
+    "fast": ("snappy", None),
+    "balanced": ("zstd", 3),
+    "compact": ("zstd", 9),
+}
+# zstd level 1 encodes ~35% faster than level 3 for ~1.5% larger files.
+DEFAULT_PARQUET_COMPRESSION = ("zstd", 1)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A file format with its compression."""
+
+    kind: str
+    compression: str
+    level: int | None
+
+    @property
+    def extension(self) -> str:
+        """File extension, e.g. ``parquet`` or ``csv.gz``."""
+        if self.kind == "parquet":
+            return "parquet"
+        return {"none": "csv", "gzip": "csv.gz", "zstd": "csv.zst"}[self.compression]
+
+
+def output_format(
+    kind: str,
+    compression: str | None = None,
+    level: int | None = None,
+    profile: str | None = None,
+) -> OutputFormat:
+    """Resolve the codec: a profile, an explicit codec, or the format's default."""
+    if profile is not None:
+        if kind == "csv":
+            raise ConfigError("compression_profile applies to parquet output only")
+        codec, level = COMPRESSION_PROFILES[profile]
+        return OutputFormat(kind, codec, level)
+    if kind == "csv":
+        return OutputFormat(kind, compression or "none", level)
+    if compression is None:
+        codec, default_level = DEFAULT_PARQUET_COMPRESSION
+        return OutputFormat(kind, codec, level if level is not None else default_level)
+    return OutputFormat(kind, compression, level)
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """A finished part file, not yet visible at the destination."""
+
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def finished_part(path: Path, rows: int) -> StagedPart:
+    """Flush ``path`` to stable storage and describe it."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return StagedPart(path=path, rows=rows, bytes=path.stat().st_size, sha256=file_sha256(path))
+
+
+class PartWriter(ABC):
+    """Writes batches into one or more staged part files."""
+
+    def __init__(
+        self,
+        fmt: OutputFormat,
+        schema: pa.Schema,
+        staging: Callable[[int], Path],
+        max_file_size: int | None,
+    ) -> None:
+        self.fmt = fmt
+        self.schema = schema
+        self.staging = staging
+        self.max_file_size = max_file_size
+        self.parts: list[StagedPart] = []
+        self.rows = 0
+
+    @abstractmethod
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Add rows."""
+
+    @abstractmethod
+    def close(self) -> list[StagedPart]:
+        """Finish every part (an empty result still yields one part with the schema)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop and delete every staged file."""
+
+    def _discard(self, paths: list[Path]) -> None:
+        for p in paths:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,103 @@
+"""Parquet parts: row groups sized by bytes, files rotated by size."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part
+
+ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_ROWS = 1024 * 1024
+
+
+class ParquetPartWriter(PartWriter):
+    """Buffers batches into row groups of about ``ROW_GROUP_BYTES`` of Arrow data.
+
+    pyarrow writes one row group per ``write_table`` call, so batches are
+    gathered first; the encode releases the GIL and overlaps with decoding.
+    """
+
+    def __init__(
+        self,
+        fmt: OutputFormat,
+        schema: pa.Schema,
+        staging: Callable[[int], Path],
+        max_file_size: int | None,
+    ) -> None:
+        super().__init__(fmt, schema, staging, max_file_size)
+        self.row_group_bytes = min(ROW_GROUP_BYTES, max_file_size) if max_file_size else ROW_GROUP_BYTES
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_bytes = 0
+        self._pending_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._path: Path | None = None
+        self._part_rows = 0
+
+    def _open(self) -> pq.ParquetWriter:
+        self._path = self.staging(len(self.parts))
+        self._part_rows = 0
+        codec = self.fmt.compression
+        return pq.ParquetWriter(
+            str(self._path),
+            self.schema,
+            compression=codec if codec != "none" else None,
+            compression_level=self.fmt.level,
+            store_decimal_as_integer=True,
+            write_statistics=True,
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Add rows; a row group is written once enough are buffered."""
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_bytes += batch.nbytes
+        self._pending_rows += batch.num_rows
+        if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._writer = self._open()
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer.write_table(table, row_group_size=table.num_rows)
+        self._part_rows += table.num_rows
+        self.rows += table.num_rows
+        self._pending, self._pending_bytes, self._pending_rows = [], 0, 0
+        if self.max_file_size and self._path is not None and self._path.stat().st_size >= self.max_file_size:
+            self._close_part()
+
+    def _close_part(self) -> None:
+        if self._writer is None or self._path is None:
+            return
+        self._writer.close()
+        self._writer = None
+        self.parts.append(finished_part(self._path, self._part_rows))
+
+    def close(self) -> list[StagedPart]:
+        """Write what is buffered and finish the last part."""
+        self._flush()
+        if self._writer is None and not self.parts:
+            self._writer = self._open()
+        self._close_part()
+        return list(self.parts)
+
+    def abort(self) -> None:
+        """Close quietly and delete every staged file."""
+        paths = [p.path for p in self.parts]
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the export already failed; keep its error
+                pass
+            self._writer = None
+        if self._path is not None:
+            paths.append(self._path)
+        self._discard(paths)
+        self.parts = []

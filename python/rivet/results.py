@@ -1,0 +1,171 @@
+"""What an export or a run returns: rows, files, bytes, timings, readable in a notebook."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rivet.errors import EXIT_INTERRUPTED, EXIT_OK
+from rivet.manifest import CommittedPart
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def human_bytes(n: int) -> str:
+    """``1.5 MiB``-style size."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@dataclass
+class ExportResult:
+    """The outcome of one export.
+
+    Attributes:
+        name: export name.
+        run_id: ``<export>_<UTC timestamp>``, also in the manifest and the state store.
+        status: ``success``, ``failed`` or ``interrupted``.
+        parts: the committed parts (name, url, rows, bytes, sha256).
+        duration_s: wall time.
+        schema: Arrow schema of the output (``None`` if the export failed early).
+        engine: which reader produced the rows.
+        manifest: URL of ``manifest.json``.
+        error: the error message when it failed.
+        error_type: the exception class name.
+        exit_code: the code this outcome maps to.
+        peak_rss_mb: peak resident memory of the process so far.
+        exception: the exception behind a failure.
+    """
+
+    name: str
+    run_id: str
+    status: str
+    mode: str = "full"
+    parts: list[CommittedPart] = field(default_factory=list)
+    duration_s: float = 0.0
+    schema: pa.Schema | None = None
+    engine: str = "native"
+    manifest: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int = EXIT_OK
+    peak_rss_mb: float = 0.0
+    exception: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when the export succeeded."""
+        return self.status == "success"
+
+    @property
+    def rows(self) -> int:
+        """Rows written."""
+        return sum(p.rows for p in self.parts)
+
+    @property
+    def bytes(self) -> int:
+        """Total size of the parts."""
+        return sum(p.bytes for p in self.parts)
+
+    @property
+    def files(self) -> list[str]:
+        """URLs of the committed parts."""
+        return [p.url for p in self.parts]
+
+    @property
+    def rows_per_second(self) -> float:
+        """Throughput."""
+        return self.rows / self.duration_s if self.duration_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``--json`` shape of one export)."""
+        return {
+            "name": self.name,
+            "run_id": self.run_id,
+            "status": self.status,
+            "mode": self.mode,
+            "rows": self.rows,
+            "files": list(self.files),
+            "bytes": self.bytes,
+            "duration_s": round(self.duration_s, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "engine": self.engine,
+            "manifest": self.manifest,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "error": self.error,
+            "error_type": self.error_type,
+            "exit_code": self.exit_code,
+        }
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        if not self.ok:
+            return f"✗ {self.name}: {self.status}: {self.error}"
+        files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
+        return (
+            f"✓ {self.name}: {self.rows:,} rows, {files}, {human_bytes(self.bytes)} "
+            f"in {self.duration_s:.2f} s ({self.rows_per_second:,.0f} rows/s)"
+        )
+
+    def __repr__(self) -> str:
+        return f"ExportResult({self.summary()})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in self.to_dict().items()
+            if k != "files"
+        )
+        files = "".join(f"<li>{html.escape(f)}</li>" for f in self.files)
+        return f"<table>{rows}</table><ul>{files}</ul>"
+
+
+@dataclass
+class RunResult:
+    """The outcome of ``rivet run``: every export's result and the worst exit code."""
+
+    exports: list[ExportResult]
+    duration_s: float
+    config_path: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every export succeeded."""
+        return all(e.ok for e in self.exports)
+
+    @property
+    def exit_code(self) -> int:
+        """The worst outcome: interrupted, then the highest code."""
+        codes = [e.exit_code for e in self.exports]
+        if EXIT_INTERRUPTED in codes:
+            return EXIT_INTERRUPTED
+        return max(codes, default=EXIT_OK)
+
+    def __getitem__(self, name: str) -> ExportResult:
+        for e in self.exports:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "status": "success" if self.ok else "failed",
+            "exit_code": self.exit_code,
+            "config": self.config_path,
+            "duration_s": round(self.duration_s, 3),
+            "total_rows": sum(e.rows for e in self.exports),
+            "total_files": sum(len(e.files) for e in self.exports),
+            "total_bytes": sum(e.bytes for e in self.exports),
+            "exports": [e.to_dict() for e in self.exports],
+        }
+
+    def __repr__(self) -> str:
+        lines = "\n  ".join(e.summary() for e in self.exports)
+        return f"RunResult(exit_code={self.exit_code},\n  {lines})"

@@ -1,0 +1,33 @@
+"""Run ids, timestamps and process metrics shared by the engines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import resource
+import sys
+
+
+def utc_now() -> dt.datetime:
+    """The current UTC time."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def run_id_for(export: str, at: dt.datetime) -> str:
+    """``<export>_<YYYYMMDDTHHMMSS.mmmZ>``."""
+    return f"{export}_{at.strftime('%Y%m%dT%H%M%S')}.{at.microsecond // 1000:03d}Z"
+
+
+def part_stem(export: str, at: dt.datetime) -> str:
+    """``<export>_<YYYYMMDD_HHMMSS_mmm>``: the start of every part name of a run."""
+    return f"{export}_{at.strftime('%Y%m%d_%H%M%S')}_{at.microsecond // 1000:03d}"
+
+
+def iso(at: dt.datetime) -> str:
+    """ISO-8601 with milliseconds and ``Z``."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -1,0 +1,58 @@
+"""What every source offers the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from rivet.config.models import DECIMAL_OVERRIDE
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rivet._native import BatchReader
+    from rivet.tuning import Tuning
+
+
+@dataclass(frozen=True)
+class ColumnOverrides:
+    """An export's ``columns:`` block, split by how it is applied."""
+
+    decimal: dict[str, tuple[int, int]] = field(default_factory=dict)
+    other: dict[str, str] = field(default_factory=dict)
+
+
+def parse_overrides(columns: dict[str, str]) -> ColumnOverrides:
+    """Split ``columns:`` into decimal(p,s) entries and named types (already validated)."""
+    decimal: dict[str, tuple[int, int]] = {}
+    other: dict[str, str] = {}
+    for column, type_name in columns.items():
+        text = type_name.strip().lower()
+        match = DECIMAL_OVERRIDE.match(text)
+        if match:
+            decimal[column] = (int(match.group(1)), int(match.group(2)))
+        else:
+            other[column] = text
+    return ColumnOverrides(decimal=decimal, other=other)
+
+
+class Source(Protocol):
+    """A database rivet reads from."""
+
+    kind: str
+
+    def describe(self, query: str, overrides: ColumnOverrides) -> pa.Schema:
+        """The exact Arrow schema the query will produce (raises on unsupported types)."""
+        ...
+
+    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning) -> BatchReader:
+        """Start streaming the query; errors in SQL or types are raised here."""
+        ...
+
+    def redacted(self) -> str:
+        """A description safe for logs and artifacts (no credentials)."""
+        ...
+
+    def quote_identifier(self, name: str) -> str:
+        """``name`` quoted for this database."""
+        ...

@@ -1,0 +1,70 @@
+"""Turning ``source:`` settings into a connected-ready source, reading secrets from env and files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rivet.config.models import SourceConfig
+from rivet.errors import ConfigError
+from rivet.sources.postgres import PostgresSource
+from rivet.sources.sqlite import SqliteSource
+
+
+def _env(name: str, key: str) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        raise ConfigError(f"source.{key}: environment variable {name} is not set")
+    return value
+
+
+def _url(source: SourceConfig, base_dir: Path) -> str | None:
+    if source.url is not None:
+        return source.url
+    if source.url_env is not None:
+        return _env(source.url_env, "url_env")
+    if source.url_file is not None:
+        path = Path(source.url_file)
+        path = path if path.is_absolute() else base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"source.url_file: cannot read {path}: {e.strerror or e}") from None
+    return None
+
+
+def resolve_source(source: SourceConfig, base_dir: Path) -> PostgresSource | SqliteSource:
+    """Build the source; relative file paths are relative to ``base_dir``."""
+    url = _url(source, base_dir)
+    if source.type == "sqlite":
+        path = source.path
+        if url is not None:
+            # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
+            if not url.startswith("sqlite:///"):
+                raise ConfigError(f"source.url: a sqlite URL looks like sqlite:///file.db, got '{url}'")
+            path = url.removeprefix("sqlite:///")
+        assert path is not None
+        resolved = Path(path) if Path(path).is_absolute() else base_dir / path
+        if not resolved.is_file():
+            raise ConfigError(f"source.path: SQLite database {resolved} does not exist")
+        return SqliteSource(path=str(resolved))
+    password = source.password
+    if source.password_env is not None:
+        password = _env(source.password_env, "password_env")
+    tls = source.tls
+    ca_file = None
+    if tls is not None and tls.ca_file is not None:
+        ca = Path(tls.ca_file)
+        ca_file = str(ca if ca.is_absolute() else base_dir / ca)
+    return PostgresSource(
+        url=url,
+        host=source.host,
+        port=source.port,
+        user=source.user,
+        password=password,
+        database=source.database,
+        tls_mode=tls.mode if tls else None,
+        ca_file=ca_file,
+        accept_invalid_certs=tls.accept_invalid_certs if tls else False,
+        accept_invalid_hostnames=tls.accept_invalid_hostnames if tls else False,
+    )

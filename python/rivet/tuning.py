@@ -1,0 +1,63 @@
+"""Tuning profiles and how source- and export-level settings merge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rivet.config.models import TuningConfig
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Effective reader settings of one export."""
+
+    profile: str
+    batch_rows: int
+    batch_bytes: int
+    throttle_ms: int
+    statement_timeout_s: int
+    lock_timeout_s: int
+
+
+# Batches are bounded by bytes first (memory stays flat on wide rows) and rows second.
+PROFILES: dict[str, Tuning] = {
+    "fast": Tuning("fast", 262_144, 64 * MIB, 0, 0, 0),
+    "balanced": Tuning("balanced", 131_072, 16 * MIB, 0, 300, 30),
+    "safe": Tuning("safe", 32_768, 4 * MIB, 200, 120, 10),
+}
+DEFAULT_PROFILE = "balanced"
+
+
+def resolve_tuning(source: TuningConfig | None, export: TuningConfig | None) -> Tuning:
+    """Merge ``source.tuning`` and ``exports[].tuning`` (the export wins, key by key) over a profile."""
+
+    def pick(key: str) -> float | int | str | None:
+        for layer in (export, source):
+            value = getattr(layer, key, None) if layer is not None else None
+            if value is not None:
+                return value  # type: ignore[no-any-return]
+        return None
+
+    base = PROFILES[str(pick("profile") or DEFAULT_PROFILE)]
+
+    def number(key: str, default: int) -> int:
+        value = pick(key)
+        return default if value is None else int(value)
+
+    rows, nbytes = base.batch_rows, base.batch_bytes
+    batch_size, memory_mb = pick("batch_size"), pick("batch_size_memory_mb")
+    # An explicit row count means exactly that many rows; a memory target means that many bytes.
+    if batch_size is not None:
+        rows, nbytes = int(batch_size), 1 << 40
+    if memory_mb is not None:
+        rows, nbytes = 1 << 31, int(float(memory_mb) * MIB)
+    return Tuning(
+        profile=base.profile,
+        batch_rows=rows,
+        batch_bytes=nbytes,
+        throttle_ms=number("throttle_ms", base.throttle_ms),
+        statement_timeout_s=number("statement_timeout_s", base.statement_timeout_s),
+        lock_timeout_s=number("lock_timeout_s", base.lock_timeout_s),
+    )

@@ -1,0 +1,13 @@
+//! rivet's engine: source readers that stream query results as bounded Arrow
+//! record batches, with exact type mapping. No Python here; the `rivet-py`
+//! crate binds it.
+
+pub mod error;
+pub mod metadata;
+pub mod pg;
+pub mod sqlite;
+pub mod stream;
+pub mod tls;
+
+pub use error::{Error, Result, UnsupportedColumn};
+pub use stream::{BatchStream, Poll};

@@ -1,0 +1,113 @@
+//! Assembling decoded columns into bounded record batches.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::metadata::field_metadata;
+use crate::pg::decode::ColumnBuilder;
+use crate::pg::types::PgKind;
+
+/// One result column, mapped.
+#[derive(Debug, Clone)]
+pub struct PgColumn {
+    /// Name in the result.
+    pub name: String,
+    /// Decoder.
+    pub kind: PgKind,
+    /// Source type text, e.g. `numeric(15,2)`.
+    pub source_type: String,
+    /// Logical meaning (json, uuid, enum, interval).
+    pub logical: Option<&'static str>,
+}
+
+/// The Arrow schema for mapped columns; every field carries its source type.
+pub fn arrow_schema(columns: &[PgColumn]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|c| {
+            Field::new(&c.name, c.kind.data_type(), true)
+                .with_metadata(field_metadata(&c.source_type, c.logical))
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows and bytes at which a batch is handed over.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most rows in one batch.
+    pub max_rows: usize,
+    /// Approximate most bytes (of source values) in one batch.
+    pub max_bytes: usize,
+}
+
+/// Accumulates rows column by column.
+pub struct PgBatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<PgColumn>,
+    builders: Vec<ColumnBuilder>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl PgBatchBuilder {
+    /// A builder for `columns`, sized for `capacity` rows.
+    pub fn new(columns: Vec<PgColumn>, capacity: usize) -> Self {
+        let schema = arrow_schema(&columns);
+        let builders = columns.iter().map(|c| ColumnBuilder::new(&c.kind, capacity)).collect();
+        PgBatchBuilder {
+            schema,
+            columns,
+            builders,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Number of columns.
+    pub fn width(&self) -> usize {
+        self.builders.len()
+    }
+
+    /// Append a value to column `col` of the current row.
+    #[inline]
+    pub fn append(&mut self, col: usize, value: Option<&[u8]>) -> Result<()> {
+        self.bytes += value.map_or(1, |v| v.len() + 4);
+        self.builders[col]
+            .append(value)
+            .map_err(|m| Error::decode(&self.columns[col].name, m))
+    }
+
+    /// Close the current row.
+    #[inline]
+    pub fn end_row(&mut self) {
+        self.rows += 1;
+    }
+
+    /// Rows in the current batch.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Source bytes in the current batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the current batch reached a limit.
+    pub fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.rows >= limits.max_rows || self.bytes >= limits.max_bytes
+    }
+
+    /// Take the current rows as a batch.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let arrays = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
+    }
+}

@@ -1,0 +1,264 @@
+//! Exact decoding of PostgreSQL's binary `numeric` into scaled decimal integers.
+//!
+//! The wire form is base-10000 digits with a weight; we rebuild the unscaled
+//! integer at the target scale and refuse (never round) a value with more
+//! fractional digits than the scale or more digits than the precision.
+
+use arrow_buffer::i256;
+
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+
+/// Integer types a decimal is built in.
+pub trait DecimalInt: Copy + PartialOrd {
+    /// Zero.
+    const ZERO: Self;
+    /// A small non-negative value.
+    fn from_u16(v: u16) -> Self;
+    /// `self * 10^n`, or `None` on overflow.
+    fn mul_pow10(self, n: u32) -> Option<Self>;
+    /// `self * 10000 + d`, or `None` on overflow.
+    fn push_digit(self, d: u16) -> Option<Self>;
+    /// `self / 10^n` when it divides exactly; `None` otherwise.
+    fn div_pow10_exact(self, n: u32) -> Option<Self>;
+    /// `-self`.
+    fn neg(self) -> Self;
+    /// `10^n`, or `None` past the type's range.
+    fn pow10(n: u32) -> Option<Self>;
+}
+
+impl DecimalInt for i128 {
+    const ZERO: Self = 0;
+    fn from_u16(v: u16) -> Self {
+        i128::from(v)
+    }
+    fn mul_pow10(self, n: u32) -> Option<Self> {
+        self.checked_mul(Self::pow10(n)?)
+    }
+    fn push_digit(self, d: u16) -> Option<Self> {
+        self.checked_mul(10_000)?.checked_add(i128::from(d))
+    }
+    fn div_pow10_exact(self, n: u32) -> Option<Self> {
+        match Self::pow10(n) {
+            Some(p) if self % p == 0 => Some(self / p),
+            Some(_) => None,
+            None => (self == 0).then_some(0),
+        }
+    }
+    fn neg(self) -> Self {
+        -self
+    }
+    fn pow10(n: u32) -> Option<Self> {
+        10i128.checked_pow(n)
+    }
+}
+
+impl DecimalInt for i256 {
+    const ZERO: Self = i256::ZERO;
+    fn from_u16(v: u16) -> Self {
+        i256::from_i128(i128::from(v))
+    }
+    fn mul_pow10(self, n: u32) -> Option<Self> {
+        self.checked_mul(Self::pow10(n)?)
+    }
+    fn push_digit(self, d: u16) -> Option<Self> {
+        self.checked_mul(i256::from_i128(10_000))?
+            .checked_add(i256::from_i128(i128::from(d)))
+    }
+    fn div_pow10_exact(self, n: u32) -> Option<Self> {
+        match Self::pow10(n) {
+            Some(p) if self.checked_rem(p) == Some(i256::ZERO) => self.checked_div(p),
+            Some(_) => None,
+            None => (self == i256::ZERO).then_some(i256::ZERO),
+        }
+    }
+    fn neg(self) -> Self {
+        self.wrapping_neg()
+    }
+    fn pow10(n: u32) -> Option<Self> {
+        i256::from_i128(10).checked_pow(n)
+    }
+}
+
+fn be_u16(raw: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([raw[at], raw[at + 1]])
+}
+
+/// Decode `raw` as the unscaled integer of a decimal with `scale` fractional
+/// digits whose absolute value stays below `bound` (10^precision).
+pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, String> {
+    if raw.len() < 8 {
+        return Err(format!("malformed numeric ({} bytes)", raw.len()));
+    }
+    let ndigits = usize::from(be_u16(raw, 0));
+    let weight = i32::from(be_u16(raw, 2) as i16);
+    let sign = be_u16(raw, 4);
+    if raw.len() != 8 + 2 * ndigits {
+        return Err(format!("malformed numeric ({} bytes for {ndigits} digits)", raw.len()));
+    }
+    match sign {
+        NUMERIC_NAN => return Err("NaN cannot be stored in a decimal column".into()),
+        NUMERIC_PINF => return Err("Infinity cannot be stored in a decimal column".into()),
+        NUMERIC_NINF => return Err("-Infinity cannot be stored in a decimal column".into()),
+        0 | NUMERIC_NEG => {}
+        other => return Err(format!("malformed numeric sign 0x{other:04x}")),
+    }
+    if ndigits == 0 {
+        return Ok(T::ZERO);
+    }
+    let too_wide = || format!("value {} does not fit the column's decimal type", render(raw));
+    let mut acc = T::ZERO;
+    for i in 0..ndigits {
+        acc = acc.push_digit(be_u16(raw, 8 + 2 * i)).ok_or_else(too_wide)?;
+    }
+    // acc holds the value times 10^frac_digits.
+    let frac_digits = 4 * (ndigits as i32 - 1 - weight);
+    let shift = i32::from(scale) - frac_digits;
+    let unscaled = if shift >= 0 {
+        acc.mul_pow10(shift as u32).ok_or_else(too_wide)?
+    } else {
+        acc.div_pow10_exact((-shift) as u32).ok_or_else(|| {
+            format!(
+                "value {} has more than {scale} fractional digits (it is never rounded)",
+                render(raw)
+            )
+        })?
+    };
+    if unscaled >= bound {
+        return Err(too_wide());
+    }
+    Ok(if sign == NUMERIC_NEG { unscaled.neg() } else { unscaled })
+}
+
+/// Text of a binary numeric, for error messages.
+pub fn render(raw: &[u8]) -> String {
+    if raw.len() < 8 {
+        return "<malformed>".into();
+    }
+    let ndigits = usize::from(be_u16(raw, 0));
+    let weight = i32::from(be_u16(raw, 2) as i16);
+    let sign = be_u16(raw, 4);
+    let dscale = usize::from(be_u16(raw, 6));
+    match sign {
+        NUMERIC_NAN => return "NaN".into(),
+        NUMERIC_PINF => return "Infinity".into(),
+        NUMERIC_NINF => return "-Infinity".into(),
+        _ => {}
+    }
+    if raw.len() != 8 + 2 * ndigits {
+        return "<malformed>".into();
+    }
+    let digit = |i: i32| -> u16 {
+        if i >= 0 && (i as usize) < ndigits {
+            be_u16(raw, 8 + 2 * i as usize)
+        } else {
+            0
+        }
+    };
+    let mut int_part = String::new();
+    for i in 0..=weight.max(0) {
+        let d = if weight < 0 { 0 } else { digit(i) };
+        if int_part.is_empty() {
+            int_part.push_str(&d.to_string());
+        } else {
+            int_part.push_str(&format!("{d:04}"));
+        }
+    }
+    let mut frac = String::new();
+    let mut i = weight + 1;
+    while frac.len() < dscale {
+        frac.push_str(&format!("{:04}", digit(i)));
+        i += 1;
+    }
+    frac.truncate(dscale);
+    let sign = if sign == NUMERIC_NEG { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encode a decimal string the way PostgreSQL's numeric_send does.
+    fn encode(text: &str) -> Vec<u8> {
+        let (neg, t) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        let dscale = frac.len() as u16;
+        let int_pad = (4 - int.len() % 4) % 4;
+        let int_s = format!("{}{}", "0".repeat(int_pad), int);
+        let frac_pad = (4 - frac.len() % 4) % 4;
+        let frac_s = format!("{}{}", frac, "0".repeat(frac_pad));
+        let mut groups: Vec<u16> = Vec::new();
+        for c in int_s.as_bytes().chunks(4).chain(frac_s.as_bytes().chunks(4)) {
+            groups.push(std::str::from_utf8(c).unwrap().parse().unwrap());
+        }
+        let mut weight = (int_s.len() / 4) as i16 - 1;
+        while groups.first() == Some(&0) {
+            groups.remove(0);
+            weight -= 1;
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if groups.is_empty() {
+            weight = 0;
+        }
+        let mut out = Vec::new();
+        out.extend((groups.len() as u16).to_be_bytes());
+        out.extend(weight.to_be_bytes());
+        out.extend((if neg { NUMERIC_NEG } else { 0 }).to_be_bytes());
+        out.extend(dscale.to_be_bytes());
+        for g in groups {
+            out.extend(g.to_be_bytes());
+        }
+        out
+    }
+
+    fn d128(text: &str, p: u32, s: i8) -> Result<i128, String> {
+        decode::<i128>(&encode(text), s, 10i128.pow(p))
+    }
+
+    #[test]
+    fn exact_values() {
+        assert_eq!(d128("12345.67", 15, 2), Ok(1234567));
+        assert_eq!(d128("-0.01", 15, 2), Ok(-1));
+        assert_eq!(d128("0", 15, 2), Ok(0));
+        assert_eq!(d128("10000", 15, 2), Ok(1000000));
+        assert_eq!(d128("1.5", 15, 4), Ok(15000));
+        assert_eq!(d128("12300", 7, 0), Ok(12300));
+        assert_eq!(
+            d128("99999999999999999999999999999999999999", 38, 0),
+            Ok(99999999999999999999999999999999999999)
+        );
+        assert_eq!(d128("0.00000000000000000000000000000000000001", 38, 38), Ok(1));
+    }
+
+    #[test]
+    fn never_rounds() {
+        let err = d128("1.125", 15, 2).expect_err("refused");
+        assert!(err.contains("1.125"), "{err}");
+        assert!(err.contains("never rounded"), "{err}");
+        assert!(d128("1000", 3, 0).is_err());
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused() {
+        let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
+        assert!(decode::<i128>(&nan, 2, 100).expect_err("nan").contains("NaN"));
+    }
+
+    #[test]
+    fn wide_values_use_256_bits() {
+        let text = "1234567890123456789012345678901234567890.123456789";
+        let v = decode::<i256>(&encode(text), 9, i256::from_i128(10).wrapping_pow(60)).expect("fits");
+        assert_eq!(v.to_string(), "1234567890123456789012345678901234567890123456789");
+        assert_eq!(render(&encode(text)), text);
+        assert_eq!(render(&encode("-0.05")), "-0.05");
+    }
+}

@@ -1,0 +1,156 @@
+//! The SQLite source: an embedded file read with strict declared types.
+
+mod types;
+mod values;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result, UnsupportedColumn};
+use crate::metadata::field_metadata;
+use crate::pg::batch::BatchLimits;
+use crate::stream::BatchStream;
+
+pub use types::{SqliteKind, kind_from_decl};
+use values::SqliteBuilder;
+
+/// A mapped result column.
+#[derive(Debug, Clone)]
+pub struct SqliteColumn {
+    /// Name.
+    pub name: String,
+    /// Reader.
+    pub kind: SqliteKind,
+    /// Declared type (or the override).
+    pub source_type: String,
+}
+
+fn open_connection(path: &str) -> Result<Connection> {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
+        .map_err(|e| Error::Connect {
+            message: format!("cannot open SQLite database '{path}': {e}"),
+            code: None,
+        })
+}
+
+fn query_error(e: &rusqlite::Error) -> Error {
+    Error::Query {
+        message: e.to_string(),
+        code: None,
+    }
+}
+
+/// Describe `query`: declared types, or `overrides` (column -> type name).
+pub fn describe(path: &str, query: &str, overrides: &HashMap<String, String>) -> Result<Vec<SqliteColumn>> {
+    let conn = open_connection(path)?;
+    let stmt = conn.prepare(query).map_err(|e| query_error(&e))?;
+    let mut mapped = Vec::new();
+    let mut refused = Vec::new();
+    let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    for name in overrides.keys() {
+        if !names.contains(name) {
+            return Err(Error::Config(format!(
+                "columns: override for \"{name}\", but the query has no such column (it returns: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    for col in stmt.columns() {
+        let name = col.name().to_string();
+        let declared = overrides.get(&name).cloned().or_else(|| col.decl_type().map(str::to_string));
+        match declared.as_deref().and_then(kind_from_decl) {
+            Some(kind) => mapped.push(SqliteColumn {
+                name,
+                kind,
+                source_type: declared.unwrap_or_default(),
+            }),
+            None => refused.push(UnsupportedColumn {
+                hint: match &declared {
+                    None => format!(
+                        "an expression has no declared type in SQLite; set columns: {{{name}: <type>}} \
+                         (int8, float8, text, blob, bool, date, timestamp or decimal(p,s))"
+                    ),
+                    Some(_) => format!(
+                        "set columns: {{{name}: <type>}} (int8, float8, text, blob, bool, date, \
+                         timestamp or decimal(p,s))"
+                    ),
+                },
+                source_type: declared.unwrap_or_else(|| "(none)".into()),
+                column: name,
+            }),
+        }
+    }
+    if refused.is_empty() {
+        Ok(mapped)
+    } else {
+        Err(Error::Unsupported(refused))
+    }
+}
+
+/// The Arrow schema of mapped columns.
+pub fn arrow_schema(columns: &[SqliteColumn]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                Field::new(&c.name, c.kind.data_type(), true)
+                    .with_metadata(field_metadata(&c.source_type, None))
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Check the query's types, then stream it on a background thread.
+pub fn open(
+    path: &str,
+    query: &str,
+    overrides: &HashMap<String, String>,
+    limits: BatchLimits,
+    prefetch: usize,
+) -> Result<BatchStream> {
+    let columns = describe(path, query, overrides)?;
+    let schema = arrow_schema(&columns);
+    let (path, query) = (path.to_string(), query.to_string());
+    let batch_schema = Arc::clone(&schema);
+    Ok(BatchStream::spawn(schema, prefetch, move |sink| {
+        let conn = open_connection(&path)?;
+        let mut stmt = conn.prepare(&query).map_err(|e| query_error(&e))?;
+        let mut builders: Vec<SqliteBuilder> =
+            columns.iter().map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192))).collect();
+        let mut rows = stmt.query([]).map_err(|e| query_error(&e))?;
+        let (mut n, mut bytes, mut row_number) = (0usize, 0usize, 0u64);
+        while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
+            row_number += 1;
+            for (i, b) in builders.iter_mut().enumerate() {
+                let v = row.get_ref(i).map_err(|e| query_error(&e))?;
+                bytes += match v {
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len(),
+                    _ => 8,
+                };
+                b.append(v).map_err(|m| {
+                    Error::decode(&columns[i].name, format!("{m} (row {row_number})"))
+                })?;
+            }
+            n += 1;
+            if n >= limits.max_rows || bytes >= limits.max_bytes {
+                sink.send(finish(&batch_schema, &mut builders)?)?;
+                n = 0;
+                bytes = 0;
+            }
+        }
+        if n > 0 {
+            sink.send(finish(&batch_schema, &mut builders)?)?;
+        }
+        Ok(())
+    }))
+}
+
+fn finish(schema: &SchemaRef, builders: &mut [SqliteBuilder]) -> Result<RecordBatch> {
+    let arrays = builders.iter_mut().map(SqliteBuilder::finish).collect();
+    RecordBatch::try_new(Arc::clone(schema), arrays)
+        .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
+}

@@ -1,0 +1,72 @@
+//! Arrow crossing into Python through the PyCapsule interface, never raw pointers.
+
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use arrow_array::ffi::{FFI_ArrowSchema, to_ffi};
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{Array, RecordBatch, RecordBatchReader, StructArray};
+use arrow_schema::{ArrowError, SchemaRef};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+const SCHEMA: &CStr = c"arrow_schema";
+const ARRAY: &CStr = c"arrow_array";
+const STREAM: &CStr = c"arrow_array_stream";
+
+/// A schema as an `arrow_schema` capsule.
+pub fn schema_capsule<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyCapsule>> {
+    let ffi = FFI_ArrowSchema::try_from(schema.as_ref())
+        .map_err(|e| PyValueError::new_err(format!("exporting the schema failed: {e}")))?;
+    PyCapsule::new_with_value(py, ffi, SCHEMA)
+}
+
+/// A record batch as an (`arrow_schema`, `arrow_array`) capsule pair of a struct array.
+pub fn batch_capsules<'py>(
+    py: Python<'py>,
+    batch: &RecordBatch,
+) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+    let data = StructArray::from(batch.clone()).into_data();
+    let (array, schema) =
+        to_ffi(&data).map_err(|e| PyValueError::new_err(format!("exporting a batch failed: {e}")))?;
+    Ok((
+        PyCapsule::new_with_value(py, schema, SCHEMA)?,
+        PyCapsule::new_with_value(py, array, ARRAY)?,
+    ))
+}
+
+/// A batch reader as an `arrow_array_stream` capsule.
+pub fn stream_capsule<'py>(
+    py: Python<'py>,
+    reader: Box<dyn RecordBatchReader + Send>,
+) -> PyResult<Bound<'py, PyCapsule>> {
+    PyCapsule::new_with_value(py, FFI_ArrowArrayStream::new(reader), STREAM)
+}
+
+/// Adapts a pull function into a `RecordBatchReader`.
+pub struct PullReader<F> {
+    /// Schema of every batch.
+    pub schema: SchemaRef,
+    /// Next batch, `None` at the end.
+    pub pull: F,
+}
+
+impl<F> Iterator for PullReader<F>
+where
+    F: FnMut() -> Result<Option<RecordBatch>, ArrowError>,
+{
+    type Item = Result<RecordBatch, ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        (self.pull)().transpose()
+    }
+}
+
+impl<F> RecordBatchReader for PullReader<F>
+where
+    F: FnMut() -> Result<Option<RecordBatch>, ArrowError>,
+{
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}

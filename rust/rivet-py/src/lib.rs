@@ -1,0 +1,28 @@
+//! `rivet._native`: the private binding of the rivet engine. Registration only.
+
+mod arrow_ffi;
+mod errors;
+mod interrupt;
+mod reader;
+mod sources;
+
+use pyo3::prelude::*;
+
+/// The native module. Readers release the GIL while they decode, and every
+/// pyclass is frozen, so the module is safe without the GIL.
+#[pymodule(gil_used = false)]
+mod _native {
+    #[pymodule_export]
+    use crate::reader::{PyArrowBatch, PyArrowSchema, PyBatchReader};
+    #[pymodule_export]
+    use crate::sources::{describe_postgres, describe_sqlite, scan_postgres, scan_sqlite};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+        Ok(())
+    }
+}

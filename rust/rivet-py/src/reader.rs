@@ -1,0 +1,162 @@
+//! `BatchReader`: the Python face of a background read.
+
+use std::sync::{Arc, Mutex, TryLockError};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyTuple};
+use rivet_engine::{BatchStream, Poll};
+
+use crate::arrow_ffi::{PullReader, batch_capsules, schema_capsule, stream_capsule};
+use crate::errors::to_py_err;
+use crate::interrupt::SIGNAL_POLL;
+
+/// A consume-once stream of bounded record batches decoded on a background thread.
+#[pyclass(frozen, module = "rivet._native", name = "BatchReader")]
+pub struct PyBatchReader {
+    schema: SchemaRef,
+    stream: Arc<Mutex<Option<BatchStream>>>,
+}
+
+impl PyBatchReader {
+    /// Wrap a started stream.
+    pub fn new(stream: BatchStream) -> Self {
+        PyBatchReader {
+            schema: stream.schema(),
+            stream: Arc::new(Mutex::new(Some(stream))),
+        }
+    }
+
+    fn with_stream<T>(&self, f: impl FnOnce(&mut Option<BatchStream>) -> PyResult<T>) -> PyResult<T> {
+        // Never block on the lock while attached: another thread holding it may need the GIL.
+        match self.stream.try_lock() {
+            Ok(mut guard) => f(&mut guard),
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "this reader is being read by another thread",
+            )),
+            Err(TryLockError::Poisoned(_)) => Err(PyRuntimeError::new_err("this reader failed earlier")),
+        }
+    }
+}
+
+#[pymethods]
+impl PyBatchReader {
+    /// The schema, as an `arrow_schema` capsule.
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        schema_capsule(py, &self.schema)
+    }
+
+    /// The next batch, or `None` at the end. Waits without the GIL and raises
+    /// `KeyboardInterrupt` within a fraction of a second of Ctrl-C.
+    fn next_batch(&self, py: Python<'_>) -> PyResult<Option<PyArrowBatch>> {
+        self.with_stream(|slot| {
+            let Some(stream) = slot.as_mut() else {
+                return Ok(None);
+            };
+            loop {
+                match py.detach(|| stream.poll(SIGNAL_POLL)) {
+                    Poll::Batch(batch) => return Ok(Some(PyArrowBatch { batch })),
+                    Poll::Done => {
+                        *slot = None;
+                        return Ok(None);
+                    }
+                    Poll::Failed(e) => {
+                        *slot = None;
+                        return Err(to_py_err(py, e));
+                    }
+                    Poll::Pending => {
+                        if let Err(e) = py.check_signals() {
+                            stream.cancel();
+                            *slot = None;
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Hand the remaining batches to any Arrow consumer (`pyarrow.RecordBatchReader.from_stream`).
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let stream = self
+            .with_stream(|slot| Ok(slot.take()))?
+            .ok_or_else(|| PyRuntimeError::new_err("this reader was already consumed"))?;
+        let mut stream = stream;
+        let pull = move || -> Result<Option<RecordBatch>, ArrowError> {
+            stream
+                .next_blocking()
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+        };
+        stream_capsule(
+            py,
+            Box::new(PullReader {
+                schema: Arc::clone(&self.schema),
+                pull,
+            }),
+        )
+    }
+
+    /// Stop reading; the background thread ends at its next batch boundary.
+    fn close(&self) -> PyResult<()> {
+        self.with_stream(|slot| {
+            if let Some(mut s) = slot.take() {
+                s.cancel();
+            }
+            Ok(())
+        })
+    }
+
+    /// Rows handed over so far.
+    #[getter]
+    fn rows_read(&self) -> PyResult<u64> {
+        self.with_stream(|slot| Ok(slot.as_ref().map_or(0, BatchStream::rows)))
+    }
+}
+
+/// One record batch, exported through `__arrow_c_array__`.
+#[pyclass(frozen, module = "rivet._native", name = "ArrowBatch")]
+pub struct PyArrowBatch {
+    batch: RecordBatch,
+}
+
+#[pymethods]
+impl PyArrowBatch {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
+        let (schema, array) = batch_capsules(py, &self.batch)?;
+        PyTuple::new(py, [schema.into_any(), array.into_any()])
+    }
+
+    /// Number of rows.
+    #[getter]
+    fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+}
+
+/// A schema, exported through `__arrow_c_schema__`.
+#[pyclass(frozen, module = "rivet._native", name = "ArrowSchema")]
+pub struct PyArrowSchema {
+    /// The schema.
+    pub schema: SchemaRef,
+}
+
+#[pymethods]
+impl PyArrowSchema {
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        schema_capsule(py, &self.schema)
+    }
+}

@@ -1,0 +1,165 @@
+//! Module functions that open, describe and stream the sources.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use rivet_engine::pg::batch::BatchLimits;
+use rivet_engine::pg::connect::PgConnectOptions;
+use rivet_engine::pg::probe::Overrides;
+use rivet_engine::pg::scan::{self, PgScanOptions, ReadMethod};
+use rivet_engine::{Error, sqlite};
+
+use crate::errors::to_py_err;
+use crate::interrupt::run_interruptible;
+use crate::reader::{PyArrowSchema, PyBatchReader};
+
+/// Connection settings as a dict with every key present (built by `rivet.sources.postgres`).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct PgConnectArgs {
+    url: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+    tls_mode: Option<String>,
+    ca_file: Option<String>,
+    accept_invalid_certs: bool,
+    accept_invalid_hostnames: bool,
+    connect_timeout_s: f64,
+}
+
+impl From<PgConnectArgs> for PgConnectOptions {
+    fn from(a: PgConnectArgs) -> Self {
+        PgConnectOptions {
+            url: a.url,
+            host: a.host,
+            port: a.port,
+            user: a.user,
+            password: a.password,
+            database: a.database,
+            tls_mode: a.tls_mode,
+            ca_file: a.ca_file,
+            accept_invalid_certs: a.accept_invalid_certs,
+            accept_invalid_hostnames: a.accept_invalid_hostnames,
+            connect_timeout: Some(Duration::from_secs_f64(a.connect_timeout_s.max(0.001))),
+        }
+    }
+}
+
+/// Reader options as a dict with every key present.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct ScanArgs {
+    method: String,
+    batch_rows: usize,
+    batch_bytes: usize,
+    statement_timeout_ms: u64,
+    lock_timeout_ms: u64,
+    throttle_ms: u64,
+    snapshot: Option<String>,
+    prefetch: usize,
+}
+
+fn limits(a: &ScanArgs) -> PyResult<BatchLimits> {
+    if a.batch_rows == 0 || a.batch_bytes == 0 {
+        return Err(PyValueError::new_err("batch_rows and batch_bytes must be positive"));
+    }
+    Ok(BatchLimits {
+        max_rows: a.batch_rows,
+        max_bytes: a.batch_bytes,
+    })
+}
+
+fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
+    r.map_err(|e| to_py_err(py, e))
+}
+
+/// Start streaming a PostgreSQL query.
+#[pyfunction]
+pub fn scan_postgres(
+    py: Python<'_>,
+    conn: PgConnectArgs,
+    query: String,
+    options: ScanArgs,
+    decimal_overrides: HashMap<String, (u8, i8)>,
+    text_overrides: Vec<String>,
+) -> PyResult<PyBatchReader> {
+    let overrides = Overrides {
+        decimal: decimal_overrides,
+        text: text_overrides,
+    };
+    let method = match options.method.as_str() {
+        "cursor" => ReadMethod::Cursor,
+        "copy" => ReadMethod::Copy,
+        other => return Err(PyValueError::new_err(format!("unknown read method '{other}'"))),
+    };
+    let scan_options = PgScanOptions {
+        method,
+        limits: limits(&options)?,
+        statement_timeout_ms: options.statement_timeout_ms,
+        lock_timeout_ms: options.lock_timeout_ms,
+        throttle_ms: options.throttle_ms,
+        snapshot: options.snapshot,
+        prefetch: options.prefetch,
+    };
+    let connect = PgConnectOptions::from(conn);
+    let result = run_interruptible(py, move || {
+        scan::open(&connect, &query, &overrides, scan_options)
+    })?;
+    finish(py, result).map(PyBatchReader::new)
+}
+
+/// Describe a PostgreSQL query's result as an Arrow schema, without reading rows.
+#[pyfunction]
+pub fn describe_postgres(
+    py: Python<'_>,
+    conn: PgConnectArgs,
+    query: String,
+    decimal_overrides: HashMap<String, (u8, i8)>,
+    text_overrides: Vec<String>,
+) -> PyResult<PyArrowSchema> {
+    let overrides = Overrides {
+        decimal: decimal_overrides,
+        text: text_overrides,
+    };
+    let connect = PgConnectOptions::from(conn);
+    let result = run_interruptible(py, move || scan::describe(&connect, &query, &overrides))?;
+    let columns = finish(py, result)?;
+    Ok(PyArrowSchema {
+        schema: rivet_engine::pg::batch::arrow_schema(&columns),
+    })
+}
+
+/// Start streaming a SQLite query.
+#[pyfunction]
+pub fn scan_sqlite(
+    py: Python<'_>,
+    path: String,
+    query: String,
+    options: ScanArgs,
+    type_overrides: HashMap<String, String>,
+) -> PyResult<PyBatchReader> {
+    let limits = limits(&options)?;
+    let prefetch = options.prefetch;
+    let result = run_interruptible(py, move || sqlite::open(&path, &query, &type_overrides, limits, prefetch))?;
+    finish(py, result).map(PyBatchReader::new)
+}
+
+/// Describe a SQLite query's result as an Arrow schema.
+#[pyfunction]
+pub fn describe_sqlite(
+    py: Python<'_>,
+    path: String,
+    query: String,
+    type_overrides: HashMap<String, String>,
+) -> PyResult<PyArrowSchema> {
+    let result = run_interruptible(py, move || sqlite::describe(&path, &query, &type_overrides))?;
+    let columns = finish(py, result)?;
+    Ok(PyArrowSchema {
+        schema: sqlite::arrow_schema(&columns),
+    })
+}
