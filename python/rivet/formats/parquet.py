@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part
 
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_BYTES = 32 * 1024 * 1024
 ROW_GROUP_ROWS = 1024 * 1024
 
 
@@ -19,6 +19,9 @@ class ParquetPartWriter(PartWriter):
 
     pyarrow writes one row group per ``write_table`` call, so batches are
     gathered first; the encode releases the GIL and overlaps with decoding.
+    With ``max_file_size`` a new part starts before a row group that would
+    push the current one past the limit (a single larger row group still
+    goes whole into one part).
     """
 
     def __init__(
@@ -36,10 +39,12 @@ class ParquetPartWriter(PartWriter):
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._part_rows = 0
+        self._part_arrow_bytes = 0
 
     def _open(self) -> pq.ParquetWriter:
         self._path = self.staging(len(self.parts))
         self._part_rows = 0
+        self._part_arrow_bytes = 0
         codec = self.fmt.compression
         return pq.ParquetWriter(
             str(self._path),
@@ -52,26 +57,39 @@ class ParquetPartWriter(PartWriter):
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add rows; a row group is written once enough are buffered."""
-        if batch.num_rows == 0:
-            return
-        self._pending.append(batch)
-        self._pending_bytes += batch.nbytes
-        self._pending_rows += batch.num_rows
-        if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= ROW_GROUP_ROWS:
-            self._flush()
+        while batch.num_rows:
+            # Cut the batch where the row group fills up, so row groups (and parts) stay bounded.
+            per_row = max(1, batch.nbytes // batch.num_rows)
+            room = max(1, (self.row_group_bytes - self._pending_bytes) // per_row)
+            piece, batch = batch.slice(0, room), batch.slice(room)
+            self._pending.append(piece)
+            self._pending_bytes += piece.num_rows * per_row
+            self._pending_rows += piece.num_rows
+            if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= ROW_GROUP_ROWS:
+                self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
             return
+        if self._writer is not None and self._would_overflow():
+            self._close_part()
         if self._writer is None:
             self._writer = self._open()
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._writer.write_table(table, row_group_size=table.num_rows)
         self._part_rows += table.num_rows
+        self._part_arrow_bytes += self._pending_bytes
         self.rows += table.num_rows
         self._pending, self._pending_bytes, self._pending_rows = [], 0, 0
-        if self.max_file_size and self._path is not None and self._path.stat().st_size >= self.max_file_size:
-            self._close_part()
+
+    def _would_overflow(self) -> bool:
+        """Whether the buffered row group would push the current part past ``max_file_size``,
+        estimated from the compression ratio seen so far in this part."""
+        if not self.max_file_size or self._path is None or self._part_arrow_bytes == 0:
+            return False
+        written = self._path.stat().st_size
+        ratio = written / self._part_arrow_bytes
+        return written + self._pending_bytes * ratio > self.max_file_size
 
     def _close_part(self) -> None:
         if self._writer is None or self._path is None:

@@ -168,10 +168,10 @@ impl ColumnBuilder {
             ColumnBuilder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw, "float4")?)),
             ColumnBuilder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw, "float8")?)),
             ColumnBuilder::Decimal128(b, scale, bound) => {
-                b.append_value(numeric::decode::<i128>(raw, *scale, *bound)?);
+                b.append_value(numeric::decode_i128(raw, *scale, *bound).map_err(|e| e.to_string())?);
             }
             ColumnBuilder::Decimal256(b, scale, bound) => {
-                b.append_value(numeric::decode::<i256>(raw, *scale, *bound)?);
+                b.append_value(numeric::decode::<i256>(raw, *scale, *bound).map_err(|e| e.to_string())?);
             }
             ColumnBuilder::Text(b) => b.append_value(utf8(raw)?),
             ColumnBuilder::Jsonb(b) => match raw.split_first() {

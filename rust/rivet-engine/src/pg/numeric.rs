@@ -82,52 +82,87 @@ impl DecimalInt for i256 {
     }
 }
 
+/// Why a numeric could not become a decimal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumericError {
+    /// Not a valid binary numeric.
+    Malformed(String),
+    /// NaN or an infinity.
+    NotFinite(&'static str),
+    /// More fractional digits than the scale (the value text).
+    ExcessScale(String),
+    /// Too many digits for the precision, or for the integer type (the value text).
+    Overflow(String),
+}
+
+impl std::fmt::Display for NumericError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumericError::Malformed(m) => write!(f, "malformed numeric ({m})"),
+            NumericError::NotFinite(v) => write!(f, "{v} cannot be stored in a decimal column"),
+            NumericError::ExcessScale(v) => write!(
+                f,
+                "value {v} has more fractional digits than the column's scale (it is never rounded)"
+            ),
+            NumericError::Overflow(v) => write!(f, "value {v} does not fit the column's decimal precision"),
+        }
+    }
+}
+
+/// Decode into an i128 decimal, using 256-bit arithmetic for values whose
+/// intermediate form is wider than 128 bits.
+pub fn decode_i128(raw: &[u8], scale: i8, bound: i128) -> Result<i128, NumericError> {
+    match decode::<i128>(raw, scale, bound) {
+        Err(NumericError::Overflow(_)) => {
+            let wide = decode::<i256>(raw, scale, i256::from_i128(bound))?;
+            wide.to_i128().ok_or_else(|| NumericError::Overflow(render(raw)))
+        }
+        other => other,
+    }
+}
+
 fn be_u16(raw: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([raw[at], raw[at + 1]])
 }
 
 /// Decode `raw` as the unscaled integer of a decimal with `scale` fractional
 /// digits whose absolute value stays below `bound` (10^precision).
-pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, String> {
+pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, NumericError> {
     if raw.len() < 8 {
-        return Err(format!("malformed numeric ({} bytes)", raw.len()));
+        return Err(NumericError::Malformed(format!("{} bytes", raw.len())));
     }
     let ndigits = usize::from(be_u16(raw, 0));
     let weight = i32::from(be_u16(raw, 2) as i16);
     let sign = be_u16(raw, 4);
     if raw.len() != 8 + 2 * ndigits {
-        return Err(format!("malformed numeric ({} bytes for {ndigits} digits)", raw.len()));
+        return Err(NumericError::Malformed(format!("{} bytes for {ndigits} digits", raw.len())));
     }
     match sign {
-        NUMERIC_NAN => return Err("NaN cannot be stored in a decimal column".into()),
-        NUMERIC_PINF => return Err("Infinity cannot be stored in a decimal column".into()),
-        NUMERIC_NINF => return Err("-Infinity cannot be stored in a decimal column".into()),
+        NUMERIC_NAN => return Err(NumericError::NotFinite("NaN")),
+        NUMERIC_PINF => return Err(NumericError::NotFinite("Infinity")),
+        NUMERIC_NINF => return Err(NumericError::NotFinite("-Infinity")),
         0 | NUMERIC_NEG => {}
-        other => return Err(format!("malformed numeric sign 0x{other:04x}")),
+        other => return Err(NumericError::Malformed(format!("sign 0x{other:04x}"))),
     }
     if ndigits == 0 {
         return Ok(T::ZERO);
     }
-    let too_wide = || format!("value {} does not fit the column's decimal type", render(raw));
+    let overflow = || NumericError::Overflow(render(raw));
     let mut acc = T::ZERO;
     for i in 0..ndigits {
-        acc = acc.push_digit(be_u16(raw, 8 + 2 * i)).ok_or_else(too_wide)?;
+        acc = acc.push_digit(be_u16(raw, 8 + 2 * i)).ok_or_else(overflow)?;
     }
     // acc holds the value times 10^frac_digits.
     let frac_digits = 4 * (ndigits as i32 - 1 - weight);
     let shift = i32::from(scale) - frac_digits;
     let unscaled = if shift >= 0 {
-        acc.mul_pow10(shift as u32).ok_or_else(too_wide)?
+        acc.mul_pow10(shift as u32).ok_or_else(overflow)?
     } else {
-        acc.div_pow10_exact((-shift) as u32).ok_or_else(|| {
-            format!(
-                "value {} has more than {scale} fractional digits (it is never rounded)",
-                render(raw)
-            )
-        })?
+        acc.div_pow10_exact((-shift) as u32)
+            .ok_or_else(|| NumericError::ExcessScale(render(raw)))?
     };
     if unscaled >= bound {
-        return Err(too_wide());
+        return Err(overflow());
     }
     Ok(if sign == NUMERIC_NEG { unscaled.neg() } else { unscaled })
 }
@@ -220,8 +255,8 @@ mod tests {
         out
     }
 
-    fn d128(text: &str, p: u32, s: i8) -> Result<i128, String> {
-        decode::<i128>(&encode(text), s, 10i128.pow(p))
+    fn d128(text: &str, p: u32, s: i8) -> Result<i128, NumericError> {
+        decode_i128(&encode(text), s, 10i128.pow(p))
     }
 
     #[test]
@@ -237,20 +272,25 @@ mod tests {
             Ok(99999999999999999999999999999999999999)
         );
         assert_eq!(d128("0.00000000000000000000000000000000000001", 38, 38), Ok(1));
+        // 28 integer + 10 fraction digits: the base-10000 groups overflow i128 on the way.
+        assert_eq!(
+            d128("1234567890123456789012345678.1234567890", 38, 10),
+            Ok(12345678901234567890123456781234567890)
+        );
     }
 
     #[test]
     fn never_rounds() {
-        let err = d128("1.125", 15, 2).expect_err("refused");
+        let err = d128("1.125", 15, 2).expect_err("refused").to_string();
         assert!(err.contains("1.125"), "{err}");
         assert!(err.contains("never rounded"), "{err}");
-        assert!(d128("1000", 3, 0).is_err());
+        assert!(matches!(d128("1000", 3, 0), Err(NumericError::Overflow(_))));
     }
 
     #[test]
     fn nan_and_infinity_are_refused() {
         let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
-        assert!(decode::<i128>(&nan, 2, 100).expect_err("nan").contains("NaN"));
+        assert_eq!(decode::<i128>(&nan, 2, 100), Err(NumericError::NotFinite("NaN")));
     }
 
     #[test]

@@ -162,7 +162,8 @@ pub fn map_column(
         if matches!(element.kind(), Kind::Array(_)) {
             return Err(unsupported(cast_hint(column)));
         }
-        let inner = map_scalar(column, element, -1).map_err(|mut u| {
+        // An array column's typmod is its elements' (numeric(10,2)[] carries numeric(10,2)).
+        let inner = map_scalar(column, element, typmod).map_err(|mut u| {
             u.source_type = format!("{}[]", element.name());
             if element == &Type::NUMERIC {
                 u.hint = format!(

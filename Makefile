@@ -1,0 +1,49 @@
+# One entry point per task; CI (.ci/run) calls `make test`, exactly as the README says.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Rust build output lives outside the clone so fresh clones reuse it.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/rivet-target
+
+.PHONY: demo test install lint bench bench-gate clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+## install: build the native module (release) and install rivet with its test tools into .venv
+install: $(PY)
+	$(PIP) install --quiet --editable ".[test]"
+
+## demo: export the bundled SQLite sample to ./output (no database server needed)
+demo: install
+	$(VENV)/bin/rivet demo
+
+## test: the whole suite (Rust unit tests, then pytest against a real PostgreSQL)
+test: install
+	scripts/ensure-services
+	cargo test --locked -p rivet-engine --quiet
+	$(PY) -m pytest -q
+
+## lint: formatting and static checks
+lint: install
+	$(PIP) install --quiet ".[lint]"
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/mypy
+	cargo fmt --all --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+## bench: the side-by-side benchmark at full size (minutes; see bench/README.md)
+bench: install
+	$(PIP) install --quiet ".[bench]"
+	$(PY) bench/run.py
+
+## bench-gate: the small-size benchmark that fails when a ratio crosses its threshold
+bench-gate: install
+	$(PIP) install --quiet ".[bench]"
+	$(PY) -m pytest bench/ --benchmark-only -q
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

@@ -1,0 +1,5 @@
+"""``python -m rivet``."""
+
+from rivet.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The ``rivet`` command. Modules here import the engine only inside commands, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rivet import __version__
+from rivet.cli import demo, run
+
+app = typer.Typer(
+    name="rivet",
+    help="Export tables and queries from PostgreSQL and SQLite to Parquet or CSV, exactly.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("run")(run.run_command)
+app.command("demo")(demo.demo_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rivet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Export tables and queries from PostgreSQL and SQLite to Parquet or CSV, exactly."""
+
+
+def main() -> None:
+    """Entry point of the ``rivet`` script."""
+    app()

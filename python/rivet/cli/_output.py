@@ -1,0 +1,39 @@
+"""Where the CLI writes: data and JSON to stdout, progress, summaries and errors to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rivet.errors import RivetError, exit_code_for
+
+
+def _color() -> bool:
+    return sys.stderr.isatty() and "NO_COLOR" not in os.environ
+
+
+def say(message: str) -> None:
+    """A line for the human on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit_json(document: dict[str, Any]) -> None:
+    """A machine-readable document on stdout."""
+    print(json.dumps(document, indent=2), flush=True)
+
+
+def report_error(error: BaseException) -> int:
+    """Print ``error`` (with its causes) and return the exit code it maps to."""
+    if isinstance(error, KeyboardInterrupt):
+        say("interrupted")
+        return exit_code_for(error)
+    prefix = "\033[31merror\033[0m" if _color() else "error"
+    text = str(error) if isinstance(error, RivetError) else f"{type(error).__name__}: {error}"
+    say(f"{prefix}: {text}")
+    cause = error.__cause__
+    while cause is not None:
+        say(f"  caused by: {cause}")
+        cause = cause.__cause__
+    return exit_code_for(error)

@@ -1,0 +1,158 @@
+"""The command-line contract: exit codes, --json shape, a --help that does not load the engine."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import rivet
+from tests.conftest import pg_url
+
+
+def rivet_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rivet", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+@pytest.fixture
+def sqlite_config(tmp_path: Path) -> Path:
+    db = tmp_path / "shop.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE items (id INTEGER, name TEXT, price DECIMAL(8,2))")
+    conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"item {i}", f"{i}.25") for i in range(1, 101)])
+    conn.execute("CREATE TABLE weird (id INTEGER)")
+    conn.execute("INSERT INTO weird VALUES ('not a number')")
+    conn.commit()
+    conn.close()
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            source: {type: sqlite, path: shop.db}
+            exports:
+              - name: items
+                table: items
+                destination: out/items
+              - name: items_csv
+                query: SELECT id, name FROM items WHERE id <= ${LIMIT}
+                format: csv
+                destination: out/items_csv
+            """
+        )
+    )
+    return config
+
+
+def test_help_does_not_import_the_native_module_or_pyarrow() -> None:
+    code = (
+        "import sys\n"
+        "from rivet.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', 'rivet._native' in sys.modules, 'pyarrow' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED False False" in proc.stderr
+    assert "run" in proc.stdout and "demo" in proc.stdout
+
+
+def test_version_matches_the_package_and_the_native_module() -> None:
+    from rivet import _native
+
+    proc = rivet_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"rivet {rivet.__version__}"
+    assert _native.__version__ == rivet.__version__
+
+
+def test_successful_run_exits_0_and_prints_json(sqlite_config: Path) -> None:
+    proc = rivet_cli("run", "-c", str(sqlite_config), "--json", "-p", "LIMIT=10")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"] == "success" and doc["exit_code"] == 0
+    assert doc["total_rows"] == 110
+    assert set(doc) == {
+        "status", "exit_code", "config", "duration_s", "total_rows", "total_files", "total_bytes", "exports",
+    }
+    first = doc["exports"][0]
+    assert set(first) == {
+        "name", "run_id", "status", "mode", "rows", "files", "bytes", "duration_s", "rows_per_second",
+        "engine", "manifest", "peak_rss_mb", "error", "error_type", "exit_code",
+    }
+    assert first["name"] == "items" and first["rows"] == 100 and Path(first["files"][0]).is_file()
+    assert "✓ items: 100 rows" in proc.stderr
+
+
+def test_export_filter_runs_only_the_named_export(sqlite_config: Path) -> None:
+    proc = rivet_cli("run", "-c", str(sqlite_config), "-e", "items", "--json", "-p", "LIMIT=5")
+    assert proc.returncode == 0, proc.stderr
+    assert [e["name"] for e in json.loads(proc.stdout)["exports"]] == ["items"]
+
+
+def test_unknown_export_name_exits_2_with_a_suggestion(sqlite_config: Path) -> None:
+    proc = rivet_cli("run", "-c", str(sqlite_config), "-e", "itemz", "-p", "LIMIT=5")
+    assert proc.returncode == 2
+    assert "no export named 'itemz'" in proc.stderr and "did you mean 'items'" in proc.stderr
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "rivet.yaml"
+    config.write_text("source: {type: sqlite, path: x.db}\nexports:\n  - name: a\n    table: t\n    destinaton: out\n")
+    proc = rivet_cli("run", "-c", str(config))
+    assert proc.returncode == 2
+    assert "exports[0] (a).destinaton: unknown key 'destinaton' (did you mean 'destination'?)" in proc.stderr
+
+
+def test_unset_parameter_exits_2(sqlite_config: Path) -> None:
+    proc = rivet_cli("run", "-c", str(sqlite_config))
+    assert proc.returncode == 2
+    assert "LIMIT is not set" in proc.stderr
+
+
+def test_failed_export_exits_1_and_the_others_still_run(tmp_path: Path, sqlite_config: Path) -> None:
+    text = sqlite_config.read_text().replace("table: items\n", "table: no_such_table\n", 1)
+    sqlite_config.write_text(text)
+    proc = rivet_cli("run", "-c", str(sqlite_config), "--json", "-p", "LIMIT=5")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    failed, ok = doc["exports"]
+    assert failed["status"] == "failed" and "no such table" in failed["error"] and failed["exit_code"] == 1
+    assert ok["status"] == "success" and ok["rows"] == 5
+    assert "✗ items" in proc.stderr
+
+
+def test_value_that_breaks_its_declared_type_exits_3(sqlite_config: Path) -> None:
+    text = sqlite_config.read_text().replace("table: items\n", "table: weird\n", 1)
+    sqlite_config.write_text(text)
+    proc = rivet_cli("run", "-c", str(sqlite_config), "-e", "items", "--json", "-p", "LIMIT=5")
+    assert proc.returncode == 3
+    error = json.loads(proc.stdout)["exports"][0]["error"]
+    assert "column \"id\": declared INTEGER but holds text 'not a number' (row 1)" in error
+
+
+@pytest.mark.postgres
+def test_unsupported_postgres_type_exits_3(tmp_path: Path) -> None:
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f"source: {{type: postgres, url: '{pg_url()}'}}\n"
+        "exports:\n  - name: a\n    query: SELECT '1.2.3.4'::inet AS addr\n    destination: out\n"
+    )
+    proc = rivet_cli("run", "-c", str(config))
+    assert proc.returncode == 3
+    assert '"addr" (inet)' in proc.stderr
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_demo_runs_without_a_database_server(tmp_path: Path) -> None:
+    proc = rivet_cli("demo", "--output", str(tmp_path / "demo"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert [e["name"] for e in doc["exports"]] == ["customers", "orders", "orders_csv"]
+    assert doc["exports"][0]["rows"] == 1000
+    assert (tmp_path / "demo" / "exports" / "orders" / "_SUCCESS").is_file()

@@ -1,0 +1,271 @@
+"""Config validation: every rejected config names its key and says how to fix it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rivet.config import load_config, parse_config
+from rivet.errors import ConfigError
+
+PG = "source:\n  type: postgres\n  url: postgresql://u@h/db\n"
+EXPORT = "  - name: a\n    query: SELECT 1\n    destination: out\n"
+
+
+def check(text: str, tmp_path: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(textwrap.dedent(text), base_dir=tmp_path or Path("."))
+    return str(err.value)
+
+
+# The negative matrix of spec §3.10 (g01-g18), rejected as the newest reference release does.
+NEGATIVE = {
+    "g01 url + url_env": (
+        "source: {type: postgres, url: 'postgresql://u@h/d', url_env: DB}\nexports:\n" + EXPORT,
+        "source: specify exactly one of url, url_env or url_file",
+    ),
+    "g02 url + structured": (
+        "source: {type: postgres, url: 'postgresql://u@h/d', host: h, user: u, database: d}\nexports:\n" + EXPORT,
+        "source: use either a URL (url, url_env, url_file) or structured fields",
+    ),
+    "g03 password + password_env": (
+        "source: {type: postgres, host: h, user: u, database: d, password: x, password_env: P}\nexports:\n" + EXPORT,
+        "source: set password or password_env, not both",
+    ),
+    "g04 query + query_file": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    query_file: q.sql\n    destination: out\n",
+        "exports[0] (a): specify exactly one of query, query_file or table",
+    ),
+    "g05 query + table": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    table: t\n    destination: out\n",
+        "exports[0] (a): specify exactly one of query, query_file or table",
+    ),
+    "g06 no source": ("exports:\n" + EXPORT, "source: missing required key"),
+    "g07 empty exports": (PG + "exports: []\n", "at least one export must be defined"),
+    "g08 structured without host": (
+        "source: {type: postgres, user: u, database: d}\nexports:\n" + EXPORT,
+        "source: structured config requires 'host'",
+    ),
+    "g09 structured without user": (
+        "source: {type: postgres, host: h, database: d}\nexports:\n" + EXPORT,
+        "source: structured config requires 'user'",
+    ),
+    "g10 unknown top-level key": (PG + "exprots: []\nexports:\n" + EXPORT, "exprots: unknown key 'exprots'"),
+    "g11 unknown export key": (
+        PG + "exports:\n  - name: a\n    querry: SELECT 1\n    query: SELECT 1\n    destination: out\n",
+        "exports[0] (a).querry: unknown key 'querry' (did you mean 'query'?)",
+    ),
+    "g12 unknown mode": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: gibberish\n    destination: out\n",
+        "exports[0] (a).mode: unknown value 'gibberish'; expected 'full', 'incremental', 'chunked' or 'time_window'",
+    ),
+    "g13 unknown format": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    format: avro\n    destination: out\n",
+        "exports[0] (a).format: unknown value 'avro'; expected 'parquet' or 'csv'",
+    ),
+    "g14 tuning key at export root": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    batch_size: 5000\n    destination: out\n",
+        "exports[0] (a): batch_size must be nested under tuning:",
+    ),
+    "g15 malformed YAML": (PG + "exports: [\n", "malformed YAML at line"),
+    "g16 query_file traversal": (
+        PG + "exports:\n  - name: a\n    query_file: ../../../../etc/passwd\n    destination: out\n",
+        "query_file must be a relative path inside the config directory (no '..')",
+    ),
+    "g17 incremental via table without cursor": (
+        PG + "exports:\n  - name: a\n    table: orders\n    mode: incremental\n    destination: out\n",
+        "exports[0] (a): incremental mode requires cursor_column",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEGATIVE))
+def test_negative_matrix(case: str) -> None:
+    text, expected = NEGATIVE[case]
+    assert expected in check(text)
+
+
+def test_g18_chunked_via_table_without_chunk_column_is_accepted() -> None:
+    text = PG + "exports:\n  - name: a\n    table: orders\n    mode: chunked\n    wave: 2\n    parallel_safe: true\n    destination: out\n"
+    loaded = parse_config(text, base_dir=Path("."))
+    assert loaded.config.exports[0].mode == "chunked"
+
+
+MORE = {
+    "chunked without column": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: chunked\n    destination: out\n",
+        "chunked mode requires chunk_column",
+    ),
+    "chunk_count with dense": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: chunked\n    chunk_column: id\n"
+        "    chunk_count: 4\n    chunk_dense: true\n    destination: out\n",
+        "chunk_count excludes chunk_dense and chunk_by_days",
+    ),
+    "chunk_size zero": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: chunked\n    chunk_column: id\n"
+        "    chunk_size: 0\n    destination: out\n",
+        "exports[0] (a).chunk_size: Input should be greater than or equal to 1",
+    ),
+    "key of another mode": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    cursor_column: id\n    destination: out\n",
+        "cursor_column require(s) mode: incremental (this export has mode: full)",
+    ),
+    "coalesce without fallback": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: incremental\n    cursor_column: u\n"
+        "    incremental_cursor_mode: coalesce\n    destination: out\n",
+        "coalesce requires cursor_fallback_column",
+    ),
+    "time_window without days": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: time_window\n    time_column: t\n    destination: out\n",
+        "time_window mode requires time_column and days_window",
+    ),
+    "duplicate export names": (PG + "exports:\n" + EXPORT + EXPORT, "duplicate export name 'a'"),
+    "bad export name": (
+        PG + "exports:\n  - name: 'a b'\n    query: SELECT 1\n    destination: out\n",
+        "exports[0] (a b).name: String should match pattern",
+    ),
+    "bad max_file_size": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    max_file_size: 12XB\n    destination: out\n",
+        "unknown size unit 'XB'",
+    ),
+    "level for snappy": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    compression: snappy\n    compression_level: 3\n"
+        "    destination: out\n",
+        "compression_level applies only to zstd and gzip, not snappy",
+    ),
+    "zstd level out of range": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    compression_level: 23\n    destination: out\n",
+        "compression_level for zstd must be between 1 and 22, got 23",
+    ),
+    "profile and codec": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    compression: zstd\n    compression_profile: fast\n"
+        "    destination: out\n",
+        "compression_profile replaces compression and compression_level",
+    ),
+    "csv with snappy": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    format: csv\n    compression: snappy\n    destination: out\n",
+        "csv output supports compression gzip, zstd or none, not snappy",
+    ),
+    "unknown override type": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    columns: {x: varchar2}\n    destination: out\n",
+        "x: unknown type 'varchar2'",
+    ),
+    "decimal override too wide": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    columns: {x: 'decimal(80,2)'}\n    destination: out\n",
+        "x: decimal(80,2) needs 1 <= precision <= 76",
+    ),
+    "batch_size and memory target": (
+        "source:\n  type: postgres\n  url: postgresql://u@h/db\n  tuning: {batch_size: 10, batch_size_memory_mb: 8}\n"
+        "exports:\n" + EXPORT,
+        "source.tuning: set batch_size or batch_size_memory_mb, not both",
+    ),
+    "tuning key under source": (
+        "source:\n  type: postgres\n  url: postgresql://u@h/db\n  statement_timeout_s: 5\nexports:\n" + EXPORT,
+        "source: statement_timeout_s must be nested under tuning:",
+    ),
+    "unknown tuning key": (
+        "source:\n  type: postgres\n  url: postgresql://u@h/db\n  tuning: {trottle_ms: 5}\nexports:\n" + EXPORT,
+        "source.tuning.trottle_ms: unknown key 'trottle_ms' (did you mean 'throttle_ms'?)",
+    ),
+    "unknown profile": (
+        "source:\n  type: postgres\n  url: postgresql://u@h/db\n  tuning: {profile: turbo}\nexports:\n" + EXPORT,
+        "source.tuning.profile: unknown value 'turbo'; expected 'fast', 'balanced' or 'safe'",
+    ),
+    "unknown tls mode": (
+        "source:\n  type: postgres\n  url: postgresql://u@h/db\n  tls: {mode: sometimes}\nexports:\n" + EXPORT,
+        "source.tls.mode: unknown value 'sometimes'",
+    ),
+    "unknown source type": (
+        "source: {type: oracle, url: x}\nexports:\n" + EXPORT,
+        "source.type: unknown value 'oracle'; expected 'postgres' or 'sqlite'",
+    ),
+    "no connection": ("source: {type: postgres}\nexports:\n" + EXPORT, "source: no connection given"),
+    "sqlite with host": ("source: {type: sqlite, host: h}\nexports:\n" + EXPORT, "a sqlite source takes path"),
+    "s3 without bucket": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    destination: {type: s3, prefix: p}\n",
+        "exports[0] (a).destination: a s3 destination requires 'bucket'",
+    ),
+    "s3 half key pair": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    destination: {type: s3, bucket: b, access_key_env: K}\n",
+        "set both access_key_env and secret_key_env, or neither",
+    ),
+    "destination typo": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    destination: {pth: out}\n",
+        "exports[0] (a).destination.pth: unknown key 'pth' (did you mean 'path'?)",
+    ),
+    "destination of a wrong kind": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    destination: 5\n",
+        "exports[0] (a).destination: expected a path or URL string, or a mapping of keys",
+    ),
+    "missing destination": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n",
+        "exports[0] (a).destination: missing required key",
+    ),
+    "top level is a list": ("- a\n- b\n", "expected a mapping with 'source' and 'exports'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE))
+def test_more_rejections(case: str) -> None:
+    text, expected = MORE[case]
+    assert expected in check(text)
+
+
+def test_variables_expand_in_values_not_in_comments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIVET_T_DB", "postgresql://u@h/db")
+    text = "source:\n  type: postgres\n  url: ${RIVET_T_DB}  # ${UNSET_IN_A_COMMENT}\nexports:\n" + EXPORT
+    loaded = parse_config(text, base_dir=Path("."))
+    assert loaded.config.source.url == "postgresql://u@h/db"
+
+
+def test_unset_variable_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RIVET_T_UNSET", raising=False)
+    text = "source:\n  type: postgres\n  url: ${RIVET_T_UNSET}\nexports:\n" + EXPORT
+    assert "source.url: environment variable RIVET_T_UNSET is not set" in check(text)
+
+
+def test_params_win_over_environment_and_dollar_dollar_is_literal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIVET_T_Q", "from env")
+    text = PG + "exports:\n  - name: a\n    query: \"SELECT '${RIVET_T_Q}', '$${KEEP}'\"\n    destination: out\n"
+    loaded = parse_config(text, base_dir=Path("."), params={"RIVET_T_Q": "from param"})
+    assert loaded.config.exports[0].query == "SELECT 'from param', '${KEEP}'"
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_a_complete_valid_config_loads(tmp_path: Path) -> None:
+    (tmp_path / "q.sql").write_text("SELECT 1 AS x")
+    (tmp_path / "rivet.yaml").write_text(
+        textwrap.dedent(
+            """
+            source:
+              type: postgres
+              host: localhost
+              port: 5432
+              user: app
+              database: shop
+              password_env: SHOP_PW
+              tls: {mode: verify-full, ca_file: ca.pem}
+              tuning: {profile: safe, lock_timeout_s: 5}
+            exports:
+              - name: orders
+                query_file: q.sql
+                format: csv
+                compression: gzip
+                compression_level: 6
+                max_file_size: 512MB
+                columns: {amount: "decimal(20,4)", addr: text}
+                tuning: {batch_size: 5000}
+                destination: {type: s3, bucket: b, prefix: "exports/{export}/{date}", region: eu-west-1}
+            """
+        )
+    )
+    loaded = load_config(tmp_path / "rivet.yaml")
+    assert loaded.export("orders").compression == "gzip"
+    with pytest.raises(ConfigError, match="no export named 'order' .*did you mean 'orders'"):
+        loaded.export("order")

@@ -1,0 +1,137 @@
+"""Destinations through fsspec: local paths, file://, memory:// and s3:// (a local moto server)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet.errors import QueryError
+from tests.conftest import pg_url
+
+pytestmark = pytest.mark.postgres
+
+QUERY = "SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 5000) AS i"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on loopback, started and stopped here."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    import boto3
+
+    monkeypatch.setenv("RIVET_T_KEY", "testing")
+    monkeypatch.setenv("RIVET_T_SECRET", "testing")
+    name = f"rivet-{_free_port()}"
+    boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).create_bucket(Bucket=name)
+    return name
+
+
+def _s3_destination(bucket: str, endpoint: str, prefix: str) -> dict[str, str]:
+    return {
+        "type": "s3",
+        "bucket": bucket,
+        "prefix": prefix,
+        "endpoint": endpoint,
+        "region": "us-east-1",
+        "access_key_env": "RIVET_T_KEY",
+        "secret_key_env": "RIVET_T_SECRET",
+    }
+
+
+def _s3fs(endpoint: str) -> fsspec.AbstractFileSystem:
+    return fsspec.filesystem("s3", key="testing", secret="testing", endpoint_url=endpoint)
+
+
+def test_s3_destination_commits_parts_manifest_and_success(s3_bucket: str, s3_endpoint: str) -> None:
+    result = rivet.export(
+        pg_url(), query=QUERY, destination=_s3_destination(s3_bucket, s3_endpoint, "exports/{export}"), name="nums",
+        max_file_size="64KB",
+    )
+    fs = _s3fs(s3_endpoint)
+    listing = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3_bucket}/exports/nums"))
+    assert "_SUCCESS" in listing and "manifest.json" in listing
+    parts = [p for p in listing if p.endswith(".parquet")]
+    assert len(parts) == len(result.files) > 1
+    manifest = json.loads(fs.cat(f"{s3_bucket}/exports/nums/manifest.json"))
+    assert manifest["row_count"] == 5000 and [p["name"] for p in manifest["parts"]] == sorted(parts)
+    ids = []
+    for url in result.files:
+        assert url.startswith(f"s3://{s3_bucket}/exports/nums/")
+        with fs.open(url) as f:
+            ids += pq.read_table(f).column("id").to_pylist()
+    assert sorted(ids) == list(range(1, 5001))
+
+
+def test_failed_export_leaves_nothing_in_the_bucket(s3_bucket: str, s3_endpoint: str) -> None:
+    query = "SELECT i, md5(i::text) AS h, 1 / (i - 4000) AS x FROM generate_series(1, 5000) AS i"
+    with pytest.raises(QueryError):
+        rivet.export(
+            pg_url(), query=query, destination=_s3_destination(s3_bucket, s3_endpoint, "bad"), name="bad",
+            max_file_size="16KB", tuning={"batch_size": 500},
+        )
+    assert _s3fs(s3_endpoint).glob(f"{s3_bucket}/bad/**") == []
+
+
+def test_file_url_destination(tmp_path) -> None:
+    result = rivet.export(pg_url(), query=QUERY, destination=f"file://{tmp_path}/x", name="nums")
+    assert result.files[0].startswith(str(tmp_path / "x"))
+    assert pq.read_table(result.files[0]).num_rows == 5000
+    assert (tmp_path / "x" / "_SUCCESS").read_text().startswith("sha256:")
+
+
+def test_memory_destination() -> None:
+    result = rivet.export(pg_url(), query=QUERY, destination="memory://rivet-test/nums", name="nums", format="csv")
+    fs = fsspec.filesystem("memory")
+    assert result.files[0].startswith("memory://")
+    assert fs.cat(result.files[0]).decode().count("\n") == 5001
+    assert fs.exists("/rivet-test/nums/_SUCCESS")
+
+
+def test_success_marker_vouches_for_the_manifest(tmp_path) -> None:
+    import hashlib
+
+    rivet.export(pg_url(), query=QUERY, destination=str(tmp_path), name="nums")
+    manifest = (tmp_path / "manifest.json").read_bytes()
+    assert (tmp_path / "_SUCCESS").read_text().strip() == "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+def test_a_run_that_fails_mid_stream_withdraws_the_old_success_marker(tmp_path) -> None:
+    rivet.export(pg_url(), query=QUERY, destination=str(tmp_path), name="nums")
+    failing = "SELECT i, 1 / (i - 4000) AS x FROM generate_series(1, 5000) AS i"
+    with pytest.raises(QueryError):
+        rivet.export(pg_url(), query=failing, destination=str(tmp_path), name="nums", tuning={"batch_size": 100})
+    assert not (tmp_path / "_SUCCESS").exists()
+
+
+def test_a_run_that_fails_before_reading_leaves_the_previous_output_alone(tmp_path) -> None:
+    rivet.export(pg_url(), query=QUERY, destination=str(tmp_path), name="nums")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(QueryError):
+        rivet.export(pg_url(), query="SELECT * FROM no_such_table", destination=str(tmp_path), name="nums")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
