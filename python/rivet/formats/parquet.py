@@ -51,6 +51,7 @@ class ParquetPartWriter(PartWriter):
             self.schema,
             compression=codec if codec != "none" else None,
             compression_level=self.fmt.level,
+            use_dictionary=self._dictionary_columns,
             store_decimal_as_integer=True,
             write_statistics=True,
         )

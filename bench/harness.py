@@ -1,0 +1,151 @@
+"""Runs methods side by side, each in its own process: wall time, rows/s, peak RSS, output size,
+the longest single statement on the server, and ratios to rivet."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).parent
+
+
+@dataclass
+class Measurement:
+    """One run of one method on one table."""
+
+    method: str
+    table: str
+    seconds: float
+    rows: int
+    bytes: int
+    peak_rss_mb: float
+    longest_statement_s: float
+    ok: bool = True
+    error: str = ""
+
+
+class StatementWatch:
+    """Samples pg_stat_activity every 50 ms for the longest-running active statement."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StatementWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.is_set():
+                row = conn.execute(
+                    "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0) "
+                    "FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database() AND backend_type = 'client backend'"
+                ).fetchone()
+                self.longest = max(self.longest, float(row[0]) if row else 0.0)
+                self._stop.wait(0.05)
+
+
+def measure(method: str, url: str, table: str) -> Measurement:
+    """Run one method in a child process, which reports its own peak RSS."""
+    out = Path(tempfile.mkdtemp(prefix=f"rivet-bench-{method}-"))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    with StatementWatch(url) as watch:
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "methods.py"), method, url, table, str(out)],
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+    stdout, stderr = proc.stdout, proc.stderr
+    if proc.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        return Measurement(method, table, 0, 0, 0, 0, watch.longest, ok=False, error=tail[0])
+    doc = json.loads(stdout)
+    return Measurement(method, table, doc["seconds"], doc["rows"], doc["bytes"], doc["peak_rss_mb"], watch.longest)
+
+
+@dataclass
+class Summary:
+    """Median of the repeats of one method on one table."""
+
+    method: str
+    table: str
+    seconds: float
+    rows: int
+    bytes: int
+    peak_rss_mb: float
+    longest_statement_s: float
+    runs: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def compare(methods: list[str], url: str, table: str, repeat: int) -> list[Summary]:
+    """Run every method ``repeat`` times, interleaved, so drift hits them alike."""
+    runs: dict[str, list[Measurement]] = {m: [] for m in methods}
+    for _ in range(repeat):
+        for m in methods:
+            runs[m].append(measure(m, url, table))
+    out = []
+    for m in methods:
+        good = [r for r in runs[m] if r.ok]
+        if not good:
+            out.append(Summary(m, table, 0, 0, 0, 0, 0, error=runs[m][0].error))
+            continue
+        out.append(
+            Summary(
+                m,
+                table,
+                statistics.median(r.seconds for r in good),
+                good[0].rows,
+                good[0].bytes,
+                max(r.peak_rss_mb for r in good),
+                max(r.longest_statement_s for r in good),
+                [round(r.seconds, 3) for r in good],
+            )
+        )
+    return out
+
+
+def render(summaries: list[Summary], baseline: str = "rivet") -> str:
+    """A markdown table; 'time vs rivet' > 1 means the method is slower than rivet."""
+    base = {s.table: s.seconds for s in summaries if s.method == baseline and s.seconds}
+    lines = [
+        "| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | time vs rivet |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        if s.error:
+            lines.append(f"| {s.table} | {s.method} | failed: {s.error} | | | | | |")
+            continue
+        ratio = s.seconds / base[s.table] if base.get(s.table) else float("nan")
+        lines.append(
+            f"| {s.table} | {s.method} | {s.seconds:.2f} | {s.rows_per_s:,.0f} | {s.peak_rss_mb:.0f} | "
+            f"{s.bytes / 1e6:.1f} | {s.longest_statement_s:.2f} | {ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def to_json(summaries: list[Summary]) -> list[dict[str, object]]:
+    return [{**asdict(s), "rows_per_s": s.rows_per_s} for s in summaries]

@@ -1,0 +1,137 @@
+"""The ways of turning a PostgreSQL table into Parquet that the benchmark compares.
+
+Each method writes zstd level-1 Parquet where it can choose, and returns the rows
+written. ``python bench/methods.py METHOD URL TABLE OUT`` runs one in its own
+process and prints ``{"seconds", "rows", "bytes"}`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _dir_bytes(out: Path) -> int:
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix == ".parquet")
+
+
+def copy_devnull(url: str, table: str, out: Path) -> int:
+    """The floor: the server's own binary COPY to /dev/null (one backend)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(f"COPY (SELECT * FROM {table}) TO '/dev/null' (FORMAT binary)")
+        return int(cur.rowcount)
+
+
+def rivet_full(url: str, table: str, out: Path) -> int:
+    """rivet, mode full: one connection, server-side cursor."""
+    import rivet
+
+    sep = "&" if "?" in url else "?"
+    result = rivet.export(f"{url}{sep}sslmode=disable", table=table, destination=str(out), name=table)
+    return result.rows
+
+
+def connectorx_stream(url: str, table: str, out: Path) -> int:
+    """connectorx arrow_stream (100k-row batches) into a pyarrow ParquetWriter."""
+    import connectorx as cx
+    import pyarrow.parquet as pq
+
+    reader = cx.read_sql(url, f"SELECT * FROM {table}", return_type="arrow_stream", batch_size=100_000)
+    rows, writer = 0, None
+    for batch in reader:
+        if writer is None:
+            writer = pq.ParquetWriter(out / f"{table}.parquet", batch.schema, compression="zstd", compression_level=1)
+        writer.write_batch(batch)
+        rows += batch.num_rows
+    if writer is not None:
+        writer.close()
+    return rows
+
+
+def adbc_stream(url: str, table: str, out: Path) -> int:
+    """ADBC PostgreSQL driver: fetch_record_batch into a pyarrow ParquetWriter."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with adbc.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table}")
+        reader = cur.fetch_record_batch()
+        with pq.ParquetWriter(out / f"{table}.parquet", reader.schema, compression="zstd", compression_level=1) as w:
+            for batch in reader:
+                w.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def duckdb_scanner(url: str, table: str, out: Path, threads: int = 2) -> int:
+    """DuckDB 1.5.5's postgres scanner, COPY ... TO parquet (zstd), N threads."""
+    import duckdb
+    import duckdb_extension_postgres_scanner as ext
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    dsn = f"host={u.hostname} port={u.port or 5432} user={u.username} dbname={u.path.lstrip('/')} sslmode=disable"
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET threads = {threads}")
+    con.execute(f"LOAD '{Path(ext.__file__).parent / 'extensions/v1.5.5/postgres_scanner.duckdb_extension'}'")
+    con.execute(f"ATTACH '{dsn}' AS pg (TYPE postgres, READ_ONLY)")
+    con.execute(f"COPY (SELECT * FROM pg.public.{table}) TO '{out / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)")
+    row = con.execute(f"SELECT count(*) FROM read_parquet('{out / (table + '.parquet')}')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def polars_uri(url: str, table: str, out: Path) -> int:
+    """polars read_database_uri (connectorx engine) then write_parquet (whole table in memory)."""
+    import polars as pl
+
+    frame = pl.read_database_uri(f"SELECT * FROM {table}", url)
+    frame.write_parquet(out / f"{table}.parquet", compression="zstd", compression_level=1)
+    return frame.height
+
+
+METHODS: dict[str, Callable[[str, str, Path], int]] = {
+    "copy_devnull": copy_devnull,
+    "rivet": rivet_full,
+    "connectorx": connectorx_stream,
+    "adbc": adbc_stream,
+    "duckdb": duckdb_scanner,
+    "polars": polars_uri,
+}
+
+
+def run_one(method: str, url: str, table: str, out: Path) -> dict[str, float]:
+    """Run ``method`` into a clean ``out`` and time only the work."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    rows = METHODS[method](url, table, out)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": rows, "bytes": _dir_bytes(out)}
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM), which, unlike ru_maxrss, does not
+    include the image of the parent that spawned it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    method, url, table, out = sys.argv[1:5]
+    result = run_one(method, url, table, Path(out))
+    result["peak_rss_mb"] = peak_rss_mb()
+    shutil.rmtree(out, ignore_errors=True)
+    os.write(1, (json.dumps(result) + "\n").encode())

@@ -1,0 +1,57 @@
+"""Side-by-side benchmark: ``python bench/run.py [--scale full] [--tables ...] [--methods ...] [--repeat 3]``.
+
+Prints a markdown table (and writes JSON to bench/results/). Run nothing else on the
+machine meanwhile: two measurements at once make both worthless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from bench.fixtures import SCALES, TABLES, ensure_tables  # noqa: E402
+from bench.harness import compare, render, to_json  # noqa: E402
+from bench.methods import METHODS  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", default="full", choices=sorted(SCALES))
+    parser.add_argument("--tables", default=",".join(TABLES))
+    parser.add_argument("--methods", default="copy_devnull,rivet,connectorx,adbc,duckdb")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    scale = SCALES[args.scale]
+    tables = tuple(t for t in args.tables.split(",") if t)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    ensure_tables(scale, tables)
+    summaries = []
+    for table in tables:
+        summaries += compare(methods, scale.url, table, args.repeat)
+        print(render([s for s in summaries if s.table == table]), flush=True)
+    print()
+    print(render(summaries))
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = results / f"{args.scale}-{stamp}.json"
+    path.write_text(
+        json.dumps(
+            {"scale": args.scale, "repeat": args.repeat, "machine": platform.platform(), "results": to_json(summaries)},
+            indent=2,
+        )
+    )
+    print(f"\nwritten {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""CI benchmark gate at the small scale: fails when a ratio crosses its threshold.
+
+Run with ``pytest bench/ --benchmark-only``. Each round runs the baseline (untimed
+setup, recorded by hand) and then rivet (timed by pytest-benchmark), so both see
+the same machine state; the gate compares medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.harness import measure
+from bench.methods import run_one
+
+ROUNDS = 3
+# rivet's single-connection full export must be at least as fast as these peers.
+MAX_TIME_RATIO = {"connectorx": 1.0, "adbc": 1.0}
+MAX_RSS_MB = 300
+
+
+@pytest.mark.parametrize("peer", sorted(MAX_TIME_RATIO))
+@pytest.mark.parametrize("table", ["lineitem", "content_items", "events"])
+def test_rivet_full_is_not_slower_than(benchmark, small, peer: str, table: str) -> None:
+    out = Path(tempfile.mkdtemp(prefix="rivet-gate-"))
+    peer_seconds: list[float] = []
+
+    def run_peer() -> None:
+        start = time.perf_counter()
+        run_one(peer, small.url, table, out / "peer")
+        peer_seconds.append(time.perf_counter() - start)
+
+    run_peer()  # warm both code paths and the page cache before timing
+    run_one("rivet", small.url, table, out / "rivet")
+    peer_seconds.clear()
+    benchmark.pedantic(run_one, args=("rivet", small.url, table, out / "rivet"), setup=run_peer, rounds=ROUNDS)
+    ratio = benchmark.stats.stats.median / statistics.median(peer_seconds)
+    benchmark.extra_info.update({"peer": peer, "peer_median_s": statistics.median(peer_seconds), "ratio": ratio})
+    assert ratio <= MAX_TIME_RATIO[peer], f"rivet took {ratio:.2f}x the time of {peer} on {table}"
+
+
+def test_rivet_peak_rss_is_bounded(benchmark, small) -> None:
+    result = benchmark.pedantic(measure, args=("rivet", small.url, "content_items"), rounds=1)
+    benchmark.extra_info["peak_rss_mb"] = result.peak_rss_mb
+    assert result.ok, result.error
+    assert result.peak_rss_mb <= MAX_RSS_MB

@@ -1,0 +1,44 @@
+"""Type stubs for the private native module. Users never import it; see rivet.export."""
+
+from typing import Any
+
+__version__: str
+build_profile: str
+
+class ArrowBatch:
+    """One record batch, exported through the Arrow PyCapsule interface."""
+
+    @property
+    def num_rows(self) -> int: ...
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+class ArrowSchema:
+    """A schema, exported through the Arrow PyCapsule interface."""
+
+    def __arrow_c_schema__(self) -> object: ...
+
+class BatchReader:
+    """A consume-once stream of bounded record batches decoded on a background thread."""
+
+    @property
+    def rows_read(self) -> int: ...
+    def __arrow_c_schema__(self) -> object: ...
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+    def next_batch(self) -> ArrowBatch | None: ...
+    def close(self) -> None: ...
+
+def scan_postgres(
+    conn: dict[str, Any],
+    query: str,
+    options: dict[str, Any],
+    decimal_overrides: dict[str, tuple[int, int]],
+    text_overrides: list[str],
+) -> BatchReader: ...
+def describe_postgres(
+    conn: dict[str, Any],
+    query: str,
+    decimal_overrides: dict[str, tuple[int, int]],
+    text_overrides: list[str],
+) -> ArrowSchema: ...
+def scan_sqlite(path: str, query: str, options: dict[str, Any], type_overrides: dict[str, str]) -> BatchReader: ...
+def describe_sqlite(path: str, query: str, type_overrides: dict[str, str]) -> ArrowSchema: ...
