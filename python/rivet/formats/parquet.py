@@ -36,6 +36,11 @@ class ParquetPartWriter(PartWriter):
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._pending_rows = 0
+        # Dictionary encoding pays off on repetitive text; on numbers and timestamps it
+        # mostly costs time (2-3x the encode) and is abandoned anyway.
+        self._dictionary_columns = [
+            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._part_rows = 0
