@@ -33,6 +33,11 @@ impl BatchSink {
         Ok(())
     }
 
+    /// The flag that is set when the consumer cancels or goes away.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
+    }
+
     /// Fails with [`Error::Interrupted`] if the read was cancelled.
     pub fn check(&self) -> Result<()> {
         if self.cancelled.load(Ordering::Relaxed) {

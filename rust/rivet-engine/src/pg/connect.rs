@@ -1,19 +1,14 @@
-//! Opening a PostgreSQL connection from a URL or structured settings.
+//! Connection settings: a libpq-style URL or key=value string, overridden by structured fields.
 
 use std::time::Duration;
 
-use postgres::config::SslMode;
-use postgres::{Client, Config, NoTls};
-use tokio_postgres_rustls::MakeRustlsConnect;
-
 use crate::error::{Error, Result};
-use crate::pg::errors::connect_error;
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Everything needed to open a connection. Structured fields override the URL.
 #[derive(Debug, Clone, Default)]
 pub struct PgConnectOptions {
-    /// `postgresql://user:pass@host:port/db?sslmode=...`
+    /// `postgresql://user:pass@host:port/db?sslmode=...` or `host=... dbname=...`.
     pub url: Option<String>,
     /// Host name, IP address or Unix socket directory.
     pub host: Option<String>,
@@ -37,91 +32,233 @@ pub struct PgConnectOptions {
     pub connect_timeout: Option<Duration>,
 }
 
-/// Parameters that libpq accepts in a URL but tokio-postgres does not parse.
-const TLS_URL_PARAMS: [&str; 2] = ["sslmode", "sslrootcert"];
+/// Resolved settings for one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectParams {
+    /// Host name, IP address, or a Unix socket directory (starts with `/`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: String,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Database.
+    pub database: String,
+    /// TLS.
+    pub tls: TlsSettings,
+    /// Timeout for TCP connect and the TLS handshake.
+    pub connect_timeout: Duration,
+    /// `application_name` reported to the server.
+    pub application_name: String,
+}
 
-/// Split libpq TLS parameters out of a URL, returning the remaining URL and the values.
-fn split_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), None, None);
-    };
-    let mut kept = Vec::new();
-    let (mut mode, mut root) = (None, None);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "sslmode" => mode = Some(value.to_string()),
-            "sslrootcert" => root = Some(value.to_string()),
-            _ => kept.push(pair),
+/// Raw key/value pairs from a URL or a DSN, before structured overrides.
+#[derive(Debug, Default)]
+struct Parsed {
+    host: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    connect_timeout: Option<String>,
+    application_name: Option<String>,
+}
+
+impl Parsed {
+    fn set(&mut self, key: &str, value: String) -> Result<()> {
+        let slot = match key {
+            "host" | "hostaddr" => &mut self.host,
+            "port" => &mut self.port,
+            "user" => &mut self.user,
+            "password" => &mut self.password,
+            "dbname" => &mut self.database,
+            "sslmode" => &mut self.sslmode,
+            "sslrootcert" => &mut self.sslrootcert,
+            "connect_timeout" => &mut self.connect_timeout,
+            "application_name" => &mut self.application_name,
+            // Accepted and not needed by a read-only exporter.
+            "options" | "target_session_attrs" | "keepalives" | "keepalives_idle" | "client_encoding" => return Ok(()),
+            other => {
+                return Err(Error::Config(format!("unsupported connection parameter '{other}'")));
+            }
+        };
+        *slot = Some(value);
+        Ok(())
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::Config("invalid percent-encoding in the connection URL".into()))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
         }
     }
-    debug_assert!(TLS_URL_PARAMS.contains(&"sslmode"));
-    let rest = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
+    String::from_utf8(out).map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
+}
+
+fn parse_url(url: &str) -> Result<Parsed> {
+    let rest = url
+        .strip_prefix("postgresql://")
+        .or_else(|| url.strip_prefix("postgres://"))
+        .ok_or_else(|| Error::Config("a PostgreSQL URL starts with postgresql://".into()))?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+    let mut p = Parsed::default();
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
     };
-    (rest, mode, root)
+    if let Some(u) = userinfo {
+        let (user, password) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
+        if !user.is_empty() {
+            p.user = Some(percent_decode(user)?);
+        }
+        if let Some(pw) = password {
+            p.password = Some(percent_decode(pw)?);
+        }
+    }
+    if hostport.contains(',') {
+        return Err(Error::Config("multiple hosts in one URL are not supported".into()));
+    }
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, after) = h
+            .split_once(']')
+            .ok_or_else(|| Error::Config("unclosed '[' in the URL host".into()))?;
+        (h.to_string(), after.strip_prefix(':').map(str::to_string))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, port)) => (percent_decode(h)?, Some(port.to_string())),
+            None => (percent_decode(hostport)?, None),
+        }
+    };
+    if !host.is_empty() {
+        p.host = Some(host);
+    }
+    p.port = port.filter(|s| !s.is_empty());
+    if !path.is_empty() {
+        p.database = Some(percent_decode(path)?);
+    }
+    for pair in query.split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        p.set(&percent_decode(k)?, percent_decode(v)?)?;
+    }
+    Ok(p)
+}
+
+fn parse_dsn(dsn: &str) -> Result<Parsed> {
+    let mut p = Parsed::default();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                value.push(*c);
+                chars.next();
+            }
+        }
+        p.set(key.trim(), value)?;
+    }
+    Ok(p)
 }
 
 impl PgConnectOptions {
-    fn config_and_tls(&self) -> Result<(Config, TlsSettings)> {
-        let (mut config, url_mode, url_root) = match &self.url {
-            Some(url) => {
-                let (rest, mode, root) = split_tls_params(url);
-                let config: Config = rest.parse().map_err(|e| {
-                    Error::Config(format!("invalid PostgreSQL URL: {e}"))
-                })?;
-                (config, mode, root)
-            }
-            None => (Config::new(), None, None),
+    /// Resolve into the settings of one connection.
+    pub fn resolve(&self) -> Result<ConnectParams> {
+        let parsed = match &self.url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => parse_url(u)?,
+            Some(u) => parse_dsn(u)?,
+            None => Parsed::default(),
         };
-        if let Some(h) = &self.host {
-            config.host(h);
-        }
-        if let Some(p) = self.port {
-            config.port(p);
-        }
-        if let Some(u) = &self.user {
-            config.user(u);
-        }
-        if let Some(p) = &self.password {
-            config.password(p);
-        }
-        if let Some(d) = &self.database {
-            config.dbname(d);
-        }
-        if config.get_hosts().is_empty() {
-            return Err(Error::Config("no PostgreSQL host given".into()));
-        }
-        if config.get_user().is_none() {
-            return Err(Error::Config("no PostgreSQL user given".into()));
-        }
-        config.application_name("rivet");
-        config.connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(30)));
-        let mode_text = self.tls_mode.clone().or(url_mode).unwrap_or_else(|| "prefer".into());
-        let tls = TlsSettings {
-            mode: TlsMode::parse(&mode_text)?,
-            ca_file: self.ca_file.clone().or(url_root),
-            accept_invalid_certs: self.accept_invalid_certs,
-            accept_invalid_hostnames: self.accept_invalid_hostnames,
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let host = self
+            .host
+            .clone()
+            .or(parsed.host)
+            .or_else(|| env("PGHOST"))
+            .unwrap_or_else(|| "localhost".into());
+        let port = match (self.port, parsed.port) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p
+                .parse()
+                .map_err(|_| Error::Config(format!("invalid port '{p}' in the connection URL")))?,
+            (None, None) => env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432),
         };
-        config.ssl_mode(match tls.mode {
-            TlsMode::Disable => SslMode::Disable,
-            TlsMode::Prefer => SslMode::Prefer,
-            _ => SslMode::Require,
-        });
-        Ok((config, tls))
-    }
-
-    /// Open a connection.
-    pub fn connect(&self) -> Result<Client> {
-        let (config, tls) = self.config_and_tls()?;
-        let result = match tls.client_config()? {
-            None => config.connect(NoTls),
-            Some(client_config) => config.connect(MakeRustlsConnect::new(client_config)),
+        let user = self
+            .user
+            .clone()
+            .or(parsed.user)
+            .or_else(|| env("PGUSER"))
+            .or_else(|| env("USER"))
+            .ok_or_else(|| Error::Config("no PostgreSQL user given".into()))?;
+        let database = self
+            .database
+            .clone()
+            .or(parsed.database)
+            .or_else(|| env("PGDATABASE"))
+            .unwrap_or_else(|| user.clone());
+        let password = self.password.clone().or(parsed.password).or_else(|| env("PGPASSWORD"));
+        let mode_text = self
+            .tls_mode
+            .clone()
+            .or(parsed.sslmode)
+            .or_else(|| env("PGSSLMODE"))
+            .unwrap_or_else(|| "prefer".into());
+        let connect_timeout = match (self.connect_timeout, parsed.connect_timeout) {
+            (Some(t), _) => t,
+            (None, Some(s)) => Duration::from_secs(
+                s.parse()
+                    .map_err(|_| Error::Config(format!("invalid connect_timeout '{s}'")))?,
+            ),
+            (None, None) => Duration::from_secs(30),
         };
-        result.map_err(|e| connect_error(&e))
+        Ok(ConnectParams {
+            host,
+            port,
+            user,
+            password,
+            database,
+            tls: TlsSettings {
+                mode: TlsMode::parse(&mode_text)?,
+                ca_file: self.ca_file.clone().or(parsed.sslrootcert),
+                accept_invalid_certs: self.accept_invalid_certs,
+                accept_invalid_hostnames: self.accept_invalid_hostnames,
+            },
+            connect_timeout,
+            application_name: parsed.application_name.unwrap_or_else(|| "rivet".into()),
+        })
     }
 }
 
@@ -129,38 +266,62 @@ impl PgConnectOptions {
 mod tests {
     use super::*;
 
+    fn url(u: &str) -> ConnectParams {
+        PgConnectOptions {
+            url: Some(u.into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("valid")
+    }
+
     #[test]
-    fn tls_params_are_split_from_the_url() {
-        let (rest, mode, root) =
-            split_tls_params("postgresql://u@h/db?sslmode=verify-full&connect_timeout=5&sslrootcert=/ca.pem");
-        assert_eq!(rest, "postgresql://u@h/db?connect_timeout=5");
-        assert_eq!(mode.as_deref(), Some("verify-full"));
-        assert_eq!(root.as_deref(), Some("/ca.pem"));
-        let (rest, mode, _) = split_tls_params("postgresql://u@h/db");
-        assert_eq!(rest, "postgresql://u@h/db");
-        assert!(mode.is_none());
+    fn urls() {
+        let p = url("postgresql://al%40ice:p%3Ass@db.example:6543/shop?sslmode=verify-full&sslrootcert=/ca.pem");
+        assert_eq!((p.user.as_str(), p.password.as_deref()), ("al@ice", Some("p:ss")));
+        assert_eq!((p.host.as_str(), p.port, p.database.as_str()), ("db.example", 6543, "shop"));
+        assert_eq!(p.tls.mode, TlsMode::VerifyFull);
+        assert_eq!(p.tls.ca_file.as_deref(), Some("/ca.pem"));
+        let p = url("postgres://u@[::1]:5433/d");
+        assert_eq!((p.host.as_str(), p.port), ("::1", 5433));
+        let p = url("postgresql://u@%2Fvar%2Frun%2Fpostgresql/d");
+        assert_eq!(p.host, "/var/run/postgresql");
+    }
+
+    #[test]
+    fn dsn_strings() {
+        let p = url("host=h port=5 user=u password='a b\\'c' dbname=d sslmode=disable");
+        assert_eq!((p.host.as_str(), p.port, p.user.as_str()), ("h", 5, "u"));
+        assert_eq!(p.password.as_deref(), Some("a b'c"));
+        assert_eq!(p.tls.mode, TlsMode::Disable);
     }
 
     #[test]
     fn structured_fields_override_the_url() {
-        let opts = PgConnectOptions {
+        let p = PgConnectOptions {
             url: Some("postgresql://a@h1:5432/d1?sslmode=require".into()),
             user: Some("b".into()),
             database: Some("d2".into()),
             ..Default::default()
-        };
-        let (config, tls) = opts.config_and_tls().expect("valid");
-        assert_eq!(config.get_user(), Some("b"));
-        assert_eq!(config.get_dbname(), Some("d2"));
-        assert_eq!(tls.mode, TlsMode::Require);
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!((p.user.as_str(), p.database.as_str()), ("b", "d2"));
+        assert_eq!(p.tls.mode, TlsMode::Require);
     }
 
     #[test]
-    fn unknown_tls_mode_is_rejected() {
-        let opts = PgConnectOptions {
-            url: Some("postgresql://a@h/d?sslmode=sometimes".into()),
-            ..Default::default()
+    fn bad_settings_are_refused() {
+        let bad = |u: &str| {
+            PgConnectOptions {
+                url: Some(u.into()),
+                ..Default::default()
+            }
+            .resolve()
+            .is_err()
         };
-        assert!(matches!(opts.config_and_tls(), Err(Error::Config(_))));
+        assert!(bad("postgresql://u@h/d?sslmode=sometimes"));
+        assert!(bad("postgresql://u@h:notaport/d"));
+        assert!(bad("postgresql://u@h/d?frobnicate=1"));
     }
 }

@@ -1,11 +1,12 @@
-//! The PostgreSQL source: connection, type mapping, binary decoding, streaming.
+//! The PostgreSQL source: wire protocol, type mapping, binary decoding, streaming.
 
 pub mod batch;
+pub mod catalog;
 pub mod connect;
-pub mod copy;
 pub mod decode;
-pub mod errors;
 pub mod numeric;
 pub mod probe;
 pub mod scan;
+pub mod tuple;
 pub mod types;
+pub mod wire;

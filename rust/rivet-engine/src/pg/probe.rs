@@ -2,12 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use postgres::Client;
-
 use crate::error::{Error, Result};
 use crate::pg::batch::PgColumn;
-use crate::pg::errors::query_error;
+use crate::pg::catalog::{format_types, resolve_types};
 use crate::pg::types::map_column;
+use crate::pg::wire::PgConnection;
 
 /// The export's `columns:` overrides that the PostgreSQL reader applies.
 #[derive(Debug, Clone, Default)]
@@ -22,20 +21,22 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+fn no_such_column(name: &str, names: &[&str]) -> Error {
+    Error::Config(format!(
+        "columns: override for \"{name}\", but the query has no such column (it returns: {})",
+        names.join(", ")
+    ))
+}
+
 /// Rewrite `query` so the `text` override columns come back as `::text`, in their place.
-pub fn apply_text_overrides(client: &mut Client, query: &str, text: &[String]) -> Result<String> {
+pub fn apply_text_overrides(conn: &mut PgConnection, query: &str, text: &[String]) -> Result<String> {
     if text.is_empty() {
         return Ok(query.to_string());
     }
-    let statement = client.prepare(query).map_err(|e| query_error(&e))?;
-    let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
-    for name in text {
-        if !names.contains(&name.as_str()) {
-            return Err(Error::Config(format!(
-                "columns: override for \"{name}\", but the query has no such column (it returns: {})",
-                names.join(", ")
-            )));
-        }
+    let fields = conn.describe(query)?;
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    if let Some(missing) = text.iter().find(|t| !names.contains(&t.as_str())) {
+        return Err(no_such_column(missing, &names));
     }
     let select: Vec<String> = names
         .iter()
@@ -51,12 +52,10 @@ pub fn apply_text_overrides(client: &mut Client, query: &str, text: &[String]) -
     Ok(format!("SELECT {} FROM ({query}) AS _rivet", select.join(", ")))
 }
 
-/// Prepare `query` and map every result column, refusing all unsupported ones at once.
-pub fn probe(client: &mut Client, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
-    let statement = client.prepare(query).map_err(|e| query_error(&e))?;
-    let columns = statement.columns();
-    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
-
+/// Describe `query` and map every result column, refusing all unsupported ones at once.
+pub fn probe(conn: &mut PgConnection, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
+    let fields = conn.describe(query)?;
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     let mut seen = HashSet::new();
     for name in &names {
         if !seen.insert(*name) {
@@ -65,23 +64,19 @@ pub fn probe(client: &mut Client, query: &str, overrides: &Overrides) -> Result<
             )));
         }
     }
-    for name in overrides.decimal.keys() {
-        if !seen.contains(name.as_str()) {
-            return Err(Error::Config(format!(
-                "columns: override for \"{name}\", but the query has no such column (it returns: {})",
-                names.join(", ")
-            )));
-        }
+    if let Some(missing) = overrides.decimal.keys().find(|k| !seen.contains(k.as_str())) {
+        return Err(no_such_column(missing, &names));
     }
-
-    let source_types = format_types(client, columns)?;
-    let mut mapped = Vec::with_capacity(columns.len());
+    let oids: Vec<u32> = fields.iter().map(|f| f.type_oid).collect::<HashSet<_>>().into_iter().collect();
+    let types = resolve_types(conn, &oids)?;
+    let source_types = format_types(conn, &fields)?;
+    let mut mapped = Vec::with_capacity(fields.len());
     let mut refused = Vec::new();
-    for (column, source_type) in columns.iter().zip(source_types) {
-        let name = column.name();
-        match map_column(name, column.type_(), column.type_modifier(), overrides.decimal.get(name).copied()) {
+    for (field, source_type) in fields.iter().zip(source_types) {
+        let ty = &types[&field.type_oid];
+        match map_column(&field.name, ty, field.typmod, overrides.decimal.get(&field.name).copied()) {
             Ok(m) => mapped.push(PgColumn {
-                name: name.to_string(),
+                name: field.name.clone(),
                 kind: m.kind,
                 source_type,
                 logical: m.logical,
@@ -97,21 +92,4 @@ pub fn probe(client: &mut Client, query: &str, overrides: &Overrides) -> Result<
     } else {
         Err(Error::Unsupported(refused))
     }
-}
-
-/// The server's own names for the result types, typmods included (`numeric(15,2)`).
-fn format_types(client: &mut Client, columns: &[postgres::Column]) -> Result<Vec<String>> {
-    if columns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let oids: Vec<u32> = columns.iter().map(|c| c.type_().oid()).collect();
-    let mods: Vec<i32> = columns.iter().map(|c| c.type_modifier()).collect();
-    let rows = client
-        .query(
-            "SELECT format_type(t.oid, NULLIF(t.mod, -1)) \
-             FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, mod, n) ORDER BY t.n",
-            &[&oids, &mods],
-        )
-        .map_err(|e| query_error(&e))?;
-    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }

@@ -1,23 +1,21 @@
 //! Streaming a query out of PostgreSQL as Arrow batches.
 //!
 //! Two read methods: a server-side cursor read with `FETCH FORWARD n`, so no
-//! single statement runs long, and a binary `COPY (query) TO STDOUT` for
-//! bounded chunk queries. Both run inside one read-only transaction with
-//! `SET LOCAL` timeouts.
+//! single statement runs long (the next FETCH is pipelined so the server never
+//! waits for the client), and a binary `COPY (query) TO STDOUT` for bounded
+//! chunk queries. Both run inside one read-only transaction with `SET LOCAL`
+//! timeouts.
 
+use std::collections::VecDeque;
 use std::thread;
 use std::time::Duration;
 
-use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::{FromSql, Type};
-use postgres::Client;
-
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pg::batch::{BatchLimits, PgBatchBuilder, PgColumn, arrow_schema};
 use crate::pg::connect::PgConnectOptions;
-use crate::pg::copy::read_copy;
-use crate::pg::errors::query_error;
 use crate::pg::probe::{Overrides, apply_text_overrides, probe};
+use crate::pg::tuple::{CopyDecoder, decode_tuple};
+use crate::pg::wire::PgConnection;
 use crate::stream::{BatchSink, BatchStream};
 
 /// How rows leave the server.
@@ -56,7 +54,7 @@ pub fn clean_query(query: &str) -> &str {
     query.trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }
 
-fn begin(client: &mut Client, options: &PgScanOptions) -> Result<()> {
+fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = &options.snapshot {
         sql.push_str(&format!("SET TRANSACTION SNAPSHOT '{}';", id.replace('\'', "''")));
@@ -65,107 +63,94 @@ fn begin(client: &mut Client, options: &PgScanOptions) -> Result<()> {
         "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
         options.statement_timeout_ms, options.lock_timeout_ms
     ));
-    client.batch_execute(&sql).map_err(|e| query_error(&e))
+    conn.execute(&sql)
+}
+
+fn connect(connect: &PgConnectOptions) -> Result<PgConnection> {
+    PgConnection::connect(&connect.resolve()?)
 }
 
 /// Describe a query (for plans and type reports) without reading rows.
-pub fn describe(connect: &PgConnectOptions, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
-    let mut client = connect.connect()?;
-    client
-        .batch_execute("BEGIN READ ONLY")
-        .map_err(|e| query_error(&e))?;
-    let query = apply_text_overrides(&mut client, clean_query(query), &overrides.text)?;
-    probe(&mut client, &query, overrides)
+pub fn describe(options: &PgConnectOptions, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
+    let mut conn = connect(options)?;
+    conn.execute("BEGIN READ ONLY")?;
+    let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
+    probe(&mut conn, &query, overrides)
 }
 
 /// Connect, check the result's types, and start streaming on a background thread.
 /// Unsupported types and SQL errors are reported here, before any batch.
 pub fn open(
-    connect: &PgConnectOptions,
+    options: &PgConnectOptions,
     query: &str,
     overrides: &Overrides,
-    options: PgScanOptions,
+    scan: PgScanOptions,
 ) -> Result<BatchStream> {
-    let mut client = connect.connect()?;
-    begin(&mut client, &options)?;
-    let query = apply_text_overrides(&mut client, clean_query(query), &overrides.text)?;
-    let columns = probe(&mut client, &query, overrides)?;
+    let mut conn = connect(options)?;
+    begin(&mut conn, &scan)?;
+    let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
+    let columns = probe(&mut conn, &query, overrides)?;
     let schema = arrow_schema(&columns);
-    if options.method == ReadMethod::Cursor {
-        client
-            .batch_execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"))
-            .map_err(|e| query_error(&e))?;
+    if scan.method == ReadMethod::Cursor {
+        conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"))?;
     }
-    let capacity = options.limits.max_rows.min(FIRST_FETCH_ROWS.max(options.limits.max_rows / 4));
-    Ok(BatchStream::spawn(schema, options.prefetch, move |sink| {
+    let capacity = scan.limits.max_rows.min(FIRST_FETCH_ROWS.max(scan.limits.max_rows / 4));
+    Ok(BatchStream::spawn(schema, scan.prefetch, move |sink| {
+        conn.set_interrupt(sink.cancel_flag())?;
         let mut builder = PgBatchBuilder::new(columns, capacity);
-        match options.method {
-            ReadMethod::Cursor => fetch_all(&mut client, &mut builder, &options, sink)?,
+        match scan.method {
+            ReadMethod::Cursor => fetch_all(&mut conn, &mut builder, &scan, sink)?,
             ReadMethod::Copy => {
-                let copy = format!("COPY ({query}) TO STDOUT (FORMAT binary)");
-                let reader = client.copy_out(copy.as_str()).map_err(|e| query_error(&e))?;
-                read_copy(reader, &mut builder, &options.limits, sink)?;
+                let mut decoder = CopyDecoder::default();
+                conn.copy_out(&format!("COPY ({query}) TO STDOUT (FORMAT binary)"), |data| {
+                    decoder.feed(data, &mut builder, &scan.limits, sink)
+                })?;
+                decoder.finish(&mut builder, sink)?;
             }
         }
-        client.batch_execute("COMMIT").map_err(|e| query_error(&e))
+        conn.execute("COMMIT")
     }))
 }
 
-/// A value's raw binary bytes, whatever its type.
-struct Raw<'a>(&'a [u8]);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(raw))
-    }
-    fn accepts(_: &Type) -> bool {
-        true
-    }
+fn send_fetch(conn: &mut PgConnection, rows: usize) -> Result<()> {
+    conn.send_binary_query(&format!("FETCH FORWARD {rows} FROM {CURSOR}"))
 }
 
 fn fetch_all(
-    client: &mut Client,
+    conn: &mut PgConnection,
     builder: &mut PgBatchBuilder,
     options: &PgScanOptions,
     sink: &BatchSink,
 ) -> Result<()> {
     let limits = options.limits;
-    let width = builder.width();
+    // Keep one FETCH queued behind the one being read, unless throttled.
+    let depth = if options.throttle_ms > 0 { 1 } else { 2 };
     let mut fetch_rows = limits.max_rows.min(FIRST_FETCH_ROWS);
-    loop {
+    let mut queued = VecDeque::new();
+    while queued.len() < depth {
+        send_fetch(conn, fetch_rows)?;
+        queued.push_back(fetch_rows);
+    }
+    while let Some(requested) = queued.pop_front() {
         sink.check()?;
-        let statement = client
-            .prepare(&format!("FETCH FORWARD {fetch_rows} FROM {CURSOR}"))
-            .map_err(|e| query_error(&e))?;
-        let mut rows = client
-            .query_raw(&statement, std::iter::empty::<i32>())
-            .map_err(|e| query_error(&e))?;
-        let mut got = 0usize;
-        while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
-            for col in 0..width {
-                let value: Option<Raw<'_>> = row
-                    .try_get(col)
-                    .map_err(|e| Error::Io(format!("reading a row failed: {e}")))?;
-                builder.append(col, value.map(|r| r.0))?;
+        let got = conn.read_binary_result(|row| decode_tuple(row, builder))? as usize;
+        if got > 0 {
+            // Size later FETCHes so one batch stays near the byte limit.
+            fetch_rows = (limits.max_bytes / (builder.bytes() / got).max(1)).clamp(1, limits.max_rows);
+            sink.send(builder.finish()?)?;
+        }
+        if got < requested {
+            // The cursor is exhausted; the queued FETCHes return nothing.
+            while queued.pop_front().is_some() {
+                conn.read_binary_result(|_| Ok(()))?;
             }
-            builder.end_row();
-            got += 1;
-        }
-        if got == 0 {
             break;
         }
-        // Size the next FETCH so one batch stays near the byte limit.
-        let bytes_per_row = (builder.bytes() / got).max(1);
-        sink.send(builder.finish()?)?;
-        if got < fetch_rows {
-            break;
-        }
-        fetch_rows = (limits.max_bytes / bytes_per_row).clamp(1, limits.max_rows);
         if options.throttle_ms > 0 {
             thread::sleep(Duration::from_millis(options.throttle_ms));
         }
+        send_fetch(conn, fetch_rows)?;
+        queued.push_back(fetch_rows);
     }
-    client
-        .batch_execute(&format!("CLOSE {CURSOR}"))
-        .map_err(|e| query_error(&e))
+    conn.execute(&format!("CLOSE {CURSOR}"))
 }

@@ -3,9 +3,35 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
-use postgres::types::{Kind, Type};
 
 use crate::error::UnsupportedColumn;
+use crate::pg::catalog::{TypeInfo, TypeKind};
+
+/// Built-in type OIDs (fixed across PostgreSQL versions).
+pub mod oid {
+    #![allow(missing_docs)]
+    pub const BOOL: u32 = 16;
+    pub const BYTEA: u32 = 17;
+    pub const NAME: u32 = 19;
+    pub const INT8: u32 = 20;
+    pub const INT2: u32 = 21;
+    pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
+    pub const OID: u32 = 26;
+    pub const JSON: u32 = 114;
+    pub const FLOAT4: u32 = 700;
+    pub const FLOAT8: u32 = 701;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const DATE: u32 = 1082;
+    pub const TIME: u32 = 1083;
+    pub const TIMESTAMP: u32 = 1114;
+    pub const TIMESTAMPTZ: u32 = 1184;
+    pub const INTERVAL: u32 = 1186;
+    pub const NUMERIC: u32 = 1700;
+    pub const UUID: u32 = 2950;
+    pub const JSONB: u32 = 3802;
+}
 
 /// How a PostgreSQL column is decoded; each maps to exactly one Arrow type.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,18 +164,18 @@ fn cast_hint(column: &str) -> String {
 /// Map one column. `decimal_override` is a `columns:` entry `decimal(p,s)` for it.
 pub fn map_column(
     column: &str,
-    ty: &Type,
+    ty: &TypeInfo,
     typmod: i32,
     decimal_override: Option<(u8, i8)>,
 ) -> Result<Mapped, UnsupportedColumn> {
     let unsupported = |hint: String| UnsupportedColumn {
         column: column.to_string(),
-        source_type: ty.name().to_string(),
+        source_type: ty.name.clone(),
         hint,
     };
     if let Some((p, s)) = decimal_override {
-        return match base_type(ty) {
-            t if *t == Type::NUMERIC => Ok(Mapped {
+        return match base_type(ty).oid {
+            oid::NUMERIC => Ok(Mapped {
                 kind: PgKind::Numeric { precision: p, scale: s },
                 logical: None,
             }),
@@ -158,14 +184,14 @@ pub fn map_column(
             ))),
         };
     }
-    if let Kind::Array(element) = ty.kind() {
-        if matches!(element.kind(), Kind::Array(_)) {
+    if let TypeKind::Array(element) = &ty.kind {
+        if matches!(element.kind, TypeKind::Array(_)) {
             return Err(unsupported(cast_hint(column)));
         }
         // An array column's typmod is its elements' (numeric(10,2)[] carries numeric(10,2)).
         let inner = map_scalar(column, element, typmod).map_err(|mut u| {
-            u.source_type = format!("{}[]", element.name());
-            if element == &Type::NUMERIC {
+            u.source_type = format!("{}[]", element.name);
+            if base_type(element).oid == oid::NUMERIC {
                 u.hint = format!(
                     "arrays of unconstrained numeric have no declared scale; {}",
                     cast_hint(column)
@@ -181,40 +207,49 @@ pub fn map_column(
     map_scalar(column, ty, typmod)
 }
 
-fn base_type(ty: &Type) -> &Type {
-    match ty.kind() {
-        Kind::Domain(base) => base_type(base),
+fn base_type(ty: &TypeInfo) -> &TypeInfo {
+    match &ty.kind {
+        TypeKind::Domain(base, _) => base_type(base),
         _ => ty,
     }
 }
 
-fn map_scalar(column: &str, ty: &Type, typmod: i32) -> Result<Mapped, UnsupportedColumn> {
+fn map_scalar(column: &str, ty: &TypeInfo, typmod: i32) -> Result<Mapped, UnsupportedColumn> {
     let plain = |kind| Ok(Mapped { kind, logical: None });
     let tagged = |kind, logical| Ok(Mapped { kind, logical: Some(logical) });
-    match ty.kind() {
-        Kind::Enum(_) => return tagged(PgKind::Text, "enum"),
-        Kind::Domain(base) => return map_scalar(column, base, typmod),
-        _ => {}
+    match &ty.kind {
+        TypeKind::Enum => return tagged(PgKind::Text, "enum"),
+        TypeKind::Domain(base, domain_typmod) => {
+            return map_scalar(column, base, if typmod >= 0 { typmod } else { *domain_typmod });
+        }
+        TypeKind::Base => {}
+        TypeKind::Array(_) | TypeKind::Other => {
+            return Err(UnsupportedColumn {
+                column: column.to_string(),
+                source_type: ty.name.clone(),
+                hint: cast_hint(column),
+            });
+        }
     }
-    match *ty {
-        Type::BOOL => plain(PgKind::Bool),
-        Type::INT2 => plain(PgKind::Int2),
-        Type::INT4 => plain(PgKind::Int4),
-        Type::INT8 => plain(PgKind::Int8),
-        Type::OID => plain(PgKind::Oid),
-        Type::FLOAT4 => plain(PgKind::Float4),
-        Type::FLOAT8 => plain(PgKind::Float8),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => plain(PgKind::Text),
-        Type::JSON => tagged(PgKind::Text, "json"),
-        Type::JSONB => tagged(PgKind::Jsonb, "json"),
-        Type::BYTEA => plain(PgKind::Bytea),
-        Type::DATE => plain(PgKind::Date),
-        Type::TIME => plain(PgKind::Time),
-        Type::TIMESTAMP => plain(PgKind::Timestamp),
-        Type::TIMESTAMPTZ => plain(PgKind::Timestamptz),
-        Type::INTERVAL => tagged(PgKind::Interval, "interval"),
-        Type::UUID => tagged(PgKind::Uuid, "uuid"),
-        Type::NUMERIC => match numeric_typmod(typmod) {
+    match ty.oid {
+        oid::BOOL => plain(PgKind::Bool),
+        oid::INT2 => plain(PgKind::Int2),
+        oid::INT4 => plain(PgKind::Int4),
+        oid::INT8 => plain(PgKind::Int8),
+        oid::OID => plain(PgKind::Oid),
+        oid::FLOAT4 => plain(PgKind::Float4),
+        oid::FLOAT8 => plain(PgKind::Float8),
+        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME => plain(PgKind::Text),
+        oid::JSON => tagged(PgKind::Text, "json"),
+        oid::JSONB => tagged(PgKind::Jsonb, "json"),
+        oid::BYTEA => plain(PgKind::Bytea),
+        oid::DATE => plain(PgKind::Date),
+        oid::TIME => plain(PgKind::Time),
+        oid::TIMESTAMP => plain(PgKind::Timestamp),
+        oid::TIMESTAMPTZ => plain(PgKind::Timestamptz),
+        oid::INTERVAL => tagged(PgKind::Interval, "interval"),
+        oid::UUID => tagged(PgKind::Uuid, "uuid"),
+        oid::NUMERIC => match numeric_typmod(typmod) {
             Some((p, s)) => match decimal_for(p, s) {
                 Some(kind) => plain(kind),
                 None => Err(UnsupportedColumn {
@@ -234,10 +269,10 @@ fn map_scalar(column: &str, ty: &Type, typmod: i32) -> Result<Mapped, Unsupporte
                 ),
             }),
         },
-        _ if ty.name() == "citext" => plain(PgKind::Text),
+        _ if ty.name == "citext" => plain(PgKind::Text),
         _ => Err(UnsupportedColumn {
             column: column.to_string(),
-            source_type: ty.name().to_string(),
+            source_type: ty.name.clone(),
             hint: cast_hint(column),
         }),
     }
@@ -270,20 +305,45 @@ mod tests {
         );
     }
 
+    fn base(oid: u32, name: &str) -> TypeInfo {
+        TypeInfo {
+            oid,
+            name: name.into(),
+            kind: TypeKind::Base,
+        }
+    }
+
     #[test]
     fn unconstrained_numeric_is_refused_with_a_hint() {
-        let err = map_column("amount", &Type::NUMERIC, -1, None).expect_err("refused");
+        let numeric = base(oid::NUMERIC, "numeric");
+        let err = map_column("amount", &numeric, -1, None).expect_err("refused");
         assert!(err.hint.contains("decimal(P,S)"), "{}", err.hint);
-        let ok = map_column("amount", &Type::NUMERIC, -1, Some((20, 4))).expect("override");
+        let ok = map_column("amount", &numeric, -1, Some((20, 4))).expect("override");
         assert_eq!(ok.kind, PgKind::Numeric { precision: 20, scale: 4 });
     }
 
     #[test]
     fn unsupported_types_name_a_cast() {
-        let err = map_column("addr", &Type::INET, -1, None).expect_err("refused");
+        let err = map_column("addr", &base(869, "inet"), -1, None).expect_err("refused");
         assert_eq!(err.source_type, "inet");
         assert!(err.hint.contains("\"addr\"::text"));
-        let arr = map_column("xs", &Type::INT4_ARRAY, -1, None).expect("array");
+        let int4s = TypeInfo {
+            oid: 1007,
+            name: "_int4".into(),
+            kind: TypeKind::Array(Box::new(base(oid::INT4, "int4"))),
+        };
+        let arr = map_column("xs", &int4s, -1, None).expect("array");
         assert_eq!(arr.kind, PgKind::List(Box::new(PgKind::Int4)));
+    }
+
+    #[test]
+    fn domains_use_their_base_and_typmod() {
+        let money2 = TypeInfo {
+            oid: 90000,
+            name: "money2".into(),
+            kind: TypeKind::Domain(Box::new(base(oid::NUMERIC, "numeric")), typmod(10, 2)),
+        };
+        let m = map_column("m", &money2, -1, None).expect("domain");
+        assert_eq!(m.kind, PgKind::Numeric { precision: 10, scale: 2 });
     }
 }

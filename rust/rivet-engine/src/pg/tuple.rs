@@ -1,0 +1,141 @@
+//! Tuples in PostgreSQL's binary layout (a field count, then length-prefixed
+//! values): the body of a DataRow, and each row of a binary COPY stream.
+
+use crate::error::{Error, Result};
+use crate::pg::batch::{BatchLimits, PgBatchBuilder};
+use crate::stream::BatchSink;
+
+const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+fn malformed(what: &str) -> Error {
+    Error::ConnectionLost(format!("malformed {what} from the server"))
+}
+
+/// Decode one complete tuple into the builder's next row.
+#[inline]
+pub fn decode_tuple(body: &[u8], builder: &mut PgBatchBuilder) -> Result<()> {
+    let width = builder.width();
+    match body.get(..2) {
+        Some(&[a, b]) if usize::try_from(i16::from_be_bytes([a, b])).ok() == Some(width) => {}
+        _ => return Err(malformed("row (wrong field count)")),
+    }
+    let mut at = 2;
+    for col in 0..width {
+        let len = match body.get(at..at + 4) {
+            Some(&[a, b, c, d]) => i32::from_be_bytes([a, b, c, d]),
+            _ => return Err(malformed("row")),
+        };
+        at += 4;
+        if len < 0 {
+            builder.append(col, None)?;
+        } else {
+            let end = at + len as usize;
+            let value = body.get(at..end).ok_or_else(|| malformed("row"))?;
+            builder.append(col, Some(value))?;
+            at = end;
+        }
+    }
+    builder.end_row();
+    Ok(())
+}
+
+/// Length of the tuple at the start of `data` if all of it is there.
+fn complete_tuple_len(data: &[u8]) -> Option<usize> {
+    let count = i16::from_be_bytes([*data.first()?, *data.get(1)?]);
+    let mut at = 2usize;
+    for _ in 0..count.max(0) {
+        let len = i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
+        at += 4 + usize::try_from(len).unwrap_or(0);
+        if at > data.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// Parses a binary COPY stream whose CopyData messages may split tuples anywhere.
+#[derive(Default)]
+pub struct CopyDecoder {
+    header_done: bool,
+    finished: bool,
+    carry: Vec<u8>,
+}
+
+impl CopyDecoder {
+    /// Feed one CopyData payload.
+    pub fn feed(
+        &mut self,
+        data: &[u8],
+        builder: &mut PgBatchBuilder,
+        limits: &BatchLimits,
+        sink: &BatchSink,
+    ) -> Result<()> {
+        if self.carry.is_empty() {
+            let used = self.parse(data, builder, limits, sink)?;
+            self.carry.extend_from_slice(&data[used..]);
+        } else {
+            let mut carry = std::mem::take(&mut self.carry);
+            carry.extend_from_slice(data);
+            let used = self.parse(&carry, builder, limits, sink)?;
+            carry.drain(..used);
+            self.carry = carry;
+        }
+        Ok(())
+    }
+
+    /// Check the stream ended cleanly and hand over the last rows.
+    pub fn finish(&self, builder: &mut PgBatchBuilder, sink: &BatchSink) -> Result<()> {
+        if !self.finished || !self.carry.is_empty() {
+            return Err(malformed("COPY stream (it ended early)"));
+        }
+        if builder.rows() > 0 {
+            sink.send(builder.finish()?)?;
+        }
+        Ok(())
+    }
+
+    /// Decode every whole unit at the start of `data`; returns the bytes used.
+    fn parse(
+        &mut self,
+        data: &[u8],
+        builder: &mut PgBatchBuilder,
+        limits: &BatchLimits,
+        sink: &BatchSink,
+    ) -> Result<usize> {
+        let mut at = 0;
+        if !self.header_done {
+            if data.len() < 19 {
+                return Ok(0);
+            }
+            if &data[..11] != COPY_SIGNATURE {
+                return Err(malformed("COPY header"));
+            }
+            let ext = usize::try_from(i32::from_be_bytes([data[15], data[16], data[17], data[18]]))
+                .map_err(|_| malformed("COPY header"))?;
+            if data.len() < 19 + ext {
+                return Ok(0);
+            }
+            at = 19 + ext;
+            self.header_done = true;
+        }
+        while at + 2 <= data.len() {
+            if self.finished {
+                return Err(malformed("COPY stream (data after the trailer)"));
+            }
+            if data[at..at + 2] == [0xff, 0xff] {
+                self.finished = true;
+                at += 2;
+                continue;
+            }
+            let Some(len) = complete_tuple_len(&data[at..]) else {
+                break;
+            };
+            decode_tuple(&data[at..at + len], builder)?;
+            at += len;
+            if builder.is_full(limits) {
+                sink.send(builder.finish()?)?;
+            }
+        }
+        Ok(at)
+    }
+}

@@ -1,0 +1,392 @@
+//! A PostgreSQL connection speaking the wire protocol directly.
+//!
+//! Result rows are handed to the caller as borrowed slices of the receive
+//! buffer: no per-row allocation and no async machinery between the socket
+//! and the decoders.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+
+use crate::error::{Error, Result};
+use crate::pg::connect::ConnectParams;
+use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
+use crate::pg::wire::socket::{self, PgSocket};
+
+/// Where a message's body sits in the receive buffer (valid until the next read).
+#[derive(Debug, Clone, Copy)]
+pub struct Message {
+    /// Message type byte.
+    pub tag: u8,
+    start: usize,
+    end: usize,
+}
+
+/// An open, authenticated connection.
+pub struct PgConnection {
+    socket: PgSocket,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: BytesMut,
+    server: HashMap<String, String>,
+    interrupt: Option<Arc<AtomicBool>>,
+    broken: bool,
+}
+
+const INITIAL_BUFFER: usize = 1 << 20;
+const READ_CHUNK: usize = 256 << 10;
+
+fn protocol(e: impl std::fmt::Display) -> Error {
+    Error::ConnectionLost(format!("protocol error: {e}"))
+}
+
+impl PgConnection {
+    /// Connect, negotiate TLS and authenticate.
+    pub fn connect(params: &ConnectParams) -> Result<Self> {
+        let socket = socket::open(params)?;
+        let mut conn = PgConnection {
+            socket,
+            buf: vec![0; INITIAL_BUFFER],
+            start: 0,
+            end: 0,
+            out: BytesMut::with_capacity(4096),
+            server: HashMap::new(),
+            interrupt: None,
+            broken: false,
+        };
+        conn.startup(params).map_err(|e| match e {
+            Error::Query { message, code } => Error::Connect { message, code },
+            Error::ConnectionLost(message) => Error::Connect { message, code: None },
+            other => other,
+        })?;
+        Ok(conn)
+    }
+
+    /// A value the server reported (`server_version`, `server_encoding`, ...).
+    pub fn server_param(&self, name: &str) -> Option<&str> {
+        self.server.get(name).map(String::as_str)
+    }
+
+    /// Stop blocked reads with [`Error::Interrupted`] once `flag` is set.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
+        self.socket.set_read_poll(true)?;
+        self.interrupt = Some(flag);
+        Ok(())
+    }
+
+    fn startup(&mut self, params: &ConnectParams) -> Result<()> {
+        frontend::startup_message(
+            [
+                ("user", params.user.as_str()),
+                ("database", params.database.as_str()),
+                ("application_name", params.application_name.as_str()),
+                ("client_encoding", "UTF8"),
+            ],
+            &mut self.out,
+        )
+        .map_err(protocol)?;
+        self.flush()?;
+        let mut scram: Option<ScramSha256> = None;
+        let password = || {
+            params.password.as_deref().ok_or_else(|| Error::Connect {
+                message: format!("the server asks user '{}' for a password and none was given", params.user),
+                code: Some("28P01".into()),
+            })
+        };
+        loop {
+            let m = self.next()?;
+            let body = self.body(m).to_vec();
+            match m.tag {
+                b'R' => {
+                    let mut b = Body::new(&body);
+                    match b.i32()? {
+                        0 => {}
+                        3 => {
+                            frontend::password_message(password()?.as_bytes(), &mut self.out).map_err(protocol)?;
+                            self.flush()?;
+                        }
+                        5 => {
+                            let salt: [u8; 4] = b.bytes(4)?.try_into().map_err(protocol)?;
+                            let hash = md5_hash(params.user.as_bytes(), password()?.as_bytes(), salt);
+                            frontend::password_message(hash.as_bytes(), &mut self.out).map_err(protocol)?;
+                            self.flush()?;
+                        }
+                        10 => {
+                            let mut mechanisms = Vec::new();
+                            while let Ok(m) = b.cstr() {
+                                if m.is_empty() {
+                                    break;
+                                }
+                                mechanisms.push(m.to_string());
+                            }
+                            if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+                                return Err(Error::Connect {
+                                    message: format!("unsupported SASL mechanisms {mechanisms:?}"),
+                                    code: None,
+                                });
+                            }
+                            let s = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
+                            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut self.out)
+                                .map_err(protocol)?;
+                            self.flush()?;
+                            scram = Some(s);
+                        }
+                        11 => {
+                            let s = scram.as_mut().ok_or_else(|| protocol("SASL continue without start"))?;
+                            s.update(b.rest()).map_err(protocol)?;
+                            frontend::sasl_response(s.message(), &mut self.out).map_err(protocol)?;
+                            self.flush()?;
+                        }
+                        12 => {
+                            let s = scram.as_mut().ok_or_else(|| protocol("SASL final without start"))?;
+                            s.finish(b.rest()).map_err(|e| Error::Connect {
+                                message: format!("the server's SCRAM proof is invalid: {e}"),
+                                code: None,
+                            })?;
+                        }
+                        other => {
+                            return Err(Error::Connect {
+                                message: format!("unsupported authentication method (code {other})"),
+                                code: None,
+                            });
+                        }
+                    }
+                }
+                b'K' => {}
+                b'Z' => return Ok(()),
+                b'E' => {
+                    let (message, code) = error_fields(&body);
+                    return Err(Error::Connect { message, code });
+                }
+                other => return Err(protocol(format!("unexpected message '{}' during startup", other as char))),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let data = self.out.split();
+        self.socket
+            .write_all(&data)
+            .and_then(|()| self.socket.flush())
+            .map_err(|e| {
+                self.broken = true;
+                Error::ConnectionLost(format!("sending to the server failed: {e}"))
+            })
+    }
+
+    /// Make at least `need` unread bytes available.
+    fn fill(&mut self, need: usize) -> Result<()> {
+        if self.end - self.start >= need {
+            return Ok(());
+        }
+        // Keep room for a large read after the unread bytes: move them to the front
+        // when the tail is short, and grow for messages larger than the buffer.
+        if self.buf.len() - self.end < READ_CHUNK || self.buf.len() - self.start < need {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            let wanted = (need + READ_CHUNK).next_power_of_two();
+            if self.buf.len() < wanted {
+                self.buf.resize(wanted, 0);
+            }
+        }
+        while self.end - self.start < need {
+            match self.socket.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.broken = true;
+                    return Err(Error::ConnectionLost("the server closed the connection".into()));
+                }
+                Ok(n) => self.end += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                        self.broken = true;
+                        return Err(Error::Interrupted);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.broken = true;
+                    return Err(Error::ConnectionLost(format!("reading from the server failed: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message, skipping notices and parameter reports.
+    pub fn next(&mut self) -> Result<Message> {
+        loop {
+            self.fill(5)?;
+            let s = self.start;
+            let tag = self.buf[s];
+            let len = i32::from_be_bytes([self.buf[s + 1], self.buf[s + 2], self.buf[s + 3], self.buf[s + 4]]);
+            let len = usize::try_from(len).ok().filter(|l| *l >= 4).ok_or_else(|| protocol("bad message length"))?;
+            self.fill(1 + len)?;
+            let m = Message {
+                tag,
+                start: self.start + 5,
+                end: self.start + 1 + len,
+            };
+            self.start += 1 + len;
+            match tag {
+                b'N' | b'A' => {}
+                b'S' => {
+                    let mut b = Body::new(&self.buf[m.start..m.end]);
+                    let (k, v) = (b.cstr()?.to_string(), b.cstr()?.to_string());
+                    self.server.insert(k, v);
+                }
+                _ => return Ok(m),
+            }
+        }
+    }
+
+    /// The body of `m` (valid until the next call to [`PgConnection::next`]).
+    #[inline]
+    pub fn body(&self, m: Message) -> &[u8] {
+        &self.buf[m.start..m.end]
+    }
+
+    /// Read up to ReadyForQuery; return the first error seen on the way.
+    fn finish_until_ready(&mut self, mut error: Option<Error>) -> Result<()> {
+        loop {
+            let m = self.next()?;
+            match m.tag {
+                b'Z' => return error.map_or(Ok(()), Err),
+                b'E' if error.is_none() => {
+                    let (message, code) = error_fields(self.body(m));
+                    error = Some(Error::Query { message, code });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Run statements with the simple protocol, discarding any rows.
+    pub fn execute(&mut self, sql: &str) -> Result<()> {
+        self.simple_query(sql).map(|_| ())
+    }
+
+    /// Run one or more statements with the simple protocol; rows come back as text.
+    pub fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        frontend::query(sql, &mut self.out).map_err(protocol)?;
+        self.flush()?;
+        let mut rows = Vec::new();
+        loop {
+            let m = self.next()?;
+            match m.tag {
+                b'D' => rows.push(text_row(self.body(m))?),
+                b'E' => {
+                    let (message, code) = error_fields(self.body(m));
+                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| rows);
+                }
+                b'Z' => return Ok(rows),
+                b'H' => return Err(protocol("unexpected COPY in a simple query")),
+                _ => {}
+            }
+        }
+    }
+
+    /// The result columns of `sql`, without running it.
+    pub fn describe(&mut self, sql: &str) -> Result<Vec<FieldDesc>> {
+        frontend::parse("", sql, std::iter::empty(), &mut self.out).map_err(protocol)?;
+        frontend::describe(b'S', "", &mut self.out).map_err(protocol)?;
+        frontend::sync(&mut self.out);
+        self.flush()?;
+        let mut fields = Vec::new();
+        let mut error = None;
+        loop {
+            let m = self.next()?;
+            match m.tag {
+                b't' => {
+                    let params = Body::new(self.body(m)).i16()?;
+                    if params > 0 && error.is_none() {
+                        error = Some(Error::Config(format!(
+                            "the query uses {params} $n parameter(s); rivet runs queries without parameters"
+                        )));
+                    }
+                }
+                b'T' => fields = row_description(self.body(m))?,
+                b'E' => {
+                    let (message, code) = error_fields(self.body(m));
+                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| fields);
+                }
+                b'Z' => return error.map_or(Ok(fields), Err),
+                _ => {}
+            }
+        }
+    }
+
+    /// Queue `sql` with binary results (Parse, Bind, Execute, Sync) and send it.
+    pub fn send_binary_query(&mut self, sql: &str) -> Result<()> {
+        frontend::parse("", sql, std::iter::empty(), &mut self.out).map_err(protocol)?;
+        frontend::bind(
+            "",
+            "",
+            std::iter::empty(),
+            std::iter::empty::<()>(),
+            |(), _| Ok(postgres_protocol::IsNull::No),
+            [1],
+            &mut self.out,
+        )
+        .map_err(|_| protocol("bind"))?;
+        frontend::execute("", 0, &mut self.out).map_err(protocol)?;
+        frontend::sync(&mut self.out);
+        self.flush()
+    }
+
+    /// Read the result of one [`PgConnection::send_binary_query`]; each row body goes to `on_row`.
+    pub fn read_binary_result(&mut self, mut on_row: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+        let mut rows = 0u64;
+        loop {
+            let m = self.next()?;
+            match m.tag {
+                b'D' => {
+                    on_row(&self.buf[m.start..m.end])?;
+                    rows += 1;
+                }
+                b'E' => {
+                    let (message, code) = error_fields(self.body(m));
+                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| rows);
+                }
+                b'Z' => return Ok(rows),
+                b'1' | b'2' | b'C' | b'n' | b's' | b'I' => {}
+                other => return Err(protocol(format!("unexpected message '{}'", other as char))),
+            }
+        }
+    }
+
+    /// Run `COPY ... TO STDOUT` and hand every CopyData payload to `on_data`.
+    pub fn copy_out(&mut self, sql: &str, mut on_data: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        frontend::query(sql, &mut self.out).map_err(protocol)?;
+        self.flush()?;
+        loop {
+            let m = self.next()?;
+            match m.tag {
+                b'd' => on_data(&self.buf[m.start..m.end])?,
+                b'E' => {
+                    let (message, code) = error_fields(self.body(m));
+                    return self.finish_until_ready(Some(Error::Query { message, code }));
+                }
+                b'Z' => return Ok(()),
+                b'H' | b'c' | b'C' => {}
+                other => return Err(protocol(format!("unexpected message '{}' in COPY", other as char))),
+            }
+        }
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if !self.broken {
+            frontend::terminate(&mut self.out);
+            let _ = self.flush();
+        }
+    }
+}
