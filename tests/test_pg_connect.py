@@ -1,0 +1,186 @@
+"""Connecting: password methods against a throwaway server, and the TLS modes against the local one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet.errors import ConfigError, SourceConnectionError
+from tests.conftest import PG_URL, pg_url
+
+pytestmark = pytest.mark.postgres
+
+HBA = """\
+local all all trust
+host all md5_user 127.0.0.1/32 md5
+host all plain_user 127.0.0.1/32 password
+host all all 127.0.0.1/32 scram-sha-256
+"""
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[int]:
+    """A throwaway PostgreSQL that demands passwords (SCRAM, MD5, cleartext)."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql to start an auth test server")
+    # Not under pytest's tmp: the server's own user must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="rivet-pgauth-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    pwfile = root / "pw"
+    pwfile.write_text("scram-secret\n")
+    data, port = root / "data", _free_port()
+    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+                    "-A", "scram-sha-256"], check=True, capture_output=True)
+    (data / "pg_hba.conf").write_text(HBA)
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        def psql(sql: str) -> None:
+            subprocess.run([*run_as, str(bin_dir.parent / "bin" / "psql"), "-h", str(root), "-p", str(port), "-U",
+                            "postgres", "-d", "postgres", "-c", sql], check=True, capture_output=True)
+
+        psql("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
+        psql("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
+        yield port
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("postgres", "scram-secret"), ("md5_user", "md5-secret"), ("plain_user", "plain-secret")],
+)
+def test_password_methods(auth_server: int, tmp_path: Path, user: str, password: str) -> None:
+    url = f"postgresql://{user}:{password}@127.0.0.1:{auth_server}/postgres?sslmode=disable"
+    result = rivet.export(url, query="SELECT current_user::text AS who", destination=str(tmp_path))
+    assert pq.read_table(result.files[0]).column("who").to_pylist() == [user]
+
+
+def test_password_from_an_environment_variable(auth_server: int, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RIVET_T_PW", "scram-secret")
+    source = {"type": "postgres", "host": "127.0.0.1", "port": auth_server, "user": "postgres",
+              "database": "postgres", "password_env": "RIVET_T_PW", "tls": {"mode": "disable"}}
+    assert rivet.export(source, query="SELECT 1 AS x", destination=str(tmp_path)).rows == 1
+
+
+def test_wrong_password_is_a_clear_connection_error(auth_server: int, tmp_path: Path) -> None:
+    url = f"postgresql://postgres:nope@127.0.0.1:{auth_server}/postgres?sslmode=disable"
+    with pytest.raises(SourceConnectionError, match='password authentication failed for user "postgres"') as err:
+        rivet.export(url, query="SELECT 1", destination=str(tmp_path))
+    assert err.value.code == "28P01"
+    assert "nope" not in str(err.value)
+
+
+def test_missing_password_says_so(auth_server: int, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = f"postgresql://postgres@127.0.0.1:{auth_server}/postgres?sslmode=disable"
+    with pytest.raises(SourceConnectionError, match="asks user 'postgres' for a password and none was given"):
+        rivet.export(url, query="SELECT 1", destination=str(tmp_path))
+
+
+def _ssl_in_use(url: str, tmp_path: Path) -> bool:
+    result = rivet.export(url, query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", destination=str(tmp_path))
+    return bool(pq.read_table(result.files[0]).column("ssl")[0].as_py())
+
+
+def _server_has_ssl(pg) -> bool:
+    return pg.execute("SHOW ssl").fetchone()[0] == "on"
+
+
+@pytest.mark.parametrize(("mode", "encrypted"), [("disable", False), ("prefer", True), ("require", True)])
+def test_tls_modes_that_do_not_verify(pg, tmp_path: Path, mode: str, encrypted: bool) -> None:
+    if encrypted and not _server_has_ssl(pg):
+        pytest.skip("the local server has ssl = off")
+    assert _ssl_in_use(pg_url(mode), tmp_path) is encrypted
+
+
+def _server_certificate(pg) -> str:
+    if not _server_has_ssl(pg):
+        pytest.skip("the local server has ssl = off")
+    path = pg.execute("SHOW ssl_cert_file").fetchone()[0]
+    if not os.access(path, os.R_OK):
+        pytest.skip(f"cannot read the server certificate {path}")
+    return str(path)
+
+
+def _tls_source(mode: str, host: str, ca_file: str) -> dict[str, object]:
+    return {"type": "postgres", "host": host, "user": "postgres", "database": "test",
+            "tls": {"mode": mode, "ca_file": ca_file}}
+
+
+def test_verify_full_accepts_a_trusted_certificate_for_its_host(pg, tmp_path: Path) -> None:
+    cert = _server_certificate(pg)
+    host = "localhost"  # the name the local certificate is issued for
+    result = rivet.export(_tls_source("verify-full", host, cert), query="SELECT ssl FROM pg_stat_ssl WHERE pid = "
+                          "pg_backend_pid()", destination=str(tmp_path))
+    assert pq.read_table(result.files[0]).column("ssl").to_pylist() == [True]
+
+
+def test_verify_full_refuses_another_host_name(pg, tmp_path: Path) -> None:
+    cert = _server_certificate(pg)
+    with pytest.raises(SourceConnectionError, match="TLS handshake with 127.0.0.1 failed: invalid peer certificate"):
+        rivet.export(_tls_source("verify-full", "127.0.0.1", cert), query="SELECT 1", destination=str(tmp_path))
+
+
+def test_verify_ca_ignores_the_name_but_checks_the_chain(pg, tmp_path: Path) -> None:
+    cert = _server_certificate(pg)
+    assert rivet.export(_tls_source("verify-ca", "127.0.0.1", cert), query="SELECT 1 AS x",
+                        destination=str(tmp_path / "ok")).rows == 1
+    bundle = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    if not bundle.is_file():
+        pytest.skip("no system CA bundle to take an unrelated root from")
+    text = bundle.read_text()
+    unrelated = tmp_path / "other-ca.pem"
+    unrelated.write_text(text[: text.index("-----END CERTIFICATE-----") + 26])
+    with pytest.raises(SourceConnectionError, match="UnknownIssuer"):
+        rivet.export(_tls_source("verify-ca", "127.0.0.1", str(unrelated)), query="SELECT 1",
+                     destination=str(tmp_path / "bad"))
+
+
+def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path) -> None:
+    port = _free_port()
+    start = time.monotonic()
+    with pytest.raises(SourceConnectionError, match=f"cannot reach 127.0.0.1:{port}"):
+        rivet.export(f"postgresql://u@127.0.0.1:{port}/d", query="SELECT 1", destination=str(tmp_path))
+    assert time.monotonic() - start < 5
+
+
+def test_bad_url_parameter_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unsupported connection parameter 'frobnicate'"):
+        rivet.export(f"{PG_URL}?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
+
+
+def test_unix_socket_host(pg, tmp_path: Path) -> None:
+    sockets = [d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()]
+    if not sockets:
+        pytest.skip("no local PostgreSQL socket")
+    source = {"type": "postgres", "host": sockets[0], "user": "postgres", "database": "test"}
+    assert rivet.export(source, query="SELECT 1 AS x", destination=str(tmp_path)).rows == 1
