@@ -7,7 +7,7 @@ use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::metadata::field_metadata;
-use crate::pg::decode::ColumnBuilder;
+use crate::pg::decode::{Capacity, ColumnBuilder};
 use crate::pg::types::PgKind;
 
 /// One result column, mapped.
@@ -57,7 +57,10 @@ impl PgBatchBuilder {
     /// A builder for `columns`, sized for `capacity` rows.
     pub fn new(columns: Vec<PgColumn>, capacity: usize) -> Self {
         let schema = arrow_schema(&columns);
-        let builders = columns.iter().map(|c| ColumnBuilder::new(&c.kind, capacity)).collect();
+        let builders = columns
+            .iter()
+            .map(|c| ColumnBuilder::new(&c.kind, Capacity::rows(capacity)))
+            .collect();
         PgBatchBuilder {
             schema,
             columns,
@@ -104,7 +107,13 @@ impl PgBatchBuilder {
 
     /// Take the current rows as a batch.
     pub fn finish(&mut self) -> Result<RecordBatch> {
-        let arrays = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
+        let mut arrays = Vec::with_capacity(self.builders.len());
+        for (builder, column) in self.builders.iter_mut().zip(&self.columns) {
+            let array = builder.finish();
+            // Start the next batch with the room this one needed: no regrowing, no copies.
+            *builder = ColumnBuilder::new(&column.kind, Capacity::of(array.as_ref()));
+            arrays.push(array);
+        }
         self.rows = 0;
         self.bytes = 0;
         RecordBatch::try_new(Arc::clone(&self.schema), arrays)

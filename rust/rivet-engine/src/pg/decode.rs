@@ -10,10 +10,11 @@ use arrow_array::builder::{
     Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, ListArray, PrimitiveArray, StructArray};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StructArray};
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
-use arrow_schema::{Field, FieldRef};
+use arrow_schema::{DataType, Field, FieldRef};
 
 use crate::pg::numeric::{self, DecimalInt};
 use crate::pg::types::{PgKind, interval_fields};
@@ -84,6 +85,44 @@ fn fixed<const N: usize>(raw: &[u8], what: &str) -> Result<[u8; N], String> {
         .map_err(|_| format!("malformed {what}: {} bytes instead of {N}", raw.len()))
 }
 
+/// How much room a new builder starts with, so a batch fills it without regrowing.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Rows.
+    pub rows: usize,
+    /// Bytes of variable-length data (text, binary).
+    pub data: usize,
+    /// Elements of a list column.
+    pub items: usize,
+}
+
+impl Capacity {
+    /// A guess from a row count alone.
+    pub fn rows(rows: usize) -> Self {
+        Capacity {
+            rows,
+            data: rows * 16,
+            items: rows * 4,
+        }
+    }
+
+    /// What `array` used, plus an eighth for variation between batches.
+    pub fn of(array: &dyn Array) -> Self {
+        let grow = |n: usize| n + n / 8;
+        let data = match array.data_type() {
+            DataType::Utf8 => array.as_string::<i32>().value_data().len(),
+            DataType::Binary => array.as_binary::<i32>().value_data().len(),
+            _ => 0,
+        };
+        let items = array.as_list_opt::<i32>().map_or(0, |l| l.values().len());
+        Capacity {
+            rows: grow(array.len()),
+            data: grow(data),
+            items: grow(items),
+        }
+    }
+}
+
 fn pow10_i128(p: u8) -> i128 {
     i128::pow10(u32::from(p)).unwrap_or(i128::MAX)
 }
@@ -93,8 +132,9 @@ fn pow10_i256(p: u8) -> i256 {
 }
 
 impl ColumnBuilder {
-    /// A builder for `kind` with room for `capacity` rows.
-    pub fn new(kind: &PgKind, capacity: usize) -> Self {
+    /// A builder for `kind` with room for `cap`.
+    pub fn new(kind: &PgKind, cap: Capacity) -> Self {
+        let capacity = cap.rows;
         match kind {
             PgKind::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             PgKind::Int2 => ColumnBuilder::Int16(Int16Builder::with_capacity(capacity)),
@@ -117,10 +157,10 @@ impl ColumnBuilder {
                 *scale,
                 pow10_i256(*precision),
             ),
-            PgKind::Text => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            PgKind::Jsonb => ColumnBuilder::Jsonb(StringBuilder::with_capacity(capacity, capacity * 32)),
+            PgKind::Text => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, cap.data)),
+            PgKind::Jsonb => ColumnBuilder::Jsonb(StringBuilder::with_capacity(capacity, cap.data)),
             PgKind::Uuid => ColumnBuilder::Uuid(StringBuilder::with_capacity(capacity, capacity * 36)),
-            PgKind::Bytea => ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            PgKind::Bytea => ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, cap.data)),
             PgKind::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
             PgKind::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
             PgKind::Timestamp => {
@@ -143,7 +183,7 @@ impl ColumnBuilder {
                     v
                 },
                 nulls: NullBufferBuilder::new(capacity),
-                child: ColumnBuilder::new(inner, capacity * 4),
+                child: ColumnBuilder::new(inner, Capacity::rows(cap.items)),
             })),
         }
     }
@@ -357,7 +397,7 @@ mod tests {
 
     #[test]
     fn ints_and_nulls() {
-        let mut b = ColumnBuilder::new(&PgKind::Int4, 4);
+        let mut b = ColumnBuilder::new(&PgKind::Int4, Capacity::rows(4));
         b.append(Some(&7i32.to_be_bytes())).unwrap();
         b.append(None).unwrap();
         b.append(Some(&i32::MIN.to_be_bytes())).unwrap();
@@ -371,7 +411,7 @@ mod tests {
 
     #[test]
     fn dates_shift_epoch_and_refuse_infinity() {
-        let mut b = ColumnBuilder::new(&PgKind::Date, 2);
+        let mut b = ColumnBuilder::new(&PgKind::Date, Capacity::rows(2));
         b.append(Some(&0i32.to_be_bytes())).unwrap();
         let err = b.append(Some(&i32::MAX.to_be_bytes())).unwrap_err();
         assert!(err.contains("infinity"));
@@ -407,7 +447,7 @@ mod tests {
 
     #[test]
     fn arrays_keep_null_elements() {
-        let mut b = ColumnBuilder::new(&PgKind::List(Box::new(PgKind::Text)), 2);
+        let mut b = ColumnBuilder::new(&PgKind::List(Box::new(PgKind::Text)), Capacity::rows(2));
         b.append(Some(&array(&[Some("a"), None, Some("ü")]))).unwrap();
         b.append(None).unwrap();
         let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25];
@@ -426,7 +466,7 @@ mod tests {
 
     #[test]
     fn two_dimensional_arrays_are_refused() {
-        let mut b = ColumnBuilder::new(&PgKind::List(Box::new(PgKind::Int4)), 1);
+        let mut b = ColumnBuilder::new(&PgKind::List(Box::new(PgKind::Int4)), Capacity::rows(1));
         let mut v = Vec::new();
         v.extend(2i32.to_be_bytes());
         v.extend([0u8; 24]);

@@ -21,12 +21,40 @@ pub trait DecimalInt: Copy + PartialOrd {
     fn mul_pow10(self, n: u32) -> Option<Self>;
     /// `self * 10000 + d`, or `None` on overflow.
     fn push_digit(self, d: u16) -> Option<Self>;
+    /// `self + d`, or `None` on overflow.
+    fn add_small(self, d: u16) -> Option<Self>;
     /// `self / 10^n` when it divides exactly; `None` otherwise.
     fn div_pow10_exact(self, n: u32) -> Option<Self>;
     /// `-self`.
     fn neg(self) -> Self;
     /// `10^n`, or `None` past the type's range.
     fn pow10(n: u32) -> Option<Self>;
+}
+
+impl DecimalInt for i64 {
+    const ZERO: Self = 0;
+    fn from_u16(v: u16) -> Self {
+        i64::from(v)
+    }
+    fn mul_pow10(self, n: u32) -> Option<Self> {
+        self.checked_mul(Self::pow10(n)?)
+    }
+    fn push_digit(self, d: u16) -> Option<Self> {
+        self.checked_mul(10_000)?.checked_add(i64::from(d))
+    }
+    fn add_small(self, d: u16) -> Option<Self> {
+        self.checked_add(i64::from(d))
+    }
+    fn div_pow10_exact(self, n: u32) -> Option<Self> {
+        let p = Self::pow10(n)?;
+        (self % p == 0).then(|| self / p)
+    }
+    fn neg(self) -> Self {
+        -self
+    }
+    fn pow10(n: u32) -> Option<Self> {
+        10i64.checked_pow(n)
+    }
 }
 
 impl DecimalInt for i128 {
@@ -39,6 +67,9 @@ impl DecimalInt for i128 {
     }
     fn push_digit(self, d: u16) -> Option<Self> {
         self.checked_mul(10_000)?.checked_add(i128::from(d))
+    }
+    fn add_small(self, d: u16) -> Option<Self> {
+        self.checked_add(i128::from(d))
     }
     fn div_pow10_exact(self, n: u32) -> Option<Self> {
         match Self::pow10(n) {
@@ -66,6 +97,9 @@ impl DecimalInt for i256 {
     fn push_digit(self, d: u16) -> Option<Self> {
         self.checked_mul(i256::from_i128(10_000))?
             .checked_add(i256::from_i128(i128::from(d)))
+    }
+    fn add_small(self, d: u16) -> Option<Self> {
+        self.checked_add(i256::from_i128(i128::from(d)))
     }
     fn div_pow10_exact(self, n: u32) -> Option<Self> {
         match Self::pow10(n) {
@@ -112,6 +146,12 @@ impl std::fmt::Display for NumericError {
 /// Decode into an i128 decimal, using 256-bit arithmetic for values whose
 /// intermediate form is wider than 128 bits.
 pub fn decode_i128(raw: &[u8], scale: i8, bound: i128) -> Result<i128, NumericError> {
+    // Most values fit 64-bit arithmetic, which is several times cheaper.
+    if let Ok(small) = i64::try_from(bound) {
+        if let Ok(v) = decode::<i64>(raw, scale, small) {
+            return Ok(i128::from(v));
+        }
+    }
     match decode::<i128>(raw, scale, bound) {
         Err(NumericError::Overflow(_)) => {
             let wide = decode::<i256>(raw, scale, i256::from_i128(bound))?;
@@ -131,7 +171,7 @@ pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, Numer
     if raw.len() < 8 {
         return Err(NumericError::Malformed(format!("{} bytes", raw.len())));
     }
-    let ndigits = usize::from(be_u16(raw, 0));
+    let mut ndigits = usize::from(be_u16(raw, 0));
     let weight = i32::from(be_u16(raw, 2) as i16);
     let sign = be_u16(raw, 4);
     if raw.len() != 8 + 2 * ndigits {
@@ -147,25 +187,48 @@ pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, Numer
     if ndigits == 0 {
         return Ok(T::ZERO);
     }
+    let digit = |i: usize| be_u16(raw, 8 + 2 * i);
     let overflow = || NumericError::Overflow(render(raw));
-    let mut acc = T::ZERO;
-    for i in 0..ndigits {
-        acc = acc.push_digit(be_u16(raw, 8 + 2 * i)).ok_or_else(overflow)?;
+    let excess = || NumericError::ExcessScale(render(raw));
+    // The digits, read as one integer, are the value times 10^(4 * (ndigits - 1 - weight)).
+    let mut shift = i32::from(scale) - 4 * (ndigits as i32 - 1 - weight);
+    // Digits past the scale must be zeros: drop whole groups, then part of the last one,
+    // so no wide division is needed.
+    while shift <= -4 {
+        if digit(ndigits - 1) != 0 {
+            return Err(excess());
+        }
+        ndigits -= 1;
+        shift += 4;
+        if ndigits == 0 {
+            return Ok(T::ZERO);
+        }
     }
-    // acc holds the value times 10^frac_digits.
-    let frac_digits = 4 * (ndigits as i32 - 1 - weight);
-    let shift = i32::from(scale) - frac_digits;
-    let unscaled = if shift >= 0 {
-        acc.mul_pow10(shift as u32).ok_or_else(overflow)?
+    let mut acc = T::ZERO;
+    for i in 0..ndigits - 1 {
+        acc = acc.push_digit(digit(i)).ok_or_else(overflow)?;
+    }
+    let last = digit(ndigits - 1);
+    let unscaled = if shift < 0 {
+        let cut = POW10_U16[(-shift) as usize];
+        if last % cut != 0 {
+            return Err(excess());
+        }
+        acc.mul_pow10((4 + shift) as u32)
+            .and_then(|a| a.add_small(last / cut))
+            .ok_or_else(overflow)?
     } else {
-        acc.div_pow10_exact((-shift) as u32)
-            .ok_or_else(|| NumericError::ExcessScale(render(raw)))?
+        acc.push_digit(last)
+            .and_then(|a| a.mul_pow10(shift as u32))
+            .ok_or_else(overflow)?
     };
     if unscaled >= bound {
         return Err(overflow());
     }
     Ok(if sign == NUMERIC_NEG { unscaled.neg() } else { unscaled })
 }
+
+const POW10_U16: [u16; 4] = [1, 10, 100, 1000];
 
 /// Text of a binary numeric, for error messages.
 pub fn render(raw: &[u8]) -> String {
@@ -277,6 +340,16 @@ mod tests {
             d128("1234567890123456789012345678.1234567890", 38, 10),
             Ok(12345678901234567890123456781234567890)
         );
+    }
+
+    #[test]
+    fn trailing_groups_and_zeros() {
+        assert_eq!(d128("100000000", 15, 2), Ok(10000000000));
+        assert_eq!(d128("0.5", 3, 1), Ok(5));
+        assert_eq!(d128("12.3400", 10, 2), Ok(1234));
+        assert_eq!(d128("0.0001", 10, 4), Ok(1));
+        assert!(d128("0.0001", 10, 3).is_err());
+        assert_eq!(d128("-99999999999999999999.99", 24, 2), Ok(-9999999999999999999999));
     }
 
     #[test]
