@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from bench.fixtures import SCALES, Scale, ensure_tables  # noqa: E402
+from bench.fixtures import SCALES, Scale, ensure_tables
 
 
 @pytest.fixture(scope="session")

@@ -73,9 +73,10 @@ def adbc_stream(url: str, table: str, out: Path) -> int:
 
 def duckdb_scanner(url: str, table: str, out: Path, threads: int = 2) -> int:
     """DuckDB 1.5.5's postgres scanner, COPY ... TO parquet (zstd), N threads."""
+    from urllib.parse import urlparse
+
     import duckdb
     import duckdb_extension_postgres_scanner as ext
-    from urllib.parse import urlparse
 
     u = urlparse(url)
     dsn = f"host={u.hostname} port={u.port or 5432} user={u.username} dbname={u.path.lstrip('/')} sslmode=disable"
@@ -84,7 +85,9 @@ def duckdb_scanner(url: str, table: str, out: Path, threads: int = 2) -> int:
     con.execute(f"SET threads = {threads}")
     con.execute(f"LOAD '{Path(ext.__file__).parent / 'extensions/v1.5.5/postgres_scanner.duckdb_extension'}'")
     con.execute(f"ATTACH '{dsn}' AS pg (TYPE postgres, READ_ONLY)")
-    con.execute(f"COPY (SELECT * FROM pg.public.{table}) TO '{out / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT * FROM pg.public.{table}) TO '{out / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
+    )
     row = con.execute(f"SELECT count(*) FROM read_parquet('{out / (table + '.parquet')}')").fetchone()
     return int(row[0]) if row else 0
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from bench.fixtures import SCALES, TABLES, ensure_tables  # noqa: E402
-from bench.harness import compare, render, to_json  # noqa: E402
-from bench.methods import METHODS  # noqa: E402
+from bench.fixtures import SCALES, TABLES, ensure_tables
+from bench.harness import compare, render, to_json
+from bench.methods import METHODS
 
 
 def main() -> None:

@@ -24,8 +24,14 @@ def test_export_result_is_readable(tmp_path):
 
 
 def test_structured_source_and_state_dir(tmp_path):
-    source = {"type": "postgres", "host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test",
-              "tls": {"mode": "disable"}}
+    source = {
+        "type": "postgres",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "user": "postgres",
+        "database": "test",
+        "tls": {"mode": "disable"},
+    }
     result = rivet.export(source, query="SELECT 2 AS y", destination=str(tmp_path / "o"), state_dir=str(tmp_path))
     assert result.rows == 1
     assert (tmp_path / ".rivet_state.db").exists()

@@ -16,9 +16,7 @@ from tests.conftest import pg_url
 
 
 def rivet_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rivet", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "rivet", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture
@@ -78,12 +76,32 @@ def test_successful_run_exits_0_and_prints_json(sqlite_config: Path) -> None:
     assert doc["status"] == "success" and doc["exit_code"] == 0
     assert doc["total_rows"] == 110
     assert set(doc) == {
-        "status", "exit_code", "config", "duration_s", "total_rows", "total_files", "total_bytes", "exports",
+        "status",
+        "exit_code",
+        "config",
+        "duration_s",
+        "total_rows",
+        "total_files",
+        "total_bytes",
+        "exports",
     }
     first = doc["exports"][0]
     assert set(first) == {
-        "name", "run_id", "status", "mode", "rows", "files", "bytes", "duration_s", "rows_per_second",
-        "engine", "manifest", "peak_rss_mb", "error", "error_type", "exit_code",
+        "name",
+        "run_id",
+        "status",
+        "mode",
+        "rows",
+        "files",
+        "bytes",
+        "duration_s",
+        "rows_per_second",
+        "engine",
+        "manifest",
+        "peak_rss_mb",
+        "error",
+        "error_type",
+        "exit_code",
     }
     assert first["name"] == "items" and first["rows"] == 100 and Path(first["files"][0]).is_file()
     assert "✓ items: 100 rows" in proc.stderr

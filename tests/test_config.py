@@ -88,7 +88,11 @@ def test_negative_matrix(case: str) -> None:
 
 
 def test_g18_chunked_via_table_without_chunk_column_is_accepted() -> None:
-    text = PG + "exports:\n  - name: a\n    table: orders\n    mode: chunked\n    wave: 2\n    parallel_safe: true\n    destination: out\n"
+    text = (
+        PG
+        + "exports:\n  - name: a\n    table: orders\n    mode: chunked\n    wave: 2\n"
+        + "    parallel_safe: true\n    destination: out\n"
+    )
     loaded = parse_config(text, base_dir=Path("."))
     assert loaded.config.exports[0].mode == "chunked"
 
@@ -118,7 +122,9 @@ MORE = {
         "coalesce requires cursor_fallback_column",
     ),
     "time_window without days": (
-        PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: time_window\n    time_column: t\n    destination: out\n",
+        PG
+        + "exports:\n  - name: a\n    query: SELECT 1\n    mode: time_window\n    time_column: t\n"
+        + "    destination: out\n",
         "time_window mode requires time_column and days_window",
     ),
     "duplicate export names": (PG + "exports:\n" + EXPORT + EXPORT, "duplicate export name 'a'"),
@@ -145,7 +151,9 @@ MORE = {
         "compression_profile replaces compression and compression_level",
     ),
     "csv with snappy": (
-        PG + "exports:\n  - name: a\n    query: SELECT 1\n    format: csv\n    compression: snappy\n    destination: out\n",
+        PG
+        + "exports:\n  - name: a\n    query: SELECT 1\n    format: csv\n    compression: snappy\n"
+        + "    destination: out\n",
         "csv output supports compression gzip, zstd or none, not snappy",
     ),
     "unknown override type": (
@@ -267,5 +275,5 @@ def test_a_complete_valid_config_loads(tmp_path: Path) -> None:
     )
     loaded = load_config(tmp_path / "rivet.yaml")
     assert loaded.export("orders").compression == "gzip"
-    with pytest.raises(ConfigError, match="no export named 'order' .*did you mean 'orders'"):
+    with pytest.raises(ConfigError, match=r"no export named 'order' .*did you mean 'orders'"):
         loaded.export("order")

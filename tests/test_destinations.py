@@ -47,7 +47,11 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("RIVET_T_SECRET", "testing")
     name = f"rivet-{_free_port()}"
     boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
     ).create_bucket(Bucket=name)
     return name
 
@@ -70,7 +74,10 @@ def _s3fs(endpoint: str) -> fsspec.AbstractFileSystem:
 
 def test_s3_destination_commits_parts_manifest_and_success(s3_bucket: str, s3_endpoint: str) -> None:
     result = rivet.export(
-        pg_url(), query=QUERY, destination=_s3_destination(s3_bucket, s3_endpoint, "exports/{export}"), name="nums",
+        pg_url(),
+        query=QUERY,
+        destination=_s3_destination(s3_bucket, s3_endpoint, "exports/{export}"),
+        name="nums",
         max_file_size="64KB",
     )
     fs = _s3fs(s3_endpoint)
@@ -92,8 +99,12 @@ def test_failed_export_leaves_nothing_in_the_bucket(s3_bucket: str, s3_endpoint:
     query = "SELECT i, md5(i::text) AS h, 1 / (i - 4000) AS x FROM generate_series(1, 5000) AS i"
     with pytest.raises(QueryError):
         rivet.export(
-            pg_url(), query=query, destination=_s3_destination(s3_bucket, s3_endpoint, "bad"), name="bad",
-            max_file_size="16KB", tuning={"batch_size": 500},
+            pg_url(),
+            query=query,
+            destination=_s3_destination(s3_bucket, s3_endpoint, "bad"),
+            name="bad",
+            max_file_size="16KB",
+            tuning={"batch_size": 500},
         )
     assert _s3fs(s3_endpoint).glob(f"{s3_bucket}/bad/**") == []
 

@@ -49,7 +49,12 @@ def test_csv_gzip(tmp_path):
 def test_rotation_keeps_parts_near_the_limit_and_loses_nothing(tmp_path, fmt):
     limit = 128 * 1024
     result = rivet.export(
-        pg_url(), query=QUERY, destination=str(tmp_path), name="n", format=fmt, max_file_size=limit,
+        pg_url(),
+        query=QUERY,
+        destination=str(tmp_path),
+        name="n",
+        format=fmt,
+        max_file_size=limit,
         tuning={"batch_size": 1000},
     )
     assert len(result.files) > 2
@@ -69,7 +74,9 @@ def test_rotation_keeps_parts_near_the_limit_and_loses_nothing(tmp_path, fmt):
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_empty_result_writes_one_part_with_the_schema(tmp_path, fmt):
-    result = rivet.export(pg_url(), query="SELECT 1::int AS a, 'x'::text AS b WHERE false", destination=str(tmp_path), format=fmt)
+    result = rivet.export(
+        pg_url(), query="SELECT 1::int AS a, 'x'::text AS b WHERE false", destination=str(tmp_path), format=fmt
+    )
     assert result.rows == 0 and len(result.files) == 1
     if fmt == "parquet":
         table = pq.read_table(result.files[0])

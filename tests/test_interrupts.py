@@ -54,13 +54,27 @@ def test_another_thread_keeps_running_while_a_scan_waits(out):
             ticks += 1
 
     conn = {
-        "url": pg_url(), "host": None, "port": None, "user": None, "password": None, "database": None,
-        "tls_mode": None, "ca_file": None, "accept_invalid_certs": False, "accept_invalid_hostnames": False,
+        "url": pg_url(),
+        "host": None,
+        "port": None,
+        "user": None,
+        "password": None,
+        "database": None,
+        "tls_mode": None,
+        "ca_file": None,
+        "accept_invalid_certs": False,
+        "accept_invalid_hostnames": False,
         "connect_timeout_s": 10.0,
     }
     options = {
-        "method": "cursor", "batch_rows": 200, "batch_bytes": 1 << 20, "statement_timeout_ms": 0,
-        "lock_timeout_ms": 0, "throttle_ms": 0, "snapshot": None, "prefetch": 1,
+        "method": "cursor",
+        "batch_rows": 200,
+        "batch_bytes": 1 << 20,
+        "statement_timeout_ms": 0,
+        "lock_timeout_ms": 0,
+        "throttle_ms": 0,
+        "snapshot": None,
+        "prefetch": 1,
     }
     reader = _native.scan_postgres(conn, SLOW_QUERY, options, {}, [])
     worker = threading.Thread(target=spin)

@@ -55,22 +55,67 @@ def auth_server() -> Iterator[int]:
     pwfile = root / "pw"
     pwfile.write_text("scram-secret\n")
     data, port = root / "data", _free_port()
-    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
-                    "-A", "scram-sha-256"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            f"--pwfile={pwfile}",
+            "-A",
+            "scram-sha-256",
+        ],
+        check=True,
+        capture_output=True,
+    )
     (data / "pg_hba.conf").write_text(HBA)
-    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
+
         def psql(sql: str) -> None:
-            subprocess.run([*run_as, str(bin_dir.parent / "bin" / "psql"), "-h", str(root), "-p", str(port), "-U",
-                            "postgres", "-d", "postgres", "-c", sql], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    *run_as,
+                    str(bin_dir.parent / "bin" / "psql"),
+                    "-h",
+                    str(root),
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    sql,
+                ],
+                check=True,
+                capture_output=True,
+            )
 
         psql("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
         psql("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
         yield port
     finally:
-        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -86,8 +131,15 @@ def test_password_methods(auth_server: int, tmp_path: Path, user: str, password:
 
 def test_password_from_an_environment_variable(auth_server: int, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RIVET_T_PW", "scram-secret")
-    source = {"type": "postgres", "host": "127.0.0.1", "port": auth_server, "user": "postgres",
-              "database": "postgres", "password_env": "RIVET_T_PW", "tls": {"mode": "disable"}}
+    source = {
+        "type": "postgres",
+        "host": "127.0.0.1",
+        "port": auth_server,
+        "user": "postgres",
+        "database": "postgres",
+        "password_env": "RIVET_T_PW",
+        "tls": {"mode": "disable"},
+    }
     assert rivet.export(source, query="SELECT 1 AS x", destination=str(tmp_path)).rows == 1
 
 
@@ -107,7 +159,9 @@ def test_missing_password_says_so(auth_server: int, tmp_path: Path, monkeypatch)
 
 
 def _ssl_in_use(url: str, tmp_path: Path) -> bool:
-    result = rivet.export(url, query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", destination=str(tmp_path))
+    result = rivet.export(
+        url, query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", destination=str(tmp_path)
+    )
     return bool(pq.read_table(result.files[0]).column("ssl")[0].as_py())
 
 
@@ -132,28 +186,42 @@ def _server_certificate(pg) -> str:
 
 
 def _tls_source(mode: str, host: str, ca_file: str) -> dict[str, object]:
-    return {"type": "postgres", "host": host, "user": "postgres", "database": "test",
-            "tls": {"mode": mode, "ca_file": ca_file}}
+    return {
+        "type": "postgres",
+        "host": host,
+        "user": "postgres",
+        "database": "test",
+        "tls": {"mode": mode, "ca_file": ca_file},
+    }
 
 
 def test_verify_full_accepts_a_trusted_certificate_for_its_host(pg, tmp_path: Path) -> None:
     cert = _server_certificate(pg)
     host = "localhost"  # the name the local certificate is issued for
-    result = rivet.export(_tls_source("verify-full", host, cert), query="SELECT ssl FROM pg_stat_ssl WHERE pid = "
-                          "pg_backend_pid()", destination=str(tmp_path))
+    result = rivet.export(
+        _tls_source("verify-full", host, cert),
+        query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        destination=str(tmp_path),
+    )
     assert pq.read_table(result.files[0]).column("ssl").to_pylist() == [True]
 
 
 def test_verify_full_refuses_another_host_name(pg, tmp_path: Path) -> None:
     cert = _server_certificate(pg)
-    with pytest.raises(SourceConnectionError, match="TLS handshake with 127.0.0.1 failed: invalid peer certificate"):
+    with pytest.raises(
+        SourceConnectionError, match=r"TLS handshake with 127\.0\.0\.1 failed: invalid peer certificate"
+    ):
         rivet.export(_tls_source("verify-full", "127.0.0.1", cert), query="SELECT 1", destination=str(tmp_path))
 
 
 def test_verify_ca_ignores_the_name_but_checks_the_chain(pg, tmp_path: Path) -> None:
     cert = _server_certificate(pg)
-    assert rivet.export(_tls_source("verify-ca", "127.0.0.1", cert), query="SELECT 1 AS x",
-                        destination=str(tmp_path / "ok")).rows == 1
+    assert (
+        rivet.export(
+            _tls_source("verify-ca", "127.0.0.1", cert), query="SELECT 1 AS x", destination=str(tmp_path / "ok")
+        ).rows
+        == 1
+    )
     bundle = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
     if not bundle.is_file():
         pytest.skip("no system CA bundle to take an unrelated root from")
@@ -161,8 +229,9 @@ def test_verify_ca_ignores_the_name_but_checks_the_chain(pg, tmp_path: Path) -> 
     unrelated = tmp_path / "other-ca.pem"
     unrelated.write_text(text[: text.index("-----END CERTIFICATE-----") + 26])
     with pytest.raises(SourceConnectionError, match="UnknownIssuer"):
-        rivet.export(_tls_source("verify-ca", "127.0.0.1", str(unrelated)), query="SELECT 1",
-                     destination=str(tmp_path / "bad"))
+        rivet.export(
+            _tls_source("verify-ca", "127.0.0.1", str(unrelated)), query="SELECT 1", destination=str(tmp_path / "bad")
+        )
 
 
 def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path) -> None:

@@ -45,7 +45,12 @@ COLUMNS = [
     Col("c_int8", "bigint", ("-9223372036854775808", "9223372036854775807"), pa.int64()),
     Col("c_oid", "oid", ("0", "4294967295"), pa.int64(), "{c}::bigint"),
     Col("c_float4", "real", ("1.5", "'NaN'", "'-Infinity'", "3.4028235e38", "1e-45"), pa.float32()),
-    Col("c_float8", "double precision", ("0.1", "'Infinity'", "-1.7976931348623157e308", "5e-324", "'NaN'"), pa.float64()),
+    Col(
+        "c_float8",
+        "double precision",
+        ("0.1", "'Infinity'", "-1.7976931348623157e308", "5e-324", "'NaN'"),
+        pa.float64(),
+    ),
     Col(
         "c_num38",
         "numeric(38,10)",
@@ -78,13 +83,23 @@ COLUMNS = [
     Col(
         "c_tstz",
         "timestamptz",
-        ("'2024-03-10 01:59:59-05'", "'2024-03-10 03:00:00-04'", "'1901-12-13 20:45:52.000001+00'", "'1960-01-01 00:00:00+05:30'"),
+        (
+            "'2024-03-10 01:59:59-05'",
+            "'2024-03-10 03:00:00-04'",
+            "'1901-12-13 20:45:52.000001+00'",
+            "'1960-01-01 00:00:00+05:30'",
+        ),
         UTC_TS,
     ),
     Col(
         "c_interval",
         "interval",
-        ("'1 year 2 months 3 days 04:05:06.789'", "'-1 year -2 days -03:00:00.000001'", "'0'", "'1 mon -1 day 00:00:01'"),
+        (
+            "'1 year 2 months 3 days 04:05:06.789'",
+            "'-1 year -2 days -03:00:00.000001'",
+            "'0'",
+            "'1 mon -1 day 00:00:01'",
+        ),
         pa.struct(
             [
                 pa.field("months", pa.int32(), False),
@@ -92,17 +107,25 @@ COLUMNS = [
                 pa.field("microseconds", pa.int64(), False),
             ]
         ),
-        "CASE WHEN {c} IS NOT NULL THEN json_build_object('months', (date_part('year', {c}) * 12 + date_part('month', {c}))::int, "
-        "'days', date_part('day', {c})::int, 'microseconds', "
-        "((date_part('hour', {c}) * 3600 + date_part('minute', {c}) * 60) * 1000000 + date_part('microseconds', {c}))::bigint) END",
+        "CASE WHEN {c} IS NOT NULL THEN json_build_object("
+        "'months', (date_part('year', {c}) * 12 + date_part('month', {c}))::int, "
+        "'days', date_part('day', {c})::int, "
+        "'microseconds', ((date_part('hour', {c}) * 3600 + date_part('minute', {c}) * 60) * 1000000"
+        " + date_part('microseconds', {c}))::bigint) END",
     ),
-    Col("c_uuid", "uuid", ("'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'00000000-0000-0000-0000-000000000000'"), pa.string(), "{c}::text"),
-    Col("c_json", "json", ("'{\"b\": [1, 2.50], \"a\": null}'", "'\"text\"'"), pa.string(), "{c}::text"),
-    Col("c_jsonb", "jsonb", ("'{\"b\": 1, \"a\": \"ü\"}'", "'[]'"), pa.string(), "{c}::text"),
+    Col(
+        "c_uuid",
+        "uuid",
+        ("'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'00000000-0000-0000-0000-000000000000'"),
+        pa.string(),
+        "{c}::text",
+    ),
+    Col("c_json", "json", ('\'{"b": [1, 2.50], "a": null}\'', "'\"text\"'"), pa.string(), "{c}::text"),
+    Col("c_jsonb", "jsonb", ('\'{"b": 1, "a": "ü"}\'', "'[]'"), pa.string(), "{c}::text"),
     Col("c_enum", ENUM, ("'happy'", "'sad'"), pa.string(), "{c}::text"),
     Col("c_domain", DOMAIN, ("1", "2147483647"), pa.int32()),
     Col("c_int_arr", "integer[]", ("'{1,NULL,3}'", "'{}'", "'{NULL}'"), pa.list_(pa.int32())),
-    Col("c_text_arr", "text[]", ("'{\"a\",NULL,\"c,d\",\"\"}'",), pa.list_(pa.string())),
+    Col("c_text_arr", "text[]", ('\'{"a",NULL,"c,d",""}\'',), pa.list_(pa.string())),
     Col("c_num_arr", "numeric(10,2)[]", ("'{1.5,NULL,-99999999.99}'",), pa.list_(pa.decimal128(10, 2))),
     Col("c_tstz_arr", "timestamptz[]", ("ARRAY['2020-01-01 00:00:00+00'::timestamptz, NULL]",), pa.list_(UTC_TS)),
     Col("c_date_arr", "date[]", ("'{1999-12-31,NULL}'",), pa.list_(pa.date32())),

@@ -41,10 +41,26 @@ def test_declared_types_round_trip(db, tmp_path):
     assert table.schema.field("amount").type == pa.decimal128(10, 2)
     assert table.schema.field("ts").type == pa.timestamp("us")
     assert table.to_pylist() == [
-        {"i": -(2**63), "r": 1.5, "s": "Grüße 🎉", "b": b"\x00\x01", "ok": True, "d": dt.date(1969, 7, 20),
-         "ts": dt.datetime(1970, 1, 1, 0, 0, 0, 1), "amount": decimal.Decimal("12.30")},
-        {"i": 2**63 - 1, "r": -0.0, "s": "", "b": b"", "ok": False, "d": dt.date(2024, 2, 29),
-         "ts": dt.datetime(2024, 3, 10, 2, 30), "amount": decimal.Decimal("7.00")},
+        {
+            "i": -(2**63),
+            "r": 1.5,
+            "s": "Grüße 🎉",
+            "b": b"\x00\x01",
+            "ok": True,
+            "d": dt.date(1969, 7, 20),
+            "ts": dt.datetime(1970, 1, 1, 0, 0, 0, 1),
+            "amount": decimal.Decimal("12.30"),
+        },
+        {
+            "i": 2**63 - 1,
+            "r": -0.0,
+            "s": "",
+            "b": b"",
+            "ok": False,
+            "d": dt.date(2024, 2, 29),
+            "ts": dt.datetime(2024, 3, 10, 2, 30),
+            "amount": decimal.Decimal("7.00"),
+        },
         dict.fromkeys(["i", "r", "s", "b", "ok", "d", "ts", "amount"]),
     ]
     assert table.schema.field("amount").metadata[b"rivet.source_type"] == b"DECIMAL(10,2)"

@@ -20,7 +20,7 @@ def same(expected: Any, actual: Any) -> bool:
         return len(expected) == len(actual) and all(same(e, a) for e, a in zip(expected, actual, strict=True))
     if isinstance(expected, dict) and isinstance(actual, dict):
         return expected.keys() == actual.keys() and all(same(expected[k], actual[k]) for k in expected)
-    return type(expected) is type(actual) and expected == actual or (
+    return (type(expected) is type(actual) and expected == actual) or (
         isinstance(expected, decimal.Decimal) and isinstance(actual, decimal.Decimal) and expected == actual
     )
 

@@ -40,7 +40,7 @@ def export(
     query: str | None = None,
     table: str | None = None,
     destination: str | Mapping[str, Any],
-    format: str = "parquet",  # noqa: A002 - the config key's name
+    format: str = "parquet",
     mode: str = "full",
     name: str | None = None,
     state_dir: str | os.PathLike[str] | None = None,

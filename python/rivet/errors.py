@@ -12,8 +12,6 @@ Exit codes (a documented contract, the same for every command):
 
 from __future__ import annotations
 
-from typing import Any
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2

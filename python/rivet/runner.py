@@ -29,7 +29,7 @@ def run_config(
         for export in selected:
             try:
                 plan = build_plan(loaded, export)
-            except Exception as e:  # a bad plan fails this export only
+            except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
                 result = ExportResult(name=export.name, run_id=run_id_for(export.name, utc_now()), status="failed")
                 result.error, result.error_type = str(e), type(e).__name__
                 result.exit_code, result.exception = exit_code_for(e), e

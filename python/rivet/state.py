@@ -101,8 +101,20 @@ class StateStore:
                 (run_id, export, mode, started_at, fingerprint),
             )
 
-    def run_finished(self, run_id: str, *, status: str, finished_at: str, rows: int, files: int,
-                     nbytes: int, duration_ms: int, peak_rss_mb: float, engine: str, error: str | None) -> None:
+    def run_finished(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        finished_at: str,
+        rows: int,
+        files: int,
+        nbytes: int,
+        duration_ms: int,
+        peak_rss_mb: float,
+        engine: str,
+        error: str | None,
+    ) -> None:
         """Record a run's outcome and metrics."""
         with self._transaction() as c:
             c.execute(

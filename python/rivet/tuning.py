@@ -37,7 +37,7 @@ def resolve_tuning(source: TuningConfig | None, export: TuningConfig | None) -> 
         for layer in (export, source):
             value = getattr(layer, key, None) if layer is not None else None
             if value is not None:
-                return value  # type: ignore[no-any-return]
+                return value
         return None
 
     base = PROFILES[str(pick("profile") or DEFAULT_PROFILE)]

@@ -12,9 +12,7 @@ from rivet.cli._output import emit_json, report_error, say
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The rivet.yaml to run.", exists=False, dir_okay=False)
 ]
-ExportOption = Annotated[
-    list[str] | None, typer.Option("--export", "-e", help="Run only this export (repeatable).")
-]
+ExportOption = Annotated[list[str] | None, typer.Option("--export", "-e", help="Run only this export (repeatable).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")]
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} in the config (repeatable).")
@@ -49,7 +47,7 @@ def run_command(
     try:
         loaded = load_config(config, parse_params(param))
         result = run_config(loaded, export, on_result=lambda r: say(r.summary()))
-    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
+    except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter):
             raise
         raise typer.Exit(report_error(e)) from None

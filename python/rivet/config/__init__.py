@@ -50,7 +50,10 @@ class LoadedConfig:
             if e.name == name:
                 return e
         names = [e.name for e in self.config.exports]
-        raise ConfigError(f"no export named '{name}' in {self.path or 'the config'}{_did_you_mean(name, names)} (exports: {', '.join(names)})")
+        raise ConfigError(
+            f"no export named '{name}' in {self.path or 'the config'}{_did_you_mean(name, names)} "
+            f"(exports: {', '.join(names)})"
+        )
 
 
 def load_config(path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -132,7 +135,7 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_branch_tag(part: Any) -> bool:
-    """pydantic's labels for union branches, e.g. 'str' or 'function-after[..., DestinationConfig]'."""
+    """Pydantic's labels for union branches, e.g. 'str' or 'function-after[..., DestinationConfig]'."""
     return isinstance(part, str) and (part == "str" or "[" in part or part[:1].isupper())
 
 

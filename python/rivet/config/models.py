@@ -62,9 +62,7 @@ def _reject_misplaced_tuning(data: Any, where: str) -> Any:
         if misplaced:
             keys = ", ".join(misplaced)
             example = "\n".join(f"    {k}: {data[k]!r}" for k in misplaced)
-            raise ValueError(
-                f"{keys} must be nested under tuning: ({where}), for example\n  tuning:\n{example}"
-            )
+            raise ValueError(f"{keys} must be nested under tuning: ({where}), for example\n  tuning:\n{example}")
     return data
 
 
@@ -141,9 +139,7 @@ class SourceConfig(StrictModel):
             )
         if not urls:
             if not structured:
-                raise ValueError(
-                    "no connection given: set url, url_env or url_file, or host, user and database"
-                )
+                raise ValueError("no connection given: set url, url_env or url_file, or host, user and database")
             for required in ("host", "user", "database"):
                 if getattr(self, required) is None:
                     raise ValueError(f"structured config requires '{required}'")
@@ -254,8 +250,7 @@ class ExportConfig(StrictModel):
                     raise ValueError(f"{column}: decimal({p},{s}) needs 1 <= precision <= 76 and scale <= precision")
             elif t not in OVERRIDE_TYPES:
                 raise ValueError(
-                    f"{column}: unknown type '{type_name}'; use decimal(p,s) or one of "
-                    + ", ".join(OVERRIDE_TYPES)
+                    f"{column}: unknown type '{type_name}'; use decimal(p,s) or one of " + ", ".join(OVERRIDE_TYPES)
                 )
         return v
 
@@ -310,8 +305,16 @@ class ExportConfig(StrictModel):
             raise ValueError("time_window mode requires time_column and days_window")
         owned = {
             "incremental": ("cursor_column", "incremental_cursor_mode", "cursor_fallback_column"),
-            "chunked": ("chunk_column", "chunk_size", "chunk_count", "chunk_by_days", "chunk_dense",
-                        "parallel", "chunk_checkpoint", "chunk_max_attempts"),
+            "chunked": (
+                "chunk_column",
+                "chunk_size",
+                "chunk_count",
+                "chunk_by_days",
+                "chunk_dense",
+                "parallel",
+                "chunk_checkpoint",
+                "chunk_max_attempts",
+            ),
             "time_window": ("time_column", "time_column_type", "days_window"),
         }
         for mode, keys in owned.items():

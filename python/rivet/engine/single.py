@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -22,6 +24,7 @@ from rivet.results import ExportResult
 from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 
 if TYPE_CHECKING:
+    from rivet._native import BatchReader
     from rivet.plan import ExportPlan
     from rivet.state import StateStore
 
@@ -48,7 +51,7 @@ def run_export(plan: ExportPlan, state: StateStore | None = None) -> ExportResul
     try:
         _read_and_commit(plan, started, result)
         result.status, result.exit_code = "success", EXIT_OK
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure is this export's outcome, recorded and reported
         _failed(result, e, "failed")
     except KeyboardInterrupt as e:
         _failed(result, e, "interrupted")
@@ -78,7 +81,7 @@ def _read_and_commit(plan: ExportPlan, started: dt.datetime, result: ExportResul
         destination.prepare()
         staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n))
         try:
-            _commit(plan, destination, staged, started, result)
+            _commit(plan, destination, staged, schema, started, result)
         finally:
             for part in staged:
                 part.path.unlink(missing_ok=True)
@@ -87,7 +90,9 @@ def _read_and_commit(plan: ExportPlan, started: dt.datetime, result: ExportResul
         destination.cleanup()
 
 
-def _read(plan: ExportPlan, reader, schema: pa.Schema, staging) -> list[StagedPart]:  # type: ignore[no-untyped-def]
+def _read(
+    plan: ExportPlan, reader: BatchReader, schema: pa.Schema, staging: Callable[[int], Path]
+) -> list[StagedPart]:
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
     try:
         while (batch := reader.next_batch()) is not None:
@@ -99,7 +104,12 @@ def _read(plan: ExportPlan, reader, schema: pa.Schema, staging) -> list[StagedPa
 
 
 def _commit(
-    plan: ExportPlan, destination: Destination, staged: list[StagedPart], started: dt.datetime, result: ExportResult
+    plan: ExportPlan,
+    destination: Destination,
+    staged: list[StagedPart],
+    schema: pa.Schema,
+    started: dt.datetime,
+    result: ExportResult,
 ) -> None:
     names = part_names(part_stem(plan.name, started), plan.format.extension, len(staged))
     committed: list[CommittedPart] = []
@@ -116,7 +126,7 @@ def _commit(
             source=plan.source.redacted(),
             fmt=plan.format.kind,
             compression=plan.format.compression,
-            schema=result.schema,  # type: ignore[arg-type]
+            schema=schema,
             parts=committed,
         )
         result.manifest = destination.write_file(MANIFEST, manifest)
@@ -130,7 +140,9 @@ def _commit(
 def _record(state: StateStore, result: ExportResult) -> None:
     finished = iso(utc_now())
     if result.ok:
-        state.log_files(result.run_id, result.name, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished)
+        state.log_files(
+            result.run_id, result.name, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished
+        )
     state.run_finished(
         result.run_id,
         status=result.status,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart, output_format
 
-__all__ = ["OutputFormat", "PartWriter", "StagedPart", "output_format", "open_part_writer"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["OutputFormat", "PartWriter", "StagedPart", "open_part_writer", "output_format"]
 
 
-def open_part_writer(fmt: OutputFormat, schema, staging, max_file_size: int | None) -> PartWriter:  # type: ignore[no-untyped-def]
+def open_part_writer(
+    fmt: OutputFormat, schema: pa.Schema, staging: Callable[[int], Path], max_file_size: int | None
+) -> PartWriter:
     """A writer for ``fmt`` that stages parts at ``staging(n)``."""
     if fmt.kind == "parquet":
         from rivet.formats.parquet import ParquetPartWriter

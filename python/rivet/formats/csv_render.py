@@ -1,4 +1,4 @@
-"""Rendering Arrow columns pyarrow's CSV writer cannot write (binary, lists, structs) as text.
+r"""Rendering Arrow columns pyarrow's CSV writer cannot write (binary, lists, structs) as text.
 
 Rules (documented in the README): binary as ``\\x`` + lowercase hex, as PostgreSQL
 prints bytea; intervals as ISO-8601 durations in PostgreSQL's ``iso_8601``

@@ -89,8 +89,10 @@ class ParquetPartWriter(PartWriter):
         self._pending, self._pending_bytes, self._pending_rows = [], 0, 0
 
     def _would_overflow(self) -> bool:
-        """Whether the buffered row group would push the current part past ``max_file_size``,
-        estimated from the compression ratio seen so far in this part."""
+        """Whether the buffered row group would push the current part past ``max_file_size``.
+
+        Estimated from the compression ratio seen so far in this part.
+        """
         if not self.max_file_size or self._path is None or self._part_arrow_bytes == 0:
             return False
         written = self._path.stat().st_size

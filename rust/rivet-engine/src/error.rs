@@ -62,12 +62,12 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 fn unsupported_message(columns: &[UnsupportedColumn]) -> String {
-    let mut out = format!(
-        "{} column(s) cannot be exported exactly:",
-        columns.len()
-    );
+    let mut out = format!("{} column(s) cannot be exported exactly:", columns.len());
     for c in columns {
-        out.push_str(&format!("\n  - \"{}\" ({}): {}", c.column, c.source_type, c.hint));
+        out.push_str(&format!(
+            "\n  - \"{}\" ({}): {}",
+            c.column, c.source_type, c.hint
+        ));
     }
     out
 }

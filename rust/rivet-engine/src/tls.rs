@@ -5,11 +5,13 @@ use std::fs;
 use std::io::BufReader;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::error::{Error, Result};
 
@@ -70,9 +72,10 @@ impl TlsSettings {
             _ if skip_chain => Arc::new(AcceptAnyCert(Arc::clone(&provider))),
             _ => {
                 let roots = Arc::new(self.root_store()?);
-                let inner = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-                    .build()
-                    .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?;
+                let inner =
+                    WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                        .build()
+                        .map_err(|e| Error::Config(format!("TLS setup failed: {e}")))?;
                 if skip_name {
                     Arc::new(IgnoreHostname(inner))
                 } else {
@@ -95,14 +98,17 @@ impl TlsSettings {
             let file = fs::File::open(path)
                 .map_err(|e| Error::Config(format!("cannot read TLS ca_file '{path}': {e}")))?;
             for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
-                let cert = cert
-                    .map_err(|e| Error::Config(format!("bad certificate in ca_file '{path}': {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::Config(format!("bad certificate in ca_file '{path}': {e}")))?;
+                let cert = cert.map_err(|e| {
+                    Error::Config(format!("bad certificate in ca_file '{path}': {e}"))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    Error::Config(format!("bad certificate in ca_file '{path}': {e}"))
+                })?;
             }
             if roots.is_empty() {
-                return Err(Error::Config(format!("ca_file '{path}' holds no PEM certificate")));
+                return Err(Error::Config(format!(
+                    "ca_file '{path}' holds no PEM certificate"
+                )));
             }
         } else {
             let found = rustls_native_certs::load_native_certs();
@@ -120,11 +126,21 @@ impl TlsSettings {
     }
 }
 
-fn verify12(p: &CryptoProvider, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+fn verify12(
+    p: &CryptoProvider,
+    m: &[u8],
+    c: &CertificateDer<'_>,
+    d: &DigitallySignedStruct,
+) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
     rustls::crypto::verify_tls12_signature(m, c, d, &p.signature_verification_algorithms)
 }
 
-fn verify13(p: &CryptoProvider, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+fn verify13(
+    p: &CryptoProvider,
+    m: &[u8],
+    c: &CertificateDer<'_>,
+    d: &DigitallySignedStruct,
+) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
     rustls::crypto::verify_tls13_signature(m, c, d, &p.signature_verification_algorithms)
 }
 
@@ -143,10 +159,20 @@ impl ServerCertVerifier for AcceptAnyCert {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         verify12(&self.0, m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         verify13(&self.0, m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -167,17 +193,30 @@ impl ServerCertVerifier for IgnoreHostname {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls12_signature(m, c, d)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         self.0.verify_tls13_signature(m, c, d)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -28,8 +28,8 @@ pub fn batch_capsules<'py>(
     batch: &RecordBatch,
 ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
     let data = StructArray::from(batch.clone()).into_data();
-    let (array, schema) =
-        to_ffi(&data).map_err(|e| PyValueError::new_err(format!("exporting a batch failed: {e}")))?;
+    let (array, schema) = to_ffi(&data)
+        .map_err(|e| PyValueError::new_err(format!("exporting a batch failed: {e}")))?;
     Ok((
         PyCapsule::new_with_value(py, schema, SCHEMA)?,
         PyCapsule::new_with_value(py, array, ARRAY)?,

@@ -23,13 +23,17 @@ where
         .spawn(move || {
             let _ = tx.send(work());
         })
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a thread: {e}"))
+        })?;
     loop {
         match py.detach(|| rx.recv_timeout(SIGNAL_POLL)) {
             Ok(value) => return Ok(value),
             Err(RecvTimeoutError::Timeout) => py.check_signals()?,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err("a native call panicked"));
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "a native call panicked",
+                ));
             }
         }
     }

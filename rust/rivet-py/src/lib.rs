@@ -22,7 +22,14 @@ mod _native {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-        m.add("build_profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+        m.add(
+            "build_profile",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+        )?;
         Ok(())
     }
 }

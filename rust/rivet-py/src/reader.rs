@@ -29,14 +29,19 @@ impl PyBatchReader {
         }
     }
 
-    fn with_stream<T>(&self, f: impl FnOnce(&mut Option<BatchStream>) -> PyResult<T>) -> PyResult<T> {
+    fn with_stream<T>(
+        &self,
+        f: impl FnOnce(&mut Option<BatchStream>) -> PyResult<T>,
+    ) -> PyResult<T> {
         // Never block on the lock while attached: another thread holding it may need the GIL.
         match self.stream.try_lock() {
             Ok(mut guard) => f(&mut guard),
             Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
                 "this reader is being read by another thread",
             )),
-            Err(TryLockError::Poisoned(_)) => Err(PyRuntimeError::new_err("this reader failed earlier")),
+            Err(TryLockError::Poisoned(_)) => {
+                Err(PyRuntimeError::new_err("this reader failed earlier"))
+            }
         }
     }
 }

@@ -66,7 +66,9 @@ pub struct ScanArgs {
 
 fn limits(a: &ScanArgs) -> PyResult<BatchLimits> {
     if a.batch_rows == 0 || a.batch_bytes == 0 {
-        return Err(PyValueError::new_err("batch_rows and batch_bytes must be positive"));
+        return Err(PyValueError::new_err(
+            "batch_rows and batch_bytes must be positive",
+        ));
     }
     Ok(BatchLimits {
         max_rows: a.batch_rows,
@@ -95,7 +97,11 @@ pub fn scan_postgres(
     let method = match options.method.as_str() {
         "cursor" => ReadMethod::Cursor,
         "copy" => ReadMethod::Copy,
-        other => return Err(PyValueError::new_err(format!("unknown read method '{other}'"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown read method '{other}'"
+            )));
+        }
     };
     let scan_options = PgScanOptions {
         method,
@@ -145,7 +151,9 @@ pub fn scan_sqlite(
 ) -> PyResult<PyBatchReader> {
     let limits = limits(&options)?;
     let prefetch = options.prefetch;
-    let result = run_interruptible(py, move || sqlite::open(&path, &query, &type_overrides, limits, prefetch))?;
+    let result = run_interruptible(py, move || {
+        sqlite::open(&path, &query, &type_overrides, limits, prefetch)
+    })?;
     finish(py, result).map(PyBatchReader::new)
 }
 

@@ -57,7 +57,11 @@ pub fn resolve_types(conn: &mut PgConnection, oids: &[u32]) -> Result<HashMap<u3
     if oids.is_empty() {
         return Ok(HashMap::new());
     }
-    let list = oids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let list = oids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let sql = format!(
         "WITH RECURSIVE t(oid) AS ( \
            SELECT unnest('{{{list}}}'::oid[]) \

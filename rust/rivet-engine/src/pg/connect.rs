@@ -80,9 +80,15 @@ impl Parsed {
             "connect_timeout" => &mut self.connect_timeout,
             "application_name" => &mut self.application_name,
             // Accepted and not needed by a read-only exporter.
-            "options" | "target_session_attrs" | "keepalives" | "keepalives_idle" | "client_encoding" => return Ok(()),
+            "options"
+            | "target_session_attrs"
+            | "keepalives"
+            | "keepalives_idle"
+            | "client_encoding" => return Ok(()),
             other => {
-                return Err(Error::Config(format!("unsupported connection parameter '{other}'")));
+                return Err(Error::Config(format!(
+                    "unsupported connection parameter '{other}'"
+                )));
             }
         };
         *slot = Some(value);
@@ -99,7 +105,9 @@ fn percent_decode(s: &str) -> Result<String> {
             let hex = s
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::Config("invalid percent-encoding in the connection URL".into()))?;
+                .ok_or_else(|| {
+                    Error::Config("invalid percent-encoding in the connection URL".into())
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -107,7 +115,8 @@ fn percent_decode(s: &str) -> Result<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
+    String::from_utf8(out)
+        .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
 }
 
 fn parse_url(url: &str) -> Result<Parsed> {
@@ -132,7 +141,9 @@ fn parse_url(url: &str) -> Result<Parsed> {
         }
     }
     if hostport.contains(',') {
-        return Err(Error::Config("multiple hosts in one URL are not supported".into()));
+        return Err(Error::Config(
+            "multiple hosts in one URL are not supported".into(),
+        ));
     }
     let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
         let (h, after) = h
@@ -198,7 +209,9 @@ impl PgConnectOptions {
     /// Resolve into the settings of one connection.
     pub fn resolve(&self) -> Result<ConnectParams> {
         let parsed = match &self.url {
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => parse_url(u)?,
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                parse_url(u)?
+            }
             Some(u) => parse_dsn(u)?,
             None => Parsed::default(),
         };
@@ -229,7 +242,11 @@ impl PgConnectOptions {
             .or(parsed.database)
             .or_else(|| env("PGDATABASE"))
             .unwrap_or_else(|| user.clone());
-        let password = self.password.clone().or(parsed.password).or_else(|| env("PGPASSWORD"));
+        let password = self
+            .password
+            .clone()
+            .or(parsed.password)
+            .or_else(|| env("PGPASSWORD"));
         let mode_text = self
             .tls_mode
             .clone()
@@ -277,9 +294,17 @@ mod tests {
 
     #[test]
     fn urls() {
-        let p = url("postgresql://al%40ice:p%3Ass@db.example:6543/shop?sslmode=verify-full&sslrootcert=/ca.pem");
-        assert_eq!((p.user.as_str(), p.password.as_deref()), ("al@ice", Some("p:ss")));
-        assert_eq!((p.host.as_str(), p.port, p.database.as_str()), ("db.example", 6543, "shop"));
+        let p = url(
+            "postgresql://al%40ice:p%3Ass@db.example:6543/shop?sslmode=verify-full&sslrootcert=/ca.pem",
+        );
+        assert_eq!(
+            (p.user.as_str(), p.password.as_deref()),
+            ("al@ice", Some("p:ss"))
+        );
+        assert_eq!(
+            (p.host.as_str(), p.port, p.database.as_str()),
+            ("db.example", 6543, "shop")
+        );
         assert_eq!(p.tls.mode, TlsMode::VerifyFull);
         assert_eq!(p.tls.ca_file.as_deref(), Some("/ca.pem"));
         let p = url("postgres://u@[::1]:5433/d");

@@ -11,8 +11,8 @@ use arrow_array::builder::{
     Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StructArray};
 use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{DataType, Field, FieldRef};
 
@@ -159,8 +159,12 @@ impl ColumnBuilder {
             ),
             PgKind::Text => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, cap.data)),
             PgKind::Jsonb => ColumnBuilder::Jsonb(StringBuilder::with_capacity(capacity, cap.data)),
-            PgKind::Uuid => ColumnBuilder::Uuid(StringBuilder::with_capacity(capacity, capacity * 36)),
-            PgKind::Bytea => ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, cap.data)),
+            PgKind::Uuid => {
+                ColumnBuilder::Uuid(StringBuilder::with_capacity(capacity, capacity * 36))
+            }
+            PgKind::Bytea => {
+                ColumnBuilder::Binary(BinaryBuilder::with_capacity(capacity, cap.data))
+            }
             PgKind::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
             PgKind::Time => ColumnBuilder::Time(Time64MicrosecondBuilder::with_capacity(capacity)),
             PgKind::Timestamp => {
@@ -204,21 +208,29 @@ impl ColumnBuilder {
             ColumnBuilder::Int16(b) => b.append_value(i16::from_be_bytes(fixed(raw, "int2")?)),
             ColumnBuilder::Int32(b) => b.append_value(i32::from_be_bytes(fixed(raw, "int4")?)),
             ColumnBuilder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(raw, "int8")?)),
-            ColumnBuilder::Oid(b) => b.append_value(i64::from(u32::from_be_bytes(fixed(raw, "oid")?))),
+            ColumnBuilder::Oid(b) => {
+                b.append_value(i64::from(u32::from_be_bytes(fixed(raw, "oid")?)))
+            }
             ColumnBuilder::Float32(b) => b.append_value(f32::from_be_bytes(fixed(raw, "float4")?)),
             ColumnBuilder::Float64(b) => b.append_value(f64::from_be_bytes(fixed(raw, "float8")?)),
             ColumnBuilder::Decimal128(b, scale, bound) => {
-                b.append_value(numeric::decode_i128(raw, *scale, *bound).map_err(|e| e.to_string())?);
+                b.append_value(
+                    numeric::decode_i128(raw, *scale, *bound).map_err(|e| e.to_string())?,
+                );
             }
             ColumnBuilder::Decimal256(b, scale, bound) => {
-                b.append_value(numeric::decode::<i256>(raw, *scale, *bound).map_err(|e| e.to_string())?);
+                b.append_value(
+                    numeric::decode::<i256>(raw, *scale, *bound).map_err(|e| e.to_string())?,
+                );
             }
             ColumnBuilder::Text(b) => b.append_value(utf8(raw)?),
             ColumnBuilder::Jsonb(b) => match raw.split_first() {
                 Some((1, text)) => b.append_value(utf8(text)?),
                 _ => return Err("unsupported jsonb binary version".into()),
             },
-            ColumnBuilder::Uuid(b) => b.append_value(format_uuid(&fixed::<16>(raw, "uuid")?).as_str()),
+            ColumnBuilder::Uuid(b) => {
+                b.append_value(format_uuid(&fixed::<16>(raw, "uuid")?).as_str())
+            }
             ColumnBuilder::Binary(b) => b.append_value(raw),
             ColumnBuilder::Date(b) => {
                 let days = i32::from_be_bytes(fixed(raw, "date")?);
@@ -234,13 +246,33 @@ impl ColumnBuilder {
                 if micros == i64::MAX || micros == i64::MIN {
                     return Err(infinity_error("timestamp", micros > 0));
                 }
-                let micros = micros.checked_add(PG_EPOCH_MICROS).ok_or("timestamp out of range")?;
+                let micros = micros
+                    .checked_add(PG_EPOCH_MICROS)
+                    .ok_or("timestamp out of range")?;
                 b.append_value(micros);
             }
             ColumnBuilder::Interval(b) => {
                 let raw: [u8; 16] = fixed(raw, "interval")?;
-                let [m0, m1, m2, m3, m4, m5, m6, m7, d0, d1, d2, d3, n0, n1, n2, n3] = raw;
-                b.micros.push(i64::from_be_bytes([m0, m1, m2, m3, m4, m5, m6, m7]));
+                let [
+                    m0,
+                    m1,
+                    m2,
+                    m3,
+                    m4,
+                    m5,
+                    m6,
+                    m7,
+                    d0,
+                    d1,
+                    d2,
+                    d3,
+                    n0,
+                    n1,
+                    n2,
+                    n3,
+                ] = raw;
+                b.micros
+                    .push(i64::from_be_bytes([m0, m1, m2, m3, m4, m5, m6, m7]));
                 b.days.push(i32::from_be_bytes([d0, d1, d2, d3]));
                 b.months.push(i32::from_be_bytes([n0, n1, n2, n3]));
                 b.nulls.append_non_null();
@@ -260,7 +292,9 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => b.append_null(),
             ColumnBuilder::Decimal128(b, ..) => b.append_null(),
             ColumnBuilder::Decimal256(b, ..) => b.append_null(),
-            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => b.append_null(),
+            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => {
+                b.append_null()
+            }
             ColumnBuilder::Binary(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
             ColumnBuilder::Time(b) => b.append_null(),
@@ -290,15 +324,26 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => Arc::new(b.finish()),
             ColumnBuilder::Decimal128(b, ..) => Arc::new(b.finish()),
             ColumnBuilder::Decimal256(b, ..) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => {
+                Arc::new(b.finish())
+            }
             ColumnBuilder::Binary(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
             ColumnBuilder::Time(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
             ColumnBuilder::Interval(b) => {
-                let months = PrimitiveArray::<Int32Type>::new(ScalarBuffer::from(std::mem::take(&mut b.months)), None);
-                let days = PrimitiveArray::<Int32Type>::new(ScalarBuffer::from(std::mem::take(&mut b.days)), None);
-                let micros = PrimitiveArray::<Int64Type>::new(ScalarBuffer::from(std::mem::take(&mut b.micros)), None);
+                let months = PrimitiveArray::<Int32Type>::new(
+                    ScalarBuffer::from(std::mem::take(&mut b.months)),
+                    None,
+                );
+                let days = PrimitiveArray::<Int32Type>::new(
+                    ScalarBuffer::from(std::mem::take(&mut b.days)),
+                    None,
+                );
+                let micros = PrimitiveArray::<Int64Type>::new(
+                    ScalarBuffer::from(std::mem::take(&mut b.micros)),
+                    None,
+                );
                 Arc::new(StructArray::new(
                     interval_fields(),
                     vec![Arc::new(months), Arc::new(days), Arc::new(micros)],
@@ -416,13 +461,19 @@ mod tests {
         let err = b.append(Some(&i32::MAX.to_be_bytes())).unwrap_err();
         assert!(err.contains("infinity"));
         let a = b.finish();
-        let a = a.as_any().downcast_ref::<arrow_array::Date32Array>().unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow_array::Date32Array>()
+            .unwrap();
         assert_eq!(a.value(0), 10_957);
     }
 
     #[test]
     fn uuid_text() {
-        let bytes: [u8; 16] = [0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11];
+        let bytes: [u8; 16] = [
+            0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38,
+            0x0a, 0x11,
+        ];
         assert_eq!(format_uuid(&bytes), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
     }
 
@@ -448,7 +499,8 @@ mod tests {
     #[test]
     fn arrays_keep_null_elements() {
         let mut b = ColumnBuilder::new(&PgKind::List(Box::new(PgKind::Text)), Capacity::rows(2));
-        b.append(Some(&array(&[Some("a"), None, Some("ü")]))).unwrap();
+        b.append(Some(&array(&[Some("a"), None, Some("ü")])))
+            .unwrap();
         b.append(None).unwrap();
         let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25];
         b.append(Some(&empty)).unwrap();

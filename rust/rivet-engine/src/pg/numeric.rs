@@ -138,7 +138,9 @@ impl std::fmt::Display for NumericError {
                 f,
                 "value {v} has more fractional digits than the column's scale (it is never rounded)"
             ),
-            NumericError::Overflow(v) => write!(f, "value {v} does not fit the column's decimal precision"),
+            NumericError::Overflow(v) => {
+                write!(f, "value {v} does not fit the column's decimal precision")
+            }
         }
     }
 }
@@ -155,7 +157,8 @@ pub fn decode_i128(raw: &[u8], scale: i8, bound: i128) -> Result<i128, NumericEr
     match decode::<i128>(raw, scale, bound) {
         Err(NumericError::Overflow(_)) => {
             let wide = decode::<i256>(raw, scale, i256::from_i128(bound))?;
-            wide.to_i128().ok_or_else(|| NumericError::Overflow(render(raw)))
+            wide.to_i128()
+                .ok_or_else(|| NumericError::Overflow(render(raw)))
         }
         other => other,
     }
@@ -175,7 +178,10 @@ pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, Numer
     let weight = i32::from(be_u16(raw, 2) as i16);
     let sign = be_u16(raw, 4);
     if raw.len() != 8 + 2 * ndigits {
-        return Err(NumericError::Malformed(format!("{} bytes for {ndigits} digits", raw.len())));
+        return Err(NumericError::Malformed(format!(
+            "{} bytes for {ndigits} digits",
+            raw.len()
+        )));
     }
     match sign {
         NUMERIC_NAN => return Err(NumericError::NotFinite("NaN")),
@@ -225,7 +231,11 @@ pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, Numer
     if unscaled >= bound {
         return Err(overflow());
     }
-    Ok(if sign == NUMERIC_NEG { unscaled.neg() } else { unscaled })
+    Ok(if sign == NUMERIC_NEG {
+        unscaled.neg()
+    } else {
+        unscaled
+    })
 }
 
 const POW10_U16: [u16; 4] = [1, 10, 100, 1000];
@@ -293,7 +303,11 @@ mod tests {
         let frac_pad = (4 - frac.len() % 4) % 4;
         let frac_s = format!("{}{}", frac, "0".repeat(frac_pad));
         let mut groups: Vec<u16> = Vec::new();
-        for c in int_s.as_bytes().chunks(4).chain(frac_s.as_bytes().chunks(4)) {
+        for c in int_s
+            .as_bytes()
+            .chunks(4)
+            .chain(frac_s.as_bytes().chunks(4))
+        {
             groups.push(std::str::from_utf8(c).unwrap().parse().unwrap());
         }
         let mut weight = (int_s.len() / 4) as i16 - 1;
@@ -334,7 +348,10 @@ mod tests {
             d128("99999999999999999999999999999999999999", 38, 0),
             Ok(99999999999999999999999999999999999999)
         );
-        assert_eq!(d128("0.00000000000000000000000000000000000001", 38, 38), Ok(1));
+        assert_eq!(
+            d128("0.00000000000000000000000000000000000001", 38, 38),
+            Ok(1)
+        );
         // 28 integer + 10 fraction digits: the base-10000 groups overflow i128 on the way.
         assert_eq!(
             d128("1234567890123456789012345678.1234567890", 38, 10),
@@ -349,7 +366,10 @@ mod tests {
         assert_eq!(d128("12.3400", 10, 2), Ok(1234));
         assert_eq!(d128("0.0001", 10, 4), Ok(1));
         assert!(d128("0.0001", 10, 3).is_err());
-        assert_eq!(d128("-99999999999999999999.99", 24, 2), Ok(-9999999999999999999999));
+        assert_eq!(
+            d128("-99999999999999999999.99", 24, 2),
+            Ok(-9999999999999999999999)
+        );
     }
 
     #[test]
@@ -363,14 +383,21 @@ mod tests {
     #[test]
     fn nan_and_infinity_are_refused() {
         let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
-        assert_eq!(decode::<i128>(&nan, 2, 100), Err(NumericError::NotFinite("NaN")));
+        assert_eq!(
+            decode::<i128>(&nan, 2, 100),
+            Err(NumericError::NotFinite("NaN"))
+        );
     }
 
     #[test]
     fn wide_values_use_256_bits() {
         let text = "1234567890123456789012345678901234567890.123456789";
-        let v = decode::<i256>(&encode(text), 9, i256::from_i128(10).wrapping_pow(60)).expect("fits");
-        assert_eq!(v.to_string(), "1234567890123456789012345678901234567890123456789");
+        let v =
+            decode::<i256>(&encode(text), 9, i256::from_i128(10).wrapping_pow(60)).expect("fits");
+        assert_eq!(
+            v.to_string(),
+            "1234567890123456789012345678901234567890123456789"
+        );
         assert_eq!(render(&encode(text)), text);
         assert_eq!(render(&encode("-0.05")), "-0.05");
     }

@@ -29,7 +29,11 @@ fn no_such_column(name: &str, names: &[&str]) -> Error {
 }
 
 /// Rewrite `query` so the `text` override columns come back as `::text`, in their place.
-pub fn apply_text_overrides(conn: &mut PgConnection, query: &str, text: &[String]) -> Result<String> {
+pub fn apply_text_overrides(
+    conn: &mut PgConnection,
+    query: &str,
+    text: &[String],
+) -> Result<String> {
     if text.is_empty() {
         return Ok(query.to_string());
     }
@@ -49,7 +53,10 @@ pub fn apply_text_overrides(conn: &mut PgConnection, query: &str, text: &[String
             }
         })
         .collect();
-    Ok(format!("SELECT {} FROM ({query}) AS _rivet", select.join(", ")))
+    Ok(format!(
+        "SELECT {} FROM ({query}) AS _rivet",
+        select.join(", ")
+    ))
 }
 
 /// Describe `query` and map every result column, refusing all unsupported ones at once.
@@ -64,17 +71,31 @@ pub fn probe(conn: &mut PgConnection, query: &str, overrides: &Overrides) -> Res
             )));
         }
     }
-    if let Some(missing) = overrides.decimal.keys().find(|k| !seen.contains(k.as_str())) {
+    if let Some(missing) = overrides
+        .decimal
+        .keys()
+        .find(|k| !seen.contains(k.as_str()))
+    {
         return Err(no_such_column(missing, &names));
     }
-    let oids: Vec<u32> = fields.iter().map(|f| f.type_oid).collect::<HashSet<_>>().into_iter().collect();
+    let oids: Vec<u32> = fields
+        .iter()
+        .map(|f| f.type_oid)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let types = resolve_types(conn, &oids)?;
     let source_types = format_types(conn, &fields)?;
     let mut mapped = Vec::with_capacity(fields.len());
     let mut refused = Vec::new();
     for (field, source_type) in fields.iter().zip(source_types) {
         let ty = &types[&field.type_oid];
-        match map_column(&field.name, ty, field.typmod, overrides.decimal.get(&field.name).copied()) {
+        match map_column(
+            &field.name,
+            ty,
+            field.typmod,
+            overrides.decimal.get(&field.name).copied(),
+        ) {
             Ok(m) => mapped.push(PgColumn {
                 name: field.name.clone(),
                 kind: m.kind,

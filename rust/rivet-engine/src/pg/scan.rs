@@ -57,7 +57,10 @@ pub fn clean_query(query: &str) -> &str {
 fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = &options.snapshot {
-        sql.push_str(&format!("SET TRANSACTION SNAPSHOT '{}';", id.replace('\'', "''")));
+        sql.push_str(&format!(
+            "SET TRANSACTION SNAPSHOT '{}';",
+            id.replace('\'', "''")
+        ));
     }
     sql.push_str(&format!(
         "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
@@ -71,7 +74,11 @@ fn connect(connect: &PgConnectOptions) -> Result<PgConnection> {
 }
 
 /// Describe a query (for plans and type reports) without reading rows.
-pub fn describe(options: &PgConnectOptions, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
+pub fn describe(
+    options: &PgConnectOptions,
+    query: &str,
+    overrides: &Overrides,
+) -> Result<Vec<PgColumn>> {
     let mut conn = connect(options)?;
     conn.execute("BEGIN READ ONLY")?;
     let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
@@ -94,7 +101,10 @@ pub fn open(
     if scan.method == ReadMethod::Cursor {
         conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"))?;
     }
-    let capacity = scan.limits.max_rows.min(FIRST_FETCH_ROWS.max(scan.limits.max_rows / 4));
+    let capacity = scan
+        .limits
+        .max_rows
+        .min(FIRST_FETCH_ROWS.max(scan.limits.max_rows / 4));
     Ok(BatchStream::spawn(schema, scan.prefetch, move |sink| {
         conn.set_interrupt(sink.cancel_flag())?;
         let mut builder = PgBatchBuilder::new(columns, capacity);
@@ -102,9 +112,10 @@ pub fn open(
             ReadMethod::Cursor => fetch_all(&mut conn, &mut builder, &scan, sink)?,
             ReadMethod::Copy => {
                 let mut decoder = CopyDecoder::default();
-                conn.copy_out(&format!("COPY ({query}) TO STDOUT (FORMAT binary)"), |data| {
-                    decoder.feed(data, &mut builder, &scan.limits, sink)
-                })?;
+                conn.copy_out(
+                    &format!("COPY ({query}) TO STDOUT (FORMAT binary)"),
+                    |data| decoder.feed(data, &mut builder, &scan.limits, sink),
+                )?;
                 decoder.finish(&mut builder, sink)?;
             }
         }
@@ -134,9 +145,9 @@ fn fetch_all(
     while let Some(requested) = queued.pop_front() {
         sink.check()?;
         let got = conn.read_binary_result(|row| decode_tuple(row, builder))? as usize;
-        if got > 0 {
+        if let Some(bytes_per_row) = builder.bytes().checked_div(got) {
             // Size later FETCHes so one batch stays near the byte limit.
-            fetch_rows = (limits.max_bytes / (builder.bytes() / got).max(1)).clamp(1, limits.max_rows);
+            fetch_rows = (limits.max_bytes / bytes_per_row.max(1)).clamp(1, limits.max_rows);
             sink.send(builder.finish()?)?;
         }
         if got < requested {

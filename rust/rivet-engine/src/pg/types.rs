@@ -105,7 +105,9 @@ impl PgKind {
             PgKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             PgKind::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             PgKind::Interval => DataType::Struct(interval_fields()),
-            PgKind::List(inner) => DataType::List(Arc::new(Field::new("item", inner.data_type(), true))),
+            PgKind::List(inner) => {
+                DataType::List(Arc::new(Field::new("item", inner.data_type(), true)))
+            }
         }
     }
 }
@@ -176,7 +178,10 @@ pub fn map_column(
     if let Some((p, s)) = decimal_override {
         return match base_type(ty).oid {
             oid::NUMERIC => Ok(Mapped {
-                kind: PgKind::Numeric { precision: p, scale: s },
+                kind: PgKind::Numeric {
+                    precision: p,
+                    scale: s,
+                },
                 logical: None,
             }),
             _ => Err(unsupported(format!(
@@ -215,12 +220,26 @@ fn base_type(ty: &TypeInfo) -> &TypeInfo {
 }
 
 fn map_scalar(column: &str, ty: &TypeInfo, typmod: i32) -> Result<Mapped, UnsupportedColumn> {
-    let plain = |kind| Ok(Mapped { kind, logical: None });
-    let tagged = |kind, logical| Ok(Mapped { kind, logical: Some(logical) });
+    let plain = |kind| {
+        Ok(Mapped {
+            kind,
+            logical: None,
+        })
+    };
+    let tagged = |kind, logical| {
+        Ok(Mapped {
+            kind,
+            logical: Some(logical),
+        })
+    };
     match &ty.kind {
         TypeKind::Enum => return tagged(PgKind::Text, "enum"),
         TypeKind::Domain(base, domain_typmod) => {
-            return map_scalar(column, base, if typmod >= 0 { typmod } else { *domain_typmod });
+            return map_scalar(
+                column,
+                base,
+                if typmod >= 0 { typmod } else { *domain_typmod },
+            );
         }
         TypeKind::Base => {}
         TypeKind::Array(_) | TypeKind::Other => {
@@ -295,12 +314,34 @@ mod tests {
 
     #[test]
     fn decimal_widths() {
-        assert_eq!(decimal_for(15, 2), Some(PgKind::Numeric { precision: 15, scale: 2 }));
-        assert_eq!(decimal_for(5, -2), Some(PgKind::Numeric { precision: 7, scale: 0 }));
-        assert_eq!(decimal_for(2, 3), Some(PgKind::Numeric { precision: 3, scale: 3 }));
+        assert_eq!(
+            decimal_for(15, 2),
+            Some(PgKind::Numeric {
+                precision: 15,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            decimal_for(5, -2),
+            Some(PgKind::Numeric {
+                precision: 7,
+                scale: 0
+            })
+        );
+        assert_eq!(
+            decimal_for(2, 3),
+            Some(PgKind::Numeric {
+                precision: 3,
+                scale: 3
+            })
+        );
         assert_eq!(decimal_for(1000, 0), None);
         assert_eq!(
-            PgKind::Numeric { precision: 39, scale: 0 }.data_type(),
+            PgKind::Numeric {
+                precision: 39,
+                scale: 0
+            }
+            .data_type(),
             DataType::Decimal256(39, 0)
         );
     }
@@ -319,7 +360,13 @@ mod tests {
         let err = map_column("amount", &numeric, -1, None).expect_err("refused");
         assert!(err.hint.contains("decimal(P,S)"), "{}", err.hint);
         let ok = map_column("amount", &numeric, -1, Some((20, 4))).expect("override");
-        assert_eq!(ok.kind, PgKind::Numeric { precision: 20, scale: 4 });
+        assert_eq!(
+            ok.kind,
+            PgKind::Numeric {
+                precision: 20,
+                scale: 4
+            }
+        );
     }
 
     #[test]
@@ -344,6 +391,12 @@ mod tests {
             kind: TypeKind::Domain(Box::new(base(oid::NUMERIC, "numeric")), typmod(10, 2)),
         };
         let m = map_column("m", &money2, -1, None).expect("domain");
-        assert_eq!(m.kind, PgKind::Numeric { precision: 10, scale: 2 });
+        assert_eq!(
+            m.kind,
+            PgKind::Numeric {
+                precision: 10,
+                scale: 2
+            }
+        );
     }
 }

@@ -30,11 +30,14 @@ pub struct SqliteColumn {
 }
 
 fn open_connection(path: &str) -> Result<Connection> {
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)
-        .map_err(|e| Error::Connect {
-            message: format!("cannot open SQLite database '{path}': {e}"),
-            code: None,
-        })
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| Error::Connect {
+        message: format!("cannot open SQLite database '{path}': {e}"),
+        code: None,
+    })
 }
 
 fn query_error(e: &rusqlite::Error) -> Error {
@@ -45,7 +48,11 @@ fn query_error(e: &rusqlite::Error) -> Error {
 }
 
 /// Describe `query`: declared types, or `overrides` (column -> type name).
-pub fn describe(path: &str, query: &str, overrides: &HashMap<String, String>) -> Result<Vec<SqliteColumn>> {
+pub fn describe(
+    path: &str,
+    query: &str,
+    overrides: &HashMap<String, String>,
+) -> Result<Vec<SqliteColumn>> {
     let conn = open_connection(path)?;
     let stmt = conn.prepare(query).map_err(|e| query_error(&e))?;
     let mut mapped = Vec::new();
@@ -61,7 +68,10 @@ pub fn describe(path: &str, query: &str, overrides: &HashMap<String, String>) ->
     }
     for col in stmt.columns() {
         let name = col.name().to_string();
-        let declared = overrides.get(&name).cloned().or_else(|| col.decl_type().map(str::to_string));
+        let declared = overrides
+            .get(&name)
+            .cloned()
+            .or_else(|| col.decl_type().map(str::to_string));
         match declared.as_deref().and_then(kind_from_decl) {
             Some(kind) => mapped.push(SqliteColumn {
                 name,
@@ -119,8 +129,10 @@ pub fn open(
     Ok(BatchStream::spawn(schema, prefetch, move |sink| {
         let conn = open_connection(&path)?;
         let mut stmt = conn.prepare(&query).map_err(|e| query_error(&e))?;
-        let mut builders: Vec<SqliteBuilder> =
-            columns.iter().map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192))).collect();
+        let mut builders: Vec<SqliteBuilder> = columns
+            .iter()
+            .map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192)))
+            .collect();
         let mut rows = stmt.query([]).map_err(|e| query_error(&e))?;
         let (mut n, mut bytes, mut row_number) = (0usize, 0usize, 0u64);
         while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
@@ -128,7 +140,9 @@ pub fn open(
             for (i, b) in builders.iter_mut().enumerate() {
                 let v = row.get_ref(i).map_err(|e| query_error(&e))?;
                 bytes += match v {
-                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len(),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        t.len()
+                    }
                     _ => 8,
                 };
                 b.append(v).map_err(|m| {

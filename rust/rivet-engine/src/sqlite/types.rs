@@ -59,7 +59,13 @@ pub fn kind_from_decl(decl: &str) -> Option<SqliteKind> {
         Some(SqliteKind::Bool)
     } else if has("INT") {
         Some(SqliteKind::Int64)
-    } else if has("CHAR") || has("CLOB") || has("TEXT") || upper == "STRING" || upper == "JSON" || upper == "UUID" {
+    } else if has("CHAR")
+        || has("CLOB")
+        || has("TEXT")
+        || upper == "STRING"
+        || upper == "JSON"
+        || upper == "UUID"
+    {
         Some(SqliteKind::Text)
     } else if has("BLOB") || upper == "BINARY" || upper == "BYTEA" || upper == "VARBINARY" {
         Some(SqliteKind::Binary)
@@ -85,11 +91,17 @@ mod tests {
         assert_eq!(kind_from_decl("INTEGER"), Some(SqliteKind::Int64));
         assert_eq!(kind_from_decl("bigint"), Some(SqliteKind::Int64));
         assert_eq!(kind_from_decl("VARCHAR(20)"), Some(SqliteKind::Text));
-        assert_eq!(kind_from_decl("double precision"), Some(SqliteKind::Float64));
+        assert_eq!(
+            kind_from_decl("double precision"),
+            Some(SqliteKind::Float64)
+        );
         assert_eq!(kind_from_decl("BOOLEAN"), Some(SqliteKind::Bool));
         assert_eq!(kind_from_decl("DATE"), Some(SqliteKind::Date));
         assert_eq!(kind_from_decl("DATETIME"), Some(SqliteKind::Timestamp));
-        assert_eq!(kind_from_decl("DECIMAL(10,2)"), Some(SqliteKind::Decimal(10, 2)));
+        assert_eq!(
+            kind_from_decl("DECIMAL(10,2)"),
+            Some(SqliteKind::Decimal(10, 2))
+        );
         assert_eq!(kind_from_decl("NUMERIC"), None);
         assert_eq!(kind_from_decl(""), None);
     }

@@ -47,8 +47,12 @@ impl SqliteBuilder {
         match kind {
             SqliteKind::Int64 => SqliteBuilder::Int64(Int64Builder::with_capacity(capacity)),
             SqliteKind::Float64 => SqliteBuilder::Float64(Float64Builder::with_capacity(capacity)),
-            SqliteKind::Text => SqliteBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-            SqliteKind::Binary => SqliteBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            SqliteKind::Text => {
+                SqliteBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
+            SqliteKind::Binary => {
+                SqliteBuilder::Binary(BinaryBuilder::with_capacity(capacity, capacity * 16))
+            }
             SqliteKind::Bool => SqliteBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             SqliteKind::Date => SqliteBuilder::Date(Date32Builder::with_capacity(capacity)),
             SqliteKind::Timestamp => {
@@ -103,7 +107,8 @@ impl SqliteBuilder {
             (SqliteBuilder::Date(_), _) => return Err(mismatch("DATE (YYYY-MM-DD)")),
             (SqliteBuilder::Timestamp(b), ValueRef::Text(t)) => {
                 b.append_value(
-                    parse_timestamp(t).ok_or_else(|| mismatch("DATETIME (YYYY-MM-DD HH:MM:SS[.ffffff])"))?,
+                    parse_timestamp(t)
+                        .ok_or_else(|| mismatch("DATETIME (YYYY-MM-DD HH:MM:SS[.ffffff])"))?,
                 );
             }
             (SqliteBuilder::Timestamp(_), _) => {
@@ -187,10 +192,15 @@ fn parse_timestamp(t: &[u8]) -> Option<i64> {
     if rest.is_empty() {
         return Some(days * 86_400_000_000);
     }
-    if rest.len() < 9 || !(rest[0] == b' ' || rest[0] == b'T') || rest[3] != b':' || rest[6] != b':' {
+    if rest.len() < 9 || !(rest[0] == b' ' || rest[0] == b'T') || rest[3] != b':' || rest[6] != b':'
+    {
         return None;
     }
-    let (h, mi, s) = (digits(&rest[1..3])?, digits(&rest[4..6])?, digits(&rest[7..9])?);
+    let (h, mi, s) = (
+        digits(&rest[1..3])?,
+        digits(&rest[4..6])?,
+        digits(&rest[7..9])?,
+    );
     if h > 23 || mi > 59 || s > 59 {
         return None;
     }
@@ -251,7 +261,10 @@ mod tests {
         assert_eq!(parse_date(b"1969-12-31"), Some(-1));
         assert_eq!(parse_date(b"2023-02-29"), None);
         assert_eq!(parse_timestamp(b"1970-01-01 00:00:01.5"), Some(1_500_000));
-        assert_eq!(parse_timestamp(b"1970-01-02T00:00:00"), Some(86_400_000_000));
+        assert_eq!(
+            parse_timestamp(b"1970-01-02T00:00:00"),
+            Some(86_400_000_000)
+        );
         assert_eq!(parse_timestamp(b"1970-01-01 25:00:00"), None);
     }
 

@@ -63,7 +63,10 @@ impl PgConnection {
         };
         conn.startup(params).map_err(|e| match e {
             Error::Query { message, code } => Error::Connect { message, code },
-            Error::ConnectionLost(message) => Error::Connect { message, code: None },
+            Error::ConnectionLost(message) => Error::Connect {
+                message,
+                code: None,
+            },
             other => other,
         })?;
         Ok(conn)
@@ -96,12 +99,15 @@ impl PgConnection {
         let mut scram: Option<ScramSha256> = None;
         let password = || {
             params.password.as_deref().ok_or_else(|| Error::Connect {
-                message: format!("the server asks user '{}' for a password and none was given", params.user),
+                message: format!(
+                    "the server asks user '{}' for a password and none was given",
+                    params.user
+                ),
                 code: Some("28P01".into()),
             })
         };
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             let body = self.body(m).to_vec();
             match m.tag {
                 b'R' => {
@@ -109,13 +115,16 @@ impl PgConnection {
                     match b.i32()? {
                         0 => {}
                         3 => {
-                            frontend::password_message(password()?.as_bytes(), &mut self.out).map_err(protocol)?;
+                            frontend::password_message(password()?.as_bytes(), &mut self.out)
+                                .map_err(protocol)?;
                             self.flush()?;
                         }
                         5 => {
                             let salt: [u8; 4] = b.bytes(4)?.try_into().map_err(protocol)?;
-                            let hash = md5_hash(params.user.as_bytes(), password()?.as_bytes(), salt);
-                            frontend::password_message(hash.as_bytes(), &mut self.out).map_err(protocol)?;
+                            let hash =
+                                md5_hash(params.user.as_bytes(), password()?.as_bytes(), salt);
+                            frontend::password_message(hash.as_bytes(), &mut self.out)
+                                .map_err(protocol)?;
                             self.flush()?;
                         }
                         10 => {
@@ -132,20 +141,32 @@ impl PgConnection {
                                     code: None,
                                 });
                             }
-                            let s = ScramSha256::new(password()?.as_bytes(), ChannelBinding::unsupported());
-                            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut self.out)
-                                .map_err(protocol)?;
+                            let s = ScramSha256::new(
+                                password()?.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response(
+                                "SCRAM-SHA-256",
+                                s.message(),
+                                &mut self.out,
+                            )
+                            .map_err(protocol)?;
                             self.flush()?;
                             scram = Some(s);
                         }
                         11 => {
-                            let s = scram.as_mut().ok_or_else(|| protocol("SASL continue without start"))?;
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| protocol("SASL continue without start"))?;
                             s.update(b.rest()).map_err(protocol)?;
-                            frontend::sasl_response(s.message(), &mut self.out).map_err(protocol)?;
+                            frontend::sasl_response(s.message(), &mut self.out)
+                                .map_err(protocol)?;
                             self.flush()?;
                         }
                         12 => {
-                            let s = scram.as_mut().ok_or_else(|| protocol("SASL final without start"))?;
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| protocol("SASL final without start"))?;
                             s.finish(b.rest()).map_err(|e| Error::Connect {
                                 message: format!("the server's SCRAM proof is invalid: {e}"),
                                 code: None,
@@ -153,7 +174,9 @@ impl PgConnection {
                         }
                         other => {
                             return Err(Error::Connect {
-                                message: format!("unsupported authentication method (code {other})"),
+                                message: format!(
+                                    "unsupported authentication method (code {other})"
+                                ),
                                 code: None,
                             });
                         }
@@ -165,7 +188,12 @@ impl PgConnection {
                     let (message, code) = error_fields(&body);
                     return Err(Error::Connect { message, code });
                 }
-                other => return Err(protocol(format!("unexpected message '{}' during startup", other as char))),
+                other => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}' during startup",
+                        other as char
+                    )));
+                }
             }
         }
     }
@@ -201,11 +229,17 @@ impl PgConnection {
             match self.socket.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     self.broken = true;
-                    return Err(Error::ConnectionLost("the server closed the connection".into()));
+                    return Err(Error::ConnectionLost(
+                        "the server closed the connection".into(),
+                    ));
                 }
                 Ok(n) => self.end += n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+                    if self
+                        .interrupt
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::Relaxed))
+                    {
                         self.broken = true;
                         return Err(Error::Interrupted);
                     }
@@ -213,7 +247,9 @@ impl PgConnection {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.broken = true;
-                    return Err(Error::ConnectionLost(format!("reading from the server failed: {e}")));
+                    return Err(Error::ConnectionLost(format!(
+                        "reading from the server failed: {e}"
+                    )));
                 }
             }
         }
@@ -221,13 +257,21 @@ impl PgConnection {
     }
 
     /// The next message, skipping notices and parameter reports.
-    pub fn next(&mut self) -> Result<Message> {
+    pub fn next_message(&mut self) -> Result<Message> {
         loop {
             self.fill(5)?;
             let s = self.start;
             let tag = self.buf[s];
-            let len = i32::from_be_bytes([self.buf[s + 1], self.buf[s + 2], self.buf[s + 3], self.buf[s + 4]]);
-            let len = usize::try_from(len).ok().filter(|l| *l >= 4).ok_or_else(|| protocol("bad message length"))?;
+            let len = i32::from_be_bytes([
+                self.buf[s + 1],
+                self.buf[s + 2],
+                self.buf[s + 3],
+                self.buf[s + 4],
+            ]);
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|l| *l >= 4)
+                .ok_or_else(|| protocol("bad message length"))?;
             self.fill(1 + len)?;
             let m = Message {
                 tag,
@@ -247,7 +291,7 @@ impl PgConnection {
         }
     }
 
-    /// The body of `m` (valid until the next call to [`PgConnection::next`]).
+    /// The body of `m` (valid until the next call to [`PgConnection::next_message`]).
     #[inline]
     pub fn body(&self, m: Message) -> &[u8] {
         &self.buf[m.start..m.end]
@@ -256,7 +300,7 @@ impl PgConnection {
     /// Read up to ReadyForQuery; return the first error seen on the way.
     fn finish_until_ready(&mut self, mut error: Option<Error>) -> Result<()> {
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             match m.tag {
                 b'Z' => return error.map_or(Ok(()), Err),
                 b'E' if error.is_none() => {
@@ -279,12 +323,14 @@ impl PgConnection {
         self.flush()?;
         let mut rows = Vec::new();
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             match m.tag {
                 b'D' => rows.push(text_row(self.body(m))?),
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
-                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| rows);
+                    return self
+                        .finish_until_ready(Some(Error::Query { message, code }))
+                        .map(|()| rows);
                 }
                 b'Z' => return Ok(rows),
                 b'H' => return Err(protocol("unexpected COPY in a simple query")),
@@ -302,7 +348,7 @@ impl PgConnection {
         let mut fields = Vec::new();
         let mut error = None;
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             match m.tag {
                 b't' => {
                     let params = Body::new(self.body(m)).i16()?;
@@ -315,7 +361,9 @@ impl PgConnection {
                 b'T' => fields = row_description(self.body(m))?,
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
-                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| fields);
+                    return self
+                        .finish_until_ready(Some(Error::Query { message, code }))
+                        .map(|()| fields);
                 }
                 b'Z' => return error.map_or(Ok(fields), Err),
                 _ => {}
@@ -342,10 +390,13 @@ impl PgConnection {
     }
 
     /// Read the result of one [`PgConnection::send_binary_query`]; each row body goes to `on_row`.
-    pub fn read_binary_result(&mut self, mut on_row: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    pub fn read_binary_result(
+        &mut self,
+        mut on_row: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let mut rows = 0u64;
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             match m.tag {
                 b'D' => {
                     on_row(&self.buf[m.start..m.end])?;
@@ -353,7 +404,9 @@ impl PgConnection {
                 }
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
-                    return self.finish_until_ready(Some(Error::Query { message, code })).map(|()| rows);
+                    return self
+                        .finish_until_ready(Some(Error::Query { message, code }))
+                        .map(|()| rows);
                 }
                 b'Z' => return Ok(rows),
                 b'1' | b'2' | b'C' | b'n' | b's' | b'I' => {}
@@ -363,11 +416,15 @@ impl PgConnection {
     }
 
     /// Run `COPY ... TO STDOUT` and hand every CopyData payload to `on_data`.
-    pub fn copy_out(&mut self, sql: &str, mut on_data: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    pub fn copy_out(
+        &mut self,
+        sql: &str,
+        mut on_data: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         frontend::query(sql, &mut self.out).map_err(protocol)?;
         self.flush()?;
         loop {
-            let m = self.next()?;
+            let m = self.next_message()?;
             match m.tag {
                 b'd' => on_data(&self.buf[m.start..m.end])?,
                 b'E' => {
@@ -376,7 +433,12 @@ impl PgConnection {
                 }
                 b'Z' => return Ok(()),
                 b'H' | b'c' | b'C' => {}
-                other => return Err(protocol(format!("unexpected message '{}' in COPY", other as char))),
+                other => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}' in COPY",
+                        other as char
+                    )));
+                }
             }
         }
     }

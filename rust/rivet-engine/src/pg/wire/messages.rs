@@ -35,14 +35,20 @@ impl<'a> Body<'a> {
 
     /// Next big-endian i16.
     pub fn i16(&mut self) -> Result<i16, Error> {
-        let b = self.data.get(self.at..self.at + 2).ok_or_else(|| malformed("short"))?;
+        let b = self
+            .data
+            .get(self.at..self.at + 2)
+            .ok_or_else(|| malformed("short"))?;
         self.at += 2;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
 
     /// Next big-endian i32.
     pub fn i32(&mut self) -> Result<i32, Error> {
-        let b = self.data.get(self.at..self.at + 4).ok_or_else(|| malformed("short"))?;
+        let b = self
+            .data
+            .get(self.at..self.at + 4)
+            .ok_or_else(|| malformed("short"))?;
         self.at += 4;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -50,14 +56,20 @@ impl<'a> Body<'a> {
     /// Next NUL-terminated string.
     pub fn cstr(&mut self) -> Result<&'a str, Error> {
         let rest = &self.data[self.at..];
-        let end = rest.iter().position(|b| *b == 0).ok_or_else(|| malformed("string"))?;
+        let end = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| malformed("string"))?;
         self.at += end + 1;
         std::str::from_utf8(&rest[..end]).map_err(|_| malformed("non-UTF-8"))
     }
 
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let b = self.data.get(self.at..self.at + n).ok_or_else(|| malformed("short"))?;
+        let b = self
+            .data
+            .get(self.at..self.at + n)
+            .ok_or_else(|| malformed("short"))?;
         self.at += n;
         Ok(b)
     }
@@ -70,7 +82,8 @@ impl<'a> Body<'a> {
 
 /// The fields of an ErrorResponse or NoticeResponse: (message, SQLSTATE).
 pub fn error_fields(body: &[u8]) -> (String, Option<String>) {
-    let (mut severity, mut message, mut code, mut detail, mut hint) = (None, None, None, None, None);
+    let (mut severity, mut message, mut code, mut detail, mut hint) =
+        (None, None, None, None, None);
     let mut b = Body::new(body);
     while let Some(&tag) = b.rest().first() {
         if tag == 0 {
@@ -152,7 +165,10 @@ mod tests {
         let body = b"SERROR\0VERROR\0C22012\0Mdivision by zero\0Dsome detail\0Hsome hint\0\0";
         let (text, code) = error_fields(body);
         assert_eq!(code.as_deref(), Some("22012"));
-        assert_eq!(text, "ERROR: division by zero (detail: some detail) (hint: some hint)");
+        assert_eq!(
+            text,
+            "ERROR: division by zero (detail: some detail) (hint: some hint)"
+        );
     }
 
     #[test]
@@ -166,7 +182,10 @@ mod tests {
         body.extend((((15 << 16) | 2) + 4i32).to_be_bytes());
         body.extend(1i16.to_be_bytes());
         let f = row_description(&body).expect("valid");
-        assert_eq!((f[0].name.as_str(), f[0].type_oid, f[0].column_id), ("amount", 1700, 2));
+        assert_eq!(
+            (f[0].name.as_str(), f[0].type_oid, f[0].column_id),
+            ("amount", 1700, 2)
+        );
         assert!(row_description(&body[..10]).is_err());
     }
 }

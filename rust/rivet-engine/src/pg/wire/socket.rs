@@ -54,7 +54,10 @@ impl Write for PgSocket {
 }
 
 fn connect_error(message: String) -> Error {
-    Error::Connect { message, code: None }
+    Error::Connect {
+        message,
+        code: None,
+    }
 }
 
 fn tcp(params: &ConnectParams) -> Result<TcpStream> {
@@ -79,7 +82,11 @@ fn tcp(params: &ConnectParams) -> Result<TcpStream> {
 }
 
 fn unix(params: &ConnectParams) -> Result<UnixStream> {
-    let path = format!("{}/.s.PGSQL.{}", params.host.trim_end_matches('/'), params.port);
+    let path = format!(
+        "{}/.s.PGSQL.{}",
+        params.host.trim_end_matches('/'),
+        params.port
+    );
     UnixStream::connect(&path).map_err(|e| connect_error(format!("cannot open socket {path}: {e}")))
 }
 
@@ -94,7 +101,9 @@ fn request_tls(stream: &mut TcpStream) -> Result<bool> {
     match answer[0] {
         b'S' => Ok(true),
         b'N' => Ok(false),
-        other => Err(connect_error(format!("unexpected answer to the TLS request: {other:#x}"))),
+        other => Err(connect_error(format!(
+            "unexpected answer to the TLS request: {other:#x}"
+        ))),
     }
 }
 
@@ -123,8 +132,9 @@ pub fn open(params: &ConnectParams) -> Result<PgSocket> {
     let mut conn = ClientConnection::new(Arc::new(config), name)
         .map_err(|e| connect_error(format!("TLS setup failed: {e}")))?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut stream)
-            .map_err(|e| connect_error(format!("TLS handshake with {} failed: {e}", params.host)))?;
+        conn.complete_io(&mut stream).map_err(|e| {
+            connect_error(format!("TLS handshake with {} failed: {e}", params.host))
+        })?;
     }
     stream.set_read_timeout(None)?;
     Ok(PgSocket::Tls(Box::new(StreamOwned::new(conn, stream))))
