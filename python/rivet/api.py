@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rivet.config import LoadedConfig, format_errors, load_config
 from rivet.config.models import RivetConfig
-from rivet.engine.single import run_export
+from rivet.engine import run_export
 from rivet.errors import ConfigError
 from rivet.plan import build_plan
 from rivet.results import ExportResult, RunResult
@@ -96,10 +96,12 @@ def run(
     exports: Sequence[str] | None = None,
     *,
     params: Mapping[str, str] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Run the exports of a rivet.yaml (all, or those named), like ``rivet run -c``.
 
     Failed exports are reported in the result (``result.ok``, ``result.exit_code``),
-    not raised, so one failure does not hide the others.
+    not raised, so one failure does not hide the others. ``resume=True`` continues
+    the unfinished checkpointed chunked runs of the selected exports.
     """
-    return run_config(load_config(config, params), exports)
+    return run_config(load_config(config, params), exports, resume=resume)

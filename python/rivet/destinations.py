@@ -128,6 +128,9 @@ class Destination:
         try:
             if self.is_local:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
+            elif self._tmpdir is None:
+                # Made now, not lazily, because worker threads stage into it concurrently.
+                self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
             if self.fs.exists(self._path(SUCCESS)):
                 self.fs.rm(self._path(SUCCESS))
         except OSError as e:

@@ -96,6 +96,24 @@ class StateError(RivetError):
     """The state store is unreadable or inconsistent."""
 
 
+class ChunkError(RivetError):
+    """A chunk failed for good; the message names the chunk and its SQL, the cause is kept.
+
+    The exit code is the cause's.
+    """
+
+    def __init__(self, message: str, *, cause: BaseException) -> None:
+        super().__init__(message)
+        self.__cause__ = cause
+        self.exit_code = exit_code_for(cause)
+
+
+class CancelledError(RivetError):
+    """The work was stopped on purpose (another chunk failed, or the run was interrupted)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class SchemaDriftError(RivetError):
     """The result schema changed and the export's policy is to fail."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rivet.chunking import ChunkSpec
 from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
@@ -19,8 +20,22 @@ from rivet.sources.postgres import PostgresSource
 from rivet.sources.sqlite import SqliteSource
 from rivet.tuning import Tuning, resolve_tuning
 
-# Modes whose engines arrive later; the config schema already accepts their keys.
-IMPLEMENTED_MODES = ("full",)
+
+@dataclass(frozen=True)
+class CursorSpec:
+    """Incremental mode: the cursor column, and the fallback for rows where it is NULL."""
+
+    column: str
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Time-window mode: rows whose time column is within the last ``days`` days (UTC)."""
+
+    column: str
+    kind: str
+    days: int
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,33 @@ class ExportPlan:
     max_file_size: int | None
     destination: DestinationSpec
     tuning: Tuning
+    parallel: int = 1
+    table: str | None = None
+    chunking: ChunkSpec | None = None
+    checkpoint: bool = False
+    max_attempts: int = 1
+    consistent: bool = False
+    cursor: CursorSpec | None = None
+    window: WindowSpec | None = None
+
+    @property
+    def is_parallel(self) -> bool:
+        """Whether the threaded chunk engine runs this export."""
+        return self.chunking is not None or self.parallel > 1
 
     def fingerprint(self) -> str:
-        """Hash of what decides the output: query, mode, overrides, format."""
+        """Hash of what decides the output and its chunks (not the parallelism)."""
         basis = json.dumps(
-            [self.mode, self.query, self.overrides.decimal, self.overrides.other, self.format.kind],
+            [
+                self.mode,
+                self.query,
+                self.overrides.decimal,
+                self.overrides.other,
+                self.format.kind,
+                self.chunking.__dict__ if self.chunking else None,
+                self.cursor.__dict__ if self.cursor else None,
+                self.window.__dict__ if self.window else None,
+            ],
             sort_keys=True,
             default=str,
         )
@@ -59,16 +96,27 @@ class ExportPlan:
             "max_file_size": self.max_file_size,
             "destination": self.destination.url,
             "tuning": self.tuning.__dict__,
+            "parallel": self.parallel,
+            "chunking": self.chunking.__dict__ if self.chunking else None,
+            "checkpoint": self.checkpoint,
+            "snapshot": "consistent" if self.consistent else None,
+            "cursor": self.cursor.__dict__ if self.cursor else None,
+            "time_window": self.window.__dict__ if self.window else None,
             "fingerprint": self.fingerprint(),
         }
 
 
-def table_query(table: str, source: PostgresSource | SqliteSource) -> str:
-    """``SELECT * FROM "schema"."table"`` for ``table: schema.table``."""
-    parts = [p for p in table.split(".")]
+def qualified_table(table: str, source: PostgresSource | SqliteSource) -> str:
+    """``"schema"."table"`` for ``table: schema.table``."""
+    parts = table.split(".")
     if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
         raise ConfigError(f"table: '{table}' is not a [schema.]table name")
-    return "SELECT * FROM " + ".".join(source.quote_identifier(p.strip()) for p in parts)
+    return ".".join(source.quote_identifier(p.strip()) for p in parts)
+
+
+def table_query(table: str, source: PostgresSource | SqliteSource) -> str:
+    """``SELECT * FROM "schema"."table"``."""
+    return "SELECT * FROM " + qualified_table(table, source)
 
 
 def _query_text(export: ExportConfig, base_dir: Path, source: PostgresSource | SqliteSource) -> str:
@@ -87,15 +135,33 @@ def _query_text(export: ExportConfig, base_dir: Path, source: PostgresSource | S
 
 
 def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | None = None) -> ExportPlan:
-    """Resolve ``export``: source connection, query text, format, destination, tuning."""
-    if export.mode not in IMPLEMENTED_MODES:
-        raise ConfigError(
-            f"export '{export.name}': mode '{export.mode}' is not available in this version of rivet "
-            f"(available: {', '.join(IMPLEMENTED_MODES)})"
-        )
+    """Resolve ``export``: source connection, query text, format, destination, tuning, mode."""
     now = now or dt.datetime.now(dt.timezone.utc)
     config = loaded.config
     source = resolve_source(config.source, loaded.base_dir)
+    tuning = resolve_tuning(config.source.tuning, export.tuning)
+    parallel = export.parallel or 1
+    if (export.mode == "chunked" or parallel > 1) and source.kind != "postgres":
+        raise ConfigError(
+            f"export '{export.name}': chunked and parallel reads need a postgres source, not {source.kind}"
+        )
+    chunking = None
+    if export.mode == "chunked":
+        chunking = ChunkSpec(
+            column=export.chunk_column,
+            size=export.chunk_size or 100_000,
+            count=export.chunk_count,
+            by_days=export.chunk_by_days,
+            dense=bool(export.chunk_dense),
+        )
+    cursor = None
+    if export.mode == "incremental":
+        assert export.cursor_column is not None
+        cursor = CursorSpec(export.cursor_column, export.cursor_fallback_column)
+    window = None
+    if export.mode == "time_window":
+        assert export.time_column is not None and export.days_window is not None
+        window = WindowSpec(export.time_column, export.time_column_type or "timestamp", export.days_window)
     return ExportPlan(
         name=export.name,
         mode=export.mode,
@@ -105,5 +171,13 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         format=output_format(export.format, export.compression, export.compression_level, export.compression_profile),
         max_file_size=parse_size(export.max_file_size) if export.max_file_size is not None else None,
         destination=resolve_destination(export.destination, loaded.base_dir, export.name, now),
-        tuning=resolve_tuning(config.source.tuning, export.tuning),
+        tuning=tuning,
+        parallel=parallel,
+        table=qualified_table(export.table, source) if export.table else None,
+        chunking=chunking,
+        checkpoint=bool(export.chunk_checkpoint),
+        max_attempts=export.chunk_max_attempts or tuning.max_retries + 1,
+        consistent=export.snapshot == "consistent",
+        cursor=cursor,
+        window=window,
     )

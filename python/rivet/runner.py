@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from rivet.config import LoadedConfig
-from rivet.engine.single import run_export
+from rivet.engine import run_export
 from rivet.errors import exit_code_for
 from rivet.plan import build_plan
 from rivet.results import ExportResult, RunResult
@@ -18,6 +18,7 @@ def run_config(
     loaded: LoadedConfig,
     exports: Sequence[str] | None = None,
     *,
+    resume: bool = False,
     on_result: Callable[[ExportResult], None] | None = None,
 ) -> RunResult:
     """Run the selected exports (all by default). One export's failure does not stop the others."""
@@ -34,7 +35,7 @@ def run_config(
                 result.error, result.error_type = str(e), type(e).__name__
                 result.exit_code, result.exception = exit_code_for(e), e
             else:
-                result = run_export(plan, state)
+                result = run_export(plan, state, resume=resume)
             results.append(result)
             if on_result is not None:
                 on_result(result)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +46,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX file_log_by_export ON file_log (export_name, created_at);
     """,
+    """
+    CREATE TABLE chunk_runs (
+        run_id       TEXT PRIMARY KEY,
+        export_name  TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        part_stem    TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX chunk_runs_by_export ON chunk_runs (export_name, status);
+    CREATE TABLE chunk_tasks (
+        run_id       TEXT NOT NULL REFERENCES chunk_runs (run_id) ON DELETE CASCADE,
+        chunk_index  INTEGER NOT NULL,
+        query        TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        rows         INTEGER,
+        parts        TEXT,
+        last_error   TEXT,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (run_id, chunk_index)
+    );
+    CREATE TABLE cursors (
+        export_name  TEXT PRIMARY KEY,
+        value        TEXT NOT NULL,
+        sql_literal  TEXT NOT NULL,
+        run_id       TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -52,8 +86,10 @@ class StateStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # One connection shared by the worker threads of a run, one statement at a time.
+        self._lock = threading.RLock()
         try:
-            self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -79,14 +115,21 @@ class StateStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield _Tx(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Tx(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _select(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._conn.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:
         """Close the file."""
@@ -134,22 +177,135 @@ class StateStore:
 
     def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Recent runs, newest first."""
-        sql = "SELECT * FROM export_runs"
-        args: tuple[Any, ...] = ()
-        if export:
-            sql += " WHERE export_name = ?"
-            args = (export,)
-        sql += " ORDER BY started_at DESC LIMIT ?"
-        cur = self._conn.execute(sql, (*args, limit))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        where = " WHERE export_name = ?" if export else ""
+        args: tuple[Any, ...] = (export,) if export else ()
+        return self._select(f"SELECT * FROM export_runs{where} ORDER BY started_at DESC LIMIT ?", (*args, limit))
 
     def files(self, export: str | None = None) -> list[dict[str, Any]]:
         """The file log, oldest first."""
-        sql = "SELECT * FROM file_log" + (" WHERE export_name = ?" if export else "") + " ORDER BY id"
-        cur = self._conn.execute(sql, (export,) if export else ())
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        where = " WHERE export_name = ?" if export else ""
+        return self._select(f"SELECT * FROM file_log{where} ORDER BY id", (export,) if export else ())
+
+    # -- chunk checkpoints ---------------------------------------------------------------
+
+    def open_chunk_run(self, export: str) -> dict[str, Any] | None:
+        """The unfinished chunked run of ``export``, if any."""
+        rows = self._select(
+            "SELECT * FROM chunk_runs WHERE export_name = ? AND status = 'in_progress' ORDER BY started_at DESC",
+            (export,),
+        )
+        return rows[0] if rows else None
+
+    def create_chunk_run(
+        self, run_id: str, export: str, fingerprint: str, part_stem: str, now: str, chunks: list[tuple[int, str, str]]
+    ) -> None:
+        """Persist a run and its chunks (index, query, label), all pending."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO chunk_runs (run_id, export_name, fingerprint, part_stem, status, started_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'in_progress', ?, ?)",
+                (run_id, export, fingerprint, part_stem, now, now),
+            )
+            c.executemany(
+                "INSERT INTO chunk_tasks (run_id, chunk_index, query, label, status, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                [(run_id, i, q, label, now) for i, q, label in chunks],
+            )
+
+    def requeue_unfinished(self, run_id: str, now: str) -> int:
+        """Make chunks left running (by a crash) or failed claimable again; returns how many."""
+        with self._transaction() as c:
+            cur = c.execute(
+                "UPDATE chunk_tasks SET status = 'pending', updated_at = ? "
+                "WHERE run_id = ? AND status IN ('running', 'failed')",
+                (now, run_id),
+            )
+            return int(cur.rowcount)
+
+    def claim_chunk(self, run_id: str, now: str) -> dict[str, Any] | None:
+        """Atomically take the lowest pending chunk."""
+        with self._transaction() as c:
+            row = c.execute(
+                "UPDATE chunk_tasks SET status = 'running', attempts = attempts + 1, updated_at = ? "
+                "WHERE run_id = ? AND chunk_index = (SELECT min(chunk_index) FROM chunk_tasks "
+                "WHERE run_id = ? AND status = 'pending') RETURNING chunk_index, query, label, attempts",
+                (now, run_id, run_id),
+            ).fetchone()
+        if row is None:
+            return None
+        return {"chunk_index": row[0], "query": row[1], "label": row[2], "attempts": row[3]}
+
+    def chunk_done(self, run_id: str, index: int, rows: int, parts: list[dict[str, Any]], now: str) -> None:
+        """Record a chunk whose parts are committed."""
+        with self._transaction() as c:
+            c.execute(
+                "UPDATE chunk_tasks SET status = 'done', rows = ?, parts = ?, last_error = NULL, updated_at = ? "
+                "WHERE run_id = ? AND chunk_index = ?",
+                (rows, json.dumps(parts), now, run_id, index),
+            )
+
+    def chunk_failed(self, run_id: str, index: int, error: str, now: str) -> None:
+        """Record a chunk that ran out of attempts."""
+        with self._transaction() as c:
+            c.execute(
+                "UPDATE chunk_tasks SET status = 'failed', last_error = ?, updated_at = ? "
+                "WHERE run_id = ? AND chunk_index = ?",
+                (error, now, run_id, index),
+            )
+
+    def chunk_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        """Every chunk of a run, in order."""
+        rows = self._select("SELECT * FROM chunk_tasks WHERE run_id = ? ORDER BY chunk_index", (run_id,))
+        for r in rows:
+            r["parts"] = json.loads(r["parts"]) if r["parts"] else []
+        return rows
+
+    def finish_chunk_run(self, run_id: str, now: str) -> None:
+        """Mark a run complete (only once every chunk is done)."""
+        with self._transaction() as c:
+            c.execute("UPDATE chunk_runs SET status = 'completed', updated_at = ? WHERE run_id = ?", (now, run_id))
+
+    def latest_chunk_run(self, export: str) -> dict[str, Any] | None:
+        """The newest chunked run of ``export``."""
+        rows = self._select(
+            "SELECT * FROM chunk_runs WHERE export_name = ? ORDER BY started_at DESC LIMIT 1", (export,)
+        )
+        return rows[0] if rows else None
+
+    def reset_chunks(self, export: str) -> int:
+        """Forget every chunked run of ``export``; returns how many runs were dropped."""
+        with self._transaction() as c:
+            runs = [r[0] for r in c.execute("SELECT run_id FROM chunk_runs WHERE export_name = ?", (export,))]
+            for run_id in runs:
+                c.execute("DELETE FROM chunk_tasks WHERE run_id = ?", (run_id,))
+                c.execute("DELETE FROM chunk_runs WHERE run_id = ?", (run_id,))
+            return len(runs)
+
+    # -- incremental cursors -------------------------------------------------------------
+
+    def cursor(self, export: str) -> dict[str, Any] | None:
+        """The stored cursor of ``export``."""
+        rows = self._select("SELECT * FROM cursors WHERE export_name = ?", (export,))
+        return rows[0] if rows else None
+
+    def cursors(self) -> list[dict[str, Any]]:
+        """Every stored cursor."""
+        return self._select("SELECT * FROM cursors ORDER BY export_name")
+
+    def set_cursor(self, export: str, value: str, sql_literal: str, run_id: str, now: str) -> None:
+        """Move the cursor (called only after the run's files are committed)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO cursors (export_name, value, sql_literal, run_id, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (export_name) DO UPDATE SET value = excluded.value, sql_literal = excluded.sql_literal, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (export, value, sql_literal, run_id, now),
+            )
+
+    def reset_cursor(self, export: str) -> bool:
+        """Forget the cursor; the next run exports everything."""
+        with self._transaction() as c:
+            return int(c.execute("DELETE FROM cursors WHERE export_name = ?", (export,)).rowcount) > 0
 
 
 class _Tx:

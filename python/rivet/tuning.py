@@ -19,13 +19,15 @@ class Tuning:
     throttle_ms: int
     statement_timeout_s: int
     lock_timeout_s: int
+    max_retries: int
+    retry_backoff_ms: int
 
 
 # Batches are bounded by bytes first (memory stays flat on wide rows) and rows second.
 PROFILES: dict[str, Tuning] = {
-    "fast": Tuning("fast", 262_144, 64 * MIB, 0, 0, 0),
-    "balanced": Tuning("balanced", 131_072, 16 * MIB, 0, 300, 30),
-    "safe": Tuning("safe", 32_768, 4 * MIB, 200, 120, 10),
+    "fast": Tuning("fast", 262_144, 64 * MIB, 0, 0, 0, 1, 1_000),
+    "balanced": Tuning("balanced", 131_072, 16 * MIB, 0, 300, 30, 3, 2_000),
+    "safe": Tuning("safe", 32_768, 4 * MIB, 200, 120, 10, 5, 5_000),
 }
 DEFAULT_PROFILE = "balanced"
 
@@ -60,4 +62,6 @@ def resolve_tuning(source: TuningConfig | None, export: TuningConfig | None) -> 
         throttle_ms=number("throttle_ms", base.throttle_ms),
         statement_timeout_s=number("statement_timeout_s", base.statement_timeout_s),
         lock_timeout_s=number("lock_timeout_s", base.lock_timeout_s),
+        max_retries=number("max_retries", base.max_retries),
+        retry_backoff_ms=number("retry_backoff_ms", base.retry_backoff_ms),
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import demo, run
+from rivet.cli import demo, run, state
 
 app = typer.Typer(
     name="rivet",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("run")(run.run_command)
 app.command("demo")(demo.demo_command)
+app.add_typer(state.app, name="state")
 
 
 def _version(value: bool) -> None:

@@ -14,6 +14,19 @@ def _color() -> bool:
     return sys.stderr.isatty() and "NO_COLOR" not in os.environ
 
 
+def setup_logging() -> None:
+    """Send the notices and warnings of the ``rivet`` logger to stderr as short lines."""
+    import logging
+
+    logger = logging.getLogger("rivet")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def say(message: str) -> None:
     """A line for the human on stderr."""
     print(message, file=sys.stderr, flush=True)

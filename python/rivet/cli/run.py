@@ -17,6 +17,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary 
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} in the config (repeatable).")
 ]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="Continue an interrupted checkpointed chunked run, reading only what is left.")
+]
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
@@ -35,18 +38,24 @@ def run_command(
     export: ExportOption = None,
     json_output: JsonOption = False,
     param: ParamOption = None,
+    resume: ResumeOption = False,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
     Exit codes: 0 all succeeded, 1 an export failed, 2 bad config or usage,
     3 a value or column type cannot be exported exactly, 130 interrupted.
     """
+    from rivet import progress
+    from rivet.cli._output import setup_logging
     from rivet.config import load_config
     from rivet.runner import run_config
 
+    setup_logging()
+    if json_output:
+        progress.ENABLED = False
     try:
         loaded = load_config(config, parse_params(param))
-        result = run_config(loaded, export, on_result=lambda r: say(r.summary()))
+        result = run_config(loaded, export, resume=resume, on_result=lambda r: say(r.summary()))
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter):
             raise

@@ -75,6 +75,8 @@ class TuningConfig(StrictModel):
     throttle_ms: NonNegativeInt | None = None
     statement_timeout_s: NonNegativeInt | None = None
     lock_timeout_s: NonNegativeInt | None = None
+    max_retries: NonNegativeInt | None = None
+    retry_backoff_ms: NonNegativeInt | None = None
 
     @model_validator(mode="after")
     def _one_batch_bound(self) -> TuningConfig:
@@ -222,6 +224,8 @@ class ExportConfig(StrictModel):
     time_column: str | None = None
     time_column_type: Literal["timestamp", "unix"] | None = None
     days_window: PositiveInt | None = None
+    # parallel reads of one export (chunked, or full on a table) under one snapshot
+    snapshot: Literal["consistent"] | None = None
     # advisory scheduling hints (plan/apply)
     wave: PositiveInt | None = None
     parallel_safe: bool | None = None
@@ -303,6 +307,13 @@ class ExportConfig(StrictModel):
                 raise ValueError("chunk_by_days excludes chunk_dense")
         if m == "time_window" and (self.time_column is None or self.days_window is None):
             raise ValueError("time_window mode requires time_column and days_window")
+        if m in ("incremental", "time_window") and (self.parallel or 1) > 1:
+            raise ValueError(f"parallel applies to mode: chunked and mode: full, not {m}")
+        if m == "full" and (self.parallel or 1) > 1 and self.table is None:
+            raise ValueError(
+                "parallel with mode: full splits a table by its physical pages and needs table:; "
+                "for a query, use mode: chunked with a chunk_column"
+            )
         owned = {
             "incremental": ("cursor_column", "incremental_cursor_mode", "cursor_fallback_column"),
             "chunked": (
@@ -311,7 +322,6 @@ class ExportConfig(StrictModel):
                 "chunk_count",
                 "chunk_by_days",
                 "chunk_dense",
-                "parallel",
                 "chunk_checkpoint",
                 "chunk_max_attempts",
             ),

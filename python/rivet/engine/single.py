@@ -1,157 +1,89 @@
-"""One export read by one statement stream (mode ``full``), committed all at once.
+"""One export read by one statement stream, committed all at once.
 
+This engine runs modes full (one connection), incremental and time_window.
 Order of effects: read every batch into staged parts; then make the parts
-visible, write ``manifest.json``, then ``_SUCCESS``; only then record the
-files in the state store. A failure at any point removes what this run made
-visible and leaves no ``_SUCCESS``.
+visible, write ``manifest.json``, then ``_SUCCESS``; then move the incremental
+cursor; only then record the files in the state store. A failure at any point
+removes what this run made visible and leaves no ``_SUCCESS``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from rivet.destinations import MANIFEST, SUCCESS, Destination
-from rivet.errors import EXIT_OK, exit_code_for
+from rivet.destinations import Destination
+from rivet.engine.commit import commit_parts, publish
+from rivet.engine.filters import CursorTracker, where, window_predicate
+from rivet.errors import ConfigError
 from rivet.formats import StagedPart, open_part_writer
-from rivet.manifest import CommittedPart, build_manifest, success_marker
-from rivet.results import ExportResult
-from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
+from rivet.runinfo import iso, part_stem, utc_now
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader
     from rivet.plan import ExportPlan
+    from rivet.results import ExportResult
     from rivet.state import StateStore
 
 
-def part_names(stem: str, extension: str, count: int) -> list[str]:
-    """``stem.ext`` for one part, ``stem_part0.ext`` ... when rotated."""
-    if count == 1:
-        return [f"{stem}.{extension}"]
-    return [f"{stem}_part{i}.{extension}" for i in range(count)]
+def _shaped_query(plan: ExportPlan, state: StateStore | None, started: dt.datetime) -> tuple[str, CursorTracker | None]:
+    """The query with the mode's filter, and the cursor tracker of an incremental run."""
+    if plan.window is None and plan.cursor is None:
+        return plan.query, None
+    schema = plan.source.describe(plan.query, plan.overrides)
+    if plan.window is not None:
+        return where(plan.query, window_predicate(plan.window, schema, plan.source, started)), None
+    assert plan.cursor is not None
+    if state is None:
+        raise ConfigError(f"export '{plan.name}': incremental mode keeps its cursor in a state store (give state_dir)")
+    tracker = CursorTracker(plan.cursor, schema, plan.source)
+    stored = state.cursor(plan.name)
+    predicate = tracker.predicate(stored["sql_literal"] if stored else None)
+    return (where(plan.query, predicate) if predicate else plan.query), tracker
 
 
-def run_export(plan: ExportPlan, state: StateStore | None = None) -> ExportResult:
-    """Run one export end to end.
-
-    A failure is recorded in the result (``status``, ``error``, ``exception``)
-    rather than raised; Ctrl-C is recorded and then re-raised.
-    """
-    started = utc_now()
-    clock = time.perf_counter()
-    result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
-    result.engine = f"{plan.source.kind}-native"
-    if state is not None:
-        state.run_started(result.run_id, plan.name, plan.mode, iso(started), plan.fingerprint())
-    try:
-        _read_and_commit(plan, started, result)
-        result.status, result.exit_code = "success", EXIT_OK
-    except Exception as e:  # noqa: BLE001 - any failure is this export's outcome, recorded and reported
-        _failed(result, e, "failed")
-    except KeyboardInterrupt as e:
-        _failed(result, e, "interrupted")
-        raise
-    finally:
-        result.duration_s = time.perf_counter() - clock
-        result.peak_rss_mb = peak_rss_mb()
-        if state is not None:
-            _record(state, result)
-    return result
-
-
-def _failed(result: ExportResult, error: BaseException, status: str) -> None:
-    result.status = status
-    result.error = str(error) or type(error).__name__
-    result.error_type = type(error).__name__
-    result.exit_code = exit_code_for(error)
-    result.exception = error
-
-
-def _read_and_commit(plan: ExportPlan, started: dt.datetime, result: ExportResult) -> None:
+def run_single(plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime) -> None:
+    """Read, stage, commit and publish one export."""
+    query, tracker = _shaped_query(plan, state, started)
     destination = Destination(plan.destination)
-    reader = plan.source.scan(plan.query, plan.overrides, plan.tuning)
+    reader = plan.source.scan(query, plan.overrides, plan.tuning)
     try:
         schema = pa.schema(reader)
         result.schema = schema
         destination.prepare()
-        staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n))
+        staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker)
+        parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension)
         try:
-            _commit(plan, destination, staged, schema, started, result)
-        finally:
-            for part in staged:
-                part.path.unlink(missing_ok=True)
+            publish(plan, destination, result, schema, parts, started)
+        except BaseException:
+            destination.remove([p.name for p in parts])
+            raise
     finally:
         reader.close()
         destination.cleanup()
+    if tracker is not None and state is not None and tracker.value is not None:
+        state.set_cursor(plan.name, str(tracker.value), tracker.literal() or "", result.run_id, iso(utc_now()))
 
 
 def _read(
-    plan: ExportPlan, reader: BatchReader, schema: pa.Schema, staging: Callable[[int], Path]
+    plan: ExportPlan,
+    reader: BatchReader,
+    schema: pa.Schema,
+    staging: Callable[[int], Path],
+    tracker: CursorTracker | None = None,
 ) -> list[StagedPart]:
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
     try:
-        while (batch := reader.next_batch()) is not None:
-            writer.write(pa.record_batch(batch))
+        while (native := reader.next_batch()) is not None:
+            batch = pa.record_batch(native)
+            if tracker is not None:
+                tracker.observe(batch)
+            writer.write(batch)
         return writer.close()
     except BaseException:
         writer.abort()
         raise
-
-
-def _commit(
-    plan: ExportPlan,
-    destination: Destination,
-    staged: list[StagedPart],
-    schema: pa.Schema,
-    started: dt.datetime,
-    result: ExportResult,
-) -> None:
-    names = part_names(part_stem(plan.name, started), plan.format.extension, len(staged))
-    committed: list[CommittedPart] = []
-    try:
-        for part, name in zip(staged, names, strict=True):
-            url = destination.commit(part.path, name)
-            committed.append(CommittedPart(name, url, part.rows, part.bytes, part.sha256))
-        manifest = build_manifest(
-            run_id=result.run_id,
-            export=plan.name,
-            mode=plan.mode,
-            started_at=iso(started),
-            finished_at=iso(utc_now()),
-            source=plan.source.redacted(),
-            fmt=plan.format.kind,
-            compression=plan.format.compression,
-            schema=schema,
-            parts=committed,
-        )
-        result.manifest = destination.write_file(MANIFEST, manifest)
-        destination.write_file(SUCCESS, success_marker(manifest))
-    except BaseException:
-        destination.remove([p.name for p in committed])
-        raise
-    result.parts = committed
-
-
-def _record(state: StateStore, result: ExportResult) -> None:
-    finished = iso(utc_now())
-    if result.ok:
-        state.log_files(
-            result.run_id, result.name, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished
-        )
-    state.run_finished(
-        result.run_id,
-        status=result.status,
-        finished_at=finished,
-        rows=result.rows,
-        files=len(result.parts),
-        nbytes=result.bytes,
-        duration_ms=int(result.duration_s * 1000),
-        peak_rss_mb=result.peak_rss_mb,
-        engine=result.engine,
-        error=result.error,
-    )

@@ -106,6 +106,11 @@ impl BatchStream {
         Arc::clone(&self.schema)
     }
 
+    /// A flag that stops the producer when set, usable without holding the stream.
+    pub fn cancel_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
+    }
+
     /// Rows handed over so far.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)

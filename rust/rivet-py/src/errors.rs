@@ -1,6 +1,5 @@
 //! The one mapping from engine errors to the Python exception tree in `rivet.errors`.
 
-use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyType};
 use rivet_engine::Error;
@@ -11,6 +10,7 @@ pyo3::import_exception!(rivet.errors, QueryError);
 pyo3::import_exception!(rivet.errors, UnsupportedTypeError);
 pyo3::import_exception!(rivet.errors, DataError);
 pyo3::import_exception!(rivet.errors, RivetError);
+pyo3::import_exception!(rivet.errors, CancelledError);
 
 fn build(cls: Bound<'_, PyType>, message: String, kwargs: Bound<'_, PyDict>) -> PyErr {
     match cls.call((message,), Some(&kwargs)) {
@@ -54,7 +54,7 @@ pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
                 kwargs.set_item("column", column)?;
                 build(py.get_type::<DataError>(), message, kwargs)
             }
-            Error::Interrupted => PyKeyboardInterrupt::new_err("the read was interrupted"),
+            Error::Interrupted => build(py.get_type::<CancelledError>(), message, kwargs),
             Error::Io(_) => build(py.get_type::<RivetError>(), message, kwargs),
         })
     })();

@@ -4,6 +4,7 @@ mod arrow_ffi;
 mod errors;
 mod interrupt;
 mod reader;
+mod session;
 mod sources;
 
 use pyo3::prelude::*;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 mod _native {
     #[pymodule_export]
     use crate::reader::{PyArrowBatch, PyArrowSchema, PyBatchReader};
+    #[pymodule_export]
+    use crate::session::PyPgSession;
     #[pymodule_export]
     use crate::sources::{describe_postgres, describe_sqlite, scan_postgres, scan_sqlite};
 

@@ -1,5 +1,6 @@
 //! `BatchReader`: the Python face of a background read.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
 
 use arrow_array::RecordBatch;
@@ -18,6 +19,7 @@ use crate::interrupt::SIGNAL_POLL;
 pub struct PyBatchReader {
     schema: SchemaRef,
     stream: Arc<Mutex<Option<BatchStream>>>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl PyBatchReader {
@@ -25,6 +27,7 @@ impl PyBatchReader {
     pub fn new(stream: BatchStream) -> Self {
         PyBatchReader {
             schema: stream.schema(),
+            cancelled: stream.cancel_handle(),
             stream: Arc::new(Mutex::new(Some(stream))),
         }
     }
@@ -107,6 +110,12 @@ impl PyBatchReader {
                 pull,
             }),
         )
+    }
+
+    /// Ask the read to stop, from any thread, even while another thread waits in
+    /// `next_batch` (which then raises).
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
     }
 
     /// Stop reading; the background thread ends at its next batch boundary.

@@ -64,6 +64,30 @@ pub struct ScanArgs {
     prefetch: usize,
 }
 
+impl ScanArgs {
+    /// The PostgreSQL scan options these arguments describe.
+    pub fn pg_options(self) -> PyResult<PgScanOptions> {
+        let method = match self.method.as_str() {
+            "cursor" => ReadMethod::Cursor,
+            "copy" => ReadMethod::Copy,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown read method '{other}'"
+                )));
+            }
+        };
+        Ok(PgScanOptions {
+            method,
+            limits: limits(&self)?,
+            statement_timeout_ms: self.statement_timeout_ms,
+            lock_timeout_ms: self.lock_timeout_ms,
+            throttle_ms: self.throttle_ms,
+            snapshot: self.snapshot,
+            prefetch: self.prefetch,
+        })
+    }
+}
+
 fn limits(a: &ScanArgs) -> PyResult<BatchLimits> {
     if a.batch_rows == 0 || a.batch_bytes == 0 {
         return Err(PyValueError::new_err(
@@ -76,7 +100,8 @@ fn limits(a: &ScanArgs) -> PyResult<BatchLimits> {
     })
 }
 
-fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
+/// Turn an engine result into a Python one.
+pub fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
     r.map_err(|e| to_py_err(py, e))
 }
 

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod numeric;
 pub mod probe;
 pub mod scan;
+pub mod session;
 pub mod tuple;
 pub mod types;
 pub mod wire;

@@ -34,8 +34,25 @@ pub fn apply_text_overrides(
     query: &str,
     text: &[String],
 ) -> Result<String> {
+    Ok(match text_select_list(conn, query, text)? {
+        Some(list) => wrap_select(&list, query),
+        None => query.to_string(),
+    })
+}
+
+/// `SELECT <list> FROM (<query>) AS _rivet`.
+pub fn wrap_select(list: &str, query: &str) -> String {
+    format!("SELECT {list} FROM ({query}) AS _rivet")
+}
+
+/// The select list that casts the `text` override columns of `query` (`None` without any).
+pub fn text_select_list(
+    conn: &mut PgConnection,
+    query: &str,
+    text: &[String],
+) -> Result<Option<String>> {
     if text.is_empty() {
-        return Ok(query.to_string());
+        return Ok(None);
     }
     let fields = conn.describe(query)?;
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
@@ -53,10 +70,7 @@ pub fn apply_text_overrides(
             }
         })
         .collect();
-    Ok(format!(
-        "SELECT {} FROM ({query}) AS _rivet",
-        select.join(", ")
-    ))
+    Ok(Some(select.join(", ")))
 }
 
 /// Describe `query` and map every result column, refusing all unsupported ones at once.

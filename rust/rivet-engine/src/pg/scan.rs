@@ -54,7 +54,8 @@ pub fn clean_query(query: &str) -> &str {
     query.trim_end_matches(|c: char| c == ';' || c.is_whitespace())
 }
 
-fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
+/// Open the read-only transaction a scan runs in, with its timeouts and snapshot.
+pub fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = &options.snapshot {
         sql.push_str(&format!(
@@ -97,6 +98,18 @@ pub fn open(
     begin(&mut conn, &scan)?;
     let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
     let columns = probe(&mut conn, &query, overrides)?;
+    start(conn, query, columns, scan, drop)
+}
+
+/// Stream `query` (already probed as `columns`) on a background thread inside the
+/// transaction `conn` is in; `done` receives the connection after a clean finish.
+pub fn start(
+    mut conn: PgConnection,
+    query: String,
+    columns: Vec<PgColumn>,
+    scan: PgScanOptions,
+    done: impl FnOnce(PgConnection) + Send + 'static,
+) -> Result<BatchStream> {
     let schema = arrow_schema(&columns);
     if scan.method == ReadMethod::Cursor {
         conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"))?;
@@ -119,7 +132,10 @@ pub fn open(
                 decoder.finish(&mut builder, sink)?;
             }
         }
-        conn.execute("COMMIT")
+        conn.execute("COMMIT")?;
+        conn.clear_interrupt()?;
+        done(conn);
+        Ok(())
     }))
 }
 

@@ -84,6 +84,13 @@ impl PgConnection {
         Ok(())
     }
 
+    /// Forget the interrupt flag of a finished scan.
+    pub fn clear_interrupt(&mut self) -> Result<()> {
+        self.socket.set_read_poll(false)?;
+        self.interrupt = None;
+        Ok(())
+    }
+
     fn startup(&mut self, params: &ConnectParams) -> Result<()> {
         frontend::startup_message(
             [
@@ -300,7 +307,11 @@ impl PgConnection {
     /// Read up to ReadyForQuery; return the first error seen on the way.
     fn finish_until_ready(&mut self, mut error: Option<Error>) -> Result<()> {
         loop {
-            let m = self.next_message()?;
+            let m = match self.next_message() {
+                Ok(m) => m,
+                // A FATAL error is followed by the server closing: report the error, not the close.
+                Err(lost) => return Err(error.unwrap_or(lost)),
+            };
             match m.tag {
                 b'Z' => return error.map_or(Ok(()), Err),
                 b'E' if error.is_none() => {

@@ -1,0 +1,255 @@
+"""Splitting one export into chunks.
+
+Chunks are key ranges balanced by row count, calendar ranges, exact row-count
+ranges, or physical page ranges of a table. Every plan covers every row exactly
+once: ranges are half-open and contiguous, the first and last are open-ended,
+and rows whose key is NULL get a chunk of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from rivet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rivet._native import PgSession
+
+EPOCH = dt.datetime(1970, 1, 1)
+EPOCH_DATE = dt.date(1970, 1, 1)
+# A page-range chunk holds about this many 8 KiB pages (32 MiB of heap).
+PAGES_PER_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One bounded read: the SQL to run and a label for people."""
+
+    index: int
+    query: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """The chunking keys of an export."""
+
+    column: str | None
+    size: int = 100_000
+    count: int | None = None
+    by_days: int | None = None
+    dense: bool = False
+
+    @property
+    def strategy(self) -> str:
+        """``days``, ``dense``, ``count`` or ``size``."""
+        if self.by_days:
+            return "days"
+        if self.dense:
+            return "dense"
+        return "count" if self.count else "size"
+
+
+def quote_ident(name: str) -> str:
+    """``"name"`` with embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """How a key column maps to integers (for bucketing) and back to SQL literals."""
+
+    name: str  # int, date, timestamp, timestamptz
+
+    def as_number(self, column: str) -> str:
+        """SQL turning the key into an integer: itself, days or microseconds since 1970."""
+        if self.name == "int":
+            return column
+        if self.name == "date":
+            return f"({column} - DATE '1970-01-01')"
+        return f"floor(extract(epoch FROM {column}) * 1000000)::bigint"
+
+    def literal(self, n: int) -> str:
+        """The SQL literal of the key whose integer form is ``n``."""
+        if self.name == "int":
+            return str(n)
+        if self.name == "date":
+            return f"'{(EPOCH_DATE + dt.timedelta(days=n)).isoformat()}'::date"
+        value = EPOCH + dt.timedelta(microseconds=n)
+        if self.name == "timestamptz":
+            return f"'{value.isoformat(sep=' ')}+00'::timestamptz"
+        return f"'{value.isoformat(sep=' ')}'::timestamp"
+
+    def day_unit(self) -> int:
+        """Integer units in one day."""
+        return 1 if self.name == "date" else 86_400_000_000
+
+
+def key_kind(schema: pa.Schema, column: str) -> KeyKind:
+    """The kind of ``column`` in the export's schema, or a ConfigError naming it."""
+    if column not in schema.names:
+        raise ConfigError(
+            f"chunk_column '{column}' is not a column of the query (it returns: {', '.join(schema.names)})"
+        )
+    t = schema.field(column).type
+    if pa.types.is_integer(t):
+        return KeyKind("int")
+    if pa.types.is_date32(t):
+        return KeyKind("date")
+    if pa.types.is_timestamp(t):
+        return KeyKind("timestamptz" if t.tz else "timestamp")
+    raise ConfigError(f"chunk_column '{column}' is {t}; chunking needs an integer, date or timestamp column")
+
+
+def _ranges(base: str, column: str, kind: KeyKind, cuts: list[int], with_nulls: bool) -> list[Chunk]:
+    """Contiguous half-open ranges between ``cuts``, open at both ends, plus a NULL chunk."""
+    k = quote_ident(column)
+
+    def chunk(index: int, predicate: str, label: str) -> Chunk:
+        return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label)
+
+    chunks = []
+    if not cuts:
+        chunks.append(chunk(0, f"{k} IS NOT NULL", "all keys"))
+    else:
+        bounds: list[int | None] = [None, *cuts, None]
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            parts = []
+            if lo is not None:
+                parts.append(f"{k} >= {kind.literal(lo)}")
+            if hi is not None:
+                parts.append(f"{k} < {kind.literal(hi)}")
+            label = f"[{'-inf' if lo is None else kind.literal(lo)}, {'+inf' if hi is None else kind.literal(hi)})"
+            chunks.append(chunk(i, " AND ".join(parts), label))
+    if with_nulls:
+        chunks.append(chunk(len(chunks), f"{k} IS NULL", "NULL keys"))
+    return chunks
+
+
+def _stats(session: PgSession, base: str, column: str, kind: KeyKind) -> tuple[int | None, int | None, int, int]:
+    x = kind.as_number(quote_ident(column))
+    row = session.query(
+        f"SELECT min(x), max(x), count(x), count(*) - count(x) FROM (SELECT {x} AS x FROM ({base}) AS _r) AS s"
+    )[0]
+    lo, hi = (int(row[0]) if row[0] is not None else None), (int(row[1]) if row[1] is not None else None)
+    return lo, hi, int(row[2] or 0), int(row[3] or 0)
+
+
+def _balanced_cuts(
+    session: PgSession, base: str, column: str, kind: KeyKind, lo: int, hi: int, count: int, target: int, depth: int = 0
+) -> list[int]:
+    """Cut points in ``[lo, hi]`` giving about ``target`` rows per range, from a histogram of the key.
+
+    Equal-width buckets are counted in one pass; consecutive buckets are grouped until a
+    range holds ``target`` rows, and a bucket heavier than that is counted again, finer,
+    so a dense cluster inside a sparse key space still splits evenly.
+    """
+    expected = math.ceil(count / target)
+    span = hi - lo + 1
+    buckets = min(max(expected * 8, 64), 20_000, span)
+
+    def edge(i: int) -> int:
+        return lo + (i * span) // buckets
+
+    x = kind.as_number(quote_ident(column))
+    rows = session.query(
+        f"SELECT b, count(*) FROM (SELECT width_bucket(x::numeric, {lo}, {hi + 1}, {buckets}) AS b "
+        f"FROM (SELECT {x} AS x FROM ({base}) AS _r) AS s WHERE x >= {lo} AND x <= {hi}) AS h GROUP BY b"
+    )
+    counts = {int(b): int(n) for b, n in rows if b is not None and n is not None}
+    cuts: list[int] = []
+    acc = 0
+    for b in range(1, buckets + 1):
+        n = counts.get(b, 0)
+        start, end = edge(b - 1), edge(b)
+        if n > target:
+            if acc:
+                cuts.append(start)
+            if end - start > 1 and depth < 6:
+                cuts += _balanced_cuts(session, base, column, kind, start, end - 1, n, target, depth + 1)
+            else:
+                pieces = math.ceil(n / target)
+                cuts += [start + (j * (end - start)) // pieces for j in range(1, pieces)]
+            cuts.append(end)
+            acc = 0
+            continue
+        if acc and acc + n > target:
+            cuts.append(start)
+            acc = 0
+        acc += n
+    return sorted({c for c in cuts if lo < c <= hi})
+
+
+def _dense_cuts(session: PgSession, base: str, column: str, kind: KeyKind, target: int) -> list[int]:
+    """Cut points at every ``target``-th key in key order: exact row counts (one sorted pass)."""
+    x = kind.as_number(quote_ident(column))
+    rows = session.query(
+        f"SELECT x FROM (SELECT x, row_number() OVER (ORDER BY x) AS rn FROM (SELECT {x} AS x FROM ({base}) AS _r "
+        f"WHERE {quote_ident(column)} IS NOT NULL) AS s) AS t WHERE rn % {target} = 1 ORDER BY x"
+    )
+    values = [int(r[0]) for r in rows if r[0] is not None]
+    return sorted(set(values[1:]))
+
+
+def plan_key_chunks(
+    session: PgSession, base: str, schema: pa.Schema, spec: ChunkSpec, *, consistent: bool
+) -> list[Chunk]:
+    """Chunks over the key column of ``base``."""
+    assert spec.column is not None
+    kind = key_kind(schema, spec.column)
+    lo, hi, count, nulls = _stats(session, base, spec.column, kind)
+    # Outside one snapshot, rows with a NULL key may arrive after planning: keep their chunk.
+    with_nulls = nulls > 0 or not consistent
+    if lo is None or hi is None:
+        return _ranges(base, spec.column, kind, [], with_nulls)
+    if spec.by_days:
+        if kind.name == "int":
+            raise ConfigError(f"chunk_by_days needs a date or timestamp chunk_column; '{spec.column}' is an integer")
+        unit = kind.day_unit() * spec.by_days
+        first = (lo // kind.day_unit()) * kind.day_unit()
+        cuts = list(range(first + unit, hi + 1, unit))
+    elif spec.dense:
+        cuts = _dense_cuts(session, base, spec.column, kind, spec.size)
+    else:
+        target = math.ceil(count / spec.count) if spec.count else spec.size
+        cuts = [] if count <= target else _balanced_cuts(session, base, spec.column, kind, lo, hi, count, target)
+    return _ranges(base, spec.column, kind, cuts, with_nulls)
+
+
+def plan_page_chunks(session: PgSession, relation: str, parallel: int) -> list[Chunk]:
+    """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
+    row = session.query(
+        f"SELECT pg_relation_size('{relation.replace(chr(39), chr(39) * 2)}'::regclass) "
+        "/ current_setting('block_size')::int, current_setting('server_version_num')::int"
+    )[0]
+    pages, version = int(row[0] or 0), int(row[1] or 0)
+    base = f"SELECT * FROM {relation}"
+    if version < 140000 or pages == 0:
+        return [Chunk(0, base, "whole table")]
+    wanted = max(math.ceil(pages / PAGES_PER_CHUNK), min(4 * parallel, pages))
+    step = math.ceil(pages / wanted)
+    count = math.ceil(pages / step)
+    chunks = []
+    for i in range(count):
+        lo, hi = i * step, (i + 1) * step
+        parts = []
+        if i > 0:
+            parts.append(f"ctid >= '({lo},0)'::tid")
+        if i < count - 1:
+            parts.append(f"ctid < '({hi},0)'::tid")
+        where = " AND ".join(parts) or "true"
+        chunks.append(Chunk(i, f"{base} WHERE {where}", f"pages [{lo}, {'end' if i == count - 1 else hi})"))
+    return chunks
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of what decides a plan."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,105 @@
+"""``rivet state``: inspect and reset incremental cursors and chunk checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rivet.cli._output import emit_json, report_error, say
+
+app = typer.Typer(help="Inspect and reset what rivet remembers between runs.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to use.")]
+ExportOption = Annotated[str, typer.Option("--export", "-e", help="The export.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _store(config: Path):  # type: ignore[no-untyped-def]
+    from rivet.config import load_config
+    from rivet.state import STATE_FILE, StateStore
+
+    loaded = load_config(config)
+    return loaded, StateStore(loaded.base_dir / STATE_FILE)
+
+
+@app.command("show")
+def show(config: ConfigOption, json_output: JsonOption = False) -> None:
+    """Incremental cursors and the latest run of every export."""
+    try:
+        loaded, store = _store(config)
+        rows = []
+        cursors = {c["export_name"]: c for c in store.cursors()}
+        for e in loaded.config.exports:
+            last = store.runs(e.name, limit=1)
+            rows.append(
+                {
+                    "export": e.name,
+                    "mode": e.mode,
+                    "cursor": cursors.get(e.name, {}).get("value"),
+                    "last_run": last[0]["run_id"] if last else None,
+                    "last_status": last[0]["status"] if last else None,
+                }
+            )
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if json_output:
+        emit_json({"exports": rows})
+        return
+    for r in rows:
+        cursor = f" cursor={r['cursor']}" if r["cursor"] is not None else ""
+        last = f" last={r['last_run']} ({r['last_status']})" if r["last_run"] else " never run"
+        typer.echo(f"{r['export']} [{r['mode']}]{cursor}{last}")
+
+
+@app.command("reset")
+def reset(config: ConfigOption, export: ExportOption) -> None:
+    """Forget an export's incremental cursor: its next run exports everything."""
+    try:
+        loaded, store = _store(config)
+        loaded.export(export)
+        removed = store.reset_cursor(export)
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    say(f"cursor of {export} {'reset' if removed else 'was not set'}")
+
+
+@app.command("chunks")
+def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption = False) -> None:
+    """The chunks of the latest chunked run of an export."""
+    try:
+        loaded, store = _store(config)
+        loaded.export(export)
+        run = store.latest_chunk_run(export)
+        tasks = store.chunk_tasks(run["run_id"]) if run else []
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if json_output:
+        emit_json({"run": run, "chunks": [{k: v for k, v in t.items() if k != "query"} for t in tasks]})
+        return
+    if run is None:
+        say(f"{export} has no chunked run")
+        return
+    done = sum(t["status"] == "done" for t in tasks)
+    typer.echo(f"run {run['run_id']} ({run['status']}): {done} of {len(tasks)} chunks done")
+    for t in tasks:
+        rows = f" {t['rows']:,} rows" if t["rows"] is not None else ""
+        error = f" error: {t['last_error']}" if t["last_error"] else ""
+        typer.echo(f"  {t['chunk_index']:>5} {t['status']:<8} attempts={t['attempts']}{rows} {t['label']}{error}")
+
+
+@app.command("reset-chunks")
+def reset_chunks(config: ConfigOption, export: ExportOption) -> None:
+    """Discard an export's chunk checkpoints; the next run plans its chunks afresh."""
+    try:
+        loaded, store = _store(config)
+        loaded.export(export)
+        dropped = store.reset_chunks(export)
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    say(f"dropped {dropped} chunked run(s) of {export}")

@@ -1,0 +1,350 @@
+"""The threaded engine: one export split into chunks, read by ``parallel`` worker threads.
+
+Each worker owns one source connection and reads its chunk with a bounded binary
+COPY; the native reader decodes on its own thread and pyarrow encodes without the
+GIL, so workers run truly in parallel. A chunk's parts are committed as soon as
+the chunk is read; with ``chunk_checkpoint`` the chunk is then marked done in the
+state store, so ``--resume`` reads only what is left. Each chunk is retried on its
+own; a permanent error stops the run and names the chunk and its SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from rivet.chunking import Chunk, ChunkSpec, key_kind, plan_key_chunks, plan_page_chunks
+from rivet.destinations import Destination
+from rivet.engine.commit import commit_parts, publish
+from rivet.errors import CancelledError, ChunkError, ConfigError
+from rivet.formats import open_part_writer
+from rivet.manifest import CommittedPart
+from rivet.progress import ChunkProgress
+from rivet.retry import RetryClass, RetryPolicy, classify
+from rivet.runinfo import iso, part_stem, utc_now
+
+if TYPE_CHECKING:
+    from rivet._native import BatchReader, PgSession
+    from rivet.plan import ExportPlan
+    from rivet.results import ExportResult
+    from rivet.state import StateStore
+
+log = logging.getLogger("rivet")
+
+
+@dataclass
+class Task:
+    """A chunk being worked on."""
+
+    index: int
+    query: str
+    label: str
+
+
+@dataclass
+class ChunkQueue:
+    """Chunks to read, claimed one at a time: from memory, or from the state store."""
+
+    run_id: str
+    state: StateStore | None
+    pending: list[Task] = field(default_factory=list)
+    done: dict[int, tuple[list[CommittedPart], int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self) -> Task | None:
+        """The next chunk, or None when all are taken."""
+        if self.state is not None:
+            row = self.state.claim_chunk(self.run_id, iso(utc_now()))
+            return None if row is None else Task(row["chunk_index"], row["query"], row["label"])
+        with self.lock:
+            return self.pending.pop(0) if self.pending else None
+
+    def finish(self, task: Task, parts: list[CommittedPart], rows: int) -> None:
+        """Record a chunk whose parts are visible."""
+        with self.lock:
+            self.done[task.index] = (parts, rows)
+        if self.state is not None:
+            self.state.chunk_done(self.run_id, task.index, rows, [p.__dict__ for p in parts], iso(utc_now()))
+
+    def fail(self, task: Task, error: BaseException) -> None:
+        """Record a chunk that ran out of attempts."""
+        if self.state is not None:
+            self.state.chunk_failed(self.run_id, task.index, str(error), iso(utc_now()))
+
+    def all_parts(self) -> list[CommittedPart]:
+        """Every committed part, in chunk order (from the state store when checkpointed)."""
+        if self.state is not None:
+            return [CommittedPart(**p) for t in self.state.chunk_tasks(self.run_id) for p in t["parts"]]
+        with self.lock:
+            return [p for i in sorted(self.done) for p in self.done[i][0]]
+
+
+def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
+    t = plan.tuning
+    return {
+        "method": "copy",
+        "batch_rows": t.batch_rows,
+        "batch_bytes": t.batch_bytes,
+        "statement_timeout_ms": t.statement_timeout_s * 1000,
+        "lock_timeout_ms": t.lock_timeout_s * 1000,
+        "throttle_ms": 0,
+        "snapshot": snapshot,
+        "prefetch": 2,
+    }
+
+
+def _text_overrides(plan: ExportPlan) -> list[str]:
+    return [c for c, t in plan.overrides.other.items() if t in ("text", "string")]
+
+
+def primary_key_column(session: PgSession, relation: str, schema: pa.Schema) -> str:
+    """The single-column integer primary key of ``relation``, or a ConfigError."""
+    literal = relation.replace("'", "''")
+    rows = session.query(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{literal}'::regclass AND i.indisprimary"
+    )
+    names = [r[0] for r in rows if r[0]]
+    if len(names) != 1:
+        raise ConfigError(
+            f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
+        )
+    key_kind(schema, names[0])  # refuses a non-integer, non-date key with a clear message
+    log.info("chunk_column not set: using the primary key %s of %s", names[0], relation)
+    return names[0]
+
+
+def _plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> list[Chunk]:
+    if plan.chunking is None:
+        assert plan.table is not None
+        return plan_page_chunks(session, plan.table, plan.parallel)
+    spec = plan.chunking
+    if spec.column is None:
+        assert plan.table is not None
+        spec = ChunkSpec(
+            primary_key_column(session, plan.table, schema), spec.size, spec.count, spec.by_days, spec.dense
+        )
+    return plan_key_chunks(session, plan.query, schema, spec, consistent=plan.consistent)
+
+
+def _open_queue(
+    plan: ExportPlan,
+    state: StateStore | None,
+    session: PgSession,
+    schema: pa.Schema,
+    result: ExportResult,
+    started: dt.datetime,
+    resume: bool,
+) -> tuple[ChunkQueue, str, int, int]:
+    """The chunks to read, the part name stem, and the chunk counts (total, already done)."""
+    checkpointed = plan.checkpoint and state is not None
+    if resume and not checkpointed:
+        raise ConfigError(f"export '{plan.name}': --resume needs chunk_checkpoint: true")
+    if not checkpointed:
+        chunks = _plan_chunks(plan, session, schema)
+        queue = ChunkQueue(result.run_id, None, [Task(c.index, c.query, c.label) for c in chunks])
+        return queue, part_stem(plan.name, started), len(chunks), 0
+    assert state is not None
+    existing = state.open_chunk_run(plan.name)
+    hint = f"-e {plan.name}"
+    if existing is not None and not resume:
+        tasks = state.chunk_tasks(existing["run_id"])
+        done = sum(t["status"] == "done" for t in tasks)
+        raise ConfigError(
+            f"export '{plan.name}' has an unfinished chunked run {existing['run_id']} ({done} of {len(tasks)} chunks "
+            f"done): continue it with `rivet run --resume {hint}`, or discard it with `rivet state reset-chunks {hint}`"
+        )
+    if existing is None:
+        if resume:
+            raise ConfigError(f"export '{plan.name}' has no unfinished chunked run to resume")
+        chunks = _plan_chunks(plan, session, schema)
+        stem = part_stem(plan.name, started)
+        state.create_chunk_run(
+            result.run_id,
+            plan.name,
+            plan.fingerprint(),
+            stem,
+            iso(started),
+            [(c.index, c.query, c.label) for c in chunks],
+        )
+        return ChunkQueue(result.run_id, state), stem, len(chunks), 0
+    if existing["fingerprint"] != plan.fingerprint():
+        raise ConfigError(
+            f"export '{plan.name}': its query or chunking changed since run {existing['run_id']} started, so it "
+            f"cannot be resumed; discard it with `rivet state reset-chunks {hint}` and run again"
+        )
+    requeued = state.requeue_unfinished(existing["run_id"], iso(utc_now()))
+    tasks = state.chunk_tasks(existing["run_id"])
+    done = sum(t["status"] == "done" for t in tasks)
+    log.info(
+        "resuming run %s: %d of %d chunks done, %d to read", existing["run_id"], done, len(tasks), len(tasks) - done
+    )
+    del requeued
+    return ChunkQueue(existing["run_id"], state), existing["part_stem"], len(tasks), done
+
+
+class ChunkPool:
+    """Worker threads that claim chunks until none are left or one fails for good."""
+
+    def __init__(
+        self,
+        plan: ExportPlan,
+        queue: ChunkQueue,
+        destination: Destination,
+        schema: pa.Schema,
+        stem: str,
+        snapshot: str | None,
+        progress: ChunkProgress,
+    ) -> None:
+        self.plan = plan
+        self.queue = queue
+        self.destination = destination
+        self.schema = schema
+        self.stem = stem
+        self.options = _scan_options(plan, snapshot)
+        self.progress = progress
+        self.policy = RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000)
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.readers: dict[int, BatchReader] = {}
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        """Start the workers and wait; Ctrl-C stops them all."""
+        threads = [
+            threading.Thread(target=self._worker, args=(w,), name=f"rivet-chunk-{w}", daemon=True)
+            for w in range(self.plan.parallel)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            self._stop()
+            for t in threads:
+                t.join(10)
+            raise
+        if self.error is not None:
+            raise self.error
+
+    def _stop(self) -> None:
+        self.abort.set()
+        with self.lock:
+            for reader in self.readers.values():
+                reader.cancel()
+
+    def _worker(self, wid: int) -> None:
+        from rivet._native import PgSession
+
+        session: PgSession | None = None
+        while not self.abort.is_set():
+            task = self.queue.claim()
+            if task is None:
+                return
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    if session is None:
+                        session = PgSession(self.plan.source.connect_args())  # type: ignore[union-attr]
+                    parts, rows = self._read_chunk(wid, session, task)
+                    self.queue.finish(task, parts, rows)
+                    self.progress.advance(rows)
+                    break
+                except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
+                    if self.abort.is_set():
+                        return
+                    verdict = classify(e)
+                    if verdict.kind is RetryClass.RECONNECT:
+                        session = None
+                    if not verdict.retryable or attempt >= self.plan.max_attempts:
+                        self.queue.fail(task, e)
+                        self._failed(task, attempt, e)
+                        return
+                    wait = self.policy.delay(attempt, verdict)
+                    log.warning(
+                        "chunk %d %s failed (%s, attempt %d of %d), retrying in %.1fs: %s",
+                        task.index,
+                        task.label,
+                        verdict.reason,
+                        attempt,
+                        self.plan.max_attempts,
+                        wait,
+                        e,
+                    )
+                    if self.abort.wait(wait):
+                        return
+
+    def _failed(self, task: Task, attempts: int, error: BaseException) -> None:
+        with self.lock:
+            if self.error is None and not isinstance(error, CancelledError):
+                self.error = ChunkError(
+                    f"chunk {task.index} {task.label} failed after {attempts} attempt(s): {error}\n  SQL: {task.query}",
+                    cause=error,
+                )
+        self._stop()
+
+    def _read_chunk(self, wid: int, session: PgSession, task: Task) -> tuple[list[CommittedPart], int]:
+        plan = self.plan
+        reader = session.scan(task.query, plan.query, self.options, plan.overrides.decimal, _text_overrides(plan))
+        with self.lock:
+            self.readers[wid] = reader
+        key = f"{self.queue.run_id}-c{task.index}"
+        writer = open_part_writer(
+            plan.format, self.schema, lambda n: self.destination.staging_path(key, n), plan.max_file_size
+        )
+        try:
+            while (native := reader.next_batch()) is not None:
+                writer.write(pa.record_batch(native))
+            staged = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            with self.lock:
+                self.readers.pop(wid, None)
+            reader.close()
+        parts = commit_parts(self.destination, staged, f"{self.stem}_chunk{task.index:05d}", plan.format.extension)
+        return parts, sum(p.rows for p in parts)
+
+
+def run_chunked(
+    plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime, *, resume: bool = False
+) -> None:
+    """Plan (or resume) the chunks, read them with the worker pool, then publish."""
+    from rivet._native import PgSession
+
+    coordinator = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
+    snapshot = None
+    if plan.consistent:
+        # Workers read under this transaction's snapshot; it stays open until they finish.
+        coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
+    schema = pa.schema(coordinator.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
+    result.schema = schema
+    queue, stem, total, done = _open_queue(plan, state, coordinator, schema, result, started, resume)
+    destination = Destination(plan.destination)
+    destination.prepare()
+    try:
+        with ChunkProgress(plan.name, total, done) as progress:
+            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress)
+            try:
+                pool.run()
+            except BaseException:
+                if queue.state is None:
+                    # Nothing can resume these parts: take them back so nothing looks complete.
+                    destination.remove([p.name for p in queue.all_parts()])
+                raise
+        publish(plan, destination, result, schema, queue.all_parts(), started)
+        if queue.state is not None:
+            queue.state.finish_chunk_run(queue.run_id, iso(utc_now()))
+    finally:
+        destination.cleanup()
+        del coordinator

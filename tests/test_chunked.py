@@ -1,0 +1,419 @@
+"""The chunked engine: every row exactly once, balanced chunks, retries, checkpoints and resume."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet.errors import ChunkError, ConfigError, DataError
+from tests.conftest import PG_URL, pg_url
+
+pytestmark = pytest.mark.postgres
+
+
+def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[tuple[object, ...]]:
+    counter: collections.Counter[tuple[object, ...]] = collections.Counter()
+    for f in files:
+        table = pq.read_table(f, columns=columns)
+        counter.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+    return counter
+
+
+def rows_in_source(pg, sql: str) -> collections.Counter[tuple[object, ...]]:
+    return collections.Counter(tuple(r) for r in pg.execute(sql).fetchall())
+
+
+@pytest.fixture
+def slow(pg):
+    """A function that takes ``seconds`` per call when a chunk reads it. It is STABLE, so
+    planning queries, which do not output it, never call it."""
+    name = f"rivet_slow_{os.getpid()}_{int(time.monotonic() * 1000)}"
+    pg.execute(
+        f"CREATE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
+    )
+    yield name
+    pg.execute(f"DROP FUNCTION {name}(int, float8)")
+
+
+def export(table: str, out: Path, **options) -> rivet.ExportResult:
+    options.setdefault("tuning", {"retry_backoff_ms": 10})
+    return rivet.export(pg_url(), table=table, destination=str(out), mode="chunked", **options)
+
+
+@pytest.fixture
+def skewed(pg_table):
+    # 95% of the keys in 1..9500, the rest spread up to 10^12, plus NULL keys.
+    return pg_table(
+        "CREATE TABLE {t} AS SELECT CASE WHEN i <= 9500 THEN i::bigint ELSE (i::bigint - 9500) * 2000000000 END AS k,"
+        " md5(i::text) AS payload FROM generate_series(1, 10000) AS i "
+        "UNION ALL SELECT NULL, 'null-' || i FROM generate_series(1, 37) AS i"
+    )
+
+
+def test_integer_key_every_row_exactly_once(pg, pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 20000) AS i")
+    result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
+    assert len(result.files) >= 7
+    assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
+
+
+def test_skewed_keys_get_balanced_chunks_and_null_keys_are_kept(pg, skewed, out):
+    result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
+    sizes = [p.rows for p in result.parts]
+    # An even split of 1..10^12 would put 9,500 rows in one chunk; row-balanced ones stay near the target.
+    assert max(sizes) <= 2000, sizes
+    assert 37 in sizes  # the NULL-key chunk
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"chunk_count": 4},
+        {"chunk_dense": True, "chunk_size": 1500},
+    ],
+    ids=["count", "dense"],
+)
+def test_other_strategies_cover_every_row(pg, skewed, out, options):
+    result = export(skewed, out, chunk_column="k", parallel=2, **options)
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
+
+
+def test_dense_chunks_have_exact_sizes(pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT (i * i) AS k FROM generate_series(1, 5000) AS i")
+    result = export(t, out, chunk_column="k", chunk_dense=True, chunk_size=1000)
+    assert sorted(p.rows for p in result.parts if p.rows) == [1000] * 5
+
+
+@pytest.mark.parametrize("key_type", ["date", "timestamptz", "timestamp"])
+def test_date_and_time_keys_by_days(pg, pg_table, out, key_type):
+    t = pg_table(
+        "CREATE TABLE {t} AS SELECT i AS id, "
+        f"(timestamptz '2024-02-27 13:00+00' + i * interval '37 minutes')::{key_type}"
+        " AS at FROM generate_series(1, 3000) AS i UNION ALL SELECT 0, NULL"
+    )
+    result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
+    assert rows_in_files(result.files, ["id"]) == rows_in_source(pg, f"SELECT id FROM {t}")
+    assert len(result.files) >= 3
+
+
+def test_primary_key_is_used_when_no_chunk_column_is_given(pg, pg_table, out, caplog):
+    t = pg_table("CREATE TABLE {t} (id bigint PRIMARY KEY, v text)")
+    pg.execute(f"INSERT INTO {t} SELECT i, i::text FROM generate_series(1, 5000) AS i")
+    with caplog.at_level("INFO", logger="rivet"):
+        result = export(t, out, chunk_size=1000)
+    assert result.rows == 5000
+    assert "using the primary key id" in caplog.text
+
+
+def test_non_orderable_chunk_column_is_refused(pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT md5(i::text) AS h FROM generate_series(1, 10) AS i")
+    with pytest.raises(ConfigError, match="chunk_column 'h' is string; chunking needs an integer, date or timestamp"):
+        export(t, out, chunk_column="h")
+
+
+def test_parallel_full_export_of_a_table_by_pages(pg, pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) AS i")
+    result = rivet.export(pg_url(), table=t, destination=str(out), parallel=2, snapshot="consistent")
+    assert len(result.files) > 2
+    assert sorted(c[0] for c in rows_in_files(result.files, ["id"])) == list(range(1, 50001))
+
+
+def test_permanent_error_fails_at_once_naming_the_chunk(pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 3000) AS i")
+    start = time.monotonic()
+    with pytest.raises(ChunkError) as err:
+        rivet.export(
+            pg_url(),
+            query=f"SELECT id, 1 / (id - 1500) AS x FROM {t}",
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            chunk_size=1000,
+            tuning={"max_retries": 5, "retry_backoff_ms": 2000},
+        )
+    assert time.monotonic() - start < 5  # no retries, no backoff
+    message = str(err.value)
+    assert "failed after 1 attempt(s)" in message and "division by zero" in message and "SQL: SELECT" in message
+    assert err.value.__cause__.code == "22012"
+    assert not (out / "_SUCCESS").exists()
+    assert [p for p in out.iterdir() if p.suffix == ".parquet"] == []
+
+
+def test_terminated_backend_is_retried_and_the_export_succeeds(pg, pg_table, slow, out, caplog):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 4000) AS i")
+    query = f"SELECT id, {slow}(id, 0.0005) AS s FROM {t}"
+    killed = []
+
+    def kill_one() -> None:
+        deadline = time.monotonic() + 20
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            while time.monotonic() < deadline and not killed:
+                rows = admin.execute(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name = 'rivet' AND query LIKE 'COPY%rivet_slow%'"
+                ).fetchall()
+                if rows:
+                    time.sleep(0.2)
+                    admin.execute("SELECT pg_terminate_backend(%s)", (rows[0][0],))
+                    killed.append(rows[0][0])
+                time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    with caplog.at_level("WARNING", logger="rivet"):
+        result = rivet.export(
+            pg_url(),
+            query=query,
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            chunk_size=1000,
+            parallel=2,
+            tuning={"retry_backoff_ms": 10},
+        )
+    killer.join()
+    assert killed, "no backend was terminated"
+    assert "retrying" in caplog.text and "SQLSTATE 57P01" in caplog.text
+    assert sorted(c[0] for c in rows_in_files(result.files, ["id"])) == list(range(1, 4001))
+
+
+def test_statement_timeout_is_enforced_and_not_retried(pg_table, slow, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 10) AS i")
+    query = f"SELECT id, {slow}(id, 0.4) AS s FROM {t}"
+    with pytest.raises(ChunkError, match="statement timeout") as err:
+        rivet.export(
+            pg_url(),
+            query=query,
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            tuning={"statement_timeout_s": 1, "max_retries": 3, "retry_backoff_ms": 10},
+        )
+    assert err.value.__cause__.code == "57014"
+    assert "after 1 attempt(s)" in str(err.value)
+
+
+def _config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "rivet.yaml"
+    path.write_text(f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n' + textwrap.indent(body, "  "))
+    return path
+
+
+def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 12000) AS i")
+    config = _config(
+        tmp_path,
+        textwrap.dedent(
+            f"""\
+            - name: slow
+              query: "SELECT id, h, {slow}(id, 0.0002) AS s FROM {t}"
+              mode: chunked
+              chunk_column: id
+              chunk_size: 500
+              chunk_checkpoint: true
+              parallel: 2
+              destination: out
+            """
+        ),
+    )
+    state = tmp_path / ".rivet_state.db"
+    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
+
+    def done_chunks() -> int:
+        if not state.exists():
+            return 0
+        with sqlite3.connect(state) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'done'").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+    deadline = time.monotonic() + 60
+    while done_chunks() < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    with sqlite3.connect(state) as conn:
+        before = dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
+    assert 6 <= len(before) < 25
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+    # A plain run refuses while a checkpointed run is unfinished, and says how to go on.
+    refused = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and "reset-chunks" in refused.stderr
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(state) as conn:
+        tasks = conn.execute(
+            "SELECT chunk_index, status, attempts, parts FROM chunk_tasks ORDER BY chunk_index"
+        ).fetchall()
+    # Chunks done before the kill were not read again: same parts, one attempt.
+    for index, parts in before.items():
+        row = next(r for r in tasks if r[0] == index)
+        assert row[3] == parts and row[2] == 1
+    assert all(status == "done" for _, status, _, _ in tasks)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    names = [p["name"] for p in manifest["parts"]]
+    chunk_ids = [n.split("_chunk")[1][:5] for n in names]
+    assert len(chunk_ids) == len(set(chunk_ids)), "a chunk was committed twice"
+    files = [str(tmp_path / "out" / n) for n in names]
+    assert rows_in_files(files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
+    visible = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".parquet")
+    assert visible == sorted(names), "a chunk file outside the manifest is visible"
+
+
+def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 100) AS i")
+    body = f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 10\n  chunk_checkpoint: true\n"
+    config = _config(tmp_path, body + "  destination: out\n")
+    store = tmp_path / ".rivet_state.db"
+    from rivet.state import StateStore
+
+    s = StateStore(store)
+    s.create_chunk_run("c_old", "c", "0000000000000000", "c_old", "2026-01-01T00:00:00.000Z", [(0, "SELECT 1", "x")])
+    s.close()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "changed since run c_old started" in proc.stderr
+    chunks = subprocess.run(
+        [sys.executable, "-m", "rivet", "state", "chunks", "-c", str(config), "-e", "c"], capture_output=True, text=True
+    )
+    assert "run c_old (in_progress): 0 of 1 chunks done" in chunks.stdout
+    reset = subprocess.run(
+        [sys.executable, "-m", "rivet", "state", "reset-chunks", "-c", str(config), "-e", "c"],
+        capture_output=True,
+        text=True,
+    )
+    assert reset.returncode == 0 and "dropped 1 chunked run" in reset.stderr
+    assert subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)]).returncode == 0
+
+
+def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} (id int, updated_at timestamptz)")
+    pg.execute(
+        f"INSERT INTO {t} SELECT i, timestamptz '2024-01-01 00:00+00' + i * interval '1 hour' "
+        "FROM generate_series(1, 10) AS i"
+    )
+    config = _config(
+        tmp_path,
+        f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
+    )
+
+    def run() -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True
+        )
+        return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
+
+    first = run()
+    assert first["code"] == 0 and first["rows"] == 10
+    # A late row carrying the boundary value, and a newer one.
+    pg.execute(
+        f"INSERT INTO {t} VALUES (11, timestamptz '2024-01-01 10:00+00'), (12, timestamptz '2024-01-02 00:00+00')"
+    )
+    second = run()
+    seen = collections.Counter()
+    for r in (first, second):
+        seen.update(rows_in_files(r["files"], ["id"]))
+    assert {k[0] for k in seen} == set(range(1, 13))
+    # At-least-once at the boundary: the rows carrying the stored value come again.
+    assert seen[(10,)] == 2 and seen[(11,)] == 1
+
+    pg.execute(f"INSERT INTO {t} VALUES (13, NULL)")
+    failed = run()
+    assert failed["code"] == 3 and "cursor updated_at is NULL in 1 row(s)" in failed["error"]
+    store_cursor = subprocess.run(
+        [sys.executable, "-m", "rivet", "state", "show", "-c", str(config), "--json"], capture_output=True, text=True
+    )
+    assert json.loads(store_cursor.stdout)["exports"][0]["cursor"].startswith("2024-01-02 00:00:00")
+
+    pg.execute(f"DELETE FROM {t} WHERE id = 13")
+    pg.execute(f"INSERT INTO {t} VALUES (14, timestamptz '2024-01-03 00:00+00')")
+    third = run()
+    assert third["code"] == 0 and sorted(k[0] for k in rows_in_files(third["files"], ["id"])) == [12, 14]
+
+
+def test_incremental_coalesce_mode(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} (id int, updated_at int, created_at int NOT NULL)")
+    pg.execute(f"INSERT INTO {t} VALUES (1, NULL, 5), (2, 7, 1), (3, NULL, 9)")
+    state_dir = tmp_path
+    common = dict(
+        table=t,
+        destination=str(tmp_path / "o"),
+        mode="incremental",
+        cursor_column="updated_at",
+        incremental_cursor_mode="coalesce",
+        cursor_fallback_column="created_at",
+        state_dir=str(state_dir),
+    )
+    first = rivet.export(pg_url(), **common)
+    assert first.rows == 3
+    pg.execute(f"INSERT INTO {t} VALUES (4, NULL, 8), (5, 10, 1)")
+    second = rivet.export(pg_url(), **common)
+    # COALESCE(updated_at, created_at) >= 9: rows 3 (9, again) and 5 (10); row 4 (8) was before the boundary.
+    assert sorted(k[0] for k in rows_in_files(second.files, ["id"])) == [3, 5]
+
+
+def test_time_window(pg, pg_table, out):
+    t = pg_table(
+        "CREATE TABLE {t} AS SELECT i AS id, now() - i * interval '1 day' AS at, "
+        "extract(epoch FROM now() - i * interval '1 day')::bigint AS unix_at FROM generate_series(0, 9) AS i"
+    )
+    # From UTC midnight three days ago: the row of three days ago (same date) is in, four days ago is out.
+    result = rivet.export(
+        pg_url(), table=t, destination=str(out / "ts"), mode="time_window", time_column="at", days_window=3
+    )
+    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+    result = rivet.export(
+        pg_url(),
+        table=t,
+        destination=str(out / "unix"),
+        mode="time_window",
+        time_column="unix_at",
+        time_column_type="unix",
+        days_window=3,
+    )
+    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+
+
+def test_incremental_without_a_state_store_is_refused(pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    with pytest.raises(ConfigError, match="keeps its cursor in a state store"):
+        rivet.export(pg_url(), table=t, destination=str(out), mode="incremental", cursor_column="id")
+
+
+def test_null_cursor_on_first_run_fails(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id UNION ALL SELECT NULL")
+    with pytest.raises(DataError, match="cursor id is NULL in 1 row"):
+        rivet.export(
+            pg_url(),
+            table=t,
+            destination=str(tmp_path / "o"),
+            mode="incremental",
+            cursor_column="id",
+            state_dir=str(tmp_path),
+        )
+    assert not (tmp_path / "o" / "_SUCCESS").exists()
