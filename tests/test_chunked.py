@@ -123,6 +123,17 @@ def test_primary_key_is_used_when_no_chunk_column_is_given(pg, pg_table, out, ca
     assert "using the primary key id" in caplog.text
 
 
+def test_table_chunks_come_from_planner_statistics_and_stale_stats_lose_nothing(pg, pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS k, md5(i::text) AS h FROM generate_series(1, 40000) AS i")
+    pg.execute(f"ANALYZE {t}")
+    # Rows the statistics do not know about: beyond the maximum, and with a NULL key.
+    pg.execute(f"INSERT INTO {t} VALUES (1000000, 'late'), (NULL, 'null key')")
+    result = export(t, out, chunk_column="k", chunk_size=5000, parallel=2)
+    assert rows_in_files(result.files, ["k", "h"]) == rows_in_source(pg, f"SELECT k, h FROM {t}")
+    sizes = sorted(p.rows for p in result.parts)
+    assert 8 <= len(sizes) <= 12 and sizes[-1] <= 7500, sizes
+
+
 def test_non_orderable_chunk_column_is_refused(pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT md5(i::text) AS h FROM generate_series(1, 10) AS i")
     with pytest.raises(ConfigError, match="chunk_column 'h' is string; chunking needs an integer, date or timestamp"):

@@ -199,12 +199,65 @@ def _dense_cuts(session: PgSession, base: str, column: str, kind: KeyKind, targe
     return sorted(set(values[1:]))
 
 
+def _catalog_cuts(
+    session: PgSession, relation: str, column: str, kind: KeyKind, source_type: str, lo: int, hi: int, target: int
+) -> list[int] | None:
+    """Cut points from the planner's statistics of a table column (no scan), or None without them.
+
+    ``pg_stats.histogram_bounds`` splits the column into buckets of equal row counts;
+    buckets are grouped, or split evenly, to about ``target`` rows per range.
+    """
+    literal = relation.replace("'", "''")
+    name = column.replace("'", "''")
+    row = session.query(
+        "SELECT c.reltuples::bigint, s.null_frac, s.histogram_bounds::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stats s ON s.schemaname = n.nspname "
+        f"AND s.tablename = c.relname AND s.attname = '{name}' WHERE c.oid = '{literal}'::regclass"
+    )[0]
+    if row[0] is None or row[2] is None or int(row[0]) <= 0:
+        return None
+    x = kind.as_number("v")
+    bounds = [
+        int(r[0])
+        for r in session.query(
+            f"SELECT {x} FROM unnest('{row[2].replace(chr(39), chr(39) * 2)}'::{source_type}[]) AS t(v) ORDER BY 1"
+        )
+        if r[0] is not None
+    ]
+    if len(bounds) < 2:
+        return None
+    per_bucket = int(row[0]) * (1 - float(row[1] or 0)) / (len(bounds) - 1)
+    cuts: list[int] = []
+    acc = 0.0
+    for start, end in itertools.pairwise(bounds):
+        if per_bucket > target:
+            pieces = math.ceil(per_bucket / target)
+            cuts += [start + (j * (end - start)) // pieces for j in range(pieces)]
+            acc = 0.0
+            continue
+        if acc and acc + per_bucket > target:
+            cuts.append(start)
+            acc = 0.0
+        acc += per_bucket
+    return sorted({c for c in cuts if lo < c <= hi})
+
+
 def plan_key_chunks(
-    session: PgSession, base: str, schema: pa.Schema, spec: ChunkSpec, *, consistent: bool
+    session: PgSession,
+    base: str,
+    schema: pa.Schema,
+    spec: ChunkSpec,
+    *,
+    consistent: bool,
+    relation: str | None = None,
 ) -> list[Chunk]:
-    """Chunks over the key column of ``base``."""
+    """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any)."""
     assert spec.column is not None
     kind = key_kind(schema, spec.column)
+    if relation is not None and not spec.by_days and not spec.dense and not spec.count:
+        chunks = _chunks_from_catalog(session, relation, base, schema, spec, kind, consistent)
+        if chunks is not None:
+            return chunks
     lo, hi, count, nulls = _stats(session, base, spec.column, kind)
     # Outside one snapshot, rows with a NULL key may arrive after planning: keep their chunk.
     with_nulls = nulls > 0 or not consistent
@@ -222,6 +275,35 @@ def plan_key_chunks(
         target = math.ceil(count / spec.count) if spec.count else spec.size
         cuts = [] if count <= target else _balanced_cuts(session, base, spec.column, kind, lo, hi, count, target)
     return _ranges(base, spec.column, kind, cuts, with_nulls)
+
+
+def _chunks_from_catalog(
+    session: PgSession,
+    relation: str,
+    base: str,
+    schema: pa.Schema,
+    spec: ChunkSpec,
+    kind: KeyKind,
+    consistent: bool,
+) -> list[Chunk] | None:
+    """Row-balanced chunks of a whole table from min/max (an index lookup) and its statistics."""
+    assert spec.column is not None
+    k = quote_ident(spec.column)
+    row = session.query(f"SELECT min({kind.as_number(k)}), max({kind.as_number(k)}) FROM {relation}")[0]
+    if row[0] is None or row[1] is None:
+        return None
+    source_type = (schema.field(spec.column).metadata or {}).get(b"rivet.source_type", b"").decode()
+    cuts = _catalog_cuts(session, relation, spec.column, kind, source_type, int(row[0]), int(row[1]), spec.size)
+    if cuts is None:
+        return None
+    # Statistics may be stale: the NULL chunk stays unless the column cannot hold NULL.
+    notnull = session.query(
+        f"SELECT attnotnull FROM pg_attribute WHERE attrelid = '{relation.replace(chr(39), chr(39) * 2)}'::regclass "
+        f"AND attname = '{spec.column.replace(chr(39), chr(39) * 2)}'"
+    )
+    nullable = not (notnull and notnull[0][0] == "t")
+    del consistent
+    return _ranges(base, spec.column, kind, cuts, nullable)
 
 
 def plan_page_chunks(session: PgSession, relation: str, parallel: int) -> list[Chunk]:

@@ -39,4 +39,17 @@ def _root(
 
 def main() -> None:
     """Entry point of the ``rivet`` script."""
+    prepare_process()
     app()
+
+
+def prepare_process() -> None:
+    """Process-wide settings of a rivet command, made before pyarrow loads.
+
+    Arrow's jemalloc pool returns freed memory to the system, so peak memory stays
+    flat across a long export; the default (mimalloc) keeps it. An explicit
+    ARROW_DEFAULT_MEMORY_POOL wins.
+    """
+    import os
+
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")

@@ -84,12 +84,17 @@ class ChunkQueue:
             return [p for i in sorted(self.done) for p in self.done[i][0]]
 
 
+# The smallest batch a worker's share of the memory budget may shrink to.
+MIN_BATCH_BYTES = 2 * 1024 * 1024
+
+
 def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
     t = plan.tuning
+    # The export's batch memory is shared by its workers, so memory stays bounded as parallel grows.
     return {
         "method": "copy",
         "batch_rows": t.batch_rows,
-        "batch_bytes": t.batch_bytes,
+        "batch_bytes": max(MIN_BATCH_BYTES, t.batch_bytes // plan.parallel),
         "statement_timeout_ms": t.statement_timeout_s * 1000,
         "lock_timeout_ms": t.lock_timeout_s * 1000,
         "throttle_ms": 0,
@@ -129,7 +134,7 @@ def _plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> lis
         spec = ChunkSpec(
             primary_key_column(session, plan.table, schema), spec.size, spec.count, spec.by_days, spec.dense
         )
-    return plan_key_chunks(session, plan.query, schema, spec, consistent=plan.consistent)
+    return plan_key_chunks(session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table)
 
 
 def _open_queue(
@@ -298,7 +303,11 @@ class ChunkPool:
             self.readers[wid] = reader
         key = f"{self.queue.run_id}-c{task.index}"
         writer = open_part_writer(
-            plan.format, self.schema, lambda n: self.destination.staging_path(key, n), plan.max_file_size
+            plan.format,
+            self.schema,
+            lambda n: self.destination.staging_path(key, n),
+            plan.max_file_size,
+            share=plan.parallel,
         )
         try:
             while (native := reader.next_batch()) is not None:

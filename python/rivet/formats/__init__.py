@@ -15,13 +15,18 @@ __all__ = ["OutputFormat", "PartWriter", "StagedPart", "open_part_writer", "outp
 
 
 def open_part_writer(
-    fmt: OutputFormat, schema: pa.Schema, staging: Callable[[int], Path], max_file_size: int | None
+    fmt: OutputFormat,
+    schema: pa.Schema,
+    staging: Callable[[int], Path],
+    max_file_size: int | None,
+    *,
+    share: int = 1,
 ) -> PartWriter:
-    """A writer for ``fmt`` that stages parts at ``staging(n)``."""
+    """A writer for ``fmt`` that stages parts at ``staging(n)``; ``share`` writers run at once."""
     if fmt.kind == "parquet":
-        from rivet.formats.parquet import ParquetPartWriter
+        from rivet.formats.parquet import ROW_GROUP_BYTES, ParquetPartWriter
 
-        return ParquetPartWriter(fmt, schema, staging, max_file_size)
+        return ParquetPartWriter(fmt, schema, staging, max_file_size, row_group_bytes=ROW_GROUP_BYTES // share)
     from rivet.formats.csv import CsvPartWriter
 
     return CsvPartWriter(fmt, schema, staging, max_file_size)

@@ -62,6 +62,20 @@ def output_format(
     return OutputFormat(kind, compression, level)
 
 
+def writer_memory_pool() -> pa.MemoryPool:
+    """The Arrow memory pool the writers encode in.
+
+    jemalloc hands freed memory back to the system within a second, so peak memory
+    stays flat over a long export; pyarrow's default pool (mimalloc) holds on to it.
+    """
+    import pyarrow as pa
+
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        return pa.system_memory_pool()
+
+
 @dataclass(frozen=True)
 class StagedPart:
     """A finished part file, not yet visible at the destination."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part
+from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
 from rivet.formats.csv_render import render_batch, render_schema
 
 
@@ -37,7 +37,7 @@ class CsvPartWriter(PartWriter):
             self._stream = pa.OSFile(str(self._path), "wb")
         else:
             self._stream = pa.CompressedOutputStream(str(self._path), codec)
-        self._writer = pacsv.CSVWriter(self._stream, self.rendered_schema)
+        self._writer = pacsv.CSVWriter(self._stream, self.rendered_schema, memory_pool=writer_memory_pool())
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add rows."""

@@ -6,12 +6,34 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part
+from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
 
 ROW_GROUP_BYTES = 32 * 1024 * 1024
 ROW_GROUP_ROWS = 1024 * 1024
+
+
+# How many leading values of a text column decide whether it is dictionary-encoded.
+DICTIONARY_SAMPLE = 50_000
+
+
+def dictionary_columns(schema: pa.Schema, sample: list[pa.RecordBatch]) -> list[str]:
+    """Text columns whose first values repeat enough for dictionary encoding to pay off.
+
+    On numbers, timestamps and unique text, dictionary encoding mostly costs time (up
+    to a third of the encode) and is abandoned by the writer anyway.
+    """
+    chosen = []
+    for i, field in enumerate(schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        values = pa.chunked_array([b.column(i) for b in sample], field.type).slice(0, DICTIONARY_SAMPLE)
+        present = len(values) - values.null_count
+        if present == 0 or pc.count_distinct(values).as_py() <= present // 2:
+            chosen.append(field.name)
+    return chosen
 
 
 class ParquetPartWriter(PartWriter):
@@ -30,23 +52,23 @@ class ParquetPartWriter(PartWriter):
         schema: pa.Schema,
         staging: Callable[[int], Path],
         max_file_size: int | None,
+        *,
+        row_group_bytes: int = ROW_GROUP_BYTES,
     ) -> None:
         super().__init__(fmt, schema, staging, max_file_size)
-        self.row_group_bytes = min(ROW_GROUP_BYTES, max_file_size) if max_file_size else ROW_GROUP_BYTES
+        self.row_group_bytes = min(row_group_bytes, max_file_size) if max_file_size else row_group_bytes
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._pending_rows = 0
-        # Dictionary encoding pays off on repetitive text; on numbers and timestamps it
-        # mostly costs time (2-3x the encode) and is abandoned anyway.
-        self._dictionary_columns = [
-            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-        ]
+        self._dictionary_columns: list[str] | None = None
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
         self._part_rows = 0
         self._part_arrow_bytes = 0
 
     def _open(self) -> pq.ParquetWriter:
+        if self._dictionary_columns is None:
+            self._dictionary_columns = dictionary_columns(self.schema, self._pending)
         self._path = self.staging(len(self.parts))
         self._part_rows = 0
         self._part_arrow_bytes = 0
@@ -59,6 +81,7 @@ class ParquetPartWriter(PartWriter):
             use_dictionary=self._dictionary_columns,
             store_decimal_as_integer=True,
             write_statistics=True,
+            memory_pool=writer_memory_pool(),
         )
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -109,7 +109,9 @@ impl PgBatchBuilder {
     pub fn finish(&mut self) -> Result<RecordBatch> {
         let mut arrays = Vec::with_capacity(self.builders.len());
         for (builder, column) in self.builders.iter_mut().zip(&self.columns) {
-            let array = builder.finish();
+            let array = builder
+                .finish()
+                .map_err(|m| Error::decode(&column.name, m))?;
             // Start the next batch with the room this one needed: no regrowing, no copies.
             *builder = ColumnBuilder::new(&column.kind, Capacity::of(array.as_ref()));
             arrays.push(array);

@@ -12,7 +12,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StructArray};
+use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StringArray, StructArray};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{DataType, Field, FieldRef};
 
@@ -44,10 +44,10 @@ pub enum ColumnBuilder {
     Decimal128(Decimal128Builder, i8, i128),
     /// numeric, 39 to 76 digits
     Decimal256(Decimal256Builder, i8, i256),
-    /// UTF-8 text
-    Text(StringBuilder),
-    /// jsonb
-    Jsonb(StringBuilder),
+    /// UTF-8 text (collected as bytes, checked once per batch)
+    Text(BinaryBuilder),
+    /// jsonb's text (collected as bytes, checked once per batch)
+    Jsonb(BinaryBuilder),
     /// uuid
     Uuid(StringBuilder),
     /// bytea
@@ -157,8 +157,8 @@ impl ColumnBuilder {
                 *scale,
                 pow10_i256(*precision),
             ),
-            PgKind::Text => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, cap.data)),
-            PgKind::Jsonb => ColumnBuilder::Jsonb(StringBuilder::with_capacity(capacity, cap.data)),
+            PgKind::Text => ColumnBuilder::Text(BinaryBuilder::with_capacity(capacity, cap.data)),
+            PgKind::Jsonb => ColumnBuilder::Jsonb(BinaryBuilder::with_capacity(capacity, cap.data)),
             PgKind::Uuid => {
                 ColumnBuilder::Uuid(StringBuilder::with_capacity(capacity, capacity * 36))
             }
@@ -223,9 +223,9 @@ impl ColumnBuilder {
                     numeric::decode::<i256>(raw, *scale, *bound).map_err(|e| e.to_string())?,
                 );
             }
-            ColumnBuilder::Text(b) => b.append_value(utf8(raw)?),
+            ColumnBuilder::Text(b) => b.append_value(raw),
             ColumnBuilder::Jsonb(b) => match raw.split_first() {
-                Some((1, text)) => b.append_value(utf8(text)?),
+                Some((1, text)) => b.append_value(text),
                 _ => return Err("unsupported jsonb binary version".into()),
             },
             ColumnBuilder::Uuid(b) => {
@@ -292,9 +292,8 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => b.append_null(),
             ColumnBuilder::Decimal128(b, ..) => b.append_null(),
             ColumnBuilder::Decimal256(b, ..) => b.append_null(),
-            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => {
-                b.append_null()
-            }
+            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) => b.append_null(),
+            ColumnBuilder::Uuid(b) => b.append_null(),
             ColumnBuilder::Binary(b) => b.append_null(),
             ColumnBuilder::Date(b) => b.append_null(),
             ColumnBuilder::Time(b) => b.append_null(),
@@ -314,8 +313,9 @@ impl ColumnBuilder {
     }
 
     /// Take the built column, leaving the builder empty.
-    pub fn finish(&mut self) -> ArrayRef {
-        match self {
+    /// Text is checked to be UTF-8 here, in one pass over the batch's bytes.
+    pub fn finish(&mut self) -> Result<ArrayRef, String> {
+        Ok(match self {
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
             ColumnBuilder::Int16(b) => Arc::new(b.finish()),
             ColumnBuilder::Int32(b) => Arc::new(b.finish()),
@@ -324,9 +324,11 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => Arc::new(b.finish()),
             ColumnBuilder::Decimal128(b, ..) => Arc::new(b.finish()),
             ColumnBuilder::Decimal256(b, ..) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) | ColumnBuilder::Uuid(b) => {
-                Arc::new(b.finish())
-            }
+            ColumnBuilder::Text(b) | ColumnBuilder::Jsonb(b) => Arc::new(
+                StringArray::try_from_binary(b.finish())
+                    .map_err(|e| format!("invalid UTF-8 in a text value: {e}"))?,
+            ),
+            ColumnBuilder::Uuid(b) => Arc::new(b.finish()),
             ColumnBuilder::Binary(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
             ColumnBuilder::Time(b) => Arc::new(b.finish()),
@@ -352,7 +354,7 @@ impl ColumnBuilder {
             }
             ColumnBuilder::List(b) => {
                 let offsets = std::mem::replace(&mut b.offsets, vec![0]);
-                let child = b.child.finish();
+                let child = b.child.finish()?;
                 Arc::new(ListArray::new(
                     Arc::clone(&b.field),
                     OffsetBuffer::new(ScalarBuffer::from(offsets)),
@@ -360,7 +362,7 @@ impl ColumnBuilder {
                     b.nulls.finish(),
                 ))
             }
-        }
+        })
     }
 }
 
@@ -409,10 +411,6 @@ impl ListBuilder {
     }
 }
 
-#[inline]
-fn utf8(raw: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(raw).map_err(|e| format!("invalid UTF-8 in text value: {e}"))
-}
 
 fn infinity_error(what: &str, positive: bool) -> String {
     let sign = if positive { "" } else { "-" };
@@ -446,7 +444,7 @@ mod tests {
         b.append(Some(&7i32.to_be_bytes())).unwrap();
         b.append(None).unwrap();
         b.append(Some(&i32::MIN.to_be_bytes())).unwrap();
-        let a = b.finish();
+        let a = b.finish().unwrap();
         let a = a.as_any().downcast_ref::<Int32Array>().unwrap();
         assert_eq!(a.value(0), 7);
         assert!(a.is_null(1));
@@ -460,7 +458,7 @@ mod tests {
         b.append(Some(&0i32.to_be_bytes())).unwrap();
         let err = b.append(Some(&i32::MAX.to_be_bytes())).unwrap_err();
         assert!(err.contains("infinity"));
-        let a = b.finish();
+        let a = b.finish().unwrap();
         let a = a
             .as_any()
             .downcast_ref::<arrow_array::Date32Array>()
@@ -504,7 +502,7 @@ mod tests {
         b.append(None).unwrap();
         let empty = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25];
         b.append(Some(&empty)).unwrap();
-        let a = b.finish();
+        let a = b.finish().unwrap();
         let a = a.as_any().downcast_ref::<ListArray>().unwrap();
         assert_eq!(a.len(), 3);
         let first = a.value(0);
@@ -514,6 +512,14 @@ mod tests {
         assert_eq!(first.value(2), "ü");
         assert!(a.is_null(1));
         assert_eq!(a.value(2).len(), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_null() {
+        let mut b = ColumnBuilder::new(&PgKind::Text, Capacity::rows(2));
+        b.append(Some(b"ok")).unwrap();
+        b.append(Some(&[0xff, 0xfe])).unwrap();
+        assert!(b.finish().unwrap_err().contains("invalid UTF-8"));
     }
 
     #[test]
