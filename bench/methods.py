@@ -60,7 +60,12 @@ def rivet_chunked(url: str, table: str, out: Path) -> int:
     sep = "&" if "?" in url else "?"
     rows = CHUNK_ROWS.get(table, 100_000)
     result = rivet.export(
-        f"{url}{sep}sslmode=disable", table=table, destination=str(out), name=table, mode="chunked", parallel=2,
+        f"{url}{sep}sslmode=disable",
+        table=table,
+        destination=str(out),
+        name=table,
+        mode="chunked",
+        parallel=2,
         chunk_size=rows,
     )
     return result.rows

@@ -23,6 +23,7 @@ from rivet.destinations import Destination
 from rivet.engine.commit import commit_parts, publish
 from rivet.errors import CancelledError, ChunkError, ConfigError
 from rivet.formats import open_part_writer
+from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
 from rivet.progress import ChunkProgress
 from rivet.retry import RetryClass, RetryPolicy, classify
@@ -218,6 +219,7 @@ class ChunkPool:
         self.error: BaseException | None = None
         self.readers: dict[int, BatchReader] = {}
         self.lock = threading.Lock()
+        self.dictionary = DictionaryChoice()
 
     def run(self) -> None:
         """Start the workers and wait; Ctrl-C stops them all."""
@@ -308,6 +310,7 @@ class ChunkPool:
             lambda n: self.destination.staging_path(key, n),
             plan.max_file_size,
             share=plan.parallel,
+            dictionary=self.dictionary,
         )
         try:
             while (native := reader.next_batch()) is not None:

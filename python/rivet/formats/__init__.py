@@ -11,6 +11,8 @@ from rivet.formats.base import OutputFormat, PartWriter, StagedPart, output_form
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from rivet.formats.parquet import DictionaryChoice
+
 __all__ = ["OutputFormat", "PartWriter", "StagedPart", "open_part_writer", "output_format"]
 
 
@@ -21,12 +23,19 @@ def open_part_writer(
     max_file_size: int | None,
     *,
     share: int = 1,
+    dictionary: DictionaryChoice | None = None,
 ) -> PartWriter:
-    """A writer for ``fmt`` that stages parts at ``staging(n)``; ``share`` writers run at once."""
+    """A writer for ``fmt`` that stages parts at ``staging(n)``.
+
+    ``share`` writers run at once and split the row-group memory; writers of one
+    export pass the same ``dictionary`` so the encoding is decided once.
+    """
     if fmt.kind == "parquet":
         from rivet.formats.parquet import ROW_GROUP_BYTES, ParquetPartWriter
 
-        return ParquetPartWriter(fmt, schema, staging, max_file_size, row_group_bytes=ROW_GROUP_BYTES // share)
+        return ParquetPartWriter(
+            fmt, schema, staging, max_file_size, row_group_bytes=ROW_GROUP_BYTES // share, dictionary=dictionary
+        )
     from rivet.formats.csv import CsvPartWriter
 
     return CsvPartWriter(fmt, schema, staging, max_file_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,21 @@ ROW_GROUP_ROWS = 1024 * 1024
 
 # How many leading values of a text column decide whether it is dictionary-encoded.
 DICTIONARY_SAMPLE = 50_000
+
+
+class DictionaryChoice:
+    """Which columns to dictionary-encode, decided once per export and shared by its writers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._columns: list[str] | None = None
+
+    def columns(self, schema: pa.Schema, sample: list[pa.RecordBatch]) -> list[str]:
+        """The decision, made from ``sample`` by the first writer that asks."""
+        with self._lock:
+            if self._columns is None:
+                self._columns = dictionary_columns(schema, sample)
+            return self._columns
 
 
 def dictionary_columns(schema: pa.Schema, sample: list[pa.RecordBatch]) -> list[str]:
@@ -54,12 +70,14 @@ class ParquetPartWriter(PartWriter):
         max_file_size: int | None,
         *,
         row_group_bytes: int = ROW_GROUP_BYTES,
+        dictionary: DictionaryChoice | None = None,
     ) -> None:
         super().__init__(fmt, schema, staging, max_file_size)
         self.row_group_bytes = min(row_group_bytes, max_file_size) if max_file_size else row_group_bytes
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._pending_rows = 0
+        self._dictionary = dictionary or DictionaryChoice()
         self._dictionary_columns: list[str] | None = None
         self._writer: pq.ParquetWriter | None = None
         self._path: Path | None = None
@@ -68,7 +86,7 @@ class ParquetPartWriter(PartWriter):
 
     def _open(self) -> pq.ParquetWriter:
         if self._dictionary_columns is None:
-            self._dictionary_columns = dictionary_columns(self.schema, self._pending)
+            self._dictionary_columns = self._dictionary.columns(self.schema, self._pending)
         self._path = self.staging(len(self.parts))
         self._part_rows = 0
         self._part_arrow_bytes = 0
