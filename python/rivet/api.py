@@ -97,11 +97,23 @@ def run(
     *,
     params: Mapping[str, str] | None = None,
     resume: bool = False,
+    parallel: str | None = None,
+    max_parallel: int | None = None,
 ) -> RunResult:
     """Run the exports of a rivet.yaml (all, or those named), like ``rivet run -c``.
 
     Failed exports are reported in the result (``result.ok``, ``result.exit_code``),
     not raised, so one failure does not hide the others. ``resume=True`` continues
     the unfinished checkpointed chunked runs of the selected exports.
+    ``parallel="processes"`` runs each export in its own process (isolated),
+    ``parallel="threads"`` as threads of this process; ``max_parallel`` bounds
+    how many run at once (default: the number of cores).
     """
-    return run_config(load_config(config, params), exports, resume=resume)
+    return run_config(
+        load_config(config, params),
+        exports,
+        resume=resume,
+        parallel=parallel,
+        max_parallel=max_parallel,
+        params=params,
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rivet.chunking import ChunkSpec
+from rivet.chunking import Chunk, ChunkSpec
 from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
@@ -59,6 +59,8 @@ class ExportPlan:
     consistent: bool = False
     cursor: CursorSpec | None = None
     window: WindowSpec | None = None
+    # Chunks computed ahead (by ``rivet plan``); None: planned when the export runs.
+    chunks: tuple[Chunk, ...] | None = None
 
     @property
     def is_parallel(self) -> bool:

@@ -17,12 +17,12 @@ def _enabled() -> bool:
 class ChunkProgress:
     """Thread-safe counters, drawn with rich when enabled."""
 
-    def __init__(self, label: str, total_chunks: int, done_chunks: int = 0) -> None:
+    def __init__(self, label: str, total_chunks: int, done_chunks: int = 0, *, enabled: bool = True) -> None:
         self._lock = threading.Lock()
         self.chunks = done_chunks
         self.rows = 0
         self._bar = None
-        if _enabled():
+        if enabled and _enabled():
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,

@@ -57,6 +57,8 @@ class ExportResult:
     exit_code: int = EXIT_OK
     peak_rss_mb: float = 0.0
     exception: BaseException | None = field(default=None, repr=False)
+    # Totals reported by a child process, which sends no per-part details.
+    reported: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -66,17 +68,40 @@ class ExportResult:
     @property
     def rows(self) -> int:
         """Rows written."""
+        if self.reported is not None:
+            return int(self.reported["rows"])
         return sum(p.rows for p in self.parts)
 
     @property
     def bytes(self) -> int:
         """Total size of the parts."""
+        if self.reported is not None:
+            return int(self.reported["bytes"])
         return sum(p.bytes for p in self.parts)
 
     @property
     def files(self) -> list[str]:
         """URLs of the committed parts."""
+        if self.reported is not None:
+            return list(self.reported["files"])
         return [p.url for p in self.parts]
+
+    @classmethod
+    def from_finished_event(cls, event: dict[str, Any], mode: str) -> ExportResult:
+        """The result a child process reported in its ``finished`` event."""
+        return cls(
+            name=event["export"],
+            run_id=event["run_id"],
+            status=event["status"],
+            mode=mode,
+            duration_s=float(event["duration_s"]),
+            engine=str(event.get("engine", "")),
+            error=event.get("error"),
+            error_type=event.get("error_type"),
+            exit_code=int(event["exit_code"]),
+            peak_rss_mb=float(event["peak_rss_mb"]),
+            reported={"rows": event["rows"], "bytes": event["bytes"], "files": event["files"]},
+        )
 
     @property
     def rows_per_second(self) -> float:
@@ -133,6 +158,8 @@ class RunResult:
     exports: list[ExportResult]
     duration_s: float
     config_path: str | None = None
+    parallel_mode: str = "sequential"
+    started_at: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -155,11 +182,17 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
+        rows = sum(e.rows for e in self.exports)
         return {
             "status": "success" if self.ok else "failed",
             "exit_code": self.exit_code,
             "config": self.config_path,
+            "parallel_mode": self.parallel_mode,
+            "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
+            "rows_per_second": round(rows / self.duration_s, 1) if self.duration_s else 0.0,
+            "success_count": sum(e.ok for e in self.exports),
+            "failed_count": sum(not e.ok for e in self.exports),
             "total_rows": sum(e.rows for e in self.exports),
             "total_files": sum(len(e.files) for e in self.exports),
             "total_bytes": sum(e.bytes for e in self.exports),

@@ -1,17 +1,20 @@
-"""Running the exports of a config, one after another, with a state store beside it."""
+"""Running the exports of a config: one after another, or many at once (threads or processes)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rivet.config import LoadedConfig
 from rivet.engine import run_export
-from rivet.errors import exit_code_for
+from rivet.errors import ConfigError, exit_code_for
+from rivet.events import Observer
 from rivet.plan import build_plan
 from rivet.results import ExportResult, RunResult
-from rivet.runinfo import run_id_for, utc_now
+from rivet.runinfo import iso, run_id_for, utc_now
 from rivet.state import STATE_FILE, StateStore
+
+PARALLEL_MODES = (None, "threads", "processes")
 
 
 def run_config(
@@ -19,26 +22,81 @@ def run_config(
     exports: Sequence[str] | None = None,
     *,
     resume: bool = False,
+    parallel: str | None = None,
+    max_parallel: int | None = None,
+    params: Mapping[str, str] | None = None,
+    observer: Observer | None = None,
     on_result: Callable[[ExportResult], None] | None = None,
 ) -> RunResult:
-    """Run the selected exports (all by default). One export's failure does not stop the others."""
+    """Run the selected exports (all by default). One export's failure does not stop the others.
+
+    ``parallel`` is None (one after another), ``threads`` or ``processes``; the
+    summary is kept in the state store.
+    """
+    if parallel not in PARALLEL_MODES:
+        raise ConfigError(f"parallel must be one of threads, processes or None, not {parallel!r}")
+    started = utc_now()
     clock = time.perf_counter()
-    selected = [loaded.export(n) for n in exports] if exports else list(loaded.config.exports)
+    names = [loaded.export(n).name for n in exports] if exports else [e.name for e in loaded.config.exports]
+    if parallel == "processes" and len(names) > 1:
+        from rivet.fanout import run_processes
+
+        if loaded.path is None:
+            raise ConfigError("parallel='processes' needs a config file that the child processes can read")
+        results = run_processes(loaded, names, max_processes=max_parallel, resume=resume, params=params)
+        mode = "processes"
+    elif parallel == "threads" and len(names) > 1:
+        from rivet.fanout import run_threads
+
+        results = run_threads(loaded, names, max_threads=max_parallel, resume=resume)
+        mode = "threads"
+    else:
+        results = _run_sequentially(loaded, names, resume, observer, on_result)
+        mode = "sequential"
+    run = RunResult(
+        results,
+        time.perf_counter() - clock,
+        str(loaded.path) if loaded.path else None,
+        parallel_mode=mode,
+        started_at=iso(started),
+    )
+    if len(names) > 1:
+        state = StateStore(loaded.base_dir / STATE_FILE)
+        try:
+            state.record_aggregate(run.to_dict(), iso(utc_now()))
+        finally:
+            state.close()
+    return run
+
+
+def _run_sequentially(
+    loaded: LoadedConfig,
+    names: Sequence[str],
+    resume: bool,
+    observer: Observer | None,
+    on_result: Callable[[ExportResult], None] | None,
+) -> list[ExportResult]:
     state = StateStore(loaded.base_dir / STATE_FILE)
     results: list[ExportResult] = []
     try:
-        for export in selected:
+        for name in names:
+            export = loaded.export(name)
             try:
                 plan = build_plan(loaded, export)
             except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
-                result = ExportResult(name=export.name, run_id=run_id_for(export.name, utc_now()), status="failed")
+                result = ExportResult(name=name, run_id=run_id_for(name, utc_now()), status="failed", mode=export.mode)
                 result.error, result.error_type = str(e), type(e).__name__
                 result.exit_code, result.exception = exit_code_for(e), e
+                if observer is not None:
+                    finished = result.to_dict()
+                    del finished["name"]
+                    observer.emit("started", name, run_id=result.run_id, mode=export.mode)
+                    observer.emit("finished", name, **finished)
             else:
-                result = run_export(plan, state, resume=resume)
+                result = run_export(plan, state, resume=resume, observer=observer)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     finally:
         state.close()
-    return RunResult(results, time.perf_counter() - clock, str(loaded.path) if loaded.path else None)
+    return results

@@ -78,6 +78,22 @@ MIGRATIONS: list[str] = [
         updated_at   TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE run_aggregates (
+        id            INTEGER PRIMARY KEY,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT NOT NULL,
+        config_path   TEXT,
+        parallel_mode TEXT NOT NULL,
+        exit_code     INTEGER NOT NULL,
+        exports       INTEGER NOT NULL,
+        succeeded     INTEGER NOT NULL,
+        failed        INTEGER NOT NULL,
+        rows          INTEGER NOT NULL,
+        bytes         INTEGER NOT NULL,
+        summary       TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -280,6 +296,36 @@ class StateStore:
                 c.execute("DELETE FROM chunk_tasks WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM chunk_runs WHERE run_id = ?", (run_id,))
             return len(runs)
+
+    # -- run aggregates -------------------------------------------------------------------
+
+    def record_aggregate(self, summary: dict[str, Any], finished_at: str) -> None:
+        """Keep the summary of a multi-export run."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO run_aggregates (started_at, finished_at, config_path, parallel_mode, exit_code, exports, "
+                "succeeded, failed, rows, bytes, summary) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    summary.get("started_at") or finished_at,
+                    finished_at,
+                    summary.get("config"),
+                    summary["parallel_mode"],
+                    summary["exit_code"],
+                    len(summary["exports"]),
+                    summary["success_count"],
+                    summary["failed_count"],
+                    summary["total_rows"],
+                    summary["total_bytes"],
+                    json.dumps(summary),
+                ),
+            )
+
+    def aggregates(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent run summaries, newest first."""
+        rows = self._select("SELECT * FROM run_aggregates ORDER BY id DESC LIMIT ?", (limit,))
+        for r in rows:
+            r["summary"] = json.loads(r["summary"])
+        return rows
 
     # -- incremental cursors -------------------------------------------------------------
 

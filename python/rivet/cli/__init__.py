@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import demo, run, state
+from rivet.cli import demo, plan, run, state
 
 app = typer.Typer(
     name="rivet",
@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 app.command("run")(run.run_command)
 app.command("demo")(demo.demo_command)
+app.command("plan")(plan.plan_command)
+app.command("apply")(plan.apply_command)
 app.add_typer(state.app, name="state")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,20 @@ ParamOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted checkpointed chunked run, reading only what is left.")
 ]
+ThreadsOption = Annotated[bool, typer.Option("--parallel-exports", help="Run the exports at once, as threads.")]
+ProcessesOption = Annotated[
+    bool,
+    typer.Option("--parallel-export-processes", help="Run each export in its own process (isolated), at once."),
+]
+MaxOption = Annotated[
+    int | None, typer.Option("--max-processes", min=1, help="At most this many exports at once (default: cores).")
+]
+SummaryOption = Annotated[
+    Path | None, typer.Option("--summary-output", help="Write the run summary as JSON to this file.")
+]
+EventsOption = Annotated[
+    bool, typer.Option("--events", hidden=True, help="Report JSON-line events on stdout (for a parent process).")
+]
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
@@ -33,33 +48,70 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Stop like Ctrl-C: readers are cancelled and nothing half-written becomes visible.
+    raise KeyboardInterrupt
+
+
 def run_command(
     config: ConfigOption,
     export: ExportOption = None,
     json_output: JsonOption = False,
     param: ParamOption = None,
     resume: ResumeOption = False,
+    parallel_exports: ThreadsOption = False,
+    parallel_export_processes: ProcessesOption = False,
+    max_processes: MaxOption = None,
+    summary_output: SummaryOption = None,
+    events: EventsOption = False,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
     Exit codes: 0 all succeeded, 1 an export failed, 2 bad config or usage,
     3 a value or column type cannot be exported exactly, 130 interrupted.
     """
+    import signal
+    import sys
+
     from rivet import progress
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
+    from rivet.events import StreamObserver
     from rivet.runner import run_config
 
+    if parallel_exports and parallel_export_processes:
+        raise typer.BadParameter("choose --parallel-exports or --parallel-export-processes, not both")
     setup_logging()
-    if json_output:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if json_output or events:
         progress.ENABLED = False
+    observer = StreamObserver(sys.stdout) if events else None
     try:
         loaded = load_config(config, parse_params(param))
-        result = run_config(loaded, export, resume=resume, on_result=lambda r: say(r.summary()))
+        threads = parallel_exports or loaded.config.parallel_exports
+        processes = parallel_export_processes or loaded.config.parallel_export_processes
+        parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
+        announce = None if events or parallel else (lambda r: say(r.summary()))
+        result = run_config(
+            loaded,
+            export,
+            resume=resume,
+            parallel=parallel,
+            max_parallel=max_processes,
+            params=parse_params(param),
+            observer=observer,
+            on_result=announce,
+        )
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter):
             raise
         raise typer.Exit(report_error(e)) from None
+    if parallel and not events:
+        from rivet.cards import Cards
+
+        say(Cards([]).summary(result.exports, result.duration_s))
+    if summary_output is not None:
+        summary_output.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     if json_output:
         emit_json(result.to_dict())
     raise typer.Exit(result.exit_code)

@@ -340,9 +340,13 @@ class RivetConfig(StrictModel):
 
     source: SourceConfig
     exports: list[ExportConfig]
+    parallel_exports: bool = False
+    parallel_export_processes: bool = False
 
     @model_validator(mode="after")
     def _exports(self) -> RivetConfig:
+        if self.parallel_exports and self.parallel_export_processes:
+            raise ValueError("set parallel_exports or parallel_export_processes, not both")
         if not self.exports:
             raise ValueError("at least one export must be defined under exports:")
         seen: set[str] = set()

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rivet.errors import EXIT_OK, exit_code_for
+from rivet.events import Observer
 from rivet.results import ExportResult
 from rivet.runinfo import iso, peak_rss_mb, run_id_for, utc_now
 
@@ -14,8 +15,14 @@ if TYPE_CHECKING:
     from rivet.state import StateStore
 
 
-def run_export(plan: ExportPlan, state: StateStore | None = None, *, resume: bool = False) -> ExportResult:
-    """Run one export end to end.
+def run_export(
+    plan: ExportPlan,
+    state: StateStore | None = None,
+    *,
+    resume: bool = False,
+    observer: Observer | None = None,
+) -> ExportResult:
+    """Run one export end to end, reporting its events to ``observer``.
 
     A failure is recorded in the result (``status``, ``error``, ``exception``)
     rather than raised; Ctrl-C is recorded and then re-raised.
@@ -27,13 +34,15 @@ def run_export(plan: ExportPlan, state: StateStore | None = None, *, resume: boo
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
     result.engine = f"{plan.source.kind}-native"
+    events = observer or Observer()
     if state is not None:
         state.run_started(result.run_id, plan.name, plan.mode, iso(started), plan.fingerprint())
+    events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode)
     try:
         if plan.is_parallel:
-            run_chunked(plan, state, result, started, resume=resume)
+            run_chunked(plan, state, result, started, resume=resume, observer=observer)
         else:
-            run_single(plan, state, result, started)
+            run_single(plan, state, result, started, events)
         result.status, result.exit_code = "success", EXIT_OK
     except Exception as e:  # noqa: BLE001 - any failure is this export's outcome, recorded and reported
         _failed(result, e, "failed")
@@ -45,6 +54,9 @@ def run_export(plan: ExportPlan, state: StateStore | None = None, *, resume: boo
         result.peak_rss_mb = peak_rss_mb()
         if state is not None:
             _record(state, result)
+        finished = result.to_dict()
+        del finished["name"]
+        events.emit("finished", plan.name, **finished)
     return result
 
 

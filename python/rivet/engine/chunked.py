@@ -22,6 +22,7 @@ from rivet.chunking import Chunk, ChunkSpec, key_kind, plan_key_chunks, plan_pag
 from rivet.destinations import Destination
 from rivet.engine.commit import commit_parts, publish
 from rivet.errors import CancelledError, ChunkError, ConfigError
+from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
@@ -125,7 +126,10 @@ def primary_key_column(session: PgSession, relation: str, schema: pa.Schema) -> 
     return names[0]
 
 
-def _plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> list[Chunk]:
+def plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> list[Chunk]:
+    """The chunks of ``plan``: those it carries, else planned now on ``session``."""
+    if plan.chunks is not None:
+        return list(plan.chunks)
     if plan.chunking is None:
         assert plan.table is not None
         return plan_page_chunks(session, plan.table, plan.parallel)
@@ -152,7 +156,7 @@ def _open_queue(
     if resume and not checkpointed:
         raise ConfigError(f"export '{plan.name}': --resume needs chunk_checkpoint: true")
     if not checkpointed:
-        chunks = _plan_chunks(plan, session, schema)
+        chunks = plan_chunks(plan, session, schema)
         queue = ChunkQueue(result.run_id, None, [Task(c.index, c.query, c.label) for c in chunks])
         return queue, part_stem(plan.name, started), len(chunks), 0
     assert state is not None
@@ -168,7 +172,7 @@ def _open_queue(
     if existing is None:
         if resume:
             raise ConfigError(f"export '{plan.name}' has no unfinished chunked run to resume")
-        chunks = _plan_chunks(plan, session, schema)
+        chunks = plan_chunks(plan, session, schema)
         stem = part_stem(plan.name, started)
         state.create_chunk_run(
             result.run_id,
@@ -206,6 +210,7 @@ class ChunkPool:
         stem: str,
         snapshot: str | None,
         progress: ChunkProgress,
+        events: Observer,
     ) -> None:
         self.plan = plan
         self.queue = queue
@@ -214,6 +219,7 @@ class ChunkPool:
         self.stem = stem
         self.options = _scan_options(plan, snapshot)
         self.progress = progress
+        self.events = events
         self.policy = RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000)
         self.abort = threading.Event()
         self.error: BaseException | None = None
@@ -264,6 +270,9 @@ class ChunkPool:
                     parts, rows = self._read_chunk(wid, session, task)
                     self.queue.finish(task, parts, rows)
                     self.progress.advance(rows)
+                    self.events.emit(
+                        "progress", self.plan.name, chunks_done=self.progress.chunks, rows=self.progress.rows
+                    )
                     break
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
                     if self.abort.is_set():
@@ -276,6 +285,15 @@ class ChunkPool:
                         self._failed(task, attempt, e)
                         return
                     wait = self.policy.delay(attempt, verdict)
+                    self.events.emit(
+                        "retry",
+                        self.plan.name,
+                        chunk=task.index,
+                        attempt=attempt,
+                        reason=verdict.reason,
+                        wait_s=round(wait, 3),
+                        error=str(e),
+                    )
                     log.warning(
                         "chunk %d %s failed (%s, attempt %d of %d), retrying in %.1fs: %s",
                         task.index,
@@ -328,7 +346,13 @@ class ChunkPool:
 
 
 def run_chunked(
-    plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime, *, resume: bool = False
+    plan: ExportPlan,
+    state: StateStore | None,
+    result: ExportResult,
+    started: dt.datetime,
+    *,
+    resume: bool = False,
+    observer: Observer | None = None,
 ) -> None:
     """Plan (or resume) the chunks, read them with the worker pool, then publish."""
     from rivet._native import PgSession
@@ -345,8 +369,11 @@ def run_chunked(
     destination = Destination(plan.destination)
     destination.prepare()
     try:
-        with ChunkProgress(plan.name, total, done) as progress:
-            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress)
+        events = observer or Observer()
+        events.emit("progress_init", plan.name, total_chunks=total, done_chunks=done)
+        # The terminal display is for an export run on its own; a parent draws its own.
+        with ChunkProgress(plan.name, total, done, enabled=observer is None) as progress:
+            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress, events)
             try:
                 pool.run()
             except BaseException:

@@ -10,6 +10,7 @@ removes what this run made visible and leaves no ``_SUCCESS``.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +24,12 @@ from rivet.errors import ConfigError
 from rivet.formats import StagedPart, open_part_writer
 from rivet.runinfo import iso, part_stem, utc_now
 
+# Seconds between two progress events of a single-stream export.
+PROGRESS_EVERY_S = 1.0
+
 if TYPE_CHECKING:
     from rivet._native import BatchReader
+    from rivet.events import Observer
     from rivet.plan import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
@@ -46,7 +51,9 @@ def _shaped_query(plan: ExportPlan, state: StateStore | None, started: dt.dateti
     return (where(plan.query, predicate) if predicate else plan.query), tracker
 
 
-def run_single(plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime) -> None:
+def run_single(
+    plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime, events: Observer
+) -> None:
     """Read, stage, commit and publish one export."""
     query, tracker = _shaped_query(plan, state, started)
     destination = Destination(plan.destination)
@@ -55,7 +62,7 @@ def run_single(plan: ExportPlan, state: StateStore | None, result: ExportResult,
         schema = pa.schema(reader)
         result.schema = schema
         destination.prepare()
-        staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker)
+        staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker, events)
         parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension)
         try:
             publish(plan, destination, result, schema, parts, started)
@@ -74,15 +81,21 @@ def _read(
     reader: BatchReader,
     schema: pa.Schema,
     staging: Callable[[int], Path],
-    tracker: CursorTracker | None = None,
+    tracker: CursorTracker | None,
+    events: Observer,
 ) -> list[StagedPart]:
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
+    rows, reported = 0, time.monotonic()
     try:
         while (native := reader.next_batch()) is not None:
             batch = pa.record_batch(native)
             if tracker is not None:
                 tracker.observe(batch)
             writer.write(batch)
+            rows += batch.num_rows
+            if time.monotonic() - reported >= PROGRESS_EVERY_S:
+                events.emit("progress", plan.name, rows=rows)
+                reported = time.monotonic()
         return writer.close()
     except BaseException:
         writer.abort()

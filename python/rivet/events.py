@@ -1,0 +1,101 @@
+"""The event stream of a run: what a child process tells its parent, one JSON object per line.
+
+Schema version 1. Every event has ``v`` (the version), ``type``, ``export`` and
+``ts`` (UTC, ISO-8601), plus the fields of its type:
+
+- ``started``: ``run_id``, ``mode``
+- ``progress_init``: ``total_chunks``, ``done_chunks`` (chunked and parallel exports)
+- ``progress``: ``rows`` and, for chunked exports, ``chunks_done``
+- ``retry``: ``chunk``, ``attempt``, ``reason``, ``wait_s``, ``error``
+- ``warning``: ``message``
+- ``finished``: ``run_id``, ``status``, ``rows``, ``files``, ``bytes``, ``duration_s``,
+  ``peak_rss_mb``, ``error``, ``error_type``, ``exit_code``
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+from rivet.runinfo import iso, utc_now
+
+VERSION = 1
+FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "started": {"run_id": str, "mode": str},
+    "progress_init": {"total_chunks": int, "done_chunks": int},
+    "progress": {"rows": int},
+    "retry": {"chunk": int, "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
+    "warning": {"message": str},
+    "finished": {
+        "run_id": str,
+        "status": str,
+        "rows": int,
+        "files": list,
+        "bytes": int,
+        "duration_s": (int, float),
+        "peak_rss_mb": (int, float),
+        "error": (str, type(None)),
+        "error_type": (str, type(None)),
+        "exit_code": int,
+    },
+}
+
+
+def problems(event: object) -> list[str]:
+    """What is wrong with ``event`` against the schema (empty when valid)."""
+    if not isinstance(event, dict):
+        return ["not a JSON object"]
+    found = []
+    if event.get("v") != VERSION:
+        found.append(f"v must be {VERSION}")
+    kind = event.get("type")
+    if kind not in FIELDS:
+        return [*found, f"unknown type {kind!r}"]
+    for key in ("export", "ts"):
+        if not isinstance(event.get(key), str):
+            found.append(f"{key} must be a string")
+    for key, expected in FIELDS[kind].items():
+        if key not in event:
+            found.append(f"{kind} needs {key}")
+        elif not isinstance(event[key], expected) or (isinstance(event[key], bool) and expected is int):
+            found.append(f"{kind}.{key} has the wrong type")
+    return found
+
+
+class Observer:
+    """Receives a run's events; the base class drops them."""
+
+    def emit(self, kind: str, export: str, **fields: Any) -> None:
+        """Report one event."""
+
+    def make(self, kind: str, export: str, **fields: Any) -> dict[str, Any]:
+        """The event as a dict."""
+        return {"v": VERSION, "type": kind, "export": export, "ts": iso(utc_now()), **fields}
+
+
+class StreamObserver(Observer):
+    """Writes events as JSON lines (a child process's stdout)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def emit(self, kind: str, export: str, **fields: Any) -> None:
+        """Write one line and flush it."""
+        line = json.dumps(self.make(kind, export, **fields), default=str)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+
+class CallbackObserver(Observer):
+    """Hands events to a function (the threads mode of a parent)."""
+
+    def __init__(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        self._callback = callback
+
+    def emit(self, kind: str, export: str, **fields: Any) -> None:
+        """Call the function with the event."""
+        self._callback(self.make(kind, export, **fields))

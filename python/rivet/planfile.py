@@ -1,0 +1,225 @@
+"""Sealed plans: ``rivet plan`` resolves exports into a JSON document, ``rivet apply`` runs it.
+
+A plan holds, per export, the resolved query and strategy, the chunk boundaries, the
+incremental cursor it starts from, a fingerprint of the config, an estimate of the
+rows and a wave. Credentials never enter it: ``apply`` reads them again from the
+config the plan names. ``apply`` refuses a plan past its expiry, an export whose
+config changed since, and an incremental export whose cursor moved since.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rivet import __version__
+from rivet.chunking import Chunk
+from rivet.config import ExportConfig, LoadedConfig, load_config
+from rivet.errors import ConfigError
+from rivet.plan import ExportPlan, build_plan
+from rivet.runinfo import iso, utc_now
+from rivet.state import STATE_FILE, StateStore
+
+PLAN_VERSION = 1
+VALID_FOR = dt.timedelta(hours=24)
+# Estimated rows below which an export goes in the first wave, and below which in the second.
+SMALL_ROWS = 1_000_000
+MEDIUM_ROWS = 10_000_000
+
+
+def _strategy(plan: ExportPlan) -> str:
+    if plan.chunking is not None:
+        return "key-chunks"
+    if plan.parallel > 1:
+        return "page-chunks"
+    return plan.mode
+
+
+def _row_estimate(plan: ExportPlan) -> int | None:
+    """The planner's estimate of the rows (PostgreSQL only; None when unknown)."""
+    if plan.source.kind != "postgres":
+        return None
+    from rivet._native import PgSession
+
+    session = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
+    rows = session.query(f"EXPLAIN (FORMAT JSON) {plan.query}")
+    try:
+        return int(json.loads(rows[0][0] or "[]")[0]["Plan"]["Plan Rows"])
+    except (IndexError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _wave(export: ExportConfig, plan: ExportPlan, estimate: int | None) -> int:
+    if export.wave is not None:
+        return export.wave
+    if plan.is_parallel or (estimate is not None and estimate >= MEDIUM_ROWS):
+        return 3
+    if estimate is None or estimate >= SMALL_ROWS:
+        return 2
+    return 1
+
+
+def _chunks(plan: ExportPlan) -> list[Chunk] | None:
+    if not plan.is_parallel:
+        return None
+    import pyarrow as pa
+
+    from rivet._native import PgSession
+    from rivet.engine.chunked import _text_overrides, plan_chunks
+
+    session = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
+    schema = pa.schema(session.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
+    return plan_chunks(plan, session, schema)
+
+
+def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str, Any]:
+    """The plan document for the selected exports (all by default)."""
+    if loaded.path is None:
+        raise ConfigError("a plan needs a config file, so that apply can read the credentials again")
+    created = utc_now()
+    selected = [loaded.export(n) for n in names] if names else list(loaded.config.exports)
+    state = StateStore(loaded.base_dir / STATE_FILE)
+    exports = []
+    try:
+        for export in selected:
+            plan = build_plan(loaded, export, created)
+            estimate = _row_estimate(plan)
+            cursor = state.cursor(plan.name) if plan.cursor is not None else None
+            chunks = _chunks(plan)
+            exports.append(
+                {
+                    "export": plan.name,
+                    "wave": _wave(export, plan, estimate),
+                    "strategy": _strategy(plan),
+                    "fingerprint": plan.fingerprint(),
+                    "row_estimate": estimate,
+                    "cursor": cursor["sql_literal"] if cursor else None,
+                    "chunks": [dataclasses.asdict(c) for c in chunks] if chunks is not None else None,
+                    "resolved": plan.describe(),
+                }
+            )
+    finally:
+        state.close()
+    return {
+        "plan_version": PLAN_VERSION,
+        "rivet_version": __version__,
+        "plan_id": uuid.uuid4().hex,
+        "created_at": iso(created),
+        "expires_at": iso(created + VALID_FOR),
+        "config": str(Path(loaded.path).resolve()),
+        "exports": sorted(exports, key=lambda e: (e["wave"], e["export"])),
+    }
+
+
+@dataclass(frozen=True)
+class SealedPlan:
+    """A plan document checked against the config and the state it will run with."""
+
+    document: dict[str, Any]
+    loaded: LoadedConfig
+    plans: dict[str, ExportPlan]
+
+    def waves(self) -> list[list[str]]:
+        """Export names grouped by wave, in wave order."""
+        grouped: dict[int, list[str]] = {}
+        for e in self.document["exports"]:
+            grouped.setdefault(int(e["wave"]), []).append(e["export"])
+        return [grouped[w] for w in sorted(grouped)]
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+
+
+def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None) -> SealedPlan:
+    """Read a plan and refuse it if stale, if its config changed, or if a cursor moved."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read plan {path}: {e}") from None
+    if document.get("plan_version") != PLAN_VERSION:
+        raise ConfigError(f"{path} is not a rivet plan of version {PLAN_VERSION}")
+    expires = _parse_time(document["expires_at"])
+    if utc_now() > expires and not force:
+        raise ConfigError(
+            f"plan {path} expired at {document['expires_at']}; make a new one with `rivet plan`, or pass --force"
+        )
+    loaded = load_config(document["config"])
+    wanted = set(names) if names else None
+    plans: dict[str, ExportPlan] = {}
+    state = StateStore(loaded.base_dir / STATE_FILE)
+    try:
+        for entry in document["exports"]:
+            name = entry["export"]
+            if wanted is not None and name not in wanted:
+                continue
+            plan = build_plan(loaded, loaded.export(name))
+            if plan.fingerprint() != entry["fingerprint"]:
+                raise ConfigError(
+                    f"export '{name}' changed in {document['config']} since the plan was made; "
+                    "make a new plan with `rivet plan`"
+                )
+            if plan.cursor is not None:
+                stored = state.cursor(name)
+                now = stored["sql_literal"] if stored else None
+                if now != entry["cursor"]:
+                    raise ConfigError(
+                        f"the cursor of export '{name}' moved since the plan was made ({entry['cursor']} -> {now}); "
+                        "make a new plan with `rivet plan` (--force does not skip this check)"
+                    )
+            if entry.get("chunks") is not None:
+                plan = dataclasses.replace(plan, chunks=tuple(Chunk(**c) for c in entry["chunks"]))
+            plans[name] = plan
+    finally:
+        state.close()
+    if wanted is not None and wanted - set(plans):
+        raise ConfigError(f"the plan has no export named {', '.join(sorted(wanted - set(plans)))}")
+    document = {**document, "exports": [e for e in document["exports"] if e["export"] in plans]}
+    return SealedPlan(document, loaded, plans)
+
+
+def apply_plan(
+    sealed: SealedPlan,
+    plan_path: Path,
+    *,
+    processes: bool,
+    max_processes: int | None = None,
+    force: bool = False,
+    observer: Any = None,
+) -> list[Any]:
+    """Run a sealed plan wave by wave; within a wave, exports run in processes when asked.
+
+    A wave starts only when the previous one has finished (whatever its outcome).
+    """
+    import sys
+
+    from rivet.cards import Cards
+    from rivet.engine import run_export
+    from rivet.events import CallbackObserver
+    from rivet.fanout import run_processes
+
+    results = []
+    for wave in sealed.waves():
+        if processes and len(wave) > 1:
+            command = [sys.executable, "-m", "rivet", "apply", str(plan_path.resolve()), "--events"]
+            if force:
+                command.append("--force")
+            results += run_processes(sealed.loaded, wave, max_processes=max_processes, command=command)
+            continue
+        state = StateStore(sealed.loaded.base_dir / STATE_FILE)
+        try:
+            with Cards(wave, live=False if observer is not None else None) as cards:
+                events = observer or CallbackObserver(cards.event)
+                for name in wave:
+                    result = run_export(sealed.plans[name], state, observer=events)
+                    if observer is None:
+                        cards.finish(result)
+                    results.append(result)
+        finally:
+            state.close()
+    return results

@@ -1,0 +1,266 @@
+"""Many exports at once: process isolation, signals, the event stream, plan and apply."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet import events
+from rivet.config import load_config
+from rivet.fanout import run_processes
+from tests.conftest import pg_url
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def slow(pg):
+    name = f"rivet_slowf_{os.getpid()}_{int(time.monotonic() * 1000)}"
+    pg.execute(
+        f"CREATE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
+    )
+    yield name
+    pg.execute(f"DROP FUNCTION {name}(int, float8)")
+
+
+def config_with(tmp_path: Path, exports: str) -> Path:
+    path = tmp_path / "rivet.yaml"
+    path.write_text(f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n' + textwrap.indent(exports, "  "))
+    return path
+
+
+def three_exports(tmp_path: Path, table: str, slow: str) -> Path:
+    return config_with(
+        tmp_path,
+        textwrap.dedent(
+            f"""\
+            - name: quick_a
+              query: "SELECT id FROM {table} WHERE id <= 100"
+              destination: out/a
+            - name: victim
+              query: "SELECT id, {slow}(id, 0.002) AS s FROM {table}"
+              mode: chunked
+              chunk_column: id
+              chunk_size: 200
+              chunk_checkpoint: true
+              destination: out/victim
+            - name: quick_b
+              query: "SELECT id FROM {table} WHERE id > 2900"
+              destination: out/b
+            """
+        ),
+    )
+
+
+def rivet_process(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rivet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def child_of(parent: int, export: str, timeout: float = 20) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in psutil.Process(parent).children():
+            try:
+                if export in child.cmdline():
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.05)
+    raise AssertionError(f"no child process for {export}")
+
+
+def test_a_killed_child_fails_alone_and_resumes(pg_table, slow, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 3000) AS i")
+    config = three_exports(tmp_path, t, slow)
+    parent = rivet_process("run", "-c", str(config), "--parallel-export-processes", "--max-processes", "3", "--json")
+    victim = child_of(parent.pid, "victim")
+    time.sleep(1.5)  # some chunks done, the run not finished
+    victim.send_signal(signal.SIGKILL)
+    stdout, stderr = parent.communicate(timeout=60)
+    assert parent.returncode == 1, stderr
+    doc = json.loads(stdout)
+    by_name = {e["name"]: e for e in doc["exports"]}
+    assert by_name["quick_a"]["status"] == "success" and by_name["quick_a"]["rows"] == 100
+    assert by_name["quick_b"]["status"] == "success" and by_name["quick_b"]["rows"] == 100
+    assert by_name["victim"]["status"] == "failed"
+    assert "killed by SIGKILL" in by_name["victim"]["error"]
+    assert "failed: victim" in stderr
+    assert doc["parallel_mode"] == "processes" and doc["failed_count"] == 1
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "victim", "--resume", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((tmp_path / "out" / "victim" / "manifest.json").read_text())
+    ids = sorted(
+        i for p in manifest["parts"] for i in pq.read_table(tmp_path / "out/victim" / p["name"])["id"].to_pylist()
+    )
+    assert ids == list(range(1, 3001))
+
+
+def test_sigterm_stops_every_child_and_leaves_none(pg_table, slow, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 3000) AS i")
+    config = three_exports(tmp_path, t, slow)
+    parent = rivet_process("run", "-c", str(config), "--parallel-export-processes", "--max-processes", "3")
+    victim = child_of(parent.pid, "victim")
+    children = psutil.Process(parent.pid).children()
+    time.sleep(0.5)
+    stop = time.monotonic()
+    parent.send_signal(signal.SIGTERM)
+    parent.communicate(timeout=30)
+    assert time.monotonic() - stop < 12
+    assert parent.returncode == 130
+    _, alive = psutil.wait_procs([*children, victim], timeout=5)
+    assert alive == [], f"children left behind: {alive}"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "victim", "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_every_event_of_a_child_validates(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 5000) AS i")
+    config = config_with(
+        tmp_path,
+        f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n  destination: out\n",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "c", "--events"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["type"] for e in lines][:2] == ["started", "progress_init"] and lines[-1]["type"] == "finished"
+    assert sum(e["type"] == "progress" for e in lines) == lines[1]["total_chunks"]
+    for e in lines:
+        assert events.problems(e) == [], e
+    assert lines[-1]["rows"] == 5000 and lines[-1]["status"] == "success"
+
+
+def test_a_child_that_prints_garbage_and_dies_is_reported(tmp_path):
+    config = config_with(tmp_path, "- name: odd\n  query: SELECT 1\n  destination: out\n")
+    loaded = load_config(config)
+    script = "import sys; print('this is not an event'); sys.stderr.write('boom\\n'); sys.exit(7)"
+    start = time.monotonic()
+    (result,) = run_processes(loaded, ["odd"], max_processes=1, command=[sys.executable, "-c", script])
+    assert time.monotonic() - start < 10
+    assert result.status == "failed" and result.exit_code == 1
+    assert "exited with status 7 without reporting a result" in result.error
+    assert "this is not an event" in result.error and "boom" in result.error
+
+
+def test_threads_mode_and_the_python_api(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 1000) AS i")
+    config = config_with(
+        tmp_path,
+        f"- name: a\n  table: {t}\n  destination: out/a\n- name: b\n  query: SELECT 1 / 0 AS x\n  destination: out/b\n"
+        f"- name: c\n  table: {t}\n  format: csv\n  destination: out/c\n",
+    )
+    for parallel in ("threads", "processes"):
+        result = rivet.run(config, parallel=parallel)
+        assert result.parallel_mode == parallel
+        assert [e.status for e in result.exports] == ["success", "failed", "success"]
+        assert result.exit_code == 1 and result["a"].rows == 1000 and result["c"].rows == 1000
+    summaries = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from rivet.state import StateStore; s = StateStore('{tmp_path}/.rivet_state.db');"
+            "print([a['parallel_mode'] for a in s.aggregates()])",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "['processes', 'threads']" in summaries.stdout
+
+
+def test_summary_output_file(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = config_with(tmp_path, f"- name: a\n  table: {t}\n  destination: out/a\n")
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--summary-output", str(summary)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0
+    assert json.loads(summary.read_text())["exports"][0]["rows"] == 1
+
+
+def test_plan_then_apply_writes_what_run_writes(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, updated_at int)")
+    pg.execute(f"INSERT INTO {t} SELECT i, i FROM generate_series(1, 4000) AS i")
+    config = config_with(
+        tmp_path,
+        f"- name: chunks\n  table: {t}\n  mode: chunked\n  chunk_size: 1000\n  parallel: 2\n  destination: out/chunks\n"
+        f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/inc\n",
+    )
+    plan_file = tmp_path / "plan.json"
+    made = subprocess.run(
+        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)], capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    plan = json.loads(plan_file.read_text())
+    chunks = next(e for e in plan["exports"] if e["export"] == "chunks")
+    assert chunks["strategy"] == "key-chunks" and len(chunks["chunks"]) >= 4 and chunks["row_estimate"] > 0
+    assert "password" not in plan_file.read_text()
+
+    applied = subprocess.run(
+        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--json"], capture_output=True, text=True
+    )
+    assert applied.returncode == 0, applied.stderr
+    by_name = {e["name"]: e for e in json.loads(applied.stdout)["exports"]}
+    assert by_name["chunks"]["rows"] == 4000 and len(by_name["chunks"]["files"]) == len(chunks["chunks"])
+    assert by_name["inc"]["rows"] == 4000
+
+    # The same plan again: the cursor has moved since, so apply refuses.
+    again = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file)], capture_output=True, text=True)
+    assert again.returncode == 2 and "the cursor of export 'inc' moved since the plan was made" in again.stderr
+
+    ran = rivet.run(config, ["chunks"])
+    assert ran["chunks"].rows == 4000
+
+
+def test_expired_or_changed_plan_is_refused(pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = config_with(tmp_path, f"- name: a\n  table: {t}\n  destination: out/a\n")
+    plan_file = tmp_path / "plan.json"
+    assert (
+        subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)]).returncode == 0
+    )
+    doc = json.loads(plan_file.read_text())
+    doc["expires_at"] = "2020-01-01T00:00:00.000Z"
+    plan_file.write_text(json.dumps(doc))
+    expired = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file)], capture_output=True, text=True)
+    assert expired.returncode == 2 and "expired at 2020-01-01" in expired.stderr
+    forced = subprocess.run(
+        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"], capture_output=True, text=True
+    )
+    assert forced.returncode == 0, forced.stderr
+    config.write_text(config.read_text().replace("destination: out/a", "destination: out/a\n    format: csv"))
+    changed = subprocess.run(
+        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"], capture_output=True, text=True
+    )
+    assert changed.returncode == 2 and "export 'a' changed" in changed.stderr
