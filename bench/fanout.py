@@ -21,7 +21,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from bench.fixtures import SCALES, ensure_tables  # noqa: E402
+from bench.fixtures import SCALES, ensure_tables
 
 SMALL_TABLES = 10
 SMALL_ROWS = {"full": 200_000, "small": 20_000, "tiny": 2_000}
@@ -110,8 +110,10 @@ def main() -> None:
             for mode, flags in MODES.items():
                 runs[mode].append(measure(config, flags))
     base = statistics.median(r[0] for r in runs["sequential"])
-    print(f"{SMALL_TABLES} tables of {SMALL_ROWS[args.scale]:,} rows + lineitem ({scale.lineitem:,} rows), "
-          f"median of {args.repeat}")
+    print(
+        f"{SMALL_TABLES} tables of {SMALL_ROWS[args.scale]:,} rows + lineitem ({scale.lineitem:,} rows), "
+        f"median of {args.repeat}"
+    )
     print("| mode | wall s | vs sequential | peak RSS of the process tree MB | exit codes |")
     print("|---|---:|---:|---:|---|")
     for mode, results in runs.items():

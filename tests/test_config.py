@@ -187,7 +187,7 @@ MORE = {
     ),
     "unknown source type": (
         "source: {type: oracle, url: x}\nexports:\n" + EXPORT,
-        "source.type: unknown value 'oracle'; expected 'postgres' or 'sqlite'",
+        "source.type: unknown value 'oracle'; expected 'postgres', 'mysql' or 'sqlite'",
     ),
     "no connection": ("source: {type: postgres}\nexports:\n" + EXPORT, "source: no connection given"),
     "sqlite with host": ("source: {type: sqlite, host: h}\nexports:\n" + EXPORT, "a sqlite source takes path"),

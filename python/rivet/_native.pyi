@@ -45,6 +45,23 @@ class PgSession:
         text_overrides: list[str],
     ) -> BatchReader: ...
 
+class MySession:
+    """One reusable MySQL/MariaDB connection for planning queries and chunk scans."""
+
+    def __init__(self, conn: dict[str, Any]) -> None: ...
+    def query(self, sql: str) -> list[list[str | None]]: ...
+    def describe(
+        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
+    ) -> ArrowSchema: ...
+    def scan(
+        self,
+        query: str,
+        describe_as: str | None,
+        options: dict[str, Any],
+        decimal_overrides: dict[str, tuple[int, int]],
+        text_overrides: list[str],
+    ) -> BatchReader: ...
+
 def scan_postgres(
     conn: dict[str, Any],
     query: str,

@@ -21,7 +21,9 @@ import pyarrow as pa
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rivet._native import PgSession
+    from rivet._native import MySession, PgSession
+
+    Session = PgSession | MySession
 
 EPOCH = dt.datetime(1970, 1, 1)
 EPOCH_DATE = dt.date(1970, 1, 1)
@@ -58,8 +60,10 @@ class ChunkSpec:
         return "count" if self.count else "size"
 
 
-def quote_ident(name: str) -> str:
-    """``"name"`` with embedded quotes doubled."""
+def quote_ident(name: str, dialect: str = "postgres") -> str:
+    """The identifier quoted for the dialect (double quotes or backticks), embedded quotes doubled."""
+    if dialect == "mysql":
+        return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -68,32 +72,44 @@ class KeyKind:
     """How a key column maps to integers (for bucketing) and back to SQL literals."""
 
     name: str  # int, date, timestamp, timestamptz
+    dialect: str = "postgres"  # postgres or mysql
+
+    def quote(self, column: str) -> str:
+        """The column name, quoted for the dialect."""
+        return quote_ident(column, self.dialect)
 
     def as_number(self, column: str) -> str:
         """SQL turning the key into an integer: itself, days or microseconds since 1970."""
+        mysql = self.dialect == "mysql"
         if self.name == "int":
             return column
         if self.name == "date":
-            return f"({column} - DATE '1970-01-01')"
+            return f"DATEDIFF({column}, '1970-01-01')" if mysql else f"({column} - DATE '1970-01-01')"
+        if mysql:
+            return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column})"
         return f"floor(extract(epoch FROM {column}) * 1000000)::bigint"
 
     def literal(self, n: int) -> str:
         """The SQL literal of the key whose integer form is ``n``."""
         if self.name == "int":
             return str(n)
+        mysql = self.dialect == "mysql"
         if self.name == "date":
-            return f"'{(EPOCH_DATE + dt.timedelta(days=n)).isoformat()}'::date"
-        value = EPOCH + dt.timedelta(microseconds=n)
+            day = (EPOCH_DATE + dt.timedelta(days=n)).isoformat()
+            return f"DATE '{day}'" if mysql else f"'{day}'::date"
+        value = (EPOCH + dt.timedelta(microseconds=n)).isoformat(sep=" ")
+        if mysql:
+            return f"TIMESTAMP '{value}'"
         if self.name == "timestamptz":
-            return f"'{value.isoformat(sep=' ')}+00'::timestamptz"
-        return f"'{value.isoformat(sep=' ')}'::timestamp"
+            return f"'{value}+00'::timestamptz"
+        return f"'{value}'::timestamp"
 
     def day_unit(self) -> int:
         """Integer units in one day."""
         return 1 if self.name == "date" else 86_400_000_000
 
 
-def key_kind(schema: pa.Schema, column: str) -> KeyKind:
+def key_kind(schema: pa.Schema, column: str, dialect: str = "postgres") -> KeyKind:
     """The kind of ``column`` in the export's schema, or a ConfigError naming it."""
     if column not in schema.names:
         raise ConfigError(
@@ -101,17 +117,17 @@ def key_kind(schema: pa.Schema, column: str) -> KeyKind:
         )
     t = schema.field(column).type
     if pa.types.is_integer(t):
-        return KeyKind("int")
+        return KeyKind("int", dialect)
     if pa.types.is_date32(t):
-        return KeyKind("date")
+        return KeyKind("date", dialect)
     if pa.types.is_timestamp(t):
-        return KeyKind("timestamptz" if t.tz else "timestamp")
+        return KeyKind("timestamptz" if t.tz else "timestamp", dialect)
     raise ConfigError(f"chunk_column '{column}' is {t}; chunking needs an integer, date or timestamp column")
 
 
 def _ranges(base: str, column: str, kind: KeyKind, cuts: list[int], with_nulls: bool) -> list[Chunk]:
     """Contiguous half-open ranges between ``cuts``, open at both ends, plus a NULL chunk."""
-    k = quote_ident(column)
+    k = kind.quote(column)
 
     def chunk(index: int, predicate: str, label: str) -> Chunk:
         return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label)
@@ -134,8 +150,8 @@ def _ranges(base: str, column: str, kind: KeyKind, cuts: list[int], with_nulls: 
     return chunks
 
 
-def _stats(session: PgSession, base: str, column: str, kind: KeyKind) -> tuple[int | None, int | None, int, int]:
-    x = kind.as_number(quote_ident(column))
+def _stats(session: Session, base: str, column: str, kind: KeyKind) -> tuple[int | None, int | None, int, int]:
+    x = kind.as_number(kind.quote(column))
     row = session.query(
         f"SELECT min(x), max(x), count(x), count(*) - count(x) FROM (SELECT {x} AS x FROM ({base}) AS _r) AS s"
     )[0]
@@ -144,7 +160,7 @@ def _stats(session: PgSession, base: str, column: str, kind: KeyKind) -> tuple[i
 
 
 def _balanced_cuts(
-    session: PgSession, base: str, column: str, kind: KeyKind, lo: int, hi: int, count: int, target: int, depth: int = 0
+    session: Session, base: str, column: str, kind: KeyKind, lo: int, hi: int, count: int, target: int, depth: int = 0
 ) -> list[int]:
     """Cut points in ``[lo, hi]`` giving about ``target`` rows per range, from a histogram of the key.
 
@@ -159,9 +175,11 @@ def _balanced_cuts(
     def edge(i: int) -> int:
         return lo + (i * span) // buckets
 
-    x = kind.as_number(quote_ident(column))
+    x = kind.as_number(kind.quote(column))
+    # Equal-width buckets 1..buckets, in exact decimal arithmetic (microsecond keys overflow bigint).
+    bucket = f"floor((CAST(x AS DECIMAL(38,0)) - {lo}) * {buckets} / {span}) + 1"
     rows = session.query(
-        f"SELECT b, count(*) FROM (SELECT width_bucket(x::numeric, {lo}, {hi + 1}, {buckets}) AS b "
+        f"SELECT b, count(*) FROM (SELECT {bucket} AS b "
         f"FROM (SELECT {x} AS x FROM ({base}) AS _r) AS s WHERE x >= {lo} AND x <= {hi}) AS h GROUP BY b"
     )
     counts = {int(b): int(n) for b, n in rows if b is not None and n is not None}
@@ -188,19 +206,19 @@ def _balanced_cuts(
     return sorted({c for c in cuts if lo < c <= hi})
 
 
-def _dense_cuts(session: PgSession, base: str, column: str, kind: KeyKind, target: int) -> list[int]:
+def _dense_cuts(session: Session, base: str, column: str, kind: KeyKind, target: int) -> list[int]:
     """Cut points at every ``target``-th key in key order: exact row counts (one sorted pass)."""
-    x = kind.as_number(quote_ident(column))
+    x = kind.as_number(kind.quote(column))
     rows = session.query(
         f"SELECT x FROM (SELECT x, row_number() OVER (ORDER BY x) AS rn FROM (SELECT {x} AS x FROM ({base}) AS _r "
-        f"WHERE {quote_ident(column)} IS NOT NULL) AS s) AS t WHERE rn % {target} = 1 ORDER BY x"
+        f"WHERE {kind.quote(column)} IS NOT NULL) AS s) AS t WHERE rn % {target} = 1 ORDER BY x"
     )
     values = [int(r[0]) for r in rows if r[0] is not None]
     return sorted(set(values[1:]))
 
 
 def _catalog_cuts(
-    session: PgSession, relation: str, column: str, kind: KeyKind, source_type: str, lo: int, hi: int, target: int
+    session: Session, relation: str, column: str, kind: KeyKind, source_type: str, lo: int, hi: int, target: int
 ) -> list[int] | None:
     """Cut points from the planner's statistics of a table column (no scan), or None without them.
 
@@ -243,18 +261,20 @@ def _catalog_cuts(
 
 
 def plan_key_chunks(
-    session: PgSession,
+    session: Session,
     base: str,
     schema: pa.Schema,
     spec: ChunkSpec,
     *,
     consistent: bool,
     relation: str | None = None,
+    dialect: str = "postgres",
 ) -> list[Chunk]:
     """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any)."""
     assert spec.column is not None
-    kind = key_kind(schema, spec.column)
-    if relation is not None and not spec.by_days and not spec.dense and not spec.count:
+    kind = key_kind(schema, spec.column, dialect)
+    # Planner statistics are read from PostgreSQL's catalog only.
+    if dialect == "postgres" and relation is not None and not spec.by_days and not spec.dense and not spec.count:
         chunks = _chunks_from_catalog(session, relation, base, schema, spec, kind, consistent)
         if chunks is not None:
             return chunks
@@ -278,7 +298,7 @@ def plan_key_chunks(
 
 
 def _chunks_from_catalog(
-    session: PgSession,
+    session: Session,
     relation: str,
     base: str,
     schema: pa.Schema,
@@ -306,7 +326,7 @@ def _chunks_from_catalog(
     return _ranges(base, spec.column, kind, cuts, nullable)
 
 
-def plan_page_chunks(session: PgSession, relation: str, parallel: int) -> list[Chunk]:
+def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chunk]:
     """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
     row = session.query(
         f"SELECT pg_relation_size('{relation.replace(chr(39), chr(39) * 2)}'::regclass) "

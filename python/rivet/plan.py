@@ -15,9 +15,7 @@ from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
-from rivet.sources import ColumnOverrides, parse_overrides, resolve_source
-from rivet.sources.postgres import PostgresSource
-from rivet.sources.sqlite import SqliteSource
+from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.tuning import Tuning, resolve_tuning
 
 
@@ -45,7 +43,7 @@ class ExportPlan:
     name: str
     mode: str
     query: str
-    source: PostgresSource | SqliteSource
+    source: AnySource
     overrides: ColumnOverrides
     format: OutputFormat
     max_file_size: int | None
@@ -108,7 +106,7 @@ class ExportPlan:
         }
 
 
-def qualified_table(table: str, source: PostgresSource | SqliteSource) -> str:
+def qualified_table(table: str, source: AnySource) -> str:
     """``"schema"."table"`` for ``table: schema.table``."""
     parts = table.split(".")
     if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
@@ -116,12 +114,12 @@ def qualified_table(table: str, source: PostgresSource | SqliteSource) -> str:
     return ".".join(source.quote_identifier(p.strip()) for p in parts)
 
 
-def table_query(table: str, source: PostgresSource | SqliteSource) -> str:
+def table_query(table: str, source: AnySource) -> str:
     """``SELECT * FROM "schema"."table"``."""
     return "SELECT * FROM " + qualified_table(table, source)
 
 
-def _query_text(export: ExportConfig, base_dir: Path, source: PostgresSource | SqliteSource) -> str:
+def _query_text(export: ExportConfig, base_dir: Path, source: AnySource) -> str:
     if export.query is not None:
         return export.query
     if export.table is not None:
@@ -143,11 +141,17 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     source = resolve_source(config.source, loaded.base_dir)
     tuning = resolve_tuning(config.source.tuning, export.tuning)
     parallel = export.parallel or 1
-    if (export.mode == "chunked" or parallel > 1) and source.kind != "postgres":
+    if (export.mode == "chunked" or parallel > 1) and source.kind == "sqlite":
+        raise ConfigError(f"export '{export.name}': chunked and parallel reads need a postgres or mysql source")
+    if export.snapshot == "consistent" and source.kind != "postgres":
         raise ConfigError(
-            f"export '{export.name}': chunked and parallel reads need a postgres source, not {source.kind}"
+            f"export '{export.name}': snapshot: consistent needs PostgreSQL (MySQL cannot share a snapshot "
+            "between connections)"
         )
     chunking = None
+    if export.mode == "full" and parallel > 1 and source.kind == "mysql":
+        # MySQL has no physical row address to split by: a parallel full read uses key ranges.
+        chunking = ChunkSpec(column=None, size=export.chunk_size or 100_000)
     if export.mode == "chunked":
         chunking = ChunkSpec(
             column=export.chunk_column,

@@ -69,10 +69,9 @@ def _chunks(plan: ExportPlan) -> list[Chunk] | None:
         return None
     import pyarrow as pa
 
-    from rivet._native import PgSession
     from rivet.engine.chunked import _text_overrides, plan_chunks
 
-    session = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
+    session = plan.source.session()  # type: ignore[union-attr]
     schema = pa.schema(session.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
     return plan_chunks(plan, session, schema)
 

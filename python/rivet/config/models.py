@@ -97,7 +97,7 @@ class TlsConfig(StrictModel):
 class SourceConfig(StrictModel):
     """``source``: where rows come from."""
 
-    type: Literal["postgres", "sqlite"]
+    type: Literal["postgres", "mysql", "sqlite"]
     url: str | None = None
     url_env: str | None = None
     url_file: str | None = None

@@ -31,7 +31,9 @@ from rivet.retry import RetryClass, RetryPolicy, classify
 from rivet.runinfo import iso, part_stem, utc_now
 
 if TYPE_CHECKING:
-    from rivet._native import BatchReader, PgSession
+    from rivet._native import BatchReader, MySession, PgSession
+
+    Session = PgSession | MySession
     from rivet.plan import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
@@ -109,24 +111,32 @@ def _text_overrides(plan: ExportPlan) -> list[str]:
     return [c for c, t in plan.overrides.other.items() if t in ("text", "string")]
 
 
-def primary_key_column(session: PgSession, relation: str, schema: pa.Schema) -> str:
+def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: str) -> str:
     """The single-column integer primary key of ``relation``, or a ConfigError."""
     literal = relation.replace("'", "''")
-    rows = session.query(
-        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-        f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{literal}'::regclass AND i.indisprimary"
-    )
+    if dialect == "mysql":
+        parts = [p.strip("`").replace("``", "`").replace("'", "''") for p in relation.split("`.`")]
+        schema_sql = f"'{parts[0]}'" if len(parts) == 2 else "DATABASE()"
+        rows = session.query(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY' "
+            f"AND TABLE_SCHEMA = {schema_sql} AND TABLE_NAME = '{parts[-1]}' ORDER BY ORDINAL_POSITION"
+        )
+    else:
+        rows = session.query(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{literal}'::regclass AND i.indisprimary"
+        )
     names = [r[0] for r in rows if r[0]]
     if len(names) != 1:
         raise ConfigError(
             f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
         )
-    key_kind(schema, names[0])  # refuses a non-integer, non-date key with a clear message
+    key_kind(schema, names[0], dialect)  # refuses a non-integer, non-date key with a clear message
     log.info("chunk_column not set: using the primary key %s of %s", names[0], relation)
     return names[0]
 
 
-def plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> list[Chunk]:
+def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
     """The chunks of ``plan``: those it carries, else planned now on ``session``."""
     if plan.chunks is not None:
         return list(plan.chunks)
@@ -134,18 +144,20 @@ def plan_chunks(plan: ExportPlan, session: PgSession, schema: pa.Schema) -> list
         assert plan.table is not None
         return plan_page_chunks(session, plan.table, plan.parallel)
     spec = plan.chunking
+    dialect = plan.source.kind
     if spec.column is None:
         assert plan.table is not None
-        spec = ChunkSpec(
-            primary_key_column(session, plan.table, schema), spec.size, spec.count, spec.by_days, spec.dense
-        )
-    return plan_key_chunks(session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table)
+        column = primary_key_column(session, plan.table, schema, dialect)
+        spec = ChunkSpec(column, spec.size, spec.count, spec.by_days, spec.dense)
+    return plan_key_chunks(
+        session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
+    )
 
 
 def _open_queue(
     plan: ExportPlan,
     state: StateStore | None,
-    session: PgSession,
+    session: Session,
     schema: pa.Schema,
     result: ExportResult,
     started: dt.datetime,
@@ -254,9 +266,7 @@ class ChunkPool:
                 reader.cancel()
 
     def _worker(self, wid: int) -> None:
-        from rivet._native import PgSession
-
-        session: PgSession | None = None
+        session: Session | None = None
         while not self.abort.is_set():
             task = self.queue.claim()
             if task is None:
@@ -266,7 +276,7 @@ class ChunkPool:
                 attempt += 1
                 try:
                     if session is None:
-                        session = PgSession(self.plan.source.connect_args())  # type: ignore[union-attr]
+                        session = self.plan.source.session()  # type: ignore[union-attr]
                     parts, rows = self._read_chunk(wid, session, task)
                     self.queue.finish(task, parts, rows)
                     self.progress.advance(rows)
@@ -316,7 +326,7 @@ class ChunkPool:
                 )
         self._stop()
 
-    def _read_chunk(self, wid: int, session: PgSession, task: Task) -> tuple[list[CommittedPart], int]:
+    def _read_chunk(self, wid: int, session: Session, task: Task) -> tuple[list[CommittedPart], int]:
         plan = self.plan
         reader = session.scan(task.query, plan.query, self.options, plan.overrides.decimal, _text_overrides(plan))
         with self.lock:
@@ -355,9 +365,7 @@ def run_chunked(
     observer: Observer | None = None,
 ) -> None:
     """Plan (or resume) the chunks, read them with the worker pool, then publish."""
-    from rivet._native import PgSession
-
-    coordinator = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
+    coordinator = plan.source.session()  # type: ignore[union-attr]
     snapshot = None
     if plan.consistent:
         # Workers read under this transaction's snapshot; it stays open until they finish.

@@ -19,8 +19,7 @@ from rivet.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from rivet.plan import CursorSpec, WindowSpec
-    from rivet.sources.postgres import PostgresSource
-    from rivet.sources.sqlite import SqliteSource
+    from rivet.sources import AnySource
 
 
 def where(query: str, predicate: str) -> str:
@@ -28,7 +27,7 @@ def where(query: str, predicate: str) -> str:
     return f"SELECT * FROM ({query}) AS _rivet WHERE {predicate}"
 
 
-def sql_literal(source: PostgresSource | SqliteSource, value: Any) -> str:
+def sql_literal(source: AnySource, value: Any) -> str:
     """``value`` as a literal the source compares correctly with its column."""
     postgres = source.kind == "postgres"
     if isinstance(value, bool):
@@ -66,7 +65,7 @@ def _cursor_type_ok(t: pa.DataType) -> bool:
 class CursorTracker:
     """Follows the largest cursor value written and refuses NULL cursors."""
 
-    def __init__(self, spec: CursorSpec, schema: pa.Schema, source: PostgresSource | SqliteSource) -> None:
+    def __init__(self, spec: CursorSpec, schema: pa.Schema, source: AnySource) -> None:
         for column in filter(None, (spec.column, spec.fallback)):
             if column not in schema.names:
                 raise ConfigError(f"cursor column '{column}' is not a column of the query ({', '.join(schema.names)})")
@@ -114,9 +113,7 @@ class CursorTracker:
         return None if self.value is None else sql_literal(self.source, self.value)
 
 
-def window_predicate(
-    spec: WindowSpec, schema: pa.Schema, source: PostgresSource | SqliteSource, now: dt.datetime
-) -> str:
+def window_predicate(spec: WindowSpec, schema: pa.Schema, source: AnySource, now: dt.datetime) -> str:
     """Rows from UTC midnight ``days`` days ago on."""
     if spec.column not in schema.names:
         raise ConfigError(f"time_column '{spec.column}' is not a column of the query ({', '.join(schema.names)})")

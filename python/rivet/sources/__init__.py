@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from rivet.sources.base import ColumnOverrides, Source, parse_overrides
-from rivet.sources.resolve import resolve_source
+from rivet.sources.resolve import AnySource, resolve_source
 
-__all__ = ["ColumnOverrides", "Source", "parse_overrides", "resolve_source"]
+__all__ = ["AnySource", "ColumnOverrides", "Source", "parse_overrides", "resolve_source"]

@@ -7,8 +7,12 @@ from pathlib import Path
 
 from rivet.config.models import SourceConfig
 from rivet.errors import ConfigError
+from rivet.sources.mysql import MysqlSource
 from rivet.sources.postgres import PostgresSource
 from rivet.sources.sqlite import SqliteSource
+
+# Every concrete source; planning code narrows on ``kind``.
+AnySource = PostgresSource | MysqlSource | SqliteSource
 
 
 def _env(name: str, key: str) -> str:
@@ -33,7 +37,7 @@ def _url(source: SourceConfig, base_dir: Path) -> str | None:
     return None
 
 
-def resolve_source(source: SourceConfig, base_dir: Path) -> PostgresSource | SqliteSource:
+def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
     """Build the source; relative file paths are relative to ``base_dir``."""
     url = _url(source, base_dir)
     if source.type == "sqlite":
@@ -56,7 +60,8 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> PostgresSource | Sql
     if tls is not None and tls.ca_file is not None:
         ca = Path(tls.ca_file)
         ca_file = str(ca if ca.is_absolute() else base_dir / ca)
-    return PostgresSource(
+    network = MysqlSource if source.type == "mysql" else PostgresSource
+    return network(
         url=url,
         host=source.host,
         port=source.port,

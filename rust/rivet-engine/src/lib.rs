@@ -4,9 +4,12 @@
 
 pub mod error;
 pub mod metadata;
+pub mod mysql;
+pub mod net;
 pub mod pg;
 pub mod sqlite;
 pub mod stream;
+pub mod temporal;
 pub mod tls;
 
 pub use error::{Error, Result, UnsupportedColumn};

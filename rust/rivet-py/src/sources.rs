@@ -15,7 +15,7 @@ use crate::errors::to_py_err;
 use crate::interrupt::run_interruptible;
 use crate::reader::{PyArrowSchema, PyBatchReader};
 
-/// Connection settings as a dict with every key present (built by `rivet.sources.postgres`).
+/// Connection settings as a dict with every key present (built by `rivet.sources`).
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
 pub struct PgConnectArgs {
@@ -30,6 +30,24 @@ pub struct PgConnectArgs {
     accept_invalid_certs: bool,
     accept_invalid_hostnames: bool,
     connect_timeout_s: f64,
+}
+
+impl From<PgConnectArgs> for rivet_engine::mysql::connect::MyConnectOptions {
+    fn from(a: PgConnectArgs) -> Self {
+        rivet_engine::mysql::connect::MyConnectOptions {
+            url: a.url,
+            host: a.host,
+            port: a.port,
+            user: a.user,
+            password: a.password,
+            database: a.database,
+            tls_mode: a.tls_mode,
+            ca_file: a.ca_file,
+            accept_invalid_certs: a.accept_invalid_certs,
+            accept_invalid_hostnames: a.accept_invalid_hostnames,
+            connect_timeout: Some(Duration::from_secs_f64(a.connect_timeout_s.max(0.001))),
+        }
+    }
 }
 
 impl From<PgConnectArgs> for PgConnectOptions {
@@ -83,6 +101,17 @@ impl ScanArgs {
             lock_timeout_ms: self.lock_timeout_ms,
             throttle_ms: self.throttle_ms,
             snapshot: self.snapshot,
+            prefetch: self.prefetch,
+        })
+    }
+}
+
+impl ScanArgs {
+    /// The MySQL scan options these arguments describe.
+    pub fn my_options(&self) -> PyResult<rivet_engine::mysql::session::MyScanOptions> {
+        Ok(rivet_engine::mysql::session::MyScanOptions {
+            limits: limits(self)?,
+            statement_timeout_ms: self.statement_timeout_ms,
             prefetch: self.prefetch,
         })
     }

@@ -411,7 +411,6 @@ impl ListBuilder {
     }
 }
 
-
 fn infinity_error(what: &str, positive: bool) -> String {
     let sign = if positive { "" } else { "-" };
     format!(

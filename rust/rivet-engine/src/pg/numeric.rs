@@ -23,6 +23,10 @@ pub trait DecimalInt: Copy + PartialOrd {
     fn push_digit(self, d: u16) -> Option<Self>;
     /// `self + d`, or `None` on overflow.
     fn add_small(self, d: u16) -> Option<Self>;
+    /// `self * 10 + d`, or `None` on overflow.
+    fn push_decimal(self, d: u8) -> Option<Self> {
+        self.mul_pow10(1)?.add_small(u16::from(d))
+    }
     /// `self / 10^n` when it divides exactly; `None` otherwise.
     fn div_pow10_exact(self, n: u32) -> Option<Self>;
     /// `-self`.

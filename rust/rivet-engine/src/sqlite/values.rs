@@ -10,6 +10,7 @@ use arrow_array::builder::{
 use rusqlite::types::ValueRef;
 
 use crate::sqlite::types::SqliteKind;
+use crate::temporal::{days_from_civil, days_in_month};
 
 /// One column's builder.
 pub enum SqliteBuilder {
@@ -148,31 +149,11 @@ impl SqliteBuilder {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn digits(s: &[u8]) -> Option<i64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
 }
 
 fn parse_date(t: &[u8]) -> Option<i32> {

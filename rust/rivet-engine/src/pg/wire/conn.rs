@@ -15,9 +15,10 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
+use crate::net::Socket;
 use crate::pg::connect::ConnectParams;
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
-use crate::pg::wire::socket::{self, PgSocket};
+use crate::pg::wire::socket;
 
 /// Where a message's body sits in the receive buffer (valid until the next read).
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +31,7 @@ pub struct Message {
 
 /// An open, authenticated connection.
 pub struct PgConnection {
-    socket: PgSocket,
+    socket: Socket,
     buf: Vec<u8>,
     start: usize,
     end: usize,

@@ -1,0 +1,81 @@
+"""What the network databases (PostgreSQL, MySQL/MariaDB) share: connection settings and overrides."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rivet.errors import ConfigError
+from rivet.sources.base import ColumnOverrides
+
+TEXT_TYPES = ("text", "string")
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """Connection settings for a native reader (the password is never shown)."""
+
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    database: str | None = None
+    tls_mode: str | None = None
+    ca_file: str | None = None
+    accept_invalid_certs: bool = False
+    accept_invalid_hostnames: bool = False
+    connect_timeout_s: float = 30.0
+
+    kind: ClassVar[str] = ""
+    scheme: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.redacted()})"
+
+    def connect_args(self) -> dict[str, Any]:
+        """The dict the native reader takes."""
+        return {
+            "url": self.url,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+            "tls_mode": self.tls_mode,
+            "ca_file": self.ca_file,
+            "accept_invalid_certs": self.accept_invalid_certs,
+            "accept_invalid_hostnames": self.accept_invalid_hostnames,
+            "connect_timeout_s": self.connect_timeout_s,
+        }
+
+    def redacted(self) -> str:
+        """``scheme://user:***@host:port/db`` with any password hidden."""
+        if self.url:
+            return redact_url(self.url)
+        auth = f"{self.user}{':***' if self.password else ''}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.scheme}://{auth}{self.host}{port}/{self.database or ''}"
+
+    def split_overrides(self, overrides: ColumnOverrides) -> tuple[dict[str, tuple[int, int]], list[str]]:
+        """``columns:`` as the native reader takes them: decimal(p,s) entries, and text columns."""
+        text = []
+        for column, type_name in overrides.other.items():
+            if type_name not in TEXT_TYPES:
+                raise ConfigError(
+                    f"columns: {column}: '{type_name}' is not an override for {self.label}; "
+                    "use decimal(p,s) for decimal columns or text for any column (or cast in the query)"
+                )
+            text.append(column)
+        return overrides.decimal, text
+
+
+_URL_PASSWORD = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (and a ``password=`` parameter) replaced by ``***``."""
+    out = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", out, flags=re.IGNORECASE)

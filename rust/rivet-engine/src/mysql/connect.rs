@@ -1,0 +1,201 @@
+//! MySQL/MariaDB connection settings: a `mysql://` URL, overridden by structured fields.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::tls::{TlsMode, TlsSettings};
+
+/// Everything needed to open a connection. Structured fields override the URL.
+#[derive(Debug, Clone, Default)]
+pub struct MyConnectOptions {
+    /// `mysql://user:pass@host:port/db?ssl-mode=...`
+    pub url: Option<String>,
+    /// Host name, IP address or a Unix socket path.
+    pub host: Option<String>,
+    /// TCP port.
+    pub port: Option<u16>,
+    /// User.
+    pub user: Option<String>,
+    /// Password (never logged).
+    pub password: Option<String>,
+    /// Database.
+    pub database: Option<String>,
+    /// TLS mode (disable, prefer, require, verify-ca, verify-full).
+    pub tls_mode: Option<String>,
+    /// PEM CA bundle.
+    pub ca_file: Option<String>,
+    /// Accept certificates that do not chain to a trusted root.
+    pub accept_invalid_certs: bool,
+    /// Accept certificates issued for another host name.
+    pub accept_invalid_hostnames: bool,
+    /// Connect timeout.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Resolved settings of one connection.
+#[derive(Debug, Clone)]
+pub struct MyParams {
+    /// Host, or a socket path (starts with `/`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: Option<String>,
+    /// Database, if any.
+    pub database: Option<String>,
+    /// TLS.
+    pub tls: TlsSettings,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+fn decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let v = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Error::Config("invalid percent-encoding in the connection URL".into())
+                })?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
+}
+
+/// The libpq-style name of a MySQL `ssl-mode`.
+fn tls_name(mode: &str) -> Result<&'static str> {
+    Ok(match mode.to_ascii_lowercase().replace('_', "-").as_str() {
+        "disabled" | "disable" | "false" => "disable",
+        "preferred" | "prefer" => "prefer",
+        "required" | "require" | "true" => "require",
+        "verify-ca" => "verify-ca",
+        "verify-identity" | "verify-full" => "verify-full",
+        other => return Err(Error::Config(format!("unknown ssl-mode '{other}'"))),
+    })
+}
+
+impl MyConnectOptions {
+    /// Resolve URL and fields into connection settings.
+    pub fn resolve(&self) -> Result<MyParams> {
+        let (mut host, mut port, mut user, mut password, mut database, mut mode, mut ca) =
+            (None, None, None, None, None, None, None);
+        if let Some(url) = &self.url {
+            let rest = url
+                .strip_prefix("mysql://")
+                .or_else(|| url.strip_prefix("mariadb://"))
+                .ok_or_else(|| {
+                    Error::Config("a MySQL URL starts with mysql:// or mariadb://".into())
+                })?;
+            let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+            let (userinfo, hostport) = match authority.rsplit_once('@') {
+                Some((u, h)) => (Some(u), h),
+                None => (None, authority),
+            };
+            if let Some(u) = userinfo {
+                let (name, pw) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
+                user = Some(decode(name)?);
+                password = pw.map(decode).transpose()?;
+            }
+            let (h, p) = match hostport.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
+                _ => (hostport, None),
+            };
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            if !h.is_empty() {
+                host = Some(decode(h)?);
+            }
+            if let Some(p) = p.filter(|p| !p.is_empty()) {
+                port = Some(p.parse::<u16>().map_err(|_| {
+                    Error::Config(format!("invalid port '{p}' in the connection URL"))
+                })?);
+            }
+            if !path.is_empty() {
+                database = Some(decode(path)?);
+            }
+            for pair in query.split('&').filter(|s| !s.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                match k {
+                    "ssl-mode" | "sslmode" | "ssl_mode" => {
+                        mode = Some(tls_name(&decode(v)?)?.to_string())
+                    }
+                    "ssl-ca" | "sslrootcert" => ca = Some(decode(v)?),
+                    "socket" => host = Some(decode(v)?),
+                    other => {
+                        return Err(Error::Config(format!(
+                            "unsupported connection parameter '{other}'"
+                        )));
+                    }
+                }
+            }
+        }
+        let user = self
+            .user
+            .clone()
+            .or(user)
+            .ok_or_else(|| Error::Config("no MySQL user given".into()))?;
+        let mode = match &self.tls_mode {
+            Some(m) => tls_name(m)?.to_string(),
+            None => mode.unwrap_or_else(|| "prefer".into()),
+        };
+        Ok(MyParams {
+            host: self
+                .host
+                .clone()
+                .or(host)
+                .unwrap_or_else(|| "localhost".into()),
+            port: self.port.or(port).unwrap_or(3306),
+            user,
+            password: self.password.clone().or(password),
+            database: self.database.clone().or(database),
+            tls: TlsSettings {
+                mode: TlsMode::parse(&mode)?,
+                ca_file: self.ca_file.clone().or(ca),
+                accept_invalid_certs: self.accept_invalid_certs,
+                accept_invalid_hostnames: self.accept_invalid_hostnames,
+            },
+            connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(30)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let p = MyConnectOptions {
+            url: Some("mysql://app:s%40cret@db:3307/shop?ssl-mode=VERIFY_IDENTITY".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(
+            (p.user.as_str(), p.password.as_deref()),
+            ("app", Some("s@cret"))
+        );
+        assert_eq!(
+            (p.host.as_str(), p.port, p.database.as_deref()),
+            ("db", 3307, Some("shop"))
+        );
+        assert_eq!(p.tls.mode, TlsMode::VerifyFull);
+        let bad = MyConnectOptions {
+            url: Some("mysql://u@h/d?ssl-mode=sometimes".into()),
+            ..Default::default()
+        };
+        assert!(bad.resolve().is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! MySQL and MariaDB.
+pub mod connect;
+pub mod decode;
+pub mod session;
+pub mod types;
+pub mod wire;
