@@ -1,4 +1,4 @@
-"""Fixtures: a real PostgreSQL (never mocked), unique tables, readers of written files."""
+"""Fixtures: a real PostgreSQL and MariaDB/MySQL (never mocked), unique tables, readers of written files."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
+import pymysql
 import pytest
 
 PG_URL = os.environ.get("RIVET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("RIVET_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
 
 def pg_url(sslmode: str = "disable") -> str:
@@ -48,6 +50,59 @@ def pg_table(pg_conn: psycopg.Connection) -> Iterator[Callable[[str], str]]:
     yield make
     for name in made:
         pg_conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+
+
+def _mysql_params(url: str) -> dict[str, object]:
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": unquote(u.username or "root"),
+        "password": unquote(u.password or ""),
+        "database": u.path.lstrip("/") or "test",
+    }
+
+
+@pytest.fixture(scope="session")
+def my_conn() -> Iterator[pymysql.connections.Connection]:
+    try:
+        conn = pymysql.connect(
+            **_mysql_params(MYSQL_URL),
+            autocommit=True,
+            charset="utf8mb4",
+            connect_timeout=5,
+            init_command="SET time_zone = '+00:00'",
+        )
+    except pymysql.err.OperationalError as e:
+        pytest.exit(f"MariaDB/MySQL is not reachable at {MYSQL_URL}: {e} (run scripts/ensure-services)", returncode=1)
+    yield conn
+    conn.close()
+
+
+def my_query(conn: pymysql.connections.Connection, sql: str) -> list[tuple[object, ...]]:
+    """Run ``sql`` on the MySQL test connection and return its rows."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return list(cur.fetchall())
+
+
+@pytest.fixture
+def my_table(my_conn: pymysql.connections.Connection) -> Iterator[Callable[[str], str]]:
+    """Like ``pg_table`` on MariaDB/MySQL: statements separated by ``;`` using ``{t}``."""
+    made: list[str] = []
+
+    def make(sql: str) -> str:
+        name = f"rt_{uuid.uuid4().hex[:10]}"
+        made.append(name)
+        for statement in filter(str.strip, sql.format(t=name).split(";\n")):
+            my_query(my_conn, statement)
+        return name
+
+    yield make
+    for name in made:
+        my_query(my_conn, f"DROP TABLE IF EXISTS `{name}`")
 
 
 @pytest.fixture

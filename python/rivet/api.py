@@ -24,12 +24,14 @@ def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
         return dict(source)
     if source.startswith(("postgres://", "postgresql://")):
         return {"type": "postgres", "url": source}
+    if source.startswith(("mysql://", "mariadb://")):
+        return {"type": "mysql", "url": source}
     if source.startswith("sqlite:///"):
         return {"type": "sqlite", "url": source}
     if os.path.isfile(source):
         return {"type": "sqlite", "path": os.path.abspath(source)}
     raise ConfigError(
-        f"source: cannot tell what '{source}' is; pass a postgresql:// URL, a sqlite:/// URL, "
+        f"source: cannot tell what '{source}' is; pass a postgresql://, mysql:// or sqlite:/// URL, "
         "a SQLite file path, or a dict in the rivet.yaml source form"
     )
 
@@ -49,7 +51,7 @@ def export(
     """Export one query or table to Parquet or CSV files.
 
     Args:
-        source: ``postgresql://...`` URL, ``sqlite:///file.db`` URL or path, or a dict
+        source: ``postgresql://...`` or ``mysql://...`` URL, ``sqlite:///file.db`` URL or path, or a dict
             shaped like the ``source:`` block of rivet.yaml.
         query: the SQL to export (or give ``table``).
         table: ``[schema.]table`` to export whole.

@@ -53,6 +53,9 @@ PG_RECONNECT = {"57P01": 4.0, "57P02": 4.0, "57P03": 4.0, "53300": 4.0}
 PG_TRANSIENT = {"40001": 0.5, "40P01": 0.5, "55P03": 0.0, "58000": 0.5}
 MYSQL_TRANSIENT = {"1213": 0.5, "1205": 0.0}
 MYSQL_RECONNECT = {"1040": 4.0, "1053": 4.0, "2006": 0.0, "2013": 0.0}
+# Access, unknown objects, syntax, bad values, and statement time limits (MySQL 3024,
+# MariaDB 1969): another attempt would fail the same way.
+MYSQL_PERMANENT = {"1044", "1045", "1049", "1054", "1064", "1142", "1146", "1292", "1366", "3024", "1969"}
 
 
 def _classify_code(code: str, message: str) -> Verdict | None:
@@ -74,6 +77,8 @@ def _classify_code(code: str, message: str) -> Verdict | None:
         return Verdict(RetryClass.RECONNECT, MYSQL_RECONNECT[code], f"MySQL error {code}")
     if code in MYSQL_TRANSIENT:
         return Verdict(RetryClass.TRANSIENT, MYSQL_TRANSIENT[code], f"MySQL error {code}")
+    if code in MYSQL_PERMANENT:
+        return Verdict(RetryClass.PERMANENT, reason=f"MySQL error {code}")
     if code[:2] in ("28", "42", "22", "23", "2B", "3D", "3F", "0A"):
         return Verdict(RetryClass.PERMANENT, reason=f"SQLSTATE {code}")
     return None

@@ -2,7 +2,8 @@ r"""Rendering Arrow columns pyarrow's CSV writer cannot write (binary, lists, st
 
 Rules (documented in the README): binary as ``\\x`` + lowercase hex, as PostgreSQL
 prints bytea; intervals as ISO-8601 durations in PostgreSQL's ``iso_8601``
-style; lists and other structs as JSON, with decimals as bare JSON numbers.
+style; durations (MySQL TIME) as ``[-]HH:MM:SS[.ffffff]``, hours past 24 kept, as
+MySQL prints them; lists and other structs as JSON, with decimals as bare JSON numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ LOGICAL_TYPE = b"rivet.logical_type"
 
 
 def _needs_rendering(t: pa.DataType) -> bool:
-    return pat.is_binary(t) or pat.is_large_binary(t) or pat.is_nested(t)
+    return pat.is_binary(t) or pat.is_large_binary(t) or pat.is_nested(t) or pat.is_duration(t)
 
 
 def render_schema(schema: pa.Schema) -> pa.Schema:
@@ -42,6 +43,9 @@ def render_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             text = [None if v is None else iso_duration(v["months"], v["days"], v["microseconds"]) for v in values]
         elif pat.is_binary(field.type) or pat.is_large_binary(field.type):
             text = [None if v is None else "\\x" + v.hex() for v in values]
+        elif pat.is_duration(field.type):
+            micros = column.cast(pa.duration("us")).cast(pa.int64()).to_pylist()
+            text = [None if v is None else clock_duration(v) for v in micros]
         else:
             text = [None if v is None else to_json(v) for v in values]
         columns.append(pa.array(text, pa.string()))
@@ -69,6 +73,15 @@ def to_json(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ",".join(f"{json.dumps(str(k))}:{to_json(x)}" for k, x in v.items()) + "}"
     return json.dumps(str(v))
+
+
+def clock_duration(micros: int) -> str:
+    """``[-]HH:MM:SS[.ffffff]`` as MySQL prints a TIME (hours may pass 24)."""
+    sign = "-" if micros < 0 else ""
+    seconds, frac = divmod(abs(micros), 1_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}:{seconds:02d}" + (f".{frac:06d}" if frac else "")
 
 
 def iso_duration(months: int, days: int, micros: int) -> str:

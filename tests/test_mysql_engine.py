@@ -1,0 +1,309 @@
+"""MySQL/MariaDB through every mode: chunked and parallel exactly once, retries, time limits, resume."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet.errors import ChunkError, ConfigError
+from tests.conftest import MYSQL_URL, my_query
+
+pytestmark = pytest.mark.mysql
+
+DIGITS = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " + (
+    "UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
+)
+
+
+def numbers(n: int) -> str:
+    """SQL for the integers 1..n (n < 100000) in a column ``i``, on MySQL and MariaDB alike."""
+    return (
+        f"SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS i FROM {DIGITS} a "
+        f"CROSS JOIN {DIGITS} b CROSS JOIN {DIGITS} c CROSS JOIN {DIGITS} e CROSS JOIN {DIGITS} f "
+        f"WHERE a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d < {n}"
+    )
+
+
+def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[tuple[object, ...]]:
+    counter: collections.Counter[tuple[object, ...]] = collections.Counter()
+    for f in files:
+        table = pq.read_table(f, columns=columns)
+        counter.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+    return counter
+
+
+def rows_in_source(conn, sql: str) -> collections.Counter[tuple[object, ...]]:
+    return collections.Counter(tuple(r) for r in my_query(conn, sql))
+
+
+def export(table: str, out: Path, **options) -> rivet.ExportResult:
+    options.setdefault("tuning", {"retry_backoff_ms": 10})
+    return rivet.export(MYSQL_URL, table=table, destination=str(out), mode="chunked", **options)
+
+
+@pytest.fixture
+def skewed(my_table):
+    # 95% of the keys in 1..9500, the rest spread up to 10^12, plus NULL keys.
+    return my_table(
+        "CREATE TABLE {t} (k BIGINT, payload VARCHAR(40));\n"
+        "INSERT INTO {t} SELECT CASE WHEN i <= 9500 THEN i ELSE (i - 9500) * 2000000000 END, MD5(i) "
+        f"FROM ({numbers(10000)}) AS n;\n"
+        f"INSERT INTO {{t}} SELECT NULL, CONCAT('null-', i) FROM ({numbers(37)}) AS n"
+    )
+
+
+def test_integer_key_every_row_exactly_once(my_conn, my_table, out):
+    t = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
+        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(20000)}) AS n"
+    )
+    result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
+    assert len(result.files) >= 7
+    assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
+
+
+def test_skewed_keys_get_balanced_chunks_and_null_keys_are_kept(my_conn, skewed, out):
+    result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
+    sizes = [p.rows for p in result.parts]
+    assert max(sizes) <= 2000, sizes
+    assert 37 in sizes  # the NULL-key chunk
+
+
+@pytest.mark.parametrize("options", [{"chunk_count": 4}, {"chunk_dense": True, "chunk_size": 1500}], ids=str)
+def test_other_strategies_cover_every_row(my_conn, skewed, out, options):
+    result = export(skewed, out, chunk_column="k", parallel=2, **options)
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
+
+
+@pytest.mark.parametrize("key_type", ["DATE", "DATETIME(6)", "TIMESTAMP(6) NULL"])
+def test_date_and_time_keys_by_days(my_conn, my_table, out, key_type):
+    t = my_table(
+        f"CREATE TABLE {{t}} (id INT, at {key_type});\n"
+        "INSERT INTO {t} SELECT i, TIMESTAMP '2024-02-27 13:00:00' + INTERVAL (i * 37) MINUTE "
+        f"FROM ({numbers(3000)}) AS n;\n"
+        "INSERT INTO {t} VALUES (0, NULL)"
+    )
+    result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
+    assert rows_in_files(result.files, ["id"]) == rows_in_source(my_conn, f"SELECT id FROM {t}")
+    assert len(result.files) >= 3
+
+
+def test_parallel_full_export_uses_the_primary_key(my_conn, my_table, out, caplog):
+    t = my_table(
+        "CREATE TABLE {t} (id BIGINT UNSIGNED PRIMARY KEY, v VARCHAR(10));\n"
+        f"INSERT INTO {{t}} SELECT i, CAST(i AS CHAR) FROM ({numbers(5000)}) AS n"
+    )
+    with caplog.at_level("INFO", logger="rivet"):
+        result = rivet.export(MYSQL_URL, table=t, destination=str(out), parallel=2)
+    assert "using the primary key id" in caplog.text
+    assert len(result.files) >= 2
+    assert rows_in_files(result.files, ["id", "v"]) == rows_in_source(my_conn, f"SELECT id, v FROM {t}")
+
+
+def test_consistent_snapshot_is_refused_for_mysql(my_table, out):
+    t = my_table("CREATE TABLE {t} (id INT PRIMARY KEY)")
+    with pytest.raises(ConfigError, match="snapshot"):
+        rivet.export(MYSQL_URL, table=t, destination=str(out), parallel=2, snapshot="consistent")
+
+
+def test_killed_connection_is_retried_and_the_export_succeeds(my_table, out, caplog):
+    t = my_table(f"CREATE TABLE {{t}} (id INT PRIMARY KEY);\nINSERT INTO {{t}} SELECT i FROM ({numbers(4000)}) AS n")
+    killed: list[int] = []
+
+    def kill_one() -> None:
+        import pymysql
+
+        from tests.conftest import _mysql_params
+
+        admin = pymysql.connect(**_mysql_params(MYSQL_URL), autocommit=True)
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline and not killed:
+                rows = my_query(
+                    admin,
+                    "SELECT ID FROM information_schema.PROCESSLIST "
+                    "WHERE INFO LIKE '%rivet_marker%' AND INFO NOT LIKE '%PROCESSLIST%'",
+                )
+                if rows:
+                    time.sleep(0.2)
+                    my_query(admin, f"KILL CONNECTION {rows[0][0]}")
+                    killed.append(int(rows[0][0]))
+                time.sleep(0.05)
+        finally:
+            admin.close()
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    with caplog.at_level("WARNING", logger="rivet"):
+        result = rivet.export(
+            MYSQL_URL,
+            query=f"SELECT id, SLEEP(0.0005) AS rivet_marker FROM {t}",
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            chunk_size=1000,
+            parallel=2,
+            tuning={"retry_backoff_ms": 10},
+        )
+    killer.join()
+    assert killed, "no connection was killed"
+    assert "retrying" in caplog.text
+    assert sorted(c[0] for c in rows_in_files(result.files, ["id"])) == list(range(1, 4001))
+
+
+def test_statement_time_limit_is_enforced_and_not_retried(my_table, out):
+    t = my_table(f"CREATE TABLE {{t}} (id INT PRIMARY KEY);\nINSERT INTO {{t}} SELECT i FROM ({numbers(10)}) AS n")
+    start = time.monotonic()
+    with pytest.raises(ChunkError, match="after 1 attempt") as err:
+        rivet.export(
+            MYSQL_URL,
+            query=f"SELECT id, SLEEP(0.4) AS s FROM {t}",
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            tuning={"statement_timeout_s": 1, "max_retries": 3, "retry_backoff_ms": 10},
+        )
+    assert err.value.__cause__.code in ("1969", "3024")  # MariaDB, MySQL
+    assert time.monotonic() - start < 10
+    assert not (out / "_SUCCESS").exists()
+
+
+def test_permanent_error_names_the_column_and_is_not_retried(my_table, out):
+    t = my_table("CREATE TABLE {t} (id INT PRIMARY KEY)")
+    with pytest.raises(rivet.RivetError, match="nope") as err:
+        rivet.export(
+            MYSQL_URL,
+            query=f"SELECT id, nope FROM {t}",
+            destination=str(out),
+            tuning={"max_retries": 3, "retry_backoff_ms": 2000},
+        )
+    assert "1054" in str(err.value)
+
+
+def _config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "rivet.yaml"
+    path.write_text(f'source:\n  type: mysql\n  url: "{MYSQL_URL}"\nexports:\n' + textwrap.indent(body, "  "))
+    return path
+
+
+def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp_path):
+    t = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
+        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
+    )
+    body = f"""\
+        - name: slow
+          query: "SELECT id, h, SLEEP(0.0002) AS s FROM {t}"
+          mode: chunked
+          chunk_column: id
+          chunk_size: 500
+          chunk_checkpoint: true
+          parallel: 2
+          destination: out
+        """
+    config = _config(tmp_path, textwrap.dedent(body))
+    state = tmp_path / ".rivet_state.db"
+    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
+
+    def done_chunks() -> int:
+        if not state.exists():
+            return 0
+        with sqlite3.connect(state) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'done'").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+
+    deadline = time.monotonic() + 60
+    while done_chunks() < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    with sqlite3.connect(state) as conn:
+        before = dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
+    assert 6 <= len(before) < 24
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(state) as conn:
+        tasks = conn.execute("SELECT chunk_index, status, attempts, parts FROM chunk_tasks").fetchall()
+    for index, parts in before.items():
+        row = next(r for r in tasks if r[0] == index)
+        assert row[3] == parts and row[2] == 1
+    assert all(status == "done" for _, status, _, _ in tasks)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    files = [str(tmp_path / "out" / p["name"]) for p in manifest["parts"]]
+    assert rows_in_files(files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
+    visible = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".parquet")
+    assert visible == sorted(p["name"] for p in manifest["parts"])
+
+
+def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn, my_table, tmp_path):
+    t = my_table(
+        "CREATE TABLE {t} (id INT, updated_at DATETIME(6));\n"
+        f"INSERT INTO {{t}} SELECT i, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i HOUR FROM ({numbers(10)}) AS n"
+    )
+    config = _config(
+        tmp_path,
+        f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
+    )
+
+    def run() -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True
+        )
+        return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
+
+    first = run()
+    assert first["code"] == 0 and first["rows"] == 10, first
+    my_query(my_conn, f"INSERT INTO {t} VALUES (11, '2024-01-01 10:00:00'), (12, '2024-01-02 00:00:00.5')")
+    second = run()
+    assert second["code"] == 0, second
+    seen: collections.Counter[tuple[object, ...]] = collections.Counter()
+    for r in (first, second):
+        seen.update(rows_in_files(r["files"], ["id"]))
+    assert {k[0] for k in seen} == set(range(1, 13))
+    assert seen[(10,)] == 2 and seen[(11,)] == 1
+    my_query(my_conn, f"INSERT INTO {t} VALUES (13, '2024-01-02 00:00:00.7')")
+    third = run()
+    assert sorted(k[0] for k in rows_in_files(third["files"], ["id"])) == [12, 13]
+
+
+def test_time_window(my_conn, my_table, out):
+    t = my_table(
+        "CREATE TABLE {t} (id INT, at DATETIME(6), unix_at BIGINT);\n"
+        "INSERT INTO {t} SELECT i - 1, UTC_TIMESTAMP(6) - INTERVAL (i - 1) DAY, "
+        f"UNIX_TIMESTAMP(UTC_TIMESTAMP(6) - INTERVAL (i - 1) DAY) FROM ({numbers(10)}) AS n"
+    )
+    result = rivet.export(
+        MYSQL_URL, table=t, destination=str(out / "ts"), mode="time_window", time_column="at", days_window=3
+    )
+    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+    result = rivet.export(
+        MYSQL_URL,
+        table=t,
+        destination=str(out / "unix"),
+        mode="time_window",
+        time_column="unix_at",
+        time_column_type="unix",
+        days_window=3,
+    )
+    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
