@@ -278,3 +278,9 @@ def test_geometry_is_refused_naming_the_column(my_table, tmp_path):
     with pytest.raises(UnsupportedTypeError, match=r"g.*geometry.*ST_AsText"):
         rivet.export(MYSQL_URL, table=t, destination=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_geometry_read_as_text_is_its_wkt(my_table, tmp_path):
+    t = my_table("CREATE TABLE {t} (id INT, g POINT);\nINSERT INTO {t} VALUES (1, POINT(1, 2)), (2, NULL)")
+    result = rivet.export(MYSQL_URL, table=t, destination=str(tmp_path / "out"), columns={"g": "text"})
+    assert pq.read_table(result.files[0]).column("g").to_pylist() == ["POINT(1 2)", None]

@@ -55,6 +55,8 @@ class ExportPlan:
     checkpoint: bool = False
     max_attempts: int = 1
     consistent: bool = False
+    # source.engine: auto, native or connectorx (resolved per export when it runs).
+    engine: str = "native"
     cursor: CursorSpec | None = None
     window: WindowSpec | None = None
     # Chunks computed ahead (by ``rivet plan``); None: planned when the export runs.
@@ -100,6 +102,7 @@ class ExportPlan:
             "chunking": self.chunking.__dict__ if self.chunking else None,
             "checkpoint": self.checkpoint,
             "snapshot": "consistent" if self.consistent else None,
+            "engine": self.engine,
             "cursor": self.cursor.__dict__ if self.cursor else None,
             "time_window": self.window.__dict__ if self.window else None,
             "fingerprint": self.fingerprint(),
@@ -184,6 +187,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         checkpoint=bool(export.chunk_checkpoint),
         max_attempts=export.chunk_max_attempts or tuning.max_retries + 1,
         consistent=export.snapshot == "consistent",
+        engine=config.source.engine,
         cursor=cursor,
         window=window,
     )

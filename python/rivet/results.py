@@ -34,7 +34,8 @@ class ExportResult:
         parts: the committed parts (name, url, rows, bytes, sha256).
         duration_s: wall time.
         schema: Arrow schema of the output (``None`` if the export failed early).
-        engine: which reader produced the rows.
+        engine: which reader produced the rows: ``native``, ``connectorx``, or
+            ``connectorx+native`` when some chunks fell back to the native reader.
         manifest: URL of ``manifest.json``.
         error: the error message when it failed.
         error_type: the exception class name.
@@ -135,7 +136,7 @@ class ExportResult:
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
         return (
             f"✓ {self.name}: {self.rows:,} rows, {files}, {human_bytes(self.bytes)} "
-            f"in {self.duration_s:.2f} s ({self.rows_per_second:,.0f} rows/s)"
+            f"in {self.duration_s:.2f} s ({self.rows_per_second:,.0f} rows/s) via {self.engine}"
         )
 
     def __repr__(self) -> str:

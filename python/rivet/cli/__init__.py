@@ -7,17 +7,18 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import demo, plan, run, state
+from rivet.cli import check, demo, plan, run, state
 
 app = typer.Typer(
     name="rivet",
-    help="Export tables and queries from PostgreSQL and SQLite to Parquet or CSV, exactly.",
+    help="Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("run")(run.run_command)
+app.command("check")(check.check_command)
 app.command("demo")(demo.demo_command)
 app.command("plan")(plan.plan_command)
 app.command("apply")(plan.apply_command)
@@ -36,7 +37,7 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Export tables and queries from PostgreSQL and SQLite to Parquet or CSV, exactly."""
+    """Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly."""
 
 
 def main() -> None:

@@ -110,6 +110,8 @@ class SourceConfig(StrictModel):
     path: str | None = None
     tls: TlsConfig | None = None
     tuning: TuningConfig | None = None
+    # Which reader scans: rivet's own, connectorx, or connectorx only where it is exact.
+    engine: Literal["auto", "native", "connectorx"] = "native"
 
     @model_validator(mode="before")
     @classmethod

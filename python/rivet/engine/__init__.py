@@ -33,7 +33,6 @@ def run_export(
     started = utc_now()
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
-    result.engine = f"{plan.source.kind}-native"
     events = observer or Observer()
     if state is not None:
         state.run_started(result.run_id, plan.name, plan.mode, iso(started), plan.fingerprint())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from rivet.manifest import CommittedPart
 from rivet.progress import ChunkProgress
 from rivet.retry import RetryClass, RetryPolicy, classify
 from rivet.runinfo import iso, part_stem, utc_now
+from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader, MySession, PgSession
@@ -223,8 +225,11 @@ class ChunkPool:
         snapshot: str | None,
         progress: ChunkProgress,
         events: Observer,
+        fast: ConnectorxScanner | None = None,
     ) -> None:
         self.plan = plan
+        self.fast = fast
+        self.fallbacks = 0
         self.queue = queue
         self.destination = destination
         self.schema = schema
@@ -235,7 +240,7 @@ class ChunkPool:
         self.policy = RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000)
         self.abort = threading.Event()
         self.error: BaseException | None = None
-        self.readers: dict[int, BatchReader] = {}
+        self.readers: dict[int, BatchReader | ConnectorxReader] = {}
         self.lock = threading.Lock()
         self.dictionary = DictionaryChoice()
 
@@ -266,7 +271,13 @@ class ChunkPool:
                 reader.cancel()
 
     def _worker(self, wid: int) -> None:
-        session: Session | None = None
+        sessions: list[Session] = []  # opened on the first native read, dropped to reconnect
+
+        def session() -> Session:
+            if not sessions:
+                sessions.append(self.plan.source.session())  # type: ignore[union-attr]
+            return sessions[0]
+
         while not self.abort.is_set():
             task = self.queue.claim()
             if task is None:
@@ -275,8 +286,6 @@ class ChunkPool:
             while True:
                 attempt += 1
                 try:
-                    if session is None:
-                        session = self.plan.source.session()  # type: ignore[union-attr]
                     parts, rows = self._read_chunk(wid, session, task)
                     self.queue.finish(task, parts, rows)
                     self.progress.advance(rows)
@@ -289,7 +298,7 @@ class ChunkPool:
                         return
                     verdict = classify(e)
                     if verdict.kind is RetryClass.RECONNECT:
-                        session = None
+                        sessions.clear()
                     if not verdict.retryable or attempt >= self.plan.max_attempts:
                         self.queue.fail(task, e)
                         self._failed(task, attempt, e)
@@ -326,9 +335,21 @@ class ChunkPool:
                 )
         self._stop()
 
-    def _read_chunk(self, wid: int, session: Session, task: Task) -> tuple[list[CommittedPart], int]:
+    def _read_chunk(self, wid: int, session: Callable[[], Session], task: Task) -> tuple[list[CommittedPart], int]:
         plan = self.plan
-        reader = session.scan(task.query, plan.query, self.options, plan.overrides.decimal, _text_overrides(plan))
+        if self.fast is not None:
+            try:
+                return self._stage(wid, task, self.fast.open(task.query))
+            except FastPathError as e:
+                with self.lock:
+                    self.fallbacks += 1
+                log.warning("chunk %d %s: %s; the native reader reads it", task.index, task.label, e)
+        reader = session().scan(task.query, plan.query, self.options, plan.overrides.decimal, _text_overrides(plan))
+        return self._stage(wid, task, reader)
+
+    def _stage(self, wid: int, task: Task, reader: BatchReader | ConnectorxReader) -> tuple[list[CommittedPart], int]:
+        """Write every batch of ``reader`` into staged parts, then commit them as this chunk's parts."""
+        plan = self.plan
         with self.lock:
             self.readers[wid] = reader
         key = f"{self.queue.run_id}-c{task.index}"
@@ -341,8 +362,8 @@ class ChunkPool:
             dictionary=self.dictionary,
         )
         try:
-            while (native := reader.next_batch()) is not None:
-                writer.write(pa.record_batch(native))
+            while (batch := reader.next_batch()) is not None:
+                writer.write(pa.record_batch(batch))
             staged = writer.close()
         except BaseException:
             writer.abort()
@@ -373,6 +394,9 @@ def run_chunked(
         snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
     schema = pa.schema(coordinator.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
     result.schema = schema
+    choice = choose_engine(plan, schema, chunked=True)
+    log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
+    fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
     queue, stem, total, done = _open_queue(plan, state, coordinator, schema, result, started, resume)
     destination = Destination(plan.destination)
     destination.prepare()
@@ -381,7 +405,7 @@ def run_chunked(
         events.emit("progress_init", plan.name, total_chunks=total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
         with ChunkProgress(plan.name, total, done, enabled=observer is None) as progress:
-            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress, events)
+            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress, events, fast)
             try:
                 pool.run()
             except BaseException:
@@ -389,6 +413,8 @@ def run_chunked(
                     # Nothing can resume these parts: take them back so nothing looks complete.
                     destination.remove([p.name for p in queue.all_parts()])
                 raise
+            finally:
+                result.engine = engine_label(choice.engine, pool.fallbacks)
         publish(plan, destination, result, schema, queue.all_parts(), started)
         if queue.state is not None:
             queue.state.finish_chunk_run(queue.run_id, iso(utc_now()))

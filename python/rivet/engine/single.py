@@ -10,6 +10,7 @@ removes what this run made visible and leaves no ``_SUCCESS``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,9 @@ from rivet.engine.filters import CursorTracker, where, window_predicate
 from rivet.errors import ConfigError
 from rivet.formats import StagedPart, open_part_writer
 from rivet.runinfo import iso, part_stem, utc_now
+from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine
+
+log = logging.getLogger("rivet")
 
 # Seconds between two progress events of a single-stream export.
 PROGRESS_EVERY_S = 1.0
@@ -56,29 +60,67 @@ def run_single(
 ) -> None:
     """Read, stage, commit and publish one export."""
     query, tracker = _shaped_query(plan, state, started)
+    fast = _fast_scanner(plan, query)
     destination = Destination(plan.destination)
-    reader = plan.source.scan(query, plan.overrides, plan.tuning)
     try:
-        schema = pa.schema(reader)
-        result.schema = schema
-        destination.prepare()
-        staged = _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker, events)
+        staged: list[StagedPart] | None = None
+        if fast is not None:
+            result.engine = "connectorx"
+            try:
+                staged = _stage(plan, fast.open(query), destination, result, tracker, events)
+            except FastPathError as e:
+                log.warning("export %s: %s; the native reader reads it", plan.name, e)
+                result.engine = "native"
+                if tracker is not None:
+                    tracker.value = None
+        if staged is None:
+            staged = _stage(
+                plan, plan.source.scan(query, plan.overrides, plan.tuning), destination, result, tracker, events
+            )
+        assert result.schema is not None
         parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension)
         try:
-            publish(plan, destination, result, schema, parts, started)
+            publish(plan, destination, result, result.schema, parts, started)
         except BaseException:
             destination.remove([p.name for p in parts])
             raise
     finally:
-        reader.close()
         destination.cleanup()
     if tracker is not None and state is not None and tracker.value is not None:
         state.set_cursor(plan.name, str(tracker.value), tracker.literal() or "", result.run_id, iso(utc_now()))
 
 
+def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
+    """The connectorx scanner when ``source.engine`` picks connectorx for this export, else None."""
+    if plan.engine == "native":
+        return None
+    schema = plan.source.describe(query, plan.overrides)
+    choice = choose_engine(plan, schema, chunked=False)
+    log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
+    return ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
+
+
+def _stage(
+    plan: ExportPlan,
+    reader: BatchReader | ConnectorxReader,
+    destination: Destination,
+    result: ExportResult,
+    tracker: CursorTracker | None,
+    events: Observer,
+) -> list[StagedPart]:
+    """Every batch of ``reader`` written into staged (not yet visible) parts."""
+    try:
+        schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
+        result.schema = schema
+        destination.prepare()
+        return _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker, events)
+    finally:
+        reader.close()
+
+
 def _read(
     plan: ExportPlan,
-    reader: BatchReader,
+    reader: BatchReader | ConnectorxReader,
     schema: pa.Schema,
     staging: Callable[[int], Path],
     tracker: CursorTracker | None,
@@ -87,8 +129,8 @@ def _read(
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
     rows, reported = 0, time.monotonic()
     try:
-        while (native := reader.next_batch()) is not None:
-            batch = pa.record_batch(native)
+        while (next_batch := reader.next_batch()) is not None:
+            batch = pa.record_batch(next_batch)
             if tracker is not None:
                 tracker.observe(batch)
             writer.write(batch)

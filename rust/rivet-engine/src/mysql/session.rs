@@ -134,13 +134,16 @@ impl MySession {
             }
         }
         let list = (!overrides.text.is_empty()).then(|| {
-            names
-                .iter()
-                .map(|n| {
-                    if overrides.text.iter().any(|t| t == n) {
-                        format!("CAST(_rivet.{} AS CHAR) AS {}", quote(n), quote(n))
+            defs.iter()
+                .map(|d| {
+                    let n = quote(&d.name);
+                    if !overrides.text.contains(&d.name) {
+                        format!("_rivet.{n}")
+                    } else if d.type_code == code::GEOMETRY {
+                        // Geometry as text is its well-known text (WKT).
+                        format!("ST_AsText(_rivet.{n}) AS {n}")
                     } else {
-                        format!("_rivet.{}", quote(n))
+                        format!("CAST(_rivet.{n} AS CHAR) AS {n}")
                     }
                 })
                 .collect::<Vec<_>>()

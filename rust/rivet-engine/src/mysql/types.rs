@@ -284,8 +284,8 @@ pub fn map_column(c: &ColumnDef, decimal: Option<(u8, i8)>) -> Result<MyColumn, 
         }
         code::GEOMETRY => {
             return Err(refuse(format!(
-                "cast it in SQL (ST_AsText(`{}`) or ST_AsBinary(`{}`))",
-                c.name, c.name
+                "cast it in SQL (ST_AsText(`{}`) or ST_AsBinary(`{}`)) or set columns: {{{}: text}} (WKT)",
+                c.name, c.name, c.name
             )));
         }
         code::NULL => {

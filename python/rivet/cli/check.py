@@ -1,0 +1,61 @@
+"""``rivet check``: connect, describe each export's query, and report how every column will be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rivet.cli._output import emit_json, report_error, say
+from rivet.cli.run import parse_params
+from rivet.errors import EXIT_DATA
+
+# --strict fails with this code when a column is not exact (or is refused).
+EXIT_NOT_EXACT = 1
+
+
+def check_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml to check.")],
+    export: Annotated[list[str] | None, typer.Option("--export", "-e", help="Only this export (repeatable).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} (repeatable).")] = None,
+    type_report: Annotated[
+        bool, typer.Option("--type-report", help="Per column: source type, Arrow type, fidelity, reader.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 unless every column is exact (implies --type-report).")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the type report as JSON.")] = False,
+) -> None:
+    """Check each export without reading its rows: the query runs, and every column type maps.
+
+    Exit codes: 0 fine, 1 a column is not exact (with --strict), 2 bad config,
+    3 a column type cannot be exported (refused).
+    """
+    from rivet.config import load_config
+    from rivet.plan import build_plan
+    from rivet.typereport import type_report as report_of
+
+    try:
+        loaded = load_config(config, parse_params(param))
+        names = export or [e.name for e in loaded.config.exports]
+        reports = [report_of(build_plan(loaded, loaded.export(name))) for name in names]
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if json_output:
+        emit_json({"exports": [r.to_dict() for r in reports], "exact": all(r.exact for r in reports)})
+    elif type_report or strict:
+        print("\n\n".join(r.render() for r in reports), flush=True)
+    else:
+        for r in reports:
+            inexact = [c for c in r.columns if c.fidelity != "exact"]
+            refused = [c.column for c in r.columns if c.fidelity == "refused"]
+            detail = f", {len(inexact)} not exact (see --type-report)" if inexact else ", all exact"
+            mark = f"✗ refused: {', '.join(refused)};" if refused else "✓"
+            say(f"{mark} {r.export}: {len(r.columns)} columns{detail}; {r.engine} reader")
+    if any(c.fidelity == "refused" for r in reports for c in r.columns):
+        say("some columns cannot be exported: cast them in the query or set columns: overrides")
+        raise typer.Exit(EXIT_DATA)
+    if strict and not all(r.exact for r in reports):
+        say("--strict: some columns are not exact")
+        raise typer.Exit(EXIT_NOT_EXACT)

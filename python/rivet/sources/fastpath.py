@@ -1,0 +1,298 @@
+"""connectorx as a second reader, used only where it gives exactly what the native reader gives.
+
+connectorx (``return_type="arrow_stream"``) reads a query rivet built (one per chunk),
+and every batch is restored to the native schema: declared decimal precision and scale,
+the ``UTC`` zone name, the narrow integer widths, the source-type metadata. The casts are
+*safe*: a value that would change makes the read fail, and the chunk is read again by the
+native reader. Which columns connectorx cannot read faithfully is decided up front from
+the native schema (``connectorx_gaps``); the same rules feed ``rivet check --type-report``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rivet.errors import ConfigError, SourceError
+
+if TYPE_CHECKING:
+    from rivet.plan import ExportPlan
+    from rivet.sources import AnySource
+    from rivet.tuning import Tuning
+
+log = logging.getLogger("rivet")
+
+SOURCE_TYPE = b"rivet.source_type"
+ENGINES = ("auto", "native", "connectorx")
+
+# connectorx reads every decimal as decimal128(38,10), rounding extra fraction digits.
+CX_SCALE = 10
+CX_INTEGER_DIGITS = 38 - CX_SCALE
+
+# Source types (as the native reader names them) connectorx reads exactly, per database.
+_PG_EXACT = re.compile(
+    r"^(boolean|smallint|integer|bigint|real|double precision|text|name|bytea|date|uuid"
+    r"|character varying(\(\d+\))?|character(\(\d+\))?"
+    r"|timestamp(\(\d\))? with(out)? time zone|numeric\(\d+,\d+\))$"
+)
+_MY_EXACT = re.compile(
+    r"^((tiny|small|medium|big)?int|tinyint\(1\)|float|double|decimal\(\d+,\d+\))( unsigned)?$"
+    r"|^(date|datetime(\(\d\))?|year|char|varchar|text|enum|set|json|binary|varbinary|blob)$"
+)
+_SQLITE_TYPES = (pa.int64(), pa.float64(), pa.string(), pa.binary())
+# Why connectorx is not exact for a source type, by the type's leading word.
+_WHY = {
+    "postgres": {
+        "interval": "connectorx panics on interval",
+        "json": "connectorx re-serialises JSON (whitespace and key order change)",
+        "jsonb": "connectorx re-serialises JSON (whitespace and key order change)",
+        "numeric": "an unconstrained numeric has no declared scale",
+        "time": "connectorx reads 24:00:00 as 00:00:00",
+    },
+    "mysql": {
+        "time": "connectorx cannot read negative or over-24h TIME",
+        "timestamp": "connectorx reads TIMESTAMP in the session time zone, not UTC",
+        "bit": "connectorx returns BIT as bytes",
+    },
+}
+
+# connectorx (chrono) writes PostgreSQL's ±infinity as these out-of-range values.
+_PG_INFINITY = {
+    "timestamp": (8210266876799999999, -8334601228800000000),
+    "date": (95026236, -96465292),
+}
+
+
+def _column_gap(kind: str, field: pa.Field) -> str | None:
+    source_type = (field.metadata or {}).get(SOURCE_TYPE, b"").decode()
+    t = field.type
+    if pa.types.is_decimal(t) and (t.scale > CX_SCALE or t.precision - t.scale > CX_INTEGER_DIGITS):
+        return f"{source_type or t}: connectorx rounds decimals to decimal(38,10)"
+    exact = {"postgres": _PG_EXACT, "mysql": _MY_EXACT}.get(kind)
+    if exact is not None and not exact.match(source_type):
+        word = re.split(r"[\s(\[]", source_type, maxsplit=1)[0]
+        why = _WHY[kind].get(word, "connectorx does not map this type exactly (arrays, enums, domains and the like)")
+        return f"{source_type}: {why}"
+    if kind == "sqlite" and t not in _SQLITE_TYPES:
+        return f"{source_type or t}: connectorx infers SQLite types from the first row"
+    return None
+
+
+def connectorx_gaps(kind: str, schema: pa.Schema) -> dict[str, str]:
+    """Column -> why connectorx would not read it exactly (empty: connectorx is faithful)."""
+    gaps = {f.name: gap for f in schema if (gap := _column_gap(kind, f)) is not None}
+    if len(set(schema.names)) != len(schema.names):
+        gaps["*"] = "duplicate column names"
+    return gaps
+
+
+def connectorx_available() -> bool:
+    """Whether the connectorx package is installed."""
+    try:
+        import connectorx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The reader of one export and why."""
+
+    engine: str  # native or connectorx
+    reason: str
+
+
+def choose_engine(plan: ExportPlan, schema: pa.Schema, *, chunked: bool) -> EngineChoice:
+    """Apply ``source.engine`` to one export; ``connectorx`` asked for where it is not exact is an error."""
+    if plan.engine == "native":
+        return EngineChoice("native", "source.engine: native")
+    blockers = _blockers(plan, schema, chunked=chunked)
+    if plan.engine == "connectorx":
+        if blockers:
+            raise ConfigError(
+                f"export '{plan.name}': source.engine: connectorx cannot read it exactly:\n  - "
+                + "\n  - ".join(blockers)
+                + "\n  use engine: auto (native where connectorx is not exact) or engine: native"
+            )
+        return EngineChoice("connectorx", "source.engine: connectorx")
+    if blockers:
+        return EngineChoice("native", blockers[0])
+    return EngineChoice("connectorx", "connectorx reads every column exactly")
+
+
+def engine_label(engine: str, fallbacks: int) -> str:
+    """``native``, ``connectorx``, or ``connectorx+native`` when some reads fell back."""
+    return "connectorx+native" if engine == "connectorx" and fallbacks else engine
+
+
+def _blockers(plan: ExportPlan, schema: pa.Schema, *, chunked: bool) -> list[str]:
+    source = plan.source
+    out = [f"column {column}: {why}" for column, why in connectorx_gaps(source.kind, schema).items()]
+    if not connectorx_available():
+        out.insert(0, "connectorx is not installed (pip install 'rivet[connectorx]')")
+    if plan.overrides.decimal or plan.overrides.other:
+        out.append("columns: overrides are applied by the native reader")
+    if plan.tuning.throttle_ms:
+        out.append("tuning.throttle_ms paces reads in the native reader only")
+    if plan.consistent:
+        out.append("snapshot: consistent needs every chunk read in one exported snapshot (native reader)")
+    if source.kind == "postgres" and not chunked:
+        out.append("a single-stream PostgreSQL read pages with a cursor; connectorx would hold one long statement")
+    if connection_url(source) is None:
+        out.append("the connection settings cannot be expressed as a connectorx URL")
+    return out
+
+
+def connection_url(source: AnySource, tuning: Tuning | None = None) -> str | None:
+    """The connectorx URL of ``source`` (with rivet's session limits where the driver takes them)."""
+    if source.kind == "sqlite":
+        return "sqlite://" + quote(source.path)  # type: ignore[union-attr]
+    s: Any = source
+    if s.url:
+        parts = urlsplit(s.url)
+        if parts.scheme not in ("postgres", "postgresql", "mysql", "mariadb"):
+            return None
+        params = dict(parse_qsl(parts.query))
+        netloc = parts.netloc
+    else:
+        auth = quote(s.user or "", safe="") + (":" + quote(s.password, safe="") if s.password else "")
+        netloc = (auth + "@" if auth else "") + (s.host or "localhost") + (f":{s.port}" if s.port else "")
+        params = {}
+        parts = urlsplit(f"{source.kind}://{netloc}/{quote(s.database or '', safe='')}")
+    if source.kind == "postgres":
+        mode = s.tls_mode or params.pop("sslmode", None) or "prefer"
+        if mode not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
+            return None
+        params["sslmode"] = mode
+        if s.ca_file:
+            params["sslrootcert"] = s.ca_file
+        params.setdefault("application_name", "rivet")
+        if tuning is not None and tuning.statement_timeout_s:
+            params["options"] = f"-c statement_timeout={tuning.statement_timeout_s * 1000}"
+        scheme = "postgresql"
+    else:
+        mode = (s.tls_mode or params.pop("ssl-mode", "") or "").lower().replace("_", "-")
+        tls = {
+            "": {},
+            "disabled": {},
+            "disable": {},
+            "required": {"require_ssl": "true", "verify_ca": "false", "verify_identity": "false"},
+            "require": {"require_ssl": "true", "verify_ca": "false", "verify_identity": "false"},
+            "verify-ca": {"require_ssl": "true", "verify_identity": "false"},
+            "verify-identity": {"require_ssl": "true"},
+            "verify-full": {"require_ssl": "true"},
+        }.get(mode)
+        if tls is None or s.ca_file or s.accept_invalid_certs or s.accept_invalid_hostnames or params:
+            return None
+        params = tls
+        scheme = "mysql"
+    return urlunsplit((scheme, netloc, parts.path, urlencode(params, quote_via=quote), ""))
+
+
+@dataclass(frozen=True)
+class ConnectorxScanner:
+    """Opens connectorx reads of one export's queries, restored to its native schema."""
+
+    url: str
+    kind: str
+    schema: pa.Schema
+    batch_rows: int
+
+    @classmethod
+    def for_plan(cls, plan: ExportPlan, schema: pa.Schema) -> ConnectorxScanner:
+        """The scanner of ``plan`` (whose connection settings ``choose_engine`` accepted)."""
+        url = connection_url(plan.source, plan.tuning)
+        assert url is not None
+        return cls(url, plan.source.kind, schema, plan.tuning.batch_rows)
+
+    def open(self, query: str) -> ConnectorxReader:
+        """Start reading ``query``; FastPathError when connectorx cannot."""
+        return ConnectorxReader(self.url, query, self.schema, self.kind, self.batch_rows)
+
+
+class FastPathError(SourceError):
+    """connectorx could not read a chunk exactly; the native reader reads it instead."""
+
+
+class ConnectorxReader:
+    """A consume-once stream of batches read by connectorx and restored to the native schema."""
+
+    def __init__(self, url: str, query: str, schema: pa.Schema, kind: str, batch_rows: int) -> None:
+        self.schema = schema
+        self._kind = kind
+        self._cancelled = False
+        self.rows_read = 0
+        try:
+            import connectorx as cx
+
+            self._reader = cx.read_sql(url, query, return_type="arrow_stream", batch_size=batch_rows)
+        except BaseException as e:  # noqa: BLE001 - connectorx panics are BaseExceptions
+            raise _fast_path_error(e) from None
+
+    def next_batch(self) -> pa.RecordBatch | None:
+        """The next batch in the native schema, or None at the end."""
+        if self._cancelled:
+            return None
+        try:
+            batch = self._reader.read_next_batch()
+        except StopIteration:
+            return None
+        except BaseException as e:  # noqa: BLE001 - connectorx panics are BaseExceptions
+            raise _fast_path_error(e) from None
+        restored = restore(batch, self.schema, self._kind)
+        self.rows_read += restored.num_rows
+        return restored
+
+    def cancel(self) -> None:
+        """Stop at the next batch."""
+        self._cancelled = True
+
+    def close(self) -> None:
+        """Release the stream."""
+        self._reader = None
+
+
+def _fast_path_error(e: BaseException) -> BaseException:
+    if isinstance(e, KeyboardInterrupt | SystemExit):
+        return e
+    first_line = (str(e).strip().splitlines() or [""])[0][:300]
+    return FastPathError(f"connectorx: {type(e).__name__}: {first_line}")
+
+
+def restore(batch: pa.RecordBatch, schema: pa.Schema, kind: str) -> pa.RecordBatch:
+    """``batch`` as the native reader would have produced it, or FastPathError if a value would change."""
+    if batch.num_columns != len(schema):
+        raise FastPathError(f"connectorx returned {batch.num_columns} columns, expected {len(schema)}")
+    columns = []
+    for field, column in zip(schema, batch.columns, strict=True):
+        try:
+            columns.append(_restore_column(column, field, kind))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise FastPathError(f"connectorx: column {field.name}: {e}") from None
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _restore_column(column: pa.Array, field: pa.Field, kind: str) -> pa.Array:
+    t = field.type
+    if pa.types.is_boolean(t) and pa.types.is_integer(column.type):
+        # MySQL TINYINT(1) and BIT(1): only 0 and 1 are booleans.
+        low, high = pc.min_max(column).values()
+        if (low.is_valid and low.as_py() < 0) or (high.is_valid and high.as_py() > 1):
+            raise FastPathError(f"connectorx: column {field.name}: a value other than 0 or 1 in a boolean column")
+    if kind == "postgres" and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+        sentinels = _PG_INFINITY["date" if pa.types.is_date(column.type) else "timestamp"]
+        raw = column.cast(pa.int32() if pa.types.is_date(column.type) else pa.int64())
+        if pc.any(pc.is_in(raw, pa.array(sentinels, raw.type))).as_py():
+            raise FastPathError(f"connectorx: column {field.name}: infinity has no Arrow value")
+    if column.type == t:
+        return column
+    # Safe casts: the zone renamed (+00:00 -> UTC, same instants), widths narrowed, decimals
+    # rescaled, each refusing any value that would change.
+    return column.cast(t, safe=True)
