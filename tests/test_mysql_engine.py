@@ -307,3 +307,14 @@ def test_time_window(my_conn, my_table, out):
         days_window=3,
     )
     assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+
+
+def test_a_long_stream_reads_every_value_intact(my_conn, my_table, out):
+    # Many MiB in one statement: packets straddle every refill of the read buffer.
+    t = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, n DECIMAL(15,2), d DATE, h VARCHAR(44));\n"
+        "INSERT INTO {t} SELECT i, i / 100, DATE '1992-01-01' + INTERVAL (i % 2500) DAY, "
+        f"SUBSTR(REPEAT(MD5(i), 2), 1, 10 + i % 30) FROM ({numbers(99999)}) AS n"
+    )
+    result = rivet.export(MYSQL_URL, table=t, destination=str(out))
+    assert rows_in_files(result.files, ["id", "n", "d", "h"]) == rows_in_source(my_conn, f"SELECT id, n, d, h FROM {t}")

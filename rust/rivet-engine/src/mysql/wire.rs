@@ -297,6 +297,8 @@ impl MyConnection {
         let len = u32::from_le_bytes([self.buf[s], self.buf[s + 1], self.buf[s + 2], 0]) as usize;
         self.seq = self.buf[s + 3].wrapping_add(1);
         self.fill(4 + len)?;
+        // fill may have moved the unread bytes to the front of the buffer.
+        let s = self.start;
         self.start += 4 + len;
         if len < MAX_PAYLOAD {
             return Ok(Packet {
