@@ -11,6 +11,9 @@ import psycopg
 
 HERE = Path(__file__).parent
 BASE_URL = os.environ.get("RIVET_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+MYSQL_BASE_URL = os.environ.get("RIVET_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+# The MariaDB lineitem is smaller: the 2 M rows the peer measurements used.
+MYSQL_LINEITEM = {"full": 2_000_000, "small": 200_000, "tiny": 20_000}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class Scale:
     @property
     def url(self) -> str:
         return f"{BASE_URL}/{self.database}"
+
+    @property
+    def mysql_url(self) -> str:
+        return f"{MYSQL_BASE_URL}/{self.database}"
 
     def rows(self, table: str) -> int:
         return int(getattr(self, table))
@@ -80,3 +87,38 @@ def ensure_tables(scale: Scale, tables: tuple[str, ...] = TABLES) -> None:
                 HERE / "fixtures_pg.sql",
                 {"content_rows": scale.content_items, "event_rows": scale.events},
             )
+
+
+def _mysql_connect(database: str | None = None):  # pymysql is imported lazily: no annotation
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    u = urlsplit(MYSQL_BASE_URL)
+    return pymysql.connect(
+        host=u.hostname,
+        port=u.port or 3306,
+        user=u.username or "root",
+        password=u.password or "",
+        database=database,
+        autocommit=True,
+    )
+
+
+def ensure_mysql_lineitem(scale: Scale) -> None:
+    """Create the MariaDB bench database and its lineitem when its row count differs."""
+    rows = MYSQL_LINEITEM[scale.name]
+    with _mysql_connect() as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{scale.database}`")
+    with _mysql_connect(scale.database) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'lineitem'"
+        )
+        have = None
+        if cur.fetchone()[0]:
+            cur.execute("SELECT count(*) FROM lineitem")
+            have = cur.fetchone()[0]
+        if have != rows:
+            print(f"building lineitem ({rows:,} rows) in MariaDB {scale.database}", flush=True)
+            for statement in _statements((HERE / "fixtures_mysql.sql").read_text(), {"rows": rows}):
+                cur.execute(statement)

@@ -34,7 +34,8 @@ class Measurement:
 
 
 class StatementWatch:
-    """Samples pg_stat_activity every 50 ms for the longest-running active statement."""
+    """Samples the server's activity every 50 ms for the longest-running active statement
+    (pg_stat_activity on PostgreSQL, the process list on MariaDB)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -51,6 +52,9 @@ class StatementWatch:
         self._thread.join()
 
     def _run(self) -> None:
+        if self.url.startswith("mysql"):
+            self._run_mysql()
+            return
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self._stop.is_set():
                 row = conn.execute(
@@ -58,6 +62,19 @@ class StatementWatch:
                     "FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() "
                     "AND datname = current_database() AND backend_type = 'client backend'"
                 ).fetchone()
+                self.longest = max(self.longest, float(row[0]) if row else 0.0)
+                self._stop.wait(0.05)
+
+    def _run_mysql(self) -> None:
+        from bench.fixtures import _mysql_connect
+
+        with _mysql_connect() as conn, conn.cursor() as cur:
+            while not self._stop.is_set():
+                cur.execute(
+                    "SELECT coalesce(max(TIME_MS), 0) / 1000 FROM information_schema.PROCESSLIST "
+                    "WHERE COMMAND IN ('Query', 'Execute') AND ID <> CONNECTION_ID() AND INFO NOT LIKE '%PROCESSLIST%'"
+                )
+                row = cur.fetchone()
                 self.longest = max(self.longest, float(row[0]) if row else 0.0)
                 self._stop.wait(0.05)
 
@@ -127,11 +144,14 @@ def compare(methods: list[str], url: str, table: str, repeat: int) -> list[Summa
     return out
 
 
-def render(summaries: list[Summary], baseline: str = "rivet") -> str:
-    """A markdown table; 'time vs rivet' > 1 means the method is slower than rivet."""
+def render(summaries: list[Summary], baseline: str | None = None) -> str:
+    """A markdown table; 'time vs rivet' > 1 means the method is slower than rivet (the first
+    rivet method measured, unless ``baseline`` names one)."""
+    methods = [s.method for s in summaries]
+    baseline = baseline or ("rivet" if "rivet" in methods else next((m for m in methods if m.startswith("rivet")), ""))
     base = {s.table: s.seconds for s in summaries if s.method == baseline and s.seconds}
     lines = [
-        "| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | time vs rivet |",
+        f"| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | time vs {baseline} |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:

@@ -1,4 +1,4 @@
-"""The ways of turning a PostgreSQL table into Parquet that the benchmark compares.
+"""The ways of turning a PostgreSQL or MariaDB table into Parquet that the benchmark compares.
 
 Each method writes zstd level-1 Parquet where it can choose, and returns the rows
 written. ``python bench/methods.py METHOD URL TABLE OUT`` runs one in its own
@@ -29,12 +29,18 @@ def copy_devnull(url: str, table: str, out: Path) -> int:
         return int(cur.rowcount)
 
 
+def _rivet_source(url: str, engine: str = "native") -> dict[str, str]:
+    if url.startswith("postgres"):
+        sep = "&" if "?" in url else "?"
+        return {"type": "postgres", "url": f"{url}{sep}sslmode=disable", "engine": engine}
+    return {"type": "mysql", "url": url, "engine": engine}
+
+
 def rivet_full(url: str, table: str, out: Path) -> int:
     """rivet, mode full: one connection, server-side cursor."""
     import rivet
 
-    sep = "&" if "?" in url else "?"
-    result = rivet.export(f"{url}{sep}sslmode=disable", table=table, destination=str(out), name=table)
+    result = rivet.export(_rivet_source(url), table=table, destination=str(out), name=table)
     return result.rows
 
 
@@ -42,9 +48,8 @@ def rivet_parallel(url: str, table: str, out: Path) -> int:
     """rivet, mode full with parallel: 2: page ranges of the table under one exported snapshot."""
     import rivet
 
-    sep = "&" if "?" in url else "?"
     result = rivet.export(
-        f"{url}{sep}sslmode=disable", table=table, destination=str(out), name=table, parallel=2, snapshot="consistent"
+        _rivet_source(url), table=table, destination=str(out), name=table, parallel=2, snapshot="consistent"
     )
     return result.rows
 
@@ -53,14 +58,13 @@ def rivet_parallel(url: str, table: str, out: Path) -> int:
 CHUNK_ROWS = {"lineitem": 250_000, "content_items": 100_000, "events": 500_000}
 
 
-def rivet_chunked(url: str, table: str, out: Path) -> int:
-    """rivet, mode chunked on the primary key with parallel: 2."""
+def rivet_chunked(url: str, table: str, out: Path, engine: str = "native") -> int:
+    """rivet, mode chunked on the primary key with parallel: 2 (native reader)."""
     import rivet
 
-    sep = "&" if "?" in url else "?"
     rows = CHUNK_ROWS.get(table, 100_000)
     result = rivet.export(
-        f"{url}{sep}sslmode=disable",
+        _rivet_source(url, engine),
         table=table,
         destination=str(out),
         name=table,
@@ -68,7 +72,49 @@ def rivet_chunked(url: str, table: str, out: Path) -> int:
         parallel=2,
         chunk_size=rows,
     )
+    if result.engine != engine:
+        raise RuntimeError(f"asked for the {engine} reader, {result.engine} read")
     return result.rows
+
+
+def rivet_chunked_cx(url: str, table: str, out: Path) -> int:
+    """rivet, mode chunked with parallel: 2, every chunk read by connectorx (source.engine: connectorx)."""
+    return rivet_chunked(url, table, out, engine="connectorx")
+
+
+def mysql_floor(url: str, table: str, out: Path) -> int:
+    """The MariaDB floor: the mariadb client streaming the table as text to /dev/null."""
+    import subprocess
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    sql = f"SELECT * FROM {table}"
+    args = ["mariadb", "--quick", "-h", u.hostname or "127.0.0.1", "-P", str(u.port or 3306)]
+    args += ["-u", u.username or "root", u.path.lstrip("/"), "-e", sql]
+    with open(os.devnull, "wb") as sink:
+        subprocess.run(args, stdout=sink, check=True)
+    count = subprocess.run([*args[:-1], f"SELECT count(*) FROM {table}", "-N"], capture_output=True, check=True)
+    return int(count.stdout)
+
+
+def duckdb_mysql(url: str, table: str, out: Path, threads: int = 2) -> int:
+    """DuckDB 1.5.5's mysql scanner, COPY ... TO parquet (zstd), N threads."""
+    from urllib.parse import urlsplit
+
+    import duckdb
+    import duckdb_extension_mysql_scanner as ext
+
+    u = urlsplit(url)
+    dsn = f"host={u.hostname} port={u.port or 3306} user={u.username or 'root'} database={u.path.lstrip('/')}"
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET threads = {threads}")
+    con.execute(f"LOAD '{Path(ext.__file__).parent / 'extensions/v1.5.5/mysql_scanner.duckdb_extension'}'")
+    con.execute(f"ATTACH '{dsn}' AS my (TYPE mysql, READ_ONLY)")
+    target = out / (table + ".parquet")
+    con.execute(f"COPY (SELECT * FROM my.{table}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+    row = con.execute(f"SELECT count(*) FROM read_parquet('{target}')").fetchone()
+    return int(row[0]) if row else 0
 
 
 def connectorx_stream(url: str, table: str, out: Path) -> int:
@@ -139,6 +185,9 @@ METHODS: dict[str, Callable[[str, str, Path], int]] = {
     "rivet": rivet_full,
     "rivet_parallel": rivet_parallel,
     "rivet_chunked": rivet_chunked,
+    "rivet_chunked_cx": rivet_chunked_cx,
+    "mysql_floor": mysql_floor,
+    "duckdb_mysql": duckdb_mysql,
     "connectorx": connectorx_stream,
     "adbc": adbc_stream,
     "duckdb": duckdb_scanner,

@@ -70,7 +70,8 @@ def test_integer_key_every_row_exactly_once(my_conn, my_table, out):
         f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(20000)}) AS n"
     )
     result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
-    assert len(result.files) >= 7
+    # Planned from the optimizer's estimates: balanced within a quarter of the target.
+    assert len(result.files) >= 6 and max(p.rows for p in result.parts) <= 3750
     assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
@@ -111,7 +112,7 @@ def test_parallel_full_export_uses_the_primary_key(my_conn, my_table, out, caplo
     with caplog.at_level("INFO", logger="rivet"):
         result = rivet.export(MYSQL_URL, table=t, destination=str(out), parallel=2)
     assert "using the primary key id" in caplog.text
-    assert len(result.files) >= 2
+    assert len(result.files) >= 4
     assert rows_in_files(result.files, ["id", "v"]) == rows_in_source(my_conn, f"SELECT id, v FROM {t}")
 
 

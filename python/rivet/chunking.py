@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from rivet.errors import ConfigError
+from rivet.mysql_planning import estimated_cuts, leading_index
 
 if TYPE_CHECKING:
     from rivet._native import MySession, PgSession
@@ -49,6 +50,8 @@ class ChunkSpec:
     count: int | None = None
     by_days: int | None = None
     dense: bool = False
+    # At least this many chunks (a parallel full read splits even a small table).
+    min_chunks: int = 1
 
     @property
     def strategy(self) -> str:
@@ -273,9 +276,13 @@ def plan_key_chunks(
     """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any)."""
     assert spec.column is not None
     kind = key_kind(schema, spec.column, dialect)
-    # Planner statistics are read from PostgreSQL's catalog only.
-    if dialect == "postgres" and relation is not None and not spec.by_days and not spec.dense and not spec.count:
-        chunks = _chunks_from_catalog(session, relation, base, schema, spec, kind, consistent)
+    # A whole table is planned without scanning it: from PostgreSQL's statistics, or
+    # from MySQL's index-dive estimates; a query (or a key without them) is counted.
+    if relation is not None and not spec.by_days and not spec.dense and not spec.count:
+        if dialect == "postgres":
+            chunks = _chunks_from_catalog(session, relation, base, schema, spec, kind, consistent)
+        else:
+            chunks = _chunks_from_estimates(session, relation, base, spec, kind)  # type: ignore[arg-type]
         if chunks is not None:
             return chunks
     lo, hi, count, nulls = _stats(session, base, spec.column, kind)
@@ -292,7 +299,7 @@ def plan_key_chunks(
     elif spec.dense:
         cuts = _dense_cuts(session, base, spec.column, kind, spec.size)
     else:
-        target = math.ceil(count / spec.count) if spec.count else spec.size
+        target = math.ceil(count / spec.count) if spec.count else min(spec.size, math.ceil(count / spec.min_chunks))
         cuts = [] if count <= target else _balanced_cuts(session, base, spec.column, kind, lo, hi, count, target)
     return _ranges(base, spec.column, kind, cuts, with_nulls)
 
@@ -323,6 +330,25 @@ def _chunks_from_catalog(
     )
     nullable = not (notnull and notnull[0][0] == "t")
     del consistent
+    return _ranges(base, spec.column, kind, cuts, nullable)
+
+
+def _chunks_from_estimates(
+    session: MySession, relation: str, base: str, spec: ChunkSpec, kind: KeyKind
+) -> list[Chunk] | None:
+    """MySQL: row-balanced chunks of a whole table from min/max and the optimizer's estimates.
+
+    None when the key leads no index: estimates would be guesses, so the key is counted.
+    """
+    assert spec.column is not None
+    nullable = leading_index(session, relation, spec.column)
+    if nullable is None:
+        return None
+    k = kind.quote(spec.column)
+    row = session.query(f"SELECT {kind.as_number(f'MIN({k})')}, {kind.as_number(f'MAX({k})')} FROM {relation}")[0]
+    if row[0] is None or row[1] is None:
+        return None
+    cuts = estimated_cuts(session, relation, spec.column, kind, int(row[0]), int(row[1]), spec.size, spec.min_chunks)
     return _ranges(base, spec.column, kind, cuts, nullable)
 
 

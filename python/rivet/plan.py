@@ -154,7 +154,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     chunking = None
     if export.mode == "full" and parallel > 1 and source.kind == "mysql":
         # MySQL has no physical row address to split by: a parallel full read uses key ranges.
-        chunking = ChunkSpec(column=None, size=export.chunk_size or 100_000)
+        chunking = ChunkSpec(column=None, size=100_000, min_chunks=4 * parallel)
     if export.mode == "chunked":
         chunking = ChunkSpec(
             column=export.chunk_column,

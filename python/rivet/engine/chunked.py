@@ -10,6 +10,7 @@ own; a permanent error stops the run and names the chunk and its SQL.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from rivet.chunking import Chunk, ChunkSpec, key_kind, plan_key_chunks, plan_page_chunks
+from rivet.chunking import Chunk, key_kind, plan_key_chunks, plan_page_chunks
 from rivet.destinations import Destination
 from rivet.engine.commit import commit_parts, publish
 from rivet.errors import CancelledError, ChunkError, ConfigError
@@ -27,6 +28,7 @@ from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
+from rivet.mysql_planning import primary_key
 from rivet.progress import ChunkProgress
 from rivet.retry import RetryClass, RetryPolicy, classify
 from rivet.runinfo import iso, part_stem, utc_now
@@ -115,20 +117,15 @@ def _text_overrides(plan: ExportPlan) -> list[str]:
 
 def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: str) -> str:
     """The single-column integer primary key of ``relation``, or a ConfigError."""
-    literal = relation.replace("'", "''")
     if dialect == "mysql":
-        parts = [p.strip("`").replace("``", "`").replace("'", "''") for p in relation.split("`.`")]
-        schema_sql = f"'{parts[0]}'" if len(parts) == 2 else "DATABASE()"
-        rows = session.query(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY' "
-            f"AND TABLE_SCHEMA = {schema_sql} AND TABLE_NAME = '{parts[-1]}' ORDER BY ORDINAL_POSITION"
-        )
+        names = primary_key(session, relation)  # type: ignore[arg-type]
     else:
+        literal = relation.replace("'", "''")
         rows = session.query(
             "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
             f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{literal}'::regclass AND i.indisprimary"
         )
-    names = [r[0] for r in rows if r[0]]
+        names = [r[0] for r in rows if r[0]]
     if len(names) != 1:
         raise ConfigError(
             f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
@@ -150,7 +147,7 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     if spec.column is None:
         assert plan.table is not None
         column = primary_key_column(session, plan.table, schema, dialect)
-        spec = ChunkSpec(column, spec.size, spec.count, spec.by_days, spec.dense)
+        spec = dataclasses.replace(spec, column=column)
     return plan_key_chunks(
         session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
     )

@@ -178,7 +178,8 @@ def connection_url(source: AnySource, tuning: Tuning | None = None) -> str | Non
             params["options"] = f"-c statement_timeout={tuning.statement_timeout_s * 1000}"
         scheme = "postgresql"
     else:
-        mode = (s.tls_mode or params.pop("ssl-mode", "") or "").lower().replace("_", "-")
+        url_mode = next((params.pop(k) for k in ("ssl-mode", "sslmode", "ssl_mode") if k in params), "")
+        mode = (s.tls_mode or url_mode).lower().replace("_", "-")
         tls = {
             "": {},
             "disabled": {},
