@@ -48,3 +48,22 @@ def test_rivet_peak_rss_is_bounded(benchmark, small) -> None:
     benchmark.extra_info["peak_rss_mb"] = result.peak_rss_mb
     assert result.ok, result.error
     assert result.peak_rss_mb <= MAX_RSS_MB
+
+
+def test_rivet_chunked_on_mariadb_is_not_slower_than_connectorx(benchmark, small_mysql) -> None:
+    out = Path(tempfile.mkdtemp(prefix="rivet-gate-my-"))
+    url = small_mysql.mysql_url
+    peer_seconds: list[float] = []
+
+    def run_peer() -> None:
+        start = time.perf_counter()
+        run_one("connectorx", url, "lineitem", out / "peer")
+        peer_seconds.append(time.perf_counter() - start)
+
+    run_peer()
+    run_one("rivet_chunked", url, "lineitem", out / "rivet")
+    peer_seconds.clear()
+    benchmark.pedantic(run_one, args=("rivet_chunked", url, "lineitem", out / "rivet"), setup=run_peer, rounds=ROUNDS)
+    ratio = benchmark.stats.stats.median / statistics.median(peer_seconds)
+    benchmark.extra_info.update({"peer": "connectorx", "ratio": ratio})
+    assert ratio <= 1.0, f"rivet chunked took {ratio:.2f}x the time of connectorx on MariaDB lineitem"
