@@ -1,0 +1,178 @@
+"""Connecting to MariaDB: passwords and every TLS mode, against a throwaway server with its own CA."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import rivet
+from rivet.errors import ConfigError, RivetError, SourceConnectionError
+
+pytestmark = pytest.mark.mysql
+
+CIPHER = "SELECT VARIABLE_VALUE AS cipher FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'"
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    ca: Path  # the CA that signed the server certificate (issued for "localhost")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(root: Path) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rivet test CA",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=root)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+             "-out", "server.csr", cwd=root)  # fmt: skip
+    (root / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=root)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """A throwaway MariaDB with TLS (a test CA) and users that need a password or TLS."""
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    if not (Path(mariadbd).exists() and shutil.which("mariadb-install-db") and shutil.which("openssl")):
+        pytest.skip("needs mariadbd, mariadb-install-db and openssl to start a TLS test server")
+    root = Path(tempfile.mkdtemp(prefix="rivet-mytls-"))
+    _certificates(root)
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(root, "mysql")
+        for f in root.iterdir():
+            shutil.chown(f, "mysql")
+    data, port, sock = root / "data", _free_port(), root / "sock"
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={data}",
+            "--auth-root-authentication-method=normal",
+            *user,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={sock}",
+            f"--ssl-ca={root / 'ca.pem'}",
+            f"--ssl-cert={root / 'server.pem'}",
+            f"--ssl-key={root / 'server.key'}",
+            "--character-set-server=utf8mb4",
+            *user,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = ["mariadb", f"--socket={sock}", "-u", "root", "-e"]
+        deadline = time.monotonic() + 30
+        while subprocess.run([*client, "SELECT 1"], capture_output=True).returncode and time.monotonic() < deadline:
+            time.sleep(0.1)
+        setup = (
+            # Anonymous accounts would match 'localhost' before these users do.
+            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; CREATE DATABASE IF NOT EXISTS test; "
+            "CREATE USER 'pw_user'@'%' IDENTIFIED BY 's3cret;@/'; GRANT ALL ON test.* TO 'pw_user'@'%'; "
+            "CREATE USER 'tls_user'@'%' IDENTIFIED BY 'tls' REQUIRE SSL; GRANT ALL ON test.* TO 'tls_user'@'%';"
+        )
+        subprocess.run([*client, setup], check=True, capture_output=True)
+        yield Server(port, root / "ca.pem")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _source(server: Server, **fields: object) -> dict[str, object]:
+    return {"type": "mysql", "host": "127.0.0.1", "port": server.port, "user": "pw_user",
+            "password": "s3cret;@/", "database": "test", **fields}  # fmt: skip
+
+
+def _cipher(source: dict[str, object] | str, out: Path) -> str:
+    result = rivet.export(source, query=CIPHER, destination=str(out))
+    return str(pq.read_table(result.files[0]).column("cipher")[0].as_py() or "")
+
+
+def test_password_in_a_url_is_percent_decoded(server: Server, tmp_path: Path) -> None:
+    url = f"mysql://pw_user:s3cret%3B%40%2F@127.0.0.1:{server.port}/test?ssl-mode=DISABLED"
+    assert _cipher(url, tmp_path) == ""
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(RivetError, match="Access denied for user 'pw_user'") as err:
+        rivet.export(_source(server, password="nope"), query="SELECT 1", destination=str(tmp_path))
+    assert "nope" not in str(err.value)
+
+
+@pytest.mark.parametrize(("mode", "encrypted"), [("disable", False), ("prefer", True), ("require", True)])
+def test_tls_modes_that_do_not_verify(server: Server, tmp_path: Path, mode: str, encrypted: bool) -> None:
+    assert bool(_cipher(_source(server, tls={"mode": mode}), tmp_path)) is encrypted
+
+
+def test_ssl_mode_in_the_url(server: Server, tmp_path: Path) -> None:
+    url = f"mysql://tls_user:tls@127.0.0.1:{server.port}/test?ssl-mode=REQUIRED"
+    assert _cipher(url, tmp_path)
+
+
+def test_a_user_that_requires_tls_is_refused_in_plain_text(server: Server, tmp_path: Path) -> None:
+    source = _source(server, user="tls_user", password="tls", tls={"mode": "disable"})
+    with pytest.raises(RivetError, match="Access denied for user 'tls_user'"):
+        rivet.export(source, query="SELECT 1", destination=str(tmp_path))
+
+
+def test_verify_full_accepts_the_certificate_for_its_host(server: Server, tmp_path: Path) -> None:
+    source = _source(server, host="localhost", tls={"mode": "verify-full", "ca_file": str(server.ca)})
+    assert _cipher(source, tmp_path)
+
+
+def test_verify_full_refuses_another_host_name(server: Server, tmp_path: Path) -> None:
+    source = _source(server, tls={"mode": "verify-full", "ca_file": str(server.ca)})
+    with pytest.raises(SourceConnectionError, match=r"127\.0\.0\.1.*(certificate|NotValidForName)"):
+        rivet.export(source, query="SELECT 1", destination=str(tmp_path))
+
+
+def test_verify_ca_checks_the_chain_but_not_the_name(server: Server, tmp_path: Path) -> None:
+    ok = _source(server, tls={"mode": "verify-ca", "ca_file": str(server.ca)})
+    assert _cipher(ok, tmp_path / "ok")
+    with pytest.raises(SourceConnectionError, match=r"UnknownIssuer|certificate"):
+        rivet.export(_source(server, tls={"mode": "verify-ca"}), query="SELECT 1", destination=str(tmp_path / "x"))
+
+
+def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path) -> None:
+    port = _free_port()
+    start = time.monotonic()
+    with pytest.raises(SourceConnectionError, match=f"cannot reach 127.0.0.1:{port}"):
+        rivet.export(f"mysql://u@127.0.0.1:{port}/d", query="SELECT 1", destination=str(tmp_path))
+    assert time.monotonic() - start < 5
+
+
+def test_bad_url_parameter_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unsupported connection parameter 'frobnicate'"):
+        rivet.export("mysql://root@127.0.0.1:3306/test?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
