@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,22 +13,14 @@ import time
 from pathlib import Path
 
 import psycopg
-import pyarrow.parquet as pq
 import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
+from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_url
 
 pytestmark = pytest.mark.postgres
-
-
-def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[tuple[object, ...]]:
-    counter: collections.Counter[tuple[object, ...]] = collections.Counter()
-    for f in files:
-        table = pq.read_table(f, columns=columns)
-        counter.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
-    return counter
 
 
 def rows_in_source(pg, sql: str) -> collections.Counter[tuple[object, ...]]:
@@ -245,25 +235,7 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
             """
         ),
     )
-    state = tmp_path / ".rivet_state.db"
-    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
-
-    def done_chunks() -> int:
-        if not state.exists():
-            return 0
-        with sqlite3.connect(state) as conn:
-            try:
-                return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'done'").fetchone()[0])
-            except sqlite3.OperationalError:
-                return 0
-
-    deadline = time.monotonic() + 60
-    while done_chunks() < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
-    with sqlite3.connect(state) as conn:
-        before = dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
+    before = kill_after_chunks(config, 6)
     assert 6 <= len(before) < 25
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
@@ -271,27 +243,8 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
     refused = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
     assert refused.returncode == 2 and "--resume" in refused.stderr and "reset-chunks" in refused.stderr
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    with sqlite3.connect(state) as conn:
-        tasks = conn.execute(
-            "SELECT chunk_index, status, attempts, parts FROM chunk_tasks ORDER BY chunk_index"
-        ).fetchall()
-    # Chunks done before the kill were not read again: same parts, one attempt.
-    for index, parts in before.items():
-        row = next(r for r in tasks if r[0] == index)
-        assert row[3] == parts and row[2] == 1
-    assert all(status == "done" for _, status, _, _ in tasks)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    names = [p["name"] for p in manifest["parts"]]
-    chunk_ids = [n.split("_chunk")[1][:5] for n in names]
-    assert len(chunk_ids) == len(set(chunk_ids)), "a chunk was committed twice"
-    files = [str(tmp_path / "out" / n) for n in names]
+    files = resume_and_check(config, before)
     assert rows_in_files(files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
-    visible = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".parquet")
-    assert visible == sorted(names), "a chunk file outside the manifest is visible"
 
 
 def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,11 +11,11 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError
+from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import MYSQL_URL, my_query
 
 pytestmark = pytest.mark.mysql
@@ -34,14 +32,6 @@ def numbers(n: int) -> str:
         f"CROSS JOIN {DIGITS} b CROSS JOIN {DIGITS} c CROSS JOIN {DIGITS} e CROSS JOIN {DIGITS} f "
         f"WHERE a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d < {n}"
     )
-
-
-def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[tuple[object, ...]]:
-    counter: collections.Counter[tuple[object, ...]] = collections.Counter()
-    for f in files:
-        table = pq.read_table(f, columns=columns)
-        counter.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
-    return counter
 
 
 def rows_in_source(conn, sql: str) -> collections.Counter[tuple[object, ...]]:
@@ -218,43 +208,11 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp
           destination: out
         """
     config = _config(tmp_path, textwrap.dedent(body))
-    state = tmp_path / ".rivet_state.db"
-    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
-
-    def done_chunks() -> int:
-        if not state.exists():
-            return 0
-        with sqlite3.connect(state) as conn:
-            try:
-                return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'done'").fetchone()[0])
-            except sqlite3.OperationalError:
-                return 0
-
-    deadline = time.monotonic() + 60
-    while done_chunks() < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
-    with sqlite3.connect(state) as conn:
-        before = dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
+    before = kill_after_chunks(config, 6)
     assert 6 <= len(before) < 24
     assert not (tmp_path / "out" / "_SUCCESS").exists()
-
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    with sqlite3.connect(state) as conn:
-        tasks = conn.execute("SELECT chunk_index, status, attempts, parts FROM chunk_tasks").fetchall()
-    for index, parts in before.items():
-        row = next(r for r in tasks if r[0] == index)
-        assert row[3] == parts and row[2] == 1
-    assert all(status == "done" for _, status, _, _ in tasks)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    files = [str(tmp_path / "out" / p["name"]) for p in manifest["parts"]]
+    files = resume_and_check(config, before)
     assert rows_in_files(files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
-    visible = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".parquet")
-    assert visible == sorted(p["name"] for p in manifest["parts"])
 
 
 def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn, my_table, tmp_path):

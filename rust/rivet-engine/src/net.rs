@@ -1,9 +1,10 @@
 //! Byte streams to database servers: TCP, TLS over TCP, or a Unix socket.
 
-use std::io::{self, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -13,6 +14,76 @@ use crate::error::{Error, Result};
 
 /// How often a blocked read wakes up to check for cancellation.
 pub const READ_POLL: Duration = Duration::from_millis(200);
+
+/// Bytes read from a server and not consumed yet: `buf[start..end]`, refilled by large reads.
+pub struct ReadBuffer {
+    /// The bytes; positions into it stay valid until the next [`ReadBuffer::fill`].
+    pub buf: Vec<u8>,
+    /// First unread byte.
+    pub start: usize,
+    /// End of the bytes read.
+    pub end: usize,
+}
+
+/// Room kept free after the unread bytes, so each read is large.
+const READ_CHUNK: usize = 256 << 10;
+
+impl ReadBuffer {
+    /// An empty buffer of `capacity` bytes (it grows for larger messages).
+    pub fn new(capacity: usize) -> Self {
+        ReadBuffer {
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Make at least `need` unread bytes available, reading from `source`.
+    ///
+    /// The unread bytes may move to the front of the buffer: take positions after
+    /// this call. A read that times out checks `interrupt` and goes on unless it is set.
+    pub fn fill(
+        &mut self,
+        source: &mut impl Read,
+        need: usize,
+        interrupt: Option<&AtomicBool>,
+    ) -> Result<()> {
+        if self.end - self.start >= need {
+            return Ok(());
+        }
+        if self.buf.len() - self.end < READ_CHUNK || self.buf.len() - self.start < need {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            let wanted = (need + READ_CHUNK).next_power_of_two();
+            if self.buf.len() < wanted {
+                self.buf.resize(wanted, 0);
+            }
+        }
+        while self.end - self.start < need {
+            match source.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(Error::ConnectionLost(
+                        "the server closed the connection".into(),
+                    ));
+                }
+                Ok(n) => self.end += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                        return Err(Error::Interrupted);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::ConnectionLost(format!(
+                        "reading from the server failed: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A connected socket.
 pub enum Socket {
@@ -126,4 +197,55 @@ pub fn upgrade_tls(
     }
     stream.set_read_timeout(None)?;
     Ok(Socket::Tls(Box::new(StreamOwned::new(conn, stream))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that hands out a byte pattern a few hundred bytes at a time.
+    struct Trickle {
+        at: usize,
+        len: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(700).min(self.len - self.at);
+            for (i, b) in out[..n].iter_mut().enumerate() {
+                *b = ((self.at + i) % 251) as u8;
+            }
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn unread_bytes_survive_moves_and_growth() {
+        let mut source = Trickle {
+            at: 0,
+            len: 2_000_000,
+        };
+        let mut rb = ReadBuffer::new(4096);
+        rb.fill(&mut source, 10, None).unwrap();
+        rb.start += 5;
+        // Larger than the buffer: the unread bytes move to the front and the buffer grows.
+        rb.fill(&mut source, 600_000, None).unwrap();
+        assert!(rb.end - rb.start >= 600_000);
+        let unread = &rb.buf[rb.start..rb.start + 600_000];
+        assert!(
+            unread
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == ((5 + i) % 251) as u8)
+        );
+    }
+
+    #[test]
+    fn a_closed_stream_is_a_lost_connection() {
+        let mut source = Trickle { at: 0, len: 3 };
+        let mut rb = ReadBuffer::new(16);
+        let err = rb.fill(&mut source, 4, None).unwrap_err();
+        assert!(matches!(err, Error::ConnectionLost(_)));
+    }
 }

@@ -2,16 +2,16 @@
 //! (mysql_native_password, caching_sha2_password), TLS, text queries, and
 //! prepared statements whose binary rows are handed over as buffer slices.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
-use crate::net::{self, Socket, connect_error};
+use crate::net::{self, ReadBuffer, Socket, connect_error};
 
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
@@ -182,9 +182,7 @@ pub struct Packet {
 /// An open, authenticated connection.
 pub struct MyConnection {
     socket: Socket,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    rb: ReadBuffer,
     big: Vec<u8>,
     seq: u8,
     caps: u32,
@@ -193,8 +191,6 @@ pub struct MyConnection {
     interrupt: Option<Arc<AtomicBool>>,
     broken: bool,
 }
-
-const READ_CHUNK: usize = 256 << 10;
 
 impl MyConnection {
     /// Connect, negotiate TLS and authenticate.
@@ -206,9 +202,7 @@ impl MyConnection {
         };
         let mut conn = MyConnection {
             socket,
-            buf: vec![0; 1 << 20],
-            start: 0,
-            end: 0,
+            rb: ReadBuffer::new(1 << 20),
             big: Vec::new(),
             seq: 0,
             caps: 0,
@@ -246,60 +240,25 @@ impl MyConnection {
         Ok(())
     }
 
+    /// Make at least `need` unread bytes available (positions taken before are stale).
     fn fill(&mut self, need: usize) -> Result<()> {
-        if self.end - self.start >= need {
-            return Ok(());
-        }
-        if self.buf.len() - self.end < READ_CHUNK || self.buf.len() - self.start < need {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            let wanted = (need + READ_CHUNK).next_power_of_two();
-            if self.buf.len() < wanted {
-                self.buf.resize(wanted, 0);
-            }
-        }
-        while self.end - self.start < need {
-            match self.socket.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.broken = true;
-                    return Err(Error::ConnectionLost(
-                        "the server closed the connection".into(),
-                    ));
-                }
-                Ok(n) => self.end += n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if self
-                        .interrupt
-                        .as_ref()
-                        .is_some_and(|f| f.load(Ordering::Relaxed))
-                    {
-                        self.broken = true;
-                        return Err(Error::Interrupted);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.broken = true;
-                    return Err(Error::ConnectionLost(format!(
-                        "reading from the server failed: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let interrupt = self.interrupt.as_deref();
+        let filled = self.rb.fill(&mut self.socket, need, interrupt);
+        self.broken |= filled.is_err();
+        filled
     }
 
     /// The next packet (payloads of 16 MiB and more are assembled).
     pub fn next_packet(&mut self) -> Result<Packet> {
         self.fill(4)?;
-        let s = self.start;
-        let len = u32::from_le_bytes([self.buf[s], self.buf[s + 1], self.buf[s + 2], 0]) as usize;
-        self.seq = self.buf[s + 3].wrapping_add(1);
+        let s = self.rb.start;
+        let len = u32::from_le_bytes([self.rb.buf[s], self.rb.buf[s + 1], self.rb.buf[s + 2], 0])
+            as usize;
+        self.seq = self.rb.buf[s + 3].wrapping_add(1);
         self.fill(4 + len)?;
         // fill may have moved the unread bytes to the front of the buffer.
-        let s = self.start;
-        self.start += 4 + len;
+        let s = self.rb.start;
+        self.rb.start += 4 + len;
         if len < MAX_PAYLOAD {
             return Ok(Packet {
                 start: s + 4,
@@ -308,17 +267,18 @@ impl MyConnection {
             });
         }
         self.big.clear();
-        self.big.extend_from_slice(&self.buf[s + 4..s + 4 + len]);
+        self.big.extend_from_slice(&self.rb.buf[s + 4..s + 4 + len]);
         loop {
             self.fill(4)?;
-            let t = self.start;
+            let t = self.rb.start;
             let more =
-                u32::from_le_bytes([self.buf[t], self.buf[t + 1], self.buf[t + 2], 0]) as usize;
-            self.seq = self.buf[t + 3].wrapping_add(1);
+                u32::from_le_bytes([self.rb.buf[t], self.rb.buf[t + 1], self.rb.buf[t + 2], 0])
+                    as usize;
+            self.seq = self.rb.buf[t + 3].wrapping_add(1);
             self.fill(4 + more)?;
-            let piece = self.start + 4..self.start + 4 + more;
-            self.big.extend_from_slice(&self.buf[piece]);
-            self.start += 4 + more;
+            let piece = self.rb.start + 4..self.rb.start + 4 + more;
+            self.big.extend_from_slice(&self.rb.buf[piece]);
+            self.rb.start += 4 + more;
             if more < MAX_PAYLOAD {
                 break;
             }
@@ -336,7 +296,7 @@ impl MyConnection {
         if p.assembled {
             &self.big[p.start..p.end]
         } else {
-            &self.buf[p.start..p.end]
+            &self.rb.buf[p.start..p.end]
         }
     }
 

@@ -5,9 +5,9 @@
 //! and the decoders.
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
@@ -15,7 +15,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
-use crate::net::Socket;
+use crate::net::{ReadBuffer, Socket};
 use crate::pg::connect::ConnectParams;
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
 use crate::pg::wire::socket;
@@ -32,9 +32,7 @@ pub struct Message {
 /// An open, authenticated connection.
 pub struct PgConnection {
     socket: Socket,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    rb: ReadBuffer,
     out: BytesMut,
     server: HashMap<String, String>,
     interrupt: Option<Arc<AtomicBool>>,
@@ -42,7 +40,6 @@ pub struct PgConnection {
 }
 
 const INITIAL_BUFFER: usize = 1 << 20;
-const READ_CHUNK: usize = 256 << 10;
 
 fn protocol(e: impl std::fmt::Display) -> Error {
     Error::ConnectionLost(format!("protocol error: {e}"))
@@ -54,9 +51,7 @@ impl PgConnection {
         let socket = socket::open(params)?;
         let mut conn = PgConnection {
             socket,
-            buf: vec![0; INITIAL_BUFFER],
-            start: 0,
-            end: 0,
+            rb: ReadBuffer::new(INITIAL_BUFFER),
             out: BytesMut::with_capacity(4096),
             server: HashMap::new(),
             interrupt: None,
@@ -217,64 +212,25 @@ impl PgConnection {
             })
     }
 
-    /// Make at least `need` unread bytes available.
+    /// Make at least `need` unread bytes available (positions taken before are stale).
     fn fill(&mut self, need: usize) -> Result<()> {
-        if self.end - self.start >= need {
-            return Ok(());
-        }
-        // Keep room for a large read after the unread bytes: move them to the front
-        // when the tail is short, and grow for messages larger than the buffer.
-        if self.buf.len() - self.end < READ_CHUNK || self.buf.len() - self.start < need {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            let wanted = (need + READ_CHUNK).next_power_of_two();
-            if self.buf.len() < wanted {
-                self.buf.resize(wanted, 0);
-            }
-        }
-        while self.end - self.start < need {
-            match self.socket.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    self.broken = true;
-                    return Err(Error::ConnectionLost(
-                        "the server closed the connection".into(),
-                    ));
-                }
-                Ok(n) => self.end += n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if self
-                        .interrupt
-                        .as_ref()
-                        .is_some_and(|f| f.load(Ordering::Relaxed))
-                    {
-                        self.broken = true;
-                        return Err(Error::Interrupted);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.broken = true;
-                    return Err(Error::ConnectionLost(format!(
-                        "reading from the server failed: {e}"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        let interrupt = self.interrupt.as_deref();
+        let filled = self.rb.fill(&mut self.socket, need, interrupt);
+        self.broken |= filled.is_err();
+        filled
     }
 
     /// The next message, skipping notices and parameter reports.
     pub fn next_message(&mut self) -> Result<Message> {
         loop {
             self.fill(5)?;
-            let s = self.start;
-            let tag = self.buf[s];
+            let s = self.rb.start;
+            let tag = self.rb.buf[s];
             let len = i32::from_be_bytes([
-                self.buf[s + 1],
-                self.buf[s + 2],
-                self.buf[s + 3],
-                self.buf[s + 4],
+                self.rb.buf[s + 1],
+                self.rb.buf[s + 2],
+                self.rb.buf[s + 3],
+                self.rb.buf[s + 4],
             ]);
             let len = usize::try_from(len)
                 .ok()
@@ -283,14 +239,14 @@ impl PgConnection {
             self.fill(1 + len)?;
             let m = Message {
                 tag,
-                start: self.start + 5,
-                end: self.start + 1 + len,
+                start: self.rb.start + 5,
+                end: self.rb.start + 1 + len,
             };
-            self.start += 1 + len;
+            self.rb.start += 1 + len;
             match tag {
                 b'N' | b'A' => {}
                 b'S' => {
-                    let mut b = Body::new(&self.buf[m.start..m.end]);
+                    let mut b = Body::new(&self.rb.buf[m.start..m.end]);
                     let (k, v) = (b.cstr()?.to_string(), b.cstr()?.to_string());
                     self.server.insert(k, v);
                 }
@@ -302,7 +258,7 @@ impl PgConnection {
     /// The body of `m` (valid until the next call to [`PgConnection::next_message`]).
     #[inline]
     pub fn body(&self, m: Message) -> &[u8] {
-        &self.buf[m.start..m.end]
+        &self.rb.buf[m.start..m.end]
     }
 
     /// Read up to ReadyForQuery; return the first error seen on the way.
@@ -411,7 +367,7 @@ impl PgConnection {
             let m = self.next_message()?;
             match m.tag {
                 b'D' => {
-                    on_row(&self.buf[m.start..m.end])?;
+                    on_row(&self.rb.buf[m.start..m.end])?;
                     rows += 1;
                 }
                 b'E' => {
@@ -438,7 +394,7 @@ impl PgConnection {
         loop {
             let m = self.next_message()?;
             match m.tag {
-                b'd' => on_data(&self.buf[m.start..m.end])?,
+                b'd' => on_data(&self.rb.buf[m.start..m.end])?,
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
                     return self.finish_until_ready(Some(Error::Query { message, code }));
