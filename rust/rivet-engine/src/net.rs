@@ -42,6 +42,7 @@ impl ReadBuffer {
     ///
     /// The unread bytes may move to the front of the buffer: take positions after
     /// this call. A read that times out checks `interrupt` and goes on unless it is set.
+    #[inline]
     pub fn fill(
         &mut self,
         source: &mut impl Read,
@@ -51,6 +52,16 @@ impl ReadBuffer {
         if self.end - self.start >= need {
             return Ok(());
         }
+        self.read_more(source, need, interrupt)
+    }
+
+    #[inline(never)]
+    fn read_more(
+        &mut self,
+        source: &mut impl Read,
+        need: usize,
+        interrupt: Option<&AtomicBool>,
+    ) -> Result<()> {
         if self.buf.len() - self.end < READ_CHUNK || self.buf.len() - self.start < need {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;

@@ -213,6 +213,7 @@ impl PgConnection {
     }
 
     /// Make at least `need` unread bytes available (positions taken before are stale).
+    #[inline]
     fn fill(&mut self, need: usize) -> Result<()> {
         let interrupt = self.interrupt.as_deref();
         let filled = self.rb.fill(&mut self.socket, need, interrupt);
