@@ -3,7 +3,6 @@
 mod arrow_ffi;
 mod errors;
 mod interrupt;
-mod mysql;
 mod reader;
 mod session;
 mod sources;
@@ -15,9 +14,9 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _native {
     #[pymodule_export]
-    use crate::mysql::PyMySession;
-    #[pymodule_export]
     use crate::reader::{PyArrowBatch, PyArrowSchema, PyBatchReader};
+    #[pymodule_export]
+    use crate::session::PyMySession;
     #[pymodule_export]
     use crate::session::PyPgSession;
     #[pymodule_export]
