@@ -37,17 +37,18 @@ def render_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         if not _needs_rendering(field.type):
             columns.append(column)
             continue
-        is_interval = (field.metadata or {}).get(LOGICAL_TYPE) == b"interval"
-        values = column.to_pylist()
-        if is_interval:
-            text = [None if v is None else iso_duration(v["months"], v["days"], v["microseconds"]) for v in values]
-        elif pat.is_binary(field.type) or pat.is_large_binary(field.type):
-            text = [None if v is None else "\\x" + v.hex() for v in values]
-        elif pat.is_duration(field.type):
+        if pat.is_duration(field.type):
             micros = column.cast(pa.duration("us")).cast(pa.int64()).to_pylist()
             text = [None if v is None else clock_duration(v) for v in micros]
+        elif (field.metadata or {}).get(LOGICAL_TYPE) == b"interval":
+            text = [
+                None if v is None else iso_duration(v["months"], v["days"], v["microseconds"])
+                for v in column.to_pylist()
+            ]
+        elif pat.is_binary(field.type) or pat.is_large_binary(field.type):
+            text = [None if v is None else "\\x" + v.hex() for v in column.to_pylist()]
         else:
-            text = [None if v is None else to_json(v) for v in values]
+            text = [None if v is None else to_json(v) for v in column.to_pylist()]
         columns.append(pa.array(text, pa.string()))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
