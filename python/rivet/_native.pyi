@@ -28,8 +28,8 @@ class BatchReader:
     def cancel(self) -> None: ...
     def close(self) -> None: ...
 
-class PgSession:
-    """One reusable PostgreSQL connection for planning queries and chunk scans."""
+class _Session:
+    """One reusable connection for planning queries and chunk scans (stub-only base)."""
 
     def __init__(self, conn: dict[str, Any]) -> None: ...
     def query(self, sql: str) -> list[list[str | None]]: ...
@@ -45,22 +45,11 @@ class PgSession:
         text_overrides: list[str],
     ) -> BatchReader: ...
 
-class MySession:
-    """One reusable MySQL/MariaDB connection for planning queries and chunk scans."""
+class PgSession(_Session):
+    """A PostgreSQL connection."""
 
-    def __init__(self, conn: dict[str, Any]) -> None: ...
-    def query(self, sql: str) -> list[list[str | None]]: ...
-    def describe(
-        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
-    ) -> ArrowSchema: ...
-    def scan(
-        self,
-        query: str,
-        describe_as: str | None,
-        options: dict[str, Any],
-        decimal_overrides: dict[str, tuple[int, int]],
-        text_overrides: list[str],
-    ) -> BatchReader: ...
+class MySession(_Session):
+    """A MySQL/MariaDB connection."""
 
 def scan_postgres(
     conn: dict[str, Any],

@@ -7,6 +7,7 @@ pub mod metadata;
 pub mod mysql;
 pub mod net;
 pub mod pg;
+pub mod source;
 pub mod sqlite;
 pub mod stream;
 pub mod temporal;

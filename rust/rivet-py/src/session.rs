@@ -9,12 +9,14 @@ use pyo3::prelude::*;
 
 use crate::interrupt::run_interruptible;
 use crate::reader::{PyArrowSchema, PyBatchReader};
-use crate::sources::{PgConnectArgs, ScanArgs, finish};
+use rivet_engine::source::{ConnectOptions, Overrides};
+
+use crate::sources::{ConnectArgs, ScanArgs, finish};
 
 macro_rules! session_class {
     (
         $(#[$doc:meta])*
-        $py:ident, $name:literal, $session:ty, $options:ty, $overrides:ident, $schema:path, $scan_options:ident
+        $py:ident, $name:literal, $session:ty, $schema:path, $scan_options:ident
     ) => {
         $(#[$doc])*
         #[pyclass(frozen, module = "rivet._native", name = $name)]
@@ -26,8 +28,8 @@ macro_rules! session_class {
         impl $py {
             /// Connect (raising at once on bad settings or credentials).
             #[new]
-            fn new(py: Python<'_>, conn: PgConnectArgs) -> PyResult<Self> {
-                let options = <$options>::from(conn);
+            fn new(py: Python<'_>, conn: ConnectArgs) -> PyResult<Self> {
+                let options = ConnectOptions::from(conn);
                 let result = run_interruptible(py, move || <$session>::connect(&options))?;
                 Ok($py {
                     inner: finish(py, result)?,
@@ -50,7 +52,7 @@ macro_rules! session_class {
                 text_overrides: Vec<String>,
             ) -> PyResult<PyArrowSchema> {
                 let session = self.inner.clone();
-                let o = $overrides {
+                let o = Overrides {
                     decimal: decimal_overrides,
                     text: text_overrides,
                 };
@@ -74,7 +76,7 @@ macro_rules! session_class {
                 text_overrides: Vec<String>,
             ) -> PyResult<PyBatchReader> {
                 let session = self.inner.clone();
-                let o = $overrides {
+                let o = Overrides {
                     decimal: decimal_overrides,
                     text: text_overrides,
                 };
@@ -91,27 +93,24 @@ macro_rules! session_class {
 mod pg {
     use super::*;
     use rivet_engine::pg::batch::arrow_schema;
-    use rivet_engine::pg::connect::PgConnectOptions;
-    use rivet_engine::pg::probe::Overrides;
     use rivet_engine::pg::session::PgSession;
 
     session_class!(
         /// A PostgreSQL connection lent to one scan at a time (each in a fresh read-only
         /// transaction); it reconnects after a broken scan.
-        PyPgSession, "PgSession", PgSession, PgConnectOptions, Overrides, arrow_schema, pg_options
+        PyPgSession, "PgSession", PgSession, arrow_schema, pg_options
     );
 }
 
 mod my {
     use super::*;
-    use rivet_engine::mysql::connect::MyConnectOptions;
-    use rivet_engine::mysql::session::{MyOverrides, MySession};
+    use rivet_engine::mysql::session::MySession;
     use rivet_engine::mysql::types::arrow_schema;
 
     session_class!(
         /// A MySQL/MariaDB connection lent to one scan (one streamed statement) at a time;
         /// it reconnects after a broken scan.
-        PyMySession, "MySession", MySession, MyConnectOptions, MyOverrides, arrow_schema, my_options
+        PyMySession, "MySession", MySession, arrow_schema, my_options
     );
 }
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rivet_engine::pg::batch::BatchLimits;
-use rivet_engine::pg::connect::PgConnectOptions;
-use rivet_engine::pg::probe::Overrides;
 use rivet_engine::pg::scan::{self, PgScanOptions, ReadMethod};
+use rivet_engine::source::ConnectOptions;
+use rivet_engine::source::Overrides;
 use rivet_engine::{Error, sqlite};
 
 use crate::errors::to_py_err;
@@ -18,7 +18,7 @@ use crate::reader::{PyArrowSchema, PyBatchReader};
 /// Connection settings as a dict with every key present (built by `rivet.sources`).
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
-pub struct PgConnectArgs {
+pub struct ConnectArgs {
     url: Option<String>,
     host: Option<String>,
     port: Option<u16>,
@@ -32,27 +32,9 @@ pub struct PgConnectArgs {
     connect_timeout_s: f64,
 }
 
-impl From<PgConnectArgs> for rivet_engine::mysql::connect::MyConnectOptions {
-    fn from(a: PgConnectArgs) -> Self {
-        rivet_engine::mysql::connect::MyConnectOptions {
-            url: a.url,
-            host: a.host,
-            port: a.port,
-            user: a.user,
-            password: a.password,
-            database: a.database,
-            tls_mode: a.tls_mode,
-            ca_file: a.ca_file,
-            accept_invalid_certs: a.accept_invalid_certs,
-            accept_invalid_hostnames: a.accept_invalid_hostnames,
-            connect_timeout: Some(Duration::from_secs_f64(a.connect_timeout_s.max(0.001))),
-        }
-    }
-}
-
-impl From<PgConnectArgs> for PgConnectOptions {
-    fn from(a: PgConnectArgs) -> Self {
-        PgConnectOptions {
+impl From<ConnectArgs> for ConnectOptions {
+    fn from(a: ConnectArgs) -> Self {
+        ConnectOptions {
             url: a.url,
             host: a.host,
             port: a.port,
@@ -138,7 +120,7 @@ pub fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
 #[pyfunction]
 pub fn scan_postgres(
     py: Python<'_>,
-    conn: PgConnectArgs,
+    conn: ConnectArgs,
     query: String,
     options: ScanArgs,
     decimal_overrides: HashMap<String, (u8, i8)>,
@@ -166,7 +148,7 @@ pub fn scan_postgres(
         snapshot: options.snapshot,
         prefetch: options.prefetch,
     };
-    let connect = PgConnectOptions::from(conn);
+    let connect = ConnectOptions::from(conn);
     let result = run_interruptible(py, move || {
         scan::open(&connect, &query, &overrides, scan_options)
     })?;
@@ -177,7 +159,7 @@ pub fn scan_postgres(
 #[pyfunction]
 pub fn describe_postgres(
     py: Python<'_>,
-    conn: PgConnectArgs,
+    conn: ConnectArgs,
     query: String,
     decimal_overrides: HashMap<String, (u8, i8)>,
     text_overrides: Vec<String>,
@@ -186,7 +168,7 @@ pub fn describe_postgres(
         decimal: decimal_overrides,
         text: text_overrides,
     };
-    let connect = PgConnectOptions::from(conn);
+    let connect = ConnectOptions::from(conn);
     let result = run_interruptible(py, move || scan::describe(&connect, &query, &overrides))?;
     let columns = finish(py, result)?;
     Ok(PyArrowSchema {

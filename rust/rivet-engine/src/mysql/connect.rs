@@ -3,34 +3,8 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::source::ConnectOptions;
 use crate::tls::{TlsMode, TlsSettings};
-
-/// Everything needed to open a connection. Structured fields override the URL.
-#[derive(Debug, Clone, Default)]
-pub struct MyConnectOptions {
-    /// `mysql://user:pass@host:port/db?ssl-mode=...`
-    pub url: Option<String>,
-    /// Host name, IP address or a Unix socket path.
-    pub host: Option<String>,
-    /// TCP port.
-    pub port: Option<u16>,
-    /// User.
-    pub user: Option<String>,
-    /// Password (never logged).
-    pub password: Option<String>,
-    /// Database.
-    pub database: Option<String>,
-    /// TLS mode (disable, prefer, require, verify-ca, verify-full).
-    pub tls_mode: Option<String>,
-    /// PEM CA bundle.
-    pub ca_file: Option<String>,
-    /// Accept certificates that do not chain to a trusted root.
-    pub accept_invalid_certs: bool,
-    /// Accept certificates issued for another host name.
-    pub accept_invalid_hostnames: bool,
-    /// Connect timeout.
-    pub connect_timeout: Option<Duration>,
-}
 
 /// Resolved settings of one connection.
 #[derive(Debug, Clone)]
@@ -86,9 +60,9 @@ fn tls_name(mode: &str) -> Result<&'static str> {
     })
 }
 
-impl MyConnectOptions {
+impl ConnectOptions {
     /// Resolve URL and fields into connection settings.
-    pub fn resolve(&self) -> Result<MyParams> {
+    pub fn resolve_mysql(&self) -> Result<MyParams> {
         let (mut host, mut port, mut user, mut password, mut database, mut mode, mut ca) =
             (None, None, None, None, None, None, None);
         if let Some(url) = &self.url {
@@ -177,11 +151,11 @@ mod tests {
 
     #[test]
     fn urls() {
-        let p = MyConnectOptions {
+        let p = ConnectOptions {
             url: Some("mysql://app:s%40cret@db:3307/shop?ssl-mode=VERIFY_IDENTITY".into()),
             ..Default::default()
         }
-        .resolve()
+        .resolve_mysql()
         .expect("valid");
         assert_eq!(
             (p.user.as_str(), p.password.as_deref()),
@@ -192,10 +166,10 @@ mod tests {
             ("db", 3307, Some("shop"))
         );
         assert_eq!(p.tls.mode, TlsMode::VerifyFull);
-        let bad = MyConnectOptions {
+        let bad = ConnectOptions {
             url: Some("mysql://u@h/d?ssl-mode=sometimes".into()),
             ..Default::default()
         };
-        assert!(bad.resolve().is_err());
+        assert!(bad.resolve_mysql().is_err());
     }
 }

@@ -5,11 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
-use crate::mysql::connect::{MyConnectOptions, MyParams};
+use crate::mysql::connect::MyParams;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, arrow_schema, code, map_column};
 use crate::mysql::wire::{ColumnDef, MyConnection};
 use crate::pg::batch::BatchLimits;
+use crate::source::ConnectOptions;
+use crate::source::Overrides;
 use crate::stream::BatchStream;
 
 /// Scan options.
@@ -21,15 +23,6 @@ pub struct MyScanOptions {
     pub statement_timeout_ms: u64,
     /// Batches decoded ahead of the consumer.
     pub prefetch: usize,
-}
-
-/// The `columns:` overrides the MySQL reader applies.
-#[derive(Debug, Clone, Default)]
-pub struct MyOverrides {
-    /// decimal(p,s) for DECIMAL columns.
-    pub decimal: HashMap<String, (u8, i8)>,
-    /// Columns read as text (`CAST(... AS CHAR)`).
-    pub text: Vec<String>,
 }
 
 type Described = (Option<String>, Vec<MyColumn>);
@@ -64,8 +57,8 @@ fn open_connection(params: &MyParams) -> Result<MyConnection> {
 
 impl MySession {
     /// Connect now, so bad settings fail early.
-    pub fn connect(options: &MyConnectOptions) -> Result<Self> {
-        let params = Arc::new(options.resolve()?);
+    pub fn connect(options: &ConnectOptions) -> Result<Self> {
+        let params = Arc::new(options.resolve_mysql()?);
         let conn = open_connection(&params)?;
         Ok(MySession {
             params,
@@ -103,11 +96,11 @@ impl MySession {
     }
 
     /// The mapped columns of `query` (after `text` overrides), cached per query.
-    pub fn describe(&self, query: &str, overrides: &MyOverrides) -> Result<Vec<MyColumn>> {
+    pub fn describe(&self, query: &str, overrides: &Overrides) -> Result<Vec<MyColumn>> {
         Ok(self.described_as(query, overrides)?.1)
     }
 
-    fn described_as(&self, query: &str, overrides: &MyOverrides) -> Result<Described> {
+    fn described_as(&self, query: &str, overrides: &Overrides) -> Result<Described> {
         let key = format!(
             "{query}\u{0}{:?}\u{0}{:?}",
             overrides.text, overrides.decimal
@@ -178,7 +171,7 @@ impl MySession {
         &self,
         query: &str,
         describe_as: Option<&str>,
-        overrides: &MyOverrides,
+        overrides: &Overrides,
         options: MyScanOptions,
     ) -> Result<BatchStream> {
         let (list, columns) = self.described_as(describe_as.unwrap_or(query), overrides)?;

@@ -3,34 +3,8 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::source::ConnectOptions;
 use crate::tls::{TlsMode, TlsSettings};
-
-/// Everything needed to open a connection. Structured fields override the URL.
-#[derive(Debug, Clone, Default)]
-pub struct PgConnectOptions {
-    /// `postgresql://user:pass@host:port/db?sslmode=...` or `host=... dbname=...`.
-    pub url: Option<String>,
-    /// Host name, IP address or Unix socket directory.
-    pub host: Option<String>,
-    /// TCP port.
-    pub port: Option<u16>,
-    /// Role name.
-    pub user: Option<String>,
-    /// Password (never logged).
-    pub password: Option<String>,
-    /// Database name.
-    pub database: Option<String>,
-    /// TLS mode; when absent, the URL's `sslmode`, else `prefer`.
-    pub tls_mode: Option<String>,
-    /// PEM CA bundle (`sslrootcert` in a URL).
-    pub ca_file: Option<String>,
-    /// Accept certificates that do not chain to a trusted root.
-    pub accept_invalid_certs: bool,
-    /// Accept certificates issued for another host name.
-    pub accept_invalid_hostnames: bool,
-    /// Connect timeout.
-    pub connect_timeout: Option<Duration>,
-}
 
 /// Resolved settings for one connection.
 #[derive(Debug, Clone)]
@@ -205,9 +179,9 @@ fn parse_dsn(dsn: &str) -> Result<Parsed> {
     Ok(p)
 }
 
-impl PgConnectOptions {
+impl ConnectOptions {
     /// Resolve into the settings of one connection.
-    pub fn resolve(&self) -> Result<ConnectParams> {
+    pub fn resolve_postgres(&self) -> Result<ConnectParams> {
         let parsed = match &self.url {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 parse_url(u)?
@@ -284,11 +258,11 @@ mod tests {
     use super::*;
 
     fn url(u: &str) -> ConnectParams {
-        PgConnectOptions {
+        ConnectOptions {
             url: Some(u.into()),
             ..Default::default()
         }
-        .resolve()
+        .resolve_postgres()
         .expect("valid")
     }
 
@@ -323,13 +297,13 @@ mod tests {
 
     #[test]
     fn structured_fields_override_the_url() {
-        let p = PgConnectOptions {
+        let p = ConnectOptions {
             url: Some("postgresql://a@h1:5432/d1?sslmode=require".into()),
             user: Some("b".into()),
             database: Some("d2".into()),
             ..Default::default()
         }
-        .resolve()
+        .resolve_postgres()
         .expect("valid");
         assert_eq!((p.user.as_str(), p.database.as_str()), ("b", "d2"));
         assert_eq!(p.tls.mode, TlsMode::Require);
@@ -338,11 +312,11 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         let bad = |u: &str| {
-            PgConnectOptions {
+            ConnectOptions {
                 url: Some(u.into()),
                 ..Default::default()
             }
-            .resolve()
+            .resolve_postgres()
             .is_err()
         };
         assert!(bad("postgresql://u@h/d?sslmode=sometimes"));

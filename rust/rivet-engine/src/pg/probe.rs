@@ -1,21 +1,13 @@
 //! Describing a query's result without running it: names, types, typmods.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::pg::batch::PgColumn;
 use crate::pg::catalog::{format_types, resolve_types};
 use crate::pg::types::map_column;
 use crate::pg::wire::PgConnection;
-
-/// The export's `columns:` overrides that the PostgreSQL reader applies.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// `decimal(p,s)` for numeric columns: decoded exactly, refusing values that do not fit.
-    pub decimal: HashMap<String, (u8, i8)>,
-    /// Columns read as their text form (`::text`), for types without an exact mapping.
-    pub text: Vec<String>,
-}
+use crate::source::Overrides;
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

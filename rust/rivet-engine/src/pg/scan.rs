@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::pg::batch::{BatchLimits, PgBatchBuilder, PgColumn, arrow_schema};
-use crate::pg::connect::PgConnectOptions;
-use crate::pg::probe::{Overrides, apply_text_overrides, probe};
+use crate::pg::probe::{apply_text_overrides, probe};
 use crate::pg::tuple::{CopyDecoder, decode_tuple};
 use crate::pg::wire::PgConnection;
+use crate::source::ConnectOptions;
+use crate::source::Overrides;
 use crate::stream::{BatchSink, BatchStream};
 
 /// How rows leave the server.
@@ -70,13 +71,13 @@ pub fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
     conn.execute(&sql)
 }
 
-fn connect(connect: &PgConnectOptions) -> Result<PgConnection> {
-    PgConnection::connect(&connect.resolve()?)
+fn connect(connect: &ConnectOptions) -> Result<PgConnection> {
+    PgConnection::connect(&connect.resolve_postgres()?)
 }
 
 /// Describe a query (for plans and type reports) without reading rows.
 pub fn describe(
-    options: &PgConnectOptions,
+    options: &ConnectOptions,
     query: &str,
     overrides: &Overrides,
 ) -> Result<Vec<PgColumn>> {
@@ -89,7 +90,7 @@ pub fn describe(
 /// Connect, check the result's types, and start streaming on a background thread.
 /// Unsupported types and SQL errors are reported here, before any batch.
 pub fn open(
-    options: &PgConnectOptions,
+    options: &ConnectOptions,
     query: &str,
     overrides: &Overrides,
     scan: PgScanOptions,

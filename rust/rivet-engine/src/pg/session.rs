@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 use crate::pg::batch::PgColumn;
-use crate::pg::connect::{ConnectParams, PgConnectOptions};
-use crate::pg::probe::{Overrides, probe, text_select_list, wrap_select};
+use crate::pg::connect::ConnectParams;
+use crate::pg::probe::{probe, text_select_list, wrap_select};
 use crate::pg::scan::{PgScanOptions, begin, clean_query, start};
 use crate::pg::wire::PgConnection;
+use crate::source::ConnectOptions;
+use crate::source::Overrides;
 use crate::stream::BatchStream;
 
 /// A described query: the select list applying `text` overrides (if any) and the columns.
@@ -29,8 +31,8 @@ fn busy<T>(_: PoisonError<T>) -> Error {
 
 impl PgSession {
     /// Connect now, so bad settings fail early.
-    pub fn connect(options: &PgConnectOptions) -> Result<Self> {
-        let params = Arc::new(options.resolve()?);
+    pub fn connect(options: &ConnectOptions) -> Result<Self> {
+        let params = Arc::new(options.resolve_postgres()?);
         let conn = PgConnection::connect(&params)?;
         Ok(PgSession {
             params,
