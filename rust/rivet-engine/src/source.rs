@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
+
 /// Everything needed to open a connection. Structured fields override the URL; each
 /// reader resolves them (`pg::connect`, `mysql::connect`).
 #[derive(Debug, Clone, Default)]
@@ -40,4 +42,28 @@ pub struct Overrides {
     /// Columns read as the server prints them (`::text`, `CAST(... AS CHAR)`), for types
     /// without an exact mapping.
     pub text: Vec<String>,
+}
+
+/// A URL component with its `%XX` escapes decoded (as UTF-8).
+pub fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let byte = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Error::Config("invalid percent-encoding in the connection URL".into())
+                })?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::source::ConnectOptions;
+use crate::source::{ConnectOptions, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings of one connection.
@@ -23,29 +23,6 @@ pub struct MyParams {
     pub tls: TlsSettings,
     /// Connect timeout.
     pub connect_timeout: Duration,
-}
-
-fn decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let v = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Error::Config("invalid percent-encoding in the connection URL".into())
-                })?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
 }
 
 /// The libpq-style name of a MySQL `ssl-mode`.
@@ -80,8 +57,8 @@ impl ConnectOptions {
             };
             if let Some(u) = userinfo {
                 let (name, pw) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
-                user = Some(decode(name)?);
-                password = pw.map(decode).transpose()?;
+                user = Some(percent_decode(name)?);
+                password = pw.map(percent_decode).transpose()?;
             }
             let (h, p) = match hostport.rsplit_once(':') {
                 Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
@@ -89,7 +66,7 @@ impl ConnectOptions {
             };
             let h = h.trim_start_matches('[').trim_end_matches(']');
             if !h.is_empty() {
-                host = Some(decode(h)?);
+                host = Some(percent_decode(h)?);
             }
             if let Some(p) = p.filter(|p| !p.is_empty()) {
                 port = Some(p.parse::<u16>().map_err(|_| {
@@ -97,16 +74,16 @@ impl ConnectOptions {
                 })?);
             }
             if !path.is_empty() {
-                database = Some(decode(path)?);
+                database = Some(percent_decode(path)?);
             }
             for pair in query.split('&').filter(|s| !s.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 match k {
                     "ssl-mode" | "sslmode" | "ssl_mode" => {
-                        mode = Some(tls_name(&decode(v)?)?.to_string())
+                        mode = Some(tls_name(&percent_decode(v)?)?.to_string())
                     }
-                    "ssl-ca" | "sslrootcert" => ca = Some(decode(v)?),
-                    "socket" => host = Some(decode(v)?),
+                    "ssl-ca" | "sslrootcert" => ca = Some(percent_decode(v)?),
+                    "socket" => host = Some(percent_decode(v)?),
                     other => {
                         return Err(Error::Config(format!(
                             "unsupported connection parameter '{other}'"

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::source::ConnectOptions;
+use crate::source::{ConnectOptions, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings for one connection.
@@ -68,29 +68,6 @@ impl Parsed {
         *slot = Some(value);
         Ok(())
     }
-}
-
-fn percent_decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    Error::Config("invalid percent-encoding in the connection URL".into())
-                })?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
 }
 
 fn parse_url(url: &str) -> Result<Parsed> {
