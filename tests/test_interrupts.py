@@ -75,8 +75,9 @@ def test_another_thread_keeps_running_while_a_scan_waits(out):
         "throttle_ms": 0,
         "snapshot": None,
         "prefetch": 1,
+        "reconcile": False,
     }
-    reader = _native.scan_postgres(conn, SLOW_QUERY, options, {}, [])
+    reader = _native.PgSession(conn).scan(SLOW_QUERY, None, options, {}, [])
     worker = threading.Thread(target=spin)
     worker.start()
     try:

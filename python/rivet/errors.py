@@ -5,7 +5,8 @@ Exit codes (a documented contract, the same for every command):
 * 0 - success
 * 1 - an export failed (source, destination or runtime error)
 * 2 - bad configuration or usage
-* 3 - data integrity: a value or a column type cannot be exported exactly
+* 3 - data integrity: a value or a column type cannot be exported exactly, or rows
+  were lost on the way (counts disagree, validation or reconcile mismatch)
 * 4 - schema drift (reserved)
 * 130 - interrupted (Ctrl-C / SIGTERM)
 """
@@ -86,6 +87,20 @@ class DataError(RivetError):
     def __init__(self, message: str, *, column: str | None = None) -> None:
         super().__init__(message)
         self.column = column
+
+
+class IntegrityError(RivetError):
+    """Rows were lost or invented on the way.
+
+    The server's count, the rows decoded and the rows written disagree, or a
+    validation or reconcile found a mismatch. Nothing is published.
+    """
+
+    exit_code = EXIT_DATA
+
+
+class ExportBusyError(RivetError):
+    """Another run of the same export holds its lease; this run was refused."""
 
 
 class DestinationError(RivetError):

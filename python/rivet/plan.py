@@ -61,6 +61,10 @@ class ExportPlan:
     window: WindowSpec | None = None
     # Chunks computed ahead (by ``rivet plan``); None: planned when the export runs.
     chunks: tuple[Chunk, ...] | None = None
+    # Count every read's rows with COUNT(*) in its own snapshot and compare (--reconcile).
+    reconcile: bool = False
+    # Read the published parts back and check them against the manifest (--validate).
+    validate: bool = False
 
     @property
     def is_parallel(self) -> bool:

@@ -15,6 +15,8 @@ from rivet.errors import (
     ConfigError,
     DataError,
     DestinationError,
+    ExportBusyError,
+    IntegrityError,
     QueryError,
     SourceConnectionError,
     SourceError,
@@ -98,7 +100,9 @@ _TRANSIENT_TEXT = (
 
 def classify(error: BaseException) -> Verdict:
     """Classify ``error``."""
-    if isinstance(error, ConfigError | DataError | UnsupportedTypeError | CancelledError):
+    if isinstance(
+        error, ConfigError | DataError | UnsupportedTypeError | CancelledError | IntegrityError | ExportBusyError
+    ):
         return Verdict(RetryClass.PERMANENT, reason=type(error).__name__)
     if isinstance(error, SourceError) and error.code:
         verdict = _classify_code(error.code, str(error))

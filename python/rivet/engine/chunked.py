@@ -23,6 +23,7 @@ import pyarrow as pa
 from rivet.chunking import Chunk, key_kind, plan_key_chunks, plan_page_chunks
 from rivet.destinations import Destination
 from rivet.engine.commit import commit_parts, publish
+from rivet.engine.integrity import check_read
 from rivet.errors import CancelledError, ChunkError, ConfigError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
@@ -32,6 +33,7 @@ from rivet.mysql_planning import primary_key
 from rivet.progress import ChunkProgress
 from rivet.retry import RetryClass, RetryPolicy, classify
 from rivet.runinfo import iso, part_stem, utc_now
+from rivet.sources.base import scan_options
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
 
 if TYPE_CHECKING:
@@ -97,18 +99,15 @@ MIN_BATCH_BYTES = 2 * 1024 * 1024
 
 
 def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
-    t = plan.tuning
     # The export's batch memory is shared by its workers, so memory stays bounded as parallel grows.
-    return {
-        "method": "copy",
-        "batch_rows": t.batch_rows,
-        "batch_bytes": max(MIN_BATCH_BYTES, t.batch_bytes // plan.parallel),
-        "statement_timeout_ms": t.statement_timeout_s * 1000,
-        "lock_timeout_ms": t.lock_timeout_s * 1000,
-        "throttle_ms": 0,
-        "snapshot": snapshot,
-        "prefetch": 2,
-    }
+    return scan_options(
+        plan.tuning,
+        method="copy",
+        batch_bytes=max(MIN_BATCH_BYTES, plan.tuning.batch_bytes // plan.parallel),
+        throttle=False,
+        snapshot=snapshot,
+        reconcile=plan.reconcile,
+    )
 
 
 def _text_overrides(plan: ExportPlan) -> list[str]:
@@ -362,6 +361,7 @@ class ChunkPool:
             while (batch := reader.next_batch()) is not None:
                 writer.write(pa.record_batch(batch))
             staged = writer.close()
+            check_read(reader, sum(p.rows for p in staged), f"export {plan.name} chunk {task.index} {task.label}")
         except BaseException:
             writer.abort()
             raise

@@ -21,6 +21,7 @@ import pyarrow as pa
 from rivet.destinations import Destination
 from rivet.engine.commit import commit_parts, publish
 from rivet.engine.filters import CursorTracker, where, window_predicate
+from rivet.engine.integrity import check_read
 from rivet.errors import ConfigError
 from rivet.formats import StagedPart, open_part_writer
 from rivet.runinfo import iso, part_stem, utc_now
@@ -75,7 +76,12 @@ def run_single(
                     tracker.value = None
         if staged is None:
             staged = _stage(
-                plan, plan.source.scan(query, plan.overrides, plan.tuning), destination, result, tracker, events
+                plan,
+                plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile),
+                destination,
+                result,
+                tracker,
+                events,
             )
         assert result.schema is not None
         parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension)
@@ -138,7 +144,9 @@ def _read(
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
                 events.emit("progress", plan.name, rows=rows)
                 reported = time.monotonic()
-        return writer.close()
+        parts = writer.close()
+        check_read(reader, sum(p.rows for p in parts), f"export {plan.name}")
+        return parts
     except BaseException:
         writer.abort()
         raise

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rivet.config.models import DECIMAL_OVERRIDE
 
@@ -36,6 +36,33 @@ def parse_overrides(columns: dict[str, str]) -> ColumnOverrides:
     return ColumnOverrides(decimal=decimal, other=other)
 
 
+def scan_options(
+    tuning: Tuning,
+    *,
+    method: str = "cursor",
+    batch_bytes: int | None = None,
+    throttle: bool = True,
+    snapshot: str | None = None,
+    reconcile: bool = False,
+) -> dict[str, Any]:
+    """The reader options of one scan, as the native readers take them.
+
+    ``reconcile`` counts the rows with ``COUNT(*)`` in the scan's own snapshot first;
+    the reader reports the count with the end of the data.
+    """
+    return {
+        "method": method,
+        "batch_rows": tuning.batch_rows,
+        "batch_bytes": batch_bytes or tuning.batch_bytes,
+        "statement_timeout_ms": tuning.statement_timeout_s * 1000,
+        "lock_timeout_ms": tuning.lock_timeout_s * 1000,
+        "throttle_ms": tuning.throttle_ms if throttle else 0,
+        "snapshot": snapshot,
+        "prefetch": 2,
+        "reconcile": reconcile,
+    }
+
+
 class Source(Protocol):
     """A database rivet reads from."""
 
@@ -45,7 +72,7 @@ class Source(Protocol):
         """The exact Arrow schema the query will produce (raises on unsupported types)."""
         ...
 
-    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning) -> BatchReader:
+    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning, *, reconcile: bool = False) -> BatchReader:
         """Start streaming the query; errors in SQL or types are raised here."""
         ...
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rivet.errors import ConfigError, SourceError
+from rivet.errors import CancelledError, ConfigError, SourceError
 
 if TYPE_CHECKING:
     from rivet.plan import ExportPlan
@@ -230,6 +230,10 @@ class ConnectorxReader:
         self._kind = kind
         self._cancelled = False
         self.rows_read = 0
+        # connectorx reports no row count of its own: the end of its stream is all it says.
+        self.finished = False
+        self.server_rows: int | None = None
+        self.expected_rows: int | None = None
         try:
             import connectorx as cx
 
@@ -240,10 +244,11 @@ class ConnectorxReader:
     def next_batch(self) -> pa.RecordBatch | None:
         """The next batch in the native schema, or None at the end."""
         if self._cancelled:
-            return None
+            raise CancelledError("the read was cancelled")
         try:
             batch = self._reader.read_next_batch()
         except StopIteration:
+            self.finished = True
             return None
         except BaseException as e:  # noqa: BLE001 - connectorx panics are BaseExceptions
             raise _fast_path_error(e) from None

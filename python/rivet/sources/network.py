@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rivet.errors import ConfigError
-from rivet.sources.base import ColumnOverrides
+from rivet.sources.base import ColumnOverrides, scan_options
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rivet._native import BatchReader, MySession, PgSession
+    from rivet.tuning import Tuning
 
 TEXT_TYPES = ("text", "string")
 
@@ -31,6 +37,8 @@ class NetworkSource:
     kind: ClassVar[str] = ""
     scheme: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    # How a whole result is read: PostgreSQL pages through a cursor, MySQL streams one statement.
+    read_method: ClassVar[str] = "cursor"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.redacted()})"
@@ -58,6 +66,23 @@ class NetworkSource:
         auth = f"{self.user}{':***' if self.password else ''}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         return f"{self.scheme}://{auth}{self.host}{port}/{self.database or ''}"
+
+    def session(self) -> PgSession | MySession:
+        """A reusable connection (planning queries, chunk scans)."""
+        raise NotImplementedError
+
+    def describe(self, query: str, overrides: ColumnOverrides) -> pa.Schema:
+        """The Arrow schema of ``query``."""
+        import pyarrow as pa
+
+        decimal, text = self.split_overrides(overrides)
+        return pa.schema(self.session().describe(query, decimal, text))
+
+    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning, *, reconcile: bool = False) -> BatchReader:
+        """Stream ``query`` whole, in one read-only snapshot."""
+        decimal, text = self.split_overrides(overrides)
+        options = scan_options(tuning, method=self.read_method, reconcile=reconcile)
+        return self.session().scan(query, None, options, decimal, text)
 
     def split_overrides(self, overrides: ColumnOverrides) -> tuple[dict[str, tuple[int, int]], list[str]]:
         """``columns:`` as the native reader takes them: decimal(p,s) entries, and text columns."""

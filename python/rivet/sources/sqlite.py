@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rivet.sources.base import ColumnOverrides
+from rivet.sources.base import ColumnOverrides, scan_options
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,20 +34,11 @@ class SqliteSource:
 
         return pa.schema(_native.describe_sqlite(self.path, query, self._types(overrides)))
 
-    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning) -> BatchReader:
-        """Stream ``query``."""
+    def scan(self, query: str, overrides: ColumnOverrides, tuning: Tuning, *, reconcile: bool = False) -> BatchReader:
+        """Stream ``query`` in one read transaction."""
         from rivet import _native
 
-        options = {
-            "method": "cursor",
-            "batch_rows": tuning.batch_rows,
-            "batch_bytes": tuning.batch_bytes,
-            "statement_timeout_ms": 0,
-            "lock_timeout_ms": 0,
-            "throttle_ms": 0,
-            "snapshot": None,
-            "prefetch": 2,
-        }
+        options = scan_options(tuning, throttle=False, reconcile=reconcile)
         return _native.scan_sqlite(self.path, query, options, self._types(overrides))
 
     def redacted(self) -> str:

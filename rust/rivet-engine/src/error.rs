@@ -56,6 +56,13 @@ pub enum Error {
     /// A local I/O failure.
     #[error("{0}")]
     Io(String),
+    /// Rows were lost or invented on the way: the counts of the server, the decoder
+    /// and the consumer disagree. Never retried into success silently.
+    #[error("{0}")]
+    Integrity(String),
+    /// A bug in the reader (a panic, or a reader that stopped without saying why).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Result alias for the engine.

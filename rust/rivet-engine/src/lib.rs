@@ -2,11 +2,15 @@
 //! record batches, with exact type mapping. No Python here; the `rivet-py`
 //! crate binds it.
 
+pub mod batch;
+pub mod decimal;
 pub mod error;
+pub mod failpoint;
 pub mod metadata;
 pub mod mysql;
 pub mod net;
 pub mod pg;
+pub mod session;
 pub mod source;
 pub mod sqlite;
 pub mod stream;
@@ -14,4 +18,4 @@ pub mod temporal;
 pub mod tls;
 
 pub use error::{Error, Result, UnsupportedColumn};
-pub use stream::{BatchStream, Poll};
+pub use stream::{BatchStream, EndOfData, Poll};

@@ -67,3 +67,35 @@ pub fn percent_decode(s: &str) -> Result<String> {
     String::from_utf8(out)
         .map_err(|_| Error::Config("the connection URL is not valid UTF-8".into()))
 }
+
+/// Strip what would break wrapping the query: trailing semicolons and blanks.
+pub fn clean_query(query: &str) -> &str {
+    query.trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+}
+
+/// `SELECT <list> FROM (<query>) AS _rivet`.
+pub fn wrap_select(list: &str, query: &str) -> String {
+    format!("SELECT {list} FROM ({query}) AS _rivet")
+}
+
+/// Refuse a result with two columns of one name, and overrides of columns it lacks.
+pub fn check_result_columns(names: &[&str], overrides: &Overrides) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(**n)) {
+        return Err(Error::Config(format!(
+            "the query returns two columns named \"{dup}\"; give them distinct aliases"
+        )));
+    }
+    if let Some(missing) = overrides
+        .text
+        .iter()
+        .chain(overrides.decimal.keys())
+        .find(|k| !seen.contains(k.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "columns: override for \"{missing}\", but the query has no such column (it returns: {})",
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}

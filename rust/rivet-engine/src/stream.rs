@@ -3,7 +3,14 @@
 //! The reader decodes the next batches while the consumer encodes and writes
 //! the previous ones; the channel depth bounds memory. Dropping the stream
 //! cancels the producer, which stops at its next batch boundary.
+//!
+//! The end of the data is explicit: a producer that returns normally sends an
+//! [`EndOfData`] marker carrying the row count the server reported, checked here
+//! against the rows handed over. A producer that fails, panics or vanishes ends
+//! the stream with an error; a closed channel is never taken for the end.
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -14,10 +21,27 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use crate::error::{Error, Result};
+use crate::failpoint;
+
+/// How a producer ended, as the server saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndOfData {
+    /// Rows the server reported sending: PostgreSQL's `FETCH n` / `COPY n` command
+    /// tags, the rows before MySQL's end-of-result packet, SQLite's steps.
+    pub server_rows: u64,
+    /// Rows a `COUNT(*)` found in the same snapshot, when the scan reconciles.
+    pub expected_rows: Option<u64>,
+}
+
+enum Message {
+    Batch(RecordBatch),
+    End(EndOfData),
+    Failed(Error),
+}
 
 /// Where a producer sends its batches.
 pub struct BatchSink {
-    tx: Sender<Result<RecordBatch>>,
+    tx: Sender<Message>,
     cancelled: Arc<AtomicBool>,
     rows: Arc<AtomicU64>,
 }
@@ -27,8 +51,13 @@ impl BatchSink {
     /// Fails with [`Error::Interrupted`] once the consumer has gone away.
     pub fn send(&self, batch: RecordBatch) -> Result<()> {
         self.check()?;
+        for point in ["reader_panic", "decode_error", "socket_closed"] {
+            failpoint::check(point)?;
+        }
         let n = batch.num_rows() as u64;
-        self.tx.send(Ok(batch)).map_err(|_| Error::Interrupted)?;
+        self.tx
+            .send(Message::Batch(batch))
+            .map_err(|_| Error::Interrupted)?;
         self.rows.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -46,6 +75,36 @@ impl BatchSink {
             Ok(())
         }
     }
+
+    /// The message that closes the stream: the end marker if every count agrees.
+    fn last_message(&self, outcome: std::thread::Result<Result<EndOfData>>) -> Message {
+        match outcome {
+            Ok(Ok(end)) => {
+                let sent = self.rows.load(Ordering::Relaxed);
+                if end.server_rows == sent {
+                    Message::End(end)
+                } else {
+                    Message::Failed(Error::Integrity(format!(
+                        "the server reported {} row(s) but {sent} were decoded",
+                        end.server_rows
+                    )))
+                }
+            }
+            Ok(Err(e)) => Message::Failed(e),
+            Err(panic) => Message::Failed(Error::Internal(format!(
+                "the reader thread panicked: {}",
+                panic_text(panic.as_ref())
+            ))),
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// What one poll of the stream returned.
@@ -54,8 +113,8 @@ pub enum Poll {
     Batch(RecordBatch),
     /// The producer failed; the stream is finished.
     Failed(Error),
-    /// All batches were delivered.
-    Done,
+    /// All batches were delivered; the server's account of them.
+    Done(EndOfData),
     /// Nothing arrived within the timeout; poll again.
     Pending,
 }
@@ -63,17 +122,19 @@ pub enum Poll {
 /// The consumer side of a background read.
 pub struct BatchStream {
     schema: SchemaRef,
-    rx: Receiver<Result<RecordBatch>>,
+    rx: Receiver<Message>,
     cancelled: Arc<AtomicBool>,
     rows: Arc<AtomicU64>,
+    end: Option<EndOfData>,
     finished: bool,
 }
 
 impl BatchStream {
     /// Start `produce` on its own thread. `depth` batches may wait in the channel.
+    /// `produce` returns the server's account of what it sent.
     pub fn spawn<F>(schema: SchemaRef, depth: usize, produce: F) -> Self
     where
-        F: FnOnce(&BatchSink) -> Result<()> + Send + 'static,
+        F: FnOnce(&BatchSink) -> Result<EndOfData> + Send + 'static,
     {
         let (tx, rx) = bounded(depth.max(1));
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -86,17 +147,27 @@ impl BatchStream {
         thread::Builder::new()
             .name("rivet-reader".into())
             .spawn(move || {
-                if let Err(e) = produce(&sink) {
-                    // The consumer may be gone already; nothing else to tell.
-                    let _ = sink.tx.send(Err(e));
-                }
+                let outcome = catch_unwind(AssertUnwindSafe(|| produce(&sink)));
+                let last = sink.last_message(outcome);
+                // The consumer may be gone already; nothing else to tell.
+                let _ = sink.tx.send(last);
             })
             .expect("spawning a reader thread");
+        Self::from_parts(schema, rx, cancelled, rows)
+    }
+
+    fn from_parts(
+        schema: SchemaRef,
+        rx: Receiver<Message>,
+        cancelled: Arc<AtomicBool>,
+        rows: Arc<AtomicU64>,
+    ) -> Self {
         BatchStream {
             schema,
             rx,
             cancelled,
             rows,
+            end: None,
             finished: false,
         }
     }
@@ -116,21 +187,36 @@ impl BatchStream {
         self.rows.load(Ordering::Relaxed)
     }
 
+    /// The end-of-data marker, once the stream has delivered it.
+    pub fn end(&self) -> Option<EndOfData> {
+        self.end
+    }
+
     /// Wait up to `timeout` for the next batch.
     pub fn poll(&mut self, timeout: Duration) -> Poll {
+        if let Some(end) = self.end {
+            return Poll::Done(end);
+        }
         if self.finished {
-            return Poll::Done;
+            return Poll::Failed(Error::Interrupted);
         }
         match self.rx.recv_timeout(timeout) {
-            Ok(Ok(batch)) => Poll::Batch(batch),
-            Ok(Err(e)) => {
+            Ok(Message::Batch(batch)) => Poll::Batch(batch),
+            Ok(Message::End(end)) => {
+                self.finished = true;
+                self.end = Some(end);
+                Poll::Done(end)
+            }
+            Ok(Message::Failed(e)) => {
                 self.finished = true;
                 Poll::Failed(e)
             }
             Err(RecvTimeoutError::Timeout) => Poll::Pending,
             Err(RecvTimeoutError::Disconnected) => {
                 self.finished = true;
-                Poll::Done
+                Poll::Failed(Error::Internal(
+                    "the reader thread stopped without an end-of-data marker".into(),
+                ))
             }
         }
     }
@@ -141,7 +227,7 @@ impl BatchStream {
             match self.poll(Duration::from_secs(3600)) {
                 Poll::Batch(b) => return Ok(Some(b)),
                 Poll::Failed(e) => return Err(e),
-                Poll::Done => return Ok(None),
+                Poll::Done(_) => return Ok(None),
                 Poll::Pending => {}
             }
         }
@@ -157,5 +243,87 @@ impl BatchStream {
 impl Drop for BatchStream {
     fn drop(&mut self) {
         self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int32Array;
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]))
+    }
+
+    fn batch(n: i32) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int32Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    fn drain(mut s: BatchStream) -> (u64, Result<EndOfData>) {
+        let mut rows = 0;
+        loop {
+            match s.poll(Duration::from_secs(10)) {
+                Poll::Batch(b) => rows += b.num_rows() as u64,
+                Poll::Done(end) => return (rows, Ok(end)),
+                Poll::Failed(e) => return (rows, Err(e)),
+                Poll::Pending => {}
+            }
+        }
+    }
+
+    #[test]
+    fn ends_with_the_marker_when_counts_agree() {
+        let s = BatchStream::spawn(schema(), 2, |sink| {
+            sink.send(batch(3))?;
+            sink.send(batch(4))?;
+            Ok(EndOfData {
+                server_rows: 7,
+                expected_rows: None,
+            })
+        });
+        let (rows, end) = drain(s);
+        assert_eq!(rows, 7);
+        assert_eq!(end.unwrap().server_rows, 7);
+    }
+
+    #[test]
+    fn a_count_mismatch_is_an_error() {
+        let s = BatchStream::spawn(schema(), 2, |sink| {
+            sink.send(batch(3))?;
+            Ok(EndOfData {
+                server_rows: 5,
+                expected_rows: None,
+            })
+        });
+        assert!(matches!(drain(s).1, Err(Error::Integrity(_))));
+    }
+
+    #[test]
+    fn a_panicking_producer_is_an_error_not_the_end() {
+        let s = BatchStream::spawn(schema(), 2, |sink| {
+            sink.send(batch(3))?;
+            panic!("byte array offset overflow");
+        });
+        let (rows, end) = drain(s);
+        assert_eq!(rows, 3);
+        let message = end.unwrap_err().to_string();
+        assert!(
+            message.contains("panicked: byte array offset overflow"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_closed_channel_without_the_marker_is_an_error() {
+        let (tx, rx) = bounded::<Message>(1);
+        drop(tx);
+        let s = BatchStream::from_parts(
+            schema(),
+            rx,
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        assert!(matches!(drain(s).1, Err(Error::Internal(_))));
     }
 }

@@ -11,6 +11,7 @@ pyo3::import_exception!(rivet.errors, UnsupportedTypeError);
 pyo3::import_exception!(rivet.errors, DataError);
 pyo3::import_exception!(rivet.errors, RivetError);
 pyo3::import_exception!(rivet.errors, CancelledError);
+pyo3::import_exception!(rivet.errors, IntegrityError);
 
 fn build(cls: Bound<'_, PyType>, message: String, kwargs: Bound<'_, PyDict>) -> PyErr {
     match cls.call((message,), Some(&kwargs)) {
@@ -55,7 +56,10 @@ pub fn to_py_err(py: Python<'_>, e: Error) -> PyErr {
                 build(py.get_type::<DataError>(), message, kwargs)
             }
             Error::Interrupted => build(py.get_type::<CancelledError>(), message, kwargs),
-            Error::Io(_) => build(py.get_type::<RivetError>(), message, kwargs),
+            Error::Io(_) | Error::Internal(_) => {
+                build(py.get_type::<RivetError>(), message, kwargs)
+            }
+            Error::Integrity(_) => build(py.get_type::<IntegrityError>(), message, kwargs),
         })
     })();
     result.unwrap_or_else(|err| err)

@@ -20,7 +20,7 @@ mod _native {
     #[pymodule_export]
     use crate::session::PyPgSession;
     #[pymodule_export]
-    use crate::sources::{describe_postgres, describe_sqlite, scan_postgres, scan_sqlite};
+    use crate::sources::{describe_sqlite, scan_sqlite};
 
     use pyo3::prelude::*;
 

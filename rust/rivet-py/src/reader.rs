@@ -1,14 +1,14 @@
 //! `BatchReader`: the Python face of a background read.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
-use rivet_engine::{BatchStream, Poll};
+use rivet_engine::{BatchStream, EndOfData, Poll};
 
 use crate::arrow_ffi::{PullReader, batch_capsules, schema_capsule, stream_capsule};
 use crate::errors::to_py_err;
@@ -20,6 +20,8 @@ pub struct PyBatchReader {
     schema: SchemaRef,
     stream: Arc<Mutex<Option<BatchStream>>>,
     cancelled: Arc<AtomicBool>,
+    delivered: AtomicU64,
+    end: OnceLock<EndOfData>,
 }
 
 impl PyBatchReader {
@@ -29,6 +31,8 @@ impl PyBatchReader {
             schema: stream.schema(),
             cancelled: stream.cancel_handle(),
             stream: Arc::new(Mutex::new(Some(stream))),
+            delivered: AtomicU64::new(0),
+            end: OnceLock::new(),
         }
     }
 
@@ -65,8 +69,13 @@ impl PyBatchReader {
             };
             loop {
                 match py.detach(|| stream.poll(SIGNAL_POLL)) {
-                    Poll::Batch(batch) => return Ok(Some(PyArrowBatch { batch })),
-                    Poll::Done => {
+                    Poll::Batch(batch) => {
+                        self.delivered
+                            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                        return Ok(Some(PyArrowBatch { batch }));
+                    }
+                    Poll::Done(end) => {
+                        let _ = self.end.set(end);
                         *slot = None;
                         return Ok(None);
                     }
@@ -128,10 +137,28 @@ impl PyBatchReader {
         })
     }
 
-    /// Rows handed over so far.
+    /// Rows handed to Python by `next_batch` so far.
     #[getter]
-    fn rows_read(&self) -> PyResult<u64> {
-        self.with_stream(|slot| Ok(slot.as_ref().map_or(0, BatchStream::rows)))
+    fn rows_read(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Whether the end-of-data marker arrived (every row was delivered).
+    #[getter]
+    fn finished(&self) -> bool {
+        self.end.get().is_some()
+    }
+
+    /// Rows the server reported sending, once the stream has ended (else `None`).
+    #[getter]
+    fn server_rows(&self) -> Option<u64> {
+        self.end.get().map(|e| e.server_rows)
+    }
+
+    /// Rows a `COUNT(*)` found in the scan's snapshot (scans with `reconcile`), once ended.
+    #[getter]
+    fn expected_rows(&self) -> Option<u64> {
+        self.end.get().and_then(|e| e.expected_rows)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::sources::{ConnectArgs, ScanArgs, finish};
 macro_rules! session_class {
     (
         $(#[$doc:meta])*
-        $py:ident, $name:literal, $session:ty, $schema:path, $scan_options:ident
+        $py:ident, $name:literal, $session:ty, $schema:path
     ) => {
         $(#[$doc])*
         #[pyclass(frozen, module = "rivet._native", name = $name)]
@@ -80,7 +80,7 @@ macro_rules! session_class {
                     decimal: decimal_overrides,
                     text: text_overrides,
                 };
-                let scan = options.$scan_options()?;
+                let scan = options.options()?;
                 let result = run_interruptible(py, move || {
                     session.scan(&query, describe_as.as_deref(), &o, scan)
                 })?;
@@ -98,7 +98,7 @@ mod pg {
     session_class!(
         /// A PostgreSQL connection lent to one scan at a time (each in a fresh read-only
         /// transaction); it reconnects after a broken scan.
-        PyPgSession, "PgSession", PgSession, arrow_schema, pg_options
+        PyPgSession, "PgSession", PgSession, arrow_schema
     );
 }
 
@@ -110,7 +110,7 @@ mod my {
     session_class!(
         /// A MySQL/MariaDB connection lent to one scan (one streamed statement) at a time;
         /// it reconnects after a broken scan.
-        PyMySession, "MySession", MySession, arrow_schema, my_options
+        PyMySession, "MySession", MySession, arrow_schema
     );
 }
 

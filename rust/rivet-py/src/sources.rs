@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use rivet_engine::pg::batch::BatchLimits;
-use rivet_engine::pg::scan::{self, PgScanOptions, ReadMethod};
+use rivet_engine::batch::BatchLimits;
+use rivet_engine::session::{ReadMethod, ScanOptions};
 use rivet_engine::source::ConnectOptions;
-use rivet_engine::source::Overrides;
 use rivet_engine::{Error, sqlite};
 
 use crate::errors::to_py_err;
@@ -62,11 +61,12 @@ pub struct ScanArgs {
     throttle_ms: u64,
     snapshot: Option<String>,
     prefetch: usize,
+    reconcile: bool,
 }
 
 impl ScanArgs {
-    /// The PostgreSQL scan options these arguments describe.
-    pub fn pg_options(self) -> PyResult<PgScanOptions> {
+    /// The scan options these arguments describe.
+    pub fn options(self) -> PyResult<ScanOptions> {
         let method = match self.method.as_str() {
             "cursor" => ReadMethod::Cursor,
             "copy" => ReadMethod::Copy,
@@ -76,104 +76,23 @@ impl ScanArgs {
                 )));
             }
         };
-        Ok(PgScanOptions {
+        Ok(ScanOptions {
             method,
-            limits: limits(&self)?,
+            limits: BatchLimits::new(self.batch_rows, self.batch_bytes)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
             statement_timeout_ms: self.statement_timeout_ms,
             lock_timeout_ms: self.lock_timeout_ms,
             throttle_ms: self.throttle_ms,
             snapshot: self.snapshot,
             prefetch: self.prefetch,
+            reconcile: self.reconcile,
         })
     }
-}
-
-impl ScanArgs {
-    /// The MySQL scan options these arguments describe.
-    pub fn my_options(&self) -> PyResult<rivet_engine::mysql::session::MyScanOptions> {
-        Ok(rivet_engine::mysql::session::MyScanOptions {
-            limits: limits(self)?,
-            statement_timeout_ms: self.statement_timeout_ms,
-            prefetch: self.prefetch,
-        })
-    }
-}
-
-fn limits(a: &ScanArgs) -> PyResult<BatchLimits> {
-    if a.batch_rows == 0 || a.batch_bytes == 0 {
-        return Err(PyValueError::new_err(
-            "batch_rows and batch_bytes must be positive",
-        ));
-    }
-    Ok(BatchLimits {
-        max_rows: a.batch_rows,
-        max_bytes: a.batch_bytes,
-    })
 }
 
 /// Turn an engine result into a Python one.
 pub fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
     r.map_err(|e| to_py_err(py, e))
-}
-
-/// Start streaming a PostgreSQL query.
-#[pyfunction]
-pub fn scan_postgres(
-    py: Python<'_>,
-    conn: ConnectArgs,
-    query: String,
-    options: ScanArgs,
-    decimal_overrides: HashMap<String, (u8, i8)>,
-    text_overrides: Vec<String>,
-) -> PyResult<PyBatchReader> {
-    let overrides = Overrides {
-        decimal: decimal_overrides,
-        text: text_overrides,
-    };
-    let method = match options.method.as_str() {
-        "cursor" => ReadMethod::Cursor,
-        "copy" => ReadMethod::Copy,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown read method '{other}'"
-            )));
-        }
-    };
-    let scan_options = PgScanOptions {
-        method,
-        limits: limits(&options)?,
-        statement_timeout_ms: options.statement_timeout_ms,
-        lock_timeout_ms: options.lock_timeout_ms,
-        throttle_ms: options.throttle_ms,
-        snapshot: options.snapshot,
-        prefetch: options.prefetch,
-    };
-    let connect = ConnectOptions::from(conn);
-    let result = run_interruptible(py, move || {
-        scan::open(&connect, &query, &overrides, scan_options)
-    })?;
-    finish(py, result).map(PyBatchReader::new)
-}
-
-/// Describe a PostgreSQL query's result as an Arrow schema, without reading rows.
-#[pyfunction]
-pub fn describe_postgres(
-    py: Python<'_>,
-    conn: ConnectArgs,
-    query: String,
-    decimal_overrides: HashMap<String, (u8, i8)>,
-    text_overrides: Vec<String>,
-) -> PyResult<PyArrowSchema> {
-    let overrides = Overrides {
-        decimal: decimal_overrides,
-        text: text_overrides,
-    };
-    let connect = ConnectOptions::from(conn);
-    let result = run_interruptible(py, move || scan::describe(&connect, &query, &overrides))?;
-    let columns = finish(py, result)?;
-    Ok(PyArrowSchema {
-        schema: rivet_engine::pg::batch::arrow_schema(&columns),
-    })
 }
 
 /// Start streaming a SQLite query.
@@ -185,10 +104,16 @@ pub fn scan_sqlite(
     options: ScanArgs,
     type_overrides: HashMap<String, String>,
 ) -> PyResult<PyBatchReader> {
-    let limits = limits(&options)?;
-    let prefetch = options.prefetch;
+    let options = options.options()?;
     let result = run_interruptible(py, move || {
-        sqlite::open(&path, &query, &type_overrides, limits, prefetch)
+        sqlite::open(
+            &path,
+            &query,
+            &type_overrides,
+            options.limits,
+            options.prefetch,
+            options.reconcile,
+        )
     })?;
     finish(py, result).map(PyBatchReader::new)
 }

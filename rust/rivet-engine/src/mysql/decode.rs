@@ -12,9 +12,10 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::i256;
 use arrow_schema::SchemaRef;
 
+use crate::batch::RowBatch;
+use crate::decimal::DecimalInt;
 use crate::error::{Error, Result};
 use crate::mysql::types::{MyColumn, MyKind};
-use crate::pg::numeric::DecimalInt;
 use crate::temporal::{days_from_civil, days_in_month};
 
 /// One column's builder.
@@ -378,16 +379,6 @@ impl MyBatchBuilder {
         }
     }
 
-    /// Rows in the current batch.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Bytes of row data in the current batch.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// Decode one binary row (its payload, starting with the 0x00 header).
     #[inline]
     pub fn append_row(&mut self, payload: &[u8]) -> Result<()> {
@@ -411,9 +402,18 @@ impl MyBatchBuilder {
         self.bytes += payload.len();
         Ok(())
     }
+}
 
-    /// Take the current rows as a batch.
-    pub fn finish(&mut self) -> Result<RecordBatch> {
+impl RowBatch for MyBatchBuilder {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let capacity = self.rows + self.rows / 8;
         let mut arrays = Vec::with_capacity(self.builders.len());
         for ((builder, column), bits) in self

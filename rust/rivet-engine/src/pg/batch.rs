@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 
+use crate::batch::RowBatch;
 use crate::error::{Error, Result};
 use crate::metadata::field_metadata;
 use crate::pg::decode::{Capacity, ColumnBuilder};
@@ -33,15 +34,6 @@ pub fn arrow_schema(columns: &[PgColumn]) -> SchemaRef {
         })
         .collect();
     Arc::new(Schema::new(fields))
-}
-
-/// Rows and bytes at which a batch is handed over.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchLimits {
-    /// Most rows in one batch.
-    pub max_rows: usize,
-    /// Approximate most bytes (of source values) in one batch.
-    pub max_bytes: usize,
 }
 
 /// Accumulates rows column by column.
@@ -89,24 +81,18 @@ impl PgBatchBuilder {
     pub fn end_row(&mut self) {
         self.rows += 1;
     }
+}
 
-    /// Rows in the current batch.
-    pub fn rows(&self) -> usize {
+impl RowBatch for PgBatchBuilder {
+    fn rows(&self) -> usize {
         self.rows
     }
 
-    /// Source bytes in the current batch.
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Whether the current batch reached a limit.
-    pub fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.rows >= limits.max_rows || self.bytes >= limits.max_bytes
-    }
-
-    /// Take the current rows as a batch.
-    pub fn finish(&mut self) -> Result<RecordBatch> {
+    fn finish(&mut self) -> Result<RecordBatch> {
         let mut arrays = Vec::with_capacity(self.builders.len());
         for (builder, column) in self.builders.iter_mut().zip(&self.columns) {
             let array = builder

@@ -16,7 +16,8 @@ use arrow_array::{Array, ArrayRef, ListArray, PrimitiveArray, StringArray, Struc
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{DataType, Field, FieldRef};
 
-use crate::pg::numeric::{self, DecimalInt};
+use crate::decimal::DecimalInt;
+use crate::pg::numeric;
 use crate::pg::types::{PgKind, interval_fields};
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.

@@ -7,34 +7,10 @@ use crate::pg::batch::PgColumn;
 use crate::pg::catalog::{format_types, resolve_types};
 use crate::pg::types::map_column;
 use crate::pg::wire::PgConnection;
-use crate::source::Overrides;
+use crate::source::{Overrides, check_result_columns};
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn no_such_column(name: &str, names: &[&str]) -> Error {
-    Error::Config(format!(
-        "columns: override for \"{name}\", but the query has no such column (it returns: {})",
-        names.join(", ")
-    ))
-}
-
-/// Rewrite `query` so the `text` override columns come back as `::text`, in their place.
-pub fn apply_text_overrides(
-    conn: &mut PgConnection,
-    query: &str,
-    text: &[String],
-) -> Result<String> {
-    Ok(match text_select_list(conn, query, text)? {
-        Some(list) => wrap_select(&list, query),
-        None => query.to_string(),
-    })
-}
-
-/// `SELECT <list> FROM (<query>) AS _rivet`.
-pub fn wrap_select(list: &str, query: &str) -> String {
-    format!("SELECT {list} FROM ({query}) AS _rivet")
 }
 
 /// The select list that casts the `text` override columns of `query` (`None` without any).
@@ -48,9 +24,6 @@ pub fn text_select_list(
     }
     let fields = conn.describe(query)?;
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    if let Some(missing) = text.iter().find(|t| !names.contains(&t.as_str())) {
-        return Err(no_such_column(missing, &names));
-    }
     let select: Vec<String> = names
         .iter()
         .map(|n| {
@@ -69,21 +42,7 @@ pub fn text_select_list(
 pub fn probe(conn: &mut PgConnection, query: &str, overrides: &Overrides) -> Result<Vec<PgColumn>> {
     let fields = conn.describe(query)?;
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    let mut seen = HashSet::new();
-    for name in &names {
-        if !seen.insert(*name) {
-            return Err(Error::Config(format!(
-                "the query returns two columns named \"{name}\"; give them distinct aliases"
-            )));
-        }
-    }
-    if let Some(missing) = overrides
-        .decimal
-        .keys()
-        .find(|k| !seen.contains(k.as_str()))
-    {
-        return Err(no_such_column(missing, &names));
-    }
+    check_result_columns(&names, overrides)?;
     let oids: Vec<u32> = fields
         .iter()
         .map(|f| f.type_oid)

@@ -4,59 +4,32 @@
 //! single statement runs long (the next FETCH is pipelined so the server never
 //! waits for the client), and a binary `COPY (query) TO STDOUT` for bounded
 //! chunk queries. Both run inside one read-only transaction with `SET LOCAL`
-//! timeouts.
+//! timeouts. Every round trip's rows are checked against the server's command
+//! tag, and their sum is the scan's end-of-data count.
 
 use std::collections::VecDeque;
 use std::thread;
 use std::time::Duration;
 
-use crate::error::Result;
-use crate::pg::batch::{BatchLimits, PgBatchBuilder, PgColumn, arrow_schema};
-use crate::pg::probe::{apply_text_overrides, probe};
+use crate::batch::{flush, make_room};
+use crate::error::{Error, Result};
+use crate::pg::batch::{PgBatchBuilder, PgColumn};
 use crate::pg::tuple::{CopyDecoder, decode_tuple};
 use crate::pg::wire::PgConnection;
-use crate::source::ConnectOptions;
-use crate::source::Overrides;
-use crate::stream::{BatchSink, BatchStream};
-
-/// How rows leave the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadMethod {
-    /// `DECLARE ... CURSOR` then `FETCH FORWARD n` until exhausted.
-    Cursor,
-    /// One `COPY (query) TO STDOUT (FORMAT binary)`.
-    Copy,
-}
-
-/// Options of one scan.
-#[derive(Debug, Clone)]
-pub struct PgScanOptions {
-    /// Read method.
-    pub method: ReadMethod,
-    /// Batch bounds.
-    pub limits: BatchLimits,
-    /// `statement_timeout` for every statement, 0 = none.
-    pub statement_timeout_ms: u64,
-    /// `lock_timeout`, 0 = none.
-    pub lock_timeout_ms: u64,
-    /// Pause between two FETCHes.
-    pub throttle_ms: u64,
-    /// Read under this exported snapshot (`pg_export_snapshot()`).
-    pub snapshot: Option<String>,
-    /// Batches decoded ahead of the consumer.
-    pub prefetch: usize,
-}
+use crate::session::{ReadMethod, ScanOptions};
+use crate::stream::{BatchSink, EndOfData};
 
 const CURSOR: &str = "rivet_cursor";
 const FIRST_FETCH_ROWS: usize = 1_000;
 
-/// Strip what would break wrapping the query: trailing semicolons and blanks.
-pub fn clean_query(query: &str) -> &str {
-    query.trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+/// A scan whose transaction is open (and, for cursor reads, whose cursor is declared).
+pub struct PgPrepared {
+    sql: String,
+    expected_rows: Option<u64>,
 }
 
 /// Open the read-only transaction a scan runs in, with its timeouts and snapshot.
-pub fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
+fn begin(conn: &mut PgConnection, options: &ScanOptions) -> Result<()> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = &options.snapshot {
         sql.push_str(&format!(
@@ -71,106 +44,109 @@ pub fn begin(conn: &mut PgConnection, options: &PgScanOptions) -> Result<()> {
     conn.execute(&sql)
 }
 
-fn connect(connect: &ConnectOptions) -> Result<PgConnection> {
-    PgConnection::connect(&connect.resolve_postgres()?)
-}
-
-/// Describe a query (for plans and type reports) without reading rows.
-pub fn describe(
-    options: &ConnectOptions,
-    query: &str,
-    overrides: &Overrides,
-) -> Result<Vec<PgColumn>> {
-    let mut conn = connect(options)?;
-    conn.execute("BEGIN READ ONLY")?;
-    let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
-    probe(&mut conn, &query, overrides)
-}
-
-/// Connect, check the result's types, and start streaming on a background thread.
-/// Unsupported types and SQL errors are reported here, before any batch.
-pub fn open(
-    options: &ConnectOptions,
-    query: &str,
-    overrides: &Overrides,
-    scan: PgScanOptions,
-) -> Result<BatchStream> {
-    let mut conn = connect(options)?;
-    begin(&mut conn, &scan)?;
-    let query = apply_text_overrides(&mut conn, clean_query(query), &overrides.text)?;
-    let columns = probe(&mut conn, &query, overrides)?;
-    start(conn, query, columns, scan, drop)
-}
-
-/// Stream `query` (already probed as `columns`) on a background thread inside the
-/// transaction `conn` is in; `done` receives the connection after a clean finish.
-pub fn start(
-    mut conn: PgConnection,
-    query: String,
-    columns: Vec<PgColumn>,
-    scan: PgScanOptions,
-    done: impl FnOnce(PgConnection) + Send + 'static,
-) -> Result<BatchStream> {
-    let schema = arrow_schema(&columns);
-    if scan.method == ReadMethod::Cursor {
-        conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {query}"))?;
+/// Begin the transaction, count the rows if asked, and declare the cursor.
+pub fn prepare(conn: &mut PgConnection, sql: &str, options: &ScanOptions) -> Result<PgPrepared> {
+    begin(conn, options)?;
+    let expected_rows = if options.reconcile {
+        let rows = conn.simple_query(&format!("SELECT count(*) FROM ({sql}) AS _rivet_count"))?;
+        let count = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::Query {
+                message: "the reconcile count returned no number".into(),
+                code: None,
+            })?;
+        Some(count)
+    } else {
+        None
+    };
+    if options.method == ReadMethod::Cursor {
+        conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}"))?;
     }
-    let capacity = scan
+    Ok(PgPrepared {
+        sql: sql.to_string(),
+        expected_rows,
+    })
+}
+
+/// Read every row of a prepared scan into batches, then commit.
+pub fn stream(
+    conn: &mut PgConnection,
+    prepared: PgPrepared,
+    columns: Vec<PgColumn>,
+    options: &ScanOptions,
+    sink: &BatchSink,
+) -> Result<EndOfData> {
+    let capacity = options
         .limits
         .max_rows
-        .min(FIRST_FETCH_ROWS.max(scan.limits.max_rows / 4));
-    Ok(BatchStream::spawn(schema, scan.prefetch, move |sink| {
-        conn.set_interrupt(sink.cancel_flag())?;
-        let mut builder = PgBatchBuilder::new(columns, capacity);
-        match scan.method {
-            ReadMethod::Cursor => fetch_all(&mut conn, &mut builder, &scan, sink)?,
-            ReadMethod::Copy => {
-                let mut decoder = CopyDecoder::default();
-                conn.copy_out(
-                    &format!("COPY ({query}) TO STDOUT (FORMAT binary)"),
-                    |data| decoder.feed(data, &mut builder, &scan.limits, sink),
-                )?;
-                decoder.finish(&mut builder, sink)?;
-            }
+        .min(FIRST_FETCH_ROWS.max(options.limits.max_rows / 4));
+    let mut builder = PgBatchBuilder::new(columns, capacity);
+    let server_rows = match options.method {
+        ReadMethod::Cursor => fetch_all(conn, &mut builder, options, sink)?,
+        ReadMethod::Copy => {
+            let mut decoder = CopyDecoder::default();
+            let limits = options.limits;
+            let rows = conn.copy_out(
+                &format!("COPY ({}) TO STDOUT (FORMAT binary)", prepared.sql),
+                |data| decoder.feed(data, &mut builder, &limits, sink),
+            )?;
+            decoder.finish(&mut builder, sink)?;
+            rows
         }
-        conn.execute("COMMIT")?;
-        conn.clear_interrupt()?;
-        done(conn);
-        Ok(())
-    }))
+    };
+    conn.execute("COMMIT")?;
+    Ok(EndOfData {
+        server_rows,
+        expected_rows: prepared.expected_rows,
+    })
 }
 
 fn send_fetch(conn: &mut PgConnection, rows: usize) -> Result<()> {
     conn.send_binary_query(&format!("FETCH FORWARD {rows} FROM {CURSOR}"))
 }
 
+/// Every row of the cursor; returns how many the server sent.
 fn fetch_all(
     conn: &mut PgConnection,
     builder: &mut PgBatchBuilder,
-    options: &PgScanOptions,
+    options: &ScanOptions,
     sink: &BatchSink,
-) -> Result<()> {
+) -> Result<u64> {
     let limits = options.limits;
     // Keep one FETCH queued behind the one being read, unless throttled.
     let depth = if options.throttle_ms > 0 { 1 } else { 2 };
     let mut fetch_rows = limits.max_rows.min(FIRST_FETCH_ROWS);
     let mut queued = VecDeque::new();
+    let mut total = 0u64;
     while queued.len() < depth {
         send_fetch(conn, fetch_rows)?;
         queued.push_back(fetch_rows);
     }
     while let Some(requested) = queued.pop_front() {
         sink.check()?;
-        let got = conn.read_binary_result(|row| decode_tuple(row, builder))? as usize;
-        if let Some(bytes_per_row) = builder.bytes().checked_div(got) {
+        let mut fetched_bytes = 0usize;
+        let got = conn.read_binary_result(|row| {
+            make_room(builder, row.len(), &limits, sink)?;
+            fetched_bytes += row.len();
+            decode_tuple(row, builder)
+        })?;
+        total += got;
+        if let Some(bytes_per_row) = fetched_bytes.checked_div(got as usize) {
             // Size later FETCHes so one batch stays near the byte limit.
             fetch_rows = (limits.max_bytes / bytes_per_row.max(1)).clamp(1, limits.max_rows);
-            sink.send(builder.finish()?)?;
+            flush(builder, sink)?;
         }
-        if got < requested {
-            // The cursor is exhausted; the queued FETCHes return nothing.
+        if (got as usize) < requested {
+            // The cursor is exhausted; the queued FETCHes must return nothing.
             while queued.pop_front().is_some() {
-                conn.read_binary_result(|_| Ok(()))?;
+                let late = conn.read_binary_result(|_| Ok(()))?;
+                if late > 0 {
+                    return Err(Error::Integrity(format!(
+                        "the cursor returned {late} row(s) after it was exhausted"
+                    )));
+                }
             }
             break;
         }
@@ -180,5 +156,6 @@ fn fetch_all(
         send_fetch(conn, fetch_rows)?;
         queued.push_back(fetch_rows);
     }
-    conn.execute(&format!("CLOSE {CURSOR}"))
+    conn.execute(&format!("CLOSE {CURSOR}"))?;
+    Ok(total)
 }

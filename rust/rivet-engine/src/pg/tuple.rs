@@ -1,8 +1,9 @@
 //! Tuples in PostgreSQL's binary layout (a field count, then length-prefixed
 //! values): the body of a DataRow, and each row of a binary COPY stream.
 
+use crate::batch::{BatchLimits, flush, make_room};
 use crate::error::{Error, Result};
-use crate::pg::batch::{BatchLimits, PgBatchBuilder};
+use crate::pg::batch::PgBatchBuilder;
 use crate::stream::BatchSink;
 
 const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -88,10 +89,7 @@ impl CopyDecoder {
         if !self.finished || !self.carry.is_empty() {
             return Err(malformed("COPY stream (it ended early)"));
         }
-        if builder.rows() > 0 {
-            sink.send(builder.finish()?)?;
-        }
-        Ok(())
+        flush(builder, sink)
     }
 
     /// Decode every whole unit at the start of `data`; returns the bytes used.
@@ -130,11 +128,9 @@ impl CopyDecoder {
             let Some(len) = complete_tuple_len(&data[at..]) else {
                 break;
             };
+            make_room(builder, len, limits, sink)?;
             decode_tuple(&data[at..at + len], builder)?;
             at += len;
-            if builder.is_full(limits) {
-                sink.send(builder.finish()?)?;
-            }
         }
         Ok(at)
     }

@@ -10,10 +10,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::batch::{BatchLimits, RowBatch, flush, make_room};
 use crate::error::{Error, Result, UnsupportedColumn};
 use crate::metadata::field_metadata;
-use crate::pg::batch::BatchLimits;
-use crate::stream::BatchStream;
+use crate::stream::{BatchStream, EndOfData};
 
 pub use types::{SqliteKind, kind_from_decl};
 use values::SqliteBuilder;
@@ -114,13 +114,53 @@ pub fn arrow_schema(columns: &[SqliteColumn]) -> SchemaRef {
     ))
 }
 
-/// Check the query's types, then stream it on a background thread.
+/// Rows of a SQLite result being accumulated into a batch.
+struct SqliteBatch {
+    schema: SchemaRef,
+    columns: Vec<SqliteColumn>,
+    builders: Vec<SqliteBuilder>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl RowBatch for SqliteBatch {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let arrays = self
+            .builders
+            .iter_mut()
+            .map(SqliteBuilder::finish)
+            .collect();
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
+    }
+}
+
+fn value_bytes(v: rusqlite::types::ValueRef<'_>) -> usize {
+    match v {
+        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len(),
+        _ => 8,
+    }
+}
+
+/// Check the query's types, then stream it on a background thread. With
+/// `reconcile`, the rows are counted first in the same read transaction.
 pub fn open(
     path: &str,
     query: &str,
     overrides: &HashMap<String, String>,
     limits: BatchLimits,
     prefetch: usize,
+    reconcile: bool,
 ) -> Result<BatchStream> {
     let columns = describe(path, query, overrides)?;
     let schema = arrow_schema(&columns);
@@ -128,43 +168,48 @@ pub fn open(
     let batch_schema = Arc::clone(&schema);
     Ok(BatchStream::spawn(schema, prefetch, move |sink| {
         let conn = open_connection(&path)?;
+        conn.execute_batch("BEGIN").map_err(|e| query_error(&e))?;
+        let expected_rows = if reconcile {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM ({query})"), [], |r| r.get(0))
+                .map_err(|e| query_error(&e))?;
+            Some(n.max(0) as u64)
+        } else {
+            None
+        };
         let mut stmt = conn.prepare(&query).map_err(|e| query_error(&e))?;
-        let mut builders: Vec<SqliteBuilder> = columns
-            .iter()
-            .map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192)))
-            .collect();
+        let mut batch = SqliteBatch {
+            schema: batch_schema,
+            builders: columns
+                .iter()
+                .map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192)))
+                .collect(),
+            columns,
+            rows: 0,
+            bytes: 0,
+        };
         let mut rows = stmt.query([]).map_err(|e| query_error(&e))?;
-        let (mut n, mut bytes, mut row_number) = (0usize, 0usize, 0u64);
+        let mut row_number = 0u64;
         while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
             row_number += 1;
-            for (i, b) in builders.iter_mut().enumerate() {
+            let mut size = 0;
+            for i in 0..batch.builders.len() {
+                size += value_bytes(row.get_ref(i).map_err(|e| query_error(&e))?);
+            }
+            make_room(&mut batch, size, &limits, sink)?;
+            for (i, b) in batch.builders.iter_mut().enumerate() {
                 let v = row.get_ref(i).map_err(|e| query_error(&e))?;
-                bytes += match v {
-                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                        t.len()
-                    }
-                    _ => 8,
-                };
                 b.append(v).map_err(|m| {
-                    Error::decode(&columns[i].name, format!("{m} (row {row_number})"))
+                    Error::decode(&batch.columns[i].name, format!("{m} (row {row_number})"))
                 })?;
             }
-            n += 1;
-            if n >= limits.max_rows || bytes >= limits.max_bytes {
-                sink.send(finish(&batch_schema, &mut builders)?)?;
-                n = 0;
-                bytes = 0;
-            }
+            batch.rows += 1;
+            batch.bytes += size;
         }
-        if n > 0 {
-            sink.send(finish(&batch_schema, &mut builders)?)?;
-        }
-        Ok(())
+        flush(&mut batch, sink)?;
+        Ok(EndOfData {
+            server_rows: row_number,
+            expected_rows,
+        })
     }))
-}
-
-fn finish(schema: &SchemaRef, builders: &mut [SqliteBuilder]) -> Result<RecordBatch> {
-    let arrays = builders.iter_mut().map(SqliteBuilder::finish).collect();
-    RecordBatch::try_new(Arc::clone(schema), arrays)
-        .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
 }

@@ -358,12 +358,14 @@ impl PgConnection {
         self.flush()
     }
 
-    /// Read the result of one [`PgConnection::send_binary_query`]; each row body goes to `on_row`.
+    /// Read the result of one [`PgConnection::send_binary_query`]; each row body goes to
+    /// `on_row`. Returns the rows, checked against the server's command tag.
     pub fn read_binary_result(
         &mut self,
         mut on_row: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<u64> {
         let mut rows = 0u64;
+        let mut tagged = None;
         loop {
             let m = self.next_message()?;
             match m.tag {
@@ -371,37 +373,46 @@ impl PgConnection {
                     on_row(&self.rb.buf[m.start..m.end])?;
                     rows += 1;
                 }
+                b'C' => tagged = Some(tag_rows(self.body(m))?),
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
                     return self
                         .finish_until_ready(Some(Error::Query { message, code }))
                         .map(|()| rows);
                 }
-                b'Z' => return Ok(rows),
-                b'1' | b'2' | b'C' | b'n' | b's' | b'I' => {}
+                b'Z' => return check_tag(tagged, rows),
+                b'1' | b'2' | b'n' | b's' | b'I' => {}
                 other => return Err(protocol(format!("unexpected message '{}'", other as char))),
             }
         }
     }
 
     /// Run `COPY ... TO STDOUT` and hand every CopyData payload to `on_data`.
+    /// Returns the rows the server's `COPY n` tag reports.
     pub fn copy_out(
         &mut self,
         sql: &str,
         mut on_data: impl FnMut(&[u8]) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         frontend::query(sql, &mut self.out).map_err(protocol)?;
         self.flush()?;
+        let mut tagged = None;
         loop {
             let m = self.next_message()?;
             match m.tag {
                 b'd' => on_data(&self.rb.buf[m.start..m.end])?,
+                b'C' => tagged = Some(tag_rows(self.body(m))?),
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
-                    return self.finish_until_ready(Some(Error::Query { message, code }));
+                    return self
+                        .finish_until_ready(Some(Error::Query { message, code }))
+                        .map(|()| 0);
                 }
-                b'Z' => return Ok(()),
-                b'H' | b'c' | b'C' => {}
+                b'Z' => {
+                    return tagged
+                        .ok_or_else(|| protocol("the COPY ended without its command tag"));
+                }
+                b'H' | b'c' => {}
                 other => {
                     return Err(protocol(format!(
                         "unexpected message '{}' in COPY",
@@ -410,6 +421,26 @@ impl PgConnection {
                 }
             }
         }
+    }
+}
+
+/// The row count at the end of a CommandComplete tag (`FETCH 10`, `COPY 10`, `SELECT 10`).
+fn tag_rows(body: &[u8]) -> Result<u64> {
+    let tag = body.strip_suffix(&[0]).unwrap_or(body);
+    std::str::from_utf8(tag)
+        .ok()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| protocol("a command tag without a row count"))
+}
+
+/// The rows received, when they are what the tag says.
+fn check_tag(tagged: Option<u64>, rows: u64) -> Result<u64> {
+    match tagged {
+        Some(n) if n != rows => Err(Error::Integrity(format!(
+            "the server's command tag reports {n} row(s) but {rows} arrived"
+        ))),
+        _ => Ok(rows),
     }
 }
 

@@ -1,0 +1,225 @@
+//! One reusable connection, the same for every wire protocol: planning queries,
+//! cached descriptions, then many bounded scans (one per chunk) without
+//! reconnecting in between.
+//!
+//! A protocol plugs in through the small [`Wire`] trait: open, query, describe,
+//! prepare a scan, stream it. Everything around that lives here once: lending the
+//! connection to one scan at a time, reconnecting after a scan that broke it,
+//! caching descriptions, and the background stream with its end-of-data rules.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_schema::SchemaRef;
+
+use crate::batch::BatchLimits;
+use crate::error::{Error, Result};
+use crate::source::{ConnectOptions, Overrides, clean_query, wrap_select};
+use crate::stream::{BatchSink, BatchStream, EndOfData};
+
+/// How rows leave a PostgreSQL server (other protocols have one way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMethod {
+    /// `DECLARE ... CURSOR` then `FETCH FORWARD n` until exhausted.
+    Cursor,
+    /// One `COPY (query) TO STDOUT (FORMAT binary)`.
+    Copy,
+}
+
+/// Options of one scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Read method (PostgreSQL).
+    pub method: ReadMethod,
+    /// Batch bounds.
+    pub limits: BatchLimits,
+    /// Time limit of every statement, 0 = none.
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout` (PostgreSQL), 0 = none.
+    pub lock_timeout_ms: u64,
+    /// Pause between two round trips (PostgreSQL cursor reads).
+    pub throttle_ms: u64,
+    /// Read under this exported snapshot (`pg_export_snapshot()`).
+    pub snapshot: Option<String>,
+    /// Batches decoded ahead of the consumer.
+    pub prefetch: usize,
+    /// Count the rows with `COUNT(*)` in the scan's own snapshot first, and report
+    /// the count with the end of the data.
+    pub reconcile: bool,
+}
+
+/// A described query: the select list applying `text` overrides (if any) and the
+/// mapped columns.
+#[derive(Debug)]
+pub struct Described<C> {
+    /// `SELECT <list> FROM (query) AS _rivet` reads the overridden columns as text.
+    pub select_list: Option<String>,
+    /// The result columns, mapped to Arrow.
+    pub columns: Vec<C>,
+}
+
+/// What a protocol provides to a [`Session`].
+pub trait Wire: Sized + Send + 'static {
+    /// Resolved connection settings.
+    type Params: Send + Sync + 'static;
+    /// A result column mapped to Arrow.
+    type Column: Clone + Send + Sync + 'static;
+    /// A scan ready to stream (statement prepared, transaction open).
+    type Prepared: Send + 'static;
+
+    /// Resolve URL and fields into settings.
+    fn resolve(options: &ConnectOptions) -> Result<Self::Params>;
+    /// Connect, authenticate and set the session up for reading.
+    fn open(params: &Self::Params) -> Result<Self>;
+    /// Run SQL; rows come back as text.
+    fn run_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+    /// Describe `query` and map its columns (refusing unsupported ones, all at once).
+    fn describe_query(
+        &mut self,
+        query: &str,
+        overrides: &Overrides,
+    ) -> Result<Described<Self::Column>>;
+    /// The Arrow schema of mapped columns.
+    fn schema(columns: &[Self::Column]) -> SchemaRef;
+    /// Start the scan of `sql`: errors in the SQL are reported here, before any batch.
+    fn prepare_scan(
+        &mut self,
+        sql: &str,
+        columns: &[Self::Column],
+        options: &ScanOptions,
+    ) -> Result<Self::Prepared>;
+    /// Stream every row into batches; returns the server's account of the rows.
+    fn stream(
+        &mut self,
+        prepared: Self::Prepared,
+        columns: Vec<Self::Column>,
+        options: &ScanOptions,
+        sink: &BatchSink,
+    ) -> Result<EndOfData>;
+    /// Stop blocked reads once `flag` is set.
+    fn watch(&mut self, flag: Arc<AtomicBool>) -> Result<()>;
+    /// Forget the flag of a finished scan.
+    fn unwatch(&mut self) -> Result<()>;
+}
+
+/// Descriptions already made on a session, by query and overrides.
+type DescribeCache<C> = Arc<Mutex<HashMap<String, Arc<Described<C>>>>>;
+
+/// One connection, lent to one scan at a time and reopened if a scan broke it.
+pub struct Session<W: Wire> {
+    params: Arc<W::Params>,
+    slot: Arc<Mutex<Option<W>>>,
+    described: DescribeCache<W::Column>,
+}
+
+impl<W: Wire> Clone for Session<W> {
+    fn clone(&self) -> Self {
+        Session {
+            params: Arc::clone(&self.params),
+            slot: Arc::clone(&self.slot),
+            described: Arc::clone(&self.described),
+        }
+    }
+}
+
+fn poisoned<T>(_: PoisonError<T>) -> Error {
+    Error::Internal("a previous scan on this session panicked".into())
+}
+
+impl<W: Wire> Session<W> {
+    /// Connect now, so bad settings fail early.
+    pub fn connect(options: &ConnectOptions) -> Result<Self> {
+        let params = Arc::new(W::resolve(options)?);
+        let conn = W::open(&params)?;
+        Ok(Session {
+            params,
+            slot: Arc::new(Mutex::new(Some(conn))),
+            described: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// Borrow the connection (reconnecting if the last scan broke it).
+    fn take(&self) -> Result<W> {
+        let existing = self.slot.lock().map_err(poisoned)?.take();
+        match existing {
+            Some(conn) => Ok(conn),
+            None => W::open(&self.params),
+        }
+    }
+
+    fn give_back(&self, conn: W) {
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(conn);
+        }
+    }
+
+    /// Run SQL; rows come back as text.
+    pub fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut conn = self.take()?;
+        let rows = conn.run_query(sql)?;
+        self.give_back(conn);
+        Ok(rows)
+    }
+
+    /// The mapped columns of `query` (after `text` overrides), cached per query.
+    pub fn describe(&self, query: &str, overrides: &Overrides) -> Result<Vec<W::Column>> {
+        Ok(self.described_as(query, overrides)?.columns.clone())
+    }
+
+    fn described_as(
+        &self,
+        query: &str,
+        overrides: &Overrides,
+    ) -> Result<Arc<Described<W::Column>>> {
+        let key = format!(
+            "{query}\u{0}{:?}\u{0}{:?}",
+            overrides.text, overrides.decimal
+        );
+        if let Some(hit) = self.described.lock().map_err(poisoned)?.get(&key) {
+            return Ok(Arc::clone(hit));
+        }
+        let mut conn = self.take()?;
+        let described = Arc::new(conn.describe_query(clean_query(query), overrides)?);
+        self.give_back(conn);
+        self.described
+            .lock()
+            .map_err(poisoned)?
+            .insert(key, Arc::clone(&described));
+        Ok(described)
+    }
+
+    /// Stream `query`, whose columns are those of `describe_as` (described once and
+    /// cached, so many chunk queries of one base query cost no extra round trips).
+    /// The connection returns to the session when the scan ends cleanly.
+    pub fn scan(
+        &self,
+        query: &str,
+        describe_as: Option<&str>,
+        overrides: &Overrides,
+        options: ScanOptions,
+    ) -> Result<BatchStream> {
+        let described = self.described_as(describe_as.unwrap_or(query), overrides)?;
+        let query = clean_query(query);
+        let sql = described
+            .select_list
+            .as_deref()
+            .map_or_else(|| query.to_string(), |list| wrap_select(list, query));
+        let mut conn = self.take()?;
+        let prepared = conn.prepare_scan(&sql, &described.columns, &options)?;
+        let columns = described.columns.clone();
+        let session = self.clone();
+        Ok(BatchStream::spawn(
+            W::schema(&columns),
+            options.prefetch,
+            move |sink| {
+                conn.watch(sink.cancel_flag())?;
+                // On an error the connection is dropped mid-result (never reused).
+                let end = conn.stream(prepared, columns, &options, sink)?;
+                conn.unwatch()?;
+                session.give_back(conn);
+                Ok(end)
+            },
+        ))
+    }
+}
