@@ -28,7 +28,7 @@ test: install
 
 ## lint: formatting and static checks
 lint: install
-	$(PIP) install --quiet ".[lint]"
+	$(PIP) install --quiet --editable ".[lint]"
 	$(VENV)/bin/ruff check python tests bench
 	$(VENV)/bin/ruff format --check python tests bench
 	$(VENV)/bin/mypy
@@ -37,12 +37,12 @@ lint: install
 
 ## bench: the side-by-side benchmark at full size (minutes; see bench/README.md)
 bench: install
-	$(PIP) install --quiet ".[bench]"
+	$(PIP) install --quiet --editable ".[bench]"
 	$(PY) bench/run.py
 
 ## bench-gate: the small-size benchmark that fails when a ratio crosses its threshold
 bench-gate: install
-	$(PIP) install --quiet ".[bench]"
+	$(PIP) install --quiet --editable ".[bench]"
 	$(PY) -m pytest bench/ --benchmark-only -q
 
 clean:

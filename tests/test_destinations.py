@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import rivet
+from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
+from rivet.validate import validate_destination
 from tests.conftest import pg_url
 
 pytestmark = pytest.mark.postgres
@@ -132,12 +134,16 @@ def test_success_marker_vouches_for_the_manifest(tmp_path) -> None:
     assert (tmp_path / "_SUCCESS").read_text().strip() == "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
-def test_a_run_that_fails_mid_stream_withdraws_the_old_success_marker(tmp_path) -> None:
+def test_a_run_that_fails_mid_stream_leaves_the_previous_output_complete(tmp_path) -> None:
     rivet.export(pg_url(), query=QUERY, destination=str(tmp_path), name="nums")
+    before = sorted(p.name for p in tmp_path.iterdir())
     failing = "SELECT i, 1 / (i - 4000) AS x FROM generate_series(1, 5000) AS i"
     with pytest.raises(QueryError):
         rivet.export(pg_url(), query=failing, destination=str(tmp_path), name="nums", tuning={"batch_size": 100})
-    assert not (tmp_path / "_SUCCESS").exists()
+    # Nothing of the failed run became visible, so the old _SUCCESS still vouches for the old manifest.
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    problems, totals = validate_destination(Destination(DestinationSpec(str(tmp_path))), "nums")
+    assert problems == [] and totals["rows"] > 0
 
 
 def test_a_run_that_fails_before_reading_leaves_the_previous_output_alone(tmp_path) -> None:

@@ -13,6 +13,7 @@ from rivet.config import LoadedConfig, format_errors, load_config
 from rivet.config.models import RivetConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError
+from rivet.options import RunOptions
 from rivet.plan import build_plan
 from rivet.results import ExportResult, RunResult
 from rivet.runner import run_config
@@ -101,12 +102,18 @@ def run(
     resume: bool = False,
     parallel: str | None = None,
     max_parallel: int | None = None,
+    wait: bool = False,
+    validate: bool = False,
+    reconcile: bool = False,
 ) -> RunResult:
     """Run the exports of a rivet.yaml (all, or those named), like ``rivet run -c``.
 
     Failed exports are reported in the result (``result.ok``, ``result.exit_code``),
     not raised, so one failure does not hide the others. ``resume=True`` continues
-    the unfinished checkpointed chunked runs of the selected exports.
+    the unfinished checkpointed chunked runs of the selected exports; ``wait=True``
+    waits for a running run of the same export instead of failing; ``validate=True``
+    reads every new part back before committing; ``reconcile=True`` compares each
+    read with a ``COUNT(*)`` in its own snapshot.
     ``parallel="processes"`` runs each export in its own process (isolated),
     ``parallel="threads"`` as threads of this process; ``max_parallel`` bounds
     how many run at once (default: the number of cores).
@@ -114,7 +121,7 @@ def run(
     return run_config(
         load_config(config, params),
         exports,
-        resume=resume,
+        options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile),
         parallel=parallel,
         max_parallel=max_parallel,
         params=params,

@@ -9,9 +9,12 @@ objects, which become visible only when complete. ``manifest.json`` and then
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +22,39 @@ from typing import Any
 from rivet.config.models import DestinationConfig
 from rivet.errors import ConfigError, DestinationError
 
+log = logging.getLogger("rivet")
+
 MANIFEST = "manifest.json"
 SUCCESS = "_SUCCESS"
+# Protocols whose writes become visible only complete: a local rename, or a whole-object PUT
+# (S3 multipart uploads too appear only when completed). sftp, ftp, smb and the like would
+# show a half-written file under its final name, so they are refused.
+ATOMIC_PROTOCOLS = {"file", "local", "memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"}
+# Staged parts older than this are leftovers of a killed run (a live run renews its lease sooner).
+STALE_STAGING_S = 3600.0
 
 
 @dataclass(frozen=True)
 class DestinationSpec:
-    """An fsspec URL and its storage options (secrets are never shown)."""
+    """An fsspec URL and its storage options (secrets are never shown).
+
+    ``owner`` is set when several exports share the folder: the export's manifest and
+    marker then carry its name (``<owner>.manifest.json``, ``_SUCCESS.<owner>``).
+    """
 
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    owner: str | None = None
+
+    @property
+    def manifest_name(self) -> str:
+        """The name of the cumulative manifest."""
+        return f"{self.owner}.{MANIFEST}" if self.owner else MANIFEST
+
+    @property
+    def success_name(self) -> str:
+        """The name of the completeness marker."""
+        return f"{SUCCESS}.{self.owner}" if self.owner else SUCCESS
 
     def __repr__(self) -> str:
         return f"DestinationSpec({self.url!r})"
@@ -111,6 +137,12 @@ class Destination:
         except (ImportError, ValueError) as e:
             raise DestinationError(f"destination {spec.url}: {e}") from None
         self.is_local = isinstance(self.fs, LocalFileSystem)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if not ATOMIC_PROTOCOLS.intersection(protocols):
+            raise ConfigError(
+                f"destination {spec.url}: {protocols[0]}:// cannot make a file visible only once it is complete; "
+                "write to local disk or an object store (s3, gcs, azure) instead"
+            )
         self.root = self.root.rstrip("/")
         self._tmpdir: Path | None = None
 
@@ -123,26 +155,55 @@ class Destination:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if self.root else name
 
-    def prepare(self) -> None:
-        """Create the location and withdraw an old ``_SUCCESS`` so a failed run never looks complete."""
+    def prepare(self, export: str | None = None) -> None:
+        """Create the location for staging; with ``export``, remove parts its killed runs left staged."""
         try:
             if self.is_local:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
+                if export is not None:
+                    self._remove_stale_staging(export)
             elif self._tmpdir is None:
                 # Made now, not lazily, because worker threads stage into it concurrently.
                 self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
-            if self.fs.exists(self._path(SUCCESS)):
-                self.fs.rm(self._path(SUCCESS))
         except OSError as e:
             raise DestinationError(f"destination {self.spec.url}: {e}") from e
 
+    def withdraw_success(self) -> None:
+        """Remove the old ``_SUCCESS`` before the first part of a run becomes visible."""
+        try:
+            if self.fs.exists(self._path(self.spec.success_name)):
+                self.fs.rm(self._path(self.spec.success_name))
+        except OSError as e:
+            raise DestinationError(f"destination {self.spec.url}: {e}") from e
+
+    def _remove_stale_staging(self, export: str) -> None:
+        cutoff = time.time() - STALE_STAGING_S
+        for path in Path(self.root).glob(f".rivet-{export}_*.tmp"):
+            try:
+                if path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    log.info("removed %s, a part staged by a run that was killed", path)
+            except FileNotFoundError:
+                pass
+
     def staging_path(self, run_id: str, n: int) -> Path:
-        """Where part ``n`` is written before it is committed."""
+        """Where part ``n`` is written before it is committed: a new file with a random name.
+
+        The file is created exclusively and never through a symbolic link, so nothing
+        planted at the destination can redirect the write.
+        """
+        token = secrets.token_hex(4)
         if self.is_local:
-            return Path(self.root) / f".rivet-{run_id}-{n}.tmp"
-        if self._tmpdir is None:
-            self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
-        return self._tmpdir / f"part-{n}"
+            path = Path(self.root) / f".rivet-{run_id}-{n}-{token}.tmp"
+        else:
+            if self._tmpdir is None:
+                self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
+            path = self._tmpdir / f"part-{run_id}-{n}-{token}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+        except OSError as e:
+            raise DestinationError(f"cannot create the staging file {path}: {e}") from e
+        return path
 
     def commit(self, staged: Path, name: str) -> str:
         """Make a staged part visible under ``name``; returns its URL."""
@@ -150,6 +211,7 @@ class Destination:
         try:
             if self.is_local:
                 os.replace(staged, target)
+                self._sync_directory(target)
             else:
                 self.fs.put_file(str(staged), target)
                 staged.unlink()
@@ -157,17 +219,60 @@ class Destination:
             raise DestinationError(f"committing {self.url_of(name)} failed: {e}") from e
         return self.url_of(name)
 
+    @staticmethod
+    def _sync_directory(path: str | Path) -> None:
+        """Make a rename durable: fsync the directory that holds ``path``."""
+        fd = os.open(Path(path).parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_file(self, name: str) -> bytes | None:
+        """A small file's bytes, or None when it does not exist."""
+        try:
+            with self.fs.open(self._path(name), "rb") as f:
+                return bytes(f.read())
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise DestinationError(f"reading {self.url_of(name)} failed: {e}") from e
+
+    def list_names(self) -> list[str]:
+        """The names of the files directly in the destination (none when it does not exist)."""
+        try:
+            entries = self.fs.ls(self.root or "", detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise DestinationError(f"listing {self.spec.url} failed: {e}") from e
+        return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+
+    def size_of(self, name: str) -> int | None:
+        """The size of a file, or None when it does not exist."""
+        try:
+            return int(self.fs.info(self._path(name))["size"])
+        except FileNotFoundError:
+            return None
+
+    def open(self, name: str) -> Any:
+        """A binary file object for reading ``name``."""
+        return self.fs.open(self._path(name), "rb")
+
     def write_file(self, name: str, data: bytes) -> str:
         """Write a small file whole (temp + rename locally, one PUT on object stores)."""
         target = self._path(name)
         try:
             if self.is_local:
-                tmp = Path(self.root) / f".{name}.tmp"
-                with open(tmp, "wb") as f:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(target).parent / f".{Path(name).name}.{secrets.token_hex(4)}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+                with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, target)
+                self._sync_directory(target)
             else:
                 self.fs.pipe_file(target, data)
         except OSError as e:
@@ -175,7 +280,7 @@ class Destination:
         return self.url_of(name)
 
     def remove(self, names: list[str]) -> None:
-        """Best-effort removal of committed files after a failure."""
+        """Best-effort removal of files (committed parts after a failure, superseded parts)."""
         for name in names:
             try:
                 self.fs.rm(self._path(name))

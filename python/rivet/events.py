@@ -6,7 +6,7 @@ Schema version 1. Every event has ``v`` (the version), ``type``, ``export`` and
 - ``started``: ``run_id``, ``mode``
 - ``progress_init``: ``total_chunks``, ``done_chunks`` (chunked and parallel exports)
 - ``progress``: ``rows`` and, for chunked exports, ``chunks_done``
-- ``retry``: ``chunk``, ``attempt``, ``reason``, ``wait_s``, ``error``
+- ``retry``: ``chunk`` (None for a single-stream export), ``attempt``, ``reason``, ``wait_s``, ``error``
 - ``warning``: ``message``
 - ``finished``: ``run_id``, ``status``, ``rows``, ``files``, ``bytes``, ``duration_s``,
   ``peak_rss_mb``, ``error``, ``error_type``, ``exit_code``
@@ -26,7 +26,7 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "started": {"run_id": str, "mode": str},
     "progress_init": {"total_chunks": int, "done_chunks": int},
     "progress": {"rows": int},
-    "retry": {"chunk": int, "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
+    "retry": {"chunk": (int, type(None)), "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
     "warning": {"message": str},
     "finished": {
         "run_id": str,

@@ -31,6 +31,7 @@ from rivet.cards import Cards
 from rivet.config import LoadedConfig
 from rivet.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from rivet.events import CallbackObserver
+from rivet.options import RunOptions
 from rivet.results import ExportResult
 from rivet.runinfo import run_id_for, utc_now
 
@@ -107,12 +108,11 @@ def _result_of(child: Child, code: int) -> ExportResult:
     return result
 
 
-def child_command(loaded: LoadedConfig, resume: bool, params: Mapping[str, str] | None) -> list[str]:
+def child_command(loaded: LoadedConfig, options: RunOptions, params: Mapping[str, str] | None) -> list[str]:
     """``rivet run -c CONFIG --events ...``: a child's command, without its ``-e NAME``."""
     assert loaded.path is not None
     command = [sys.executable, "-m", "rivet", "run", "-c", str(Path(loaded.path).resolve()), "--events"]
-    if resume:
-        command.append("--resume")
+    command += options.flags()
     for key, value in (params or {}).items():
         command += ["-p", f"{key}={value}"]
     return command
@@ -224,7 +224,7 @@ def run_processes(
     names: Sequence[str],
     *,
     max_processes: int | None,
-    resume: bool = False,
+    options: RunOptions | None = None,
     params: Mapping[str, str] | None = None,
     command: list[str] | None = None,
 ) -> list[ExportResult]:
@@ -242,7 +242,7 @@ def run_processes(
             loaded,
             names,
             max_processes=limit,
-            command=command or child_command(loaded, resume, params),
+            command=command or child_command(loaded, options or RunOptions(), params),
             cards=cards,
         )
         previous = signal.getsignal(signal.SIGTERM)
@@ -262,7 +262,7 @@ def run_threads(
     names: Sequence[str],
     *,
     max_threads: int | None,
-    resume: bool,
+    options: RunOptions,
 ) -> list[ExportResult]:
     """Run each export in a thread of this process, with the same events and cards."""
     from rivet.engine import run_export
@@ -284,7 +284,9 @@ def run_threads(
                 result.error, result.error_type = str(e), type(e).__name__
                 result.exit_code, result.exception = exit_code_for(e), e
             else:
-                result = run_export(plan, state, resume=resume, observer=observer)
+                result = run_export(
+                    options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer
+                )
             cards.finish(result)
             return result
 

@@ -1,27 +1,48 @@
-"""The manifest written beside the parts of a successful run, and its ``_SUCCESS`` marker."""
+"""The manifests of a destination, and its ``_SUCCESS`` marker.
+
+``manifest.json`` lists every live part of the destination: the parts of the last
+run for exports that replace their output (full, chunked), or of every run so far
+for exports that append to it (incremental, time_window). Each run also leaves its
+own manifest under ``_rivet/runs/<run_id>.json``. ``_SUCCESS`` holds the SHA-256 of
+the ``manifest.json`` it vouches for and is written last.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from rivet.errors import DestinationError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+RUNS_DIR = "_rivet/runs"
 
 
 @dataclass(frozen=True)
 class CommittedPart:
-    """A part visible at the destination."""
+    """A part visible at the destination, and the run that wrote it."""
 
     name: str
     url: str
     rows: int
     bytes: int
     sha256: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed ``manifest.json``: its bytes (to restore it), run, schema and parts."""
+
+    raw: bytes
+    run_id: str
+    schema: list[dict[str, Any]]
+    parts: list[CommittedPart]
 
 
 def schema_json(schema: pa.Schema) -> list[dict[str, Any]]:
@@ -45,8 +66,9 @@ def build_manifest(
     compression: str,
     schema: pa.Schema,
     parts: list[CommittedPart],
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """The manifest document (stable key order)."""
+    """A manifest document (stable key order): ``manifest.json`` or a run's own."""
     doc = {
         "manifest_version": MANIFEST_VERSION,
         "run_id": run_id,
@@ -61,9 +83,30 @@ def build_manifest(
         "row_count": sum(p.rows for p in parts),
         "part_count": len(parts),
         "schema": schema_json(schema),
-        "parts": [{"name": p.name, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256} for p in parts],
+        "parts": [
+            {"name": p.name, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256, "run_id": p.run_id} for p in parts
+        ],
+        **(extra or {}),
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def parse_manifest(raw: bytes, url_of: Any, where: str) -> Manifest:
+    """A ``manifest.json`` read back; DestinationError naming ``where`` when it is not one."""
+    try:
+        doc = json.loads(raw)
+        parts = [
+            CommittedPart(p["name"], url_of(p["name"]), int(p["rows"]), int(p["bytes"]), p["sha256"], p.get("run_id"))
+            for p in doc["parts"]
+        ]
+        return Manifest(raw, str(doc["run_id"]), list(doc["schema"]), parts)
+    except (ValueError, KeyError, TypeError) as e:
+        raise DestinationError(f"{where} is not a rivet manifest ({type(e).__name__}: {e}); move it away") from None
+
+
+def part_record(part: CommittedPart) -> dict[str, Any]:
+    """A part as the state store keeps it."""
+    return asdict(part)
 
 
 def success_marker(manifest: bytes) -> bytes:

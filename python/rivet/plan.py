@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -11,6 +12,7 @@ from typing import Any
 
 from rivet.chunking import Chunk, ChunkSpec
 from rivet.config import ExportConfig, LoadedConfig
+from rivet.config.layout import destination_urls, shared_folders
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.errors import ConfigError
@@ -65,6 +67,8 @@ class ExportPlan:
     reconcile: bool = False
     # Read the published parts back and check them against the manifest (--validate).
     validate: bool = False
+    # Leave the parts a full or chunked run supersedes at the destination.
+    keep_superseded: bool = False
 
     @property
     def is_parallel(self) -> bool:
@@ -141,6 +145,14 @@ def _query_text(export: ExportConfig, base_dir: Path, source: AnySource) -> str:
         raise ConfigError(f"exports.{export.name}.query_file: cannot read {path}: {e.strerror or e}") from None
 
 
+def export_destination(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime) -> DestinationSpec:
+    """The export's destination; in a folder shared with other exports, with its own manifest names."""
+    spec = resolve_destination(export.destination, loaded.base_dir, export.name, now)
+    if destination_urls(loaded)[export.name] in shared_folders(loaded):
+        spec = dataclasses.replace(spec, owner=export.name)
+    return spec
+
+
 def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | None = None) -> ExportPlan:
     """Resolve ``export``: source connection, query text, format, destination, tuning, mode."""
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -183,7 +195,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         overrides=parse_overrides(export.columns),
         format=output_format(export.format, export.compression, export.compression_level, export.compression_profile),
         max_file_size=parse_size(export.max_file_size) if export.max_file_size is not None else None,
-        destination=resolve_destination(export.destination, loaded.base_dir, export.name, now),
+        destination=export_destination(loaded, export, now),
         tuning=tuning,
         parallel=parallel,
         table=qualified_table(export.table, source) if export.table else None,
@@ -194,4 +206,5 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         engine=config.source.engine,
         cursor=cursor,
         window=window,
+        keep_superseded=export.keep_superseded_parts,
     )

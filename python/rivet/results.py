@@ -30,7 +30,8 @@ class ExportResult:
     Attributes:
         name: export name.
         run_id: ``<export>_<UTC timestamp>``, also in the manifest and the state store.
-        status: ``success``, ``failed`` or ``interrupted``.
+        status: ``success``, ``empty`` (an incremental or time-window run found no new
+            rows and published no data file), ``failed`` or ``interrupted``.
         parts: the committed parts (name, url, rows, bytes, sha256).
         duration_s: wall time.
         schema: Arrow schema of the output (``None`` if the export failed early).
@@ -63,8 +64,8 @@ class ExportResult:
 
     @property
     def ok(self) -> bool:
-        """True when the export succeeded."""
-        return self.status == "success"
+        """True when the export succeeded (``empty``: an appending run found no new rows)."""
+        return self.status in ("success", "empty")
 
     @property
     def rows(self) -> int:

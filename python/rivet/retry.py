@@ -7,8 +7,10 @@ text is only a fallback where a code is ambiguous or missing.
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rivet.errors import (
     CancelledError,
@@ -22,6 +24,11 @@ from rivet.errors import (
     SourceError,
     UnsupportedTypeError,
 )
+
+if TYPE_CHECKING:
+    from rivet.events import Observer
+
+log = logging.getLogger("rivet")
 
 
 class RetryClass(enum.Enum):
@@ -131,3 +138,42 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         jitter = (rng or random).uniform(0.5, 1.5)
         return self.backoff_s * (2 ** (attempt - 1) * jitter + verdict.extra_wait)
+
+
+@dataclass(frozen=True)
+class Retrier:
+    """Decides, reports and times the next attempt of a read (a chunk, or a whole export)."""
+
+    export: str
+    policy: RetryPolicy
+    max_attempts: int
+    events: Observer
+
+    def next_attempt(
+        self, error: BaseException, attempt: int, *, chunk: int | None = None, label: str = ""
+    ) -> tuple[Verdict, float | None]:
+        """The failure's class, and the seconds to wait before another attempt (None: it is final)."""
+        verdict = classify(error)
+        if not verdict.retryable or attempt >= self.max_attempts:
+            return verdict, None
+        wait = self.policy.delay(attempt, verdict)
+        self.events.emit(
+            "retry",
+            self.export,
+            chunk=chunk,
+            attempt=attempt,
+            reason=verdict.reason,
+            wait_s=round(wait, 3),
+            error=str(error),
+        )
+        what = f"chunk {chunk} {label}" if chunk is not None else f"export {self.export}"
+        log.warning(
+            "%s failed (%s, attempt %d of %d), retrying in %.1fs: %s",
+            what,
+            verdict.reason,
+            attempt,
+            self.max_attempts,
+            wait,
+            error,
+        )
+        return verdict, wait

@@ -9,6 +9,7 @@ from rivet.config import LoadedConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError, exit_code_for
 from rivet.events import Observer
+from rivet.options import RunOptions
 from rivet.plan import build_plan
 from rivet.results import ExportResult, RunResult
 from rivet.runinfo import iso, run_id_for, utc_now
@@ -21,7 +22,7 @@ def run_config(
     loaded: LoadedConfig,
     exports: Sequence[str] | None = None,
     *,
-    resume: bool = False,
+    options: RunOptions | None = None,
     parallel: str | None = None,
     max_parallel: int | None = None,
     params: Mapping[str, str] | None = None,
@@ -33,6 +34,7 @@ def run_config(
     ``parallel`` is None (one after another), ``threads`` or ``processes``; the
     summary is kept in the state store.
     """
+    options = options or RunOptions()
     if parallel not in PARALLEL_MODES:
         raise ConfigError(f"parallel must be one of threads, processes or None, not {parallel!r}")
     started = utc_now()
@@ -43,15 +45,15 @@ def run_config(
 
         if loaded.path is None:
             raise ConfigError("parallel='processes' needs a config file that the child processes can read")
-        results = run_processes(loaded, names, max_processes=max_parallel, resume=resume, params=params)
+        results = run_processes(loaded, names, max_processes=max_parallel, options=options, params=params)
         mode = "processes"
     elif parallel == "threads" and len(names) > 1:
         from rivet.fanout import run_threads
 
-        results = run_threads(loaded, names, max_threads=max_parallel, resume=resume)
+        results = run_threads(loaded, names, max_threads=max_parallel, options=options)
         mode = "threads"
     else:
-        results = _run_sequentially(loaded, names, resume, observer, on_result)
+        results = _run_sequentially(loaded, names, options, observer, on_result)
         mode = "sequential"
     run = RunResult(
         results,
@@ -72,7 +74,7 @@ def run_config(
 def _run_sequentially(
     loaded: LoadedConfig,
     names: Sequence[str],
-    resume: bool,
+    options: RunOptions,
     observer: Observer | None,
     on_result: Callable[[ExportResult], None] | None,
 ) -> list[ExportResult]:
@@ -93,7 +95,9 @@ def _run_sequentially(
                     observer.emit("started", name, run_id=result.run_id, mode=export.mode)
                     observer.emit("finished", name, **finished)
             else:
-                result = run_export(plan, state, resume=resume, observer=observer)
+                result = run_export(
+                    options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer
+                )
             results.append(result)
             if on_result is not None:
                 on_result(result)

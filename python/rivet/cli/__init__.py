@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, plan, run, state
+from rivet.cli import check, demo, plan, run, state, validate
 
 app = typer.Typer(
     name="rivet",
@@ -22,6 +22,7 @@ app.command("check")(check.check_command)
 app.command("demo")(demo.demo_command)
 app.command("plan")(plan.plan_command)
 app.command("apply")(plan.apply_command)
+app.command("validate")(validate.validate_command)
 app.add_typer(state.app, name="state")
 
 

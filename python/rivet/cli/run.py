@@ -21,6 +21,16 @@ ParamOption = Annotated[
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue an interrupted checkpointed chunked run, reading only what is left.")
 ]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="If the export is already running, wait for that run instead of failing.")
+]
+ValidateOption = Annotated[
+    bool, typer.Option("--validate", help="Read every new part back (rows, SHA-256) before the run commits.")
+]
+ReconcileOption = Annotated[
+    bool,
+    typer.Option("--reconcile", help="Compare every read with a COUNT(*) in its own snapshot; a mismatch fails."),
+]
 ThreadsOption = Annotated[bool, typer.Option("--parallel-exports", help="Run the exports at once, as threads.")]
 ProcessesOption = Annotated[
     bool,
@@ -59,6 +69,9 @@ def run_command(
     json_output: JsonOption = False,
     param: ParamOption = None,
     resume: ResumeOption = False,
+    wait: WaitOption = False,
+    validate: ValidateOption = False,
+    reconcile: ReconcileOption = False,
     parallel_exports: ThreadsOption = False,
     parallel_export_processes: ProcessesOption = False,
     max_processes: MaxOption = None,
@@ -67,8 +80,9 @@ def run_command(
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
-    Exit codes: 0 all succeeded, 1 an export failed, 2 bad config or usage,
-    3 a value or column type cannot be exported exactly, 130 interrupted.
+    Exit codes: 0 all succeeded, 1 an export failed (or is already running), 2 bad
+    config or usage, 3 a value or column type cannot be exported exactly, or rows
+    were lost (counts, --validate or --reconcile disagree), 130 interrupted.
     """
     import signal
     import sys
@@ -77,6 +91,7 @@ def run_command(
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
     from rivet.events import StreamObserver
+    from rivet.options import RunOptions
     from rivet.runner import run_config
 
     if parallel_exports and parallel_export_processes:
@@ -95,7 +110,7 @@ def run_command(
         result = run_config(
             loaded,
             export,
-            resume=resume,
+            options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile),
             parallel=parallel,
             max_parallel=max_processes,
             params=parse_params(param),

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rivet.config.interpolate import expand, key_path
+from rivet.config.layout import check_layout
 from rivet.config.models import (
     DestinationConfig,
     ExportConfig,
@@ -101,7 +102,12 @@ def parse_config(
         config = RivetConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{where}: invalid configuration\n" + format_errors(e, raw)) from None
-    return LoadedConfig(config=config, path=origin, base_dir=base_dir)
+    loaded = LoadedConfig(config=config, path=origin, base_dir=base_dir)
+    try:
+        check_layout(loaded)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return loaded
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

@@ -231,6 +231,8 @@ class ExportConfig(StrictModel):
     # advisory scheduling hints (plan/apply)
     wave: PositiveInt | None = None
     parallel_safe: bool | None = None
+    # full and chunked runs replace the parts of the run before; keep them on disk instead
+    keep_superseded_parts: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from rivet.errors import EXIT_OK, exit_code_for
 from rivet.events import Observer
 from rivet.results import ExportResult
-from rivet.runinfo import iso, peak_rss_mb, run_id_for, utc_now
+from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 
 if TYPE_CHECKING:
     from rivet.plan import ExportPlan
@@ -20,29 +20,47 @@ def run_export(
     state: StateStore | None = None,
     *,
     resume: bool = False,
+    wait: bool = False,
     observer: Observer | None = None,
 ) -> ExportResult:
     """Run one export end to end, reporting its events to ``observer``.
 
-    A failure is recorded in the result (``status``, ``error``, ``exception``)
-    rather than raised; Ctrl-C is recorded and then re-raised.
+    With a state store the run first takes the export's lease: a second run of the
+    same export is refused (or waits, with ``wait``). A failure is recorded in the
+    result (``status``, ``error``, ``exception``) rather than raised; Ctrl-C is
+    recorded and then re-raised.
     """
     from rivet.engine.chunked import run_chunked
     from rivet.engine.single import run_single
+    from rivet.state.lease import ExportLease
 
     started = utc_now()
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
     events = observer or Observer()
-    if state is not None:
-        state.run_started(result.run_id, plan.name, plan.mode, iso(started), plan.fingerprint())
+    lease = ExportLease(state, plan.name, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode)
     try:
+        if lease is not None and state is not None:
+            lease.acquire()
+            if lease.taken_over is not None:
+                events.emit("warning", plan.name, message=f"took over the lease of run {lease.taken_over['run_id']}")
+            state.run_started(
+                result.run_id,
+                plan.name,
+                plan.mode,
+                iso(started),
+                plan.fingerprint(),
+                plan.destination.url,
+                part_stem(plan.name, started),
+            )
         if plan.is_parallel:
-            run_chunked(plan, state, result, started, resume=resume, observer=observer)
+            run_chunked(plan, state, result, started, resume=resume, observer=observer, lease=lease)
         else:
-            run_single(plan, state, result, started, events)
-        result.status, result.exit_code = "success", EXIT_OK
+            run_single(plan, state, result, started, events, lease)
+        if result.status == "running":
+            result.status = "success"
+        result.exit_code = EXIT_OK
     except Exception as e:  # noqa: BLE001 - any failure is this export's outcome, recorded and reported
         _failed(result, e, "failed")
     except KeyboardInterrupt as e:
@@ -51,8 +69,10 @@ def run_export(
     finally:
         result.duration_s = time.perf_counter() - clock
         result.peak_rss_mb = peak_rss_mb()
-        if state is not None:
+        if state is not None and (lease is None or lease.held):
             _record(state, result)
+        if lease is not None:
+            lease.release()
         finished = result.to_dict()
         del finished["name"]
         events.emit("finished", plan.name, **finished)

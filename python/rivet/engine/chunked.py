@@ -16,13 +16,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from rivet import failpoints
 from rivet.chunking import Chunk, key_kind, plan_key_chunks, plan_page_chunks
-from rivet.destinations import Destination
-from rivet.engine.commit import commit_parts, publish
+from rivet.destinations import Destination, DestinationSpec
+from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
 from rivet.errors import CancelledError, ChunkError, ConfigError
 from rivet.events import Observer
@@ -31,10 +33,11 @@ from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
 from rivet.mysql_planning import primary_key
 from rivet.progress import ChunkProgress
-from rivet.retry import RetryClass, RetryPolicy, classify
+from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
 from rivet.sources.base import scan_options
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
+from rivet.validate import part_problem
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader, MySession, PgSession
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from rivet.plan import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
+    from rivet.state.lease import ExportLease
 
 log = logging.getLogger("rivet")
 
@@ -152,6 +156,18 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     )
 
 
+@dataclass
+class OpenedRun:
+    """A chunked run ready for the worker pool: its queue, part names, destination and counts."""
+
+    queue: ChunkQueue
+    stem: str
+    destination: DestinationSpec
+    total: int
+    done: int
+    resumed: bool = False
+
+
 def _open_queue(
     plan: ExportPlan,
     state: StateStore | None,
@@ -160,15 +176,15 @@ def _open_queue(
     result: ExportResult,
     started: dt.datetime,
     resume: bool,
-) -> tuple[ChunkQueue, str, int, int]:
-    """The chunks to read, the part name stem, and the chunk counts (total, already done)."""
+) -> OpenedRun:
+    """The chunks to read: planned now, or the unfinished ones of a checkpointed run."""
     checkpointed = plan.checkpoint and state is not None
     if resume and not checkpointed:
         raise ConfigError(f"export '{plan.name}': --resume needs chunk_checkpoint: true")
     if not checkpointed:
         chunks = plan_chunks(plan, session, schema)
         queue = ChunkQueue(result.run_id, None, [Task(c.index, c.query, c.label) for c in chunks])
-        return queue, part_stem(plan.name, started), len(chunks), 0
+        return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0)
     assert state is not None
     existing = state.open_chunk_run(plan.name)
     hint = f"-e {plan.name}"
@@ -181,7 +197,7 @@ def _open_queue(
         )
     if existing is None:
         if resume:
-            raise ConfigError(f"export '{plan.name}' has no unfinished chunked run to resume")
+            log.info("export %s has no unfinished chunked run to resume: starting a new run", plan.name)
         chunks = plan_chunks(plan, session, schema)
         stem = part_stem(plan.name, started)
         state.create_chunk_run(
@@ -191,21 +207,44 @@ def _open_queue(
             stem,
             iso(started),
             [(c.index, c.query, c.label) for c in chunks],
+            plan.destination.url,
         )
-        return ChunkQueue(result.run_id, state), stem, len(chunks), 0
+        return OpenedRun(ChunkQueue(result.run_id, state), stem, plan.destination, len(chunks), 0)
     if existing["fingerprint"] != plan.fingerprint():
         raise ConfigError(
             f"export '{plan.name}': its query or chunking changed since run {existing['run_id']} started, so it "
             f"cannot be resumed; discard it with `rivet state reset-chunks {hint}` and run again"
         )
-    requeued = state.requeue_unfinished(existing["run_id"], iso(utc_now()))
+    # The run keeps writing where it started, even if {date} now names another folder.
+    destination = plan.destination
+    if existing["destination"]:
+        destination = DestinationSpec(existing["destination"], plan.destination.storage_options)
+    state.requeue_unfinished(existing["run_id"], iso(utc_now()))
     tasks = state.chunk_tasks(existing["run_id"])
     done = sum(t["status"] == "done" for t in tasks)
     log.info(
         "resuming run %s: %d of %d chunks done, %d to read", existing["run_id"], done, len(tasks), len(tasks) - done
     )
-    del requeued
-    return ChunkQueue(existing["run_id"], state), existing["part_stem"], len(tasks), done
+    return OpenedRun(ChunkQueue(existing["run_id"], state), existing["part_stem"], destination, len(tasks), done, True)
+
+
+def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
+    """Put back in the queue every done chunk whose parts are missing or changed; how many remain done."""
+    assert queue.state is not None
+    bad, done = [], 0
+    for task in queue.state.chunk_tasks(queue.run_id):
+        if task["status"] != "done":
+            continue
+        problems = [part_problem(destination, CommittedPart(**p)) for p in task["parts"]]
+        found = [p for p in problems if p is not None]
+        if found:
+            log.warning("chunk %d %s is read again: %s", task["chunk_index"], task["label"], "; ".join(found))
+            bad.append(task["chunk_index"])
+        else:
+            done += 1
+    if bad:
+        queue.state.requeue_chunks(queue.run_id, bad, iso(utc_now()))
+    return done
 
 
 class ChunkPool:
@@ -233,7 +272,12 @@ class ChunkPool:
         self.options = _scan_options(plan, snapshot)
         self.progress = progress
         self.events = events
-        self.policy = RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000)
+        self.retrier = Retrier(
+            plan.name,
+            RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000),
+            plan.max_attempts,
+            events,
+        )
         self.abort = threading.Event()
         self.error: BaseException | None = None
         self.readers: dict[int, BatchReader | ConnectorxReader] = {}
@@ -292,33 +336,13 @@ class ChunkPool:
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
                     if self.abort.is_set():
                         return
-                    verdict = classify(e)
+                    verdict, wait = self.retrier.next_attempt(e, attempt, chunk=task.index, label=task.label)
                     if verdict.kind is RetryClass.RECONNECT:
                         sessions.clear()
-                    if not verdict.retryable or attempt >= self.plan.max_attempts:
+                    if wait is None:
                         self.queue.fail(task, e)
                         self._failed(task, attempt, e)
                         return
-                    wait = self.policy.delay(attempt, verdict)
-                    self.events.emit(
-                        "retry",
-                        self.plan.name,
-                        chunk=task.index,
-                        attempt=attempt,
-                        reason=verdict.reason,
-                        wait_s=round(wait, 3),
-                        error=str(e),
-                    )
-                    log.warning(
-                        "chunk %d %s failed (%s, attempt %d of %d), retrying in %.1fs: %s",
-                        task.index,
-                        task.label,
-                        verdict.reason,
-                        attempt,
-                        self.plan.max_attempts,
-                        wait,
-                        e,
-                    )
                     if self.abort.wait(wait):
                         return
 
@@ -369,7 +393,14 @@ class ChunkPool:
             with self.lock:
                 self.readers.pop(wid, None)
             reader.close()
-        parts = commit_parts(self.destination, staged, f"{self.stem}_chunk{task.index:05d}", plan.format.extension)
+        failpoints.hit("after_part_write")
+        parts = commit_parts(
+            self.destination,
+            staged,
+            f"{self.stem}_chunk{task.index:05d}",
+            plan.format.extension,
+            self.queue.run_id,
+        )
         return parts, sum(p.rows for p in parts)
 
 
@@ -381,6 +412,7 @@ def run_chunked(
     *,
     resume: bool = False,
     observer: Observer | None = None,
+    lease: ExportLease | None = None,
 ) -> None:
     """Plan (or resume) the chunks, read them with the worker pool, then publish."""
     coordinator = plan.source.session()  # type: ignore[union-attr]
@@ -394,15 +426,18 @@ def run_chunked(
     choice = choose_engine(plan, schema, chunked=True)
     log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
     fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
-    queue, stem, total, done = _open_queue(plan, state, coordinator, schema, result, started, resume)
-    destination = Destination(plan.destination)
-    destination.prepare()
+    run = _open_queue(plan, state, coordinator, schema, result, started, resume)
+    queue = run.queue
+    destination = Destination(run.destination)
+    destination.prepare(plan.name)
     try:
+        done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
+        destination.withdraw_success()
         events = observer or Observer()
-        events.emit("progress_init", plan.name, total_chunks=total, done_chunks=done)
+        events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
-        with ChunkProgress(plan.name, total, done, enabled=observer is None) as progress:
-            pool = ChunkPool(plan, queue, destination, schema, stem, snapshot, progress, events, fast)
+        with ChunkProgress(plan.name, run.total, done, enabled=observer is None) as progress:
+            pool = ChunkPool(plan, queue, destination, schema, run.stem, snapshot, progress, events, fast)
             try:
                 pool.run()
             except BaseException:
@@ -412,9 +447,15 @@ def run_chunked(
                 raise
             finally:
                 result.engine = engine_label(choice.engine, pool.fallbacks)
-        publish(plan, destination, result, schema, queue.all_parts(), started)
-        if queue.state is not None:
-            queue.state.finish_chunk_run(queue.run_id, iso(utc_now()))
+        publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
+        checkpoints = queue.state
+        publication.publish(
+            schema,
+            queue.all_parts(),
+            on_commit=partial(checkpoints.finish_chunk_run, queue.run_id, iso(utc_now())) if checkpoints else None,
+            # A checkpointed run keeps its parts for --resume; others take them back.
+            remove_on_failure=checkpoints is None,
+        )
     finally:
         destination.cleanup()
         del coordinator

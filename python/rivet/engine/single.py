@@ -1,10 +1,11 @@
 """One export read by one statement stream, committed all at once.
 
-This engine runs modes full (one connection), incremental and time_window.
-Order of effects: read every batch into staged parts; then make the parts
-visible, write ``manifest.json``, then ``_SUCCESS``; then move the incremental
-cursor; only then record the files in the state store. A failure at any point
-removes what this run made visible and leaves no ``_SUCCESS``.
+This engine runs modes full (one connection), incremental and time_window. A read
+that fails on a transient fault (connection lost, backend terminated, serialization
+failure, too many connections) is retried whole on a new connection, its staged
+parts discarded, up to the export's attempts. The output is committed by
+``rivet.engine.commit``: parts, manifests, one state commit (which moves the
+cursor), then ``_SUCCESS``.
 """
 
 from __future__ import annotations
@@ -13,24 +14,30 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
+from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from rivet import failpoints
 from rivet.destinations import Destination
-from rivet.engine.commit import commit_parts, publish
-from rivet.engine.filters import CursorTracker, where, window_predicate
+from rivet.engine.appends import CURSOR_SCOPE, AppendCursor, as_text, open_cursor
+from rivet.engine.commit import Publication, commit_parts
+from rivet.engine.filters import where
 from rivet.engine.integrity import check_read
-from rivet.errors import ConfigError
+from rivet.errors import ConfigError, SourceConnectionError
 from rivet.formats import StagedPart, open_part_writer
-from rivet.runinfo import iso, part_stem, utc_now
+from rivet.retry import Retrier, RetryPolicy
+from rivet.runinfo import part_stem
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine
 
 log = logging.getLogger("rivet")
 
 # Seconds between two progress events of a single-stream export.
 PROGRESS_EVERY_S = 1.0
+APPENDING_MODES = ("incremental", "time_window")
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader
@@ -38,62 +45,134 @@ if TYPE_CHECKING:
     from rivet.plan import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
+    from rivet.state.lease import ExportLease
 
 
-def _shaped_query(plan: ExportPlan, state: StateStore | None, started: dt.datetime) -> tuple[str, CursorTracker | None]:
-    """The query with the mode's filter, and the cursor tracker of an incremental run."""
-    if plan.window is None and plan.cursor is None:
+def _shaped_query(
+    plan: ExportPlan, state: StateStore | None, destination: Destination, started: dt.datetime
+) -> tuple[str, AppendCursor | None]:
+    """The query with the mode's filter, and the cursor of an appending run."""
+    if plan.mode not in APPENDING_MODES:
         return plan.query, None
-    schema = plan.source.describe(plan.query, plan.overrides)
-    if plan.window is not None:
-        return where(plan.query, window_predicate(plan.window, schema, plan.source, started)), None
-    assert plan.cursor is not None
     if state is None:
-        raise ConfigError(f"export '{plan.name}': incremental mode keeps its cursor in a state store (give state_dir)")
-    tracker = CursorTracker(plan.cursor, schema, plan.source)
-    stored = state.cursor(plan.name)
-    predicate = tracker.predicate(stored["sql_literal"] if stored else None)
-    return (where(plan.query, predicate) if predicate else plan.query), tracker
+        if plan.cursor is not None:
+            raise ConfigError(
+                f"export '{plan.name}': incremental mode keeps its cursor in a state store (give state_dir)"
+            )
+        # Without a state store a time window cannot append exactly once: each run replaces the last.
+        from rivet.engine.filters import sql_literal, window_start
+
+        assert plan.window is not None
+        schema = plan.source.describe(plan.query, plan.overrides)
+        start = window_start(plan.window, schema, plan.source, started)
+        column = plan.source.quote_identifier(plan.window.column)
+        return where(plan.query, f"{column} >= {sql_literal(plan.source, start.as_py())}"), None
+    schema = plan.source.describe(plan.query, plan.overrides)
+    scope = CURSOR_SCOPE if plan.cursor is not None else destination.spec.url
+    cursor, predicate = open_cursor(plan, schema, state, scope, started)
+    return (where(plan.query, predicate) if predicate else plan.query), cursor
 
 
 def run_single(
-    plan: ExportPlan, state: StateStore | None, result: ExportResult, started: dt.datetime, events: Observer
+    plan: ExportPlan,
+    state: StateStore | None,
+    result: ExportResult,
+    started: dt.datetime,
+    events: Observer,
+    lease: ExportLease | None = None,
 ) -> None:
-    """Read, stage, commit and publish one export."""
-    query, tracker = _shaped_query(plan, state, started)
-    fast = _fast_scanner(plan, query)
+    """Read (retrying transient faults), stage, then commit and publish one export."""
     destination = Destination(plan.destination)
+    query, cursor = _shaped_query(plan, state, destination, started)
+    fast = _fast_scanner(plan, query)
+    retrier = Retrier(
+        plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
+    )
     try:
-        staged: list[StagedPart] | None = None
-        if fast is not None:
-            result.engine = "connectorx"
-            try:
-                staged = _stage(plan, fast.open(query), destination, result, tracker, events)
-            except FastPathError as e:
-                log.warning("export %s: %s; the native reader reads it", plan.name, e)
-                result.engine = "native"
-                if tracker is not None:
-                    tracker.value = None
-        if staged is None:
-            staged = _stage(
-                plan,
-                plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile),
-                destination,
-                result,
-                tracker,
-                events,
-            )
+        destination.prepare(plan.name)
+        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier)
+        failpoints.hit("after_part_write")
+        append = plan.mode in APPENDING_MODES and state is not None
+        if append and sum(p.rows for p in staged) == 0:
+            for part in staged:
+                part.path.unlink(missing_ok=True)
+            staged = []
+            result.status = "empty"
+        destination.withdraw_success()
+        parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension, result.run_id)
+        publication = Publication(plan, destination, state, result, started, append, lease, _provenance(cursor))
         assert result.schema is not None
-        parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension)
-        try:
-            publish(plan, destination, result, result.schema, parts, started)
-        except BaseException:
-            destination.remove([p.name for p in parts])
-            raise
+        on_commit = partial(cursor.commit, state, result.run_id) if cursor is not None and state is not None else None
+        publication.publish(result.schema, parts, on_commit=on_commit)
     finally:
         destination.cleanup()
-    if tracker is not None and state is not None and tracker.value is not None:
-        state.set_cursor(plan.name, str(tracker.value), tracker.literal() or "", result.run_id, iso(utc_now()))
+
+
+def _provenance(cursor: AppendCursor | None) -> dict[str, object]:
+    """What a manifest says about the rows an appending run read."""
+    if cursor is None:
+        return {}
+    return {
+        "cursor": {
+            "column": cursor.column,
+            "after": as_text(cursor.stored) if cursor.stored is not None else None,
+            "up_to": as_text(cursor.top) if cursor.top is not None else None,
+            "boundary_rows_skipped": cursor.skipped,
+        }
+    }
+
+
+def _read_with_retries(
+    plan: ExportPlan,
+    query: str,
+    fast: ConnectorxScanner | None,
+    destination: Destination,
+    result: ExportResult,
+    cursor: AppendCursor | None,
+    events: Observer,
+    retrier: Retrier,
+) -> list[StagedPart]:
+    """Every row staged into parts; a transient fault restarts the read on a new connection."""
+    for attempt in count(1):
+        try:
+            return _read_once(plan, query, fast, destination, result, cursor, events)
+        except Exception as e:
+            if cursor is not None:
+                cursor.reset()
+            if attempt == 1 and _unreachable(e):
+                raise
+            _, wait = retrier.next_attempt(e, attempt)
+            if wait is None:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _unreachable(error: BaseException) -> bool:
+    """A first connection that failed without a server's word: a wrong address, not a blip."""
+    return isinstance(error, SourceConnectionError) and not error.lost and error.code is None
+
+
+def _read_once(
+    plan: ExportPlan,
+    query: str,
+    fast: ConnectorxScanner | None,
+    destination: Destination,
+    result: ExportResult,
+    cursor: AppendCursor | None,
+    events: Observer,
+) -> list[StagedPart]:
+    if fast is not None:
+        result.engine = "connectorx"
+        try:
+            return _stage(plan, fast.open(query), destination, result, cursor, events)
+        except FastPathError as e:
+            log.warning("export %s: %s; the native reader reads it", plan.name, e)
+            if cursor is not None:
+                cursor.reset()
+    result.engine = "native"
+    reader = plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile)
+    return _stage(plan, reader, destination, result, cursor, events)
 
 
 def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
@@ -111,15 +190,14 @@ def _stage(
     reader: BatchReader | ConnectorxReader,
     destination: Destination,
     result: ExportResult,
-    tracker: CursorTracker | None,
+    cursor: AppendCursor | None,
     events: Observer,
 ) -> list[StagedPart]:
     """Every batch of ``reader`` written into staged (not yet visible) parts."""
     try:
         schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
         result.schema = schema
-        destination.prepare()
-        return _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), tracker, events)
+        return _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), cursor, events)
     finally:
         reader.close()
 
@@ -129,7 +207,7 @@ def _read(
     reader: BatchReader | ConnectorxReader,
     schema: pa.Schema,
     staging: Callable[[int], Path],
-    tracker: CursorTracker | None,
+    cursor: AppendCursor | None,
     events: Observer,
 ) -> list[StagedPart]:
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
@@ -137,15 +215,16 @@ def _read(
     try:
         while (next_batch := reader.next_batch()) is not None:
             batch = pa.record_batch(next_batch)
-            if tracker is not None:
-                tracker.observe(batch)
+            if cursor is not None:
+                batch = cursor.observe(batch)
             writer.write(batch)
             rows += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
                 events.emit("progress", plan.name, rows=rows)
                 reported = time.monotonic()
         parts = writer.close()
-        check_read(reader, sum(p.rows for p in parts), f"export {plan.name}")
+        skipped = cursor.skipped if cursor is not None else 0
+        check_read(reader, sum(p.rows for p in parts) + skipped, f"export {plan.name}")
         return parts
     except BaseException:
         writer.abort()

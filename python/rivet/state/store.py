@@ -3,98 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rivet.errors import StateError
+from rivet.errors import ExportBusyError, StateError
+from rivet.state.lease import describe_holder
+from rivet.state.migrations import MIGRATIONS
 
 STATE_FILE = ".rivet_state.db"
-
-# Each entry moves the schema one version forward; never edit a released step.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE export_runs (
-        run_id       TEXT PRIMARY KEY,
-        export_name  TEXT NOT NULL,
-        mode         TEXT NOT NULL,
-        status       TEXT NOT NULL,
-        started_at   TEXT NOT NULL,
-        finished_at  TEXT,
-        rows         INTEGER NOT NULL DEFAULT 0,
-        files        INTEGER NOT NULL DEFAULT 0,
-        bytes        INTEGER NOT NULL DEFAULT 0,
-        duration_ms  INTEGER,
-        peak_rss_mb  REAL,
-        engine       TEXT,
-        fingerprint  TEXT,
-        error        TEXT
-    );
-    CREATE INDEX export_runs_by_export ON export_runs (export_name, started_at);
-    CREATE TABLE file_log (
-        id           INTEGER PRIMARY KEY,
-        run_id       TEXT NOT NULL REFERENCES export_runs (run_id),
-        export_name  TEXT NOT NULL,
-        url          TEXT NOT NULL,
-        rows         INTEGER NOT NULL,
-        bytes        INTEGER NOT NULL,
-        sha256       TEXT NOT NULL,
-        created_at   TEXT NOT NULL
-    );
-    CREATE INDEX file_log_by_export ON file_log (export_name, created_at);
-    """,
-    """
-    CREATE TABLE chunk_runs (
-        run_id       TEXT PRIMARY KEY,
-        export_name  TEXT NOT NULL,
-        fingerprint  TEXT NOT NULL,
-        part_stem    TEXT NOT NULL,
-        status       TEXT NOT NULL,
-        started_at   TEXT NOT NULL,
-        updated_at   TEXT NOT NULL
-    );
-    CREATE INDEX chunk_runs_by_export ON chunk_runs (export_name, status);
-    CREATE TABLE chunk_tasks (
-        run_id       TEXT NOT NULL REFERENCES chunk_runs (run_id) ON DELETE CASCADE,
-        chunk_index  INTEGER NOT NULL,
-        query        TEXT NOT NULL,
-        label        TEXT NOT NULL,
-        status       TEXT NOT NULL,
-        attempts     INTEGER NOT NULL DEFAULT 0,
-        rows         INTEGER,
-        parts        TEXT,
-        last_error   TEXT,
-        updated_at   TEXT NOT NULL,
-        PRIMARY KEY (run_id, chunk_index)
-    );
-    CREATE TABLE cursors (
-        export_name  TEXT PRIMARY KEY,
-        value        TEXT NOT NULL,
-        sql_literal  TEXT NOT NULL,
-        run_id       TEXT NOT NULL,
-        updated_at   TEXT NOT NULL
-    );
-    """,
-    """
-    CREATE TABLE run_aggregates (
-        id            INTEGER PRIMARY KEY,
-        started_at    TEXT NOT NULL,
-        finished_at   TEXT NOT NULL,
-        config_path   TEXT,
-        parallel_mode TEXT NOT NULL,
-        exit_code     INTEGER NOT NULL,
-        exports       INTEGER NOT NULL,
-        succeeded     INTEGER NOT NULL,
-        failed        INTEGER NOT NULL,
-        rows          INTEGER NOT NULL,
-        bytes         INTEGER NOT NULL,
-        summary       TEXT NOT NULL
-    );
-    """,
-]
 
 
 class StateStore:
@@ -104,6 +26,7 @@ class StateStore:
         self.path = Path(path)
         # One connection shared by the worker threads of a run, one statement at a time.
         self._lock = threading.RLock()
+        self._depth = 0
         try:
             self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -133,6 +56,10 @@ class StateStore:
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
             conn = self._conn
+            if self._depth:
+                # Inside transaction(): part of the enclosing commit.
+                yield _Tx(conn)
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield _Tx(conn)
@@ -140,6 +67,16 @@ class StateStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every state write inside the block one atomic commit (other threads wait)."""
+        with self._transaction():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
 
     def _select(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -151,14 +88,65 @@ class StateStore:
         """Close the file."""
         self._conn.close()
 
-    def run_started(self, run_id: str, export: str, mode: str, started_at: str, fingerprint: str) -> None:
-        """Record that a run began."""
+    def run_started(
+        self,
+        run_id: str,
+        export: str,
+        mode: str,
+        started_at: str,
+        fingerprint: str,
+        destination: str | None = None,
+        part_stem: str | None = None,
+    ) -> None:
+        """Record that a run began (where it writes, and how its parts are named)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO export_runs (run_id, export_name, mode, status, started_at, fingerprint) "
-                "VALUES (?, ?, ?, 'running', ?, ?)",
-                (run_id, export, mode, started_at, fingerprint),
+                "INSERT INTO export_runs (run_id, export_name, mode, status, started_at, fingerprint, destination, "
+                "part_stem) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, export, mode, started_at, fingerprint, destination, part_stem),
             )
+
+    def mark_published(self, run_id: str, now: str) -> None:
+        """Record that a run's output is committed: the next runs build on it."""
+        with self._transaction() as c:
+            c.execute("UPDATE export_runs SET published_at = ? WHERE run_id = ?", (now, run_id))
+
+    def run_published(self, run_id: str) -> bool | None:
+        """Whether a run reached its commit (None: the run is unknown here)."""
+        rows = self._select("SELECT published_at FROM export_runs WHERE run_id = ?", (run_id,))
+        return None if not rows else rows[0]["published_at"] is not None
+
+    def stray_parts(self, export: str, names: Iterable[str], live: set[str]) -> list[str]:
+        """Visible parts of ``export`` whose run never committed and that no chunk run can resume."""
+        pattern = re.compile(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.")
+        stems: dict[str, list[str]] = {}
+        for name in names:
+            match = pattern.match(name)
+            if match and name not in live:
+                stems.setdefault(match.group(1), []).append(name)
+        if not stems:
+            return []
+        resumable = {
+            r["part_stem"] for r in self._select("SELECT part_stem FROM chunk_runs WHERE export_name = ?", (export,))
+        }
+        runs = self._select(
+            "SELECT part_stem, max(published_at IS NOT NULL) AS published FROM export_runs "
+            "WHERE export_name = ? AND part_stem IS NOT NULL GROUP BY part_stem",
+            (export,),
+        )
+        unpublished = {r["part_stem"] for r in runs if not r["published"]}
+        return sorted(
+            n for stem, found in stems.items() if stem in unpublished and stem not in resumable for n in found
+        )
+
+    def last_success(self, export: str) -> dict[str, Any] | None:
+        """The newest run of ``export`` that published its output."""
+        rows = self._select(
+            "SELECT * FROM export_runs WHERE export_name = ? AND status IN ('success', 'empty') "
+            "ORDER BY started_at DESC LIMIT 1",
+            (export,),
+        )
+        return rows[0] if rows else None
 
     def run_finished(
         self,
@@ -213,14 +201,21 @@ class StateStore:
         return rows[0] if rows else None
 
     def create_chunk_run(
-        self, run_id: str, export: str, fingerprint: str, part_stem: str, now: str, chunks: list[tuple[int, str, str]]
+        self,
+        run_id: str,
+        export: str,
+        fingerprint: str,
+        part_stem: str,
+        now: str,
+        chunks: list[tuple[int, str, str]],
+        destination: str,
     ) -> None:
-        """Persist a run and its chunks (index, query, label), all pending."""
+        """Persist a run, its resolved destination and its chunks (index, query, label), all pending."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO chunk_runs (run_id, export_name, fingerprint, part_stem, status, started_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'in_progress', ?, ?)",
-                (run_id, export, fingerprint, part_stem, now, now),
+                "INSERT INTO chunk_runs (run_id, export_name, fingerprint, part_stem, status, started_at, updated_at, "
+                "destination) VALUES (?, ?, ?, ?, 'in_progress', ?, ?, ?)",
+                (run_id, export, fingerprint, part_stem, now, now, destination),
             )
             c.executemany(
                 "INSERT INTO chunk_tasks (run_id, chunk_index, query, label, status, updated_at) "
@@ -258,6 +253,15 @@ class StateStore:
                 "UPDATE chunk_tasks SET status = 'done', rows = ?, parts = ?, last_error = NULL, updated_at = ? "
                 "WHERE run_id = ? AND chunk_index = ?",
                 (rows, json.dumps(parts), now, run_id, index),
+            )
+
+    def requeue_chunks(self, run_id: str, indexes: Iterable[int], now: str) -> None:
+        """Put done chunks whose parts are missing or changed back in the queue."""
+        with self._transaction() as c:
+            c.executemany(
+                "UPDATE chunk_tasks SET status = 'pending', rows = NULL, parts = NULL, updated_at = ? "
+                "WHERE run_id = ? AND chunk_index = ?",
+                [(now, run_id, i) for i in indexes],
             )
 
     def chunk_failed(self, run_id: str, index: int, error: str, now: str) -> None:
@@ -349,9 +353,103 @@ class StateStore:
             )
 
     def reset_cursor(self, export: str) -> bool:
-        """Forget the cursor; the next run exports everything."""
+        """Forget the cursor (and its boundary rows); the next run exports everything."""
         with self._transaction() as c:
+            c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
+            c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
             return int(c.execute("DELETE FROM cursors WHERE export_name = ?", (export,)).rowcount) > 0
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def take_lease(
+        self, export: str, run_id: str, holder: str, ttl_s: float, gone: Callable[[str], bool]
+    ) -> dict[str, Any] | None:
+        """Take the lease of ``export``; the previous holder's row when it was taken over.
+
+        Raises ExportBusyError when a live holder has it.
+        """
+        now = time.time()
+        with self._transaction() as c:
+            row = c.execute(
+                "SELECT run_id, holder, acquired_at, heartbeat_at FROM leases WHERE export_name = ?", (export,)
+            ).fetchone()
+            previous = None
+            if row is not None:
+                previous = dict(zip(("run_id", "holder", "acquired_at", "heartbeat_at"), row, strict=True))
+                if previous["heartbeat_at"] >= now - ttl_s and not gone(previous["holder"]):
+                    raise ExportBusyError(
+                        f"export '{export}' is already running: {describe_holder(previous)}; this run was refused "
+                        "(run it again when that one ends, or pass --wait)"
+                    )
+            c.execute(
+                "INSERT OR REPLACE INTO leases (export_name, run_id, holder, acquired_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (export, run_id, holder, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), now),
+            )
+            return previous
+
+    def renew_lease(self, export: str, run_id: str) -> bool:
+        """Renew a held lease; False when another run holds it now."""
+        with self._transaction() as c:
+            cur = c.execute(
+                "UPDATE leases SET heartbeat_at = ? WHERE export_name = ? AND run_id = ?", (time.time(), export, run_id)
+            )
+            return int(cur.rowcount) == 1
+
+    def release_lease(self, export: str, run_id: str) -> None:
+        """Give a lease back (a no-op if another run took it over)."""
+        with self._transaction() as c:
+            c.execute("DELETE FROM leases WHERE export_name = ? AND run_id = ?", (export, run_id))
+
+    def lease(self, export: str) -> dict[str, Any] | None:
+        """The lease row of ``export``, if held."""
+        rows = self._select("SELECT * FROM leases WHERE export_name = ?", (export,))
+        return rows[0] if rows else None
+
+    # -- boundary rows of appending exports -------------------------------------------
+
+    def boundary(self, export: str, scope: str) -> dict[str, Any] | None:
+        """The last boundary of ``export`` in ``scope`` (value, sql_literal, strict), if any."""
+        rows = self._select("SELECT * FROM boundaries WHERE export_name = ? AND scope = ?", (export, scope))
+        return rows[0] if rows else None
+
+    def boundary_hashes(self, export: str, scope: str) -> list[int]:
+        """The hashes of the rows already exported at the boundary."""
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT row_hash FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope)
+            )
+            return [r[0] for r in cur.fetchall()]
+
+    def set_boundary(
+        self,
+        export: str,
+        scope: str,
+        value: str,
+        sql_literal: str,
+        hashes: Iterable[int] | None,
+        run_id: str,
+        now: str,
+    ) -> None:
+        """Replace the boundary of ``export`` in ``scope``; ``hashes`` None makes the next run strict (``>``)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO boundaries "
+                "(export_name, scope, value, sql_literal, strict, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (export, scope, value, sql_literal, int(hashes is None), run_id, now),
+            )
+            c.execute("DELETE FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope))
+            if hashes is not None:
+                c.executemany(
+                    "INSERT OR IGNORE INTO boundary_rows (export_name, scope, row_hash) VALUES (?, ?, ?)",
+                    [(export, scope, h) for h in hashes],
+                )
+
+    def reset_boundaries(self, export: str) -> None:
+        """Forget every boundary of ``export``."""
+        with self._transaction() as c:
+            c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
+            c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
 
 
 class _Tx:

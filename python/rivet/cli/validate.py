@@ -1,0 +1,66 @@
+"""``rivet validate``: check what an export published against its manifest, without the source."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rivet.cli._output import emit_json, report_error, say
+from rivet.cli.run import parse_params
+from rivet.errors import EXIT_DATA, EXIT_OK
+
+
+def validate_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose output to check.")],
+    export: Annotated[list[str] | None, typer.Option("--export", "-e", help="Only this export (repeatable).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} (repeatable).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON on stdout.")] = False,
+) -> None:
+    """Check each export's destination: manifest, _SUCCESS, every part (size, SHA-256, rows), no strays.
+
+    The destination is where the export last published (from the state store), else
+    where its config points today. Exit codes: 0 every destination is complete and
+    exact, 2 bad config, 3 a mismatch was found.
+    """
+    try:
+        findings = _validate(config, export, parse_params(param))
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    for f in findings:
+        if f["problems"]:
+            say(f"✗ {f['export']}: {f['destination']}")
+            for problem in f["problems"]:
+                say(f"    {problem}")
+        else:
+            say(f"✓ {f['export']}: {f['parts']} part(s), {f['rows']:,} rows at {f['destination']}")
+    if json_output:
+        emit_json({"exports": findings})
+    raise typer.Exit(EXIT_DATA if any(f["problems"] for f in findings) else EXIT_OK)
+
+
+def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> list[dict[str, Any]]:
+    from rivet.config import load_config
+    from rivet.destinations import Destination
+    from rivet.plan import export_destination
+    from rivet.runinfo import utc_now
+    from rivet.state import STATE_FILE, StateStore
+    from rivet.validate import validate_destination
+
+    loaded = load_config(config, params)
+    exports = [loaded.export(n) for n in names] if names else list(loaded.config.exports)
+    state = StateStore(loaded.base_dir / STATE_FILE)
+    findings = []
+    try:
+        for e in exports:
+            spec = export_destination(loaded, e, utc_now())
+            last = state.last_success(e.name)
+            if last is not None and last["destination"]:
+                spec = dataclasses.replace(spec, url=last["destination"])
+            problems, totals = validate_destination(Destination(spec), e.name)
+            findings.append({"export": e.name, "destination": spec.url, "problems": problems, **totals})
+    finally:
+        state.close()
+    return findings

@@ -1,0 +1,57 @@
+"""Named fault injection, for the tests that prove a failure never looks like success.
+
+``RIVET_FAILPOINTS="after_part_write:crash,before_success"`` arms points by name.
+An entry is ``name[@hit][:action]``: it fires once, on the ``hit``-th time (default
+the first) this process reaches the point. Actions: ``error`` (the default) raises
+FailpointError; ``crash`` kills the process with SIGKILL, as an OOM kill would.
+The native readers read the same variable for their own points (``reader_panic``,
+``decode_error``, ``socket_closed``). Unset, a visit costs one dictionary lookup.
+
+Points here, in the order a run meets them: ``after_part_write`` (a part staged, not
+yet visible), ``between_parts`` (a part visible, the next not yet), ``before_manifest``,
+``before_success`` (manifest written, ``_SUCCESS`` not), ``before_cursor`` (output
+published, cursor not yet moved).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from rivet.errors import RivetError
+
+VARIABLE = "RIVET_FAILPOINTS"
+
+_hits: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+class FailpointError(RivetError):
+    """A fault injected by ``RIVET_FAILPOINTS``."""
+
+
+def _armed(name: str) -> tuple[int, str] | None:
+    for entry in os.environ.get(VARIABLE, "").split(","):
+        head, _, action = entry.strip().partition(":")
+        point, _, hit = head.partition("@")
+        if point.strip() == name:
+            return (int(hit) if hit.strip().isdigit() else 1), (action.strip() or "error")
+    return None
+
+
+def hit(name: str) -> None:
+    """Visit the point ``name``: raise or crash if it is armed for this visit."""
+    if VARIABLE not in os.environ:
+        return
+    armed = _armed(name)
+    if armed is None:
+        return
+    with _lock:
+        _hits[name] = _hits.get(name, 0) + 1
+        fires = _hits[name] == armed[0]
+    if not fires:
+        return
+    if armed[1] == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise FailpointError(f"failpoint {name}")

@@ -1,0 +1,120 @@
+"""The state store's schema, one migration per version (``PRAGMA user_version``).
+
+Version 4 adds leases (one writer per export), the resolved destination of a run,
+and the boundary rows of appending exports (the rows at the last cursor value,
+skipped by the next run so each row version is exported once).
+"""
+
+from __future__ import annotations
+
+# Each entry moves the schema one version forward; never edit a released step.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE export_runs (
+        run_id       TEXT PRIMARY KEY,
+        export_name  TEXT NOT NULL,
+        mode         TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        rows         INTEGER NOT NULL DEFAULT 0,
+        files        INTEGER NOT NULL DEFAULT 0,
+        bytes        INTEGER NOT NULL DEFAULT 0,
+        duration_ms  INTEGER,
+        peak_rss_mb  REAL,
+        engine       TEXT,
+        fingerprint  TEXT,
+        error        TEXT
+    );
+    CREATE INDEX export_runs_by_export ON export_runs (export_name, started_at);
+    CREATE TABLE file_log (
+        id           INTEGER PRIMARY KEY,
+        run_id       TEXT NOT NULL REFERENCES export_runs (run_id),
+        export_name  TEXT NOT NULL,
+        url          TEXT NOT NULL,
+        rows         INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX file_log_by_export ON file_log (export_name, created_at);
+    """,
+    """
+    CREATE TABLE chunk_runs (
+        run_id       TEXT PRIMARY KEY,
+        export_name  TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        part_stem    TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        started_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX chunk_runs_by_export ON chunk_runs (export_name, status);
+    CREATE TABLE chunk_tasks (
+        run_id       TEXT NOT NULL REFERENCES chunk_runs (run_id) ON DELETE CASCADE,
+        chunk_index  INTEGER NOT NULL,
+        query        TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        rows         INTEGER,
+        parts        TEXT,
+        last_error   TEXT,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (run_id, chunk_index)
+    );
+    CREATE TABLE cursors (
+        export_name  TEXT PRIMARY KEY,
+        value        TEXT NOT NULL,
+        sql_literal  TEXT NOT NULL,
+        run_id       TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE run_aggregates (
+        id            INTEGER PRIMARY KEY,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT NOT NULL,
+        config_path   TEXT,
+        parallel_mode TEXT NOT NULL,
+        exit_code     INTEGER NOT NULL,
+        exports       INTEGER NOT NULL,
+        succeeded     INTEGER NOT NULL,
+        failed        INTEGER NOT NULL,
+        rows          INTEGER NOT NULL,
+        bytes         INTEGER NOT NULL,
+        summary       TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE leases (
+        export_name  TEXT PRIMARY KEY,
+        run_id       TEXT NOT NULL,
+        holder       TEXT NOT NULL,
+        acquired_at  TEXT NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    ALTER TABLE chunk_runs ADD COLUMN destination TEXT;
+    ALTER TABLE export_runs ADD COLUMN destination TEXT;
+    ALTER TABLE export_runs ADD COLUMN part_stem TEXT;
+    ALTER TABLE export_runs ADD COLUMN published_at TEXT;
+    UPDATE export_runs SET published_at = finished_at WHERE status = 'success';
+    CREATE TABLE boundaries (
+        export_name  TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        value        TEXT NOT NULL,
+        sql_literal  TEXT NOT NULL,
+        strict       INTEGER NOT NULL DEFAULT 0,
+        run_id       TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (export_name, scope)
+    );
+    CREATE TABLE boundary_rows (
+        export_name  TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        row_hash     INTEGER NOT NULL,
+        PRIMARY KEY (export_name, scope, row_hash)
+    ) WITHOUT ROWID;
+    """,
+]
