@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -30,8 +31,8 @@ SUCCESS = "_SUCCESS"
 # (S3 multipart uploads too appear only when completed). sftp, ftp, smb and the like would
 # show a half-written file under its final name, so they are refused.
 ATOMIC_PROTOCOLS = {"file", "local", "memory", "s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"}
-# Staged parts older than this are leftovers of a killed run (a live run renews its lease sooner).
-STALE_STAGING_S = 3600.0
+# Without a lease to tell, staged parts older than this are taken for leftovers of a killed run.
+STALE_STAGING_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,23 @@ def resolve_destination(
     return DestinationSpec(f"abfs://{dest.container}/{prefix}".rstrip("/"), options)
 
 
+def _check_atomic(url: str) -> None:
+    """Refuse a protocol that would show a half-written file under its final name."""
+    import fsspec
+
+    protocol = fsspec.core.split_protocol(url.split("::")[-1])[0] or "file"
+    try:
+        known = fsspec.get_filesystem_class(protocol).protocol
+    except (ImportError, ValueError):
+        known = (protocol,)
+    names = known if isinstance(known, tuple) else (known,)
+    if not ATOMIC_PROTOCOLS.intersection(names):
+        raise ConfigError(
+            f"destination {url}: {protocol}:// cannot make a file visible only once it is complete; "
+            "write to local disk or an object store (s3, gcs, azure) instead"
+        )
+
+
 class Destination:
     """One export's output location during a run."""
 
@@ -132,17 +150,12 @@ class Destination:
         from fsspec.implementations.local import LocalFileSystem
 
         self.spec = spec
+        _check_atomic(spec.url)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
         except (ImportError, ValueError) as e:
             raise DestinationError(f"destination {spec.url}: {e}") from None
         self.is_local = isinstance(self.fs, LocalFileSystem)
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        if not ATOMIC_PROTOCOLS.intersection(protocols):
-            raise ConfigError(
-                f"destination {spec.url}: {protocols[0]}:// cannot make a file visible only once it is complete; "
-                "write to local disk or an object store (s3, gcs, azure) instead"
-            )
         self.root = self.root.rstrip("/")
         self._tmpdir: Path | None = None
 
@@ -155,13 +168,17 @@ class Destination:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if self.root else name
 
-    def prepare(self, export: str | None = None) -> None:
-        """Create the location for staging; with ``export``, remove parts its killed runs left staged."""
+    def prepare(self, export: str | None = None, *, exclusive: bool = False) -> None:
+        """Create the location for staging; with ``export``, remove parts its killed runs left staged.
+
+        ``exclusive``: the caller holds the export's lease, so every part staged for the
+        export before now belongs to a dead run; otherwise only day-old ones are removed.
+        """
         try:
             if self.is_local:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
                 if export is not None:
-                    self._remove_stale_staging(export)
+                    self._remove_stale_staging(export, time.time() if exclusive else time.time() - STALE_STAGING_S)
             elif self._tmpdir is None:
                 # Made now, not lazily, because worker threads stage into it concurrently.
                 self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
@@ -176,11 +193,11 @@ class Destination:
         except OSError as e:
             raise DestinationError(f"destination {self.spec.url}: {e}") from e
 
-    def _remove_stale_staging(self, export: str) -> None:
-        cutoff = time.time() - STALE_STAGING_S
-        for path in Path(self.root).glob(f".rivet-{export}_*.tmp"):
+    def _remove_stale_staging(self, export: str, cutoff: float) -> None:
+        own = re.compile(rf"^\.rivet-{re.escape(export)}_\d{{8}}T\d{{6}}\.\d{{3}}Z-.*\.tmp$")
+        for path in Path(self.root).iterdir():
             try:
-                if path.lstat().st_mtime < cutoff:
+                if own.match(path.name) and path.lstat().st_mtime <= cutoff:
                     path.unlink()
                     log.info("removed %s, a part staged by a run that was killed", path)
             except FileNotFoundError:

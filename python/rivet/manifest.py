@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,12 @@ def parse_manifest(raw: bytes, url_of: Any, where: str) -> Manifest:
         return Manifest(raw, str(doc["run_id"]), list(doc["schema"]), parts)
     except (ValueError, KeyError, TypeError) as e:
         raise DestinationError(f"{where} is not a rivet manifest ({type(e).__name__}: {e}); move it away") from None
+
+
+def part_stem_of(export: str, name: str) -> str | None:
+    """The run stem (``<export>_<YYYYMMDD_HHMMSS_mmm>``) of a part of ``export``, or None for other files."""
+    match = re.match(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.", name)
+    return match.group(1) if match else None
 
 
 def part_record(part: CommittedPart) -> dict[str, Any]:

@@ -429,7 +429,7 @@ def run_chunked(
     run = _open_queue(plan, state, coordinator, schema, result, started, resume)
     queue = run.queue
     destination = Destination(run.destination)
-    destination.prepare(plan.name)
+    destination.prepare(plan.name, exclusive=lease is not None)
     try:
         done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
         destination.withdraw_success()

@@ -1,18 +1,18 @@
-"""Committing a run: its parts, the manifests, the state, then ``_SUCCESS``.
+"""Committing a run: its parts, its own manifest, the state, the manifest, then ``_SUCCESS``.
 
 The order, and what a failure or a kill at each step leaves:
 
 1. parts become visible under their final names (a failure removes them);
-2. ``_rivet/runs/<run_id>.json`` and the cumulative ``manifest.json`` are written
-   (a failure restores the previous manifest and removes the parts);
-3. with ``--validate`` the new parts are read back against the manifest;
-4. one state transaction marks the run published and moves its cursor: from here
-   the run counts, and the next run builds on it;
-5. superseded parts and the leftovers of runs that never got this far are removed;
+2. the run's own manifest ``_rivet/runs/<run_id>.json`` is written, and with
+   ``--validate`` the new parts are read back against it;
+3. one state transaction marks the run published and moves its cursor: from here
+   the run counts. A failure before this point removes the run's parts and its own
+   manifest; a kill leaves them for the next run to remove;
+4. the cumulative manifest (every live part) is written: it never lists a part of a
+   run that did not commit. A kill between 3 and 4 is repaired by the next run from
+   the committed runs' own manifests;
+5. superseded parts and the leftovers of runs that never committed are removed;
 6. ``_SUCCESS`` is written.
-
-A run killed before step 4 is never built upon: the next run drops its parts from
-the manifest and the destination, so appends stay exactly once.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from rivet import failpoints
 from rivet.destinations import Destination
-from rivet.errors import SchemaDriftError
+from rivet.errors import DestinationError, SchemaDriftError
 from rivet.manifest import (
     RUNS_DIR,
     CommittedPart,
     Manifest,
     build_manifest,
     parse_manifest,
+    part_stem_of,
     schema_json,
     success_marker,
 )
@@ -105,15 +106,12 @@ class Publication:
         """Steps 2 to 6 for parts already visible; ``on_commit`` runs inside the state commit."""
         self._previous = self._read_previous()
         live = self._live_parts(schema, new_parts)
-        written_manifest = False
+        own = f"{RUNS_DIR}/{self.result.run_id}.json"
         try:
             failpoints.hit("before_manifest")
             if self.lease is not None:
                 self.lease.check()
-            self.destination.write_file(f"{RUNS_DIR}/{self.result.run_id}.json", self._document(schema, new_parts))
-            manifest = self._document(schema, live)
-            written_manifest = True
-            self.result.manifest = self.destination.write_file(self.destination.spec.manifest_name, manifest)
+            self.destination.write_file(own, self._document(schema, new_parts))
             if self.plan.validate:
                 from rivet.validate import check_parts
 
@@ -121,33 +119,59 @@ class Publication:
             failpoints.hit("before_cursor")
             self._commit_state(on_commit)
         except BaseException:
-            self._roll_back(new_parts, written_manifest, remove_on_failure)
+            self.destination.remove([own])
+            if remove_on_failure:
+                self.destination.remove([p.name for p in new_parts])
             raise
         self.result.parts = new_parts
-        self._tidy(live)
-        failpoints.hit("before_success")
-        self.destination.write_file(self.destination.spec.success_name, success_marker(manifest))
+        try:
+            manifest = self._document(schema, live)
+            self.result.manifest = self.destination.write_file(self.destination.spec.manifest_name, manifest)
+            self._tidy(live)
+            failpoints.hit("before_success")
+            self.destination.write_file(self.destination.spec.success_name, success_marker(manifest))
+        except DestinationError as e:
+            raise DestinationError(
+                f"run {self.result.run_id} is committed (its parts and cursor count), but completing "
+                f"{self.destination.spec.url} failed: {e}; the next run completes it"
+            ) from e
 
     def _read_previous(self) -> Manifest | None:
-        raw = self.destination.read_file(self.destination.spec.manifest_name)
+        name = self.destination.spec.manifest_name
+        raw = self.destination.read_file(name)
         if raw is None:
             return None
-        return parse_manifest(
-            raw, self.destination.url_of, self.destination.url_of(self.destination.spec.manifest_name)
-        )
+        return parse_manifest(raw, self.destination.url_of, self.destination.url_of(name))
 
     def _live_parts(self, schema: pa.Schema, new_parts: list[CommittedPart]) -> list[CommittedPart]:
-        """Every part ``manifest.json`` will list."""
-        if not self.append or self._previous is None:
+        """Every part the manifest will list: the new ones, and for appends every committed one before."""
+        if not self.append:
             return list(new_parts)
-        kept = [p for p in self._previous.parts if self._published(p.run_id)]
-        if kept and self._previous.schema != schema_json(schema):
+        previous = self._previous
+        kept = [p for p in previous.parts if self._published(p.run_id)] if previous else []
+        kept += self._unlisted_committed_parts(previous)
+        if kept and previous is not None and previous.schema != schema_json(schema):
             raise SchemaDriftError(
                 f"export '{self.plan.name}': the output schema differs from the parts already at "
                 f"{self.destination.spec.url}; appending would mix two schemas in one folder "
                 "(write to a new destination, or move the old parts away)"
             )
         return kept + list(new_parts)
+
+    def _unlisted_committed_parts(self, previous: Manifest | None) -> list[CommittedPart]:
+        """Parts of runs that committed after the manifest was last written (a kill in between)."""
+        if self.state is None:
+            return []
+        since = previous.run_id if previous is not None else None
+        parts = []
+        for run_id in self.state.published_since(self.plan.name, self.destination.spec.url, since):
+            raw = self.destination.read_file(f"{RUNS_DIR}/{run_id}.json")
+            if raw is None:
+                continue
+            found = parse_manifest(raw, self.destination.url_of, f"{RUNS_DIR}/{run_id}.json").parts
+            log.info("export %s: listing the %d part(s) of committed run %s again", self.plan.name, len(found), run_id)
+            parts += found
+        return parts
 
     def _published(self, run_id: str | None) -> bool:
         """Whether a run's parts count: it reached the state commit (unknown runs count)."""
@@ -181,27 +205,20 @@ class Publication:
             if on_commit is not None:
                 on_commit()
 
-    def _roll_back(self, new_parts: list[CommittedPart], written_manifest: bool, remove_parts: bool) -> None:
-        """Undo steps 2 and 3: the previous manifest comes back, the run's own goes."""
-        try:
-            if written_manifest:
-                if self._previous is not None:
-                    self.destination.write_file(self.destination.spec.manifest_name, self._previous.raw)
-                else:
-                    self.destination.remove([self.destination.spec.manifest_name])
-            self.destination.remove([f"{RUNS_DIR}/{self.result.run_id}.json"])
-        finally:
-            if remove_parts:
-                self.destination.remove([p.name for p in new_parts])
-
     def _tidy(self, live: list[CommittedPart]) -> None:
-        """Remove superseded parts and the visible parts of runs that never committed."""
+        """Remove superseded parts, and the visible parts of runs that never committed."""
         live_names = {p.name for p in live}
-        doomed: list[str] = []
-        if self._previous is not None and not (self.append or self.plan.keep_superseded):
-            doomed += [p.name for p in self._previous.parts if p.name not in live_names]
-        if self.state is not None:
-            doomed += self.state.stray_parts(self.plan.name, self.destination.list_names(), live_names)
-        for name in sorted(set(doomed)):
+        names = self.destination.list_names()
+        state = self.state
+        if self.append or self.plan.keep_superseded:
+            doomed = state.stray_parts(self.plan.name, names, live_names) if state else []
+        else:
+            resumable = state.resumable_stems(self.plan.name) if state else set()
+            doomed = [
+                n
+                for n in names
+                if (stem := part_stem_of(self.plan.name, n)) and n not in live_names and stem not in resumable
+            ]
+        for name in doomed:
             log.info("export %s: removing %s (superseded or never committed)", self.plan.name, name)
-        self.destination.remove(sorted(set(doomed)))
+        self.destination.remove(doomed)

@@ -89,7 +89,7 @@ def run_single(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
     )
     try:
-        destination.prepare(plan.name)
+        destination.prepare(plan.name, exclusive=lease is not None)
         staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier)
         failpoints.hit("after_part_write")
         append = plan.mode in APPENDING_MODES and state is not None

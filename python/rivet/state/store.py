@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rivet.errors import ExportBusyError, StateError
+from rivet.manifest import part_stem_of
 from rivet.state.lease import describe_holder
 from rivet.state.migrations import MIGRATIONS
 
@@ -118,17 +118,14 @@ class StateStore:
 
     def stray_parts(self, export: str, names: Iterable[str], live: set[str]) -> list[str]:
         """Visible parts of ``export`` whose run never committed and that no chunk run can resume."""
-        pattern = re.compile(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.")
         stems: dict[str, list[str]] = {}
         for name in names:
-            match = pattern.match(name)
-            if match and name not in live:
-                stems.setdefault(match.group(1), []).append(name)
+            stem = part_stem_of(export, name)
+            if stem is not None and name not in live:
+                stems.setdefault(stem, []).append(name)
         if not stems:
             return []
-        resumable = {
-            r["part_stem"] for r in self._select("SELECT part_stem FROM chunk_runs WHERE export_name = ?", (export,))
-        }
+        resumable = self.resumable_stems(export, any_status=True)
         runs = self._select(
             "SELECT part_stem, max(published_at IS NOT NULL) AS published FROM export_runs "
             "WHERE export_name = ? AND part_stem IS NOT NULL GROUP BY part_stem",
@@ -138,6 +135,22 @@ class StateStore:
         return sorted(
             n for stem, found in stems.items() if stem in unpublished and stem not in resumable for n in found
         )
+
+    def resumable_stems(self, export: str, *, any_status: bool = False) -> set[str]:
+        """Part stems of the unfinished chunked runs of ``export`` (with ``any_status``, of all of them)."""
+        where = "" if any_status else " AND status = 'in_progress'"
+        rows = self._select(f"SELECT part_stem FROM chunk_runs WHERE export_name = ?{where}", (export,))
+        return {r["part_stem"] for r in rows}
+
+    def published_since(self, export: str, destination: str, run_id: str | None) -> list[str]:
+        """Runs of ``export`` into ``destination`` that committed after ``run_id`` (all without it), in order."""
+        rows = self._select(
+            "SELECT run_id, published_at FROM export_runs WHERE export_name = ? AND destination = ? "
+            "AND published_at IS NOT NULL ORDER BY published_at, run_id",
+            (export, destination),
+        )
+        ids = [r["run_id"] for r in rows]
+        return ids[ids.index(run_id) + 1 :] if run_id in ids else ([] if run_id else ids)
 
     def last_success(self, export: str) -> dict[str, Any] | None:
         """The newest run of ``export`` that published its output."""

@@ -1,0 +1,68 @@
+"""Reading what an export left at its destination, the two ways downstream readers do.
+
+A reader that globs takes every visible data file of the export; a reader that trusts
+the manifest takes the parts it lists. Correct output gives both the same rows.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+Rows = collections.Counter[tuple[object, ...]]
+
+
+def _rows(files: list[Path], columns: list[str]) -> Rows:
+    counter: Rows = collections.Counter()
+    for f in files:
+        table = pq.read_table(f, columns=columns)
+        counter.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
+    return counter
+
+
+def globbed_files(directory: Path, export: str) -> list[Path]:
+    """The export's data files a glob would pick up (hidden staging files are not)."""
+    own = re.compile(rf"^{re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}}.*\.parquet$")
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.iterdir() if own.match(p.name))
+
+
+def rows_by_glob(directory: Path, export: str, columns: list[str]) -> Rows:
+    """Rows of every visible data file of ``export``."""
+    return _rows(globbed_files(directory, export), columns)
+
+
+def rows_by_manifest(directory: Path, columns: list[str], manifest: str = "manifest.json") -> Rows:
+    """Rows of the parts the manifest lists."""
+    doc = json.loads((directory / manifest).read_text())
+    return _rows([directory / p["name"] for p in doc["parts"]], columns)
+
+
+def run_rivet(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``rivet ARGS`` in a child process (with extra environment variables)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rivet", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_export_json(config: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``rivet run -c CONFIG --json ARGS``: the first export's summary, with ``code`` and ``stderr``."""
+    proc = run_rivet("run", "-c", str(config), "--json", *args, env=env)
+    try:
+        doc = json.loads(proc.stdout)["exports"][0]
+    except (ValueError, KeyError, IndexError):
+        doc = {}
+    return {**doc, "code": proc.returncode, "stderr": proc.stderr}
