@@ -8,16 +8,17 @@ and rows whose key is NULL get a chunk of their own.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from rivet.dialects import Dialect, PostgresDialect
 from rivet.errors import ConfigError
 from rivet.mysql_planning import estimated_cuts, leading_index
 
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 
     Session = PgSession | MySession
 
-EPOCH = dt.datetime(1970, 1, 1)
-EPOCH_DATE = dt.date(1970, 1, 1)
+# A type name from the catalog that may be written into a cast.
+SQL_TYPE_NAME = re.compile(r"^[a-z][a-z0-9 _]*$")
 # A page-range chunk holds about this many 8 KiB pages (128 MiB of heap): fewer, larger parts.
 PAGES_PER_CHUNK = 16384
 
@@ -63,56 +64,31 @@ class ChunkSpec:
         return "count" if self.count else "size"
 
 
-def quote_ident(name: str, dialect: str = "postgres") -> str:
-    """The identifier quoted for the dialect (double quotes or backticks), embedded quotes doubled."""
-    if dialect == "mysql":
-        return "`" + name.replace("`", "``") + "`"
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass(frozen=True)
 class KeyKind:
     """How a key column maps to integers (for bucketing) and back to SQL literals."""
 
     name: str  # int, date, timestamp, timestamptz
-    dialect: str = "postgres"  # postgres or mysql
+    dialect: Dialect
 
     def quote(self, column: str) -> str:
         """The column name, quoted for the dialect."""
-        return quote_ident(column, self.dialect)
+        return self.dialect.quote(column)
 
     def as_number(self, column: str) -> str:
         """SQL turning the key into an integer: itself, days or microseconds since 1970."""
-        mysql = self.dialect == "mysql"
-        if self.name == "int":
-            return column
-        if self.name == "date":
-            return f"DATEDIFF({column}, '1970-01-01')" if mysql else f"({column} - DATE '1970-01-01')"
-        if mysql:
-            return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column})"
-        return f"floor(extract(epoch FROM {column}) * 1000000)::bigint"
+        return self.dialect.key_as_number(self.name, column)
 
     def literal(self, n: int) -> str:
         """The SQL literal of the key whose integer form is ``n``."""
-        if self.name == "int":
-            return str(n)
-        mysql = self.dialect == "mysql"
-        if self.name == "date":
-            day = (EPOCH_DATE + dt.timedelta(days=n)).isoformat()
-            return f"DATE '{day}'" if mysql else f"'{day}'::date"
-        value = (EPOCH + dt.timedelta(microseconds=n)).isoformat(sep=" ")
-        if mysql:
-            return f"TIMESTAMP '{value}'"
-        if self.name == "timestamptz":
-            return f"'{value}+00'::timestamptz"
-        return f"'{value}'::timestamp"
+        return self.dialect.key_literal(self.name, n)
 
     def day_unit(self) -> int:
         """Integer units in one day."""
         return 1 if self.name == "date" else 86_400_000_000
 
 
-def key_kind(schema: pa.Schema, column: str, dialect: str = "postgres") -> KeyKind:
+def key_kind(schema: pa.Schema, column: str, dialect: Dialect) -> KeyKind:
     """The kind of ``column`` in the export's schema, or a ConfigError naming it."""
     if column not in schema.names:
         raise ConfigError(
@@ -228,21 +204,20 @@ def _catalog_cuts(
     ``pg_stats.histogram_bounds`` splits the column into buckets of equal row counts;
     buckets are grouped, or split evenly, to about ``target`` rows per range.
     """
-    literal = relation.replace("'", "''")
-    name = column.replace("'", "''")
+    pg = PostgresDialect()
+    if not SQL_TYPE_NAME.match(source_type):
+        return None
     row = session.query(
         "SELECT c.reltuples::bigint, s.null_frac, s.histogram_bounds::text FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stats s ON s.schemaname = n.nspname "
-        f"AND s.tablename = c.relname AND s.attname = '{name}' WHERE c.oid = '{literal}'::regclass"
+        f"AND s.tablename = c.relname AND s.attname = {pg.string(column)} WHERE c.oid = {pg.relation(relation)}"
     )[0]
     if row[0] is None or row[2] is None or int(row[0]) <= 0:
         return None
     x = kind.as_number("v")
     bounds = [
         int(r[0])
-        for r in session.query(
-            f"SELECT {x} FROM unnest('{row[2].replace(chr(39), chr(39) * 2)}'::{source_type}[]) AS t(v) ORDER BY 1"
-        )
+        for r in session.query(f"SELECT {x} FROM unnest({pg.string(row[2])}::{source_type}[]) AS t(v) ORDER BY 1")
         if r[0] is not None
     ]
     if len(bounds) < 2:
@@ -271,7 +246,7 @@ def plan_key_chunks(
     *,
     consistent: bool,
     relation: str | None = None,
-    dialect: str = "postgres",
+    dialect: Dialect,
 ) -> list[Chunk]:
     """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any)."""
     assert spec.column is not None
@@ -279,7 +254,7 @@ def plan_key_chunks(
     # A whole table is planned without scanning it: from PostgreSQL's statistics, or
     # from MySQL's index-dive estimates; a query (or a key without them) is counted.
     if relation is not None and not spec.by_days and not spec.dense and not spec.count:
-        if dialect == "postgres":
+        if isinstance(dialect, PostgresDialect):
             chunks = _chunks_from_catalog(session, relation, base, schema, spec, kind, consistent)
         else:
             chunks = _chunks_from_estimates(session, relation, base, spec, kind)  # type: ignore[arg-type]
@@ -315,7 +290,7 @@ def _chunks_from_catalog(
 ) -> list[Chunk] | None:
     """Row-balanced chunks of a whole table from min/max (an index lookup) and its statistics."""
     assert spec.column is not None
-    k = quote_ident(spec.column)
+    k = kind.quote(spec.column)
     row = session.query(f"SELECT min({kind.as_number(k)}), max({kind.as_number(k)}) FROM {relation}")[0]
     if row[0] is None or row[1] is None:
         return None
@@ -324,9 +299,10 @@ def _chunks_from_catalog(
     if cuts is None:
         return None
     # Statistics may be stale: the NULL chunk stays unless the column cannot hold NULL.
+    pg = PostgresDialect()
     notnull = session.query(
-        f"SELECT attnotnull FROM pg_attribute WHERE attrelid = '{relation.replace(chr(39), chr(39) * 2)}'::regclass "
-        f"AND attname = '{spec.column.replace(chr(39), chr(39) * 2)}'"
+        f"SELECT attnotnull FROM pg_attribute WHERE attrelid = {pg.relation(relation)} "
+        f"AND attname = {pg.string(spec.column)}"
     )
     nullable = not (notnull and notnull[0][0] == "t")
     del consistent
@@ -355,7 +331,7 @@ def _chunks_from_estimates(
 def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chunk]:
     """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
     row = session.query(
-        f"SELECT pg_relation_size('{relation.replace(chr(39), chr(39) * 2)}'::regclass) "
+        f"SELECT pg_relation_size({PostgresDialect().relation(relation)}) "
         "/ current_setting('block_size')::int, current_setting('server_version_num')::int"
     )[0]
     pages, version = int(row[0] or 0), int(row[1] or 0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from rivet.dialects import MysqlDialect
+
 if TYPE_CHECKING:
     from rivet._native import MySession
     from rivet.chunking import KeyKind
@@ -19,33 +21,15 @@ if TYPE_CHECKING:
 MAX_DEPTH = 24
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def table_parts(relation: str) -> tuple[str, str]:
-    """``(schema SQL, table literal)`` of a backtick-quoted ``[schema.]table`` for information_schema."""
-    parts = [p.strip("`").replace("``", "`") for p in relation.split("`.`")]
-    schema = _literal(parts[0]) if len(parts) == 2 else "DATABASE()"
-    return schema, _literal(parts[-1])
-
-
-def primary_key(session: MySession, relation: str) -> list[str]:
-    """The primary key columns of ``relation``, in key order."""
-    schema, table = table_parts(relation)
-    rows = session.query(
-        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE CONSTRAINT_NAME = 'PRIMARY' "
-        f"AND TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} ORDER BY ORDINAL_POSITION"
-    )
-    return [r[0] for r in rows if r[0]]
+MYSQL = MysqlDialect()
 
 
 def leading_index(session: MySession, relation: str, column: str) -> bool | None:
     """Whether ``column`` leads an index of ``relation`` (None: it does not); True when it is nullable."""
-    schema, table = table_parts(relation)
+    schema, table = MYSQL.qualified_parts(relation)
     rows = session.query(
         "SELECT NULLABLE FROM information_schema.STATISTICS WHERE "
-        f"TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND COLUMN_NAME = {_literal(column)} "
+        f"TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND COLUMN_NAME = {MYSQL.string(column)} "
         "AND SEQ_IN_INDEX = 1 LIMIT 1"
     )
     if not rows:
@@ -53,19 +37,19 @@ def leading_index(session: MySession, relation: str, column: str) -> bool | None
     return rows[0][0] == "YES"
 
 
-def _rows_in(plan: Any) -> int:
+def rows_in(plan: Any) -> int:
     """The first row estimate in an EXPLAIN FORMAT=JSON document (MySQL or MariaDB), 0 if none."""
     if isinstance(plan, dict):
         for key in ("rows_examined_per_scan", "rows"):
             if isinstance(plan.get(key), int | float):
                 return int(plan[key])
         for value in plan.values():
-            if (n := _rows_in(value)) >= 0:
+            if (n := rows_in(value)) >= 0:
                 return n
         return -1
     if isinstance(plan, list):
         for value in plan:
-            if (n := _rows_in(value)) >= 0:
+            if (n := rows_in(value)) >= 0:
                 return n
     return -1
 
@@ -84,7 +68,7 @@ def estimated_cuts(
 
     def estimate(a: int, b: int) -> int:
         sql = f"EXPLAIN FORMAT=JSON SELECT 1 FROM {relation} WHERE {k} >= {kind.literal(a)} AND {k} < {kind.literal(b)}"
-        return max(_rows_in(json.loads(session.query(sql)[0][0] or "{}")), 0)
+        return max(rows_in(json.loads(session.query(sql)[0][0] or "{}")), 0)
 
     pieces: list[tuple[int, int]] = []  # (start, estimated rows), in key order
 

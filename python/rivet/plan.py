@@ -119,10 +119,7 @@ class ExportPlan:
 
 def qualified_table(table: str, source: AnySource) -> str:
     """``"schema"."table"`` for ``table: schema.table``."""
-    parts = table.split(".")
-    if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
-        raise ConfigError(f"table: '{table}' is not a [schema.]table name")
-    return ".".join(source.quote_identifier(p.strip()) for p in parts)
+    return source.dialect.qualified(table)
 
 
 def table_query(table: str, source: AnySource) -> str:
@@ -160,15 +157,16 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     source = resolve_source(config.source, loaded.base_dir)
     tuning = resolve_tuning(config.source.tuning, export.tuning)
     parallel = export.parallel or 1
-    if (export.mode == "chunked" or parallel > 1) and source.kind == "sqlite":
+    dialect = source.dialect
+    if (export.mode == "chunked" or parallel > 1) and not dialect.reads_in_chunks:
         raise ConfigError(f"export '{export.name}': chunked and parallel reads need a postgres or mysql source")
-    if export.snapshot == "consistent" and source.kind != "postgres":
+    if export.snapshot == "consistent" and not dialect.shares_snapshots:
         raise ConfigError(
             f"export '{export.name}': snapshot: consistent needs PostgreSQL (MySQL cannot share a snapshot "
             "between connections)"
         )
     chunking = None
-    if export.mode == "full" and parallel > 1 and source.kind == "mysql":
+    if export.mode == "full" and parallel > 1 and not dialect.splits_tables_by_pages:
         # MySQL has no physical row address to split by: a parallel full read uses key ranges.
         chunking = ChunkSpec(column=None, size=100_000, min_chunks=4 * parallel)
     if export.mode == "chunked":

@@ -41,16 +41,14 @@ def _strategy(plan: ExportPlan) -> str:
 
 
 def _row_estimate(plan: ExportPlan) -> int | None:
-    """The planner's estimate of the rows (PostgreSQL only; None when unknown)."""
-    if plan.source.kind != "postgres":
+    """The optimizer's estimate of the rows (None when the source gives none)."""
+    sql = plan.source.dialect.estimate_query(plan.query)
+    if sql is None:
         return None
-    from rivet._native import PgSession
-
-    session = PgSession(plan.source.connect_args())  # type: ignore[union-attr]
-    rows = session.query(f"EXPLAIN (FORMAT JSON) {plan.query}")
+    rows = plan.source.session().query(sql)  # type: ignore[union-attr]
     try:
-        return int(json.loads(rows[0][0] or "[]")[0]["Plan"]["Plan Rows"])
-    except (IndexError, KeyError, ValueError, TypeError):
+        return plan.source.dialect.rows_in_plan(json.loads(rows[0][0] or "[]"))
+    except (IndexError, ValueError):
         return None
 
 

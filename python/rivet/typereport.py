@@ -132,8 +132,7 @@ def _fidelity(plan: ExportPlan, field: pa.Field) -> tuple[str, str]:
     if logical:
         kind = "struct" if pa.types.is_struct(field.type) else str(field.type)
         return "compatible", f"{logical} as {kind}"
-    if plan.source.kind == "mysql" and pa.types.is_boolean(field.type) and source_type == "tinyint(1)":
-        return "compatible", "0/1 as boolean; any other value fails the export"
-    if plan.source.kind == "mysql" and source_type.startswith("bit("):
-        return "compatible", "bits as an unsigned integer"
+    note = plan.source.dialect.compatibility_note(field.type, source_type)
+    if note is not None:
+        return "compatible", note
     return "exact", ""

@@ -174,17 +174,29 @@ def open_cursor(
             raise ConfigError(f"cursor column '{name}' is {schema.field(name).type}; incremental needs {CURSOR_TYPES}")
     cursor = AppendCursor(plan, column, fallback, schema.field(column).type, scope)
     boundary = state.boundary(plan.name, scope)
+    literal = None
     if boundary is not None:
-        cursor.stored = pa.array([boundary["value"]]).cast(cursor.column_type)[0]
+        cursor.stored = _typed(boundary["value"], cursor.column_type, plan.name)
         cursor.strict = bool(boundary["strict"])
         cursor.stored_hashes = set(state.boundary_hashes(plan.name, scope))
-        literal = boundary["sql_literal"]
     elif scope == CURSOR_SCOPE and (legacy := state.cursor(plan.name)) is not None:
         # A cursor stored before boundaries were kept: its boundary rows are read again once.
-        literal = legacy["sql_literal"]
-    else:
-        literal = None
+        cursor.stored = _typed(legacy["value"], cursor.column_type, plan.name)
+    if cursor.stored is not None:
+        # The literal is built again from the typed value: stored SQL text is never trusted.
+        literal = sql_literal(plan.source, cursor.stored.as_py())
     return cursor, _predicate(plan, cursor, schema, literal, started)
+
+
+def _typed(text: str, column_type: pa.DataType, export: str) -> pa.Scalar:
+    """A stored cursor value as a value of the cursor column's type."""
+    try:
+        return pa.array([text]).cast(column_type)[0]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ConfigError(
+            f"export '{export}': the stored cursor {text!r} is not a {column_type} value, the cursor column's "
+            f"type; reset it with `rivet state reset -e {export}`"
+        ) from None
 
 
 def _predicate(

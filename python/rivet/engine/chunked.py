@@ -24,6 +24,7 @@ import pyarrow as pa
 from rivet import failpoints
 from rivet.chunking import Chunk, key_kind, plan_key_chunks, plan_page_chunks
 from rivet.destinations import Destination, DestinationSpec
+from rivet.dialects import Dialect
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
 from rivet.errors import CancelledError, ChunkError, ConfigError
@@ -31,7 +32,6 @@ from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
-from rivet.mysql_planning import primary_key
 from rivet.progress import ChunkProgress
 from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
@@ -118,17 +118,9 @@ def _text_overrides(plan: ExportPlan) -> list[str]:
     return [c for c, t in plan.overrides.other.items() if t in ("text", "string")]
 
 
-def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: str) -> str:
+def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: Dialect) -> str:
     """The single-column integer primary key of ``relation``, or a ConfigError."""
-    if dialect == "mysql":
-        names = primary_key(session, relation)  # type: ignore[arg-type]
-    else:
-        literal = relation.replace("'", "''")
-        rows = session.query(
-            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-            f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = '{literal}'::regclass AND i.indisprimary"
-        )
-        names = [r[0] for r in rows if r[0]]
+    names = [r[0] for r in session.query(dialect.primary_key_query(relation)) if r[0]]
     if len(names) != 1:
         raise ConfigError(
             f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
@@ -146,7 +138,7 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
         assert plan.table is not None
         return plan_page_chunks(session, plan.table, plan.parallel)
     spec = plan.chunking
-    dialect = plan.source.kind
+    dialect = plan.source.dialect
     if spec.column is None:
         assert plan.table is not None
         column = primary_key_column(session, plan.table, schema, dialect)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -21,24 +20,10 @@ def where(query: str, predicate: str) -> str:
 
 
 def sql_literal(source: AnySource, value: Any) -> str:
-    """``value`` as a literal the source compares correctly with its column."""
-    postgres = source.kind == "postgres"
+    """``value`` as a literal the source compares correctly with its column (built by its dialect)."""
     if isinstance(value, bool):
         raise ConfigError("a boolean column cannot be a cursor")
-    if isinstance(value, int | decimal.Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            text = value.astimezone(dt.timezone.utc).isoformat(sep=" ")
-            return f"'{text}'::timestamptz" if postgres else f"'{text[:-6]}'"
-        return f"'{value.isoformat(sep=' ')}'::timestamp" if postgres else f"'{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"'{value.isoformat()}'::date" if postgres else f"'{value.isoformat()}'"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    raise ConfigError(f"a {type(value).__name__} value cannot be a cursor")
+    return source.dialect.literal(value)
 
 
 CURSOR_TYPES = "an integer, decimal, float, date, timestamp or text column"

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet._native import BatchReader
+    from rivet.dialects import Dialect
     from rivet.tuning import Tuning
 
 
@@ -67,6 +68,7 @@ class Source(Protocol):
     """A database rivet reads from."""
 
     kind: str
+    dialect: Dialect
 
     def describe(self, query: str, overrides: ColumnOverrides) -> pa.Schema:
         """The exact Arrow schema the query will produce (raises on unsupported types)."""

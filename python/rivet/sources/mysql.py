@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rivet.dialects import Dialect, dialect_for
 from rivet.sources.network import NetworkSource
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ class MysqlSource(NetworkSource):
     scheme: ClassVar[str] = "mysql"
     label: ClassVar[str] = "MySQL"
     read_method: ClassVar[str] = "copy"
+    dialect: ClassVar[Dialect] = dialect_for("mysql")
 
     def session(self) -> MySession:
         """A reusable connection (planning queries, chunk scans)."""
@@ -26,6 +28,3 @@ class MysqlSource(NetworkSource):
 
         return MySession(self.connect_args())
 
-    def quote_identifier(self, name: str) -> str:
-        """```name``` with embedded backticks doubled."""
-        return "`" + name.replace("`", "``") + "`"

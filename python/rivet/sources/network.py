@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet._native import BatchReader, MySession, PgSession
+    from rivet.dialects import Dialect
     from rivet.tuning import Tuning
 
 TEXT_TYPES = ("text", "string")
@@ -39,6 +40,7 @@ class NetworkSource:
     label: ClassVar[str] = ""
     # How a whole result is read: PostgreSQL pages through a cursor, MySQL streams one statement.
     read_method: ClassVar[str] = "cursor"
+    dialect: ClassVar[Dialect]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.redacted()})"
@@ -66,6 +68,10 @@ class NetworkSource:
         auth = f"{self.user}{':***' if self.password else ''}@" if self.user else ""
         port = f":{self.port}" if self.port else ""
         return f"{self.scheme}://{auth}{self.host}{port}/{self.database or ''}"
+
+    def quote_identifier(self, name: str) -> str:
+        """``name`` quoted for this database."""
+        return self.dialect.quote(name)
 
     def session(self) -> PgSession | MySession:
         """A reusable connection (planning queries, chunk scans)."""

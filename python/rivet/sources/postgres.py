@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rivet.dialects import Dialect, dialect_for
 from rivet.sources.network import NetworkSource, redact_url
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ class PostgresSource(NetworkSource):
     kind: ClassVar[str] = "postgres"
     scheme: ClassVar[str] = "postgresql"
     label: ClassVar[str] = "PostgreSQL"
+    dialect: ClassVar[Dialect] = dialect_for("postgres")
 
     def session(self) -> PgSession:
         """A reusable connection (planning queries, chunk scans)."""
@@ -27,6 +29,3 @@ class PostgresSource(NetworkSource):
 
         return PgSession(self.connect_args())
 
-    def quote_identifier(self, name: str) -> str:
-        """``"name"`` with embedded quotes doubled."""
-        return '"' + name.replace('"', '""') + '"'

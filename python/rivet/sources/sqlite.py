@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from rivet.dialects import Dialect, dialect_for
 from rivet.sources.base import ColumnOverrides, scan_options
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ class SqliteSource:
 
     path: str
     kind: str = "sqlite"
+    dialect: ClassVar[Dialect] = dialect_for("sqlite")
 
     def _types(self, overrides: ColumnOverrides) -> dict[str, str]:
         types = dict(overrides.other)
@@ -47,4 +49,4 @@ class SqliteSource:
 
     def quote_identifier(self, name: str) -> str:
         """``"name"`` with embedded quotes doubled."""
-        return '"' + name.replace('"', '""') + '"'
+        return self.dialect.quote(name)

@@ -32,10 +32,16 @@ pub struct PgPrepared {
 fn begin(conn: &mut PgConnection, options: &ScanOptions) -> Result<()> {
     let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;");
     if let Some(id) = &options.snapshot {
-        sql.push_str(&format!(
-            "SET TRANSACTION SNAPSHOT '{}';",
-            id.replace('\'', "''")
-        ));
+        // A snapshot id is hex digits and dashes (`00000003-0000001B-1`); anything else is refused.
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !valid {
+            return Err(Error::Config(
+                "the snapshot id is not one PostgreSQL exports".into(),
+            ));
+        }
+        sql.push_str(&format!("SET TRANSACTION SNAPSHOT '{id}';"));
     }
     sql.push_str(&format!(
         "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
