@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+# How long wait_until polls before it gives up: a safety net for a run that never gets there.
+WAIT_LIMIT_S = 300.0
 
 
 def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[tuple[object, ...]]:
@@ -23,26 +28,68 @@ def rows_in_files(files: list[str], columns: list[str]) -> collections.Counter[t
     return counter
 
 
-def _done_chunks(state: Path) -> int:
+def done_chunks(state: Path, export: str | None = None) -> int:
+    """Chunks marked done in the state store ``state`` (of ``export``'s runs, or of any export)."""
     if not state.exists():
         return 0
-    with sqlite3.connect(state) as conn:
+    sql = "SELECT count(*) FROM chunk_tasks WHERE status = 'done'"
+    args: tuple[str, ...] = ()
+    if export is not None:
+        sql += " AND run_id IN (SELECT run_id FROM chunk_runs WHERE export_name = ?)"
+        args = (export,)
+    with contextlib.closing(sqlite3.connect(state)) as conn:
         try:
-            return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'done'").fetchone()[0])
+            return int(conn.execute(sql, args).fetchone()[0])
+        except sqlite3.OperationalError:  # not created yet, or locked by the writer for a moment
+            return 0
+
+
+def chunk_runs(state: Path, export: str) -> int:
+    """Chunked runs of ``export`` registered in the state store ``state``."""
+    if not state.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM chunk_runs WHERE export_name = ?", (export,)).fetchone()[0])
         except sqlite3.OperationalError:
             return 0
+
+
+def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``condition`` until it holds. Fails if ``proc`` exits without it holding, or after a
+    deadline far beyond any healthy run (a safety net under pytest-timeout, not a speed check)."""
+    deadline = time.monotonic() + WAIT_LIMIT_S
+    while True:
+        exited = proc is not None and proc.poll() is not None
+        if condition():
+            return
+        if exited:
+            raise AssertionError(f"the process exited with status {proc.returncode} before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting until {what}")
+        time.sleep(0.02)
+
+
+def wait_for_done_chunks(
+    state: Path, done: int, export: str | None = None, proc: subprocess.Popen | None = None
+) -> None:
+    """Wait until the state store ``state`` has ``done`` chunks marked done (of ``export``)."""
+    wait_until(lambda: done_chunks(state, export) >= done, f"{done} chunk(s) are marked done in {state}", proc)
 
 
 def kill_after_chunks(config: Path, done: int) -> dict[int, str]:
     """Run ``config``, SIGKILL it once ``done`` chunks are checkpointed; the done chunks and their parts."""
     state = config.parent / ".rivet_state.db"
     proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _done_chunks(state) < done and time.monotonic() < deadline:
-        time.sleep(0.05)
+    try:
+        wait_for_done_chunks(state, done, proc=proc)
+    except AssertionError as e:
+        proc.kill()
+        _, stderr = proc.communicate(timeout=60)
+        raise AssertionError(f"{e}\n{stderr.decode(errors='replace')}") from None
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)
-    with sqlite3.connect(state) as conn:
+    proc.communicate(timeout=60)
+    with contextlib.closing(sqlite3.connect(state)) as conn:
         return dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
 
 
@@ -53,7 +100,7 @@ def resume_and_check(config: Path, before: dict[int, str]) -> list[str]:
         [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    with sqlite3.connect(config.parent / ".rivet_state.db") as conn:
+    with contextlib.closing(sqlite3.connect(config.parent / ".rivet_state.db")) as conn:
         tasks = conn.execute("SELECT chunk_index, status, attempts, parts FROM chunk_tasks").fetchall()
     for index, parts in before.items():
         row = next(r for r in tasks if r[0] == index)

@@ -3,6 +3,7 @@ process leaves nothing that looks complete."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,49 +11,81 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
+from pathlib import Path
 
+import psycopg
 import pytest
 
 import rivet
-from tests.conftest import pg_url, visible_parts
+from tests.conftest import PG_URL, pg_url, visible_parts
 
 pytestmark = pytest.mark.postgres
 
-# About 1 ms of server time per row: a scan that would take minutes.
-SLOW_QUERY = "SELECT i, (SELECT i FROM pg_sleep(0.001 * sign(i))) AS s FROM generate_series(1, 1000000) AS i"
+# Its first batch comes at once; the next one waits on the server for a quarter of an hour.
+SLOW_QUERY = (
+    "SELECT i, (SELECT i FROM pg_sleep(CASE WHEN i <= 1000 THEN 0 ELSE 1000 END)) AS s "
+    "FROM generate_series(1, 2000) AS i"
+)
+
+# Backends waiting for the advisory lock on a bigint key (kept as classid: high 32 bits, objid: low, objsubid 1).
+WAITERS = (
+    "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_locks AS l ON l.pid = a.pid "
+    "WHERE a.wait_event_type = 'Lock' AND l.locktype = 'advisory' AND NOT l.granted "
+    "AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = %s"
+)
 
 
+def staged_parts(directory: Path) -> list[Path]:
+    """Parts being written, not yet committed (``.rivet-*.tmp``)."""
+    if not directory.exists():
+        return []
+    return [p for p in directory.iterdir() if p.name.startswith(".rivet-") and p.name.endswith(".tmp")]
+
+
+@pytest.mark.timeout(60)  # the scan waits on the server for minutes: a Ctrl-C that is not prompt fails by timeout
 def test_ctrl_c_during_a_scan_raises_keyboard_interrupt_promptly(out):
-    sent = {}
+    done = threading.Event()
+    staged: list[Path] = []
 
-    def interrupt() -> None:
-        sent["at"] = time.monotonic()
-        os.kill(os.getpid(), signal.SIGINT)
+    def first_batch_written() -> bool:
+        # Every row before the server's long wait is in a staged part: the next batch is the one
+        # that waits, so the scan is blocked in (or entering) next_batch().
+        for part in staged_parts(out):
+            with contextlib.suppress(FileNotFoundError):
+                if part.read_bytes().endswith(b"\n1000,1000\n"):
+                    staged.append(part)
+                    return True
+        return False
 
-    timer = threading.Timer(1.0, interrupt)
-    timer.start()
+    def interrupt_once_the_scan_waits() -> None:
+        deadline = time.monotonic() + 45
+        while not done.is_set() and not first_batch_written() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not done.is_set():  # also without a staged part, so the test ends with a clear failure
+            os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt_once_the_scan_waits)
+    helper.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            rivet.export(pg_url(), query=SLOW_QUERY, destination=str(out))
-        delay = time.monotonic() - sent["at"]
+            # CSV writes each batch as it comes (Parquet would buffer a row group in memory first).
+            rivet.export(pg_url(), query=SLOW_QUERY, destination=str(out), format="csv", tuning={"batch_size": 1000})
     finally:
-        timer.cancel()
-    assert delay < 1.0, f"KeyboardInterrupt took {delay:.2f}s"
+        done.set()
+        helper.join()
+    assert staged, "the scan never staged its first batch before the interrupt"
     assert visible_parts(out) == []
     assert not (out / "_SUCCESS").exists()
 
 
-def test_another_thread_keeps_running_while_a_scan_waits(out):
+@pytest.mark.timeout(60)  # a next_batch() that holds the GIL while it waits deadlocks: fails by timeout
+def test_another_thread_keeps_running_while_a_scan_waits(pg):
+    """The scan blocks on an advisory lock that only another Python thread releases, and only
+    once it sees the scan waiting for it: next_batch() returns only if it let that thread run."""
     from rivet import _native
 
-    ticks = 0
-    stop = threading.Event()
-
-    def spin() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-
+    key = uuid.uuid4().int & ((1 << 62) - 1)
     conn = {
         "url": pg_url(),
         "host": None,
@@ -77,23 +110,42 @@ def test_another_thread_keeps_running_while_a_scan_waits(out):
         "prefetch": 1,
         "reconcile": False,
     }
-    reader = _native.PgSession(conn).scan(SLOW_QUERY, None, options, {}, [])
-    worker = threading.Thread(target=spin)
-    worker.start()
+    scanning = threading.Event()
+    seen: list[int] = []
+    problems: list[str] = []
+
+    def release_once_the_scan_waits() -> None:
+        try:
+            if not scanning.wait(45):
+                problems.append("next_batch() was never called")
+                return
+            with psycopg.connect(PG_URL, autocommit=True) as watcher:
+                deadline = time.monotonic() + 45
+                while not seen and time.monotonic() < deadline:
+                    seen.extend(row[0] for row in watcher.execute(WAITERS, (key,)))
+                    time.sleep(0.02)
+            if not seen:
+                problems.append("the scan never waited on the advisory lock")
+        finally:
+            pg.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    pg.execute("SELECT pg_advisory_lock(%s)", (key,))
+    helper = threading.Thread(target=release_once_the_scan_waits)
+    helper.start()
     try:
-        start = time.monotonic()
-        batches = 0
-        while time.monotonic() - start < 1.0:
-            assert reader.next_batch() is not None
-            batches += 1
+        reader = _native.PgSession(conn).scan(
+            f"SELECT pg_advisory_xact_lock_shared({key})::text AS x", None, options, {}, []
+        )
+        scanning.set()
+        batch = reader.next_batch()
+        rest = reader.next_batch()
         reader.close()
     finally:
-        stop.set()
-        worker.join()
-    # The scan thread spent most of that second waiting inside next_batch; the spinner
-    # only counts that high if the GIL was free meanwhile.
-    assert batches >= 1
-    assert ticks > 1_000_000, ticks
+        scanning.set()
+        helper.join()
+    assert problems == []  # so the batch came only after the other thread saw the scan wait and let it go
+    assert batch is not None and batch.num_rows == 1
+    assert rest is None
 
 
 def test_killed_process_leaves_no_visible_part_and_no_success(tmp_path):
@@ -115,7 +167,7 @@ def test_killed_process_leaves_no_visible_part_and_no_success(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
     # Wait until parts are being staged, then kill without warning.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if out.exists() and any(p.name.startswith(".rivet-") for p in out.iterdir()):
             break
@@ -124,7 +176,6 @@ def test_killed_process_leaves_no_visible_part_and_no_success(tmp_path):
         proc.kill()
         _, stderr = proc.communicate()
         pytest.fail(f"the export never started staging parts: {stderr.decode()}")
-    time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
