@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,21 @@ def my_table(my_conn: pymysql.connections.Connection) -> Iterator[Callable[[str]
 def out(tmp_path: Path) -> Path:
     d = tmp_path / "out"
     return d
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(root: Path) -> None:
+    """A test CA (``ca.pem``) and a server certificate for ``localhost`` (``server.pem``, ``server.key``)."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rivet test CA",
+             "-keyout", "ca.key", "-out", "ca.pem", cwd=root)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+             "-out", "server.csr", cwd=root)  # fmt: skip
+    (root / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=root)  # fmt: skip
 
 
 def visible_parts(directory: Path) -> list[Path]:

@@ -19,6 +19,7 @@ import rivet
 from rivet import _native
 from rivet.errors import ConfigError
 from rivet.sources.base import scan_options
+from rivet.sources.postgres import PostgresSource
 from rivet.state import StateStore
 from rivet.tuning import PROFILES
 from tests.conftest import pg_url
@@ -378,19 +379,7 @@ def test_the_end_of_data_reports_the_server_count(pg_table, tmp_path):
     # so this asserts the agreement is actually reported with the end of the data.
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 2500) AS i")
 
-    conn = {
-        "url": pg_url(),
-        "host": None,
-        "port": None,
-        "user": None,
-        "password": None,
-        "database": None,
-        "tls_mode": None,
-        "ca_file": None,
-        "accept_invalid_certs": False,
-        "accept_invalid_hostnames": False,
-        "connect_timeout_s": 10.0,
-    }
+    conn = PostgresSource(url=pg_url()).connect_args()
     reader = _native.PgSession(conn).scan(f"SELECT * FROM {t}", None, scan_options(PROFILES["balanced"]), {}, [])
     rows = 0
     while (batch := reader.next_batch()) is not None:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 import rivet
+from rivet.sources.postgres import PostgresSource
 from tests.conftest import PG_URL, pg_url, visible_parts
 
 pytestmark = pytest.mark.postgres
@@ -86,19 +87,7 @@ def test_another_thread_keeps_running_while_a_scan_waits(pg):
     from rivet import _native
 
     key = uuid.uuid4().int & ((1 << 62) - 1)
-    conn = {
-        "url": pg_url(),
-        "host": None,
-        "port": None,
-        "user": None,
-        "password": None,
-        "database": None,
-        "tls_mode": None,
-        "ca_file": None,
-        "accept_invalid_certs": False,
-        "accept_invalid_hostnames": False,
-        "connect_timeout_s": 10.0,
-    }
+    conn = PostgresSource(url=pg_url()).connect_args()
     options = {
         "method": "cursor",
         "batch_rows": 200,

@@ -17,6 +17,7 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, RivetError, SourceConnectionError
+from tests.conftest import make_certificates
 
 pytestmark = pytest.mark.mysql
 
@@ -35,20 +36,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _certificates(root: Path) -> None:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rivet test CA",
-             "-keyout", "ca.key", "-out", "ca.pem", cwd=root)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
-             "-out", "server.csr", cwd=root)  # fmt: skip
-    (root / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=root)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """A throwaway MariaDB with TLS (a test CA) and users that need a password or TLS."""
@@ -56,7 +43,7 @@ def server() -> Iterator[Server]:
     if not (Path(mariadbd).exists() and shutil.which("mariadb-install-db") and shutil.which("openssl")):
         pytest.skip("needs mariadbd, mariadb-install-db and openssl to start a TLS test server")
     root = Path(tempfile.mkdtemp(prefix="rivet-mytls-"))
-    _certificates(root)
+    make_certificates(root)
     user = ["--user=mysql"] if os.geteuid() == 0 else []
     if os.geteuid() == 0:
         shutil.chown(root, "mysql")
@@ -178,6 +165,7 @@ def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path, caplog: pytes
     assert "retrying" not in caplog.text
 
 
-def test_bad_url_parameter_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unsupported connection parameter 'frobnicate'"):
+def test_bad_url_parameter_is_a_config_error_that_echoes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="has a parameter rivet does not know") as err:
         rivet.export("mysql://root@127.0.0.1:3306/test?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
+    assert "frobnicate" not in str(err.value)

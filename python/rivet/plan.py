@@ -18,6 +18,7 @@ from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
+from rivet.sources.network import NetworkSource
 from rivet.tuning import Tuning, resolve_tuning
 
 
@@ -150,12 +151,23 @@ def export_destination(loaded: LoadedConfig, export: ExportConfig, now: dt.datet
     return spec
 
 
+def with_read_timeout(source: AnySource, tuning: Tuning) -> AnySource:
+    """The source with its read deadline: as configured, else the statement timeout plus 30 s.
+
+    A server silent for longer is taken for a lost connection (and retried); with no
+    statement timeout there is no deadline, and keepalive probes still notice a dead peer.
+    """
+    if not isinstance(source, NetworkSource) or source.read_timeout_s is not None or not tuning.statement_timeout_s:
+        return source
+    return dataclasses.replace(source, read_timeout_s=float(tuning.statement_timeout_s + 30))
+
+
 def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | None = None) -> ExportPlan:
     """Resolve ``export``: source connection, query text, format, destination, tuning, mode."""
     now = now or dt.datetime.now(dt.timezone.utc)
     config = loaded.config
-    source = resolve_source(config.source, loaded.base_dir)
     tuning = resolve_tuning(config.source.tuning, export.tuning)
+    source = with_read_timeout(resolve_source(config.source, loaded.base_dir), tuning)
     parallel = export.parallel or 1
     dialect = source.dialect
     if (export.mode == "chunked" or parallel > 1) and not dialect.reads_in_chunks:

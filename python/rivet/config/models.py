@@ -92,6 +92,11 @@ class TlsConfig(StrictModel):
     ca_file: str | None = None
     accept_invalid_certs: bool = False
     accept_invalid_hostnames: bool = False
+    # Send a password in clear text, or as a replayable MD5 hash, over a connection whose
+    # server is not proven by a verified certificate.
+    allow_unverified_password: bool = False
+    # SCRAM channel binding (PostgreSQL), libpq's names.
+    channel_binding: Literal["prefer", "require", "disable"] | None = None
 
 
 class SourceConfig(StrictModel):
@@ -110,6 +115,8 @@ class SourceConfig(StrictModel):
     path: str | None = None
     tls: TlsConfig | None = None
     tuning: TuningConfig | None = None
+    # The longest the server may send nothing while rivet waits (default: statement timeout + 30 s).
+    read_timeout_s: Annotated[float, Field(gt=0)] | None = None
     # Which reader scans: rivet's own, connectorx, or connectorx only where it is exact.
     engine: Literal["auto", "native", "connectorx"] = "native"
 

@@ -34,6 +34,9 @@ class NetworkSource:
     accept_invalid_certs: bool = False
     accept_invalid_hostnames: bool = False
     connect_timeout_s: float = 30.0
+    read_timeout_s: float | None = None
+    allow_unverified_password: bool = False
+    channel_binding: str | None = None
 
     kind: ClassVar[str] = ""
     scheme: ClassVar[str] = ""
@@ -59,6 +62,9 @@ class NetworkSource:
             "accept_invalid_certs": self.accept_invalid_certs,
             "accept_invalid_hostnames": self.accept_invalid_hostnames,
             "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+            "allow_unverified_password": self.allow_unverified_password,
+            "channel_binding": self.channel_binding,
         }
 
     def redacted(self) -> str:

@@ -72,4 +72,7 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
         ca_file=ca_file,
         accept_invalid_certs=tls.accept_invalid_certs if tls else False,
         accept_invalid_hostnames=tls.accept_invalid_hostnames if tls else False,
+        read_timeout_s=source.read_timeout_s,
+        allow_unverified_password=tls.allow_unverified_password if tls else False,
+        channel_binding=tls.channel_binding if tls else None,
     )

@@ -15,6 +15,7 @@ use arrow_schema::SchemaRef;
 
 use crate::batch::BatchLimits;
 use crate::error::{Error, Result};
+use crate::net::Channel;
 use crate::source::{ConnectOptions, Overrides, clean_query, wrap_select};
 use crate::stream::{BatchSink, BatchStream, EndOfData};
 
@@ -101,7 +102,15 @@ pub trait Wire: Sized + Send + 'static {
     fn watch(&mut self, flag: Arc<AtomicBool>) -> Result<()>;
     /// Forget the flag of a finished scan.
     fn unwatch(&mut self) -> Result<()>;
+    /// How the connection travels.
+    fn channel(&self) -> Channel;
+    /// Something that asks the server, from another connection, to stop this
+    /// connection's running statement (None when the server gave no way to).
+    fn canceller(&self, params: &Arc<Self::Params>) -> Option<Canceller>;
 }
+
+/// Cancels a running statement on the server; best effort.
+pub type Canceller = Box<dyn FnOnce() + Send>;
 
 /// Descriptions already made on a session, by query and overrides.
 type DescribeCache<C> = Arc<Mutex<HashMap<String, Arc<Described<C>>>>>;
@@ -111,6 +120,7 @@ pub struct Session<W: Wire> {
     params: Arc<W::Params>,
     slot: Arc<Mutex<Option<W>>>,
     described: DescribeCache<W::Column>,
+    channel: Channel,
 }
 
 impl<W: Wire> Clone for Session<W> {
@@ -119,6 +129,7 @@ impl<W: Wire> Clone for Session<W> {
             params: Arc::clone(&self.params),
             slot: Arc::clone(&self.slot),
             described: Arc::clone(&self.described),
+            channel: self.channel,
         }
     }
 }
@@ -134,9 +145,15 @@ impl<W: Wire> Session<W> {
         let conn = W::open(&params)?;
         Ok(Session {
             params,
+            channel: conn.channel(),
             slot: Arc::new(Mutex::new(Some(conn))),
             described: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// How the session's connection travels (plain, TLS verified or not, Unix socket).
+    pub fn channel(&self) -> Channel {
+        self.channel
     }
 
     /// Borrow the connection (reconnecting if the last scan broke it).
@@ -209,13 +226,24 @@ impl<W: Wire> Session<W> {
         let prepared = conn.prepare_scan(&sql, &described.columns, &options)?;
         let columns = described.columns.clone();
         let session = self.clone();
+        let canceller = conn.canceller(&self.params);
         Ok(BatchStream::spawn(
             W::schema(&columns),
             options.prefetch,
             move |sink| {
                 conn.watch(sink.cancel_flag())?;
                 // On an error the connection is dropped mid-result (never reused).
-                let end = conn.stream(prepared, columns, &options, sink)?;
+                let end = match conn.stream(prepared, columns, &options, sink) {
+                    Ok(end) => end,
+                    Err(Error::Interrupted) => {
+                        // Stop the statement on the server too, not only our reading of it.
+                        if let Some(cancel) = canceller {
+                            cancel();
+                        }
+                        return Err(Error::Interrupted);
+                    }
+                    Err(e) => return Err(e),
+                };
                 conn.unwatch()?;
                 session.give_back(conn);
                 Ok(end)

@@ -39,9 +39,10 @@ impl TlsMode {
             "require" => Ok(TlsMode::Require),
             "verify-ca" => Ok(TlsMode::VerifyCa),
             "verify-full" => Ok(TlsMode::VerifyFull),
-            other => Err(Error::Config(format!(
-                "unknown TLS mode '{other}' (expected disable, prefer, require, verify-ca or verify-full)"
-            ))),
+            _ => Err(Error::Config(
+                "unknown TLS mode (expected disable, prefer, require, verify-ca or verify-full)"
+                    .into(),
+            )),
         }
     }
 }
@@ -60,6 +61,17 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
+    /// How a connection that completed a TLS handshake with these settings is protected.
+    pub fn channel(&self) -> crate::net::Channel {
+        let verified = matches!(self.mode, TlsMode::VerifyCa | TlsMode::VerifyFull)
+            && !self.accept_invalid_certs;
+        if verified {
+            crate::net::Channel::TlsVerified
+        } else {
+            crate::net::Channel::TlsUnverified
+        }
+    }
+
     /// Build the rustls client configuration, or `None` for plain TCP.
     pub fn client_config(&self) -> Result<Option<ClientConfig>> {
         let provider = Arc::new(ring::default_provider());

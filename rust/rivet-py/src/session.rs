@@ -36,7 +36,13 @@ macro_rules! session_class {
                 })
             }
 
-            /// Run SQL with the text protocol; rows come back as lists of text (or None).
+            /// How the connection travels: `plaintext`, `tls-unverified`, `tls-verified` or `unix-socket`.
+            #[getter]
+            fn channel(&self) -> &'static str {
+                self.inner.channel().name()
+            }
+
+            /// Run one SQL statement; rows come back as lists of text (or None).
             fn query(&self, py: Python<'_>, sql: String) -> PyResult<Vec<Vec<Option<String>>>> {
                 let session = self.inner.clone();
                 let result = run_interruptible(py, move || session.query(&sql))?;

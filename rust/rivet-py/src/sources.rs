@@ -29,6 +29,9 @@ pub struct ConnectArgs {
     accept_invalid_certs: bool,
     accept_invalid_hostnames: bool,
     connect_timeout_s: f64,
+    read_timeout_s: Option<f64>,
+    allow_unverified_password: bool,
+    channel_binding: Option<String>,
 }
 
 impl From<ConnectArgs> for ConnectOptions {
@@ -45,6 +48,12 @@ impl From<ConnectArgs> for ConnectOptions {
             accept_invalid_certs: a.accept_invalid_certs,
             accept_invalid_hostnames: a.accept_invalid_hostnames,
             connect_timeout: Some(Duration::from_secs_f64(a.connect_timeout_s.max(0.001))),
+            read_timeout: a
+                .read_timeout_s
+                .filter(|s| *s > 0.0)
+                .map(Duration::from_secs_f64),
+            allow_unverified_password: a.allow_unverified_password,
+            channel_binding: a.channel_binding,
         }
     }
 }

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::source::{ConnectOptions, percent_decode};
+use crate::source::{ConnectOptions, Keepalive, KeepaliveKeys, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings of one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MyParams {
     /// Host, or a socket path (starts with `/`).
     pub host: String,
@@ -23,6 +23,25 @@ pub struct MyParams {
     pub tls: TlsSettings,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// TCP keepalive probes (None: off).
+    pub keepalive: Option<Keepalive>,
+    /// The longest the server may stay silent once logged in (None: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Send the password itself (caching_sha2 full authentication) over TLS that is not verified.
+    pub allow_unverified_password: bool,
+}
+
+impl std::fmt::Debug for MyParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MyParams")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The libpq-style name of a MySQL `ssl-mode`.
@@ -33,7 +52,7 @@ fn tls_name(mode: &str) -> Result<&'static str> {
         "required" | "require" | "true" => "require",
         "verify-ca" => "verify-ca",
         "verify-identity" | "verify-full" => "verify-full",
-        other => return Err(Error::Config(format!("unknown ssl-mode '{other}'"))),
+        _ => return Err(Error::Config("unknown ssl-mode (expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY)".into())),
     })
 }
 
@@ -42,6 +61,7 @@ impl ConnectOptions {
     pub fn resolve_mysql(&self) -> Result<MyParams> {
         let (mut host, mut port, mut user, mut password, mut database, mut mode, mut ca) =
             (None, None, None, None, None, None, None);
+        let mut keepalive = KeepaliveKeys::default();
         if let Some(url) = &self.url {
             let rest = url
                 .strip_prefix("mysql://")
@@ -69,8 +89,9 @@ impl ConnectOptions {
                 host = Some(percent_decode(h)?);
             }
             if let Some(p) = p.filter(|p| !p.is_empty()) {
+                // The value is not echoed: a mistyped URL may put part of a password here.
                 port = Some(p.parse::<u16>().map_err(|_| {
-                    Error::Config(format!("invalid port '{p}' in the connection URL"))
+                    Error::Config("the port in the connection URL is not a number".into())
                 })?);
             }
             if !path.is_empty() {
@@ -78,16 +99,21 @@ impl ConnectOptions {
             }
             for pair in query.split('&').filter(|s| !s.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if keepalive.set(k, &percent_decode(v)?)? {
+                    continue;
+                }
                 match k {
                     "ssl-mode" | "sslmode" | "ssl_mode" => {
                         mode = Some(tls_name(&percent_decode(v)?)?.to_string())
                     }
                     "ssl-ca" | "sslrootcert" => ca = Some(percent_decode(v)?),
                     "socket" => host = Some(percent_decode(v)?),
-                    other => {
-                        return Err(Error::Config(format!(
-                            "unsupported connection parameter '{other}'"
-                        )));
+                    _ => {
+                        return Err(Error::Config(
+                            "the connection URL has a parameter rivet does not know (it knows ssl-mode, ssl-ca, \
+                             socket and the keepalives keys)"
+                                .into(),
+                        ));
                     }
                 }
             }
@@ -118,6 +144,9 @@ impl ConnectOptions {
                 accept_invalid_hostnames: self.accept_invalid_hostnames,
             },
             connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(30)),
+            keepalive: keepalive.resolve(),
+            read_timeout: self.read_timeout,
+            allow_unverified_password: self.allow_unverified_password,
         })
     }
 }

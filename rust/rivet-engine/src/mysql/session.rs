@@ -11,8 +11,9 @@ use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, arrow_schema, code, map_column};
-use crate::mysql::wire::{ColumnDef, MyConnection};
-use crate::session::{Described, ScanOptions, Session, Wire};
+use crate::mysql::wire::{ColumnDef, MyConnection, cancel};
+use crate::net::Channel;
+use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
 use crate::source::{ConnectOptions, Overrides, check_result_columns, wrap_select};
 use crate::stream::{BatchSink, EndOfData};
 
@@ -78,7 +79,8 @@ impl Wire for MyConnection {
     fn open(params: &MyParams) -> Result<Self> {
         let mut conn = MyConnection::connect(params)?;
         // TIMESTAMP values come in the session time zone: make it UTC. Reads only.
-        conn.execute("SET time_zone = '+00:00'; SET SESSION TRANSACTION READ ONLY")?;
+        conn.execute("SET time_zone = '+00:00'")?;
+        conn.execute("SET SESSION TRANSACTION READ ONLY")?;
         Ok(conn)
     }
 
@@ -196,5 +198,17 @@ impl Wire for MyConnection {
 
     fn unwatch(&mut self) -> Result<()> {
         self.clear_interrupt()
+    }
+
+    fn channel(&self) -> Channel {
+        MyConnection::channel(self)
+    }
+
+    fn canceller(&self, params: &Arc<MyParams>) -> Option<Canceller> {
+        let id = self.connection_id;
+        let params = Arc::clone(params);
+        Some(Box::new(move || {
+            let _ = cancel(&params, id);
+        }))
     }
 }

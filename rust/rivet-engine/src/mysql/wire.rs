@@ -2,7 +2,6 @@
 //! (mysql_native_password, caching_sha2_password), TLS, text queries, and
 //! prepared statements whose binary rows are handed over as buffer slices.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -11,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
-use crate::net::{self, ReadBuffer, Socket, connect_error};
+use crate::net::{self, Channel, Link, Socket, connect_error};
 
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
@@ -20,7 +19,6 @@ const CLIENT_PROTOCOL_41: u32 = 512;
 const CLIENT_SSL: u32 = 2048;
 const CLIENT_TRANSACTIONS: u32 = 8192;
 const CLIENT_SECURE_CONNECTION: u32 = 32768;
-const CLIENT_MULTI_STATEMENTS: u32 = 1 << 16;
 const CLIENT_MULTI_RESULTS: u32 = 1 << 17;
 const CLIENT_PLUGIN_AUTH: u32 = 1 << 19;
 const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
@@ -70,8 +68,9 @@ impl<'a> Reader<'a> {
     /// Next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let v = self
-            .data
-            .get(self.at..self.at + n)
+            .at
+            .checked_add(n)
+            .and_then(|end| self.data.get(self.at..end))
             .ok_or_else(|| malformed("packet"))?;
         self.at += n;
         Ok(v)
@@ -181,34 +180,43 @@ pub struct Packet {
 
 /// An open, authenticated connection.
 pub struct MyConnection {
-    socket: Socket,
-    rb: ReadBuffer,
+    link: Link,
     big: Vec<u8>,
     seq: u8,
     caps: u32,
     /// The server's version string (`10.11.19-MariaDB...`).
     pub server_version: String,
-    interrupt: Option<Arc<AtomicBool>>,
-    broken: bool,
+    /// The server's id of this connection (what `KILL QUERY` names).
+    pub connection_id: u32,
 }
+
+/// Most columns a result may have (MySQL allows 4096).
+const MAX_COLUMNS: usize = 4096;
+/// Most rows, and bytes, a text query (planning, catalogs) may return.
+const MAX_TEXT_ROWS: usize = 1_000_000;
+const MAX_TEXT_BYTES: usize = 256 << 20;
 
 impl MyConnection {
     /// Connect, negotiate TLS and authenticate.
     pub fn connect(params: &MyParams) -> Result<Self> {
-        let socket = if params.host.starts_with('/') {
-            Socket::Unix(net::unix(&params.host)?)
+        let (socket, channel) = if params.host.starts_with('/') {
+            (Socket::Unix(net::unix(&params.host)?), Channel::Unix)
         } else {
-            Socket::Tcp(net::tcp(&params.host, params.port, params.connect_timeout)?)
+            let stream = net::tcp(
+                &params.host,
+                params.port,
+                params.connect_timeout,
+                params.keepalive,
+            )?;
+            (Socket::Tcp(stream), Channel::Plain)
         };
         let mut conn = MyConnection {
-            socket,
-            rb: ReadBuffer::new(1 << 20),
+            link: Link::new(socket, channel, Some(params.connect_timeout))?,
             big: Vec::new(),
             seq: 0,
             caps: 0,
             server_version: String::new(),
-            interrupt: None,
-            broken: false,
+            connection_id: 0,
         };
         conn.handshake(params).map_err(|e| match e {
             Error::Query { message, code } => Error::Connect { message, code },
@@ -218,7 +226,13 @@ impl MyConnection {
             },
             other => other,
         })?;
+        conn.link.logged_in(params.read_timeout);
         Ok(conn)
+    }
+
+    /// How the connection travels (plain, TLS verified or not, Unix socket).
+    pub fn channel(&self) -> Channel {
+        self.link.channel
     }
 
     /// True for MariaDB servers.
@@ -228,38 +242,28 @@ impl MyConnection {
 
     /// Stop blocked reads with [`Error::Interrupted`] once `flag` is set.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.socket.set_read_poll(true)?;
-        self.interrupt = Some(flag);
+        self.link.watch(flag);
         Ok(())
     }
 
     /// Forget the interrupt flag of a finished scan.
     pub fn clear_interrupt(&mut self) -> Result<()> {
-        self.socket.set_read_poll(false)?;
-        self.interrupt = None;
+        self.link.unwatch();
         Ok(())
     }
 
-    /// Make at least `need` unread bytes available (positions taken before are stale).
-    #[inline]
-    fn fill(&mut self, need: usize) -> Result<()> {
-        let interrupt = self.interrupt.as_deref();
-        let filled = self.rb.fill(&mut self.socket, need, interrupt);
-        self.broken |= filled.is_err();
-        filled
-    }
-
-    /// The next packet (payloads of 16 MiB and more are assembled).
+    /// The next packet (payloads of 16 MiB and more are assembled, up to the message limit).
     pub fn next_packet(&mut self) -> Result<Packet> {
-        self.fill(4)?;
-        let s = self.rb.start;
-        let len = u32::from_le_bytes([self.rb.buf[s], self.rb.buf[s + 1], self.rb.buf[s + 2], 0])
-            as usize;
-        self.seq = self.rb.buf[s + 3].wrapping_add(1);
-        self.fill(4 + len)?;
+        self.link.fill(4)?;
+        let rb = &self.link.rb;
+        let s = rb.start;
+        let len = u32::from_le_bytes([rb.buf[s], rb.buf[s + 1], rb.buf[s + 2], 0]) as usize;
+        self.seq = rb.buf[s + 3].wrapping_add(1);
+        self.link.check_message_len(len)?;
+        self.link.fill(4 + len)?;
         // fill may have moved the unread bytes to the front of the buffer.
-        let s = self.rb.start;
-        self.rb.start += 4 + len;
+        let s = self.link.rb.start;
+        self.link.rb.start += 4 + len;
         if len < MAX_PAYLOAD {
             return Ok(Packet {
                 start: s + 4,
@@ -268,18 +272,19 @@ impl MyConnection {
             });
         }
         self.big.clear();
-        self.big.extend_from_slice(&self.rb.buf[s + 4..s + 4 + len]);
+        self.big
+            .extend_from_slice(&self.link.rb.buf[s + 4..s + 4 + len]);
         loop {
-            self.fill(4)?;
-            let t = self.rb.start;
-            let more =
-                u32::from_le_bytes([self.rb.buf[t], self.rb.buf[t + 1], self.rb.buf[t + 2], 0])
-                    as usize;
-            self.seq = self.rb.buf[t + 3].wrapping_add(1);
-            self.fill(4 + more)?;
-            let piece = self.rb.start + 4..self.rb.start + 4 + more;
-            self.big.extend_from_slice(&self.rb.buf[piece]);
-            self.rb.start += 4 + more;
+            self.link.fill(4)?;
+            let rb = &self.link.rb;
+            let t = rb.start;
+            let more = u32::from_le_bytes([rb.buf[t], rb.buf[t + 1], rb.buf[t + 2], 0]) as usize;
+            self.seq = rb.buf[t + 3].wrapping_add(1);
+            self.link.check_message_len(self.big.len() + more)?;
+            self.link.fill(4 + more)?;
+            let piece = self.link.rb.start + 4..self.link.rb.start + 4 + more;
+            self.big.extend_from_slice(&self.link.rb.buf[piece]);
+            self.link.rb.start += 4 + more;
             if more < MAX_PAYLOAD {
                 break;
             }
@@ -297,7 +302,7 @@ impl MyConnection {
         if p.assembled {
             &self.big[p.start..p.end]
         } else {
-            &self.rb.buf[p.start..p.end]
+            &self.link.rb.buf[p.start..p.end]
         }
     }
 
@@ -317,13 +322,7 @@ impl MyConnection {
             out.extend_from_slice(&[0, 0, 0, self.seq]);
             self.seq = self.seq.wrapping_add(1);
         }
-        self.socket
-            .write_all(&out)
-            .and_then(|()| self.socket.flush())
-            .map_err(|e| {
-                self.broken = true;
-                Error::ConnectionLost(format!("sending to the server failed: {e}"))
-            })
+        self.link.send(&out)
     }
 
     fn command(&mut self, code: u8, body: &[u8]) -> Result<()> {
@@ -345,7 +344,7 @@ impl MyConnection {
             return Err(connect_error("unsupported MySQL protocol version".into()));
         }
         self.server_version = String::from_utf8_lossy(r.cstr()?).into_owned();
-        let _thread = r.u32()?;
+        self.connection_id = r.u32()?;
         let mut salt = r.bytes(8)?.to_vec();
         r.u8()?;
         let mut server_caps = u32::from(r.u16()?);
@@ -369,7 +368,6 @@ impl MyConnection {
             | CLIENT_PROTOCOL_41
             | CLIENT_TRANSACTIONS
             | CLIENT_SECURE_CONNECTION
-            | CLIENT_MULTI_STATEMENTS
             | CLIENT_MULTI_RESULTS
             | CLIENT_PLUGIN_AUTH
             | CLIENT_PLUGIN_AUTH_LENENC
@@ -388,14 +386,9 @@ impl MyConnection {
                 request.push(UTF8MB4);
                 request.extend_from_slice(&[0u8; 23]);
                 self.send(&request)?;
-                let Socket::Tcp(stream) = std::mem::replace(&mut self.socket, Socket::Closed)
-                else {
-                    return Err(connect_error(
-                        "TLS over a Unix socket is not supported".into(),
-                    ));
-                };
-                self.socket =
-                    net::upgrade_tls(stream, &params.host, config, params.connect_timeout)?;
+                self.link
+                    .upgrade(&params.host, config, params.connect_timeout)?;
+                self.link.channel = params.tls.channel();
                 true
             }
             Some(_) if params.tls.mode == crate::tls::TlsMode::Prefer => false,
@@ -442,17 +435,24 @@ impl MyConnection {
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match payload.get(1) {
                     Some(3) => {} // fast authentication succeeded; OK follows
-                    Some(4) if encrypted => {
+                    // Full authentication sends the password itself: only to a server proven to be
+                    // the real one (verified TLS, or a local socket), unless the config allows it.
+                    Some(4)
+                        if self.link.channel.trusted()
+                            || (encrypted && params.allow_unverified_password) =>
+                    {
                         let mut clear = password.as_bytes().to_vec();
                         clear.push(0);
                         self.send(&clear)?;
                     }
                     _ => {
-                        return Err(connect_error(
-                            "caching_sha2_password needs a full authentication, which rivet does only over \
-                             TLS: set tls mode require (or log in once with another client to fill the cache)"
-                                .into(),
-                        ));
+                        return Err(connect_error(format!(
+                            "caching_sha2_password needs a full authentication, which sends the password \
+                             itself; rivet does that only over verified TLS (this connection is {}): set tls \
+                             mode verify-full (or verify-ca), or tls.allow_unverified_password: true with \
+                             TLS, or log in once with another client to fill the server's cache",
+                            self.link.channel.name()
+                        )));
                     }
                 },
                 _ => {
@@ -525,8 +525,9 @@ impl MyConnection {
                 Some(0xff) => return Err(server_error(payload)),
                 Some(0x00) => ok_more_results(payload),
                 _ => {
-                    let count = Reader::new(payload).lenenc()?.unwrap_or(0) as usize;
+                    let count = column_count(payload)?;
                     self.column_defs(count)?;
+                    let mut bytes = 0usize;
                     loop {
                         let p = self.next_packet()?;
                         let payload = self.payload(p);
@@ -535,6 +536,13 @@ impl MyConnection {
                         }
                         if self.is_end(payload) {
                             break eof_more_results(payload, self.deprecate_eof());
+                        }
+                        bytes += payload.len();
+                        if rows.len() >= MAX_TEXT_ROWS || bytes > MAX_TEXT_BYTES {
+                            self.link.broken = true;
+                            return Err(malformed(
+                                "result (more rows than a planning query may return)",
+                            ));
                         }
                         let mut r = Reader::new(payload);
                         let mut row = Vec::with_capacity(count);
@@ -606,7 +614,7 @@ impl MyConnection {
             Some(0x00) => return Ok(0),
             _ => {}
         }
-        let count = Reader::new(payload).lenenc()?.unwrap_or(0) as usize;
+        let count = column_count(payload)?;
         self.column_defs(count)?;
         let mut rows = 0u64;
         loop {
@@ -616,7 +624,7 @@ impl MyConnection {
                 Some(0x00) => {
                     if let Err(e) = on_row(payload) {
                         // The rest of the result is still on the wire: never reuse this connection.
-                        self.broken = true;
+                        self.link.broken = true;
                         return Err(e);
                     }
                     rows += 1;
@@ -627,6 +635,15 @@ impl MyConnection {
             }
         }
     }
+}
+
+/// The column count that starts a result set, bounded before anything is allocated for it.
+fn column_count(payload: &[u8]) -> Result<usize> {
+    let count = Reader::new(payload).lenenc()?.unwrap_or(0);
+    usize::try_from(count)
+        .ok()
+        .filter(|n| *n <= MAX_COLUMNS)
+        .ok_or_else(|| malformed("result header (too many columns)"))
 }
 
 fn ok_more_results(payload: &[u8]) -> bool {
@@ -647,9 +664,16 @@ fn eof_more_results(payload: &[u8], deprecate_eof: bool) -> bool {
     r.u16().is_ok_and(|status| status & 0x0008 != 0)
 }
 
+/// Ask the server to stop the statement running on connection `id` (a new connection
+/// runs `KILL QUERY`). Best effort.
+pub fn cancel(params: &MyParams, id: u32) -> Result<()> {
+    let mut conn = MyConnection::connect(params)?;
+    conn.execute(&format!("KILL QUERY {id}"))
+}
+
 impl Drop for MyConnection {
     fn drop(&mut self) {
-        if !self.broken {
+        if !self.link.broken {
             let _ = self.command(0x01, &[]);
         }
     }

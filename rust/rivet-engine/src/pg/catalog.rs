@@ -72,7 +72,7 @@ pub fn resolve_types(conn: &mut PgConnection, oids: &[u32]) -> Result<HashMap<u3
          FROM pg_type p JOIN t ON p.oid = t.oid"
     );
     let mut rows = HashMap::new();
-    for r in conn.simple_query(&sql)? {
+    for r in conn.query(&sql)? {
         rows.insert(
             num::<u32>(field(&r, 0)?)?,
             Row {
@@ -127,7 +127,7 @@ pub fn format_types(conn: &mut PgConnection, fields: &[FieldDesc]) -> Result<Vec
     let sql = format!(
         "SELECT format_type(v.oid, NULLIF(v.mod, -1)) FROM (VALUES {values}) AS v(n, oid, mod) ORDER BY v.n"
     );
-    conn.simple_query(&sql)?
+    conn.query(&sql)?
         .into_iter()
         .map(|r| field(&r, 0).map(str::to_string))
         .collect()

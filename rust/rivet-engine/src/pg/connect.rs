@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::source::{ConnectOptions, percent_decode};
+use crate::pg::wire::auth::BindingPolicy;
+use crate::source::{ConnectOptions, Keepalive, KeepaliveKeys, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings for one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectParams {
     /// Host name, IP address, or a Unix socket directory (starts with `/`).
     pub host: String,
@@ -25,6 +26,27 @@ pub struct ConnectParams {
     pub connect_timeout: Duration,
     /// `application_name` reported to the server.
     pub application_name: String,
+    /// TCP keepalive probes (None: off).
+    pub keepalive: Option<Keepalive>,
+    /// The longest the server may stay silent once logged in (None: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Send cleartext or MD5 passwords over connections that are not TLS-verified.
+    pub allow_unverified_password: bool,
+    /// SCRAM channel binding.
+    pub channel_binding: BindingPolicy,
+}
+
+impl std::fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectParams")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("database", &self.database)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Raw key/value pairs from a URL or a DSN, before structured overrides.
@@ -39,10 +61,15 @@ struct Parsed {
     sslrootcert: Option<String>,
     connect_timeout: Option<String>,
     application_name: Option<String>,
+    channel_binding: Option<String>,
+    keepalive: KeepaliveKeys,
 }
 
 impl Parsed {
     fn set(&mut self, key: &str, value: String) -> Result<()> {
+        if self.keepalive.set(key, &value)? {
+            return Ok(());
+        }
         let slot = match key {
             "host" | "hostaddr" => &mut self.host,
             "port" => &mut self.port,
@@ -53,16 +80,17 @@ impl Parsed {
             "sslrootcert" => &mut self.sslrootcert,
             "connect_timeout" => &mut self.connect_timeout,
             "application_name" => &mut self.application_name,
+            "channel_binding" => &mut self.channel_binding,
             // Accepted and not needed by a read-only exporter.
-            "options"
-            | "target_session_attrs"
-            | "keepalives"
-            | "keepalives_idle"
-            | "client_encoding" => return Ok(()),
-            other => {
-                return Err(Error::Config(format!(
-                    "unsupported connection parameter '{other}'"
-                )));
+            "options" | "target_session_attrs" | "client_encoding" => return Ok(()),
+            // Never echoed: a mistyped URL can put part of a password in a key.
+            _ => {
+                return Err(Error::Config(
+                    "the connection URL has a parameter rivet does not know (it knows host, port, user, \
+                     password, dbname, sslmode, sslrootcert, connect_timeout, application_name, \
+                     channel_binding and the keepalives keys)"
+                        .into(),
+                ));
             }
         };
         *slot = Some(value);
@@ -175,9 +203,10 @@ impl ConnectOptions {
             .unwrap_or_else(|| "localhost".into());
         let port = match (self.port, parsed.port) {
             (Some(p), _) => p,
-            (None, Some(p)) => p
-                .parse()
-                .map_err(|_| Error::Config(format!("invalid port '{p}' in the connection URL")))?,
+            // The value is not echoed: a mistyped URL may put part of a password here.
+            (None, Some(p)) => p.parse().map_err(|_| {
+                Error::Config("the port in the connection URL is not a number".into())
+            })?,
             (None, None) => env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432),
         };
         let user = self
@@ -206,10 +235,9 @@ impl ConnectOptions {
             .unwrap_or_else(|| "prefer".into());
         let connect_timeout = match (self.connect_timeout, parsed.connect_timeout) {
             (Some(t), _) => t,
-            (None, Some(s)) => Duration::from_secs(
-                s.parse()
-                    .map_err(|_| Error::Config(format!("invalid connect_timeout '{s}'")))?,
-            ),
+            (None, Some(s)) => Duration::from_secs(s.parse().map_err(|_| {
+                Error::Config("connect_timeout in the connection URL is not a number".into())
+            })?),
             (None, None) => Duration::from_secs(30),
         };
         Ok(ConnectParams {
@@ -226,6 +254,17 @@ impl ConnectOptions {
             },
             connect_timeout,
             application_name: parsed.application_name.unwrap_or_else(|| "rivet".into()),
+            keepalive: parsed.keepalive.resolve(),
+            read_timeout: self.read_timeout,
+            allow_unverified_password: self.allow_unverified_password,
+            channel_binding: match self
+                .channel_binding
+                .as_deref()
+                .or(parsed.channel_binding.as_deref())
+            {
+                Some(v) => BindingPolicy::parse(v)?,
+                None => BindingPolicy::Prefer,
+            },
         })
     }
 }

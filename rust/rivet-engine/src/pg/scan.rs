@@ -54,7 +54,7 @@ fn begin(conn: &mut PgConnection, options: &ScanOptions) -> Result<()> {
 pub fn prepare(conn: &mut PgConnection, sql: &str, options: &ScanOptions) -> Result<PgPrepared> {
     begin(conn, options)?;
     let expected_rows = if options.reconcile {
-        let rows = conn.simple_query(&format!("SELECT count(*) FROM ({sql}) AS _rivet_count"))?;
+        let rows = conn.query(&format!("SELECT count(*) FROM ({sql}) AS _rivet_count"))?;
         let count = rows
             .first()
             .and_then(|r| r.first().cloned().flatten())
@@ -68,7 +68,8 @@ pub fn prepare(conn: &mut PgConnection, sql: &str, options: &ScanOptions) -> Res
         None
     };
     if options.method == ReadMethod::Cursor {
-        conn.execute(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}"))?;
+        // One statement through the extended protocol: nothing stacked after it can run.
+        conn.query(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}"))?;
     }
     Ok(PgPrepared {
         sql: sql.to_string(),

@@ -7,12 +7,14 @@ use std::sync::atomic::AtomicBool;
 use arrow_schema::SchemaRef;
 
 use crate::error::Result;
+use crate::net::Channel;
 use crate::pg::batch::{PgColumn, arrow_schema};
 use crate::pg::connect::ConnectParams;
 use crate::pg::probe::{probe, text_select_list};
 use crate::pg::scan::{self, PgPrepared};
 use crate::pg::wire::PgConnection;
-use crate::session::{Described, ScanOptions, Session, Wire};
+use crate::pg::wire::conn::cancel;
+use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
 use crate::source::{ConnectOptions, Overrides, wrap_select};
 use crate::stream::{BatchSink, EndOfData};
 
@@ -33,7 +35,7 @@ impl Wire for PgConnection {
     }
 
     fn run_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        self.simple_query(sql)
+        self.query(sql)
     }
 
     fn describe_query(
@@ -79,5 +81,17 @@ impl Wire for PgConnection {
 
     fn unwatch(&mut self) -> Result<()> {
         self.clear_interrupt()
+    }
+
+    fn channel(&self) -> Channel {
+        PgConnection::channel(self)
+    }
+
+    fn canceller(&self, params: &Arc<ConnectParams>) -> Option<Canceller> {
+        let key = self.cancel_key()?;
+        let params = Arc::clone(params);
+        Some(Box::new(move || {
+            let _ = cancel(&params, &key);
+        }))
     }
 }

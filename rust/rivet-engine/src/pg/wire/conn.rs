@@ -2,10 +2,11 @@
 //!
 //! Result rows are handed to the caller as borrowed slices of the receive
 //! buffer: no per-row allocation and no async machinery between the socket
-//! and the decoders.
+//! and the decoders. Everything the server sends is bounded before it is
+//! allocated: message sizes (small until the login is done), the parameters it
+//! reports, the rows of a text query.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -15,8 +16,9 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
-use crate::net::{ReadBuffer, Socket};
+use crate::net::{Channel, Link};
 use crate::pg::connect::ConnectParams;
+use crate::pg::wire::auth::{BindingPolicy, server_end_point};
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
 use crate::pg::wire::socket;
 
@@ -29,33 +31,50 @@ pub struct Message {
     end: usize,
 }
 
-/// An open, authenticated connection.
-pub struct PgConnection {
-    socket: Socket,
-    rb: ReadBuffer,
-    out: BytesMut,
-    server: HashMap<String, String>,
-    interrupt: Option<Arc<AtomicBool>>,
-    broken: bool,
+/// What a running query can be cancelled with (a CancelRequest on a new connection).
+#[derive(Debug, Clone)]
+pub struct CancelKey {
+    /// The backend's process id.
+    pub pid: i32,
+    /// Its secret key.
+    pub secret: Vec<u8>,
 }
 
-const INITIAL_BUFFER: usize = 1 << 20;
+/// An open, authenticated connection.
+pub struct PgConnection {
+    link: Link,
+    out: BytesMut,
+    server: HashMap<String, String>,
+    cancel: Option<CancelKey>,
+}
+
+/// Most parameters a server may report (it reports about twenty).
+const MAX_SERVER_PARAMS: usize = 256;
+/// Most rows, and bytes, a text query (planning, catalogs) may return.
+const MAX_TEXT_ROWS: usize = 1_000_000;
+const MAX_TEXT_BYTES: usize = 256 << 20;
 
 fn protocol(e: impl std::fmt::Display) -> Error {
     Error::ConnectionLost(format!("protocol error: {e}"))
 }
 
+fn login_refused(message: String) -> Error {
+    Error::Connect {
+        message,
+        code: None,
+    }
+}
+
 impl PgConnection {
     /// Connect, negotiate TLS and authenticate.
     pub fn connect(params: &ConnectParams) -> Result<Self> {
-        let socket = socket::open(params)?;
+        let (socket, channel) = socket::open(params)?;
+        let link = Link::new(socket, channel, Some(params.connect_timeout))?;
         let mut conn = PgConnection {
-            socket,
-            rb: ReadBuffer::new(INITIAL_BUFFER),
+            link,
             out: BytesMut::with_capacity(4096),
             server: HashMap::new(),
-            interrupt: None,
-            broken: false,
+            cancel: None,
         };
         conn.startup(params).map_err(|e| match e {
             Error::Query { message, code } => Error::Connect { message, code },
@@ -65,6 +84,7 @@ impl PgConnection {
             },
             other => other,
         })?;
+        conn.link.logged_in(params.read_timeout);
         Ok(conn)
     }
 
@@ -73,17 +93,25 @@ impl PgConnection {
         self.server.get(name).map(String::as_str)
     }
 
+    /// How the connection travels (plain, TLS verified or not, Unix socket).
+    pub fn channel(&self) -> Channel {
+        self.link.channel
+    }
+
+    /// The key that cancels this connection's running statement.
+    pub fn cancel_key(&self) -> Option<CancelKey> {
+        self.cancel.clone()
+    }
+
     /// Stop blocked reads with [`Error::Interrupted`] once `flag` is set.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.socket.set_read_poll(true)?;
-        self.interrupt = Some(flag);
+        self.link.watch(flag);
         Ok(())
     }
 
     /// Forget the interrupt flag of a finished scan.
     pub fn clear_interrupt(&mut self) -> Result<()> {
-        self.socket.set_read_poll(false)?;
-        self.interrupt = None;
+        self.link.unwatch();
         Ok(())
     }
 
@@ -99,94 +127,30 @@ impl PgConnection {
         )
         .map_err(protocol)?;
         self.flush()?;
-        let mut scram: Option<ScramSha256> = None;
-        let password = || {
-            params.password.as_deref().ok_or_else(|| Error::Connect {
-                message: format!(
-                    "the server asks user '{}' for a password and none was given",
-                    params.user
-                ),
-                code: Some("28P01".into()),
-            })
-        };
+        let mut login = Login::new(params, self.link.channel);
         loop {
             let m = self.next_message()?;
             let body = self.body(m).to_vec();
             match m.tag {
                 b'R' => {
-                    let mut b = Body::new(&body);
-                    match b.i32()? {
-                        0 => {}
-                        3 => {
-                            frontend::password_message(password()?.as_bytes(), &mut self.out)
-                                .map_err(protocol)?;
-                            self.flush()?;
-                        }
-                        5 => {
-                            let salt: [u8; 4] = b.bytes(4)?.try_into().map_err(protocol)?;
-                            let hash =
-                                md5_hash(params.user.as_bytes(), password()?.as_bytes(), salt);
-                            frontend::password_message(hash.as_bytes(), &mut self.out)
-                                .map_err(protocol)?;
-                            self.flush()?;
-                        }
-                        10 => {
-                            let mut mechanisms = Vec::new();
-                            while let Ok(m) = b.cstr() {
-                                if m.is_empty() {
-                                    break;
-                                }
-                                mechanisms.push(m.to_string());
-                            }
-                            if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
-                                return Err(Error::Connect {
-                                    message: format!("unsupported SASL mechanisms {mechanisms:?}"),
-                                    code: None,
-                                });
-                            }
-                            let s = ScramSha256::new(
-                                password()?.as_bytes(),
-                                ChannelBinding::unsupported(),
-                            );
-                            frontend::sasl_initial_response(
-                                "SCRAM-SHA-256",
-                                s.message(),
-                                &mut self.out,
-                            )
-                            .map_err(protocol)?;
-                            self.flush()?;
-                            scram = Some(s);
-                        }
-                        11 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or_else(|| protocol("SASL continue without start"))?;
-                            s.update(b.rest()).map_err(protocol)?;
-                            frontend::sasl_response(s.message(), &mut self.out)
-                                .map_err(protocol)?;
-                            self.flush()?;
-                        }
-                        12 => {
-                            let s = scram
-                                .as_mut()
-                                .ok_or_else(|| protocol("SASL final without start"))?;
-                            s.finish(b.rest()).map_err(|e| Error::Connect {
-                                message: format!("the server's SCRAM proof is invalid: {e}"),
-                                code: None,
-                            })?;
-                        }
-                        other => {
-                            return Err(Error::Connect {
-                                message: format!(
-                                    "unsupported authentication method (code {other})"
-                                ),
-                                code: None,
-                            });
-                        }
+                    if let Some(reply) = login.step(&body, self.link.socket.peer_certificate())? {
+                        self.out.extend_from_slice(&reply);
+                        self.flush()?;
                     }
                 }
-                b'K' => {}
-                b'Z' => return Ok(()),
+                b'K' => {
+                    let mut b = Body::new(&body);
+                    let pid = b.i32()?;
+                    let secret = b.rest();
+                    if secret.is_empty() || secret.len() > 256 {
+                        return Err(protocol("malformed BackendKeyData"));
+                    }
+                    self.cancel = Some(CancelKey {
+                        pid,
+                        secret: secret.to_vec(),
+                    });
+                }
+                b'Z' => return login.finished(),
                 b'E' => {
                     let (message, code) = error_fields(&body);
                     return Err(Error::Connect { message, code });
@@ -194,7 +158,7 @@ impl PgConnection {
                 other => {
                     return Err(protocol(format!(
                         "unexpected message '{}' during startup",
-                        other as char
+                        char::from(other).escape_default()
                     )));
                 }
             }
@@ -203,52 +167,38 @@ impl PgConnection {
 
     fn flush(&mut self) -> Result<()> {
         let data = self.out.split();
-        self.socket
-            .write_all(&data)
-            .and_then(|()| self.socket.flush())
-            .map_err(|e| {
-                self.broken = true;
-                Error::ConnectionLost(format!("sending to the server failed: {e}"))
-            })
-    }
-
-    /// Make at least `need` unread bytes available (positions taken before are stale).
-    #[inline]
-    fn fill(&mut self, need: usize) -> Result<()> {
-        let interrupt = self.interrupt.as_deref();
-        let filled = self.rb.fill(&mut self.socket, need, interrupt);
-        self.broken |= filled.is_err();
-        filled
+        self.link.send(&data)
     }
 
     /// The next message, skipping notices and parameter reports.
     pub fn next_message(&mut self) -> Result<Message> {
         loop {
-            self.fill(5)?;
-            let s = self.rb.start;
-            let tag = self.rb.buf[s];
-            let len = i32::from_be_bytes([
-                self.rb.buf[s + 1],
-                self.rb.buf[s + 2],
-                self.rb.buf[s + 3],
-                self.rb.buf[s + 4],
-            ]);
+            self.link.fill(5)?;
+            let rb = &self.link.rb;
+            let s = rb.start;
+            let tag = rb.buf[s];
+            let len =
+                i32::from_be_bytes([rb.buf[s + 1], rb.buf[s + 2], rb.buf[s + 3], rb.buf[s + 4]]);
             let len = usize::try_from(len)
                 .ok()
                 .filter(|l| *l >= 4)
                 .ok_or_else(|| protocol("bad message length"))?;
-            self.fill(1 + len)?;
+            self.link.check_message_len(len)?;
+            self.link.fill(1 + len)?;
             let m = Message {
                 tag,
-                start: self.rb.start + 5,
-                end: self.rb.start + 1 + len,
+                start: self.link.rb.start + 5,
+                end: self.link.rb.start + 1 + len,
             };
-            self.rb.start += 1 + len;
+            self.link.rb.start += 1 + len;
             match tag {
                 b'N' | b'A' => {}
                 b'S' => {
-                    let mut b = Body::new(&self.rb.buf[m.start..m.end]);
+                    let mut b = Body::new(&self.link.rb.buf[m.start..m.end]);
                     let (k, v) = (b.cstr()?.to_string(), b.cstr()?.to_string());
+                    if self.server.len() >= MAX_SERVER_PARAMS && !self.server.contains_key(&k) {
+                        return Err(protocol("the server reports too many parameters"));
+                    }
                     self.server.insert(k, v);
                 }
                 _ => return Ok(m),
@@ -259,7 +209,7 @@ impl PgConnection {
     /// The body of `m` (valid until the next call to [`PgConnection::next_message`]).
     #[inline]
     pub fn body(&self, m: Message) -> &[u8] {
-        &self.rb.buf[m.start..m.end]
+        &self.link.rb.buf[m.start..m.end]
     }
 
     /// Read up to ReadyForQuery; return the first error seen on the way.
@@ -281,20 +231,35 @@ impl PgConnection {
         }
     }
 
-    /// Run statements with the simple protocol, discarding any rows.
+    /// Run rivet's own fixed statements (BEGIN, SET LOCAL, COMMIT) with the simple
+    /// protocol. SQL that embeds a user's query goes through [`PgConnection::query`].
     pub fn execute(&mut self, sql: &str) -> Result<()> {
-        self.simple_query(sql).map(|_| ())
-    }
-
-    /// Run one or more statements with the simple protocol; rows come back as text.
-    pub fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         frontend::query(sql, &mut self.out).map_err(protocol)?;
         self.flush()?;
+        self.read_text_rows(false).map(|_| ())
+    }
+
+    /// Run exactly one statement (the extended protocol refuses several); rows come back as text.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        self.queue_statement(sql, 0)?;
+        self.read_text_rows(true)
+    }
+
+    fn read_text_rows(&mut self, extended: bool) -> Result<Vec<Vec<Option<String>>>> {
         let mut rows = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let m = self.next_message()?;
             match m.tag {
-                b'D' => rows.push(text_row(self.body(m))?),
+                b'D' => {
+                    bytes += m.end - m.start;
+                    if rows.len() >= MAX_TEXT_ROWS || bytes > MAX_TEXT_BYTES {
+                        return Err(protocol(
+                            "a planning query returned more rows than rivet reads",
+                        ));
+                    }
+                    rows.push(text_row(self.body(m))?);
+                }
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
                     return self
@@ -302,7 +267,14 @@ impl PgConnection {
                         .map(|()| rows);
                 }
                 b'Z' => return Ok(rows),
-                b'H' => return Err(protocol("unexpected COPY in a simple query")),
+                b'H' => return Err(protocol("unexpected COPY in a query")),
+                b'1' | b'2' | b'C' | b'n' | b'I' | b'T' | b's' => {}
+                other if extended => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}'",
+                        char::from(other).escape_default()
+                    )));
+                }
                 _ => {}
             }
         }
@@ -340,8 +312,8 @@ impl PgConnection {
         }
     }
 
-    /// Queue `sql` with binary results (Parse, Bind, Execute, Sync) and send it.
-    pub fn send_binary_query(&mut self, sql: &str) -> Result<()> {
+    /// Queue one statement (Parse, Bind with result format `format`, Execute, Sync) and send it.
+    fn queue_statement(&mut self, sql: &str, format: i16) -> Result<()> {
         frontend::parse("", sql, std::iter::empty(), &mut self.out).map_err(protocol)?;
         frontend::bind(
             "",
@@ -349,13 +321,18 @@ impl PgConnection {
             std::iter::empty(),
             std::iter::empty::<()>(),
             |(), _| Ok(postgres_protocol::IsNull::No),
-            [1],
+            [format],
             &mut self.out,
         )
         .map_err(|_| protocol("bind"))?;
         frontend::execute("", 0, &mut self.out).map_err(protocol)?;
         frontend::sync(&mut self.out);
         self.flush()
+    }
+
+    /// Queue `sql` with binary results (Parse, Bind, Execute, Sync) and send it.
+    pub fn send_binary_query(&mut self, sql: &str) -> Result<()> {
+        self.queue_statement(sql, 1)
     }
 
     /// Read the result of one [`PgConnection::send_binary_query`]; each row body goes to
@@ -370,7 +347,7 @@ impl PgConnection {
             let m = self.next_message()?;
             match m.tag {
                 b'D' => {
-                    on_row(&self.rb.buf[m.start..m.end])?;
+                    on_row(&self.link.rb.buf[m.start..m.end])?;
                     rows += 1;
                 }
                 b'C' => tagged = Some(tag_rows(self.body(m))?),
@@ -382,25 +359,29 @@ impl PgConnection {
                 }
                 b'Z' => return check_tag(tagged, rows),
                 b'1' | b'2' | b'n' | b's' | b'I' => {}
-                other => return Err(protocol(format!("unexpected message '{}'", other as char))),
+                other => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}'",
+                        char::from(other).escape_default()
+                    )));
+                }
             }
         }
     }
 
-    /// Run `COPY ... TO STDOUT` and hand every CopyData payload to `on_data`.
+    /// Run one `COPY ... TO STDOUT` statement and hand every CopyData payload to `on_data`.
     /// Returns the rows the server's `COPY n` tag reports.
     pub fn copy_out(
         &mut self,
         sql: &str,
         mut on_data: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<u64> {
-        frontend::query(sql, &mut self.out).map_err(protocol)?;
-        self.flush()?;
+        self.queue_statement(sql, 0)?;
         let mut tagged = None;
         loop {
             let m = self.next_message()?;
             match m.tag {
-                b'd' => on_data(&self.rb.buf[m.start..m.end])?,
+                b'd' => on_data(&self.link.rb.buf[m.start..m.end])?,
                 b'C' => tagged = Some(tag_rows(self.body(m))?),
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
@@ -412,15 +393,186 @@ impl PgConnection {
                     return tagged
                         .ok_or_else(|| protocol("the COPY ended without its command tag"));
                 }
-                b'H' | b'c' => {}
+                b'1' | b'2' | b'H' | b'c' => {}
                 other => {
                     return Err(protocol(format!(
                         "unexpected message '{}' in COPY",
-                        other as char
+                        char::from(other).escape_default()
                     )));
                 }
             }
         }
+    }
+}
+
+/// The login conversation: which password forms may be sent, and proof the server knows it.
+struct Login<'a> {
+    params: &'a ConnectParams,
+    channel: Channel,
+    scram: Option<ScramSha256>,
+    scram_proven: bool,
+    binding: BindingPolicy,
+    bound: bool,
+}
+
+impl<'a> Login<'a> {
+    fn new(params: &'a ConnectParams, channel: Channel) -> Self {
+        Login {
+            params,
+            channel,
+            scram: None,
+            scram_proven: false,
+            binding: params.channel_binding,
+            bound: false,
+        }
+    }
+
+    fn password(&self) -> Result<&'a str> {
+        self.params
+            .password
+            .as_deref()
+            .ok_or_else(|| Error::Connect {
+                message: format!(
+                    "the server asks user '{}' for a password and none was given",
+                    self.params.user
+                ),
+                code: Some("28P01".into()),
+            })
+    }
+
+    /// A password that travels as itself (cleartext) or as a replayable hash (MD5) goes only
+    /// over a connection that reaches the real server, unless the config allows otherwise.
+    fn check_plain_password(&self, form: &str) -> Result<()> {
+        if self.binding == BindingPolicy::Require {
+            return Err(login_refused(format!(
+                "the server asks for a {form} password, but channel_binding is require (SCRAM only)"
+            )));
+        }
+        if !self.channel.trusted() && !self.params.allow_unverified_password {
+            return Err(login_refused(format!(
+                "the server asks for the password in {form} form over a {} connection, where anyone in \
+                 between could read it; use tls mode verify-full (or verify-ca), or set \
+                 tls.allow_unverified_password: true",
+                self.channel.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Answer one authentication request; the bytes to send, if any.
+    fn step(&mut self, body: &[u8], certificate: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+        let mut out = BytesMut::new();
+        let mut b = Body::new(body);
+        match b.i32()? {
+            0 => {
+                if self.scram.is_some() && !self.scram_proven {
+                    return Err(login_refused(
+                        "the server accepted the login without proving it knows the password (SCRAM)".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            3 => {
+                self.check_plain_password("cleartext")?;
+                frontend::password_message(self.password()?.as_bytes(), &mut out)
+                    .map_err(protocol)?;
+            }
+            5 => {
+                self.check_plain_password("MD5")?;
+                let salt: [u8; 4] = b.bytes(4)?.try_into().map_err(protocol)?;
+                let hash = md5_hash(
+                    self.params.user.as_bytes(),
+                    self.password()?.as_bytes(),
+                    salt,
+                );
+                frontend::password_message(hash.as_bytes(), &mut out).map_err(protocol)?;
+            }
+            10 => {
+                let mut mechanisms = Vec::new();
+                while let Ok(m) = b.cstr() {
+                    if m.is_empty() || mechanisms.len() > 16 {
+                        break;
+                    }
+                    mechanisms.push(m.to_string());
+                }
+                let (mechanism, binding) = self.choose_mechanism(&mechanisms, certificate)?;
+                let s = ScramSha256::new(self.password()?.as_bytes(), binding);
+                frontend::sasl_initial_response(mechanism, s.message(), &mut out)
+                    .map_err(protocol)?;
+                self.scram = Some(s);
+            }
+            11 => {
+                let s = self
+                    .scram
+                    .as_mut()
+                    .ok_or_else(|| protocol("SASL continue without start"))?;
+                s.update(b.rest()).map_err(protocol)?;
+                frontend::sasl_response(s.message(), &mut out).map_err(protocol)?;
+            }
+            12 => {
+                let s = self
+                    .scram
+                    .as_mut()
+                    .ok_or_else(|| protocol("SASL final without start"))?;
+                s.finish(b.rest()).map_err(|e| {
+                    login_refused(format!("the server's SCRAM proof is invalid: {e}"))
+                })?;
+                self.scram_proven = true;
+                return Ok(None);
+            }
+            other => {
+                return Err(login_refused(format!(
+                    "unsupported authentication method (code {other})"
+                )));
+            }
+        }
+        Ok(Some(out.to_vec()))
+    }
+
+    fn choose_mechanism(
+        &mut self,
+        mechanisms: &[String],
+        certificate: Option<Vec<u8>>,
+    ) -> Result<(&'static str, ChannelBinding)> {
+        let plus = mechanisms.iter().any(|m| m == "SCRAM-SHA-256-PLUS");
+        let tls = matches!(self.channel, Channel::TlsVerified | Channel::TlsUnverified);
+        let end_point = certificate.as_deref().and_then(server_end_point);
+        if self.binding != BindingPolicy::Disable && tls && plus {
+            if let Some(hash) = end_point {
+                self.bound = true;
+                return Ok((
+                    "SCRAM-SHA-256-PLUS",
+                    ChannelBinding::tls_server_end_point(hash),
+                ));
+            }
+        }
+        if self.binding == BindingPolicy::Require {
+            return Err(login_refused(
+                "channel_binding is require, but the connection cannot bind SCRAM to TLS (no TLS, a server \
+                 without SCRAM-SHA-256-PLUS, or a certificate signature rivet cannot hash)"
+                    .into(),
+            ));
+        }
+        if !mechanisms.iter().any(|m| m == "SCRAM-SHA-256") {
+            return Err(login_refused(format!(
+                "unsupported SASL mechanisms {mechanisms:?}"
+            )));
+        }
+        let binding = if tls && self.binding != BindingPolicy::Disable {
+            ChannelBinding::unrequested()
+        } else {
+            ChannelBinding::unsupported()
+        };
+        Ok(("SCRAM-SHA-256", binding))
+    }
+
+    fn finished(&self) -> Result<()> {
+        if self.binding == BindingPolicy::Require && !self.bound {
+            return Err(login_refused(
+                "channel_binding is require, but the server let rivet in without SCRAM channel binding".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -444,9 +596,26 @@ fn check_tag(tagged: Option<u64>, rows: u64) -> Result<u64> {
     }
 }
 
+/// Ask the server to cancel the statement running on the connection `key` belongs to.
+/// Best effort: a new connection sends one CancelRequest.
+pub fn cancel(params: &ConnectParams, key: &CancelKey) -> Result<()> {
+    let (socket, channel) = socket::open(params)?;
+    let mut link = Link::new(socket, channel, Some(params.connect_timeout))?;
+    let mut packet = Vec::with_capacity(12 + key.secret.len());
+    packet.extend_from_slice(
+        &i32::try_from(12 + key.secret.len())
+            .unwrap_or(16)
+            .to_be_bytes(),
+    );
+    packet.extend_from_slice(&80_877_102i32.to_be_bytes());
+    packet.extend_from_slice(&key.pid.to_be_bytes());
+    packet.extend_from_slice(&key.secret);
+    link.send(&packet)
+}
+
 impl Drop for PgConnection {
     fn drop(&mut self) {
-        if !self.broken {
+        if !self.link.broken {
             frontend::terminate(&mut self.out);
             let _ = self.flush();
         }

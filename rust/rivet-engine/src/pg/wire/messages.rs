@@ -67,8 +67,9 @@ impl<'a> Body<'a> {
     /// The next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let b = self
-            .data
-            .get(self.at..self.at + n)
+            .at
+            .checked_add(n)
+            .and_then(|end| self.data.get(self.at..end))
             .ok_or_else(|| malformed("short"))?;
         self.at += n;
         Ok(b)

@@ -2,6 +2,7 @@
 //! (cleartext, MD5, SCRAM-SHA-256), TLS, simple and extended queries with binary
 //! results, and COPY OUT.
 
+pub mod auth;
 pub mod conn;
 pub mod messages;
 pub mod socket;

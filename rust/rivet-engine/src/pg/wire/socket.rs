@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use crate::error::Result;
-use crate::net::{self, Socket, connect_error};
+use crate::net::{self, Channel, Socket, connect_error};
 use crate::pg::connect::ConnectParams;
 use crate::tls::TlsMode;
 
@@ -25,30 +25,36 @@ fn request_tls(stream: &mut TcpStream) -> Result<bool> {
     }
 }
 
-/// Open the socket and settle encryption as the TLS mode requires.
-pub fn open(params: &ConnectParams) -> Result<Socket> {
+/// Open the socket and settle encryption as the TLS mode requires; how it ended up protected.
+pub fn open(params: &ConnectParams) -> Result<(Socket, Channel)> {
     if params.host.starts_with('/') {
         let path = format!(
             "{}/.s.PGSQL.{}",
             params.host.trim_end_matches('/'),
             params.port
         );
-        return Ok(Socket::Unix(net::unix(&path)?));
+        return Ok((Socket::Unix(net::unix(&path)?), Channel::Unix));
     }
-    let mut stream = net::tcp(&params.host, params.port, params.connect_timeout)?;
+    let mut stream = net::tcp(
+        &params.host,
+        params.port,
+        params.connect_timeout,
+        params.keepalive,
+    )?;
     let Some(config) = params.tls.client_config()? else {
-        return Ok(Socket::Tcp(stream));
+        return Ok((Socket::Tcp(stream), Channel::Plain));
     };
     stream.set_read_timeout(Some(params.connect_timeout))?;
     if !request_tls(&mut stream)? {
         if params.tls.mode == TlsMode::Prefer {
             stream.set_read_timeout(None)?;
-            return Ok(Socket::Tcp(stream));
+            return Ok((Socket::Tcp(stream), Channel::Plain));
         }
         return Err(connect_error(format!(
             "the server at {}:{} does not accept TLS, and TLS mode is {:?}",
             params.host, params.port, params.tls.mode
         )));
     }
-    net::upgrade_tls(stream, &params.host, config, params.connect_timeout)
+    let socket = net::upgrade_tls(stream, &params.host, config, params.connect_timeout)?;
+    Ok((socket, params.tls.channel()))
 }
