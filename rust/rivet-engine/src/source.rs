@@ -146,7 +146,9 @@ pub fn redact_url(url: &str) -> String {
         }
         None => (String::new(), rest),
     };
-    let (host, query) = tail.split_once('?').map_or((tail, None), |(h, q)| (h, Some(q)));
+    let (host, query) = tail
+        .split_once('?')
+        .map_or((tail, None), |(h, q)| (h, Some(q)));
     let main = format!("{user}{host}");
     let query = query.map(|q| {
         q.split('&')
