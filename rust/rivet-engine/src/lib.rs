@@ -6,6 +6,8 @@ pub mod batch;
 pub mod decimal;
 pub mod error;
 pub mod failpoint;
+#[cfg(test)]
+mod fuzz;
 pub mod metadata;
 pub mod mysql;
 pub mod net;

@@ -263,6 +263,17 @@ pub const LOGIN_MAX_MESSAGE: usize = 1 << 20;
 /// The most bytes one message may hold afterwards (a value is at most 1 GiB on every source).
 pub const MAX_MESSAGE: usize = (1 << 30) + (1 << 20);
 
+/// The memory a text row holds: the row, a slot per field, and each value's text. Text
+/// results are bounded by this rather than by their bytes on the wire, where a NULL takes
+/// 1 to 4 bytes but still costs a slot (and invalid UTF-8 grows when it is replaced).
+pub fn text_row_bytes(row: &[Option<String>]) -> usize {
+    let values: usize = row
+        .iter()
+        .map(|v| size_of::<Option<String>>() + v.as_ref().map_or(0, String::capacity))
+        .sum();
+    size_of::<Vec<Option<String>>>() + values
+}
+
 /// A connected socket.
 pub enum Socket {
     /// Plain TCP.
@@ -476,6 +487,13 @@ mod tests {
         };
         let err = rb.fill(&mut Silent, 1, watch).unwrap_err();
         assert!(err.to_string().contains("sent nothing"), "{err}");
+    }
+
+    #[test]
+    fn text_rows_count_their_slots_not_their_wire_bytes() {
+        // Three NULLs take 3 to 12 bytes on the wire, and 3 slots after the row itself.
+        assert_eq!(text_row_bytes(&[None, None, None]), 24 + 3 * 24);
+        assert_eq!(text_row_bytes(&[Some("abc".into())]), 24 + 24 + 3);
     }
 
     #[test]

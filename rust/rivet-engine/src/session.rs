@@ -71,6 +71,8 @@ pub trait Wire: Sized + Send + 'static {
 
     /// Resolve URL and fields into settings.
     fn resolve(options: &ConnectOptions) -> Result<Self::Params>;
+    /// The server, as messages name it (`host:port`, or a socket path).
+    fn server_name(params: &Self::Params) -> String;
     /// Connect, authenticate and set the session up for reading.
     fn open(params: &Self::Params) -> Result<Self>;
     /// Run SQL; rows come back as text.
@@ -138,11 +140,23 @@ fn poisoned<T>(_: PoisonError<T>) -> Error {
     Error::Internal("a previous scan on this session panicked".into())
 }
 
+/// `e` naming the server, when it is about the connection to it.
+fn naming(server: &str, e: Error) -> Error {
+    match e {
+        Error::Connect { message, code } => Error::Connect {
+            message: format!("{message} (server {server})"),
+            code,
+        },
+        Error::ConnectionLost(m) => Error::ConnectionLost(format!("{m} (server {server})")),
+        other => other,
+    }
+}
+
 impl<W: Wire> Session<W> {
     /// Connect now, so bad settings fail early.
     pub fn connect(options: &ConnectOptions) -> Result<Self> {
         let params = Arc::new(W::resolve(options)?);
-        let conn = W::open(&params)?;
+        let conn = W::open(&params).map_err(|e| naming(&W::server_name(&params), e))?;
         Ok(Session {
             params,
             channel: conn.channel(),
@@ -161,8 +175,12 @@ impl<W: Wire> Session<W> {
         let existing = self.slot.lock().map_err(poisoned)?.take();
         match existing {
             Some(conn) => Ok(conn),
-            None => W::open(&self.params),
+            None => W::open(&self.params).map_err(|e| self.named(e)),
         }
+    }
+
+    fn named(&self, e: Error) -> Error {
+        naming(&W::server_name(&self.params), e)
     }
 
     fn give_back(&self, conn: W) {
@@ -174,7 +192,7 @@ impl<W: Wire> Session<W> {
     /// Run SQL; rows come back as text.
     pub fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         let mut conn = self.take()?;
-        let rows = conn.run_query(sql)?;
+        let rows = conn.run_query(sql).map_err(|e| self.named(e))?;
         self.give_back(conn);
         Ok(rows)
     }
@@ -197,7 +215,10 @@ impl<W: Wire> Session<W> {
             return Ok(Arc::clone(hit));
         }
         let mut conn = self.take()?;
-        let described = Arc::new(conn.describe_query(clean_query(query), overrides)?);
+        let described = Arc::new(
+            conn.describe_query(clean_query(query), overrides)
+                .map_err(|e| self.named(e))?,
+        );
         self.give_back(conn);
         self.described
             .lock()
@@ -223,10 +244,13 @@ impl<W: Wire> Session<W> {
             .as_deref()
             .map_or_else(|| query.to_string(), |list| wrap_select(list, query));
         let mut conn = self.take()?;
-        let prepared = conn.prepare_scan(&sql, &described.columns, &options)?;
+        let prepared = conn
+            .prepare_scan(&sql, &described.columns, &options)
+            .map_err(|e| self.named(e))?;
         let columns = described.columns.clone();
         let session = self.clone();
         let canceller = conn.canceller(&self.params);
+        let server = W::server_name(&self.params);
         Ok(BatchStream::spawn(
             W::schema(&columns),
             options.prefetch,
@@ -242,7 +266,7 @@ impl<W: Wire> Session<W> {
                         }
                         return Err(Error::Interrupted);
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(naming(&server, e)),
                 };
                 conn.unwatch()?;
                 session.give_back(conn);

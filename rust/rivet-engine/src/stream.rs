@@ -62,6 +62,12 @@ impl BatchSink {
         Ok(())
     }
 
+    /// Rows handed over so far (test producers report them as the server's count).
+    #[cfg(test)]
+    pub(crate) fn sent_rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
     /// The flag that is set when the consumer cancels or goes away.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.cancelled)
@@ -237,6 +243,19 @@ impl BatchStream {
     pub fn cancel(&mut self) {
         self.cancelled.store(true, Ordering::Relaxed);
         self.finished = true;
+    }
+
+    /// Cancel, then wait up to `timeout` for the producer to finish (it may be asking
+    /// the server to stop the statement), taking the batches it still sends.
+    pub fn cancel_and_wait(&mut self, timeout: Duration) {
+        self.cancel();
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(Message::Batch(_)) => {}
+                Ok(_) | Err(_) => return,
+            }
+        }
     }
 }
 

@@ -14,6 +14,9 @@ use crate::arrow_ffi::{PullReader, batch_capsules, schema_capsule, stream_capsul
 use crate::errors::to_py_err;
 use crate::interrupt::SIGNAL_POLL;
 
+/// How long a cancelled read may take to stop its statement on the server.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A consume-once stream of bounded record batches decoded on a background thread.
 #[pyclass(frozen, module = "rivet._native", name = "BatchReader")]
 pub struct PyBatchReader {
@@ -85,7 +88,8 @@ impl PyBatchReader {
                     }
                     Poll::Pending => {
                         if let Err(e) = py.check_signals() {
-                            stream.cancel();
+                            // Let the reader stop the statement on the server before we go.
+                            py.detach(|| stream.cancel_and_wait(STOP_WAIT));
                             *slot = None;
                             return Err(e);
                         }
@@ -127,11 +131,12 @@ impl PyBatchReader {
         self.cancelled.store(true, Ordering::Relaxed);
     }
 
-    /// Stop reading; the background thread ends at its next batch boundary.
-    fn close(&self) -> PyResult<()> {
+    /// Stop reading; the background thread ends at its next batch boundary (having asked
+    /// the server to stop the statement, when it was still running).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.with_stream(|slot| {
             if let Some(mut s) = slot.take() {
-                s.cancel();
+                py.detach(|| s.cancel_and_wait(STOP_WAIT));
             }
             Ok(())
         })

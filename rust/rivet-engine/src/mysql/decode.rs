@@ -291,7 +291,12 @@ fn time(data: &[u8], at: &mut usize) -> std::result::Result<i64, String> {
     } else {
         0
     };
-    let total = seconds * 1_000_000 + micros;
+    // The days are a u32 from the wire (the server's range is 34 days): seconds fit an
+    // i64, microseconds may not, so a hostile value is an error, not an overflow.
+    let total = seconds
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(micros))
+        .ok_or("TIME out of range")?;
     Ok(if v[0] == 1 { -total } else { total })
 }
 

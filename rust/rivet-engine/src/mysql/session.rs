@@ -76,6 +76,14 @@ impl Wire for MyConnection {
         options.resolve_mysql()
     }
 
+    fn server_name(params: &MyParams) -> String {
+        if params.host.starts_with('/') {
+            params.host.clone()
+        } else {
+            format!("{}:{}", params.host, params.port)
+        }
+    }
+
     fn open(params: &MyParams) -> Result<Self> {
         let mut conn = MyConnection::connect(params)?;
         // TIMESTAMP values come in the session time zone: make it UTC. Reads only.

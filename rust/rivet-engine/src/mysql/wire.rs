@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
-use crate::net::{self, Channel, Link, Socket, connect_error};
+use crate::net::{self, Channel, Link, Socket, connect_error, text_row_bytes};
 
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
@@ -210,15 +210,27 @@ impl MyConnection {
             )?;
             (Socket::Tcp(stream), Channel::Plain)
         };
-        let mut conn = MyConnection {
-            link: Link::new(socket, channel, Some(params.connect_timeout))?,
+        let link = Link::new(socket, channel, Some(params.connect_timeout))?;
+        let mut conn = MyConnection::over(link);
+        conn.login(params)?;
+        Ok(conn)
+    }
+
+    /// A connection over `link`, before the handshake.
+    fn over(link: Link) -> Self {
+        MyConnection {
+            link,
             big: Vec::new(),
             seq: 0,
             caps: 0,
             server_version: String::new(),
             connection_id: 0,
-        };
-        conn.handshake(params).map_err(|e| match e {
+        }
+    }
+
+    /// Run the handshake; afterwards packets may be as large as any value.
+    fn login(&mut self, params: &MyParams) -> Result<()> {
+        self.handshake(params).map_err(|e| match e {
             Error::Query { message, code } => Error::Connect { message, code },
             Error::ConnectionLost(message) => Error::Connect {
                 message,
@@ -226,8 +238,30 @@ impl MyConnection {
             },
             other => other,
         })?;
-        conn.link.logged_in(params.read_timeout);
-        Ok(conn)
+        self.link.logged_in(params.read_timeout);
+        Ok(())
+    }
+
+    /// A connection over an already connected socket, and the outcome of its handshake
+    /// (fuzz targets drive it with a fake server).
+    #[cfg(test)]
+    pub(crate) fn login_over(
+        socket: Socket,
+        channel: Channel,
+        params: &MyParams,
+    ) -> (Self, Result<()>) {
+        let mut conn = match Link::new(socket, channel, Some(params.connect_timeout)) {
+            Ok(link) => MyConnection::over(link),
+            Err(e) => panic!("cannot wrap the test socket: {e}"),
+        };
+        let outcome = conn.login(params);
+        (conn, outcome)
+    }
+
+    /// Bytes held by the receive and reassembly buffers (fuzz targets check they stay bounded).
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        self.link.rb.buf.len() + self.big.capacity()
     }
 
     /// How the connection travels (plain, TLS verified or not, Unix socket).
@@ -484,7 +518,9 @@ impl MyConnection {
     }
 
     fn column_defs(&mut self, count: usize) -> Result<Vec<ColumnDef>> {
-        let mut cols = Vec::with_capacity(count);
+        // `count` is the server's word (up to 65535 from a 12-byte prepare answer): room
+        // grows with the definitions that actually arrive, not with the announcement.
+        let mut cols = Vec::with_capacity(count.min(64));
         for _ in 0..count {
             let p = self.next_packet()?;
             let mut r = Reader::new(self.payload(p));
@@ -518,6 +554,9 @@ impl MyConnection {
     pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         self.command(0x03, sql.as_bytes())?;
         let mut rows = Vec::new();
+        // What the rows of every result set hold together: a server may announce more
+        // result sets, and the rows of all of them are kept.
+        let mut bytes = 0usize;
         loop {
             let p = self.next_packet()?;
             let payload = self.payload(p);
@@ -527,7 +566,6 @@ impl MyConnection {
                 _ => {
                     let count = column_count(payload)?;
                     self.column_defs(count)?;
-                    let mut bytes = 0usize;
                     loop {
                         let p = self.next_packet()?;
                         let payload = self.payload(p);
@@ -537,13 +575,6 @@ impl MyConnection {
                         if self.is_end(payload) {
                             break eof_more_results(payload, self.deprecate_eof());
                         }
-                        bytes += payload.len();
-                        if rows.len() >= MAX_TEXT_ROWS || bytes > MAX_TEXT_BYTES {
-                            self.link.broken = true;
-                            return Err(malformed(
-                                "result (more rows than a planning query may return)",
-                            ));
-                        }
                         let mut r = Reader::new(payload);
                         let mut row = Vec::with_capacity(count);
                         for _ in 0..count {
@@ -551,6 +582,15 @@ impl MyConnection {
                                 r.lenenc_bytes()?
                                     .map(|v| String::from_utf8_lossy(v).into_owned()),
                             );
+                        }
+                        // Count what the rows hold, not their wire size: a 1-byte NULL takes
+                        // a 24-byte slot, so a server could otherwise fill 24 times the limit.
+                        bytes += text_row_bytes(&row);
+                        if rows.len() >= MAX_TEXT_ROWS || bytes > MAX_TEXT_BYTES {
+                            self.link.broken = true;
+                            return Err(malformed(
+                                "result (more rows than a planning query may return)",
+                            ));
                         }
                         rows.push(row);
                     }

@@ -137,7 +137,11 @@ pub fn decode<T: DecimalInt>(raw: &[u8], scale: i8, bound: T) -> Result<T, Numer
 
 const POW10_U16: [u16; 4] = [1, 10, 100, 1000];
 
-/// Text of a binary numeric, for error messages.
+/// The most digits an error message spells out. A numeric may have 131072 digits before
+/// its point and 16383 after, and a 10-byte value from a server can claim as many.
+const RENDER_MAX_DIGITS: usize = 100;
+
+/// Text of a binary numeric, for error messages (summarized past [`RENDER_MAX_DIGITS`]).
 pub fn render(raw: &[u8]) -> String {
     if raw.len() < 8 {
         return "<malformed>".into();
@@ -154,6 +158,11 @@ pub fn render(raw: &[u8]) -> String {
     }
     if raw.len() != 8 + 2 * ndigits {
         return "<malformed>".into();
+    }
+    let sign = if sign == NUMERIC_NEG { "-" } else { "" };
+    let int_digits = 4 * (weight.max(0) as usize + 1);
+    if int_digits + dscale > RENDER_MAX_DIGITS {
+        return format!("{sign}<a number of about {int_digits} digits and {dscale} decimals>");
     }
     let digit = |i: i32| -> u16 {
         if i >= 0 && (i as usize) < ndigits {
@@ -178,7 +187,6 @@ pub fn render(raw: &[u8]) -> String {
         i += 1;
     }
     frac.truncate(dscale);
-    let sign = if sign == NUMERIC_NEG { "-" } else { "" };
     if frac.is_empty() {
         format!("{sign}{int_part}")
     } else {
@@ -297,5 +305,18 @@ mod tests {
         );
         assert_eq!(render(&encode(text)), text);
         assert_eq!(render(&encode("-0.05")), "-0.05");
+    }
+
+    #[test]
+    fn huge_values_are_summarized_in_messages() {
+        // Found by the fuzz targets: 10 bytes claiming 23536 digits and 58489 decimals
+        // rendered about 82 kB of text, up to three times per value.
+        let raw = [0, 1, 0x16, 0xfb, 0x40, 0, 0xe4, 0x79, 0, 0];
+        assert_eq!(
+            render(&raw),
+            "-<a number of about 23536 digits and 58489 decimals>"
+        );
+        let err = decode_i128(&raw, 21, 10i128.pow(38)).expect_err("refused");
+        assert!(err.to_string().len() < 200, "{err}");
     }
 }

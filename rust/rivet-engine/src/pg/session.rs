@@ -30,6 +30,18 @@ impl Wire for PgConnection {
         options.resolve_postgres()
     }
 
+    fn server_name(params: &ConnectParams) -> String {
+        if params.host.starts_with('/') {
+            format!(
+                "{}/.s.PGSQL.{}",
+                params.host.trim_end_matches('/'),
+                params.port
+            )
+        } else {
+            format!("{}:{}", params.host, params.port)
+        }
+    }
+
     fn open(params: &ConnectParams) -> Result<Self> {
         PgConnection::connect(params)
     }

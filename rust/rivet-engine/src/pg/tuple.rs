@@ -40,18 +40,32 @@ pub fn decode_tuple(body: &[u8], builder: &mut PgBatchBuilder) -> Result<()> {
     Ok(())
 }
 
-/// Length of the tuple at the start of `data` if all of it is there.
-fn complete_tuple_len(data: &[u8]) -> Option<usize> {
+/// How far the scan of an incomplete tuple got: the fields whose bytes are all there, and
+/// where the next one starts.
+#[derive(Default)]
+struct TupleScan {
+    fields: usize,
+    end: usize,
+}
+
+/// Length of the tuple at the start of `data` if all of it is there. The scan resumes
+/// from `scan` (the same tuple, with fewer bytes, last time) and records how far it got,
+/// so a tuple arriving in many small CopyData messages is scanned once, not once per
+/// message: a server could otherwise make each byte cost 32767 steps.
+fn complete_tuple_len(data: &[u8], scan: &mut TupleScan) -> Option<usize> {
     let count = i16::from_be_bytes([*data.first()?, *data.get(1)?]);
-    let mut at = 2usize;
-    for _ in 0..count.max(0) {
-        let len = i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
-        at += 4 + usize::try_from(len).unwrap_or(0);
-        if at > data.len() {
+    let count = usize::try_from(count).unwrap_or(0);
+    scan.end = scan.end.max(2);
+    while scan.fields < count {
+        let len = i32::from_be_bytes(data.get(scan.end..scan.end + 4)?.try_into().ok()?);
+        let end = scan.end + 4 + usize::try_from(len).unwrap_or(0);
+        if end > data.len() {
             return None;
         }
+        scan.end = end;
+        scan.fields += 1;
     }
-    Some(at)
+    Some(std::mem::take(scan).end)
 }
 
 /// Parses a binary COPY stream whose CopyData messages may split tuples anywhere.
@@ -60,6 +74,8 @@ pub struct CopyDecoder {
     header_done: bool,
     finished: bool,
     carry: Vec<u8>,
+    /// The scan of the incomplete tuple that starts `carry`.
+    scan: TupleScan,
 }
 
 impl CopyDecoder {
@@ -125,7 +141,7 @@ impl CopyDecoder {
                 at += 2;
                 continue;
             }
-            let Some(len) = complete_tuple_len(&data[at..]) else {
+            let Some(len) = complete_tuple_len(&data[at..], &mut self.scan) else {
                 break;
             };
             make_room(builder, len, limits, sink)?;

@@ -16,7 +16,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
-use crate::net::{Channel, Link};
+use crate::net::{Channel, Link, text_row_bytes};
 use crate::pg::connect::ConnectParams;
 use crate::pg::wire::auth::{BindingPolicy, server_end_point};
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
@@ -70,13 +70,24 @@ impl PgConnection {
     pub fn connect(params: &ConnectParams) -> Result<Self> {
         let (socket, channel) = socket::open(params)?;
         let link = Link::new(socket, channel, Some(params.connect_timeout))?;
-        let mut conn = PgConnection {
+        let mut conn = PgConnection::over(link);
+        conn.login(params)?;
+        Ok(conn)
+    }
+
+    /// A connection over `link`, before the login.
+    fn over(link: Link) -> Self {
+        PgConnection {
             link,
             out: BytesMut::with_capacity(4096),
             server: HashMap::new(),
             cancel: None,
-        };
-        conn.startup(params).map_err(|e| match e {
+        }
+    }
+
+    /// Start up and authenticate; afterwards messages may be as large as any value.
+    fn login(&mut self, params: &ConnectParams) -> Result<()> {
+        self.startup(params).map_err(|e| match e {
             Error::Query { message, code } => Error::Connect { message, code },
             Error::ConnectionLost(message) => Error::Connect {
                 message,
@@ -84,8 +95,30 @@ impl PgConnection {
             },
             other => other,
         })?;
-        conn.link.logged_in(params.read_timeout);
-        Ok(conn)
+        self.link.logged_in(params.read_timeout);
+        Ok(())
+    }
+
+    /// A connection over an already connected socket, and the outcome of its login
+    /// (fuzz targets drive it with a fake server).
+    #[cfg(test)]
+    pub(crate) fn login_over(
+        socket: crate::net::Socket,
+        channel: Channel,
+        params: &ConnectParams,
+    ) -> (Self, Result<()>) {
+        let mut conn = match Link::new(socket, channel, Some(params.connect_timeout)) {
+            Ok(link) => PgConnection::over(link),
+            Err(e) => panic!("cannot wrap the test socket: {e}"),
+        };
+        let outcome = conn.login(params);
+        (conn, outcome)
+    }
+
+    /// Bytes held by the receive buffer (fuzz targets check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        self.link.rb.buf.len()
     }
 
     /// A value the server reported (`server_version`, `server_encoding`, ...).
@@ -252,13 +285,16 @@ impl PgConnection {
             let m = self.next_message()?;
             match m.tag {
                 b'D' => {
-                    bytes += m.end - m.start;
+                    let row = text_row(self.body(m))?;
+                    // Count what the rows hold, not their wire size: 4 bytes of NULL take a
+                    // 24-byte slot, so a server could otherwise fill 6 times the limit.
+                    bytes += text_row_bytes(&row);
                     if rows.len() >= MAX_TEXT_ROWS || bytes > MAX_TEXT_BYTES {
                         return Err(protocol(
                             "a planning query returned more rows than rivet reads",
                         ));
                     }
-                    rows.push(text_row(self.body(m))?);
+                    rows.push(row);
                 }
                 b'E' => {
                     let (message, code) = error_fields(self.body(m));
@@ -307,7 +343,13 @@ impl PgConnection {
                         .map(|()| fields);
                 }
                 b'Z' => return error.map_or(Ok(fields), Err),
-                _ => {}
+                b'1' | b'n' => {}
+                other => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}' in a describe",
+                        char::from(other).escape_default()
+                    )));
+                }
             }
         }
     }

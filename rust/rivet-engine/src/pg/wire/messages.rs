@@ -120,7 +120,9 @@ pub fn error_fields(body: &[u8]) -> (String, Option<String>) {
 pub fn row_description(body: &[u8]) -> Result<Vec<FieldDesc>, Error> {
     let mut b = Body::new(body);
     let n = usize::try_from(b.i16()?).map_err(|_| malformed("RowDescription"))?;
-    let mut fields = Vec::with_capacity(n);
+    // Room for the fields the body can hold (19 bytes at least each), not for the count
+    // it announces: 32767 fields would take 1.3 MB for a 2-byte message.
+    let mut fields = Vec::with_capacity(n.min(body.len() / 19));
     for _ in 0..n {
         let name = b.cstr()?.to_string();
         let table_oid = b.i32()? as u32;
@@ -144,7 +146,9 @@ pub fn row_description(body: &[u8]) -> Result<Vec<FieldDesc>, Error> {
 pub fn text_row(body: &[u8]) -> Result<Vec<Option<String>>, Error> {
     let mut b = Body::new(body);
     let n = usize::try_from(b.i16()?).map_err(|_| malformed("DataRow"))?;
-    let mut out = Vec::with_capacity(n);
+    // Room for the values the body can hold (4 bytes at least each), not for the count it
+    // announces.
+    let mut out = Vec::with_capacity(n.min(body.len() / 4));
     for _ in 0..n {
         let len = b.i32()?;
         if len < 0 {
