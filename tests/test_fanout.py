@@ -19,6 +19,7 @@ import rivet
 from rivet import events
 from rivet.config import load_config
 from rivet.fanout import run_processes
+from rivet.planfile import seal
 from tests.chunkrun import chunk_runs, wait_for_done_chunks, wait_until
 from tests.conftest import pg_url
 
@@ -258,7 +259,7 @@ def test_expired_or_changed_plan_is_refused(pg_table, tmp_path):
     )
     doc = json.loads(plan_file.read_text())
     doc["expires_at"] = "2020-01-01T00:00:00.000Z"
-    plan_file.write_text(json.dumps(doc))
+    plan_file.write_text(json.dumps({**doc, "signature": seal(doc)}))
     expired = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file)], capture_output=True, text=True)
     assert expired.returncode == 2 and "expired at 2020-01-01" in expired.stderr
     forced = subprocess.run(
@@ -270,3 +271,29 @@ def test_expired_or_changed_plan_is_refused(pg_table, tmp_path):
         [sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"], capture_output=True, text=True
     )
     assert changed.returncode == 2 and "export 'a' changed" in changed.stderr
+
+
+def test_a_plan_changed_after_it_was_made_is_refused_before_it_runs(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 3000) AS i")
+    victim = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = config_with(
+        tmp_path,
+        f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n  destination: out/c\n",
+    )
+    plan_file = tmp_path / "plan.json"
+    made = subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)])
+    assert made.returncode == 0
+    original = json.loads(plan_file.read_text())
+    tampered = json.loads(plan_file.read_text())
+    chunk = tampered["exports"][0]["chunks"][0]
+    chunk["query"] = f"SELECT 1 AS id; DROP TABLE {victim}; SELECT 1 AS id"
+    for doc in (
+        tampered,
+        {**original, "config": str(tmp_path / "other.yaml")},
+        {k: v for k, v in original.items() if k != "signature"},
+    ):
+        plan_file.write_text(json.dumps(doc))
+        refused = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"],
+                                 capture_output=True, text=True)  # fmt: skip
+        assert refused.returncode == 2 and "was changed after it was made" in refused.stderr
+    assert pg.execute(f"SELECT count(*) FROM {victim}").fetchone()[0] == 1

@@ -15,6 +15,7 @@ from rivet.engine import run_export
 from rivet.errors import ConfigError
 from rivet.options import RunOptions
 from rivet.plan import build_plan
+from rivet.redact import redact_url
 from rivet.results import ExportResult, RunResult
 from rivet.runner import run_config
 from rivet.state import STATE_FILE, StateStore
@@ -32,7 +33,7 @@ def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
     if os.path.isfile(source):
         return {"type": "sqlite", "path": os.path.abspath(source)}
     raise ConfigError(
-        f"source: cannot tell what '{source}' is; pass a postgresql://, mysql:// or sqlite:/// URL, "
+        f"source: cannot tell what '{redact_url(source)}' is; pass a postgresql://, mysql:// or sqlite:/// URL, "
         "a SQLite file path, or a dict in the rivet.yaml source form"
     )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from rivet.config.models import DestinationConfig
 from rivet.errors import ConfigError, DestinationError
+from rivet.redact import redact_text, redact_url
 
 log = logging.getLogger("rivet")
 
@@ -58,7 +59,12 @@ class DestinationSpec:
         return f"{SUCCESS}.{self.owner}" if self.owner else SUCCESS
 
     def __repr__(self) -> str:
-        return f"DestinationSpec({self.url!r})"
+        return f"DestinationSpec({self.shown!r})"
+
+    @property
+    def shown(self) -> str:
+        """The URL as messages and artifacts show it (tokens and passwords hidden)."""
+        return redact_url(self.url)
 
 
 def _placeholders(text: str, export: str, now: dt.datetime) -> str:
@@ -137,7 +143,7 @@ def _check_atomic(url: str) -> None:
     names = known if isinstance(known, tuple) else (known,)
     if not ATOMIC_PROTOCOLS.intersection(names):
         raise ConfigError(
-            f"destination {url}: {protocol}:// cannot make a file visible only once it is complete; "
+            f"destination {redact_url(url)}: {protocol}:// cannot make a file visible only once it is complete; "
             "write to local disk or an object store (s3, gcs, azure) instead"
         )
 
@@ -154,7 +160,7 @@ class Destination:
         try:
             self.fs, self.root = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
         except (ImportError, ValueError) as e:
-            raise DestinationError(f"destination {spec.url}: {e}") from None
+            raise DestinationError(f"destination {spec.shown}: {redact_text(str(e))}") from None
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = self.root.rstrip("/")
         self._tmpdir: Path | None = None
@@ -183,7 +189,7 @@ class Destination:
                 # Made now, not lazily, because worker threads stage into it concurrently.
                 self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
         except OSError as e:
-            raise DestinationError(f"destination {self.spec.url}: {e}") from e
+            raise DestinationError(f"destination {self.spec.shown}: {e}") from e
 
     def withdraw_success(self) -> None:
         """Remove the old ``_SUCCESS`` before the first part of a run becomes visible."""
@@ -191,7 +197,7 @@ class Destination:
             if self.fs.exists(self._path(self.spec.success_name)):
                 self.fs.rm(self._path(self.spec.success_name))
         except OSError as e:
-            raise DestinationError(f"destination {self.spec.url}: {e}") from e
+            raise DestinationError(f"destination {self.spec.shown}: {e}") from e
 
     def _remove_stale_staging(self, export: str, cutoff: float) -> None:
         own = re.compile(rf"^\.rivet-{re.escape(export)}_\d{{8}}T\d{{6}}\.\d{{3}}Z-.*\.tmp$")
@@ -262,7 +268,7 @@ class Destination:
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise DestinationError(f"listing {self.spec.url} failed: {e}") from e
+            raise DestinationError(f"listing {self.spec.shown} failed: {e}") from e
         return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
 
     def size_of(self, name: str) -> int | None:

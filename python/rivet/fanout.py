@@ -108,14 +108,24 @@ def _result_of(child: Child, code: int) -> ExportResult:
     return result
 
 
-def child_command(loaded: LoadedConfig, options: RunOptions, params: Mapping[str, str] | None) -> list[str]:
+# The variable that hands ``-p`` parameters to a child: a command line is readable by every
+# user of the machine (``ps``, /proc/PID/cmdline), a process's environment only by its owner.
+PARAMS_VARIABLE = "RIVET_PARAMS"
+
+
+def child_command(loaded: LoadedConfig, options: RunOptions) -> list[str]:
     """``rivet run -c CONFIG --events ...``: a child's command, without its ``-e NAME``."""
     assert loaded.path is not None
     command = [sys.executable, "-m", "rivet", "run", "-c", str(Path(loaded.path).resolve()), "--events"]
-    command += options.flags()
-    for key, value in (params or {}).items():
-        command += ["-p", f"{key}={value}"]
-    return command
+    return command + options.flags()
+
+
+def child_environment(params: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment of a child: this process's, with the ``-p`` parameters."""
+    env = dict(os.environ)
+    if params:
+        env[PARAMS_VARIABLE] = json.dumps(dict(params))
+    return env
 
 
 class ProcessPool:
@@ -129,7 +139,9 @@ class ProcessPool:
         max_processes: int,
         command: list[str],
         cards: Cards,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = env
         self.loaded = loaded
         self.waiting = list(names)
         self.max_processes = max(1, max_processes)
@@ -147,6 +159,7 @@ class ProcessPool:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=self.env,
             preexec_fn=_die_with_parent,
         )
         child = Child(name, mode, process)
@@ -242,8 +255,9 @@ def run_processes(
             loaded,
             names,
             max_processes=limit,
-            command=command or child_command(loaded, options or RunOptions(), params),
+            command=command or child_command(loaded, options or RunOptions()),
             cards=cards,
+            env=child_environment(params),
         )
         previous = signal.getsignal(signal.SIGTERM)
 

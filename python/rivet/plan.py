@@ -105,7 +105,7 @@ class ExportPlan:
             "compression": self.format.compression,
             "compression_level": self.format.level,
             "max_file_size": self.max_file_size,
-            "destination": self.destination.url,
+            "destination": self.destination.shown,
             "tuning": self.tuning.__dict__,
             "parallel": self.parallel,
             "chunking": self.chunking.__dict__ if self.chunking else None,

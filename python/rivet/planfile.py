@@ -5,13 +5,22 @@ incremental cursor it starts from, a fingerprint of the config, an estimate of t
 rows and a wave. Credentials never enter it: ``apply`` reads them again from the
 config the plan names. ``apply`` refuses a plan past its expiry, an export whose
 config changed since, and an incremental export whose cursor moved since.
+
+The plan is sealed with an HMAC (SHA-256) keyed by a local secret, ``RIVET_PLAN_KEY``
+or ``~/.config/rivet/plan_key`` (made on first use, readable by its owner only):
+``apply`` refuses a plan whose chunk SQL, config path or anything else changed after
+it was made, before it reads anything from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +83,35 @@ def _chunks(plan: ExportPlan) -> list[Chunk] | None:
     return plan_chunks(plan, session, schema)
 
 
+KEY_VARIABLE = "RIVET_PLAN_KEY"
+
+
+def plan_key() -> bytes:
+    """The secret plans are sealed with: ``RIVET_PLAN_KEY``, else a key file of this user."""
+    if value := os.environ.get(KEY_VARIABLE):
+        return value.encode()
+    path = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "rivet" / "plan_key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_hex(32).encode())
+    return path.read_bytes()
+
+
+def seal(document: dict[str, Any]) -> str:
+    """The signature of a plan document (everything but its ``signature``)."""
+    body = {k: v for k, v in document.items() if k != "signature"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return "hmac-sha256:" + hmac.new(plan_key(), text.encode(), hashlib.sha256).hexdigest()
+
+
 def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str, Any]:
     """The plan document for the selected exports (all by default)."""
     if loaded.path is None:
@@ -102,7 +140,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
             )
     finally:
         state.close()
-    return {
+    document = {
         "plan_version": PLAN_VERSION,
         "rivet_version": __version__,
         "plan_id": uuid.uuid4().hex,
@@ -111,6 +149,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         "config": str(Path(loaded.path).resolve()),
         "exports": sorted(exports, key=lambda e: (e["wave"], e["export"])),
     }
+    return {**document, "signature": seal(document)}
 
 
 @dataclass(frozen=True)
@@ -139,8 +178,13 @@ def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"cannot read plan {path}: {e}") from None
-    if document.get("plan_version") != PLAN_VERSION:
+    if not isinstance(document, dict) or document.get("plan_version") != PLAN_VERSION:
         raise ConfigError(f"{path} is not a rivet plan of version {PLAN_VERSION}")
+    if not hmac.compare_digest(str(document.get("signature", "")), seal(document)):
+        raise ConfigError(
+            f"plan {path} was changed after it was made, or sealed with another key (its signature does not "
+            f"match; {KEY_VARIABLE} shares the key between machines); make a new plan with `rivet plan`"
+        )
     expires = _parse_time(document["expires_at"])
     if utc_now() > expires and not force:
         raise ConfigError(

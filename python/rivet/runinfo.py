@@ -28,6 +28,17 @@ def iso(at: dt.datetime) -> str:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process."""
+    """Peak resident memory of this process.
+
+    On Linux from ``VmHWM``: ``ru_maxrss`` survives ``exec``, so a rivet started by a large
+    process would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

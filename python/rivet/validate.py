@@ -68,7 +68,7 @@ def check_parts(destination: Destination, parts: list[CommittedPart]) -> None:
     problems = [p for part in parts if (p := part_problem(destination, part)) is not None]
     if problems:
         raise IntegrityError(
-            f"validation of {destination.spec.url} failed: " + "; ".join(problems) + "; nothing was published"
+            f"validation of {destination.spec.shown} failed: " + "; ".join(problems) + "; nothing was published"
         )
 
 
@@ -76,7 +76,8 @@ def validate_destination(destination: Destination, export: str) -> tuple[list[st
     """Every problem of a destination (empty when it is complete and exact), and its totals."""
     raw = destination.read_file(destination.spec.manifest_name)
     if raw is None:
-        return [f"no {destination.spec.manifest_name} at {destination.spec.url}: the export never completed there"], {}
+        where = f"{destination.spec.manifest_name} at {destination.spec.shown}"
+        return [f"no {where}: the export never completed there"], {}
     try:
         manifest = parse_manifest(raw, destination.url_of, destination.url_of(destination.spec.manifest_name))
     except DestinationError as e:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from rivet.errors import RivetError, exit_code_for
+from rivet.redact import redact_text
 
 
 def _color() -> bool:
@@ -44,9 +45,9 @@ def report_error(error: BaseException) -> int:
         return exit_code_for(error)
     prefix = "\033[31merror\033[0m" if _color() else "error"
     text = str(error) if isinstance(error, RivetError) else f"{type(error).__name__}: {error}"
-    say(f"{prefix}: {text}")
+    say(f"{prefix}: {redact_text(text)}")
     cause = error.__cause__
     while cause is not None:
-        say(f"  caused by: {cause}")
+        say(f"  caused by: {redact_text(str(cause))}")
         cause = cause.__cause__
     return exit_code_for(error)

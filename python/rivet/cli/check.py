@@ -34,16 +34,23 @@ def check_command(
     """
     from rivet.config import load_config
     from rivet.plan import build_plan
+    from rivet.sources.network import WEAK_CHANNELS, NetworkSource
     from rivet.typereport import type_report as report_of
 
     try:
         loaded = load_config(config, parse_params(param))
         names = export or [e.name for e in loaded.config.exports]
-        reports = [report_of(build_plan(loaded, loaded.export(name))) for name in names]
+        plans = [build_plan(loaded, loaded.export(name)) for name in names]
+        reports = [report_of(plan) for plan in plans]
+        channel = plans[0].source.channel() if plans and isinstance(plans[0].source, NetworkSource) else None
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
+    if channel is not None:
+        say(f"connection: {channel}" + (f" ({WEAK_CHANNELS[channel]})" if channel in WEAK_CHANNELS else ""))
     if json_output:
-        emit_json({"exports": [r.to_dict() for r in reports], "exact": all(r.exact for r in reports)})
+        emit_json(
+            {"exports": [r.to_dict() for r in reports], "exact": all(r.exact for r in reports), "channel": channel}
+        )
     elif type_report or strict:
         print("\n\n".join(r.render() for r in reports), flush=True)
     else:

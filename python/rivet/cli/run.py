@@ -48,8 +48,20 @@ EventsOption = Annotated[
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
-    """``KEY=VALUE`` items as a dict (the last of duplicates wins)."""
+    """``KEY=VALUE`` items as a dict (the last of duplicates wins).
+
+    They go over those a parent process passed in ``RIVET_PARAMS`` (never on a command
+    line, where other users of the machine could read them).
+    """
+    import os
+
+    inherited = os.environ.get("RIVET_PARAMS")
     params: dict[str, str] = {}
+    if inherited:
+        try:
+            params.update({str(k): str(v) for k, v in json.loads(inherited).items()})
+        except (ValueError, AttributeError):
+            raise typer.BadParameter("RIVET_PARAMS is not a JSON object of parameters") from None
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:

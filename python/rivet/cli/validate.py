@@ -60,7 +60,7 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
             if last is not None and last["destination"]:
                 spec = dataclasses.replace(spec, url=last["destination"])
             problems, totals = validate_destination(Destination(spec), e.name)
-            findings.append({"export": e.name, "destination": spec.url, "problems": problems, **totals})
+            findings.append({"export": e.name, "destination": spec.shown, "problems": problems, **totals})
     finally:
         state.close()
     return findings

@@ -37,6 +37,46 @@ __all__ = [
 ]
 
 
+# A config expands to far fewer values; more means aliases that multiply (a "billion laughs").
+MAX_NODES = 100_000
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that gives the same key twice (YAML would keep the last silently)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader, refusing duplicate keys."""
+
+
+def _unique_mapping(loader: StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise DuplicateKey(
+                f"duplicate key '{key}' at line {key_node.start_mark.line + 1}: YAML would silently keep the last"
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _expanded_size(value: Any) -> int:
+    """How many values ``value`` holds once aliases are expanded (counting stops past the limit)."""
+    count, stack = 0, [value]
+    while stack and count <= MAX_NODES:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     """A validated configuration and where it came from."""
@@ -85,7 +125,9 @@ def parse_config(
     """Validate YAML text (see :func:`load_config`)."""
     where = str(origin) if origin else "config"
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=StrictLoader)
+    except DuplicateKey as e:
+        raise ConfigError(f"{where}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -93,6 +135,11 @@ def parse_config(
         raise ConfigError(f"{where}: malformed YAML{at}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with 'source' and 'exports' at the top level")
+    if _expanded_size(raw) > MAX_NODES:
+        raise ConfigError(
+            f"{where}: the document expands to more than {MAX_NODES:,} values (anchors and aliases that "
+            "repeat each other); refusing it"
+        )
     variables = {**os.environ, **(params or {})}
     try:
         raw = expand(raw, variables)

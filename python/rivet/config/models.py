@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from rivet.config.sizes import parse_size
+from rivet.redact import HIDDEN, redact_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -110,7 +111,7 @@ class SourceConfig(StrictModel):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     user: str | None = None
     database: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None
     password_env: str | None = None
     path: str | None = None
     tls: TlsConfig | None = None
@@ -119,6 +120,11 @@ class SourceConfig(StrictModel):
     read_timeout_s: Annotated[float, Field(gt=0)] | None = None
     # Which reader scans: rivet's own, connectorx, or connectorx only where it is exact.
     engine: Literal["auto", "native", "connectorx"] = "native"
+
+    def __repr_args__(self) -> Any:
+        # A URL may hold a password: reprs (and tracebacks) show it redacted.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +183,16 @@ class DestinationConfig(StrictModel):
     account_name: str | None = None
     account_key_env: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        # Storage options carry keys and tokens; a URL may carry a signature.
+        for name, value in super().__repr_args__():
+            if name == "storage_options" and value:
+                yield name, dict.fromkeys(value, HIDDEN)
+            elif name == "url" and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
 
     @model_validator(mode="after")
     def _shape(self) -> DestinationConfig:

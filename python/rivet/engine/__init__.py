@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from rivet.errors import EXIT_OK, exit_code_for
 from rivet.events import Observer
+from rivet.redact import redact_text
 from rivet.results import ExportResult
 from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 
@@ -81,7 +82,7 @@ def run_export(
 
 def _failed(result: ExportResult, error: BaseException, status: str) -> None:
     result.status = status
-    result.error = str(error) or type(error).__name__
+    result.error = redact_text(str(error)) or type(error).__name__
     result.error_type = type(error).__name__
     result.exit_code = exit_code_for(error)
     result.exception = error

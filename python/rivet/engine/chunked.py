@@ -33,6 +33,7 @@ from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
 from rivet.progress import ChunkProgress
+from rivet.redact import redact_text
 from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
 from rivet.sources.base import scan_options
@@ -88,7 +89,7 @@ class ChunkQueue:
     def fail(self, task: Task, error: BaseException) -> None:
         """Record a chunk that ran out of attempts."""
         if self.state is not None:
-            self.state.chunk_failed(self.run_id, task.index, str(error), iso(utc_now()))
+            self.state.chunk_failed(self.run_id, task.index, redact_text(str(error)), iso(utc_now()))
 
     def all_parts(self) -> list[CommittedPart]:
         """Every committed part, in chunk order (from the state store when checkpointed)."""

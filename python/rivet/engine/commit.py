@@ -133,7 +133,7 @@ class Publication:
         except DestinationError as e:
             raise DestinationError(
                 f"run {self.result.run_id} is committed (its parts and cursor count), but completing "
-                f"{self.destination.spec.url} failed: {e}; the next run completes it"
+                f"{self.destination.spec.shown} failed: {e}; the next run completes it"
             ) from e
 
     def _read_previous(self) -> Manifest | None:
@@ -153,7 +153,7 @@ class Publication:
         if kept and previous is not None and previous.schema != schema_json(schema):
             raise SchemaDriftError(
                 f"export '{self.plan.name}': the output schema differs from the parts already at "
-                f"{self.destination.spec.url}; appending would mix two schemas in one folder "
+                f"{self.destination.spec.shown}; appending would mix two schemas in one folder "
                 "(write to a new destination, or move the old parts away)"
             )
         return kept + list(new_parts)

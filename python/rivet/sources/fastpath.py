@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rivet.errors import CancelledError, ConfigError, SourceError
+from rivet.redact import redact_text
 
 if TYPE_CHECKING:
     from rivet.plan import ExportPlan
@@ -268,7 +269,7 @@ class ConnectorxReader:
 def _fast_path_error(e: BaseException) -> BaseException:
     if isinstance(e, KeyboardInterrupt | SystemExit):
         return e
-    first_line = (str(e).strip().splitlines() or [""])[0][:300]
+    first_line = redact_text((str(e).strip().splitlines() or [""])[0][:300])
     return FastPathError(f"connectorx: {type(e).__name__}: {first_line}")
 
 

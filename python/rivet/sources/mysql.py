@@ -26,5 +26,6 @@ class MysqlSource(NetworkSource):
         """A reusable connection (planning queries, chunk scans)."""
         from rivet._native import MySession
 
-        return MySession(self.connect_args())
-
+        session = MySession(self.connect_args())
+        self.warn_about_channel(session.channel)
+        return session

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rivet.errors import ConfigError
+from rivet.redact import redact_url
 from rivet.sources.base import ColumnOverrides, scan_options
 
 if TYPE_CHECKING:
@@ -17,6 +18,16 @@ if TYPE_CHECKING:
     from rivet.tuning import Tuning
 
 TEXT_TYPES = ("text", "string")
+# What a weak channel means, for the warning printed once per source and process.
+WEAK_CHANNELS = {
+    "plaintext": "is not encrypted: anyone on the network path can read the data (set tls.mode verify-full)",
+    "tls-unverified": (
+        "is encrypted, but the server's certificate is not verified, so anyone in between could pose as "
+        "the server (set tls.mode verify-full, with tls.ca_file for a private CA)"
+    ),
+}
+_warned: set[str] = set()
+log = logging.getLogger("rivet")
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,18 @@ class NetworkSource:
         """A reusable connection (planning queries, chunk scans)."""
         raise NotImplementedError
 
+    def channel(self) -> str:
+        """How connections travel: ``plaintext``, ``tls-unverified``, ``tls-verified`` or ``unix-socket``."""
+        return self.session().channel
+
+    def warn_about_channel(self, channel: str) -> None:
+        """Say once per process when connections are not encrypted, or reach an unproven server."""
+        key = self.redacted()
+        if channel not in WEAK_CHANNELS or key in _warned:
+            return
+        _warned.add(key)
+        log.warning("the connection to %s %s", key, WEAK_CHANNELS[channel])
+
     def describe(self, query: str, overrides: ColumnOverrides) -> pa.Schema:
         """The Arrow schema of ``query``."""
         import pyarrow as pa
@@ -107,12 +130,3 @@ class NetworkSource:
                 )
             text.append(column)
         return overrides.decimal, text
-
-
-_URL_PASSWORD = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@", re.IGNORECASE)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password (and a ``password=`` parameter) replaced by ``***``."""
-    out = _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", out, flags=re.IGNORECASE)

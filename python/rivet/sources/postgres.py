@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from rivet.dialects import Dialect, dialect_for
-from rivet.sources.network import NetworkSource, redact_url
+from rivet.sources.network import NetworkSource
 
 if TYPE_CHECKING:
     from rivet._native import PgSession
 
-__all__ = ["PostgresSource", "redact_url"]
+__all__ = ["PostgresSource"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -27,5 +27,6 @@ class PostgresSource(NetworkSource):
         """A reusable connection (planning queries, chunk scans)."""
         from rivet._native import PgSession
 
-        return PgSession(self.connect_args())
-
+        session = PgSession(self.connect_args())
+        self.warn_about_channel(session.channel)
+        return session

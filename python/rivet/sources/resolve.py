@@ -52,7 +52,7 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
         if not resolved.is_file():
             raise ConfigError(f"source.path: SQLite database {resolved} does not exist")
         return SqliteSource(path=str(resolved))
-    password = source.password
+    password = source.password.get_secret_value() if source.password is not None else None
     if source.password_env is not None:
         password = _env(source.password_env, "password_env")
     tls = source.tls

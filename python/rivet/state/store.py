@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -28,6 +29,7 @@ class StateStore:
         self._lock = threading.RLock()
         self._depth = 0
         try:
+            _create_private(self.path)
             self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -463,6 +465,17 @@ class StateStore:
         with self._transaction() as c:
             c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
             c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
+
+
+def _create_private(path: Path) -> None:
+    """Create the state file readable by its owner only (it names hosts, queries and files)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise sqlite3.DatabaseError(f"cannot create {path}: {e.strerror or e}") from e
+    os.close(fd)
 
 
 class _Tx:
