@@ -212,6 +212,18 @@ MORE = {
         "exports[0] (a).destination: missing required key",
     ),
     "top level is a list": ("- a\n- b\n", "expected a mapping with 'source' and 'exports'"),
+    "a key given twice": (
+        PG + "exports:\n  - name: a\n    query: SELECT 1\n    query: SELECT 2\n    destination: out\n",
+        "duplicate key 'query' at line 7: YAML would silently keep the last",
+    ),
+    "aliases that multiply": (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True))
+        + PG
+        + "exports:\n"
+        + EXPORT,
+        "expands to more than 100,000 values",
+    ),
 }
 
 
@@ -277,3 +289,13 @@ def test_a_complete_valid_config_loads(tmp_path: Path) -> None:
     assert loaded.export("orders").compression == "gzip"
     with pytest.raises(ConfigError, match=r"no export named 'order' .*did you mean 'orders'"):
         loaded.export("order")
+
+
+def test_a_password_in_the_config_is_never_shown() -> None:
+    loaded = parse_config(
+        "source: {type: postgres, host: h, user: u, database: d, password: 'hunter2-x'}\nexports:\n" + EXPORT,
+        base_dir=Path("."),
+    )
+    assert "hunter2-x" not in repr(loaded) + str(loaded.config.source.model_dump())
+    assert loaded.config.source.password is not None
+    assert loaded.config.source.password.get_secret_value() == "hunter2-x"

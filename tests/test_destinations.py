@@ -152,3 +152,18 @@ def test_a_run_that_fails_before_reading_leaves_the_previous_output_alone(tmp_pa
     with pytest.raises(QueryError):
         rivet.export(pg_url(), query="SELECT * FROM no_such_table", destination=str(tmp_path), name="nums")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_the_state_file_is_private_and_outputs_follow_the_umask(tmp_path) -> None:
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        rivet.export(pg_url(), query=QUERY, destination=str(tmp_path / "out"), name="p", state_dir=str(tmp_path))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / ".rivet_state.db").stat().st_mode) == 0o600
+    for path in (tmp_path / "out").iterdir():
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640, path

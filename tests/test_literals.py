@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rivet.dialects import MysqlDialect, PostgresDialect
+from rivet.errors import RivetError
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import rows_by_glob, run_export_json
 
@@ -186,3 +187,60 @@ def test_postgres_text_cursors_work_without_standard_conforming_strings(pg, pg_t
     finally:
         pg.execute(f"DROP OWNED BY {role}")
         pg.execute(f"DROP ROLE {role}")
+
+
+# -- statements stacked after a query --------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["full", "chunked"])
+def test_a_statement_stacked_after_a_postgres_query_never_runs(pg, pg_table, tmp_path, mode):
+    victim = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    query = f"SELECT 1 AS id; DELETE FROM {victim}; COMMIT; DROP TABLE {victim}"
+    chunking = "  mode: chunked\n  chunk_column: id\n" if mode == "chunked" else ""
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n'
+        + textwrap.indent(f'- name: s\n  query: "{query}"\n{chunking}  destination: out\n', "  ")
+    )
+    result = run_export_json(config)
+    assert result["code"] != 0
+    assert pg.execute(f"SELECT count(*) FROM {victim}").fetchone()[0] == 1
+
+
+@pytest.mark.mysql
+def test_a_statement_stacked_after_a_mysql_query_never_runs(my_conn, my_table, tmp_path):
+    victim = my_table("CREATE TABLE {t} (id INT);\nINSERT INTO {t} VALUES (1)")
+    config = tmp_path / "rivet.yaml"
+    query = f"SELECT 1 AS id; DROP TABLE {victim}"
+    config.write_text(
+        f'source:\n  type: mysql\n  url: "{MYSQL_URL}"\nexports:\n'
+        + textwrap.indent(f'- name: s\n  query: "{query}"\n  destination: out\n', "  ")
+    )
+    result = run_export_json(config)
+    assert result["code"] != 0
+    assert my_query(my_conn, f"SELECT count(*) FROM {victim}")[0][0] == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("method", ["copy", "cursor"])
+def test_a_chunk_statement_cannot_close_its_parenthesis_and_run_more(pg, pg_table, method):
+    # A chunk query is wrapped as COPY (...) or DECLARE ... FOR ...: one that closes the
+    # parenthesis and stacks statements after COMMIT would run outside the read-only
+    # transaction if the wrapper went through the simple protocol.
+    from rivet import _native
+    from rivet.sources.base import scan_options
+    from rivet.sources.postgres import PostgresSource
+    from rivet.tuning import PROFILES
+
+    victim = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    crafted = f"SELECT 1 AS id) TO STDOUT; COMMIT; DROP TABLE {victim}; COPY (SELECT 1 AS id"
+    if method == "cursor":
+        crafted = f"SELECT 1 AS id; COMMIT; DROP TABLE {victim}; SELECT 1 AS id"
+    session = _native.PgSession(PostgresSource(url=pg_url()).connect_args())
+    options = scan_options(PROFILES["balanced"], method=method)
+    with pytest.raises(RivetError):
+        reader = session.scan(crafted, "SELECT 1 AS id", options, {}, [])
+        while reader.next_batch() is not None:
+            pass
+    assert pg.execute(f"SELECT count(*) FROM {victim}").fetchone()[0] == 1

@@ -318,3 +318,28 @@ def test_unix_socket_host(pg, tmp_path: Path) -> None:
         pytest.skip("no local PostgreSQL socket")
     source = {"type": "postgres", "host": sockets[0], "user": "postgres", "database": "test"}
     assert rivet.export(source, query="SELECT 1 AS x", destination=str(tmp_path)).rows == 1
+
+
+def test_an_unencrypted_or_unverified_connection_is_said_once_and_check_shows_it(pg, tmp_path: Path) -> None:
+    from tests.outputs import run_rivet
+
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source:\n  type: postgres\n  url: "{pg_url("disable")}"\nexports:\n'
+        "  - name: a\n    query: SELECT 1 AS x\n    destination: out/a\n"
+        "  - name: b\n    query: SELECT 2 AS x\n    destination: out/b\n"
+    )
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.count("is not encrypted") == 1
+    checked = run_rivet("check", "-c", str(config))
+    assert "connection: plaintext" in checked.stderr
+    cert = _server_certificate(pg)
+    verified = tmp_path / "verified.yaml"
+    verified.write_text(
+        "source:\n  type: postgres\n  host: localhost\n  user: postgres\n  database: test\n"
+        f"  tls: {{mode: verify-full, ca_file: {cert}}}\nexports:\n  - name: a\n    query: SELECT 1 AS x\n"
+        "    destination: out/v\n"
+    )
+    checked = run_rivet("check", "-c", str(verified))
+    assert "connection: tls-verified" in checked.stderr and "not encrypted" not in checked.stderr

@@ -1,0 +1,48 @@
+"""The one redactor: passwords with any characters, DSNs, and URLs that carry tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from rivet.destinations import DestinationSpec
+from rivet.redact import redact_text, redact_url
+
+SECRET = "Sec/ret@:?#1"
+# A token in a query string is percent-encoded or base64: '#' would end the URL, '&' the value.
+TOKEN = "Ab/cd+ef9Gh=="
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://u:{SECRET}@h:5432/d",
+        "postgresql://u:p@ss@h/d",
+        f"mysql://u:{SECRET}@h/d?ssl-mode=REQUIRED",
+        f"postgresql://u@h/d?sslmode=require&password={TOKEN}",
+        f"host=h user=u password='{SECRET}' dbname=d",
+        f"host=h password={SECRET} dbname=d",
+        f"https://acct.blob.core.windows.net/c/p?sv=2022-11-02&sig={TOKEN}&se=2030",
+        f"https://bucket.s3.amazonaws.com/k?X-Amz-Credential=AK/{TOKEN}&X-Amz-Signature={TOKEN}",
+        f"sftp://user:{SECRET}@host/path",
+    ],
+)
+def test_no_part_of_a_secret_survives(url: str) -> None:
+    shown = redact_url(url)
+    for fragment in (SECRET, "ret@", ":?#1", TOKEN, "ef9Gh", "ss@h"):
+        assert fragment not in shown, shown
+    assert "***" in shown
+
+
+def test_hosts_and_databases_stay_readable() -> None:
+    assert redact_url("postgresql://u:pw@db.internal:5432/shop?sslmode=require") == (
+        "postgresql://u:***@db.internal:5432/shop?sslmode=require"
+    )
+    assert redact_url("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+def test_free_text_and_destinations() -> None:
+    message = f"could not open https://a.blob.core.windows.net/c?sig={TOKEN} for postgresql://u:{SECRET}@h/d"
+    assert SECRET not in redact_text(message) and TOKEN not in redact_text(message)
+    assert "hunter2" not in redact_text("the server said: password=hunter2 is wrong")
+    spec = DestinationSpec(f"https://a.blob.core.windows.net/c/p?sig={TOKEN}", {"account_key": SECRET})
+    assert SECRET not in repr(spec) + spec.shown and TOKEN not in repr(spec) + spec.shown
