@@ -64,13 +64,61 @@ def test_integer_key_every_row_exactly_once(pg, pg_table, out):
     assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
 
 
-def test_skewed_keys_get_balanced_chunks_and_null_keys_are_kept(pg, skewed, out):
-    result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
+@pytest.mark.parametrize("form", ["table", "query"])
+def test_skewed_keys_get_balanced_chunks_from_statistics_and_null_keys_are_kept(pg, skewed, out, form):
+    pg.execute(f"ANALYZE {skewed}")
+    if form == "table":
+        result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
+    else:
+        query = f"SELECT k, payload FROM {skewed} WHERE payload <> ''"
+        result = rivet.export(
+            pg_url(), query=query, destination=str(out), mode="chunked", chunk_column="k", chunk_size=1000, parallel=2
+        )
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
     sizes = [p.rows for p in result.parts]
     # An even split of 1..10^12 would put 9,500 rows in one chunk; row-balanced ones stay near the target.
     assert max(sizes) <= 2000, sizes
     assert 37 in sizes  # the NULL-key chunk
+
+
+def test_without_statistics_counting_balances_when_asked(pg, skewed, out):
+    result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2, chunk_strategy="count")
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
+    assert max(p.rows for p in result.parts) <= 2000
+
+
+def test_planning_a_query_reads_no_row_of_its_table(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 50000) AS i")
+    pg.execute(f"ALTER TABLE {t} ADD PRIMARY KEY (id)")
+    pg.execute(f"ANALYZE {t}")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n  - name: q\n'
+        f'    query: "SELECT id, h FROM {t} WHERE id % 2 = 0"\n    mode: chunked\n    chunk_column: id\n'
+        "    chunk_size: 5000\n    destination: out\n"
+    )
+
+    def rows_read() -> int:
+        pg.execute("SELECT pg_stat_clear_snapshot()")
+        return pg.execute("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = %s", (t,)).fetchone()[0]
+
+    before = rows_read()
+    planned = subprocess.run(
+        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(tmp_path / "plan.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert planned.returncode == 0, planned.stderr
+    planned_export = json.loads((tmp_path / "plan.json").read_text())["exports"][0]
+    chunks = planned_export["chunks"]
+    # The plan shows how it was planned: catalog lookups and EXPLAIN, never an aggregate over the table.
+    statements = [s["sql"] for s in planned_export["planning_statements"]]
+    assert any(s.startswith("EXPLAIN") for s in statements), statements
+    assert not any("count(" in s.lower() for s in statements), statements
+    # Planned for the table's 50,000 rows (the filter's estimate is too low to trust), from its
+    # statistics: about ten chunks, and no row read to find that out.
+    assert len(chunks) >= 8, chunks
+    assert rows_read() == before
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import rivet
 from rivet import events
 from rivet.config import load_config
 from rivet.fanout import run_processes
-from rivet.planfile import seal
+from rivet.planning.files import seal
 from tests.chunkrun import chunk_runs, wait_for_done_chunks, wait_until
 from tests.conftest import pg_url
 

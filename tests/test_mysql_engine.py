@@ -67,12 +67,19 @@ def test_integer_key_every_row_exactly_once(my_conn, my_table, out):
     assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
 
 
-def test_skewed_keys_get_balanced_chunks_and_null_keys_are_kept(my_conn, skewed, out):
+def test_skewed_keys_get_balanced_chunks_from_index_dives_and_null_keys_are_kept(my_conn, skewed, out):
+    my_query(my_conn, f"CREATE INDEX k_idx ON {skewed} (k)")
     result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
     sizes = [p.rows for p in result.parts]
     assert max(sizes) <= 2000, sizes
     assert 37 in sizes  # the NULL-key chunk
+
+
+def test_an_unindexed_key_is_balanced_by_counting_when_asked(my_conn, skewed, out):
+    result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2, chunk_strategy="count")
+    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
+    assert max(p.rows for p in result.parts) <= 2000
 
 
 @pytest.mark.parametrize("options", [{"chunk_count": 4}, {"chunk_dense": True, "chunk_size": 1500}], ids=str)

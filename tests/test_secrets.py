@@ -131,7 +131,7 @@ STRUCTURED = f'host: 127.0.0.1\n  port: 5432\n  user: postgres\n  database: test
 
 
 def test_reprs_of_configs_and_sources_hide_the_password(env, tmp_path):
-    from rivet.plan import build_plan
+    from rivet.planning.export import build_plan
 
     shown = []
     for source in ("url_env: RIVET_T_URL", f'url: "{env["RIVET_T_URL"]}"', STRUCTURED):

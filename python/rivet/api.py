@@ -14,7 +14,7 @@ from rivet.config.models import RivetConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError
 from rivet.options import RunOptions
-from rivet.plan import build_plan
+from rivet.planning.export import build_plan
 from rivet.redact import redact_url
 from rivet.results import ExportResult, RunResult
 from rivet.runner import run_config

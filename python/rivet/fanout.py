@@ -281,7 +281,7 @@ def run_threads(
     """Run each export in a thread of this process, with the same events and cards."""
     from rivet.engine import run_export
     from rivet.errors import exit_code_for
-    from rivet.plan import build_plan
+    from rivet.planning.export import build_plan
     from rivet.state import STATE_FILE, StateStore
 
     state = StateStore(loaded.base_dir / STATE_FILE)

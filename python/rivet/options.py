@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
 
 
 @dataclass(frozen=True)

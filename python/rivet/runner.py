@@ -10,7 +10,7 @@ from rivet.engine import run_export
 from rivet.errors import ConfigError, exit_code_for
 from rivet.events import Observer
 from rivet.options import RunOptions
-from rivet.plan import build_plan
+from rivet.planning.export import build_plan
 from rivet.results import ExportResult, RunResult
 from rivet.runinfo import iso, run_id_for, utc_now
 from rivet.state import STATE_FILE, StateStore

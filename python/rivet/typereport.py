@@ -22,7 +22,7 @@ from rivet.sources import ColumnOverrides
 from rivet.sources.fastpath import SOURCE_TYPE, EngineChoice, choose_engine, connectorx_gaps
 
 if TYPE_CHECKING:
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
 
 LOGICAL_TYPE = b"rivet.logical_type"
 

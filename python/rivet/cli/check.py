@@ -33,7 +33,7 @@ def check_command(
     3 a column type cannot be exported (refused).
     """
     from rivet.config import load_config
-    from rivet.plan import build_plan
+    from rivet.planning.export import build_plan
     from rivet.sources.network import WEAK_CHANNELS, NetworkSource
     from rivet.typereport import type_report as report_of
 

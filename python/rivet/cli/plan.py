@@ -23,7 +23,7 @@ def plan_command(
 ) -> None:
     """Resolve the exports into a sealed JSON plan: queries, chunks, cursors, waves (no credentials)."""
     from rivet.config import load_config
-    from rivet.planfile import make_plan
+    from rivet.planning.files import make_plan
 
     try:
         document = make_plan(load_config(config), export)
@@ -61,7 +61,7 @@ def apply_command(
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
     from rivet.events import StreamObserver
-    from rivet.planfile import apply_plan, load_plan, make_plan
+    from rivet.planning.files import apply_plan, load_plan, make_plan
     from rivet.results import RunResult
     from rivet.runinfo import iso, utc_now
 

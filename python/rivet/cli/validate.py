@@ -44,7 +44,7 @@ def validate_command(
 def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> list[dict[str, Any]]:
     from rivet.config import load_config
     from rivet.destinations import Destination
-    from rivet.plan import export_destination
+    from rivet.planning.export import export_destination
     from rivet.runinfo import utc_now
     from rivet.state import STATE_FILE, StateStore
     from rivet.validate import validate_destination

@@ -242,6 +242,8 @@ class ExportConfig(StrictModel):
     chunk_count: PositiveInt | None = None
     chunk_by_days: PositiveInt | None = None
     chunk_dense: bool | None = None
+    # estimate (default): boundaries from statistics and index dives; count: read the key first
+    chunk_strategy: Literal["estimate", "count"] | None = None
     parallel: PositiveInt | None = None
     chunk_checkpoint: bool | None = None
     chunk_max_attempts: PositiveInt | None = None
@@ -349,6 +351,7 @@ class ExportConfig(StrictModel):
                 "chunk_count",
                 "chunk_by_days",
                 "chunk_dense",
+                "chunk_strategy",
                 "chunk_checkpoint",
                 "chunk_max_attempts",
             ),

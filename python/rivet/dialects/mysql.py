@@ -46,7 +46,7 @@ class MysqlDialect(Dialect):
 
     def rows_in_plan(self, plan: Any) -> int | None:
         """The first row estimate in the plan (MySQL or MariaDB layout)."""
-        from rivet.mysql_planning import rows_in
+        from rivet.planning.mysql_estimates import rows_in
 
         rows = rows_in(plan)
         return rows if rows >= 0 else None

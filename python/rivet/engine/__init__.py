@@ -12,7 +12,7 @@ from rivet.results import ExportResult
 from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 
 if TYPE_CHECKING:
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.state import StateStore
 
 

@@ -29,7 +29,7 @@ from rivet.errors import ConfigError, DataError
 from rivet.runinfo import iso, utc_now
 
 if TYPE_CHECKING:
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.state import StateStore
 
 log = logging.getLogger("rivet")

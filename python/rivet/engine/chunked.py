@@ -10,7 +10,6 @@ own; a permanent error stops the run and names the chunk and its SQL.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -22,9 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from rivet import failpoints
-from rivet.chunking import Chunk, key_kind, plan_key_chunks, plan_page_chunks
 from rivet.destinations import Destination, DestinationSpec
-from rivet.dialects import Dialect
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
 from rivet.errors import CancelledError, ChunkError, ConfigError
@@ -32,6 +29,7 @@ from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import CommittedPart
+from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
 from rivet.redact import redact_text
 from rivet.retry import Retrier, RetryClass, RetryPolicy
@@ -44,7 +42,7 @@ if TYPE_CHECKING:
     from rivet._native import BatchReader, MySession, PgSession
 
     Session = PgSession | MySession
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
@@ -112,40 +110,6 @@ def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
         throttle=False,
         snapshot=snapshot,
         reconcile=plan.reconcile,
-    )
-
-
-def _text_overrides(plan: ExportPlan) -> list[str]:
-    return [c for c, t in plan.overrides.other.items() if t in ("text", "string")]
-
-
-def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: Dialect) -> str:
-    """The single-column integer primary key of ``relation``, or a ConfigError."""
-    names = [r[0] for r in session.query(dialect.primary_key_query(relation)) if r[0]]
-    if len(names) != 1:
-        raise ConfigError(
-            f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
-        )
-    key_kind(schema, names[0], dialect)  # refuses a non-integer, non-date key with a clear message
-    log.info("chunk_column not set: using the primary key %s of %s", names[0], relation)
-    return names[0]
-
-
-def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
-    """The chunks of ``plan``: those it carries, else planned now on ``session``."""
-    if plan.chunks is not None:
-        return list(plan.chunks)
-    if plan.chunking is None:
-        assert plan.table is not None
-        return plan_page_chunks(session, plan.table, plan.parallel)
-    spec = plan.chunking
-    dialect = plan.source.dialect
-    if spec.column is None:
-        assert plan.table is not None
-        column = primary_key_column(session, plan.table, schema, dialect)
-        spec = dataclasses.replace(spec, column=column)
-    return plan_key_chunks(
-        session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
     )
 
 
@@ -357,7 +321,8 @@ class ChunkPool:
                 with self.lock:
                     self.fallbacks += 1
                 log.warning("chunk %d %s: %s; the native reader reads it", task.index, task.label, e)
-        reader = session().scan(task.query, plan.query, self.options, plan.overrides.decimal, _text_overrides(plan))
+        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+        reader = session().scan(task.query, plan.query, self.options, decimal, text)
         return self._stage(wid, task, reader)
 
     def _stage(self, wid: int, task: Task, reader: BatchReader | ConnectorxReader) -> tuple[list[CommittedPart], int]:
@@ -414,7 +379,8 @@ def run_chunked(
         # Workers read under this transaction's snapshot; it stays open until they finish.
         coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
-    schema = pa.schema(coordinator.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
+    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    schema = pa.schema(coordinator.describe(plan.query, decimal, text))
     result.schema = schema
     choice = choose_engine(plan, schema, chunked=True)
     log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet.formats import StagedPart
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease

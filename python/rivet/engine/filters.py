@@ -10,7 +10,7 @@ import pyarrow as pa
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rivet.plan import WindowSpec
+    from rivet.planning.export import WindowSpec
     from rivet.sources import AnySource
 
 

@@ -42,7 +42,7 @@ APPENDING_MODES = ("incremental", "time_window")
 if TYPE_CHECKING:
     from rivet._native import BatchReader
     from rivet.events import Observer
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.results import ExportResult
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease

@@ -23,7 +23,7 @@ from rivet.errors import CancelledError, ConfigError, SourceError
 from rivet.redact import redact_text
 
 if TYPE_CHECKING:
-    from rivet.plan import ExportPlan
+    from rivet.planning.export import ExportPlan
     from rivet.sources import AnySource
     from rivet.tuning import Tuning
 

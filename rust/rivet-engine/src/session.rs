@@ -85,6 +85,9 @@ pub trait Wire: Sized + Send + 'static {
     ) -> Result<Described<Self::Column>>;
     /// The Arrow schema of mapped columns.
     fn schema(columns: &[Self::Column]) -> SchemaRef;
+    /// For each result column of `query`, the table (quoted, qualified) and column it reads
+    /// directly, when it does: what planning takes statistics from.
+    fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>>;
     /// Start the scan of `sql`: errors in the SQL are reported here, before any batch.
     fn prepare_scan(
         &mut self,
@@ -195,6 +198,16 @@ impl<W: Wire> Session<W> {
         let rows = conn.run_query(sql).map_err(|e| self.named(e))?;
         self.give_back(conn);
         Ok(rows)
+    }
+
+    /// For each result column of `query`, the base table and column it reads, if any.
+    pub fn origins(&self, query: &str) -> Result<Vec<Option<(String, String)>>> {
+        let mut conn = self.take()?;
+        let origins = conn
+            .origins(clean_query(query))
+            .map_err(|e| self.named(e))?;
+        self.give_back(conn);
+        Ok(origins)
     }
 
     /// The mapped columns of `query` (after `text` overrides), cached per query.

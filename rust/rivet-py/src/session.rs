@@ -49,6 +49,13 @@ macro_rules! session_class {
                 finish(py, result)
             }
 
+            /// For each result column of `query`, `(table, column)` of the base column it reads, or None.
+            fn origins(&self, py: Python<'_>, query: String) -> PyResult<Vec<Option<(String, String)>>> {
+                let session = self.inner.clone();
+                let result = run_interruptible(py, move || session.origins(&query))?;
+                finish(py, result)
+            }
+
             /// The exact Arrow schema of `query`.
             fn describe(
                 &self,

@@ -131,6 +131,17 @@ impl Wire for MyConnection {
         arrow_schema(columns)
     }
 
+    fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>> {
+        Ok(prepare_columns(self, query)?
+            .into_iter()
+            .map(|d| {
+                d.origin.map(|(schema, table, column)| {
+                    (format!("{}.{}", quote(&schema), quote(&table)), column)
+                })
+            })
+            .collect())
+    }
+
     fn prepare_scan(
         &mut self,
         sql: &str,

@@ -348,6 +348,7 @@ mod tests {
 
     fn col(type_code: u8, length: u32, flags: u16, decimals: u8, charset: u16) -> ColumnDef {
         ColumnDef {
+            origin: None,
             name: "c".into(),
             charset,
             length,

@@ -32,6 +32,8 @@ const MAX_PAYLOAD: usize = 0xff_ffff;
 pub struct ColumnDef {
     /// Column name (alias).
     pub name: String,
+    /// The base column it reads, as `(schema, table, column)`, when it reads one directly.
+    pub origin: Option<(String, String, String)>,
     /// Character set number (63 = binary).
     pub charset: u16,
     /// Display length (for DECIMAL: digits plus sign and point).
@@ -524,19 +526,25 @@ impl MyConnection {
         for _ in 0..count {
             let p = self.next_packet()?;
             let mut r = Reader::new(self.payload(p));
-            for _ in 0..4 {
-                r.lenenc_bytes()?; // catalog, schema, table, org_table
-            }
-            let name = String::from_utf8_lossy(r.lenenc_bytes()?.unwrap_or_default()).into_owned();
-            r.lenenc_bytes()?; // org_name
+            let text =
+                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            r.lenenc_bytes()?; // catalog
+            let schema = text(r.lenenc_bytes()?);
+            r.lenenc_bytes()?; // table (alias)
+            let org_table = text(r.lenenc_bytes()?);
+            let name = text(r.lenenc_bytes()?);
+            let org_name = text(r.lenenc_bytes()?);
             r.lenenc()?;
             let charset = r.u16()?;
             let length = r.u32()?;
             let type_code = r.u8()?;
             let flags = r.u16()?;
             let decimals = r.u8()?;
+            let origin = (!schema.is_empty() && !org_table.is_empty() && !org_name.is_empty())
+                .then_some((schema, org_table, org_name));
             cols.push(ColumnDef {
                 name,
+                origin,
                 charset,
                 length,
                 type_code,

@@ -68,6 +68,39 @@ impl Wire for PgConnection {
         arrow_schema(columns)
     }
 
+    fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>> {
+        let fields = self.describe(query)?;
+        let known: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.table_oid != 0 && f.column_id > 0)
+            .map(|(i, f)| format!("({i}, {}::oid, {}::int2)", f.table_oid, f.column_id))
+            .collect();
+        let mut out = vec![None; fields.len()];
+        if known.is_empty() {
+            return Ok(out);
+        }
+        // Tables, partitioned tables and materialized views keep statistics; views do not.
+        let sql = format!(
+            "SELECT v.n, quote_ident(s.nspname) || '.' || quote_ident(c.relname), a.attname \
+             FROM (VALUES {}) AS v(n, oid, att) JOIN pg_class c ON c.oid = v.oid \
+             JOIN pg_namespace s ON s.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = v.att \
+             WHERE c.relkind IN ('r', 'p', 'm')",
+            known.join(", ")
+        );
+        for row in self.query(&sql)? {
+            if let (Some(Some(n)), Some(Some(relation)), Some(Some(column))) =
+                (row.first(), row.get(1), row.get(2))
+            {
+                if let Some(slot) = n.parse::<usize>().ok().and_then(|n| out.get_mut(n)) {
+                    *slot = Some((relation.clone(), column.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn prepare_scan(
         &mut self,
         sql: &str,

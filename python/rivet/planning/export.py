@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rivet.chunking import Chunk, ChunkSpec
 from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.layout import destination_urls, shared_folders
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
+from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
 from rivet.tuning import Tuning, resolve_tuning
@@ -188,6 +188,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
             count=export.chunk_count,
             by_days=export.chunk_by_days,
             dense=bool(export.chunk_dense),
+            counted=export.chunk_strategy == "count",
         )
     cursor = None
     if export.mode == "incremental":

@@ -21,16 +21,17 @@ import hmac
 import json
 import os
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rivet import __version__
-from rivet.chunking import Chunk
 from rivet.config import ExportConfig, LoadedConfig, load_config
 from rivet.errors import ConfigError
-from rivet.plan import ExportPlan, build_plan
+from rivet.planning.chunks import Chunk
+from rivet.planning.export import ExportPlan, build_plan
 from rivet.runinfo import iso, utc_now
 from rivet.state import STATE_FILE, StateStore
 
@@ -71,16 +72,37 @@ def _wave(export: ExportConfig, plan: ExportPlan, estimate: int | None) -> int:
     return 1
 
 
-def _chunks(plan: ExportPlan) -> list[Chunk] | None:
+class RecordingSession:
+    """A session that notes every planning statement and how long it took (shown in the plan)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.statements: list[dict[str, Any]] = []
+
+    def query(self, sql: str) -> list[list[str | None]]:
+        """Run ``sql`` on the session, noting it."""
+        started = time.perf_counter()
+        try:
+            return self._session.query(sql)
+        finally:
+            self.statements.append({"sql": sql, "seconds": round(time.perf_counter() - started, 4)})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def _chunks(plan: ExportPlan) -> tuple[list[Chunk] | None, list[dict[str, Any]]]:
+    """The planned chunks, and the planning statements that found them."""
     if not plan.is_parallel:
-        return None
+        return None, []
     import pyarrow as pa
 
-    from rivet.engine.chunked import _text_overrides, plan_chunks
+    from rivet.planning.chunks import plan_chunks
 
-    session = plan.source.session()  # type: ignore[union-attr]
-    schema = pa.schema(session.describe(plan.query, plan.overrides.decimal, _text_overrides(plan)))
-    return plan_chunks(plan, session, schema)
+    session = RecordingSession(plan.source.session())  # type: ignore[union-attr]
+    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    schema = pa.schema(session.describe(plan.query, decimal, text))
+    return plan_chunks(plan, session, schema), session.statements  # type: ignore[arg-type]
 
 
 KEY_VARIABLE = "RIVET_PLAN_KEY"
@@ -125,7 +147,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
             plan = build_plan(loaded, export, created)
             estimate = _row_estimate(plan)
             cursor = state.cursor(plan.name) if plan.cursor is not None else None
-            chunks = _chunks(plan)
+            chunks, planning = _chunks(plan)
             exports.append(
                 {
                     "export": plan.name,
@@ -135,6 +157,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
                     "row_estimate": estimate,
                     "cursor": cursor["sql_literal"] if cursor else None,
                     "chunks": [dataclasses.asdict(c) for c in chunks] if chunks is not None else None,
+                    "planning_statements": planning,
                     "resolved": plan.describe(),
                 }
             )

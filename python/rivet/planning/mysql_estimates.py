@@ -15,10 +15,11 @@ from rivet.dialects import MysqlDialect
 
 if TYPE_CHECKING:
     from rivet._native import MySession
-    from rivet.chunking import KeyKind
+    from rivet.planning.chunks import KeyKind
 
-# Bisection stops at this depth (ranges of 1/2^depth of the key span).
-MAX_DEPTH = 24
+# Bisection stops at this depth: 2^64 pieces cover any integer or microsecond key span, so a
+# dense cluster inside a huge sparse span is still split down to rows.
+MAX_DEPTH = 64
 
 
 MYSQL = MysqlDialect()

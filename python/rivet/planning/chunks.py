@@ -1,0 +1,275 @@
+"""Splitting one export into chunks.
+
+Chunks are key ranges balanced by estimated row counts, calendar ranges, exact
+row-count ranges, or physical page ranges of a table. Every plan covers every row
+exactly once: ranges are half-open and contiguous, the first and last are
+open-ended, and rows whose key is NULL get a chunk of their own (unless the key
+column is NOT NULL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from rivet.dialects import Dialect, PostgresDialect
+from rivet.errors import ConfigError
+from rivet.planning import counting, estimates
+
+if TYPE_CHECKING:
+    from rivet._native import MySession, PgSession
+    from rivet.planning.export import ExportPlan
+
+    Session = PgSession | MySession
+
+log = logging.getLogger("rivet")
+# A page-range chunk holds about this many 8 KiB pages (128 MiB of heap): fewer, larger parts.
+PAGES_PER_CHUNK = 16384
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One bounded read: the SQL to run and a label for people."""
+
+    index: int
+    query: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """The chunking keys of an export."""
+
+    column: str | None
+    size: int = 100_000
+    count: int | None = None
+    by_days: int | None = None
+    dense: bool = False
+    # At least this many chunks (a parallel full read splits even a small table).
+    min_chunks: int = 1
+    # chunk_strategy: count reads the key to balance the chunks; the default estimates.
+    counted: bool = False
+
+    @property
+    def strategy(self) -> str:
+        """``days``, ``dense``, ``count`` or ``size``."""
+        if self.by_days:
+            return "days"
+        if self.dense:
+            return "dense"
+        return "count" if self.count else "size"
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    """How a key column maps to integers (for bucketing) and back to SQL literals."""
+
+    name: str  # int, date, timestamp, timestamptz
+    dialect: Dialect
+
+    def quote(self, column: str) -> str:
+        """The column name, quoted for the dialect."""
+        return self.dialect.quote(column)
+
+    def as_number(self, column: str) -> str:
+        """SQL turning the key into an integer: itself, days or microseconds since 1970."""
+        return self.dialect.key_as_number(self.name, column)
+
+    def literal(self, n: int) -> str:
+        """The SQL literal of the key whose integer form is ``n``."""
+        return self.dialect.key_literal(self.name, n)
+
+    def day_unit(self) -> int:
+        """Integer units in one day."""
+        return 1 if self.name == "date" else 86_400_000_000
+
+
+def key_kind(schema: pa.Schema, column: str, dialect: Dialect) -> KeyKind:
+    """The kind of ``column`` in the export's schema, or a ConfigError naming it."""
+    if column not in schema.names:
+        raise ConfigError(
+            f"chunk_column '{column}' is not a column of the query (it returns: {', '.join(schema.names)})"
+        )
+    t = schema.field(column).type
+    if pa.types.is_integer(t):
+        return KeyKind("int", dialect)
+    if pa.types.is_date32(t):
+        return KeyKind("date", dialect)
+    if pa.types.is_timestamp(t):
+        return KeyKind("timestamptz" if t.tz else "timestamp", dialect)
+    raise ConfigError(f"chunk_column '{column}' is {t}; chunking needs an integer, date or timestamp column")
+
+
+def _ranges(base: str, column: str, kind: KeyKind, cuts: list[int], with_nulls: bool) -> list[Chunk]:
+    """Contiguous half-open ranges between ``cuts``, open at both ends, plus a NULL chunk."""
+    k = kind.quote(column)
+
+    def chunk(index: int, predicate: str, label: str) -> Chunk:
+        return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label)
+
+    chunks = []
+    if not cuts:
+        chunks.append(chunk(0, f"{k} IS NOT NULL", "all keys"))
+    else:
+        bounds: list[int | None] = [None, *cuts, None]
+        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            parts = []
+            if lo is not None:
+                parts.append(f"{k} >= {kind.literal(lo)}")
+            if hi is not None:
+                parts.append(f"{k} < {kind.literal(hi)}")
+            label = f"[{'-inf' if lo is None else kind.literal(lo)}, {'+inf' if hi is None else kind.literal(hi)})"
+            chunks.append(chunk(i, " AND ".join(parts), label))
+    if with_nulls:
+        chunks.append(chunk(len(chunks), f"{k} IS NULL", "NULL keys"))
+    return chunks
+
+
+def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
+    """The chunks of ``plan``: those it carries, else planned now on ``session``."""
+    if plan.chunks is not None:
+        return list(plan.chunks)
+    if plan.chunking is None:
+        assert plan.table is not None
+        return plan_page_chunks(session, plan.table, plan.parallel)
+    spec = plan.chunking
+    dialect = plan.source.dialect
+    if spec.column is None:
+        assert plan.table is not None
+        spec = dataclasses.replace(spec, column=primary_key_column(session, plan.table, schema, dialect))
+    return plan_key_chunks(
+        session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
+    )
+
+
+def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: Dialect) -> str:
+    """The single-column integer primary key of ``relation``, or a ConfigError."""
+    names = [r[0] for r in session.query(dialect.primary_key_query(relation)) if r[0]]
+    if len(names) != 1:
+        raise ConfigError(
+            f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
+        )
+    key_kind(schema, names[0], dialect)  # refuses a non-integer, non-date key with a clear message
+    log.info("chunk_column not set: using the primary key %s of %s", names[0], relation)
+    return names[0]
+
+
+def plan_key_chunks(
+    session: Session,
+    base: str,
+    schema: pa.Schema,
+    spec: ChunkSpec,
+    *,
+    consistent: bool,
+    relation: str | None = None,
+    dialect: Dialect,
+) -> list[Chunk]:
+    """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any).
+
+    Planned from statistics and estimates, which cost milliseconds; the key is read
+    only for ``chunk_dense`` and ``chunk_strategy: count``.
+    """
+    assert spec.column is not None
+    kind = key_kind(schema, spec.column, dialect)
+    if spec.dense or spec.counted:
+        return _counted_chunks(session, base, spec, kind, consistent)
+    origin = estimates.key_origin(session, base, schema.names, spec.column, relation)
+    with_nulls = estimates.nullable(session, dialect, origin)
+    rows = estimates.planning_rows(session, dialect, base, origin)
+    if spec.by_days:
+        bounds = _bounds(session, dialect, base, spec.column, origin, kind)
+        return _ranges(base, spec.column, kind, _day_cuts(spec, kind, bounds), with_nulls)
+    wanted = max(spec.count or math.ceil((rows or 0) / spec.size), spec.min_chunks)
+    target = max(1, math.ceil((rows or 0) / wanted)) if rows else spec.size
+    if wanted <= 1:
+        return _ranges(base, spec.column, kind, [], with_nulls)
+    cuts = None
+    if origin is not None and isinstance(dialect, PostgresDialect):
+        source_type = (schema.field(spec.column).metadata or {}).get(b"rivet.source_type", b"").decode()
+        cuts = estimates.histogram_cuts(session, origin, kind, source_type, rows, target)  # type: ignore[arg-type]
+    elif origin is not None:
+        cuts = estimates.index_dive_cuts(session, origin, kind, target, wanted)  # type: ignore[arg-type]
+    if cuts is None:
+        bounds = _bounds(session, dialect, base, spec.column, origin, kind)
+        cuts = estimates.uniform_cuts(*bounds, wanted) if bounds else []
+    return _ranges(base, spec.column, kind, cuts, with_nulls)
+
+
+def _bounds(
+    session: Session, dialect: Dialect, base: str, column: str, origin: estimates.KeyOrigin | None, kind: KeyKind
+) -> tuple[int, int] | None:
+    """Min and max of the key: through an index when one leads with it, else one pass over the query."""
+    if origin is not None and (found := estimates.indexed_bounds(session, dialect, origin, kind)) is not None:
+        return found
+    log.info("planning reads min and max of %s in one pass: no index or statistics to plan from", column)
+    lo, hi, _, _ = counting.key_stats(session, base, column, kind)
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _day_cuts(spec: ChunkSpec, kind: KeyKind, bounds: tuple[int, int] | None) -> list[int]:
+    if kind.name == "int":
+        raise ConfigError(f"chunk_by_days needs a date or timestamp chunk_column; '{spec.column}' is an integer")
+    if bounds is None:
+        return []
+    lo, hi = bounds
+    assert spec.by_days is not None
+    unit = kind.day_unit() * spec.by_days
+    first = (lo // kind.day_unit()) * kind.day_unit()
+    return list(range(first + unit, hi + 1, unit))
+
+
+def _counted_chunks(session: Session, base: str, spec: ChunkSpec, kind: KeyKind, consistent: bool) -> list[Chunk]:
+    """Chunks from the key's values read in full (dense: exact row counts)."""
+    assert spec.column is not None
+    lo, hi, count, nulls = counting.key_stats(session, base, spec.column, kind)
+    # Outside one snapshot, rows with a NULL key may arrive after planning: keep their chunk.
+    with_nulls = nulls > 0 or not consistent
+    if lo is None or hi is None:
+        return _ranges(base, spec.column, kind, [], with_nulls)
+    if spec.dense:
+        cuts = counting.dense_cuts(session, base, spec.column, kind, spec.size)
+    else:
+        target = math.ceil(count / spec.count) if spec.count else min(spec.size, math.ceil(count / spec.min_chunks))
+        cuts = (
+            [] if count <= target else counting.balanced_cuts(session, base, spec.column, kind, lo, hi, count, target)
+        )
+    return _ranges(base, spec.column, kind, cuts, with_nulls)
+
+
+def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chunk]:
+    """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
+    row = session.query(
+        f"SELECT pg_relation_size({PostgresDialect().relation(relation)}) "
+        "/ current_setting('block_size')::int, current_setting('server_version_num')::int"
+    )[0]
+    pages, version = int(row[0] or 0), int(row[1] or 0)
+    base = f"SELECT * FROM {relation}"
+    if version < 140000 or pages == 0:
+        return [Chunk(0, base, "whole table")]
+    wanted = max(math.ceil(pages / PAGES_PER_CHUNK), min(4 * parallel, pages))
+    step = math.ceil(pages / wanted)
+    count = math.ceil(pages / step)
+    chunks = []
+    for i in range(count):
+        lo, hi = i * step, (i + 1) * step
+        parts = []
+        if i > 0:
+            parts.append(f"ctid >= '({lo},0)'::tid")
+        if i < count - 1:
+            parts.append(f"ctid < '({hi},0)'::tid")
+        where = " AND ".join(parts) or "true"
+        chunks.append(Chunk(i, f"{base} WHERE {where}", f"pages [{lo}, {'end' if i == count - 1 else hi})"))
+    return chunks
+
+
+def fingerprint(*parts: object) -> str:
+    """A short stable hash of what decides a plan."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
