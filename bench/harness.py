@@ -93,6 +93,7 @@ def measure(method: str, url: str, table: str) -> Measurement:
     stdout, stderr = proc.stdout, proc.stderr
     if proc.returncode != 0:
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        print(f"{method} on {table} failed (exit {proc.returncode}): {tail[0]}", file=sys.stderr, flush=True)
         return Measurement(method, table, 0, 0, 0, 0, watch.longest, ok=False, error=tail[0])
     doc = json.loads(stdout)
     return Measurement(method, table, doc["seconds"], doc["rows"], doc["bytes"], doc["peak_rss_mb"], watch.longest)
@@ -111,6 +112,7 @@ class Summary:
     longest_statement_s: float
     runs: list[float] = field(default_factory=list)
     error: str = ""
+    failures: list[str] = field(default_factory=list)  # errors of the runs that failed
 
     @property
     def rows_per_s(self) -> float:
@@ -139,6 +141,7 @@ def compare(methods: list[str], url: str, table: str, repeat: int) -> list[Summa
                 max(r.peak_rss_mb for r in good),
                 max(r.longest_statement_s for r in good),
                 [round(r.seconds, 3) for r in good],
+                failures=[r.error for r in runs[m] if not r.ok],
             )
         )
     return out
@@ -163,6 +166,9 @@ def render(summaries: list[Summary], baseline: str | None = None) -> str:
             f"| {s.table} | {s.method} | {s.seconds:.2f} | {s.rows_per_s:,.0f} | {s.peak_rss_mb:.0f} | "
             f"{s.bytes / 1e6:.1f} | {s.longest_statement_s:.2f} | {ratio:.2f} |"
         )
+    lines += [
+        f"\n{s.method} on {s.table}: {len(s.failures)} run(s) failed: {s.failures[0]}" for s in summaries if s.failures
+    ]
     return "\n".join(lines)
 
 

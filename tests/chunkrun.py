@@ -107,9 +107,23 @@ def resume_and_check(config: Path, before: dict[int, str]) -> list[str]:
         assert row[3] == parts and row[2] == 1, "a chunk done before the kill was read again"
     assert all(status == "done" for _, status, _, _ in tasks)
     out = config.parent / "out"
-    names = [p["name"] for p in json.loads((out / "manifest.json").read_text())["parts"]]
-    chunk_ids = [n.split("_chunk")[1][:5] for n in names]
-    assert len(chunk_ids) == len(set(chunk_ids)), "a chunk was committed twice"
+    parts = json.loads((out / "manifest.json").read_text())["parts"]
+    names = [p["name"] for p in parts]
+    held = sorted(c for p in parts for c in p["chunks"])
+    assert held == sorted(r[0] for r in tasks), "a chunk is in no part of the manifest, or in two"
     visible = sorted(p.name for p in out.iterdir() if p.suffix == ".parquet")
     assert visible == sorted(names), "a chunk file outside the manifest is visible"
     return [str(out / n) for n in names]
+
+
+def planned_export(source_type: str, url: str, export_yaml: str, tmp_path: Path) -> dict:
+    """The first export of ``rivet plan`` for a config of one source and one export (its YAML
+    lines under ``- name: q``): chunks, planning statements and all."""
+    config = tmp_path / "plan-rivet.yaml"
+    config.write_text(f'source:\n  type: {source_type}\n  url: "{url}"\nexports:\n  - name: q\n{export_yaml}')
+    plan = tmp_path / "plan.json"
+    planned = subprocess.run(
+        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan)], capture_output=True, text=True
+    )
+    assert planned.returncode == 0, planned.stderr
+    return json.loads(plan.read_text())["exports"][0]

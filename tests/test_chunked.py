@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,9 @@ import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
-from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
+from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_url
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json
 
 pytestmark = pytest.mark.postgres
 
@@ -58,10 +60,31 @@ def skewed(pg_table):
 def test_integer_key_every_row_exactly_once(pg, pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 20000) AS i")
     result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
-    assert len(result.files) >= 7
+    assert len(result.chunks) >= 7
     assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
+    # Each worker wrote its chunks into one part; the manifest says which chunks each part holds.
+    assert 1 <= len(result.files) <= 2
+    held = [c for part in manifest["parts"] for c in part["chunks"]]
+    assert sorted(held) == [c.index for c in result.chunks]
+    rows_of = {c.index: c.rows for c in result.chunks}
+    assert all(part["rows"] == sum(rows_of[c] for c in part["chunks"]) for part in manifest["parts"])
+
+
+def test_parts_are_published_at_chunk_boundaries_near_max_file_size(pg, pg_table, out):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 20000) AS i")
+    result = export(t, out, chunk_column="id", chunk_size=1000, parallel=2, max_file_size="100KB")
+    assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    parts = manifest["parts"]
+    assert 4 <= len(parts) < len(result.chunks), [(p["bytes"], p["chunks"]) for p in parts]
+    assert all(p["bytes"] <= 100 * 1024 * 1.5 for p in parts), [p["bytes"] for p in parts]
+    # A part holds whole chunks, mostly neighbours: its rows are exactly those of its chunks' key ranges.
+    for part in parts:
+        ids = sorted(c[0] for c in rows_in_files([str(out / part["name"])], ["id"]))
+        chunk_rows = {c.index: c.rows for c in result.chunks}
+        assert len(ids) == sum(chunk_rows[c] for c in part["chunks"])
 
 
 @pytest.mark.parametrize("form", ["table", "query"])
@@ -75,7 +98,7 @@ def test_skewed_keys_get_balanced_chunks_from_statistics_and_null_keys_are_kept(
             pg_url(), query=query, destination=str(out), mode="chunked", chunk_column="k", chunk_size=1000, parallel=2
         )
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
-    sizes = [p.rows for p in result.parts]
+    sizes = [c.rows for c in result.chunks]
     # An even split of 1..10^12 would put 9,500 rows in one chunk; row-balanced ones stay near the target.
     assert max(sizes) <= 2000, sizes
     assert 37 in sizes  # the NULL-key chunk
@@ -84,44 +107,58 @@ def test_skewed_keys_get_balanced_chunks_from_statistics_and_null_keys_are_kept(
 def test_without_statistics_counting_balances_when_asked(pg, skewed, out):
     result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2, chunk_strategy="count")
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
-    assert max(p.rows for p in result.parts) <= 2000
+    assert max(c.rows for c in result.chunks) <= 2000
 
 
-def test_planning_a_query_reads_no_row_of_its_table(pg, pg_table, tmp_path):
+@pytest.fixture
+def indexed(pg, pg_table):
+    """50,000 rows with a primary key and fresh statistics."""
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 50000) AS i")
     pg.execute(f"ALTER TABLE {t} ADD PRIMARY KEY (id)")
     pg.execute(f"ANALYZE {t}")
-    config = tmp_path / "rivet.yaml"
-    config.write_text(
-        f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n  - name: q\n'
-        f'    query: "SELECT id, h FROM {t} WHERE id % 2 = 0"\n    mode: chunked\n    chunk_column: id\n'
-        "    chunk_size: 5000\n    destination: out\n"
-    )
+    return t
 
+
+def plan_query(query: str, tmp_path: Path) -> dict:
+    export_yaml = (
+        f'    query: "{query}"\n    mode: chunked\n    chunk_column: id\n    chunk_size: 5000\n    destination: out\n'
+    )
+    return planned_export("postgres", pg_url(), export_yaml, tmp_path)
+
+
+def test_planning_a_query_reads_no_row_of_its_table(pg, indexed, tmp_path):
     def rows_read() -> int:
         # This connection's own pending statistics (the index build scanned the table) land first.
         pg.execute("SELECT pg_stat_force_next_flush()")
         pg.execute("SELECT 1")
         pg.execute("SELECT pg_stat_clear_snapshot()")
-        return pg.execute("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = %s", (t,)).fetchone()[0]
+        return pg.execute("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = %s", (indexed,)).fetchone()[0]
 
     before = rows_read()
-    planned = subprocess.run(
-        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(tmp_path / "plan.json")],
-        capture_output=True,
-        text=True,
-    )
-    assert planned.returncode == 0, planned.stderr
-    planned_export = json.loads((tmp_path / "plan.json").read_text())["exports"][0]
-    chunks = planned_export["chunks"]
+    planned = plan_query(f"SELECT id, h FROM {indexed} WHERE id % 2 = 0", tmp_path)
     # The plan shows how it was planned: catalog lookups and EXPLAIN, never an aggregate over the table.
-    statements = [s["sql"] for s in planned_export["planning_statements"]]
+    statements = [s["sql"] for s in planned["planning_statements"]]
     assert any(s.startswith("EXPLAIN") for s in statements), statements
     assert not any("count(" in s.lower() for s in statements), statements
     # Planned for the table's 50,000 rows (the filter's estimate is too low to trust), from its
     # statistics: about ten chunks, and no row read to find that out.
-    assert len(chunks) >= 8, chunks
+    assert len(planned["chunks"]) >= 8, planned["chunks"]
     assert rows_read() == before
+
+
+def plan_nodes(node: dict) -> list[dict]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan tree."""
+    return [node, *(n for child in node.get("Plans", []) for n in plan_nodes(child))]
+
+
+def test_each_chunk_of_a_query_reaches_its_rows_through_the_index(pg, indexed, tmp_path):
+    planned = plan_query(f"SELECT id, h FROM {indexed} WHERE h <> ''", tmp_path)
+    assert len(planned["chunks"]) >= 8
+    for chunk in planned["chunks"]:
+        (explained,) = pg.execute(f"EXPLAIN (FORMAT JSON) {chunk['query']}").fetchone()[0]
+        scans = [n for n in plan_nodes(explained["Plan"]) if n.get("Relation Name") == indexed]
+        # The key range reaches the table as an index condition: no chunk reads the whole table.
+        assert [n["Node Type"] for n in scans] in (["Index Scan"], ["Bitmap Heap Scan"]), (chunk, explained)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +177,7 @@ def test_other_strategies_cover_every_row(pg, skewed, out, options):
 def test_dense_chunks_have_exact_sizes(pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT (i * i) AS k FROM generate_series(1, 5000) AS i")
     result = export(t, out, chunk_column="k", chunk_dense=True, chunk_size=1000)
-    assert sorted(p.rows for p in result.parts if p.rows) == [1000] * 5
+    assert sorted(c.rows for c in result.chunks if c.rows) == [1000] * 5
 
 
 @pytest.mark.parametrize("key_type", ["date", "timestamptz", "timestamp"])
@@ -152,7 +189,7 @@ def test_date_and_time_keys_by_days(pg, pg_table, out, key_type):
     )
     result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
     assert rows_in_files(result.files, ["id"]) == rows_in_source(pg, f"SELECT id FROM {t}")
-    assert len(result.files) >= 3
+    assert len(result.chunks) >= 3
 
 
 def test_primary_key_is_used_when_no_chunk_column_is_given(pg, pg_table, out, caplog):
@@ -171,7 +208,7 @@ def test_table_chunks_come_from_planner_statistics_and_stale_stats_lose_nothing(
     pg.execute(f"INSERT INTO {t} VALUES (1000000, 'late'), (NULL, 'null key')")
     result = export(t, out, chunk_column="k", chunk_size=5000, parallel=2)
     assert rows_in_files(result.files, ["k", "h"]) == rows_in_source(pg, f"SELECT k, h FROM {t}")
-    sizes = sorted(p.rows for p in result.parts)
+    sizes = sorted(c.rows for c in result.chunks)
     assert 8 <= len(sizes) <= 12 and sizes[-1] <= 7500, sizes
 
 
@@ -184,7 +221,7 @@ def test_non_orderable_chunk_column_is_refused(pg_table, out):
 def test_parallel_full_export_of_a_table_by_pages(pg, pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) AS i")
     result = rivet.export(pg_url(), table=t, destination=str(out), parallel=2, snapshot="consistent")
-    assert len(result.files) > 2
+    assert len(result.chunks) > 2 and len(result.files) <= 2
     assert sorted(c[0] for c in rows_in_files(result.files, ["id"])) == list(range(1, 50001))
 
 
@@ -248,6 +285,35 @@ def test_terminated_backend_is_retried_and_the_export_succeeds(pg, pg_table, slo
     assert sorted(c[0] for c in rows_in_files(result.files, ["id"])) == list(range(1, 4001))
 
 
+def test_a_lost_connection_in_the_third_chunk_of_a_part_rereads_the_part(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 6000) AS i")
+    config = _config(
+        tmp_path,
+        f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n"
+        "  chunk_checkpoint: true\n  destination: out\n  tuning: {batch_size: 200, retry_backoff_ms: 10}\n",
+    )
+    # Five batches a chunk: the 13th batch is in the third chunk, after two chunks went into the part.
+    ran = run_export_json(config, env={"RIVET_FAILPOINTS": "socket_closed@13"})
+    assert ran["code"] == 0, ran["stderr"]
+    assert "retrying" in ran["stderr"] and "failpoint socket_closed" in ran["stderr"]
+    out = tmp_path / "out"
+    # The part was written again from its first chunk: every row once, every chunk in one part.
+    assert rows_by_manifest(out, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
+    assert rows_by_glob(out, "c", ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
+    parts = json.loads((out / "manifest.json").read_text())["parts"]
+    chunks = ran_chunks(tmp_path)
+    assert sorted(c for p in parts for c in p["chunks"]) == [c[0] for c in chunks] and len(parts) == 1
+    # The two chunks before the failure went back to the queue and were claimed again; the failed
+    # chunk was retried by its worker, and the rest were claimed once.
+    assert [attempts for _, _, attempts in chunks] == [2, 2] + [1] * (len(chunks) - 2), chunks
+
+
+def ran_chunks(tmp_path: Path) -> list[tuple[int, str, int]]:
+    """Each chunk of the state store's only run: index, status, attempts."""
+    with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
+        return conn.execute("SELECT chunk_index, status, attempts FROM chunk_tasks ORDER BY chunk_index").fetchall()
+
+
 def test_statement_timeout_is_enforced_and_not_retried(pg_table, slow, out, caplog):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 10) AS i")
     query = f"SELECT id, {slow}(id, 0.4) AS s FROM {t}"
@@ -284,12 +350,14 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
               chunk_size: 500
               chunk_checkpoint: true
               parallel: 2
+              # Parts of about two chunks: some are published before the kill, one is not.
+              max_file_size: 40KB
               destination: out
             """
         ),
     )
     before = kill_after_chunks(config, 6)
-    assert 6 <= len(before) < 25
+    assert 6 <= len(before) < 24
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
     # A plain run refuses while a checkpointed run is unfinished, and says how to go on.

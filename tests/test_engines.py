@@ -126,6 +126,32 @@ def test_a_chunk_connectorx_cannot_read_falls_back_to_native(pg_table, out, capl
 
 
 @pytest.mark.postgres
+def test_connectorx_failing_mid_chunk_rewrites_the_part_natively(pg_table, out, caplog):
+    # The value connectorx cannot carry sits in a later batch of a later chunk, after other chunks
+    # and batches went into the part: the part is dropped and read again natively.
+    t = pg_table(
+        "CREATE TABLE {t} AS SELECT i AS id, date '2000-01-01' + i AS d FROM generate_series(1, 5000) AS i;"
+        "UPDATE {t} SET d = '300000-01-01' WHERE id = 2900"
+    )
+    with caplog.at_level("WARNING", logger="rivet"):
+        result = rivet.export(
+            pg_source("connectorx"),
+            table=t,
+            destination=str(out),
+            mode="chunked",
+            chunk_column="id",
+            chunk_size=1000,
+            tuning={"batch_size": 200},
+        )
+    assert result.engine == "connectorx+native"
+    assert "the native reader writes its part again and reads the rest" in caplog.text
+    table = read(result)
+    assert table.column("id").to_pylist() == list(range(1, 5001))
+    assert table.column("d").cast(pa.int32()).to_pylist()[2899] == 108_853_222
+    assert len(result.files) == 1
+
+
+@pytest.mark.postgres
 def test_infinity_read_by_connectorx_is_caught_and_refused_by_native(pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id, 'infinity'::timestamp AS ts")
     with pytest.raises(rivet.RivetError, match="infinity"):

@@ -59,6 +59,8 @@ def three_exports(tmp_path: Path, table: str, slow: str) -> Path:
               chunk_column: id
               chunk_size: 200
               chunk_checkpoint: true
+              # A part per chunk: chunks are done while the run goes on.
+              max_file_size: 1KB
               destination: out/victim
             - name: quick_b
               query: "SELECT id FROM {table} WHERE id > 2900"
@@ -239,7 +241,11 @@ def test_plan_then_apply_writes_what_run_writes(pg, pg_table, tmp_path):
     )
     assert applied.returncode == 0, applied.stderr
     by_name = {e["name"]: e for e in json.loads(applied.stdout)["exports"]}
-    assert by_name["chunks"]["rows"] == 4000 and len(by_name["chunks"]["files"]) == len(chunks["chunks"])
+    assert by_name["chunks"]["rows"] == 4000
+    # The planned chunks were read, each into one part.
+    manifest = json.loads((tmp_path / "out" / "chunks" / "manifest.json").read_text())
+    held = sorted(c for part in manifest["parts"] for c in part["chunks"])
+    assert held == [c["index"] for c in chunks["chunks"]]
     assert by_name["inc"]["rows"] == 4000
 
     # The same plan again: the cursor has moved since, so apply refuses.

@@ -150,7 +150,7 @@ def test_a_reader_panic_fails_the_export_and_publishes_nothing(pg_table, tmp_pat
 def chunked_slow(t: str, slow: str) -> str:
     return (
         f'- name: c\n  query: "SELECT id, {slow}(id, 0.002) AS s FROM {t}"\n  mode: chunked\n  chunk_column: id\n'
-        "  chunk_size: 200\n  chunk_checkpoint: true\n  destination: out\n"
+        "  chunk_size: 200\n  chunk_checkpoint: true\n  max_file_size: 1KB\n  destination: out\n"
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError
-from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
+from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import MYSQL_URL, my_query
 
 pytestmark = pytest.mark.mysql
@@ -61,7 +61,7 @@ def test_integer_key_every_row_exactly_once(my_conn, my_table, out):
     )
     result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
     # Planned from the optimizer's estimates: balanced within a quarter of the target.
-    assert len(result.files) >= 6 and max(p.rows for p in result.parts) <= 3750
+    assert len(result.chunks) >= 6 and max(c.rows for c in result.chunks) <= 3750 and len(result.files) <= 2
     assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
@@ -71,7 +71,7 @@ def test_skewed_keys_get_balanced_chunks_from_index_dives_and_null_keys_are_kept
     my_query(my_conn, f"CREATE INDEX k_idx ON {skewed} (k)")
     result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2)
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
-    sizes = [p.rows for p in result.parts]
+    sizes = [c.rows for c in result.chunks]
     assert max(sizes) <= 2000, sizes
     assert 37 in sizes  # the NULL-key chunk
 
@@ -79,7 +79,28 @@ def test_skewed_keys_get_balanced_chunks_from_index_dives_and_null_keys_are_kept
 def test_an_unindexed_key_is_balanced_by_counting_when_asked(my_conn, skewed, out):
     result = export(skewed, out, chunk_column="k", chunk_size=1000, parallel=2, chunk_strategy="count")
     assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
-    assert max(p.rows for p in result.parts) <= 2000
+    assert max(c.rows for c in result.chunks) <= 2000
+
+
+def test_each_chunk_of_a_query_reaches_its_rows_through_the_index(my_conn, my_table, tmp_path):
+    t = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
+        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(50000)}) AS n;\n"
+        "ANALYZE TABLE {t}"
+    )
+    export_yaml = (
+        f"    query: \"SELECT id, h FROM {t} WHERE h <> ''\"\n    mode: chunked\n    chunk_column: id\n"
+        "    chunk_size: 5000\n    destination: out\n"
+    )
+    planned = planned_export("mysql", MYSQL_URL, export_yaml, tmp_path)
+    assert len(planned["chunks"]) >= 8
+    for chunk in planned["chunks"]:
+        with my_conn.cursor() as cur:
+            cur.execute(f"EXPLAIN {chunk['query']}")
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        # The derived table is merged and the key range becomes a range read of the primary key.
+        assert [(r["table"], r["type"], r["key"]) for r in rows] == [(t, "range", "PRIMARY")], (chunk, rows)
 
 
 @pytest.mark.parametrize("options", [{"chunk_count": 4}, {"chunk_dense": True, "chunk_size": 1500}], ids=str)
@@ -98,7 +119,7 @@ def test_date_and_time_keys_by_days(my_conn, my_table, out, key_type):
     )
     result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
     assert rows_in_files(result.files, ["id"]) == rows_in_source(my_conn, f"SELECT id FROM {t}")
-    assert len(result.files) >= 3
+    assert len(result.chunks) >= 3
 
 
 def test_parallel_full_export_uses_the_primary_key(my_conn, my_table, out, caplog):
@@ -109,7 +130,7 @@ def test_parallel_full_export_uses_the_primary_key(my_conn, my_table, out, caplo
     with caplog.at_level("INFO", logger="rivet"):
         result = rivet.export(MYSQL_URL, table=t, destination=str(out), parallel=2)
     assert "using the primary key id" in caplog.text
-    assert len(result.files) >= 4
+    assert len(result.chunks) >= 4
     assert rows_in_files(result.files, ["id", "v"]) == rows_in_source(my_conn, f"SELECT id, v FROM {t}")
 
 
@@ -213,6 +234,8 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp
           chunk_size: 500
           chunk_checkpoint: true
           parallel: 2
+          # Parts of about two chunks: some are published before the kill, one is not.
+          max_file_size: 40KB
           destination: out
         """
     config = _config(tmp_path, textwrap.dedent(body))

@@ -34,6 +34,11 @@ class CommittedPart:
     bytes: int
     sha256: str
     run_id: str | None = None
+    chunks: tuple[int, ...] = ()  # the chunks of a chunked run that the part holds
+
+    def record(self) -> dict[str, Any]:
+        """The part as the state store keeps it."""
+        return {**asdict(self), "chunks": list(self.chunks)}
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,17 @@ def build_manifest(
         "row_count": sum(p.rows for p in parts),
         "part_count": len(parts),
         "schema": schema_json(schema),
-        "parts": [
-            {"name": p.name, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256, "run_id": p.run_id} for p in parts
-        ],
+        "parts": [_part_entry(p) for p in parts],
         **(extra or {}),
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _part_entry(part: CommittedPart) -> dict[str, Any]:
+    entry = {"name": part.name, "rows": part.rows, "bytes": part.bytes, "sha256": part.sha256, "run_id": part.run_id}
+    if part.chunks:
+        entry["chunks"] = list(part.chunks)
+    return entry
 
 
 def parse_manifest(raw: bytes, url_of: Any, where: str) -> Manifest:
@@ -97,7 +107,15 @@ def parse_manifest(raw: bytes, url_of: Any, where: str) -> Manifest:
     try:
         doc = json.loads(raw)
         parts = [
-            CommittedPart(p["name"], url_of(p["name"]), int(p["rows"]), int(p["bytes"]), p["sha256"], p.get("run_id"))
+            CommittedPart(
+                p["name"],
+                url_of(p["name"]),
+                int(p["rows"]),
+                int(p["bytes"]),
+                p["sha256"],
+                p.get("run_id"),
+                tuple(int(c) for c in p.get("chunks", ())),
+            )
             for p in doc["parts"]
         ]
         return Manifest(raw, str(doc["run_id"]), list(doc["schema"]), parts)
@@ -111,9 +129,9 @@ def part_stem_of(export: str, name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def part_record(part: CommittedPart) -> dict[str, Any]:
-    """A part as the state store keeps it."""
-    return asdict(part)
+def part_from_record(record: dict[str, Any]) -> CommittedPart:
+    """A part the state store kept (records written before parts listed chunks have none)."""
+    return CommittedPart(**{**record, "chunks": tuple(record.get("chunks") or ())})
 
 
 def success_marker(manifest: bytes) -> bytes:

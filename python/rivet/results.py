@@ -23,6 +23,15 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+@dataclass(frozen=True)
+class ChunkRows:
+    """A chunk of a chunked run: its index, key range and how many rows it read."""
+
+    index: int
+    label: str
+    rows: int
+
+
 @dataclass
 class ExportResult:
     """The outcome of one export.
@@ -32,7 +41,8 @@ class ExportResult:
         run_id: ``<export>_<UTC timestamp>``, also in the manifest and the state store.
         status: ``success``, ``empty`` (an incremental or time-window run found no new
             rows and published no data file), ``failed`` or ``interrupted``.
-        parts: the committed parts (name, url, rows, bytes, sha256).
+        parts: the committed parts (name, url, rows, bytes, sha256, and the chunks each holds).
+        chunks: for a chunked run, every chunk with its key range and rows.
         duration_s: wall time.
         schema: Arrow schema of the output (``None`` if the export failed early).
         engine: which reader produced the rows: ``native``, ``connectorx``, or
@@ -50,6 +60,7 @@ class ExportResult:
     status: str
     mode: str = "full"
     parts: list[CommittedPart] = field(default_factory=list)
+    chunks: list[ChunkRows] = field(default_factory=list)
     duration_s: float = 0.0
     schema: pa.Schema | None = None
     engine: str = "native"

@@ -1,11 +1,14 @@
 """The threaded engine: one export split into chunks, read by ``parallel`` worker threads.
 
-Each worker owns one source connection and reads its chunk with a bounded binary
-COPY; the native reader decodes on its own thread and pyarrow encodes without the
-GIL, so workers run truly in parallel. A chunk's parts are committed as soon as
-the chunk is read; with ``chunk_checkpoint`` the chunk is then marked done in the
-state store, so ``--resume`` reads only what is left. Each chunk is retried on its
-own; a permanent error stops the run and names the chunk and its SQL.
+Each worker owns one source connection and reads its chunks with bounded binary
+COPYs; the native reader decodes on its own thread and pyarrow encodes without the
+GIL, so workers run truly in parallel. A worker writes the chunks it reads into one
+part and publishes it near ``max_file_size`` (512 MiB by default), so a run leaves
+few large files rather than one per chunk. A chunk is done once its part is
+published; with ``chunk_checkpoint`` that is recorded in the state store, so
+``--resume`` reads only the chunks of parts that were never published. A failed
+read is retried on its own; a permanent error stops the run and names the chunk
+and its SQL.
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ import pyarrow as pa
 
 from rivet import failpoints
 from rivet.destinations import Destination, DestinationSpec
+from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
 from rivet.errors import CancelledError, ChunkError, ConfigError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
+from rivet.formats.base import PartWriter
 from rivet.formats.parquet import DictionaryChoice
-from rivet.manifest import CommittedPart
+from rivet.manifest import part_from_record
 from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
-from rivet.redact import redact_text
+from rivet.results import ChunkRows, ExportResult
 from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
 from rivet.sources.base import scan_options
@@ -43,58 +48,10 @@ if TYPE_CHECKING:
 
     Session = PgSession | MySession
     from rivet.planning.export import ExportPlan
-    from rivet.results import ExportResult
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
 
 log = logging.getLogger("rivet")
-
-
-@dataclass
-class Task:
-    """A chunk being worked on."""
-
-    index: int
-    query: str
-    label: str
-
-
-@dataclass
-class ChunkQueue:
-    """Chunks to read, claimed one at a time: from memory, or from the state store."""
-
-    run_id: str
-    state: StateStore | None
-    pending: list[Task] = field(default_factory=list)
-    done: dict[int, tuple[list[CommittedPart], int]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def claim(self) -> Task | None:
-        """The next chunk, or None when all are taken."""
-        if self.state is not None:
-            row = self.state.claim_chunk(self.run_id, iso(utc_now()))
-            return None if row is None else Task(row["chunk_index"], row["query"], row["label"])
-        with self.lock:
-            return self.pending.pop(0) if self.pending else None
-
-    def finish(self, task: Task, parts: list[CommittedPart], rows: int) -> None:
-        """Record a chunk whose parts are visible."""
-        with self.lock:
-            self.done[task.index] = (parts, rows)
-        if self.state is not None:
-            self.state.chunk_done(self.run_id, task.index, rows, [p.__dict__ for p in parts], iso(utc_now()))
-
-    def fail(self, task: Task, error: BaseException) -> None:
-        """Record a chunk that ran out of attempts."""
-        if self.state is not None:
-            self.state.chunk_failed(self.run_id, task.index, redact_text(str(error)), iso(utc_now()))
-
-    def all_parts(self) -> list[CommittedPart]:
-        """Every committed part, in chunk order (from the state store when checkpointed)."""
-        if self.state is not None:
-            return [CommittedPart(**p) for t in self.state.chunk_tasks(self.run_id) for p in t["parts"]]
-        with self.lock:
-            return [p for i in sorted(self.done) for p in self.done[i][0]]
 
 
 # The smallest batch a worker's share of the memory budget may shrink to.
@@ -140,7 +97,7 @@ def _open_queue(
         raise ConfigError(f"export '{plan.name}': --resume needs chunk_checkpoint: true")
     if not checkpointed:
         chunks = plan_chunks(plan, session, schema)
-        queue = ChunkQueue(result.run_id, None, [Task(c.index, c.query, c.label) for c in chunks])
+        queue = ChunkQueue.in_memory(result.run_id, [Task(c.index, c.query, c.label) for c in chunks])
         return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0)
     assert state is not None
     existing = state.open_chunk_run(plan.name)
@@ -189,11 +146,14 @@ def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
     """Put back in the queue every done chunk whose parts are missing or changed; how many remain done."""
     assert queue.state is not None
     bad, done = [], 0
+    problems: dict[str, str | None] = {}  # by part name: the chunks of one part share its verdict
     for task in queue.state.chunk_tasks(queue.run_id):
         if task["status"] != "done":
             continue
-        problems = [part_problem(destination, CommittedPart(**p)) for p in task["parts"]]
-        found = [p for p in problems if p is not None]
+        for record in task["parts"]:
+            if record["name"] not in problems:
+                problems[record["name"]] = part_problem(destination, part_from_record(record))
+        found = [problem for r in task["parts"] if (problem := problems[r["name"]]) is not None]
         if found:
             log.warning("chunk %d %s is read again: %s", task["chunk_index"], task["label"], "; ".join(found))
             bad.append(task["chunk_index"])
@@ -204,8 +164,36 @@ def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
     return done
 
 
+# Without max_file_size, a worker's part grows to this before it is published.
+DEFAULT_PART_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class FillingPart:
+    """The part a worker is writing: consecutive chunks it read, not yet published."""
+
+    writer: PartWriter
+    first: int  # the first chunk's index names the part
+    reads: list[ChunkRead] = field(default_factory=list)
+
+    def has_room(self, limit: int) -> bool:
+        """Whether another chunk of the average size so far still fits under ``limit``."""
+        size = self.writer.bytes_estimate()
+        return size + size // max(1, len(self.reads)) <= limit
+
+
+class SpoiledPart(Exception):
+    """connectorx failed after writing some rows of a chunk: its part must be written again."""
+
+
 class ChunkPool:
-    """Worker threads that claim chunks until none are left or one fails for good."""
+    """Worker threads that claim chunks until none are left or one fails for good.
+
+    A worker writes the chunks it claims into one part and publishes the part at a
+    chunk boundary once another chunk would push it past ``max_file_size`` (or when
+    no chunk is left); the chunks are done then. When a read fails, the part is
+    dropped, its other chunks go back to the queue, and the failed chunk is retried.
+    """
 
     def __init__(
         self,
@@ -226,6 +214,7 @@ class ChunkPool:
         self.destination = destination
         self.schema = schema
         self.stem = stem
+        self.part_bytes = plan.max_file_size or DEFAULT_PART_BYTES
         self.options = _scan_options(plan, snapshot)
         self.progress = progress
         self.events = events
@@ -275,33 +264,56 @@ class ChunkPool:
                 sessions.append(self.plan.source.session())  # type: ignore[union-attr]
             return sessions[0]
 
-        while not self.abort.is_set():
-            task = self.queue.claim()
-            if task is None:
-                return
-            attempt = 0
-            while True:
-                attempt += 1
+        part: FillingPart | None = None
+        retry: Task | None = None  # a failed chunk, read again after the backoff
+        attempts: dict[int, int] = {}
+        last: int | None = None
+        try:
+            while not self.abort.is_set():
+                task = retry or self.queue.claim(after=last)
+                retry = None
+                if task is None and part is None:
+                    return
+                # A failure is charged to the chunk being read, or to the last one of the part being published.
+                current = task if task is not None else part.reads[-1].task  # type: ignore[union-attr]
                 try:
-                    parts, rows = self._read_chunk(wid, session, task)
-                    self.queue.finish(task, parts, rows)
-                    self.progress.advance(rows)
-                    self.events.emit(
-                        "progress", self.plan.name, chunks_done=self.progress.chunks, rows=self.progress.rows
-                    )
-                    break
+                    if task is not None:
+                        part = part or self._open_part(task)
+                        rows = self._read_into(part, wid, session, task)
+                        part.reads.append(ChunkRead(task, rows))
+                        last = task.index
+                        self.progress.advance(rows)
+                        self.events.emit(
+                            "progress", self.plan.name, chunks_done=self.progress.chunks, rows=self.progress.rows
+                        )
+                    if part is not None and (task is None or not part.has_room(self.part_bytes)):
+                        self._publish(part)
+                        part = None
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
+                    if part is not None:
+                        part.writer.abort()
+                        self.queue.release(r.task for r in part.reads if r.task.index != current.index)
+                        part = None
                     if self.abort.is_set():
                         return
-                    verdict, wait = self.retrier.next_attempt(e, attempt, chunk=task.index, label=task.label)
+                    if isinstance(e, SpoiledPart):
+                        retry = current  # read again at once, natively; not a failed attempt
+                        continue
+                    attempts[current.index] = attempt = attempts.get(current.index, 0) + 1
+                    verdict, wait = self.retrier.next_attempt(e, attempt, chunk=current.index, label=current.label)
                     if verdict.kind is RetryClass.RECONNECT:
                         sessions.clear()
                     if wait is None:
-                        self.queue.fail(task, e)
-                        self._failed(task, attempt, e)
+                        self.queue.fail(current, e)
+                        self._failed(current, attempt, e)
                         return
                     if self.abort.wait(wait):
                         return
+                    retry = current
+        finally:
+            if part is not None:
+                # Stopped with a part not published: its chunks stay unfinished, for --resume.
+                part.writer.abort()
 
     def _failed(self, task: Task, attempts: int, error: BaseException) -> None:
         with self.lock:
@@ -312,54 +324,79 @@ class ChunkPool:
                 )
         self._stop()
 
-    def _read_chunk(self, wid: int, session: Callable[[], Session], task: Task) -> tuple[list[CommittedPart], int]:
+    def _open_part(self, task: Task) -> FillingPart:
         plan = self.plan
-        if self.fast is not None:
-            try:
-                return self._stage(wid, task, self.fast.open(task.query))
-            except FastPathError as e:
-                with self.lock:
-                    self.fallbacks += 1
-                log.warning("chunk %d %s: %s; the native reader reads it", task.index, task.label, e)
-        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
-        reader = session().scan(task.query, plan.query, self.options, decimal, text)
-        return self._stage(wid, task, reader)
-
-    def _stage(self, wid: int, task: Task, reader: BatchReader | ConnectorxReader) -> tuple[list[CommittedPart], int]:
-        """Write every batch of ``reader`` into staged parts, then commit them as this chunk's parts."""
-        plan = self.plan
-        with self.lock:
-            self.readers[wid] = reader
         key = f"{self.queue.run_id}-c{task.index}"
         writer = open_part_writer(
             plan.format,
             self.schema,
             lambda n: self.destination.staging_path(key, n),
-            plan.max_file_size,
+            self.part_bytes,
             share=plan.parallel,
             dictionary=self.dictionary,
         )
+        return FillingPart(writer, task.index)
+
+    def _read_into(self, part: FillingPart, wid: int, session: Callable[[], Session], task: Task) -> int:
+        """Append every row of ``task`` to ``part``; the rows written."""
+        fast = self.fast
+        if fast is not None:
+            try:
+                return self._copy(part, wid, task, fast.open(task.query))
+            except FastPathError as e:
+                with self.lock:
+                    self.fallbacks += 1
+                    if e.rows_written:
+                        # Rows of this chunk are in the part already: from now on every chunk is read natively.
+                        self.fast = None
+                if e.rows_written:
+                    log.warning(
+                        "chunk %d %s: %s after %d rows; the native reader writes its part again and reads the rest",
+                        task.index,
+                        task.label,
+                        e,
+                        e.rows_written,
+                    )
+                    raise SpoiledPart(str(e)) from e
+                log.warning("chunk %d %s: %s; the native reader reads it", task.index, task.label, e)
+        plan = self.plan
+        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+        reader = session().scan(task.query, plan.query, self.options, decimal, text)
+        return self._copy(part, wid, task, reader)
+
+    def _copy(self, part: FillingPart, wid: int, task: Task, reader: BatchReader | ConnectorxReader) -> int:
+        with self.lock:
+            self.readers[wid] = reader
+        rows = 0
         try:
             while (batch := reader.next_batch()) is not None:
-                writer.write(pa.record_batch(batch))
-            staged = writer.close()
-            check_read(reader, sum(p.rows for p in staged), f"export {plan.name} chunk {task.index} {task.label}")
-        except BaseException:
-            writer.abort()
+                record_batch = pa.record_batch(batch)
+                rows += record_batch.num_rows
+                part.writer.write(record_batch)
+            check_read(reader, rows, f"export {self.plan.name} chunk {task.index} {task.label}")
+        except FastPathError as e:
+            e.rows_written = rows
             raise
         finally:
             with self.lock:
                 self.readers.pop(wid, None)
             reader.close()
+        return rows
+
+    def _publish(self, part: FillingPart) -> None:
+        """Make the part visible, then mark its chunks done."""
+        staged = part.writer.close()
         failpoints.hit("after_part_write")
+        chunks = tuple(r.task.index for r in part.reads)
         parts = commit_parts(
             self.destination,
             staged,
-            f"{self.stem}_chunk{task.index:05d}",
-            plan.format.extension,
+            f"{self.stem}_chunk{part.first:05d}",
+            self.plan.format.extension,
             self.queue.run_id,
+            chunks=chunks,
         )
-        return parts, sum(p.rows for p in parts)
+        self.queue.finish(part.reads, parts)
 
 
 def run_chunked(
@@ -406,6 +443,7 @@ def run_chunked(
                 raise
             finally:
                 result.engine = engine_label(choice.engine, pool.fallbacks)
+        result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
         publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
         checkpoints = queue.state
         publication.publish(

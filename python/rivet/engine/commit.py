@@ -58,7 +58,13 @@ def part_names(stem: str, extension: str, count: int) -> list[str]:
 
 
 def commit_parts(
-    destination: Destination, staged: list[StagedPart], stem: str, extension: str, run_id: str
+    destination: Destination,
+    staged: list[StagedPart],
+    stem: str,
+    extension: str,
+    run_id: str,
+    *,
+    chunks: tuple[int, ...] = (),
 ) -> list[CommittedPart]:
     """Make staged parts visible under their final names; on failure remove what was made visible."""
     committed: list[CommittedPart] = []
@@ -67,7 +73,7 @@ def commit_parts(
             if committed:
                 failpoints.hit("between_parts")
             url = destination.commit(part.path, name)
-            committed.append(CommittedPart(name, url, part.rows, part.bytes, part.sha256, run_id))
+            committed.append(CommittedPart(name, url, part.rows, part.bytes, part.sha256, run_id, chunks))
     except BaseException:
         destination.remove([p.name for p in committed])
         raise

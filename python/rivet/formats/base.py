@@ -124,6 +124,10 @@ class PartWriter(ABC):
         """Add rows."""
 
     @abstractmethod
+    def bytes_estimate(self) -> int:
+        """About how many bytes the parts would hold if closed now."""
+
+    @abstractmethod
     def close(self) -> list[StagedPart]:
         """Finish every part (an empty result still yields one part with the schema)."""
 

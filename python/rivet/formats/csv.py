@@ -52,6 +52,11 @@ class CsvPartWriter(PartWriter):
         if self.max_file_size and self._path.stat().st_size >= self.max_file_size:
             self._close_part()
 
+    def bytes_estimate(self) -> int:
+        """Closed parts and what the open one holds so far."""
+        written = self._path.stat().st_size if self._writer is not None and self._path is not None else 0
+        return sum(p.bytes for p in self.parts) + written
+
     def _close_part(self) -> None:
         if self._writer is None or self._path is None or self._stream is None:
             return

@@ -140,6 +140,13 @@ class ParquetPartWriter(PartWriter):
         ratio = written / self._part_arrow_bytes
         return written + self._pending_bytes * ratio > self.max_file_size
 
+    def bytes_estimate(self) -> int:
+        """Closed parts, the open one, and the buffered rows at the open part's compression ratio."""
+        closed = sum(p.bytes for p in self.parts)
+        written = self._path.stat().st_size if self._writer is not None and self._path is not None else 0
+        ratio = written / self._part_arrow_bytes if self._part_arrow_bytes else 1.0
+        return closed + written + int(self._pending_bytes * ratio)
+
     def _close_part(self) -> None:
         if self._writer is None or self._path is None:
             return

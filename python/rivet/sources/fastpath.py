@@ -222,6 +222,8 @@ class ConnectorxScanner:
 class FastPathError(SourceError):
     """connectorx could not read a chunk exactly; the native reader reads it instead."""
 
+    rows_written = 0  # rows of the chunk already handed on when connectorx gave up
+
 
 class ConnectorxReader:
     """A consume-once stream of batches read by connectorx and restored to the native schema."""

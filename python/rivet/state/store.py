@@ -248,26 +248,41 @@ class StateStore:
             )
             return int(cur.rowcount)
 
-    def claim_chunk(self, run_id: str, now: str) -> dict[str, Any] | None:
-        """Atomically take the lowest pending chunk."""
+    def claim_chunk_at(self, run_id: str, index: int, now: str) -> dict[str, Any] | None:
+        """Take chunk ``index`` if it is still pending (None: it is not)."""
         with self._transaction() as c:
             row = c.execute(
                 "UPDATE chunk_tasks SET status = 'running', attempts = attempts + 1, updated_at = ? "
-                "WHERE run_id = ? AND chunk_index = (SELECT min(chunk_index) FROM chunk_tasks "
-                "WHERE run_id = ? AND status = 'pending') RETURNING chunk_index, query, label, attempts",
-                (now, run_id, run_id),
+                "WHERE run_id = ? AND chunk_index = ? AND status = 'pending' RETURNING chunk_index, query, label",
+                (now, run_id, index),
             ).fetchone()
-        if row is None:
-            return None
-        return {"chunk_index": row[0], "query": row[1], "label": row[2], "attempts": row[3]}
+        return None if row is None else {"chunk_index": row[0], "query": row[1], "label": row[2]}
 
-    def chunk_done(self, run_id: str, index: int, rows: int, parts: list[dict[str, Any]], now: str) -> None:
-        """Record a chunk whose parts are committed."""
+    def open_chunk_indexes(self, run_id: str) -> tuple[set[int], set[int]]:
+        """The pending and the running chunks of a run."""
+        rows = self._select(
+            "SELECT chunk_index, status FROM chunk_tasks WHERE run_id = ? AND status IN ('pending', 'running')",
+            (run_id,),
+        )
+        pending = {r["chunk_index"] for r in rows if r["status"] == "pending"}
+        return pending, {r["chunk_index"] for r in rows if r["status"] == "running"}
+
+    def release_chunks(self, run_id: str, indexes: Iterable[int], now: str) -> None:
+        """Make running chunks claimable again (their part was abandoned)."""
         with self._transaction() as c:
-            c.execute(
+            c.executemany(
+                "UPDATE chunk_tasks SET status = 'pending', updated_at = ? "
+                "WHERE run_id = ? AND chunk_index = ? AND status = 'running'",
+                [(now, run_id, i) for i in indexes],
+            )
+
+    def chunks_done(self, run_id: str, reads: list[tuple[int, int]], parts: list[dict[str, Any]], now: str) -> None:
+        """Record at once the chunks (index, rows) held by the published ``parts``."""
+        with self._transaction() as c:
+            c.executemany(
                 "UPDATE chunk_tasks SET status = 'done', rows = ?, parts = ?, last_error = NULL, updated_at = ? "
                 "WHERE run_id = ? AND chunk_index = ?",
-                (rows, json.dumps(parts), now, run_id, index),
+                [(rows, json.dumps(parts), now, run_id, index) for index, rows in reads],
             )
 
     def requeue_chunks(self, run_id: str, indexes: Iterable[int], now: str) -> None:
