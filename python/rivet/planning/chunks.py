@@ -31,8 +31,11 @@ if TYPE_CHECKING:
     Session = PgSession | MySession
 
 log = logging.getLogger("rivet")
-# A page-range chunk holds about this many 8 KiB pages (128 MiB of heap): fewer, larger parts.
-PAGES_PER_CHUNK = 16384
+# A page-range chunk is sized to keep its statement short: half a second of heap at a
+# rate one backend sustains while a client drains it, even on a slow machine (32 MiB).
+# Chunks share parts, so small chunks do not mean small files.
+PAGE_CHUNK_SECONDS = 0.5
+HEAP_BYTES_PER_SECOND = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -247,14 +250,16 @@ def _counted_chunks(session: Session, base: str, spec: ChunkSpec, kind: KeyKind,
 def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chunk]:
     """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
     row = session.query(
-        f"SELECT pg_relation_size({PostgresDialect().relation(relation)}) "
-        "/ current_setting('block_size')::int, current_setting('server_version_num')::int"
+        f"SELECT pg_relation_size({PostgresDialect().relation(relation)}), "
+        "current_setting('block_size')::int, current_setting('server_version_num')::int"
     )[0]
-    pages, version = int(row[0] or 0), int(row[1] or 0)
+    block = int(row[1] or 8192)
+    pages, version = int(row[0] or 0) // block, int(row[2] or 0)
     base = f"SELECT * FROM {relation}"
     if version < 140000 or pages == 0:
         return [Chunk(0, base, "whole table")]
-    wanted = max(math.ceil(pages / PAGES_PER_CHUNK), min(4 * parallel, pages))
+    pages_per_chunk = max(1, int(PAGE_CHUNK_SECONDS * HEAP_BYTES_PER_SECOND) // block)
+    wanted = max(math.ceil(pages / pages_per_chunk), min(4 * parallel, pages))
     step = math.ceil(pages / wanted)
     count = math.ceil(pages / step)
     chunks = []
