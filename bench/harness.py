@@ -29,6 +29,8 @@ class Measurement:
     bytes: int
     peak_rss_mb: float
     longest_statement_s: float
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0  # the machine's busy CPU during the run minus the client's
     ok: bool = True
     error: str = ""
 
@@ -79,10 +81,22 @@ class StatementWatch:
                 self._stop.wait(0.05)
 
 
+def busy_cpu_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(method: str, url: str, table: str) -> Measurement:
-    """Run one method in a child process, which reports its own peak RSS."""
+    """Run one method in a child process, which reports its own peak RSS and CPU.
+
+    The database server is co-located, so the machine's busy CPU during the run, less
+    the client's, is what the server spent on it (plus the 50 ms activity sampling).
+    """
     out = Path(tempfile.mkdtemp(prefix=f"rivet-bench-{method}-"))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    busy_before = busy_cpu_seconds()
     with StatementWatch(url) as watch:
         proc = subprocess.run(
             [sys.executable, str(HERE / "methods.py"), method, url, table, str(out)],
@@ -95,8 +109,20 @@ def measure(method: str, url: str, table: str) -> Measurement:
         tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         print(f"{method} on {table} failed (exit {proc.returncode}): {tail[0]}", file=sys.stderr, flush=True)
         return Measurement(method, table, 0, 0, 0, 0, watch.longest, ok=False, error=tail[0])
+    busy = busy_cpu_seconds() - busy_before
     doc = json.loads(stdout)
-    return Measurement(method, table, doc["seconds"], doc["rows"], doc["bytes"], doc["peak_rss_mb"], watch.longest)
+    client = doc["client_cpu_s"]
+    return Measurement(
+        method,
+        table,
+        doc["seconds"],
+        doc["rows"],
+        doc["bytes"],
+        doc["peak_rss_mb"],
+        watch.longest,
+        client_cpu_s=client,
+        server_cpu_s=max(0.0, busy - client),
+    )
 
 
 @dataclass
@@ -110,6 +136,8 @@ class Summary:
     bytes: int
     peak_rss_mb: float
     longest_statement_s: float
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
     runs: list[float] = field(default_factory=list)
     error: str = ""
     failures: list[str] = field(default_factory=list)  # errors of the runs that failed
@@ -140,6 +168,8 @@ def compare(methods: list[str], url: str, table: str, repeat: int) -> list[Summa
                 good[0].bytes,
                 max(r.peak_rss_mb for r in good),
                 max(r.longest_statement_s for r in good),
+                statistics.median(r.client_cpu_s for r in good),
+                statistics.median(r.server_cpu_s for r in good),
                 [round(r.seconds, 3) for r in good],
                 failures=[r.error for r in runs[m] if not r.ok],
             )
@@ -154,17 +184,20 @@ def render(summaries: list[Summary], baseline: str | None = None) -> str:
     baseline = baseline or ("rivet" if "rivet" in methods else next((m for m in methods if m.startswith("rivet")), ""))
     base = {s.table: s.seconds for s in summaries if s.method == baseline and s.seconds}
     lines = [
-        f"| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | time vs {baseline} |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | client CPU s/M rows "
+        f"| server CPU s/M rows | time vs {baseline} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         if s.error:
-            lines.append(f"| {s.table} | {s.method} | failed: {s.error} | | | | | |")
+            lines.append(f"| {s.table} | {s.method} | failed: {s.error} | | | | | | | |")
             continue
         ratio = s.seconds / base[s.table] if base.get(s.table) else float("nan")
+        millions = s.rows / 1e6 if s.rows else float("nan")
         lines.append(
             f"| {s.table} | {s.method} | {s.seconds:.2f} | {s.rows_per_s:,.0f} | {s.peak_rss_mb:.0f} | "
-            f"{s.bytes / 1e6:.1f} | {s.longest_statement_s:.2f} | {ratio:.2f} |"
+            f"{s.bytes / 1e6:.1f} | {s.longest_statement_s:.2f} | {s.client_cpu_s / millions:.2f} | "
+            f"{s.server_cpu_s / millions:.2f} | {ratio:.2f} |"
         )
     lines += [
         f"\n{s.method} on {s.table}: {len(s.failures)} run(s) failed: {s.failures[0]}" for s in summaries if s.failures

@@ -238,6 +238,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def client_cpu_seconds() -> float:
+    """User + system CPU of this process and the programs it ran (psql, mariadb)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 if __name__ == "__main__":
     method, url, table, out = sys.argv[1:5]
     if method.startswith("rivet"):
@@ -247,5 +255,6 @@ if __name__ == "__main__":
         prepare_process()
     result = run_one(method, url, table, Path(out))
     result["peak_rss_mb"] = peak_rss_mb()
+    result["client_cpu_s"] = client_cpu_seconds()
     shutil.rmtree(out, ignore_errors=True)
     os.write(1, (json.dumps(result) + "\n").encode())

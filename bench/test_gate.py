@@ -11,6 +11,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,23 +24,29 @@ MAX_TIME_RATIO = {"connectorx": 1.0, "adbc": 1.0}
 MAX_RSS_MB = 300
 
 
-@pytest.mark.parametrize("peer", sorted(MAX_TIME_RATIO))
-@pytest.mark.parametrize("table", ["lineitem", "content_items", "events"])
-def test_rivet_full_is_not_slower_than(benchmark, small, peer: str, table: str) -> None:
+def time_ratio(benchmark: Any, method: str, peer: str, url: str, table: str) -> float:
+    """Median time of rivet's ``method`` over the median of ``peer``, run alternately on one table."""
     out = Path(tempfile.mkdtemp(prefix="rivet-gate-"))
     peer_seconds: list[float] = []
 
     def run_peer() -> None:
         start = time.perf_counter()
-        run_one(peer, small.url, table, out / "peer")
+        run_one(peer, url, table, out / "peer")
         peer_seconds.append(time.perf_counter() - start)
 
     run_peer()  # warm both code paths and the page cache before timing
-    run_one("rivet", small.url, table, out / "rivet")
+    run_one(method, url, table, out / "rivet")
     peer_seconds.clear()
-    benchmark.pedantic(run_one, args=("rivet", small.url, table, out / "rivet"), setup=run_peer, rounds=ROUNDS)
-    ratio = benchmark.stats.stats.median / statistics.median(peer_seconds)
+    benchmark.pedantic(run_one, args=(method, url, table, out / "rivet"), setup=run_peer, rounds=ROUNDS)
+    ratio = float(benchmark.stats.stats.median / statistics.median(peer_seconds))
     benchmark.extra_info.update({"peer": peer, "peer_median_s": statistics.median(peer_seconds), "ratio": ratio})
+    return ratio
+
+
+@pytest.mark.parametrize("peer", sorted(MAX_TIME_RATIO))
+@pytest.mark.parametrize("table", ["lineitem", "content_items", "events"])
+def test_rivet_full_is_not_slower_than(benchmark, small, peer: str, table: str) -> None:
+    ratio = time_ratio(benchmark, "rivet", peer, small.url, table)
     assert ratio <= MAX_TIME_RATIO[peer], f"rivet took {ratio:.2f}x the time of {peer} on {table}"
 
 
@@ -50,20 +57,14 @@ def test_rivet_peak_rss_is_bounded(benchmark, small) -> None:
     assert result.peak_rss_mb <= MAX_RSS_MB
 
 
-def test_rivet_chunked_on_mariadb_is_not_slower_than_connectorx(benchmark, small_mysql) -> None:
-    out = Path(tempfile.mkdtemp(prefix="rivet-gate-my-"))
-    url = small_mysql.mysql_url
-    peer_seconds: list[float] = []
+@pytest.mark.parametrize("table", ["lineitem", "content_items", "events"])
+def test_rivet_chunked_query_is_not_slower_than_duckdb(benchmark, small, table: str) -> None:
+    # The form users write: `query:` with a chunk_column, parallel 2, against DuckDB's scanner with 2 threads.
+    ratio = time_ratio(benchmark, "rivet_chunked_query", "duckdb", small.url, table)
+    assert ratio <= 1.0, f"rivet chunked query took {ratio:.2f}x the time of DuckDB on {table}"
 
-    def run_peer() -> None:
-        start = time.perf_counter()
-        run_one("connectorx", url, "lineitem", out / "peer")
-        peer_seconds.append(time.perf_counter() - start)
 
-    run_peer()
-    run_one("rivet_chunked", url, "lineitem", out / "rivet")
-    peer_seconds.clear()
-    benchmark.pedantic(run_one, args=("rivet_chunked", url, "lineitem", out / "rivet"), setup=run_peer, rounds=ROUNDS)
-    ratio = benchmark.stats.stats.median / statistics.median(peer_seconds)
-    benchmark.extra_info.update({"peer": "connectorx", "ratio": ratio})
-    assert ratio <= 1.0, f"rivet chunked took {ratio:.2f}x the time of connectorx on MariaDB lineitem"
+@pytest.mark.parametrize("method", ["rivet_chunked", "rivet_chunked_query"])
+def test_rivet_chunked_on_mariadb_is_not_slower_than_connectorx(benchmark, small_mysql, method: str) -> None:
+    ratio = time_ratio(benchmark, method, "connectorx", small_mysql.mysql_url, "lineitem")
+    assert ratio <= 1.0, f"{method} took {ratio:.2f}x the time of connectorx on MariaDB lineitem"

