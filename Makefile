@@ -35,7 +35,7 @@ lint: install
 	cargo fmt --all --check
 	cargo clippy --locked --all-targets -- -D warnings
 
-## bench: the side-by-side benchmark at full size (minutes; see bench/README.md)
+## bench: the side-by-side benchmark at full size (minutes; see "Benchmarks" in README.md)
 bench: install
 	$(PIP) install --quiet --editable ".[bench]"
 	$(PY) bench/run.py
