@@ -27,6 +27,11 @@ def iso(at: dt.datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def from_iso(text: str) -> dt.datetime:
+    """The time ``iso`` wrote."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process.
 

@@ -216,6 +216,29 @@ class DestinationConfig(StrictModel):
         return self
 
 
+class MetaColumnsConfig(StrictModel):
+    """``meta_columns``: columns rivet adds to every row it writes."""
+
+    exported_at: bool = False
+    row_hash: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "run_id" in data:
+                raise ValueError(
+                    "meta_columns.run_id is not supported: each part's run id is in the manifest "
+                    "(manifest.json and _rivet/runs/<run_id>.json); remove the key"
+                )
+            if "source_file" in data:
+                raise ValueError(
+                    "meta_columns.source_file is not supported: the manifest lists every part with its rows; "
+                    "remove the key"
+                )
+        return data
+
+
 class ExportConfig(StrictModel):
     """One entry of ``exports``."""
 
@@ -258,6 +281,7 @@ class ExportConfig(StrictModel):
     parallel_safe: bool | None = None
     # full and chunked runs replace the parts of the run before; keep them on disk instead
     keep_superseded_parts: bool = False
+    meta_columns: MetaColumnsConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -32,13 +32,14 @@ from rivet.errors import CancelledError, ChunkError, ConfigError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.base import PartWriter
+from rivet.formats.meta import Stamp
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import part_from_record
 from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
 from rivet.results import ChunkRows, ExportResult
 from rivet.retry import Retrier, RetryClass, RetryPolicy
-from rivet.runinfo import iso, part_stem, utc_now
+from rivet.runinfo import from_iso, iso, part_stem, utc_now
 from rivet.sources.base import scan_options
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
 from rivet.validate import part_problem
@@ -82,6 +83,7 @@ class OpenedRun:
     destination: DestinationSpec
     total: int
     done: int
+    started: dt.datetime  # when the run began: a resumed run keeps its first start
     resumed: bool = False
 
 
@@ -101,7 +103,7 @@ def _open_queue(
     if not checkpointed:
         chunks = plan_chunks(plan, session, schema)
         queue = ChunkQueue.in_memory(result.run_id, [Task(c.index, c.query, c.label) for c in chunks])
-        return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0)
+        return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0, started)
     assert state is not None
     existing = state.open_chunk_run(plan.name)
     hint = f"-e {plan.name}"
@@ -126,7 +128,7 @@ def _open_queue(
             [(c.index, c.query, c.label) for c in chunks],
             plan.destination.url,
         )
-        return OpenedRun(ChunkQueue(result.run_id, state), stem, plan.destination, len(chunks), 0)
+        return OpenedRun(ChunkQueue(result.run_id, state), stem, plan.destination, len(chunks), 0, started)
     if existing["fingerprint"] != plan.fingerprint():
         raise ConfigError(
             f"export '{plan.name}': its query or chunking changed since run {existing['run_id']} started, so it "
@@ -142,7 +144,10 @@ def _open_queue(
     log.info(
         "resuming run %s: %d of %d chunks done, %d to read", existing["run_id"], done, len(tasks), len(tasks) - done
     )
-    return OpenedRun(ChunkQueue(existing["run_id"], state), existing["part_stem"], destination, len(tasks), done, True)
+    queue = ChunkQueue(existing["run_id"], state)
+    return OpenedRun(
+        queue, existing["part_stem"], destination, len(tasks), done, from_iso(existing["started_at"]), resumed=True
+    )
 
 
 def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
@@ -209,8 +214,11 @@ class ChunkPool:
         progress: ChunkProgress,
         events: Observer,
         fast: ConnectorxScanner | None = None,
+        stamp: Stamp | None = None,
     ) -> None:
+        """``schema`` is the output's: the source's columns and the meta columns ``stamp`` adds."""
         self.plan = plan
+        self.stamp = stamp or Stamp(plan.name)
         self.fast = fast
         self.fallbacks = 0
         self.queue = queue
@@ -375,7 +383,7 @@ class ChunkPool:
             while (batch := reader.next_batch()) is not None:
                 record_batch = pa.record_batch(batch)
                 rows += record_batch.num_rows
-                part.writer.write(record_batch)
+                part.writer.write(self.stamp(record_batch))
             check_read(reader, rows, f"export {self.plan.name} chunk {task.index} {task.label}")
         except FastPathError as e:
             e.rows_written = rows
@@ -421,12 +429,13 @@ def run_chunked(
         snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
     schema = pa.schema(coordinator.describe(plan.query, decimal, text))
-    result.schema = schema
     choice = choose_engine(plan, schema, chunked=True)
     log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
     fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
     run = _open_queue(plan, state, coordinator, schema, result, started, resume)
     queue = run.queue
+    stamp = plan.meta.stamp(plan.name, run.started)
+    output_schema = result.schema = stamp.schema(schema)
     destination = Destination(run.destination)
     destination.prepare(plan.name, exclusive=lease is not None)
     try:
@@ -436,7 +445,7 @@ def run_chunked(
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
         with ChunkProgress(plan.name, run.total, done, enabled=observer is None) as progress:
-            pool = ChunkPool(plan, queue, destination, schema, run.stem, snapshot, progress, events, fast)
+            pool = ChunkPool(plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, stamp)
             try:
                 pool.run()
             except BaseException:
@@ -450,7 +459,7 @@ def run_chunked(
         publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
         checkpoints = queue.state
         publication.publish(
-            schema,
+            output_schema,
             queue.all_parts(),
             on_commit=partial(checkpoints.finish_chunk_run, queue.run_id, iso(utc_now())) if checkpoints else None,
             # A checkpointed run keeps its parts for --resume; others take them back.

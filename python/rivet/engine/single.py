@@ -29,6 +29,7 @@ from rivet.engine.filters import where
 from rivet.engine.integrity import check_read
 from rivet.errors import ConfigError, SourceConnectionError
 from rivet.formats import StagedPart, open_part_writer
+from rivet.formats.meta import Stamp
 from rivet.retry import Retrier, RetryPolicy
 from rivet.runinfo import part_stem
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine
@@ -85,12 +86,13 @@ def run_single(
     destination = Destination(plan.destination)
     query, cursor = _shaped_query(plan, state, destination, started)
     fast = _fast_scanner(plan, query)
+    stamp = plan.meta.stamp(plan.name, started)
     retrier = Retrier(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
     )
     try:
         destination.prepare(plan.name, exclusive=lease is not None)
-        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier)
+        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, stamp)
         failpoints.hit("after_part_write")
         append = plan.mode in APPENDING_MODES and state is not None
         if append and sum(p.rows for p in staged) == 0:
@@ -131,11 +133,12 @@ def _read_with_retries(
     cursor: AppendCursor | None,
     events: Observer,
     retrier: Retrier,
+    stamp: Stamp,
 ) -> list[StagedPart]:
     """Every row staged into parts; a transient fault restarts the read on a new connection."""
     for attempt in count(1):
         try:
-            return _read_once(plan, query, fast, destination, result, cursor, events)
+            return _read_once(plan, query, fast, destination, result, cursor, events, stamp)
         except Exception as e:
             if cursor is not None:
                 cursor.reset()
@@ -161,18 +164,19 @@ def _read_once(
     result: ExportResult,
     cursor: AppendCursor | None,
     events: Observer,
+    stamp: Stamp,
 ) -> list[StagedPart]:
     if fast is not None:
         result.engine = "connectorx"
         try:
-            return _stage(plan, fast.open(query), destination, result, cursor, events)
+            return _stage(plan, fast.open(query), destination, result, cursor, events, stamp)
         except FastPathError as e:
             log.warning("export %s: %s; the native reader reads it", plan.name, e)
             if cursor is not None:
                 cursor.reset()
     result.engine = "native"
     reader = plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile)
-    return _stage(plan, reader, destination, result, cursor, events)
+    return _stage(plan, reader, destination, result, cursor, events, stamp)
 
 
 def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
@@ -192,12 +196,14 @@ def _stage(
     result: ExportResult,
     cursor: AppendCursor | None,
     events: Observer,
+    stamp: Stamp,
 ) -> list[StagedPart]:
     """Every batch of ``reader`` written into staged (not yet visible) parts."""
     try:
-        schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
+        schema = stamp.schema(reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader))
         result.schema = schema
-        return _read(plan, reader, schema, lambda n: destination.staging_path(result.run_id, n), cursor, events)
+        staging = partial(destination.staging_path, result.run_id)
+        return _read(plan, reader, schema, staging, cursor, events, stamp)
     finally:
         reader.close()
 
@@ -209,7 +215,9 @@ def _read(
     staging: Callable[[int], Path],
     cursor: AppendCursor | None,
     events: Observer,
+    stamp: Stamp,
 ) -> list[StagedPart]:
+    """``schema`` is the output's: the reader's columns and the meta columns ``stamp`` adds."""
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
     rows, reported = 0, time.monotonic()
     try:
@@ -217,7 +225,7 @@ def _read(
             batch = pa.record_batch(next_batch)
             if cursor is not None:
                 batch = cursor.observe(batch)
-            writer.write(batch)
+            writer.write(stamp(batch))
             rows += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
                 events.emit("progress", plan.name, rows=rows)

@@ -16,6 +16,7 @@ from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
+from rivet.formats.meta import MetaColumns
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
@@ -70,6 +71,7 @@ class ExportPlan:
     validate: bool = False
     # Leave the parts a full or chunked run supersedes at the destination.
     keep_superseded: bool = False
+    meta: MetaColumns = dataclasses.field(default_factory=MetaColumns)
 
     @property
     def is_parallel(self) -> bool:
@@ -88,6 +90,8 @@ class ExportPlan:
                 self.chunking.__dict__ if self.chunking else None,
                 self.cursor.__dict__ if self.cursor else None,
                 self.window.__dict__ if self.window else None,
+                # Only when set, so runs checkpointed before meta columns existed still resume.
+                *([self.meta.__dict__] if self.meta != MetaColumns() else []),
             ],
             sort_keys=True,
             default=str,
@@ -218,4 +222,5 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         cursor=cursor,
         window=window,
         keep_superseded=export.keep_superseded_parts,
+        meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
     )

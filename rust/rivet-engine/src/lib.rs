@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod mysql;
 pub mod net;
 pub mod pg;
+pub mod rowhash;
 pub mod session;
 pub mod source;
 pub mod sqlite;

@@ -3,13 +3,13 @@
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use arrow_array::ffi::{FFI_ArrowSchema, to_ffi};
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{Array, RecordBatch, RecordBatchReader, StructArray};
 use arrow_schema::{ArrowError, SchemaRef};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyCapsule, PyTuple};
 
 const SCHEMA: &CStr = c"arrow_schema";
 const ARRAY: &CStr = c"arrow_array";
@@ -34,6 +34,36 @@ pub fn batch_capsules<'py>(
         PyCapsule::new_with_value(py, schema, SCHEMA)?,
         PyCapsule::new_with_value(py, array, ARRAY)?,
     ))
+}
+
+/// A record batch taken from any Python object with `__arrow_c_array__` (a pyarrow
+/// `RecordBatch`, say). The array is moved out of its capsule, which is left released.
+pub fn import_batch(object: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
+    let pair = object.call_method0("__arrow_c_array__")?;
+    let pair = pair.cast::<PyTuple>()?;
+    let schema = pair.get_item(0)?;
+    let schema = schema.cast::<PyCapsule>()?;
+    let array = pair.get_item(1)?;
+    let array = array.cast::<PyCapsule>()?;
+    let schema_ptr = schema
+        .pointer_checked(Some(SCHEMA))?
+        .cast::<FFI_ArrowSchema>();
+    let array_ptr = array.pointer_checked(Some(ARRAY))?.cast::<FFI_ArrowArray>();
+    // SAFETY: the capsules are named as the PyCapsule interface requires, so they hold
+    // these C structs; `from_raw` moves the array out and marks the capsule's released,
+    // so its destructor does not free what the batch now owns.
+    #[allow(unsafe_code)]
+    let data = unsafe {
+        let owned = FFI_ArrowArray::from_raw(array_ptr.as_ptr());
+        from_ffi(owned, schema_ptr.as_ref())
+    }
+    .map_err(|e| PyValueError::new_err(format!("importing a batch failed: {e}")))?;
+    if !matches!(data.data_type(), arrow_schema::DataType::Struct(_)) {
+        return Err(PyValueError::new_err(
+            "expected a record batch (a struct array)",
+        ));
+    }
+    Ok(RecordBatch::from(StructArray::from(data)))
 }
 
 /// A batch reader as an `arrow_array_stream` capsule.

@@ -3,6 +3,7 @@
 mod arrow_ffi;
 mod errors;
 mod interrupt;
+mod meta;
 mod reader;
 mod session;
 mod sources;
@@ -13,6 +14,8 @@ use pyo3::prelude::*;
 /// pyclass is frozen, so the module is safe without the GIL.
 #[pymodule(gil_used = false)]
 mod _native {
+    #[pymodule_export]
+    use crate::meta::with_meta_columns;
     #[pymodule_export]
     use crate::reader::{PyArrowBatch, PyArrowSchema, PyBatchReader};
     #[pymodule_export]

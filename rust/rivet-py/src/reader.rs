@@ -173,6 +173,12 @@ pub struct PyArrowBatch {
     batch: RecordBatch,
 }
 
+impl From<RecordBatch> for PyArrowBatch {
+    fn from(batch: RecordBatch) -> Self {
+        PyArrowBatch { batch }
+    }
+}
+
 #[pymethods]
 impl PyArrowBatch {
     #[pyo3(signature = (requested_schema=None))]
