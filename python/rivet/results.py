@@ -40,7 +40,8 @@ class ExportResult:
         name: export name.
         run_id: ``<export>_<UTC timestamp>``, also in the manifest and the state store.
         status: ``success``, ``empty`` (an incremental or time-window run found no new
-            rows and published no data file), ``failed`` or ``interrupted``.
+            rows and published no data file), ``skipped`` (``skip_empty``: no rows, nothing
+            published, the destination left as it was), ``failed`` or ``interrupted``.
         parts: the committed parts (name, url, rows, bytes, sha256, and the chunks each holds).
         chunks: for a chunked run, every chunk with its key range and rows.
         duration_s: wall time.
@@ -75,8 +76,11 @@ class ExportResult:
 
     @property
     def ok(self) -> bool:
-        """True when the export succeeded (``empty``: an appending run found no new rows)."""
-        return self.status in ("success", "empty")
+        """True when the export succeeded.
+
+        ``empty``: an appending run found no new rows; ``skipped``: ``skip_empty`` and no rows.
+        """
+        return self.status in ("success", "empty", "skipped")
 
     @property
     def rows(self) -> int:

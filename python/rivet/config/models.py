@@ -282,6 +282,8 @@ class ExportConfig(StrictModel):
     # full and chunked runs replace the parts of the run before; keep them on disk instead
     keep_superseded_parts: bool = False
     meta_columns: MetaColumnsConfig | None = None
+    # a run that reads no rows publishes nothing and leaves the destination as it was
+    skip_empty: bool = False
 
     @model_validator(mode="before")
     @classmethod

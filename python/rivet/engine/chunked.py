@@ -34,7 +34,7 @@ from rivet.formats import open_part_writer
 from rivet.formats.base import PartWriter
 from rivet.formats.meta import Stamp
 from rivet.formats.parquet import DictionaryChoice
-from rivet.manifest import part_from_record
+from rivet.manifest import part_from_record, success_marker
 from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
 from rivet.results import ChunkRows, ExportResult
@@ -410,6 +410,22 @@ class ChunkPool:
         self.queue.finish(part.reads, parts)
 
 
+def _skip(plan: ExportPlan, queue: ChunkQueue, destination: Destination, result: ExportResult) -> None:
+    """``skip_empty`` and no rows: nothing of this run stays.
+
+    Its (empty) parts are taken back, its checkpoints closed, and the ``_SUCCESS`` of the
+    run before put back: that run's parts and manifest are untouched.
+    """
+    destination.remove([p.name for p in queue.all_parts()])
+    previous = destination.read_file(destination.spec.manifest_name)
+    if previous is not None:
+        destination.write_file(destination.spec.success_name, success_marker(previous))
+    if queue.state is not None:
+        queue.state.finish_chunk_run(queue.run_id, iso(utc_now()))
+    log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
+    result.status = "skipped"
+
+
 def run_chunked(
     plan: ExportPlan,
     state: StateStore | None,
@@ -456,6 +472,9 @@ def run_chunked(
             finally:
                 result.engine = engine_label(choice.engine, pool.fallbacks)
         result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
+        if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
+            _skip(plan, queue, destination, result)
+            return
         publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
         checkpoints = queue.state
         publication.publish(

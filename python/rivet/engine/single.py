@@ -94,6 +94,12 @@ def run_single(
         destination.prepare(plan.name, exclusive=lease is not None)
         staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, stamp)
         failpoints.hit("after_part_write")
+        if plan.skip_empty and sum(p.rows for p in staged) == 0:
+            for part in staged:
+                part.path.unlink(missing_ok=True)
+            log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
+            result.status = "skipped"
+            return
         append = plan.mode in APPENDING_MODES and state is not None
         if append and sum(p.rows for p in staged) == 0:
             for part in staged:

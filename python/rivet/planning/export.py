@@ -72,6 +72,8 @@ class ExportPlan:
     # Leave the parts a full or chunked run supersedes at the destination.
     keep_superseded: bool = False
     meta: MetaColumns = dataclasses.field(default_factory=MetaColumns)
+    # A run that reads no rows publishes nothing (status ``skipped``).
+    skip_empty: bool = False
 
     @property
     def is_parallel(self) -> bool:
@@ -223,4 +225,5 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         window=window,
         keep_superseded=export.keep_superseded_parts,
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
+        skip_empty=export.skip_empty,
     )
