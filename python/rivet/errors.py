@@ -129,6 +129,20 @@ class CancelledError(RivetError):
     exit_code = EXIT_INTERRUPTED
 
 
+class QualityError(RivetError):
+    """The rows written failed a ``quality`` gate; nothing was published and no cursor moved.
+
+    Attributes:
+        failures: one line per failed gate, with its numbers.
+    """
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, message: str, *, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
 class SchemaDriftError(RivetError):
     """The result schema changed and the export's policy is to fail."""
 

@@ -239,6 +239,23 @@ class MetaColumnsConfig(StrictModel):
         return data
 
 
+class QualityConfig(StrictModel):
+    """``quality``: gates on the rows written, checked before anything is published."""
+
+    row_count_min: NonNegativeInt | None = None
+    row_count_max: NonNegativeInt | None = None
+    null_ratio_max: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    unique_columns: list[str] = Field(default_factory=list)
+    unique_max_entries: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QualityConfig:
+        low, high = self.row_count_min, self.row_count_max
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"row_count_min ({low}) is above row_count_max ({high})")
+        return self
+
+
 class ExportConfig(StrictModel):
     """One entry of ``exports``."""
 
@@ -284,6 +301,7 @@ class ExportConfig(StrictModel):
     meta_columns: MetaColumnsConfig | None = None
     # a run that reads no rows publishes nothing and leaves the destination as it was
     skip_empty: bool = False
+    quality: QualityConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

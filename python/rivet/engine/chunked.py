@@ -28,7 +28,8 @@ from rivet.destinations import Destination, DestinationSpec
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
-from rivet.errors import CancelledError, ChunkError, ConfigError
+from rivet.engine.quality import QualityTracker, written_batches
+from rivet.errors import CancelledError, ChunkError, ConfigError, QualityError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.base import PartWriter
@@ -183,6 +184,7 @@ class FillingPart:
     writer: PartWriter
     first: int  # the first chunk's index names the part
     reads: list[ChunkRead] = field(default_factory=list)
+    quality: QualityTracker | None = None  # counts of this part's rows, kept once it is published
 
     def has_room(self, limit: int) -> bool:
         """Whether another chunk of the average size so far still fits under ``limit``."""
@@ -215,10 +217,12 @@ class ChunkPool:
         events: Observer,
         fast: ConnectorxScanner | None = None,
         stamp: Stamp | None = None,
+        quality: QualityTracker | None = None,
     ) -> None:
         """``schema`` is the output's: the source's columns and the meta columns ``stamp`` adds."""
         self.plan = plan
         self.stamp = stamp or Stamp(plan.name)
+        self.quality = quality
         self.fast = fast
         self.fallbacks = 0
         self.queue = queue
@@ -346,7 +350,7 @@ class ChunkPool:
             share=plan.parallel,
             dictionary=self.dictionary,
         )
-        return FillingPart(writer, task.index)
+        return FillingPart(writer, task.index, quality=self.quality.part() if self.quality else None)
 
     def _read_into(self, part: FillingPart, wid: int, session: Callable[[], Session], task: Task) -> int:
         """Append every row of ``task`` to ``part``; the rows written."""
@@ -383,6 +387,8 @@ class ChunkPool:
             while (batch := reader.next_batch()) is not None:
                 record_batch = pa.record_batch(batch)
                 rows += record_batch.num_rows
+                if part.quality is not None:
+                    part.quality.observe(record_batch)
                 part.writer.write(self.stamp(record_batch))
             check_read(reader, rows, f"export {self.plan.name} chunk {task.index} {task.label}")
         except FastPathError as e:
@@ -408,6 +414,37 @@ class ChunkPool:
             chunks=chunks,
         )
         self.queue.finish(part.reads, parts)
+        if self.quality is not None and part.quality is not None:
+            self.quality.merge(part.quality)
+
+
+def _quality_tracker(
+    plan: ExportPlan, schema: pa.Schema, queue: ChunkQueue, destination: Destination, resumed: bool
+) -> QualityTracker | None:
+    """The run's quality tracker; a resumed run first counts the parts published before it stopped."""
+    if plan.quality is None:
+        return None
+    tracker = plan.quality.tracker(plan.name, schema)
+    published = queue.all_parts()
+    if resumed and published:
+        if plan.format.kind != "parquet":
+            raise ConfigError(
+                f"export '{plan.name}': --resume with quality gates reads the published parts back, which "
+                f"needs Parquet output; discard the run with `rivet state reset-chunks -e {plan.name}` and run again"
+            )
+        tracker.observe_all(written_batches(destination, published, schema))
+    return tracker
+
+
+def _check_quality(quality: QualityTracker, queue: ChunkQueue, destination: Destination) -> None:
+    """A failed gate takes back every part of the run and closes it: nothing to resume."""
+    try:
+        quality.check()
+    except QualityError:
+        destination.remove([p.name for p in queue.all_parts()])
+        if queue.state is not None:
+            queue.state.fail_chunk_run(queue.run_id, iso(utc_now()))
+        raise
 
 
 def _skip(plan: ExportPlan, queue: ChunkQueue, destination: Destination, result: ExportResult) -> None:
@@ -456,12 +493,15 @@ def run_chunked(
     destination.prepare(plan.name, exclusive=lease is not None)
     try:
         done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
+        quality = _quality_tracker(plan, schema, queue, destination, run.resumed)
         destination.withdraw_success()
         events = observer or Observer()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
         with ChunkProgress(plan.name, run.total, done, enabled=observer is None) as progress:
-            pool = ChunkPool(plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, stamp)
+            pool = ChunkPool(
+                plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, stamp, quality
+            )
             try:
                 pool.run()
             except BaseException:
@@ -472,6 +512,8 @@ def run_chunked(
             finally:
                 result.engine = engine_label(choice.engine, pool.fallbacks)
         result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
+        if quality is not None:
+            _check_quality(quality, queue, destination)
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
             _skip(plan, queue, destination, result)
             return

@@ -27,6 +27,7 @@ from rivet.engine.appends import CURSOR_SCOPE, AppendCursor, as_text, open_curso
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.filters import where
 from rivet.engine.integrity import check_read
+from rivet.engine.quality import QualityTracker
 from rivet.errors import ConfigError, SourceConnectionError
 from rivet.formats import StagedPart, open_part_writer
 from rivet.formats.meta import Stamp
@@ -206,10 +207,11 @@ def _stage(
 ) -> list[StagedPart]:
     """Every batch of ``reader`` written into staged (not yet visible) parts."""
     try:
-        schema = stamp.schema(reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader))
-        result.schema = schema
+        source_schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
+        schema = result.schema = stamp.schema(source_schema)
+        quality = plan.quality.tracker(plan.name, source_schema) if plan.quality else None
         staging = partial(destination.staging_path, result.run_id)
-        return _read(plan, reader, schema, staging, cursor, events, stamp)
+        return _read(plan, reader, schema, staging, cursor, events, stamp, quality)
     finally:
         reader.close()
 
@@ -222,8 +224,12 @@ def _read(
     cursor: AppendCursor | None,
     events: Observer,
     stamp: Stamp,
+    quality: QualityTracker | None,
 ) -> list[StagedPart]:
-    """``schema`` is the output's: the reader's columns and the meta columns ``stamp`` adds."""
+    """Stage every row; ``quality`` gates run on what was written before anything is published.
+
+    ``schema`` is the output's: the reader's columns and the meta columns ``stamp`` adds.
+    """
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
     rows, reported = 0, time.monotonic()
     try:
@@ -231,6 +237,8 @@ def _read(
             batch = pa.record_batch(next_batch)
             if cursor is not None:
                 batch = cursor.observe(batch)
+            if quality is not None:
+                quality.observe(batch)
             writer.write(stamp(batch))
             rows += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
@@ -239,6 +247,8 @@ def _read(
         parts = writer.close()
         skipped = cursor.skipped if cursor is not None else 0
         check_read(reader, sum(p.rows for p in parts) + skipped, f"export {plan.name}")
+        if quality is not None:
+            quality.check()
         return parts
     except BaseException:
         writer.abort()

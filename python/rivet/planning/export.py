@@ -14,6 +14,7 @@ from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.layout import destination_urls, shared_folders
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
+from rivet.engine.quality import DEFAULT_UNIQUE_MAX_ENTRIES, QualitySpec
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
 from rivet.formats.meta import MetaColumns
@@ -74,6 +75,7 @@ class ExportPlan:
     meta: MetaColumns = dataclasses.field(default_factory=MetaColumns)
     # A run that reads no rows publishes nothing (status ``skipped``).
     skip_empty: bool = False
+    quality: QualitySpec | None = None
 
     @property
     def is_parallel(self) -> bool:
@@ -226,4 +228,18 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         keep_superseded=export.keep_superseded_parts,
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
         skip_empty=export.skip_empty,
+        quality=_quality(export),
+    )
+
+
+def _quality(export: ExportConfig) -> QualitySpec | None:
+    q = export.quality
+    if q is None:
+        return None
+    return QualitySpec(
+        row_count_min=q.row_count_min,
+        row_count_max=q.row_count_max,
+        null_ratio_max=tuple(q.null_ratio_max.items()),
+        unique_columns=tuple(q.unique_columns),
+        unique_max_entries=q.unique_max_entries or DEFAULT_UNIQUE_MAX_ENTRIES,
     )

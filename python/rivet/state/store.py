@@ -315,6 +315,11 @@ class StateStore:
         with self._transaction() as c:
             c.execute("UPDATE chunk_runs SET status = 'completed', updated_at = ? WHERE run_id = ?", (now, run_id))
 
+    def fail_chunk_run(self, run_id: str, now: str) -> None:
+        """Close a run that must not be resumed (its output failed a check and was taken back)."""
+        with self._transaction() as c:
+            c.execute("UPDATE chunk_runs SET status = 'failed', updated_at = ? WHERE run_id = ?", (now, run_id))
+
     def latest_chunk_run(self, export: str) -> dict[str, Any] | None:
         """The newest chunked run of ``export``."""
         rows = self._select(
