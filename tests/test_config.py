@@ -299,3 +299,66 @@ def test_a_password_in_the_config_is_never_shown() -> None:
     assert "hunter2-x" not in repr(loaded) + str(loaded.config.source.model_dump())
     assert loaded.config.source.password is not None
     assert loaded.config.source.password.get_secret_value() == "hunter2-x"
+
+
+def test_a_default_stands_in_for_an_unset_or_empty_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RIVET_T_CAP", raising=False)
+    monkeypatch.setenv("RIVET_T_EMPTY", "")
+    monkeypatch.setenv("RIVET_T_SET", "zstd")
+    text = PG + (
+        "exports:\n  - name: a\n    query: SELECT ${RIVET_T_CAP:-64}, '${RIVET_T_EMPTY:-x}'\n"
+        "    compression: ${RIVET_T_SET:-gzip}\n    destination: out\n"
+    )
+    export = parse_config(text, base_dir=Path(".")).config.exports[0]
+    assert export.query == "SELECT 64, 'x'" and export.compression == "zstd"
+
+
+def test_variables_in_a_query_file_expand_like_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from rivet.planning.export import build_plan
+
+    monkeypatch.setenv("RIVET_T_SCHEMA", "sales")
+    sqlite3.connect(tmp_path / "db.sqlite").close()
+    (tmp_path / "q.sql").write_text("SELECT * FROM ${RIVET_T_SCHEMA}.orders WHERE id < ${MAX_ID} AND s = '$${x}'")
+    (tmp_path / "rivet.yaml").write_text(
+        "source: {type: sqlite, path: db.sqlite}\nexports:\n  - {name: a, query_file: q.sql, destination: out}\n"
+    )
+    loaded = load_config(tmp_path / "rivet.yaml", params={"MAX_ID": "10"})
+    assert build_plan(loaded, loaded.export("a")).query == "SELECT * FROM sales.orders WHERE id < 10 AND s = '${x}'"
+    loaded = load_config(tmp_path / "rivet.yaml")
+    with pytest.raises(ConfigError, match=r"query_file q.sql: environment variable MAX_ID is not set"):
+        build_plan(loaded, loaded.export("a"))
+
+
+def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "source: {type: postgres, url_env: RIVET_T_NOT_SET_URL}\n"
+        "exports:\n  - name: a\n    query: SELECT ${RIVET_T_NOT_SET_MAX}\n    destination: s3://b/${RIVET_T_BUCKET:-x}\n"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "source: {type: postgres, url: postgresql://h/db}\nexports:\n  - {name: a, query: x, destinaton: o}\n"
+    )
+
+    def check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rivet", "check", "-c", str(path), "--config-only", *extra],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    ok = check(good)
+    assert ok.returncode == 0, ok.stderr
+    assert "valid, 1 export(s): a" in ok.stderr and "${RIVET_T_NOT_SET_MAX}" in ok.stderr
+    doc = json.loads(check(good, "--json").stdout)
+    assert doc == {"config": str(good), "valid": True, "exports": ["a"], "unset_variables": ["RIVET_T_NOT_SET_MAX"]}
+    failed = check(bad)
+    assert failed.returncode == 2
+    assert "exports[0] (a).destinaton: unknown key 'destinaton' (did you mean 'destination'?)" in failed.stderr

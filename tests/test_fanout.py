@@ -303,3 +303,23 @@ def test_a_plan_changed_after_it_was_made_is_refused_before_it_runs(pg, pg_table
                                  capture_output=True, text=True)  # fmt: skip
         assert refused.returncode == 2 and "was changed after it was made" in refused.stderr
     assert pg.execute(f"SELECT count(*) FROM {victim}").fetchone()[0] == 1
+
+
+def test_plan_orders_reconciled_exports_last_and_warns_on_heavy_exports_sharing_a_source_group(pg, pg_table, tmp_path):
+    t = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
+    pg.execute(f"INSERT INTO {t} SELECT generate_series(1, 100)")
+    heavy = "mode: chunked\n  chunk_size: 50\n  parallel: 2\n  source_group: replica_a"
+    config = config_with(
+        tmp_path,
+        f"- name: a\n  table: {t}\n  {heavy}\n  reconcile_required: true\n  destination: out/a\n"
+        f"- name: b\n  table: {t}\n  {heavy}\n  destination: out/b\n"
+        f"- name: c\n  table: {t}\n  source_group: replica_a\n  destination: out/c\n",
+    )
+    made = subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    plan = json.loads(made.stdout)
+    assert [(e["export"], e["wave"]) for e in plan["exports"]] == [("c", 1), ("b", 3), ("a", 3)]
+    assert plan["exports"][2]["reconcile_required"] is True and plan["exports"][0]["source_group"] == "replica_a"
+    [warning] = plan["warnings"]
+    assert "exports a, b share source_group replica_a" in warning
+    assert f"warning: {warning}" in made.stderr

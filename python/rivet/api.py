@@ -82,7 +82,7 @@ def export(
         config = RivetConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError("invalid export arguments\n" + format_errors(e, raw)) from None
-    loaded = LoadedConfig(config=config, path=None, base_dir=Path.cwd())
+    loaded = LoadedConfig(config=config, path=None, base_dir=Path.cwd(), variables=dict(os.environ))
     plan = build_plan(loaded, config.exports[0])
     state = StateStore(Path(state_dir) / STATE_FILE) if state_dir is not None else None
     try:

@@ -26,8 +26,14 @@ def check_command(
         bool, typer.Option("--strict", help="Exit 1 unless every column is exact (implies --type-report).")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the type report as JSON.")] = False,
+    config_only: Annotated[
+        bool, typer.Option("--config-only", help="Only validate the file: no connection, no environment needed.")
+    ] = False,
 ) -> None:
     """Check each export without reading its rows: the query runs, and every column type maps.
+
+    With --config-only the file is validated offline (for CI): keys, values, modes,
+    destinations; unset ${VAR} are reported, not failed.
 
     Exit codes: 0 fine, 1 a column is not exact (with --strict), 2 bad config,
     3 a column type cannot be exported (refused).
@@ -37,6 +43,9 @@ def check_command(
     from rivet.sources.network import WEAK_CHANNELS, NetworkSource
     from rivet.typereport import type_report as report_of
 
+    if config_only:
+        _check_config_only(config, parse_params(param), json_output)
+        return
     try:
         loaded = load_config(config, parse_params(param))
         names = export or [e.name for e in loaded.config.exports]
@@ -66,3 +75,22 @@ def check_command(
     if strict and not all(r.exact for r in reports):
         say("--strict: some columns are not exact")
         raise typer.Exit(EXIT_NOT_EXACT)
+
+
+def _check_config_only(config: Path, params: dict[str, str], json_output: bool) -> None:
+    """Validate ``config`` without connecting; exit 2 with the messages when it is invalid."""
+    from rivet.config import load_config
+
+    try:
+        loaded = load_config(config, params, offline=True)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
+        if json_output:
+            emit_json({"config": str(config), "valid": False, "error": str(e)})
+        raise typer.Exit(report_error(e)) from None
+    names = [e.name for e in loaded.config.exports]
+    if json_output:
+        emit_json({"config": str(config), "valid": True, "exports": names, "unset_variables": list(loaded.unset)})
+        return
+    say(f"✓ {config}: valid, {len(names)} export(s): {', '.join(names)}")
+    if loaded.unset:
+        say(f"  not set here, checked as written: {', '.join('${' + n + '}' for n in loaded.unset)}")

@@ -29,6 +29,8 @@ def plan_command(
         document = make_plan(load_config(config), export)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
+    for warning in document["warnings"]:
+        say(f"warning: {warning}")
     if output is None:
         emit_json(document)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,10 @@ class LoadedConfig:
     config: RivetConfig
     path: Path | None
     base_dir: Path
+    # What ``${NAME}`` expands to (the environment, then --param values): query files use it too.
+    variables: Mapping[str, str] = field(default_factory=dict)
+    # An offline check's variables that are not set here, left as written.
+    unset: tuple[str, ...] = ()
 
     def export(self, name: str) -> ExportConfig:
         """The export called ``name``."""
@@ -97,12 +101,15 @@ class LoadedConfig:
         )
 
 
-def load_config(path: str | os.PathLike[str], params: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(
+    path: str | os.PathLike[str], params: Mapping[str, str] | None = None, *, offline: bool = False
+) -> LoadedConfig:
     """Read and validate a rivet.yaml.
 
     Args:
         path: the file.
         params: values for ``${NAME}`` that take precedence over the environment.
+        offline: a check without the run's environment: unset ``${NAME}`` are left as written.
 
     Raises:
         ConfigError: the file is missing, malformed or invalid; the message names the key.
@@ -112,7 +119,7 @@ def load_config(path: str | os.PathLike[str], params: Mapping[str, str] | None =
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror or e}") from None
-    return parse_config(text, base_dir=p.resolve().parent, params=params, origin=p)
+    return parse_config(text, base_dir=p.resolve().parent, params=params, origin=p, offline=offline)
 
 
 def parse_config(
@@ -121,6 +128,7 @@ def parse_config(
     base_dir: Path,
     params: Mapping[str, str] | None = None,
     origin: Path | None = None,
+    offline: bool = False,
 ) -> LoadedConfig:
     """Validate YAML text (see :func:`load_config`)."""
     where = str(origin) if origin else "config"
@@ -141,15 +149,16 @@ def parse_config(
             "repeat each other); refusing it"
         )
     variables = {**os.environ, **(params or {})}
+    unset: list[str] | None = [] if offline else None
     try:
-        raw = expand(raw, variables)
+        raw = expand(raw, variables, unset=unset)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     try:
         config = RivetConfig.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{where}: invalid configuration\n" + format_errors(e, raw)) from None
-    loaded = LoadedConfig(config=config, path=origin, base_dir=base_dir)
+    loaded = LoadedConfig(config, origin, base_dir, variables, tuple(dict.fromkeys(unset or ())))
     try:
         check_layout(loaded)
     except ConfigError as e:

@@ -296,6 +296,8 @@ class ExportConfig(StrictModel):
     # advisory scheduling hints (plan/apply)
     wave: PositiveInt | None = None
     parallel_safe: bool | None = None
+    source_group: Annotated[str, Field(min_length=1)] | None = None
+    reconcile_required: bool = False
     # full and chunked runs replace the parts of the run before; keep them on disk instead
     keep_superseded_parts: bool = False
     meta_columns: MetaColumnsConfig | None = None

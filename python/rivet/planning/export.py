@@ -6,11 +6,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rivet.config import ExportConfig, LoadedConfig
+from rivet.config.interpolate import expand
 from rivet.config.layout import destination_urls, shared_folders
 from rivet.config.sizes import parse_size
 from rivet.destinations import DestinationSpec, resolve_destination
@@ -136,7 +138,7 @@ def table_query(table: str, source: AnySource) -> str:
     return "SELECT * FROM " + qualified_table(table, source)
 
 
-def _query_text(export: ExportConfig, base_dir: Path, source: AnySource) -> str:
+def _query_text(export: ExportConfig, base_dir: Path, source: AnySource, variables: Mapping[str, str]) -> str:
     if export.query is not None:
         return export.query
     if export.table is not None:
@@ -146,9 +148,11 @@ def _query_text(export: ExportConfig, base_dir: Path, source: AnySource) -> str:
     if not path.is_relative_to(base_dir.resolve()):
         raise ConfigError(f"exports.{export.name}.query_file: {export.query_file} is outside the config directory")
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"exports.{export.name}.query_file: cannot read {path}: {e.strerror or e}") from None
+    # ${NAME} in the file expands as it does in the config (the environment, then --param).
+    return str(expand(text, variables, ("exports", export.name, f"query_file {export.query_file}")))
 
 
 def export_destination(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime) -> DestinationSpec:
@@ -209,7 +213,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     return ExportPlan(
         name=export.name,
         mode=export.mode,
-        query=_query_text(export, loaded.base_dir, source),
+        query=_query_text(export, loaded.base_dir, source, loaded.variables),
         source=source,
         overrides=parse_overrides(export.columns),
         format=output_format(export.format, export.compression, export.compression_level, export.compression_profile),

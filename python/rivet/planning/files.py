@@ -62,11 +62,15 @@ def _row_estimate(plan: ExportPlan) -> int | None:
         return None
 
 
+# The wave of parallel or large exports: the ones that weigh on their source.
+HEAVY_WAVE = 3
+
+
 def _wave(export: ExportConfig, plan: ExportPlan, estimate: int | None) -> int:
     if export.wave is not None:
         return export.wave
     if plan.is_parallel or (estimate is not None and estimate >= MEDIUM_ROWS):
-        return 3
+        return HEAVY_WAVE
     if estimate is None or estimate >= SMALL_ROWS:
         return 2
     return 1
@@ -158,6 +162,8 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
                     "cursor": cursor["sql_literal"] if cursor else None,
                     "chunks": [dataclasses.asdict(c) for c in chunks] if chunks is not None else None,
                     "planning_statements": planning,
+                    "source_group": export.source_group,
+                    "reconcile_required": export.reconcile_required,
                     "resolved": plan.describe(),
                 }
             )
@@ -170,9 +176,25 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         "created_at": iso(created),
         "expires_at": iso(created + VALID_FOR),
         "config": str(Path(loaded.path).resolve()),
-        "exports": sorted(exports, key=lambda e: (e["wave"], e["export"])),
+        # Within a wave, exports that must be reconciled afterwards go last.
+        "exports": sorted(exports, key=lambda e: (e["wave"], e["reconcile_required"], e["export"])),
+        "warnings": group_warnings(exports),
     }
     return {**document, "signature": seal(document)}
+
+
+def group_warnings(exports: list[dict[str, Any]]) -> list[str]:
+    """Heavy exports that share a ``source_group`` (one replica or host) in one wave."""
+    heavy: dict[tuple[int, str], list[str]] = {}
+    for e in exports:
+        if e["source_group"] and e["wave"] >= HEAVY_WAVE:
+            heavy.setdefault((e["wave"], e["source_group"]), []).append(e["export"])
+    return [
+        f"exports {', '.join(sorted(names))} share source_group {group} and are all heavy in wave {wave}: "
+        "give them different waves (wave: N) to spare that source"
+        for (wave, group), names in sorted(heavy.items())
+        if len(names) > 1
+    ]
 
 
 @dataclass(frozen=True)
