@@ -362,3 +362,22 @@ def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) ->
     failed = check(bad)
     assert failed.returncode == 2
     assert "exports[0] (a).destinaton: unknown key 'destinaton' (did you mean 'destination'?)" in failed.stderr
+
+
+def test_the_original_azure_keys_map_to_the_container_and_a_sas_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from rivet.config.models import DestinationConfig
+    from rivet.destinations import resolve_destination
+
+    monkeypatch.setenv("RIVET_T_SAS", "sv=2024&sig=abc")
+    dest = DestinationConfig(type="azure", bucket="landing", account_name="acct", sas_token_env="RIVET_T_SAS",
+                             prefix="mysql/{date}/")  # fmt: skip
+    spec = resolve_destination(dest, Path("."), "users", dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    assert spec.url == "abfs://landing/mysql/2026-01-02"
+    assert spec.storage_options == {"account_name": "acct", "sas_token": "sv=2024&sig=abc"}
+    text = PG.replace("postgres\n", "postgres\n  environment: production\n") + (
+        "exports:\n  - name: a\n    query: SELECT 1\n    destination: {type: s3, bucket: b, sas_token_env: X}\n"
+    )
+    message = check(text)
+    assert "sas_token_env applies to an azure destination" in message and "environment" not in message

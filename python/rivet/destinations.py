@@ -128,7 +128,10 @@ def resolve_destination(
         options["account_name"] = dest.account_name
     if dest.account_key_env:
         options["account_key"] = _env(dest.account_key_env, "account_key_env")
-    return DestinationSpec(f"abfs://{dest.container}/{prefix}".rstrip("/"), options)
+    if dest.sas_token_env:
+        options["sas_token"] = _env(dest.sas_token_env, "sas_token_env")
+    container = dest.container or dest.bucket
+    return DestinationSpec(f"abfs://{container}/{prefix}".rstrip("/"), options)
 
 
 def _check_atomic(url: str) -> None:

@@ -120,6 +120,8 @@ class SourceConfig(StrictModel):
     read_timeout_s: Annotated[float, Field(gt=0)] | None = None
     # Which reader scans: rivet's own, connectorx, or connectorx only where it is exact.
     engine: Literal["auto", "native", "connectorx"] = "native"
+    # A label for people (production, replica, staging); shown by `rivet plan`, changes nothing.
+    environment: Annotated[str, Field(min_length=1)] | None = None
 
     def __repr_args__(self) -> Any:
         # A URL may hold a password: reprs (and tracebacks) show it redacted.
@@ -182,6 +184,7 @@ class DestinationConfig(StrictModel):
     credentials_file: str | None = None
     account_name: str | None = None
     account_key_env: str | None = None
+    sas_token_env: str | None = None
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def __repr_args__(self) -> Any:
@@ -205,8 +208,14 @@ class DestinationConfig(StrictModel):
             raise ValueError("set url, path, or type with its keys (e.g. type: s3, bucket: ...)")
         if kind in ("s3", "gcs") and not self.bucket:
             raise ValueError(f"a {kind} destination requires 'bucket'")
-        if kind == "azure" and not self.container:
-            raise ValueError("an azure destination requires 'container'")
+        if kind == "azure" and not (self.container or self.bucket):
+            raise ValueError("an azure destination requires 'container' (or 'bucket', as the original tool calls it)")
+        if kind == "azure" and self.container and self.bucket and self.container != self.bucket:
+            raise ValueError("container and bucket name the same azure container; give one of them")
+        if self.sas_token_env and kind != "azure":
+            raise ValueError("sas_token_env applies to an azure destination")
+        if self.sas_token_env and self.account_key_env:
+            raise ValueError("set account_key_env or sas_token_env, not both")
         if (self.access_key_env is None) != (self.secret_key_env is None):
             raise ValueError("set both access_key_env and secret_key_env, or neither")
         if self.allow_anonymous and self.credentials_file:

@@ -176,6 +176,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         "created_at": iso(created),
         "expires_at": iso(created + VALID_FOR),
         "config": str(Path(loaded.path).resolve()),
+        "environment": loaded.config.source.environment,
         # Within a wave, exports that must be reconciled afterwards go last.
         "exports": sorted(exports, key=lambda e: (e["wave"], e["reconcile_required"], e["export"])),
         "warnings": group_warnings(exports),
