@@ -70,6 +70,8 @@ class ExportResult:
     error_type: str | None = None
     exit_code: int = EXIT_OK
     peak_rss_mb: float = 0.0
+    # Columns added, removed and retyped since the last published run (None: no drift).
+    schema_drift: dict[str, list[str]] | None = None
     exception: BaseException | None = field(default=None, repr=False)
     # Totals reported by a child process, which sends no per-part details.
     reported: dict[str, Any] | None = field(default=None, repr=False)
@@ -117,6 +119,7 @@ class ExportResult:
             error_type=event.get("error_type"),
             exit_code=int(event["exit_code"]),
             peak_rss_mb=float(event["peak_rss_mb"]),
+            schema_drift=event.get("schema_drift"),
             reported={"rows": event["rows"], "bytes": event["bytes"], "files": event["files"]},
         )
 
@@ -143,6 +146,7 @@ class ExportResult:
             "error": self.error,
             "error_type": self.error_type,
             "exit_code": self.exit_code,
+            "schema_drift": self.schema_drift,
         }
 
     def summary(self) -> str:
@@ -150,9 +154,11 @@ class ExportResult:
         if not self.ok:
             return f"✗ {self.name}: {self.status}: {self.error}"
         files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
+        changes = ", ".join(f"{len(v)} {k}" for k, v in (self.schema_drift or {}).items() if v)
         return (
             f"✓ {self.name}: {self.rows:,} rows, {files}, {human_bytes(self.bytes)} "
             f"in {self.duration_s:.2f} s ({self.rows_per_second:,.0f} rows/s) via {self.engine}"
+            + (f"; schema drift: {changes}" if changes else "")
         )
 
     def __repr__(self) -> str:

@@ -313,6 +313,10 @@ class ExportConfig(StrictModel):
     # a run that reads no rows publishes nothing and leaves the destination as it was
     skip_empty: bool = False
     quality: QualityConfig | None = None
+    # the output's columns against the last published ones, before any row is read
+    on_schema_drift: Literal["warn", "continue", "fail"] = "warn"
+    # warn when a text/binary value is this many times wider than any published before (0: off)
+    shape_drift_warn_factor: Annotated[float, Field(ge=0)] = 2.0
 
     @model_validator(mode="before")
     @classmethod

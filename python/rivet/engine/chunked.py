@@ -18,7 +18,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,11 +28,11 @@ from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
 from rivet.engine.quality import QualityTracker, written_batches
-from rivet.errors import CancelledError, ChunkError, ConfigError, QualityError
+from rivet.engine.rows import OutputRows
+from rivet.errors import CancelledError, ChunkError, ConfigError, QualityError, SchemaDriftError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.base import PartWriter
-from rivet.formats.meta import Stamp
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import part_from_record, success_marker
 from rivet.planning.chunks import plan_chunks
@@ -216,13 +215,12 @@ class ChunkPool:
         progress: ChunkProgress,
         events: Observer,
         fast: ConnectorxScanner | None = None,
-        stamp: Stamp | None = None,
-        quality: QualityTracker | None = None,
+        rows: OutputRows | None = None,
     ) -> None:
-        """``schema`` is the output's: the source's columns and the meta columns ``stamp`` adds."""
+        """``schema`` is the output's: the source's columns and the meta columns ``rows`` adds."""
         self.plan = plan
-        self.stamp = stamp or Stamp(plan.name)
-        self.quality = quality
+        self.rows = rows
+        self.quality = rows.quality if rows is not None else None
         self.fast = fast
         self.fallbacks = 0
         self.queue = queue
@@ -389,7 +387,10 @@ class ChunkPool:
                 rows += record_batch.num_rows
                 if part.quality is not None:
                     part.quality.observe(record_batch)
-                part.writer.write(self.stamp(record_batch))
+                if self.rows is not None:
+                    self.rows.drift.observe(record_batch)
+                    record_batch = self.rows.stamp(record_batch)
+                part.writer.write(record_batch)
             check_read(reader, rows, f"export {self.plan.name} chunk {task.index} {task.label}")
         except FastPathError as e:
             e.rows_written = rows
@@ -418,33 +419,26 @@ class ChunkPool:
             self.quality.merge(part.quality)
 
 
-def _quality_tracker(
-    plan: ExportPlan, schema: pa.Schema, queue: ChunkQueue, destination: Destination, resumed: bool
-) -> QualityTracker | None:
-    """The run's quality tracker; a resumed run first counts the parts published before it stopped."""
-    if plan.quality is None:
-        return None
-    tracker = plan.quality.tracker(plan.name, schema)
+def _count_published(
+    plan: ExportPlan, schema: pa.Schema, quality: QualityTracker, queue: ChunkQueue, destination: Destination
+) -> None:
+    """A resumed run's quality gates count the parts published before it stopped, read back."""
     published = queue.all_parts()
-    if resumed and published:
-        if plan.format.kind != "parquet":
-            raise ConfigError(
-                f"export '{plan.name}': --resume with quality gates reads the published parts back, which "
-                f"needs Parquet output; discard the run with `rivet state reset-chunks -e {plan.name}` and run again"
-            )
-        tracker.observe_all(written_batches(destination, published, schema))
-    return tracker
+    if not published:
+        return
+    if plan.format.kind != "parquet":
+        raise ConfigError(
+            f"export '{plan.name}': --resume with quality gates reads the published parts back, which "
+            f"needs Parquet output; discard the run with `rivet state reset-chunks -e {plan.name}` and run again"
+        )
+    quality.observe_all(written_batches(destination, published, schema))
 
 
-def _check_quality(quality: QualityTracker, queue: ChunkQueue, destination: Destination) -> None:
-    """A failed gate takes back every part of the run and closes it: nothing to resume."""
-    try:
-        quality.check()
-    except QualityError:
-        destination.remove([p.name for p in queue.all_parts()])
-        if queue.state is not None:
-            queue.state.fail_chunk_run(queue.run_id, iso(utc_now()))
-        raise
+def _abandon(queue: ChunkQueue, destination: Destination) -> None:
+    """After a failed check: take back every part of the run and close it, so nothing resumes it."""
+    destination.remove([p.name for p in queue.all_parts()])
+    if queue.state is not None:
+        queue.state.fail_chunk_run(queue.run_id, iso(utc_now()))
 
 
 def _skip(plan: ExportPlan, queue: ChunkQueue, destination: Destination, result: ExportResult) -> None:
@@ -487,21 +481,24 @@ def run_chunked(
     fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
     run = _open_queue(plan, state, coordinator, schema, result, started, resume)
     queue = run.queue
-    stamp = plan.meta.stamp(plan.name, run.started)
-    output_schema = result.schema = stamp.schema(schema)
+    events = observer or Observer()
+    rows = OutputRows.for_run(plan, state, events, run.started)
     destination = Destination(run.destination)
     destination.prepare(plan.name, exclusive=lease is not None)
     try:
+        try:
+            output_schema = result.schema = rows.open(schema, destination)
+        except SchemaDriftError:
+            _abandon(queue, destination)
+            raise
         done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
-        quality = _quality_tracker(plan, schema, queue, destination, run.resumed)
+        if rows.quality is not None and run.resumed:
+            _count_published(plan, schema, rows.quality, queue, destination)
         destination.withdraw_success()
-        events = observer or Observer()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
         with ChunkProgress(plan.name, run.total, done, enabled=observer is None) as progress:
-            pool = ChunkPool(
-                plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, stamp, quality
-            )
+            pool = ChunkPool(plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, rows)
             try:
                 pool.run()
             except BaseException:
@@ -512,17 +509,27 @@ def run_chunked(
             finally:
                 result.engine = engine_label(choice.engine, pool.fallbacks)
         result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
-        if quality is not None:
-            _check_quality(quality, queue, destination)
+        try:
+            rows.finish()
+        except QualityError:
+            _abandon(queue, destination)
+            raise
+        result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
             _skip(plan, queue, destination, result)
             return
         publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
         checkpoints = queue.state
+
+        def on_commit() -> None:
+            if checkpoints is not None:
+                checkpoints.finish_chunk_run(queue.run_id, iso(utc_now()))
+            rows.drift.commit(result.run_id, iso(utc_now()))
+
         publication.publish(
             output_schema,
             queue.all_parts(),
-            on_commit=partial(checkpoints.finish_chunk_run, queue.run_id, iso(utc_now())) if checkpoints else None,
+            on_commit=on_commit,
             # A checkpointed run keeps its parts for --resume; others take them back.
             remove_on_failure=checkpoints is None,
         )

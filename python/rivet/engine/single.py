@@ -27,12 +27,11 @@ from rivet.engine.appends import CURSOR_SCOPE, AppendCursor, as_text, open_curso
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.filters import where
 from rivet.engine.integrity import check_read
-from rivet.engine.quality import QualityTracker
+from rivet.engine.rows import OutputRows
 from rivet.errors import ConfigError, SourceConnectionError
 from rivet.formats import StagedPart, open_part_writer
-from rivet.formats.meta import Stamp
 from rivet.retry import Retrier, RetryPolicy
-from rivet.runinfo import part_stem
+from rivet.runinfo import iso, part_stem, utc_now
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine
 
 log = logging.getLogger("rivet")
@@ -87,13 +86,13 @@ def run_single(
     destination = Destination(plan.destination)
     query, cursor = _shaped_query(plan, state, destination, started)
     fast = _fast_scanner(plan, query)
-    stamp = plan.meta.stamp(plan.name, started)
+    rows = OutputRows.for_run(plan, state, events, started)
     retrier = Retrier(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
     )
     try:
         destination.prepare(plan.name, exclusive=lease is not None)
-        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, stamp)
+        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, rows)
         failpoints.hit("after_part_write")
         if plan.skip_empty and sum(p.rows for p in staged) == 0:
             for part in staged:
@@ -111,7 +110,13 @@ def run_single(
         parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension, result.run_id)
         publication = Publication(plan, destination, state, result, started, append, lease, _provenance(cursor))
         assert result.schema is not None
-        on_commit = partial(cursor.commit, state, result.run_id) if cursor is not None and state is not None else None
+        result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
+
+        def on_commit() -> None:
+            if cursor is not None and state is not None:
+                cursor.commit(state, result.run_id)
+            rows.drift.commit(result.run_id, iso(utc_now()))
+
         publication.publish(result.schema, parts, on_commit=on_commit)
     finally:
         destination.cleanup()
@@ -140,12 +145,12 @@ def _read_with_retries(
     cursor: AppendCursor | None,
     events: Observer,
     retrier: Retrier,
-    stamp: Stamp,
+    rows: OutputRows,
 ) -> list[StagedPart]:
     """Every row staged into parts; a transient fault restarts the read on a new connection."""
     for attempt in count(1):
         try:
-            return _read_once(plan, query, fast, destination, result, cursor, events, stamp)
+            return _read_once(plan, query, fast, destination, result, cursor, events, rows)
         except Exception as e:
             if cursor is not None:
                 cursor.reset()
@@ -171,19 +176,19 @@ def _read_once(
     result: ExportResult,
     cursor: AppendCursor | None,
     events: Observer,
-    stamp: Stamp,
+    rows: OutputRows,
 ) -> list[StagedPart]:
     if fast is not None:
         result.engine = "connectorx"
         try:
-            return _stage(plan, fast.open(query), destination, result, cursor, events, stamp)
+            return _stage(plan, fast.open(query), destination, result, cursor, events, rows)
         except FastPathError as e:
             log.warning("export %s: %s; the native reader reads it", plan.name, e)
             if cursor is not None:
                 cursor.reset()
     result.engine = "native"
     reader = plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile)
-    return _stage(plan, reader, destination, result, cursor, events, stamp)
+    return _stage(plan, reader, destination, result, cursor, events, rows)
 
 
 def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
@@ -203,15 +208,14 @@ def _stage(
     result: ExportResult,
     cursor: AppendCursor | None,
     events: Observer,
-    stamp: Stamp,
+    rows: OutputRows,
 ) -> list[StagedPart]:
     """Every batch of ``reader`` written into staged (not yet visible) parts."""
     try:
         source_schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
-        schema = result.schema = stamp.schema(source_schema)
-        quality = plan.quality.tracker(plan.name, source_schema) if plan.quality else None
+        schema = result.schema = rows.open(source_schema, destination)
         staging = partial(destination.staging_path, result.run_id)
-        return _read(plan, reader, schema, staging, cursor, events, stamp, quality)
+        return _read(plan, reader, schema, staging, cursor, events, rows)
     finally:
         reader.close()
 
@@ -223,32 +227,28 @@ def _read(
     staging: Callable[[int], Path],
     cursor: AppendCursor | None,
     events: Observer,
-    stamp: Stamp,
-    quality: QualityTracker | None,
+    rows: OutputRows,
 ) -> list[StagedPart]:
-    """Stage every row; ``quality`` gates run on what was written before anything is published.
+    """Stage every row; the quality gates run on what was written before anything is published.
 
-    ``schema`` is the output's: the reader's columns and the meta columns ``stamp`` adds.
+    ``schema`` is the output's: the reader's columns and the meta columns ``rows`` adds.
     """
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
-    rows, reported = 0, time.monotonic()
+    written, reported = 0, time.monotonic()
     try:
         while (next_batch := reader.next_batch()) is not None:
             batch = pa.record_batch(next_batch)
             if cursor is not None:
                 batch = cursor.observe(batch)
-            if quality is not None:
-                quality.observe(batch)
-            writer.write(stamp(batch))
-            rows += batch.num_rows
+            writer.write(rows(batch))
+            written += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
-                events.emit("progress", plan.name, rows=rows)
+                events.emit("progress", plan.name, rows=written)
                 reported = time.monotonic()
         parts = writer.close()
         skipped = cursor.skipped if cursor is not None else 0
         check_read(reader, sum(p.rows for p in parts) + skipped, f"export {plan.name}")
-        if quality is not None:
-            quality.check()
+        rows.finish()
         return parts
     except BaseException:
         writer.abort()

@@ -78,6 +78,8 @@ class ExportPlan:
     # A run that reads no rows publishes nothing (status ``skipped``).
     skip_empty: bool = False
     quality: QualitySpec | None = None
+    on_schema_drift: str = "warn"
+    shape_drift_warn_factor: float = 2.0
 
     @property
     def is_parallel(self) -> bool:
@@ -233,6 +235,8 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
         skip_empty=export.skip_empty,
         quality=_quality(export),
+        on_schema_drift=export.on_schema_drift,
+        shape_drift_warn_factor=export.shape_drift_warn_factor,
     )
 
 

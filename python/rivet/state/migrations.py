@@ -2,7 +2,9 @@
 
 Version 4 adds leases (one writer per export), the resolved destination of a run,
 and the boundary rows of appending exports (the rows at the last cursor value,
-skipped by the next run so each row version is exported once).
+skipped by the next run so each row version is exported once). Version 5 keeps the
+last published schema of each export and the widest value seen in each of its text
+and binary columns (schema and shape drift).
 """
 
 from __future__ import annotations
@@ -115,6 +117,20 @@ MIGRATIONS: list[str] = [
         scope        TEXT NOT NULL,
         row_hash     INTEGER NOT NULL,
         PRIMARY KEY (export_name, scope, row_hash)
+    ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE export_schemas (
+        export_name  TEXT PRIMARY KEY,
+        columns_json TEXT NOT NULL,
+        run_id       TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+    CREATE TABLE export_shapes (
+        export_name  TEXT NOT NULL,
+        column_name  TEXT NOT NULL,
+        max_bytes    INTEGER NOT NULL,
+        PRIMARY KEY (export_name, column_name)
     ) WITHOUT ROWID;
     """,
 ]

@@ -315,6 +315,37 @@ class StateStore:
         with self._transaction() as c:
             c.execute("UPDATE chunk_runs SET status = 'completed', updated_at = ? WHERE run_id = ?", (now, run_id))
 
+    def published_schema(self, export: str) -> list[dict[str, str]] | None:
+        """The columns (name, arrow_type) of the export's last published output."""
+        rows = self._select("SELECT columns_json FROM export_schemas WHERE export_name = ?", (export,))
+        return json.loads(rows[0]["columns_json"]) if rows else None
+
+    def save_schema(self, export: str, columns: list[dict[str, str]], run_id: str, now: str) -> None:
+        """Remember the columns a run published (inside its commit)."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT INTO export_schemas (export_name, columns_json, run_id, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (export_name) DO UPDATE SET columns_json = excluded.columns_json, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (export, json.dumps(columns), run_id, now),
+            )
+
+    def widest_values(self, export: str) -> dict[str, int]:
+        """The most bytes one value of each text or binary column has held in a published run."""
+        rows = self._select("SELECT column_name, max_bytes FROM export_shapes WHERE export_name = ?", (export,))
+        return {r["column_name"]: int(r["max_bytes"]) for r in rows}
+
+    def save_widest_values(self, export: str, widest: dict[str, int]) -> None:
+        """Raise the stored widths to ``widest`` where it is wider (inside a run's commit)."""
+        with self._transaction() as c:
+            for column, width in widest.items():
+                c.execute(
+                    "INSERT INTO export_shapes (export_name, column_name, max_bytes) VALUES (?, ?, ?) "
+                    "ON CONFLICT (export_name, column_name) DO UPDATE SET "
+                    "max_bytes = max(export_shapes.max_bytes, excluded.max_bytes)",
+                    (export, column, width),
+                )
+
     def fail_chunk_run(self, run_id: str, now: str) -> None:
         """Close a run that must not be resumed (its output failed a check and was taken back)."""
         with self._transaction() as c:

@@ -1,0 +1,62 @@
+"""What a run does to the rows it read on their way to the writer.
+
+Checks the schema against the last published one before the first row, counts what
+the quality gates need, notes value widths for shape drift, and appends the meta
+columns. One object per run, shared by both engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rivet.engine.drift import DriftCheck
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from rivet.destinations import Destination
+    from rivet.engine.quality import QualityTracker
+    from rivet.events import Observer
+    from rivet.formats.meta import Stamp
+    from rivet.planning.export import ExportPlan
+    from rivet.state import StateStore
+
+
+@dataclass
+class OutputRows:
+    """The checks and meta columns of one run."""
+
+    plan: ExportPlan
+    stamp: Stamp
+    drift: DriftCheck
+    quality: QualityTracker | None = None
+
+    @classmethod
+    def for_run(
+        cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime
+    ) -> OutputRows:
+        """The run's checks; ``started`` stamps ``_rivet_exported_at``."""
+        return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events))
+
+    def open(self, source_schema: pa.Schema, destination: Destination) -> pa.Schema:
+        """Check drift, start counting for the quality gates (afresh on every attempt); the output schema."""
+        self.drift.check_schema(source_schema, destination)
+        quality = self.plan.quality
+        self.quality = quality.tracker(self.plan.name, source_schema) if quality is not None else None
+        return self.stamp.schema(source_schema)
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Count ``batch`` (as read) and return it as written."""
+        if self.quality is not None:
+            self.quality.observe(batch)
+        self.drift.observe(batch)
+        return self.stamp(batch)
+
+    def finish(self) -> None:
+        """After the last row: a failed quality gate raises; shape drift warns."""
+        if self.quality is not None:
+            self.quality.check()
+        self.drift.warn_about_shape()
