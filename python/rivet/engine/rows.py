@@ -35,9 +35,7 @@ class OutputRows:
     quality: QualityTracker | None = None
 
     @classmethod
-    def for_run(
-        cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime
-    ) -> OutputRows:
+    def for_run(cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime) -> OutputRows:
         """The run's checks; ``started`` stamps ``_rivet_exported_at``."""
         return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events))
 
