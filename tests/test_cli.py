@@ -107,6 +107,7 @@ def test_successful_run_exits_0_and_prints_json(sqlite_config: Path) -> None:
         "error",
         "error_type",
         "exit_code",
+        "schema_drift",
     }
     assert first["name"] == "items" and first["rows"] == 100 and Path(first["files"][0]).is_file()
     assert "✓ items: 100 rows" in proc.stderr

@@ -85,7 +85,8 @@ class LoadedConfig:
     path: Path | None
     base_dir: Path
     # What ``${NAME}`` expands to (the environment, then --param values): query files use it too.
-    variables: Mapping[str, str] = field(default_factory=dict)
+    # Never in a repr: the environment holds secrets.
+    variables: Mapping[str, str] = field(default_factory=dict, repr=False)
     # An offline check's variables that are not set here, left as written.
     unset: tuple[str, ...] = ()
 

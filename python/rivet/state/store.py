@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -14,8 +15,12 @@ from typing import Any
 
 from rivet.errors import ExportBusyError, StateError
 from rivet.manifest import part_stem_of
+from rivet.runinfo import iso, utc_now
+from rivet.state import original
 from rivet.state.lease import describe_holder
 from rivet.state.migrations import MIGRATIONS
+
+log = logging.getLogger("rivet")
 
 STATE_FILE = ".rivet_state.db"
 
@@ -49,10 +54,21 @@ class StateStore:
                 f"state store {self.path} has schema version {current}, newer than this rivet "
                 f"understands ({len(MIGRATIONS)}); upgrade rivet"
             )
-        for version in range(current, len(MIGRATIONS)):
-            with self._transaction() as c:
+        adopting = current == 0 and original.is_original(self._conn)
+        with self._transaction() as c:
+            if adopting:
+                original.set_aside(c, self._conn)
+            for version in range(current, len(MIGRATIONS)):
                 c.executescript_in_tx(MIGRATIONS[version])
                 c.execute(f"PRAGMA user_version = {version + 1}")
+            if adopting:
+                carried = original.carry_cursors(c, self._conn, iso(utc_now()))
+                log.warning(
+                    "state store %s was written by the original rivet: %d incremental cursor(s) carried over "
+                    "(each run continues strictly after its cursor); its tables are kept as original_*",
+                    self.path,
+                    carried,
+                )
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
