@@ -145,11 +145,6 @@ MORE = {
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    compression_level: 23\n    destination: out\n",
         "compression_level for zstd must be between 1 and 22, got 23",
     ),
-    "profile and codec": (
-        PG + "exports:\n  - name: a\n    query: SELECT 1\n    compression: zstd\n    compression_profile: fast\n"
-        "    destination: out\n",
-        "compression_profile replaces compression and compression_level",
-    ),
     "csv with snappy": (
         PG
         + "exports:\n  - name: a\n    query: SELECT 1\n    format: csv\n    compression: snappy\n"
@@ -381,3 +376,17 @@ def test_the_original_azure_keys_map_to_the_container_and_a_sas_token(monkeypatc
     )
     message = check(text)
     assert "sas_token_env applies to an azure destination" in message and "environment" not in message
+
+
+def test_a_compression_profile_wins_over_a_codec_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from rivet.planning.export import build_plan
+
+    text = PG + (
+        "exports:\n  - name: a\n    query: SELECT 1\n    compression: gzip\n    compression_level: 3\n"
+        "    compression_profile: compact\n    destination: out\n"
+    )
+    with caplog.at_level("WARNING", logger="rivet"):
+        loaded = parse_config(text, base_dir=Path("."))
+    assert "compression_profile compact replaces compression and compression_level" in caplog.text
+    fmt = build_plan(loaded, loaded.export("a")).format
+    assert (fmt.compression, fmt.level) == ("zstd", 9)

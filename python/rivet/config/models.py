@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -363,7 +364,12 @@ class ExportConfig(StrictModel):
         if self.compression_profile is not None and (
             self.compression is not None or self.compression_level is not None
         ):
-            raise ValueError("compression_profile replaces compression and compression_level; set one or the other")
+            # The original tool let the profile win; its configs keep working, with a warning.
+            logging.getLogger("rivet").warning(
+                "export %s: compression_profile %s replaces compression and compression_level; remove those",
+                self.name,
+                self.compression_profile,
+            )
         if self.format == "csv" and self.compression in ("snappy", "lz4"):
             raise ValueError(f"csv output supports compression gzip, zstd or none, not {self.compression}")
         level = self.compression_level
