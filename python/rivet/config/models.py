@@ -266,6 +266,32 @@ class QualityConfig(StrictModel):
         return self
 
 
+class ParquetConfig(StrictModel):
+    """``parquet``: how Parquet parts are laid out."""
+
+    # auto: about target_row_group_mb of Arrow data per row group, shared by parallel workers;
+    # fixed_memory: exactly that per writer; fixed_rows: row_group_rows rows per row group.
+    row_group_strategy: Literal["auto", "fixed_rows", "fixed_memory"] = "auto"
+    row_group_rows: PositiveInt | None = None
+    target_row_group_mb: Annotated[float, Field(gt=0, le=1024)] | None = None
+    max_row_group_mb: Annotated[float, Field(gt=0, le=1024)] | None = None
+    data_page_size_kb: Annotated[int, Field(ge=4, le=65536)] | None = None
+    statistics: bool = True
+    # auto: text columns whose first values repeat; true: every column; false: none
+    dictionary: Literal["auto"] | bool = "auto"
+
+    @model_validator(mode="after")
+    def _strategy(self) -> ParquetConfig:
+        fixed_rows = self.row_group_strategy == "fixed_rows"
+        if fixed_rows and self.row_group_rows is None:
+            raise ValueError("row_group_strategy: fixed_rows needs row_group_rows")
+        if not fixed_rows and self.row_group_rows is not None:
+            raise ValueError("row_group_rows applies to row_group_strategy: fixed_rows")
+        if fixed_rows and self.target_row_group_mb is not None:
+            raise ValueError("target_row_group_mb applies to row_group_strategy auto or fixed_memory")
+        return self
+
+
 class ExportConfig(StrictModel):
     """One entry of ``exports``."""
 
@@ -314,6 +340,7 @@ class ExportConfig(StrictModel):
     # a run that reads no rows publishes nothing and leaves the destination as it was
     skip_empty: bool = False
     quality: QualityConfig | None = None
+    parquet: ParquetConfig | None = None
     # the output's columns against the last published ones, before any row is read
     on_schema_drift: Literal["warn", "continue", "fail"] = "warn"
     # warn when a text/binary value is this many times wider than any published before (0: off)
@@ -370,6 +397,8 @@ class ExportConfig(StrictModel):
                 self.name,
                 self.compression_profile,
             )
+        if self.format == "csv" and self.parquet is not None:
+            raise ValueError("the parquet: block applies to format: parquet")
         if self.format == "csv" and self.compression in ("snappy", "lz4"):
             raise ValueError(f"csv output supports compression gzip, zstd or none, not {self.compression}")
         level = self.compression_level

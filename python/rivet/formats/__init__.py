@@ -33,8 +33,12 @@ def open_part_writer(
     if fmt.kind == "parquet":
         from rivet.formats.parquet import ROW_GROUP_BYTES, ParquetPartWriter
 
+        layout = fmt.layout
+        group_bytes = layout.row_group_bytes or ROW_GROUP_BYTES
+        if layout.split_between_workers:
+            group_bytes //= share
         return ParquetPartWriter(
-            fmt, schema, staging, max_file_size, row_group_bytes=ROW_GROUP_BYTES // share, dictionary=dictionary
+            fmt, schema, staging, max_file_size, row_group_bytes=group_bytes, dictionary=dictionary
         )
     from rivet.formats.csv import CsvPartWriter
 

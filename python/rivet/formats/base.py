@@ -27,12 +27,29 @@ DEFAULT_PARQUET_COMPRESSION = ("zstd", 1)
 
 
 @dataclass(frozen=True)
+class ParquetLayout:
+    """How Parquet parts are laid out (the ``parquet:`` block); the defaults suit most tables.
+
+    ``row_group_bytes`` None: rivet's default (32 MiB of Arrow data, shared by parallel
+    workers); ``row_group_rows`` set: row groups of exactly that many rows.
+    """
+
+    row_group_bytes: int | None = None
+    row_group_rows: int | None = None
+    split_between_workers: bool = True
+    data_page_bytes: int | None = None
+    statistics: bool = True
+    dictionary: bool | None = None  # None: decided per column from the first values
+
+
+@dataclass(frozen=True)
 class OutputFormat:
     """A file format with its compression."""
 
     kind: str
     compression: str
     level: int | None
+    layout: ParquetLayout = ParquetLayout()
 
     @property
     def extension(self) -> str:

@@ -74,6 +74,7 @@ class ParquetPartWriter(PartWriter):
     ) -> None:
         super().__init__(fmt, schema, staging, max_file_size)
         self.row_group_bytes = min(row_group_bytes, max_file_size) if max_file_size else row_group_bytes
+        self.row_group_rows = fmt.layout.row_group_rows or ROW_GROUP_ROWS
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._pending_rows = 0
@@ -85,7 +86,8 @@ class ParquetPartWriter(PartWriter):
         self._part_arrow_bytes = 0
 
     def _open(self) -> pq.ParquetWriter:
-        if self._dictionary_columns is None:
+        layout = self.fmt.layout
+        if self._dictionary_columns is None and layout.dictionary is None:
             self._dictionary_columns = self._dictionary.columns(self.schema, self._pending)
         self._path = self.staging(len(self.parts))
         self._part_rows = 0
@@ -96,9 +98,10 @@ class ParquetPartWriter(PartWriter):
             self.schema,
             compression=codec if codec != "none" else None,
             compression_level=self.fmt.level,
-            use_dictionary=self._dictionary_columns,
+            use_dictionary=self._dictionary_columns if layout.dictionary is None else layout.dictionary,
             store_decimal_as_integer=True,
-            write_statistics=True,
+            write_statistics=layout.statistics,
+            data_page_size=layout.data_page_bytes,
             memory_pool=writer_memory_pool(),
         )
 
@@ -107,12 +110,15 @@ class ParquetPartWriter(PartWriter):
         while batch.num_rows:
             # Cut the batch where the row group fills up, so row groups (and parts) stay bounded.
             per_row = max(1, batch.nbytes // batch.num_rows)
-            room = max(1, (self.row_group_bytes - self._pending_bytes) // per_row)
+            room = max(
+                1,
+                min((self.row_group_bytes - self._pending_bytes) // per_row, self.row_group_rows - self._pending_rows),
+            )
             piece, batch = batch.slice(0, room), batch.slice(room)
             self._pending.append(piece)
             self._pending_bytes += piece.num_rows * per_row
             self._pending_rows += piece.num_rows
-            if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= ROW_GROUP_ROWS:
+            if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= self.row_group_rows:
                 self._flush()
 
     def _flush(self) -> None:

@@ -19,6 +19,7 @@ from rivet.destinations import DestinationSpec, resolve_destination
 from rivet.engine.quality import DEFAULT_UNIQUE_MAX_ENTRIES, QualitySpec
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
+from rivet.formats.base import ParquetLayout
 from rivet.formats.meta import MetaColumns
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
@@ -218,7 +219,10 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         query=_query_text(export, loaded.base_dir, source, loaded.variables),
         source=source,
         overrides=parse_overrides(export.columns),
-        format=output_format(export.format, export.compression, export.compression_level, export.compression_profile),
+        format=dataclasses.replace(
+            output_format(export.format, export.compression, export.compression_level, export.compression_profile),
+            layout=_parquet_layout(export),
+        ),
         max_file_size=parse_size(export.max_file_size) if export.max_file_size is not None else None,
         destination=export_destination(loaded, export, now),
         tuning=tuning,
@@ -250,4 +254,30 @@ def _quality(export: ExportConfig) -> QualitySpec | None:
         null_ratio_max=tuple(q.null_ratio_max.items()),
         unique_columns=tuple(q.unique_columns),
         unique_max_entries=q.unique_max_entries or DEFAULT_UNIQUE_MAX_ENTRIES,
+    )
+
+
+MIB = 1024 * 1024
+
+
+def _parquet_layout(export: ExportConfig) -> ParquetLayout:
+    p = export.parquet
+    if p is None:
+        return ParquetLayout()
+    group_bytes = int(p.target_row_group_mb * MIB) if p.target_row_group_mb else None
+    if p.row_group_strategy == "fixed_memory" and group_bytes is None:
+        group_bytes = 128 * MIB
+    if p.row_group_strategy == "fixed_rows":
+        group_bytes = 1024 * MIB  # the rows decide; a gigabyte of Arrow data is the safety bound
+    if p.max_row_group_mb:
+        from rivet.formats.parquet import ROW_GROUP_BYTES
+
+        group_bytes = min(group_bytes or ROW_GROUP_BYTES, int(p.max_row_group_mb * MIB))
+    return ParquetLayout(
+        row_group_bytes=group_bytes,
+        row_group_rows=p.row_group_rows,
+        split_between_workers=p.row_group_strategy == "auto",
+        data_page_bytes=p.data_page_size_kb * 1024 if p.data_page_size_kb else None,
+        statistics=p.statistics,
+        dictionary=None if p.dictionary == "auto" else bool(p.dictionary),
     )
