@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ def resolve_destination(
         path = Path(raw).expanduser()
         path = path if path.is_absolute() else base_dir / path
         return DestinationSpec(str(path), options)
+    if kind == "stdout":
+        return DestinationSpec(STDOUT_URL, options)
     if kind == "memory":
         return DestinationSpec("memory://" + _placeholders((dest.path or "").lstrip("/"), export, now), options)
     if kind == "s3":
@@ -318,3 +321,71 @@ class Destination:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+STDOUT_URL = "stdout:"
+
+
+def open_destination(spec: DestinationSpec) -> Destination:
+    """The destination of ``spec``: fsspec storage, or standard output."""
+    return StdoutDestination(spec) if spec.url == STDOUT_URL else Destination(spec)
+
+
+class StdoutDestination(Destination):
+    """Standard output: the run's one file is staged locally and streamed out once it is complete.
+
+    There is no folder, so no manifest and no ``_SUCCESS``; the run summary goes to stderr.
+    """
+
+    def __init__(self, spec: DestinationSpec) -> None:
+        self.spec = spec
+        self.is_local = False
+        self.root = ""
+        self._tmpdir = None
+
+    def url_of(self, name: str) -> str:
+        """Every part is ``stdout``."""
+        return "stdout"
+
+    def prepare(self, export: str | None = None, *, exclusive: bool = False) -> None:
+        """A local directory to stage the file in."""
+        if self._tmpdir is None:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
+
+    def withdraw_success(self) -> None:
+        """Nothing to withdraw."""
+
+    def commit(self, staged: Path, name: str) -> str:
+        """Stream the complete file to standard output."""
+        try:
+            with staged.open("rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        except OSError as e:
+            raise DestinationError(f"writing to stdout failed: {e}") from e
+        finally:
+            staged.unlink(missing_ok=True)
+        return "stdout"
+
+    def read_file(self, name: str) -> bytes | None:
+        """Nothing was written before."""
+        return None
+
+    def list_names(self) -> list[str]:
+        """No files."""
+        return []
+
+    def size_of(self, name: str) -> int | None:
+        """No files."""
+        return None
+
+    def open(self, name: str) -> Any:
+        """Nothing can be read back from stdout."""
+        raise DestinationError("a file written to stdout cannot be read back")
+
+    def write_file(self, name: str, data: bytes) -> str:
+        """Manifests and markers have nowhere to go."""
+        return "stdout"
+
+    def remove(self, names: list[str]) -> None:
+        """What went out cannot be taken back."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from rivet.errors import RivetError, exit_code_for
 from rivet.redact import redact_text
@@ -33,9 +33,9 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def emit_json(document: dict[str, Any]) -> None:
-    """A machine-readable document on stdout."""
-    print(json.dumps(document, indent=2), flush=True)
+def emit_json(document: dict[str, Any], stream: TextIO | None = None) -> None:
+    """A machine-readable document on stdout (or ``stream``)."""
+    print(json.dumps(document, indent=2), file=stream or sys.stdout, flush=True)
 
 
 def report_error(error: BaseException) -> int:

@@ -102,6 +102,7 @@ def run_command(
     from rivet import progress
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
+    from rivet.errors import ConfigError
     from rivet.events import StreamObserver
     from rivet.options import RunOptions
     from rivet.runner import run_config
@@ -113,11 +114,21 @@ def run_command(
     if json_output or events:
         progress.ENABLED = False
     observer = StreamObserver(sys.stdout) if events else None
+    to_stdout = False
     try:
         loaded = load_config(config, parse_params(param))
         threads = parallel_exports or loaded.config.parallel_exports
         processes = parallel_export_processes or loaded.config.parallel_export_processes
         parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
+        selected = [e for e in loaded.config.exports if not export or e.name in export]
+        to_stdout = any(e.writes_to_stdout for e in selected)
+        if to_stdout and validate:
+            raise ConfigError("--validate reads the parts back, which a file written to stdout cannot be")
+        if to_stdout and (events or parallel == "processes"):
+            raise ConfigError(
+                "an export with destination type stdout cannot run in a child process (its stdout carries events); "
+                "run it on its own or with --parallel-exports"
+            )
         announce = None if events or parallel else (lambda r: say(r.summary()))
         result = run_config(
             loaded,
@@ -140,5 +151,6 @@ def run_command(
     if summary_output is not None:
         summary_output.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     if json_output:
-        emit_json(result.to_dict())
+        # Standard output carries an export's file: the summary goes to stderr.
+        emit_json(result.to_dict(), stream=sys.stderr if to_stdout else sys.stdout)
     raise typer.Exit(result.exit_code)

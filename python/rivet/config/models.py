@@ -169,7 +169,7 @@ class SourceConfig(StrictModel):
 class DestinationConfig(StrictModel):
     """``destination``: where files go. ``{date}``, ``{export}`` and ``{table}`` expand in paths."""
 
-    type: Literal["local", "s3", "gcs", "azure", "memory"] | None = None
+    type: Literal["local", "s3", "gcs", "azure", "memory", "stdout"] | None = None
     url: str | None = None
     path: str | None = None
     bucket: str | None = None
@@ -205,6 +205,11 @@ class DestinationConfig(StrictModel):
                 raise ValueError("give url alone, or type with path/bucket, not both")
             return self
         kind = self.type or ("local" if self.path is not None else None)
+        if kind == "stdout":
+            extra = sorted(k for k in self.model_fields_set if k != "type")
+            if extra:
+                raise ValueError(f"a stdout destination takes no other keys (got {', '.join(extra)})")
+            return self
         if kind is None:
             raise ValueError("set url, path, or type with its keys (e.g. type: s3, bucket: ...)")
         if kind in ("s3", "gcs") and not self.bucket:
@@ -346,6 +351,11 @@ class ExportConfig(StrictModel):
     # warn when a text/binary value is this many times wider than any published before (0: off)
     shape_drift_warn_factor: Annotated[float, Field(ge=0)] = 2.0
 
+    @property
+    def writes_to_stdout(self) -> bool:
+        """Whether the export streams its one file to standard output."""
+        return isinstance(self.destination, DestinationConfig) and self.destination.type == "stdout"
+
     @model_validator(mode="before")
     @classmethod
     def _tuning_placement(cls, data: Any) -> Any:
@@ -385,6 +395,7 @@ class ExportConfig(StrictModel):
                 raise ValueError("query_file must be a relative path inside the config directory (no '..')")
         self._compression_rules()
         self._mode_rules()
+        self._stdout_rules()
         return self
 
     def _compression_rules(self) -> None:
@@ -410,6 +421,14 @@ class ExportConfig(StrictModel):
             lo, hi = bounds[codec]
             if not lo <= level <= hi:
                 raise ValueError(f"compression_level for {codec} must be between {lo} and {hi}, got {level}")
+
+    def _stdout_rules(self) -> None:
+        if not self.writes_to_stdout:
+            return
+        if self.mode == "chunked" or (self.parallel or 1) > 1:
+            raise ValueError("a stdout destination takes one stream: not mode chunked or parallel")
+        if self.max_file_size is not None:
+            raise ValueError("a stdout destination is one file: max_file_size does not apply")
 
     def _mode_rules(self) -> None:
         m = self.mode
@@ -473,6 +492,9 @@ class RivetConfig(StrictModel):
             raise ValueError("set parallel_exports or parallel_export_processes, not both")
         if not self.exports:
             raise ValueError("at least one export must be defined under exports:")
+        to_stdout = [e.name for e in self.exports if e.writes_to_stdout]
+        if len(to_stdout) > 1:
+            raise ValueError(f"only one export may write to stdout (got {', '.join(to_stdout)})")
         seen: set[str] = set()
         for e in self.exports:
             if e.name in seen:

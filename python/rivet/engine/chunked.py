@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from rivet import failpoints
-from rivet.destinations import Destination, DestinationSpec
+from rivet.destinations import Destination, DestinationSpec, open_destination
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.integrity import check_read
@@ -483,7 +483,7 @@ def run_chunked(
     queue = run.queue
     events = observer or Observer()
     rows = OutputRows.for_run(plan, state, events, run.started)
-    destination = Destination(run.destination)
+    destination = open_destination(run.destination)
     destination.prepare(plan.name, exclusive=lease is not None)
     try:
         try:

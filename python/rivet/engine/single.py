@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from rivet import failpoints
-from rivet.destinations import Destination
+from rivet.destinations import Destination, open_destination
 from rivet.engine.appends import CURSOR_SCOPE, AppendCursor, as_text, open_cursor
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.filters import where
@@ -83,7 +83,7 @@ def run_single(
     lease: ExportLease | None = None,
 ) -> None:
     """Read (retrying transient faults), stage, then commit and publish one export."""
-    destination = Destination(plan.destination)
+    destination = open_destination(plan.destination)
     query, cursor = _shaped_query(plan, state, destination, started)
     fast = _fast_scanner(plan, query)
     rows = OutputRows.for_run(plan, state, events, started)
