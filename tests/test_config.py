@@ -390,3 +390,13 @@ def test_a_compression_profile_wins_over_a_codec_with_a_warning(caplog: pytest.L
     assert "compression_profile compact replaces compression and compression_level" in caplog.text
     fmt = build_plan(loaded, loaded.export("a")).format
     assert (fmt.compression, fmt.level) == ("zstd", 9)
+
+
+def test_config_only_check_needs_no_destination_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RIVET_T_KEY", raising=False)
+    monkeypatch.delenv("RIVET_T_SECRET", raising=False)
+    text = PG + (
+        "exports:\n  - name: a\n    query: SELECT 1\n"
+        "    destination: {type: s3, bucket: b, access_key_env: RIVET_T_KEY, secret_key_env: RIVET_T_SECRET}\n"
+    )
+    assert parse_config(text, base_dir=Path("."), offline=True).config.exports[0].name == "a"

@@ -84,14 +84,27 @@ def _is_url(text: str) -> bool:
 
 
 def resolve_destination(
-    dest: str | DestinationConfig, base_dir: Path, export: str, now: dt.datetime
+    dest: str | DestinationConfig, base_dir: Path, export: str, now: dt.datetime, *, credentials: bool = True
 ) -> DestinationSpec:
-    """The URL and storage options for an export's destination; local paths are relative to ``base_dir``."""
+    """The URL and storage options for an export's destination; local paths are relative to ``base_dir``.
+
+    ``credentials`` False: the URL only, without reading keys from the environment (config checks).
+    """
     if isinstance(dest, str):
         dest = DestinationConfig(url=dest) if _is_url(dest) else DestinationConfig(path=dest)
     options: dict[str, Any] = dict(dest.storage_options)
     if dest.url is not None:
         return DestinationSpec(_placeholders(dest.url, export, now), options)
+    if not credentials:
+        dest = dest.model_copy(
+            update={
+                "access_key_env": None,
+                "secret_key_env": None,
+                "session_token_env": None,
+                "account_key_env": None,
+                "sas_token_env": None,
+            }
+        )
     kind = dest.type or "local"
     prefix = _placeholders((dest.prefix or "").strip("/"), export, now)
     if kind == "local":

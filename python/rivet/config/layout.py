@@ -26,7 +26,7 @@ def destination_urls(loaded: LoadedConfig) -> dict[str, str]:
     from rivet.destinations import resolve_destination
 
     return {
-        e.name: resolve_destination(e.destination, loaded.base_dir, e.name, _DAY).url.rstrip("/")
+        e.name: resolve_destination(e.destination, loaded.base_dir, e.name, _DAY, credentials=False).url.rstrip("/")
         for e in loaded.config.exports
     }
 
