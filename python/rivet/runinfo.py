@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import resource
 import sys
 
@@ -30,6 +31,15 @@ def iso(at: dt.datetime) -> str:
 def from_iso(text: str) -> dt.datetime:
     """The time ``iso`` wrote."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def current_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux; None where the system does not say)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def peak_rss_mb() -> float:

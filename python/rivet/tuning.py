@@ -21,6 +21,11 @@ class Tuning:
     lock_timeout_s: int
     max_retries: int
     retry_backoff_ms: int
+    # A batch is never cut above this; a single row above it is handled by on_batch_memory_exceeded.
+    max_batch_bytes: int | None = None
+    on_batch_memory_exceeded: str = "warn"
+    # Workers of a chunked export claim no new chunk while the process is above this.
+    memory_threshold_bytes: int | None = None
 
 
 # Batches are bounded by bytes first (memory stays flat on wide rows) and rows second.
@@ -55,7 +60,14 @@ def resolve_tuning(source: TuningConfig | None, export: TuningConfig | None) -> 
         rows, nbytes = int(batch_size), 1 << 40
     if memory_mb is not None:
         rows, nbytes = 1 << 31, int(float(memory_mb) * MIB)
+    cap = pick("max_batch_memory_mb")
+    if cap is not None:
+        nbytes = min(nbytes, int(float(cap) * MIB))
+    threshold = pick("memory_threshold_mb")
     return Tuning(
+        max_batch_bytes=int(float(cap) * MIB) if cap is not None else None,
+        on_batch_memory_exceeded=str(pick("on_batch_memory_exceeded") or "warn"),
+        memory_threshold_bytes=int(float(threshold) * MIB) if threshold is not None else None,
         profile=base.profile,
         batch_rows=rows,
         batch_bytes=nbytes,

@@ -25,6 +25,8 @@ TUNING_KEYS = (
     "max_retries",
     "retry_backoff_ms",
     "memory_threshold_mb",
+    "max_batch_memory_mb",
+    "on_batch_memory_exceeded",
 )
 
 # ``columns:`` override types. PostgreSQL takes decimal(p,s) and text; SQLite all of them.
@@ -79,6 +81,11 @@ class TuningConfig(StrictModel):
     lock_timeout_s: NonNegativeInt | None = None
     max_retries: NonNegativeInt | None = None
     retry_backoff_ms: NonNegativeInt | None = None
+    # the most memory one batch may hold; what to do with a single row above it
+    max_batch_memory_mb: Annotated[float, Field(gt=0)] | None = None
+    on_batch_memory_exceeded: Literal["warn", "fail", "auto_shrink"] | None = None
+    # chunked: workers start no new chunk while the process's resident memory is above this
+    memory_threshold_mb: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _one_batch_bound(self) -> TuningConfig:

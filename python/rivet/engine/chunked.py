@@ -39,7 +39,7 @@ from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
 from rivet.results import ChunkRows, ExportResult
 from rivet.retry import Retrier, RetryClass, RetryPolicy
-from rivet.runinfo import from_iso, iso, part_stem, utc_now
+from rivet.runinfo import current_rss_bytes, from_iso, iso, part_stem, utc_now
 from rivet.sources.base import scan_options
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
 from rivet.validate import part_problem
@@ -172,6 +172,9 @@ def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
     return done
 
 
+# How often a worker held back by memory_threshold_mb looks at the resident memory again.
+MEMORY_POLL_S = 0.05
+
 # Without max_file_size, a worker's part grows to this before it is published.
 DEFAULT_PART_BYTES = 512 * 1024 * 1024
 
@@ -242,6 +245,8 @@ class ChunkPool:
         self.readers: dict[int, BatchReader | ConnectorxReader] = {}
         self.lock = threading.Lock()
         self.dictionary = DictionaryChoice()
+        self.reading = 0  # workers between claiming a chunk and finishing it
+        self.paused_once = False
 
     def run(self) -> None:
         """Start the workers and wait; Ctrl-C stops them all."""
@@ -283,6 +288,8 @@ class ChunkPool:
         last: int | None = None
         try:
             while not self.abort.is_set():
+                if retry is None:
+                    self._wait_for_memory()
                 task = retry or self.queue.claim(after=last)
                 retry = None
                 if task is None and part is None:
@@ -292,7 +299,13 @@ class ChunkPool:
                 try:
                     if task is not None:
                         part = part or self._open_part(task)
-                        rows = self._read_into(part, wid, session, task)
+                        with self.lock:
+                            self.reading += 1
+                        try:
+                            rows = self._read_into(part, wid, session, task)
+                        finally:
+                            with self.lock:
+                                self.reading -= 1
                         part.reads.append(ChunkRead(task, rows))
                         last = task.index
                         self.progress.advance(rows)
@@ -327,6 +340,29 @@ class ChunkPool:
             if part is not None:
                 # Stopped with a part not published: its chunks stay unfinished, for --resume.
                 part.writer.abort()
+
+    def _wait_for_memory(self) -> None:
+        """With memory_threshold_mb: start no new chunk while the process is above it.
+
+        A worker waits only while another one is reading (its chunk ends, its memory goes
+        back), so they never all wait.
+        """
+        threshold = self.plan.tuning.memory_threshold_bytes
+        while threshold is not None and not self.abort.is_set():
+            rss = current_rss_bytes()
+            with self.lock:
+                if rss is None or rss <= threshold or self.reading == 0:
+                    return
+                if not self.paused_once:
+                    self.paused_once = True
+                    log.warning(
+                        "export %s: resident memory %d MiB is above memory_threshold_mb (%d): new chunks wait "
+                        "for the chunks being read",
+                        self.plan.name,
+                        rss // (1024 * 1024),
+                        threshold // (1024 * 1024),
+                    )
+            self.abort.wait(MEMORY_POLL_S)
 
     def _failed(self, task: Task, attempts: int, error: BaseException) -> None:
         with self.lock:

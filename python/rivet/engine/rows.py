@@ -7,10 +7,14 @@ columns. One object per run, shared by both engines.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rivet.engine.drift import DriftCheck
+from rivet.errors import DataError
+
+log = logging.getLogger("rivet")
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -33,6 +37,7 @@ class OutputRows:
     stamp: Stamp
     drift: DriftCheck
     quality: QualityTracker | None = None
+    warned_oversized: bool = False
 
     @classmethod
     def for_run(cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime) -> OutputRows:
@@ -48,10 +53,24 @@ class OutputRows:
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""
+        cap = self.plan.tuning.max_batch_bytes
+        if cap is not None and batch.nbytes > cap:
+            self._oversized(batch, cap)
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)
         return self.stamp(batch)
+
+    def _oversized(self, batch: pa.RecordBatch, cap: int) -> None:
+        """A batch above max_batch_memory_mb: one huge row (the reader cuts at the cap) or a connectorx batch."""
+        tuning, mib = self.plan.tuning, 1024 * 1024
+        what = f"a batch of {batch.num_rows} row(s) holds {batch.nbytes / mib:.1f} MiB, above max_batch_memory_mb "
+        what += f"({cap / mib:g})"
+        if tuning.on_batch_memory_exceeded == "fail":
+            raise DataError(f"export '{self.plan.name}': {what} (on_batch_memory_exceeded: fail)")
+        if tuning.on_batch_memory_exceeded == "warn" and not self.warned_oversized:
+            self.warned_oversized = True
+            log.warning("export %s: %s; it is written whole", self.plan.name, what)
 
     def finish(self) -> None:
         """After the last row: a failed quality gate raises; shape drift warns."""
