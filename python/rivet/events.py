@@ -99,3 +99,17 @@ class CallbackObserver(Observer):
     def emit(self, kind: str, export: str, **fields: Any) -> None:
         """Call the function with the event."""
         self._callback(self.make(kind, export, **fields))
+
+
+class Journal(Observer):
+    """Keeps a run's events (all but progress ticks) and passes every event on to ``inner``."""
+
+    def __init__(self, inner: Observer | None) -> None:
+        self.inner = inner or Observer()
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, kind: str, export: str, **fields: Any) -> None:
+        """Keep the event, then pass it on."""
+        if kind != "progress":
+            self.events.append(self.make(kind, export, **fields))
+        self.inner.emit(kind, export, **fields)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, plan, run, state, validate
+from rivet.cli import check, demo, history, plan, run, state, validate
 
 app = typer.Typer(
     name="rivet",
@@ -23,6 +23,8 @@ app.command("demo")(demo.demo_command)
 app.command("plan")(plan.plan_command)
 app.command("apply")(plan.apply_command)
 app.command("validate")(validate.validate_command)
+app.command("metrics")(history.metrics_command)
+app.command("journal")(history.journal_command)
 app.add_typer(state.app, name="state")
 
 

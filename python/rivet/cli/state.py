@@ -92,6 +92,29 @@ def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption =
         typer.echo(f"  {t['chunk_index']:>5} {t['status']:<8} attempts={t['attempts']}{rows} {t['label']}{error}")
 
 
+@app.command("files")
+def files(
+    config: ConfigOption,
+    export: ExportOption,
+    last: Annotated[int, typer.Option("--last", "-n", min=1, help="How many files, newest first.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """The files an export's runs committed: URL, rows, bytes, SHA-256, run."""
+    try:
+        loaded, store = _store(config)
+        loaded.export(export)
+        logged = store.files(export)[-last:][::-1]
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    rows = [{k: f[k] for k in ("run_id", "url", "rows", "bytes", "sha256", "created_at")} for f in logged]
+    if json_output:
+        emit_json({"files": rows})
+        return
+    for f in rows:
+        typer.echo(f"{f['created_at']}  {f['rows']:>12,} rows {f['bytes']:>14,} B  {f['url']}  ({f['run_id']})")
+
+
 @app.command("reset-chunks")
 def reset_chunks(config: ConfigOption, export: ExportOption) -> None:
     """Discard an export's chunk checkpoints; the next run plans its chunks afresh."""

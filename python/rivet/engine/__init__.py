@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from rivet.errors import EXIT_OK, exit_code_for
-from rivet.events import Observer
+from rivet.events import Journal, Observer
 from rivet.redact import redact_text
 from rivet.results import ExportResult
 from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
@@ -38,7 +38,7 @@ def run_export(
     started = utc_now()
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
-    events = observer or Observer()
+    events = Journal(observer)
     lease = ExportLease(state, plan.name, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode)
     try:
@@ -56,7 +56,9 @@ def run_export(
                 part_stem(plan.name, started),
             )
         if plan.is_parallel:
-            run_chunked(plan, state, result, started, resume=resume, observer=observer, lease=lease)
+            run_chunked(
+                plan, state, result, started, resume=resume, observer=events, lease=lease, display=observer is None
+            )
         else:
             run_single(plan, state, result, started, events, lease)
         if result.status == "running":
@@ -70,12 +72,14 @@ def run_export(
     finally:
         result.duration_s = time.perf_counter() - clock
         result.peak_rss_mb = peak_rss_mb()
-        if state is not None and (lease is None or lease.held):
-            _record(state, result)
-        if lease is not None:
-            lease.release()
         finished = result.to_dict()
         del finished["name"]
+        if state is not None and (lease is None or lease.held):
+            _record(state, result)
+            journal = [*events.events, events.make("finished", plan.name, **finished)]
+            state.save_journal(result.run_id, plan.name, iso(utc_now()), journal)
+        if lease is not None:
+            lease.release()
         events.emit("finished", plan.name, **finished)
     return result
 

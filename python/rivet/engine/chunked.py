@@ -502,8 +502,12 @@ def run_chunked(
     resume: bool = False,
     observer: Observer | None = None,
     lease: ExportLease | None = None,
+    display: bool | None = None,
 ) -> None:
-    """Plan (or resume) the chunks, read them with the worker pool, then publish."""
+    """Plan (or resume) the chunks, read them with the worker pool, then publish.
+
+    ``display``: draw the terminal progress (default: when no ``observer`` reports for a parent).
+    """
     coordinator = plan.source.session()  # type: ignore[union-attr]
     snapshot = None
     if plan.consistent:
@@ -533,7 +537,8 @@ def run_chunked(
         destination.withdraw_success()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
-        with ChunkProgress(plan.name, run.total, done, enabled=observer is None) as progress:
+        shown = display if display is not None else observer is None
+        with ChunkProgress(plan.name, run.total, done, enabled=shown) as progress:
             pool = ChunkPool(plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, rows)
             try:
                 pool.run()

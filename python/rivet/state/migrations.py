@@ -4,7 +4,7 @@ Version 4 adds leases (one writer per export), the resolved destination of a run
 and the boundary rows of appending exports (the rows at the last cursor value,
 skipped by the next run so each row version is exported once). Version 5 keeps the
 last published schema of each export and the widest value seen in each of its text
-and binary columns (schema and shape drift).
+and binary columns (schema and shape drift), and each run's journal of events.
 """
 
 from __future__ import annotations
@@ -132,5 +132,12 @@ MIGRATIONS: list[str] = [
         max_bytes    INTEGER NOT NULL,
         PRIMARY KEY (export_name, column_name)
     ) WITHOUT ROWID;
+    CREATE TABLE run_journals (
+        run_id       TEXT PRIMARY KEY,
+        export_name  TEXT NOT NULL,
+        finished_at  TEXT NOT NULL,
+        events_json  TEXT NOT NULL
+    );
+    CREATE INDEX run_journals_by_export ON run_journals (export_name, finished_at);
     """,
 ]

@@ -362,6 +362,28 @@ class StateStore:
                     (export, column, width),
                 )
 
+    def save_journal(self, run_id: str, export: str, finished_at: str, events: list[dict[str, Any]]) -> None:
+        """Keep what happened in a run, in order."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO run_journals (run_id, export_name, finished_at, events_json) "
+                "VALUES (?, ?, ?, ?)",
+                (run_id, export, finished_at, json.dumps(events, default=str)),
+            )
+
+    def journals(self, export: str, *, run_id: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+        """The journals of an export's newest runs (or of one run), newest first."""
+        if run_id is not None:
+            rows = self._select("SELECT * FROM run_journals WHERE export_name = ? AND run_id = ?", (export, run_id))
+        else:
+            rows = self._select(
+                "SELECT * FROM run_journals WHERE export_name = ? ORDER BY finished_at DESC LIMIT ?", (export, limit)
+            )
+        return [
+            {"run_id": r["run_id"], "finished_at": r["finished_at"], "events": json.loads(r["events_json"])}
+            for r in rows
+        ]
+
     def fail_chunk_run(self, run_id: str, now: str) -> None:
         """Close a run that must not be resumed (its output failed a check and was taken back)."""
         with self._transaction() as c:

@@ -1,0 +1,98 @@
+"""``rivet metrics`` and ``rivet journal``: what earlier runs did, from the state store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rivet.cli._output import emit_json, report_error, say
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
+LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+# The columns of a run that metrics shows, in order.
+RUN_FIELDS = (
+    "run_id",
+    "export_name",
+    "mode",
+    "status",
+    "started_at",
+    "finished_at",
+    "rows",
+    "files",
+    "bytes",
+    "duration_ms",
+    "peak_rss_mb",
+    "engine",
+    "error",
+)
+
+
+def _store(config: Path):  # type: ignore[no-untyped-def]
+    from rivet.config import load_config
+    from rivet.state import STATE_FILE, StateStore
+
+    loaded = load_config(config)
+    return loaded, StateStore(loaded.base_dir / STATE_FILE)
+
+
+def metrics_command(
+    config: ConfigOption,
+    export: Annotated[str | None, typer.Option("--export", "-e", help="Only this export.")] = None,
+    last: LastOption = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """Recent runs with their status, rows, files, bytes, duration and peak memory."""
+    try:
+        loaded, store = _store(config)
+        if export is not None:
+            loaded.export(export)
+        runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(export, limit=last)]
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if json_output:
+        emit_json({"runs": runs})
+        return
+    if not runs:
+        say("no runs recorded")
+        return
+    for r in runs:
+        seconds = f"{(r['duration_ms'] or 0) / 1000:.2f} s"
+        error = f"  {r['error']}" if r["error"] else ""
+        typer.echo(
+            f"{r['started_at']}  {r['export_name']:<20} {r['status']:<11} {r['rows']:>12,} rows "
+            f"{r['files']:>4} files {r['bytes']:>14,} B {seconds:>10} {r['peak_rss_mb'] or 0:>7.0f} MB{error}"
+        )
+
+
+def journal_command(
+    config: ConfigOption,
+    export: Annotated[str, typer.Option("--export", "-e", help="The export.")],
+    last: LastOption = 1,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="This run (default: the newest).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The events of an export's recent runs (or of one run): what happened, in order."""
+    try:
+        loaded, store = _store(config)
+        loaded.export(export)
+        journals = store.journals(export, run_id=run_id, limit=last)
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if run_id is not None and not journals:
+        say(f"no journal for run {run_id} of {export}")
+        raise typer.Exit(1)
+    if json_output:
+        emit_json({"runs": journals})
+        return
+    for journal in journals:
+        typer.echo(f"run {journal['run_id']} ({journal['finished_at']})")
+        for event in journal["events"]:
+            fields = {k: v for k, v in event.items() if k not in ("v", "type", "export", "ts")}
+            typer.echo(f"  {event['ts']}  {event['type']:<14} {json.dumps(fields, default=str)}")
