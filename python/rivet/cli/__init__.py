@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, history, plan, run, state, validate
+from rivet.cli import check, demo, history, plan, reconcile, run, state, validate
 
 app = typer.Typer(
     name="rivet",
@@ -25,6 +25,7 @@ app.command("apply")(plan.apply_command)
 app.command("validate")(validate.validate_command)
 app.command("metrics")(history.metrics_command)
 app.command("journal")(history.journal_command)
+app.command("reconcile")(reconcile.reconcile_command)
 app.add_typer(state.app, name="state")
 
 
