@@ -400,3 +400,20 @@ def test_config_only_check_needs_no_destination_credentials(tmp_path: Path, monk
         "    destination: {type: s3, bucket: b, access_key_env: RIVET_T_KEY, secret_key_env: RIVET_T_SECRET}\n"
     )
     assert parse_config(text, base_dir=Path("."), offline=True).config.exports[0].name == "a"
+
+
+@pytest.mark.parametrize(
+    ("key", "advice"),
+    [
+        ("chunk_by_key: id", "chunk_by_key: keyset chunking is not supported: use chunk_column"),
+        ("partition_by: created_at", "partition_by: partitioned output is not supported"),
+        ("verify: size", "verify: use rivet run --validate"),
+    ],
+)
+def test_keys_of_the_original_that_rivet_does_not_take_say_what_to_use(key: str, advice: str) -> None:
+    assert advice in check(PG + f"exports:\n  - name: a\n    query: SELECT 1\n    {key}\n    destination: out\n")
+
+
+def test_notifications_say_what_to_use() -> None:
+    text = PG + "notifications: {slack: {webhook_url_env: X}}\nexports:\n" + EXPORT
+    assert "notifications are not supported: act on rivet run's exit code or its --json summary" in check(text)

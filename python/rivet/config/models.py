@@ -60,6 +60,35 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Keys of the original tool's later versions that rivet does not take, with what to use instead.
+UNSUPPORTED_EXPORT_KEYS = {
+    "chunk_by_key": "keyset chunking is not supported: use chunk_column with an integer, date or timestamp "
+    "column, or table: with parallel: N (page ranges on PostgreSQL)",
+    "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
+    "partition_by": "partitioned output is not supported: give each partition its own export with a WHERE and "
+    "a destination such as out/day={date}",
+    "partition_granularity": "partitioned output is not supported (see partition_by)",
+    "tables": "use one export per table (table: schema.name)",
+    "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
+    "cdc": "change data capture is not supported: use mode: incremental with a cursor_column",
+    "keyset_incremental": "use mode: incremental with a cursor_column",
+    "load": "rivet writes files; load them with your warehouse's own loader",
+    "target": "rivet writes files; load them with your warehouse's own loader",
+    "split": "use max_file_size to rotate parts",
+}
+UNSUPPORTED_TOP_KEYS = {
+    "notifications": "notifications are not supported: act on rivet run's exit code or its --json summary",
+}
+
+
+def _reject_unsupported(data: Any, keys: dict[str, str]) -> Any:
+    if isinstance(data, dict):
+        for key, advice in keys.items():
+            if key in data:
+                raise ValueError(f"{key}: {advice}")
+    return data
+
+
 def _reject_misplaced_tuning(data: Any, where: str) -> Any:
     if isinstance(data, dict):
         misplaced = [k for k in TUNING_KEYS if k in data]
@@ -366,7 +395,7 @@ class ExportConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _tuning_placement(cls, data: Any) -> Any:
-        return _reject_misplaced_tuning(data, "exports[].tuning")
+        return _reject_misplaced_tuning(_reject_unsupported(data, UNSUPPORTED_EXPORT_KEYS), "exports[].tuning")
 
     @field_validator("max_file_size")
     @classmethod
@@ -487,6 +516,11 @@ class ExportConfig(StrictModel):
 
 class RivetConfig(StrictModel):
     """A whole rivet.yaml."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        return _reject_unsupported(data, UNSUPPORTED_TOP_KEYS)
 
     source: SourceConfig
     exports: list[ExportConfig]
