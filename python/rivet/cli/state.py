@@ -116,13 +116,44 @@ def files(
 
 
 @app.command("reset-chunks")
-def reset_chunks(config: ConfigOption, export: ExportOption) -> None:
-    """Discard an export's chunk checkpoints; the next run plans its chunks afresh."""
+def reset_chunks(
+    config: ConfigOption,
+    export: ExportOption,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only put the failed chunks of the unfinished run back in the queue.")
+    ] = False,
+    stuck: Annotated[
+        bool,
+        typer.Option("--stuck-checkpoints", help="Only put chunks left running by a dead run back in the queue."),
+    ] = False,
+) -> None:
+    """Discard an export's chunk checkpoints (the next run plans afresh), or requeue some chunks of it."""
     try:
         loaded, store = _store(config)
         loaded.export(export)
-        dropped = store.reset_chunks(export)
+        if not (failed or stuck):
+            say(f"dropped {store.reset_chunks(export)} chunked run(s) of {export}")
+            store.close()
+            return
+        message = _requeue(store, export, ["failed"] * failed + ["running"] * stuck)
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
-    say(f"dropped {dropped} chunked run(s) of {export}")
+    say(message)
+
+
+def _requeue(store, export: str, statuses: list[str]) -> str:  # type: ignore[no-untyped-def]
+    """Requeue the chunks in ``statuses`` of the export's unfinished run.
+
+    The export's lease is held meanwhile, so no run of it is alive: a running chunk of a
+    live run is not stuck.
+    """
+    from rivet.runinfo import iso, utc_now
+    from rivet.state.lease import ExportLease
+
+    run = store.open_chunk_run(export)
+    if run is None:
+        return f"{export} has no unfinished chunked run"
+    with ExportLease(store, export, f"reset-chunks-{run['run_id']}"):
+        count = sum(store.requeue_with_status(run["run_id"], status, iso(utc_now())) for status in statuses)
+    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `rivet run --resume -e {export}` reads them"

@@ -254,6 +254,16 @@ class StateStore:
                 [(run_id, i, q, label, now) for i, q, label in chunks],
             )
 
+    def requeue_with_status(self, run_id: str, status: str, now: str) -> int:
+        """Put the chunks in ``status`` back in the queue with fresh attempts; how many."""
+        with self._transaction() as c:
+            cur = c.execute(
+                "UPDATE chunk_tasks SET status = 'pending', attempts = 0, last_error = NULL, updated_at = ? "
+                "WHERE run_id = ? AND status = ?",
+                (now, run_id, status),
+            )
+            return int(cur.rowcount)
+
     def requeue_unfinished(self, run_id: str, now: str) -> int:
         """Make chunks left running (by a crash) or failed claimable again; returns how many."""
         with self._transaction() as c:

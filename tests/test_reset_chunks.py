@@ -1,0 +1,89 @@
+"""rivet state reset-chunks --failed / --stuck-checkpoints: requeue some chunks of an unfinished run."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.chunkrun import kill_after_chunks
+from tests.conftest import MYSQL_URL, pg_url, visible_parts
+from tests.test_mysql_engine import numbers
+
+
+def _rivet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rivet", *args], capture_output=True, text=True, check=False)
+
+
+def _statuses(tmp_path: Path) -> dict[str, int]:
+    with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM chunk_tasks GROUP BY status").fetchall())
+
+
+@pytest.mark.postgres
+def test_failed_chunks_go_back_in_the_queue_with_fresh_attempts(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, d int)")
+    pg.execute(f"INSERT INTO {table} SELECT g, g - 150 FROM generate_series(1, 400) g")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            source: {{type: postgres, url: "{pg_url()}"}}
+            exports:
+              - name: c
+                query: SELECT id, 1 / d AS x FROM {table}
+                chunk_column: id
+                mode: chunked
+                chunk_size: 100
+                chunk_checkpoint: true
+                destination: out
+            """
+        )
+    )
+    failed = _rivet("run", "-c", str(config))
+    assert failed.returncode != 0 and "division by zero" in failed.stderr
+    assert _statuses(tmp_path).get("failed") == 1
+    reset = _rivet("state", "reset-chunks", "-c", str(config), "-e", "c", "--failed")
+    assert reset.returncode == 0 and "1 chunk(s) of run" in reset.stderr, reset.stderr
+    assert "failed" not in _statuses(tmp_path)
+    pg.execute(f"UPDATE {table} SET d = 1 WHERE d = 0")
+    resumed = _rivet("run", "-c", str(config), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    ids = sorted(i for p in visible_parts(tmp_path / "out") for i in pq.read_table(p)["id"].to_pylist())
+    assert ids == list(range(1, 401))
+
+
+@pytest.mark.mysql
+def test_chunks_left_running_by_a_killed_run_go_back_in_the_queue(my_table, tmp_path):
+    table = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
+        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
+    )
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            source: {{type: mysql, url: "{MYSQL_URL}"}}
+            exports:
+              - name: slow
+                query: "SELECT id, h, SLEEP(0.0002) AS s FROM {table}"
+                mode: chunked
+                chunk_column: id
+                chunk_size: 500
+                chunk_checkpoint: true
+                parallel: 2
+                max_file_size: 40KB
+                destination: out
+            """
+        )
+    )
+    kill_after_chunks(config, 4)
+    assert _statuses(tmp_path).get("running", 0) >= 1
+    reset = _rivet("state", "reset-chunks", "-c", str(config), "-e", "slow", "--stuck-checkpoints")
+    assert reset.returncode == 0, reset.stderr
+    assert "running" not in _statuses(tmp_path)
