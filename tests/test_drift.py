@@ -146,3 +146,17 @@ def test_a_value_much_wider_than_any_published_before_is_a_shape_warning(pg, pg_
     with caplog.at_level("WARNING", logger="rivet"):
         rivet.export(pg_url(), **options, shape_drift_warn_factor=0)
     assert "shape drift" not in caplog.text
+
+
+@pytest.mark.postgres
+def test_meta_columns_are_not_drift_without_a_state_store_either(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    options = dict(
+        query=f"SELECT * FROM {table}",
+        destination=str(tmp_path / "out"),
+        on_schema_drift="fail",
+        meta_columns={"exported_at": True, "row_hash": True},
+    )
+    rivet.export(pg_url(), **options)
+    again = rivet.export(pg_url(), **options)
+    assert again.status == "success" and again.schema_drift is None

@@ -51,3 +51,22 @@ def test_chunks_wait_while_memory_is_above_the_threshold_and_every_row_arrives(m
     assert "is above memory_threshold_mb (1): new chunks wait" in caplog.text
     ids = sorted(i for p in visible_parts(tmp_path / "o") for i in pq.read_table(p)["id"].to_pylist())
     assert result.rows == 3000 and ids == list(range(1, 3001))
+
+
+@pytest.mark.mysql
+def test_a_chunked_run_checks_single_rows_against_the_cap_too(my_table, my_conn, tmp_path):
+    table = my_table("CREATE TABLE {t} (id int PRIMARY KEY, body longtext)")
+    with my_conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO {table} VALUES (%s, %s)", [(i, "x") for i in range(1, 201)])
+        cur.execute(f"INSERT INTO {table} VALUES (500, REPEAT('y', 3 * 1024 * 1024))")
+    with pytest.raises(Exception, match=r"above max_batch_memory_mb \(1\)"):
+        rivet.export(
+            MYSQL_URL,
+            table=table,
+            mode="chunked",
+            chunk_size=50,
+            parallel=2,
+            destination=str(tmp_path / "o"),
+            tuning={"max_batch_memory_mb": 1, "on_batch_memory_exceeded": "fail", "max_retries": 0},
+        )
+    assert visible_parts(tmp_path / "o") == []

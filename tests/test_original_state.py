@@ -71,3 +71,25 @@ def test_an_incremental_export_continues_from_the_original_tools_cursor(pg, pg_t
     assert {"original_export_state", "original_export_metrics", "original_chunk_run"} <= tables
     assert ("original_file_log" if schema is V06_SCHEMA else "original_file_manifest") in tables
     assert sorted(kept) == [("never_ran", None), ("orders", "7")]
+
+
+@pytest.mark.postgres
+def test_a_timestamp_cursor_without_an_offset_is_read_as_utc(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int, at timestamptz)")
+    pg.execute(
+        f"INSERT INTO {table} SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour' "
+        "FROM generate_series(1, 6) g"
+    )
+    with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
+        conn.executescript(V05_SCHEMA)
+        # The original wrote timestamps without an offset; it meant UTC (04:00 is row 4).
+        conn.execute("INSERT INTO export_state VALUES ('orders', '2024-01-01T04:00:00.000000', NULL)")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source: {{type: postgres, url: "{pg_url()}"}}\n'
+        f"exports:\n  - {{name: orders, table: {table}, mode: incremental, cursor_column: at, destination: out}}\n"
+    )
+    ran = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    [part] = visible_parts(tmp_path / "out")
+    assert sorted(pq.read_table(part)["id"].to_pylist()) == [5, 6]

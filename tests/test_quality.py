@@ -109,6 +109,9 @@ def test_duplicates_across_chunks_and_workers_fail_the_gate_and_take_every_part_
         f"INSERT INTO {{t}} SELECT i, MOD(i, 1500) FROM ({numbers(3000)}) AS n"
     )
     options = dict(table=table, mode="chunked", chunk_size=250, parallel=2, chunk_checkpoint=True)
+    first = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), state_dir=str(tmp_path), **options)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert "_SUCCESS" in before and first.rows == 3000
     with pytest.raises(QualityError, match=r"unique_columns d: 1500 duplicate value\(s\)"):
         rivet.export(
             MYSQL_URL,
@@ -118,7 +121,8 @@ def test_duplicates_across_chunks_and_workers_fail_the_gate_and_take_every_part_
             max_file_size="4KB",
             **options,
         )
-    assert visible_parts(tmp_path / "out") == []
+    # Every part of the failed run is taken back and the output before it is whole, _SUCCESS included.
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
     # The failed run is closed, not left to resume: the next run starts afresh.
     again = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), state_dir=str(tmp_path), **options)
     assert again.status == "success" and again.rows == 3000
@@ -183,3 +187,18 @@ def test_quality_bounds_are_checked_when_the_config_loads(tmp_path):
             destination=str(tmp_path),
             quality={"row_count_min": 5, "row_count_max": 2},
         )
+
+
+@pytest.mark.postgres
+def test_a_refused_gate_closes_a_checkpointed_run_that_read_nothing(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 300) g")
+    pg.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+    options = dict(
+        table=table, mode="chunked", chunk_size=100, chunk_checkpoint=True,
+        destination=str(tmp_path / "out"), state_dir=str(tmp_path),
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="quality names column 'idd'"):
+        rivet.export(pg_url(), quality={"unique_columns": ["idd"]}, **options)
+    # The typo fixed, the next run needs no reset.
+    fixed = rivet.export(pg_url(), quality={"unique_columns": ["id"]}, **options)
+    assert fixed.status == "success" and fixed.rows == 300

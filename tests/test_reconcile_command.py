@@ -64,3 +64,18 @@ def test_reconcile_on_mariadb_matches_an_unchanged_table(my_table, my_conn, tmp_
     report = json.loads(_rivet("reconcile", "-c", str(config), "-e", "c", "--json").stdout)
     assert report["summary"]["mismatches"] == 0 and report["summary"]["total_source_rows"] == 350
     assert all(p["status"] == "match" for p in report["partitions"])
+
+
+@pytest.mark.postgres
+def test_reconcile_refuses_a_run_whose_output_was_taken_back(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
+    pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 300)")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n'
+        f"  - {{name: c, table: {table}, mode: chunked, chunk_size: 100, chunk_checkpoint: true, "
+        "destination: out, quality: {row_count_max: 10}}\n"
+    )
+    assert _rivet("run", "-c", str(config)).returncode == 3
+    refused = _rivet("reconcile", "-c", str(config), "-e", "c")
+    assert refused.returncode == 2 and "failed a check and its output was taken back" in refused.stderr

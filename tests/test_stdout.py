@@ -75,3 +75,25 @@ def test_what_stdout_cannot_hold_is_refused(tmp_path):
     assert ran.returncode == 2 and b"only one export may write to stdout (got a, b)" in ran.stderr
     one = _config(tmp_path, "- {name: a, table: t, destination: {type: stdout}}\n")
     assert b"--validate reads the parts back" in _run(one, "--validate").stderr
+
+
+@pytest.mark.postgres
+def test_apply_keeps_stdout_for_the_file_too(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int)")
+    pg.execute(f"INSERT INTO {table} VALUES (1), (2)")
+    config = _config(
+        tmp_path, f"- {{name: s, query: 'SELECT * FROM {table}', format: csv, destination: {{type: stdout}}}}\n"
+    )
+    applied = subprocess.run(
+        [sys.executable, "-m", "rivet", "apply", "-c", str(config), "--json"], capture_output=True, check=False
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.decode().splitlines() == ['"id"', "1", "2"]
+    assert _summary(applied.stderr)["exports"][0]["rows"] == 2
+    in_children = subprocess.run(
+        [sys.executable, "-m", "rivet", "apply", "-c", str(config), "--parallel-export-processes"],
+        capture_output=True,
+        check=False,
+    )
+    assert in_children.returncode == 2 and b"cannot run in a child process" in in_children.stderr
+    assert in_children.stdout == b""

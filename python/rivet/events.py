@@ -8,6 +8,8 @@ Schema version 1. Every event has ``v`` (the version), ``type``, ``export`` and
 - ``progress``: ``rows`` and, for chunked exports, ``chunks_done``
 - ``retry``: ``chunk`` (None for a single-stream export), ``attempt``, ``reason``, ``wait_s``, ``error``
 - ``warning``: ``message``
+- ``schema_drift``: ``policy``, ``added``, ``removed``, ``retyped`` (lists of ``name: type``)
+- ``shape_drift``: ``column``, ``bytes``, ``before``
 - ``finished``: ``run_id``, ``status``, ``rows``, ``files``, ``bytes``, ``duration_s``,
   ``peak_rss_mb``, ``error``, ``error_type``, ``exit_code``
 """
@@ -19,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from rivet.redact import redact_text
 from rivet.runinfo import iso, utc_now
 
 VERSION = 1
@@ -28,6 +31,8 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "progress": {"rows": int},
     "retry": {"chunk": (int, type(None)), "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
     "warning": {"message": str},
+    "schema_drift": {"policy": str, "added": list, "removed": list, "retyped": list},
+    "shape_drift": {"column": str, "bytes": int, "before": int},
     "finished": {
         "run_id": str,
         "status": str,
@@ -109,7 +114,8 @@ class Journal(Observer):
         self.events: list[dict[str, Any]] = []
 
     def emit(self, kind: str, export: str, **fields: Any) -> None:
-        """Keep the event, then pass it on."""
+        """Keep the event (its texts redacted: the journal outlives the run), then pass it on."""
         if kind != "progress":
-            self.events.append(self.make(kind, export, **fields))
+            kept = {k: redact_text(v) if isinstance(v, str) else v for k, v in fields.items()}
+            self.events.append(self.make(kind, export, **kept))
         self.inner.emit(kind, export, **fields)

@@ -61,6 +61,7 @@ def apply_command(
 
     from rivet import progress
     from rivet.cli._output import setup_logging
+    from rivet.cli.run import stdout_exports
     from rivet.config import load_config
     from rivet.events import StreamObserver
     from rivet.planning.files import apply_plan, load_plan, make_plan
@@ -82,6 +83,9 @@ def apply_command(
                 json.dump(document, handle)
             plan = Path(handle.name)
         sealed = load_plan(plan, force=force, names=export)
+        to_stdout = stdout_exports(
+            [sealed.loaded.export(name) for name in sealed.plans], events=events, processes=processes
+        )
         observer = StreamObserver(sys.stdout) if events else None
         results = apply_plan(
             sealed, plan, processes=processes, max_processes=max_processes, force=force, observer=observer
@@ -100,5 +104,6 @@ def apply_command(
 
         say(Cards([]).summary(results, run.duration_s))
     if json_output:
-        emit_json(run.to_dict())
+        # Standard output carries an export's file: the summary goes to stderr.
+        emit_json(run.to_dict(), stream=sys.stderr if to_stdout else sys.stdout)
     raise typer.Exit(run.exit_code)

@@ -44,6 +44,9 @@ def reconcile_command(
         raise typer.Exit(EXIT_DATA)
 
 
+READ_ONLY = {"postgres": "BEGIN READ ONLY", "mysql": "START TRANSACTION READ ONLY"}
+
+
 def reconcile(config: Path, export: str) -> dict[str, Any]:
     """The reconcile report of ``export``'s latest checkpointed chunked run."""
     from rivet.config import load_config
@@ -64,7 +67,21 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
         tasks = store.chunk_tasks(run["run_id"])
     finally:
         store.close()
+    if run["status"] == "failed":
+        raise ConfigError(
+            f"run {run['run_id']} of export '{export}' failed a check and its output was taken back: "
+            "nothing of it to reconcile"
+        )
+    if run["fingerprint"] != plan.fingerprint():
+        raise ConfigError(
+            f"export '{export}': its query or chunking changed since run {run['run_id']}; "
+            "reconcile compares a run with the config that made it"
+        )
+    if plan.source.kind not in READ_ONLY:
+        raise ConfigError(f"export '{export}': reconcile counts on PostgreSQL or MySQL/MariaDB sources")
     session = plan.source.session()  # type: ignore[union-attr]
+    # The counts run in a read-only transaction: whatever the state file holds cannot write.
+    session.query(READ_ONLY[plan.source.kind])
     partitions = []
     for task in tasks:
         exported = task["rows"] if task["status"] == "done" else None

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
+from rivet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rivet.config import ExportConfig
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The rivet.yaml to run.", exists=False, dir_okay=False)
@@ -45,6 +49,20 @@ SummaryOption = Annotated[
 EventsOption = Annotated[
     bool, typer.Option("--events", hidden=True, help="Report JSON-line events on stdout (for a parent process).")
 ]
+
+
+def stdout_exports(exports: list[ExportConfig], *, events: bool, processes: bool, validate: bool = False) -> bool:
+    """Whether one of ``exports`` writes its file to stdout; refused where stdout is taken or unreadable."""
+    if not any(e.writes_to_stdout for e in exports):
+        return False
+    if validate:
+        raise ConfigError("--validate reads the parts back, which a file written to stdout cannot be")
+    if events or processes:
+        raise ConfigError(
+            "an export with destination type stdout cannot run in a child process (its stdout carries events); "
+            "run it on its own or with --parallel-exports"
+        )
+    return True
 
 
 def parse_params(items: list[str] | None) -> dict[str, str]:
@@ -102,7 +120,6 @@ def run_command(
     from rivet import progress
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
-    from rivet.errors import ConfigError
     from rivet.events import StreamObserver
     from rivet.options import RunOptions
     from rivet.runner import run_config
@@ -121,14 +138,7 @@ def run_command(
         processes = parallel_export_processes or loaded.config.parallel_export_processes
         parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
         selected = [e for e in loaded.config.exports if not export or e.name in export]
-        to_stdout = any(e.writes_to_stdout for e in selected)
-        if to_stdout and validate:
-            raise ConfigError("--validate reads the parts back, which a file written to stdout cannot be")
-        if to_stdout and (events or parallel == "processes"):
-            raise ConfigError(
-                "an export with destination type stdout cannot run in a child process (its stdout carries events); "
-                "run it on its own or with --parallel-exports"
-            )
+        to_stdout = stdout_exports(selected, events=events, processes=parallel == "processes", validate=validate)
         announce = None if events or parallel else (lambda r: say(r.summary()))
         result = run_config(
             loaded,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 if TYPE_CHECKING:
     from rivet.planning.export import ExportPlan
     from rivet.state import StateStore
+
+log = logging.getLogger("rivet")
 
 
 def run_export(
@@ -74,12 +77,16 @@ def run_export(
         result.peak_rss_mb = peak_rss_mb()
         finished = result.to_dict()
         del finished["name"]
-        if state is not None and (lease is None or lease.held):
-            _record(state, result)
-            journal = [*events.events, events.make("finished", plan.name, **finished)]
-            state.save_journal(result.run_id, plan.name, iso(utc_now()), journal)
-        if lease is not None:
-            lease.release()
+        try:
+            if state is not None and (lease is None or lease.held):
+                _record(state, result)
+                journal = [*events.events, events.make("finished", plan.name, **finished)]
+                state.save_journal(result.run_id, plan.name, iso(utc_now()), journal)
+        except Exception as e:  # noqa: BLE001 - the export's own outcome stands; its history is best effort
+            log.warning("export %s: recording run %s in the state store failed: %s", plan.name, result.run_id, e)
+        finally:
+            if lease is not None:
+                lease.release()
         events.emit("finished", plan.name, **finished)
     return result
 

@@ -193,10 +193,17 @@ def _typed(text: str, column_type: pa.DataType, export: str) -> pa.Scalar:
     try:
         return pa.array([text]).cast(column_type)[0]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise ConfigError(
-            f"export '{export}': the stored cursor {text!r} is not a {column_type} value, the cursor column's "
-            f"type; reset it with `rivet state reset -e {export}`"
-        ) from None
+        pass
+    if pa.types.is_timestamp(column_type) and column_type.tz is not None:
+        # A value without an offset (the original tool wrote them so) names a UTC time.
+        try:
+            return pa.array([text]).cast(pa.timestamp(column_type.unit)).cast(column_type)[0]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    raise ConfigError(
+        f"export '{export}': the stored cursor {text!r} is not a {column_type} value, the cursor column's "
+        f"type; reset it with `rivet state reset -e {export}`"
+    ) from None
 
 
 def _predicate(

@@ -34,7 +34,7 @@ from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.base import PartWriter
 from rivet.formats.parquet import DictionaryChoice
-from rivet.manifest import part_from_record, success_marker
+from rivet.manifest import part_from_record
 from rivet.planning.chunks import plan_chunks
 from rivet.progress import ChunkProgress
 from rivet.results import ChunkRows, ExportResult
@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("rivet")
 
 
-# The smallest batch a worker's share of the memory budget may shrink to.
+# The smallest batch a worker's share of the memory budget may shrink to (max_batch_memory_mb aside).
 MIN_BATCH_BYTES = 2 * 1024 * 1024
+MAX_BATCH_BYTES = 1 << 30
 
 
 def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
@@ -67,7 +68,10 @@ def _scan_options(plan: ExportPlan, snapshot: str | None) -> dict[str, Any]:
     return scan_options(
         plan.tuning,
         method="copy",
-        batch_bytes=max(MIN_BATCH_BYTES, plan.tuning.batch_bytes // (2 * plan.parallel)),
+        batch_bytes=min(
+            max(MIN_BATCH_BYTES, plan.tuning.batch_bytes // (2 * plan.parallel)),
+            plan.tuning.max_batch_bytes or MAX_BATCH_BYTES,
+        ),
         throttle=False,
         snapshot=snapshot,
         reconcile=plan.reconcile,
@@ -424,6 +428,7 @@ class ChunkPool:
                 if part.quality is not None:
                     part.quality.observe(record_batch)
                 if self.rows is not None:
+                    self.rows.check_size(record_batch)
                     self.rows.drift.observe(record_batch)
                     record_batch = self.rows.stamp(record_batch)
                 part.writer.write(record_batch)
@@ -470,23 +475,29 @@ def _count_published(
     quality.observe_all(written_batches(destination, published, schema))
 
 
-def _abandon(queue: ChunkQueue, destination: Destination) -> None:
-    """After a failed check: take back every part of the run and close it, so nothing resumes it."""
+def _abandon(queue: ChunkQueue, destination: Destination, success: bytes | None = None) -> None:
+    """After a failed check: take back every part of the run and close it, so nothing resumes it.
+
+    ``success``: the ``_SUCCESS`` the run withdrew, put back: the output before it is whole again.
+    """
     destination.remove([p.name for p in queue.all_parts()])
+    if success is not None:
+        destination.write_file(destination.spec.success_name, success)
     if queue.state is not None:
         queue.state.fail_chunk_run(queue.run_id, iso(utc_now()))
 
 
-def _skip(plan: ExportPlan, queue: ChunkQueue, destination: Destination, result: ExportResult) -> None:
+def _skip(
+    plan: ExportPlan, queue: ChunkQueue, destination: Destination, result: ExportResult, success: bytes | None
+) -> None:
     """``skip_empty`` and no rows: nothing of this run stays.
 
-    Its (empty) parts are taken back, its checkpoints closed, and the ``_SUCCESS`` of the
-    run before put back: that run's parts and manifest are untouched.
+    Its (empty) parts are taken back, its checkpoints closed, and the ``_SUCCESS`` it withdrew
+    put back: the run before's parts and manifest are untouched.
     """
     destination.remove([p.name for p in queue.all_parts()])
-    previous = destination.read_file(destination.spec.manifest_name)
-    if previous is not None:
-        destination.write_file(destination.spec.success_name, success_marker(previous))
+    if success is not None:
+        destination.write_file(destination.spec.success_name, success)
     if queue.state is not None:
         queue.state.finish_chunk_run(queue.run_id, iso(utc_now()))
     log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
@@ -528,12 +539,16 @@ def run_chunked(
     try:
         try:
             output_schema = result.schema = rows.open(schema, destination)
-        except SchemaDriftError:
-            _abandon(queue, destination)
+        except Exception as e:
+            # Drift closes the run; any other refusal closes a run that has read nothing yet (so
+            # fixing the config needs no reset), and leaves a resumable one to resume.
+            if isinstance(e, SchemaDriftError) or not run.resumed:
+                _abandon(queue, destination)
             raise
         done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
         if rows.quality is not None and run.resumed:
             _count_published(plan, schema, rows.quality, queue, destination)
+        success = destination.read_file(destination.spec.success_name)
         destination.withdraw_success()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
         # The terminal display is for an export run on its own; a parent draws its own.
@@ -553,11 +568,11 @@ def run_chunked(
         try:
             rows.finish()
         except QualityError:
-            _abandon(queue, destination)
+            _abandon(queue, destination, success)
             raise
         result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
-            _skip(plan, queue, destination, result)
+            _skip(plan, queue, destination, result, success)
             return
         publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
         checkpoints = queue.state

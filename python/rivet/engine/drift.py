@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rivet.errors import SchemaDriftError
+from rivet.formats.meta import EXPORTED_AT, ROW_HASH
 
 if TYPE_CHECKING:
     from rivet.destinations import Destination
@@ -110,13 +111,15 @@ class DriftCheck:
         if raw is None:
             return None
         try:
-            return list(json.loads(raw)["schema"])
+            columns = list(json.loads(raw)["schema"])
         except (ValueError, KeyError, TypeError):
             return None
+        # The manifest lists the output, meta columns included; drift compares the query's columns.
+        return [c for c in columns if c.get("name") not in (EXPORTED_AT, ROW_HASH)]
 
     def observe(self, batch: pa.RecordBatch) -> None:
-        """Note the widest value of each text and binary column."""
-        if not self.plan.shape_drift_warn_factor:
+        """Note the widest value of each text and binary column (kept only with a state store)."""
+        if not self.plan.shape_drift_warn_factor or self.state is None:
             return
         for f, column in zip(batch.schema, batch.columns, strict=True):
             if column.null_count == len(column) or not _is_variable_width(f.type):

@@ -53,13 +53,21 @@ class OutputRows:
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""
-        cap = self.plan.tuning.max_batch_bytes
-        if cap is not None and batch.nbytes > cap:
-            self._oversized(batch, cap)
+        self.check_size(batch)
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)
         return self.stamp(batch)
+
+    def check_size(self, batch: pa.RecordBatch) -> None:
+        """``max_batch_memory_mb``: a single row above it is warned about or fails the export.
+
+        rivet's reader cuts batches at the cap, so only a single row can be above it; the
+        writers cut any larger batch (connectorx cuts by rows) into row groups anyway.
+        """
+        cap = self.plan.tuning.max_batch_bytes
+        if cap is not None and batch.num_rows == 1 and batch.nbytes > cap:
+            self._oversized(batch, cap)
 
     def _oversized(self, batch: pa.RecordBatch, cap: int) -> None:
         """A batch above max_batch_memory_mb: one huge row (the reader cuts at the cap) or a connectorx batch."""
