@@ -51,6 +51,8 @@ def test_failed_chunks_go_back_in_the_queue_with_fresh_attempts(pg, pg_table, tm
     reset = _rivet("state", "reset-chunks", "-c", str(config), "-e", "c", "--failed")
     assert reset.returncode == 0 and "1 chunk(s) of run" in reset.stderr, reset.stderr
     assert "failed" not in _statuses(tmp_path)
+    with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
+        assert conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'pending' AND attempts = 0").fetchone()[0]
     pg.execute(f"UPDATE {table} SET d = 1 WHERE d = 0")
     resumed = _rivet("run", "-c", str(config), "--resume")
     assert resumed.returncode == 0, resumed.stderr

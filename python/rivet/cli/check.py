@@ -85,7 +85,9 @@ def _check_config_only(config: Path, params: dict[str, str], json_output: bool) 
         loaded = load_config(config, params, offline=True)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         if json_output:
-            emit_json({"config": str(config), "valid": False, "error": str(e)})
+            from rivet.redact import redact_text
+
+            emit_json({"config": str(config), "valid": False, "error": redact_text(str(e))})
         raise typer.Exit(report_error(e)) from None
     names = [e.name for e in loaded.config.exports]
     if json_output:

@@ -55,6 +55,8 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
     findings = []
     try:
         for e in exports:
+            if e.writes_to_stdout:
+                continue  # nothing stays behind to check
             spec = export_destination(loaded, e, utc_now())
             last = state.last_success(e.name)
             if last is not None and last["destination"]:
