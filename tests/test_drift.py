@@ -160,3 +160,39 @@ def test_meta_columns_are_not_drift_without_a_state_store_either(pg, pg_table, t
     rivet.export(pg_url(), **options)
     again = rivet.export(pg_url(), **options)
     assert again.status == "success" and again.schema_drift is None
+
+
+@pytest.mark.mysql
+def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_schemas(my_table, my_conn, tmp_path):
+    from tests.chunkrun import kill_after_chunks
+    from tests.test_mysql_engine import numbers
+
+    table = my_table(
+        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
+        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
+    )
+    config = _config(
+        tmp_path,
+        f'{{type: mysql, url: "{MYSQL_URL}"}}',
+        f"""\
+        - name: slow
+          query: "SELECT *, SLEEP(0.0002) AS s FROM {table}"
+          mode: chunked
+          chunk_column: id
+          chunk_size: 500
+          chunk_checkpoint: true
+          parallel: 2
+          max_file_size: 40KB
+          destination: out
+        """,
+    )
+    kill_after_chunks(config, 6)
+    before = _snapshot(tmp_path / "out")
+    with my_conn.cursor() as cur:
+        cur.execute(f"ALTER TABLE {table} ADD COLUMN extra INT")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 4, resumed.stderr
+    assert "its published parts hold the old columns" in resumed.stderr and "1 added (extra: int32)" in resumed.stderr
+    assert _snapshot(tmp_path / "out") == before

@@ -26,6 +26,7 @@ from rivet import failpoints
 from rivet.destinations import Destination, DestinationSpec, open_destination
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
+from rivet.engine.drift import columns_of, compare
 from rivet.engine.integrity import check_read
 from rivet.engine.quality import QualityTracker, written_batches
 from rivet.engine.rows import OutputRows
@@ -475,6 +476,24 @@ def _count_published(
     quality.observe_all(written_batches(destination, published, schema))
 
 
+def _check_published_schema(plan: ExportPlan, queue: ChunkQueue, destination: Destination, schema: pa.Schema) -> None:
+    """A resumed run must write what its published parts hold: one manifest, one schema."""
+    published = queue.all_parts()
+    if not published or plan.format.kind != "parquet":
+        return
+    import pyarrow.parquet as pq
+
+    with destination.open(published[0].name) as f:
+        written = pq.read_schema(f)
+    if not written.equals(schema, check_metadata=False):
+        drift = compare(columns_of(written), columns_of(schema))
+        raise SchemaDriftError(
+            f"export '{plan.name}': the output changed since run {queue.run_id} started ({drift.describe()}); "
+            f"its published parts hold the old columns. Discard it with `rivet state reset-chunks -e {plan.name}` "
+            "and run again"
+        )
+
+
 def _abandon(queue: ChunkQueue, destination: Destination, success: bytes | None = None) -> None:
     """After a failed check: take back every part of the run and close it, so nothing resumes it.
 
@@ -546,6 +565,8 @@ def run_chunked(
                 _abandon(queue, destination)
             raise
         done = _recheck_done_chunks(queue, destination) if run.resumed else run.done
+        if run.resumed:
+            _check_published_schema(plan, queue, destination, output_schema)
         if rows.quality is not None and run.resumed:
             _count_published(plan, schema, rows.quality, queue, destination)
         success = destination.read_file(destination.spec.success_name)
