@@ -41,6 +41,9 @@ def test_reconcile_finds_the_chunks_whose_rows_changed_since(pg, pg_table, tmp_p
     clean = _rivet("reconcile", "-c", str(config), "-e", "c")
     assert clean.returncode == 0, clean.stderr
     assert "500 rows on the source, 500 exported" in clean.stderr
+    verified = json.loads(_rivet("state", "progression", "-c", str(config), "--json").stdout)["exports"]
+    assert verified[0]["verified"]["ok"] is True and "chunks" in verified[0]["committed"]
+    assert verified[1] == {"export": "f", "mode": "full", "committed": None, "verified": None}
     pg.execute(f"DELETE FROM {table} WHERE id BETWEEN 10 AND 14")
     report_file = tmp_path / "report.json"
     changed = _rivet("reconcile", "-c", str(config), "-e", "c", "--json", "-o", str(report_file))
@@ -50,6 +53,8 @@ def test_reconcile_finds_the_chunks_whose_rows_changed_since(pg, pg_table, tmp_p
     [bad] = [p for p in report["partitions"] if p["status"] != "match"]
     assert bad["status"] == "mismatch" and bad["source_count"] == bad["exported_count"] - 5
     assert report["summary"]["total_source_rows"] == 495 and report["summary"]["total_exported_rows"] == 500
+    shown = _rivet("state", "progression", "-c", str(config), "-e", "c")
+    assert "found 1 mismatch(es)" in shown.stdout, shown.stdout
     refused = _rivet("reconcile", "-c", str(config), "-e", "f")
     assert refused.returncode == 2 and "has no checkpointed chunked run to reconcile" in refused.stderr
 

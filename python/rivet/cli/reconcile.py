@@ -97,7 +97,7 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
                 "status": status,
             }
         )
-    return {
+    report = {
         "export": export,
         "run_id": run["run_id"],
         "run_status": run["status"],
@@ -111,3 +111,19 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
             "total_exported_rows": sum(p["exported_count"] or 0 for p in partitions),
         },
     }
+    _remember(loaded.base_dir / STATE_FILE, report)
+    return report
+
+
+def _remember(state_file: Path, report: dict[str, Any]) -> None:
+    """Keep the verdict in the state store: ``rivet state progression`` shows the last one."""
+    from rivet.runinfo import iso, utc_now
+    from rivet.state import StateStore
+
+    store = StateStore(state_file)
+    try:
+        now = iso(utc_now())
+        event = {"v": 1, "type": "reconcile", "export": report["export"], "ts": now, **report["summary"]}
+        store.save_journal(f"{report['run_id']}:reconcile", report["export"], now, [event])
+    finally:
+        store.close()

@@ -92,6 +92,52 @@ def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption =
         typer.echo(f"  {t['chunk_index']:>5} {t['status']:<8} attempts={t['attempts']}{rows} {t['label']}{error}")
 
 
+@app.command("progression")
+def progression(
+    config: ConfigOption,
+    export: Annotated[str | None, typer.Option("--export", "-e", help="Only this export.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """How far each export has come: what is committed, and whether the last reconcile verified it."""
+    try:
+        loaded, store = _store(config)
+        names = [loaded.export(export).name] if export else [e.name for e in loaded.config.exports]
+        rows = [_progress_of(store, loaded.export(name)) for name in names]
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    if json_output:
+        emit_json({"exports": rows})
+        return
+    for r in rows:
+        verified = r["verified"]
+        check = f"; verified {verified['at']}" if verified and verified["ok"] else "; not verified"
+        if verified and not verified["ok"]:
+            check = f"; reconcile {verified['at']} found {verified['mismatches']} mismatch(es)"
+        typer.echo(f"{r['export']} [{r['mode']}]: {r['committed'] or 'nothing committed'}{check}")
+
+
+def _progress_of(store, export) -> dict:  # type: ignore[no-untyped-def]
+    """Committed: the cursor, the last completed chunked run, or the last published run."""
+    last = store.last_success(export.name)
+    committed = f"run {last['run_id']} ({last['rows']:,} rows)" if last else None
+    if export.mode in ("incremental", "time_window"):
+        cursor = store.cursor(export.name)
+        committed = f"cursor {cursor['value']}" if cursor else committed
+    verified = None
+    chunk_run = store.latest_chunk_run(export.name) if export.mode == "chunked" else None
+    if chunk_run is not None:
+        tasks = store.chunk_tasks(chunk_run["run_id"])
+        done = sum(t["status"] == "done" for t in tasks)
+        committed = f"run {chunk_run['run_id']} ({chunk_run['status']}): {done} of {len(tasks)} chunks"
+        found = store.journals(export.name, run_id=f"{chunk_run['run_id']}:reconcile")
+        if found:
+            event = found[0]["events"][0]
+            ok = event["mismatches"] == 0 and event["unknown"] == 0
+            verified = {"at": event["ts"], "ok": ok, "mismatches": event["mismatches"]}
+    return {"export": export.name, "mode": export.mode, "committed": committed, "verified": verified}
+
+
 @app.command("files")
 def files(
     config: ConfigOption,
