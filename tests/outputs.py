@@ -66,3 +66,8 @@ def run_export_json(config: Path, *args: str, env: dict[str, str] | None = None)
     except (ValueError, KeyError, IndexError):
         doc = {}
     return {**doc, "code": proc.returncode, "stderr": proc.stderr}
+
+
+def files_with_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` with its bytes: equal snapshots mean nothing there changed."""
+    return {p.name: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}

@@ -15,6 +15,7 @@ import pytest
 import rivet
 from rivet.errors import SchemaDriftError
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
+from tests.outputs import files_with_bytes
 
 
 def _config(tmp_path: Path, source: str, export: str) -> Path:
@@ -28,10 +29,6 @@ def _run(config: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
         [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True, check=False
     )
     return proc, json.loads(proc.stdout)["exports"][0]
-
-
-def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.postgres
@@ -56,12 +53,12 @@ def test_drift_warns_by_default_and_fail_publishes_nothing(pg, pg_table, tmp_pat
     _, export = _run(config("warn"))
     assert export["schema_drift"] is None, "the new schema was not remembered"
 
-    before = _snapshot(tmp_path / "out")
+    before = files_with_bytes(tmp_path / "out")
     pg.execute(f"ALTER TABLE {table} ALTER COLUMN amount TYPE float8")
     failed, export = _run(config("fail"))
     assert failed.returncode == 4, failed.stderr
     assert "nothing published: 1 retyped (amount: decimal128(10, 2) -> double)" in export["error"]
-    assert _snapshot(tmp_path / "out") == before
+    assert files_with_bytes(tmp_path / "out") == before
     # continue accepts it without a warning; after that the new schema is the reference.
     accepted, export = _run(config("continue"))
     assert accepted.returncode == 0 and export["schema_drift"]["retyped"]
@@ -91,12 +88,12 @@ def test_a_chunked_run_that_drifts_with_fail_reads_nothing_and_leaves_no_run_to_
     )
     first, _ = _run(config)
     assert first.returncode == 0, first.stderr
-    before = _snapshot(tmp_path / "out")
+    before = files_with_bytes(tmp_path / "out")
     with my_conn.cursor() as cur:
         cur.execute(f"ALTER TABLE {table} DROP COLUMN b")
     failed, export = _run(config)
     assert failed.returncode == 4 and "1 removed (b: string)" in export["error"]
-    assert _snapshot(tmp_path / "out") == before
+    assert files_with_bytes(tmp_path / "out") == before
     with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
         statuses = [s for (s,) in conn.execute("SELECT status FROM chunk_runs ORDER BY started_at")]
     assert statuses == ["completed", "failed"]
@@ -164,30 +161,16 @@ def test_meta_columns_are_not_drift_without_a_state_store_either(pg, pg_table, t
 
 @pytest.mark.mysql
 def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_schemas(my_table, my_conn, tmp_path):
-    from tests.chunkrun import kill_after_chunks
+    from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
     from tests.test_mysql_engine import numbers
 
     table = my_table(
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
         f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
     )
-    config = _config(
-        tmp_path,
-        f'{{type: mysql, url: "{MYSQL_URL}"}}',
-        f"""\
-        - name: slow
-          query: "SELECT *, SLEEP(0.0002) AS s FROM {table}"
-          mode: chunked
-          chunk_column: id
-          chunk_size: 500
-          chunk_checkpoint: true
-          parallel: 2
-          max_file_size: 40KB
-          destination: out
-        """,
-    )
+    config = _config(tmp_path, f'{{type: mysql, url: "{MYSQL_URL}"}}', slow_mysql_chunked_export(table, "*"))
     kill_after_chunks(config, 6)
-    before = _snapshot(tmp_path / "out")
+    before = files_with_bytes(tmp_path / "out")
     with my_conn.cursor() as cur:
         cur.execute(f"ALTER TABLE {table} ADD COLUMN extra INT")
     resumed = subprocess.run(
@@ -195,4 +178,4 @@ def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_sc
     )
     assert resumed.returncode == 4, resumed.stderr
     assert "its published parts hold the old columns" in resumed.stderr and "1 added (extra: int32)" in resumed.stderr
-    assert _snapshot(tmp_path / "out") == before
+    assert files_with_bytes(tmp_path / "out") == before

@@ -15,7 +15,7 @@ import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError
-from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
+from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query
 
 pytestmark = pytest.mark.mysql
@@ -226,19 +226,7 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
         f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
     )
-    body = f"""\
-        - name: slow
-          query: "SELECT id, h, SLEEP(0.0002) AS s FROM {t}"
-          mode: chunked
-          chunk_column: id
-          chunk_size: 500
-          chunk_checkpoint: true
-          parallel: 2
-          # Parts of about two chunks: some are published before the kill, one is not.
-          max_file_size: 40KB
-          destination: out
-        """
-    config = _config(tmp_path, textwrap.dedent(body))
+    config = _config(tmp_path, slow_mysql_chunked_export(t))
     before = kill_after_chunks(config, 6)
     assert 6 <= len(before) < 24
     assert not (tmp_path / "out" / "_SUCCESS").exists()

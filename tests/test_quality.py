@@ -14,8 +14,9 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, QualityError
-from tests.chunkrun import kill_after_chunks
+from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
+from tests.outputs import files_with_bytes
 from tests.test_mysql_engine import numbers
 
 
@@ -110,7 +111,7 @@ def test_duplicates_across_chunks_and_workers_fail_the_gate_and_take_every_part_
     )
     options = dict(table=table, mode="chunked", chunk_size=250, parallel=2, chunk_checkpoint=True)
     first = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), state_dir=str(tmp_path), **options)
-    before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    before = files_with_bytes(tmp_path / "out")
     assert "_SUCCESS" in before and first.rows == 3000
     with pytest.raises(QualityError, match=r"unique_columns d: 1500 duplicate value\(s\)"):
         rivet.export(
@@ -122,7 +123,7 @@ def test_duplicates_across_chunks_and_workers_fail_the_gate_and_take_every_part_
             **options,
         )
     # Every part of the failed run is taken back and the output before it is whole, _SUCCESS included.
-    assert {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
+    assert files_with_bytes(tmp_path / "out") == before
     # The failed run is closed, not left to resume: the next run starts afresh.
     again = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), state_dir=str(tmp_path), **options)
     assert again.status == "success" and again.rows == 3000
@@ -135,21 +136,9 @@ def test_a_resumed_run_checks_the_rows_published_before_the_kill(my_conn, my_tab
         "CREATE TABLE {t} (id INT PRIMARY KEY, d INT, h CHAR(32));\n"
         f"INSERT INTO {{t}} SELECT i, MOD(i, 6000), MD5(i) FROM ({numbers(12000)}) AS n"
     )
+    gates = "  quality: {row_count_min: 12000, row_count_max: 12000, unique_columns: [d]}\n"
     config = _config(
-        tmp_path,
-        f'{{type: mysql, url: "{MYSQL_URL}"}}',
-        f"""\
-        - name: slow
-          query: "SELECT id, d, h, SLEEP(0.0002) AS s FROM {table}"
-          mode: chunked
-          chunk_column: id
-          chunk_size: 500
-          chunk_checkpoint: true
-          parallel: 2
-          max_file_size: 40KB
-          destination: out
-          quality: {{row_count_min: 12000, row_count_max: 12000, unique_columns: [d]}}
-        """,
+        tmp_path, f'{{type: mysql, url: "{MYSQL_URL}"}}', slow_mysql_chunked_export(table, "id, d, h", gates)
     )
     before = kill_after_chunks(config, 6)
     with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.chunkrun import kill_after_chunks
+from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
+from tests.outputs import run_rivet
 from tests.test_mysql_engine import numbers
-
-
-def _rivet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rivet", *args], capture_output=True, text=True, check=False)
 
 
 def _statuses(tmp_path: Path) -> dict[str, int]:
@@ -45,16 +40,16 @@ def test_failed_chunks_go_back_in_the_queue_with_fresh_attempts(pg, pg_table, tm
             """
         )
     )
-    failed = _rivet("run", "-c", str(config))
+    failed = run_rivet("run", "-c", str(config))
     assert failed.returncode != 0 and "division by zero" in failed.stderr
     assert _statuses(tmp_path).get("failed") == 1
-    reset = _rivet("state", "reset-chunks", "-c", str(config), "-e", "c", "--failed")
+    reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "c", "--failed")
     assert reset.returncode == 0 and "1 chunk(s) of run" in reset.stderr, reset.stderr
     assert "failed" not in _statuses(tmp_path)
     with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
         assert conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'pending' AND attempts = 0").fetchone()[0]
     pg.execute(f"UPDATE {table} SET d = 1 WHERE d = 0")
-    resumed = _rivet("run", "-c", str(config), "--resume")
+    resumed = run_rivet("run", "-c", str(config), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     ids = sorted(i for p in visible_parts(tmp_path / "out") for i in pq.read_table(p)["id"].to_pylist())
     assert ids == list(range(1, 401))
@@ -68,24 +63,11 @@ def test_chunks_left_running_by_a_killed_run_go_back_in_the_queue(my_table, tmp_
     )
     config = tmp_path / "rivet.yaml"
     config.write_text(
-        textwrap.dedent(
-            f"""
-            source: {{type: mysql, url: "{MYSQL_URL}"}}
-            exports:
-              - name: slow
-                query: "SELECT id, h, SLEEP(0.0002) AS s FROM {table}"
-                mode: chunked
-                chunk_column: id
-                chunk_size: 500
-                chunk_checkpoint: true
-                parallel: 2
-                max_file_size: 40KB
-                destination: out
-            """
-        )
+        f'source: {{type: mysql, url: "{MYSQL_URL}"}}\nexports:\n'
+        + textwrap.indent(slow_mysql_chunked_export(table), "  ")
     )
     kill_after_chunks(config, 4)
     assert _statuses(tmp_path).get("running", 0) >= 1
-    reset = _rivet("state", "reset-chunks", "-c", str(config), "-e", "slow", "--stuck-checkpoints")
+    reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "slow", "--stuck-checkpoints")
     assert reset.returncode == 0, reset.stderr
     assert "running" not in _statuses(tmp_path)

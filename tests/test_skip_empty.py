@@ -6,17 +6,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 import rivet
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
-
-
-def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+from tests.outputs import files_with_bytes
 
 
 @pytest.mark.postgres
@@ -35,7 +31,7 @@ def test_an_empty_full_run_publishes_nothing_and_keeps_the_last_output(pg, pg_ta
     )
     first = rivet.run(str(config))
     assert first.ok and first["t"].status == "success"
-    before = _snapshot(tmp_path / "out")
+    before = files_with_bytes(tmp_path / "out")
     pg.execute(f"DELETE FROM {table}")
     run = subprocess.run(
         [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True, check=False
@@ -43,7 +39,7 @@ def test_an_empty_full_run_publishes_nothing_and_keeps_the_last_output(pg, pg_ta
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert [e["status"] for e in summary["exports"]] == ["skipped"]
-    assert _snapshot(tmp_path / "out") == before
+    assert files_with_bytes(tmp_path / "out") == before
     [part] = visible_parts(tmp_path / "out")
     assert pq.read_table(part).num_rows == 2
 
@@ -83,9 +79,9 @@ def test_an_empty_chunked_run_on_mariadb_takes_its_parts_back(my_table, my_conn,
     options = dict(table=table, mode="chunked", chunk_size=10, parallel=2, skip_empty=True)
     first = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), **options)
     assert first.status == "success" and first.rows == 50
-    before = _snapshot(tmp_path / "out")
+    before = files_with_bytes(tmp_path / "out")
     with my_conn.cursor() as cur:
         cur.execute(f"DELETE FROM {table}")
     second = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), **options)
     assert second.ok and second.status == "skipped" and second.parts == []
-    assert _snapshot(tmp_path / "out") == before
+    assert files_with_bytes(tmp_path / "out") == before
