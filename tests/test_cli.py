@@ -180,3 +180,21 @@ def test_demo_runs_without_a_database_server(tmp_path: Path) -> None:
     assert [e["name"] for e in doc["exports"]] == ["customers", "orders", "orders_csv"]
     assert doc["exports"][0]["rows"] == 1000
     assert (tmp_path / "demo" / "exports" / "orders" / "_SUCCESS").is_file()
+
+
+def test_schema_config_is_the_json_schema_of_rivet_yaml() -> None:
+    proc = rivet_cli("schema", "config")
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)
+    assert schema["title"] == "rivet.yaml" and set(schema["required"]) == {"source", "exports"}
+    assert schema["additionalProperties"] is False
+    export = schema["$defs"]["ExportConfig"]["properties"]
+    assert {"meta_columns", "quality", "on_schema_drift", "parquet", "skip_empty"} <= set(export)
+
+
+def test_schema_cli_documents_every_command() -> None:
+    proc = rivet_cli("schema", "cli")
+    assert proc.returncode == 0, proc.stderr
+    for command in ("run", "check", "plan", "apply", "validate", "metrics", "journal", "reconcile"):
+        assert f"### `rivet {command}`" in proc.stdout
+    assert "#### `rivet state reset-chunks`" in proc.stdout and "| `--stuck-checkpoints` |" in proc.stdout

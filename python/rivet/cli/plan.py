@@ -49,7 +49,9 @@ def apply_command(
     processes: Annotated[
         bool, typer.Option("--parallel-export-processes", help="Run the exports of a wave in parallel processes.")
     ] = False,
-    max_processes: Annotated[int | None, typer.Option("--max-processes", min=1)] = None,
+    max_processes: Annotated[
+        int | None, typer.Option("--max-processes", min=1, help="At most this many child processes.")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run a plan past its expiry.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
     events: Annotated[bool, typer.Option("--events", hidden=True)] = False,
