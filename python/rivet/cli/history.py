@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
+from rivet.cli.state import open_state
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
 LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
@@ -32,14 +33,6 @@ RUN_FIELDS = (
 )
 
 
-def _store(config: Path):  # type: ignore[no-untyped-def]
-    from rivet.config import load_config
-    from rivet.state import STATE_FILE, StateStore
-
-    loaded = load_config(config)
-    return loaded, StateStore(loaded.base_dir / STATE_FILE)
-
-
 def metrics_command(
     config: ConfigOption,
     export: Annotated[str | None, typer.Option("--export", "-e", help="Only this export.")] = None,
@@ -48,7 +41,7 @@ def metrics_command(
 ) -> None:
     """Recent runs with their status, rows, files, bytes, duration and peak memory."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         if export is not None:
             loaded.export(export)
         runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(export, limit=last)]
@@ -79,7 +72,7 @@ def journal_command(
 ) -> None:
     """The events of an export's recent runs (or of one run): what happened, in order."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         loaded.export(export)
         journals = store.journals(export, run_id=run_id, limit=last)
         store.close()

@@ -16,7 +16,8 @@ ExportOption = Annotated[str, typer.Option("--export", "-e", help="The export.")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
-def _store(config: Path):  # type: ignore[no-untyped-def]
+def open_state(config: Path):  # type: ignore[no-untyped-def]
+    """The loaded config and its state store (the caller closes the store)."""
     from rivet.config import load_config
     from rivet.state import STATE_FILE, StateStore
 
@@ -28,7 +29,7 @@ def _store(config: Path):  # type: ignore[no-untyped-def]
 def show(config: ConfigOption, json_output: JsonOption = False) -> None:
     """Incremental cursors and the latest run of every export."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         rows = []
         cursors = {c["export_name"]: c for c in store.cursors()}
         for e in loaded.config.exports:
@@ -58,7 +59,7 @@ def show(config: ConfigOption, json_output: JsonOption = False) -> None:
 def reset(config: ConfigOption, export: ExportOption) -> None:
     """Forget an export's incremental cursor: its next run exports everything."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         loaded.export(export)
         removed = store.reset_cursor(export)
         store.close()
@@ -71,7 +72,7 @@ def reset(config: ConfigOption, export: ExportOption) -> None:
 def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption = False) -> None:
     """The chunks of the latest chunked run of an export."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         loaded.export(export)
         run = store.latest_chunk_run(export)
         tasks = store.chunk_tasks(run["run_id"]) if run else []
@@ -100,7 +101,7 @@ def progression(
 ) -> None:
     """How far each export has come: what is committed, and whether the last reconcile verified it."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         names = [loaded.export(export).name] if export else [e.name for e in loaded.config.exports]
         rows = [_progress_of(store, loaded.export(name)) for name in names]
         store.close()
@@ -147,7 +148,7 @@ def files(
 ) -> None:
     """The files an export's runs committed: URL, rows, bytes, SHA-256, run."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         loaded.export(export)
         logged = store.files(export)[-last:][::-1]
         store.close()
@@ -175,7 +176,7 @@ def reset_chunks(
 ) -> None:
     """Discard an export's chunk checkpoints (the next run plans afresh), or requeue some chunks of it."""
     try:
-        loaded, store = _store(config)
+        loaded, store = open_state(config)
         loaded.export(export)
         if not (failed or stuck):
             say(f"dropped {store.reset_chunks(export)} chunked run(s) of {export}")

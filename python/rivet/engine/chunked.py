@@ -43,6 +43,7 @@ from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import current_rss_bytes, from_iso, iso, part_stem, utc_now
 from rivet.sources.base import scan_options
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine, engine_label
+from rivet.tuning import MIB
 from rivet.validate import part_problem
 
 if TYPE_CHECKING:
@@ -364,8 +365,8 @@ class ChunkPool:
                         "export %s: resident memory %d MiB is above memory_threshold_mb (%d): new chunks wait "
                         "for the chunks being read",
                         self.plan.name,
-                        rss // (1024 * 1024),
-                        threshold // (1024 * 1024),
+                        rss // MIB,
+                        threshold // MIB,
                     )
             self.abort.wait(MEMORY_POLL_S)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rivet.engine.drift import DriftCheck
 from rivet.errors import DataError
+from rivet.tuning import MIB
 
 log = logging.getLogger("rivet")
 
@@ -71,9 +72,9 @@ class OutputRows:
 
     def _oversized(self, batch: pa.RecordBatch, cap: int) -> None:
         """A batch above max_batch_memory_mb: one huge row (the reader cuts at the cap) or a connectorx batch."""
-        tuning, mib = self.plan.tuning, 1024 * 1024
-        what = f"a batch of {batch.num_rows} row(s) holds {batch.nbytes / mib:.1f} MiB, above max_batch_memory_mb "
-        what += f"({cap / mib:g})"
+        tuning = self.plan.tuning
+        what = f"a batch of {batch.num_rows} row(s) holds {batch.nbytes / MIB:.1f} MiB, above max_batch_memory_mb "
+        what += f"({cap / MIB:g})"
         if tuning.on_batch_memory_exceeded == "fail":
             raise DataError(f"export '{self.plan.name}': {what} (on_batch_memory_exceeded: fail)")
         if tuning.on_batch_memory_exceeded == "warn" and not self.warned_oversized:

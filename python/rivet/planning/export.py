@@ -24,7 +24,7 @@ from rivet.formats.meta import MetaColumns
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
-from rivet.tuning import Tuning, resolve_tuning
+from rivet.tuning import MIB, Tuning, resolve_tuning
 
 
 @dataclass(frozen=True)
@@ -255,9 +255,6 @@ def _quality(export: ExportConfig) -> QualitySpec | None:
         unique_columns=tuple(q.unique_columns),
         unique_max_entries=q.unique_max_entries or DEFAULT_UNIQUE_MAX_ENTRIES,
     )
-
-
-MIB = 1024 * 1024
 
 
 def _parquet_layout(export: ExportConfig) -> ParquetLayout:
