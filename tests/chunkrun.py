@@ -77,12 +77,24 @@ def wait_for_done_chunks(
     wait_until(lambda: done_chunks(state, export) >= done, f"{done} chunk(s) are marked done in {state}", proc)
 
 
-def kill_after_chunks(config: Path, done: int) -> dict[int, str]:
-    """Run ``config``, SIGKILL it once ``done`` chunks are checkpointed; the done chunks and their parts."""
+def running_chunks(state: Path) -> int:
+    """Chunks marked running (claimed, not yet in a published part) in the state store ``state``."""
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM chunk_tasks WHERE status = 'running'").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+
+def kill_after_chunks(config: Path, done: int, *, while_reading: bool = False) -> dict[int, str]:
+    """Run ``config``, SIGKILL it once ``done`` chunks are checkpointed (with ``while_reading``, at a
+    moment a chunk is also being read); the done chunks and their parts."""
     state = config.parent / ".rivet_state.db"
     proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
     try:
         wait_for_done_chunks(state, done, proc=proc)
+        if while_reading:
+            wait_until(lambda: running_chunks(state) > 0, "a chunk is being read", proc)
     except AssertionError as e:
         proc.kill()
         _, stderr = proc.communicate(timeout=60)

@@ -66,7 +66,7 @@ def test_chunks_left_running_by_a_killed_run_go_back_in_the_queue(my_table, tmp_
         f'source: {{type: mysql, url: "{MYSQL_URL}"}}\nexports:\n'
         + textwrap.indent(slow_mysql_chunked_export(table), "  ")
     )
-    kill_after_chunks(config, 4)
+    kill_after_chunks(config, 4, while_reading=True)
     assert _statuses(tmp_path).get("running", 0) >= 1
     reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "slow", "--stuck-checkpoints")
     assert reset.returncode == 0, reset.stderr
