@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, history, plan, reconcile, run, schema, state, validate
+from rivet.cli import check, demo, history, plan, reconcile, repair, run, schema, state, validate
 
 app = typer.Typer(
     name="rivet",
@@ -26,6 +26,7 @@ app.command("validate")(validate.validate_command)
 app.command("metrics")(history.metrics_command)
 app.command("journal")(history.journal_command)
 app.command("reconcile")(reconcile.reconcile_command)
+app.command("repair")(repair.repair_command)
 app.add_typer(state.app, name="state")
 app.add_typer(schema.app, name="schema")
 

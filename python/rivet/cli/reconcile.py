@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
 from rivet.errors import EXIT_DATA
+
+if TYPE_CHECKING:
+    from rivet.planning.export import ExportPlan
+    from rivet.state import StateStore
 
 
 def reconcile_command(
@@ -49,24 +53,31 @@ READ_ONLY = {"postgres": "BEGIN READ ONLY", "mysql": "START TRANSACTION READ ONL
 
 def reconcile(config: Path, export: str) -> dict[str, Any]:
     """The reconcile report of ``export``'s latest checkpointed chunked run."""
-    from rivet.config import load_config
-    from rivet.errors import ConfigError
+    from rivet.cli.state import open_state
     from rivet.planning.export import build_plan
-    from rivet.state import STATE_FILE, StateStore
 
-    loaded = load_config(config)
-    plan = build_plan(loaded, loaded.export(export))
-    store = StateStore(loaded.base_dir / STATE_FILE)
+    loaded, store = open_state(config)
     try:
-        run = store.latest_chunk_run(export)
-        if run is None:
-            raise ConfigError(
-                f"export '{export}' has no checkpointed chunked run to reconcile (chunk_checkpoint: true keeps "
-                "one); for other exports use `rivet run --reconcile`, which counts within the read's snapshot"
-            )
-        tasks = store.chunk_tasks(run["run_id"])
+        plan = build_plan(loaded, loaded.export(export))
+        run = checked_chunk_run(store, plan)
+        report = count_chunks(plan, run, store.chunk_tasks(run["run_id"]))
+        _remember(store, report)
     finally:
         store.close()
+    return report
+
+
+def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
+    """The export's latest checkpointed run, made by the config as it is now."""
+    from rivet.errors import ConfigError
+
+    export = plan.name
+    run = store.latest_chunk_run(export)
+    if run is None:
+        raise ConfigError(
+            f"export '{export}' has no checkpointed chunked run to reconcile (chunk_checkpoint: true keeps "
+            "one); for other exports use `rivet run --reconcile`, which counts within the read's snapshot"
+        )
     if run["status"] == "failed":
         raise ConfigError(
             f"run {run['run_id']} of export '{export}' failed a check and its output was taken back: "
@@ -79,6 +90,11 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
         )
     if plan.source.kind not in READ_ONLY:
         raise ConfigError(f"export '{export}': reconcile counts on PostgreSQL or MySQL/MariaDB sources")
+    return run
+
+
+def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Count each chunk of ``run`` on the source and compare with what its parts hold."""
     session = plan.source.session()  # type: ignore[union-attr]
     # The counts run in a read-only transaction: whatever the state file holds cannot write.
     session.query(READ_ONLY[plan.source.kind])
@@ -97,8 +113,8 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
                 "status": status,
             }
         )
-    report = {
-        "export": export,
+    return {
+        "export": plan.name,
         "run_id": run["run_id"],
         "run_status": run["status"],
         "partitions": partitions,
@@ -111,19 +127,12 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
             "total_exported_rows": sum(p["exported_count"] or 0 for p in partitions),
         },
     }
-    _remember(loaded.base_dir / STATE_FILE, report)
-    return report
 
 
-def _remember(state_file: Path, report: dict[str, Any]) -> None:
+def _remember(store: StateStore, report: dict[str, Any]) -> None:
     """Keep the verdict in the state store: ``rivet state progression`` shows the last one."""
     from rivet.runinfo import iso, utc_now
-    from rivet.state import StateStore
 
-    store = StateStore(state_file)
-    try:
-        now = iso(utc_now())
-        event = {"v": 1, "type": "reconcile", "export": report["export"], "ts": now, **report["summary"]}
-        store.save_journal(f"{report['run_id']}:reconcile", report["export"], now, [event])
-    finally:
-        store.close()
+    now = iso(utc_now())
+    event = {"v": 1, "type": "reconcile", "export": report["export"], "ts": now, **report["summary"]}
+    store.save_journal(f"{report['run_id']}:reconcile", report["export"], now, [event])

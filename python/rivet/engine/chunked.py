@@ -462,6 +462,49 @@ class ChunkPool:
             self.quality.merge(part.quality)
 
 
+@dataclass
+class ChunkSource:
+    """What the workers of a chunked read share: the coordinator's session and snapshot, the schema, the reader."""
+
+    plan: ExportPlan
+    coordinator: Session  # holds the snapshot open until the workers finish
+    snapshot: str | None
+    schema: pa.Schema  # the source's columns, before meta columns
+    engine: str
+    fast: ConnectorxScanner | None
+
+    @classmethod
+    def open(cls, plan: ExportPlan) -> ChunkSource:
+        """Connect, export a snapshot when the plan is consistent, describe the query, choose the reader."""
+        coordinator = plan.source.session()  # type: ignore[union-attr]
+        snapshot = None
+        if plan.consistent:
+            # Workers read under this transaction's snapshot; it stays open until they finish.
+            coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
+        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+        schema = pa.schema(coordinator.describe(plan.query, decimal, text))
+        choice = choose_engine(plan, schema, chunked=True)
+        log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
+        fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
+        return cls(plan, coordinator, snapshot, schema, choice.engine, fast)
+
+    def pool(
+        self,
+        queue: ChunkQueue,
+        destination: Destination,
+        output_schema: pa.Schema,
+        stem: str,
+        progress: ChunkProgress,
+        events: Observer,
+        rows: OutputRows,
+    ) -> ChunkPool:
+        """The worker pool that reads ``queue`` into parts named after ``stem``."""
+        return ChunkPool(
+            self.plan, queue, destination, output_schema, stem, self.snapshot, progress, events, self.fast, rows
+        )
+
+
 def _count_published(
     plan: ExportPlan, schema: pa.Schema, quality: QualityTracker, queue: ChunkQueue, destination: Destination
 ) -> None:
@@ -539,17 +582,8 @@ def run_chunked(
 
     ``display``: draw the terminal progress (default: when no ``observer`` reports for a parent).
     """
-    coordinator = plan.source.session()  # type: ignore[union-attr]
-    snapshot = None
-    if plan.consistent:
-        # Workers read under this transaction's snapshot; it stays open until they finish.
-        coordinator.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
-    schema = pa.schema(coordinator.describe(plan.query, decimal, text))
-    choice = choose_engine(plan, schema, chunked=True)
-    log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
-    fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
+    source = ChunkSource.open(plan)
+    coordinator, schema = source.coordinator, source.schema
     run = _open_queue(plan, state, coordinator, schema, result, started, resume)
     queue = run.queue
     events = observer or Observer()
@@ -576,7 +610,7 @@ def run_chunked(
         # The terminal display is for an export run on its own; a parent draws its own.
         shown = display if display is not None else observer is None
         with ChunkProgress(plan.name, run.total, done, enabled=shown) as progress:
-            pool = ChunkPool(plan, queue, destination, output_schema, run.stem, snapshot, progress, events, fast, rows)
+            pool = source.pool(queue, destination, output_schema, run.stem, progress, events, rows)
             try:
                 pool.run()
             except BaseException:
@@ -585,7 +619,7 @@ def run_chunked(
                     destination.remove([p.name for p in queue.all_parts()])
                 raise
             finally:
-                result.engine = engine_label(choice.engine, pool.fallbacks)
+                result.engine = engine_label(source.engine, pool.fallbacks)
         result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
         try:
             rows.finish()
@@ -613,4 +647,4 @@ def run_chunked(
         )
     finally:
         destination.cleanup()
-        del coordinator
+        del coordinator, source
