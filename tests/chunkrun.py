@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -121,9 +122,11 @@ def resume_and_check(config: Path, before: dict[int, str]) -> list[str]:
     out = config.parent / "out"
     parts = json.loads((out / "manifest.json").read_text())["parts"]
     names = [p["name"] for p in parts]
-    held = sorted(c for p in parts for c in p["chunks"])
+    # The files of one published part (one per partition folder, rotations) share its name and chunks.
+    published = {re.sub(r"(_part\d+)?\.parquet$", "", p["name"].rsplit("/", 1)[-1]): p["chunks"] for p in parts}
+    held = sorted(c for chunks in published.values() for c in chunks)
     assert held == sorted(r[0] for r in tasks), "a chunk is in no part of the manifest, or in two"
-    visible = sorted(p.name for p in out.iterdir() if p.suffix == ".parquet")
+    visible = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))  # partition folders too
     assert visible == sorted(names), "a chunk file outside the manifest is visible"
     return [str(out / n) for n in names]
 

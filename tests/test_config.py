@@ -406,7 +406,7 @@ def test_config_only_check_needs_no_destination_credentials(tmp_path: Path, monk
     ("key", "advice"),
     [
         ("chunk_by_key: id", "chunk_by_key: keyset chunking is not supported: use chunk_column"),
-        ("partition_by: created_at", "partition_by: partitioned output is not supported"),
+        ("split: 4", "split: use max_file_size to rotate parts"),
         ("verify: size", "verify: use rivet run --validate"),
     ],
 )

@@ -167,3 +167,30 @@ def test_the_state_file_is_private_and_outputs_follow_the_umask(tmp_path) -> Non
     for path in (tmp_path / "out").iterdir():
         if path.is_file():
             assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_partitioned_output_on_s3_replaces_the_parts_of_the_run_before(s3_bucket: str, s3_endpoint: str) -> None:
+    destination = _s3_destination(s3_bucket, s3_endpoint, "lake/{export}/{partition}/")
+    query = "SELECT i AS id, (ARRAY['a', 'b/c', NULL])[1 + i % 3] AS kind FROM generate_series(1, {n}) AS i"
+    for n in (300, 200):  # the second run has fewer rows: every part of the first must be gone
+        result = rivet.export(
+            pg_url(), query=query.format(n=n), destination=destination, name="kinds", partition_by="kind"
+        )
+    fs = _s3fs(s3_endpoint)
+    root = f"{s3_bucket}/lake/kinds"
+    files = sorted(p.removeprefix(root + "/") for p in fs.find(root) if p.endswith(".parquet"))
+    manifest = json.loads(fs.cat(f"{root}/manifest.json"))
+    assert files == sorted(p["name"] for p in manifest["parts"]) and len(files) == 3
+    assert {f.split("/")[0] for f in files} == {"kind=a", "kind=b%2Fc", "kind=__HIVE_DEFAULT_PARTITION__"}
+    ids = []
+    for url in result.files:
+        with fs.open(url) as f:
+            ids += pq.read_table(f).column("id").to_pylist()
+    assert sorted(ids) == list(range(1, 201))
+    problems, totals = validate_destination(
+        Destination(
+            DestinationSpec(f"s3://{root}", {"key": "testing", "secret": "testing", "endpoint_url": s3_endpoint})
+        ),
+        "kinds",
+    )
+    assert problems == [] and totals["rows"] == 200

@@ -69,6 +69,8 @@ class DestinationSpec:
 
 
 def _placeholders(text: str, export: str, now: dt.datetime) -> str:
+    # A trailing {partition} marks where partition_by's folders go: the destination is the folder above.
+    text = re.sub(r"/?\{partition\}/?$", "", text)
     return text.replace("{date}", now.strftime("%Y-%m-%d")).replace("{export}", export).replace("{table}", export)
 
 
@@ -252,6 +254,8 @@ class Destination:
         target = self._path(name)
         try:
             if self.is_local:
+                if "/" in name:  # a partition's folder
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, target)
                 self._sync_directory(target)
             else:
@@ -280,15 +284,27 @@ class Destination:
         except OSError as e:
             raise DestinationError(f"reading {self.url_of(name)} failed: {e}") from e
 
-    def list_names(self) -> list[str]:
-        """The names of the files directly in the destination (none when it does not exist)."""
+    def list_names(self, *, recursive: bool = False) -> list[str]:
+        """The names of the files directly in the destination (none when it does not exist).
+
+        ``recursive``: also those in its folders, as ``folder/name`` (partitioned output).
+        """
         try:
-            entries = self.fs.ls(self.root or "", detail=True)
+            if recursive:
+                found = self.fs.find(self.root or "", detail=True)
+                entries = [e for e in found.values() if e.get("type") == "file"]
+            else:
+                entries = [e for e in self.fs.ls(self.root or "", detail=True) if e.get("type") == "file"]
         except FileNotFoundError:
             return []
         except OSError as e:
             raise DestinationError(f"listing {self.spec.shown} failed: {e}") from e
-        return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file")
+        names = []
+        for entry in entries:
+            path = str(entry["name"]).rstrip("/")
+            inside = recursive and self.root and path.startswith(self.root + "/")
+            names.append(path[len(self.root) + 1 :] if inside else path.rsplit("/", 1)[-1])
+        return sorted(names)
 
     def size_of(self, name: str) -> int | None:
         """The size of a file, or None when it does not exist."""
@@ -384,7 +400,7 @@ class StdoutDestination(Destination):
         """Nothing was written before."""
         return None
 
-    def list_names(self) -> list[str]:
+    def list_names(self, *, recursive: bool = False) -> list[str]:
         """No files."""
         return []
 

@@ -124,8 +124,12 @@ def parse_manifest(raw: bytes, url_of: Any, where: str) -> Manifest:
 
 
 def part_stem_of(export: str, name: str) -> str | None:
-    """The run stem (``<export>_<YYYYMMDD_HHMMSS_mmm>``) of a part of ``export``, or None for other files."""
-    match = re.match(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.", name)
+    """The run stem (``<export>_<YYYYMMDD_HHMMSS_mmm>``) of a part of ``export``, or None for other files.
+
+    ``name`` may be in a partition folder (``col=value/<part>``).
+    """
+    base = name.rsplit("/", 1)[-1]
+    match = re.match(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.", base)
     return match.group(1) if match else None
 
 

@@ -94,7 +94,12 @@ def validate_destination(destination: Destination, export: str) -> tuple[list[st
     problems += [p for part in manifest.parts if (p := part_problem(destination, part)) is not None]
     listed = {p.name for p in manifest.parts}
     own = re.compile(rf"^{re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}}")
-    strays = [n for n in destination.list_names() if n.endswith(DATA_SUFFIXES) and own.match(n) and n not in listed]
+    partitioned = any("/" in name for name in listed)  # parts in partition folders: look in every folder
+    strays = [
+        n
+        for n in destination.list_names(recursive=partitioned)
+        if n.endswith(DATA_SUFFIXES) and own.match(n.rsplit("/", 1)[-1]) and n not in listed
+    ]
     problems += [f"{n} is not in the manifest, but a reader that globs would read it" for n in strays]
     totals = {"parts": len(manifest.parts), "rows": sum(p.rows for p in manifest.parts)}
     return problems, totals

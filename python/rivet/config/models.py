@@ -54,6 +54,10 @@ PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
+# In a destination path, where the partition folders of partition_by go (a path ending there).
+PARTITION_TOKEN = "{partition}"
+
+
 class StrictModel(BaseModel):
     """Frozen, and rejects unknown keys."""
 
@@ -65,9 +69,6 @@ UNSUPPORTED_EXPORT_KEYS = {
     "chunk_by_key": "keyset chunking is not supported: use chunk_column with an integer, date or timestamp "
     "column, or table: with parallel: N (page ranges on PostgreSQL)",
     "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
-    "partition_by": "partitioned output is not supported: give each partition its own export with a WHERE and "
-    "a destination such as out/day={date}",
-    "partition_granularity": "partitioned output is not supported (see partition_by)",
     "tables": "use one export per table (table: schema.name)",
     "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
     "cdc": "change data capture is not supported: use mode: incremental with a cursor_column",
@@ -386,6 +387,15 @@ class ExportConfig(StrictModel):
     on_schema_drift: Literal["warn", "continue", "fail"] = "warn"
     # warn when a text/binary value is this many times wider than any published before (0: off)
     shape_drift_warn_factor: Annotated[float, Field(ge=0)] = 2.0
+    # Hive-style col=value/ folders; date and timestamp columns bucketed by partition_granularity (day)
+    partition_by: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    partition_granularity: Literal["year", "month", "day", "hour"] | None = None
+
+    @property
+    def partition_columns(self) -> tuple[str, ...]:
+        """The partition_by columns, in folder order."""
+        by = self.partition_by
+        return () if by is None else (by,) if isinstance(by, str) else tuple(by)
 
     @property
     def writes_to_stdout(self) -> bool:
@@ -432,7 +442,31 @@ class ExportConfig(StrictModel):
         self._compression_rules()
         self._mode_rules()
         self._stdout_rules()
+        self._partition_rules()
         return self
+
+    def _partition_rules(self) -> None:
+        columns = self.partition_columns
+        if self.partition_by is not None and not columns:
+            raise ValueError("partition_by needs at least one column")
+        if len(set(columns)) != len(columns):
+            raise ValueError("partition_by names a column twice")
+        if self.partition_granularity is not None and not columns:
+            raise ValueError("partition_granularity requires partition_by")
+        if columns and self.writes_to_stdout:
+            raise ValueError("a stdout destination takes one stream: partition_by does not apply")
+        dest = self.destination
+        places = [dest] if isinstance(dest, str) else [dest.url, dest.path, dest.prefix]
+        for place in filter(None, places):
+            if PARTITION_TOKEN not in place:
+                continue
+            if not columns:
+                raise ValueError(f"destination {place}: {PARTITION_TOKEN} needs partition_by")
+            if not re.search(r"(^|/)\{partition\}/?$", place):
+                raise ValueError(
+                    f"destination {place}: {PARTITION_TOKEN} must be the last folder of the path "
+                    "(the partition folders go there)"
+                )
 
     def _compression_rules(self) -> None:
         if self.compression_profile is not None and (

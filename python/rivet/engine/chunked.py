@@ -389,6 +389,7 @@ class ChunkPool:
             self.part_bytes,
             share=plan.parallel,
             dictionary=self.dictionary,
+            partitioning=plan.partitioning,
         )
         return FillingPart(writer, task.index, quality=self.quality.part() if self.quality else None)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,11 +51,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("rivet")
 
 
-def part_names(stem: str, extension: str, count: int) -> list[str]:
-    """``stem.ext`` for one part, ``stem_part0.ext`` ... when rotated."""
-    if count == 1:
-        return [f"{stem}.{extension}"]
-    return [f"{stem}_part{i}.{extension}" for i in range(count)]
+def part_names(stem: str, extension: str, folders: list[str]) -> list[str]:
+    """The names of the parts staged for ``folders``, one per part.
+
+    ``stem.ext`` for a part alone in its folder, ``stem_part0.ext`` ... when rotated; in a
+    partition's folder, ``folder/stem.ext``.
+    """
+    per_folder = Counter(folders)
+    seen: Counter[str] = Counter()
+    names = []
+    for folder in folders:
+        prefix = f"{folder}/" if folder else ""
+        if per_folder[folder] == 1:
+            names.append(f"{prefix}{stem}.{extension}")
+        else:
+            names.append(f"{prefix}{stem}_part{seen[folder]}.{extension}")
+            seen[folder] += 1
+    return names
 
 
 def commit_parts(
@@ -69,7 +82,7 @@ def commit_parts(
     """Make staged parts visible under their final names; on failure remove what was made visible."""
     committed: list[CommittedPart] = []
     try:
-        for part, name in zip(staged, part_names(stem, extension, len(staged)), strict=True):
+        for part, name in zip(staged, part_names(stem, extension, [p.folder for p in staged]), strict=True):
             if committed:
                 failpoints.hit("between_parts")
             url = destination.commit(part.path, name)
@@ -187,6 +200,12 @@ class Publication:
 
     def _document(self, schema: pa.Schema, parts: list[CommittedPart]) -> bytes:
         plan = self.plan
+        layout = {}
+        if plan.partitioning is not None:
+            layout = {
+                "partition_by": list(plan.partitioning.columns),
+                "partition_granularity": plan.partitioning.granularity or "day",
+            }
         return build_manifest(
             run_id=self.result.run_id,
             export=plan.name,
@@ -198,7 +217,7 @@ class Publication:
             compression=plan.format.compression,
             schema=schema,
             parts=parts,
-            extra=self.extra,
+            extra={**layout, **self.extra},
         )
 
     def _commit_state(self, on_commit: Callable[[], None] | None) -> None:
@@ -214,7 +233,7 @@ class Publication:
     def _tidy(self, live: list[CommittedPart]) -> None:
         """Remove superseded parts, and the visible parts of runs that never committed."""
         live_names = {p.name for p in live}
-        names = self.destination.list_names()
+        names = self.destination.list_names(recursive=self.plan.partitioning is not None)
         state = self.state
         if self.append or self.plan.keep_superseded:
             doomed = state.stray_parts(self.plan.name, names, live_names) if state else []

@@ -46,11 +46,17 @@ class OutputRows:
         return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events))
 
     def open(self, source_schema: pa.Schema, destination: Destination) -> pa.Schema:
-        """Check drift, start counting for the quality gates (afresh on every attempt); the output schema."""
+        """The output schema, once drift and partitioning are checked.
+
+        Counting for the quality gates starts afresh (on every attempt).
+        """
         self.drift.check_schema(source_schema, destination)
         quality = self.plan.quality
         self.quality = quality.tracker(self.plan.name, source_schema) if quality is not None else None
-        return self.stamp.schema(source_schema)
+        output = self.stamp.schema(source_schema)
+        if self.plan.partitioning is not None:
+            self.plan.partitioning.check(output, self.plan.name)
+        return output
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""

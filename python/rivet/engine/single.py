@@ -233,7 +233,7 @@ def _read(
 
     ``schema`` is the output's: the reader's columns and the meta columns ``rows`` adds.
     """
-    writer = open_part_writer(plan.format, schema, staging, plan.max_file_size)
+    writer = open_part_writer(plan.format, schema, staging, plan.max_file_size, partitioning=plan.partitioning)
     written, reported = 0, time.monotonic()
     try:
         while (next_batch := reader.next_batch()) is not None:

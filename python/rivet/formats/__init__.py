@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet.formats.parquet import DictionaryChoice
+    from rivet.formats.partition import Partitioning
 
 __all__ = ["OutputFormat", "PartWriter", "StagedPart", "open_part_writer", "output_format"]
 
@@ -24,12 +25,31 @@ def open_part_writer(
     *,
     share: int = 1,
     dictionary: DictionaryChoice | None = None,
+    partitioning: Partitioning | None = None,
 ) -> PartWriter:
     """A writer for ``fmt`` that stages parts at ``staging(n)``.
 
     ``share`` writers run at once and split the row-group memory; writers of one
-    export pass the same ``dictionary`` so the encoding is decided once.
+    export pass the same ``dictionary`` so the encoding is decided once. With
+    ``partitioning``, one writer per partition folder, sharing that memory.
     """
+    if partitioning is not None:
+        from rivet.formats.parquet import ROW_GROUP_BYTES
+        from rivet.formats.partition import PartitionedWriter
+
+        def one_partition(folder_staging: Callable[[int], Path]) -> PartWriter:
+            return open_part_writer(fmt, schema, folder_staging, max_file_size, share=share, dictionary=dictionary)
+
+        budget = (fmt.layout.row_group_bytes or ROW_GROUP_BYTES) // (share if fmt.layout.split_between_workers else 1)
+        return PartitionedWriter(
+            fmt,
+            schema,
+            staging,
+            max_file_size,
+            partitioning=partitioning,
+            open_writer=one_partition,
+            buffer_budget=budget,
+        )
     if fmt.kind == "parquet":
         from rivet.formats.parquet import ROW_GROUP_BYTES, ParquetPartWriter
 

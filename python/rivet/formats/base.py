@@ -101,6 +101,7 @@ class StagedPart:
     rows: int
     bytes: int
     sha256: str
+    folder: str = ""  # the partition folder it belongs in (partition_by), else the destination itself
 
 
 def file_sha256(path: Path) -> str:
@@ -143,6 +144,13 @@ class PartWriter(ABC):
     @abstractmethod
     def bytes_estimate(self) -> int:
         """About how many bytes the parts would hold if closed now."""
+
+    def buffered_bytes(self) -> int:
+        """Rows held in memory, not yet written to a file."""
+        return 0
+
+    def flush(self) -> None:  # noqa: B027 - writers that hold no rows have nothing to flush
+        """Write the rows held in memory now (a smaller row group)."""
 
     @abstractmethod
     def close(self) -> list[StagedPart]:

@@ -121,6 +121,14 @@ class ParquetPartWriter(PartWriter):
             if self._pending_bytes >= self.row_group_bytes or self._pending_rows >= self.row_group_rows:
                 self._flush()
 
+    def buffered_bytes(self) -> int:
+        """The row group being filled."""
+        return self._pending_bytes
+
+    def flush(self) -> None:
+        """Write the row group being filled now."""
+        self._flush()
+
     def _flush(self) -> None:
         if not self._pending:
             return

@@ -21,6 +21,7 @@ from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
 from rivet.formats.base import ParquetLayout
 from rivet.formats.meta import MetaColumns
+from rivet.formats.partition import Partitioning
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
@@ -81,6 +82,7 @@ class ExportPlan:
     quality: QualitySpec | None = None
     on_schema_drift: str = "warn"
     shape_drift_warn_factor: float = 2.0
+    partitioning: Partitioning | None = None
 
     @property
     def is_parallel(self) -> bool:
@@ -101,6 +103,7 @@ class ExportPlan:
                 self.window.__dict__ if self.window else None,
                 # Only when set, so runs checkpointed before meta columns existed still resume.
                 *([self.meta.__dict__] if self.meta != MetaColumns() else []),
+                *([self.partitioning.__dict__] if self.partitioning else []),
             ],
             sort_keys=True,
             default=str,
@@ -127,6 +130,7 @@ class ExportPlan:
             "engine": self.engine,
             "cursor": self.cursor.__dict__ if self.cursor else None,
             "time_window": self.window.__dict__ if self.window else None,
+            "partition_by": list(self.partitioning.columns) if self.partitioning else None,
             "fingerprint": self.fingerprint(),
         }
 
@@ -241,6 +245,9 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         quality=_quality(export),
         on_schema_drift=export.on_schema_drift,
         shape_drift_warn_factor=export.shape_drift_warn_factor,
+        partitioning=(
+            Partitioning(export.partition_columns, export.partition_granularity) if export.partition_columns else None
+        ),
     )
 
 

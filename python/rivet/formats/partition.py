@@ -1,0 +1,199 @@
+"""Hive-style partitioned output: each row goes to the ``col=value/`` folder of its partition.
+
+``partition_by`` names one or more columns; a date or timestamp column is bucketed
+by ``partition_granularity`` (``day`` by default). A folder is named after its column
+only when it holds the column's exact value (``region=eu``, a date by day); a bucket
+of a timestamp is named ``<column>_<granularity>`` (``created_at_day=2024-01-31``),
+because readers that take partition keys from folders (DuckDB does by default) would
+otherwise replace each exact timestamp with its day. A NULL (or empty) value goes to
+``__HIVE_DEFAULT_PARTITION__``, so no row is dropped.
+Values are escaped as Hive escapes them (``/`` becomes ``%2F``), so a value can never
+name a folder outside its own.
+
+One writer per partition, opened on the partition's first row. Memory stays bounded:
+the row groups being filled share one budget (the fullest is written early when they
+pass it), and at most ``MAX_OPEN_PARTITIONS`` files are open at once (the one written
+least recently is finished, so a partition met again later gets another part).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rivet.errors import ConfigError
+from rivet.formats.base import OutputFormat, PartWriter, StagedPart
+
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+GRANULARITIES = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
+MAX_OPEN_PARTITIONS = 64
+
+# The characters Hive escapes in a partition value (as %XX), besides control characters.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\"#%'*/:=?\\{}\[\]^]")
+
+
+def hive_escape(value: str) -> str:
+    """``value`` as one path segment, escaped as Hive does."""
+    return _UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), value)
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """The columns the output is partitioned by, and the bucket of its date and timestamp columns."""
+
+    columns: tuple[str, ...]
+    granularity: str | None = None  # None: day
+
+    def check(self, schema: pa.Schema, export: str) -> None:
+        """Refuse a column that is missing or cannot name a folder exactly (ConfigError naming it)."""
+        kinds = {}
+        for name in self.columns:
+            index = schema.get_field_index(name)
+            if index < 0:
+                raise ConfigError(f"export '{export}': partition_by column '{name}' is not in the output")
+            kinds[name] = schema.field(index).type
+        if self.granularity is not None and not any(_temporal(k) for k in kinds.values()):
+            shown = ", ".join(f"'{n}' is {k}" for n, k in kinds.items())
+            raise ConfigError(
+                f"export '{export}': partition_granularity applies to date and timestamp columns; {shown}"
+            )
+        keys = {self.key(n, k) for n, k in kinds.items()}
+        for key in sorted(keys - set(kinds)):
+            if schema.get_field_index(key) >= 0:
+                raise ConfigError(
+                    f"export '{export}': the partition folders would be named {key}=..., which is also a column; "
+                    "a reader taking keys from folders would replace its values (rename the column in the query)"
+                )
+        for name, kind in kinds.items():
+            if not (
+                _temporal(kind)
+                or pa.types.is_integer(kind)
+                or pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+                or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind)
+            ):
+                raise ConfigError(
+                    f"export '{export}': partition_by column '{name}' is {kind}; partition by a date, timestamp, "
+                    "integer, decimal, boolean or text column"
+                )
+
+    def key(self, name: str, kind: pa.DataType) -> str:
+        """The folder key of column ``name``: the name itself when the folder holds its exact value."""
+        granularity = self.granularity or "day"
+        exact = not _temporal(kind) or (pa.types.is_date(kind) and granularity == "day")
+        return name if exact else f"{name}_{granularity}"
+
+    def folders(self, batch: pa.RecordBatch) -> pa.Array:
+        """Each row's folder, such as ``region=eu/created_at_day=2024-01-31``."""
+        segments = [self._segments(batch.column(batch.schema.get_field_index(c)), c) for c in self.columns]
+        if len(segments) == 1:
+            return segments[0]
+        return pc.binary_join_element_wise(*segments, "/")
+
+    def _segments(self, column: pa.Array, name: str) -> pa.Array:
+        if _temporal(column.type):
+            as_time = column.cast(pa.timestamp("s")) if pa.types.is_date(column.type) else column
+            text = pc.strftime(as_time, format=GRANULARITIES[self.granularity or "day"])
+        else:
+            text = column.cast(pa.string())
+        encoded = text.dictionary_encode()
+        prefix = f"{hive_escape(self.key(name, column.type))}="
+        names = [prefix + (hive_escape(v) if v else HIVE_DEFAULT_PARTITION) for v in encoded.dictionary.to_pylist()]
+        indices = encoded.indices.fill_null(len(names))  # NULL: the default partition, one past the values
+        return pa.array([*names, prefix + HIVE_DEFAULT_PARTITION], pa.string()).take(indices)
+
+
+def _temporal(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) or pa.types.is_date(kind)
+
+
+def split_by_folder(batch: pa.RecordBatch, folders: pa.Array) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The rows of each folder, in their order within the batch."""
+    encoded = folders.dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    if len(names) == 1:
+        yield names[0], batch
+        return
+    order = pc.sort_indices(encoded.indices)  # a stable sort: rows keep their order within a folder
+    ordered = batch.take(order)
+    runs = pc.run_end_encode(encoded.indices.take(order))  # one run per folder
+    start = 0
+    for end, key in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        yield names[key], ordered.slice(start, end - start)
+        start = end
+
+
+class PartitionedWriter(PartWriter):
+    """Routes rows to one writer per partition folder; its parts carry their folder."""
+
+    def __init__(
+        self,
+        fmt: OutputFormat,
+        schema: pa.Schema,
+        staging: Callable[[int], Path],
+        max_file_size: int | None,
+        *,
+        partitioning: Partitioning,
+        open_writer: Callable[[Callable[[int], Path]], PartWriter],
+        buffer_budget: int,
+    ) -> None:
+        super().__init__(fmt, schema, staging, max_file_size)
+        self.partitioning = partitioning
+        self.open_writer = open_writer
+        self.buffer_budget = buffer_budget
+        self._serial = count()
+        self._open: OrderedDict[str, PartWriter] = OrderedDict()  # least recently written first
+
+    def _writer_for(self, folder: str) -> PartWriter:
+        writer = self._open.get(folder)
+        if writer is not None:
+            self._open.move_to_end(folder)
+            return writer
+        if len(self._open) >= MAX_OPEN_PARTITIONS:
+            oldest, done = self._open.popitem(last=False)
+            self._finish(oldest, done)
+        # Every staged file of every partition gets its own number.
+        writer = self.open_writer(lambda _n: self.staging(next(self._serial)))
+        self._open[folder] = writer
+        return writer
+
+    def _finish(self, folder: str, writer: PartWriter) -> None:
+        self.parts += [dataclasses.replace(p, folder=folder) for p in writer.close()]
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Add rows, each to its partition's writer."""
+        if batch.num_rows == 0:
+            return
+        for folder, rows in split_by_folder(batch, self.partitioning.folders(batch)):
+            self._writer_for(folder).write(rows)
+            self.rows += rows.num_rows
+        while sum(w.buffered_bytes() for w in self._open.values()) > self.buffer_budget:
+            max(self._open.values(), key=lambda w: w.buffered_bytes()).flush()
+
+    def bytes_estimate(self) -> int:
+        """The finished parts and every open writer's estimate."""
+        return sum(p.bytes for p in self.parts) + sum(w.bytes_estimate() for w in self._open.values())
+
+    def close(self) -> list[StagedPart]:
+        """Finish every partition's parts (no rows: no parts)."""
+        while self._open:
+            folder, writer = self._open.popitem(last=False)
+            self._finish(folder, writer)
+        return list(self.parts)
+
+    def abort(self) -> None:
+        """Stop every writer and delete every staged file."""
+        for writer in self._open.values():
+            writer.abort()
+        self._open.clear()
+        self._discard([p.path for p in self.parts])
+        self.parts = []
