@@ -29,6 +29,11 @@ from tests.outputs import run_rivet
 # -- folders of rows, without a database ---------------------------------------------------
 
 
+def folders_of(partitioning: Partitioning, batch: pa.RecordBatch) -> list[str]:
+    codes, names = partitioning.folders(batch)
+    return [names[c] for c in codes.to_pylist()]
+
+
 def test_values_are_escaped_into_one_folder_each():
     assert hive_escape("eu-west") == "eu-west"
     assert hive_escape("../../etc/passwd") == "..%2F..%2Fetc%2Fpasswd"
@@ -47,9 +52,9 @@ def test_rows_get_the_folder_of_their_value_and_null_the_default_one():
             "region": ["eu", "us/east", None, ""],
         }
     )
-    by_day = Partitioning(("at",)).folders(batch).to_pylist()
+    by_day = folders_of(Partitioning(("at",)), batch)
     assert by_day == ["at_day=2024-01-31", f"at_day={HIVE_DEFAULT_PARTITION}", "at_day=2024-02-01", "at_day=2024-01-31"]
-    both = Partitioning(("region", "at"), "month").folders(batch).to_pylist()
+    both = folders_of(Partitioning(("region", "at"), "month"), batch)
     assert both == [
         "region=eu/at_month=2024-01",
         f"region=us%2Feast/at_month={HIVE_DEFAULT_PARTITION}",
@@ -57,20 +62,28 @@ def test_rows_get_the_folder_of_their_value_and_null_the_default_one():
         f"region={HIVE_DEFAULT_PARTITION}/at_month=2024-01",
     ]
     dates = pa.record_batch({"d": pa.array([dt.date(2023, 12, 31)], pa.date32())})
-    assert Partitioning(("d",), "year").folders(dates).to_pylist() == ["d_year=2023"]
+    assert folders_of(Partitioning(("d",), "year"), dates) == ["d_year=2023"]
     # A date by day is the column's exact value: the folder is named after the column.
-    assert Partitioning(("d",)).folders(dates).to_pylist() == ["d=2023-12-31"]
+    assert folders_of(Partitioning(("d",)), dates) == ["d=2023-12-31"]
+    other = pa.record_batch(
+        {"ok": [True, None, False], "price": pa.array([Decimal("1.50"), Decimal("-2.00"), None], pa.decimal128(5, 2))}
+    )
+    assert folders_of(Partitioning(("ok", "price")), other) == [
+        "ok=true/price=1.50",
+        f"ok={HIVE_DEFAULT_PARTITION}/price=-2.00",
+        f"ok=false/price={HIVE_DEFAULT_PARTITION}",
+    ]
 
 
 def test_split_keeps_the_order_of_rows_within_a_folder():
     batch = pa.record_batch({"k": [3, 1, 3, 2, 1, 3], "v": [0, 1, 2, 3, 4, 5]})
-    pieces = {f: b.column(1).to_pylist() for f, b in split_by_folder(batch, Partitioning(("k",)).folders(batch))}
+    pieces = {f: b.column(1).to_pylist() for f, b in split_by_folder(batch, *Partitioning(("k",)).folders(batch))}
     assert pieces == {"k=3": [0, 2, 5], "k=1": [1, 4], "k=2": [3]}
 
 
-def test_more_partitions_than_open_files_still_write_every_row_once(tmp_path):
+def test_more_partitions_than_open_files_write_every_row_once_in_few_files(tmp_path):
     schema = pa.schema([("k", pa.int64()), ("v", pa.int64())])
-    serial = iter(range(10_000))
+    serial = iter(range(100_000))
     writer = open_part_writer(
         output_format("parquet"),
         schema,
@@ -78,18 +91,20 @@ def test_more_partitions_than_open_files_still_write_every_row_once(tmp_path):
         None,
         partitioning=Partitioning(("k",)),
     )
-    keys = MAX_OPEN_PARTITIONS * 2
-    for round_ in range(3):  # every partition is met again once its writer was finished
+    keys, rounds = MAX_OPEN_PARTITIONS + 10, 6
+    for round_ in range(rounds):  # every batch meets every partition: more than can stay open
         writer.write(pa.record_batch({"k": list(range(keys)), "v": [round_ * keys + k for k in range(keys)]}, schema))
     parts = writer.close()
-    assert len({p.folder for p in parts}) == keys and len(parts) > keys
+    # Past the limit, each batch finishes one file per partition beyond it, not every file.
+    assert len({p.folder for p in parts}) == keys
+    assert keys < len(parts) <= keys + rounds * (keys - MAX_OPEN_PARTITIONS)
     rows = []
     for part in parts:
         table = pq.read_table(part.path)
         assert part.rows == table.num_rows
         assert set(table.column("k").to_pylist()) == {int(part.folder.removeprefix("k="))}
         rows += table.column("v").to_pylist()
-    assert sorted(rows) == list(range(3 * keys))
+    assert sorted(rows) == list(range(rounds * keys))
 
 
 def test_a_column_that_cannot_name_a_folder_is_refused():
@@ -124,7 +139,7 @@ def _read_partitioned(out: Path, columns: list[str]) -> collections.Counter:
         folder = path.parent.relative_to(out).as_posix()
         assert folder != ".", f"{path} is not in a partition folder"
         batch = table.combine_chunks().to_batches()[0]
-        assert set(Partitioning(*_partitioning(manifest)).folders(batch).to_pylist()) == {folder}, path
+        assert set(folders_of(Partitioning(*_partitioning(manifest)), batch)) == {folder}, path
     return rows
 
 

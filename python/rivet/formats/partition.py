@@ -12,8 +12,12 @@ name a folder outside its own.
 
 One writer per partition, opened on the partition's first row. Memory stays bounded:
 the row groups being filled share one budget (the fullest is written early when they
-pass it), and at most ``MAX_OPEN_PARTITIONS`` files are open at once (the one written
-least recently is finished, so a partition met again later gets another part).
+pass it), and at most ``MAX_OPEN_PARTITIONS`` files are open at once. Past that, the
+file written last is finished (its partition gets another part if it comes back). For
+rows sorted by partition that is the partition just left behind; for rows in random
+partition order it costs one extra file per partition beyond the limit and batch,
+where finishing the least recently written one would finish every file on every
+batch (each batch meets the partitions in the same cycle).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from rivet.formats.base import OutputFormat, PartWriter, StagedPart
 
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 GRANULARITIES = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
-MAX_OPEN_PARTITIONS = 64
+MAX_OPEN_PARTITIONS = 128
 
 # The characters Hive escapes in a partition value (as %XX), besides control characters.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\"#%'*/:=?\\{}\[\]^]")
@@ -92,43 +96,68 @@ class Partitioning:
         exact = not _temporal(kind) or (pa.types.is_date(kind) and granularity == "day")
         return name if exact else f"{name}_{granularity}"
 
-    def folders(self, batch: pa.RecordBatch) -> pa.Array:
-        """Each row's folder, such as ``region=eu/created_at_day=2024-01-31``."""
-        segments = [self._segments(batch.column(batch.schema.get_field_index(c)), c) for c in self.columns]
-        if len(segments) == 1:
-            return segments[0]
-        return pc.binary_join_element_wise(*segments, "/")
+    def folders(self, batch: pa.RecordBatch) -> tuple[pa.Array, list[str]]:
+        """Each row's folder: a code per row, and the folder of each code (``region=eu/created_at_day=...``).
 
-    def _segments(self, column: pa.Array, name: str) -> pa.Array:
+        Values are encoded column by column, and only the distinct ones are formatted.
+        """
+        codes: pa.Array | None = None
+        sizes: list[int] = []
+        segments: list[list[str]] = []
+        for name in self.columns:
+            column_codes, names = self._segments(batch.column(batch.schema.get_field_index(name)), name)
+            codes = column_codes if codes is None else pc.add(pc.multiply(codes, len(names)), column_codes)
+            sizes.append(len(names))
+            segments.append(names)
+        assert codes is not None
+        if len(segments) == 1:
+            return codes, segments[0]
+        combined = codes.dictionary_encode()
+        folders = []
+        for code in combined.dictionary.to_pylist():
+            parts = []
+            for size, names in zip(reversed(sizes), reversed(segments), strict=True):
+                code, index = divmod(code, size)
+                parts.append(names[index])
+            folders.append("/".join(reversed(parts)))
+        return combined.indices, folders
+
+    def _segments(self, column: pa.Array, name: str) -> tuple[pa.Array, list[str]]:
+        """A code per row (int64, no nulls) and the ``key=value`` segment of each code."""
         if _temporal(column.type):
-            as_time = column.cast(pa.timestamp("s")) if pa.types.is_date(column.type) else column
-            text = pc.strftime(as_time, format=GRANULARITIES[self.granularity or "day"])
+            granularity = self.granularity or "day"
+            encoded = pc.floor_temporal(column, unit=granularity).dictionary_encode()
+            values = pc.strftime(encoded.dictionary, format=GRANULARITIES[granularity]).to_pylist()
         else:
-            text = column.cast(pa.string())
-        encoded = text.dictionary_encode()
+            if pa.types.is_boolean(column.type):
+                column = column.cast(pa.string())
+            encoded = column.dictionary_encode()
+            values = encoded.dictionary.cast(pa.string()).to_pylist()
         prefix = f"{hive_escape(self.key(name, column.type))}="
-        names = [prefix + (hive_escape(v) if v else HIVE_DEFAULT_PARTITION) for v in encoded.dictionary.to_pylist()]
-        indices = encoded.indices.fill_null(len(names))  # NULL: the default partition, one past the values
-        return pa.array([*names, prefix + HIVE_DEFAULT_PARTITION], pa.string()).take(indices)
+        names = [prefix + (hive_escape(v) if v else HIVE_DEFAULT_PARTITION) for v in values]
+        names.append(prefix + HIVE_DEFAULT_PARTITION)  # NULL: one past the values
+        return encoded.indices.fill_null(len(names) - 1).cast(pa.int64()), names
 
 
 def _temporal(kind: pa.DataType) -> bool:
     return pa.types.is_timestamp(kind) or pa.types.is_date(kind)
 
 
-def split_by_folder(batch: pa.RecordBatch, folders: pa.Array) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """The rows of each folder, in their order within the batch."""
-    encoded = folders.dictionary_encode()
-    names = encoded.dictionary.to_pylist()
-    if len(names) == 1:
-        yield names[0], batch
+def split_by_folder(batch: pa.RecordBatch, codes: pa.Array, folders: list[str]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The rows of each folder, in their order within the batch.
+
+    Each folder's rows are copied out: a slice would keep the whole batch alive for as
+    long as any partition's row group holds a piece of it.
+    """
+    bounds = pc.min_max(codes).as_py()
+    if bounds["min"] == bounds["max"]:
+        yield folders[bounds["min"]], batch
         return
-    order = pc.sort_indices(encoded.indices)  # a stable sort: rows keep their order within a folder
-    ordered = batch.take(order)
-    runs = pc.run_end_encode(encoded.indices.take(order))  # one run per folder
+    order = pc.sort_indices(codes)  # a stable sort: rows keep their order within a folder
+    runs = pc.run_end_encode(codes.take(order))  # one run per code
     start = 0
-    for end, key in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
-        yield names[key], ordered.slice(start, end - start)
+    for end, code in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
+        yield folders[code], batch.take(order.slice(start, end - start))
         start = end
 
 
@@ -151,7 +180,7 @@ class PartitionedWriter(PartWriter):
         self.open_writer = open_writer
         self.buffer_budget = buffer_budget
         self._serial = count()
-        self._open: OrderedDict[str, PartWriter] = OrderedDict()  # least recently written first
+        self._open: OrderedDict[str, PartWriter] = OrderedDict()  # the most recently written last
 
     def _writer_for(self, folder: str) -> PartWriter:
         writer = self._open.get(folder)
@@ -159,8 +188,7 @@ class PartitionedWriter(PartWriter):
             self._open.move_to_end(folder)
             return writer
         if len(self._open) >= MAX_OPEN_PARTITIONS:
-            oldest, done = self._open.popitem(last=False)
-            self._finish(oldest, done)
+            self._finish(*self._open.popitem(last=True))
         # Every staged file of every partition gets its own number.
         writer = self.open_writer(lambda _n: self.staging(next(self._serial)))
         self._open[folder] = writer
@@ -173,7 +201,7 @@ class PartitionedWriter(PartWriter):
         """Add rows, each to its partition's writer."""
         if batch.num_rows == 0:
             return
-        for folder, rows in split_by_folder(batch, self.partitioning.folders(batch)):
+        for folder, rows in split_by_folder(batch, *self.partitioning.folders(batch)):
             self._writer_for(folder).write(rows)
             self.rows += rows.num_rows
         while sum(w.buffered_bytes() for w in self._open.values()) > self.buffer_budget:
@@ -185,9 +213,8 @@ class PartitionedWriter(PartWriter):
 
     def close(self) -> list[StagedPart]:
         """Finish every partition's parts (no rows: no parts)."""
-        while self._open:
-            folder, writer = self._open.popitem(last=False)
-            self._finish(folder, writer)
+        for folder in sorted(self._open):
+            self._finish(folder, self._open.pop(folder))
         return list(self.parts)
 
     def abort(self) -> None:
