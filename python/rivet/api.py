@@ -18,7 +18,7 @@ from rivet.planning.export import build_plan
 from rivet.redact import redact_url
 from rivet.results import ExportResult, RunResult
 from rivet.runner import run_config
-from rivet.state import STATE_FILE, StateStore
+from rivet.state import StateStore, state_location
 
 
 def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def export(
         raise ConfigError("invalid export arguments\n" + format_errors(e, raw)) from None
     loaded = LoadedConfig(config=config, path=None, base_dir=Path.cwd(), variables=dict(os.environ))
     plan = build_plan(loaded, config.exports[0])
-    state = StateStore(Path(state_dir) / STATE_FILE) if state_dir is not None else None
+    state = StateStore(state_location(Path(state_dir))) if state_dir is not None else None
     try:
         result = run_export(plan, state)
     finally:

@@ -245,10 +245,10 @@ def run_processes(
 
     ``command`` is a child's command without ``-e NAME`` (default: ``rivet run`` of the config).
     """
-    from rivet.state import STATE_FILE, StateStore
+    from rivet.state import StateStore, state_location
 
     # Migrate the state store once, before children open it concurrently.
-    StateStore(loaded.base_dir / STATE_FILE).close()
+    StateStore(state_location(loaded.base_dir)).close()
     limit = max_processes or os.cpu_count() or 2
     with Cards(list(names)) as cards:
         pool = ProcessPool(
@@ -282,9 +282,9 @@ def run_threads(
     from rivet.engine import run_export
     from rivet.errors import exit_code_for
     from rivet.planning.export import build_plan
-    from rivet.state import STATE_FILE, StateStore
+    from rivet.state import StateStore, state_location
 
-    state = StateStore(loaded.base_dir / STATE_FILE)
+    state = StateStore(state_location(loaded.base_dir))
     limit = max_threads or os.cpu_count() or 2
     with Cards(list(names)) as cards:
         observer = CallbackObserver(cards.event)

@@ -13,7 +13,7 @@ from rivet.options import RunOptions
 from rivet.planning.export import build_plan
 from rivet.results import ExportResult, RunResult
 from rivet.runinfo import iso, run_id_for, utc_now
-from rivet.state import STATE_FILE, StateStore
+from rivet.state import StateStore, state_location
 
 PARALLEL_MODES = (None, "threads", "processes")
 
@@ -63,7 +63,7 @@ def run_config(
         started_at=iso(started),
     )
     if len(names) > 1:
-        state = StateStore(loaded.base_dir / STATE_FILE)
+        state = StateStore(state_location(loaded.base_dir))
         try:
             state.record_aggregate(run.to_dict(), iso(utc_now()))
         finally:
@@ -78,7 +78,7 @@ def _run_sequentially(
     observer: Observer | None,
     on_result: Callable[[ExportResult], None] | None,
 ) -> list[ExportResult]:
-    state = StateStore(loaded.base_dir / STATE_FILE)
+    state = StateStore(state_location(loaded.base_dir))
     results: list[ExportResult] = []
     try:
         for name in names:

@@ -19,10 +19,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 def open_state(config: Path):  # type: ignore[no-untyped-def]
     """The loaded config and its state store (the caller closes the store)."""
     from rivet.config import load_config
-    from rivet.state import STATE_FILE, StateStore
+    from rivet.state import StateStore, state_location
 
     loaded = load_config(config)
-    return loaded, StateStore(loaded.base_dir / STATE_FILE)
+    return loaded, StateStore(state_location(loaded.base_dir))
 
 
 @app.command("show")

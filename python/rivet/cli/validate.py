@@ -46,12 +46,12 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
     from rivet.destinations import Destination
     from rivet.planning.export import export_destination
     from rivet.runinfo import utc_now
-    from rivet.state import STATE_FILE, StateStore
+    from rivet.state import StateStore, state_location
     from rivet.validate import validate_destination
 
     loaded = load_config(config, params)
     exports = [loaded.export(n) for n in names] if names else list(loaded.config.exports)
-    state = StateStore(loaded.base_dir / STATE_FILE)
+    state = StateStore(state_location(loaded.base_dir))
     findings = []
     try:
         for e in exports:

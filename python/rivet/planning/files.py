@@ -33,7 +33,7 @@ from rivet.errors import ConfigError
 from rivet.planning.chunks import Chunk
 from rivet.planning.export import ExportPlan, build_plan
 from rivet.runinfo import iso, utc_now
-from rivet.state import STATE_FILE, StateStore
+from rivet.state import StateStore, state_location
 
 PLAN_VERSION = 1
 VALID_FOR = dt.timedelta(hours=24)
@@ -144,7 +144,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         raise ConfigError("a plan needs a config file, so that apply can read the credentials again")
     created = utc_now()
     selected = [loaded.export(n) for n in names] if names else list(loaded.config.exports)
-    state = StateStore(loaded.base_dir / STATE_FILE)
+    state = StateStore(state_location(loaded.base_dir))
     exports = []
     try:
         for export in selected:
@@ -239,7 +239,7 @@ def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None
     loaded = load_config(document["config"])
     wanted = set(names) if names else None
     plans: dict[str, ExportPlan] = {}
-    state = StateStore(loaded.base_dir / STATE_FILE)
+    state = StateStore(state_location(loaded.base_dir))
     try:
         for entry in document["exports"]:
             name = entry["export"]
@@ -298,7 +298,7 @@ def apply_plan(
                 command.append("--force")
             results += run_processes(sealed.loaded, wave, max_processes=max_processes, command=command)
             continue
-        state = StateStore(sealed.loaded.base_dir / STATE_FILE)
+        state = StateStore(state_location(sealed.loaded.base_dir))
         try:
             with Cards(wave, live=False if observer is not None else None) as cards:
                 events = observer or CallbackObserver(cards.event)

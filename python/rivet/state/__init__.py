@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from rivet.state.backends import STATE_FILE, STATE_URL_VARIABLE, state_location
 from rivet.state.migrations import MIGRATIONS
-from rivet.state.store import STATE_FILE, StateStore
+from rivet.state.store import StateStore
 
-__all__ = ["MIGRATIONS", "STATE_FILE", "StateStore"]
+__all__ = ["MIGRATIONS", "STATE_FILE", "STATE_URL_VARIABLE", "StateStore", "state_location"]

@@ -1,11 +1,9 @@
-"""The state store: run metrics and the file log in SQLite, with versioned migrations."""
+"""The state store: runs, files, cursors, chunk checkpoints and leases, with versioned migrations."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,73 +15,82 @@ from rivet.errors import ExportBusyError, StateError
 from rivet.manifest import part_stem_of
 from rivet.runinfo import iso, utc_now
 from rivet.state import original
+from rivet.state.backends import STATE_FILE, SqliteBackend, open_backend
 from rivet.state.lease import describe_holder
 from rivet.state.migrations import MIGRATIONS
 
 log = logging.getLogger("rivet")
 
-STATE_FILE = ".rivet_state.db"
+__all__ = ["STATE_FILE", "StateStore"]
 
 
 class StateStore:
-    """A SQLite file (WAL mode) beside the config, migrated on open."""
+    """The state tables in a SQLite file (WAL mode) or a PostgreSQL database, migrated on open."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | Path) -> None:
+        """``location``: a file path, or a ``postgresql://`` URL (see ``state_location``)."""
         # One connection shared by the worker threads of a run, one statement at a time.
         self._lock = threading.RLock()
         self._depth = 0
+        self._db = open_backend(location)
+        self.where = self._db.where
         try:
-            _create_private(self.path)
-            self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as e:
-            raise StateError(f"state store {self.path}: {e}") from e
+        except BaseException as e:
+            self._db.close()
+            if isinstance(e, self._db.errors):
+                raise StateError(f"state store {self.where}: {e}") from e
+            raise
 
     @property
     def version(self) -> int:
-        """The schema version in the file."""
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        """The schema version in the store."""
+        return self._db.version()
 
     def _migrate(self) -> None:
         current = self.version
         if current > len(MIGRATIONS):
             raise StateError(
-                f"state store {self.path} has schema version {current}, newer than this rivet "
+                f"state store {self.where} has schema version {current}, newer than this rivet "
                 f"understands ({len(MIGRATIONS)}); upgrade rivet"
             )
-        adopting = current == 0 and original.is_original(self._conn)
+        if current == len(MIGRATIONS):
+            return
+        db = self._db
+        adopting = current == 0 and isinstance(db, SqliteBackend) and original.is_original(db.conn)
         with self._transaction() as c:
+            current = self.version  # another process may have migrated it meanwhile
             if adopting:
-                original.set_aside(c, self._conn)
+                assert isinstance(db, SqliteBackend)
+                original.set_aside(c, db.conn)
             for version in range(current, len(MIGRATIONS)):
-                c.executescript_in_tx(MIGRATIONS[version])
-                c.execute(f"PRAGMA user_version = {version + 1}")
+                for statement in db.ddl(MIGRATIONS[version]):
+                    c.execute(statement)
+            db.set_version(len(MIGRATIONS))
             if adopting:
-                carried = original.carry_cursors(c, self._conn, iso(utc_now()))
+                assert isinstance(db, SqliteBackend)
+                carried = original.carry_cursors(c, db.conn, iso(utc_now()))
                 log.warning(
                     "state store %s was written by the original rivet: %d incremental cursor(s) carried over "
                     "(each run continues strictly after its cursor); its tables are kept as original_*",
-                    self.path,
+                    self.where,
                     carried,
                 )
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self._lock:
-            conn = self._conn
+            db = self._db
             if self._depth:
                 # Inside transaction(): part of the enclosing commit.
-                yield _Tx(conn)
+                yield db
                 return
-            conn.execute("BEGIN IMMEDIATE")
+            db.begin()
             try:
-                yield _Tx(conn)
-                conn.execute("COMMIT")
+                yield db
+                db.commit()
             except BaseException:
-                conn.execute("ROLLBACK")
+                db.rollback()
                 raise
 
     @contextmanager
@@ -98,13 +105,13 @@ class StateStore:
 
     def _select(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            cur = self._conn.execute(sql, args)
+            cur = self._db.execute(sql, args)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:
-        """Close the file."""
-        self._conn.close()
+        """Close the connection."""
+        self._db.close()
 
     def run_started(
         self,
@@ -145,7 +152,7 @@ class StateStore:
             return []
         resumable = self.resumable_stems(export, any_status=True)
         runs = self._select(
-            "SELECT part_stem, max(published_at IS NOT NULL) AS published FROM export_runs "
+            "SELECT part_stem, max(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END) AS published FROM export_runs "
             "WHERE export_name = ? AND part_stem IS NOT NULL GROUP BY part_stem",
             (export,),
         )
@@ -368,7 +375,8 @@ class StateStore:
                 c.execute(
                     "INSERT INTO export_shapes (export_name, column_name, max_bytes) VALUES (?, ?, ?) "
                     "ON CONFLICT (export_name, column_name) DO UPDATE SET "
-                    "max_bytes = max(export_shapes.max_bytes, excluded.max_bytes)",
+                    "max_bytes = CASE WHEN excluded.max_bytes > export_shapes.max_bytes THEN excluded.max_bytes "
+                    "ELSE export_shapes.max_bytes END",
                     (export, column, width),
                 )
 
@@ -376,8 +384,9 @@ class StateStore:
         """Keep what happened in a run, in order."""
         with self._transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO run_journals (run_id, export_name, finished_at, events_json) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO run_journals (run_id, export_name, finished_at, events_json) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET export_name = excluded.export_name, "
+                "finished_at = excluded.finished_at, events_json = excluded.events_json",
                 (run_id, export, finished_at, json.dumps(events, default=str)),
             )
 
@@ -496,8 +505,9 @@ class StateStore:
                         "(run it again when that one ends, or pass --wait)"
                     )
             c.execute(
-                "INSERT OR REPLACE INTO leases (export_name, run_id, holder, acquired_at, heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO leases (export_name, run_id, holder, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (export_name) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, "
+                "acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at",
                 (export, run_id, holder, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), now),
             )
             return previous
@@ -529,11 +539,8 @@ class StateStore:
 
     def boundary_hashes(self, export: str, scope: str) -> list[int]:
         """The hashes of the rows already exported at the boundary."""
-        with self._lock:
-            cur = self._conn.execute(
-                "SELECT row_hash FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope)
-            )
-            return [r[0] for r in cur.fetchall()]
+        rows = self._select("SELECT row_hash FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope))
+        return [r["row_hash"] for r in rows]
 
     def set_boundary(
         self,
@@ -548,14 +555,16 @@ class StateStore:
         """Replace the boundary of ``export`` in ``scope``; ``hashes`` None makes the next run strict (``>``)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO boundaries "
-                "(export_name, scope, value, sql_literal, strict, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO boundaries (export_name, scope, value, sql_literal, strict, run_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (export_name, scope) DO UPDATE SET value = excluded.value, "
+                "sql_literal = excluded.sql_literal, strict = excluded.strict, run_id = excluded.run_id, "
+                "updated_at = excluded.updated_at",
                 (export, scope, value, sql_literal, int(hashes is None), run_id, now),
             )
             c.execute("DELETE FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope))
             if hashes is not None:
                 c.executemany(
-                    "INSERT OR IGNORE INTO boundary_rows (export_name, scope, row_hash) VALUES (?, ?, ?)",
+                    "INSERT INTO boundary_rows (export_name, scope, row_hash) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [(export, scope, h) for h in hashes],
                 )
 
@@ -564,32 +573,3 @@ class StateStore:
         with self._transaction() as c:
             c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
             c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
-
-
-def _create_private(path: Path) -> None:
-    """Create the state file readable by its owner only (it names hosts, queries and files)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    except FileExistsError:
-        return
-    except OSError as e:
-        raise sqlite3.DatabaseError(f"cannot create {path}: {e.strerror or e}") from e
-    os.close(fd)
-
-
-class _Tx:
-    """The connection inside a transaction; ``executescript`` would commit, so split statements."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(sql, args)
-
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> sqlite3.Cursor:
-        return self._conn.executemany(sql, rows)
-
-    def executescript_in_tx(self, script: str) -> None:
-        for statement in script.split(";"):
-            if statement.strip():
-                self._conn.execute(statement)
