@@ -53,6 +53,23 @@ def pg_table(pg_conn: psycopg.Connection) -> Iterator[Callable[[str], str]]:
         pg_conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
 
 
+def _database_url(name: str) -> str:
+    base, _, query = PG_URL.partition("?")
+    url = f"{base.rsplit('/', 1)[0]}/{name}"
+    return f"{url}?{query}" if query else url
+
+
+@pytest.fixture
+def pg_state_url(pg_conn: psycopg.Connection) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test's state."""
+    name = f"rivet_state_{uuid.uuid4().hex[:10]}"
+    pg_conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield _database_url(name)
+    finally:
+        pg_conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 def _mysql_params(url: str) -> dict[str, object]:
     from urllib.parse import unquote, urlsplit
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,28 +14,11 @@ import pytest
 
 from rivet.errors import ExportBusyError, StateError
 from rivet.state import MIGRATIONS, STATE_URL_VARIABLE, StateStore
-from tests.conftest import MYSQL_URL, PG_URL, pg_url
+from tests.conftest import MYSQL_URL, pg_url
 from tests.outputs import run_rivet
 
 NOW = "2026-01-01T00:00:00.000Z"
 LATER = "2026-01-01T01:00:00.000Z"
-
-
-def _database_url(name: str) -> str:
-    base, _, query = PG_URL.partition("?")
-    url = f"{base.rsplit('/', 1)[0]}/{name}"
-    return f"{url}?{query}" if query else url
-
-
-@pytest.fixture
-def pg_state_url(pg_conn: psycopg.Connection) -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test's state."""
-    name = f"rivet_state_{uuid.uuid4().hex[:10]}"
-    pg_conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield _database_url(name)
-    finally:
-        pg_conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

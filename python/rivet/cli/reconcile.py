@@ -78,6 +78,11 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
             f"export '{export}' has no checkpointed chunked run to reconcile (chunk_checkpoint: true keeps "
             "one); for other exports use `rivet run --reconcile`, which counts within the read's snapshot"
         )
+    if not run["part_stem"]:
+        raise ConfigError(
+            f"run {run['run_id']} of export '{export}' was carried over from the original rivet's state: "
+            "its chunks are the original's key ranges; run the export with this rivet, then reconcile that run"
+        )
     if run["status"] == "failed":
         raise ConfigError(
             f"run {run['run_id']} of export '{export}' failed a check and its output was taken back: "

@@ -19,6 +19,7 @@ from typing import Any
 
 from rivet.errors import StateError
 from rivet.redact import redact_url
+from rivet.state import original
 
 STATE_FILE = ".rivet_state.db"
 STATE_URL_VARIABLE = "RIVET_STATE_URL"
@@ -65,6 +66,22 @@ class Backend:
     def ddl(self, script: str) -> list[str]:
         """A migration's statements, one by one (a script runner would commit mid-migration)."""
         return [s for s in script.split(";") if s.strip()]
+
+    def original_tables(self) -> set[str]:
+        """The original rivet's state tables found where it kept them (empty: none)."""
+        raise NotImplementedError
+
+    def set_aside(self, tables: set[str]) -> None:
+        """Make room for rivet's tables beside the original's (inside the migrating transaction)."""
+
+    def original_rows(self, name: str) -> list[dict[str, Any]]:
+        """Every row of the original's table ``name`` ([] when it has none)."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.conn.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def close(self) -> None:
         """Close the connection."""
@@ -118,6 +135,23 @@ class SqliteBackend(Backend):
         """Set ``PRAGMA user_version``."""
         self.conn.execute(f"PRAGMA user_version = {int(version)}")
 
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def original_tables(self) -> set[str]:
+        """The original's tables in a file rivet has not opened yet."""
+        return self._tables() & set(original.ORIGINAL_TABLES)
+
+    def set_aside(self, tables: set[str]) -> None:
+        """Rename the original's tables (some names are rivet's own)."""
+        for table in sorted(tables):
+            self.conn.execute(f'ALTER TABLE "{table}" RENAME TO "{original.PREFIX}{table}"')
+
+    def original_rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of ``original_<name>``."""
+        table = f"{original.PREFIX}{name}"
+        return self._rows(f'SELECT * FROM "{table}"') if table in self._tables() else []
+
 
 class PostgresBackend(Backend):
     """A PostgreSQL database shared by every machine that runs the exports."""
@@ -164,6 +198,22 @@ class PostgresBackend(Backend):
         """Replace the row of ``schema_version``."""
         self.conn.execute("DELETE FROM schema_version")
         self.conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+    def original_tables(self) -> set[str]:
+        """The original's tables in the database's ``public`` schema, where it kept them."""
+        found = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchall()
+        }
+        # Only its cursor table tells the original's state from another application's tables.
+        return found & set(original.ORIGINAL_TABLES) if "export_state" in found else set()
+
+    def original_rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of ``public.<name>``, left where they are."""
+        exists = self.conn.execute("SELECT to_regclass(%s)", (f'public."{name}"',)).fetchone()
+        return self._rows(f'SELECT * FROM public."{name}"') if exists and exists[0] else []
 
     def ddl(self, script: str) -> list[str]:
         """The migration in PostgreSQL's types: SQLite's INTEGER is 64-bit, its REAL a double."""

@@ -57,24 +57,24 @@ class StateStore:
         if current == len(MIGRATIONS):
             return
         db = self._db
-        adopting = current == 0 and isinstance(db, SqliteBackend) and original.is_original(db.conn)
         with self._transaction() as c:
             current = self.version  # another process may have migrated it meanwhile
+            found = db.original_tables() if current == 0 else set()
+            adopting = original.is_original(found)
             if adopting:
-                assert isinstance(db, SqliteBackend)
-                original.set_aside(c, db.conn)
+                db.set_aside(found)
             for version in range(current, len(MIGRATIONS)):
                 for statement in db.ddl(MIGRATIONS[version]):
                     c.execute(statement)
             db.set_version(len(MIGRATIONS))
             if adopting:
-                assert isinstance(db, SqliteBackend)
-                carried = original.carry_cursors(c, db.conn, iso(utc_now()))
+                carried = original.carry_over(c, db.original_rows, iso(utc_now()))
                 log.warning(
-                    "state store %s was written by the original rivet: %d incremental cursor(s) carried over "
-                    "(each run continues strictly after its cursor); its tables are kept as original_*",
+                    "state store %s was written by the original rivet: %s (each incremental run continues "
+                    "strictly after its cursor); its own tables are kept%s",
                     self.where,
-                    carried,
+                    carried.describe(),
+                    f" as {original.PREFIX}*" if isinstance(db, SqliteBackend) else "",
                 )
 
     @contextmanager
