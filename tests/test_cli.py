@@ -108,7 +108,10 @@ def test_successful_run_exits_0_and_prints_json(sqlite_config: Path) -> None:
         "error_type",
         "exit_code",
         "schema_drift",
+        "retries",
+        "warnings",
     }
+    assert first["retries"] == 0 and first["warnings"] == 0
     assert first["name"] == "items" and first["rows"] == 100 and Path(first["files"][0]).is_file()
     assert "✓ items: 100 rows" in proc.stderr
 

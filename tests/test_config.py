@@ -414,6 +414,13 @@ def test_keys_of_the_original_that_rivet_does_not_take_say_what_to_use(key: str,
     assert advice in check(PG + f"exports:\n  - name: a\n    query: SELECT 1\n    {key}\n    destination: out\n")
 
 
-def test_notifications_say_what_to_use() -> None:
-    text = PG + "notifications: {slack: {webhook_url_env: X}}\nexports:\n" + EXPORT
-    assert "notifications are not supported: act on rivet run's exit code or its --json summary" in check(text)
+def test_the_original_tools_slack_notifications_load_with_yaml_1_2_booleans() -> None:
+    # YAML 1.1 would read the key `on` as True, as it would read `no` as false.
+    text = PG + "notifications:\n  slack:\n    webhook_url_env: X\n    on: [failure, schema_change]\nexports:\n"
+    loaded = parse_config(text + EXPORT.replace("name: a", "name: no"), base_dir=Path("."), offline=True)
+    assert loaded.config.exports[0].name == "no"
+    assert loaded.config.notifications is not None and loaded.config.notifications.slack is not None
+    assert loaded.config.notifications.slack.on == ["failure", "schema_change"]
+    assert "exactly one of webhook_url or webhook_url_env" in check(
+        PG + "notifications: {slack: {}}\nexports:\n" + EXPORT
+    )

@@ -72,6 +72,8 @@ class ExportResult:
     peak_rss_mb: float = 0.0
     # Columns added, removed and retyped since the last published run (None: no drift).
     schema_drift: dict[str, list[str]] | None = None
+    retries: int = 0  # reads retried after a transient fault
+    warnings: int = 0  # warnings the run's journal holds (shape drift, a lease taken over, ...)
     exception: BaseException | None = field(default=None, repr=False)
     # Totals reported by a child process, which sends no per-part details.
     reported: dict[str, Any] | None = field(default=None, repr=False)
@@ -120,6 +122,8 @@ class ExportResult:
             exit_code=int(event["exit_code"]),
             peak_rss_mb=float(event["peak_rss_mb"]),
             schema_drift=event.get("schema_drift"),
+            retries=int(event.get("retries", 0)),
+            warnings=int(event.get("warnings", 0)),
             reported={"rows": event["rows"], "bytes": event["bytes"], "files": event["files"]},
         )
 
@@ -147,6 +151,8 @@ class ExportResult:
             "error_type": self.error_type,
             "exit_code": self.exit_code,
             "schema_drift": self.schema_drift,
+            "retries": self.retries,
+            "warnings": self.warnings,
         }
 
     def summary(self) -> str:

@@ -9,6 +9,7 @@ from rivet.config import LoadedConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError, exit_code_for
 from rivet.events import Observer
+from rivet.notify import send_notifications
 from rivet.options import RunOptions
 from rivet.planning.export import build_plan
 from rivet.results import ExportResult, RunResult
@@ -28,11 +29,13 @@ def run_config(
     params: Mapping[str, str] | None = None,
     observer: Observer | None = None,
     on_result: Callable[[ExportResult], None] | None = None,
+    notify: bool = True,
 ) -> RunResult:
     """Run the selected exports (all by default). One export's failure does not stop the others.
 
     ``parallel`` is None (one after another), ``threads`` or ``processes``; the
-    summary is kept in the state store.
+    summary is kept in the state store. With ``notify``, the config's notifications
+    are sent at the end (a child process reporting to a parent leaves them to it).
     """
     options = options or RunOptions()
     if parallel not in PARALLEL_MODES:
@@ -68,6 +71,8 @@ def run_config(
             state.record_aggregate(run.to_dict(), iso(utc_now()))
         finally:
             state.close()
+    if notify:
+        send_notifications(loaded.config.notifications, run.exports)
     return run
 
 

@@ -103,8 +103,10 @@ def apply_command(
     )
     if not events:
         from rivet.cards import Cards
+        from rivet.notify import send_notifications
 
         say(Cards([]).summary(results, run.duration_s))
+        send_notifications(sealed.loaded.config.notifications, results)
     if json_output:
         # Standard output carries an export's file: the summary goes to stderr.
         emit_json(run.to_dict(), stream=sys.stderr if to_stdout else sys.stdout)

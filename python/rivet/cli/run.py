@@ -149,6 +149,7 @@ def run_command(
             params=parse_params(param),
             observer=observer,
             on_result=announce,
+            notify=not events,
         )
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter):

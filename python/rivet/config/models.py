@@ -77,9 +77,7 @@ UNSUPPORTED_EXPORT_KEYS = {
     "target": "rivet writes files; load them with your warehouse's own loader",
     "split": "use max_file_size to rotate parts",
 }
-UNSUPPORTED_TOP_KEYS = {
-    "notifications": "notifications are not supported: act on rivet run's exit code or its --json summary",
-}
+UNSUPPORTED_TOP_KEYS: dict[str, str] = {}
 
 
 def _reject_unsupported(data: Any, keys: dict[str, str]) -> Any:
@@ -548,6 +546,55 @@ class ExportConfig(StrictModel):
                 raise ValueError(f"{', '.join(stray)} require(s) mode: {mode} (this export has mode: {m})")
 
 
+# What an export's outcome can notify about; schema_change is the original tool's name for schema_drift.
+NotifyOn = Literal["failure", "success", "schema_drift", "schema_change", "quality", "degraded"]
+
+
+def _failures_only() -> list[NotifyOn]:
+    return ["failure"]
+
+
+class NotificationTarget(StrictModel):
+    """One place to notify: its URL (or the variable holding it) and the outcomes that notify."""
+
+    on: list[NotifyOn] = Field(default_factory=_failures_only, min_length=1)
+
+    def _one_url(self, url: SecretStr | None, url_env: str | None, key: str) -> None:
+        if (url is None) == (url_env is None):
+            raise ValueError(f"give exactly one of {key} or {key}_env")
+
+
+class SlackNotification(NotificationTarget):
+    """``notifications.slack``: an incoming-webhook URL of Slack."""
+
+    webhook_url: SecretStr | None = None
+    webhook_url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> SlackNotification:
+        self._one_url(self.webhook_url, self.webhook_url_env, "webhook_url")
+        return self
+
+
+class WebhookNotification(NotificationTarget):
+    """``notifications.webhook``: any HTTP endpoint that takes a JSON POST."""
+
+    url: SecretStr | None = None
+    url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookNotification:
+        self._one_url(self.url, self.url_env, "url")
+        return self
+
+
+class NotificationsConfig(StrictModel):
+    """``notifications``: messages sent after a run about the exports whose outcome asks for one."""
+
+    slack: SlackNotification | None = None
+    webhook: WebhookNotification | None = None
+
+
 class RivetConfig(StrictModel):
     """A whole rivet.yaml."""
 
@@ -560,6 +607,7 @@ class RivetConfig(StrictModel):
     exports: list[ExportConfig]
     parallel_exports: bool = False
     parallel_export_processes: bool = False
+    notifications: NotificationsConfig | None = None
 
     @model_validator(mode="after")
     def _exports(self) -> RivetConfig:

@@ -75,6 +75,8 @@ def run_export(
     finally:
         result.duration_s = time.perf_counter() - clock
         result.peak_rss_mb = peak_rss_mb()
+        result.retries = sum(e["type"] == "retry" for e in events.events)
+        result.warnings = sum(e["type"] in ("warning", "shape_drift") for e in events.events)
         finished = result.to_dict()
         del finished["name"]
         try:
