@@ -201,3 +201,30 @@ def test_schema_cli_documents_every_command() -> None:
     for command in ("run", "check", "plan", "apply", "validate", "metrics", "journal", "reconcile"):
         assert f"### `rivet {command}`" in proc.stdout
     assert "#### `rivet state reset-chunks`" in proc.stdout and "| `--stuck-checkpoints` |" in proc.stdout
+
+
+def test_json_errors_give_one_line_per_error_with_its_export_and_a_hint(sqlite_config, tmp_path):
+    def json_lines(stderr: str) -> list[dict]:
+        return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+    missing = rivet_cli("--json-errors", "run", "-c", str(sqlite_config))  # ${LIMIT} is not given
+    assert missing.returncode == 2
+    [error] = json_lines(missing.stderr)
+    assert error["code"] == 2 and error["error"] == "ConfigError" and error["export"] is None
+    assert "LIMIT" in error["message"] and "rivet check --config-only" in error["hint"]
+
+    sqlite_config.write_text(sqlite_config.read_text().replace("table: items\n", "table: nope\n", 1))
+    failed = rivet_cli("--json-errors", "run", "-c", str(sqlite_config), "-p", "LIMIT=3")
+    assert failed.returncode == 1
+    [error] = json_lines(failed.stderr)
+    assert error["export"] == "items" and error["code"] == 1 and "no such table" in error["message"]
+    assert error["hint"]
+
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(
+        "source: {type: postgres, url: 'postgresql://u:hunter2@127.0.0.1:1/db?connect_timeout=2'}\n"
+        "exports:\n  - {name: e, query: SELECT 1, destination: out}\n"
+    )
+    unreachable = rivet_cli("--json-errors", "run", "-c", str(secret))
+    [error] = json_lines(unreachable.stderr)
+    assert error["export"] == "e" and "reachable" in error["hint"] and "hunter2" not in unreachable.stderr

@@ -156,3 +156,34 @@ def exit_code_for(error: BaseException) -> int:
     if isinstance(error, RivetError):
         return error.exit_code
     return EXIT_FAILED
+
+
+# What to do about each kind of error, for people and orchestrators (--json-errors).
+HINTS = {
+    "ConfigError": "fix the key or value the message names; `rivet check --config-only -c FILE` checks a config",
+    "SourceConnectionError": "check that the database is reachable from here: host, port, TLS and credentials",
+    "QueryError": "check the SQL and the user's privileges; `rivet check -c FILE` describes every query",
+    "SourceError": "the database refused: see its message and code",
+    "UnsupportedTypeError": "cast the column in the query or give it a `columns:` override (`rivet check`)",
+    "DataError": "a value cannot be exported exactly: cast its column in the query or override its type",
+    "IntegrityError": "rows were lost on the way and nothing was published: run again; report it if it repeats",
+    "ExportBusyError": "another run of this export holds its lease: wait for it, or run with --wait",
+    "DestinationError": "check the destination's path or bucket, its credentials and free space",
+    "StateError": "check the state store: the file beside the config, or the database RIVET_STATE_URL names",
+    "QualityError": "the rows failed a quality gate and nothing was published: see the gate's numbers",
+    "SchemaDriftError": "the columns changed and nothing was published: fix the query, or set on_schema_drift: warn",
+}
+
+
+def hint_for(error: BaseException | str | None) -> str | None:
+    """What to do about ``error`` (an exception, or the class name a run summary gives)."""
+    if error is None:
+        return None
+    if isinstance(error, str):
+        return HINTS.get(error)
+    if isinstance(error, ChunkError) and error.__cause__ is not None:
+        return hint_for(error.__cause__)
+    for cls in type(error).__mro__:
+        if cls.__name__ in HINTS:
+            return HINTS[cls.__name__]
+    return None

@@ -42,8 +42,17 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    json_errors: Annotated[
+        bool,
+        typer.Option(
+            "--json-errors", help="Also print each error as one line of JSON on stderr (code, export, message, hint)."
+        ),
+    ] = False,
 ) -> None:
     """Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly."""
+    from rivet.cli import _output
+
+    _output.JSON_ERRORS = json_errors
 
 
 def main() -> None:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, TextIO
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rivet.errors import RivetError, exit_code_for
+from rivet.errors import RivetError, exit_code_for, hint_for
 from rivet.redact import redact_text
+
+if TYPE_CHECKING:
+    from rivet.results import ExportResult
+
+# --json-errors: every error is also one line of JSON on stderr, for orchestrators.
+JSON_ERRORS = False
 
 
 def _color() -> bool:
@@ -38,8 +45,37 @@ def emit_json(document: dict[str, Any], stream: TextIO | None = None) -> None:
     print(json.dumps(document, indent=2), file=stream or sys.stdout, flush=True)
 
 
+def error_line(code: int, error: BaseException | str | None, message: str | None, export: str | None = None) -> None:
+    """One error as a JSON line on stderr (``--json-errors``): code, error class, export, message, hint."""
+    kind = error if isinstance(error, str) or error is None else type(error).__name__
+    document = {
+        "code": code,
+        "error": kind,
+        "export": export,
+        "message": redact_text(message or ""),
+        "hint": hint_for(error),
+    }
+    print(json.dumps(document), file=sys.stderr, flush=True)
+
+
+def failed_exports(results: Iterable[ExportResult]) -> None:
+    """With ``--json-errors``, one JSON line per export that failed."""
+    if JSON_ERRORS:
+        for r in results:
+            if not r.ok:
+                error_line(r.exit_code, r.exception or r.error_type, r.error, r.name)
+
+
 def report_error(error: BaseException) -> int:
     """Print ``error`` (with its causes) and return the exit code it maps to."""
+    if JSON_ERRORS:
+        causes, cause = [], error.__cause__
+        while cause is not None:
+            causes.append(redact_text(str(cause)))
+            cause = cause.__cause__
+        text = "; caused by: ".join([str(error) or type(error).__name__, *causes])
+        error_line(exit_code_for(error), error, text)
+        return exit_code_for(error)
     if isinstance(error, KeyboardInterrupt):
         say("interrupted")
         return exit_code_for(error)

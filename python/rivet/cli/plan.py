@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
+from rivet.cli._output import emit_json, failed_exports, report_error, say
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml to plan.")]
 ExportOption = Annotated[list[str] | None, typer.Option("--export", "-e", help="Only this export (repeatable).")]
@@ -107,6 +107,7 @@ def apply_command(
 
         say(Cards([]).summary(results, run.duration_s))
         send_notifications(sealed.loaded.config.notifications, results)
+        failed_exports(results)
     if json_output:
         # Standard output carries an export's file: the summary goes to stderr.
         emit_json(run.to_dict(), stream=sys.stderr if to_stdout else sys.stdout)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
+from rivet.cli._output import emit_json, failed_exports, report_error, say
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -159,6 +159,8 @@ def run_command(
         from rivet.cards import Cards
 
         say(Cards([]).summary(result.exports, result.duration_s))
+    if not events:
+        failed_exports(result.exports)
     if summary_output is not None:
         summary_output.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     if json_output:
