@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, doctor, history, plan, reconcile, repair, run, schema, state, validate
+from rivet.cli import check, demo, doctor, history, init, plan, reconcile, repair, run, schema, state, validate
 
 app = typer.Typer(
     name="rivet",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command("run")(run.run_command)
 app.command("check")(check.check_command)
 app.command("doctor")(doctor.doctor_command)
+app.command("init")(init.init_command)
 app.command("demo")(demo.demo_command)
 app.command("plan")(plan.plan_command)
 app.command("apply")(plan.apply_command)
