@@ -30,9 +30,12 @@ def check_command(
         bool, typer.Option("--config-only", help="Only validate the file: no connection, no environment needed.")
     ] = False,
 ) -> None:
-    """Check each export without reading its rows: the query runs, and every column type maps.
+    """Check each export without reading its rows: every column type maps, and what a run will cost.
 
-    With --config-only the file is validated offline (for CI): keys, values, modes,
+    The preflight of each export comes from the optimizer (EXPLAIN of the query and of one chunk):
+    estimated rows and bytes, whether chunks reach their rows through an index, the longest
+    statement expected, recommended parallel and profile, a pooler in the way; verdict ok, slow,
+    scan-heavy or unsafe. With --config-only the file is validated offline (for CI): keys, values, modes,
     destinations; unset ${VAR} are reported, not failed.
 
     Exit codes: 0 fine, 1 a column is not exact (with --strict), 2 bad config,
@@ -40,6 +43,7 @@ def check_command(
     """
     from rivet.config import load_config
     from rivet.planning.export import build_plan
+    from rivet.preflight import preflight
     from rivet.sources.network import WEAK_CHANNELS, NetworkSource
     from rivet.typereport import type_report as report_of
 
@@ -51,24 +55,28 @@ def check_command(
         names = export or [e.name for e in loaded.config.exports]
         plans = [build_plan(loaded, loaded.export(name)) for name in names]
         reports = [report_of(plan) for plan in plans]
+        weighed = [] if (type_report or strict) and not json_output else [preflight(plan) for plan in plans]
         channel = plans[0].source.channel() if plans and isinstance(plans[0].source, NetworkSource) else None
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     if channel is not None:
         say(f"connection: {channel}" + (f" ({WEAK_CHANNELS[channel]})" if channel in WEAK_CHANNELS else ""))
     if json_output:
-        emit_json(
-            {"exports": [r.to_dict() for r in reports], "exact": all(r.exact for r in reports), "channel": channel}
-        )
+        exports = [
+            {**r.to_dict(), "verdict": p.verdict, "preflight": p.to_dict()}
+            for r, p in zip(reports, weighed, strict=True)
+        ]
+        emit_json({"exports": exports, "exact": all(r.exact for r in reports), "channel": channel})
     elif type_report or strict:
         print("\n\n".join(r.render() for r in reports), flush=True)
     else:
-        for r in reports:
+        for r, p in zip(reports, weighed, strict=True):
             inexact = [c for c in r.columns if c.fidelity != "exact"]
             refused = [c.column for c in r.columns if c.fidelity == "refused"]
             detail = f", {len(inexact)} not exact (see --type-report)" if inexact else ", all exact"
             mark = f"✗ refused: {', '.join(refused)};" if refused else "✓"
             say(f"{mark} {r.export}: {len(r.columns)} columns{detail}; {r.engine} reader")
+            say(f"  preflight: {p.line()}")
     if any(c.fidelity == "refused" for r in reports for c in r.columns):
         say("some columns cannot be exported: cast them in the query or set columns: overrides")
         raise typer.Exit(EXIT_DATA)
