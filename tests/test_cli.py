@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -228,3 +229,26 @@ def test_json_errors_give_one_line_per_error_with_its_export_and_a_hint(sqlite_c
     unreachable = rivet_cli("--json-errors", "run", "-c", str(secret))
     [error] = json_lines(unreachable.stderr)
     assert error["export"] == "e" and "reachable" in error["hint"] and "hunter2" not in unreachable.stderr
+
+
+def test_completions_complete_commands_and_options_in_a_real_bash(tmp_path):
+    script = rivet_cli("completions", "bash")
+    assert script.returncode == 0 and "_RIVET_COMPLETE=complete_bash" in script.stdout
+    (tmp_path / "rivet.bash").write_text(script.stdout)
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "rivet").exists()
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        shell = (
+            f"source {tmp_path / 'rivet.bash'}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            '_rivet_completion rivet; printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=60)
+        return done.stdout.split()
+
+    assert complete("rivet", "re") == ["reconcile", "repair"]
+    assert "--resume" in complete("rivet", "run", "--res")
+    assert complete("rivet", "state", "reset") == ["reset", "reset-chunks"]
+    assert rivet_cli("completions", "tcsh").returncode == 2

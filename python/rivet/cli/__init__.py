@@ -7,14 +7,28 @@ from typing import Annotated
 import typer
 
 from rivet import __version__
-from rivet.cli import check, demo, doctor, history, init, plan, reconcile, repair, run, schema, state, validate
+from rivet.cli import (
+    check,
+    completions,
+    demo,
+    doctor,
+    history,
+    init,
+    plan,
+    reconcile,
+    repair,
+    run,
+    schema,
+    state,
+    validate,
+)
 
 app = typer.Typer(
     name="rivet",
     help="Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("run")(run.run_command)
@@ -29,6 +43,7 @@ app.command("metrics")(history.metrics_command)
 app.command("journal")(history.journal_command)
 app.command("reconcile")(reconcile.reconcile_command)
 app.command("repair")(repair.repair_command)
+app.command("completions")(completions.completions_command)
 app.add_typer(state.app, name="state")
 app.add_typer(schema.app, name="schema")
 
