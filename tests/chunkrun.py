@@ -94,8 +94,13 @@ def kill_after_chunks(config: Path, done: int, *, while_reading: bool = False) -
     proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
     try:
         wait_for_done_chunks(state, done, proc=proc)
-        if while_reading:
+        while while_reading:
             wait_until(lambda: running_chunks(state) > 0, "a chunk is being read", proc)
+            # Frozen, the run cannot finish that chunk between the look and the kill.
+            proc.send_signal(signal.SIGSTOP)
+            if running_chunks(state) > 0:
+                break
+            proc.send_signal(signal.SIGCONT)
     except AssertionError as e:
         proc.kill()
         _, stderr = proc.communicate(timeout=60)

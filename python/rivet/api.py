@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from rivet import progress
+from rivet.cards import Cards
 from rivet.config import LoadedConfig, format_errors, load_config
 from rivet.config.models import RivetConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError
+from rivet.events import CallbackObserver
 from rivet.options import RunOptions
 from rivet.planning.export import build_plan
 from rivet.redact import redact_url
@@ -86,7 +90,12 @@ def export(
     plan = build_plan(loaded, config.exports[0])
     state = StateStore(state_location(Path(state_dir))) if state_dir is not None else None
     try:
-        result = run_export(plan, state)
+        # A terminal or a notebook shows the export's progress; scripts stay quiet.
+        with Cards([plan.name]) if progress.live() else nullcontext() as cards:
+            observer = CallbackObserver(cards.event) if cards is not None else None
+            result = run_export(plan, state, observer=observer)
+            if cards is not None:
+                cards.finish(result)
     finally:
         if state is not None:
             state.close()

@@ -27,7 +27,7 @@ from rivet.runinfo import iso, utc_now
 VERSION = 1
 FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "started": {"run_id": str, "mode": str},
-    "progress_init": {"total_chunks": int, "done_chunks": int},
+    "progress_init": {},
     "progress": {"rows": int},
     "retry": {"chunk": (int, type(None)), "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
     "warning": {"message": str},
@@ -48,6 +48,14 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+# Fields an event may carry, checked when present (chunked and single-stream exports differ).
+OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "progress_init": {"total_chunks": int, "done_chunks": int, "estimated_rows": (int, type(None))},
+    "progress": {"chunks_done": int, "bytes": int},
+    "finished": {"retries": int, "warnings": int},
+}
+
+
 def problems(event: object) -> list[str]:
     """What is wrong with ``event`` against the schema (empty when valid)."""
     if not isinstance(event, dict):
@@ -64,9 +72,16 @@ def problems(event: object) -> list[str]:
     for key, expected in FIELDS[kind].items():
         if key not in event:
             found.append(f"{kind} needs {key}")
-        elif not isinstance(event[key], expected) or (isinstance(event[key], bool) and expected is int):
+        elif not _is(event[key], expected):
+            found.append(f"{kind}.{key} has the wrong type")
+    for key, expected in OPTIONAL.get(kind, {}).items():
+        if key in event and not _is(event[key], expected):
             found.append(f"{kind}.{key} has the wrong type")
     return found
+
+
+def _is(value: object, expected: type | tuple[type, ...]) -> bool:
+    return isinstance(value, expected) and not (isinstance(value, bool) and expected is int)
 
 
 class Observer:

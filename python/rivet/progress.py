@@ -1,62 +1,63 @@
-"""One progress display for a chunked export: chunks done, rows, rows/s, ETA (on a terminal only)."""
+"""Where progress is shown, and the counters a chunked export keeps for it.
+
+Progress is drawn live (rich) when stderr is a terminal or the code runs in Jupyter;
+otherwise a run prints plain lines: when an export starts, every ``PLAIN_EVERY_S``
+seconds while it runs, and when it ends. The CLI turns live drawing off for --json.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from types import TracebackType
 
-# None: show progress when stderr is a terminal; the CLI sets False for --json.
+# None: decide from the environment; the CLI sets False for --json and --events.
 ENABLED: bool | None = None
+# Seconds between two plain progress lines of one export (RIVET_PROGRESS_EVERY_S overrides).
+PLAIN_EVERY_S = 10.0
 
 
-def _enabled() -> bool:
-    return sys.stderr.isatty() if ENABLED is None else ENABLED
+def live() -> bool:
+    """Whether progress is drawn in place: a terminal, or a Jupyter notebook."""
+    if ENABLED is not None:
+        return ENABLED
+    if sys.stderr.isatty():
+        return True
+    return _in_jupyter()
 
 
-class ChunkProgress:
-    """Thread-safe counters, drawn with rich when enabled."""
+def _in_jupyter() -> bool:
+    if "ipykernel" not in sys.modules:
+        return False
+    from rich.console import Console
 
-    def __init__(self, label: str, total_chunks: int, done_chunks: int = 0, *, enabled: bool = True) -> None:
+    return Console().is_jupyter
+
+
+def plain_every_s() -> float:
+    """The period of plain progress lines."""
+    try:
+        return max(0.05, float(os.environ.get("RIVET_PROGRESS_EVERY_S", PLAIN_EVERY_S)))
+    except ValueError:
+        return PLAIN_EVERY_S
+
+
+class ChunkCounter:
+    """Chunks, rows and published bytes of a chunked run, counted by its worker threads."""
+
+    def __init__(self, done_chunks: int = 0) -> None:
         self._lock = threading.Lock()
         self.chunks = done_chunks
         self.rows = 0
-        self._bar = None
-        if enabled and _enabled():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("chunks · {task.fields[rows]:,} rows · {task.fields[rate]:,.0f} rows/s"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self._task = self._bar.add_task(label, total=total_chunks, completed=done_chunks, rows=0, rate=0.0)
-            self._bar.start()
+        self.bytes = 0
 
     def advance(self, rows: int) -> None:
-        """One more chunk done with ``rows`` rows."""
+        """One more chunk read, with ``rows`` rows."""
         with self._lock:
             self.chunks += 1
             self.rows += rows
-            if self._bar is not None:
-                elapsed = self._bar.tasks[0].elapsed or 0.0
-                rate = self.rows / elapsed if elapsed else 0.0
-                self._bar.update(self._task, advance=1, rows=self.rows, rate=rate)
 
-    def __enter__(self) -> ChunkProgress:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+    def published(self, nbytes: int) -> None:
+        """A part of ``nbytes`` bytes became visible."""
+        with self._lock:
+            self.bytes += nbytes

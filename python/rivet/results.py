@@ -165,6 +165,7 @@ class ExportResult:
             f"✓ {self.name}: {self.rows:,} rows, {files}, {human_bytes(self.bytes)} "
             f"in {self.duration_s:.2f} s ({self.rows_per_second:,.0f} rows/s) via {self.engine}"
             + (f"; schema drift: {changes}" if changes else "")
+            + (f"; {self.retries} retr{'y' if self.retries == 1 else 'ies'}" if self.retries else "")
         )
 
     def __repr__(self) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 
+from rivet import progress
+from rivet.cards import Cards
 from rivet.config import LoadedConfig
 from rivet.engine import run_export
 from rivet.errors import ConfigError, exit_code_for
-from rivet.events import Observer
+from rivet.events import CallbackObserver, Observer
 from rivet.notify import send_notifications
 from rivet.options import RunOptions
 from rivet.planning.export import build_plan
@@ -30,12 +33,15 @@ def run_config(
     observer: Observer | None = None,
     on_result: Callable[[ExportResult], None] | None = None,
     notify: bool = True,
+    show_progress: bool | None = None,
 ) -> RunResult:
     """Run the selected exports (all by default). One export's failure does not stop the others.
 
     ``parallel`` is None (one after another), ``threads`` or ``processes``; the
     summary is kept in the state store. With ``notify``, the config's notifications
     are sent at the end (a child process reporting to a parent leaves them to it).
+    ``show_progress`` for exports run one after another: True shows it (live, or as
+    plain lines), None only where it can be drawn live, False never.
     """
     options = options or RunOptions()
     if parallel not in PARALLEL_MODES:
@@ -56,7 +62,12 @@ def run_config(
         results = run_threads(loaded, names, max_threads=max_parallel, options=options)
         mode = "threads"
     else:
-        results = _run_sequentially(loaded, names, options, observer, on_result)
+        shown = observer is None and (show_progress or (show_progress is None and progress.live()))
+        with Cards(names, live=None) if shown else nullcontext() as cards:
+            if cards is not None:
+                observer = CallbackObserver(cards.event)
+                on_result = _both(cards.finish, on_result)
+            results = _run_sequentially(loaded, names, options, observer, on_result)
         mode = "sequential"
     run = RunResult(
         results,
@@ -74,6 +85,17 @@ def run_config(
     if notify:
         send_notifications(loaded.config.notifications, run.exports)
     return run
+
+
+def _both(
+    first: Callable[[ExportResult], None], second: Callable[[ExportResult], None] | None
+) -> Callable[[ExportResult], None]:
+    def call(result: ExportResult) -> None:
+        first(result)
+        if second is not None:
+            second(result)
+
+    return call
 
 
 def _run_sequentially(

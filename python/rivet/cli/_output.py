@@ -22,13 +22,27 @@ def _color() -> bool:
     return sys.stderr.isatty() and "NO_COLOR" not in os.environ
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is when a line is written.
+
+    While progress is drawn live, rich replaces it, so log lines print above the bars
+    instead of through them.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup_logging() -> None:
     """Send the notices and warnings of the ``rivet`` logger to stderr as short lines."""
     import logging
 
     logger = logging.getLogger("rivet")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(_CurrentStderr())
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -24,7 +24,7 @@ def demo_command(
     try:
         config = prepare_demo(output)
         say(f"demo database and config written to {config.parent}/")
-        result = run_config(load_config(config), on_result=lambda r: say(r.summary()))
+        result = run_config(load_config(config), show_progress=True)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     if json_output:

@@ -139,7 +139,6 @@ def run_command(
         parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
         selected = [e for e in loaded.config.exports if not export or e.name in export]
         to_stdout = stdout_exports(selected, events=events, processes=parallel == "processes", validate=validate)
-        announce = None if events or parallel else (lambda r: say(r.summary()))
         result = run_config(
             loaded,
             export,
@@ -148,8 +147,8 @@ def run_command(
             max_parallel=max_processes,
             params=parse_params(param),
             observer=observer,
-            on_result=announce,
             notify=not events,
+            show_progress=not events,
         )
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter):

@@ -59,9 +59,7 @@ def run_export(
                 part_stem(plan.name, started),
             )
         if plan.is_parallel:
-            run_chunked(
-                plan, state, result, started, resume=resume, observer=events, lease=lease, display=observer is None
-            )
+            run_chunked(plan, state, result, started, resume=resume, observer=events, lease=lease)
         else:
             run_single(plan, state, result, started, events, lease)
         if result.status == "running":

@@ -37,7 +37,7 @@ from rivet.formats.base import PartWriter
 from rivet.formats.parquet import DictionaryChoice
 from rivet.manifest import part_from_record
 from rivet.planning.chunks import plan_chunks
-from rivet.progress import ChunkProgress
+from rivet.progress import ChunkCounter
 from rivet.results import ChunkRows, ExportResult
 from rivet.retry import Retrier, RetryClass, RetryPolicy
 from rivet.runinfo import current_rss_bytes, from_iso, iso, part_stem, utc_now
@@ -221,7 +221,7 @@ class ChunkPool:
         schema: pa.Schema,
         stem: str,
         snapshot: str | None,
-        progress: ChunkProgress,
+        progress: ChunkCounter,
         events: Observer,
         fast: ConnectorxScanner | None = None,
         rows: OutputRows | None = None,
@@ -315,9 +315,7 @@ class ChunkPool:
                         part.reads.append(ChunkRead(task, rows))
                         last = task.index
                         self.progress.advance(rows)
-                        self.events.emit(
-                            "progress", self.plan.name, chunks_done=self.progress.chunks, rows=self.progress.rows
-                        )
+                        self._report()
                     if part is not None and (task is None or not part.has_room(self.part_bytes)):
                         self._publish(part)
                         part = None
@@ -461,6 +459,12 @@ class ChunkPool:
         self.queue.finish(part.reads, parts)
         if self.quality is not None and part.quality is not None:
             self.quality.merge(part.quality)
+        self.progress.published(sum(p.bytes for p in parts))
+        self._report()
+
+    def _report(self) -> None:
+        counter = self.progress
+        self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
 
 
 @dataclass
@@ -496,7 +500,7 @@ class ChunkSource:
         destination: Destination,
         output_schema: pa.Schema,
         stem: str,
-        progress: ChunkProgress,
+        progress: ChunkCounter,
         events: Observer,
         rows: OutputRows,
     ) -> ChunkPool:
@@ -577,12 +581,8 @@ def run_chunked(
     resume: bool = False,
     observer: Observer | None = None,
     lease: ExportLease | None = None,
-    display: bool | None = None,
 ) -> None:
-    """Plan (or resume) the chunks, read them with the worker pool, then publish.
-
-    ``display``: draw the terminal progress (default: when no ``observer`` reports for a parent).
-    """
+    """Plan (or resume) the chunks, read them with the worker pool, then publish."""
     source = ChunkSource.open(plan)
     coordinator, schema = source.coordinator, source.schema
     run = _open_queue(plan, state, coordinator, schema, result, started, resume)
@@ -608,19 +608,16 @@ def run_chunked(
         success = destination.read_file(destination.spec.success_name)
         destination.withdraw_success()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
-        # The terminal display is for an export run on its own; a parent draws its own.
-        shown = display if display is not None else observer is None
-        with ChunkProgress(plan.name, run.total, done, enabled=shown) as progress:
-            pool = source.pool(queue, destination, output_schema, run.stem, progress, events, rows)
-            try:
-                pool.run()
-            except BaseException:
-                if queue.state is None:
-                    # Nothing can resume these parts: take them back so nothing looks complete.
-                    destination.remove([p.name for p in queue.all_parts()])
-                raise
-            finally:
-                result.engine = engine_label(source.engine, pool.fallbacks)
+        pool = source.pool(queue, destination, output_schema, run.stem, ChunkCounter(done), events, rows)
+        try:
+            pool.run()
+        except BaseException:
+            if queue.state is None:
+                # Nothing can resume these parts: take them back so nothing looks complete.
+                destination.remove([p.name for p in queue.all_parts()])
+            raise
+        finally:
+            result.engine = engine_label(source.engine, pool.fallbacks)
         result.chunks = [ChunkRows(*c) for c in queue.chunk_rows()]
         try:
             rows.finish()

@@ -35,7 +35,7 @@ from rivet.manifest import (
     schema_json,
     success_marker,
 )
-from rivet.progress import ChunkProgress
+from rivet.progress import ChunkCounter
 from rivet.results import ExportResult
 from rivet.runinfo import from_iso, iso, part_stem, utc_now
 from rivet.validate import part_problem
@@ -157,13 +157,12 @@ def execute_repair(
                 "that fit the published ones. Run the export again instead"
             )
         queue = ChunkQueue.in_memory(run_id, [Task(i, tasks[i]["query"], tasks[i]["label"]) for i in repair.chunks])
-        with ChunkProgress(plan.name, len(repair.chunks), 0, enabled=observer is None) as progress:
-            pool = source.pool(queue, destination, schema, part_stem(plan.name, now), progress, events, rows)
-            try:
-                pool.run()
-            except BaseException:
-                destination.remove([p.name for p in queue.all_parts()])
-                raise
+        pool = source.pool(queue, destination, schema, part_stem(plan.name, now), ChunkCounter(), events, rows)
+        try:
+            pool.run()
+        except BaseException:
+            destination.remove([p.name for p in queue.all_parts()])
+            raise
         new_parts = queue.all_parts()
         live = _live_parts(tasks, queue)
         previous = json.loads(manifest.raw).get("repairs", [])

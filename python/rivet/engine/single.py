@@ -92,6 +92,7 @@ def run_single(
     )
     try:
         destination.prepare(plan.name, exclusive=lease is not None)
+        events.emit("progress_init", plan.name, estimated_rows=_estimated_rows(plan, query))
         staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, rows)
         failpoints.hit("after_part_write")
         if plan.skip_empty and sum(p.rows for p in staged) == 0:
@@ -191,6 +192,20 @@ def _read_once(
     return _stage(plan, reader, destination, result, cursor, events, rows)
 
 
+def _estimated_rows(plan: ExportPlan, query: str) -> int | None:
+    """The optimizer's row estimate for the progress display (None: not known)."""
+    from rivet.planning.estimates import estimated_rows
+    from rivet.sources.network import NetworkSource
+
+    if not isinstance(plan.source, NetworkSource):
+        return None
+    try:
+        return estimated_rows(plan.source.session(), plan.source.dialect, query)
+    except Exception as e:  # noqa: BLE001 - an estimate only draws a bar; the export does not need it
+        log.info("export %s: no row estimate for the progress display: %s", plan.name, e)
+        return None
+
+
 def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
     """The connectorx scanner when ``source.engine`` picks connectorx for this export, else None."""
     if plan.engine == "native":
@@ -243,7 +258,7 @@ def _read(
             writer.write(rows(batch))
             written += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
-                events.emit("progress", plan.name, rows=written)
+                events.emit("progress", plan.name, rows=written, bytes=writer.bytes_estimate())
                 reported = time.monotonic()
         parts = writer.close()
         skipped = cursor.skipped if cursor is not None else 0
