@@ -67,6 +67,8 @@ def test_discover_chooses_modes_from_the_catalog_and_the_config_runs_as_is(pg, p
     assert "mode" not in exports["shapes"] and exports["shapes"]["columns"] == {"pt": "text"}
     assert f"# {s}.orders: " in text and "moves forward with every change" in text
 
+    doctor = run_rivet("doctor", "-c", str(config), env={"RIVET_SOURCE_URL": url})
+    assert doctor.returncode == 0, doctor.stderr
     ran = run_rivet("run", "-c", str(config), env={"RIVET_SOURCE_URL": url})
     assert ran.returncode == 0, ran.stderr
     out = tmp_path / "out"
@@ -74,6 +76,13 @@ def test_discover_chooses_modes_from_the_catalog_and_the_config_runs_as_is(pg, p
     assert sorted(i for (i,) in _rows(out / "orders", ["id"])) == list(range(1, 51))
     assert sorted(i for (i,) in _rows(out / "audit_log", ["id"])) == list(range(1, 31))
     assert _rows(out / "shapes", ["name", "pt"]) == collections.Counter({("a", "(1,2)"): 1, ("b", None): 1})
+
+    # A destination that cannot be created fails the doctor, which names it.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    config.write_text(config.read_text().replace("destination: out/big", f"destination: {blocked}/big"))
+    doctor = run_rivet("doctor", "-c", str(config), env={"RIVET_SOURCE_URL": url})
+    assert doctor.returncode == 1 and f"✗ destination {blocked}/big: write:" in doctor.stderr, doctor.stderr
 
     refused = run_rivet("init", "--source", url, "--schema", s, "-o", str(config))
     assert refused.returncode != 0 and "exists" in refused.stderr

@@ -4,9 +4,8 @@ From the EXPLAIN of the export's query and of one of its chunks (planned as a ru
 plans them, without scanning): the estimated rows and bytes, whether a chunk reaches
 its rows through an index, the longest statement expected, and a verdict:
 
-- ``unsafe``: the run would be cut short or lose its guarantees (a statement longer
-  than the statement timeout; a pooler that moves consecutive statements between
-  server connections);
+- ``unsafe``: the run would be cut short (a statement longer than the statement
+  timeout);
 - ``scan-heavy``: every chunk scans the whole table (the chunk key leads no index);
 - ``slow``: one stream would hold a transaction for long (chunk it, with parallel);
 - ``ok``;
@@ -221,11 +220,12 @@ def _pooler(session: Any, kind: str, found: Preflight) -> str | None:
         if kind == "postgres":
             pids = {session.query("SELECT pg_backend_pid()")[0][0] for _ in range(4)}
             if len(pids) > 1:
-                found.flag(
-                    "unsafe",
+                # rivet reads inside transactions (cursor, SET LOCAL timeouts, imported snapshots), which a
+                # transaction pool keeps on one server connection: exact, but each read holds a slot.
+                found.reasons.append(
                     "consecutive statements reached different server connections (a pooler in transaction "
-                    "mode, such as PgBouncer): snapshots shared by workers and session timeouts do not hold; "
-                    "connect rivet to the server or to a session-mode pool",
+                    "mode, such as PgBouncer): each read holds a pool slot until it commits; size the pool "
+                    "for parallel + 1 connections, or connect rivet to the server"
                 )
                 return "transaction pooling"
             return None
