@@ -85,6 +85,7 @@ def test_a_terminal_shows_a_bar_per_export_and_one_for_the_run(pg, pg_table, tmp
 @pytest.mark.postgres
 def test_without_a_terminal_progress_is_plain_periodic_lines(pg, pg_table, tmp_path):
     config = _slow_pg_config(pg, pg_table, tmp_path)
+    config.write_text(config.read_text().replace("{retry_backoff_ms: 10}", "{retry_backoff_ms: 10, throttle_ms: 5}"))
     ran = run_rivet("run", "-c", str(config), env={"RIVET_PROGRESS_EVERY_S": "0.2"})
     assert ran.returncode == 0, ran.stderr
     lines = ran.stderr.splitlines()
@@ -92,6 +93,7 @@ def test_without_a_terminal_progress_is_plain_periodic_lines(pg, pg_table, tmp_p
     periodic = [line for line in lines if re.match(r"▸ slow \[chunked\]: \d+%, \d+/\d+ chunks, [\d,]+ rows", line)]
     end = next(i for i, line in enumerate(lines) if line.startswith("✓ slow: 40 rows"))
     assert periodic and start < lines.index(periodic[0]) < end
+    assert "throttled 5 ms/batch" in periodic[0]
     assert "\x1b" not in ran.stderr
 
 

@@ -32,6 +32,7 @@ class Card:
     total_chunks: int | None = None
     estimated_rows: int | None = None
     retries: int = 0
+    throttle_ms: int = 0
     started: float | None = None
     result: ExportResult | None = None
     notes: list[str] = field(default_factory=list)
@@ -62,6 +63,8 @@ class Card:
             parts.append(human_bytes(self.bytes))
         if self.retries:
             parts.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        if self.throttle_ms:
+            parts.append(f"throttled {self.throttle_ms} ms/batch")
         return " · ".join(parts)
 
     def line(self) -> str:
@@ -105,6 +108,7 @@ class Cards:
             kind = event.get("type")
             if kind == "started":
                 card.state, card.mode, card.started = "running", str(event.get("mode", "")), time.monotonic()
+                card.throttle_ms = int(event.get("throttle_ms") or 0)
                 self._say(f"▸ {card.name} started ({card.mode})")
                 self._printed[card.name] = time.monotonic()
             elif kind == "progress_init":

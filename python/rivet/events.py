@@ -50,6 +50,7 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 # Fields an event may carry, checked when present (chunked and single-stream exports differ).
 OPTIONAL: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "started": {"throttle_ms": int},
     "progress_init": {"total_chunks": int, "done_chunks": int, "estimated_rows": (int, type(None))},
     "progress": {"chunks_done": int, "bytes": int},
     "finished": {"retries": int, "warnings": int},

@@ -43,7 +43,7 @@ def run_export(
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
     events = Journal(observer)
     lease = ExportLease(state, plan.name, result.run_id, wait=wait) if state is not None else None
-    events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode)
+    events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode, throttle_ms=plan.tuning.throttle_ms)
     try:
         if lease is not None and state is not None:
             lease.acquire()
