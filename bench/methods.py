@@ -226,6 +226,30 @@ def polars_uri(url: str, table: str, out: Path) -> int:
     return frame.height
 
 
+def rivet_read_polars(url: str, table: str, out: Path) -> int:
+    """rivet.read_polars with parallel: 2 (into memory, no files)."""
+    import rivet
+
+    del out
+    return rivet.read_polars(_rivet_source(url), table=table, parallel=2).height
+
+
+def polars_read_cx(url: str, table: str, out: Path) -> int:
+    """polars.read_database_uri with the connectorx engine (into memory, no files)."""
+    import polars as pl
+
+    del out
+    return pl.read_database_uri(f"SELECT * FROM {table}", url, engine="connectorx").height
+
+
+def connectorx_arrow(url: str, table: str, out: Path) -> int:
+    """connectorx.read_sql(return_type="arrow") (into memory, no files)."""
+    import connectorx as cx
+
+    del out
+    return int(cx.read_sql(url, f"SELECT * FROM {table}", return_type="arrow").num_rows)
+
+
 METHODS: dict[str, Callable[[str, str, Path], int]] = {
     "copy_devnull": copy_devnull,
     "rivet": rivet_full,
@@ -234,6 +258,9 @@ METHODS: dict[str, Callable[[str, str, Path], int]] = {
     "rivet_chunked_query": rivet_chunked_query,
     "rivet_chunked_cx": rivet_chunked_cx,
     "rivet_partitioned": rivet_partitioned,
+    "rivet_read_polars": rivet_read_polars,
+    "polars_read_cx": polars_read_cx,
+    "connectorx_arrow": connectorx_arrow,
     "mysql_floor": mysql_floor,
     "duckdb_mysql": duckdb_mysql,
     "connectorx": connectorx_stream,

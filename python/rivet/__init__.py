@@ -37,16 +37,19 @@ __all__ = [
     "UnsupportedTypeError",
     "__version__",
     "export",
+    "read",
+    "read_polars",
     "run",
+    "stream",
 ]
 
 if TYPE_CHECKING:
-    from rivet.api import export, run
+    from rivet.api import export, read, read_polars, run, stream
     from rivet.results import ExportResult, RunResult
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("export", "run"):
+    if name in ("export", "read", "read_polars", "run", "stream"):
         from rivet import api
 
         return getattr(api, name)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -24,6 +24,9 @@ from rivet.results import ExportResult, RunResult
 from rivet.runner import run_config
 from rivet.state import StateStore, state_location
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
@@ -40,6 +43,129 @@ def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
         f"source: cannot tell what '{redact_url(source)}' is; pass a postgresql://, mysql:// or sqlite:/// URL, "
         "a SQLite file path, or a dict in the rivet.yaml source form"
     )
+
+
+def _plan(
+    source: str | Mapping[str, Any], query: str | None, table: str | None, entry: dict[str, Any], what: str
+) -> Any:
+    """The plan of one export (or read) given as keyword arguments."""
+    entry = {**entry, **{k: v for k, v in (("query", query), ("table", table)) if v is not None}}
+    raw = {"source": _source_settings(source), "exports": [entry]}
+    try:
+        config = RivetConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"invalid {what} arguments\n" + format_errors(e, raw)) from None
+    loaded = LoadedConfig(config=config, path=None, base_dir=Path.cwd(), variables=dict(os.environ))
+    return build_plan(loaded, config.exports[0])
+
+
+def _read_plan(
+    source: str | Mapping[str, Any],
+    query: str | None,
+    table: str | None,
+    parallel: int,
+    chunk_column: str | None,
+    columns: Mapping[str, str] | None,
+    engine: str,
+    tuning: Mapping[str, Any] | None,
+) -> Any:
+    settings = _source_settings(source)
+    settings = {**settings, "engine": engine}
+    entry: dict[str, Any] = {
+        "name": (table.split(".")[-1] if table else "read"),
+        "destination": "memory://rivet-read",  # never written: a read keeps its rows in memory
+        "columns": dict(columns or {}),
+    }
+    if chunk_column is not None:
+        entry |= {"mode": "chunked", "chunk_column": chunk_column, "parallel": parallel}
+    elif parallel > 1:
+        entry |= {"parallel": parallel} if table is not None else {"mode": "chunked", "parallel": parallel}
+    if parallel > 1 and settings["type"] == "postgres":
+        entry["snapshot"] = "consistent"  # the workers read one snapshot, as one statement would
+    if tuning:
+        entry["tuning"] = dict(tuning)
+    return _plan(settings, query, table, entry, "read")
+
+
+def read(
+    source: str | Mapping[str, Any],
+    *,
+    query: str | None = None,
+    table: str | None = None,
+    parallel: int = 1,
+    chunk_column: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    engine: str = "native",
+    tuning: Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """Read a query or table into an Arrow table, with the types and checks of an export.
+
+    Args:
+        source: as for :func:`export`.
+        query: the SQL to read (or give ``table``).
+        table: ``[schema.]table`` to read whole.
+        parallel: worker connections. Above 1, a table on PostgreSQL is split by pages, a
+            query (or a MySQL table) by ``chunk_column`` (default: the table's primary key);
+            PostgreSQL workers share one snapshot.
+        chunk_column: split the read into key ranges of this column.
+        columns: type overrides, as ``columns:`` in rivet.yaml.
+        engine: ``native`` (default), ``auto`` or ``connectorx``.
+        tuning: as ``tuning:`` in rivet.yaml.
+
+    Raises:
+        ConfigError: invalid arguments. RivetError: the read failed (no partial table is returned).
+    """
+    from rivet.reading import read_table
+
+    return read_table(_read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning))
+
+
+def read_polars(
+    source: str | Mapping[str, Any],
+    *,
+    query: str | None = None,
+    table: str | None = None,
+    parallel: int = 1,
+    chunk_column: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    engine: str = "native",
+    tuning: Mapping[str, Any] | None = None,
+) -> Any:
+    """Like :func:`read`, as a polars DataFrame (from the Arrow table, without copying)."""
+    try:
+        import polars as pl
+    except ImportError:
+        raise ConfigError('read_polars needs polars: pip install "rivet[polars]"') from None
+    table_ = read(
+        source,
+        query=query,
+        table=table,
+        parallel=parallel,
+        chunk_column=chunk_column,
+        columns=columns,
+        engine=engine,
+        tuning=tuning,
+    )
+    return pl.from_arrow(table_, rechunk=False)
+
+
+def stream(
+    source: str | Mapping[str, Any],
+    *,
+    query: str | None = None,
+    table: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    tuning: Mapping[str, Any] | None = None,
+) -> Any:
+    """A consume-once stream of bounded Arrow batches (``__arrow_c_stream__``) of one read.
+
+    ``pyarrow.RecordBatchReader.from_stream(s)``, ``polars.from_arrow(s)``, ``duckdb.sql("FROM s")``
+    take it; the counts are checked when the last batch has been read.
+    """
+    from rivet.reading import BatchStream
+
+    plan = _read_plan(source, query, table, 1, None, columns, "native", tuning)
+    return BatchStream(plan.source.scan(plan.query, plan.overrides, plan.tuning), f"stream {plan.name}")
 
 
 def export(
@@ -79,15 +205,7 @@ def export(
     """
     export_name = name or (table.split(".")[-1] if table else "export")
     entry: dict[str, Any] = {"name": export_name, "format": format, "mode": mode, "destination": destination}
-    entry.update({k: v for k, v in (("query", query), ("table", table)) if v is not None})
-    entry.update(options)
-    raw = {"source": _source_settings(source), "exports": [entry]}
-    try:
-        config = RivetConfig.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError("invalid export arguments\n" + format_errors(e, raw)) from None
-    loaded = LoadedConfig(config=config, path=None, base_dir=Path.cwd(), variables=dict(os.environ))
-    plan = build_plan(loaded, config.exports[0])
+    plan = _plan(source, query, table, entry | options, "export")
     state = StateStore(state_location(Path(state_dir))) if state_dir is not None else None
     try:
         # A terminal or a notebook shows the export's progress; scripts stay quiet.

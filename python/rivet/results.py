@@ -171,6 +171,42 @@ class ExportResult:
     def __repr__(self) -> str:
         return f"ExportResult({self.summary()})"
 
+    def to_arrow(self) -> pa.Table:
+        """Every row this export published, read back from its Parquet parts (local or any fsspec URL)."""
+        import fsspec
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._readable()
+        tables = []
+        for url in self.files:
+            with fsspec.open(url, "rb") as f:
+                tables.append(pq.read_table(f))
+        if not tables:
+            return self.schema.empty_table() if self.schema is not None else pa.table({})
+        return pa.concat_tables(tables)
+
+    def to_polars(self) -> Any:
+        """Like :meth:`to_arrow`, as a polars DataFrame."""
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow(), rechunk=False)
+
+    def scan(self) -> Any:
+        """A polars LazyFrame over the published parts (nothing is read until it is collected)."""
+        import polars as pl
+
+        self._readable()
+        return pl.scan_parquet(list(self.files))
+
+    def _readable(self) -> None:
+        from rivet.errors import ConfigError
+
+        if not self.ok:
+            raise ConfigError(f"export {self.name} {self.status}: it published nothing to read")
+        if any(not url.endswith(".parquet") for url in self.files):
+            raise ConfigError(f"export {self.name} wrote CSV: read its files with a CSV reader")
+
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"

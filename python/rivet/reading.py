@@ -1,0 +1,131 @@
+"""Reading a query or table into memory: one stream, or chunks read by parallel workers.
+
+The same plan, types, overrides and refusals as an export; the same source safety
+(read-only snapshot, timeouts, bounded statements per chunk). With ``parallel`` a
+PostgreSQL read shares one exported snapshot between its workers. Every read is
+checked as an export's is: the rows the server sent, the rows decoded, the rows kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from rivet.engine.integrity import check_read
+
+if TYPE_CHECKING:
+    from rivet.planning.export import ExportPlan
+
+
+def read_table(plan: ExportPlan) -> pa.Table:
+    """Every row of the plan's query, as one Arrow table (chunks in key order)."""
+    if not plan.is_parallel:
+        reader = plan.source.scan(plan.query, plan.overrides, plan.tuning)
+        try:
+            batches = _drain(reader, f"read {plan.name}")
+            return pa.Table.from_batches(batches, schema=pa.schema(reader))
+        finally:
+            reader.close()
+    return _read_chunks(plan)
+
+
+def _drain(reader: Any, where: str) -> list[pa.RecordBatch]:
+    """Every batch of ``reader``, checked against the counts the server and the reader kept."""
+    batches = []
+    while (batch := reader.next_batch()) is not None:
+        batches.append(pa.record_batch(batch))
+    check_read(reader, sum(b.num_rows for b in batches), where)
+    return batches
+
+
+def _read_chunks(plan: ExportPlan) -> pa.Table:
+    from rivet.engine.chunked import ChunkSource, _scan_options
+    from rivet.planning.chunks import plan_chunks
+
+    source = ChunkSource.open(plan)
+    source_schema = source.schema
+    chunks = plan_chunks(plan, source.coordinator, source.schema)
+    options = _scan_options(plan, source.snapshot)
+    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    local = threading.local()
+    sessions: list[Any] = []  # kept so every worker's connection closes when the read ends
+    readers: dict[int, Any] = {}
+    lock = threading.Lock()
+
+    def read(index: int) -> list[pa.RecordBatch]:
+        if not hasattr(local, "session"):
+            local.session = plan.source.session()  # type: ignore[union-attr]
+            with lock:
+                sessions.append(local.session)
+        chunk = chunks[index]
+        reader = local.session.scan(chunk.query, plan.query, options, decimal, text)
+        with lock:
+            readers[index] = reader
+        try:
+            return _drain(reader, f"read {plan.name} chunk {chunk.index} {chunk.label}")
+        finally:
+            with lock:
+                readers.pop(index, None)
+            reader.close()
+
+    pool = ThreadPoolExecutor(max_workers=plan.parallel, thread_name_prefix="rivet-read")
+    try:
+        parts = list(pool.map(read, range(len(chunks))))
+    except BaseException:
+        # Ctrl-C or a failed chunk: stop the chunks still reading, then let the workers go.
+        with lock:
+            for reader in readers.values():
+                reader.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        sessions.clear()
+        del source
+    schema = next((part[0].schema for part in parts if part), source_schema)
+    return pa.Table.from_batches([b for part in parts for b in part], schema=schema)
+
+
+class BatchStream:
+    """A consume-once stream of bounded batches, for any Arrow consumer (``__arrow_c_stream__``).
+
+    Batches come one at a time from the reader, which returns to Python between them,
+    so Ctrl-C stops a consumer that waits on the stream. The read's counts are checked
+    when the last batch has been taken; a stream left unfinished is closed with ``close()``.
+    """
+
+    def __init__(self, reader: Any, where: str) -> None:
+        self._reader = reader
+        self._where = where
+        self._taken = False
+        self.schema = pa.schema(reader)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        rows = 0
+        try:
+            while (batch := self._reader.next_batch()) is not None:
+                record_batch = pa.record_batch(batch)
+                rows += record_batch.num_rows
+                yield record_batch
+            check_read(self._reader, rows, self._where)
+        finally:
+            self._reader.close()
+
+    def reader(self) -> pa.RecordBatchReader:
+        """The stream as a pyarrow RecordBatchReader (once)."""
+        if self._taken:
+            raise RuntimeError(f"{self._where}: the stream was consumed already; read again for another")
+        self._taken = True
+        return pa.RecordBatchReader.from_batches(self.schema, self._batches())
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow C stream of the batches (consume-once)."""
+        return self.reader().__arrow_c_stream__(requested_schema)
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._reader.cancel()
+        self._reader.close()

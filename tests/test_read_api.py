@@ -1,0 +1,122 @@
+"""rivet.read / read_polars / stream, and results read back: the rows and exact types of the source."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import hashlib
+import sqlite3
+from decimal import Decimal
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import rivet
+from rivet.errors import ConfigError, UnsupportedTypeError
+from tests.conftest import MYSQL_URL, my_query, pg_url
+
+
+@pytest.fixture
+def pg_orders(pg, pg_table) -> str:
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, amount numeric(12,3), at timestamptz, note text)")
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, i * 1.125, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', "
+        "CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i END FROM generate_series(1, 20000) i"
+    )
+    pg.execute(f"ANALYZE {table}")
+    return table
+
+
+def _source_rows(pg, table: str) -> collections.Counter:
+    return collections.Counter(pg.execute(f"SELECT id, amount, at, note FROM {table}").fetchall())
+
+
+def _rows(table: pa.Table) -> collections.Counter:
+    return collections.Counter(zip(*(table.column(c).to_pylist() for c in ("id", "amount", "at", "note")), strict=True))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "how",
+    [{}, {"parallel": 2}, {"parallel": 2, "chunk_column": "id", "as_query": True}],
+    ids=["one-stream", "pages", "key-ranges-of-a-query"],
+)
+def test_read_gives_every_row_with_exact_types(pg, pg_orders, how):
+    options = dict(how)
+    as_query = options.pop("as_query", False)
+    target = {"query": f"SELECT * FROM {pg_orders}"} if as_query else {"table": pg_orders}
+    table = rivet.read(pg_url(), **target, **options)
+    assert table.schema.field("amount").type == pa.decimal128(12, 3)
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert _rows(table) == _source_rows(pg, pg_orders)
+    assert table.num_rows == 20000
+
+
+@pytest.mark.postgres
+def test_read_polars_and_stream(pg, pg_orders):
+    frame = rivet.read_polars(pg_url(), table=pg_orders, parallel=2)
+    assert frame.schema["amount"] == pl.Decimal(12, 3) and frame.height == 20000
+    assert frame["amount"].sum() == Decimal("225011250.000")
+
+    stream = rivet.stream(pg_url(), query=f"SELECT id, amount FROM {pg_orders} ORDER BY id", tuning={"batch_size": 500})
+    reader = pa.RecordBatchReader.from_stream(stream)
+    batches = list(reader)
+    assert len(batches) >= 40 and max(b.num_rows for b in batches) <= 500  # bounded batches, one at a time
+    assert sum(b.num_rows for b in batches) == 20000
+    with pytest.raises(RuntimeError, match="consumed already"):
+        pa.RecordBatchReader.from_stream(stream)
+    relation = duckdb.from_arrow(rivet.stream(pg_url(), query=f"SELECT id FROM {pg_orders}"))
+    assert relation.aggregate("count(*), sum(id)").fetchone() == (20000, 200010000)
+
+
+@pytest.mark.postgres
+def test_reads_refuse_what_exports_refuse(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int, pt point)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, point(1, 2))")
+    with pytest.raises(UnsupportedTypeError, match="pt"):
+        rivet.read(pg_url(), table=table)
+    assert rivet.read(pg_url(), table=table, columns={"pt": "text"}).column("pt").to_pylist() == ["(1,2)"]
+    with pytest.raises(ConfigError, match="chunk_column"):
+        rivet.read(pg_url(), query=f"SELECT * FROM {table}", parallel=2)
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER)")
+    with pytest.raises(ConfigError, match="need a postgres or mysql source"):
+        rivet.read(str(db), table="t", parallel=2)
+
+
+@pytest.mark.mysql
+def test_read_on_mariadb_in_key_ranges(my_table, my_conn):
+    table = my_table("CREATE TABLE {t} (id int PRIMARY KEY, price decimal(10,2), at datetime(6))")
+    with my_conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {table} VALUES (%s, %s, %s)",
+            [(i, Decimal(i) / 4, dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i)) for i in range(1, 3001)],
+        )
+    read = rivet.read(MYSQL_URL, table=table, parallel=2)
+    assert read.schema.field("price").type == pa.decimal128(10, 2)
+    got = collections.Counter(zip(*(read.column(c).to_pylist() for c in ("id", "price", "at")), strict=True))
+    assert got == collections.Counter(my_query(my_conn, f"SELECT id, price, at FROM {table}"))
+
+
+def test_read_a_sqlite_file_and_read_back_an_export(tmp_path):
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER, name TEXT)")
+        conn.executemany(
+            "INSERT INTO items VALUES (?, ?)", [(i, hashlib.md5(str(i).encode()).hexdigest()) for i in range(1, 5001)]
+        )
+    table = rivet.read(str(db), query="SELECT id, name FROM items WHERE id > 50")
+    assert table.column("id").to_pylist() == list(range(51, 5001))
+    result = rivet.export(
+        str(db), table="items", destination=str(tmp_path / "out"), max_file_size="16KB", tuning={"batch_size": 500}
+    )
+    assert len(result.files) > 1
+    assert sorted(result.to_arrow().column("id").to_pylist()) == list(range(1, 5001))
+    assert result.to_polars().height == 5000
+    assert result.scan().filter(pl.col("id") > 4990).collect().height == 10
+    csv = rivet.export(str(db), table="items", destination=str(tmp_path / "csv"), format="csv")
+    with pytest.raises(ConfigError, match="wrote CSV"):
+        csv.to_arrow()
