@@ -136,17 +136,20 @@ def read_polars(
         import polars as pl
     except ImportError:
         raise ConfigError('read_polars needs polars: pip install "rivet[polars]"') from None
-    table_ = read(
-        source,
-        query=query,
-        table=table,
-        parallel=parallel,
-        chunk_column=chunk_column,
-        columns=columns,
-        engine=engine,
-        tuning=tuning,
-    )
-    return pl.from_arrow(table_, rechunk=False)
+    from rivet.reading import read_batches
+
+    plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning)
+    # Each batch becomes polars as it arrives (strings are copied into polars' layout), so the
+    # Arrow batch goes at once: the result is held once, not twice.
+    def frame(batch: pa.RecordBatch) -> pl.DataFrame:
+        converted = pl.from_arrow(batch, rechunk=False)
+        assert isinstance(converted, pl.DataFrame)
+        return converted
+
+    schema, frames = read_batches(plan, frame)
+    if not frames:
+        return pl.from_arrow(schema.empty_table())
+    return pl.concat(frames, rechunk=False)
 
 
 def stream(

@@ -9,9 +9,9 @@ checked as an export's is: the rows the server sent, the rows decoded, the rows 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -20,34 +20,47 @@ from rivet.engine.integrity import check_read
 if TYPE_CHECKING:
     from rivet.planning.export import ExportPlan
 
+T = TypeVar("T")
+
 
 def read_table(plan: ExportPlan) -> pa.Table:
     """Every row of the plan's query, as one Arrow table (chunks in key order)."""
+    schema, batches = read_batches(plan, lambda batch: batch)
+    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
+
+
+def read_batches(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T]) -> tuple[pa.Schema, list[T]]:
+    """The read's schema, and ``keep`` of each of its batches, in order (chunks in key order).
+
+    ``keep`` turns each batch into what the caller holds (a polars frame, say) as soon as it
+    arrives, so the Arrow batch can go: memory holds the result once, not twice.
+    """
     if not plan.is_parallel:
         reader = plan.source.scan(plan.query, plan.overrides, plan.tuning)
         try:
-            batches = _drain(reader, f"read {plan.name}")
-            return pa.Table.from_batches(batches, schema=pa.schema(reader))
+            return pa.schema(reader), _drain(reader, f"read {plan.name}", keep)
         finally:
             reader.close()
-    return _read_chunks(plan)
+    return _read_chunks(plan, keep)
 
 
-def _drain(reader: Any, where: str) -> list[pa.RecordBatch]:
-    """Every batch of ``reader``, checked against the counts the server and the reader kept."""
-    batches = []
+def _drain(reader: Any, where: str, keep: Callable[[pa.RecordBatch], T]) -> list[T]:
+    """``keep`` of every batch of ``reader``, checked against the counts the server and the reader kept."""
+    kept, rows = [], 0
     while (batch := reader.next_batch()) is not None:
-        batches.append(pa.record_batch(batch))
-    check_read(reader, sum(b.num_rows for b in batches), where)
-    return batches
+        record_batch = pa.record_batch(batch)
+        rows += record_batch.num_rows
+        kept.append(keep(record_batch))
+    check_read(reader, rows, where)
+    return kept
 
 
-def _read_chunks(plan: ExportPlan) -> pa.Table:
+def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T]) -> tuple[pa.Schema, list[T]]:
     from rivet.engine.chunked import ChunkSource, _scan_options
     from rivet.planning.chunks import plan_chunks
 
     source = ChunkSource.open(plan)
-    source_schema = source.schema
+    schema = source.schema
     chunks = plan_chunks(plan, source.coordinator, source.schema)
     options = _scan_options(plan, source.snapshot)
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
@@ -56,7 +69,7 @@ def _read_chunks(plan: ExportPlan) -> pa.Table:
     readers: dict[int, Any] = {}
     lock = threading.Lock()
 
-    def read(index: int) -> list[pa.RecordBatch]:
+    def read(index: int) -> list[T]:
         if not hasattr(local, "session"):
             local.session = plan.source.session()  # type: ignore[union-attr]
             with lock:
@@ -66,7 +79,7 @@ def _read_chunks(plan: ExportPlan) -> pa.Table:
         with lock:
             readers[index] = reader
         try:
-            return _drain(reader, f"read {plan.name} chunk {chunk.index} {chunk.label}")
+            return _drain(reader, f"read {plan.name} chunk {chunk.index} {chunk.label}", keep)
         finally:
             with lock:
                 readers.pop(index, None)
@@ -85,8 +98,7 @@ def _read_chunks(plan: ExportPlan) -> pa.Table:
         pool.shutdown(wait=True, cancel_futures=True)
         sessions.clear()
         del source
-    schema = next((part[0].schema for part in parts if part), source_schema)
-    return pa.Table.from_batches([b for part in parts for b in part], schema=schema)
+    return schema, [kept for part in parts for kept in part]
 
 
 class BatchStream:
