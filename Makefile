@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check python tests bench
 	$(VENV)/bin/ruff format --check python tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m mypy.stubtest rivet._native
 	cargo fmt --all --check
 	cargo clippy --locked --all-targets -- -D warnings
 

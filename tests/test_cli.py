@@ -66,7 +66,8 @@ def test_version_matches_the_package_and_the_native_module() -> None:
 
     proc = rivet_cli("--version")
     assert proc.returncode == 0
-    assert proc.stdout.strip() == f"rivet {rivet.__version__}"
+    expected = f"rivet {rivet.__version__} (native module {_native.__version__}, {_native.build_profile} build)"
+    assert proc.stdout.strip() == expected
     assert _native.__version__ == rivet.__version__
 
 

@@ -1,10 +1,26 @@
 """Type stubs for the private native module. Users never import it; see rivet.export."""
 
-from typing import Any
+from typing import Any, final
+
+from typing_extensions import Self
+
+__all__ = [
+    "ArrowBatch",
+    "ArrowSchema",
+    "BatchReader",
+    "MySession",
+    "PgSession",
+    "__version__",
+    "build_profile",
+    "describe_sqlite",
+    "scan_sqlite",
+    "with_meta_columns",
+]
 
 __version__: str
 build_profile: str
 
+@final
 class ArrowBatch:
     """One record batch, exported through the Arrow PyCapsule interface."""
 
@@ -12,11 +28,13 @@ class ArrowBatch:
     def num_rows(self) -> int: ...
     def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
 
+@final
 class ArrowSchema:
     """A schema, exported through the Arrow PyCapsule interface."""
 
     def __arrow_c_schema__(self) -> object: ...
 
+@final
 class BatchReader:
     """A consume-once stream of bounded record batches decoded on a background thread."""
 
@@ -34,10 +52,11 @@ class BatchReader:
     def cancel(self) -> None: ...
     def close(self) -> None: ...
 
-class _Session:
-    """One reusable connection for planning queries and chunk scans (stub-only base)."""
+@final
+class PgSession:
+    """A reusable PostgreSQL connection for planning queries and chunk scans."""
 
-    def __init__(self, conn: dict[str, Any]) -> None: ...
+    def __new__(cls, conn: dict[str, Any]) -> Self: ...
     @property
     def channel(self) -> str: ...
     def query(self, sql: str) -> list[list[str | None]]: ...
@@ -54,11 +73,26 @@ class _Session:
         text_overrides: list[str],
     ) -> BatchReader: ...
 
-class PgSession(_Session):
-    """A PostgreSQL connection."""
+@final
+class MySession:
+    """A reusable MySQL/MariaDB connection for planning queries and chunk scans."""
 
-class MySession(_Session):
-    """A MySQL/MariaDB connection."""
+    def __new__(cls, conn: dict[str, Any]) -> Self: ...
+    @property
+    def channel(self) -> str: ...
+    def query(self, sql: str) -> list[list[str | None]]: ...
+    def origins(self, query: str) -> list[tuple[str, str] | None]: ...
+    def describe(
+        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
+    ) -> ArrowSchema: ...
+    def scan(
+        self,
+        query: str,
+        describe_as: str | None,
+        options: dict[str, Any],
+        decimal_overrides: dict[str, tuple[int, int]],
+        text_overrides: list[str],
+    ) -> BatchReader: ...
 
 def scan_sqlite(path: str, query: str, options: dict[str, Any], type_overrides: dict[str, str]) -> BatchReader: ...
 def describe_sqlite(path: str, query: str, type_overrides: dict[str, str]) -> ArrowSchema: ...

@@ -139,6 +139,7 @@ def read_polars(
     from rivet.reading import read_batches
 
     plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning)
+
     # Each batch becomes polars as it arrives (strings are copied into polars' layout), so the
     # Arrow batch goes at once: the result is held once, not twice.
     def frame(batch: pa.RecordBatch) -> pl.DataFrame:

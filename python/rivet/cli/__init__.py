@@ -50,7 +50,9 @@ app.add_typer(schema.app, name="schema")
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"rivet {__version__}")
+        from rivet import _native
+
+        typer.echo(f"rivet {__version__} (native module {_native.__version__}, {_native.build_profile} build)")
         raise typer.Exit()
 
 
