@@ -120,3 +120,23 @@ def test_read_a_sqlite_file_and_read_back_an_export(tmp_path):
     csv = rivet.export(str(db), table="items", destination=str(tmp_path / "csv"), format="csv")
     with pytest.raises(ConfigError, match="wrote CSV"):
         csv.to_arrow()
+
+
+def test_misusing_a_native_reader_is_a_rivet_error(tmp_path):
+    """A reader consumed twice, or bad options, raise errors of rivet's tree (not bare RuntimeError)."""
+    from rivet import _native
+    from rivet.errors import InternalError, RivetError
+
+    db = tmp_path / "db.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER)")
+    from rivet.sources.base import scan_options
+    from rivet.tuning import PROFILES
+
+    reader = _native.scan_sqlite(str(db), "SELECT id FROM t", scan_options(PROFILES["balanced"]), {})
+    pa.RecordBatchReader.from_stream(reader).read_all()
+    with pytest.raises(InternalError, match="already consumed") as raised:
+        pa.RecordBatchReader.from_stream(reader)
+    assert isinstance(raised.value, RivetError) and isinstance(raised.value, RuntimeError)
+    with pytest.raises(ConfigError, match="unknown read method"):
+        _native.scan_sqlite(str(db), "SELECT id FROM t", {**scan_options(PROFILES["balanced"]), "method": "x"}, {})

@@ -187,3 +187,10 @@ def hint_for(error: BaseException | str | None) -> str | None:
         if cls.__name__ in HINTS:
             return HINTS[cls.__name__]
     return None
+
+
+class InternalError(RivetError, RuntimeError):
+    """The native module refused a use (a reader read twice, or by two threads) or failed inside.
+
+    Also a RuntimeError, as it was before it joined the tree.
+    """

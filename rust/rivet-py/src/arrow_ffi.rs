@@ -7,9 +7,10 @@ use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::{Array, RecordBatch, RecordBatchReader, StructArray};
 use arrow_schema::{ArrowError, SchemaRef};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
+
+use crate::errors::InternalError;
 
 const SCHEMA: &CStr = c"arrow_schema";
 const ARRAY: &CStr = c"arrow_array";
@@ -18,7 +19,7 @@ const STREAM: &CStr = c"arrow_array_stream";
 /// A schema as an `arrow_schema` capsule.
 pub fn schema_capsule<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyCapsule>> {
     let ffi = FFI_ArrowSchema::try_from(schema.as_ref())
-        .map_err(|e| PyValueError::new_err(format!("exporting the schema failed: {e}")))?;
+        .map_err(|e| InternalError::new_err(format!("exporting the schema failed: {e}")))?;
     PyCapsule::new_with_value(py, ffi, SCHEMA)
 }
 
@@ -29,7 +30,7 @@ pub fn batch_capsules<'py>(
 ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
     let data = StructArray::from(batch.clone()).into_data();
     let (array, schema) = to_ffi(&data)
-        .map_err(|e| PyValueError::new_err(format!("exporting a batch failed: {e}")))?;
+        .map_err(|e| InternalError::new_err(format!("exporting a batch failed: {e}")))?;
     Ok((
         PyCapsule::new_with_value(py, schema, SCHEMA)?,
         PyCapsule::new_with_value(py, array, ARRAY)?,
@@ -57,9 +58,9 @@ pub fn import_batch(object: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
         let owned = FFI_ArrowArray::from_raw(array_ptr.as_ptr());
         from_ffi(owned, schema_ptr.as_ref())
     }
-    .map_err(|e| PyValueError::new_err(format!("importing a batch failed: {e}")))?;
+    .map_err(|e| InternalError::new_err(format!("importing a batch failed: {e}")))?;
     if !matches!(data.data_type(), arrow_schema::DataType::Struct(_)) {
-        return Err(PyValueError::new_err(
+        return Err(InternalError::new_err(
             "expected a record batch (a struct array)",
         ));
     }

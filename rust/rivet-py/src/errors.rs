@@ -12,6 +12,7 @@ pyo3::import_exception!(rivet.errors, DataError);
 pyo3::import_exception!(rivet.errors, RivetError);
 pyo3::import_exception!(rivet.errors, CancelledError);
 pyo3::import_exception!(rivet.errors, IntegrityError);
+pyo3::import_exception!(rivet.errors, InternalError);
 
 fn build(cls: Bound<'_, PyType>, message: String, kwargs: Bound<'_, PyDict>) -> PyErr {
     match cls.call((message,), Some(&kwargs)) {

@@ -24,14 +24,14 @@ where
             let _ = tx.send(work());
         })
         .map_err(|e| {
-            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a thread: {e}"))
+            crate::errors::InternalError::new_err(format!("cannot start a thread: {e}"))
         })?;
     loop {
         match py.detach(|| rx.recv_timeout(SIGNAL_POLL)) {
             Ok(value) => return Ok(value),
             Err(RecvTimeoutError::Timeout) => py.check_signals()?,
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                return Err(crate::errors::InternalError::new_err(
                     "a native call panicked",
                 ));
             }

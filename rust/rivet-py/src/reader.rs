@@ -5,13 +5,12 @@ use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
 use rivet_engine::{BatchStream, EndOfData, Poll};
 
 use crate::arrow_ffi::{PullReader, batch_capsules, schema_capsule, stream_capsule};
-use crate::errors::to_py_err;
+use crate::errors::{InternalError, to_py_err};
 use crate::interrupt::SIGNAL_POLL;
 
 /// How long a cancelled read may take to stop its statement on the server.
@@ -46,11 +45,11 @@ impl PyBatchReader {
         // Never block on the lock while attached: another thread holding it may need the GIL.
         match self.stream.try_lock() {
             Ok(mut guard) => f(&mut guard),
-            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+            Err(TryLockError::WouldBlock) => Err(InternalError::new_err(
                 "this reader is being read by another thread",
             )),
             Err(TryLockError::Poisoned(_)) => {
-                Err(PyRuntimeError::new_err("this reader failed earlier"))
+                Err(InternalError::new_err("this reader failed earlier"))
             }
         }
     }
@@ -109,7 +108,7 @@ impl PyBatchReader {
         let _ = requested_schema;
         let stream = self
             .with_stream(|slot| Ok(slot.take()))?
-            .ok_or_else(|| PyRuntimeError::new_err("this reader was already consumed"))?;
+            .ok_or_else(|| InternalError::new_err("this reader was already consumed"))?;
         let mut stream = stream;
         let pull = move || -> Result<Option<RecordBatch>, ArrowError> {
             stream

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rivet_engine::batch::BatchLimits;
 use rivet_engine::session::{ReadMethod, ScanOptions};
@@ -80,7 +79,7 @@ impl ScanArgs {
             "cursor" => ReadMethod::Cursor,
             "copy" => ReadMethod::Copy,
             other => {
-                return Err(PyValueError::new_err(format!(
+                return Err(crate::errors::ConfigError::new_err(format!(
                     "unknown read method '{other}'"
                 )));
             }
@@ -88,7 +87,7 @@ impl ScanArgs {
         Ok(ScanOptions {
             method,
             limits: BatchLimits::new(self.batch_rows, self.batch_bytes)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+                .map_err(|e| crate::errors::ConfigError::new_err(e.to_string()))?,
             statement_timeout_ms: self.statement_timeout_ms,
             lock_timeout_ms: self.lock_timeout_ms,
             throttle_ms: self.throttle_ms,
