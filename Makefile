@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Rust build output lives outside the clone so fresh clones reuse it.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/rivet-target
+# Azurite, the Azure Blob emulator the Azure tests start (from npm), kept outside the clone too.
+export RIVET_NPM_DIR ?= $(HOME)/.cache/rivet-npm
+AZURITE_VERSION := 3.35.0
 
 .PHONY: demo test install lint bench bench-gate clean
 
@@ -15,6 +18,9 @@ $(PY):
 ## install: build the native module (release) and install rivet with its test tools into .venv
 install: $(PY)
 	$(PIP) install --quiet --editable ".[test]"
+	@command -v npm >/dev/null || { echo "make install needs npm (Node.js) to install azurite, the Azure emulator the tests start"; exit 1; }
+	@test -x "$(RIVET_NPM_DIR)/node_modules/.bin/azurite-blob" || \
+		npm install --silent --no-audit --no-fund --prefix "$(RIVET_NPM_DIR)" azurite@$(AZURITE_VERSION)
 
 ## demo: export the bundled SQLite sample to ./output (no database server needed)
 demo: install

@@ -140,6 +140,9 @@ def resolve_destination(
             options["token"] = "anon"
         if dest.endpoint:
             options["endpoint_url"] = dest.endpoint
+            # gcsfs's experimental gRPC layer asks the endpoint for the bucket's layout over TLS and
+            # waits a minute on a GCS-compatible server that does not speak it: use plain HTTP.
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         return DestinationSpec(f"gs://{dest.bucket}/{prefix}".rstrip("/"), options)
     # azure
     if dest.account_name:
@@ -290,6 +293,8 @@ class Destination:
         ``recursive``: also those in its folders, as ``folder/name`` (partitioned output).
         """
         try:
+            # What this process wrote may not be in fsspec's listing cache yet (adlfs keeps one).
+            self.fs.invalidate_cache(self.root or None)
             if recursive:
                 found = self.fs.find(self.root or "", detail=True)
                 entries = [e for e in found.values() if e.get("type") == "file"]
