@@ -140,3 +140,14 @@ def test_misusing_a_native_reader_is_a_rivet_error(tmp_path):
     assert isinstance(raised.value, RivetError) and isinstance(raised.value, RuntimeError)
     with pytest.raises(ConfigError, match="unknown read method"):
         _native.scan_sqlite(str(db), "SELECT id FROM t", {**scan_options(PROFILES["balanced"]), "method": "x"}, {})
+
+
+def test_notebooks_show_results_as_tables():
+    from rivet.results import ExportResult, RunResult
+
+    good = ExportResult(name="orders", run_id="r1", status="success", duration_s=1.5)
+    bad = ExportResult(name="<evil>", run_id="r2", status="failed", error="boom\nsecond line", exit_code=1)
+    shown = RunResult([good, bad], 2.0)._repr_html_()
+    assert "<td>orders</td><td>success</td>" in shown and "&lt;evil&gt;" in shown and "second line" not in shown
+    assert "1 of 2 exports succeeded" in shown and "exit code 1" in shown
+    assert "<th style='text-align:left'>status</th><td>success</td>" in good._repr_html_()

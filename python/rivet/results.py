@@ -268,3 +268,30 @@ class RunResult:
     def __repr__(self) -> str:
         lines = "\n  ".join(e.summary() for e in self.exports)
         return f"RunResult(exit_code={self.exit_code},\n  {lines})"
+
+    def _repr_html_(self) -> str:
+        """A table for notebooks: one row per export, and the totals."""
+        head = "".join(f"<th>{h}</th>" for h in ("export", "status", "rows", "files", "bytes", "seconds", "error"))
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    e.name,
+                    e.status,
+                    f"{e.rows:,}",
+                    len(e.files),
+                    human_bytes(e.bytes),
+                    f"{e.duration_s:.2f}",
+                    (e.error or "").splitlines()[0] if e.error else "",
+                )
+            )
+            + "</tr>"
+            for e in self.exports
+        )
+        total = self.to_dict()
+        caption = (
+            f"{total['success_count']} of {len(self.exports)} exports succeeded · {total['total_rows']:,} rows · "
+            f"{human_bytes(total['total_bytes'])} · {self.duration_s:.2f} s · exit code {self.exit_code}"
+        )
+        return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{rows}</table>"
