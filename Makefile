@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/rivet-target
 export RIVET_NPM_DIR ?= $(HOME)/.cache/rivet-npm
 AZURITE_VERSION := 3.35.0
 
-.PHONY: demo test install lint bench bench-gate clean
+.PHONY: demo test install lint bench bench-gate clean wheel
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(PY)
 	@command -v npm >/dev/null || { echo "make install needs npm (Node.js) to install azurite, the Azure emulator the tests start"; exit 1; }
 	@test -x "$(RIVET_NPM_DIR)/node_modules/.bin/azurite-blob" || \
 		npm install --silent --no-audit --no-fund --prefix "$(RIVET_NPM_DIR)" azurite@$(AZURITE_VERSION)
+
+## wheel: an abi3 wheel (release build, manylinux-compatible on Linux) in dist/; it installs without Rust
+wheel: $(PY)
+	$(PIP) install --quiet "maturin>=1.8,<2"
+	$(VENV)/bin/maturin build --release --locked --strip --out dist
 
 ## demo: export the bundled SQLite sample to ./output (no database server needed)
 demo: install
