@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import rivet
 from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
 from rivet.validate import validate_destination
+from tests.chunkrun import wait_until
 from tests.conftest import pg_url
 
 pytestmark = pytest.mark.postgres
@@ -37,19 +37,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen | None = None) -> None:
-    """Until the server accepts connections (or its process has died)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"the emulator exited with status {proc.returncode}") from None
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nothing listens on port {port}") from None
-            time.sleep(0.05)
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +53,7 @@ def gcs() -> Iterator[dict[str, Any]]:
     port = _free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket="rivet")
     server.start()
-    _wait_for_port(port)
+    wait_until(lambda: _listening(port), f"the GCS emulator listens on port {port}")
     try:
         yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
     finally:
@@ -92,7 +85,7 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, proc)
+        wait_until(lambda: _listening(port), f"azurite listens on port {port}", proc)
         connection = (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"

@@ -89,7 +89,7 @@ def _address(source: NetworkSource) -> tuple[str | None, int]:
         parts = urlsplit(source.url)
         host = parts.hostname or parse_qs(parts.query).get("host", [None])[0]
         port = parts.port
-    if host is None or host.startswith("/") or (host == "localhost" and source.url and "@/" in source.url):
+    if host is None or host.startswith("/"):
         return None, 0
     return host, port or DEFAULT_PORTS.get(source.kind, 0)
 

@@ -55,7 +55,7 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 # In a destination path, where the partition folders of partition_by go (a path ending there).
-PARTITION_TOKEN = "{partition}"
+PARTITION_PLACEHOLDER = "{partition}"
 
 
 class StrictModel(BaseModel):
@@ -456,13 +456,13 @@ class ExportConfig(StrictModel):
         dest = self.destination
         places = [dest] if isinstance(dest, str) else [dest.url, dest.path, dest.prefix]
         for place in filter(None, places):
-            if PARTITION_TOKEN not in place:
+            if PARTITION_PLACEHOLDER not in place:
                 continue
             if not columns:
-                raise ValueError(f"destination {place}: {PARTITION_TOKEN} needs partition_by")
+                raise ValueError(f"destination {place}: {PARTITION_PLACEHOLDER} needs partition_by")
             if not re.search(r"(^|/)\{partition\}/?$", place):
                 raise ValueError(
-                    f"destination {place}: {PARTITION_TOKEN} must be the last folder of the path "
+                    f"destination {place}: {PARTITION_PLACEHOLDER} must be the last folder of the path "
                     "(the partition folders go there)"
                 )
 
