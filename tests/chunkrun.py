@@ -87,11 +87,13 @@ def running_chunks(state: Path) -> int:
             return 0
 
 
-def kill_after_chunks(config: Path, done: int, *, while_reading: bool = False) -> dict[int, str]:
-    """Run ``config``, SIGKILL it once ``done`` chunks are checkpointed (with ``while_reading``, at a
-    moment a chunk is also being read); the done chunks and their parts."""
+def kill_after_chunks(
+    config: Path, done: int, *, while_reading: bool = False, args: tuple[str, ...] = ()
+) -> dict[int, str]:
+    """Run ``config`` (with ``args``), SIGKILL it once ``done`` chunks are checkpointed (with
+    ``while_reading``, at a moment a chunk is also being read); the done chunks and their parts."""
     state = config.parent / ".rivet_state.db"
-    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config), *args], stderr=subprocess.PIPE)
     try:
         wait_for_done_chunks(state, done, proc=proc)
         while while_reading:
@@ -111,11 +113,13 @@ def kill_after_chunks(config: Path, done: int, *, while_reading: bool = False) -
         return dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
 
 
-def resume_and_check(config: Path, before: dict[int, str]) -> list[str]:
-    """``rivet run --resume``; assert no chunk done before was read again and each chunk was committed
-    once, with nothing visible outside the manifest. The files of the manifest."""
+def resume_and_check(config: Path, before: dict[int, str], args: tuple[str, ...] = ()) -> list[str]:
+    """``rivet run --resume`` (with ``args``); assert no chunk done before was read again and each chunk
+    was committed once, with nothing visible outside the manifest. The files of the manifest."""
     resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json"], capture_output=True, text=True
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json", *args],
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
     with contextlib.closing(sqlite3.connect(config.parent / ".rivet_state.db")) as conn:

@@ -237,6 +237,7 @@ def run(
     wait: bool = False,
     validate: bool = False,
     reconcile: bool = False,
+    dask_client: Any = None,
 ) -> RunResult:
     """Run the exports of a rivet.yaml (all, or those named), like ``rivet run -c``.
 
@@ -248,12 +249,19 @@ def run(
     read with a ``COUNT(*)`` in its own snapshot.
     ``parallel="processes"`` runs each export in its own process (isolated),
     ``parallel="threads"`` as threads of this process; ``max_parallel`` bounds
-    how many run at once (default: the number of cores).
+    how many run at once (default: the number of cores). ``dask_client``: a
+    ``distributed.Client`` whose workers read the chunks of chunked exports (this
+    process plans, keeps the state and publishes).
     """
+    cluster = None
+    if dask_client is not None:
+        from rivet.engine.cluster import Cluster
+
+        cluster = Cluster(dask_client)
     return run_config(
         load_config(config, params),
         exports,
-        options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile),
+        options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile, cluster=cluster),
         parallel=parallel,
         max_parallel=max_parallel,
         params=params,

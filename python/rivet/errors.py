@@ -26,6 +26,18 @@ class RivetError(Exception):
 
     exit_code = EXIT_FAILED
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross processes (a cluster's workers) with what they carry: a SQLSTATE
+        # decides a retry. The default pickling calls __init__ with the message alone.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[RivetError], args: tuple[object, ...], attributes: dict[str, object]) -> RivetError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(attributes)
+    return error
+
 
 class ConfigError(RivetError):
     """The configuration (file, keys or values) is invalid."""
@@ -107,6 +119,10 @@ class DestinationError(RivetError):
     """Writing or committing output at the destination failed."""
 
 
+class ClusterError(RivetError):
+    """The Dask cluster could not be reached, or was lost during the run (which stays resumable)."""
+
+
 class StateError(RivetError):
     """The state store is unreadable or inconsistent."""
 
@@ -169,6 +185,7 @@ HINTS = {
     "IntegrityError": "rows were lost on the way and nothing was published: run again; report it if it repeats",
     "ExportBusyError": "another run of this export holds its lease: wait for it, or run with --wait",
     "DestinationError": "check the destination's path or bucket, its credentials and free space",
+    "ClusterError": "check the Dask scheduler and its workers; `rivet run --resume` continues a checkpointed run",
     "StateError": "check the state store: the file beside the config, or the database RIVET_STATE_URL names",
     "QualityError": "the rows failed a quality gate and nothing was published: see the gate's numbers",
     "SchemaDriftError": "the columns changed and nothing was published: fix the query, or set on_schema_drift: warn",

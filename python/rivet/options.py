@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rivet.engine.cluster import Cluster
     from rivet.planning.export import ExportPlan
 
 
@@ -25,11 +26,15 @@ class RunOptions:
     wait: bool = False
     validate: bool = False
     reconcile: bool = False
+    cluster: Cluster | None = dataclasses.field(default=None, compare=False)
 
     def shape(self, plan: ExportPlan) -> ExportPlan:
-        """``plan`` with these flags' checks."""
-        return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile)
+        """``plan`` with these flags' checks, and the cluster that reads its chunks."""
+        return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile, cluster=self.cluster)
 
     def flags(self) -> list[str]:
         """The same options as ``rivet run`` flags (for child processes)."""
-        return [f"--{name}" for name in ("resume", "wait", "validate", "reconcile") if getattr(self, name)]
+        flags = [f"--{name}" for name in ("resume", "wait", "validate", "reconcile") if getattr(self, name)]
+        if self.cluster is not None:
+            flags += ["--dask-scheduler", self.cluster.address]
+        return flags

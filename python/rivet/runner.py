@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -46,6 +47,35 @@ def run_config(
     options = options or RunOptions()
     if parallel not in PARALLEL_MODES:
         raise ConfigError(f"parallel must be one of threads, processes or None, not {parallel!r}")
+    executor = loaded.config.executor
+    cluster = None
+    if options.cluster is None and executor.type == "dask":
+        from rivet.engine.cluster import Cluster
+
+        assert executor.address is not None
+        cluster = Cluster.connect(executor.address)
+        options = dataclasses.replace(options, cluster=cluster)
+    try:
+        return _run(
+            loaded, exports, options, parallel, max_parallel, params, observer, on_result, notify, show_progress
+        )
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(
+    loaded: LoadedConfig,
+    exports: Sequence[str] | None,
+    options: RunOptions,
+    parallel: str | None,
+    max_parallel: int | None,
+    params: Mapping[str, str] | None,
+    observer: Observer | None,
+    on_result: Callable[[ExportResult], None] | None,
+    notify: bool,
+    show_progress: bool | None,
+) -> RunResult:
     started = utc_now()
     clock = time.perf_counter()
     names = [loaded.export(n).name for n in exports] if exports else [e.name for e in loaded.config.exports]

@@ -40,6 +40,14 @@ ProcessesOption = Annotated[
     bool,
     typer.Option("--parallel-export-processes", help="Run each export in its own process (isolated), at once."),
 ]
+DaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="Read the chunks of chunked exports on this Dask cluster (tcp://host:8786); needs rivet[dask].",
+    ),
+]
 MaxOption = Annotated[
     int | None, typer.Option("--max-processes", min=1, help="At most this many exports at once (default: cores).")
 ]
@@ -107,6 +115,7 @@ def run_command(
     max_processes: MaxOption = None,
     summary_output: SummaryOption = None,
     events: EventsOption = False,
+    dask_scheduler: DaskOption = None,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
@@ -132,8 +141,13 @@ def run_command(
         progress.ENABLED = False
     observer = StreamObserver(sys.stdout) if events else None
     to_stdout = False
+    cluster = None
     try:
         loaded = load_config(config, parse_params(param))
+        if dask_scheduler:
+            from rivet.engine.cluster import Cluster
+
+            cluster = Cluster.connect(dask_scheduler)
         threads = parallel_exports or loaded.config.parallel_exports
         processes = parallel_export_processes or loaded.config.parallel_export_processes
         parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
@@ -142,7 +156,7 @@ def run_command(
         result = run_config(
             loaded,
             export,
-            options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile),
+            options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile, cluster=cluster),
             parallel=parallel,
             max_parallel=max_processes,
             params=parse_params(param),
@@ -154,6 +168,9 @@ def run_command(
         if isinstance(e, typer.BadParameter):
             raise
         raise typer.Exit(report_error(e)) from None
+    finally:
+        if cluster is not None:
+            cluster.close()
     if parallel and not events:
         from rivet.cards import Cards
 

@@ -595,6 +595,24 @@ class NotificationsConfig(StrictModel):
     webhook: WebhookNotification | None = None
 
 
+class ExecutorConfig(StrictModel):
+    """``executor``: where the chunks of chunked exports are read.
+
+    ``local`` (the default): threads of this process. ``dask``: the workers of the Dask
+    cluster whose scheduler is at ``address`` (``tcp://host:8786``); this process plans,
+    keeps the state and publishes.
+    """
+
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutorConfig:
+        if self.type == "dask" and not self.address:
+            raise ValueError("executor: type dask needs the scheduler's address (address: tcp://host:8786)")
+        return self
+
+
 class RivetConfig(StrictModel):
     """A whole rivet.yaml."""
 
@@ -608,6 +626,7 @@ class RivetConfig(StrictModel):
     parallel_exports: bool = False
     parallel_export_processes: bool = False
     notifications: NotificationsConfig | None = None
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @model_validator(mode="after")
     def _exports(self) -> RivetConfig:

@@ -58,6 +58,8 @@ def run_export(
                 plan.destination.url,
                 part_stem(plan.name, started),
             )
+        if plan.cluster is not None and not plan.is_parallel:
+            log.info("export %s is not chunked: it runs in this process, not on the Dask cluster", plan.name)
         if plan.is_parallel:
             run_chunked(plan, state, result, started, resume=resume, observer=events, lease=lease)
         else:

@@ -48,6 +48,7 @@ from rivet.validate import part_problem
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader, MySession, PgSession
+    from rivet.engine.cluster import ClusterChunkPool
 
     Session = PgSession | MySession
     from rivet.planning.export import ExportPlan
@@ -421,27 +422,12 @@ class ChunkPool:
     def _copy(self, part: FillingPart, wid: int, task: Task, reader: BatchReader | ConnectorxReader) -> int:
         with self.lock:
             self.readers[wid] = reader
-        rows = 0
         try:
-            while (batch := reader.next_batch()) is not None:
-                record_batch = pa.record_batch(batch)
-                rows += record_batch.num_rows
-                if part.quality is not None:
-                    part.quality.observe(record_batch)
-                if self.rows is not None:
-                    self.rows.check_size(record_batch)
-                    self.rows.drift.observe(record_batch)
-                    record_batch = self.rows.stamp(record_batch)
-                part.writer.write(record_batch)
-            check_read(reader, rows, f"export {self.plan.name} chunk {task.index} {task.label}")
-        except FastPathError as e:
-            e.rows_written = rows
-            raise
+            return copy_chunk(reader, part.writer, self.rows, part.quality, f"export {self.plan.name} {task.name}")
         finally:
             with self.lock:
                 self.readers.pop(wid, None)
             reader.close()
-        return rows
 
     def _publish(self, part: FillingPart) -> None:
         """Make the part visible, then mark its chunks done."""
@@ -467,6 +453,33 @@ class ChunkPool:
         self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
 
 
+def copy_chunk(
+    reader: BatchReader | ConnectorxReader,
+    writer: PartWriter,
+    rows: OutputRows | None,
+    quality: QualityTracker | None,
+    where: str,
+) -> int:
+    """Write every batch of ``reader`` (counted, checked, stamped) to ``writer``; the rows read."""
+    count = 0
+    try:
+        while (batch := reader.next_batch()) is not None:
+            record_batch = pa.record_batch(batch)
+            count += record_batch.num_rows
+            if quality is not None:
+                quality.observe(record_batch)
+            if rows is not None:
+                rows.check_size(record_batch)
+                rows.drift.observe(record_batch)
+                record_batch = rows.stamp(record_batch)
+            writer.write(record_batch)
+        check_read(reader, count, where)
+    except FastPathError as e:
+        e.rows_written = count
+        raise
+    return count
+
+
 @dataclass
 class ChunkSource:
     """What the workers of a chunked read share: the coordinator's session and snapshot, the schema, the reader."""
@@ -489,6 +502,11 @@ class ChunkSource:
             snapshot = coordinator.query("SELECT pg_export_snapshot()")[0][0]
         decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
         schema = pa.schema(coordinator.describe(plan.query, decimal, text))
+        if plan.cluster is not None:
+            from rivet.engine.cluster import ENGINE
+
+            log.info("export %s reads its chunks on the Dask cluster at %s", plan.name, plan.cluster.address)
+            return cls(plan, coordinator, snapshot, schema, ENGINE, None)
         choice = choose_engine(plan, schema, chunked=True)
         log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
         fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
@@ -503,8 +521,24 @@ class ChunkSource:
         progress: ChunkCounter,
         events: Observer,
         rows: OutputRows,
-    ) -> ChunkPool:
-        """The worker pool that reads ``queue`` into parts named after ``stem``."""
+    ) -> ChunkPool | ClusterChunkPool:
+        """The worker pool that reads ``queue`` into parts named after ``stem``: threads, or a Dask cluster."""
+        if self.plan.cluster is not None:
+            from rivet.engine.cluster import ClusterChunkPool
+
+            return ClusterChunkPool(
+                self.plan.cluster,
+                self.plan,
+                queue,
+                destination,
+                output_schema,
+                stem,
+                _scan_options(self.plan, self.snapshot),
+                progress,
+                events,
+                rows,
+                self.plan.max_file_size or DEFAULT_PART_BYTES,
+            )
         return ChunkPool(
             self.plan, queue, destination, output_schema, stem, self.snapshot, progress, events, self.fast, rows
         )

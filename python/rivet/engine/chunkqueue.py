@@ -34,6 +34,11 @@ class Task:
     query: str
     label: str
 
+    @property
+    def name(self) -> str:
+        """``chunk <index> <label>``, as messages name it."""
+        return f"chunk {self.index} {self.label}"
+
 
 def next_index(pending: Collection[int], running: Collection[int], after: int | None) -> int | None:
     """The chunk a worker whose last chunk was ``after`` should read next (None: nothing left)."""

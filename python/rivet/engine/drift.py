@@ -82,6 +82,8 @@ class DriftCheck:
     columns: list[dict[str, str]] = field(default_factory=list)
     drift: Drift | None = None
     widest: dict[str, int] = field(default_factory=dict)
+    # Note widths without a state store: on a cluster's worker, for the coordinator's check.
+    keep_widths: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_schema(self, schema: pa.Schema, destination: Destination) -> None:
@@ -119,15 +121,19 @@ class DriftCheck:
 
     def observe(self, batch: pa.RecordBatch) -> None:
         """Note the widest value of each text and binary column (kept only with a state store)."""
-        if not self.plan.shape_drift_warn_factor or self.state is None:
+        if not self.plan.shape_drift_warn_factor or (self.state is None and not self.keep_widths):
             return
         for f, column in zip(batch.schema, batch.columns, strict=True):
             if column.null_count == len(column) or not _is_variable_width(f.type):
                 continue
-            width = pc.max(pc.binary_length(column)).as_py() or 0
-            with self._lock:
-                if width > self.widest.get(f.name, 0):
-                    self.widest[f.name] = width
+            self.note_widths({f.name: pc.max(pc.binary_length(column)).as_py() or 0})
+
+    def note_widths(self, widths: dict[str, int]) -> None:
+        """Keep the widest value of each column seen so far."""
+        with self._lock:
+            for name, width in widths.items():
+                if width > self.widest.get(name, 0):
+                    self.widest[name] = width
 
     def warn_about_shape(self) -> None:
         """Warn when a column's widest value is ``shape_drift_warn_factor`` times the widest published."""

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,6 +74,14 @@ class QualityTracker:
                 self.nulls[column] = self.nulls.get(column, 0) + batch.column(column).null_count
             for column, values in hashes.items():
                 self._count_unique(column, values)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A part's counts travel from a cluster's worker; the lock stays behind.
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def part(self) -> QualityTracker:
         """A tracker for the rows of one part: merged in when the part is published, dropped if it is not."""

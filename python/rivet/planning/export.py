@@ -83,6 +83,8 @@ class ExportPlan:
     on_schema_drift: str = "warn"
     shape_drift_warn_factor: float = 2.0
     partitioning: Partitioning | None = None
+    # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
+    cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def is_parallel(self) -> bool:

@@ -1,0 +1,350 @@
+"""Chunks of one export read by the workers of a Dask cluster, committed by this process.
+
+The coordinator (this process) plans the chunks, keeps the state and the snapshot,
+and submits one task per chunk. A task opens its own source connection (under the
+exported snapshot on PostgreSQL), reads its chunk with the native reader, writes its
+part straight to the destination under a name no other attempt uses, and returns
+the part's rows, bytes and SHA-256. Only the coordinator marks chunks done and
+publishes the manifest, so a part written by an attempt that died or lost the race
+is never listed; it is removed before the run commits.
+
+Connections to one source are bounded cluster-wide by a Dask semaphore named after
+the source and the export's ``parallel``, so many workers never open more than that
+many connections to one server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from rivet.destinations import Destination, DestinationSpec, open_destination
+from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
+from rivet.engine.commit import commit_parts
+from rivet.engine.drift import DriftCheck
+from rivet.engine.rows import OutputRows
+from rivet.errors import CancelledError, ChunkError, ClusterError, ConfigError
+from rivet.events import Observer
+from rivet.formats import open_part_writer
+from rivet.formats.parquet import DictionaryChoice
+from rivet.retry import Retrier, RetryPolicy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rivet.engine.quality import QualityTracker
+    from rivet.formats.meta import Stamp
+    from rivet.manifest import CommittedPart
+    from rivet.planning.export import ExportPlan
+    from rivet.progress import ChunkCounter
+
+log = logging.getLogger("rivet")
+
+ENGINE = "native@dask"
+
+
+class Cluster:
+    """The Dask client the chunked exports of a run submit their chunks through."""
+
+    def __init__(self, client: Any, *, owned: bool = False) -> None:
+        self.client = client
+        self.owned = owned  # made from an address: closed with the run
+
+    @classmethod
+    def connect(cls, address: str) -> Cluster:
+        """A client of the scheduler at ``address`` (``tcp://host:8786``).
+
+        It waits for the scheduler as long as Dask's ``distributed.comm.timeouts.connect``.
+        """
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError('running on a Dask cluster needs distributed: pip install "rivet[dask]"') from None
+        # The run reports a lost scheduler itself; the client would also log its reconnect tracebacks.
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+        try:
+            return cls(Client(address, set_as_default=False), owned=True)
+        except (OSError, TimeoutError) as e:
+            raise ClusterError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address."""
+        return str(self.client.scheduler.address)
+
+    def close(self) -> None:
+        """Close the client if the run made it."""
+        if self.owned:
+            self.client.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A plan travels to the workers without its cluster.
+        raise TypeError("a Cluster does not travel to the workers")
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """What every task of one run needs: the plan and where and how to write."""
+
+    plan: ExportPlan  # without its cluster
+    schema: pa.Schema  # the output's
+    destination: DestinationSpec
+    stem: str
+    run_id: str
+    options: dict[str, Any]
+    stamp: Stamp
+    quality: QualityTracker | None  # empty: each task counts its own rows in a copy
+    keep_widths: bool
+    part_bytes: int
+    semaphore: Any  # distributed.Semaphore: connections to the source, cluster-wide
+
+
+@dataclass
+class ChunkOutcome:
+    """What one task read and wrote."""
+
+    index: int
+    rows: int
+    parts: list[CommittedPart]
+    quality: QualityTracker | None
+    widths: dict[str, int]
+    seconds: float
+    worker: str
+
+
+def read_chunk(job: ChunkJob, task: Task, delay_s: float) -> ChunkOutcome:
+    """On a worker: read one chunk into its own part at the destination (not yet published)."""
+    if delay_s > 0:
+        time.sleep(delay_s)  # the backoff before a retry, spent on the worker
+    with job.semaphore:
+        if _cancelled():
+            raise CancelledError(f"export {job.plan.name} {task.name}: the run stopped")
+        started = time.perf_counter()
+        plan = job.plan
+        rows = OutputRows(plan, job.stamp, DriftCheck(plan, None, Observer(), keep_widths=job.keep_widths))
+        quality = job.quality.part() if job.quality is not None else None
+        destination = open_destination(job.destination)
+        destination.prepare()
+        try:
+            count, staged = _write_chunk(job, task, rows, quality, destination)
+            if _cancelled():
+                for part in staged:
+                    part.path.unlink(missing_ok=True)
+                raise CancelledError(f"export {plan.name} {task.name}: the run stopped")
+            parts = commit_parts(
+                destination,
+                staged,
+                f"{job.stem}_chunk{task.index:05d}_{secrets.token_hex(4)}",
+                plan.format.extension,
+                job.run_id,
+                chunks=(task.index,),
+            )
+        finally:
+            destination.cleanup()
+    return ChunkOutcome(
+        task.index, count, parts, quality, rows.drift.widest, time.perf_counter() - started, socket.gethostname()
+    )
+
+
+def _cancelled() -> bool:
+    """Whether the coordinator gave this task up (it failed, was stopped, or died): commit nothing.
+
+    Dask cannot stop a running task; it marks it cancelled on its worker.
+    """
+    from distributed import get_worker
+
+    worker = get_worker()
+    state = worker.state.tasks.get(worker.get_current_task())
+    return state is None or state.state == "cancelled"
+
+
+def _write_chunk(
+    job: ChunkJob, task: Task, rows: OutputRows, quality: QualityTracker | None, destination: Destination
+) -> tuple[int, list[Any]]:
+    from rivet.engine.chunked import copy_chunk
+
+    plan = job.plan
+    writer = open_part_writer(
+        plan.format,
+        job.schema,
+        lambda n: destination.staging_path(f"{job.run_id}-c{task.index}", n),
+        job.part_bytes,
+        dictionary=DictionaryChoice(),
+        partitioning=plan.partitioning,
+    )
+    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    session = plan.source.session()  # type: ignore[union-attr]
+    try:
+        reader = session.scan(task.query, plan.query, job.options, decimal, text)
+        try:
+            count = copy_chunk(reader, writer, rows, quality, f"export {plan.name} {task.name}")
+        finally:
+            reader.close()
+        return count, writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        del session
+
+
+def source_semaphore_name(plan: ExportPlan) -> str:
+    """One name per source server and limit: exports of one source with the same ``parallel`` share it."""
+    digest = hashlib.sha256(plan.source.redacted().encode()).hexdigest()[:16]
+    return f"rivet-source-{digest}-{plan.parallel}"
+
+
+class ClusterChunkPool:
+    """The coordinator's side: submit a task per chunk, record each part as its task reports it.
+
+    A failed task is retried by the run's retry policy (the backoff is spent on the
+    worker); a worker that dies is Dask's to reschedule. The first failure that is
+    final stops the run: waiting tasks are cancelled and running ones publish nothing.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        plan: ExportPlan,
+        queue: ChunkQueue,
+        destination: Destination,
+        schema: pa.Schema,
+        stem: str,
+        options: dict[str, Any],
+        progress: ChunkCounter,
+        events: Observer,
+        rows: OutputRows,
+        part_bytes: int,
+    ) -> None:
+        self.cluster = cluster
+        self.plan = plan
+        self.queue = queue
+        self.destination = destination
+        self.schema = schema
+        self.stem = stem
+        self.options = options
+        self.progress = progress
+        self.events = events
+        self.rows = rows
+        self.part_bytes = part_bytes
+        self.fallbacks = 0
+        self.retrier = Retrier(
+            plan.name,
+            RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000),
+            plan.max_attempts,
+            events,
+        )
+        self.task_seconds: list[float] = []
+
+    def _job(self) -> ChunkJob:
+        from distributed import Semaphore
+
+        plan = self.plan
+        return ChunkJob(
+            plan=replace(plan, cluster=None),
+            schema=self.schema,
+            destination=self.destination.spec,
+            stem=self.stem,
+            run_id=self.queue.run_id,
+            options=self.options,
+            stamp=self.rows.stamp,
+            quality=self.rows.quality.part() if self.rows.quality is not None else None,
+            keep_widths=self.rows.drift.state is not None,
+            part_bytes=self.part_bytes,
+            # Bound on the workers that use it (made here, it would need a default client).
+            semaphore=Semaphore(max_leases=plan.parallel, name=source_semaphore_name(plan)),
+        )
+
+    def run(self) -> None:
+        """Submit every chunk and record the parts as they come; raise the first final failure."""
+        from distributed import as_completed
+
+        client = self.cluster.client
+        job = self._job()
+        tasks: list[Task] = []
+        while (task := self.queue.claim()) is not None:
+            tasks.append(task)
+        attempts: dict[Any, tuple[Task, int]] = {}
+
+        def submit(task: Task, attempt: int, delay_s: float) -> Any:
+            future = client.submit(
+                read_chunk, job, task, delay_s, key=f"rivet-{self.queue.run_id}-c{task.index}-a{attempt}", pure=False
+            )
+            attempts[future] = (task, attempt)
+            return future
+
+        running = as_completed([submit(t, 1, 0.0) for t in tasks], loop=client.loop)
+        try:
+            for future in running:
+                task, attempt = attempts.pop(future)
+                try:
+                    outcome: ChunkOutcome = future.result()
+                except Exception as e:  # noqa: BLE001 - classified by the retry policy, as the threads do
+                    wait = self._retry_after(task, attempt, e)
+                    running.add(submit(task, attempt + 1, wait))
+                    continue
+                self._record(task, outcome)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a lost scheduler cancels nothing
+                client.cancel(list(attempts))
+            self.queue.release(t for t, _ in attempts.values())
+            raise
+        self._remove_orphans()
+
+    def _retry_after(self, task: Task, attempt: int, error: Exception) -> float:
+        """The backoff before ``task`` is read again; raises when the run must stop instead."""
+        from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
+
+        if isinstance(error, FutureCancelledError | OSError):
+            self.queue.release([task])
+            raise ClusterError(
+                f"export {self.plan.name}: lost the Dask scheduler at {self.cluster.address} "
+                f"({type(error).__name__}); the chunks done so far stay done: continue with --resume"
+            ) from error
+        if isinstance(error, KilledWorker):
+            error = ClusterError(f"its task killed workers more often than Dask allows ({error})")
+            wait = None
+        else:
+            _, wait = self.retrier.next_attempt(error, attempt, chunk=task.index, label=task.label)
+        if wait is None:
+            self.queue.fail(task, error)
+            raise ChunkError(
+                f"{task.name} failed after {attempt} attempt(s): {error}\n  SQL: {task.query}", cause=error
+            )
+        return wait
+
+    def _record(self, task: Task, outcome: ChunkOutcome) -> None:
+        self.queue.finish([ChunkRead(task, outcome.rows)], outcome.parts)
+        if self.rows.quality is not None and outcome.quality is not None:
+            self.rows.quality.merge(outcome.quality)
+        self.rows.drift.note_widths(outcome.widths)
+        self.task_seconds.append(outcome.seconds)
+        self.progress.advance(outcome.rows)
+        self.progress.published(sum(p.bytes for p in outcome.parts))
+        counter = self.progress
+        self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
+
+    def _remove_orphans(self) -> None:
+        """Remove what this run's attempts that died or lost left: parts no chunk lists, staged files.
+
+        Every task has ended by now (a worker that died ended its attempt with it).
+        """
+        listed = {p.name for p in self.queue.all_parts()}
+        own = re.compile(rf"(^|/){re.escape(self.stem)}_chunk\d{{5}}_[0-9a-f]{{8}}(_part\d+)?\.")
+        staged = f".rivet-{self.queue.run_id}-c"
+        orphans = [
+            n
+            for n in self.destination.list_names(recursive=True)
+            if (own.search(n) and n not in listed) or (n.startswith(staged) and n.endswith(".tmp"))
+        ]
+        if orphans:
+            log.info("export %s: removing %d part(s) of attempts that did not count", self.plan.name, len(orphans))
+            self.destination.remove(orphans)

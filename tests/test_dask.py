@@ -1,0 +1,376 @@
+"""Chunked exports read by the workers of a Dask cluster (a real LocalCluster of two worker processes).
+
+The coordinator plans, keeps the state and publishes; every row must come back
+exactly once, also when the workers are killed mid-run, and the connections to
+the source must stay within the export's ``parallel`` across the whole cluster.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import rivet
+from rivet.state.backends import STATE_URL_VARIABLE
+from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
+from tests.conftest import MYSQL_URL, PG_URL, my_query
+from tests.outputs import rows_by_manifest, run_rivet
+
+distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
+
+ROWS = 3000
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Leases of a killed worker expire quickly, so its chunk's retry does not wait 30 s for one.
+    with dask.config.set(
+        {
+            "distributed.scheduler.locks.lease-timeout": "2s",
+            "distributed.scheduler.locks.lease-validation-interval": "200ms",
+        }
+    ):
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as local:
+            yield local
+
+
+@pytest.fixture
+def client(cluster):
+    with distributed.Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+def write_config(tmp_path: Path, url: str, query: str, **export: object) -> Path:
+    body = {
+        "name": "orders",
+        "query": query,
+        "mode": "chunked",
+        "chunk_column": "id",
+        "chunk_size": 250,
+        "parallel": 2,
+        "chunk_checkpoint": True,
+        "destination": {"type": "local", "path": str(tmp_path / "out")},
+        "tuning": {"retry_backoff_ms": 10},
+        **export,
+    }
+    config = tmp_path / "rivet.yaml"
+    kind = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}[url.split(":", 1)[0]]
+    config.write_text(json.dumps({"source": {"type": kind, "url": url}, "exports": [body]}))
+    return config
+
+
+def numbered(pg_table) -> str:
+    """A table of ROWS rows: id 1..ROWS and a payload."""
+    return pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id, md5(i::text) AS payload FROM generate_series(1, {ROWS}) i")
+
+
+def source_rows(conn, sql: str) -> collections.Counter:
+    return collections.Counter(tuple(r) for r in conn.execute(sql).fetchall())
+
+
+def published_names(out: Path) -> set[str]:
+    return {p["name"] for p in json.loads((out / "manifest.json").read_text())["parts"]}
+
+
+def assert_no_stray_parts(out: Path) -> None:
+    """Every data file at the destination is a part the manifest lists."""
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*.parquet")}
+    assert on_disk == published_names(out)
+    assert not list(out.glob(".rivet-*.tmp"))
+
+
+@pytest.mark.postgres
+def test_pg_chunks_on_the_cluster_give_every_row_once_under_one_snapshot(pg, pg_table, client, tmp_path):
+    table = pg_table(
+        f"CREATE TABLE {{t}} AS SELECT i AS id, md5(i::text) AS payload, (i * 1.25)::numeric(12,2) AS amount "
+        f"FROM generate_series(1, {ROWS}) AS i"
+    )
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, amount FROM {table}", snapshot="consistent")
+    result = rivet.run(config, dask_client=client)
+    export = result.exports[0]
+    assert result.ok, export.error
+    assert export.engine == "native@dask"
+    assert sum(c.rows for c in export.chunks) == ROWS
+    assert len(export.parts) == len(export.chunks) >= ROWS // 250  # a part per chunk, each from a task
+    out = tmp_path / "out"
+    expected = source_rows(pg, f"SELECT id, payload, amount FROM {table}")
+    assert rows_by_manifest(out, ["id", "payload", "amount"]) == expected
+    assert_no_stray_parts(out)
+
+
+@pytest.mark.mysql
+def test_mariadb_chunks_on_the_cluster_through_the_command_line(my_conn, my_table, cluster, tmp_path):
+    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(40), price DECIMAL(10,2), at DATETIME(6))")
+    values = ",".join(f"({i}, 'n{i}', {i}.25, '2026-01-01 00:00:00.{i:06d}')" for i in range(1, ROWS + 1))
+    my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
+    config = write_config(tmp_path, MYSQL_URL, f"SELECT id, name, price, at FROM {table}")
+    proc = run_rivet("run", "-c", str(config), "--json", "--dask-scheduler", cluster.scheduler_address)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["exports"][0]
+    assert summary["engine"] == "native@dask"
+    expected = collections.Counter(tuple(r) for r in my_query(my_conn, f"SELECT id, name, price, at FROM {table}"))
+    assert rows_by_manifest(tmp_path / "out", ["id", "name", "price", "at"]) == expected
+    assert_no_stray_parts(tmp_path / "out")
+
+
+@pytest.mark.postgres
+def test_a_chunk_that_fails_on_a_worker_fails_the_run_with_the_servers_code_and_publishes_nothing(
+    pg, pg_table, client, tmp_path
+):
+    table = pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id FROM generate_series(1, {ROWS}) AS i")
+    config = write_config(tmp_path, PG_URL, f"SELECT id, 1 / (id - 1600) AS x FROM {table}")
+    export = rivet.run(config, dask_client=client).exports[0]
+    assert export.status == "failed"
+    failed = re.match(r"chunk (\d+) \[(\d+), (\d+)\) failed after 1 attempt", export.error)
+    assert failed and int(failed[2]) <= 1600 < int(failed[3]), export.error
+    assert "division by zero" in export.error
+    cause = export.exception.__cause__
+    assert type(cause).__name__ == "QueryError" and cause.code == "22012"  # crossed from the worker whole
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    state = tmp_path / ".rivet_state.db"
+    assert sqlite_rows(state, "SELECT chunk_index FROM chunk_tasks WHERE status = 'failed'") == [(int(failed[1]),)]
+
+
+@pytest.fixture
+def slow(pg):
+    """A STABLE function that sleeps per row a chunk outputs (planning never calls it)."""
+    name = f"rivet_dask_slow_{os.getpid()}"
+    pg.execute(
+        f"CREATE OR REPLACE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
+    )
+    yield name
+    pg.execute(f"DROP FUNCTION {name}(int, float8)")
+
+
+def sqlite_row(path: Path, sql: str) -> tuple:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchone()
+
+
+def sqlite_rows(path: Path, sql: str) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def run_in_thread(config: Path, client) -> tuple[threading.Thread, list]:
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(rivet.run(config, dask_client=client)), daemon=True)
+    thread.start()
+    return thread, results
+
+
+@pytest.mark.postgres
+def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, slow, client, tmp_path):
+    table = numbered(pg_table)
+    # Each chunk of 250 rows takes about half a second, so the workers die while chunks are in flight.
+    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    config = write_config(tmp_path, PG_URL, query)
+    state = tmp_path / ".rivet_state.db"
+    before = client.run(os.getpid)
+    thread, results = run_in_thread(config, client)
+    wait_until(lambda: done_chunks(state, "orders") >= 2, "two chunks are done")
+    assert done_chunks(state, "orders") < ROWS // 250, "the run ended before the workers could be killed"
+    for pid in before.values():
+        os.kill(pid, signal.SIGKILL)
+    # What a worker killed after writing leaves: a part no chunk lists, a staged file.
+    out = tmp_path / "out"
+    run_id, stem = sqlite_row(state, "SELECT run_id, part_stem FROM chunk_runs WHERE export_name = 'orders'")
+    (out / f"{stem}_chunk00003_0badc0de.parquet").write_bytes(b"PAR1 not a part PAR1")
+    (out / f".rivet-{run_id}-c3-0-0badc0de.tmp").write_bytes(b"half a part")
+    thread.join(300)
+    assert not thread.is_alive()
+    export = results[0].exports[0]
+    assert results[0].ok, export.error
+    assert set(client.run(os.getpid).values()).isdisjoint(before.values())  # the nannies started new workers
+    assert rows_by_manifest(out, ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert_no_stray_parts(out)
+
+
+@pytest.mark.postgres
+def test_a_coordinator_killed_mid_run_resumes_on_the_cluster(pg, pg_table, slow, cluster, tmp_path):
+    table = numbered(pg_table)
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}")
+    on_cluster = ("--dask-scheduler", cluster.scheduler_address)
+    before = kill_after_chunks(config, 2, args=on_cluster)
+    assert len(before) < ROWS // 250, "the run ended before it could be killed"
+    resume_and_check(config, before, args=on_cluster)
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert_no_stray_parts(tmp_path / "out")
+
+
+@pytest.mark.postgres
+def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresql(
+    pg, pg_table, slow, cluster, pg_state_url, tmp_path
+):
+    table = numbered(pg_table)
+    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    out = tmp_path / "out"
+    first, second = (tmp_path / "a", tmp_path / "b")
+    for home in (first, second):
+        home.mkdir()
+        write_config(home, PG_URL, query, destination={"type": "local", "path": str(out)})
+    env = {**os.environ, STATE_URL_VARIABLE: pg_state_url}
+    on_cluster = ["--dask-scheduler", cluster.scheduler_address]
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "rivet", "run", "-c", str(first / "rivet.yaml"), *on_cluster], env=env
+    )
+    with psycopg.connect(pg_state_url, autocommit=True) as state:
+
+        def done() -> int:
+            sql = "SELECT count(*) FROM rivet_state.chunk_tasks WHERE status = 'done'"
+            with contextlib.suppress(psycopg.errors.UndefinedTable):
+                return state.execute(sql).fetchone()[0]
+            return 0
+
+        wait_until(lambda: done() >= 2, "two chunks are done", coordinator)
+        coordinator.kill()
+        coordinator.wait()
+        assert done() < ROWS // 250, "the run ended before its coordinator could be killed"
+    resumed = run_rivet("run", "-c", str(second / "rivet.yaml"), "--resume", "--json", *on_cluster, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows_by_manifest(out, ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert_no_stray_parts(out)
+
+
+@pytest.mark.postgres
+def test_connections_to_the_source_stay_within_parallel_across_the_cluster(pg, pg_table, slow, client, tmp_path):
+    # Four worker threads in the cluster, parallel: 2: never more than two chunk readers at once.
+    table = numbered(pg_table)
+    query = f"SELECT id, payload, {slow}(id, 0.001) AS slowed FROM {table}"
+    config = write_config(tmp_path, PG_URL, query, chunk_size=150)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            count = pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
+                "AND pid <> pg_backend_pid()",
+                (f"%{slow}%",),
+            ).fetchone()[0]
+            seen.append(count)
+            stop.wait(0.01)
+
+    observer = threading.Thread(target=watch, daemon=True)
+    observer.start()
+    try:
+        result = rivet.run(config, dask_client=client)
+    finally:
+        stop.set()
+        observer.join()
+    assert result.ok, result.exports[0].error
+    assert max(seen) == 2, f"chunk readers seen at once: {collections.Counter(seen)}"
+    expected = source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == expected
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A scheduler and a worker in processes of their own, for the test to kill."""
+    address_file = tmp_path / "scheduler.json"
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [
+            bin_dir / "dask",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            address_file,
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: address_file.exists() and address_file.stat().st_size > 0, "the scheduler is up", scheduler)
+    address = json.loads(address_file.read_text())["address"]
+    worker = subprocess.Popen(
+        [bin_dir / "dask", "worker", address, "--nthreads", "2", "--no-nanny", "--no-dashboard"],
+        stderr=subprocess.DEVNULL,
+    )
+    with distributed.Client(address, set_as_default=False) as watcher:
+        wait_until(lambda: len(watcher.scheduler_info()["workers"]) == 1, "the worker joined", worker)
+    yield address, scheduler, worker
+    for proc in (scheduler, worker):
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.postgres
+def test_a_lost_scheduler_fails_the_run_cleanly_and_it_resumes_elsewhere(
+    pg, pg_table, slow, own_cluster, cluster, tmp_path
+):
+    address, scheduler, worker = own_cluster
+    table = numbered(pg_table)
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}")
+    state = tmp_path / ".rivet_state.db"
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--dask-scheduler", address],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    wait_until(lambda: done_chunks(state, "orders") >= 2, "two chunks are done", run)
+    scheduler.kill()
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "lost the Dask scheduler" in stderr, stderr
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    worker.kill()  # what a worker does on its own once the scheduler is gone for its death timeout
+    worker.wait()
+    before = dict(sqlite_rows(state, "SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'"))
+    assert 2 <= len(before) < ROWS // 250
+    resume_and_check(config, before, args=("--dask-scheduler", cluster.scheduler_address))
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_and_nothing_is_written(tmp_path):
+    config = write_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
+    proc = run_rivet(
+        "run",
+        "-c",
+        str(config),
+        "--dask-scheduler",
+        "tcp://127.0.0.1:9",
+        env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
+    )
+    assert proc.returncode == 1
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_executor_dask_in_the_config_needs_an_address(tmp_path):
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            source: {url: "sqlite:///x.db"}
+            executor: {type: dask}
+            exports: [{name: a, query: "SELECT 1", destination: {type: local, path: out}}]
+            """
+        )
+    )
+    proc = run_rivet("check", "--config-only", "-c", str(config))
+    assert proc.returncode == 2
+    assert "executor: type dask needs the scheduler's address" in proc.stderr
