@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 import socket
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,33 @@ def read_chunk(job: ChunkJob, task: Task, delay_s: float) -> ChunkOutcome:
     )
 
 
+# A run's dictionary decision is kept on a worker this long after its last task there.
+KEEP_DECISION_S = 600.0
+
+
+class _Dictionaries:
+    """Per worker process: each run's dictionary decision, made by its first task there.
+
+    Connections are not kept between tasks: an idle one would count against the
+    server's connections outside the semaphore, on every worker.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[float, DictionaryChoice]] = {}
+
+    def of(self, run_id: str) -> DictionaryChoice:
+        now = time.monotonic()
+        with self._lock:
+            self._runs = {r: kept for r, kept in self._runs.items() if kept[0] > now - KEEP_DECISION_S}
+            choice = self._runs[run_id][1] if run_id in self._runs else DictionaryChoice()
+            self._runs[run_id] = (now, choice)
+            return choice
+
+
+_dictionaries = _Dictionaries()
+
+
 def _cancelled() -> bool:
     """Whether the coordinator gave this task up (it failed, was stopped, or died): commit nothing.
 
@@ -176,7 +204,9 @@ def _write_chunk(
         job.schema,
         lambda n: destination.staging_path(f"{job.run_id}-c{task.index}", n),
         job.part_bytes,
-        dictionary=DictionaryChoice(),
+        # Row groups sized as on threads: smaller ones are encoded while the chunk is still read.
+        share=plan.parallel,
+        dictionary=_dictionaries.of(job.run_id),
         partitioning=plan.partitioning,
     )
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
@@ -192,7 +222,7 @@ def _write_chunk(
         writer.abort()
         raise
     finally:
-        del session
+        del session  # its connection closes here, not when the next task needs one
 
 
 def source_semaphore_name(plan: ExportPlan) -> str:
