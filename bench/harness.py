@@ -184,7 +184,8 @@ def render(summaries: list[Summary], baseline: str | None = None) -> str:
     baseline = baseline or ("rivet" if "rivet" in methods else next((m for m in methods if m.startswith("rivet")), ""))
     base = {s.table: s.seconds for s in summaries if s.method == baseline and s.seconds}
     lines = [
-        f"| table | method | wall s | rows/s | peak RSS MB | output MB | longest stmt s | client CPU s/M rows "
+        f"| table | method | wall s | rows/s | peak RSS MiB | output (in memory: result) MiB | longest stmt s "
+        "| client CPU s/M rows "
         f"| server CPU s/M rows | time vs {baseline} |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -196,7 +197,7 @@ def render(summaries: list[Summary], baseline: str | None = None) -> str:
         millions = s.rows / 1e6 if s.rows else float("nan")
         lines.append(
             f"| {s.table} | {s.method} | {s.seconds:.2f} | {s.rows_per_s:,.0f} | {s.peak_rss_mb:.0f} | "
-            f"{s.bytes / 1e6:.1f} | {s.longest_statement_s:.2f} | {s.client_cpu_s / millions:.2f} | "
+            f"{s.bytes / 2**20:.1f} | {s.longest_statement_s:.2f} | {s.client_cpu_s / millions:.2f} | "
             f"{s.server_cpu_s / millions:.2f} | {ratio:.2f} |"
         )
     lines += [

@@ -206,6 +206,41 @@ def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, 
 
 
 @pytest.mark.postgres
+def test_every_task_reads_under_the_coordinators_snapshot(pg, pg_table, slow, client, tmp_path):
+    table = numbered(pg_table)
+    before = source_rows(pg, f"SELECT id, payload FROM {table}")
+    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    config = write_config(tmp_path, PG_URL, query, snapshot="consistent")
+    state = tmp_path / ".rivet_state.db"
+    thread, results = run_in_thread(config, client)
+    wait_until(lambda: done_chunks(state, "orders") >= 1, "a chunk is done")
+    pg.execute(f"UPDATE {table} SET payload = 'changed after the run started'")
+    assert done_chunks(state, "orders") < ROWS // 250, "the run ended before the update"
+    thread.join(300)
+    assert results[0].ok, results[0].exports[0].error
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == before
+
+
+@pytest.mark.postgres
+def test_a_table_read_in_page_ranges_on_the_cluster(pg, pg_table, client, tmp_path):
+    table = numbered(pg_table)
+    pg.execute(f"ANALYZE {table}")
+    config = tmp_path / "rivet.yaml"
+    export = {
+        "name": "pages",
+        "table": table,
+        "parallel": 2,
+        "destination": {"type": "local", "path": str(tmp_path / "out")},
+    }
+    config.write_text(json.dumps({"source": {"type": "postgres", "url": PG_URL}, "exports": [export]}))
+    result = rivet.run(config, dask_client=client)
+    assert result.ok, result.exports[0].error
+    assert result.exports[0].engine == "native@dask"
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert_no_stray_parts(tmp_path / "out")
+
+
+@pytest.mark.postgres
 def test_a_coordinator_killed_mid_run_resumes_on_the_cluster(pg, pg_table, slow, cluster, tmp_path):
     table = numbered(pg_table)
     config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}")

@@ -6,6 +6,7 @@ from typing_extensions import Self
 
 __all__ = [
     "ArrowBatch",
+    "ArrowColumn",
     "ArrowSchema",
     "BatchReader",
     "MySession",
@@ -26,6 +27,13 @@ class ArrowBatch:
 
     @property
     def num_rows(self) -> int: ...
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+    def columns(self, text_views: bool = False) -> list[ArrowColumn]: ...
+
+@final
+class ArrowColumn:
+    """One column of a batch, exported through the Arrow PyCapsule interface with its own release."""
+
     def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
 
 @final

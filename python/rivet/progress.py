@@ -27,11 +27,14 @@ def live() -> bool:
 
 
 def _in_jupyter() -> bool:
+    """A Jupyter kernel that can redraw: rich draws there through an ipywidgets Output."""
     if "ipykernel" not in sys.modules:
         return False
+    import importlib.util
+
     from rich.console import Console
 
-    return Console().is_jupyter
+    return Console().is_jupyter and importlib.util.find_spec("ipywidgets") is not None
 
 
 def plain_every_s() -> float:

@@ -29,33 +29,50 @@ def read_table(plan: ExportPlan) -> pa.Table:
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
 
 
-def read_batches(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T]) -> tuple[pa.Schema, list[T]]:
+def read_batches(
+    plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], *, text_views: bool = False
+) -> tuple[pa.Schema, list[T]]:
     """The read's schema, and ``keep`` of each of its batches, in order (chunks in key order).
 
     ``keep`` turns each batch into what the caller holds (a polars frame, say) as soon as it
-    arrives, so the Arrow batch can go: memory holds the result once, not twice.
+    arrives, so the Arrow batch can go: memory holds the result once, not twice. With
+    ``text_views`` the batches hold text as ``string_view`` (polars' own layout).
     """
     if not plan.is_parallel:
         reader = plan.source.scan(plan.query, plan.overrides, plan.tuning)
         try:
-            return pa.schema(reader), _drain(reader, f"read {plan.name}", keep)
+            return pa.schema(reader), _drain(reader, f"read {plan.name}", keep, text_views)
         finally:
             reader.close()
-    return _read_chunks(plan, keep)
+    return _read_chunks(plan, keep, text_views)
 
 
-def _drain(reader: Any, where: str, keep: Callable[[pa.RecordBatch], T]) -> list[T]:
+def _drain(reader: Any, where: str, keep: Callable[[pa.RecordBatch], T], text_views: bool = False) -> list[T]:
     """``keep`` of every batch of ``reader``, checked against the counts the server and the reader kept."""
     kept, rows = [], 0
+    schema = pa.schema(reader)
     while (batch := reader.next_batch()) is not None:
-        record_batch = pa.record_batch(batch)
+        record_batch = _by_column(batch, schema, text_views)
         rows += record_batch.num_rows
         kept.append(keep(record_batch))
     check_read(reader, rows, where)
     return kept
 
 
-def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T]) -> tuple[pa.Schema, list[T]]:
+def _by_column(batch: Any, schema: pa.Schema, text_views: bool) -> pa.RecordBatch:
+    """A native batch imported column by column.
+
+    One import shares one release, so a column a consumer keeps without copying would
+    keep the whole batch's memory; imported alone, it keeps only its own.
+    """
+    if isinstance(batch, pa.RecordBatch):
+        return batch
+    arrays = [pa.array(column) for column in batch.columns(text_views)]
+    fields = [field.with_type(array.type) for field, array in zip(schema, arrays, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, schema.metadata))
+
+
+def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], text_views: bool) -> tuple[pa.Schema, list[T]]:
     from rivet.engine.chunked import ChunkSource, _scan_options
     from rivet.planning.chunks import plan_chunks
 
@@ -79,7 +96,7 @@ def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T]) -> tuple
         with lock:
             readers[index] = reader
         try:
-            return _drain(reader, f"read {plan.name} chunk {chunk.index} {chunk.label}", keep)
+            return _drain(reader, f"read {plan.name} chunk {chunk.index} {chunk.label}", keep, text_views)
         finally:
             with lock:
                 readers.pop(index, None)

@@ -19,6 +19,7 @@ pub mod sqlite;
 pub mod stream;
 pub mod temporal;
 pub mod tls;
+pub mod views;
 
 pub use error::{Error, Result, UnsupportedColumn};
 pub use stream::{BatchStream, EndOfData, Poll};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use arrow_array::ffi_stream::FFI_ArrowArrayStream;
-use arrow_array::{Array, RecordBatch, RecordBatchReader, StructArray};
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchReader, StructArray};
+use arrow_schema::{ArrowError, Field, SchemaRef};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
 
@@ -34,6 +34,22 @@ pub fn batch_capsules<'py>(
     Ok((
         PyCapsule::new_with_value(py, schema, SCHEMA)?,
         PyCapsule::new_with_value(py, array, ARRAY)?,
+    ))
+}
+
+/// One column as an (`arrow_schema`, `arrow_array`) capsule pair with a release of its
+/// own: a consumer that keeps this column keeps only its buffers.
+pub fn column_capsules<'py>(
+    py: Python<'py>,
+    field: &Field,
+    array: &ArrayRef,
+) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+    let schema = FFI_ArrowSchema::try_from(field).map_err(|e| {
+        InternalError::new_err(format!("exporting column {} failed: {e}", field.name()))
+    })?;
+    Ok((
+        PyCapsule::new_with_value(py, schema, SCHEMA)?,
+        PyCapsule::new_with_value(py, FFI_ArrowArray::new(&array.to_data()), ARRAY)?,
     ))
 }
 

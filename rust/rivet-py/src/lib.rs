@@ -17,7 +17,7 @@ mod _native {
     #[pymodule_export]
     use crate::meta::with_meta_columns;
     #[pymodule_export]
-    use crate::reader::{PyArrowBatch, PyArrowSchema, PyBatchReader};
+    use crate::reader::{PyArrowBatch, PyArrowColumn, PyArrowSchema, PyBatchReader};
     #[pymodule_export]
     use crate::session::PyMySession;
     #[pymodule_export]

@@ -3,13 +3,16 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 
-use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, FieldRef, SchemaRef};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
+use rivet_engine::views::text_as_views;
 use rivet_engine::{BatchStream, EndOfData, Poll};
 
-use crate::arrow_ffi::{PullReader, batch_capsules, schema_capsule, stream_capsule};
+use crate::arrow_ffi::{
+    PullReader, batch_capsules, column_capsules, schema_capsule, stream_capsule,
+};
 use crate::errors::{InternalError, to_py_err};
 use crate::interrupt::SIGNAL_POLL;
 
@@ -195,6 +198,56 @@ impl PyArrowBatch {
     #[getter]
     fn num_rows(&self) -> usize {
         self.batch.num_rows()
+    }
+
+    /// Each column on its own. Imported as one batch, every column shares one release,
+    /// so a consumer that keeps some columns without copying (polars does) keeps the
+    /// whole batch's memory; imported one by one, a copied column is freed at once.
+    /// With `text_views`, text columns come as `Utf8View` over the same bytes (the
+    /// layout polars holds), so nothing of them is converted or kept twice.
+    #[pyo3(signature = (text_views=false))]
+    fn columns(&self, text_views: bool) -> Vec<PyArrowColumn> {
+        let schema = self.batch.schema();
+        (schema.fields().iter().zip(self.batch.columns()))
+            .map(
+                |(field, array)| match text_views.then(|| text_as_views(array)).flatten() {
+                    Some(views) => PyArrowColumn {
+                        field: Arc::new(
+                            field
+                                .as_ref()
+                                .clone()
+                                .with_data_type(views.data_type().clone()),
+                        ),
+                        array: views,
+                    },
+                    None => PyArrowColumn {
+                        field: field.clone(),
+                        array: array.clone(),
+                    },
+                },
+            )
+            .collect()
+    }
+}
+
+/// One column of a batch, exported through `__arrow_c_array__` with its own release.
+#[pyclass(frozen, module = "rivet._native", name = "ArrowColumn")]
+pub struct PyArrowColumn {
+    field: FieldRef,
+    array: ArrayRef,
+}
+
+#[pymethods]
+impl PyArrowColumn {
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
+        let (schema, array) = column_capsules(py, &self.field, &self.array)?;
+        PyTuple::new(py, [schema.into_any(), array.into_any()])
     }
 }
 
