@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import re
 import signal
 import sqlite3
@@ -25,6 +26,8 @@ import psycopg
 import pytest
 
 import rivet
+from rivet.engine.cluster import NO_WORKERS_VARIABLE
+from rivet.errors import ChunkError, QueryError, hint_for
 from rivet.state.backends import STATE_URL_VARIABLE
 from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
 from tests.conftest import MYSQL_URL, PG_URL, my_query
@@ -38,11 +41,11 @@ ROWS = 3000
 
 @pytest.fixture(scope="module")
 def cluster():
-    # Leases of a killed worker expire quickly, so its chunk's retry does not wait 30 s for one.
+    # Leases of a killed worker expire sooner, so its chunk's retry does not wait 30 s for one.
     with dask.config.set(
         {
-            "distributed.scheduler.locks.lease-timeout": "2s",
-            "distributed.scheduler.locks.lease-validation-interval": "200ms",
+            "distributed.scheduler.locks.lease-timeout": "5s",
+            "distributed.scheduler.locks.lease-validation-interval": "500ms",
         }
     ):
         with distributed.LocalCluster(
@@ -149,6 +152,36 @@ def test_a_chunk_that_fails_on_a_worker_fails_the_run_with_the_servers_code_and_
     assert sqlite_rows(state, "SELECT chunk_index FROM chunk_tasks WHERE status = 'failed'") == [(int(failed[1]),)]
 
 
+@pytest.mark.postgres
+def test_a_second_run_on_the_cluster_replaces_the_first_runs_parts(pg, pg_table, client, tmp_path):
+    table = numbered(pg_table)
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload FROM {table}")
+    for _ in range(2):
+        result = rivet.run(config, dask_client=client)
+        assert result.ok, result.exports[0].error
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+    assert_no_stray_parts(tmp_path / "out")  # the first run's parts are gone, not beside the second's
+
+
+@pytest.mark.postgres
+def test_a_failed_run_without_checkpoints_leaves_no_part(pg, pg_table, client, tmp_path):
+    table = pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id FROM generate_series(1, {ROWS}) AS i")
+    query = f"SELECT id, 1 / (id - 2900) AS x FROM {table}"
+    config = write_config(tmp_path, PG_URL, query, chunk_checkpoint=False)
+    export = rivet.run(config, dask_client=client).exports[0]
+    assert export.status == "failed" and "division by zero" in export.error
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_a_chunk_error_crosses_processes_with_its_cause_and_code():
+    cause = QueryError("ERROR: division by zero", code="22012")
+    error = ChunkError("chunk 3 [1, 2) failed after 1 attempt(s)", cause=cause)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ChunkError and str(copy) == str(error) and copy.exit_code == error.exit_code
+    assert type(copy.__cause__) is QueryError and copy.__cause__.code == "22012"
+    assert hint_for(copy) == hint_for(cause)
+
+
 @pytest.fixture
 def slow(pg):
     """A STABLE function that sleeps per row a chunk outputs (planning never calls it)."""
@@ -181,8 +214,8 @@ def run_in_thread(config: Path, client) -> tuple[threading.Thread, list]:
 @pytest.mark.postgres
 def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, slow, client, tmp_path):
     table = numbered(pg_table)
-    # Each chunk of 250 rows takes about half a second, so the workers die while chunks are in flight.
-    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    # Each chunk of 250 rows takes over a second, so the workers die while chunks are in flight.
+    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
     config = write_config(tmp_path, PG_URL, query)
     state = tmp_path / ".rivet_state.db"
     before = client.run(os.getpid)
@@ -209,7 +242,7 @@ def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, 
 def test_every_task_reads_under_the_coordinators_snapshot(pg, pg_table, slow, client, tmp_path):
     table = numbered(pg_table)
     before = source_rows(pg, f"SELECT id, payload FROM {table}")
-    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
     config = write_config(tmp_path, PG_URL, query, snapshot="consistent")
     state = tmp_path / ".rivet_state.db"
     thread, results = run_in_thread(config, client)
@@ -243,7 +276,7 @@ def test_a_table_read_in_page_ranges_on_the_cluster(pg, pg_table, client, tmp_pa
 @pytest.mark.postgres
 def test_a_coordinator_killed_mid_run_resumes_on_the_cluster(pg, pg_table, slow, cluster, tmp_path):
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}")
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
     on_cluster = ("--dask-scheduler", cluster.scheduler_address)
     before = kill_after_chunks(config, 2, args=on_cluster)
     assert len(before) < ROWS // 250, "the run ended before it could be killed"
@@ -257,7 +290,7 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
     pg, pg_table, slow, cluster, pg_state_url, tmp_path
 ):
     table = numbered(pg_table)
-    query = f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}"
+    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
     out = tmp_path / "out"
     first, second = (tmp_path / "a", tmp_path / "b")
     for home in (first, second):
@@ -357,7 +390,7 @@ def test_a_lost_scheduler_fails_the_run_cleanly_and_it_resumes_elsewhere(
 ):
     address, scheduler, worker = own_cluster
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.002) AS slowed FROM {table}")
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
     state = tmp_path / ".rivet_state.db"
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
     run = subprocess.Popen(
@@ -378,6 +411,28 @@ def test_a_lost_scheduler_fails_the_run_cleanly_and_it_resumes_elsewhere(
     assert 2 <= len(before) < ROWS // 250
     resume_and_check(config, before, args=("--dask-scheduler", cluster.scheduler_address))
     assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {table}")
+
+
+@pytest.mark.postgres
+def test_a_cluster_left_without_workers_fails_the_run_instead_of_waiting_forever(
+    pg, pg_table, slow, own_cluster, tmp_path
+):
+    address, _, worker = own_cluster
+    table = numbered(pg_table)
+    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
+    state = tmp_path / ".rivet_state.db"
+    env = {**os.environ, NO_WORKERS_VARIABLE: "3"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--dask-scheduler", address],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    wait_until(lambda: done_chunks(state, "orders") >= 1, "a chunk is done", run)
+    worker.kill()
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "has had no worker for 3 s" in stderr and "--resume" in stderr
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_and_nothing_is_written(tmp_path):

@@ -27,15 +27,19 @@ class RivetError(Exception):
     exit_code = EXIT_FAILED
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Errors cross processes (a cluster's workers) with what they carry: a SQLSTATE
-        # decides a retry. The default pickling calls __init__ with the message alone.
-        return (_rebuild, (type(self), self.args, self.__dict__))
+        # Errors cross processes (a cluster's workers) with what they carry: a SQLSTATE decides
+        # a retry, a chunk's cause its hint. Default pickling would call __init__ with the message
+        # alone (which ChunkError refuses) and drop the cause.
+        return (_rebuild, (type(self), self.args, self.__dict__, self.__cause__))
 
 
-def _rebuild(cls: type[RivetError], args: tuple[object, ...], attributes: dict[str, object]) -> RivetError:
+def _rebuild(
+    cls: type[RivetError], args: tuple[object, ...], attributes: dict[str, object], cause: BaseException | None
+) -> RivetError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(attributes)
+    error.__cause__ = cause
     return error
 
 

@@ -129,7 +129,10 @@ def part_stem_of(export: str, name: str) -> str | None:
     ``name`` may be in a partition folder (``col=value/<part>``).
     """
     base = name.rsplit("/", 1)[-1]
-    match = re.match(rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+)?(_part\d+)?\.", base)
+    # A chunk's part written on a cluster carries its attempt's token: _chunk00003_0badc0de.
+    match = re.match(
+        rf"^({re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}})(_chunk\d+(?:_[0-9a-f]{{8}})?)?(_part\d+)?\.", base
+    )
     return match.group(1) if match else None
 
 

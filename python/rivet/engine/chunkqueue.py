@@ -91,6 +91,16 @@ class ChunkQueue:
             self.running.add(index)
             return self.pending.pop(index)
 
+    def claim_all(self) -> list[Task]:
+        """Every chunk not yet taken, in chunk order (a cluster's coordinator submits them all)."""
+        if self.state is not None:
+            rows = self.state.claim_pending_chunks(self.run_id, iso(utc_now()))
+            return [Task(r["chunk_index"], r["query"], r["label"]) for r in rows]
+        with self.lock:
+            tasks = [self.pending.pop(i) for i in sorted(self.pending)]
+            self.running.update(t.index for t in tasks)
+        return tasks
+
     def _claim_stored(self, after: int | None) -> Task | None:
         assert self.state is not None
         now = iso(utc_now())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import secrets
 import socket
@@ -50,6 +51,21 @@ log = logging.getLogger("rivet")
 
 ENGINE = "native@dask"
 
+# How often the coordinator looks for ended tasks, and, while none ends, for a worker in the cluster.
+POLL_S = 0.05
+WORKER_CHECK_S = 1.0
+# How long a failed run waits for its tasks still running on workers before it cleans up.
+TASKS_END_WAIT_S = 60.0
+NO_WORKERS_VARIABLE = "RIVET_DASK_NO_WORKERS_S"
+
+
+def no_workers_timeout_s() -> float:
+    """How long a run waits for a cluster without workers to get one (``RIVET_DASK_NO_WORKERS_S``, 120 s)."""
+    try:
+        return max(1.0, float(os.environ.get(NO_WORKERS_VARIABLE, "120")))
+    except ValueError:
+        return 120.0
+
 
 class Cluster:
     """The Dask client the chunked exports of a run submit their chunks through."""
@@ -57,6 +73,7 @@ class Cluster:
     def __init__(self, client: Any, *, owned: bool = False) -> None:
         self.client = client
         self.owned = owned  # made from an address: closed with the run
+        self.address = str(client.scheduler.address)  # kept: a lost client forgets it
 
     @classmethod
     def connect(cls, address: str) -> Cluster:
@@ -74,11 +91,6 @@ class Cluster:
             return cls(Client(address, set_as_default=False), owned=True)
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"cannot reach the Dask scheduler at {address}: {e}") from None
-
-    @property
-    def address(self) -> str:
-        """The scheduler's address."""
-        return str(self.client.scheduler.address)
 
     def close(self) -> None:
         """Close the client if the run made it."""
@@ -104,7 +116,7 @@ class ChunkJob:
     quality: QualityTracker | None  # empty: each task counts its own rows in a copy
     keep_widths: bool
     part_bytes: int
-    semaphore: Any  # distributed.Semaphore: connections to the source, cluster-wide
+    semaphore: str  # the name of the distributed.Semaphore bounding connections to the source
 
 
 @dataclass
@@ -122,33 +134,47 @@ class ChunkOutcome:
 
 def read_chunk(job: ChunkJob, task: Task, delay_s: float) -> ChunkOutcome:
     """On a worker: read one chunk into its own part at the destination (not yet published)."""
+    from distributed import Semaphore, get_worker
+
     if delay_s > 0:
         time.sleep(delay_s)  # the backoff before a retry, spent on the worker
-    with job.semaphore:
+    # Made here, in the task, so that it is bound to this worker and renews its lease while the
+    # chunk is read (one unpickled outside a task never does, and its lease would expire).
+    semaphore = Semaphore(max_leases=job.plan.parallel, name=job.semaphore)
+    try:
+        with semaphore:
+            return _read_chunk(job, task)
+    finally:
+        if (renewal := getattr(semaphore, "refresh_callback", None)) is not None:
+            get_worker().loop.add_callback(renewal.stop)
+
+
+def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
+    """Inside the semaphore: the chunk read and its part committed, unless the run gave it up."""
+    if _cancelled():
+        raise CancelledError(f"export {job.plan.name} {task.name}: the run stopped")
+    started = time.perf_counter()
+    plan = job.plan
+    rows = OutputRows(plan, job.stamp, DriftCheck(plan, None, Observer(), keep_widths=job.keep_widths))
+    quality = job.quality.part() if job.quality is not None else None
+    destination = open_destination(job.destination)
+    destination.prepare()
+    try:
+        count, staged = _write_chunk(job, task, rows, quality, destination)
         if _cancelled():
-            raise CancelledError(f"export {job.plan.name} {task.name}: the run stopped")
-        started = time.perf_counter()
-        plan = job.plan
-        rows = OutputRows(plan, job.stamp, DriftCheck(plan, None, Observer(), keep_widths=job.keep_widths))
-        quality = job.quality.part() if job.quality is not None else None
-        destination = open_destination(job.destination)
-        destination.prepare()
-        try:
-            count, staged = _write_chunk(job, task, rows, quality, destination)
-            if _cancelled():
-                for part in staged:
-                    part.path.unlink(missing_ok=True)
-                raise CancelledError(f"export {plan.name} {task.name}: the run stopped")
-            parts = commit_parts(
-                destination,
-                staged,
-                f"{job.stem}_chunk{task.index:05d}_{secrets.token_hex(4)}",
-                plan.format.extension,
-                job.run_id,
-                chunks=(task.index,),
-            )
-        finally:
-            destination.cleanup()
+            for part in staged:
+                part.path.unlink(missing_ok=True)
+            raise CancelledError(f"export {plan.name} {task.name}: the run stopped")
+        parts = commit_parts(
+            destination,
+            staged,
+            f"{job.stem}_chunk{task.index:05d}_{secrets.token_hex(4)}",
+            plan.format.extension,
+            job.run_id,
+            chunks=(task.index,),
+        )
+    finally:
+        destination.cleanup()
     return ChunkOutcome(
         task.index, count, parts, quality, rows.drift.widest, time.perf_counter() - started, socket.gethostname()
     )
@@ -179,6 +205,12 @@ class _Dictionaries:
 
 
 _dictionaries = _Dictionaries()
+
+
+def _executing(prefix: str, dask_worker: Any) -> list[str]:
+    """On a worker: the tasks of a run (keys starting with ``prefix``) still running there."""
+    states = ("executing", "long-running", "cancelled", "resumed")
+    return [str(k) for k, t in dask_worker.state.tasks.items() if str(k).startswith(prefix) and t.state in states]
 
 
 def _cancelled() -> bool:
@@ -274,8 +306,6 @@ class ClusterChunkPool:
         self.task_seconds: list[float] = []
 
     def _job(self) -> ChunkJob:
-        from distributed import Semaphore
-
         plan = self.plan
         return ChunkJob(
             plan=replace(plan, cluster=None),
@@ -288,8 +318,7 @@ class ClusterChunkPool:
             quality=self.rows.quality.part() if self.rows.quality is not None else None,
             keep_widths=self.rows.drift.state is not None,
             part_bytes=self.part_bytes,
-            # Bound on the workers that use it (made here, it would need a default client).
-            semaphore=Semaphore(max_leases=plan.parallel, name=source_semaphore_name(plan)),
+            semaphore=source_semaphore_name(plan),
         )
 
     def run(self) -> None:
@@ -298,46 +327,76 @@ class ClusterChunkPool:
 
         client = self.cluster.client
         job = self._job()
-        tasks: list[Task] = []
-        while (task := self.queue.claim()) is not None:
-            tasks.append(task)
         attempts: dict[Any, tuple[Task, int]] = {}
+        running = as_completed([], loop=client.loop)
 
-        def submit(task: Task, attempt: int, delay_s: float) -> Any:
+        def submit(task: Task, attempt: int, delay_s: float) -> None:
             future = client.submit(
                 read_chunk, job, task, delay_s, key=f"rivet-{self.queue.run_id}-c{task.index}-a{attempt}", pure=False
             )
             attempts[future] = (task, attempt)
-            return future
+            running.add(future)
 
-        running = as_completed([submit(t, 1, 0.0) for t in tasks], loop=client.loop)
+        for task in self.queue.claim_all():
+            submit(task, 1, 0.0)
         try:
-            for future in running:
-                task, attempt = attempts.pop(future)
-                try:
-                    outcome: ChunkOutcome = future.result()
-                except Exception as e:  # noqa: BLE001 - classified by the retry policy, as the threads do
-                    wait = self._retry_after(task, attempt, e)
-                    running.add(submit(task, attempt + 1, wait))
-                    continue
-                self._record(task, outcome)
+            while attempts:
+                for future in self._next_done(running):
+                    task, attempt = attempts.pop(future)
+                    try:
+                        outcome: ChunkOutcome = future.result()
+                    except Exception as e:  # noqa: BLE001 - classified by the retry policy, as the threads do
+                        submit(task, attempt + 1, self._retry_after(task, attempt, e))
+                        continue
+                    self._record(task, outcome)
         except BaseException:
             with contextlib.suppress(Exception):  # a lost scheduler cancels nothing
                 client.cancel(list(attempts))
             self.queue.release(t for t, _ in attempts.values())
+            with contextlib.suppress(Exception):  # best effort: the next run removes what is left
+                self._wait_for_tasks_to_end()
+                self._remove_orphans()
             raise
         self._remove_orphans()
+
+    def _next_done(self, running: Any) -> list[Any]:
+        """The futures that are done, once one is; fails when the cluster has had no worker for too long."""
+        alone_since: float | None = None
+        checked = time.monotonic()
+        while not (done := running.next_batch(block=False)):
+            time.sleep(POLL_S)  # as Dask's own as_completed waits, in small steps
+            now = time.monotonic()
+            if now - checked < WORKER_CHECK_S:
+                continue
+            checked = now
+            if self._workers() > 0:
+                alone_since = None
+                continue
+            alone_since = alone_since or now
+            if now - alone_since > no_workers_timeout_s():
+                raise ClusterError(
+                    f"export {self.plan.name}: the Dask cluster at {self.cluster.address} has had no worker for "
+                    f"{no_workers_timeout_s():.0f} s; the chunks done so far stay done: continue with --resume"
+                )
+        return list(done)
+
+    def _workers(self) -> int:
+        try:
+            return len(self.cluster.client.scheduler_info()["workers"])
+        except Exception:  # noqa: BLE001 - a scheduler out of reach has no worker to offer either
+            return 0
 
     def _retry_after(self, task: Task, attempt: int, error: Exception) -> float:
         """The backoff before ``task`` is read again; raises when the run must stop instead."""
         from distributed import KilledWorker
         from distributed.client import FutureCancelledError
 
-        if isinstance(error, FutureCancelledError | OSError):
+        if isinstance(error, FutureCancelledError):
             self.queue.release([task])
+            lost = self.cluster.client.status != "running"
+            what = f"lost the Dask scheduler at {self.cluster.address}" if lost else "its task was cancelled"
             raise ClusterError(
-                f"export {self.plan.name}: lost the Dask scheduler at {self.cluster.address} "
-                f"({type(error).__name__}); the chunks done so far stay done: continue with --resume"
+                f"export {self.plan.name}: {what}; the chunks done so far stay done: continue with --resume"
             ) from error
         if isinstance(error, KilledWorker):
             error = ClusterError(f"its task killed workers more often than Dask allows ({error})")
@@ -352,6 +411,13 @@ class ClusterChunkPool:
         return wait
 
     def _record(self, task: Task, outcome: ChunkOutcome) -> None:
+        for part in outcome.parts:
+            if self.destination.size_of(part.name) != part.bytes:
+                raise ClusterError(
+                    f"export {self.plan.name}: {task.name}: the part {part.name} that worker {outcome.worker} wrote "
+                    f"is not at {self.destination.spec.shown} as this machine sees it; the coordinator and every "
+                    "worker must share the destination (object storage, or one filesystem mounted on all of them)"
+                )
         self.queue.finish([ChunkRead(task, outcome.rows)], outcome.parts)
         if self.rows.quality is not None and outcome.quality is not None:
             self.rows.quality.merge(outcome.quality)
@@ -362,11 +428,18 @@ class ClusterChunkPool:
         counter = self.progress
         self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
 
-    def _remove_orphans(self) -> None:
-        """Remove what this run's attempts that died or lost left: parts no chunk lists, staged files.
+    def _wait_for_tasks_to_end(self) -> None:
+        """After a failure: wait (a while) for tasks Dask cannot stop, so none commits after the cleanup."""
+        prefix = f"rivet-{self.queue.run_id}-"
+        deadline = time.monotonic() + TASKS_END_WAIT_S
+        while time.monotonic() < deadline:
+            running = self.cluster.client.run(_executing, prefix)
+            if not any(running.values()):
+                return
+            time.sleep(POLL_S)
 
-        Every task has ended by now (a worker that died ended its attempt with it).
-        """
+    def _remove_orphans(self) -> None:
+        """Remove what this run's attempts that died or lost left: parts no chunk lists, staged files."""
         listed = {p.name for p in self.queue.all_parts()}
         own = re.compile(rf"(^|/){re.escape(self.stem)}_chunk\d{{5}}_[0-9a-f]{{8}}(_part\d+)?\.")
         staged = f".rivet-{self.queue.run_id}-c"

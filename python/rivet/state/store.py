@@ -291,6 +291,18 @@ class StateStore:
             ).fetchone()
         return None if row is None else {"chunk_index": row[0], "query": row[1], "label": row[2]}
 
+    def claim_pending_chunks(self, run_id: str, now: str) -> list[dict[str, Any]]:
+        """Take every pending chunk of a run at once, in chunk order."""
+        with self._transaction() as c:
+            rows = c.execute(
+                "UPDATE chunk_tasks SET status = 'running', attempts = attempts + 1, updated_at = ? "
+                "WHERE run_id = ? AND status = 'pending' RETURNING chunk_index, query, label",
+                (now, run_id),
+            ).fetchall()
+        return sorted(
+            ({"chunk_index": r[0], "query": r[1], "label": r[2]} for r in rows), key=lambda r: r["chunk_index"]
+        )
+
     def open_chunk_indexes(self, run_id: str) -> tuple[set[int], set[int]]:
         """The pending and the running chunks of a run."""
         rows = self._select(

@@ -14,7 +14,7 @@ use arrow_buffer::ScalarBuffer;
 use arrow_schema::DataType;
 
 /// `array` as a `Utf8View` array sharing its bytes, or `None` when it is not text
-/// (or its bytes do not fit the 32-bit offsets of a view).
+/// (or its bytes do not fit the signed 32-bit offsets of a view).
 pub fn text_as_views(array: &ArrayRef) -> Option<ArrayRef> {
     match array.data_type() {
         DataType::Utf8 => views(array.as_string::<i32>()),
@@ -25,17 +25,18 @@ pub fn text_as_views(array: &ArrayRef) -> Option<ArrayRef> {
 
 fn views<O: OffsetSizeTrait>(strings: &GenericStringArray<O>) -> Option<ArrayRef> {
     let offsets = strings.value_offsets();
-    let first = offsets.first()?.as_usize();
-    let bytes = strings.values().slice(first);
-    if bytes.len() > u32::MAX as usize {
+    let (first, last) = (offsets.first()?.as_usize(), offsets.last()?.as_usize());
+    // A view's offset is read as a signed 32-bit integer (pyarrow, the Arrow spec).
+    if last - first > i32::MAX as usize {
         return None;
     }
+    let bytes = strings.values().slice_with_length(first, last - first);
     let data = bytes.as_slice();
     let views: ScalarBuffer<u128> = offsets
         .windows(2)
         .map(|pair| {
             let (start, end) = (pair[0].as_usize() - first, pair[1].as_usize() - first);
-            // In range: `data` is at most u32::MAX bytes long.
+            // In range: `data` is at most i32::MAX bytes long.
             make_view(&data[start..end], 0, start as u32)
         })
         .collect();
@@ -84,6 +85,21 @@ mod tests {
         let views = text_as_views(&sliced).unwrap();
         let read: Vec<Option<&str>> = views.as_string_view().iter().collect();
         assert_eq!(read, [Some("b"), Some("third value, long enough")]);
+    }
+
+    #[test]
+    fn a_slice_holds_only_its_own_bytes() {
+        let source = StringArray::from(vec![
+            "first value, long enough",
+            "b",
+            "third value, long enough",
+        ]);
+        let sliced: ArrayRef = Arc::new(source.slice(0, 2));
+        let views = text_as_views(&sliced).unwrap();
+        assert_eq!(
+            views.as_string_view().data_buffers()[0].len(),
+            "first value, long enough".len() + 1
+        );
     }
 
     #[test]
