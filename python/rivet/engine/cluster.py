@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rivet.destinations import Destination, DestinationSpec, open_destination
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
@@ -263,6 +263,31 @@ def source_semaphore_name(plan: ExportPlan) -> str:
     return f"rivet-source-{digest}-{plan.parallel}"
 
 
+class _WorkerWatch:
+    """Fails a wait on the cluster once it has had no worker for ``RIVET_DASK_NO_WORKERS_S``."""
+
+    def __init__(self, pool: ClusterChunkPool) -> None:
+        self.pool = pool
+        self.checked = time.monotonic()
+        self.alone_since: float | None = None
+
+    def check(self) -> None:
+        """Called while waiting: looks at the workers once a second."""
+        now = time.monotonic()
+        if now - self.checked < WORKER_CHECK_S:
+            return
+        self.checked = now
+        if self.pool.workers() > 0:
+            self.alone_since = None
+            return
+        self.alone_since = self.alone_since or now
+        if now - self.alone_since > no_workers_timeout_s():
+            raise ClusterError(
+                f"export {self.pool.plan.name}: the Dask cluster at {self.pool.cluster.address} has had no worker "
+                f"for {no_workers_timeout_s():.0f} s; the chunks done so far stay done: continue with --resume"
+            )
+
+
 class ClusterChunkPool:
     """The coordinator's side: submit a task per chunk, record each part as its task reports it.
 
@@ -344,7 +369,9 @@ class ClusterChunkPool:
                 for future in self._next_done(running):
                     task, attempt = attempts.pop(future)
                     try:
-                        outcome: ChunkOutcome = future.result()
+                        outcome = self._result(future)
+                    except ClusterError:
+                        raise
                     except Exception as e:  # noqa: BLE001 - classified by the retry policy, as the threads do
                         submit(task, attempt + 1, self._retry_after(task, attempt, e))
                         continue
@@ -361,26 +388,29 @@ class ClusterChunkPool:
 
     def _next_done(self, running: Any) -> list[Any]:
         """The futures that are done, once one is; fails when the cluster has had no worker for too long."""
-        alone_since: float | None = None
-        checked = time.monotonic()
+        watch = _WorkerWatch(self)
         while not (done := running.next_batch(block=False)):
             time.sleep(POLL_S)  # as Dask's own as_completed waits, in small steps
-            now = time.monotonic()
-            if now - checked < WORKER_CHECK_S:
-                continue
-            checked = now
-            if self._workers() > 0:
-                alone_since = None
-                continue
-            alone_since = alone_since or now
-            if now - alone_since > no_workers_timeout_s():
-                raise ClusterError(
-                    f"export {self.plan.name}: the Dask cluster at {self.cluster.address} has had no worker for "
-                    f"{no_workers_timeout_s():.0f} s; the chunks done so far stay done: continue with --resume"
-                )
+            watch.check()
         return list(done)
 
-    def _workers(self) -> int:
+    def _result(self, future: Any) -> ChunkOutcome:
+        """A done task's outcome.
+
+        A result kept by a worker that died since is computed again, which needs a worker:
+        the wait is watched as the one for the next task is.
+        """
+        watch = _WorkerWatch(self)
+        while True:
+            try:
+                return cast("ChunkOutcome", future.result(timeout=WORKER_CHECK_S))
+            except TimeoutError:
+                if future.done():
+                    raise  # the task's own error
+                watch.check()
+
+    def workers(self) -> int:
+        """Workers the scheduler knows now (0 when it cannot be asked)."""
         try:
             return len(self.cluster.client.scheduler_info()["workers"])
         except Exception:  # noqa: BLE001 - a scheduler out of reach has no worker to offer either
