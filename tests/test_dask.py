@@ -435,6 +435,19 @@ def test_a_cluster_left_without_workers_fails_the_run_instead_of_waiting_forever
     assert "has had no worker for 3 s" in stderr and "--resume" in stderr
 
 
+def test_doctor_checks_the_cluster_and_the_rivet_on_its_workers(cluster, tmp_path):
+    config = write_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
+    checked = run_rivet("doctor", "-c", str(config), "--json", "--dask-scheduler", cluster.scheduler_address)
+    found = {c["check"]: c for c in json.loads(checked.stdout)["checks"] if c["subject"] == "cluster"}
+    assert found["scheduler"]["status"] == "ok" and "2 worker(s)" in found["scheduler"]["detail"]
+    assert found["workers"]["status"] == "ok" and rivet.__version__ in found["workers"]["detail"]
+    quick = {"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    checked = run_rivet("doctor", "-c", str(config), "--json", "--dask-scheduler", "tcp://127.0.0.1:9", env=quick)
+    assert checked.returncode == 1
+    scheduler = next(c for c in json.loads(checked.stdout)["checks"] if c["subject"] == "cluster")
+    assert scheduler["status"] == "fail" and "cannot reach the Dask scheduler" in scheduler["detail"]
+
+
 def test_an_unreachable_scheduler_is_a_clear_error_and_nothing_is_written(tmp_path):
     config = write_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
     proc = run_rivet(

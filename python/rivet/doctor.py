@@ -43,8 +43,11 @@ class Check:
     fix: str | None = None
 
 
-def diagnose(loaded: LoadedConfig, names: list[str] | None = None) -> list[Check]:
-    """Every check of the config's source, its exports (all, or ``names``), destinations and state."""
+def diagnose(loaded: LoadedConfig, names: list[str] | None = None, dask_scheduler: str | None = None) -> list[Check]:
+    """Every check of the config's source, its exports (all, or ``names``), destinations and state.
+
+    With a Dask scheduler (``dask_scheduler``, or the config's ``executor``), also the cluster.
+    """
     from rivet.planning.export import build_plan
     from rivet.sources.network import NetworkSource
 
@@ -69,7 +72,35 @@ def diagnose(loaded: LoadedConfig, names: list[str] | None = None) -> list[Check
             seen.add(plan.destination.url)
             checks.append(_destination_check(plan))
     checks.append(_state_check(loaded))
+    executor = loaded.config.executor
+    address = dask_scheduler or (executor.address if executor.type == "dask" else None)
+    if address:
+        checks += _cluster_checks(address)
     return checks
+
+
+def _cluster_checks(address: str) -> list[Check]:
+    """The scheduler answers, has workers, and every worker runs this rivet."""
+    from rivet import __version__
+    from rivet.engine.cluster import Cluster
+
+    try:
+        cluster = Cluster.connect(address)
+    except Exception as e:  # noqa: BLE001 - an unreachable cluster is one failed check
+        return [Check("cluster", "scheduler", FAIL, _text(e), "start the scheduler, or fix the address")]
+    try:
+        versions = cluster.worker_versions()
+    finally:
+        cluster.close()
+    checks = [Check("cluster", "scheduler", OK, f"{address} answers, {len(versions)} worker(s)")]
+    if not versions:
+        return [*checks, Check("cluster", "workers", FAIL, "no worker", "start workers: dask worker " + address)]
+    other = {worker: found for worker, found in versions.items() if found != __version__}
+    if other:
+        shown = ", ".join(f"{w}: {v or 'no rivet'}" for w, v in sorted(other.items()))
+        fix = f"install rivet {__version__} on every worker"
+        return [*checks, Check("cluster", "workers", FAIL, f"not rivet {__version__}: {shown}", fix)]
+    return [*checks, Check("cluster", "workers", OK, f"every worker runs rivet {__version__}")]
 
 
 def _text(error: BaseException) -> str:

@@ -16,11 +16,15 @@ def doctor_command(
     export: Annotated[list[str] | None, typer.Option("--export", "-e", help="Only this export (repeatable).")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} (repeatable).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    dask_scheduler: Annotated[
+        str | None, typer.Option("--dask-scheduler", metavar="ADDRESS", help="Also check this Dask cluster.")
+    ] = None,
 ) -> None:
     """Check that every export can run, without exporting anything.
 
     The source: DNS, TCP, login and TLS. Each export: its query's privileges and the columns
     its mode names. Each destination: a probe file written, read back and removed. The state.
+    A Dask cluster (--dask-scheduler, or the config's executor): its workers and their rivet.
     One line per check (✓ fine, ! a warning, ✗ a failure and its fix).
     Exit codes: 0 no check failed, 1 a check failed, 2 the config cannot be read.
     """
@@ -29,7 +33,7 @@ def doctor_command(
 
     try:
         loaded = load_config(config, parse_params(param))
-        checks = diagnose(loaded, export)
+        checks = diagnose(loaded, export, dask_scheduler)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     failed = any(c.status == FAIL for c in checks)

@@ -92,6 +92,11 @@ class Cluster:
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"cannot reach the Dask scheduler at {address}: {e}") from None
 
+    def worker_versions(self) -> dict[str, str | None]:
+        """The rivet version on each worker (None where rivet cannot be imported)."""
+        found = self.client.run(_rivet_version, on_error="return")
+        return {worker: version if isinstance(version, str) else None for worker, version in found.items()}
+
     def close(self) -> None:
         """Close the client if the run made it."""
         if self.owned:
@@ -100,6 +105,12 @@ class Cluster:
     def __reduce__(self) -> tuple[Any, ...]:
         # A plan travels to the workers without its cluster.
         raise TypeError("a Cluster does not travel to the workers")
+
+
+def _rivet_version() -> str:
+    from rivet import __version__
+
+    return __version__
 
 
 @dataclass(frozen=True)
