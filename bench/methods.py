@@ -45,6 +45,14 @@ def rivet_full(url: str, table: str, out: Path) -> int:
     return result.rows
 
 
+def rivet_delta(url: str, table: str, out: Path) -> int:
+    """rivet, mode full, format delta: the same parts as ``rivet``, then one Delta commit."""
+    import rivet
+
+    result = rivet.export(_rivet_source(url), table=table, destination=str(out), name=table, format="delta")
+    return result.rows
+
+
 def rivet_parallel(url: str, table: str, out: Path) -> int:
     """rivet, mode full with parallel: 2: page ranges of the table under one exported snapshot."""
     import rivet
@@ -270,6 +278,7 @@ def connectorx_arrow(url: str, table: str, out: Path) -> tuple[int, Callable[[],
 METHODS: dict[str, Callable[[str, str, Path], int | tuple[int, Callable[[], int]]]] = {
     "copy_devnull": copy_devnull,
     "rivet": rivet_full,
+    "rivet_delta": rivet_delta,
     "rivet_parallel": rivet_parallel,
     "rivet_chunked": rivet_chunked,
     "rivet_chunked_query": rivet_chunked_query,

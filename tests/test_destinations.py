@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 
 import fsspec
 import pyarrow.parquet as pq
@@ -14,60 +12,11 @@ import rivet
 from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
 from rivet.validate import validate_destination
-from tests.conftest import pg_url
+from tests.conftest import pg_url, s3_destination
 
 pytestmark = pytest.mark.postgres
 
 QUERY = "SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 5000) AS i"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on loopback, started and stopped here."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    import boto3
-
-    monkeypatch.setenv("RIVET_T_KEY", "testing")
-    monkeypatch.setenv("RIVET_T_SECRET", "testing")
-    name = f"rivet-{_free_port()}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-    return name
-
-
-def _s3_destination(bucket: str, endpoint: str, prefix: str) -> dict[str, str]:
-    return {
-        "type": "s3",
-        "bucket": bucket,
-        "prefix": prefix,
-        "endpoint": endpoint,
-        "region": "us-east-1",
-        "access_key_env": "RIVET_T_KEY",
-        "secret_key_env": "RIVET_T_SECRET",
-    }
 
 
 def _s3fs(endpoint: str) -> fsspec.AbstractFileSystem:
@@ -78,7 +27,7 @@ def test_s3_destination_commits_parts_manifest_and_success(s3_bucket: str, s3_en
     result = rivet.export(
         pg_url(),
         query=QUERY,
-        destination=_s3_destination(s3_bucket, s3_endpoint, "exports/{export}"),
+        destination=s3_destination(s3_bucket, s3_endpoint, "exports/{export}"),
         name="nums",
         max_file_size="64KB",
     )
@@ -103,7 +52,7 @@ def test_failed_export_leaves_nothing_in_the_bucket(s3_bucket: str, s3_endpoint:
         rivet.export(
             pg_url(),
             query=query,
-            destination=_s3_destination(s3_bucket, s3_endpoint, "bad"),
+            destination=s3_destination(s3_bucket, s3_endpoint, "bad"),
             name="bad",
             max_file_size="16KB",
             tuning={"batch_size": 500},
@@ -170,7 +119,7 @@ def test_the_state_file_is_private_and_outputs_follow_the_umask(tmp_path) -> Non
 
 
 def test_partitioned_output_on_s3_replaces_the_parts_of_the_run_before(s3_bucket: str, s3_endpoint: str) -> None:
-    destination = _s3_destination(s3_bucket, s3_endpoint, "lake/{export}/{partition}/")
+    destination = s3_destination(s3_bucket, s3_endpoint, "lake/{export}/{partition}/")
     query = "SELECT i AS id, (ARRAY['a', 'b/c', NULL])[1 + i % 3] AS kind FROM generate_series(1, {n}) AS i"
     for n in (300, 200):  # the second run has fewer rows: every part of the first must be gone
         result = rivet.export(

@@ -193,7 +193,7 @@ def export(
         table: ``[schema.]table`` to export whole.
         destination: a local path or fsspec URL (``s3://bucket/prefix``), or a dict shaped
             like an export's ``destination:`` block.
-        format: ``parquet`` or ``csv``.
+        format: ``parquet``, ``csv``, or ``delta`` (a Delta Lake table, ``pip install "rivet[delta]"``).
         mode: ``full``.
         name: the export's name, used in file names (default: the table name, or ``export``).
         state_dir: keep run metrics and the file log in ``<state_dir>/.rivet_state.db``.

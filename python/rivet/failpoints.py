@@ -9,7 +9,8 @@ The native readers read the same variable for their own points (``reader_panic``
 
 Points here, in the order a run meets them: ``after_part_write`` (a part staged, not
 yet visible), ``between_parts`` (a part visible, the next not yet), ``before_manifest``,
-``before_success`` (manifest written, ``_SUCCESS`` not), ``before_cursor`` (output
+``before_table_commit`` (manifest written, the Delta log not), ``before_success`` (manifest
+written, ``_SUCCESS`` not), ``before_cursor`` (output
 published, cursor not yet moved).
 """
 

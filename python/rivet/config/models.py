@@ -340,7 +340,8 @@ class ExportConfig(StrictModel):
     query_file: str | None = None
     table: str | None = None
     mode: Literal["full", "incremental", "chunked", "time_window"] = "full"
-    format: Literal["parquet", "csv"] = "parquet"
+    # delta: Parquet parts committed to a Delta Lake transaction log, one commit per run.
+    format: Literal["parquet", "csv", "delta"] = "parquet"
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] | None = None
     compression_level: int | None = None
     compression_profile: Literal["none", "fast", "balanced", "compact"] | None = None
@@ -441,7 +442,16 @@ class ExportConfig(StrictModel):
         self._mode_rules()
         self._stdout_rules()
         self._partition_rules()
+        self._delta_rules()
         return self
+
+    def _delta_rules(self) -> None:
+        if self.format != "delta":
+            return
+        if self.partition_by is not None:
+            raise ValueError("format: delta does not take partition_by yet; export unpartitioned, or to parquet")
+        if self.writes_to_stdout:
+            raise ValueError("format: delta needs a folder (local or object storage), not stdout")
 
     def _partition_rules(self) -> None:
         columns = self.partition_columns

@@ -10,7 +10,8 @@ The order, and what a failure or a kill at each step leaves:
    manifest; a kill leaves them for the next run to remove;
 4. the cumulative manifest (every live part) is written: it never lists a part of a
    run that did not commit. A kill between 3 and 4 is repaired by the next run from
-   the committed runs' own manifests;
+   the committed runs' own manifests. With ``format: delta`` the Delta log is then
+   made to list the same parts, in one commit (repaired the same way);
 5. superseded parts and the leftovers of runs that never committed are removed;
 6. ``_SUCCESS`` is written.
 """
@@ -146,6 +147,11 @@ class Publication:
         try:
             manifest = self._document(schema, live)
             self.result.manifest = self.destination.write_file(self.destination.spec.manifest_name, manifest)
+            if self.plan.table_format == "delta":
+                from rivet.formats.delta import commit_live_parts
+
+                failpoints.hit("before_table_commit")
+                commit_live_parts(self.destination, schema, live, self.result.run_id, self.plan.name)
             self._tidy(live)
             failpoints.hit("before_success")
             self.destination.write_file(self.destination.spec.success_name, success_marker(manifest))

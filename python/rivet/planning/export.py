@@ -83,6 +83,8 @@ class ExportPlan:
     on_schema_drift: str = "warn"
     shape_drift_warn_factor: float = 2.0
     partitioning: Partitioning | None = None
+    # A table format the parts are also committed to ("delta"), or None: files and the manifest.
+    table_format: str | None = None
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -100,6 +102,7 @@ class ExportPlan:
                 self.overrides.decimal,
                 self.overrides.other,
                 self.format.kind,
+                *([self.table_format] if self.table_format else []),
                 self.chunking.__dict__ if self.chunking else None,
                 self.cursor.__dict__ if self.cursor else None,
                 self.window.__dict__ if self.window else None,
@@ -119,7 +122,7 @@ class ExportPlan:
             "mode": self.mode,
             "query": self.query,
             "source": self.source.redacted(),
-            "format": self.format.kind,
+            "format": self.table_format or self.format.kind,
             "compression": self.format.compression,
             "compression_level": self.format.level,
             "max_file_size": self.max_file_size,
@@ -226,7 +229,12 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         source=source,
         overrides=parse_overrides(export.columns),
         format=dataclasses.replace(
-            output_format(export.format, export.compression, export.compression_level, export.compression_profile),
+            output_format(
+                "parquet" if export.format == "delta" else export.format,
+                export.compression,
+                export.compression_level,
+                export.compression_profile,
+            ),
             layout=_parquet_layout(export),
         ),
         max_file_size=parse_size(export.max_file_size) if export.max_file_size is not None else None,
@@ -242,6 +250,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         cursor=cursor,
         window=window,
         keep_superseded=export.keep_superseded_parts,
+        table_format="delta" if export.format == "delta" else None,
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
         skip_empty=export.skip_empty,
         quality=_quality(export),

@@ -1,0 +1,192 @@
+"""format: delta: each run's parts in one Delta commit, read back by deltalake, polars and DuckDB."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.chunkrun import kill_after_chunks, resume_and_check
+from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
+from tests.outputs import run_rivet
+
+deltalake = pytest.importorskip("deltalake")
+pl = pytest.importorskip("polars")
+
+
+def write_config(home: Path, export: dict) -> Path:
+    body = {"name": "orders", "format": "delta", "destination": {"type": "local", "path": str(home / "out")}, **export}
+    config = home / "rivet.yaml"
+    config.write_text(json.dumps({"source": {"type": "postgres", "url": PG_URL}, "exports": [body]}))
+    return config
+
+
+def source_rows(pg, table: str) -> collections.Counter:
+    return collections.Counter(pg.execute(f"SELECT id, amount, at, note FROM {table}").fetchall())
+
+
+def delta_rows(path: Path, **options) -> collections.Counter:
+    table = deltalake.DeltaTable(str(path), **options).to_pyarrow_table(columns=["id", "amount", "at", "note"])
+    return collections.Counter(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
+
+
+def polars_rows(path: Path) -> collections.Counter:
+    frame = pl.read_delta(str(path)).select("id", "amount", "at", "note")
+    return collections.Counter(frame.iter_rows())
+
+
+def commits(path: Path) -> list[str]:
+    """The run id of each commit, oldest first."""
+    return [h.get("rivet.run_id") for h in reversed(deltalake.DeltaTable(str(path)).history())]
+
+
+@pytest.fixture
+def orders(pg, pg_table) -> str:
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, amount numeric(12,3), at timestamptz, note text)")
+    insert_orders(pg, table, 1, 3000)
+    return table
+
+
+def insert_orders(pg, table: str, first: int, last: int) -> None:
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, i * 1.125, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', "
+        f"CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i END FROM generate_series({first}, {last}) i"
+    )
+
+
+@pytest.mark.postgres
+def test_a_full_export_replaces_the_table_in_one_commit_each_run(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    pg.execute(f"DELETE FROM {orders} WHERE id > 2000")
+    ran = run_rivet("run", "-c", str(config), "--json")
+    assert ran.returncode == 0, ran.stderr
+    out = tmp_path / "out"
+    assert delta_rows(out) == source_rows(pg, orders)
+    assert polars_rows(out) == source_rows(pg, orders)
+    assert pl.read_delta(str(out)).schema["amount"] == pl.Decimal(12, 3)
+    run_ids = [json.loads(ran.stdout)["exports"][0]["run_id"]]
+    assert len(commits(out)) == 2 and commits(out)[-1] == run_ids[0]
+    duckdb = pytest.importorskip("duckdb")
+    extension = pytest.importorskip("duckdb_extension_delta")
+    connection = duckdb.connect()
+    connection.execute(f"LOAD '{Path(extension.__file__).parent / 'extensions/v1.5.5/delta.duckdb_extension'}'")
+    found = connection.sql(f"SELECT id, amount, \"at\", note FROM delta_scan('{out}')").fetchall()
+    assert collections.Counter(found) == source_rows(pg, orders)
+
+
+@pytest.mark.postgres
+def test_a_full_run_with_a_new_column_replaces_the_tables_schema(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    pg.execute(f"ALTER TABLE {orders} ADD COLUMN region text DEFAULT 'eu'")
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    frame = pl.read_delta(str(tmp_path / "out"))
+    assert frame.columns == ["id", "amount", "at", "note", "region"]
+    assert frame.height == 3000 and set(frame["region"]) == {"eu"}
+
+
+@pytest.mark.postgres
+def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_the_next_run(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    insert_orders(pg, orders, 3001, 3500)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
+    assert killed.returncode != 0
+    out = tmp_path / "out"
+    assert sum(delta_rows(out).values()) == 3000  # the killed run's rows are not in the table yet
+    insert_orders(pg, orders, 3501, 3600)
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    assert delta_rows(out) == source_rows(pg, orders)  # every row once: the killed run's committed with the next
+    assert len(commits(out)) == 2
+    again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
+    assert again.returncode == 0 and len(commits(out)) == 2
+
+
+@pytest.fixture
+def slow(pg):
+    """A STABLE function that sleeps per row a chunk outputs (planning never calls it)."""
+    name = f"rivet_delta_slow_{os.getpid()}"
+    pg.execute(
+        f"CREATE OR REPLACE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
+    )
+    yield name
+    pg.execute(f"DROP FUNCTION {name}(int, float8)")
+
+
+@pytest.mark.postgres
+def test_a_chunked_run_killed_midway_commits_once_when_resumed(pg, orders, slow, tmp_path):
+    export = {
+        "query": f"SELECT id, amount, at, note, {slow}(id, 0.002) AS slowed FROM {orders}",
+        "mode": "chunked",
+        "chunk_column": "id",
+        "chunk_size": 300,
+        "chunk_checkpoint": True,
+        "parallel": 2,
+        "max_file_size": "20KB",
+    }
+    config = write_config(tmp_path, export)
+    before = kill_after_chunks(config, 2)
+    out = tmp_path / "out"
+    assert not (out / "_delta_log").exists()  # nothing committed: no table yet
+    resume_and_check(config, before)
+    assert delta_rows(out) == source_rows(pg, orders)
+    assert len(commits(out)) == 1
+
+
+@pytest.mark.postgres
+def test_a_delta_table_on_s3(pg, orders, s3_bucket, s3_endpoint, tmp_path):
+    destination = s3_destination(s3_bucket, s3_endpoint, "lake/orders")
+    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["destination"] = destination
+    config.write_text(json.dumps(doc))
+    env = {"RIVET_T_KEY": "testing", "RIVET_T_SECRET": "testing"}
+    assert run_rivet("run", "-c", str(config), env=env).returncode == 0
+    insert_orders(pg, orders, 3001, 3100)
+    ran = run_rivet("run", "-c", str(config), env=env)
+    assert ran.returncode == 0, ran.stderr
+    options = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    uri = f"s3://{s3_bucket}/lake/orders"
+    table = deltalake.DeltaTable(uri, storage_options=options)
+    assert table.version() == 1
+    rows = table.to_pyarrow_table(columns=["id", "amount", "at", "note"])
+    found = collections.Counter(zip(*(rows.column(c).to_pylist() for c in rows.column_names), strict=True))
+    assert found == source_rows(pg, orders)
+
+
+@pytest.mark.mysql
+def test_a_mariadb_table_to_delta(my_conn, my_table, tmp_path):
+    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, price DECIMAL(10,2), at DATETIME(6), note VARCHAR(20))")
+    values = ",".join(
+        f"({i}, {i}.25, '2026-01-01 00:00:00.{i:06d}', {'NULL' if i % 9 == 0 else repr(f'n{i}')})"
+        for i in range(1, 801)
+    )
+    my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
+    config = tmp_path / "rivet.yaml"
+    export = {"name": "prices", "table": table, "format": "delta", "destination": {"type": "local", "path": "out"}}
+    config.write_text(json.dumps({"source": {"type": "mysql", "url": MYSQL_URL}, "exports": [export]}))
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    frame = pl.read_delta(str(tmp_path / "out"))
+    expected = collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
+    assert collections.Counter(frame.select("id", "price", "at", "note").iter_rows()) == expected
+
+
+def test_delta_refuses_partition_by(tmp_path):
+    config = write_config(tmp_path, {"table": "t", "partition_by": "id"})
+    checked = run_rivet("check", "--config-only", "-c", str(config))
+    assert checked.returncode == 2
+    assert "format: delta does not take partition_by yet" in checked.stderr
