@@ -204,6 +204,17 @@ def sqlite_rows(path: Path, sql: str) -> list[tuple]:
         return conn.execute(sql).fetchall()
 
 
+def slowed(slow: str, table: str, seconds: float = 0.005) -> str:
+    """The query of ``table`` whose every row takes ``seconds``: chunks long enough to act during."""
+    return f"SELECT id, payload, {slow}(id, {seconds}) AS slowed FROM {table}"
+
+
+def coordinator(config: Path, address: str, env: dict[str, str], **popen: object) -> subprocess.Popen:
+    """``rivet run`` of ``config`` on the cluster at ``address``, in a process of its own."""
+    command = [sys.executable, "-m", "rivet", "run", "-c", str(config), "--dask-scheduler", address]
+    return subprocess.Popen(command, env={**os.environ, **env}, **popen)  # type: ignore[call-overload]
+
+
 def run_in_thread(config: Path, client) -> tuple[threading.Thread, list]:
     results: list = []
     thread = threading.Thread(target=lambda: results.append(rivet.run(config, dask_client=client)), daemon=True)
@@ -215,7 +226,7 @@ def run_in_thread(config: Path, client) -> tuple[threading.Thread, list]:
 def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, slow, client, tmp_path):
     table = numbered(pg_table)
     # Each chunk of 250 rows takes over a second, so the workers die while chunks are in flight.
-    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
+    query = slowed(slow, table)
     config = write_config(tmp_path, PG_URL, query)
     state = tmp_path / ".rivet_state.db"
     before = client.run(os.getpid)
@@ -242,7 +253,7 @@ def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, 
 def test_every_task_reads_under_the_coordinators_snapshot(pg, pg_table, slow, client, tmp_path):
     table = numbered(pg_table)
     before = source_rows(pg, f"SELECT id, payload FROM {table}")
-    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
+    query = slowed(slow, table)
     config = write_config(tmp_path, PG_URL, query, snapshot="consistent")
     state = tmp_path / ".rivet_state.db"
     thread, results = run_in_thread(config, client)
@@ -276,7 +287,7 @@ def test_a_table_read_in_page_ranges_on_the_cluster(pg, pg_table, client, tmp_pa
 @pytest.mark.postgres
 def test_a_coordinator_killed_mid_run_resumes_on_the_cluster(pg, pg_table, slow, cluster, tmp_path):
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
+    config = write_config(tmp_path, PG_URL, slowed(slow, table))
     on_cluster = ("--dask-scheduler", cluster.scheduler_address)
     before = kill_after_chunks(config, 2, args=on_cluster)
     assert len(before) < ROWS // 250, "the run ended before it could be killed"
@@ -290,17 +301,15 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
     pg, pg_table, slow, cluster, pg_state_url, tmp_path
 ):
     table = numbered(pg_table)
-    query = f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}"
+    query = slowed(slow, table)
     out = tmp_path / "out"
     first, second = (tmp_path / "a", tmp_path / "b")
     for home in (first, second):
         home.mkdir()
         write_config(home, PG_URL, query, destination={"type": "local", "path": str(out)})
-    env = {**os.environ, STATE_URL_VARIABLE: pg_state_url}
+    env = {STATE_URL_VARIABLE: pg_state_url}
     on_cluster = ["--dask-scheduler", cluster.scheduler_address]
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(first / "rivet.yaml"), *on_cluster], env=env
-    )
+    running = coordinator(first / "rivet.yaml", cluster.scheduler_address, env)
     with psycopg.connect(pg_state_url, autocommit=True) as state:
 
         def done() -> int:
@@ -309,9 +318,9 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
                 return state.execute(sql).fetchone()[0]
             return 0
 
-        wait_until(lambda: done() >= 2, "two chunks are done", coordinator)
-        coordinator.kill()
-        coordinator.wait()
+        wait_until(lambda: done() >= 2, "two chunks are done", running)
+        running.kill()
+        running.wait()
         assert done() < ROWS // 250, "the run ended before its coordinator could be killed"
     resumed = run_rivet("run", "-c", str(second / "rivet.yaml"), "--resume", "--json", *on_cluster, env=env)
     assert resumed.returncode == 0, resumed.stderr
@@ -323,7 +332,7 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
 def test_connections_to_the_source_stay_within_parallel_across_the_cluster(pg, pg_table, slow, client, tmp_path):
     # Four worker threads in the cluster, parallel: 2: never more than two chunk readers at once.
     table = numbered(pg_table)
-    query = f"SELECT id, payload, {slow}(id, 0.001) AS slowed FROM {table}"
+    query = slowed(slow, table, 0.001)
     config = write_config(tmp_path, PG_URL, query, chunk_size=150)
     seen: list[int] = []
     stop = threading.Event()
@@ -390,15 +399,10 @@ def test_a_lost_scheduler_fails_the_run_cleanly_and_it_resumes_elsewhere(
 ):
     address, scheduler, worker = own_cluster
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
+    config = write_config(tmp_path, PG_URL, slowed(slow, table))
     state = tmp_path / ".rivet_state.db"
-    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--dask-scheduler", address],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    quick = {"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    run = coordinator(config, address, quick, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: done_chunks(state, "orders") >= 2, "two chunks are done", run)
     scheduler.kill()
     _, stderr = run.communicate(timeout=120)
@@ -419,15 +423,9 @@ def test_a_cluster_left_without_workers_fails_the_run_instead_of_waiting_forever
 ):
     address, _, worker = own_cluster
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, {slow}(id, 0.005) AS slowed FROM {table}")
+    config = write_config(tmp_path, PG_URL, slowed(slow, table))
     state = tmp_path / ".rivet_state.db"
-    env = {**os.environ, NO_WORKERS_VARIABLE: "3"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--dask-scheduler", address],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    run = coordinator(config, address, {NO_WORKERS_VARIABLE: "3"}, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: done_chunks(state, "orders") >= 1, "a chunk is done", run)
     worker.kill()
     _, stderr = run.communicate(timeout=120)

@@ -139,7 +139,6 @@ class ChunkOutcome:
     parts: list[CommittedPart]
     quality: QualityTracker | None
     widths: dict[str, int]
-    seconds: float
     worker: str
 
 
@@ -164,7 +163,6 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
     """Inside the semaphore: the chunk read and its part committed, unless the run gave it up."""
     if _cancelled():
         raise CancelledError(f"export {job.plan.name} {task.name}: the run stopped")
-    started = time.perf_counter()
     plan = job.plan
     rows = OutputRows(plan, job.stamp, DriftCheck(plan, None, Observer(), keep_widths=job.keep_widths))
     quality = job.quality.part() if job.quality is not None else None
@@ -186,9 +184,7 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
         )
     finally:
         destination.cleanup()
-    return ChunkOutcome(
-        task.index, count, parts, quality, rows.drift.widest, time.perf_counter() - started, socket.gethostname()
-    )
+    return ChunkOutcome(task.index, count, parts, quality, rows.drift.widest, socket.gethostname())
 
 
 # A run's dictionary decision is kept on a worker this long after its last task there.
@@ -339,7 +335,6 @@ class ClusterChunkPool:
             plan.max_attempts,
             events,
         )
-        self.task_seconds: list[float] = []
 
     def _job(self) -> ChunkJob:
         plan = self.plan
@@ -463,7 +458,6 @@ class ClusterChunkPool:
         if self.rows.quality is not None and outcome.quality is not None:
             self.rows.quality.merge(outcome.quality)
         self.rows.drift.note_widths(outcome.widths)
-        self.task_seconds.append(outcome.seconds)
         self.progress.advance(outcome.rows)
         self.progress.published(sum(p.bytes for p in outcome.parts))
         counter = self.progress
