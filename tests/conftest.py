@@ -203,3 +203,25 @@ def s3_destination(bucket: str, endpoint: str, prefix: str) -> dict[str, str]:
         "access_key_env": "RIVET_T_KEY",
         "secret_key_env": "RIVET_T_SECRET",
     }
+
+
+@pytest.fixture
+def orders(pg, pg_table) -> str:
+    """A PostgreSQL orders table of 3000 rows (tests/orders.py)."""
+    from tests.orders import insert_orders
+
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, amount numeric(12,3), at timestamptz, note text)")
+    insert_orders(pg, table, 1, 3000)
+    return table
+
+
+@pytest.fixture
+def slow(pg):
+    """A STABLE function that sleeps per row a chunk outputs (planning never calls it)."""
+    name = f"rivet_orders_slow_{os.getpid()}"
+    pg.execute(
+        f"CREATE OR REPLACE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
+        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
+    )
+    yield name
+    pg.execute(f"DROP FUNCTION {name}(int, float8)")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.chunkrun import kill_after_chunks, resume_and_check
 from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
+from tests.orders import insert_orders, source_rows
 from tests.outputs import run_rivet
 
 deltalake = pytest.importorskip("deltalake")
@@ -22,10 +22,6 @@ def write_config(home: Path, export: dict) -> Path:
     config = home / "rivet.yaml"
     config.write_text(json.dumps({"source": {"type": "postgres", "url": PG_URL}, "exports": [body]}))
     return config
-
-
-def source_rows(pg, table: str) -> collections.Counter:
-    return collections.Counter(pg.execute(f"SELECT id, amount, at, note FROM {table}").fetchall())
 
 
 def delta_rows(path: Path, **options) -> collections.Counter:
@@ -41,20 +37,6 @@ def polars_rows(path: Path) -> collections.Counter:
 def commits(path: Path) -> list[str]:
     """The run id of each commit, oldest first."""
     return [h.get("rivet.run_id") for h in reversed(deltalake.DeltaTable(str(path)).history())]
-
-
-@pytest.fixture
-def orders(pg, pg_table) -> str:
-    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, amount numeric(12,3), at timestamptz, note text)")
-    insert_orders(pg, table, 1, 3000)
-    return table
-
-
-def insert_orders(pg, table: str, first: int, last: int) -> None:
-    pg.execute(
-        f"INSERT INTO {table} SELECT i, i * 1.125, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', "
-        f"CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i END FROM generate_series({first}, {last}) i"
-    )
 
 
 @pytest.mark.postgres
@@ -106,18 +88,6 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     assert len(commits(out)) == 2
     again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
     assert again.returncode == 0 and len(commits(out)) == 2
-
-
-@pytest.fixture
-def slow(pg):
-    """A STABLE function that sleeps per row a chunk outputs (planning never calls it)."""
-    name = f"rivet_delta_slow_{os.getpid()}"
-    pg.execute(
-        f"CREATE OR REPLACE FUNCTION {name}(v int, seconds float8) RETURNS int LANGUAGE plpgsql STABLE AS "
-        "$$ BEGIN PERFORM pg_sleep(seconds); RETURN v; END $$"
-    )
-    yield name
-    pg.execute(f"DROP FUNCTION {name}(int, float8)")
 
 
 @pytest.mark.postgres

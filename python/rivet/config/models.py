@@ -13,6 +13,8 @@ from rivet.config.sizes import parse_size
 from rivet.redact import HIDDEN, redact_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# An Iceberg namespace or table: no dot, which would nest it.
+ICEBERG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 
 # Keys that belong in a ``tuning:`` block; found elsewhere they get a pointed message.
 TUNING_KEYS = (
@@ -332,6 +334,35 @@ class ParquetConfig(StrictModel):
         return self
 
 
+class IcebergConfig(StrictModel):
+    """``iceberg``: the catalog an Iceberg export's table is registered in."""
+
+    # sqlite:///path.db or postgresql://... (a SQL catalog), or http(s)://... (a REST catalog);
+    # unset: a SQLite catalog, .rivet_iceberg.db beside the config (and its state).
+    catalog_url: str | None = None
+    namespace: Annotated[str, Field(pattern=ICEBERG_NAME_PATTERN)] = "rivet"
+    # The table's name in the namespace; unset: the export's name (a dot in it becomes _).
+    table: Annotated[str, Field(pattern=ICEBERG_NAME_PATTERN)] | None = None
+    # More catalog properties, as pyiceberg names them (a REST catalog's token, warehouse, ...).
+    catalog_properties: dict[str, str] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "catalog_properties" and value:
+                yield name, dict.fromkeys(value, HIDDEN)
+            elif name == "catalog_url" and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
+
+    @field_validator("catalog_url")
+    @classmethod
+    def _catalog_kind(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite:///", "postgresql://", "http://", "https://")):
+            raise ValueError("catalog_url is sqlite:///<file>, postgresql://... or an http(s):// REST catalog")
+        return v
+
+
 class ExportConfig(StrictModel):
     """One entry of ``exports``."""
 
@@ -340,8 +371,9 @@ class ExportConfig(StrictModel):
     query_file: str | None = None
     table: str | None = None
     mode: Literal["full", "incremental", "chunked", "time_window"] = "full"
-    # delta: Parquet parts committed to a Delta Lake transaction log, one commit per run.
-    format: Literal["parquet", "csv", "delta"] = "parquet"
+    # delta, iceberg: Parquet parts committed to a table format's log or catalog, one commit per run.
+    format: Literal["parquet", "csv", "delta", "iceberg"] = "parquet"
+    iceberg: IcebergConfig | None = None
     compression: Literal["zstd", "snappy", "gzip", "lz4", "none"] | None = None
     compression_level: int | None = None
     compression_profile: Literal["none", "fast", "balanced", "compact"] | None = None
@@ -442,16 +474,20 @@ class ExportConfig(StrictModel):
         self._mode_rules()
         self._stdout_rules()
         self._partition_rules()
-        self._delta_rules()
+        self._table_format_rules()
         return self
 
-    def _delta_rules(self) -> None:
-        if self.format != "delta":
+    def _table_format_rules(self) -> None:
+        if self.iceberg is not None and self.format != "iceberg":
+            raise ValueError("iceberg: applies to format: iceberg")
+        if self.format not in ("delta", "iceberg"):
             return
         if self.partition_by is not None:
-            raise ValueError("format: delta does not take partition_by yet; export unpartitioned, or to parquet")
+            raise ValueError(
+                f"format: {self.format} does not take partition_by yet; export unpartitioned, or to parquet"
+            )
         if self.writes_to_stdout:
-            raise ValueError("format: delta needs a folder (local or object storage), not stdout")
+            raise ValueError(f"format: {self.format} needs a folder (local or object storage), not stdout")
 
     def _partition_rules(self) -> None:
         columns = self.partition_columns

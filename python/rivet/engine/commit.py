@@ -10,8 +10,8 @@ The order, and what a failure or a kill at each step leaves:
    manifest; a kill leaves them for the next run to remove;
 4. the cumulative manifest (every live part) is written: it never lists a part of a
    run that did not commit. A kill between 3 and 4 is repaired by the next run from
-   the committed runs' own manifests. With ``format: delta`` the Delta log is then
-   made to list the same parts, in one commit (repaired the same way);
+   the committed runs' own manifests. With ``format: delta`` or ``iceberg`` the table's log
+   is then made to list the same parts, in one commit (repaired the same way);
 5. superseded parts and the leftovers of runs that never committed are removed;
 6. ``_SUCCESS`` is written.
 """
@@ -147,11 +147,9 @@ class Publication:
         try:
             manifest = self._document(schema, live)
             self.result.manifest = self.destination.write_file(self.destination.spec.manifest_name, manifest)
-            if self.plan.table_format == "delta":
-                from rivet.formats.delta import commit_live_parts
-
+            if self.plan.table_format is not None:
                 failpoints.hit("before_table_commit")
-                commit_live_parts(self.destination, schema, live, self.result.run_id, self.plan.name)
+                self._commit_table(schema, live)
             self._tidy(live)
             failpoints.hit("before_success")
             self.destination.write_file(self.destination.spec.success_name, success_marker(manifest))
@@ -160,6 +158,19 @@ class Publication:
                 f"run {self.result.run_id} is committed (its parts and cursor count), but completing "
                 f"{self.destination.spec.shown} failed: {e}; the next run completes it"
             ) from e
+
+    def _commit_table(self, schema: pa.Schema, live: list[CommittedPart]) -> None:
+        """Make the table format's log list the manifest's parts (step 4)."""
+        plan, run_id = self.plan, self.result.run_id
+        if plan.iceberg is not None:
+            from rivet.formats import iceberg
+
+            summary = iceberg.snapshot_summary(run_id, plan.name, plan.fingerprint(), live)
+            iceberg.commit_live_parts(self.destination, plan.iceberg, schema, live, summary, append=self.append)
+        else:
+            from rivet.formats.delta import commit_live_parts
+
+            commit_live_parts(self.destination, schema, live, run_id, plan.name)
 
     def _read_previous(self) -> Manifest | None:
         name = self.destination.spec.manifest_name

@@ -56,6 +56,10 @@ class OutputRows:
         output = self.stamp.schema(source_schema)
         if self.plan.partitioning is not None:
             self.plan.partitioning.check(output, self.plan.name)
+        if self.plan.table_format == "iceberg":
+            from rivet.formats.iceberg import check_columns
+
+            check_columns(output, self.plan.name)
         return output
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -20,12 +20,16 @@ from rivet.engine.quality import DEFAULT_UNIQUE_MAX_ENTRIES, QualitySpec
 from rivet.errors import ConfigError
 from rivet.formats import OutputFormat, output_format
 from rivet.formats.base import ParquetLayout
+from rivet.formats.iceberg import IcebergTable
 from rivet.formats.meta import MetaColumns
 from rivet.formats.partition import Partitioning
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
 from rivet.tuning import MIB, Tuning, resolve_tuning
+
+# Formats whose parts are Parquet files committed to a table format's log.
+TABLE_FORMATS = ("delta", "iceberg")
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,10 @@ class ExportPlan:
     on_schema_drift: str = "warn"
     shape_drift_warn_factor: float = 2.0
     partitioning: Partitioning | None = None
-    # A table format the parts are also committed to ("delta"), or None: files and the manifest.
+    # A table format the parts are also committed to ("delta", "iceberg"), or None: files and the manifest.
     table_format: str | None = None
+    # With table_format "iceberg": the catalog and table.
+    iceberg: IcebergTable | None = None
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -136,6 +142,7 @@ class ExportPlan:
             "cursor": self.cursor.__dict__ if self.cursor else None,
             "time_window": self.window.__dict__ if self.window else None,
             "partition_by": list(self.partitioning.columns) if self.partitioning else None,
+            **({"iceberg_table": self.iceberg.shown} if self.iceberg else {}),
             "fingerprint": self.fingerprint(),
         }
 
@@ -230,7 +237,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         overrides=parse_overrides(export.columns),
         format=dataclasses.replace(
             output_format(
-                "parquet" if export.format == "delta" else export.format,
+                "parquet" if export.format in TABLE_FORMATS else export.format,
                 export.compression,
                 export.compression_level,
                 export.compression_profile,
@@ -250,7 +257,12 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         cursor=cursor,
         window=window,
         keep_superseded=export.keep_superseded_parts,
-        table_format="delta" if export.format == "delta" else None,
+        table_format=export.format if export.format in TABLE_FORMATS else None,
+        iceberg=(
+            IcebergTable.from_config(export.iceberg, export.name, loaded.base_dir)
+            if export.format == "iceberg"
+            else None
+        ),
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
         skip_empty=export.skip_empty,
         quality=_quality(export),

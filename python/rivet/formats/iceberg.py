@@ -1,0 +1,227 @@
+"""``format: iceberg``: the run's Parquet parts committed to an Iceberg table, in one snapshot.
+
+The parts are written and made visible as for Parquet output, in the table's folder;
+Iceberg readers see only the files the current snapshot lists, so a part is visible
+to them only once the run commits. The commit makes the snapshot list exactly the
+parts the manifest lists (what the run added, and what it superseded removed) in one
+catalog transaction, after the state commit. A kill between the two is repaired by
+the next run, whose commit lists the parts of every committed run again; a commit
+with nothing to change is not made, so a run is never committed twice.
+
+The parts carry no Iceberg field ids: the table's name mapping (kept equal to its
+schema) tells readers which column is which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rivet.errors import ConfigError, DestinationError, SchemaDriftError
+from rivet.redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rivet.config.models import IcebergConfig
+    from rivet.destinations import Destination, DestinationSpec
+    from rivet.manifest import CommittedPart
+
+# The embedded default catalog, a SQLite file beside the config and its state.
+CATALOG_FILE = ".rivet_iceberg.db"
+# Iceberg's decimals stop at 38 digits.
+MAX_DECIMAL_PRECISION = 38
+
+
+@dataclass(frozen=True)
+class IcebergTable:
+    """Where an export's Iceberg table is registered: its catalog, namespace and name."""
+
+    catalog_url: str
+    namespace: str
+    name: str
+    catalog_properties: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_config(cls, config: IcebergConfig | None, export: str, base_dir: Path) -> IcebergTable:
+        """The table of ``export``; without ``iceberg:``, the default catalog beside the config."""
+        url = config.catalog_url if config and config.catalog_url else f"sqlite:///{base_dir.resolve() / CATALOG_FILE}"
+        return cls(
+            catalog_url=url,
+            namespace=config.namespace if config else "rivet",
+            name=(config.table if config and config.table else export.replace(".", "_")),
+            catalog_properties=dict(config.catalog_properties) if config else {},
+        )
+
+    @property
+    def shown(self) -> str:
+        """The table as messages name it, without credentials."""
+        return f"{self.namespace}.{self.name} in {redact_url(self.catalog_url)}"
+
+
+def check_columns(schema: pa.Schema, export: str) -> None:
+    """Refuse, before any row is read, a column Iceberg cannot hold exactly."""
+    import pyarrow as pa
+
+    for f in schema:
+        t = f.type
+        if pa.types.is_unsigned_integer(t):
+            wider = "DECIMAL(20,0)" if t == pa.uint64() else "SIGNED"
+            raise ConfigError(
+                f"export '{export}': column {f.name} is {t}, and Iceberg has no unsigned integers; "
+                f"cast it to a wider signed type in the query: CAST({f.name} AS {wider}) AS {f.name}"
+            )
+        if pa.types.is_decimal(t) and t.precision > MAX_DECIMAL_PRECISION:
+            raise ConfigError(
+                f"export '{export}': column {f.name} is {t}, and Iceberg decimals hold at most "
+                f"{MAX_DECIMAL_PRECISION} digits; set its precision with columns: {{{f.name}: decimal(38,s)}}, "
+                "or export it as text"
+            )
+        if pa.types.is_null(t):
+            raise ConfigError(
+                f"export '{export}': column {f.name} has no type (every value is NULL); cast it in the query"
+            )
+
+
+def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, str]:
+    """The catalog's connection and the destination's credentials, as pyiceberg names them."""
+    url = table.catalog_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    properties = {"uri": url}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if not url.startswith(("http://", "https://")):
+        properties["type"] = "sql"
+    given = spec.storage_options
+    names = {"key": "s3.access-key-id", "secret": "s3.secret-access-key", "token": "s3.session-token"}
+    for fsspec_name, iceberg_name in names.items():
+        if given.get(fsspec_name):
+            properties[iceberg_name] = str(given[fsspec_name])
+    if endpoint := given.get("endpoint_url"):
+        properties["s3.endpoint"] = str(endpoint)
+    if region := (given.get("client_kwargs") or {}).get("region_name"):
+        properties["s3.region"] = str(region)
+    return {**properties, **table.catalog_properties}
+
+
+def table_location(spec: DestinationSpec) -> str:
+    """The table's folder: the destination's (a local folder, or ``s3://bucket/prefix``)."""
+    if spec.url.startswith("s3://"):
+        return spec.url.rstrip("/")
+    if spec.url.startswith("/"):
+        return "file://" + spec.url.rstrip("/")
+    raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk or S3 for now")
+
+
+def commit_live_parts(
+    destination: Destination,
+    table: IcebergTable,
+    schema: pa.Schema,
+    live: list[CommittedPart],
+    summary: dict[str, str],
+    *,
+    append: bool,
+) -> int | None:
+    """Make the table's current snapshot list exactly ``live``; the new snapshot id, or None when it did."""
+    try:
+        from pyiceberg.catalog import load_catalog
+        from pyiceberg.exceptions import NoSuchTableError
+    except ImportError:
+        raise ConfigError('format: iceberg needs the pyiceberg package: pip install "rivet[iceberg]"') from None
+
+    location = table_location(destination.spec)
+    catalog = None
+    try:
+        catalog = load_catalog("rivet", **catalog_properties(table, destination.spec))
+        identifier = (table.namespace, table.name)
+        catalog.create_namespace_if_not_exists(table.namespace)
+        try:
+            found = catalog.load_table(identifier)
+        except NoSuchTableError:
+            creation = catalog.create_table_transaction(identifier, schema=schema, location=location)
+            _change_files(creation, location, {}, [p.name for p in live], summary)
+            creation.commit_transaction()
+            return _current_snapshot_id(catalog.load_table(identifier))
+        if found.location().rstrip("/") != location:
+            raise DestinationError(
+                f"the Iceberg table {table.shown} is at {found.location()}, not at {destination.spec.shown}; "
+                "give this export its own iceberg.table"
+            )
+        listed = {_relative(location, task.file.file_path): task.file for task in found.scan().plan_files()}
+        wanted = {p.name for p in live}
+        added = [name for name in wanted if name not in listed]
+        removed = {name: data_file for name, data_file in listed.items() if name not in wanted}
+        if not added and not removed:
+            return None
+        transaction = found.transaction()
+        _evolve_schema(transaction, schema, table, append=append)
+        _change_files(transaction, location, removed, sorted(added), summary)
+        transaction.commit_transaction()
+        return _current_snapshot_id(catalog.load_table(identifier))
+    except (ConfigError, DestinationError, SchemaDriftError):
+        raise
+    except Exception as e:
+        # pyiceberg raises its own errors, SQLAlchemy's, pyarrow's and OSError alike.
+        raise DestinationError(
+            f"committing to the Iceberg table {table.shown} failed: {type(e).__name__}: {redact_text(str(e))}"
+        ) from e
+    finally:
+        # A SQL catalog keeps a pool of connections to its database: none outlive the commit.
+        if engine := getattr(catalog, "engine", None):
+            engine.dispose()
+
+
+def _evolve_schema(transaction: Any, schema: pa.Schema, table: IcebergTable, *, append: bool) -> None:
+    """Bring the table's columns to ``schema``: new columns are added, and a replacing run drops the old."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+    from pyiceberg.table import TableProperties
+
+    current = schema_to_pyarrow(transaction.table_metadata.schema(), include_field_ids=False)
+    if current.equals(schema):
+        return
+    try:
+        with transaction.update_schema() as update:
+            update.union_by_name(schema)
+            if not append:
+                for name in set(current.names) - set(schema.names):
+                    update.delete_column(name)
+    except ValueError as e:
+        raise SchemaDriftError(f"the columns of the Iceberg table {table.shown} cannot become these: {e}") from e
+    mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+    transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
+
+
+def _change_files(
+    transaction: Any, location: str, removed: dict[str, Any], added: list[str], summary: dict[str, str]
+) -> None:
+    from pyiceberg.table import TableProperties, _parquet_files_to_data_files
+
+    if transaction.table_metadata.name_mapping() is None:
+        mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
+        transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
+    update = transaction.update_snapshot(snapshot_properties=summary)
+    producer = update.overwrite() if removed else update.fast_append()
+    with producer:
+        for data_file in removed.values():
+            producer.delete_data_file(data_file)
+        paths = [f"{location}/{name}" for name in added]
+        for data_file in _parquet_files_to_data_files(transaction.table_metadata, paths, transaction._table.io):
+            producer.append_data_file(data_file)
+
+
+def _current_snapshot_id(found: Any) -> int | None:
+    snapshot = found.current_snapshot()
+    return int(snapshot.snapshot_id) if snapshot is not None else None
+
+
+def _relative(location: str, file_path: str) -> str:
+    prefix = location + "/"
+    return file_path[len(prefix) :] if file_path.startswith(prefix) else file_path
+
+
+def snapshot_summary(run_id: str, export: str, fingerprint: str, live: list[CommittedPart]) -> dict[str, str]:
+    """What a commit records of the run (Iceberg summaries hold strings only)."""
+    rows = sum(p.rows for p in live)
+    return {"rivet.run_id": run_id, "rivet.export": export, "rivet.fingerprint": fingerprint, "rivet.rows": str(rows)}

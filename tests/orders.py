@@ -1,0 +1,17 @@
+"""The orders table the table-format tests export (its fixture is in conftest.py)."""
+
+from __future__ import annotations
+
+import collections
+
+
+def insert_orders(pg, table: str, first: int, last: int) -> None:
+    """Rows ``first``..``last``: a decimal, a timestamptz and a text with NULLs."""
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, i * 1.125, timestamptz '2024-01-01 00:00+00' + i * interval '1 minute', "
+        f"CASE WHEN i % 7 = 0 THEN NULL ELSE 'n' || i END FROM generate_series({first}, {last}) i"
+    )
+
+
+def source_rows(pg, table: str) -> collections.Counter:
+    return collections.Counter(pg.execute(f"SELECT id, amount, at, note FROM {table}").fetchall())

@@ -1,0 +1,229 @@
+"""format: iceberg: each run's parts in one snapshot, read back by pyiceberg, polars and DuckDB."""
+
+from __future__ import annotations
+
+import collections
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.chunkrun import kill_after_chunks, resume_and_check
+from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
+from tests.orders import insert_orders, source_rows
+from tests.outputs import run_rivet
+
+pyiceberg_catalog = pytest.importorskip("pyiceberg.catalog")
+pl = pytest.importorskip("polars")
+
+COLUMNS = ["id", "amount", "at", "note"]
+
+
+def write_config(home: Path, export: dict, source: dict | None = None) -> Path:
+    body = {
+        "name": "orders",
+        "format": "iceberg",
+        "destination": {"type": "local", "path": str(home / "out")},
+        **export,
+    }
+    config = home / "rivet.yaml"
+    config.write_text(json.dumps({"source": source or {"type": "postgres", "url": PG_URL}, "exports": [body]}))
+    return config
+
+
+def load_table(home: Path, name: str = "orders", **properties):
+    """The export's table, from the default catalog beside the config unless told otherwise."""
+    properties.setdefault("uri", f"sqlite:///{home / '.rivet_iceberg.db'}")
+    catalog = pyiceberg_catalog.load_catalog("rivet", type="sql", **properties)
+    return catalog.load_table(("rivet", name))
+
+
+def iceberg_rows(table, columns=COLUMNS) -> collections.Counter:
+    found = table.scan(selected_fields=tuple(columns)).to_arrow()
+    return collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True))
+
+
+def polars_rows(table, columns=COLUMNS) -> collections.Counter:
+    return collections.Counter(pl.scan_iceberg(table).select(columns).collect().iter_rows())
+
+
+def duckdb_rows(table, columns=COLUMNS) -> collections.Counter:
+    duckdb = pytest.importorskip("duckdb")
+    connection = duckdb.connect()
+    for name in ("avro", "iceberg"):
+        module = pytest.importorskip(f"duckdb_extension_{name}")
+        connection.execute(f"LOAD '{Path(module.__file__).parent / f'extensions/v1.5.5/{name}.duckdb_extension'}'")
+    selected = ", ".join(f'"{c}"' for c in columns)
+    found = connection.sql(f"SELECT {selected} FROM iceberg_scan('{table.metadata_location}')").fetchall()
+    return collections.Counter(found)
+
+
+def snapshot_runs(table) -> list[str | None]:
+    """The run id of each snapshot, oldest first."""
+    return [s.summary.get("rivet.run_id") for s in table.snapshots()]
+
+
+@pytest.fixture(autouse=True)
+def pyiceberg_planner(monkeypatch):
+    # polars plans Iceberg scans with pyiceberg when its own planner is not installed; say so.
+    monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
+
+
+@pytest.mark.postgres
+def test_a_full_export_replaces_the_table_in_one_snapshot_each_run(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    pg.execute(f"DELETE FROM {orders} WHERE id > 2000")
+    ran = run_rivet("run", "-c", str(config), "--json")
+    assert ran.returncode == 0, ran.stderr
+    table = load_table(tmp_path)
+    expected = source_rows(pg, orders)
+    assert iceberg_rows(table) == expected
+    assert polars_rows(table) == expected
+    assert duckdb_rows(table) == expected
+    assert str(table.schema().find_field("amount").field_type) == "decimal(12, 3)"
+    assert str(table.schema().find_field("at").field_type) == "timestamptz"
+    run_id = json.loads(ran.stdout)["exports"][0]["run_id"]
+    assert len(snapshot_runs(table)) == 2 and snapshot_runs(table)[-1] == run_id
+    # The first run's parts are gone from the folder and from the snapshot.
+    assert len(table.scan().plan_files()) == len(list((tmp_path / "out").glob("*.parquet")))
+
+
+@pytest.mark.postgres
+def test_a_full_run_with_changed_columns_evolves_the_tables_schema(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    pg.execute(f"ALTER TABLE {orders} ADD COLUMN region text DEFAULT 'eu'")
+    pg.execute(f"ALTER TABLE {orders} DROP COLUMN note")
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    table = load_table(tmp_path)
+    assert [f.name for f in table.schema().fields] == ["id", "amount", "at", "region"]
+    expected = collections.Counter(pg.execute(f"SELECT id, amount, at, region FROM {orders}").fetchall())
+    columns = ["id", "amount", "at", "region"]
+    assert iceberg_rows(table, columns) == expected
+    assert polars_rows(table, columns) == expected
+    assert duckdb_rows(table, columns) == expected
+
+
+@pytest.mark.postgres
+def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_the_next_run(pg, orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    insert_orders(pg, orders, 3001, 3500)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
+    assert killed.returncode != 0
+    assert sum(iceberg_rows(load_table(tmp_path)).values()) == 3000  # not in the table yet
+    insert_orders(pg, orders, 3501, 3600)
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    table = load_table(tmp_path)
+    assert iceberg_rows(table) == source_rows(pg, orders)  # every row once
+    assert polars_rows(table) == source_rows(pg, orders)
+    assert len(snapshot_runs(table)) == 2
+    again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
+    assert again.returncode == 0 and len(snapshot_runs(load_table(tmp_path))) == 2
+
+
+@pytest.mark.postgres
+def test_a_chunked_run_killed_midway_commits_once_when_resumed(pg, orders, slow, tmp_path):
+    export = {
+        "query": f"SELECT id, amount, at, note, {slow}(id, 0.002) AS slowed FROM {orders}",
+        "mode": "chunked",
+        "chunk_column": "id",
+        "chunk_size": 300,
+        "chunk_checkpoint": True,
+        "parallel": 2,
+        "max_file_size": "20KB",
+    }
+    config = write_config(tmp_path, export)
+    before = kill_after_chunks(config, 2)
+    with pytest.raises(Exception, match="orders"):
+        load_table(tmp_path)  # nothing committed: no table yet
+    resume_and_check(config, before)
+    table = load_table(tmp_path)
+    assert iceberg_rows(table) == source_rows(pg, orders)
+    assert duckdb_rows(table) == source_rows(pg, orders)
+    assert len(snapshot_runs(table)) == 1
+
+
+@pytest.mark.postgres
+def test_an_iceberg_table_on_s3_in_a_postgresql_catalog(pg, orders, s3_bucket, s3_endpoint, pg_state_url, tmp_path):
+    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["destination"] = s3_destination(s3_bucket, s3_endpoint, "lake/orders")
+    doc["exports"][0]["iceberg"] = {"catalog_url": pg_state_url, "namespace": "sales", "table": "orders_lake"}
+    config.write_text(json.dumps(doc))
+    env = {"RIVET_T_KEY": "testing", "RIVET_T_SECRET": "testing"}
+    assert run_rivet("run", "-c", str(config), env=env).returncode == 0
+    insert_orders(pg, orders, 3001, 3100)
+    ran = run_rivet("run", "-c", str(config), env=env)
+    assert ran.returncode == 0, ran.stderr
+    catalog = pyiceberg_catalog.load_catalog(
+        "rivet",
+        type="sql",
+        uri=pg_state_url.replace("postgresql://", "postgresql+psycopg://"),
+        **{"s3.endpoint": s3_endpoint, "s3.access-key-id": "testing", "s3.secret-access-key": "testing"},
+        **{"s3.region": "us-east-1"},
+    )
+    try:
+        table = catalog.load_table(("sales", "orders_lake"))
+        assert table.location() == f"s3://{s3_bucket}/lake/orders"
+        assert len(snapshot_runs(table)) == 2
+        assert iceberg_rows(table) == source_rows(pg, orders)
+    finally:
+        catalog.engine.dispose()
+    assert not (tmp_path / ".rivet_iceberg.db").exists()
+
+
+@pytest.mark.mysql
+def test_a_mariadb_table_to_iceberg(my_conn, my_table, tmp_path):
+    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, price DECIMAL(10,2), at DATETIME(6), note VARCHAR(20))")
+    values = ",".join(
+        f"({i}, {i}.25, '2026-01-01 00:00:00.{i:06d}', {'NULL' if i % 9 == 0 else repr(f'n{i}')})"
+        for i in range(1, 801)
+    )
+    my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
+    export = {"table": table, "mode": "chunked", "chunk_column": "id", "chunk_size": 200, "parallel": 2}
+    config = write_config(tmp_path, export, {"type": "mysql", "url": MYSQL_URL})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    iceberg_table = load_table(tmp_path)
+    columns = ["id", "price", "at", "note"]
+    expected = collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
+    assert iceberg_rows(iceberg_table, columns) == expected
+    assert polars_rows(iceberg_table, columns) == expected
+    assert duckdb_rows(iceberg_table, columns) == expected
+
+
+@pytest.mark.mysql
+def test_an_unsigned_column_is_refused_before_anything_is_written(my_conn, my_table, tmp_path):
+    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, hits INT UNSIGNED)")
+    my_query(my_conn, f"INSERT INTO {table} VALUES (1, 4000000000)")
+    config = write_config(tmp_path, {"table": table}, {"type": "mysql", "url": MYSQL_URL})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode != 0
+    assert "column hits is uint32, and Iceberg has no unsigned integers" in ran.stderr
+    assert "CAST(hits AS SIGNED) AS hits" in ran.stderr
+    assert not list((tmp_path / "out").glob("*.parquet"))
+    query = f"SELECT id, CAST(hits AS SIGNED) AS hits FROM {table}"
+    config = write_config(tmp_path, {"query": query}, {"type": "mysql", "url": MYSQL_URL})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    assert iceberg_rows(load_table(tmp_path), ["id", "hits"]) == collections.Counter([(1, 4000000000)])
+
+
+@pytest.mark.parametrize(
+    ("export", "message"),
+    [
+        ({"partition_by": "id"}, "format: iceberg does not take partition_by yet"),
+        ({"format": "parquet", "iceberg": {"namespace": "x"}}, "iceberg: applies to format: iceberg"),
+        ({"iceberg": {"catalog_url": "mysql://h/db"}}, "catalog_url is sqlite:///<file>, postgresql://"),
+        ({"iceberg": {"table": "a.b"}}, "iceberg.table"),
+    ],
+)
+def test_iceberg_config_mistakes_are_named(tmp_path, export, message):
+    config = write_config(tmp_path, {"table": "t", **export})
+    checked = run_rivet("check", "--config-only", "-c", str(config))
+    assert checked.returncode == 2
+    assert message in checked.stderr
