@@ -53,6 +53,17 @@ def rivet_delta(url: str, table: str, out: Path) -> int:
     return result.rows
 
 
+def rivet_iceberg(url: str, table: str, out: Path) -> int:
+    """rivet, mode full, format iceberg: the same parts as ``rivet``, then one snapshot in a SQLite catalog."""
+    import rivet
+
+    catalog = {"catalog_url": f"sqlite:///{out / '_catalog.db'}"}
+    result = rivet.export(
+        _rivet_source(url), table=table, destination=str(out), name=table, format="iceberg", iceberg=catalog
+    )
+    return result.rows
+
+
 def rivet_parallel(url: str, table: str, out: Path) -> int:
     """rivet, mode full with parallel: 2: page ranges of the table under one exported snapshot."""
     import rivet
@@ -279,6 +290,7 @@ METHODS: dict[str, Callable[[str, str, Path], int | tuple[int, Callable[[], int]
     "copy_devnull": copy_devnull,
     "rivet": rivet_full,
     "rivet_delta": rivet_delta,
+    "rivet_iceberg": rivet_iceberg,
     "rivet_parallel": rivet_parallel,
     "rivet_chunked": rivet_chunked,
     "rivet_chunked_query": rivet_chunked_query,

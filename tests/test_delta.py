@@ -79,6 +79,10 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     insert_orders(pg, orders, 3001, 3500)
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
     assert killed.returncode != 0
+    checked = run_rivet("validate", "-c", str(config), "--json")
+    assert checked.returncode == 3
+    problems = json.loads(checked.stdout)["exports"][0]["problems"]
+    assert any("is in the manifest but not in the Delta table" in p for p in problems)
     out = tmp_path / "out"
     assert sum(delta_rows(out).values()) == 3000  # the killed run's rows are not in the table yet
     insert_orders(pg, orders, 3501, 3600)
@@ -86,6 +90,7 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     assert ran.returncode == 0, ran.stderr
     assert delta_rows(out) == source_rows(pg, orders)  # every row once: the killed run's committed with the next
     assert len(commits(out)) == 2
+    assert run_rivet("validate", "-c", str(config)).returncode == 0
     again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
     assert again.returncode == 0 and len(commits(out)) == 2
 

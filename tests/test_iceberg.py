@@ -95,10 +95,12 @@ def test_a_full_run_with_changed_columns_evolves_the_tables_schema(pg, orders, t
     assert run_rivet("run", "-c", str(config)).returncode == 0
     pg.execute(f"ALTER TABLE {orders} ADD COLUMN region text DEFAULT 'eu'")
     pg.execute(f"ALTER TABLE {orders} DROP COLUMN note")
+    pg.execute(f"ALTER TABLE {orders} ALTER COLUMN amount TYPE text")  # no Iceberg promotion: replaced
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 0, ran.stderr
     table = load_table(tmp_path)
-    assert [f.name for f in table.schema().fields] == ["id", "amount", "at", "region"]
+    assert sorted(f.name for f in table.schema().fields) == ["amount", "at", "id", "region"]
+    assert str(table.schema().find_field("amount").field_type) == "string"
     expected = collections.Counter(pg.execute(f"SELECT id, amount, at, region FROM {orders}").fetchall())
     columns = ["id", "amount", "at", "region"]
     assert iceberg_rows(table, columns) == expected
@@ -113,6 +115,10 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     insert_orders(pg, orders, 3001, 3500)
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
     assert killed.returncode != 0
+    checked = run_rivet("validate", "-c", str(config), "--json")
+    assert checked.returncode == 3
+    problems = json.loads(checked.stdout)["exports"][0]["problems"]
+    assert any("is in the manifest but not in the Iceberg table" in p for p in problems)
     assert sum(iceberg_rows(load_table(tmp_path)).values()) == 3000  # not in the table yet
     insert_orders(pg, orders, 3501, 3600)
     ran = run_rivet("run", "-c", str(config))
@@ -121,6 +127,7 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     assert iceberg_rows(table) == source_rows(pg, orders)  # every row once
     assert polars_rows(table) == source_rows(pg, orders)
     assert len(snapshot_runs(table)) == 2
+    assert run_rivet("validate", "-c", str(config)).returncode == 0
     again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
     assert again.returncode == 0 and len(snapshot_runs(load_table(tmp_path))) == 2
 
@@ -227,3 +234,16 @@ def test_iceberg_config_mistakes_are_named(tmp_path, export, message):
     checked = run_rivet("check", "--config-only", "-c", str(config))
     assert checked.returncode == 2
     assert message in checked.stderr
+
+
+@pytest.mark.postgres
+def test_a_destination_the_table_formats_cannot_write_to_is_refused_before_reading(orders, tmp_path):
+    for table_format in ("iceberg", "delta"):
+        config = write_config(tmp_path, {"table": orders, "format": table_format})
+        doc = json.loads(config.read_text())
+        doc["exports"][0]["destination"] = {"url": f"memory://lake/{table_format}"}
+        config.write_text(json.dumps(doc))
+        ran = run_rivet("run", "-c", str(config), "--json")
+        assert ran.returncode == 2
+        assert f"format: {table_format} is written to local disk or S3 for now" in ran.stderr
+        assert json.loads(ran.stdout)["exports"][0]["rows"] == 0

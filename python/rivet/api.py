@@ -193,7 +193,9 @@ def export(
         table: ``[schema.]table`` to export whole.
         destination: a local path or fsspec URL (``s3://bucket/prefix``), or a dict shaped
             like an export's ``destination:`` block.
-        format: ``parquet``, ``csv``, or ``delta`` (a Delta Lake table, ``pip install "rivet[delta]"``).
+        format: ``parquet``, ``csv``, ``delta`` (a Delta Lake table, ``pip install "rivet[delta]"``) or
+            ``iceberg`` (an Iceberg table, ``pip install "rivet[iceberg]"``; its catalog is
+            ``.rivet_iceberg.db`` in the working directory unless ``iceberg={"catalog_url": ...}``).
         mode: ``full``.
         name: the export's name, used in file names (default: the table name, or ``export``).
         state_dir: keep run metrics and the file log in ``<state_dir>/.rivet_state.db``.

@@ -3,13 +3,16 @@
 Used three ways: ``rivet run --validate`` reads a run's new parts back before the
 run commits; ``--resume`` checks the parts of chunks done by an earlier process;
 ``rivet validate`` checks a whole destination: the manifest, ``_SUCCESS``, every
-part (present, size, SHA-256, rows) and no stray part a glob would pick up.
+part (present, size, SHA-256, rows) and no stray part a glob would pick up; with
+``format: delta`` or ``iceberg``, that the table lists exactly the manifest's parts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from rivet.destinations import Destination
 from rivet.errors import DestinationError, IntegrityError
@@ -72,7 +75,29 @@ def check_parts(destination: Destination, parts: list[CommittedPart]) -> None:
         )
 
 
-def validate_destination(destination: Destination, export: str) -> tuple[list[str], dict[str, int]]:
+@dataclass(frozen=True)
+class TableLog:
+    """A table format's view of the destination: which parts its log lists (None: no table)."""
+
+    kind: str
+    listed_parts: Callable[[], set[str] | None]
+
+    def problems(self, in_manifest: set[str]) -> list[str]:
+        """How the log and the manifest disagree."""
+        in_log = self.listed_parts()
+        if in_log is None:
+            return [f"no {self.kind} table: the last run's commit to it did not happen (the next run makes it)"]
+        problems = [
+            f"{n} is in the manifest but not in the {self.kind} table: its readers miss it (the next run commits it)"
+            for n in sorted(in_manifest - in_log)
+        ]
+        problems += [f"{n} is in the {self.kind} table but not in the manifest" for n in sorted(in_log - in_manifest)]
+        return problems
+
+
+def validate_destination(
+    destination: Destination, export: str, table_log: TableLog | None = None
+) -> tuple[list[str], dict[str, int]]:
     """Every problem of a destination (empty when it is complete and exact), and its totals."""
     raw = destination.read_file(destination.spec.manifest_name)
     if raw is None:
@@ -101,5 +126,7 @@ def validate_destination(destination: Destination, export: str) -> tuple[list[st
         if n.endswith(DATA_SUFFIXES) and own.match(n.rsplit("/", 1)[-1]) and n not in listed
     ]
     problems += [f"{n} is not in the manifest, but a reader that globs would read it" for n in strays]
+    if table_log is not None:
+        problems += table_log.problems(listed)
     totals = {"parts": len(manifest.parts), "rows": sum(p.rows for p in manifest.parts)}
     return problems, totals

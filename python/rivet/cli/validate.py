@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
 from rivet.cli.run import parse_params
 from rivet.errors import EXIT_DATA, EXIT_OK
+
+if TYPE_CHECKING:
+    from rivet.config import ExportConfig
+    from rivet.destinations import Destination
+    from rivet.validate import TableLog
 
 
 def validate_command(
@@ -61,8 +67,25 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
             last = state.last_success(e.name)
             if last is not None and last["destination"]:
                 spec = dataclasses.replace(spec, url=last["destination"])
-            problems, totals = validate_destination(Destination(spec), e.name)
+            destination = Destination(spec)
+            problems, totals = validate_destination(destination, e.name, table_log(e, destination, loaded.base_dir))
             findings.append({"export": e.name, "destination": spec.shown, "problems": problems, **totals})
     finally:
         state.close()
     return findings
+
+
+def table_log(export: ExportConfig, destination: Destination, base_dir: Path) -> TableLog | None:
+    """What ``rivet validate`` compares the manifest with, for a table format."""
+    from rivet.validate import TableLog
+
+    if export.format == "delta":
+        from rivet.formats import delta
+
+        return TableLog("Delta", functools.partial(delta.listed_parts, destination))
+    if export.format == "iceberg":
+        from rivet.formats import iceberg
+
+        table = iceberg.IcebergTable.from_config(export.iceberg, export.name, base_dir)
+        return TableLog("Iceberg", functools.partial(iceberg.listed_parts, destination, table))
+    return None

@@ -62,7 +62,9 @@ def commit_live_parts(
         from deltalake.exceptions import DeltaError, TableNotFoundError
         from deltalake.transaction import AddAction, create_table_with_add_actions
     except ImportError:
-        raise ConfigError('format: delta needs the deltalake package: pip install "rivet[delta]"') from None
+        from rivet.formats.tables import missing_library
+
+        raise missing_library("delta") from None
     from deltalake._internal import RemoveAction
 
     uri, options = table_uri(destination.spec), storage_options(destination.spec)
@@ -94,6 +96,21 @@ def commit_live_parts(
         raise DestinationError(
             f"committing to the Delta table {destination.spec.shown} failed: {redact_text(str(e))}"
         ) from e
+
+
+def listed_parts(destination: Destination) -> set[str] | None:
+    """The names of the parts the Delta log lists; None when there is no table."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    uri = table_uri(destination.spec)
+    try:
+        table = DeltaTable(uri, storage_options=storage_options(destination.spec))
+    except TableNotFoundError:
+        return None
+    except (DeltaError, OSError) as e:
+        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {redact_text(str(e))}") from e
+    return {_relative(uri, f) for f in table.file_uris()}
 
 
 def _relative(uri: str, file_uri: str) -> str:

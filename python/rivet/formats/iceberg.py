@@ -14,6 +14,9 @@ schema) tells readers which column is which.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +118,49 @@ def table_location(spec: DestinationSpec) -> str:
     raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk or S3 for now")
 
 
+@contextmanager
+def _catalog(table: IcebergTable, spec: DestinationSpec, doing: str) -> Iterator[Any]:
+    """The table's catalog, open while the block runs; its failures become DestinationError."""
+    try:
+        from pyiceberg.catalog import load_catalog
+    except ImportError:
+        from rivet.formats.tables import missing_library
+
+        raise missing_library("iceberg") from None
+    catalog = None
+    try:
+        catalog = load_catalog("rivet", **catalog_properties(table, spec))
+        yield catalog
+    except (ConfigError, DestinationError, SchemaDriftError):
+        raise
+    except Exception as e:
+        # pyiceberg raises its own errors, SQLAlchemy's, pyarrow's and OSError alike.
+        raise DestinationError(
+            f"{doing} the Iceberg table {table.shown} failed: {type(e).__name__}: {redact_text(str(e))}"
+        ) from e
+    finally:
+        # A SQL catalog keeps a pool of connections to its database: none outlive the block.
+        if engine := getattr(catalog, "engine", None):
+            engine.dispose()
+
+
+def _listed_files(found: Any, location: str) -> dict[str, Any]:
+    """The data files of the table's current snapshot, by their name under ``location``."""
+    return {_relative(location, task.file.file_path): task.file for task in found.scan().plan_files()}
+
+
+def listed_parts(destination: Destination, table: IcebergTable) -> set[str] | None:
+    """The names of the parts the table's current snapshot lists; None when there is no table."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    with _catalog(table, destination.spec, "reading") as catalog:
+        try:
+            found = catalog.load_table((table.namespace, table.name))
+        except NoSuchTableError:
+            return None
+        return set(_listed_files(found, table_location(destination.spec)))
+
+
 def commit_live_parts(
     destination: Destination,
     table: IcebergTable,
@@ -125,16 +171,10 @@ def commit_live_parts(
     append: bool,
 ) -> int | None:
     """Make the table's current snapshot list exactly ``live``; the new snapshot id, or None when it did."""
-    try:
-        from pyiceberg.catalog import load_catalog
-        from pyiceberg.exceptions import NoSuchTableError
-    except ImportError:
-        raise ConfigError('format: iceberg needs the pyiceberg package: pip install "rivet[iceberg]"') from None
-
     location = table_location(destination.spec)
-    catalog = None
-    try:
-        catalog = load_catalog("rivet", **catalog_properties(table, destination.spec))
+    with _catalog(table, destination.spec, "committing to") as catalog:
+        from pyiceberg.exceptions import NoSuchTableError
+
         identifier = (table.namespace, table.name)
         catalog.create_namespace_if_not_exists(table.namespace)
         try:
@@ -149,7 +189,7 @@ def commit_live_parts(
                 f"the Iceberg table {table.shown} is at {found.location()}, not at {destination.spec.shown}; "
                 "give this export its own iceberg.table"
             )
-        listed = {_relative(location, task.file.file_path): task.file for task in found.scan().plan_files()}
+        listed = _listed_files(found, location)
         wanted = {p.name for p in live}
         added = [name for name in wanted if name not in listed]
         removed = {name: data_file for name, data_file in listed.items() if name not in wanted}
@@ -160,37 +200,37 @@ def commit_live_parts(
         _change_files(transaction, location, removed, sorted(added), summary)
         transaction.commit_transaction()
         return _current_snapshot_id(catalog.load_table(identifier))
-    except (ConfigError, DestinationError, SchemaDriftError):
-        raise
-    except Exception as e:
-        # pyiceberg raises its own errors, SQLAlchemy's, pyarrow's and OSError alike.
-        raise DestinationError(
-            f"committing to the Iceberg table {table.shown} failed: {type(e).__name__}: {redact_text(str(e))}"
-        ) from e
-    finally:
-        # A SQL catalog keeps a pool of connections to its database: none outlive the commit.
-        if engine := getattr(catalog, "engine", None):
-            engine.dispose()
 
 
 def _evolve_schema(transaction: Any, schema: pa.Schema, table: IcebergTable, *, append: bool) -> None:
-    """Bring the table's columns to ``schema``: new columns are added, and a replacing run drops the old."""
-    from pyiceberg.io.pyarrow import schema_to_pyarrow
+    """Bring the table's columns to ``schema``.
+
+    New columns are added. A replacing run (every old file goes) also drops the columns it
+    no longer has, and drops and adds anew a column whose type changed, whatever the type.
+    """
+    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
     from pyiceberg.table import TableProperties
 
-    current = schema_to_pyarrow(transaction.table_metadata.schema(), include_field_ids=False)
-    if current.equals(schema):
+    current = _column_types(transaction.table_metadata.schema())
+    wanted = _column_types(_pyarrow_to_schema_without_ids(schema))
+    if current == wanted:
         return
     try:
+        if not append and (doomed := [name for name, kind in current.items() if wanted.get(name) != kind]):
+            with transaction.update_schema() as update:
+                for name in doomed:
+                    update.delete_column(name)
         with transaction.update_schema() as update:
             update.union_by_name(schema)
-            if not append:
-                for name in set(current.names) - set(schema.names):
-                    update.delete_column(name)
-    except ValueError as e:
+    except Exception as e:  # pyiceberg's ValidationError, ValueError
         raise SchemaDriftError(f"the columns of the Iceberg table {table.shown} cannot become these: {e}") from e
     mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
     transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
+
+
+def _column_types(schema: Any) -> dict[str, str]:
+    """Each top-level column's Iceberg type, without the field ids nested types name."""
+    return {f.name: re.sub(r"-?\d+: ", "", str(f.field_type)) for f in schema.fields}
 
 
 def _change_files(
