@@ -234,16 +234,3 @@ def test_iceberg_config_mistakes_are_named(tmp_path, export, message):
     checked = run_rivet("check", "--config-only", "-c", str(config))
     assert checked.returncode == 2
     assert message in checked.stderr
-
-
-@pytest.mark.postgres
-def test_a_destination_the_table_formats_cannot_write_to_is_refused_before_reading(orders, tmp_path):
-    for table_format in ("iceberg", "delta"):
-        config = write_config(tmp_path, {"table": orders, "format": table_format})
-        doc = json.loads(config.read_text())
-        doc["exports"][0]["destination"] = {"url": f"memory://lake/{table_format}"}
-        config.write_text(json.dumps(doc))
-        ran = run_rivet("run", "-c", str(config), "--json")
-        assert ran.returncode == 2
-        assert f"format: {table_format} is written to local disk or S3 for now" in ran.stderr
-        assert json.loads(ran.stdout)["exports"][0]["rows"] == 0

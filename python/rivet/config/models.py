@@ -415,7 +415,8 @@ class ExportConfig(StrictModel):
     quality: QualityConfig | None = None
     parquet: ParquetConfig | None = None
     # the output's columns against the last published ones, before any row is read
-    on_schema_drift: Literal["warn", "continue", "fail"] = "warn"
+    # evolve (delta, iceberg): appending runs add new columns to the table
+    on_schema_drift: Literal["warn", "continue", "fail", "evolve"] = "warn"
     # warn when a text/binary value is this many times wider than any published before (0: off)
     shape_drift_warn_factor: Annotated[float, Field(ge=0)] = 2.0
     # Hive-style col=value/ folders; date and timestamp columns bucketed by partition_granularity (day)
@@ -481,6 +482,11 @@ class ExportConfig(StrictModel):
         if self.iceberg is not None and self.format != "iceberg":
             raise ValueError("iceberg: applies to format: iceberg")
         if self.format not in ("delta", "iceberg"):
+            if self.on_schema_drift == "evolve":
+                raise ValueError(
+                    "on_schema_drift: evolve needs format: delta or iceberg, whose tables can add a column; "
+                    "plain files of two schemas cannot share a folder"
+                )
             return
         if self.partition_by is not None:
             raise ValueError(

@@ -82,6 +82,8 @@ class AppendCursor:
     top: pa.Scalar | None = None
     top_hashes: list[int] | None = field(default_factory=list)
     skipped: int = 0
+    # Columns added since the boundary rows were hashed: left out when they are compared.
+    added_columns: list[str] = field(default_factory=list)
 
     def expression(self) -> str:
         """The SQL the cursor compares: the column, or COALESCE(column, fallback)."""
@@ -115,7 +117,10 @@ class AppendCursor:
         if not pc.any(at_boundary).as_py():
             return batch
         indexes = pc.indices_nonzero(at_boundary)
-        seen = [h in self.stored_hashes for h in row_hashes(batch.take(indexes))]
+        at = batch.take(indexes)
+        if self.added_columns:
+            at = at.select([n for n in at.schema.names if n not in self.added_columns])
+        seen = [h in self.stored_hashes for h in row_hashes(at)]
         drop = pa.array([False] * len(values))
         if any(seen):
             mask = [False] * len(values)

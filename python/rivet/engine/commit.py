@@ -186,13 +186,20 @@ class Publication:
         previous = self._previous
         kept = [p for p in previous.parts if self._published(p.run_id)] if previous else []
         kept += self._unlisted_committed_parts(previous)
-        if kept and previous is not None and previous.schema != schema_json(schema):
+        if kept and previous is not None and not self._may_append(previous.schema, schema_json(schema)):
             raise SchemaDriftError(
                 f"export '{self.plan.name}': the output schema differs from the parts already at "
                 f"{self.destination.spec.shown}; appending would mix two schemas in one folder "
                 "(write to a new destination, or move the old parts away)"
             )
         return kept + list(new_parts)
+
+    def _may_append(self, before: list[dict[str, Any]], now: list[dict[str, Any]]) -> bool:
+        """Whether parts of schema ``now`` may join parts of ``before``: the same, or evolve added columns."""
+        if before == now:
+            return True
+        kept = {c["name"]: c for c in now}
+        return self.plan.on_schema_drift == "evolve" and all(kept.get(c["name"]) == c for c in before)
 
     def _unlisted_committed_parts(self, previous: Manifest | None) -> list[CommittedPart]:
         """Parts of runs that committed after the manifest was last written (a kill in between)."""

@@ -43,6 +43,8 @@ class Drift:
     added: list[str]
     removed: list[str]
     retyped: list[str]
+    # The names of the added columns (``added`` describes them with their types).
+    added_names: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.retyped)
@@ -69,6 +71,7 @@ def compare(before: list[dict[str, Any]], now: list[dict[str, str]]) -> Drift:
         added=[f"{n}: {t}" for n, t in new.items() if n not in old],
         removed=[f"{n}: {t}" for n, t in old.items() if n not in new],
         retyped=[f"{n}: {old[n]} -> {t}" for n, t in new.items() if n in old and old[n] != t],
+        added_names=[n for n in new if n not in old],
     )
 
 
@@ -102,9 +105,17 @@ class DriftCheck:
                 f"export '{name}': schema drift detected, nothing published: {drift.describe()} "
                 "(on_schema_drift: fail; set warn or continue to accept the new schema)"
             )
+        if policy == "evolve" and self.plan.appends and (drift.removed or drift.retyped):
+            raise SchemaDriftError(
+                f"export '{name}': schema drift detected, nothing published: {drift.describe()}; "
+                "on_schema_drift: evolve adds columns to the table, and an appending run cannot remove or "
+                "retype one (a full run replaces the table's columns)"
+            )
         self.events.emit("schema_drift", name, policy=policy, **drift.to_dict())
         if policy == "warn":
             log.warning("export %s: schema drift: %s", name, drift.describe())
+        elif policy == "evolve":
+            log.info("export %s: schema drift: %s; the table's columns follow", name, drift.describe())
 
     def _published(self, destination: Destination) -> list[dict[str, Any]] | None:
         if self.state is not None:

@@ -38,7 +38,6 @@ log = logging.getLogger("rivet")
 
 # Seconds between two progress events of a single-stream export.
 PROGRESS_EVERY_S = 1.0
-APPENDING_MODES = ("incremental", "time_window")
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader
@@ -53,7 +52,7 @@ def _shaped_query(
     plan: ExportPlan, state: StateStore | None, destination: Destination, started: dt.datetime
 ) -> tuple[str, AppendCursor | None]:
     """The query with the mode's filter, and the cursor of an appending run."""
-    if plan.mode not in APPENDING_MODES:
+    if not plan.appends:
         return plan.query, None
     if state is None:
         if plan.cursor is not None:
@@ -101,7 +100,7 @@ def run_single(
             log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
             result.status = "skipped"
             return
-        append = plan.mode in APPENDING_MODES and state is not None
+        append = plan.appends and state is not None
         if append and sum(p.rows for p in staged) == 0:
             for part in staged:
                 part.path.unlink(missing_ok=True)
@@ -229,6 +228,8 @@ def _stage(
     try:
         source_schema = reader.schema if isinstance(reader, ConnectorxReader) else pa.schema(reader)
         schema = result.schema = rows.open(source_schema, destination)
+        if cursor is not None and rows.drift.drift is not None:
+            cursor.added_columns = rows.drift.drift.added_names
         staging = partial(destination.staging_path, result.run_id)
         return _read(plan, reader, schema, staging, cursor, events, rows)
     finally:

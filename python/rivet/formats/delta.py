@@ -82,10 +82,14 @@ def commit_live_parts(
             )
             return 0
         listed = {_relative(uri, f) for f in table.file_uris()}
-        if table.schema().to_json() != delta_schema.to_json():
+        if table.schema().to_json() != delta_schema.to_json() and not (listed & adds.keys()):
             # The columns changed: a run that replaces every part replaces the schema with them.
             table.create_write_transaction(list(adds.values()), "overwrite", schema, commit_properties=commit)
             return int(table.version())
+        if table.schema().to_json() != delta_schema.to_json():
+            # An appending run's new columns (on_schema_drift: evolve), in a commit of their own.
+            known = {f.name for f in table.schema().fields}
+            table.alter.add_columns([f for f in delta_schema.fields if f.name not in known], commit_properties=commit)
         changes: list[Any] = [a for name, a in adds.items() if name not in listed]
         changes += [RemoveAction(name, True, now) for name in sorted(listed - adds.keys())]
         if not changes:

@@ -30,6 +30,8 @@ from rivet.tuning import MIB, Tuning, resolve_tuning
 
 # Formats whose parts are Parquet files committed to a table format's log.
 TABLE_FORMATS = ("delta", "iceberg")
+# Modes whose runs add to what the runs before published (with a state store).
+APPENDING_MODES = ("incremental", "time_window")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,11 @@ class ExportPlan:
     iceberg: IcebergTable | None = None
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def appends(self) -> bool:
+        """Whether a run adds to the parts of the runs before (given a state store) instead of replacing them."""
+        return self.mode in APPENDING_MODES
 
     @property
     def is_parallel(self) -> bool:
