@@ -220,10 +220,52 @@ def test_an_unsigned_column_is_refused_before_anything_is_written(my_conn, my_ta
     assert iceberg_rows(load_table(tmp_path), ["id", "hits"]) == collections.Counter([(1, 4000000000)])
 
 
+@pytest.mark.postgres
+def test_partition_by_becomes_the_tables_partition_spec(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, region text, at timestamptz, day date)")
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, (ARRAY['eu', 'us', NULL, 'a/very long region name past sixteen'])[i % 4 + 1], "
+        "timestamptz '2024-01-30 22:00+00' + i * interval '37 minutes', date '2024-02-01' + i % 3 "
+        "FROM generate_series(1, 400) i"
+    )
+    config = write_config(tmp_path, {"table": table, "partition_by": ["region", "at"]})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    iceberg_table = load_table(tmp_path)
+    assert [(f.name, str(f.transform)) for f in iceberg_table.spec().fields] == [
+        ("region", "identity"),
+        ("at_day", "day"),
+    ]
+    columns = ["id", "region", "at", "day"]
+    expected = collections.Counter(pg.execute(f"SELECT id, region, at, day FROM {table}").fetchall())
+    assert iceberg_rows(iceberg_table, columns) == expected
+    assert polars_rows(iceberg_table, columns) == expected
+    assert duckdb_rows(iceberg_table, columns) == expected
+    # Each part's partition value is right: a filter on it reads only the parts that hold its rows.
+    from pyiceberg.expressions import EqualTo, IsNull
+
+    for condition, sql in ((EqualTo("region", "eu"), "region = 'eu'"), (IsNull("region"), "region IS NULL")):
+        planned = iceberg_table.scan(row_filter=condition).plan_files()
+        assert 0 < len(planned) < len(iceberg_table.scan().plan_files())
+        assert (
+            sum(task.file.record_count for task in planned)
+            == pg.execute(f"SELECT count(*) FROM {table} WHERE {sql}").fetchone()[0]
+        )
+    # A run partitioned otherwise is refused, naming the table's partitioning.
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["partition_by"] = "day"
+    config.write_text(json.dumps(doc))
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode != 0
+    assert "is partitioned by identity(region), day(at), unlike this export's partition_by" in ran.stderr
+    assert len(snapshot_runs(load_table(tmp_path))) == 1  # refused before anything was published
+    checked = json.loads(run_rivet("validate", "-c", str(config), "--json").stdout)
+    assert not [p for p in checked["exports"][0]["problems"] if "Iceberg" in p or "manifest" in p]
+
+
 @pytest.mark.parametrize(
     ("export", "message"),
     [
-        ({"partition_by": "id"}, "format: iceberg does not take partition_by yet"),
         ({"format": "parquet", "iceberg": {"namespace": "x"}}, "iceberg: applies to format: iceberg"),
         ({"iceberg": {"catalog_url": "mysql://h/db"}}, "catalog_url is sqlite:///<file>, postgresql://"),
         ({"iceberg": {"table": "a.b"}}, "iceberg.table"),

@@ -488,9 +488,9 @@ class ExportConfig(StrictModel):
                     "plain files of two schemas cannot share a folder"
                 )
             return
-        if self.partition_by is not None:
+        if self.format == "delta" and self.partition_by is not None:
             raise ValueError(
-                f"format: {self.format} does not take partition_by yet; export unpartitioned, or to parquet"
+                "format: delta does not take partition_by yet; export unpartitioned, or to parquet or iceberg"
             )
         if self.writes_to_stdout:
             raise ValueError(f"format: {self.format} needs a folder (local or object storage), not stdout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -36,7 +37,7 @@ def run_export(
     """
     from rivet.engine.chunked import run_chunked
     from rivet.engine.single import run_single
-    from rivet.formats.tables import prepare as prepare_table_format
+    from rivet.formats.tables import TableCheck
     from rivet.state.lease import ExportLease
 
     started = utc_now()
@@ -46,7 +47,8 @@ def run_export(
     lease = ExportLease(state, plan.name, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode, throttle_ms=plan.tuning.throttle_ms)
     try:
-        prepare_table_format(plan.table_format, plan.destination)
+        if plan.table_format is not None:
+            plan = dataclasses.replace(plan, table_check=TableCheck(plan))
         if lease is not None and state is not None:
             lease.acquire()
             if lease.taken_over is not None:

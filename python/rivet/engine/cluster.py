@@ -339,7 +339,7 @@ class ClusterChunkPool:
     def _job(self) -> ChunkJob:
         plan = self.plan
         return ChunkJob(
-            plan=replace(plan, cluster=None),
+            plan=replace(plan, cluster=None, table_check=None),
             schema=self.schema,
             destination=self.destination.spec,
             stem=self.stem,

@@ -128,6 +128,8 @@ class Publication:
         live = self._live_parts(schema, new_parts)
         own = f"{RUNS_DIR}/{self.result.run_id}.json"
         try:
+            if self.plan.table_check is not None:
+                self.plan.table_check.wait()
             failpoints.hit("before_manifest")
             if self.lease is not None:
                 self.lease.check()
@@ -166,7 +168,15 @@ class Publication:
             from rivet.formats import iceberg
 
             summary = iceberg.snapshot_summary(run_id, plan.name, plan.fingerprint(), live)
-            iceberg.commit_live_parts(self.destination, plan.iceberg, schema, live, summary, append=self.append)
+            iceberg.commit_live_parts(
+                self.destination,
+                plan.iceberg,
+                schema,
+                live,
+                summary,
+                append=self.append,
+                partitioning=plan.partitioning,
+            )
         else:
             from rivet.formats.delta import commit_live_parts
 

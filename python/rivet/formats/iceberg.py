@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from rivet.config.models import IcebergConfig
     from rivet.destinations import Destination, DestinationSpec
+    from rivet.formats.partition import Partitioning
     from rivet.manifest import CommittedPart
 
 # The embedded default catalog, a SQLite file beside the config and its state.
@@ -161,6 +162,29 @@ def listed_parts(destination: Destination, table: IcebergTable) -> set[str] | No
         return set(_listed_files(found, table_location(destination.spec)))
 
 
+def check_table(destination: Destination, table: IcebergTable, partitioning: Partitioning | None) -> None:
+    """Refuse, before a run commits, a table that is elsewhere or partitioned otherwise (the catalog answers)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    with _catalog(table, destination.spec, "checking") as catalog:
+        try:
+            found = catalog.load_table((table.namespace, table.name))
+        except NoSuchTableError:
+            return
+        _check_found(found, table_location(destination.spec), partitioning, table, destination)
+
+
+def _check_found(
+    found: Any, location: str, partitioning: Partitioning | None, table: IcebergTable, destination: Destination
+) -> None:
+    if found.location().rstrip("/") != location:
+        raise DestinationError(
+            f"the Iceberg table {table.shown} is at {found.location()}, not at {destination.spec.shown}; "
+            "give this export its own iceberg.table"
+        )
+    _check_partitioning(found, partitioning, table)
+
+
 def commit_live_parts(
     destination: Destination,
     table: IcebergTable,
@@ -169,6 +193,7 @@ def commit_live_parts(
     summary: dict[str, str],
     *,
     append: bool,
+    partitioning: Partitioning | None = None,
 ) -> int | None:
     """Make the table's current snapshot list exactly ``live``; the new snapshot id, or None when it did."""
     location = table_location(destination.spec)
@@ -180,15 +205,14 @@ def commit_live_parts(
         try:
             found = catalog.load_table(identifier)
         except NoSuchTableError:
-            creation = catalog.create_table_transaction(identifier, schema=schema, location=location)
+            created, spec = partitioned_schema(schema, partitioning)
+            creation = catalog.create_table_transaction(
+                identifier, schema=created, location=location, partition_spec=spec, properties=_properties(spec)
+            )
             _change_files(creation, location, {}, [p.name for p in live], summary)
             creation.commit_transaction()
             return _current_snapshot_id(catalog.load_table(identifier))
-        if found.location().rstrip("/") != location:
-            raise DestinationError(
-                f"the Iceberg table {table.shown} is at {found.location()}, not at {destination.spec.shown}; "
-                "give this export its own iceberg.table"
-            )
+        _check_found(found, location, partitioning, table, destination)
         listed = _listed_files(found, location)
         wanted = {p.name for p in live}
         added = [name for name in wanted if name not in listed]
@@ -200,6 +224,59 @@ def commit_live_parts(
         _change_files(transaction, location, removed, sorted(added), summary)
         transaction.commit_transaction()
         return _current_snapshot_id(catalog.load_table(identifier))
+
+
+def partitioned_schema(schema: pa.Schema, partitioning: Partitioning | None) -> tuple[Any, Any]:
+    """The Iceberg schema of a new table, and its partition spec from ``partition_by``.
+
+    A column whose folder holds its exact value is partitioned by identity; a date or
+    timestamp bucketed by ``partition_granularity`` by the transform of that name (the
+    folder and the Iceberg partition agree: both are UTC days for timestamptz).
+    """
+    from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import assign_fresh_schema_ids
+    from pyiceberg.transforms import DayTransform, HourTransform, IdentityTransform, MonthTransform, YearTransform
+
+    created = assign_fresh_schema_ids(_pyarrow_to_schema_without_ids(schema))
+    if partitioning is None:
+        return created, PartitionSpec()
+    transforms = {"year": YearTransform, "month": MonthTransform, "day": DayTransform, "hour": HourTransform}
+    fields = []
+    for offset, name in enumerate(partitioning.columns):
+        key = partitioning.key(name, schema.field(name).type)
+        transform = IdentityTransform() if key == name else transforms[partitioning.granularity or "day"]()
+        source_id = created.find_field(name).field_id
+        fields.append(PartitionField(source_id=source_id, field_id=1000 + offset, transform=transform, name=key))
+    return created, PartitionSpec(*fields)
+
+
+def _properties(spec: Any) -> dict[str, str]:
+    """Full (untruncated) statistics for the partition columns: each part's partition value comes from them."""
+    return {f"write.metadata.metrics.column.{f.name}": "full" for f in spec.fields if str(f.transform) == "identity"}
+
+
+def _check_partitioning(found: Any, partitioning: Partitioning | None, table: IcebergTable) -> None:
+    """Refuse to commit parts partitioned otherwise than the table."""
+    schema = found.schema()
+    have = [(schema.find_column_name(f.source_id), str(f.transform)) for f in found.spec().fields]
+    want = []
+    if partitioning is not None:
+        for name in partitioning.columns:
+            exact = partitioning.key(name, _arrow_type(schema, name)) == name
+            want.append((name, "identity" if exact else partitioning.granularity or "day"))
+    if have != want:
+        shown = ", ".join(f"{t}({n})" for n, t in have) or "nothing"
+        raise DestinationError(
+            f"the Iceberg table {table.shown} is partitioned by {shown}, unlike this export's partition_by; "
+            "export to a new iceberg.table (or drop this one)"
+        )
+
+
+def _arrow_type(schema: Any, name: str) -> pa.DataType:
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    return schema_to_pyarrow(schema, include_field_ids=False).field(name).type
 
 
 def _evolve_schema(transaction: Any, schema: pa.Schema, table: IcebergTable, *, append: bool) -> None:
@@ -247,8 +324,22 @@ def _change_files(
         for data_file in removed.values():
             producer.delete_data_file(data_file)
         paths = [f"{location}/{name}" for name in added]
-        for data_file in _parquet_files_to_data_files(transaction.table_metadata, paths, transaction._table.io):
+        metadata = transaction.table_metadata
+        for data_file in _parquet_files_to_data_files(metadata, paths, transaction._table.io):
+            _check_one_partition(data_file, metadata)
             producer.append_data_file(data_file)
+
+
+def _check_one_partition(data_file: Any, metadata: Any) -> None:
+    """Refuse a part whose identity partition column holds NULL beside a value (an empty text)."""
+    for f in metadata.spec().fields:
+        nulls = data_file.null_value_counts.get(f.source_id, 0)
+        if str(f.transform) == "identity" and 0 < nulls < data_file.value_counts.get(f.source_id, 0):
+            column = metadata.schema().find_column_name(f.source_id)
+            raise DestinationError(
+                f"{data_file.file_path}: column {column} holds both NULL and a value in one partition folder "
+                "(an empty text shares NULL's folder); Iceberg gives a part one partition value"
+            )
 
 
 def _current_snapshot_id(found: Any) -> int | None:

@@ -1,8 +1,10 @@
-"""Table formats (Delta Lake, Iceberg): their library checked before a run, imported while it reads.
+"""Table formats (Delta Lake, Iceberg): checked before a run reads, their table checked while it reads.
 
-Their libraries take a good part of a second to import; a thread imports them while
-the rows are read (the scan and the writer release the GIL), so the commit at the end
-does not wait for it.
+A run whose format cannot be written (its library missing, a destination it does not
+support) fails before any row is read. The library takes a good part of a second to
+import, and an Iceberg table is looked up in its catalog (is it where the destination
+is, partitioned as the export is): a thread does both while the rows are read (the
+scan and the writer release the GIL), and the run waits for it before it commits.
 """
 
 from __future__ import annotations
@@ -15,32 +17,13 @@ from typing import TYPE_CHECKING
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rivet.destinations import DestinationSpec
+    from rivet.planning.export import ExportPlan
 
 # What each format's commit imports, and the extra that installs it.
 LIBRARIES = {
     "delta": (("deltalake",), "delta"),
     "iceberg": (("pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow"), "iceberg"),
 }
-
-
-def prepare(table_format: str | None, destination: DestinationSpec) -> None:
-    """Refuse a run whose table format cannot be written there; start importing its library."""
-    if table_format is None:
-        return
-    if table_format == "delta":
-        from rivet.formats.delta import table_uri
-
-        table_uri(destination)
-    else:
-        from rivet.formats.iceberg import table_location
-
-        table_location(destination)
-    modules, _ = LIBRARIES[table_format]
-    package = modules[0].split(".")[0]
-    if importlib.util.find_spec(package) is None:
-        raise missing_library(table_format)
-    threading.Thread(target=_import, args=(modules,), name=f"rivet-import-{package}", daemon=True).start()
 
 
 def missing_library(table_format: str) -> ConfigError:
@@ -50,9 +33,41 @@ def missing_library(table_format: str) -> ConfigError:
     return ConfigError(f'format: {table_format} needs the {package} package: pip install "rivet[{extra}]"')
 
 
-def _import(modules: tuple[str, ...]) -> None:
-    for name in modules:
+class TableCheck:
+    """The checks of one run's table format: the quick ones at once, the slow ones in a thread."""
+
+    def __init__(self, plan: ExportPlan) -> None:
+        table_format = plan.table_format
+        assert table_format is not None
+        modules, _ = LIBRARIES[table_format]
+        if importlib.util.find_spec(modules[0].split(".")[0]) is None:
+            raise missing_library(table_format)
+        if table_format == "delta":
+            from rivet.formats.delta import table_uri
+
+            table_uri(plan.destination)
+        else:
+            from rivet.formats.iceberg import table_location
+
+            table_location(plan.destination)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(plan, modules), name="rivet-table-check", daemon=True)
+        self._thread.start()
+
+    def _run(self, plan: ExportPlan, modules: tuple[str, ...]) -> None:
         try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the commit imports it again and reports what fails
-            return
+            for name in modules:
+                importlib.import_module(name)
+            if plan.iceberg is not None:
+                from rivet.destinations import Destination
+                from rivet.formats.iceberg import check_table
+
+                check_table(Destination(plan.destination), plan.iceberg, plan.partitioning)
+        except BaseException as e:  # noqa: BLE001 - raised in the run's own thread by wait()
+            self._error = e
+
+    def wait(self) -> None:
+        """Raise what the slow checks found (before the run commits anything)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error

@@ -93,6 +93,8 @@ class ExportPlan:
     table_format: str | None = None
     # With table_format "iceberg": the catalog and table.
     iceberg: IcebergTable | None = None
+    # A run's table format checks (rivet.formats.tables.TableCheck), awaited before it commits.
+    table_check: Any = dataclasses.field(default=None, compare=False, repr=False)
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
 
