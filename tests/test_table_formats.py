@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tests.orders import insert_orders
+from tests.conftest import PG_URL
+from tests.orders import insert_orders, source_rows
 from tests.outputs import run_rivet
 from tests.test_iceberg import load_table, write_config
 
@@ -75,3 +76,25 @@ def test_a_destination_the_table_format_cannot_write_to_is_refused_before_readin
     assert ran.returncode == 2
     assert f"format: {table_format} is written to local disk or S3 for now" in ran.stderr
     assert json.loads(ran.stdout)["exports"][0]["rows"] == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_an_export_result_reads_the_table_its_run_committed(pg, orders, tmp_path, table_format, monkeypatch):
+    import rivet
+
+    monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    options = {"iceberg": {"catalog_url": f"sqlite:///{tmp_path / 'catalog.db'}"}} if table_format == "iceberg" else {}
+    export = {"mode": "incremental", "cursor_column": "id", "format": table_format, **options}
+    source = {"type": "postgres", "url": PG_URL}
+    first = rivet.export(source, table=orders, destination=str(tmp_path / "out"), state_dir=tmp_path, **export)
+    insert_orders(pg, orders, 3001, 3050)
+    second = rivet.export(source, table=orders, destination=str(tmp_path / "out"), state_dir=tmp_path, **export)
+    assert second.rows == 50 and second.table is not None and second.table.version != first.table.version
+    expected = source_rows(pg, orders)
+    columns = ["id", "amount", "at", "note"]
+    read = second.to_arrow()  # the whole table as the second run left it, not only its 50 rows
+    assert collections.Counter(zip(*(read.column(c).to_pylist() for c in columns), strict=True)) == expected
+    assert collections.Counter(second.scan().select(columns).collect().iter_rows()) == expected
+    assert first.to_polars().height == 3000  # the table as the first run left it
+    assert second.to_dict()["table"]["version"] == second.table.version

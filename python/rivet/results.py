@@ -12,6 +12,8 @@ from rivet.manifest import CommittedPart
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from rivet.formats.tables import TableVersion
+
 
 def human_bytes(n: int) -> str:
     """``1.5 MiB``-style size."""
@@ -75,6 +77,8 @@ class ExportResult:
     retries: int = 0  # reads retried after a transient fault
     warnings: int = 0  # warnings the run's journal holds (shape drift, a lease taken over, ...)
     exception: BaseException | None = field(default=None, repr=False)
+    # format delta or iceberg: the table as the run's commit left it.
+    table: TableVersion | None = None
     # Totals reported by a child process, which sends no per-part details.
     reported: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -153,6 +157,7 @@ class ExportResult:
             "schema_drift": self.schema_drift,
             "retries": self.retries,
             "warnings": self.warnings,
+            **({"table": self.table.to_dict()} if self.table is not None else {}),
         }
 
     def summary(self) -> str:
@@ -172,12 +177,18 @@ class ExportResult:
         return f"ExportResult({self.summary()})"
 
     def to_arrow(self) -> pa.Table:
-        """Every row this export published, read back from its Parquet parts (local or any fsspec URL)."""
+        """Every row this export published, read back from its Parquet parts (local or any fsspec URL).
+
+        For ``format: delta`` or ``iceberg``: every row of the table as this run left it
+        (the parts its log lists, those of earlier appending runs included).
+        """
         import fsspec
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._readable()
+        if self.table is not None:
+            return self.table.to_arrow()
         tables = []
         for url in self.files:
             with fsspec.open(url, "rb") as f:
@@ -193,10 +204,15 @@ class ExportResult:
         return pl.from_arrow(self.to_arrow(), rechunk=False)
 
     def scan(self) -> Any:
-        """A polars LazyFrame over the published parts (nothing is read until it is collected)."""
+        """A polars LazyFrame over the published parts (nothing is read until it is collected).
+
+        For ``format: delta`` or ``iceberg``: over the table as this run left it.
+        """
         import polars as pl
 
         self._readable()
+        if self.table is not None:
+            return self.table.scan()
         return pl.scan_parquet(list(self.files))
 
     def _readable(self) -> None:

@@ -163,12 +163,14 @@ class Publication:
 
     def _commit_table(self, schema: pa.Schema, live: list[CommittedPart]) -> None:
         """Make the table format's log list the manifest's parts (step 4)."""
-        plan, run_id = self.plan, self.result.run_id
+        from rivet.formats.tables import TableVersion, run_summary
+
+        plan, spec = self.plan, self.destination.spec
+        summary = run_summary(self.result.run_id, plan.name, plan.fingerprint(), live)
         if plan.iceberg is not None:
             from rivet.formats import iceberg
 
-            summary = iceberg.snapshot_summary(run_id, plan.name, plan.fingerprint(), live)
-            iceberg.commit_live_parts(
+            version = iceberg.commit_live_parts(
                 self.destination,
                 plan.iceberg,
                 schema,
@@ -177,10 +179,14 @@ class Publication:
                 append=self.append,
                 partitioning=plan.partitioning,
             )
+            location = iceberg.table_location(spec)
         else:
-            from rivet.formats.delta import commit_live_parts
+            from rivet.formats import delta
 
-            commit_live_parts(self.destination, schema, live, run_id, plan.name)
+            version = delta.commit_live_parts(self.destination, schema, live, summary)
+            location = delta.table_uri(spec)
+        assert plan.table_format is not None
+        self.result.table = TableVersion(plan.table_format, location, version, spec, plan.iceberg)
 
     def _read_previous(self) -> Manifest | None:
         name = self.destination.spec.manifest_name

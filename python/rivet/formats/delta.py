@@ -54,9 +54,9 @@ def storage_options(spec: DestinationSpec) -> dict[str, str]:
 
 
 def commit_live_parts(
-    destination: Destination, schema: pa.Schema, live: list[CommittedPart], run_id: str, export: str
-) -> int | None:
-    """Make the Delta log list exactly ``live``; the new table version, or None when it already did."""
+    destination: Destination, schema: pa.Schema, live: list[CommittedPart], summary: dict[str, str]
+) -> int:
+    """Make the Delta log list exactly ``live`` (no commit when it already does); the table's version."""
     try:
         from deltalake import CommitProperties, DeltaTable, Schema
         from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -69,8 +69,7 @@ def commit_live_parts(
 
     uri, options = table_uri(destination.spec), storage_options(destination.spec)
     now = int(time.time() * 1000)
-    metadata = {"rivet.run_id": run_id, "rivet.export": export, "rivet.rows": sum(p.rows for p in live)}
-    commit = CommitProperties(custom_metadata=metadata)
+    commit = CommitProperties(custom_metadata=summary)
     adds = {p.name: AddAction(p.name, p.bytes, {}, now, True, json.dumps({"numRecords": p.rows})) for p in live}
     delta_schema = Schema.from_arrow(schema)
     try:
@@ -85,7 +84,7 @@ def commit_live_parts(
         if table.schema().to_json() != delta_schema.to_json() and not (listed & adds.keys()):
             # The columns changed: a run that replaces every part replaces the schema with them.
             table.create_write_transaction(list(adds.values()), "overwrite", schema, commit_properties=commit)
-            return int(table.version())
+            return _version_now(table)
         if table.schema().to_json() != delta_schema.to_json():
             # An appending run's new columns (on_schema_drift: evolve), in a commit of their own.
             known = {f.name for f in table.schema().fields}
@@ -93,9 +92,9 @@ def commit_live_parts(
         changes: list[Any] = [a for name, a in adds.items() if name not in listed]
         changes += [RemoveAction(name, True, now) for name in sorted(listed - adds.keys())]
         if not changes:
-            return None
+            return int(table.version())
         table.create_write_transaction(changes, "append", schema, commit_properties=commit)
-        return int(table.version())
+        return _version_now(table)
     except (DeltaError, OSError) as e:
         raise DestinationError(
             f"committing to the Delta table {destination.spec.shown} failed: {redact_text(str(e))}"
@@ -115,6 +114,12 @@ def listed_parts(destination: Destination) -> set[str] | None:
     except (DeltaError, OSError) as e:
         raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {redact_text(str(e))}") from e
     return {_relative(uri, f) for f in table.file_uris()}
+
+
+def _version_now(table: Any) -> int:
+    """The table's version after a commit through it (the object still shows the one it was read at)."""
+    table.update_incremental()
+    return int(table.version())
 
 
 def _relative(uri: str, file_uri: str) -> str:

@@ -150,15 +150,23 @@ def _listed_files(found: Any, location: str) -> dict[str, Any]:
     return {_relative(location, task.file.file_path): task.file for task in found.scan().plan_files()}
 
 
-def listed_parts(destination: Destination, table: IcebergTable) -> set[str] | None:
-    """The names of the parts the table's current snapshot lists; None when there is no table."""
+def load_table(destination: Destination, table: IcebergTable) -> Any | None:
+    """The pyiceberg table (it reads without its catalog); None when the catalog has no such table."""
     from pyiceberg.exceptions import NoSuchTableError
 
     with _catalog(table, destination.spec, "reading") as catalog:
         try:
-            found = catalog.load_table((table.namespace, table.name))
+            return catalog.load_table((table.namespace, table.name))
         except NoSuchTableError:
             return None
+
+
+def listed_parts(destination: Destination, table: IcebergTable) -> set[str] | None:
+    """The names of the parts the table's current snapshot lists; None when there is no table."""
+    found = load_table(destination, table)
+    if found is None:
+        return None
+    with _catalog(table, destination.spec, "reading"):  # its errors, told the same way
         return set(_listed_files(found, table_location(destination.spec)))
 
 
@@ -195,7 +203,10 @@ def commit_live_parts(
     append: bool,
     partitioning: Partitioning | None = None,
 ) -> int | None:
-    """Make the table's current snapshot list exactly ``live``; the new snapshot id, or None when it did."""
+    """Make the table's current snapshot list exactly ``live`` (no snapshot when it already does).
+
+    Returns the current snapshot's id (None: a table still without one).
+    """
     location = table_location(destination.spec)
     with _catalog(table, destination.spec, "committing to") as catalog:
         from pyiceberg.exceptions import NoSuchTableError
@@ -218,7 +229,7 @@ def commit_live_parts(
         added = [name for name in wanted if name not in listed]
         removed = {name: data_file for name, data_file in listed.items() if name not in wanted}
         if not added and not removed:
-            return None
+            return _current_snapshot_id(found)
         transaction = found.transaction()
         _evolve_schema(transaction, schema, table, append=append)
         _change_files(transaction, location, removed, sorted(added), summary)
@@ -350,9 +361,3 @@ def _current_snapshot_id(found: Any) -> int | None:
 def _relative(location: str, file_path: str) -> str:
     prefix = location + "/"
     return file_path[len(prefix) :] if file_path.startswith(prefix) else file_path
-
-
-def snapshot_summary(run_id: str, export: str, fingerprint: str, live: list[CommittedPart]) -> dict[str, str]:
-    """What a commit records of the run (Iceberg summaries hold strings only)."""
-    rows = sum(p.rows for p in live)
-    return {"rivet.run_id": run_id, "rivet.export": export, "rivet.fingerprint": fingerprint, "rivet.rows": str(rows)}

@@ -12,11 +12,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rivet.destinations import DestinationSpec
+    from rivet.formats.iceberg import IcebergTable
+    from rivet.manifest import CommittedPart
     from rivet.planning.export import ExportPlan
 
 # What each format's commit imports, and the extra that installs it.
@@ -71,3 +77,60 @@ class TableCheck:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def run_summary(run_id: str, export: str, fingerprint: str, live: list[CommittedPart]) -> dict[str, str]:
+    """What a commit records of the run (Delta commit metadata, an Iceberg snapshot summary)."""
+    rows = sum(p.rows for p in live)
+    return {"rivet.run_id": run_id, "rivet.export": export, "rivet.fingerprint": fingerprint, "rivet.rows": str(rows)}
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """The table a run committed to, as the run left it: its format, location and version.
+
+    ``version`` is the Delta table version or the Iceberg snapshot id (None: an Iceberg
+    table without a snapshot yet).
+    """
+
+    format: str
+    location: str
+    version: int | None
+    destination: DestinationSpec = field(repr=False)
+    iceberg: IcebergTable | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        shown = self.iceberg.shown if self.iceberg is not None else None
+        return {"format": self.format, "location": self.location, "version": self.version, "table": shown}
+
+    def to_arrow(self) -> pa.Table:
+        """Every row of the table at this version (the live parts, as its log lists them)."""
+        if self.format == "delta":
+            from deltalake import DeltaTable
+
+            from rivet.formats.delta import storage_options
+
+            options = storage_options(self.destination)
+            return DeltaTable(self.location, version=self.version, storage_options=options).to_pyarrow_table()
+        return self._iceberg_table().scan(snapshot_id=self.version).to_arrow()
+
+    def scan(self) -> Any:
+        """A polars LazyFrame over the table at this version."""
+        import polars as pl
+
+        if self.format == "delta":
+            from rivet.formats.delta import storage_options
+
+            return pl.scan_delta(self.location, version=self.version, storage_options=storage_options(self.destination))
+        return pl.scan_iceberg(self._iceberg_table(), snapshot_id=self.version)
+
+    def _iceberg_table(self) -> Any:
+        from rivet.destinations import Destination
+        from rivet.formats.iceberg import load_table
+
+        assert self.iceberg is not None
+        found = load_table(Destination(self.destination), self.iceberg)
+        if found is None:
+            raise ConfigError(f"the Iceberg table {self.iceberg.shown} is no longer in its catalog")
+        return found
