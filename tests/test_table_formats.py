@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 
 import pytest
 
-from tests.conftest import PG_URL
+from tests.conftest import MYSQL_URL, PG_URL, my_query
 from tests.orders import insert_orders, source_rows
 from tests.outputs import run_rivet
 from tests.test_iceberg import load_table, write_config
@@ -98,3 +99,59 @@ def test_an_export_result_reads_the_table_its_run_committed(pg, orders, tmp_path
     assert collections.Counter(second.scan().select(columns).collect().iter_rows()) == expected
     assert first.to_polars().height == 3000  # the table as the first run left it
     assert second.to_dict()["table"]["version"] == second.table.version
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_mariadb_incremental_runs_killed_at_the_commit_append_each_row_once(my_conn, my_table, tmp_path, table_format):
+    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, price DECIMAL(10,2), at DATETIME(6), note VARCHAR(20))")
+
+    def insert(first: int, last: int) -> None:
+        values = ",".join(
+            f"({i}, {i}.25, '2026-01-01 00:00:00.{i:06d}', {'NULL' if i % 9 == 0 else repr(f'n{i}')})"
+            for i in range(first, last + 1)
+        )
+        my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
+
+    insert(1, 500)
+    export = {"table": table, "mode": "incremental", "cursor_column": "id", "format": table_format}
+    config = write_config(tmp_path, export, {"type": "mysql", "url": MYSQL_URL})
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    insert(501, 700)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
+    assert killed.returncode != 0
+    insert(701, 720)
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    columns = ["id", "price", "at", "note"]
+    if table_format == "delta":
+        found = deltalake.DeltaTable(str(tmp_path / "out")).to_pyarrow_table(columns=columns)
+        commits = len(deltalake.DeltaTable(str(tmp_path / "out")).history())
+    else:
+        found = load_table(tmp_path).scan(selected_fields=tuple(columns)).to_arrow()
+        commits = len(load_table(tmp_path).snapshots())
+    rows = collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True))
+    assert rows == collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
+    assert commits == 2  # the killed run's parts went into the next run's commit
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_time_window_runs_append_to_the_table(pg, pg_table, tmp_path, table_format):
+    now = dt.datetime.now(dt.timezone.utc)
+    table = pg_table(
+        "CREATE TABLE {t} AS SELECT i AS id, now() - i * interval '1 hour' AS at FROM generate_series(0, 23) AS i"
+    )
+    export = {"table": table, "mode": "time_window", "time_column": "at", "days_window": 2, "format": table_format}
+    config = write_config(tmp_path, export)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    later = now + dt.timedelta(minutes=1)
+    pg.execute(f"INSERT INTO {table} VALUES (100, %s), (101, %s)", (later, later + dt.timedelta(minutes=1)))
+    ran = run_rivet("run", "-c", str(config), "--json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["exports"][0]["rows"] == 2
+    if table_format == "delta":
+        found = deltalake.DeltaTable(str(tmp_path / "out")).to_pyarrow_table(columns=["id"])
+    else:
+        found = load_table(tmp_path).scan(selected_fields=("id",)).to_arrow()
+    assert sorted(found.column("id").to_pylist()) == [*range(24), 100, 101]
