@@ -104,16 +104,29 @@ class TableVersion:
         shown = self.iceberg.shown if self.iceberg is not None else None
         return {"format": self.format, "location": self.location, "version": self.version, "table": shown}
 
-    def to_arrow(self) -> pa.Table:
-        """Every row of the table at this version (the live parts, as its log lists them)."""
+    def open(self) -> Any:
+        """The table itself: a ``deltalake.DeltaTable`` at this version, or a pyiceberg ``Table``."""
+        from rivet.destinations import Destination
+
         if self.format == "delta":
             from deltalake import DeltaTable
 
             from rivet.formats.delta import storage_options
 
-            options = storage_options(self.destination)
-            return DeltaTable(self.location, version=self.version, storage_options=options).to_pyarrow_table()
-        return self._iceberg_table().scan(snapshot_id=self.version).to_arrow()
+            return DeltaTable(self.location, version=self.version, storage_options=storage_options(self.destination))
+        from rivet.formats.iceberg import load_table
+
+        assert self.iceberg is not None
+        found = load_table(Destination(self.destination), self.iceberg)
+        if found is None:
+            raise ConfigError(f"the Iceberg table {self.iceberg.shown} is no longer in its catalog")
+        return found
+
+    def to_arrow(self) -> pa.Table:
+        """Every row of the table at this version (the live parts, as its log lists them)."""
+        if self.format == "delta":
+            return self.open().to_pyarrow_table()
+        return self.open().scan(snapshot_id=self.version).to_arrow()
 
     def scan(self) -> Any:
         """A polars LazyFrame over the table at this version."""
@@ -123,14 +136,4 @@ class TableVersion:
             from rivet.formats.delta import storage_options
 
             return pl.scan_delta(self.location, version=self.version, storage_options=storage_options(self.destination))
-        return pl.scan_iceberg(self._iceberg_table(), snapshot_id=self.version)
-
-    def _iceberg_table(self) -> Any:
-        from rivet.destinations import Destination
-        from rivet.formats.iceberg import load_table
-
-        assert self.iceberg is not None
-        found = load_table(Destination(self.destination), self.iceberg)
-        if found is None:
-            raise ConfigError(f"the Iceberg table {self.iceberg.shown} is no longer in its catalog")
-        return found
+        return pl.scan_iceberg(self.open(), snapshot_id=self.version)
