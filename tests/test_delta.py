@@ -34,6 +34,14 @@ def polars_rows(path: Path) -> collections.Counter:
     return collections.Counter(frame.iter_rows())
 
 
+def duckdb_with_delta():
+    duckdb = pytest.importorskip("duckdb")
+    extension = pytest.importorskip("duckdb_extension_delta")
+    connection = duckdb.connect()
+    connection.execute(f"LOAD '{Path(extension.__file__).parent / 'extensions/v1.5.5/delta.duckdb_extension'}'")
+    return connection
+
+
 def commits(path: Path) -> list[str]:
     """The run id of each commit, oldest first."""
     return [h.get("rivet.run_id") for h in reversed(deltalake.DeltaTable(str(path)).history())]
@@ -52,10 +60,7 @@ def test_a_full_export_replaces_the_table_in_one_commit_each_run(pg, orders, tmp
     assert pl.read_delta(str(out)).schema["amount"] == pl.Decimal(12, 3)
     run_ids = [json.loads(ran.stdout)["exports"][0]["run_id"]]
     assert len(commits(out)) == 2 and commits(out)[-1] == run_ids[0]
-    duckdb = pytest.importorskip("duckdb")
-    extension = pytest.importorskip("duckdb_extension_delta")
-    connection = duckdb.connect()
-    connection.execute(f"LOAD '{Path(extension.__file__).parent / 'extensions/v1.5.5/delta.duckdb_extension'}'")
+    connection = duckdb_with_delta()
     found = connection.sql(f"SELECT id, amount, \"at\", note FROM delta_scan('{out}')").fetchall()
     assert collections.Counter(found) == source_rows(pg, orders)
 
@@ -160,8 +165,49 @@ def test_a_mariadb_table_to_delta(my_conn, my_table, tmp_path):
     assert collections.Counter(frame.select("id", "price", "at", "note").iter_rows()) == expected
 
 
-def test_delta_refuses_partition_by(tmp_path):
-    config = write_config(tmp_path, {"table": "t", "partition_by": "id"})
-    checked = run_rivet("check", "--config-only", "-c", str(config))
-    assert checked.returncode == 2
-    assert "format: delta does not take partition_by yet" in checked.stderr
+@pytest.mark.postgres
+def test_partition_by_becomes_the_delta_tables_partition_columns(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, region text, day date, at timestamptz)")
+    pg.execute(
+        f"INSERT INTO {table} SELECT i, (ARRAY['eu', 'us', NULL, 'a/b=c%d'])[i % 4 + 1], date '2024-02-01' + i % 3, "
+        "timestamptz '2024-01-30 22:00+00' + i * interval '37 minutes' FROM generate_series(1, 400) i"
+    )
+    config = write_config(tmp_path, {"table": table, "partition_by": ["region", "day"]})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    out = tmp_path / "out"
+    assert deltalake.DeltaTable(str(out)).metadata().partition_columns == ["region", "day"]
+    columns = ["id", "region", "day", "at"]
+    expected = collections.Counter(pg.execute(f"SELECT id, region, day, at FROM {table}").fetchall())
+    found = deltalake.DeltaTable(str(out)).to_pyarrow_table(columns=columns)
+    assert collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True)) == expected
+    assert collections.Counter(pl.read_delta(str(out)).select(columns).iter_rows()) == expected
+    connection = duckdb_with_delta()
+    found = connection.sql(f"SELECT id, region, day, \"at\" FROM delta_scan('{out}')").fetchall()
+    assert collections.Counter(found) == expected
+    nulls = connection.sql(f"SELECT count(*) FROM delta_scan('{out}') WHERE region IS NULL").fetchone()[0]
+    assert nulls == pg.execute(f"SELECT count(*) FROM {table} WHERE region IS NULL").fetchone()[0]
+    # Partitioned otherwise, a run is refused before it publishes anything.
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["partition_by"] = "day"
+    config.write_text(json.dumps(doc))
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode != 0
+    assert "is partitioned by ['region', 'day'], this export by ['day']" in ran.stderr
+    assert len(commits(out)) == 1
+
+
+@pytest.mark.postgres
+def test_delta_refuses_a_bucketed_timestamp_and_an_empty_partition_text_before_publishing(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY, region text, at timestamptz)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, 'eu', now()), (2, '', now())")
+    config = write_config(tmp_path, {"table": table, "partition_by": "at"})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 2
+    assert "format: delta partitions by a column's exact value, and at would be bucketed into at_day" in ran.stderr
+    config = write_config(tmp_path, {"table": table, "partition_by": "region"})
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode != 0
+    assert "partition column region holds an empty text, which Delta reads back as NULL" in ran.stderr
+    assert not (tmp_path / "out" / "_delta_log").exists()
+    assert not list((tmp_path / "out").rglob("*.parquet"))

@@ -488,10 +488,6 @@ class ExportConfig(StrictModel):
                     "plain files of two schemas cannot share a folder"
                 )
             return
-        if self.format == "delta" and self.partition_by is not None:
-            raise ValueError(
-                "format: delta does not take partition_by yet; export unpartitioned, or to parquet or iceberg"
-            )
         if self.writes_to_stdout:
             raise ValueError(f"format: {self.format} needs a folder (local or object storage), not stdout")
 

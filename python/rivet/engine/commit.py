@@ -183,7 +183,7 @@ class Publication:
         else:
             from rivet.formats import delta
 
-            version = delta.commit_live_parts(self.destination, schema, live, summary)
+            version = delta.commit_live_parts(self.destination, schema, live, summary, plan.partitioning)
             location = delta.table_uri(spec)
         assert plan.table_format is not None
         self.result.table = TableVersion(plan.table_format, location, version, spec, plan.iceberg)

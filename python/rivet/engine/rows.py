@@ -60,11 +60,19 @@ class OutputRows:
             from rivet.formats.iceberg import check_columns
 
             check_columns(output, self.plan.name)
+        elif self.plan.table_format == "delta":
+            from rivet.formats.delta import check_columns as check_delta_columns
+
+            check_delta_columns(output, self.plan.partitioning, self.plan.name)
         return output
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""
         self.check_size(batch)
+        if self.plan.table_format == "delta" and self.plan.partitioning is not None:
+            from rivet.formats.delta import check_batch
+
+            check_batch(batch, self.plan.partitioning, self.plan.name)
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import json
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from rivet.errors import ConfigError, DestinationError
+from rivet.errors import ConfigError, DataError, DestinationError
+from rivet.formats.partition import HIVE_DEFAULT_PARTITION
 from rivet.redact import redact_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet.destinations import Destination, DestinationSpec
+    from rivet.formats.partition import Partitioning
     from rivet.manifest import CommittedPart
 
 
@@ -53,8 +56,72 @@ def storage_options(spec: DestinationSpec) -> dict[str, str]:
     return options
 
 
+def check_columns(schema: pa.Schema, partitioning: Partitioning | None, export: str) -> None:
+    """Refuse, before any row is read, a partition_by Delta cannot hold: each column's exact value."""
+    if partitioning is None:
+        return
+    for name in partitioning.columns:
+        key = partitioning.key(name, schema.field(name).type)
+        if key != name:
+            raise ConfigError(
+                f"export '{export}': format: delta partitions by a column's exact value, and {name} would be "
+                f"bucketed into {key}; partition by a column the query computes (CAST({name} AS date) AS {key}), "
+                "or use format: iceberg, whose partitions take the bucket"
+            )
+
+
+def check_batch(batch: pa.RecordBatch, partitioning: Partitioning, export: str) -> None:
+    """Refuse an empty text in a partition column: Delta reads it back as NULL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in partitioning.columns:
+        column = batch.column(name)
+        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and pc.any(
+            pc.equal(column, "")
+        ).as_py():
+            raise DataError(
+                f"export '{export}': partition column {name} holds an empty text, which Delta reads back as NULL; "
+                f"map it in the query (NULLIF({name}, '') or another value)",
+                column=name,
+            )
+
+
+def check_table(destination: Destination, partitioning: Partitioning | None) -> None:
+    """Refuse, before a run commits, a table partitioned otherwise than the export."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
+    try:
+        table = DeltaTable(table_uri(destination.spec), storage_options=storage_options(destination.spec))
+    except TableNotFoundError:
+        return
+    except (DeltaError, OSError) as e:
+        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {redact_text(str(e))}") from e
+    have = list(table.metadata().partition_columns)
+    want = list(partitioning.columns) if partitioning else []
+    if have != want:
+        raise DestinationError(
+            f"the Delta table at {destination.spec.shown} is partitioned by {have or 'nothing'}, this export by "
+            f"{want or 'nothing'}; export to a new destination (or remove the table)"
+        )
+
+
+def partition_values(name: str) -> dict[str, str | None]:
+    """A part's partition values, from its ``column=value/`` folders (``__HIVE_DEFAULT_PARTITION__``: NULL)."""
+    values: dict[str, str | None] = {}
+    for segment in name.split("/")[:-1]:
+        key, _, value = segment.partition("=")
+        values[unquote(key)] = None if value == HIVE_DEFAULT_PARTITION else unquote(value)
+    return values
+
+
 def commit_live_parts(
-    destination: Destination, schema: pa.Schema, live: list[CommittedPart], summary: dict[str, str]
+    destination: Destination,
+    schema: pa.Schema,
+    live: list[CommittedPart],
+    summary: dict[str, str],
+    partitioning: Partitioning | None = None,
 ) -> int:
     """Make the Delta log list exactly ``live`` (no commit when it already does); the table's version."""
     try:
@@ -70,20 +137,32 @@ def commit_live_parts(
     uri, options = table_uri(destination.spec), storage_options(destination.spec)
     now = int(time.time() * 1000)
     commit = CommitProperties(custom_metadata=summary)
-    adds = {p.name: AddAction(p.name, p.bytes, {}, now, True, json.dumps({"numRecords": p.rows})) for p in live}
+    adds = {
+        p.name: AddAction(p.name, p.bytes, partition_values(p.name), now, True, json.dumps({"numRecords": p.rows}))
+        for p in live
+    }
+    partition_by = list(partitioning.columns) if partitioning else None
     delta_schema = Schema.from_arrow(schema)
     try:
         try:
             table = DeltaTable(uri, storage_options=options)
         except TableNotFoundError:
             create_table_with_add_actions(
-                uri, delta_schema, list(adds.values()), mode="error", storage_options=options, commit_properties=commit
+                uri,
+                delta_schema,
+                list(adds.values()),
+                mode="error",
+                partition_by=partition_by,
+                storage_options=options,
+                commit_properties=commit,
             )
             return 0
         listed = {_relative(uri, f) for f in table.file_uris()}
         if table.schema().to_json() != delta_schema.to_json() and not (listed & adds.keys()):
             # The columns changed: a run that replaces every part replaces the schema with them.
-            table.create_write_transaction(list(adds.values()), "overwrite", schema, commit_properties=commit)
+            table.create_write_transaction(
+                list(adds.values()), "overwrite", schema, partition_by, commit_properties=commit
+            )
             return _version_now(table)
         if table.schema().to_json() != delta_schema.to_json():
             # An appending run's new columns (on_schema_drift: evolve), in a commit of their own.
@@ -93,7 +172,7 @@ def commit_live_parts(
         changes += [RemoveAction(name, True, now) for name in sorted(listed - adds.keys())]
         if not changes:
             return int(table.version())
-        table.create_write_transaction(changes, "append", schema, commit_properties=commit)
+        table.create_write_transaction(changes, "append", schema, partition_by, commit_properties=commit)
         return _version_now(table)
     except (DeltaError, OSError) as e:
         raise DestinationError(

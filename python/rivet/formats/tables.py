@@ -2,9 +2,10 @@
 
 A run whose format cannot be written (its library missing, a destination it does not
 support) fails before any row is read. The library takes a good part of a second to
-import, and an Iceberg table is looked up in its catalog (is it where the destination
-is, partitioned as the export is): a thread does both while the rows are read (the
-scan and the writer release the GIL), and the run waits for it before it commits.
+import, and the table is looked up (a Delta log, an Iceberg catalog: is it where the
+destination is, partitioned as the export is): a thread does both while the rows are
+read (the scan and the writer release the GIL), and the run waits for it before it
+commits.
 """
 
 from __future__ import annotations
@@ -64,11 +65,16 @@ class TableCheck:
         try:
             for name in modules:
                 importlib.import_module(name)
-            if plan.iceberg is not None:
-                from rivet.destinations import Destination
-                from rivet.formats.iceberg import check_table
+            from rivet.destinations import Destination
 
-                check_table(Destination(plan.destination), plan.iceberg, plan.partitioning)
+            if plan.iceberg is not None:
+                from rivet.formats import iceberg
+
+                iceberg.check_table(Destination(plan.destination), plan.iceberg, plan.partitioning)
+            else:
+                from rivet.formats import delta
+
+                delta.check_table(Destination(plan.destination), plan.partitioning)
         except BaseException as e:  # noqa: BLE001 - raised in the run's own thread by wait()
             self._error = e
 
