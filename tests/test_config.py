@@ -63,7 +63,7 @@ NEGATIVE = {
     ),
     "g13 unknown format": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    format: avro\n    destination: out\n",
-        "exports[0] (a).format: unknown value 'avro'; expected 'parquet', 'csv' or 'delta'",
+        "exports[0] (a).format: unknown value 'avro'; expected 'parquet', 'csv', 'delta' or 'iceberg'",
     ),
     "g14 tuning key at export root": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    batch_size: 5000\n    destination: out\n",
