@@ -276,3 +276,18 @@ def test_iceberg_config_mistakes_are_named(tmp_path, export, message):
     checked = run_rivet("check", "--config-only", "-c", str(config))
     assert checked.returncode == 2
     assert message in checked.stderr
+
+
+@pytest.mark.postgres
+def test_an_unreachable_catalog_fails_the_run_without_showing_its_password(orders, tmp_path):
+    config = write_config(tmp_path, {"table": orders})
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["iceberg"] = {"catalog_url": "postgresql://lake:s3cr3t-pw@127.0.0.1:1/catalog"}
+    config.write_text(json.dumps(doc))
+    ran = run_rivet("run", "-c", str(config), "--json")
+    assert ran.returncode != 0
+    assert "the Iceberg table rivet.orders in postgresql://lake:***@127.0.0.1:1/catalog" in ran.stderr
+    assert "s3cr3t-pw" not in ran.stderr + ran.stdout
+    assert not list((tmp_path / "out").glob("*.parquet"))  # checked before the commit: nothing published
+    described = run_rivet("plan", "-c", str(config), "--json")
+    assert "s3cr3t-pw" not in described.stdout + described.stderr
