@@ -63,6 +63,13 @@ def test_a_full_export_replaces_the_table_in_one_commit_each_run(pg, orders, tmp
     connection = duckdb_with_delta()
     found = connection.sql(f"SELECT id, amount, \"at\", note FROM delta_scan('{out}')").fetchall()
     assert collections.Counter(found) == source_rows(pg, orders)
+    # The first run's version stays readable until the next run, which removes its parts.
+    assert deltalake.DeltaTable(str(out), version=0).to_pyarrow_table().num_rows == 3000
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    live = {Path(u).name for u in deltalake.DeltaTable(str(out)).file_uris()}
+    previous = {Path(u).name for u in deltalake.DeltaTable(str(out), version=1).file_uris()}
+    assert {p.name for p in out.glob("*.parquet")} == live | previous
+    assert run_rivet("validate", "-c", str(config)).returncode == 0
 
 
 @pytest.mark.postgres

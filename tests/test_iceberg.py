@@ -85,8 +85,18 @@ def test_a_full_export_replaces_the_table_in_one_snapshot_each_run(pg, orders, t
     assert str(table.schema().find_field("at").field_type) == "timestamptz"
     run_id = json.loads(ran.stdout)["exports"][0]["run_id"]
     assert len(snapshot_runs(table)) == 2 and snapshot_runs(table)[-1] == run_id
-    # The first run's parts are gone from the folder and from the snapshot.
-    assert len(table.scan().plan_files()) == len(list((tmp_path / "out").glob("*.parquet")))
+    # The first run's snapshot stays readable until the next run, which removes its parts.
+    first = table.snapshots()[0].snapshot_id
+    assert table.scan(snapshot_id=first).to_arrow().num_rows == 3000
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    table = load_table(tmp_path)
+    live = {task.file.file_path.rsplit("/", 1)[-1] for task in table.scan().plan_files()}
+    previous = {
+        t.file.file_path.rsplit("/", 1)[-1]
+        for t in table.scan(snapshot_id=table.snapshots()[1].snapshot_id).plan_files()
+    }
+    assert {p.name for p in (tmp_path / "out").glob("*.parquet")} == live | previous
+    assert run_rivet("validate", "-c", str(config)).returncode == 0
 
 
 @pytest.mark.postgres

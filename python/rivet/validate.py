@@ -118,15 +118,17 @@ def validate_destination(
         )
     problems += [p for part in manifest.parts if (p := part_problem(destination, part)) is not None]
     listed = {p.name for p in manifest.parts}
-    own = re.compile(rf"^{re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}}")
-    partitioned = any("/" in name for name in listed)  # parts in partition folders: look in every folder
-    strays = [
-        n
-        for n in destination.list_names(recursive=partitioned)
-        if n.endswith(DATA_SUFFIXES) and own.match(n.rsplit("/", 1)[-1]) and n not in listed
-    ]
-    problems += [f"{n} is not in the manifest, but a reader that globs would read it" for n in strays]
     if table_log is not None:
+        # Table readers read what the log lists; the previous version's parts stay for its readers.
         problems += table_log.problems(listed)
+    else:
+        own = re.compile(rf"^{re.escape(export)}_\d{{8}}_\d{{6}}_\d{{3}}")
+        partitioned = any("/" in name for name in listed)  # parts in partition folders: look in every folder
+        strays = [
+            n
+            for n in destination.list_names(recursive=partitioned)
+            if n.endswith(DATA_SUFFIXES) and own.match(n.rsplit("/", 1)[-1]) and n not in listed
+        ]
+        problems += [f"{n} is not in the manifest, but a reader that globs would read it" for n in strays]
     totals = {"parts": len(manifest.parts), "rows": sum(p.rows for p in manifest.parts)}
     return problems, totals

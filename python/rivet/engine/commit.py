@@ -270,6 +270,12 @@ class Publication:
             if on_commit is not None:
                 on_commit()
 
+    def _previous_version_parts(self) -> set[str]:
+        """A table format's previous version stays readable until the next run: the parts it listed."""
+        if self.plan.table_format is None or self._previous is None:
+            return set()
+        return {p.name for p in self._previous.parts}
+
     def _tidy(self, live: list[CommittedPart]) -> None:
         """Remove superseded parts, and the visible parts of runs that never committed."""
         live_names = {p.name for p in live}
@@ -282,7 +288,10 @@ class Publication:
             doomed = [
                 n
                 for n in names
-                if (stem := part_stem_of(self.plan.name, n)) and n not in live_names and stem not in resumable
+                if (stem := part_stem_of(self.plan.name, n))
+                and n not in live_names
+                and stem not in resumable
+                and n not in self._previous_version_parts()
             ]
         for name in doomed:
             log.info("export %s: removing %s (superseded or never committed)", self.plan.name, name)
