@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pymysql
@@ -225,3 +226,60 @@ def slow(pg):
     )
     yield name
     pg.execute(f"DROP FUNCTION {name}(int, float8)")
+
+
+# -- Azure Blob: azurite (from npm, installed by make install) on loopback ---------------
+
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """azurite-blob, started here; the destination settings of a container in it."""
+    import fsspec
+
+    from tests.chunkrun import wait_until
+
+    npm_dir = Path(os.environ.get("RIVET_NPM_DIR", Path.home() / ".cache" / "rivet-npm"))
+    binary = npm_dir / "node_modules" / ".bin" / "azurite-blob"
+    if not binary.exists():
+        pytest.fail(f"azurite is not installed at {binary}: run make install (it needs npm)", pytrace=False)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(tmp_path_factory.mktemp("azurite")),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: listening(port), f"azurite listens on port {port}", proc)
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+        fs = fsspec.filesystem("abfs", connection_string=connection)
+        fs.mkdir("rivet")
+        yield {"type": "azure", "container": "rivet", "storage_options": {"connection_string": connection}}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -21,28 +18,11 @@ from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
 from rivet.validate import validate_destination
 from tests.chunkrun import wait_until
-from tests.conftest import pg_url
+from tests.conftest import free_port, listening, pg_url
 
 pytestmark = pytest.mark.postgres
 
 QUERY = "SELECT i AS id, md5(i::text) AS h FROM generate_series(1, {n}) AS i"
-# Azurite's well-known development account (public, documented by Microsoft).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -50,52 +30,14 @@ def gcs() -> Iterator[dict[str, Any]]:
     """gcp-storage-emulator in this process; the destination settings of a bucket in it."""
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket="rivet")
     server.start()
-    wait_until(lambda: _listening(port), f"the GCS emulator listens on port {port}")
+    wait_until(lambda: listening(port), f"the GCS emulator listens on port {port}")
     try:
         yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """azurite-blob, started here; the destination settings of a container in it."""
-    npm_dir = Path(os.environ.get("RIVET_NPM_DIR", Path.home() / ".cache" / "rivet-npm"))
-    binary = npm_dir / "node_modules" / ".bin" / "azurite-blob"
-    if not binary.exists():
-        pytest.fail(f"azurite is not installed at {binary}: run make install (it needs npm)", pytrace=False)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--location",
-            str(tmp_path_factory.mktemp("azurite")),
-            "--silent",
-            "--skipApiVersionCheck",
-            "--loose",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: _listening(port), f"azurite listens on port {port}", proc)
-        connection = (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-        )
-        fs = fsspec.filesystem("abfs", connection_string=connection)
-        fs.mkdir("rivet")
-        yield {"type": "azure", "container": "rivet", "storage_options": {"connection_string": connection}}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _fs(settings: dict[str, Any]) -> fsspec.AbstractFileSystem:

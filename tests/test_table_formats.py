@@ -75,7 +75,7 @@ def test_a_destination_the_table_format_cannot_write_to_is_refused_before_readin
     config.write_text(json.dumps(doc))
     ran = run_rivet("run", "-c", str(config), "--json")
     assert ran.returncode == 2
-    assert f"format: {table_format} is written to local disk or S3 for now" in ran.stderr
+    assert f"format: {table_format} is written to local disk, S3 or Azure for now" in ran.stderr
     assert json.loads(ran.stdout)["exports"][0]["rows"] == 0
 
 
@@ -155,3 +155,37 @@ def test_time_window_runs_append_to_the_table(pg, pg_table, tmp_path, table_form
     else:
         found = load_table(tmp_path).scan(selected_fields=("id",)).to_arrow()
     assert sorted(found.column("id").to_pylist()) == [*range(24), 100, 101]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_table_on_azure_blob_storage(pg, orders, azure, tmp_path, table_format):
+    export = {"table": orders, "mode": "incremental", "cursor_column": "id", "format": table_format}
+    config = write_config(tmp_path, export)
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["destination"] = {**azure, "prefix": f"lake/{table_format}-{tmp_path.name}"}
+    config.write_text(json.dumps(doc))
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    insert_orders(pg, orders, 3001, 3100)
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    location = f"abfs://{azure['container']}/lake/{table_format}-{tmp_path.name}"
+    connection = azure["storage_options"]["connection_string"]
+    columns = ["id", "amount", "at", "note"]
+    if table_format == "delta":
+        fields = dict(item.split("=", 1) for item in connection.split(";") if "=" in item)
+        options = {
+            "AZURE_STORAGE_ACCOUNT_NAME": fields["AccountName"],
+            "AZURE_STORAGE_ACCOUNT_KEY": fields["AccountKey"],
+            "AZURE_ENDPOINT": fields["BlobEndpoint"],
+            "AZURE_ALLOW_HTTP": "true",
+        }
+        table = deltalake.DeltaTable(location, storage_options=options)
+        assert len(table.history()) == 2
+        found = table.to_pyarrow_table(columns=columns)
+    else:
+        table = load_table(tmp_path, **{"adls.connection-string": connection})
+        assert table.location() == location and len(table.snapshots()) == 2
+        found = table.scan(selected_fields=tuple(columns)).to_arrow()
+    rows = collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True))
+    assert rows == source_rows(pg, orders)

@@ -29,14 +29,16 @@ if TYPE_CHECKING:
 
 
 def table_uri(spec: DestinationSpec) -> str:
-    """The URI delta-rs opens: a local folder, or ``s3://bucket/prefix``."""
-    if spec.url.startswith(("s3://", "/")):
+    """The URI delta-rs opens: a local folder, ``s3://bucket/prefix`` or ``abfs://container/prefix``."""
+    if spec.url.startswith(("s3://", "abfs://", "/")):
         return spec.url
-    raise ConfigError(f"destination {spec.shown}: format: delta is written to local disk or S3 for now")
+    raise ConfigError(f"destination {spec.shown}: format: delta is written to local disk, S3 or Azure for now")
 
 
 def storage_options(spec: DestinationSpec) -> dict[str, str]:
     """The destination's credentials and endpoint, as delta-rs names them."""
+    if spec.url.startswith("abfs://"):
+        return _azure_options(spec.storage_options)
     given = spec.storage_options
     options: dict[str, str] = {}
     names = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN"}
@@ -53,6 +55,27 @@ def storage_options(spec: DestinationSpec) -> dict[str, str]:
     if spec.url.startswith("s3://"):
         # Commits are atomic by a conditional put of the next log entry (If-None-Match).
         options.setdefault("AWS_CONDITIONAL_PUT", "etag")
+    return options
+
+
+def _azure_options(given: dict[str, Any]) -> dict[str, str]:
+    """The Azure settings adlfs takes (an account with a key or SAS, or a connection string), for delta-rs."""
+    settings = {str(k): str(v) for k, v in given.items() if v}
+    if connection := settings.pop("connection_string", None):
+        fields = dict(item.split("=", 1) for item in connection.split(";") if "=" in item)
+        renamed = {"AccountName": "account_name", "AccountKey": "account_key", "SharedAccessSignature": "sas_token"}
+        settings |= {ours: fields[theirs] for theirs, ours in renamed.items() if theirs in fields}
+        if endpoint := fields.get("BlobEndpoint"):
+            settings["endpoint"] = endpoint
+    names = {
+        "account_name": "AZURE_STORAGE_ACCOUNT_NAME",
+        "account_key": "AZURE_STORAGE_ACCOUNT_KEY",
+        "sas_token": "AZURE_STORAGE_SAS_KEY",
+        "endpoint": "AZURE_ENDPOINT",
+    }
+    options = {delta_name: settings[name] for name, delta_name in names.items() if name in settings}
+    if options.get("AZURE_ENDPOINT", "").startswith("http://"):
+        options["AZURE_ALLOW_HTTP"] = "true"
     return options
 
 

@@ -99,6 +99,15 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
     if not url.startswith(("http://", "https://")):
         properties["type"] = "sql"
     given = spec.storage_options
+    azure = {
+        "connection_string": "adls.connection-string",
+        "account_name": "adls.account-name",
+        "account_key": "adls.account-key",
+        "sas_token": "adls.sas-token",
+    }
+    if spec.url.startswith("abfs://"):
+        properties |= {azure[k]: str(v) for k, v in given.items() if k in azure and v}
+        return {**properties, **table.catalog_properties}
     names = {"key": "s3.access-key-id", "secret": "s3.secret-access-key", "token": "s3.session-token"}
     for fsspec_name, iceberg_name in names.items():
         if given.get(fsspec_name):
@@ -111,12 +120,12 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
 
 
 def table_location(spec: DestinationSpec) -> str:
-    """The table's folder: the destination's (a local folder, or ``s3://bucket/prefix``)."""
-    if spec.url.startswith("s3://"):
+    """The table's folder: the destination's (a local folder, ``s3://bucket/prefix``, ``abfs://container/prefix``)."""
+    if spec.url.startswith(("s3://", "abfs://")):
         return spec.url.rstrip("/")
     if spec.url.startswith("/"):
         return "file://" + spec.url.rstrip("/")
-    raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk or S3 for now")
+    raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk, S3 or Azure for now")
 
 
 @contextmanager
