@@ -56,14 +56,12 @@ class OutputRows:
         output = self.stamp.schema(source_schema)
         if self.plan.partitioning is not None:
             self.plan.partitioning.check(output, self.plan.name)
-        if self.plan.table_format == "iceberg":
-            from rivet.formats.iceberg import check_columns
+        if self.plan.table_format is not None:
+            from rivet.formats import delta, tables
 
-            check_columns(output, self.plan.name)
-        elif self.plan.table_format == "delta":
-            from rivet.formats.delta import check_columns as check_delta_columns
-
-            check_delta_columns(output, self.plan.partitioning, self.plan.name)
+            tables.check_columns(output, self.plan.table_format, self.plan.name)
+            if self.plan.table_format == "delta":
+                delta.check_partitioning(output, self.plan.partitioning, self.plan.name)
         return output
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:

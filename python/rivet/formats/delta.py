@@ -79,7 +79,7 @@ def _azure_options(given: dict[str, Any]) -> dict[str, str]:
     return options
 
 
-def check_columns(schema: pa.Schema, partitioning: Partitioning | None, export: str) -> None:
+def check_partitioning(schema: pa.Schema, partitioning: Partitioning | None, export: str) -> None:
     """Refuse, before any row is read, a partition_by Delta cannot hold: each column's exact value."""
     if partitioning is None:
         return

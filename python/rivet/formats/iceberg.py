@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 # The embedded default catalog, a SQLite file beside the config and its state.
 CATALOG_FILE = ".rivet_iceberg.db"
-# Iceberg's decimals stop at 38 digits.
-MAX_DECIMAL_PRECISION = 38
 
 
 @dataclass(frozen=True)
@@ -62,30 +60,6 @@ class IcebergTable:
     def shown(self) -> str:
         """The table as messages name it, without credentials."""
         return f"{self.namespace}.{self.name} in {redact_url(self.catalog_url)}"
-
-
-def check_columns(schema: pa.Schema, export: str) -> None:
-    """Refuse, before any row is read, a column Iceberg cannot hold exactly."""
-    import pyarrow as pa
-
-    for f in schema:
-        t = f.type
-        if pa.types.is_unsigned_integer(t):
-            wider = "DECIMAL(20,0)" if t == pa.uint64() else "SIGNED"
-            raise ConfigError(
-                f"export '{export}': column {f.name} is {t}, and Iceberg has no unsigned integers; "
-                f"cast it to a wider signed type in the query: CAST({f.name} AS {wider}) AS {f.name}"
-            )
-        if pa.types.is_decimal(t) and t.precision > MAX_DECIMAL_PRECISION:
-            raise ConfigError(
-                f"export '{export}': column {f.name} is {t}, and Iceberg decimals hold at most "
-                f"{MAX_DECIMAL_PRECISION} digits; set its precision with columns: {{{f.name}: decimal(38,s)}}, "
-                "or export it as text"
-            )
-        if pa.types.is_null(t):
-            raise ConfigError(
-                f"export '{export}': column {f.name} has no type (every value is NULL); cast it in the query"
-            )
 
 
 def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, str]:

@@ -33,6 +33,60 @@ LIBRARIES = {
 }
 
 
+# Decimals of both formats stop at 38 digits.
+MAX_DECIMAL_PRECISION = 38
+NAMES = {"delta": "Delta", "iceberg": "Iceberg"}
+
+
+def check_columns(schema: pa.Schema, table_format: str, export: str) -> None:
+    """Refuse, before any row is read, a column the table format cannot hold exactly.
+
+    Both libraries map some Arrow types silently onto narrower ones (an unsigned
+    integer onto the signed type of its width), so those are refused here first; then
+    each column goes through the library's own mapping, which names what it refuses.
+    """
+    import pyarrow as pa
+
+    name = NAMES[table_format]
+    for f in schema:
+        t = f.type
+        problem = None
+        if pa.types.is_unsigned_integer(t):
+            wider = "DECIMAL(20,0)" if t == pa.uint64() else "SIGNED"
+            problem = (
+                f"{name} has no unsigned integers; cast it to a wider signed type in the query: "
+                f"CAST({f.name} AS {wider}) AS {f.name}"
+            )
+        elif pa.types.is_decimal(t) and t.precision > MAX_DECIMAL_PRECISION:
+            problem = (
+                f"{name} decimals hold at most {MAX_DECIMAL_PRECISION} digits; set its precision with "
+                f"columns: {{{f.name}: decimal(38,s)}}, or export it as text"
+            )
+        elif pa.types.is_null(t):
+            problem = "it has no type (every value is NULL); cast it in the query"
+        else:
+            problem = _unmapped(pa.schema([f]), table_format)
+        if problem is not None:
+            raise ConfigError(f"export '{export}': column {f.name} is {t}, and {problem}")
+
+
+def _unmapped(schema: pa.Schema, table_format: str) -> str | None:
+    """What the format's library says of a one-column schema it cannot map (None: it maps it)."""
+    try:
+        if table_format == "delta":
+            from deltalake import Schema
+
+            Schema.from_arrow(schema)
+        else:
+            from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+
+            _pyarrow_to_schema_without_ids(schema)
+    except Exception as e:  # noqa: BLE001 - each library raises its own kind; its first line says why
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"{NAMES[table_format]} cannot hold it ({reason}); cast it in the query (to text, say)"
+    return None
+
+
 def missing_library(table_format: str) -> ConfigError:
     """The error of a run whose table format's library is not installed."""
     modules, extra = LIBRARIES[table_format]
