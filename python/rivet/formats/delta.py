@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from rivet.errors import ConfigError, DataError, DestinationError
 from rivet.formats.partition import HIVE_DEFAULT_PARTITION
-from rivet.redact import redact_text
+from rivet.formats.tables import reason
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -120,7 +120,7 @@ def check_table(destination: Destination, partitioning: Partitioning | None) -> 
     except TableNotFoundError:
         return
     except (DeltaError, OSError) as e:
-        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {redact_text(str(e))}") from e
+        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {reason(e)}") from e
     have = list(table.metadata().partition_columns)
     want = list(partitioning.columns) if partitioning else []
     if have != want:
@@ -198,9 +198,7 @@ def commit_live_parts(
         table.create_write_transaction(changes, "append", schema, partition_by, commit_properties=commit)
         return _version_now(table)
     except (DeltaError, OSError) as e:
-        raise DestinationError(
-            f"committing to the Delta table {destination.spec.shown} failed: {redact_text(str(e))}"
-        ) from e
+        raise DestinationError(f"committing to the Delta table {destination.spec.shown} failed: {reason(e)}") from e
 
 
 def listed_parts(destination: Destination) -> set[str] | None:
@@ -214,7 +212,7 @@ def listed_parts(destination: Destination) -> set[str] | None:
     except TableNotFoundError:
         return None
     except (DeltaError, OSError) as e:
-        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {redact_text(str(e))}") from e
+        raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {reason(e)}") from e
     return {_relative(uri, f) for f in table.file_uris()}
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ConfigError, DestinationError, SchemaDriftError
-from rivet.redact import redact_text, redact_url
+from rivet.formats.tables import reason
+from rivet.redact import redact_url
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -120,7 +121,7 @@ def _catalog(table: IcebergTable, spec: DestinationSpec, doing: str) -> Iterator
     except Exception as e:
         # pyiceberg raises its own errors, SQLAlchemy's, pyarrow's and OSError alike.
         raise DestinationError(
-            f"{doing} the Iceberg table {table.shown} failed: {type(e).__name__}: {redact_text(str(e))}"
+            f"{doing} the Iceberg table {table.shown} failed: {type(e).__name__}: {reason(e)}"
         ) from e
     finally:
         # A SQL catalog keeps a pool of connections to its database: none outlive the block.

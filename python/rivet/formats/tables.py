@@ -70,6 +70,14 @@ def check_columns(schema: pa.Schema, table_format: str, export: str) -> None:
             raise ConfigError(f"export '{export}': column {f.name} is {t}, and {problem}")
 
 
+def reason(error: BaseException) -> str:
+    """A library's error in one line, credentials redacted (delta-rs appends a Rust backtrace)."""
+    from rivet.redact import redact_text
+
+    lines = str(error).strip().splitlines()
+    return redact_text(lines[0]) if lines else type(error).__name__
+
+
 def _unmapped(schema: pa.Schema, table_format: str) -> str | None:
     """What the format's library says of a one-column schema it cannot map (None: it maps it)."""
     try:
@@ -82,8 +90,7 @@ def _unmapped(schema: pa.Schema, table_format: str) -> str | None:
 
             _pyarrow_to_schema_without_ids(schema)
     except Exception as e:  # noqa: BLE001 - each library raises its own kind; its first line says why
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"{NAMES[table_format]} cannot hold it ({reason}); cast it in the query (to text, say)"
+        return f"{NAMES[table_format]} cannot hold it ({reason(e)}); cast it in the query (to text, say)"
     return None
 
 
