@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import MYSQL_URL, PG_URL, my_query
+from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
 from tests.orders import insert_orders, source_rows
 from tests.outputs import run_rivet
 from tests.test_iceberg import load_table, write_config
@@ -228,3 +228,21 @@ def test_a_type_delta_cannot_hold_is_refused_before_reading(pg, pg_table, tmp_pa
     assert "column at is time64[us], and Delta cannot hold it" in ran.stderr
     assert len(ran.stderr.splitlines()) < 10  # the library's reason in one line, not its backtrace
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_an_export_result_reads_its_table_on_s3(
+    orders, pg, s3_bucket, s3_endpoint, tmp_path, table_format, monkeypatch
+):
+    import rivet
+
+    monkeypatch.setenv("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    options = {"iceberg": {"catalog_url": f"sqlite:///{tmp_path / 'catalog.db'}"}} if table_format == "iceberg" else {}
+    target = s3_destination(s3_bucket, s3_endpoint, f"lake/{table_format}")
+    result = rivet.export(
+        {"type": "postgres", "url": PG_URL}, table=orders, destination=target, format=table_format, **options
+    )
+    columns = ["id", "amount", "at", "note"]
+    assert collections.Counter(result.scan().select(columns).collect().iter_rows()) == source_rows(pg, orders)
+    assert result.to_arrow().num_rows == 3000

@@ -203,4 +203,8 @@ class TableVersion:
             from rivet.formats.delta import storage_options
 
             return pl.scan_delta(self.location, version=self.version, storage_options=storage_options(self.destination))
-        return pl.scan_iceberg(self.open(), snapshot_id=self.version)
+        # polars reads the files itself: it takes the same object-store settings as delta-rs.
+        from rivet.formats.delta import storage_options
+
+        options = storage_options(self.destination) if "://" in self.location.removeprefix("file://") else {}
+        return pl.scan_iceberg(self.open(), snapshot_id=self.version, storage_options=options or None)
