@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import json
+from pathlib import Path
 
 
 def insert_orders(pg, table: str, first: int, last: int) -> None:
@@ -15,3 +17,14 @@ def insert_orders(pg, table: str, first: int, last: int) -> None:
 
 def source_rows(pg, table: str) -> collections.Counter:
     return collections.Counter(pg.execute(f"SELECT id, amount, at, note FROM {table}").fetchall())
+
+
+def orders_config(home: Path, export: dict, source: dict | None = None, *, fmt: str) -> Path:
+    """``home/rivet.yaml``: one export, ``orders``, as ``fmt`` into ``home/out`` (PostgreSQL unless ``source``)."""
+    from tests.conftest import PG_URL
+
+    destination = {"type": "local", "path": str(home / "out")}
+    body = {"name": "orders", "format": fmt, "destination": destination, **export}
+    config = home / "rivet.yaml"
+    config.write_text(json.dumps({"source": source or {"type": "postgres", "url": PG_URL}, "exports": [body]}))
+    return config

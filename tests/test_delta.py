@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.chunkrun import kill_after_chunks, resume_and_check
-from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
-from tests.orders import insert_orders, source_rows
+from tests.orders import orders_config, source_rows
 from tests.outputs import run_rivet
 
 deltalake = pytest.importorskip("deltalake")
 pl = pytest.importorskip("polars")
 
 
-def write_config(home: Path, export: dict) -> Path:
-    body = {"name": "orders", "format": "delta", "destination": {"type": "local", "path": str(home / "out")}, **export}
-    config = home / "rivet.yaml"
-    config.write_text(json.dumps({"source": {"type": "postgres", "url": PG_URL}, "exports": [body]}))
-    return config
+write_config = functools.partial(orders_config, fmt="delta")
 
 
 def delta_rows(path: Path, **options) -> collections.Counter:
@@ -82,94 +77,6 @@ def test_a_full_run_with_a_new_column_replaces_the_tables_schema(pg, orders, tmp
     frame = pl.read_delta(str(tmp_path / "out"))
     assert frame.columns == ["id", "amount", "at", "note", "region"]
     assert frame.height == 3000 and set(frame["region"]) == {"eu"}
-
-
-@pytest.mark.postgres
-def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_the_next_run(pg, orders, tmp_path):
-    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
-    assert run_rivet("run", "-c", str(config)).returncode == 0
-    insert_orders(pg, orders, 3001, 3500)
-    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
-    assert killed.returncode != 0
-    checked = run_rivet("validate", "-c", str(config), "--json")
-    assert checked.returncode == 3
-    problems = json.loads(checked.stdout)["exports"][0]["problems"]
-    assert any("is in the manifest but not in the Delta table" in p for p in problems)
-    out = tmp_path / "out"
-    assert sum(delta_rows(out).values()) == 3000  # the killed run's rows are not in the table yet
-    insert_orders(pg, orders, 3501, 3600)
-    ran = run_rivet("run", "-c", str(config))
-    assert ran.returncode == 0, ran.stderr
-    assert delta_rows(out) == source_rows(pg, orders)  # every row once: the killed run's committed with the next
-    assert len(commits(out)) == 2
-    assert run_rivet("validate", "-c", str(config)).returncode == 0
-    again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
-    assert again.returncode == 0 and len(commits(out)) == 2
-
-
-@pytest.mark.postgres
-def test_a_chunked_run_killed_midway_commits_once_when_resumed(pg, orders, slow, tmp_path):
-    export = {
-        "query": f"SELECT id, amount, at, note, {slow}(id, 0.002) AS slowed FROM {orders}",
-        "mode": "chunked",
-        "chunk_column": "id",
-        "chunk_size": 300,
-        "chunk_checkpoint": True,
-        "parallel": 2,
-        "max_file_size": "20KB",
-    }
-    config = write_config(tmp_path, export)
-    before = kill_after_chunks(config, 2)
-    out = tmp_path / "out"
-    assert not (out / "_delta_log").exists()  # nothing committed: no table yet
-    resume_and_check(config, before)
-    assert delta_rows(out) == source_rows(pg, orders)
-    assert len(commits(out)) == 1
-
-
-@pytest.mark.postgres
-def test_a_delta_table_on_s3(pg, orders, s3_bucket, s3_endpoint, tmp_path):
-    destination = s3_destination(s3_bucket, s3_endpoint, "lake/orders")
-    config = write_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"})
-    doc = json.loads(config.read_text())
-    doc["exports"][0]["destination"] = destination
-    config.write_text(json.dumps(doc))
-    env = {"RIVET_T_KEY": "testing", "RIVET_T_SECRET": "testing"}
-    assert run_rivet("run", "-c", str(config), env=env).returncode == 0
-    insert_orders(pg, orders, 3001, 3100)
-    ran = run_rivet("run", "-c", str(config), env=env)
-    assert ran.returncode == 0, ran.stderr
-    options = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_REGION": "us-east-1",
-        "AWS_ALLOW_HTTP": "true",
-    }
-    uri = f"s3://{s3_bucket}/lake/orders"
-    table = deltalake.DeltaTable(uri, storage_options=options)
-    assert table.version() == 1
-    rows = table.to_pyarrow_table(columns=["id", "amount", "at", "note"])
-    found = collections.Counter(zip(*(rows.column(c).to_pylist() for c in rows.column_names), strict=True))
-    assert found == source_rows(pg, orders)
-
-
-@pytest.mark.mysql
-def test_a_mariadb_table_to_delta(my_conn, my_table, tmp_path):
-    table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, price DECIMAL(10,2), at DATETIME(6), note VARCHAR(20))")
-    values = ",".join(
-        f"({i}, {i}.25, '2026-01-01 00:00:00.{i:06d}', {'NULL' if i % 9 == 0 else repr(f'n{i}')})"
-        for i in range(1, 801)
-    )
-    my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
-    config = tmp_path / "rivet.yaml"
-    export = {"name": "prices", "table": table, "format": "delta", "destination": {"type": "local", "path": "out"}}
-    config.write_text(json.dumps({"source": {"type": "mysql", "url": MYSQL_URL}, "exports": [export]}))
-    ran = run_rivet("run", "-c", str(config))
-    assert ran.returncode == 0, ran.stderr
-    frame = pl.read_delta(str(tmp_path / "out"))
-    expected = collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
-    assert collections.Counter(frame.select("id", "price", "at", "note").iter_rows()) == expected
 
 
 @pytest.mark.postgres

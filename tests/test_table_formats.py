@@ -1,36 +1,93 @@
-"""What Delta and Iceberg exports share: schema evolution of appends, and refusals before reading."""
+"""What Delta and Iceberg exports share: commits that survive kills, schema evolution, typed columns,
+results read from the table, other storage, and refusals before reading."""
 
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
+from tests.chunkrun import kill_after_chunks, resume_and_check
 from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
-from tests.orders import insert_orders, source_rows
+from tests.orders import insert_orders, orders_config, source_rows
 from tests.outputs import run_rivet
-from tests.test_iceberg import load_table, write_config
+from tests.test_iceberg import load_table, load_table_or_none
 
 deltalake = pytest.importorskip("deltalake")
 
-COLUMNS = ["id", "note", "region"]
+ORDERS = ["id", "amount", "at", "note"]
 
 
-def table_rows(home, table_format: str) -> collections.Counter:
+def table_rows(home: Path, table_format: str, columns: list[str] = ORDERS) -> collections.Counter:
+    """The rows of the export's table at ``home/out`` (its catalog beside the config)."""
     if table_format == "delta":
-        found = deltalake.DeltaTable(str(home / "out")).to_pyarrow_table(columns=COLUMNS)
+        found = deltalake.DeltaTable(str(home / "out")).to_pyarrow_table(columns=columns)
     else:
-        found = load_table(home).scan(selected_fields=tuple(COLUMNS)).to_arrow()
-    return collections.Counter(zip(*(found.column(c).to_pylist() for c in COLUMNS), strict=True))
+        found = load_table(home).scan(selected_fields=tuple(columns)).to_arrow()
+    return collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True))
+
+
+def commit_count(home: Path, table_format: str) -> int:
+    """Delta commits, or Iceberg snapshots."""
+    if table_format == "delta":
+        return len(deltalake.DeltaTable(str(home / "out")).history())
+    return len(load_table(home).snapshots())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_the_next_run(
+    pg, orders, tmp_path, table_format
+):
+    config = orders_config(tmp_path, {"table": orders, "mode": "incremental", "cursor_column": "id"}, fmt=table_format)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    insert_orders(pg, orders, 3001, 3500)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
+    assert killed.returncode != 0
+    assert sum(table_rows(tmp_path, table_format).values()) == 3000  # the killed run's rows are not in it yet
+    checked = run_rivet("validate", "-c", str(config), "--json")
+    assert checked.returncode == 3
+    problems = json.loads(checked.stdout)["exports"][0]["problems"]
+    kind = "Delta" if table_format == "delta" else "Iceberg"
+    assert any(f"is in the manifest but not in the {kind} table" in p for p in problems)
+    insert_orders(pg, orders, 3501, 3600)
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    assert table_rows(tmp_path, table_format) == source_rows(pg, orders)  # every row once
+    assert commit_count(tmp_path, table_format) == 2  # the killed run's parts went into the next commit
+    assert run_rivet("validate", "-c", str(config)).returncode == 0
+    again = run_rivet("run", "-c", str(config))  # nothing new: nothing to commit
+    assert again.returncode == 0 and commit_count(tmp_path, table_format) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_chunked_run_killed_midway_commits_once_when_resumed(pg, orders, slow, tmp_path, table_format):
+    export = {
+        "query": f"SELECT id, amount, at, note, {slow}(id, 0.002) AS slowed FROM {orders}",
+        "mode": "chunked",
+        "chunk_column": "id",
+        "chunk_size": 300,
+        "chunk_checkpoint": True,
+        "parallel": 2,
+        "max_file_size": "20KB",
+    }
+    config = orders_config(tmp_path, export, fmt=table_format)
+    before = kill_after_chunks(config, 2)
+    assert not (tmp_path / "out" / "_delta_log").exists()  # nothing committed: no table yet
+    assert not (tmp_path / ".rivet_iceberg.db").exists() or load_table_or_none(tmp_path) is None
+    resume_and_check(config, before)
+    assert table_rows(tmp_path, table_format) == source_rows(pg, orders)
+    assert commit_count(tmp_path, table_format) == 1
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_evolve_adds_a_new_column_to_an_appended_table(pg, orders, tmp_path, table_format):
-    export = {"table": orders, "mode": "incremental", "cursor_column": "id", "format": table_format}
-    config = write_config(tmp_path, {**export, "on_schema_drift": "evolve"})
+    export = {"table": orders, "mode": "incremental", "cursor_column": "id"}
+    config = orders_config(tmp_path, {**export, "on_schema_drift": "evolve"}, fmt=table_format)
     assert run_rivet("run", "-c", str(config)).returncode == 0
     pg.execute(f"ALTER TABLE {orders} ADD COLUMN region text DEFAULT 'eu'")
     insert_orders(pg, orders, 3001, 3200)
@@ -39,15 +96,15 @@ def test_evolve_adds_a_new_column_to_an_appended_table(pg, orders, tmp_path, tab
     assert json.loads(ran.stdout)["exports"][0]["schema_drift"]["added"] == ["region: string"]
     # Rows exported before the column existed read it as NULL; the new rows carry it.
     expected = pg.execute(f"SELECT id, note, CASE WHEN id > 3000 THEN region END FROM {orders}").fetchall()
-    assert table_rows(tmp_path, table_format) == collections.Counter(expected)
+    assert table_rows(tmp_path, table_format, ["id", "note", "region"]) == collections.Counter(expected)
     assert run_rivet("validate", "-c", str(config)).returncode == 0
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_evolve_refuses_an_appending_run_that_retypes_a_column(pg, orders, tmp_path, table_format):
-    export = {"table": orders, "mode": "incremental", "cursor_column": "id", "format": table_format}
-    config = write_config(tmp_path, {**export, "on_schema_drift": "evolve"})
+    export = {"table": orders, "mode": "incremental", "cursor_column": "id"}
+    config = orders_config(tmp_path, {**export, "on_schema_drift": "evolve"}, fmt=table_format)
     assert run_rivet("run", "-c", str(config)).returncode == 0
     parts = sorted((tmp_path / "out").glob("*.parquet"))
     pg.execute(f"ALTER TABLE {orders} ALTER COLUMN note TYPE int USING length(note)")
@@ -60,7 +117,7 @@ def test_evolve_refuses_an_appending_run_that_retypes_a_column(pg, orders, tmp_p
 
 
 def test_evolve_needs_a_table_format(tmp_path):
-    config = write_config(tmp_path, {"table": "t", "format": "parquet", "on_schema_drift": "evolve"})
+    config = orders_config(tmp_path, {"table": "t", "on_schema_drift": "evolve"}, fmt="parquet")
     checked = run_rivet("check", "--config-only", "-c", str(config))
     assert checked.returncode == 2
     assert "on_schema_drift: evolve needs format: delta or iceberg" in checked.stderr
@@ -69,7 +126,7 @@ def test_evolve_needs_a_table_format(tmp_path):
 @pytest.mark.postgres
 @pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_a_destination_the_table_format_cannot_write_to_is_refused_before_reading(orders, tmp_path, table_format):
-    config = write_config(tmp_path, {"table": orders, "format": table_format})
+    config = orders_config(tmp_path, {"table": orders}, fmt=table_format)
     doc = json.loads(config.read_text())
     doc["exports"][0]["destination"] = {"url": f"memory://lake/{table_format}"}
     config.write_text(json.dumps(doc))
@@ -114,8 +171,8 @@ def test_mariadb_incremental_runs_killed_at_the_commit_append_each_row_once(my_c
         my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
 
     insert(1, 500)
-    export = {"table": table, "mode": "incremental", "cursor_column": "id", "format": table_format}
-    config = write_config(tmp_path, export, {"type": "mysql", "url": MYSQL_URL})
+    export = {"table": table, "mode": "incremental", "cursor_column": "id"}
+    config = orders_config(tmp_path, export, {"type": "mysql", "url": MYSQL_URL}, fmt=table_format)
     assert run_rivet("run", "-c", str(config)).returncode == 0
     insert(501, 700)
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
@@ -123,45 +180,16 @@ def test_mariadb_incremental_runs_killed_at_the_commit_append_each_row_once(my_c
     insert(701, 720)
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 0, ran.stderr
-    columns = ["id", "price", "at", "note"]
-    if table_format == "delta":
-        found = deltalake.DeltaTable(str(tmp_path / "out")).to_pyarrow_table(columns=columns)
-        commits = len(deltalake.DeltaTable(str(tmp_path / "out")).history())
-    else:
-        found = load_table(tmp_path).scan(selected_fields=tuple(columns)).to_arrow()
-        commits = len(load_table(tmp_path).snapshots())
-    rows = collections.Counter(zip(*(found.column(c).to_pylist() for c in columns), strict=True))
-    assert rows == collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
-    assert commits == 2  # the killed run's parts went into the next run's commit
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
-def test_time_window_runs_append_to_the_table(pg, pg_table, tmp_path, table_format):
-    now = dt.datetime.now(dt.timezone.utc)
-    table = pg_table(
-        "CREATE TABLE {t} AS SELECT i AS id, now() - i * interval '1 hour' AS at FROM generate_series(0, 23) AS i"
-    )
-    export = {"table": table, "mode": "time_window", "time_column": "at", "days_window": 2, "format": table_format}
-    config = write_config(tmp_path, export)
-    assert run_rivet("run", "-c", str(config)).returncode == 0
-    later = now + dt.timedelta(minutes=1)
-    pg.execute(f"INSERT INTO {table} VALUES (100, %s), (101, %s)", (later, later + dt.timedelta(minutes=1)))
-    ran = run_rivet("run", "-c", str(config), "--json")
-    assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout)["exports"][0]["rows"] == 2
-    if table_format == "delta":
-        found = deltalake.DeltaTable(str(tmp_path / "out")).to_pyarrow_table(columns=["id"])
-    else:
-        found = load_table(tmp_path).scan(selected_fields=("id",)).to_arrow()
-    assert sorted(found.column("id").to_pylist()) == [*range(24), 100, 101]
+    expected = collections.Counter(my_query(my_conn, f"SELECT id, price, at, note FROM {table}"))
+    assert table_rows(tmp_path, table_format, ["id", "price", "at", "note"]) == expected
+    assert commit_count(tmp_path, table_format) == 2  # the killed run's parts went into the next run's commit
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table_format", ["delta", "iceberg"])
 def test_a_table_on_azure_blob_storage(pg, orders, azure, tmp_path, table_format):
-    export = {"table": orders, "mode": "incremental", "cursor_column": "id", "format": table_format}
-    config = write_config(tmp_path, export)
+    export = {"table": orders, "mode": "incremental", "cursor_column": "id"}
+    config = orders_config(tmp_path, export, fmt=table_format)
     doc = json.loads(config.read_text())
     doc["exports"][0]["destination"] = {**azure, "prefix": f"lake/{table_format}-{tmp_path.name}"}
     config.write_text(json.dumps(doc))
@@ -222,7 +250,7 @@ def test_every_type_reads_back_from_the_table_as_from_the_parquet_files(pg, pg_t
 @pytest.mark.postgres
 def test_a_type_delta_cannot_hold_is_refused_before_reading(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int, at time)")
-    config = write_config(tmp_path, {"table": table, "format": "delta"})
+    config = orders_config(tmp_path, {"table": table}, fmt="delta")
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 2
     assert "column at is time64[us], and Delta cannot hold it" in ran.stderr

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from rivet.errors import ConfigError, DataError, DestinationError
 from rivet.formats.partition import HIVE_DEFAULT_PARTITION
-from rivet.formats.tables import reason
+from rivet.formats.tables import reason, s3_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,19 +39,16 @@ def storage_options(spec: DestinationSpec) -> dict[str, str]:
     """The destination's credentials and endpoint, as delta-rs names them."""
     if spec.url.startswith("abfs://"):
         return _azure_options(spec.storage_options)
-    given = spec.storage_options
-    options: dict[str, str] = {}
-    names = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN"}
-    for fsspec_name, delta_name in names.items():
-        if given.get(fsspec_name):
-            options[delta_name] = str(given[fsspec_name])
-    if endpoint := given.get("endpoint_url"):
-        options["AWS_ENDPOINT_URL"] = str(endpoint)
-        if str(endpoint).startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    region = (given.get("client_kwargs") or {}).get("region_name")
-    if region:
-        options["AWS_REGION"] = str(region)
+    names = {
+        "key": "AWS_ACCESS_KEY_ID",
+        "secret": "AWS_SECRET_ACCESS_KEY",
+        "token": "AWS_SESSION_TOKEN",
+        "endpoint": "AWS_ENDPOINT_URL",
+        "region": "AWS_REGION",
+    }
+    options = {names[name]: value for name, value in s3_settings(spec.storage_options).items()}
+    if options.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
     if spec.url.startswith("s3://"):
         # Commits are atomic by a conditional put of the next log entry (If-None-Match).
         options.setdefault("AWS_CONDITIONAL_PUT", "etag")

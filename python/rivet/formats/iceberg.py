@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ConfigError, DestinationError, SchemaDriftError
-from rivet.formats.tables import reason
+from rivet.formats.tables import reason, s3_settings
 from rivet.redact import redact_url
 
 if TYPE_CHECKING:
@@ -83,14 +83,14 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
     if spec.url.startswith("abfs://"):
         properties |= {azure[k]: str(v) for k, v in given.items() if k in azure and v}
         return {**properties, **table.catalog_properties}
-    names = {"key": "s3.access-key-id", "secret": "s3.secret-access-key", "token": "s3.session-token"}
-    for fsspec_name, iceberg_name in names.items():
-        if given.get(fsspec_name):
-            properties[iceberg_name] = str(given[fsspec_name])
-    if endpoint := given.get("endpoint_url"):
-        properties["s3.endpoint"] = str(endpoint)
-    if region := (given.get("client_kwargs") or {}).get("region_name"):
-        properties["s3.region"] = str(region)
+    names = {
+        "key": "s3.access-key-id",
+        "secret": "s3.secret-access-key",
+        "token": "s3.session-token",
+        "endpoint": "s3.endpoint",
+        "region": "s3.region",
+    }
+    properties |= {names[name]: value for name, value in s3_settings(given).items()}
     return {**properties, **table.catalog_properties}
 
 

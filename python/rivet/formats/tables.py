@@ -70,6 +70,16 @@ def check_columns(schema: pa.Schema, table_format: str, export: str) -> None:
             raise ConfigError(f"export '{export}': column {f.name} is {t}, and {problem}")
 
 
+def s3_settings(given: dict[str, Any]) -> dict[str, str]:
+    """An S3 destination's fsspec settings by what they are: key, secret, token, endpoint, region."""
+    settings = {name: str(given[name]) for name in ("key", "secret", "token") if given.get(name)}
+    if endpoint := given.get("endpoint_url"):
+        settings["endpoint"] = str(endpoint)
+    if region := (given.get("client_kwargs") or {}).get("region_name"):
+        settings["region"] = str(region)
+    return settings
+
+
 def reason(error: BaseException) -> str:
     """A library's error in one line, credentials redacted (delta-rs appends a Rust backtrace)."""
     from rivet.redact import redact_text
