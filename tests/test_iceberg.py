@@ -214,6 +214,10 @@ def test_partition_by_becomes_the_tables_partition_spec(pg, pg_table, tmp_path):
         ({"format": "parquet", "iceberg": {"namespace": "x"}}, "iceberg: applies to format: iceberg"),
         ({"iceberg": {"catalog_url": "mysql://h/db"}}, "catalog_url is sqlite:///<file>, postgresql://"),
         ({"iceberg": {"table": "a.b"}}, "iceberg.table"),
+        (
+            {"partition_by": "id", "parquet": {"statistics": False}},
+            "format: iceberg with partition_by needs parquet.statistics",
+        ),
     ],
 )
 def test_iceberg_config_mistakes_are_named(tmp_path, export, message):

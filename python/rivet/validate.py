@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rivet.destinations import Destination
-from rivet.errors import DestinationError, IntegrityError
+from rivet.errors import DestinationError, IntegrityError, RivetError
 from rivet.manifest import CommittedPart, parse_manifest, success_marker
 
 # Files a downstream reader would take for data.
@@ -84,7 +84,14 @@ class TableLog:
 
     def problems(self, in_manifest: set[str]) -> list[str]:
         """How the log and the manifest disagree."""
-        in_log = self.listed_parts()
+        try:
+            in_log = self.listed_parts()
+        except ImportError:
+            from rivet.formats.tables import missing_library
+
+            return [str(missing_library(self.kind.lower()))]
+        except RivetError as e:  # an unreachable catalog or store: this export's problem, not the others'
+            return [str(e)]
         if in_log is None:
             return [f"no {self.kind} table: the last run's commit to it did not happen (the next run makes it)"]
         problems = [

@@ -42,6 +42,13 @@ def check_layout(loaded: LoadedConfig) -> None:
                     f"'{outer_name}' ({outer}); a reader of that folder would read both exports' rows. "
                     "Give each export its own folder, e.g. path: out/{export}"
                 )
+    shared = shared_folders(loaded)
+    for e in loaded.config.exports:
+        if e.format in ("delta", "iceberg") and (url := destination_urls(loaded)[e.name]) in shared:
+            raise ConfigError(
+                f"exports[{e.name}].destination ({url}) is shared with another export; a {e.format} table is "
+                "one export's folder (its log would list only the last export's parts). Give it its own folder"
+            )
 
 
 def shared_folders(loaded: LoadedConfig) -> set[str]:

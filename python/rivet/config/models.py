@@ -490,6 +490,11 @@ class ExportConfig(StrictModel):
             return
         if self.writes_to_stdout:
             raise ValueError(f"format: {self.format} needs a folder (local or object storage), not stdout")
+        if self.format == "iceberg" and self.partition_by is not None and self.parquet and not self.parquet.statistics:
+            raise ValueError(
+                "format: iceberg with partition_by needs parquet.statistics: each part's partition value is "
+                "read from them"
+            )
 
     def _partition_rules(self) -> None:
         columns = self.partition_columns

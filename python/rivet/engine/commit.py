@@ -114,6 +114,8 @@ class Publication:
     lease: ExportLease | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     _previous: Manifest | None = None
+    # The parts a table format's log listed before this run's commit.
+    _table_before: set[str] = field(default_factory=set)
 
     def publish(
         self,
@@ -129,7 +131,7 @@ class Publication:
         own = f"{RUNS_DIR}/{self.result.run_id}.json"
         try:
             if self.plan.table_check is not None:
-                self.plan.table_check.wait()
+                self.plan.table_check.wait(schema)
             failpoints.hit("before_manifest")
             if self.lease is not None:
                 self.lease.check()
@@ -155,7 +157,8 @@ class Publication:
             self._tidy(live)
             failpoints.hit("before_success")
             self.destination.write_file(self.destination.spec.success_name, success_marker(manifest))
-        except DestinationError as e:
+        except Exception as e:
+            # Whatever failed here, the run counts: say so, never "nothing published".
             raise DestinationError(
                 f"run {self.result.run_id} is committed (its parts and cursor count), but completing "
                 f"{self.destination.spec.shown} failed: {e}; the next run completes it"
@@ -170,7 +173,7 @@ class Publication:
         if plan.iceberg is not None:
             from rivet.formats import iceberg
 
-            version = iceberg.commit_live_parts(
+            committed = iceberg.commit_live_parts(
                 self.destination,
                 plan.iceberg,
                 schema,
@@ -183,10 +186,13 @@ class Publication:
         else:
             from rivet.formats import delta
 
-            version = delta.commit_live_parts(self.destination, schema, live, summary, plan.partitioning)
+            committed = delta.commit_live_parts(
+                self.destination, schema, live, summary, append=self.append, partitioning=plan.partitioning
+            )
             location = delta.table_uri(spec)
         assert plan.table_format is not None
-        self.result.table = TableVersion(plan.table_format, location, version, spec, plan.iceberg)
+        self.result.table = TableVersion(plan.table_format, location, committed.version, spec, plan.iceberg)
+        self._table_before = committed.before
 
     def _read_previous(self) -> Manifest | None:
         name = self.destination.spec.manifest_name
@@ -270,12 +276,6 @@ class Publication:
             if on_commit is not None:
                 on_commit()
 
-    def _previous_version_parts(self) -> set[str]:
-        """A table format's previous version stays readable until the next run: the parts it listed."""
-        if self.plan.table_format is None or self._previous is None:
-            return set()
-        return {p.name for p in self._previous.parts}
-
     def _tidy(self, live: list[CommittedPart]) -> None:
         """Remove superseded parts, and the visible parts of runs that never committed."""
         live_names = {p.name for p in live}
@@ -285,13 +285,15 @@ class Publication:
             doomed = state.stray_parts(self.plan.name, names, live_names) if state else []
         else:
             resumable = state.resumable_stems(self.plan.name) if state else set()
+            # A table format's previous version stays readable until the next run: the parts it listed.
+            kept = self._table_before
             doomed = [
                 n
                 for n in names
                 if (stem := part_stem_of(self.plan.name, n))
                 and n not in live_names
                 and stem not in resumable
-                and n not in self._previous_version_parts()
+                and n not in kept
             ]
         for name in doomed:
             log.info("export %s: removing %s (superseded or never committed)", self.plan.name, name)

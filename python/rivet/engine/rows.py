@@ -67,10 +67,12 @@ class OutputRows:
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""
         self.check_size(batch)
-        if self.plan.table_format == "delta" and self.plan.partitioning is not None:
-            from rivet.formats.delta import check_batch
+        if self.plan.table_check is not None:
+            self.plan.table_check.raise_if_failed()
+        if self.plan.table_format is not None and self.plan.partitioning is not None:
+            from rivet.formats.tables import check_partition_values
 
-            check_batch(batch, self.plan.partitioning, self.plan.name)
+            check_partition_values(batch, self.plan.partitioning, self.plan.table_format, self.plan.name)
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)

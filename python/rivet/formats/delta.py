@@ -16,9 +16,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from rivet.errors import ConfigError, DataError, DestinationError
+from rivet.errors import ConfigError, DestinationError
 from rivet.formats.partition import HIVE_DEFAULT_PARTITION
-from rivet.formats.tables import reason, s3_settings
+from rivet.formats.tables import Committed, nullable, reason, s3_settings, secret_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -90,23 +90,6 @@ def check_partitioning(schema: pa.Schema, partitioning: Partitioning | None, exp
             )
 
 
-def check_batch(batch: pa.RecordBatch, partitioning: Partitioning, export: str) -> None:
-    """Refuse an empty text in a partition column: Delta reads it back as NULL."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for name in partitioning.columns:
-        column = batch.column(name)
-        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and pc.any(
-            pc.equal(column, "")
-        ).as_py():
-            raise DataError(
-                f"export '{export}': partition column {name} holds an empty text, which Delta reads back as NULL; "
-                f"map it in the query (NULLIF({name}, '') or another value)",
-                column=name,
-            )
-
-
 def check_table(destination: Destination, partitioning: Partitioning | None) -> None:
     """Refuse, before a run commits, a table partitioned otherwise than the export."""
     from deltalake import DeltaTable
@@ -141,9 +124,11 @@ def commit_live_parts(
     schema: pa.Schema,
     live: list[CommittedPart],
     summary: dict[str, str],
+    *,
+    append: bool,
     partitioning: Partitioning | None = None,
-) -> int:
-    """Make the Delta log list exactly ``live`` (no commit when it already does); the table's version."""
+) -> Committed:
+    """Make the Delta log list exactly ``live`` (no commit when it already does)."""
     try:
         from deltalake import CommitProperties, DeltaTable, Schema
         from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -162,6 +147,8 @@ def commit_live_parts(
         for p in live
     }
     partition_by = list(partitioning.columns) if partitioning else None
+    # Every column nullable in the table: a later run may add one, and Delta adds only nullable columns.
+    schema = nullable(schema)
     delta_schema = Schema.from_arrow(schema)
     try:
         try:
@@ -176,26 +163,34 @@ def commit_live_parts(
                 storage_options=options,
                 commit_properties=commit,
             )
-            return 0
+            return Committed(0, set())
         listed = {_relative(uri, f) for f in table.file_uris()}
-        if table.schema().to_json() != delta_schema.to_json() and not (listed & adds.keys()):
-            # The columns changed: a run that replaces every part replaces the schema with them.
+        have, want = _column_types(table.schema()), _column_types(delta_schema)
+        if have != want and not append:
+            # A run that replaces every part replaces the columns with its own.
             table.create_write_transaction(
                 list(adds.values()), "overwrite", schema, partition_by, commit_properties=commit
             )
-            return _version_now(table)
-        if table.schema().to_json() != delta_schema.to_json():
+            return Committed(_version_now(table), listed)
+        if missing := [f for f in delta_schema.fields if f.name not in have]:
             # An appending run's new columns (on_schema_drift: evolve), in a commit of their own.
-            known = {f.name for f in table.schema().fields}
-            table.alter.add_columns([f for f in delta_schema.fields if f.name not in known], commit_properties=commit)
+            table.alter.add_columns(missing, commit_properties=commit)
         changes: list[Any] = [a for name, a in adds.items() if name not in listed]
         changes += [RemoveAction(name, True, now) for name in sorted(listed - adds.keys())]
         if not changes:
-            return int(table.version())
+            return Committed(int(table.version()), listed)
         table.create_write_transaction(changes, "append", schema, partition_by, commit_properties=commit)
-        return _version_now(table)
+        return Committed(_version_now(table), listed)
     except (DeltaError, OSError) as e:
-        raise DestinationError(f"committing to the Delta table {destination.spec.shown} failed: {reason(e)}") from e
+        secrets = secret_values(options)
+        raise DestinationError(
+            f"committing to the Delta table {destination.spec.shown} failed: {reason(e, secrets)}"
+        ) from e
+
+
+def _column_types(schema: Any) -> dict[str, str]:
+    """Each top-level column's Delta type (order and nullability aside)."""
+    return {f.name: repr(f.type) for f in schema.fields}
 
 
 def listed_parts(destination: Destination) -> set[str] | None:

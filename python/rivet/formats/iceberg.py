@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ConfigError, DestinationError, SchemaDriftError
-from rivet.formats.tables import reason, s3_settings
+from rivet.formats.tables import Committed, nullable, reason, s3_settings, secret_values
 from rivet.redact import redact_url
 
 if TYPE_CHECKING:
@@ -41,15 +41,23 @@ CATALOG_FILE = ".rivet_iceberg.db"
 class IcebergTable:
     """Where an export's Iceberg table is registered: its catalog, namespace and name."""
 
-    catalog_url: str
+    catalog_url: str = field(repr=False)
     namespace: str
     name: str
     catalog_properties: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        return f"IcebergTable({self.shown})"
+
     @classmethod
     def from_config(cls, config: IcebergConfig | None, export: str, base_dir: Path) -> IcebergTable:
-        """The table of ``export``; without ``iceberg:``, the default catalog beside the config."""
-        url = config.catalog_url if config and config.catalog_url else f"sqlite:///{base_dir.resolve() / CATALOG_FILE}"
+        """The table of ``export``; without ``iceberg:``, the default catalog beside the config.
+
+        A relative ``sqlite:///`` file is beside the config too, wherever rivet runs from.
+        """
+        url = config.catalog_url if config and config.catalog_url else f"sqlite:///{CATALOG_FILE}"
+        if url.startswith("sqlite:///") and not Path(path := url.removeprefix("sqlite:///")).is_absolute():
+            url = f"sqlite:///{base_dir.resolve() / path}"
         return cls(
             catalog_url=url,
             namespace=config.namespace if config else "rivet",
@@ -120,8 +128,9 @@ def _catalog(table: IcebergTable, spec: DestinationSpec, doing: str) -> Iterator
         raise
     except Exception as e:
         # pyiceberg raises its own errors, SQLAlchemy's, pyarrow's and OSError alike.
+        secrets = secret_values(catalog_properties(table, spec))
         raise DestinationError(
-            f"{doing} the Iceberg table {table.shown} failed: {type(e).__name__}: {reason(e)}"
+            f"{doing} the Iceberg table {table.shown} failed: {type(e).__name__}: {reason(e, secrets)}"
         ) from e
     finally:
         # A SQL catalog keeps a pool of connections to its database: none outlive the block.
@@ -130,8 +139,23 @@ def _catalog(table: IcebergTable, spec: DestinationSpec, doing: str) -> Iterator
 
 
 def _listed_files(found: Any, location: str) -> dict[str, Any]:
-    """The data files of the table's current snapshot, by their name under ``location``."""
-    return {_relative(location, task.file.file_path): task.file for task in found.scan().plan_files()}
+    """The data files of the table's current snapshot, by their name under ``location``.
+
+    Read from the snapshot's manifests: a scan plan leaves out the files without rows,
+    and rivet writes such parts (an empty result, an empty chunk).
+    """
+    snapshot = found.current_snapshot()
+    if snapshot is None:
+        return {}
+    from pyiceberg.manifest import ManifestContent
+
+    files = {}
+    for manifest in snapshot.manifests(found.io):
+        if manifest.content != ManifestContent.DATA:
+            continue
+        for entry in manifest.fetch_manifest_entry(found.io, discard_deleted=True):
+            files[_relative(location, entry.data_file.file_path)] = entry.data_file
+    return files
 
 
 def load_table(destination: Destination, table: IcebergTable) -> Any | None:
@@ -186,11 +210,13 @@ def commit_live_parts(
     *,
     append: bool,
     partitioning: Partitioning | None = None,
-) -> int | None:
+) -> Committed:
     """Make the table's current snapshot list exactly ``live`` (no snapshot when it already does).
 
-    Returns the current snapshot's id (None: a table still without one).
+    The version is the current snapshot's id (None: a table still without one).
     """
+    # Every column optional in the table: a later run may add one, and Iceberg adds only optional columns.
+    schema = nullable(schema)
     location = table_location(destination.spec)
     with _catalog(table, destination.spec, "committing to") as catalog:
         from pyiceberg.exceptions import NoSuchTableError
@@ -206,19 +232,19 @@ def commit_live_parts(
             )
             _change_files(creation, location, {}, [p.name for p in live], summary)
             creation.commit_transaction()
-            return _current_snapshot_id(catalog.load_table(identifier))
+            return Committed(_current_snapshot_id(catalog.load_table(identifier)), set())
         _check_found(found, location, partitioning, table, destination)
         listed = _listed_files(found, location)
         wanted = {p.name for p in live}
         added = [name for name in wanted if name not in listed]
         removed = {name: data_file for name, data_file in listed.items() if name not in wanted}
         if not added and not removed:
-            return _current_snapshot_id(found)
+            return Committed(_current_snapshot_id(found), set(listed))
         transaction = found.transaction()
         _evolve_schema(transaction, schema, table, append=append)
         _change_files(transaction, location, removed, sorted(added), summary)
         transaction.commit_transaction()
-        return _current_snapshot_id(catalog.load_table(identifier))
+        return Committed(_current_snapshot_id(catalog.load_table(identifier)), set(listed))
 
 
 def partitioned_schema(schema: pa.Schema, partitioning: Partitioning | None) -> tuple[Any, Any]:
@@ -295,7 +321,9 @@ def _evolve_schema(transaction: Any, schema: pa.Schema, table: IcebergTable, *, 
         with transaction.update_schema() as update:
             update.union_by_name(schema)
     except Exception as e:  # pyiceberg's ValidationError, ValueError
-        raise SchemaDriftError(f"the columns of the Iceberg table {table.shown} cannot become these: {e}") from e
+        raise SchemaDriftError(
+            f"the columns of the Iceberg table {table.shown} cannot become these: {reason(e)}"
+        ) from e
     mapping = transaction.table_metadata.schema().name_mapping.model_dump_json()
     transaction.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING: mapping})
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rivet.errors import ConfigError
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from rivet.destinations import DestinationSpec
     from rivet.formats.iceberg import IcebergTable
+    from rivet.formats.partition import Partitioning
     from rivet.manifest import CommittedPart
     from rivet.planning.export import ExportPlan
 
@@ -38,36 +40,56 @@ MAX_DECIMAL_PRECISION = 38
 NAMES = {"delta": "Delta", "iceberg": "Iceberg"}
 
 
-def check_columns(schema: pa.Schema, table_format: str, export: str) -> None:
-    """Refuse, before any row is read, a column the table format cannot hold exactly.
+def check_columns(schema: pa.Schema, table_format: str, export: str, *, by_library: bool = False) -> None:
+    """Refuse a column the table format cannot hold exactly.
 
     Both libraries map some Arrow types silently onto narrower ones (an unsigned
-    integer onto the signed type of its width), so those are refused here first; then
-    each column goes through the library's own mapping, which names what it refuses.
+    integer onto the signed type of its width), and delta-rs refuses others only when
+    it commits: those are refused by rule, before any row is read (no library needed).
+    ``by_library``: then each column goes through the library's own mapping too, which
+    names what it refuses (before the run commits; the library is imported by then).
     """
     import pyarrow as pa
 
-    name = NAMES[table_format]
     for f in schema:
-        t = f.type
-        problem = None
-        if pa.types.is_unsigned_integer(t):
-            wider = "DECIMAL(20,0)" if t == pa.uint64() else "SIGNED"
-            problem = (
-                f"{name} has no unsigned integers; cast it to a wider signed type in the query: "
-                f"CAST({f.name} AS {wider}) AS {f.name}"
-            )
-        elif pa.types.is_decimal(t) and t.precision > MAX_DECIMAL_PRECISION:
-            problem = (
-                f"{name} decimals hold at most {MAX_DECIMAL_PRECISION} digits; set its precision with "
-                f"columns: {{{f.name}: decimal(38,s)}}, or export it as text"
-            )
-        elif pa.types.is_null(t):
-            problem = "it has no type (every value is NULL); cast it in the query"
-        else:
+        problem = _refused(f.type, table_format, f.name)
+        if problem is None and by_library:
             problem = _unmapped(pa.schema([f]), table_format)
         if problem is not None:
-            raise ConfigError(f"export '{export}': column {f.name} is {t}, and {problem}")
+            raise ConfigError(f"export '{export}': column {f.name} is {f.type}, and {problem}")
+
+
+def _refused(t: pa.DataType, table_format: str, column: str) -> str | None:
+    """Why ``table_format`` cannot hold type ``t`` exactly (None: it can), by rule."""
+    import pyarrow as pa
+
+    name = NAMES[table_format]
+    if pa.types.is_unsigned_integer(t):
+        wider = "DECIMAL(20,0)" if t == pa.uint64() else "SIGNED"
+        return (
+            f"{name} has no unsigned integers; cast it to a wider signed type in the query: "
+            f"CAST({column} AS {wider}) AS {column}"
+        )
+    if pa.types.is_decimal(t) and t.precision > MAX_DECIMAL_PRECISION:
+        return (
+            f"{name} decimals hold at most {MAX_DECIMAL_PRECISION} digits; set its precision with "
+            f"columns: {{{column}: decimal(38,s)}}, or export it as text"
+        )
+    if pa.types.is_null(t):
+        return "it has no type (every value is NULL); cast it in the query"
+    unsupported = pa.types.is_float16(t) or pa.types.is_duration(t) or pa.types.is_interval(t)
+    if table_format == "delta" and (unsupported or pa.types.is_time(t)):
+        return f"{name} has no such type; cast it in the query (to text, say)"
+    if table_format == "delta" and pa.types.is_timestamp(t) and t.tz not in (None, "UTC"):
+        return f"{name} keeps timestamps in UTC only"
+    return None
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every top-level column nullable, as a table's columns are kept."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_nullable(True) for f in schema], metadata=schema.metadata)
 
 
 def s3_settings(given: dict[str, Any]) -> dict[str, str]:
@@ -80,12 +102,39 @@ def s3_settings(given: dict[str, Any]) -> dict[str, str]:
     return settings
 
 
-def reason(error: BaseException) -> str:
-    """A library's error in one line, credentials redacted (delta-rs appends a Rust backtrace)."""
+def secret_values(settings: dict[str, str]) -> tuple[str, ...]:
+    """The values of the settings that hold credentials (keys, secrets, tokens, SAS, connection strings)."""
+    return tuple(
+        v for k, v in settings.items() if re.search(r"key|secret|token|sas|credential|password|connection", k, re.I)
+    )
+
+
+def reason(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """A library's error in one line (delta-rs appends a Rust backtrace), URLs and ``secrets`` redacted."""
     from rivet.redact import redact_text
 
     lines = str(error).strip().splitlines()
-    return redact_text(lines[0]) if lines else type(error).__name__
+    return redact_text(lines[0], tuple(s for s in secrets if len(s) >= 4)) if lines else type(error).__name__
+
+
+def check_partition_values(batch: pa.RecordBatch, partitioning: Partitioning, table_format: str, export: str) -> None:
+    """Refuse an empty text in a partition column: its folder is NULL's, and the table would read it as NULL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from rivet.errors import DataError
+
+    for name in partitioning.columns:
+        column = batch.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        if pc.any(pc.equal(column, "")).as_py():
+            raise DataError(
+                f"export '{export}': partition column {name} holds an empty text, which shares NULL's partition "
+                f"folder and which {NAMES[table_format]} would read back as NULL; map it in the query "
+                f"(NULLIF({name}, '') or another value)",
+                column=name,
+            )
 
 
 def _unmapped(schema: pa.Schema, table_format: str) -> str | None:
@@ -128,6 +177,10 @@ class TableCheck:
             from rivet.formats.iceberg import table_location
 
             table_location(plan.destination)
+            catalog = plan.iceberg.catalog_url if plan.iceberg else ""
+            if catalog.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+                raise ConfigError('an Iceberg catalog on PostgreSQL needs psycopg: pip install "psycopg[binary]"')
+        self.plan = plan
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(plan, modules), name="rivet-table-check", daemon=True)
         self._thread.start()
@@ -149,11 +202,24 @@ class TableCheck:
         except BaseException as e:  # noqa: BLE001 - raised in the run's own thread by wait()
             self._error = e
 
-    def wait(self) -> None:
-        """Raise what the slow checks found (before the run commits anything)."""
-        self._thread.join()
+    def raise_if_failed(self) -> None:
+        """Raise what the slow checks found so far, without waiting (between batches)."""
         if self._error is not None:
             raise self._error
+
+    def wait(self, schema: pa.Schema) -> None:
+        """Raise what the slow checks found, and what the library says of ``schema`` (before the commit)."""
+        self._thread.join()
+        self.raise_if_failed()
+        assert self.plan.table_format is not None
+        check_columns(schema, self.plan.table_format, self.plan.name, by_library=True)
+
+
+class Committed(NamedTuple):
+    """What a table-format commit left: the table's version, and the parts it listed before."""
+
+    version: int | None
+    before: set[str]
 
 
 def run_summary(run_id: str, export: str, fingerprint: str, live: list[CommittedPart]) -> dict[str, str]:
@@ -178,8 +244,11 @@ class TableVersion:
 
     def to_dict(self) -> dict[str, Any]:
         """For ``--json``."""
+        from rivet.redact import redact_url
+
         shown = self.iceberg.shown if self.iceberg is not None else None
-        return {"format": self.format, "location": self.location, "version": self.version, "table": shown}
+        location = redact_url(self.location)
+        return {"format": self.format, "location": location, "version": self.version, "table": shown}
 
     def open(self) -> Any:
         """The table itself: a ``deltalake.DeltaTable`` at this version, or a pyiceberg ``Table``."""
