@@ -345,3 +345,25 @@ def test_a_relative_sqlite_catalog_is_beside_the_config_and_never_shown_with_a_p
     assert not Path("lake").exists()  # not in the directory rivet ran from
     table = IcebergTable("postgresql://lake:s3cr3t-pw@db/catalog", "rivet", "orders")
     assert "s3cr3t-pw" not in repr(table) and "s3cr3t-pw" not in table.shown
+
+
+@pytest.mark.postgres
+def test_exports_in_their_own_processes_report_their_tables(pg, orders, tmp_path):
+    import rivet
+    from rivet.errors import ConfigError
+
+    body = {"source": {"type": "postgres", "url": PG_URL}}
+    body["exports"] = [
+        {"name": f"o_{f}", "table": orders, "format": f, "destination": {"type": "local", "path": f"out/{f}"}}
+        for f in ("delta", "iceberg")
+    ]
+    config = tmp_path / "rivet.yaml"
+    config.write_text(json.dumps(body))
+    ran = run_rivet("run", "-c", str(config), "--parallel-export-processes", "--json")
+    assert ran.returncode == 0, ran.stderr
+    tables = {e["name"]: e["table"] for e in json.loads(ran.stdout)["exports"]}
+    assert tables["o_delta"]["format"] == "delta" and tables["o_iceberg"]["format"] == "iceberg"
+    assert tables["o_delta"]["version"] == 0 and tables["o_iceberg"]["version"] is not None
+    result = rivet.run(config, parallel="processes")
+    with pytest.raises(ConfigError, match="ran in its own process and committed to a delta table"):
+        result["o_delta"].to_arrow()  # not only the run's own parts, silently

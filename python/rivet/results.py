@@ -128,7 +128,12 @@ class ExportResult:
             schema_drift=event.get("schema_drift"),
             retries=int(event.get("retries", 0)),
             warnings=int(event.get("warnings", 0)),
-            reported={"rows": event["rows"], "bytes": event["bytes"], "files": event["files"]},
+            reported={
+                "rows": event["rows"],
+                "bytes": event["bytes"],
+                "files": event["files"],
+                **({"table": event["table"]} if event.get("table") else {}),
+            },
         )
 
     @property
@@ -138,6 +143,7 @@ class ExportResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``--json`` shape of one export)."""
+        reported_table = (self.reported or {}).get("table")
         return {
             "name": self.name,
             "run_id": self.run_id,
@@ -158,6 +164,7 @@ class ExportResult:
             "retries": self.retries,
             "warnings": self.warnings,
             **({"table": self.table.to_dict()} if self.table is not None else {}),
+            **({"table": reported_table} if self.table is None and reported_table else {}),
         }
 
     def summary(self) -> str:
@@ -222,6 +229,13 @@ class ExportResult:
             raise ConfigError(f"export {self.name} {self.status}: it published nothing to read")
         if any(not url.endswith(".parquet") for url in self.files):
             raise ConfigError(f"export {self.name} wrote CSV: read its files with a CSV reader")
+        if self.table is None and self.reported is not None and "table" in self.reported:
+            # Its own parts are only what this run added; the table is read through its log.
+            shown = self.reported["table"]
+            raise ConfigError(
+                f"export {self.name} ran in its own process and committed to a {shown['format']} table at "
+                f"{shown['location']} (version {shown['version']}): read the table with its own reader"
+            )
 
     def _repr_html_(self) -> str:
         rows = "".join(
