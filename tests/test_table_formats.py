@@ -367,3 +367,15 @@ def test_exports_in_their_own_processes_report_their_tables(pg, orders, tmp_path
     result = rivet.run(config, parallel="processes")
     with pytest.raises(ConfigError, match="ran in its own process and committed to a delta table"):
         result["o_delta"].to_arrow()  # not only the run's own parts, silently
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_destination_settings_the_library_would_not_get_are_refused_before_reading(orders, tmp_path, table_format):
+    config = orders_config(tmp_path, {"table": orders}, fmt=table_format)
+    doc = json.loads(config.read_text())
+    doc["exports"][0]["destination"] = {"type": "s3", "bucket": "lake", "prefix": "orders", "aws_profile": "analytics"}
+    config.write_text(json.dumps(doc))
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 2
+    assert f"format: {table_format} cannot hand profile to" in ran.stderr

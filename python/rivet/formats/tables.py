@@ -85,6 +85,30 @@ def _refused(t: pa.DataType, table_format: str, column: str) -> str | None:
     return None
 
 
+# The destination settings each store's table libraries are given (fsspec's names).
+HANDED_ON = {
+    "s3://": {"key", "secret", "token", "endpoint_url", "client_kwargs"},
+    "abfs://": {"account_name", "account_key", "sas_token", "connection_string"},
+}
+
+
+def check_settings(spec: DestinationSpec, table_format: str) -> None:
+    """Refuse destination settings the table's library would not get: its commit would fail after the data."""
+    for scheme, known in HANDED_ON.items():
+        if not spec.url.startswith(scheme):
+            continue
+        given = spec.storage_options
+        unknown = sorted(set(given) - known) + sorted(
+            f"client_kwargs.{k}" for k in (given.get("client_kwargs") or {}) if k != "region_name"
+        )
+        if unknown:
+            raise ConfigError(
+                f"destination {spec.shown}: format: {table_format} cannot hand {', '.join(unknown)} to "
+                f"{LIBRARIES[table_format][0][0].split('.')[0]}; it takes {', '.join(sorted(known))} "
+                "(a profile or anonymous access: give keys with access_key_env/secret_key_env instead)"
+            )
+
+
 def nullable(schema: pa.Schema) -> pa.Schema:
     """``schema`` with every top-level column nullable, as a table's columns are kept."""
     import pyarrow as pa
@@ -169,6 +193,7 @@ class TableCheck:
         modules, _ = LIBRARIES[table_format]
         if importlib.util.find_spec(modules[0].split(".")[0]) is None:
             raise missing_library(table_format)
+        check_settings(plan.destination, table_format)
         if table_format == "delta":
             from rivet.formats.delta import table_uri
 
