@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from rivet.formats.partition import Partitioning
     from rivet.manifest import CommittedPart
 
+# Seconds to connect to a PostgreSQL catalog (unless its URL says).
+CONNECT_TIMEOUT_S = 10
 # The embedded default catalog, a SQLite file beside the config and its state.
 CATALOG_FILE = ".rivet_iceberg.db"
 
@@ -76,6 +78,9 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
     url = table.catalog_url
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if "connect_timeout=" not in url:
+            # A catalog database that never answers fails the connection, not the run's wait.
+            url += ("&" if "?" in url else "?") + f"connect_timeout={CONNECT_TIMEOUT_S}"
     properties = {"uri": url}
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from rivet.formats.partition import Partitioning
     from rivet.manifest import CommittedPart
     from rivet.planning.export import ExportPlan
+
+# Seconds a run waits, once its rows are written, for the table check still running.
+CHECK_TIMEOUT_S = 120
 
 # What each format's commit imports, and the extra that installs it.
 LIBRARIES = {
@@ -233,8 +237,20 @@ class TableCheck:
             raise self._error
 
     def wait(self, schema: pa.Schema) -> None:
-        """Raise what the slow checks found, and what the library says of ``schema`` (before the commit)."""
-        self._thread.join()
+        """Raise what the slow checks found, and what the library says of ``schema`` (before the commit).
+
+        A catalog or store that never answers (pyiceberg's REST client sets no timeout)
+        fails the run after ``RIVET_TABLE_CHECK_TIMEOUT_S`` seconds, before it publishes.
+        """
+        timeout = float(os.environ.get("RIVET_TABLE_CHECK_TIMEOUT_S", CHECK_TIMEOUT_S))
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            from rivet.errors import DestinationError
+
+            raise DestinationError(
+                f"export '{self.plan.name}': the {NAMES[self.plan.table_format or 'delta']} table's catalog or "
+                f"store did not answer in {timeout:g} s; nothing was published"
+            )
         self.raise_if_failed()
         assert self.plan.table_format is not None
         check_columns(schema, self.plan.table_format, self.plan.name, by_library=True)
