@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from rivet.errors import ConfigError, DestinationError
 from rivet.formats.partition import HIVE_DEFAULT_PARTITION
-from rivet.formats.tables import Committed, nullable, reason, s3_settings, secret_values
+from rivet.formats.tables import Committed, nullable, reason, relative_name, s3_settings, secret_values
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -164,7 +164,7 @@ def commit_live_parts(
                 commit_properties=commit,
             )
             return Committed(0, set())
-        listed = {_relative(uri, f) for f in table.file_uris()}
+        listed = {relative_name(uri, f) for f in table.file_uris()}
         have, want = _column_types(table.schema()), _column_types(delta_schema)
         if have != want and not append:
             # A run that replaces every part replaces the columns with its own.
@@ -205,15 +205,10 @@ def listed_parts(destination: Destination) -> set[str] | None:
         return None
     except (DeltaError, OSError) as e:
         raise DestinationError(f"reading the Delta table {destination.spec.shown} failed: {reason(e)}") from e
-    return {_relative(uri, f) for f in table.file_uris()}
+    return {relative_name(uri, f) for f in table.file_uris()}
 
 
 def _version_now(table: Any) -> int:
     """The table's version after a commit through it (the object still shows the one it was read at)."""
     table.update_incremental()
     return int(table.version())
-
-
-def _relative(uri: str, file_uri: str) -> str:
-    prefix = uri.rstrip("/") + "/"
-    return file_uri[len(prefix) :] if file_uri.startswith(prefix) else file_uri

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ConfigError, DestinationError, SchemaDriftError
-from rivet.formats.tables import Committed, nullable, reason, s3_settings, secret_values
+from rivet.formats.tables import Committed, nullable, reason, relative_name, s3_settings, secret_values
 from rivet.redact import redact_url
 
 if TYPE_CHECKING:
@@ -159,28 +159,30 @@ def _listed_files(found: Any, location: str) -> dict[str, Any]:
         if manifest.content != ManifestContent.DATA:
             continue
         for entry in manifest.fetch_manifest_entry(found.io, discard_deleted=True):
-            files[_relative(location, entry.data_file.file_path)] = entry.data_file
+            files[relative_name(location, entry.data_file.file_path)] = entry.data_file
     return files
 
 
 def load_table(destination: Destination, table: IcebergTable) -> Any | None:
     """The pyiceberg table (it reads without its catalog); None when the catalog has no such table."""
+    with _catalog(table, destination.spec, "reading") as catalog:
+        return _found(catalog, table)
+
+
+def _found(catalog: Any, table: IcebergTable) -> Any | None:
     from pyiceberg.exceptions import NoSuchTableError
 
-    with _catalog(table, destination.spec, "reading") as catalog:
-        try:
-            return catalog.load_table((table.namespace, table.name))
-        except NoSuchTableError:
-            return None
+    try:
+        return catalog.load_table((table.namespace, table.name))
+    except NoSuchTableError:
+        return None
 
 
 def listed_parts(destination: Destination, table: IcebergTable) -> set[str] | None:
     """The names of the parts the table's current snapshot lists; None when there is no table."""
-    found = load_table(destination, table)
-    if found is None:
-        return None
-    with _catalog(table, destination.spec, "reading"):  # its errors, told the same way
-        return set(_listed_files(found, table_location(destination.spec)))
+    with _catalog(table, destination.spec, "reading") as catalog:
+        found = _found(catalog, table)
+        return None if found is None else set(_listed_files(found, table_location(destination.spec)))
 
 
 def check_table(destination: Destination, table: IcebergTable, partitioning: Partitioning | None) -> None:
@@ -267,11 +269,17 @@ def partitioned_schema(schema: pa.Schema, partitioning: Partitioning | None) -> 
     created = assign_fresh_schema_ids(_pyarrow_to_schema_without_ids(schema))
     if partitioning is None:
         return created, PartitionSpec()
-    transforms = {"year": YearTransform, "month": MonthTransform, "day": DayTransform, "hour": HourTransform}
+    transforms = {
+        "identity": IdentityTransform,
+        "year": YearTransform,
+        "month": MonthTransform,
+        "day": DayTransform,
+        "hour": HourTransform,
+    }
     fields = []
     for offset, name in enumerate(partitioning.columns):
         key = partitioning.key(name, schema.field(name).type)
-        transform = IdentityTransform() if key == name else transforms[partitioning.granularity or "day"]()
+        transform = transforms[_transform_name(partitioning, name, schema)]()
         source_id = created.find_field(name).field_id
         fields.append(PartitionField(source_id=source_id, field_id=1000 + offset, transform=transform, name=key))
     return created, PartitionSpec(*fields)
@@ -284,13 +292,14 @@ def _properties(spec: Any) -> dict[str, str]:
 
 def _check_partitioning(found: Any, partitioning: Partitioning | None, table: IcebergTable) -> None:
     """Refuse to commit parts partitioned otherwise than the table."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
     schema = found.schema()
     have = [(schema.find_column_name(f.source_id), str(f.transform)) for f in found.spec().fields]
     want = []
     if partitioning is not None:
-        for name in partitioning.columns:
-            exact = partitioning.key(name, _arrow_type(schema, name)) == name
-            want.append((name, "identity" if exact else partitioning.granularity or "day"))
+        columns = schema_to_pyarrow(schema, include_field_ids=False)
+        want = [(name, _transform_name(partitioning, name, columns)) for name in partitioning.columns]
     if have != want:
         shown = ", ".join(f"{t}({n})" for n, t in have) or "nothing"
         raise DestinationError(
@@ -299,10 +308,10 @@ def _check_partitioning(found: Any, partitioning: Partitioning | None, table: Ic
         )
 
 
-def _arrow_type(schema: Any, name: str) -> pa.DataType:
-    from pyiceberg.io.pyarrow import schema_to_pyarrow
-
-    return schema_to_pyarrow(schema, include_field_ids=False).field(name).type
+def _transform_name(partitioning: Partitioning, name: str, schema: pa.Schema) -> str:
+    """``identity`` for a column whose folder holds its exact value, else its bucket (``day``, ...)."""
+    exact = partitioning.key(name, schema.field(name).type) == name
+    return "identity" if exact else partitioning.granularity or "day"
 
 
 def _evolve_schema(transaction: Any, schema: pa.Schema, table: IcebergTable, *, append: bool) -> None:
@@ -373,8 +382,3 @@ def _check_one_partition(data_file: Any, metadata: Any) -> None:
 def _current_snapshot_id(found: Any) -> int | None:
     snapshot = found.current_snapshot()
     return int(snapshot.snapshot_id) if snapshot is not None else None
-
-
-def _relative(location: str, file_path: str) -> str:
-    prefix = location + "/"
-    return file_path[len(prefix) :] if file_path.startswith(prefix) else file_path

@@ -113,6 +113,12 @@ def check_settings(spec: DestinationSpec, table_format: str) -> None:
             )
 
 
+def relative_name(location: str, path: str) -> str:
+    """A file's name under the table's folder, as the manifest names its parts."""
+    prefix = location.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
 def nullable(schema: pa.Schema) -> pa.Schema:
     """``schema`` with every top-level column nullable, as a table's columns are kept."""
     import pyarrow as pa
