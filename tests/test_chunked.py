@@ -375,11 +375,12 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
     config = _config(tmp_path, body + "  destination: out\n")
     store = tmp_path / ".rivet_state.db"
     from rivet.state import StateStore
+    from rivet.state.keys import UNCLAIMED, ExportKey
 
     s = StateStore(store)
     s.create_chunk_run(
         "c_old",
-        "c",
+        ExportKey(UNCLAIMED, "c"),
         "0000000000000000",
         "c_old",
         "2026-01-01T00:00:00.000Z",

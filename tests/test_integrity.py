@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ from rivet.errors import ConfigError
 from rivet.sources.base import scan_options
 from rivet.sources.postgres import PostgresSource
 from rivet.state import StateStore
+from rivet.state.lease import holder_id, process_space
 from rivet.tuning import PROFILES
 from tests.conftest import pg_url
 from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet
@@ -210,7 +210,7 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize(
     ("holder", "age_s"),
-    [("elsewhere.example:4242", 3600.0), (f"{socket.gethostname()}:{{dead}}", 0.0)],
+    [("elsewhere.example:4242:abc", 3600.0), (f"{socket.gethostname()}:{{dead}}:{process_space()}", 0.0)],
     ids=["stale-heartbeat", "dead-local-process"],
 )
 def test_a_lease_whose_holder_died_is_taken_over_and_said(pg_table, tmp_path, holder, age_s):
@@ -225,7 +225,7 @@ def test_a_lease_whose_holder_died_is_taken_over_and_said(pg_table, tmp_path, ho
 def test_a_live_holder_keeps_its_lease(pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
     config = config_at(tmp_path, f"- name: l\n  table: {t}\n  destination: out\n")
-    _plant_lease(tmp_path, "l", f"{socket.gethostname()}:{os.getpid()}", time.time())
+    _plant_lease(tmp_path, "l", holder_id(), time.time())
     result = run_export_json(config)
     assert result["code"] == 1 and "is already running: run l_old" in result["error"]
     assert not (tmp_path / "out" / "_SUCCESS").exists()

@@ -8,6 +8,7 @@ import pytest
 
 from rivet.errors import StateError
 from rivet.state import MIGRATIONS, StateStore
+from rivet.state.keys import ExportKey
 from tests.test_cli import rivet_cli, sqlite_config  # noqa: F401 - the fixture
 
 
@@ -18,7 +19,7 @@ def test_runs_and_files_are_recorded(sqlite_config):  # noqa: F811
         runs = {r["export_name"]: r for r in store.runs()}
         assert runs["items"]["status"] == "success" and runs["items"]["rows"] == 100
         assert runs["items_csv"]["rows"] == 3 and runs["items_csv"]["files"] == 1
-        files = store.files("items")
+        files = store.files(_key(store, "items"))
         assert len(files) == 1 and files[0]["rows"] == 100 and len(files[0]["sha256"]) == 64
         assert files[0]["url"].endswith(".parquet")
     finally:
@@ -30,11 +31,16 @@ def test_failed_runs_are_recorded_with_their_error(sqlite_config):  # noqa: F811
     assert rivet_cli("run", "-c", str(sqlite_config), "-e", "items", "-p", "LIMIT=3").returncode == 1
     store = StateStore(sqlite_config.parent / ".rivet_state.db")
     try:
-        (run,) = store.runs("items")
+        (run,) = store.runs([_key(store, "items")])
         assert run["status"] == "failed" and "no such table" in run["error"]
-        assert store.files("items") == []
+        assert store.files(_key(store, "items")) == []
     finally:
         store.close()
+
+
+def _key(store: StateStore, name: str) -> ExportKey:
+    (namespace,) = store.namespaces_of(name)
+    return ExportKey(namespace, name)
 
 
 def test_schema_version_and_refusal_of_newer_files(tmp_path):

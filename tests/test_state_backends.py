@@ -14,9 +14,12 @@ import pytest
 
 from rivet.errors import ExportBusyError, StateError
 from rivet.state import MIGRATIONS, STATE_URL_VARIABLE, StateStore
+from rivet.state.keys import ExportKey
 from tests.conftest import MYSQL_URL, pg_url
 from tests.outputs import run_rivet
 
+E = ExportKey("team-a", "e")
+N = ExportKey("team-a", "n")
 NOW = "2026-01-01T00:00:00.000Z"
 LATER = "2026-01-01T01:00:00.000Z"
 
@@ -47,10 +50,10 @@ def _set_version(location: str | Path, version: int) -> None:
 def test_the_schema_is_migrated_once_and_a_newer_one_refused(location):
     first = StateStore(location)
     assert first.version == len(MIGRATIONS)
-    first.set_cursor("e", "5", "5", "r1", NOW)
+    first.set_cursor(E, "5", "5", "r1", NOW)
     first.close()
     again = StateStore(location)  # opening a current store changes nothing
-    assert again.version == len(MIGRATIONS) and again.cursor("e")["value"] == "5"
+    assert again.version == len(MIGRATIONS) and again.cursor(E)["value"] == "5"
     again.close()
     _set_version(location, len(MIGRATIONS) + 1)
     with pytest.raises(StateError, match="newer than this rivet understands"):
@@ -58,7 +61,7 @@ def test_the_schema_is_migrated_once_and_a_newer_one_refused(location):
 
 
 def test_runs_files_and_publication(store):
-    store.run_started("r1", "e", "full", NOW, "fp", "/out", "e_20260101_000000_000")
+    store.run_started("r1", E, "full", NOW, "fp", "/out", "e_20260101_000000_000")
     assert store.run_published("r1") is False and store.run_published("nope") is None
     store.mark_published("r1", LATER)
     store.run_finished(
@@ -73,21 +76,21 @@ def test_runs_files_and_publication(store):
         engine="native",
         error=None,
     )
-    store.log_files("r1", "e", [("/out/a.parquet", 10, 100, "ab" * 32), ("/out/b.parquet", 5, 50, "cd" * 32)], LATER)
-    (run,) = store.runs("e")
+    store.log_files("r1", E, [("/out/a.parquet", 10, 100, "ab" * 32), ("/out/b.parquet", 5, 50, "cd" * 32)], LATER)
+    (run,) = store.runs([E])
     assert run["rows"] == 3_000_000_000 and run["bytes"] == 5 * 2**40 and run["peak_rss_mb"] == 210.5
-    assert store.last_success("e")["run_id"] == "r1"
-    assert [f["url"] for f in store.files("e")] == ["/out/a.parquet", "/out/b.parquet"]
-    store.run_started("r2", "e", "full", LATER, "fp", "/out", "e_20260101_010000_000")
-    assert store.published_since("e", "/out", None) == ["r1"] and store.published_since("e", "/out", "r1") == []
+    assert store.last_success(E)["run_id"] == "r1"
+    assert [f["url"] for f in store.files(E)] == ["/out/a.parquet", "/out/b.parquet"]
+    store.run_started("r2", E, "full", LATER, "fp", "/out", "e_20260101_010000_000")
+    assert store.published_since(E, "/out", None) == ["r1"] and store.published_since(E, "/out", "r1") == []
     names = ["e_20260101_010000_000.parquet", "e_20260101_000000_000.parquet", "other.parquet"]
-    assert store.stray_parts("e", names, live={"e_20260101_000000_000.parquet"}) == ["e_20260101_010000_000.parquet"]
+    assert store.stray_parts(E, names, live={"e_20260101_000000_000.parquet"}) == ["e_20260101_010000_000.parquet"]
 
 
 def test_chunk_checkpoints(store):
     chunks = [(i, f"SELECT {i}", f"[{i}]") for i in range(4)]
-    store.create_chunk_run("c1", "e", "fp", "e_stem", NOW, chunks, "/out")
-    assert store.open_chunk_run("e")["run_id"] == "c1"
+    store.create_chunk_run("c1", E, "fp", "e_stem", NOW, chunks, "/out")
+    assert store.open_chunk_run(E)["run_id"] == "c1"
     assert store.claim_chunk_at("c1", 0, NOW)["query"] == "SELECT 0"
     assert store.claim_chunk_at("c1", 0, NOW) is None  # taken already
     store.claim_chunk_at("c1", 1, NOW)
@@ -104,54 +107,54 @@ def test_chunk_checkpoints(store):
     store.requeue_chunks("c1", [0], LATER)
     assert {t["status"] for t in store.chunk_tasks("c1")} == {"pending"}
     store.finish_chunk_run("c1", LATER)
-    assert store.open_chunk_run("e") is None and store.latest_chunk_run("e")["status"] == "completed"
-    assert store.resumable_stems("e") == set() and store.resumable_stems("e", any_status=True) == {"e_stem"}
-    assert store.reset_chunks("e") == 1 and store.chunk_tasks("c1") == []
+    assert store.open_chunk_run(E) is None and store.latest_chunk_run(E)["status"] == "completed"
+    assert store.resumable_stems(E) == set() and store.resumable_stems(E, any_status=True) == {"e_stem"}
+    assert store.reset_chunks(E) == 1 and store.chunk_tasks("c1") == []
 
 
 def test_cursors_and_boundary_rows(store):
-    store.set_cursor("e", "2026-01-01", "'2026-01-01'", "r1", NOW)
-    store.set_cursor("e", "2026-01-02", "'2026-01-02'", "r2", LATER)
-    assert store.cursor("e")["value"] == "2026-01-02" and [c["export_name"] for c in store.cursors()] == ["e"]
+    store.set_cursor(E, "2026-01-01", "'2026-01-01'", "r1", NOW)
+    store.set_cursor(E, "2026-01-02", "'2026-01-02'", "r2", LATER)
+    assert store.cursor(E)["value"] == "2026-01-02" and store.cursor(ExportKey("team-b", "e")) is None
     hashes = [-(2**63), 2**63 - 1, 0, 0, 42]  # 64-bit row hashes, a duplicate among them
-    store.set_boundary("e", "cursor", "9", "9", hashes, "r2", LATER)
-    assert sorted(store.boundary_hashes("e", "cursor")) == sorted(set(hashes))
-    assert store.boundary("e", "cursor")["strict"] == 0
-    store.set_boundary("e", "cursor", "10", "10", None, "r3", LATER)
-    assert store.boundary("e", "cursor")["strict"] == 1 and store.boundary_hashes("e", "cursor") == []
-    assert store.reset_cursor("e") is True and store.cursor("e") is None and store.boundary("e", "cursor") is None
-    assert store.reset_cursor("e") is False
+    store.set_boundary(E, "cursor", "9", "9", hashes, "r2", LATER)
+    assert sorted(store.boundary_hashes(E, "cursor")) == sorted(set(hashes))
+    assert store.boundary(E, "cursor")["strict"] == 0
+    store.set_boundary(E, "cursor", "10", "10", None, "r3", LATER)
+    assert store.boundary(E, "cursor")["strict"] == 1 and store.boundary_hashes(E, "cursor") == []
+    assert store.reset_cursor(E) is True and store.cursor(E) is None and store.boundary(E, "cursor") is None
+    assert store.reset_cursor(E) is False
 
 
 def test_leases_refuse_a_live_holder_and_take_over_a_gone_one(location, store):
-    assert store.take_lease("e", "r1", "host:1", 60.0, lambda holder: False) is None
+    assert store.take_lease(E, "r1", "host:1", 60.0, lambda holder: False) is None
     other = StateStore(location)  # another process (or machine) on the same state
     try:
         with pytest.raises(ExportBusyError, match="already running"):
-            other.take_lease("e", "r2", "host:2", 60.0, lambda holder: False)
-        taken = other.take_lease("e", "r2", "host:2", 60.0, lambda holder: holder == "host:1")
+            other.take_lease(E, "r2", "host:2", 60.0, lambda holder: False)
+        taken = other.take_lease(E, "r2", "host:2", 60.0, lambda holder: holder == "host:1")
         assert taken["run_id"] == "r1"
-        assert store.renew_lease("e", "r1") is False and other.renew_lease("e", "r2") is True
-        store.release_lease("e", "r1")  # not its lease any more: a no-op
-        assert other.lease("e")["run_id"] == "r2"
-        other.release_lease("e", "r2")
-        assert store.lease("e") is None
+        assert store.renew_lease(E, "r1") is False and other.renew_lease(E, "r2") is True
+        store.release_lease(E, "r1")  # not its lease any more: a no-op
+        assert other.lease(E)["run_id"] == "r2"
+        other.release_lease(E, "r2")
+        assert store.lease(E) is None
     finally:
         other.close()
 
 
 def test_schemas_shapes_journals_and_aggregates(store):
-    store.save_schema("e", [{"name": "id", "arrow_type": "int64"}], "r1", NOW)
-    store.save_schema("e", [{"name": "id", "arrow_type": "int32"}], "r2", LATER)
-    assert store.published_schema("e") == [{"name": "id", "arrow_type": "int32"}]
-    store.save_widest_values("e", {"title": 40, "body": 10})
-    store.save_widest_values("e", {"title": 20, "body": 30})
-    assert store.widest_values("e") == {"title": 40, "body": 30}
-    store.save_journal("r1", "e", NOW, [{"type": "started"}])
-    store.save_journal("r1", "e", LATER, [{"type": "started"}, {"type": "finished"}])
-    store.save_journal("r2", "e", NOW, [])
-    assert [j["run_id"] for j in store.journals("e", limit=5)] == ["r1", "r2"]
-    assert len(store.journals("e", run_id="r1")[0]["events"]) == 2
+    store.save_schema(E, [{"name": "id", "arrow_type": "int64"}], "r1", NOW)
+    store.save_schema(E, [{"name": "id", "arrow_type": "int32"}], "r2", LATER)
+    assert store.published_schema(E) == [{"name": "id", "arrow_type": "int32"}]
+    store.save_widest_values(E, {"title": 40, "body": 10})
+    store.save_widest_values(E, {"title": 20, "body": 30})
+    assert store.widest_values(E) == {"title": 40, "body": 30}
+    store.save_journal("r1", E, NOW, [{"type": "started"}])
+    store.save_journal("r1", E, LATER, [{"type": "started"}, {"type": "finished"}])
+    store.save_journal("r2", E, NOW, [])
+    assert [j["run_id"] for j in store.journals(E, limit=5)] == ["r1", "r2"]
+    assert len(store.journals(E, run_id="r1")[0]["events"]) == 2
     for code in (0, 1):
         summary = {
             "parallel_mode": "none",
@@ -168,13 +171,13 @@ def test_schemas_shapes_journals_and_aggregates(store):
 
 def test_a_transaction_commits_all_or_nothing(store):
     with pytest.raises(RuntimeError), store.transaction():
-        store.set_cursor("e", "1", "1", "r1", NOW)
+        store.set_cursor(E, "1", "1", "r1", NOW)
         store.mark_published("r1", NOW)
         raise RuntimeError("the commit failed halfway")
-    assert store.cursor("e") is None
+    assert store.cursor(E) is None
     with store.transaction():
-        store.set_cursor("e", "1", "1", "r1", NOW)
-    assert store.cursor("e")["value"] == "1"
+        store.set_cursor(E, "1", "1", "r1", NOW)
+    assert store.cursor(E)["value"] == "1"
 
 
 def test_writers_of_one_state_take_turns(location):
@@ -185,8 +188,8 @@ def test_writers_of_one_state_take_turns(location):
         try:
             for _ in range(25):
                 with s.transaction():
-                    value = int((s.cursor("n") or {"value": "0"})["value"])
-                    s.set_cursor("n", str(value + 1), str(value + 1), "r", NOW)
+                    value = int((s.cursor(N) or {"value": "0"})["value"])
+                    s.set_cursor(N, str(value + 1), str(value + 1), "r", NOW)
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
@@ -196,7 +199,7 @@ def test_writers_of_one_state_take_turns(location):
     for t in threads:
         t.join()
     try:
-        assert errors == [] and stores[0].cursor("n")["value"] == "100"  # no increment lost
+        assert errors == [] and stores[0].cursor(N)["value"] == "100"  # no increment lost
     finally:
         for s in stores:
             s.close()
@@ -223,15 +226,17 @@ def test_a_cursor_in_postgresql_is_continued_by_another_machine(pg, pg_table, pg
     table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
     pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 100)")
     source = f'{{type: postgres, url: "{pg_url()}"}}'
-    export = f"{{name: inc, table: {table}, mode: incremental, cursor_column: id, destination: out}}"
+    # One destination both machines reach (as a bucket would be): the same export, so the same state.
+    lake = tmp_path / "lake"
+    export = f"{{name: inc, table: {table}, mode: incremental, cursor_column: id, destination: '{lake}'}}"
     first, second = _machine(tmp_path, "a", source, export), _machine(tmp_path, "b", source, export)
     env = {STATE_URL_VARIABLE: pg_state_url}
     assert run_rivet("run", "-c", str(first), env=env).returncode == 0
+    assert _ids(lake) == list(range(1, 101))
     pg.execute(f"INSERT INTO {table} SELECT generate_series(101, 130)")
     ran = run_rivet("run", "-c", str(second), env=env)
     assert ran.returncode == 0, ran.stderr
-    assert _ids(first.parent / "out") == list(range(1, 101))
-    assert _ids(second.parent / "out") == list(range(101, 131))
+    assert _ids(lake) == list(range(1, 131))  # each row once: the second machine continued the cursor
     assert not any(p.name.startswith(".rivet_state") for p in tmp_path.rglob("*"))
     shown = run_rivet("state", "show", "-c", str(second), "--json", env=env)
     assert json.loads(shown.stdout)["exports"][0]["cursor"] == "130"

@@ -198,17 +198,20 @@ class Destination:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}" if self.root else name
 
-    def prepare(self, export: str | None = None, *, exclusive: bool = False) -> None:
+    def prepare(self, export: str | None = None, *, exclusive: bool = False, spared_run: str | None = None) -> None:
         """Create the location for staging; with ``export``, remove parts its killed runs left staged.
 
         ``exclusive``: the caller holds the export's lease, so every part staged for the
-        export before now belongs to a dead run; otherwise only day-old ones are removed.
+        export before now belongs to a dead run, but ``spared_run`` (a run whose lease was
+        taken over by time alone, which may still be alive); otherwise only day-old ones
+        are removed.
         """
         try:
             if self.is_local:
                 Path(self.root).mkdir(parents=True, exist_ok=True)
                 if export is not None:
-                    self._remove_stale_staging(export, time.time() if exclusive else time.time() - STALE_STAGING_S)
+                    cutoff = time.time() if exclusive else time.time() - STALE_STAGING_S
+                    self._remove_stale_staging(export, cutoff, spared_run)
             elif self._tmpdir is None:
                 # Made now, not lazily, because worker threads stage into it concurrently.
                 self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
@@ -223,10 +226,13 @@ class Destination:
         except OSError as e:
             raise DestinationError(f"destination {self.spec.shown}: {e}") from e
 
-    def _remove_stale_staging(self, export: str, cutoff: float) -> None:
+    def _remove_stale_staging(self, export: str, cutoff: float, spared_run: str | None = None) -> None:
         own = re.compile(rf"^\.rivet-{re.escape(export)}_\d{{8}}T\d{{6}}\.\d{{3}}Z-.*\.tmp$")
+        spared = f".rivet-{spared_run}-" if spared_run else None
         for path in Path(self.root).iterdir():
             try:
+                if spared is not None and path.name.startswith(spared):
+                    continue
                 if own.match(path.name) and path.lstat().st_mtime <= cutoff:
                     path.unlink()
                     log.info("removed %s, a part staged by a run that was killed", path)
@@ -381,7 +387,7 @@ class StdoutDestination(Destination):
         """Every part is ``stdout``."""
         return "stdout"
 
-    def prepare(self, export: str | None = None, *, exclusive: bool = False) -> None:
+    def prepare(self, export: str | None = None, *, exclusive: bool = False, spared_run: str | None = None) -> None:
         """A local directory to stage the file in."""
         if self._tmpdir is None:
             self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))

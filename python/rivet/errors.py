@@ -131,6 +131,12 @@ class StateError(RivetError):
     """The state store is unreadable or inconsistent."""
 
 
+class StateConflictError(StateError):
+    """The state store holds state of this export's name written for another export; it is not read."""
+
+    exit_code = EXIT_USAGE
+
+
 class ChunkError(RivetError):
     """A chunk failed for good; the message names the chunk and its SQL, the cause is kept.
 
@@ -191,6 +197,8 @@ HINTS = {
     "DestinationError": "check the destination's path or bucket, its credentials and free space",
     "ClusterError": "check the Dask scheduler and its workers; `rivet run --resume` continues a checkpointed run",
     "StateError": "check the state store: the file beside the config, or the database RIVET_STATE_URL names",
+    "StateConflictError": "the stored state belongs to another export: `rivet state rebind` keeps it for this one, "
+    "`rivet state reset` forgets it, `state.namespace` keeps the two apart",
     "QualityError": "the rows failed a quality gate and nothing was published: see the gate's numbers",
     "SchemaDriftError": "the columns changed and nothing was published: fix the query, or set on_schema_drift: warn",
 }

@@ -3,7 +3,8 @@
 ``RIVET_FAILPOINTS="after_part_write:crash,before_success"`` arms points by name.
 An entry is ``name[@hit][:action]``: it fires once, on the ``hit``-th time (default
 the first) this process reaches the point. Actions: ``error`` (the default) raises
-FailpointError; ``crash`` kills the process with SIGKILL, as an OOM kill would.
+FailpointError; ``crash`` kills the process with SIGKILL, as an OOM kill would; ``stop``
+freezes it with SIGSTOP (a process that seems dead, until a SIGCONT wakes it).
 The native readers read the same variable for their own points (``reader_panic``,
 ``decode_error``, ``socket_closed``). Unset, a visit costs one dictionary lookup.
 
@@ -55,4 +56,7 @@ def hit(name: str) -> None:
         return
     if armed[1] == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    if armed[1] == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
     raise FailpointError(f"failpoint {name}")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
-from rivet.cli.state import open_state
+from rivet.cli.state import key_of, open_state
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
 LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
@@ -42,9 +42,9 @@ def metrics_command(
     """Recent runs with their status, rows, files, bytes, duration and peak memory."""
     try:
         loaded, store = open_state(config)
-        if export is not None:
-            loaded.export(export)
-        runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(export, limit=last)]
+        names = [export] if export is not None else [e.name for e in loaded.config.exports]
+        keys = [key_of(loaded, store, name) for name in names]
+        runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(keys, limit=last)]
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
@@ -73,8 +73,7 @@ def journal_command(
     """The events of an export's recent runs (or of one run): what happened, in order."""
     try:
         loaded, store = open_state(config)
-        loaded.export(export)
-        journals = store.journals(export, run_id=run_id, limit=last)
+        journals = store.journals(key_of(loaded, store, export), run_id=run_id, limit=last)
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,6 +15,7 @@ from rivet.errors import EXIT_DATA
 if TYPE_CHECKING:
     from rivet.planning.export import ExportPlan
     from rivet.state import StateStore
+    from rivet.state.keys import ExportKey
 
 
 def reconcile_command(
@@ -53,15 +55,16 @@ READ_ONLY = {"postgres": "BEGIN READ ONLY", "mysql": "START TRANSACTION READ ONL
 
 def reconcile(config: Path, export: str) -> dict[str, Any]:
     """The reconcile report of ``export``'s latest checkpointed chunked run."""
-    from rivet.cli.state import open_state
+    from rivet.cli.state import key_of, open_state
     from rivet.planning.export import build_plan
 
     loaded, store = open_state(config)
     try:
-        plan = build_plan(loaded, loaded.export(export))
+        # State no run has claimed yet (kept before namespaces) is the export's too.
+        plan = dataclasses.replace(build_plan(loaded, loaded.export(export)), state_key=key_of(loaded, store, export))
         run = checked_chunk_run(store, plan)
         report = count_chunks(plan, run, store.chunk_tasks(run["run_id"]))
-        _remember(store, report)
+        _remember(store, plan.key, report)
     finally:
         store.close()
     return report
@@ -72,7 +75,7 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
     from rivet.errors import ConfigError
 
     export = plan.name
-    run = store.latest_chunk_run(export)
+    run = store.latest_chunk_run(plan.key)
     if run is None:
         raise ConfigError(
             f"export '{export}' has no checkpointed chunked run to reconcile (chunk_checkpoint: true keeps "
@@ -134,10 +137,10 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
     }
 
 
-def _remember(store: StateStore, report: dict[str, Any]) -> None:
+def _remember(store: StateStore, key: ExportKey, report: dict[str, Any]) -> None:
     """Keep the verdict in the state store: ``rivet state progression`` shows the last one."""
     from rivet.runinfo import iso, utc_now
 
     now = iso(utc_now())
     event = {"v": 1, "type": "reconcile", "export": report["export"], "ts": now, **report["summary"]}
-    store.save_journal(f"{report['run_id']}:reconcile", report["export"], now, [event])
+    store.save_journal(f"{report['run_id']}:reconcile", key, now, [event])

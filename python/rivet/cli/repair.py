@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,7 +43,7 @@ def repair_command(
 def repair(config: Path, export: str, report_file: Path | None, *, execute: bool) -> dict[str, Any]:
     """What a repair of ``export`` reads again; with ``execute``, the repair done."""
     from rivet.cli.reconcile import checked_chunk_run, count_chunks
-    from rivet.cli.state import open_state
+    from rivet.cli.state import key_of, open_state
     from rivet.destinations import DestinationSpec, open_destination
     from rivet.engine.repair import execute_repair, plan_repair, published_manifest
     from rivet.errors import ConfigError
@@ -52,14 +53,15 @@ def repair(config: Path, export: str, report_file: Path | None, *, execute: bool
 
     loaded, store = open_state(config)
     try:
-        plan = build_plan(loaded, loaded.export(export))
+        # State no run has claimed yet (kept before namespaces) is the export's too.
+        plan = dataclasses.replace(build_plan(loaded, loaded.export(export)), state_key=key_of(loaded, store, export))
         run = checked_chunk_run(store, plan)
         if run["status"] != "completed":
             raise ConfigError(
                 f"run {run['run_id']} of export '{export}' is unfinished: complete it with "
-                f"`rivet run --resume -e {export}` first"
+                f"`{plan.command('run --resume')}` first"
             )
-        with ExportLease(store, export, f"repair-{run['run_id']}") as lease:
+        with ExportLease(store, plan.key, f"repair-{run['run_id']}") as lease:
             tasks = store.chunk_tasks(run["run_id"])
             if report_file is not None:
                 partitions = _saved_partitions(report_file, export, run["run_id"], tasks)
@@ -79,7 +81,7 @@ def repair(config: Path, export: str, report_file: Path | None, *, execute: bool
             }
             now = iso(utc_now())
             store.save_journal(
-                f"{run['run_id']}:repair", export, now, [{"v": 1, "type": "repair", "ts": now, **outcome}]
+                f"{run['run_id']}:repair", plan.key, now, [{"v": 1, "type": "repair", "ts": now, **outcome}]
             )
             return outcome
     finally:

@@ -25,20 +25,30 @@ def open_state(config: Path):  # type: ignore[no-untyped-def]
     return loaded, StateStore(state_location(loaded.base_dir))
 
 
+def key_of(loaded, store, name: str, *, reading: bool = True):  # type: ignore[no-untyped-def]
+    """The state key of export ``name`` of the loaded config (``reading``: unclaimed state shows as its)."""
+    from rivet.planning.export import state_key
+
+    export = loaded.export(name)
+    return state_key(loaded, export, store.namespaces_of(export.name), reading=reading)
+
+
 @app.command("show")
 def show(config: ConfigOption, json_output: JsonOption = False) -> None:
     """Incremental cursors and the latest run of every export."""
     try:
         loaded, store = open_state(config)
         rows = []
-        cursors = {c["export_name"]: c for c in store.cursors()}
         for e in loaded.config.exports:
-            last = store.runs(e.name, limit=1)
+            key = key_of(loaded, store, e.name)
+            last = store.runs([key], limit=1)
+            cursor = store.cursor(key)
             rows.append(
                 {
                     "export": e.name,
+                    "namespace": key.namespace,
                     "mode": e.mode,
-                    "cursor": cursors.get(e.name, {}).get("value"),
+                    "cursor": cursor["value"] if cursor else None,
                     "last_run": last[0]["run_id"] if last else None,
                     "last_status": last[0]["status"] if last else None,
                 }
@@ -57,15 +67,47 @@ def show(config: ConfigOption, json_output: JsonOption = False) -> None:
 
 @app.command("reset")
 def reset(config: ConfigOption, export: ExportOption) -> None:
-    """Forget an export's incremental cursor: its next run exports everything."""
+    """Forget an export's incremental cursor and what its state was written for: its next run exports everything.
+
+    State of the same export name that would clash with it (written to the same destination
+    for another source, table or query) is forgotten too.
+    """
+    from rivet.planning.export import export_identity
+
     try:
         loaded, store = open_state(config)
-        loaded.export(export)
-        removed = store.reset_cursor(export)
+        key = key_of(loaded, store, export, reading=False)
+        removed = store.reset_cursor(key)
+        store.forget(key, export_identity(loaded, loaded.export(export)))
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
-    say(f"cursor of {export} {'reset' if removed else 'was not set'}")
+    say(f"cursor of {export} {'reset' if removed else 'was not set'}; its next run starts afresh")
+
+
+@app.command("rebind")
+def rebind(
+    config: ConfigOption,
+    export: ExportOption,
+    origin: Annotated[
+        str | None, typer.Option("--from", help="The namespace whose state to keep (when several hold some).")
+    ] = None,
+) -> None:
+    """Keep the state of an export whose source, table, query or cursor changed, for the export as configured.
+
+    Its cursor and checkpoints then continue; use it when a run refused the state as
+    written for another export and this is the same export, changed on purpose.
+    """
+    from rivet.planning.export import export_identity
+
+    try:
+        loaded, store = open_state(config)
+        key = key_of(loaded, store, export, reading=False)
+        done = store.rebind(key, export_identity(loaded, loaded.export(export)), origin=origin)
+        store.close()
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+    say(done)
 
 
 @app.command("chunks")
@@ -73,8 +115,7 @@ def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption =
     """The chunks of the latest chunked run of an export."""
     try:
         loaded, store = open_state(config)
-        loaded.export(export)
-        run = store.latest_chunk_run(export)
+        run = store.latest_chunk_run(key_of(loaded, store, export))
         tasks = store.chunk_tasks(run["run_id"]) if run else []
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
@@ -103,7 +144,7 @@ def progression(
     try:
         loaded, store = open_state(config)
         names = [loaded.export(export).name] if export else [e.name for e in loaded.config.exports]
-        rows = [_progress_of(store, loaded.export(name)) for name in names]
+        rows = [_progress_of(store, loaded.export(name), key_of(loaded, store, name)) for name in names]
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
@@ -118,20 +159,20 @@ def progression(
         typer.echo(f"{r['export']} [{r['mode']}]: {r['committed'] or 'nothing committed'}{check}")
 
 
-def _progress_of(store, export) -> dict:  # type: ignore[no-untyped-def]
+def _progress_of(store, export, key) -> dict:  # type: ignore[no-untyped-def]
     """Committed: the cursor, the last completed chunked run, or the last published run."""
-    last = store.last_success(export.name)
+    last = store.last_success(key)
     committed = f"run {last['run_id']} ({last['rows']:,} rows)" if last else None
     if export.mode in ("incremental", "time_window"):
-        cursor = store.cursor(export.name)
+        cursor = store.cursor(key)
         committed = f"cursor {cursor['value']}" if cursor else committed
     verified = None
-    chunk_run = store.latest_chunk_run(export.name) if export.mode == "chunked" else None
+    chunk_run = store.latest_chunk_run(key) if export.mode == "chunked" else None
     if chunk_run is not None:
         tasks = store.chunk_tasks(chunk_run["run_id"])
         done = sum(t["status"] == "done" for t in tasks)
         committed = f"run {chunk_run['run_id']} ({chunk_run['status']}): {done} of {len(tasks)} chunks"
-        found = store.journals(export.name, run_id=f"{chunk_run['run_id']}:reconcile")
+        found = store.journals(key, run_id=f"{chunk_run['run_id']}:reconcile")
         if found:
             event = found[0]["events"][0]
             ok = event["mismatches"] == 0 and event["unknown"] == 0
@@ -149,8 +190,7 @@ def files(
     """The files an export's runs committed: URL, rows, bytes, SHA-256, run."""
     try:
         loaded, store = open_state(config)
-        loaded.export(export)
-        logged = store.files(export)[-last:][::-1]
+        logged = store.files(key_of(loaded, store, export))[-last:][::-1]
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
@@ -177,19 +217,19 @@ def reset_chunks(
     """Discard an export's chunk checkpoints (the next run plans afresh), or requeue some chunks of it."""
     try:
         loaded, store = open_state(config)
-        loaded.export(export)
+        key = key_of(loaded, store, export)
         if not (failed or stuck):
-            say(f"dropped {store.reset_chunks(export)} chunked run(s) of {export}")
+            say(f"dropped {store.reset_chunks(key)} chunked run(s) of {export}")
             store.close()
             return
-        message = _requeue(store, export, ["failed"] * failed + ["running"] * stuck)
+        message = _requeue(store, key, ["failed"] * failed + ["running"] * stuck)
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     say(message)
 
 
-def _requeue(store, export: str, statuses: list[str]) -> str:  # type: ignore[no-untyped-def]
+def _requeue(store, key, statuses: list[str]) -> str:  # type: ignore[no-untyped-def]
     """Requeue the chunks in ``statuses`` of the export's unfinished run.
 
     The export's lease is held meanwhile, so no run of it is alive: a running chunk of a
@@ -198,9 +238,9 @@ def _requeue(store, export: str, statuses: list[str]) -> str:  # type: ignore[no
     from rivet.runinfo import iso, utc_now
     from rivet.state.lease import ExportLease
 
-    run = store.open_chunk_run(export)
+    run = store.open_chunk_run(key)
     if run is None:
-        return f"{export} has no unfinished chunked run"
-    with ExportLease(store, export, f"reset-chunks-{run['run_id']}"):
+        return f"{key.name} has no unfinished chunked run"
+    with ExportLease(store, key, f"reset-chunks-{run['run_id']}"):
         count = sum(store.requeue_with_status(run["run_id"], status, iso(utc_now())) for status in statuses)
-    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `rivet run --resume -e {export}` reads them"
+    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `rivet run --resume -e {key.name}` reads them"

@@ -48,6 +48,7 @@ def validate_command(
 
 
 def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> list[dict[str, Any]]:
+    from rivet.cli.state import key_of
     from rivet.config import load_config
     from rivet.destinations import Destination
     from rivet.planning.export import export_destination
@@ -64,7 +65,7 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
             if e.writes_to_stdout:
                 continue  # nothing stays behind to check
             spec = export_destination(loaded, e, utc_now())
-            last = state.last_success(e.name)
+            last = state.last_success(key_of(loaded, state, e.name))
             if last is not None and last["destination"]:
                 spec = dataclasses.replace(spec, url=last["destination"])
             destination = Destination(spec)

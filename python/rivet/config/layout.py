@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rivet.config import LoadedConfig
 
 # Placeholders expand alike for every export of a run; any fixed day compares them.
-_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+FIXED_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def destination_urls(loaded: LoadedConfig) -> dict[str, str]:
@@ -26,7 +26,9 @@ def destination_urls(loaded: LoadedConfig) -> dict[str, str]:
     from rivet.destinations import resolve_destination
 
     return {
-        e.name: resolve_destination(e.destination, loaded.base_dir, e.name, _DAY, credentials=False).url.rstrip("/")
+        e.name: resolve_destination(e.destination, loaded.base_dir, e.name, FIXED_DAY, credentials=False).url.rstrip(
+            "/"
+        )
         for e in loaded.config.exports
     }
 

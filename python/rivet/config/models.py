@@ -13,6 +13,8 @@ from rivet.config.sizes import parse_size
 from rivet.redact import HIDDEN, redact_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# A state namespace a user names (derived ones start with "auto-").
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 # An Iceberg namespace or table: no dot, which would nest it.
 ICEBERG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 
@@ -666,6 +668,14 @@ class ExecutorConfig(StrictModel):
         return self
 
 
+class StateConfig(StrictModel):
+    """``state:``: where this config's exports keep their state in a shared state store."""
+
+    # Rows of the state store belong to this namespace instead of one derived from each export's
+    # source, table or query and destination: a config that moves (or whose URL changes) keeps its state.
+    namespace: Annotated[str, Field(pattern=NAMESPACE_PATTERN)] | None = None
+
+
 class RivetConfig(StrictModel):
     """A whole rivet.yaml."""
 
@@ -680,6 +690,7 @@ class RivetConfig(StrictModel):
     parallel_export_processes: bool = False
     notifications: NotificationsConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
 
     @model_validator(mode="after")
     def _exports(self) -> RivetConfig:

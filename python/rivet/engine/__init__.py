@@ -16,6 +16,7 @@ from rivet.runinfo import iso, part_stem, peak_rss_mb, run_id_for, utc_now
 if TYPE_CHECKING:
     from rivet.planning.export import ExportPlan
     from rivet.state import StateStore
+    from rivet.state.keys import ExportKey
 
 log = logging.getLogger("rivet")
 
@@ -44,18 +45,23 @@ def run_export(
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
     events = Journal(observer)
-    lease = ExportLease(state, plan.name, result.run_id, wait=wait) if state is not None else None
+    lease = ExportLease(state, plan.key, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode, throttle_ms=plan.tuning.throttle_ms)
     try:
         if plan.table_format is not None:
             plan = dataclasses.replace(plan, table_check=TableCheck(plan))
         if lease is not None and state is not None:
+            assert plan.identity is not None
+            notice = state.bind(plan.key, plan.identity, plan.config_path)
+            if notice is not None:
+                log.warning("%s", notice)
+                events.emit("warning", plan.name, message=notice)
             lease.acquire()
             if lease.taken_over is not None:
                 events.emit("warning", plan.name, message=f"took over the lease of run {lease.taken_over['run_id']}")
             state.run_started(
                 result.run_id,
-                plan.name,
+                plan.key,
                 plan.mode,
                 iso(started),
                 plan.fingerprint(),
@@ -85,9 +91,9 @@ def run_export(
         del finished["name"]
         try:
             if state is not None and (lease is None or lease.held):
-                _record(state, result)
+                _record(state, plan.key, result)
                 journal = [*events.events, events.make("finished", plan.name, **finished)]
-                state.save_journal(result.run_id, plan.name, iso(utc_now()), journal)
+                state.save_journal(result.run_id, plan.key, iso(utc_now()), journal)
         except Exception as e:  # noqa: BLE001 - the export's own outcome stands; its history is best effort
             log.warning("export %s: recording run %s in the state store failed: %s", plan.name, result.run_id, e)
         finally:
@@ -105,12 +111,10 @@ def _failed(result: ExportResult, error: BaseException, status: str) -> None:
     result.exception = error
 
 
-def _record(state: StateStore, result: ExportResult) -> None:
+def _record(state: StateStore, key: ExportKey, result: ExportResult) -> None:
     finished = iso(utc_now())
     if result.ok:
-        state.log_files(
-            result.run_id, result.name, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished
-        )
+        state.log_files(result.run_id, key, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished)
     state.run_finished(
         result.run_id,
         status=result.status,

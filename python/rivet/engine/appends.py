@@ -159,8 +159,8 @@ class AppendCursor:
                 self.top.as_py(),
             )
         if self.scope == CURSOR_SCOPE:
-            state.set_cursor(self.plan.name, str(self.top.as_py()), literal, run_id, now)
-        state.set_boundary(self.plan.name, self.scope, as_text(self.top), literal, self.top_hashes, run_id, now)
+            state.set_cursor(self.plan.key, str(self.top.as_py()), literal, run_id, now)
+        state.set_boundary(self.plan.key, self.scope, as_text(self.top), literal, self.top_hashes, run_id, now)
 
 
 def open_cursor(
@@ -178,13 +178,13 @@ def open_cursor(
         if not cursor_type_ok(schema.field(name).type):
             raise ConfigError(f"cursor column '{name}' is {schema.field(name).type}; incremental needs {CURSOR_TYPES}")
     cursor = AppendCursor(plan, column, fallback, schema.field(column).type, scope)
-    boundary = state.boundary(plan.name, scope)
+    boundary = state.boundary(plan.key, scope)
     literal = None
     if boundary is not None:
         cursor.stored = _typed(boundary["value"], cursor.column_type, plan.name)
         cursor.strict = bool(boundary["strict"])
-        cursor.stored_hashes = set(state.boundary_hashes(plan.name, scope))
-    elif scope == CURSOR_SCOPE and (legacy := state.cursor(plan.name)) is not None:
+        cursor.stored_hashes = set(state.boundary_hashes(plan.key, scope))
+    elif scope == CURSOR_SCOPE and (legacy := state.cursor(plan.key)) is not None:
         # A cursor stored before boundaries were kept: its boundary rows are read again once.
         cursor.stored = _typed(legacy["value"], cursor.column_type, plan.name)
     if cursor.stored is not None:

@@ -112,7 +112,7 @@ def _open_queue(
         queue = ChunkQueue.in_memory(result.run_id, [Task(c.index, c.query, c.label) for c in chunks])
         return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0, started)
     assert state is not None
-    existing = state.open_chunk_run(plan.name)
+    existing = state.open_chunk_run(plan.key)
     hint = f"-e {plan.name}"
     if existing is not None and not resume:
         tasks = state.chunk_tasks(existing["run_id"])
@@ -128,7 +128,7 @@ def _open_queue(
         stem = part_stem(plan.name, started)
         state.create_chunk_run(
             result.run_id,
-            plan.name,
+            plan.key,
             plan.fingerprint(),
             stem,
             iso(started),
@@ -624,7 +624,7 @@ def run_chunked(
     events = observer or Observer()
     rows = OutputRows.for_run(plan, state, events, run.started)
     destination = open_destination(run.destination)
-    destination.prepare(plan.name, exclusive=lease is not None)
+    destination.prepare(plan.name, exclusive=lease is not None, spared_run=lease.spared_run if lease else None)
     try:
         try:
             output_schema = result.schema = rows.open(schema, destination)

@@ -229,7 +229,7 @@ class Publication:
             return []
         since = previous.run_id if previous is not None else None
         parts = []
-        for run_id in self.state.published_since(self.plan.name, self.destination.spec.url, since):
+        for run_id in self.state.published_since(self.plan.key, self.destination.spec.url, since):
             raw = self.destination.read_file(f"{RUNS_DIR}/{run_id}.json")
             if raw is None:
                 continue
@@ -272,6 +272,8 @@ class Publication:
                 on_commit()
             return
         with self.state.transaction():
+            if self.lease is not None:
+                self.lease.fence()  # in the same transaction: a run that lost its lease publishes nothing
             self.state.mark_published(self.result.run_id, iso(utc_now()))
             if on_commit is not None:
                 on_commit()
@@ -281,10 +283,14 @@ class Publication:
         live_names = {p.name for p in live}
         names = self.destination.list_names(recursive=self.plan.partitioning is not None)
         state = self.state
+        if state is not None and self.lease is not None and self.lease.spared_run is not None:
+            # The run whose lease this one took over by time alone may be alive: its parts stay.
+            spared = state.part_stem_of_run(self.lease.spared_run)
+            names = [n for n in names if spared is None or part_stem_of(self.plan.name, n) != spared]
         if self.append or self.plan.keep_superseded:
-            doomed = state.stray_parts(self.plan.name, names, live_names) if state else []
+            doomed = state.stray_parts(self.plan.key, names, live_names) if state else []
         else:
-            resumable = state.resumable_stems(self.plan.name) if state else set()
+            resumable = state.resumable_stems(self.plan.key) if state else set()
             # A table format's previous version stays readable until the next run: the parts it listed.
             kept = self._table_before
             doomed = [

@@ -119,7 +119,7 @@ class DriftCheck:
 
     def _published(self, destination: Destination) -> list[dict[str, Any]] | None:
         if self.state is not None:
-            return self.state.published_schema(self.plan.name)
+            return self.state.published_schema(self.plan.key)
         raw = destination.read_file(destination.spec.manifest_name)
         if raw is None:
             return None
@@ -151,7 +151,7 @@ class DriftCheck:
         factor = self.plan.shape_drift_warn_factor
         if not factor or self.state is None:
             return
-        known = self.state.widest_values(self.plan.name)
+        known = self.state.widest_values(self.plan.key)
         for column, width in sorted(self.widest.items()):
             before = known.get(column)
             if before and width > before * factor:
@@ -163,9 +163,9 @@ class DriftCheck:
         """Remember this run's schema and widths (inside the run's state commit)."""
         if self.state is None:
             return
-        self.state.save_schema(self.plan.name, self.columns, run_id, now)
+        self.state.save_schema(self.plan.key, self.columns, run_id, now)
         if self.widest:
-            self.state.save_widest_values(self.plan.name, self.widest)
+            self.state.save_widest_values(self.plan.key, self.widest)
 
 
 def _is_variable_width(t: pa.DataType) -> bool:

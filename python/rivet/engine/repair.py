@@ -189,7 +189,7 @@ def execute_repair(
             if not _committed(state, run_id, new_parts):
                 destination.remove([p.name for p in new_parts])
             raise
-        state.log_files(run_id, plan.name, [(p.url, p.rows, p.bytes, p.sha256) for p in new_parts], iso(utc_now()))
+        state.log_files(run_id, plan.key, [(p.url, p.rows, p.bytes, p.sha256) for p in new_parts], iso(utc_now()))
         result.parts = new_parts
         result.status = "success"
         return result

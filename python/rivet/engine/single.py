@@ -90,7 +90,7 @@ def run_single(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
     )
     try:
-        destination.prepare(plan.name, exclusive=lease is not None)
+        destination.prepare(plan.name, exclusive=lease is not None, spared_run=lease.spared_run if lease else None)
         events.emit("progress_init", plan.name, estimated_rows=_estimated_rows(plan, query))
         staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, rows)
         failpoints.hit("after_part_write")

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,14 @@ from rivet.formats.partition import Partitioning
 from rivet.planning.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
 from rivet.sources.network import NetworkSource
+from rivet.state.keys import (
+    UNCLAIMED,
+    ExportIdentity,
+    ExportKey,
+    configured_namespace,
+    export_key,
+    query_target,
+)
 from rivet.tuning import MIB, Tuning, resolve_tuning
 
 # Formats whose parts are Parquet files committed to a table format's log.
@@ -97,6 +106,22 @@ class ExportPlan:
     table_check: Any = dataclasses.field(default=None, compare=False, repr=False)
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
+    # Whose rows of the state store are this export's, and what its state is about.
+    state_key: ExportKey | None = None
+    identity: ExportIdentity | None = None
+    # The config file, for commands in messages (None: an export made in Python).
+    config_path: str | None = None
+
+    @property
+    def key(self) -> ExportKey:
+        """The export's key in the state store."""
+        assert self.state_key is not None, "plans are built by build_plan"
+        return self.state_key
+
+    def command(self, verb: str) -> str:
+        """``rivet <verb> -c <config> -e <name>``, ready to paste (without ``-c`` for an export made in Python)."""
+        where = f" -c {shlex.quote(self.config_path)}" if self.config_path else ""
+        return f"rivet {verb}{where} -e {self.name}"
 
     @property
     def appends(self) -> bool:
@@ -166,9 +191,14 @@ def table_query(table: str, source: AnySource) -> str:
     return "SELECT * FROM " + qualified_table(table, source)
 
 
+def _statement(text: str) -> str:
+    """A query as one statement rivet can wrap: without the ``;`` that ends it in a file or an editor."""
+    return text.strip().rstrip(";").rstrip()
+
+
 def _query_text(export: ExportConfig, base_dir: Path, source: AnySource, variables: Mapping[str, str]) -> str:
     if export.query is not None:
-        return export.query
+        return _statement(export.query)
     if export.table is not None:
         return table_query(export.table, source)
     assert export.query_file is not None
@@ -180,7 +210,7 @@ def _query_text(export: ExportConfig, base_dir: Path, source: AnySource, variabl
     except OSError as e:
         raise ConfigError(f"exports.{export.name}.query_file: cannot read {path}: {e.strerror or e}") from None
     # ${NAME} in the file expands as it does in the config (the environment, then --param).
-    return str(expand(text, variables, ("exports", export.name, f"query_file {export.query_file}")))
+    return _statement(str(expand(text, variables, ("exports", export.name, f"query_file {export.query_file}"))))
 
 
 def export_destination(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime) -> DestinationSpec:
@@ -238,10 +268,12 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     if export.mode == "time_window":
         assert export.time_column is not None and export.days_window is not None
         window = WindowSpec(export.time_column, export.time_column_type or "timestamp", export.days_window)
+    query = _query_text(export, loaded.base_dir, source, loaded.variables)
+    identity = _identity(loaded, export, source, query)
     return ExportPlan(
         name=export.name,
         mode=export.mode,
-        query=_query_text(export, loaded.base_dir, source, loaded.variables),
+        query=query,
         source=source,
         overrides=parse_overrides(export.columns),
         format=dataclasses.replace(
@@ -280,7 +312,53 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         partitioning=(
             Partitioning(export.partition_columns, export.partition_granularity) if export.partition_columns else None
         ),
+        state_key=export_key(export.name, identity, configured_namespace(config.state.namespace)),
+        identity=identity,
+        config_path=str(loaded.path) if loaded.path else None,
     )
+
+
+def _identity(loaded: LoadedConfig, export: ExportConfig, source: AnySource, query: str) -> ExportIdentity:
+    """What the export's state is about: its source, table or query, cursor and destination folder."""
+    cursor: str | None = None
+    if export.mode == "incremental":
+        cursor = "|".join(filter(None, (export.cursor_column, export.cursor_fallback_column)))
+    else:
+        cursor = f"time:{export.time_column}" if export.mode == "time_window" else None
+    return ExportIdentity(
+        source=source.identity(),
+        target=f"table:{qualified_table(export.table, source)}" if export.table else query_target(query),
+        cursor=cursor or None,
+        destination=destination_urls(loaded)[export.name],
+    )
+
+
+def export_identity(loaded: LoadedConfig, export: ExportConfig) -> ExportIdentity:
+    """What ``export``'s state is about, resolved without connecting (the source URL must be known)."""
+    source = resolve_source(loaded.config.source, loaded.base_dir)
+    return _identity(loaded, export, source, _query_text(export, loaded.base_dir, source, loaded.variables))
+
+
+def state_key(loaded: LoadedConfig, export: ExportConfig, namespaces: list[str], *, reading: bool = True) -> ExportKey:
+    """The key of ``export`` for commands that inspect or reset state (``namespaces``: those holding its name).
+
+    Where the source cannot be resolved here (its URL variable is not set), the one
+    namespace that holds state of the export's name is taken. ``reading``: state no
+    run has claimed yet (kept before namespaces, or the original tool's) is shown as
+    the export's until its next run claims it.
+    """
+    namespace = configured_namespace(loaded.config.state.namespace)
+    try:
+        key = export_key(export.name, export_identity(loaded, export), namespace)
+    except ConfigError:
+        if namespace:
+            return ExportKey(namespace, export.name)
+        if len(namespaces) == 1:
+            return ExportKey(namespaces[0], export.name)
+        raise
+    if reading and key.namespace not in namespaces and UNCLAIMED in namespaces:
+        return ExportKey(UNCLAIMED, export.name)
+    return key
 
 
 def _quality(export: ExportConfig) -> QualitySpec | None:

@@ -150,7 +150,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         for export in selected:
             plan = build_plan(loaded, export, created)
             estimate = _row_estimate(plan)
-            cursor = state.cursor(plan.name) if plan.cursor is not None else None
+            cursor = state.cursor(plan.key) if plan.cursor is not None else None
             chunks, planning = _chunks(plan)
             exports.append(
                 {
@@ -252,7 +252,7 @@ def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None
                     "make a new plan with `rivet plan`"
                 )
             if plan.cursor is not None:
-                stored = state.cursor(name)
+                stored = state.cursor(plan.key)
                 now = stored["sql_literal"] if stored else None
                 if now != entry["cursor"]:
                     raise ConfigError(

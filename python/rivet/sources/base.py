@@ -82,6 +82,10 @@ class Source(Protocol):
         """A description safe for logs and artifacts (no credentials)."""
         ...
 
+    def identity(self) -> str:
+        """Which database this is, the same however it is written, without credentials (state keys)."""
+        ...
+
     def quote_identifier(self, name: str) -> str:
         """``name`` quoted for this database."""
         ...

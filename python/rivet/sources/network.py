@@ -90,6 +90,13 @@ class NetworkSource:
         """``name`` quoted for this database."""
         return self.dialect.quote(name)
 
+    def identity(self) -> str:
+        """``kind://host:port/database`` as a connection resolves it (URL, fields, environment); no credentials."""
+        from rivet._native import connection_target
+
+        host, port, _user, database, _tls = connection_target(self.kind, self.connect_args())
+        return f"{self.kind}://{host.lower()}:{port}/{database or ''}"
+
     def session(self) -> PgSession | MySession:
         """A reusable connection (planning queries, chunk scans)."""
         raise NotImplementedError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rivet.dialects import Dialect, dialect_for
@@ -46,6 +47,10 @@ class SqliteSource:
     def redacted(self) -> str:
         """``sqlite:///path``."""
         return f"sqlite:///{self.path}"
+
+    def identity(self) -> str:
+        """``sqlite:<absolute path>``."""
+        return f"sqlite:{Path(self.path).resolve()}"
 
     def quote_identifier(self, name: str) -> str:
         """``"name"`` with embedded quotes doubled."""

@@ -34,6 +34,8 @@ class Backend:
     where: str  # for messages, without credentials
     errors: tuple[type[Exception], ...]  # what the driver raises
     conn: Any
+    # SQL for the database's clock in seconds since 1970: every machine sharing it reads one clock.
+    clock: str
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         """Run one statement (``?`` placeholders); a cursor."""
@@ -103,6 +105,7 @@ class SqliteBackend(Backend):
     """A SQLite file in WAL mode, readable by its owner only."""
 
     errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+    clock = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -155,6 +158,8 @@ class SqliteBackend(Backend):
 
 class PostgresBackend(Backend):
     """A PostgreSQL database shared by every machine that runs the exports."""
+
+    clock = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str) -> None:
         try:

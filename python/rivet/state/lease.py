@@ -2,24 +2,34 @@
 
 A run takes its export's lease before it touches the destination. A second run of
 the same export is refused, naming the run that holds it, or waits for it
-(``--wait``). A lease whose holder died is taken over: at once when the holder was
-a process on this machine that no longer exists, otherwise once its heartbeat is
-older than the lease's time to live. Every takeover is logged. A run that lost its
-lease publishes nothing.
+(``--wait``). A lease whose holder died is taken over: at once when the holder was a
+process of this machine's kernel and process namespace that no longer exists,
+otherwise once its heartbeat is older than the lease's time to live. Heartbeats are
+the state database's clock, so machines whose clocks disagree agree on who is late.
+Every takeover is logged.
+
+The lease is also a fence: a run publishes only inside a state transaction that
+finds it still holding the lease, so a run presumed dead that wakes up publishes
+nothing. A run that takes over by time alone leaves the files its predecessor staged
+(it may still be alive) to the day-old cleanup.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import ExportBusyError
 
 if TYPE_CHECKING:
+    from rivet.state.keys import ExportKey
     from rivet.state.store import StateStore
 
 log = logging.getLogger("rivet")
@@ -32,18 +42,35 @@ HEARTBEAT_S = 10.0
 WAIT_POLL_S = 1.0
 
 
+@cache
+def process_space() -> str:
+    """What makes a process id mean one process: this boot of this kernel, and this pid namespace.
+
+    Containers may share a host name while each has its own pids; two holders whose
+    spaces differ cannot tell each other's pids apart. Where the system does not say,
+    a random value: such a holder is never judged by its pid, only by its heartbeat.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return "r" + secrets.token_hex(6)
+    return hashlib.sha256(f"{boot}:{namespace}".encode()).hexdigest()[:12]
+
+
 def holder_id() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:space`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{process_space()}"
 
 
 def holder_gone(holder: str) -> bool:
-    """True when ``holder`` was a process on this machine that no longer exists."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """True when ``holder`` was a process in this process space that no longer exists."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[2] != process_space() or not parts[1].isdigit():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(parts[1]), 0)
     except ProcessLookupError:
         return True
     except OSError:
@@ -53,7 +80,8 @@ def holder_gone(holder: str) -> bool:
 
 def describe_holder(row: dict[str, Any]) -> str:
     """``run R (process P on H, since T)`` for messages."""
-    host, _, pid = str(row["holder"]).rpartition(":")
+    parts = str(row["holder"]).rsplit(":", 2)
+    host, pid = (parts[0], parts[1]) if len(parts) == 3 else str(row["holder"]).rpartition(":")[::2]
     return f"run {row['run_id']} (process {pid} on {host}, since {row['acquired_at']})"
 
 
@@ -61,15 +89,17 @@ class ExportLease:
     """The lease of one export for one run; a context manager that renews it meanwhile."""
 
     def __init__(
-        self, store: StateStore, export: str, run_id: str, *, wait: bool = False, ttl_s: float = LEASE_TTL_S
+        self, store: StateStore, key: ExportKey, run_id: str, *, wait: bool = False, ttl_s: float = LEASE_TTL_S
     ) -> None:
         self.store = store
-        self.export = export
+        self.key = key
         self.run_id = run_id
         self.wait = wait
         self.ttl_s = ttl_s
         self.holder = holder_id()
         self.taken_over: dict[str, Any] | None = None
+        # The run whose lease was taken over by time alone: it may be alive, so its staged files stay.
+        self.spared_run: str | None = None
         self.held = False
         self._lost = threading.Event()
         self._stop = threading.Event()
@@ -79,36 +109,48 @@ class ExportLease:
         """Take the lease, waiting for the holder with ``wait``; ExportBusyError otherwise."""
         while True:
             try:
-                self.taken_over = self.store.take_lease(self.export, self.run_id, self.holder, self.ttl_s, holder_gone)
+                self.taken_over = self.store.take_lease(self.key, self.run_id, self.holder, self.ttl_s, holder_gone)
                 break
             except ExportBusyError:
                 if not self.wait:
                     raise
                 time.sleep(WAIT_POLL_S)
         if self.taken_over is not None:
+            dead = holder_gone(self.taken_over["holder"])
+            self.spared_run = None if dead else self.taken_over["run_id"]
             log.warning(
-                "export %s: took over the lease of %s, whose holder is gone",
-                self.export,
+                "export %s: took over the lease of %s, whose holder %s",
+                self.key.name,
                 describe_holder(self.taken_over),
+                "is gone" if dead else f"has not renewed it for {self.ttl_s:.0f} s",
             )
         self.held = True
-        self._beat = threading.Thread(target=self._renew, name=f"rivet-lease-{self.export}", daemon=True)
+        self._beat = threading.Thread(target=self._renew, name=f"rivet-lease-{self.key.name}", daemon=True)
         self._beat.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(min(HEARTBEAT_S, self.ttl_s / 3)):
-            if not self.store.renew_lease(self.export, self.run_id):
-                log.error("export %s: run %s lost its lease to another run", self.export, self.run_id)
+            if not self.store.renew_lease(self.key, self.run_id):
+                log.error("export %s: run %s lost its lease to another run", self.key.name, self.run_id)
                 self._lost.set()
                 return
 
     def check(self) -> None:
         """Raise ExportBusyError if another run took the lease (call before publishing)."""
-        if self._lost.is_set() or not self.store.renew_lease(self.export, self.run_id):
+        if self._lost.is_set() or not self.store.renew_lease(self.key, self.run_id):
             self._lost.set()
-            raise ExportBusyError(
-                f"export '{self.export}': run {self.run_id} lost its lease to another run; nothing was published"
-            )
+            self._refuse()
+
+    def fence(self) -> None:
+        """Inside the publishing state transaction: raise ExportBusyError unless this run still holds the lease."""
+        if not self.store.holds_lease(self.key, self.run_id):
+            self._lost.set()
+            self._refuse()
+
+    def _refuse(self) -> None:
+        raise ExportBusyError(
+            f"export '{self.key.name}': run {self.run_id} lost its lease to another run; nothing was published"
+        )
 
     def release(self) -> None:
         """Stop renewing and give the lease back (a no-op when it was never taken)."""
@@ -117,7 +159,7 @@ class ExportLease:
         self._stop.set()
         if self._beat is not None:
             self._beat.join()
-        self.store.release_lease(self.export, self.run_id)
+        self.store.release_lease(self.key, self.run_id)
         self.held = False
 
     def __enter__(self) -> ExportLease:

@@ -16,6 +16,7 @@ from rivet.manifest import part_stem_of
 from rivet.runinfo import iso, utc_now
 from rivet.state import original
 from rivet.state.backends import STATE_FILE, SqliteBackend, open_backend
+from rivet.state.keys import ExportIdentity, ExportKey
 from rivet.state.lease import describe_holder
 from rivet.state.migrations import MIGRATIONS
 
@@ -113,10 +114,46 @@ class StateStore:
         """Close the connection."""
         self._db.close()
 
+    # -- identities: whose state a key holds ------------------------------------------------
+
+    def bind(self, key: ExportKey, identity: ExportIdentity, config: str | None = None) -> str | None:
+        """Claim ``key``'s state for ``identity`` before a run reads it; a notice when state was carried to it.
+
+        Raises StateConflictError (its commands name ``config``) when the state of this name
+        was written for another export.
+        """
+        from rivet.state import identities
+
+        with self._transaction() as c:
+            return identities.bind(c, key, identity, iso(utc_now()), config)
+
+    def rebind(self, key: ExportKey, identity: ExportIdentity, *, origin: str | None = None) -> str:
+        """Make the state of this export's name (in ``origin``, or the one candidate) ``key``'s; what was done."""
+        from rivet.state import identities
+
+        with self._transaction() as c:
+            return identities.rebind(c, key, identity, origin, iso(utc_now()))
+
+    def namespaces_of(self, name: str) -> list[str]:
+        """The namespaces that hold state of an export called ``name``."""
+        from rivet.state import identities
+
+        with self._lock:
+            return identities.namespaces_of(self._db, name)
+
+    def forget(self, key: ExportKey, identity: ExportIdentity) -> int:
+        """Forget the cursor, boundaries and identity of ``key`` and of the state of its name it would clash with."""
+        from rivet.state import identities
+
+        with self._transaction() as c:
+            return identities.forget(c, key, identity)
+
+    # -- runs ---------------------------------------------------------------------------
+
     def run_started(
         self,
         run_id: str,
-        export: str,
+        key: ExportKey,
         mode: str,
         started_at: str,
         fingerprint: str,
@@ -126,9 +163,9 @@ class StateStore:
         """Record that a run began (where it writes, and how its parts are named)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO export_runs (run_id, export_name, mode, status, started_at, fingerprint, destination, "
-                "part_stem) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, export, mode, started_at, fingerprint, destination, part_stem),
+                "INSERT INTO export_runs (run_id, namespace, export_name, mode, status, started_at, fingerprint, "
+                "destination, part_stem) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, key.namespace, key.name, mode, started_at, fingerprint, destination, part_stem),
             )
 
     def mark_published(self, run_id: str, now: str) -> None:
@@ -136,53 +173,58 @@ class StateStore:
         with self._transaction() as c:
             c.execute("UPDATE export_runs SET published_at = ? WHERE run_id = ?", (now, run_id))
 
+    def part_stem_of_run(self, run_id: str) -> str | None:
+        """How the parts of run ``run_id`` are named (None: unknown)."""
+        rows = self._select("SELECT part_stem FROM export_runs WHERE run_id = ?", (run_id,))
+        return rows[0]["part_stem"] if rows else None
+
     def run_published(self, run_id: str) -> bool | None:
         """Whether a run reached its commit (None: the run is unknown here)."""
         rows = self._select("SELECT published_at FROM export_runs WHERE run_id = ?", (run_id,))
         return None if not rows else rows[0]["published_at"] is not None
 
-    def stray_parts(self, export: str, names: Iterable[str], live: set[str]) -> list[str]:
-        """Visible parts of ``export`` whose run never committed and that no chunk run can resume."""
+    def stray_parts(self, key: ExportKey, names: Iterable[str], live: set[str]) -> list[str]:
+        """Visible parts of ``key``'s export whose run never committed and that no chunk run can resume."""
         stems: dict[str, list[str]] = {}
         for name in names:
-            stem = part_stem_of(export, name)
+            stem = part_stem_of(key.name, name)
             if stem is not None and name not in live:
                 stems.setdefault(stem, []).append(name)
         if not stems:
             return []
-        resumable = self.resumable_stems(export, any_status=True)
+        resumable = self.resumable_stems(key, any_status=True)
         runs = self._select(
             "SELECT part_stem, max(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END) AS published FROM export_runs "
-            "WHERE export_name = ? AND part_stem IS NOT NULL GROUP BY part_stem",
-            (export,),
+            f"WHERE {KEY} AND part_stem IS NOT NULL GROUP BY part_stem",
+            _args(key),
         )
         unpublished = {r["part_stem"] for r in runs if not r["published"]}
         return sorted(
             n for stem, found in stems.items() if stem in unpublished and stem not in resumable for n in found
         )
 
-    def resumable_stems(self, export: str, *, any_status: bool = False) -> set[str]:
-        """Part stems of the unfinished chunked runs of ``export`` (with ``any_status``, of all of them)."""
+    def resumable_stems(self, key: ExportKey, *, any_status: bool = False) -> set[str]:
+        """Part stems of the unfinished chunked runs of ``key`` (with ``any_status``, of all of them)."""
         where = "" if any_status else " AND status = 'in_progress'"
-        rows = self._select(f"SELECT part_stem FROM chunk_runs WHERE export_name = ?{where}", (export,))
+        rows = self._select(f"SELECT part_stem FROM chunk_runs WHERE {KEY}{where}", _args(key))
         return {r["part_stem"] for r in rows}
 
-    def published_since(self, export: str, destination: str, run_id: str | None) -> list[str]:
-        """Runs of ``export`` into ``destination`` that committed after ``run_id`` (all without it), in order."""
+    def published_since(self, key: ExportKey, destination: str, run_id: str | None) -> list[str]:
+        """Runs of ``key`` into ``destination`` that committed after ``run_id`` (all without it), in order."""
         rows = self._select(
-            "SELECT run_id, published_at FROM export_runs WHERE export_name = ? AND destination = ? "
+            f"SELECT run_id, published_at FROM export_runs WHERE {KEY} AND destination = ? "
             "AND published_at IS NOT NULL ORDER BY published_at, run_id",
-            (export, destination),
+            (*_args(key), destination),
         )
         ids = [r["run_id"] for r in rows]
         return ids[ids.index(run_id) + 1 :] if run_id in ids else ([] if run_id else ids)
 
-    def last_success(self, export: str) -> dict[str, Any] | None:
-        """The newest run of ``export`` that published its output."""
+    def last_success(self, key: ExportKey) -> dict[str, Any] | None:
+        """The newest run of ``key`` that published its output."""
         rows = self._select(
-            "SELECT * FROM export_runs WHERE export_name = ? AND status IN ('success', 'empty') "
+            f"SELECT * FROM export_runs WHERE {KEY} AND status IN ('success', 'empty') "
             "ORDER BY started_at DESC LIMIT 1",
-            (export,),
+            _args(key),
         )
         return rows[0] if rows else None
 
@@ -208,40 +250,37 @@ class StateStore:
                 (status, finished_at, rows, files, nbytes, duration_ms, peak_rss_mb, engine, error, run_id),
             )
 
-    def log_files(self, run_id: str, export: str, files: list[tuple[str, int, int, str]], created_at: str) -> None:
+    def log_files(self, run_id: str, key: ExportKey, files: list[tuple[str, int, int, str]], created_at: str) -> None:
         """Record committed parts: (url, rows, bytes, sha256)."""
         with self._transaction() as c:
             c.executemany(
-                "INSERT INTO file_log (run_id, export_name, url, rows, bytes, sha256, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, export, u, r, b, h, created_at) for u, r, b, h in files],
+                "INSERT INTO file_log (run_id, namespace, export_name, url, rows, bytes, sha256, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, key.namespace, key.name, u, r, b, h, created_at) for u, r, b, h in files],
             )
 
-    def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Recent runs, newest first."""
-        where = " WHERE export_name = ?" if export else ""
-        args: tuple[Any, ...] = (export,) if export else ()
+    def runs(self, keys: Iterable[ExportKey] | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Recent runs of ``keys`` (every run without), newest first."""
+        where, args = _any_key(keys)
         return self._select(f"SELECT * FROM export_runs{where} ORDER BY started_at DESC LIMIT ?", (*args, limit))
 
-    def files(self, export: str | None = None) -> list[dict[str, Any]]:
-        """The file log, oldest first."""
-        where = " WHERE export_name = ?" if export else ""
-        return self._select(f"SELECT * FROM file_log{where} ORDER BY id", (export,) if export else ())
+    def files(self, key: ExportKey) -> list[dict[str, Any]]:
+        """The file log of ``key``, oldest first."""
+        return self._select(f"SELECT * FROM file_log WHERE {KEY} ORDER BY id", _args(key))
 
     # -- chunk checkpoints ---------------------------------------------------------------
 
-    def open_chunk_run(self, export: str) -> dict[str, Any] | None:
-        """The unfinished chunked run of ``export``, if any."""
+    def open_chunk_run(self, key: ExportKey) -> dict[str, Any] | None:
+        """The unfinished chunked run of ``key``, if any."""
         rows = self._select(
-            "SELECT * FROM chunk_runs WHERE export_name = ? AND status = 'in_progress' ORDER BY started_at DESC",
-            (export,),
+            f"SELECT * FROM chunk_runs WHERE {KEY} AND status = 'in_progress' ORDER BY started_at DESC", _args(key)
         )
         return rows[0] if rows else None
 
     def create_chunk_run(
         self,
         run_id: str,
-        export: str,
+        key: ExportKey,
         fingerprint: str,
         part_stem: str,
         now: str,
@@ -251,9 +290,9 @@ class StateStore:
         """Persist a run, its resolved destination and its chunks (index, query, label), all pending."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO chunk_runs (run_id, export_name, fingerprint, part_stem, status, started_at, updated_at, "
-                "destination) VALUES (?, ?, ?, ?, 'in_progress', ?, ?, ?)",
-                (run_id, export, fingerprint, part_stem, now, now, destination),
+                "INSERT INTO chunk_runs (run_id, namespace, export_name, fingerprint, part_stem, status, started_at, "
+                "updated_at, destination) VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?)",
+                (run_id, key.namespace, key.name, fingerprint, part_stem, now, now, destination),
             )
             c.executemany(
                 "INSERT INTO chunk_tasks (run_id, chunk_index, query, label, status, updated_at) "
@@ -360,55 +399,56 @@ class StateStore:
         with self._transaction() as c:
             c.execute("UPDATE chunk_runs SET status = 'completed', updated_at = ? WHERE run_id = ?", (now, run_id))
 
-    def published_schema(self, export: str) -> list[dict[str, str]] | None:
+    def published_schema(self, key: ExportKey) -> list[dict[str, str]] | None:
         """The columns (name, arrow_type) of the export's last published output."""
-        rows = self._select("SELECT columns_json FROM export_schemas WHERE export_name = ?", (export,))
+        rows = self._select(f"SELECT columns_json FROM export_schemas WHERE {KEY}", _args(key))
         return json.loads(rows[0]["columns_json"]) if rows else None
 
-    def save_schema(self, export: str, columns: list[dict[str, str]], run_id: str, now: str) -> None:
+    def save_schema(self, key: ExportKey, columns: list[dict[str, str]], run_id: str, now: str) -> None:
         """Remember the columns a run published (inside its commit)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO export_schemas (export_name, columns_json, run_id, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (export_name) DO UPDATE SET columns_json = excluded.columns_json, "
-                "run_id = excluded.run_id, updated_at = excluded.updated_at",
-                (export, json.dumps(columns), run_id, now),
+                "INSERT INTO export_schemas (namespace, export_name, columns_json, run_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, export_name) DO UPDATE SET "
+                "columns_json = excluded.columns_json, run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (*_args(key), json.dumps(columns), run_id, now),
             )
 
-    def widest_values(self, export: str) -> dict[str, int]:
+    def widest_values(self, key: ExportKey) -> dict[str, int]:
         """The most bytes one value of each text or binary column has held in a published run."""
-        rows = self._select("SELECT column_name, max_bytes FROM export_shapes WHERE export_name = ?", (export,))
+        rows = self._select(f"SELECT column_name, max_bytes FROM export_shapes WHERE {KEY}", _args(key))
         return {r["column_name"]: int(r["max_bytes"]) for r in rows}
 
-    def save_widest_values(self, export: str, widest: dict[str, int]) -> None:
+    def save_widest_values(self, key: ExportKey, widest: dict[str, int]) -> None:
         """Raise the stored widths to ``widest`` where it is wider (inside a run's commit)."""
         with self._transaction() as c:
             for column, width in widest.items():
                 c.execute(
-                    "INSERT INTO export_shapes (export_name, column_name, max_bytes) VALUES (?, ?, ?) "
-                    "ON CONFLICT (export_name, column_name) DO UPDATE SET "
+                    "INSERT INTO export_shapes (namespace, export_name, column_name, max_bytes) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (namespace, export_name, column_name) DO UPDATE SET "
                     "max_bytes = CASE WHEN excluded.max_bytes > export_shapes.max_bytes THEN excluded.max_bytes "
                     "ELSE export_shapes.max_bytes END",
-                    (export, column, width),
+                    (*_args(key), column, width),
                 )
 
-    def save_journal(self, run_id: str, export: str, finished_at: str, events: list[dict[str, Any]]) -> None:
+    def save_journal(self, run_id: str, key: ExportKey, finished_at: str, events: list[dict[str, Any]]) -> None:
         """Keep what happened in a run, in order."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO run_journals (run_id, export_name, finished_at, events_json) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET export_name = excluded.export_name, "
-                "finished_at = excluded.finished_at, events_json = excluded.events_json",
-                (run_id, export, finished_at, json.dumps(events, default=str)),
+                "INSERT INTO run_journals (run_id, namespace, export_name, finished_at, events_json) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET namespace = excluded.namespace, "
+                "export_name = excluded.export_name, finished_at = excluded.finished_at, "
+                "events_json = excluded.events_json",
+                (run_id, *_args(key), finished_at, json.dumps(events, default=str)),
             )
 
-    def journals(self, export: str, *, run_id: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
+    def journals(self, key: ExportKey, *, run_id: str | None = None, limit: int = 1) -> list[dict[str, Any]]:
         """The journals of an export's newest runs (or of one run), newest first."""
         if run_id is not None:
-            rows = self._select("SELECT * FROM run_journals WHERE export_name = ? AND run_id = ?", (export, run_id))
+            rows = self._select(f"SELECT * FROM run_journals WHERE {KEY} AND run_id = ?", (*_args(key), run_id))
         else:
             rows = self._select(
-                "SELECT * FROM run_journals WHERE export_name = ? ORDER BY finished_at DESC LIMIT ?", (export, limit)
+                f"SELECT * FROM run_journals WHERE {KEY} ORDER BY finished_at DESC LIMIT ?", (*_args(key), limit)
             )
         return [
             {"run_id": r["run_id"], "finished_at": r["finished_at"], "events": json.loads(r["events_json"])}
@@ -420,17 +460,15 @@ class StateStore:
         with self._transaction() as c:
             c.execute("UPDATE chunk_runs SET status = 'failed', updated_at = ? WHERE run_id = ?", (now, run_id))
 
-    def latest_chunk_run(self, export: str) -> dict[str, Any] | None:
-        """The newest chunked run of ``export``."""
-        rows = self._select(
-            "SELECT * FROM chunk_runs WHERE export_name = ? ORDER BY started_at DESC LIMIT 1", (export,)
-        )
+    def latest_chunk_run(self, key: ExportKey) -> dict[str, Any] | None:
+        """The newest chunked run of ``key``."""
+        rows = self._select(f"SELECT * FROM chunk_runs WHERE {KEY} ORDER BY started_at DESC LIMIT 1", _args(key))
         return rows[0] if rows else None
 
-    def reset_chunks(self, export: str) -> int:
-        """Forget every chunked run of ``export``; returns how many runs were dropped."""
+    def reset_chunks(self, key: ExportKey) -> int:
+        """Forget every chunked run of ``key``; returns how many runs were dropped."""
         with self._transaction() as c:
-            runs = [r[0] for r in c.execute("SELECT run_id FROM chunk_runs WHERE export_name = ?", (export,))]
+            runs = [r[0] for r in c.execute(f"SELECT run_id FROM chunk_runs WHERE {KEY}", _args(key))]
             for run_id in runs:
                 c.execute("DELETE FROM chunk_tasks WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM chunk_runs WHERE run_id = ?", (run_id,))
@@ -468,95 +506,98 @@ class StateStore:
 
     # -- incremental cursors -------------------------------------------------------------
 
-    def cursor(self, export: str) -> dict[str, Any] | None:
-        """The stored cursor of ``export``."""
-        rows = self._select("SELECT * FROM cursors WHERE export_name = ?", (export,))
+    def cursor(self, key: ExportKey) -> dict[str, Any] | None:
+        """The stored cursor of ``key``."""
+        rows = self._select(f"SELECT * FROM cursors WHERE {KEY}", _args(key))
         return rows[0] if rows else None
 
-    def cursors(self) -> list[dict[str, Any]]:
-        """Every stored cursor."""
-        return self._select("SELECT * FROM cursors ORDER BY export_name")
-
-    def set_cursor(self, export: str, value: str, sql_literal: str, run_id: str, now: str) -> None:
+    def set_cursor(self, key: ExportKey, value: str, sql_literal: str, run_id: str, now: str) -> None:
         """Move the cursor (called only after the run's files are committed)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO cursors (export_name, value, sql_literal, run_id, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (export_name) DO UPDATE SET value = excluded.value, sql_literal = excluded.sql_literal, "
-                "run_id = excluded.run_id, updated_at = excluded.updated_at",
-                (export, value, sql_literal, run_id, now),
+                "INSERT INTO cursors (namespace, export_name, value, sql_literal, run_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, export_name) DO UPDATE SET value = excluded.value, "
+                "sql_literal = excluded.sql_literal, run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (*_args(key), value, sql_literal, run_id, now),
             )
 
-    def reset_cursor(self, export: str) -> bool:
+    def reset_cursor(self, key: ExportKey) -> bool:
         """Forget the cursor (and its boundary rows); the next run exports everything."""
         with self._transaction() as c:
-            c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
-            c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
-            return int(c.execute("DELETE FROM cursors WHERE export_name = ?", (export,)).rowcount) > 0
+            c.execute(f"DELETE FROM boundaries WHERE {KEY}", _args(key))
+            c.execute(f"DELETE FROM boundary_rows WHERE {KEY}", _args(key))
+            return int(c.execute(f"DELETE FROM cursors WHERE {KEY}", _args(key)).rowcount) > 0
 
     # -- leases ---------------------------------------------------------------------------
 
     def take_lease(
-        self, export: str, run_id: str, holder: str, ttl_s: float, gone: Callable[[str], bool]
+        self, key: ExportKey, run_id: str, holder: str, ttl_s: float, gone: Callable[[str], bool]
     ) -> dict[str, Any] | None:
-        """Take the lease of ``export``; the previous holder's row when it was taken over.
+        """Take the lease of ``key``; the previous holder's row when it was taken over.
 
-        Raises ExportBusyError when a live holder has it.
+        Heartbeats are the state database's clock, so machines whose clocks disagree still
+        agree on whether a holder is late. Raises ExportBusyError when a live holder has it.
         """
-        now = time.time()
         with self._transaction() as c:
+            now = float(c.execute(f"SELECT {self._db.clock}").fetchone()[0])
             row = c.execute(
-                "SELECT run_id, holder, acquired_at, heartbeat_at FROM leases WHERE export_name = ?", (export,)
+                f"SELECT run_id, holder, acquired_at, heartbeat_at FROM leases WHERE {KEY}", _args(key)
             ).fetchone()
             previous = None
             if row is not None:
                 previous = dict(zip(("run_id", "holder", "acquired_at", "heartbeat_at"), row, strict=True))
                 if previous["heartbeat_at"] >= now - ttl_s and not gone(previous["holder"]):
                     raise ExportBusyError(
-                        f"export '{export}' is already running: {describe_holder(previous)}; this run was refused "
+                        f"export '{key.name}' is already running: {describe_holder(previous)}; this run was refused "
                         "(run it again when that one ends, or pass --wait)"
                     )
             c.execute(
-                "INSERT INTO leases (export_name, run_id, holder, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (export_name) DO UPDATE SET run_id = excluded.run_id, holder = excluded.holder, "
-                "acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at",
-                (export, run_id, holder, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), now),
+                "INSERT INTO leases (namespace, export_name, run_id, holder, acquired_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, export_name) DO UPDATE SET "
+                "run_id = excluded.run_id, holder = excluded.holder, acquired_at = excluded.acquired_at, "
+                "heartbeat_at = excluded.heartbeat_at",
+                (*_args(key), run_id, holder, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), now),
             )
             return previous
 
-    def renew_lease(self, export: str, run_id: str) -> bool:
+    def renew_lease(self, key: ExportKey, run_id: str) -> bool:
         """Renew a held lease; False when another run holds it now."""
         with self._transaction() as c:
             cur = c.execute(
-                "UPDATE leases SET heartbeat_at = ? WHERE export_name = ? AND run_id = ?", (time.time(), export, run_id)
+                f"UPDATE leases SET heartbeat_at = {self._db.clock} WHERE {KEY} AND run_id = ?", (*_args(key), run_id)
             )
             return int(cur.rowcount) == 1
 
-    def release_lease(self, export: str, run_id: str) -> None:
+    def holds_lease(self, key: ExportKey, run_id: str) -> bool:
+        """Whether ``run_id`` holds the lease of ``key`` now (inside a publishing transaction: its fence)."""
+        rows = self._select(f"SELECT 1 FROM leases WHERE {KEY} AND run_id = ?", (*_args(key), run_id))
+        return bool(rows)
+
+    def release_lease(self, key: ExportKey, run_id: str) -> None:
         """Give a lease back (a no-op if another run took it over)."""
         with self._transaction() as c:
-            c.execute("DELETE FROM leases WHERE export_name = ? AND run_id = ?", (export, run_id))
+            c.execute(f"DELETE FROM leases WHERE {KEY} AND run_id = ?", (*_args(key), run_id))
 
-    def lease(self, export: str) -> dict[str, Any] | None:
-        """The lease row of ``export``, if held."""
-        rows = self._select("SELECT * FROM leases WHERE export_name = ?", (export,))
+    def lease(self, key: ExportKey) -> dict[str, Any] | None:
+        """The lease row of ``key``, if held."""
+        rows = self._select(f"SELECT * FROM leases WHERE {KEY}", _args(key))
         return rows[0] if rows else None
 
     # -- boundary rows of appending exports -------------------------------------------
 
-    def boundary(self, export: str, scope: str) -> dict[str, Any] | None:
-        """The last boundary of ``export`` in ``scope`` (value, sql_literal, strict), if any."""
-        rows = self._select("SELECT * FROM boundaries WHERE export_name = ? AND scope = ?", (export, scope))
+    def boundary(self, key: ExportKey, scope: str) -> dict[str, Any] | None:
+        """The last boundary of ``key`` in ``scope`` (value, sql_literal, strict), if any."""
+        rows = self._select(f"SELECT * FROM boundaries WHERE {KEY} AND scope = ?", (*_args(key), scope))
         return rows[0] if rows else None
 
-    def boundary_hashes(self, export: str, scope: str) -> list[int]:
+    def boundary_hashes(self, key: ExportKey, scope: str) -> list[int]:
         """The hashes of the rows already exported at the boundary."""
-        rows = self._select("SELECT row_hash FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope))
+        rows = self._select(f"SELECT row_hash FROM boundary_rows WHERE {KEY} AND scope = ?", (*_args(key), scope))
         return [r["row_hash"] for r in rows]
 
     def set_boundary(
         self,
-        export: str,
+        key: ExportKey,
         scope: str,
         value: str,
         sql_literal: str,
@@ -564,24 +605,43 @@ class StateStore:
         run_id: str,
         now: str,
     ) -> None:
-        """Replace the boundary of ``export`` in ``scope``; ``hashes`` None makes the next run strict (``>``)."""
+        """Replace the boundary of ``key`` in ``scope``; ``hashes`` None makes the next run strict (``>``)."""
         with self._transaction() as c:
             c.execute(
-                "INSERT INTO boundaries (export_name, scope, value, sql_literal, strict, run_id, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (export_name, scope) DO UPDATE SET value = excluded.value, "
-                "sql_literal = excluded.sql_literal, strict = excluded.strict, run_id = excluded.run_id, "
-                "updated_at = excluded.updated_at",
-                (export, scope, value, sql_literal, int(hashes is None), run_id, now),
+                "INSERT INTO boundaries (namespace, export_name, scope, value, sql_literal, strict, run_id, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, export_name, scope) DO UPDATE SET "
+                "value = excluded.value, sql_literal = excluded.sql_literal, strict = excluded.strict, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (*_args(key), scope, value, sql_literal, int(hashes is None), run_id, now),
             )
-            c.execute("DELETE FROM boundary_rows WHERE export_name = ? AND scope = ?", (export, scope))
+            c.execute(f"DELETE FROM boundary_rows WHERE {KEY} AND scope = ?", (*_args(key), scope))
             if hashes is not None:
                 c.executemany(
-                    "INSERT INTO boundary_rows (export_name, scope, row_hash) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [(export, scope, h) for h in hashes],
+                    "INSERT INTO boundary_rows (namespace, export_name, scope, row_hash) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [(*_args(key), scope, h) for h in hashes],
                 )
 
-    def reset_boundaries(self, export: str) -> None:
-        """Forget every boundary of ``export``."""
+    def reset_boundaries(self, key: ExportKey) -> None:
+        """Forget every boundary of ``key``."""
         with self._transaction() as c:
-            c.execute("DELETE FROM boundaries WHERE export_name = ?", (export,))
-            c.execute("DELETE FROM boundary_rows WHERE export_name = ?", (export,))
+            c.execute(f"DELETE FROM boundaries WHERE {KEY}", _args(key))
+            c.execute(f"DELETE FROM boundary_rows WHERE {KEY}", _args(key))
+
+
+# The condition that selects one export's rows.
+KEY = "namespace = ? AND export_name = ?"
+
+
+def _args(key: ExportKey) -> tuple[str, str]:
+    return (key.namespace, key.name)
+
+
+def _any_key(keys: Iterable[ExportKey] | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE clause selecting the rows of any of ``keys`` (every row for None)."""
+    if keys is None:
+        return "", ()
+    chosen = list(keys)
+    if not chosen:
+        return " WHERE 1 = 0", ()
+    return " WHERE " + " OR ".join(f"({KEY})" for _ in chosen), tuple(a for k in chosen for a in _args(k))

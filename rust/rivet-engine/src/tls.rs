@@ -45,6 +45,17 @@ impl TlsMode {
             )),
         }
     }
+
+    /// The libpq name of the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// TLS settings for one connection.

@@ -103,6 +103,29 @@ pub fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
     r.map_err(|e| to_py_err(py, e))
 }
 
+/// Where a connection would go, resolved from the URL, the fields and the environment as a
+/// connect would, without connecting: `(host, port, user, database, tls_mode)`; never the password.
+#[pyfunction]
+pub fn connection_target(
+    py: Python<'_>,
+    kind: &str,
+    conn: ConnectArgs,
+) -> PyResult<(String, u16, String, Option<String>, &'static str)> {
+    let options = ConnectOptions::from(conn);
+    let target = match kind {
+        "postgres" => options
+            .resolve_postgres()
+            .map(|p| (p.host, p.port, p.user, Some(p.database), p.tls.mode.name())),
+        "mysql" => options
+            .resolve_mysql()
+            .map(|p| (p.host, p.port, p.user, p.database, p.tls.mode.name())),
+        other => Err(Error::Config(format!(
+            "no network source of kind '{other}'"
+        ))),
+    };
+    finish(py, target)
+}
+
 /// Start streaming a SQLite query.
 #[pyfunction]
 pub fn scan_sqlite(
