@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -45,6 +46,16 @@ def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+def _name_of(settings: Mapping[str, Any], table: str | None, default: str) -> str:
+    """An export name from a table's own name (``h2."User"`` -> ``User``), safe in file names."""
+    if table is None:
+        return default
+    from rivet.dialects import dialect_for
+
+    last = dialect_for(str(settings.get("type", "postgres"))).table_name(table)[-1]
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", last).strip("_-") or default
+
+
 def _plan(
     source: str | Mapping[str, Any], query: str | None, table: str | None, entry: dict[str, Any], what: str
 ) -> Any:
@@ -72,7 +83,7 @@ def _read_plan(
     settings = _source_settings(source)
     settings = {**settings, "engine": engine}
     entry: dict[str, Any] = {
-        "name": (table.split(".")[-1] if table else "read"),
+        "name": _name_of(settings, table, "read"),
         "destination": "memory://rivet-read",  # never written: a read keeps its rows in memory
         "columns": dict(columns or {}),
     }
@@ -209,7 +220,7 @@ def export(
         ConfigError: invalid arguments.
         RivetError: the export failed; nothing that looks complete is left behind.
     """
-    export_name = name or (table.split(".")[-1] if table else "export")
+    export_name = name or _name_of(_source_settings(source), table, "export")
     entry: dict[str, Any] = {"name": export_name, "format": format, "mode": mode, "destination": destination}
     plan = _plan(source, query, table, entry | options, "export")
     state = StateStore(state_location(Path(state_dir))) if state_dir is not None else None

@@ -13,12 +13,13 @@ comment that says why. The URL goes to an environment variable, never into the f
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rivet.config.models import SourceConfig
 from rivet.errors import ConfigError, UnsupportedTypeError
@@ -42,7 +43,7 @@ APPEND_ONLY = re.compile(r"(^|_)(log|logs|events?|audit|history|journal)$", re.I
 INTEGER_TYPES = re.compile(r"^(small|big|tiny|medium)?int(eger)?\b|^serial|^bigserial|^int[248]\b", re.IGNORECASE)
 TEMPORAL_TYPES = re.compile(r"^(timestamp|datetime|date\b)", re.IGNORECASE)
 DEFAULT_CHUNK_ABOVE = 1_000_000
-NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -65,9 +66,13 @@ class Table:
     columns: list[Column] = field(default_factory=list)
 
     @property
-    def qualified(self) -> str:
-        """``schema.name`` (SQLite: ``name``)."""
-        return f"{self.schema}.{self.name}" if self.schema else self.name
+    def parts(self) -> tuple[str, ...]:
+        """The exact names: ``(schema, name)`` (SQLite: ``(name,)``)."""
+        return (self.schema, self.name) if self.schema else (self.name,)
+
+    def sql(self, dialect: Any) -> str:
+        """The name as SQL, each part quoted."""
+        return ".".join(dialect.quote(p) for p in self.parts)
 
 
 @dataclass
@@ -107,17 +112,19 @@ def read_catalog(url: str, schema: str | None, only: list[str] | None) -> tuple[
         rows = session.query(_tables_sql(settings["type"], source, schema))
         tables = [Table(r[0], str(r[1]), int(float(r[2] or 0))) for r in rows]
         for table in tables:
-            table.key = [r[0] for r in session.query(source.dialect.primary_key_query(table.qualified)) if r[0]]
+            key_sql = source.dialect.primary_key_query(table.sql(source.dialect))
+            table.key = [r[0] for r in session.query(key_sql) if r[0]]
             table.columns = [
                 Column(str(r[0]), r[1] in ("t", "1", "true"), str(r[2]))
                 for r in session.query(_columns_sql(settings["type"], source, table))
             ]
     if only:
-        wanted = set(only)
-        tables = [t for t in tables if t.name in wanted or t.qualified in wanted]
-        missing = wanted - {t.name for t in tables} - {t.qualified for t in tables}
+        wanted = {source.dialect.table_name(t) for t in only}
+        tables = [t for t in tables if (t.name,) in wanted or t.parts in wanted]
+        missing = wanted - {(t.name,) for t in tables} - {t.parts for t in tables}
         if missing:
-            raise ConfigError(f"--table: no table {', '.join(sorted(missing))} in the source")
+            shown = ", ".join(sorted(source.dialect.table_text(m) for m in missing))
+            raise ConfigError(f"--table: no table {shown} in the source")
     return settings, source, tables
 
 
@@ -140,7 +147,7 @@ def _columns_sql(kind: str, source: Any, table: Table) -> str:
     if kind == "postgres":
         return (
             "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            f"WHERE a.attrelid = {source.dialect.relation(table.qualified)} AND a.attnum > 0 "
+            f"WHERE a.attrelid = {source.dialect.relation(table.sql(source.dialect))} AND a.attnum > 0 "
             "AND NOT a.attisdropped ORDER BY a.attnum"
         )
     return (
@@ -170,7 +177,7 @@ def _sqlite_tables(path: Path) -> list[Table]:
 def propose(table: Table, source: Any, *, discover: bool, chunk_above: int, taken: set[str]) -> Proposal:
     """The export of ``table``: its mode and why, and text overrides for refused columns."""
     name = _export_name(table, taken)
-    keys: dict[str, Any] = {"table": table.qualified}
+    keys: dict[str, Any] = {"table": source.dialect.table_text(table.parts)}
     why = f"~{table.rows:,} rows" if table.rows else "rows not estimated"
     proposal = Proposal(name, keys, why)
     _refused_as_text(table, source, proposal)
@@ -209,17 +216,18 @@ def _is(table: Table, column: str, pattern: re.Pattern[str]) -> bool:
 
 
 def _export_name(table: Table, taken: set[str]) -> str:
-    base = NAME.sub("_", table.name).strip("_") or "table"
+    """A name that is safe in files and YAML, unique even where letter case does not count (its folder)."""
+    base = NAME.sub("_", table.name).strip("_-") or "table"
     name, n = base, 2
-    while name in taken:
+    while name.lower() in taken:
         name, n = f"{base}_{n}", n + 1
-    taken.add(name)
+    taken.add(name.lower())
     return name
 
 
 def _refused_as_text(table: Table, source: Any, proposal: Proposal) -> None:
     """Columns the readers cannot export exactly are read as text (the type report's verdict)."""
-    query = f"SELECT * FROM {source.dialect.qualified(table.qualified)}"
+    query = f"SELECT * FROM {table.sql(source.dialect)}"
     try:
         source.describe(query, ColumnOverrides({}, {}))
     except UnsupportedTypeError as e:
@@ -233,32 +241,53 @@ YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
 
 
 def _scalar(value: Any) -> str:
-    """``value`` as YAML: plain when it reads back as the same string, else double-quoted."""
+    """``value`` as a YAML value that loads back as itself: plain when safe, else double-quoted.
+
+    ``${`` is written ``$${`` so a name from the catalog never expands a variable when the
+    config loads.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
     text = str(value)
-    return text if PLAIN.match(text) and text.lower() not in YAML_WORDS else json.dumps(text)
+    if PLAIN.match(text) and text.lower() not in YAML_WORDS:
+        return text
+    return _quoted(text.replace("${", "$${"))
+
+
+def _key(text: str) -> str:
+    """A mapping key (never expanded) that loads back as ``text``."""
+    return text if PLAIN.match(text) and text.lower() not in YAML_WORDS else _quoted(text)
+
+
+def _quoted(text: str) -> str:
+    """A double-quoted YAML scalar: every control or line-breaking character escaped."""
+    return yaml.dump(text, Dumper=yaml.SafeDumper, default_style='"', width=2**31, allow_unicode=True).rstrip("\n")
+
+
+def _comment(text: str) -> str:
+    """Text for after a ``#``: a line break or any other unprintable character cannot end the comment."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def render_config(
     settings: dict[str, Any], proposals: list[Proposal], *, url_env: str, shown_url: str, out_dir: str
 ) -> str:
     """The rivet.yaml text, commented."""
-    lines = [f"# Written by rivet init from {shown_url} on {dt.date.today().isoformat()}."]
+    lines = [f"# Written by rivet init from {_comment(shown_url)} on {dt.date.today().isoformat()}."]
     if settings["type"] == "sqlite":
-        lines += ["source:", "  type: sqlite", f"  path: {json.dumps(settings['path'])}"]
+        lines += ["source:", "  type: sqlite", f"  path: {_scalar(settings['path'])}"]
     else:
         lines += [
-            f"# The source URL is read from ${url_env}: set it where rivet runs (no password in this file).",
+            f"# The source URL is read from ${_comment(url_env)}: set it where rivet runs (no password in this file).",
             "source:",
             f"  type: {settings['type']}",
-            f"  url_env: {url_env}",
+            f"  url_env: {_scalar(url_env)}",
         ]
     lines += ["", "exports:"]
     for p in proposals:
-        lines.append(f"  # {p.keys['table']}: {p.why}")
+        lines.append(f"  # {_comment(p.keys['table'])}: {_comment(p.why)}")
         lines.append(f"  - name: {p.name}")
         for key, value in p.keys.items():
             lines.append(f"    {key}: {_scalar(value)}")
@@ -266,5 +295,5 @@ def render_config(
         if p.overrides:
             lines.append("    columns:")
             for column, kind in p.overrides.items():
-                lines.append(f"      {_scalar(column)}: {kind}  # {p.override_notes[column]}")
+                lines.append(f"      {_key(column)}: {kind}  # {_comment(p.override_notes[column])}")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -49,10 +50,13 @@ def init_command(
     """
     from rivet.config import parse_config
     from rivet.discover import propose, read_catalog, render_config
+    from rivet.errors import ConfigError
     from rivet.redact import redact_url
 
     to_stdout = str(output) == "-"
     try:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", url_env):
+            raise ConfigError(f"--url-env: '{url_env}' is not an environment variable name")
         if not to_stdout and output.exists() and not force:
             raise FileExistsError(f"{output} exists: choose another --output, or --force to replace it")
         settings, reader, tables = read_catalog(source, schema, table)

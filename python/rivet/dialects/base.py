@@ -15,6 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from rivet.dialects import names
 from rivet.errors import ConfigError
 
 EPOCH = dt.datetime(1970, 1, 1)
@@ -36,16 +37,26 @@ class Dialect(ABC):
     # Whether a whole table splits by physical pages (PostgreSQL ctid ranges).
     splits_tables_by_pages: ClassVar[bool] = False
 
-    @abstractmethod
+    # The character that quotes an identifier, and how many parts a table name may have.
+    quote_char: ClassVar[str] = '"'
+    max_name_parts: ClassVar[int] = 3
+
     def quote(self, identifier: str) -> str:
         """``identifier`` quoted, embedded quotes doubled."""
+        q = self.quote_char
+        return q + identifier.replace(q, q + q) + q
+
+    def table_name(self, table: str) -> tuple[str, ...]:
+        """The exact names of ``[schema.]table`` as the config writes it (bare parts exact, quoted parts as SQL)."""
+        return names.parse(table, self.quote_char, self.max_name_parts)
 
     def qualified(self, table: str) -> str:
         """``[schema.]table`` from the config, each part quoted."""
-        parts = table.split(".")
-        if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
-            raise ConfigError(f"table: '{table}' is not a [schema.]table name")
-        return ".".join(self.quote(p.strip()) for p in parts)
+        return ".".join(self.quote(p) for p in self.table_name(table))
+
+    def table_text(self, parts: tuple[str, ...]) -> str:
+        """How a config writes the table of exact names ``parts`` (what :meth:`table_name` reads back)."""
+        return names.written(parts, self.quote_char)
 
     @abstractmethod
     def string(self, text: str) -> str:

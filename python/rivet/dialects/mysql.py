@@ -11,14 +11,12 @@ class MysqlDialect(Dialect):
     """MySQL/MariaDB: hex string literals, backquoted identifiers."""
 
     name: ClassVar[str] = "MySQL"
-
-    def quote(self, identifier: str) -> str:
-        """```identifier```."""
-        return "`" + identifier.replace("`", "``") + "`"
+    quote_char: ClassVar[str] = "`"
+    max_name_parts: ClassVar[int] = 2
 
     def qualified_parts(self, qualified: str) -> tuple[str, str]:
         """``(schema SQL, table literal)`` of a backquoted ``[schema.]table`` for information_schema."""
-        parts = [p.strip("`").replace("``", "`") for p in qualified.split("`.`")]
+        parts = self.table_name(qualified)
         schema = self.string(parts[0]) if len(parts) == 2 else "DATABASE()"
         return schema, self.string(parts[-1])
 

@@ -16,10 +16,6 @@ class PostgresDialect(Dialect):
     shares_snapshots: ClassVar[bool] = True
     splits_tables_by_pages: ClassVar[bool] = True
 
-    def quote(self, identifier: str) -> str:
-        """``"identifier"``."""
-        return '"' + identifier.replace('"', '""') + '"'
-
     def string(self, text: str) -> str:
         """``E'...'`` with backslashes and quotes escaped: the same text whatever ``standard_conforming_strings``."""
         if "\x00" in text:

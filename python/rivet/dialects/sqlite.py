@@ -14,10 +14,6 @@ class SqliteDialect(Dialect):
     name: ClassVar[str] = "SQLite"
     reads_in_chunks: ClassVar[bool] = False
 
-    def quote(self, identifier: str) -> str:
-        """``"identifier"``."""
-        return '"' + identifier.replace('"', '""') + '"'
-
     def string(self, text: str) -> str:
         """``'...'`` with quotes doubled."""
         if "\x00" in text:
