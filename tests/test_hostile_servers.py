@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import textwrap
@@ -181,6 +182,22 @@ def test_mysql_full_authentication_over_plaintext_gets_no_password(serve, tmp_pa
     with pytest.raises(SourceConnectionError, match="sends the password itself; rivet does that only over verified"):
         rivet.export(my_url(server), query="SELECT 1", destination=str(tmp_path))
     assert PASSWORD.encode() not in server.received()
+
+
+def test_mysql_a_native_password_request_over_plaintext_gets_no_hash(serve, tmp_path):
+    def script(peer: Peer) -> None:
+        peer.send(my_greeting("mysql_native_password"))
+        peer.my_packet()
+
+    server = serve(script)
+    with pytest.raises(SourceConnectionError, match="mysql_native_password hash over a plaintext connection"):
+        rivet.export(my_url(server), query="SELECT 1", destination=str(tmp_path))
+    salt = b"abcdefghijklmnopqrst"  # my_greeting's
+    stage1 = hashlib.sha1(PASSWORD.encode()).digest()
+    mask = hashlib.sha1(salt + hashlib.sha1(stage1).digest()).digest()
+    scramble = bytes(a ^ b for a, b in zip(stage1, mask, strict=True))
+    received = server.received()
+    assert scramble not in received and b"\x00u\x00" not in received  # no login packet: no hash, not even the user
 
 
 def test_mysql_bytes_before_the_tls_handshake_are_refused(serve, tmp_path):

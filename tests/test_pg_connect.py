@@ -184,6 +184,21 @@ def test_scram_channel_binding(auth_server: AuthServer, tmp_path: Path) -> None:
         _who(md5, tmp_path / "md5")
 
 
+def test_connectorx_gets_no_password_an_unproven_server_could_ask_for(auth_server, tmp_path: Path) -> None:
+    # SCRAM over plaintext is safe for the native reader (it proves the server knows the password); connectorx
+    # would answer a cleartext or MD5 request from whoever answers, so it is refused, or not chosen by auto.
+    plain = _auth_source(auth_server, "postgres", "scram-secret", mode="disable")
+    with pytest.raises(ConfigError, match="connectorx would send the password in whatever form the server asks"):
+        rivet.export({**plain, "engine": "connectorx"}, query="SELECT 1 AS x", destination=str(tmp_path / "cx"))
+    chosen = rivet.export({**plain, "engine": "auto"}, query="SELECT 1 AS x", destination=str(tmp_path / "auto"))
+    assert chosen.engine == "native" and chosen.rows == 1
+    verified = _auth_source(auth_server, "postgres", "scram-secret", mode="verify-full", ca_file=str(auth_server.ca))
+    verified["host"] = "localhost"
+    bound = {**verified, "tls": {**verified["tls"], "channel_binding": "require"}, "engine": "connectorx"}  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match="channel_binding: require is enforced by the native reader only"):
+        rivet.export(bound, query="SELECT 1 AS x", destination=str(tmp_path / "bound"))
+
+
 def test_password_from_an_environment_variable(auth_server: AuthServer, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RIVET_T_PW", "scram-secret")
     source = {
@@ -267,6 +282,14 @@ def test_verify_full_refuses_another_host_name(pg, tmp_path: Path) -> None:
         SourceConnectionError, match=r"TLS handshake with 127\.0\.0\.1 failed: invalid peer certificate"
     ):
         rivet.export(_tls_source("verify-full", "127.0.0.1", cert), query="SELECT 1", destination=str(tmp_path))
+
+
+def test_verify_ca_without_a_ca_file_is_refused(pg, tmp_path: Path) -> None:
+    # The system's public CAs would vouch for any certificate they issued, for any host.
+    source = {"type": "postgres", "url": PG_URL.partition("?")[0], "tls": {"mode": "verify-ca"}}
+    with pytest.raises(ConfigError, match=r"verify-ca needs tls\.ca_file"):
+        rivet.export(source, query="SELECT 1", destination=str(tmp_path))
+    assert not (tmp_path / "_SUCCESS").exists()
 
 
 def test_verify_ca_ignores_the_name_but_checks_the_chain(pg, tmp_path: Path) -> None:

@@ -507,9 +507,9 @@ class ChunkSource:
 
             log.info("export %s reads its chunks on the Dask cluster at %s", plan.name, plan.cluster.address)
             return cls(plan, coordinator, snapshot, schema, ENGINE, None)
-        choice = choose_engine(plan, schema, chunked=True)
+        choice = choose_engine(plan, schema, chunked=True, channel=coordinator.channel)
         log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
-        fast = ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
+        fast = ConnectorxScanner.for_plan(plan, schema, coordinator.channel) if choice.engine == "connectorx" else None
         return cls(plan, coordinator, snapshot, schema, choice.engine, fast)
 
     def pool(

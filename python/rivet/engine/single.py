@@ -33,6 +33,7 @@ from rivet.formats import StagedPart, open_part_writer
 from rivet.retry import Retrier, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
 from rivet.sources.fastpath import ConnectorxReader, ConnectorxScanner, FastPathError, choose_engine
+from rivet.sources.network import NetworkSource
 
 log = logging.getLogger("rivet")
 
@@ -210,9 +211,10 @@ def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
     if plan.engine == "native":
         return None
     schema = plan.source.describe(query, plan.overrides)
-    choice = choose_engine(plan, schema, chunked=False)
+    channel = plan.source.channel() if isinstance(plan.source, NetworkSource) else None
+    choice = choose_engine(plan, schema, chunked=False, channel=channel)
     log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
-    return ConnectorxScanner.for_plan(plan, schema) if choice.engine == "connectorx" else None
+    return ConnectorxScanner.for_plan(plan, schema, channel) if choice.engine == "connectorx" else None
 
 
 def _stage(

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from rivet.errors import CancelledError, ConfigError, SourceError
 from rivet.redact import redact_text
+from rivet.sources.network import NetworkSource
 
 if TYPE_CHECKING:
     from rivet.planning.export import ExportPlan
@@ -110,11 +111,15 @@ class EngineChoice:
     reason: str
 
 
-def choose_engine(plan: ExportPlan, schema: pa.Schema, *, chunked: bool) -> EngineChoice:
-    """Apply ``source.engine`` to one export; ``connectorx`` asked for where it is not exact is an error."""
+def choose_engine(plan: ExportPlan, schema: pa.Schema, *, chunked: bool, channel: str | None = None) -> EngineChoice:
+    """Apply ``source.engine`` to one export; ``connectorx`` asked for where it is not exact is an error.
+
+    ``channel``: how the native reader's connection travels (``plaintext``, ``tls-...``), which
+    decides what ``prefer`` means for connectorx; unknown, a MySQL ``prefer`` is refused.
+    """
     if plan.engine == "native":
         return EngineChoice("native", "source.engine: native")
-    blockers = _blockers(plan, schema, chunked=chunked)
+    blockers = _blockers(plan, schema, chunked=chunked, channel=channel)
     if plan.engine == "connectorx":
         if blockers:
             raise ConfigError(
@@ -133,7 +138,7 @@ def engine_label(engine: str, fallbacks: int) -> str:
     return "connectorx+native" if engine == "connectorx" and fallbacks else engine
 
 
-def _blockers(plan: ExportPlan, schema: pa.Schema, *, chunked: bool) -> list[str]:
+def _blockers(plan: ExportPlan, schema: pa.Schema, *, chunked: bool, channel: str | None) -> list[str]:
     source = plan.source
     out = [f"column {column}: {why}" for column, why in connectorx_gaps(source.kind, schema).items()]
     if not connectorx_available():
@@ -146,13 +151,39 @@ def _blockers(plan: ExportPlan, schema: pa.Schema, *, chunked: bool) -> list[str
         out.append("snapshot: consistent needs every chunk read in one exported snapshot (native reader)")
     if source.kind == "postgres" and not chunked:
         out.append("a single-stream PostgreSQL read pages with a cursor; connectorx would hold one long statement")
-    if connection_url(source) is None:
+    if connection_url(source, channel=channel) is None:
         out.append("the connection settings cannot be expressed as a connectorx URL")
+    out += _security_blockers(source, channel)
     return out
 
 
-def connection_url(source: AnySource, tuning: Tuning | None = None) -> str | None:
-    """The connectorx URL of ``source`` (with rivet's session limits where the driver takes them)."""
+def _security_blockers(source: AnySource, channel: str | None) -> list[str]:
+    """Where connectorx would connect less safely than the native reader does."""
+    if not isinstance(source, NetworkSource):
+        return []
+    out = []
+    if not source.password_safe():
+        out.append(
+            "connectorx would send the password in whatever form the server asks (cleartext, MD5, a native "
+            "hash) to a server TLS has not proven; the native reader does so only over verified TLS. Set "
+            "tls.mode verify-full (or tls.allow_unverified_password: true), or engine: native"
+        )
+    if source.channel_binding == "require":
+        out.append("channel_binding: require is enforced by the native reader only")
+    if source.kind == "mysql" and channel is None and source.target()["tls_mode"] == "prefer":
+        out.append(
+            "ssl-mode PREFERRED: connectorx cannot fall back to plaintext as the native reader does, nor be told "
+            "which it got; set tls.mode require, verify-ca or verify-full (or disable)"
+        )
+    return out
+
+
+def connection_url(source: AnySource, tuning: Tuning | None = None, *, channel: str | None = None) -> str | None:
+    """The connectorx URL of ``source`` (with rivet's session limits where the driver takes them).
+
+    A MySQL ``prefer`` becomes what the native reader's connection got (``channel``):
+    TLS where the server offered it, plaintext where it did not.
+    """
     if source.kind == "sqlite":
         return "sqlite://" + quote(source.path)  # type: ignore[union-attr]
     s: Any = source
@@ -180,20 +211,29 @@ def connection_url(source: AnySource, tuning: Tuning | None = None) -> str | Non
         scheme = "postgresql"
     else:
         url_mode = next((params.pop(k) for k in ("ssl-mode", "sslmode", "ssl_mode") if k in params), "")
+        url_ca = params.pop("ssl-ca", None)
         mode = (s.tls_mode or url_mode).lower().replace("_", "-")
-        tls = {
-            "": {},
-            "disabled": {},
-            "disable": {},
-            "required": {"require_ssl": "true", "verify_ca": "false", "verify_identity": "false"},
-            "require": {"require_ssl": "true", "verify_ca": "false", "verify_identity": "false"},
-            "verify-ca": {"require_ssl": "true", "verify_identity": "false"},
-            "verify-identity": {"require_ssl": "true"},
-            "verify-full": {"require_ssl": "true"},
+        if mode in ("", "prefer", "preferred") and channel is not None:
+            mode = "disable" if channel == "plaintext" else "require"
+        ssl_mode = {
+            "": "PREFERRED",
+            "prefer": "PREFERRED",
+            "preferred": "PREFERRED",
+            "disabled": "DISABLED",
+            "disable": "DISABLED",
+            "required": "REQUIRED",
+            "require": "REQUIRED",
+            "verify-ca": "VERIFY_CA",
+            "verify-identity": "VERIFY_IDENTITY",
+            "verify-full": "VERIFY_IDENTITY",
         }.get(mode)
-        if tls is None or s.ca_file or s.accept_invalid_certs or s.accept_invalid_hostnames or params:
+        # The mysql driver under connectorx takes no other parameter rivet would pass on faithfully.
+        if ssl_mode is None or s.accept_invalid_certs or s.accept_invalid_hostnames or params:
             return None
-        params = tls
+        # prefer_socket off: the driver would otherwise move a local connection to the server's Unix socket.
+        params = {"ssl-mode": ssl_mode, "prefer_socket": "false"}
+        if s.ca_file or url_ca:
+            params["ssl-ca"] = s.ca_file or url_ca
         scheme = "mysql"
     return urlunsplit((scheme, netloc, parts.path, urlencode(params, quote_via=quote), ""))
 
@@ -208,9 +248,9 @@ class ConnectorxScanner:
     batch_rows: int
 
     @classmethod
-    def for_plan(cls, plan: ExportPlan, schema: pa.Schema) -> ConnectorxScanner:
-        """The scanner of ``plan`` (whose connection settings ``choose_engine`` accepted)."""
-        url = connection_url(plan.source, plan.tuning)
+    def for_plan(cls, plan: ExportPlan, schema: pa.Schema, channel: str | None = None) -> ConnectorxScanner:
+        """The scanner of ``plan`` (whose connection settings ``choose_engine`` accepted for ``channel``)."""
+        url = connection_url(plan.source, plan.tuning, channel=channel)
         assert url is not None
         return cls(url, plan.source.kind, schema, plan.tuning.batch_rows)
 

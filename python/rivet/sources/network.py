@@ -92,10 +92,24 @@ class NetworkSource:
 
     def identity(self) -> str:
         """``kind://host:port/database`` as a connection resolves it (URL, fields, environment); no credentials."""
+        target = self.target()
+        return f"{self.kind}://{target['host'].lower()}:{target['port']}/{target['database'] or ''}"
+
+    def target(self) -> dict[str, Any]:
+        """Where connections go, resolved without connecting (``rivet._native.connection_target``)."""
         from rivet._native import connection_target
 
-        host, port, _user, database, _tls = connection_target(self.kind, self.connect_args())
-        return f"{self.kind}://{host.lower()}:{port}/{database or ''}"
+        return connection_target(self.kind, self.connect_args())
+
+    def password_safe(self) -> bool:
+        """Whether any client may send this source's password: none is given, or TLS proves the server."""
+        target = self.target()
+        return (
+            not target["has_password"]
+            or target["tls_verified"]
+            or target["unix_socket"]
+            or self.allow_unverified_password
+        )
 
     def session(self) -> PgSession | MySession:
         """A reusable connection (planning queries, chunk scans)."""

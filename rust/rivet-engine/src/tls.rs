@@ -72,11 +72,19 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
+    /// Whether a handshake with these settings proves the server is the one meant: the chain is
+    /// checked, and so is the host name unless a CA file of the user's own names the only trusted
+    /// issuer (a public CA vouches for any host it certified, not for this one).
+    pub fn verifies(&self) -> bool {
+        let name_checked = self.mode == TlsMode::VerifyFull && !self.accept_invalid_hostnames;
+        matches!(self.mode, TlsMode::VerifyCa | TlsMode::VerifyFull)
+            && !self.accept_invalid_certs
+            && (name_checked || self.ca_file.is_some())
+    }
+
     /// How a connection that completed a TLS handshake with these settings is protected.
     pub fn channel(&self) -> crate::net::Channel {
-        let verified = matches!(self.mode, TlsMode::VerifyCa | TlsMode::VerifyFull)
-            && !self.accept_invalid_certs;
-        if verified {
+        if self.verifies() {
             crate::net::Channel::TlsVerified
         } else {
             crate::net::Channel::TlsUnverified
@@ -85,6 +93,15 @@ impl TlsSettings {
 
     /// Build the rustls client configuration, or `None` for plain TCP.
     pub fn client_config(&self) -> Result<Option<ClientConfig>> {
+        if self.mode == TlsMode::VerifyCa && self.ca_file.is_none() {
+            // libpq's rule: verify-ca checks the chain against the CA the user names, never the
+            // system's public CAs, which would accept any certificate they issued for any host.
+            return Err(Error::Config(
+                "tls mode verify-ca needs tls.ca_file (or sslrootcert / ssl-ca in the URL): the CA that \
+                 signed the server's certificate; use verify-full to check the system's CAs and the host name"
+                    .into(),
+            ));
+        }
         let provider = Arc::new(ring::default_provider());
         let skip_chain = self.mode == TlsMode::Prefer
             || self.mode == TlsMode::Require
@@ -244,5 +261,41 @@ impl ServerCertVerifier for IgnoreHostname {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: TlsMode, ca: bool, invalid_names: bool) -> TlsSettings {
+        TlsSettings {
+            mode,
+            ca_file: ca.then(|| "/ca.pem".to_string()),
+            accept_invalid_certs: false,
+            accept_invalid_hostnames: invalid_names,
+        }
+    }
+
+    #[test]
+    fn only_a_checked_name_or_a_private_ca_proves_the_server() {
+        assert!(settings(TlsMode::VerifyFull, false, false).verifies());
+        assert!(settings(TlsMode::VerifyFull, true, false).verifies());
+        assert!(settings(TlsMode::VerifyCa, true, false).verifies());
+        // Any public CA's certificate for any host would pass these.
+        assert!(!settings(TlsMode::VerifyFull, false, true).verifies());
+        assert!(!settings(TlsMode::VerifyCa, false, false).verifies());
+        assert!(!settings(TlsMode::Require, true, false).verifies());
+        let mut any_cert = settings(TlsMode::VerifyFull, true, false);
+        any_cert.accept_invalid_certs = true;
+        assert!(!any_cert.verifies());
+    }
+
+    #[test]
+    fn verify_ca_without_a_ca_file_is_refused() {
+        let refused = settings(TlsMode::VerifyCa, false, false).client_config();
+        assert!(
+            matches!(refused, Err(Error::Config(m)) if m.contains("verify-ca needs tls.ca_file"))
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use rivet_engine::batch::BatchLimits;
 use rivet_engine::session::{ReadMethod, ScanOptions};
 use rivet_engine::source::ConnectOptions;
@@ -104,26 +105,47 @@ pub fn finish<T>(py: Python<'_>, r: Result<T, Error>) -> PyResult<T> {
 }
 
 /// Where a connection would go, resolved from the URL, the fields and the environment as a
-/// connect would, without connecting: `(host, port, user, database, tls_mode)`; never the password.
+/// connect would, without connecting: host, port, user, database, TLS mode, whether TLS would
+/// prove the server (`tls_verified`), whether it is a Unix socket and whether a password is
+/// given; never the password.
 #[pyfunction]
-pub fn connection_target(
-    py: Python<'_>,
+pub fn connection_target<'py>(
+    py: Python<'py>,
     kind: &str,
     conn: ConnectArgs,
-) -> PyResult<(String, u16, String, Option<String>, &'static str)> {
+) -> PyResult<Bound<'py, PyDict>> {
     let options = ConnectOptions::from(conn);
     let target = match kind {
-        "postgres" => options
-            .resolve_postgres()
-            .map(|p| (p.host, p.port, p.user, Some(p.database), p.tls.mode.name())),
-        "mysql" => options
-            .resolve_mysql()
-            .map(|p| (p.host, p.port, p.user, p.database, p.tls.mode.name())),
+        "postgres" => options.resolve_postgres().map(|p| {
+            let has_password = p.password.as_deref().is_some_and(|s| !s.is_empty());
+            (
+                p.host,
+                p.port,
+                p.user,
+                Some(p.database),
+                p.tls,
+                has_password,
+            )
+        }),
+        "mysql" => options.resolve_mysql().map(|p| {
+            let has_password = p.password.as_deref().is_some_and(|s| !s.is_empty());
+            (p.host, p.port, p.user, p.database, p.tls, has_password)
+        }),
         other => Err(Error::Config(format!(
             "no network source of kind '{other}'"
         ))),
     };
-    finish(py, target)
+    let (host, port, user, database, tls, has_password) = finish(py, target)?;
+    let out = PyDict::new(py);
+    out.set_item("unix_socket", host.starts_with('/'))?;
+    out.set_item("host", host)?;
+    out.set_item("port", port)?;
+    out.set_item("user", user)?;
+    out.set_item("database", database)?;
+    out.set_item("tls_mode", tls.mode.name())?;
+    out.set_item("tls_verified", tls.verifies())?;
+    out.set_item("has_password", has_password)?;
+    Ok(out)
 }
 
 /// Start streaming a SQLite query.

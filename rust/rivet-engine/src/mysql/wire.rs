@@ -445,7 +445,7 @@ impl MyConnection {
         response.extend_from_slice(&[0u8; 23]);
         response.extend_from_slice(params.user.as_bytes());
         response.push(0);
-        let auth = self.auth_data(&plugin, password.as_bytes(), &salt)?;
+        let auth = self.auth_data(&plugin, password.as_bytes(), &salt, params)?;
         response.push(auth.len() as u8);
         response.extend_from_slice(&auth);
         if let Some(db) = &params.database {
@@ -466,7 +466,7 @@ impl MyConnection {
                     let mut r = Reader::new(&payload[1..]);
                     plugin = String::from_utf8_lossy(r.cstr()?).into_owned();
                     salt = r.rest().strip_suffix(&[0]).unwrap_or(r.rest()).to_vec();
-                    let auth = self.auth_data(&plugin, password.as_bytes(), &salt)?;
+                    let auth = self.auth_data(&plugin, password.as_bytes(), &salt, params)?;
                     self.send(&auth)?;
                 }
                 Some(0x01) if plugin == "caching_sha2_password" => match payload.get(1) {
@@ -500,8 +500,28 @@ impl MyConnection {
         }
     }
 
-    fn auth_data(&self, plugin: &str, password: &[u8], salt: &[u8]) -> Result<Vec<u8>> {
+    fn auth_data(
+        &self,
+        plugin: &str,
+        password: &[u8],
+        salt: &[u8],
+        params: &MyParams,
+    ) -> Result<Vec<u8>> {
         match plugin {
+            // A SHA-1 hash of the password answers the salt: whoever reads it can try passwords
+            // offline, as with PostgreSQL's MD5. It goes only where the cleartext may go.
+            "mysql_native_password"
+                if !password.is_empty()
+                    && !self.link.channel.trusted()
+                    && !params.allow_unverified_password =>
+            {
+                Err(connect_error(format!(
+                    "the server asks for a mysql_native_password hash over a {} connection, where anyone \
+                     in between could read it and guess the password offline; use tls mode verify-full \
+                     (or verify-ca with ca_file), or set tls.allow_unverified_password: true",
+                    self.link.channel.name()
+                )))
+            }
             "mysql_native_password" => Ok(scramble_native(password, salt)),
             "caching_sha2_password" => Ok(scramble_sha256(password, salt)),
             other => Err(connect_error(format!(
