@@ -475,3 +475,129 @@ def test_executor_dask_in_the_config_needs_an_address(tmp_path):
     proc = run_rivet("check", "--config-only", "-c", str(config))
     assert proc.returncode == 2
     assert "executor: type dask needs the scheduler's address" in proc.stderr
+
+
+# -- credentials stay on their side of the cluster -------------------------------------------
+
+
+SECRETS = {"RIVET_T_PGURL": "postgresql://postgres:pg-Secret-1@127.0.0.1:5432/test", "RIVET_T_KEY": "AKIA-key-2",
+           "RIVET_T_SECRET": "s3-Secret-3", "RIVET_T_TOKEN": "session-Secret-4"}  # fmt: skip
+
+
+def _set_variable(name: str, value: str | None) -> None:
+    """On every worker: set (or, with None, unset) an environment variable."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _secret_plan(tmp_path: Path, monkeypatch, source: dict[str, object] | None = None):
+    from rivet.config import load_config
+    from rivet.planning.export import build_plan
+
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "rivet.yaml"
+    body = {
+        "source": source or {"type": "postgres", "url_env": "RIVET_T_PGURL"},
+        "exports": [
+            {
+                "name": "orders",
+                "query": "SELECT 1 AS id",
+                "mode": "chunked",
+                "chunk_column": "id",
+                "destination": {
+                    "type": "s3",
+                    "bucket": "b",
+                    "access_key_env": "RIVET_T_KEY",
+                    "secret_key_env": "RIVET_T_SECRET",
+                    "session_token_env": "RIVET_T_TOKEN",
+                },
+            }
+        ],
+    }
+    config.write_text(json.dumps(body))
+    loaded = load_config(config)
+    return build_plan(loaded, loaded.config.exports[0])
+
+
+def test_a_task_carries_no_secret_only_where_each_worker_reads_it(tmp_path, monkeypatch):
+    import cloudpickle
+
+    from rivet.engine.cluster import portable_plan
+
+    plan = _secret_plan(tmp_path, monkeypatch)
+    assert plan.source.url == SECRETS["RIVET_T_PGURL"]  # the coordinator itself has them
+    shipped = cloudpickle.dumps((portable_plan(plan), plan.destination.without_secrets()))
+    for value in SECRETS.values():
+        assert value.encode() not in shipped
+    assert b"pg-Secret" not in shipped and b"Secret" not in shipped
+    # On a worker: read from its own environment, and named when it is missing there.
+    worker_plan, worker_dest = cloudpickle.loads(shipped)
+    assert worker_plan.source.with_secrets().url == SECRETS["RIVET_T_PGURL"]
+    assert worker_dest.with_secrets().storage_options["secret"] == SECRETS["RIVET_T_SECRET"]
+    monkeypatch.delenv("RIVET_T_SECRET")
+    with pytest.raises(rivet.ConfigError, match="environment variable RIVET_T_SECRET is not set on this worker"):
+        worker_dest.with_secrets()
+    monkeypatch.delenv("RIVET_T_PGURL")
+    with pytest.raises(rivet.ConfigError, match=r"RIVET_T_PGURL \(source.url_env\) is not set on this worker"):
+        worker_plan.source.with_secrets()
+
+
+def test_a_secret_written_in_the_config_never_goes_to_the_workers(tmp_path, monkeypatch):
+    from rivet.engine.cluster import portable_plan
+
+    written = {"type": "postgres", "host": "db", "user": "u", "database": "d", "password": "written-Secret"}
+    plan = _secret_plan(tmp_path, monkeypatch, written)
+    with pytest.raises(rivet.ConfigError, match=r"source\.password is written in the config"):
+        portable_plan(plan)
+
+
+@pytest.mark.postgres
+def test_a_plaintext_scheduler_is_refused_for_exports_with_credentials(client, pg, pg_table, tmp_path, monkeypatch):
+    t = numbered(pg_table)
+    # Trust authentication ignores the password, but the config has one: it counts.
+    monkeypatch.setenv("RIVET_T_PGURL", f"{PG_URL.partition('?')[0].replace('postgres@', 'postgres:pw@')}")
+    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {t}")
+    body = json.loads(config.read_text())
+    body["source"] = {"type": "postgres", "url_env": "RIVET_T_PGURL"}
+    config.write_text(json.dumps(body))
+    refused = rivet.run(config, dask_client=client)
+    assert refused.exit_code == 2 and "reached over plain tcp://" in refused["orders"].error
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.parquet"))
+    body["executor"] = {"allow_plaintext": True}
+    config.write_text(json.dumps(body))
+    # The workers started before the variable was set: each says which credential it lacks.
+    missing = rivet.run(config, dask_client=client)
+    assert "environment variable RIVET_T_PGURL (source.url_env) is not set on this worker" in missing["orders"].error
+    client.run(_set_variable, "RIVET_T_PGURL", os.environ["RIVET_T_PGURL"])
+    allowed = rivet.run(config, dask_client=client, resume=True)
+    client.run(_set_variable, "RIVET_T_PGURL", None)
+    assert allowed.exit_code == 0, allowed["orders"].error
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {t}")
+
+
+@pytest.mark.postgres
+def test_chunks_run_on_a_tls_cluster_with_credentials(pg, pg_table, tmp_path, monkeypatch):
+    from distributed.security import Security
+
+    t = numbered(pg_table)
+    monkeypatch.setenv("RIVET_T_PGURL", f"{PG_URL.partition('?')[0].replace('postgres@', 'postgres:pw@')}")
+    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {t}")
+    body = json.loads(config.read_text())
+    body["source"] = {"type": "postgres", "url_env": "RIVET_T_PGURL"}
+    config.write_text(json.dumps(body))
+    security = Security.temporary()
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, protocol="tls", security=security,
+            dashboard_address=":0", silence_logs=logging.ERROR,
+        ) as tls_cluster,
+        distributed.Client(tls_cluster, security=security, set_as_default=False) as tls_client,
+    ):  # fmt: skip
+        assert tls_cluster.scheduler_address.startswith("tls://")
+        result = rivet.run(config, dask_client=tls_client)
+    assert result.exit_code == 0, result["orders"].error
+    assert result["orders"].engine == "native@dask"
+    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == source_rows(pg, f"SELECT id, payload FROM {t}")

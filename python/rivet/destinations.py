@@ -8,6 +8,7 @@ objects, which become visible only when complete. ``manifest.json`` and then
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -48,6 +49,31 @@ class DestinationSpec:
     url: str
     storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
     owner: str | None = None
+    # Storage options read from the environment (option, variable), so another machine reads them itself.
+    secret_refs: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def without_secrets(self) -> DestinationSpec:
+        """A copy that carries no secret, only the variables to read each from (for tasks on other machines).
+
+        Raises ConfigError for a secret written in the config's storage_options.
+        """
+        refs = dict(self.secret_refs)
+        literal = sorted(k for k, v in self.storage_options.items() if k not in refs and is_secret_option(k, v))
+        if literal:
+            raise ConfigError(
+                f"destination {self.shown}: storage_options {', '.join(literal)} written in the config: on a "
+                "cluster each worker reads credentials from its own environment (access_key_env, "
+                "secret_key_env, session_token_env, account_key_env, sas_token_env) or its own credentials file"
+            )
+        kept = {k: v for k, v in self.storage_options.items() if k not in refs}
+        return dataclasses.replace(self, storage_options=kept)
+
+    def with_secrets(self) -> DestinationSpec:
+        """The copy :meth:`without_secrets` made, its secrets read from this machine's environment."""
+        options = dict(self.storage_options)
+        for option, variable in self.secret_refs:
+            options[option] = os.environ.get(variable) or _missing_on_worker(variable, self.shown)
+        return dataclasses.replace(self, storage_options=options)
 
     @property
     def manifest_name(self) -> str:
@@ -79,6 +105,26 @@ def _env(name: str, key: str) -> str:
     if not value:
         raise ConfigError(f"destination.{key}: environment variable {name} is not set")
     return value
+
+
+# Storage options whose values are credentials (a GCS token may also name a credentials file).
+SECRET_OPTIONS = re.compile(r"key|secret|token|password|credential|connection_string|sas", re.IGNORECASE)
+
+
+def is_secret_option(name: str, value: Any) -> bool:
+    """Whether a storage option holds a credential (not a file that holds one, nor ``anon``)."""
+    if not SECRET_OPTIONS.search(name) or value in (None, "", "anon", False, True):
+        return False
+    return not (name == "token" and isinstance(value, str) and Path(value).expanduser().is_file())
+
+
+def _missing_on_worker(variable: str, shown: str) -> str:
+    import socket
+
+    raise ConfigError(
+        f"environment variable {variable} is not set on this worker ({socket.gethostname()}); every worker "
+        f"needs the credentials of destination {shown}"
+    )
 
 
 def _is_url(text: str) -> bool:
@@ -118,12 +164,15 @@ def resolve_destination(
         return DestinationSpec(STDOUT_URL, options)
     if kind == "memory":
         return DestinationSpec("memory://" + _placeholders((dest.path or "").lstrip("/"), export, now), options)
+    refs: list[tuple[str, str]] = []
     if kind == "s3":
         if dest.access_key_env:
             options["key"] = _env(dest.access_key_env, "access_key_env")
             options["secret"] = _env(dest.secret_key_env or "", "secret_key_env")
+            refs += [("key", dest.access_key_env), ("secret", dest.secret_key_env or "")]
         if dest.session_token_env:
             options["token"] = _env(dest.session_token_env, "session_token_env")
+            refs.append(("token", dest.session_token_env))
         if dest.endpoint:
             options["endpoint_url"] = dest.endpoint
         if dest.region:
@@ -132,7 +181,7 @@ def resolve_destination(
             options["profile"] = dest.aws_profile
         if dest.allow_anonymous:
             options["anon"] = True
-        return DestinationSpec(f"s3://{dest.bucket}/{prefix}".rstrip("/"), options)
+        return DestinationSpec(f"s3://{dest.bucket}/{prefix}".rstrip("/"), options, secret_refs=tuple(refs))
     if kind == "gcs":
         if dest.credentials_file:
             options["token"] = dest.credentials_file
@@ -149,10 +198,12 @@ def resolve_destination(
         options["account_name"] = dest.account_name
     if dest.account_key_env:
         options["account_key"] = _env(dest.account_key_env, "account_key_env")
+        refs.append(("account_key", dest.account_key_env))
     if dest.sas_token_env:
         options["sas_token"] = _env(dest.sas_token_env, "sas_token_env")
+        refs.append(("sas_token", dest.sas_token_env))
     container = dest.container or dest.bucket
-    return DestinationSpec(f"abfs://{container}/{prefix}".rstrip("/"), options)
+    return DestinationSpec(f"abfs://{container}/{prefix}".rstrip("/"), options, secret_refs=tuple(refs))
 
 
 def _check_atomic(url: str) -> None:

@@ -660,6 +660,9 @@ class ExecutorConfig(StrictModel):
 
     type: Literal["local", "dask"] = "local"
     address: str | None = None
+    # Use a scheduler reached over plain tcp:// although the exports have credentials (anyone who
+    # reaches it can run code on the workers, which hold them). tls:// needs no such consent.
+    allow_plaintext: bool = False
 
     @model_validator(mode="after")
     def _address(self) -> ExecutorConfig:

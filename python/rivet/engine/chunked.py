@@ -494,6 +494,10 @@ class ChunkSource:
     @classmethod
     def open(cls, plan: ExportPlan) -> ChunkSource:
         """Connect, export a snapshot when the plan is consistent, describe the query, choose the reader."""
+        if plan.cluster is not None:
+            from rivet.engine.cluster import check_transport
+
+            check_transport(plan)
         coordinator = plan.source.session()  # type: ignore[union-attr]
         snapshot = None
         if plan.consistent:

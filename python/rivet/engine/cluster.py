@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from rivet.destinations import Destination, DestinationSpec, open_destination
+from rivet.destinations import is_secret_option as _secret_option
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import commit_parts
 from rivet.engine.drift import DriftCheck
@@ -36,6 +37,7 @@ from rivet.errors import CancelledError, ChunkError, ClusterError, ConfigError
 from rivet.events import Observer
 from rivet.formats import open_part_writer
 from rivet.formats.parquet import DictionaryChoice
+from rivet.redact import redact_url
 from rivet.retry import Retrier, RetryPolicy
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from rivet.manifest import CommittedPart
     from rivet.planning.export import ExportPlan
     from rivet.progress import ChunkCounter
+    from rivet.sources.network import NetworkSource
 
 log = logging.getLogger("rivet")
 
@@ -163,10 +166,12 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
     """Inside the semaphore: the chunk read and its part committed, unless the run gave it up."""
     if _cancelled():
         raise CancelledError(f"export {job.plan.name} {task.name}: the run stopped")
-    plan = job.plan
+    # The credentials come from this worker's own environment: the task carries none.
+    plan = replace(job.plan, source=job.plan.source.with_secrets())  # type: ignore[union-attr]
+    job = replace(job, plan=plan)
     rows = OutputRows(plan, job.stamp, DriftCheck(plan, None, Observer(), keep_widths=job.keep_widths))
     quality = job.quality.part() if job.quality is not None else None
-    destination = open_destination(job.destination)
+    destination = open_destination(job.destination.with_secrets())
     destination.prepare()
     try:
         count, staged = _write_chunk(job, task, rows, quality, destination)
@@ -264,6 +269,48 @@ def _write_chunk(
         del session  # its connection closes here, not when the next task needs one
 
 
+def portable_plan(plan: ExportPlan) -> ExportPlan:
+    """``plan`` as the workers get it: no cluster, no check thread, no catalog, and no secret.
+
+    Each secret is replaced by where to read it (an environment variable, a file), so a
+    pickled task holds no password, storage key or catalog token; ConfigError for one
+    written in the config.
+    """
+    return replace(
+        plan,
+        cluster=None,
+        table_check=None,
+        iceberg=None,  # the table is committed by the coordinator
+        source=plan.source.without_secrets(),  # type: ignore[union-attr]
+        destination=plan.destination.without_secrets(),
+    )
+
+
+def check_transport(plan: ExportPlan) -> None:
+    """Refuse a plain ``tcp://`` scheduler for an export with credentials, unless the config allows it.
+
+    Tasks carry no secret, but whoever reaches a plaintext scheduler can run code on the
+    workers, which hold the credentials in their environment.
+    """
+    assert plan.cluster is not None
+    portable_plan(plan)  # a secret written in the config fails here, before the source is read
+    if not plan.cluster.address.startswith("tcp://") or plan.cluster_plaintext:
+        return
+    source = cast("NetworkSource", plan.source)
+    held = []
+    if source.password or (source.url and redact_url(source.url) != source.url):
+        held.append("the source's password")
+    if plan.destination.secret_refs or any(_secret_option(k, v) for k, v in plan.destination.storage_options.items()):
+        held.append("the destination's credentials")
+    if held:
+        raise ConfigError(
+            f"export '{plan.name}': the Dask scheduler {plan.cluster.address} is reached over plain tcp://, and "
+            f"the workers hold {' and '.join(held)}: anyone who reaches the scheduler can run code on them. Use "
+            "a tls:// scheduler (distributed's TLS settings), or set executor.allow_plaintext: true on a "
+            "network you trust"
+        )
+
+
 def source_semaphore_name(plan: ExportPlan) -> str:
     """One name per source server and limit: exports of one source with the same ``parallel`` share it."""
     digest = hashlib.sha256(plan.source.redacted().encode()).hexdigest()[:16]
@@ -329,6 +376,9 @@ class ClusterChunkPool:
         self.rows = rows
         self.part_bytes = part_bytes
         self.fallbacks = 0
+        # Unique per run attempt: a resumed run reuses its run id, and the scheduler may still hold a
+        # failed task of the attempt before under the same key (and answer with its error).
+        self.key_prefix = f"rivet-{queue.run_id}-{secrets.token_hex(4)}-"
         self.retrier = Retrier(
             plan.name,
             RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000),
@@ -339,9 +389,9 @@ class ClusterChunkPool:
     def _job(self) -> ChunkJob:
         plan = self.plan
         return ChunkJob(
-            plan=replace(plan, cluster=None, table_check=None),
+            plan=portable_plan(plan),
             schema=self.schema,
-            destination=self.destination.spec,
+            destination=self.destination.spec.without_secrets(),
             stem=self.stem,
             run_id=self.queue.run_id,
             options=self.options,
@@ -363,7 +413,7 @@ class ClusterChunkPool:
 
         def submit(task: Task, attempt: int, delay_s: float) -> None:
             future = client.submit(
-                read_chunk, job, task, delay_s, key=f"rivet-{self.queue.run_id}-c{task.index}-a{attempt}", pure=False
+                read_chunk, job, task, delay_s, key=f"{self.key_prefix}c{task.index}-a{attempt}", pure=False
             )
             attempts[future] = (task, attempt)
             running.add(future)
@@ -465,7 +515,7 @@ class ClusterChunkPool:
 
     def _wait_for_tasks_to_end(self) -> None:
         """After a failure: wait (a while) for tasks Dask cannot stop, so none commits after the cleanup."""
-        prefix = f"rivet-{self.queue.run_id}-"
+        prefix = self.key_prefix
         deadline = time.monotonic() + TASKS_END_WAIT_S
         while time.monotonic() < deadline:
             running = self.cluster.client.run(_executing, prefix)

@@ -106,6 +106,8 @@ class ExportPlan:
     table_check: Any = dataclasses.field(default=None, compare=False, repr=False)
     # The Dask cluster that reads the chunks (rivet.engine.cluster.Cluster); None: local threads.
     cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
+    # executor.allow_plaintext: a tcp:// scheduler may run exports that have credentials.
+    cluster_plaintext: bool = False
     # Whose rows of the state store are this export's, and what its state is about.
     state_key: ExportKey | None = None
     identity: ExportIdentity | None = None
@@ -315,6 +317,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         state_key=export_key(export.name, identity, configured_namespace(config.state.namespace)),
         identity=identity,
         config_path=str(loaded.path) if loaded.path else None,
+        cluster_plaintext=config.executor.allow_plaintext,
     )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rivet.errors import ConfigError
@@ -12,6 +16,7 @@ from rivet.sources.base import ColumnOverrides, scan_options
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from typing_extensions import Self
 
     from rivet._native import BatchReader, MySession, PgSession
     from rivet.dialects import Dialect
@@ -48,6 +53,8 @@ class NetworkSource:
     read_timeout_s: float | None = None
     allow_unverified_password: bool = False
     channel_binding: str | None = None
+    # Where the secret fields came from, so another machine reads them itself: (field, "env" or "file", name).
+    secret_refs: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
 
     kind: ClassVar[str] = ""
     scheme: ClassVar[str] = ""
@@ -89,6 +96,53 @@ class NetworkSource:
     def quote_identifier(self, name: str) -> str:
         """``name`` quoted for this database."""
         return self.dialect.quote(name)
+
+    def without_secrets(self) -> Self:
+        """A copy that carries no secret, only where to read each (for tasks on other machines).
+
+        Raises ConfigError for a secret written in the config itself: another machine could
+        only get it by being sent it.
+        """
+        refs = {f for f, _, _ in self.secret_refs}
+        if self.password and "password" not in refs:
+            raise ConfigError(
+                "source.password is written in the config: on a cluster each worker reads it from its own "
+                "environment, so give it as source.password_env (or url_env)"
+            )
+        if self.url and "url" not in refs and redact_url(self.url) != self.url:
+            raise ConfigError(
+                "source.url holds a password: on a cluster each worker reads it from its own environment, so "
+                "give the URL as source.url_env (or the password as source.password_env)"
+            )
+        return dataclasses.replace(
+            self,
+            url=None if "url" in refs else self.url,
+            password=None if "password" in refs else self.password,
+        )
+
+    def with_secrets(self) -> Self:
+        """The copy :meth:`without_secrets` made, its secrets read here (a worker's environment or files)."""
+        values: dict[str, str] = {}
+        for name, kind, ref in self.secret_refs:
+            if kind == "env":
+                value = os.environ.get(ref)
+                if not value:
+                    raise ConfigError(
+                        f"environment variable {ref} (source.{name}_env) is not set on this worker "
+                        f"({socket.gethostname()}); every worker needs the source's credentials"
+                    )
+            else:
+                try:
+                    value = Path(ref).read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise ConfigError(
+                        f"source.url_file {ref} cannot be read on this worker ({socket.gethostname()}): "
+                        f"{e.strerror or e}"
+                    ) from None
+            values[name] = value
+        return dataclasses.replace(
+            self, url=values.get("url", self.url), password=values.get("password", self.password)
+        )
 
     def identity(self) -> str:
         """``kind://host:port/database`` as a connection resolves it (URL, fields, environment); no credentials."""

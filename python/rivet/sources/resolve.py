@@ -53,8 +53,15 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
             raise ConfigError(f"source.path: SQLite database {resolved} does not exist")
         return SqliteSource(path=str(resolved))
     password = source.password.get_secret_value() if source.password is not None else None
+    refs: list[tuple[str, str, str]] = []
     if source.password_env is not None:
         password = _env(source.password_env, "password_env")
+        refs.append(("password", "env", source.password_env))
+    if source.url is None and source.url_env is not None:
+        refs.append(("url", "env", source.url_env))
+    elif source.url is None and source.url_file is not None:
+        url_file = Path(source.url_file)
+        refs.append(("url", "file", str(url_file if url_file.is_absolute() else base_dir / url_file)))
     tls = source.tls
     ca_file = None
     if tls is not None and tls.ca_file is not None:
@@ -75,4 +82,5 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
         read_timeout_s=source.read_timeout_s,
         allow_unverified_password=tls.allow_unverified_password if tls else False,
         channel_binding=tls.channel_binding if tls else None,
+        secret_refs=tuple(refs),
     )
