@@ -384,7 +384,7 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
         "0000000000000000",
         "c_old",
         "2026-01-01T00:00:00.000Z",
-        [(0, "SELECT 1", "x")],
+        [(0, "SELECT 1", "x", ("whole",))],
         str(tmp_path / "out"),
     )
     s.close()

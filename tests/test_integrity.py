@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -264,7 +265,9 @@ def test_resume_keeps_the_destination_and_rereads_chunks_whose_parts_changed(pg,
     first.communicate(timeout=30)
     with sqlite3.connect(db) as conn:
         (folder,) = conn.execute("SELECT destination FROM chunk_runs").fetchone()
-        conn.execute("UPDATE chunk_runs SET destination = ?", (folder.replace("/out/", "/out/yesterday-"),))
+        # The folder {date} named on the day the run started (the day before; stored folders must be renderings).
+        yesterday = re.sub(r"/out/\d{4}-\d{2}-\d{2}$", "/out/2000-01-02", folder)
+        conn.execute("UPDATE chunk_runs SET destination = ?", (yesterday,))
         (stored,) = conn.execute("SELECT destination FROM chunk_runs").fetchone()
         done = conn.execute("SELECT parts FROM chunk_tasks WHERE status = 'done' ORDER BY chunk_index").fetchall()
     # Pretend the run started on another day: its parts live in that folder, not today's.

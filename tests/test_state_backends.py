@@ -88,7 +88,7 @@ def test_runs_files_and_publication(store):
 
 
 def test_chunk_checkpoints(store):
-    chunks = [(i, f"SELECT {i}", f"[{i}]") for i in range(4)]
+    chunks = [(i, f"SELECT {i}", f"[{i}]", ("whole",)) for i in range(4)]
     store.create_chunk_run("c1", E, "fp", "e_stem", NOW, chunks, "/out")
     assert store.open_chunk_run(E)["run_id"] == "c1"
     assert store.claim_chunk_at("c1", 0, NOW)["query"] == "SELECT 0"

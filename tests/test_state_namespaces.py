@@ -152,6 +152,19 @@ def test_an_edited_query_into_the_same_destination_is_refused_and_rebind_continu
 
 
 @pytest.mark.postgres
+def test_a_full_export_whose_query_changed_runs_and_keeps_its_history(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
+    pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 30)")
+    config = tmp_path / "rivet.yaml"
+    for query in (f"SELECT id FROM {table}", f"SELECT id FROM {table} WHERE id <= 10"):
+        config.write_text(f"source: {SOURCE}\nexports:\n  - {{name: orders, query: '{query}', destination: out}}\n")
+        _run(config)  # nothing steers a full run: a changed query is simply the export as it is now
+    assert _ids(tmp_path / "out") == list(range(1, 11))
+    metrics = json.loads(run_rivet("metrics", "-c", str(config), "--json").stdout)["runs"]
+    assert [r["rows"] for r in metrics] == [10, 30]
+
+
+@pytest.mark.postgres
 def test_state_from_before_namespaces_is_claimed_by_its_export(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
     pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 200)")

@@ -242,12 +242,20 @@ class Destination:
 
     def url_of(self, name: str) -> str:
         """Full URL of a file at the destination."""
+        self._inside(name)
         if self.is_local:
             return str(Path(self.root) / name)
         return self.fs.unstrip_protocol(f"{self.root}/{name}")
 
     def _path(self, name: str) -> str:
+        self._inside(name)
         return f"{self.root}/{name}" if self.root else name
+
+    def _inside(self, name: str) -> None:
+        """Refuse a name that would reach outside the destination (names also come from manifests and state)."""
+        parts = name.split("/")
+        if not name or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in parts):
+            raise DestinationError(f"{name!r} is not the name of a file inside {self.spec.shown}; refused")
 
     def prepare(self, export: str | None = None, *, exclusive: bool = False, spared_run: str | None = None) -> None:
         """Create the location for staging; with ``export``, remove parts its killed runs left staged.

@@ -103,13 +103,20 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
 
 def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
     """Count each chunk of ``run`` on the source and compare with what its parts hold."""
+    import pyarrow as pa
+
+    from rivet.engine.checkpoints import rebuilt_queries
+
     session = plan.source.session()  # type: ignore[union-attr]
-    # The counts run in a read-only transaction: whatever the state file holds cannot write.
+    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    schema = pa.schema(session.describe(plan.query, decimal, text))
+    # Each chunk's SQL is made again from the plan: the state store's SQL text is never run.
+    queries = rebuilt_queries(plan, session, schema, run["run_id"], tasks)
     session.query(READ_ONLY[plan.source.kind])
     partitions = []
     for task in tasks:
         exported = task["rows"] if task["status"] == "done" else None
-        counted = session.query(f"SELECT COUNT(*) FROM ({task['query']}) AS _rivet_reconcile")
+        counted = session.query(f"SELECT COUNT(*) FROM ({queries[task['chunk_index']]}) AS _rivet_reconcile")
         source = int(counted[0][0] or 0)
         status = "unknown" if exported is None else "match" if source == exported else "mismatch"
         partitions.append(

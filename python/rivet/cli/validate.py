@@ -50,10 +50,14 @@ def validate_command(
 def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> list[dict[str, Any]]:
     from rivet.cli.state import key_of
     from rivet.config import load_config
+    from rivet.config.layout import destination_urls
     from rivet.destinations import Destination
+    from rivet.errors import StateError
     from rivet.planning.export import export_destination
+    from rivet.redact import redact_url
     from rivet.runinfo import utc_now
     from rivet.state import StateStore, state_location
+    from rivet.state.keys import written_to
     from rivet.validate import validate_destination
 
     loaded = load_config(config, params)
@@ -67,6 +71,13 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
             spec = export_destination(loaded, e, utc_now())
             last = state.last_success(key_of(loaded, state, e.name))
             if last is not None and last["destination"]:
+                # Where the last run published, if it is a folder this export's destination renders to.
+                if not written_to(str(last["destination"]), destination_urls(loaded)[e.name]):
+                    raise StateError(
+                        f"export '{e.name}': its last run published to {redact_url(str(last['destination']))} says "
+                        "the state store, which is not this export's destination; the store is not trusted with "
+                        "paths (was it edited?)"
+                    )
                 spec = dataclasses.replace(spec, url=last["destination"])
             destination = Destination(spec)
             problems, totals = validate_destination(destination, e.name, table_log(e, destination, loaded.base_dir))

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from rivet import failpoints
 from rivet.destinations import Destination, DestinationSpec, open_destination
+from rivet.engine.checkpoints import rebuilt_queries, run_location
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.engine.commit import Publication, commit_parts
 from rivet.engine.drift import columns_of, compare
@@ -113,13 +114,13 @@ def _open_queue(
         return OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0, started)
     assert state is not None
     existing = state.open_chunk_run(plan.key)
-    hint = f"-e {plan.name}"
     if existing is not None and not resume:
         tasks = state.chunk_tasks(existing["run_id"])
         done = sum(t["status"] == "done" for t in tasks)
         raise ConfigError(
             f"export '{plan.name}' has an unfinished chunked run {existing['run_id']} ({done} of {len(tasks)} chunks "
-            f"done): continue it with `rivet run --resume {hint}`, or discard it with `rivet state reset-chunks {hint}`"
+            f"done): continue it with `{plan.command('run --resume')}`, or discard it with "
+            f"`{plan.command('state reset-chunks')}`"
         )
     if existing is None:
         if resume:
@@ -132,29 +133,26 @@ def _open_queue(
             plan.fingerprint(),
             stem,
             iso(started),
-            [(c.index, c.query, c.label) for c in chunks],
+            [(c.index, c.query, c.label, c.bounds) for c in chunks],
             plan.destination.url,
         )
-        return OpenedRun(ChunkQueue(result.run_id, state), stem, plan.destination, len(chunks), 0, started)
+        queue = ChunkQueue(result.run_id, state, queries={c.index: c.query for c in chunks})
+        return OpenedRun(queue, stem, plan.destination, len(chunks), 0, started)
     if existing["fingerprint"] != plan.fingerprint():
         raise ConfigError(
             f"export '{plan.name}': its query or chunking changed since run {existing['run_id']} started, so it "
-            f"cannot be resumed; discard it with `rivet state reset-chunks {hint}` and run again"
+            f"cannot be resumed; discard it with `{plan.command('state reset-chunks')}` and run again"
         )
-    # The run keeps writing where it started, even if {date} now names another folder.
-    destination = plan.destination
-    if existing["destination"]:
-        destination = DestinationSpec(existing["destination"], plan.destination.storage_options)
+    destination, stem = run_location(plan, existing)
     state.requeue_unfinished(existing["run_id"], iso(utc_now()))
     tasks = state.chunk_tasks(existing["run_id"])
+    queries = rebuilt_queries(plan, session, schema, existing["run_id"], tasks)
     done = sum(t["status"] == "done" for t in tasks)
     log.info(
         "resuming run %s: %d of %d chunks done, %d to read", existing["run_id"], done, len(tasks), len(tasks) - done
     )
-    queue = ChunkQueue(existing["run_id"], state)
-    return OpenedRun(
-        queue, existing["part_stem"], destination, len(tasks), done, from_iso(existing["started_at"]), resumed=True
-    )
+    queue = ChunkQueue(existing["run_id"], state, queries=queries)
+    return OpenedRun(queue, stem, destination, len(tasks), done, from_iso(existing["started_at"]), resumed=True)
 
 
 def _recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:

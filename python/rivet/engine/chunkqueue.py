@@ -16,8 +16,9 @@ import itertools
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rivet.errors import StateError
 from rivet.manifest import CommittedPart, part_from_record
 from rivet.redact import redact_text
 from rivet.runinfo import iso, utc_now
@@ -74,6 +75,14 @@ class ChunkQueue:
     running: set[int] = field(default_factory=set)
     done: dict[int, tuple[list[CommittedPart], ChunkRead]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The SQL of each chunk as this run planned or rebuilt it; a stored queue's own SQL text is never run.
+    queries: dict[int, str] = field(default_factory=dict)
+
+    def _task(self, row: dict[str, Any]) -> Task:
+        index = int(row["chunk_index"])
+        if index not in self.queries:
+            raise StateError(f"run {self.run_id}: the state store holds a chunk {index} this run never planned")
+        return Task(index, self.queries[index], str(row["label"]))
 
     @classmethod
     def in_memory(cls, run_id: str, tasks: Iterable[Task]) -> ChunkQueue:
@@ -95,7 +104,7 @@ class ChunkQueue:
         """Every chunk not yet taken, in chunk order (a cluster's coordinator submits them all)."""
         if self.state is not None:
             rows = self.state.claim_pending_chunks(self.run_id, iso(utc_now()))
-            return [Task(r["chunk_index"], r["query"], r["label"]) for r in rows]
+            return [self._task(r) for r in rows]
         with self.lock:
             tasks = [self.pending.pop(i) for i in sorted(self.pending)]
             self.running.update(t.index for t in tasks)
@@ -105,7 +114,7 @@ class ChunkQueue:
         assert self.state is not None
         now = iso(utc_now())
         if after is not None and (row := self.state.claim_chunk_at(self.run_id, after + 1, now)) is not None:
-            return Task(row["chunk_index"], row["query"], row["label"])
+            return self._task(row)
         while True:
             pending, running = self.state.open_chunk_indexes(self.run_id)
             index = next_index(pending, running, after)
@@ -113,7 +122,7 @@ class ChunkQueue:
                 return None
             # Another worker may have claimed it in between: choose again.
             if (row := self.state.claim_chunk_at(self.run_id, index, now)) is not None:
-                return Task(row["chunk_index"], row["query"], row["label"])
+                return self._task(row)
 
     def release(self, tasks: Iterable[Task]) -> None:
         """Put back chunks that were read into a part that will never be published."""

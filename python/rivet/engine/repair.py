@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rivet.destinations import Destination, DestinationSpec, open_destination
+from rivet.destinations import Destination, open_destination
+from rivet.engine.checkpoints import rebuilt_queries, run_location
 from rivet.engine.chunked import ChunkSource
 from rivet.engine.chunkqueue import ChunkQueue, Task
 from rivet.engine.commit import Publication
@@ -142,11 +143,13 @@ def execute_repair(
     run_id = run["run_id"]
     events = observer or Observer()
     result = ExportResult(name=plan.name, run_id=run_id, status="running", mode=plan.mode)
-    destination = open_destination(DestinationSpec(run["destination"], plan.destination.storage_options))
+    spec, _ = run_location(plan, run)
+    destination = open_destination(spec)
     destination.prepare(plan.name, exclusive=True)
     tasks = {t["chunk_index"]: t for t in state.chunk_tasks(run_id)}
     source = ChunkSource.open(plan)
     try:
+        queries = rebuilt_queries(plan, source.coordinator, source.schema, run_id, list(tasks.values()))
         manifest = published_manifest(destination, run)
         now = utc_now()
         rows = OutputRows.for_run(plan, state, events, now)
@@ -156,7 +159,7 @@ def execute_repair(
                 f"export '{plan.name}': the source's columns changed since run {run_id}; a repair writes parts "
                 "that fit the published ones. Run the export again instead"
             )
-        queue = ChunkQueue.in_memory(run_id, [Task(i, tasks[i]["query"], tasks[i]["label"]) for i in repair.chunks])
+        queue = ChunkQueue.in_memory(run_id, [Task(i, queries[i], tasks[i]["label"]) for i in repair.chunks])
         pool = source.pool(queue, destination, schema, part_stem(plan.name, now), ChunkCounter(), events, rows)
         try:
             pool.run()

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -40,11 +40,18 @@ HEAP_BYTES_PER_SECOND = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Chunk:
-    """One bounded read: the SQL to run and a label for people."""
+    """One bounded read: the SQL to run, a label for people, and the bounds the SQL is made from.
+
+    ``bounds`` (plain values, kept with a checkpoint) let a resumed run make the SQL again
+    from its own plan instead of running SQL text from the state store:
+    ``["keys", column, lo, hi]`` (the key's integer form in ``[lo, hi)``, None open),
+    ``["nulls", column]``, ``["pages", lo, hi]`` (hi None: to the end) or ``["whole"]``.
+    """
 
     index: int
     query: str
     label: str
+    bounds: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,27 +120,35 @@ def key_kind(schema: pa.Schema, column: str, dialect: Dialect) -> KeyKind:
 
 def _ranges(base: str, column: str, kind: KeyKind, cuts: list[int], with_nulls: bool) -> list[Chunk]:
     """Contiguous half-open ranges between ``cuts``, open at both ends, plus a NULL chunk."""
-    k = kind.quote(column)
-
-    def chunk(index: int, predicate: str, label: str) -> Chunk:
-        return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label)
-
-    chunks = []
-    if not cuts:
-        chunks.append(chunk(0, f"{k} IS NOT NULL", "all keys"))
-    else:
-        bounds: list[int | None] = [None, *cuts, None]
-        for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
-            parts = []
-            if lo is not None:
-                parts.append(f"{k} >= {kind.literal(lo)}")
-            if hi is not None:
-                parts.append(f"{k} < {kind.literal(hi)}")
-            label = f"[{'-inf' if lo is None else kind.literal(lo)}, {'+inf' if hi is None else kind.literal(hi)})"
-            chunks.append(chunk(i, " AND ".join(parts), label))
+    bounds: list[int | None] = [None, *cuts, None]
+    chunks = [
+        key_chunk(i, base, kind, ("keys", column, lo, hi)) for i, (lo, hi) in enumerate(itertools.pairwise(bounds))
+    ]
     if with_nulls:
-        chunks.append(chunk(len(chunks), f"{k} IS NULL", "NULL keys"))
+        chunks.append(key_chunk(len(chunks), base, kind, ("nulls", column)))
     return chunks
+
+
+def key_chunk(index: int, base: str, kind: KeyKind, bounds: tuple[Any, ...]) -> Chunk:
+    """The chunk of ``base`` whose key lies within ``bounds`` (``keys`` or ``nulls``)."""
+    k = kind.quote(bounds[1])
+    if bounds[0] == "nulls":
+        predicate, label = f"{k} IS NULL", "NULL keys"
+    else:
+        _, _, lo, hi = bounds
+        parts = []
+        if lo is not None:
+            parts.append(f"{k} >= {kind.literal(int(lo))}")
+        if hi is not None:
+            parts.append(f"{k} < {kind.literal(int(hi))}")
+        # Without cuts the one range holds every key (its NULLs have their own chunk).
+        predicate = " AND ".join(parts) or f"{k} IS NOT NULL"
+        label = "all keys" if not parts else f"[{_shown(kind, lo, '-inf')}, {_shown(kind, hi, '+inf')})"
+    return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label, bounds)
+
+
+def _shown(kind: KeyKind, n: int | None, open_end: str) -> str:
+    return open_end if n is None else kind.literal(int(n))
 
 
 def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
@@ -143,11 +158,8 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     if plan.chunking is None:
         assert plan.table is not None
         return plan_page_chunks(session, plan.table, plan.parallel)
-    spec = plan.chunking
+    spec = dataclasses.replace(plan.chunking, column=chunk_key_column(plan, session, schema))
     dialect = plan.source.dialect
-    if spec.column is None:
-        assert plan.table is not None
-        spec = dataclasses.replace(spec, column=primary_key_column(session, plan.table, schema, dialect))
     return plan_key_chunks(
         session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
     )
@@ -255,24 +267,70 @@ def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chu
     )[0]
     block = int(row[1] or 8192)
     pages, version = int(row[0] or 0) // block, int(row[2] or 0)
-    base = f"SELECT * FROM {relation}"
     if version < 140000 or pages == 0:
-        return [Chunk(0, base, "whole table")]
+        return [page_chunk(0, relation, ("whole",))]
     pages_per_chunk = max(1, int(PAGE_CHUNK_SECONDS * HEAP_BYTES_PER_SECOND) // block)
     wanted = max(math.ceil(pages / pages_per_chunk), min(4 * parallel, pages))
     step = math.ceil(pages / wanted)
     count = math.ceil(pages / step)
-    chunks = []
-    for i in range(count):
-        lo, hi = i * step, (i + 1) * step
-        parts = []
-        if i > 0:
-            parts.append(f"ctid >= '({lo},0)'::tid")
-        if i < count - 1:
-            parts.append(f"ctid < '({hi},0)'::tid")
-        where = " AND ".join(parts) or "true"
-        chunks.append(Chunk(i, f"{base} WHERE {where}", f"pages [{lo}, {'end' if i == count - 1 else hi})"))
-    return chunks
+    return [
+        page_chunk(i, relation, ("pages", i * step if i > 0 else None, (i + 1) * step if i < count - 1 else None))
+        for i in range(count)
+    ]
+
+
+def page_chunk(index: int, relation: str, bounds: tuple[Any, ...]) -> Chunk:
+    """The chunk of ``relation`` on the pages within ``bounds`` (``pages`` or ``whole``)."""
+    base = f"SELECT * FROM {relation}"
+    if bounds[0] == "whole":
+        return Chunk(index, base, "whole table", bounds)
+    _, lo, hi = bounds
+    parts = []
+    if lo is not None:
+        parts.append(f"ctid >= '({int(lo)},0)'::tid")
+    if hi is not None:
+        parts.append(f"ctid < '({int(hi)},0)'::tid")
+    label = f"pages [{int(lo or 0)}, {'end' if hi is None else int(hi)})"
+    return Chunk(index, f"{base} WHERE {' AND '.join(parts) or 'true'}", label, bounds)
+
+
+def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, index: int, bounds: Any) -> Chunk:
+    """The chunk ``bounds`` describe, made again from ``plan`` (never from stored SQL).
+
+    ``key_column``: the column this run chunks by (the plan's, or the table's primary key).
+    Raises ValueError for bounds this plan could not have made.
+    """
+    if not isinstance(bounds, list | tuple) or not bounds:
+        raise ValueError(f"chunk {index} has no bounds")
+    bounds = tuple(bounds)
+    if bounds[0] in ("pages", "whole"):
+        if (
+            plan.table is None
+            or plan.chunking is not None
+            or not (bounds == ("whole",) or (len(bounds) == 3 and all(_integer_or_none(b) for b in bounds[1:])))
+        ):
+            raise ValueError(f"chunk {index}: {bounds!r} are not page bounds of this export")
+        return page_chunk(index, plan.table, bounds)
+    shape_ok = (bounds[0] == "keys" and len(bounds) == 4 and all(_integer_or_none(b) for b in bounds[2:])) or (
+        bounds[0] == "nulls" and len(bounds) == 2
+    )
+    if not shape_ok or key_column is None or bounds[1] != key_column:
+        raise ValueError(f"chunk {index}: {bounds!r} are not key bounds of this export (its key is {key_column})")
+    return key_chunk(index, plan.query, key_kind(schema, key_column, plan.source.dialect), bounds)
+
+
+def _integer_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def chunk_key_column(plan: ExportPlan, session: Session, schema: pa.Schema) -> str | None:
+    """The column the plan's key chunks are cut on (None: page chunks)."""
+    if plan.chunking is None:
+        return None
+    if plan.chunking.column is not None:
+        return plan.chunking.column
+    assert plan.table is not None
+    return primary_key_column(session, plan.table, schema, plan.source.dialect)
 
 
 def fingerprint(*parts: object) -> str:

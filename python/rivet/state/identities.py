@@ -34,6 +34,8 @@ KEYED_TABLES = (
     "export_schemas",
     "export_shapes",
 )
+# What a run leaves that no later run reads to decide its rows.
+HISTORY_TABLES = ("export_runs", "file_log", "run_journals", "chunk_runs")
 # The tables whose rows steer the next run (history is kept when state is forgotten).
 STEERING_TABLES = ("cursors", "boundaries", "boundary_rows", "export_schemas", "export_shapes")
 
@@ -55,23 +57,33 @@ def bind(c: Any, key: ExportKey, identity: ExportIdentity, now: str, config: str
         if stored != kept:
             _record(c, key, kept, now)  # a cursor named for the first time, or a moved destination
         return None
+    for namespace in _earlier_selves(c, key, identity):
+        # The same export into the same folder before a change that steers nothing (a full export's
+        # query): its history continues here.
+        _move(c, namespace, key, tables=HISTORY_TABLES)
     clashes = clashing(c, key, identity)
     if clashes:
         namespace, other = clashes[0]
         raise StateConflictError(
             f"export '{key.name}': the state store holds the state of an export '{key.name}' writing to the same "
-            f"destination for another export ({'; '.join(identity.differences(other))}; namespace {namespace}). "
-            f"If this is that export, changed, keep its state (its cursor and checkpoints): {commands}"
+            f"destination for another export ({'; '.join(identity.differences(other))}; namespace {namespace}), "
+            f"with a cursor or checkpoints that would decide what this run reads. {commands}"
         )
     notice = None
     if _holds_state(c, UNCLAIMED, key.name):
         recorded = _recorded_destinations(c, UNCLAIMED, key.name)
-        if recorded and not any(written_to(d, identity.destination) for d in recorded):
+        elsewhere = recorded and not any(written_to(d, identity.destination) for d in recorded)
+        if elsewhere and _steers(c, UNCLAIMED, key.name):
             raise StateConflictError(
                 f"export '{key.name}': the state store holds state of an export '{key.name}' kept before state "
                 f"namespaces, written to {recorded[-1]}, not to {identity.destination}; it is not read. "
                 f"{commands}"
             )
+        if elsewhere:
+            # History of a folder this export does not write to: it stays unclaimed, and only what
+            # steers no run is left there, so nothing of another export is read.
+            _record(c, key, identity, now)
+            return None
         _move(c, UNCLAIMED, key)
         notice = (
             f"export '{key.name}': the state kept for it before state namespaces (or carried over from the "
@@ -124,19 +136,49 @@ def forget(c: Any, key: ExportKey, identity: ExportIdentity) -> int:
             c.execute(f"DELETE FROM {table} WHERE namespace = ? AND export_name = ?", (namespace, key.name))
         if namespace != key.namespace:
             # History stays readable, under the key of the export it now belongs to.
-            _move(c, namespace, key, tables=("export_runs", "file_log", "run_journals", "chunk_runs"))
+            _move(c, namespace, key, tables=HISTORY_TABLES)
     return len(namespaces)
 
 
 def clashing(c: Any, key: ExportKey, identity: ExportIdentity) -> list[tuple[str, ExportIdentity]]:
-    """Other namespaces' identities of this name that wrote to the same destination."""
+    """Other namespaces' identities of this name that wrote to the same destination and hold a cursor or checkpoint.
+
+    State that steers no run (a full export's history) clashes with nothing: the export
+    replaces what it wrote whatever its query was.
+    """
     rows = c.execute(
         "SELECT namespace, source, target, cursor, destination FROM export_identities "
         "WHERE export_name = ? AND namespace <> ? ORDER BY bound_at",
         (key.name, key.namespace),
     ).fetchall()
     found = [(r[0], ExportIdentity(r[1], r[2], r[3], r[4])) for r in rows]
-    return [(ns, other) for ns, other in found if other.destination == identity.destination]
+    return [
+        (ns, other) for ns, other in found if other.destination == identity.destination and _steers(c, ns, key.name)
+    ]
+
+
+def _earlier_selves(c: Any, key: ExportKey, identity: ExportIdentity) -> list[str]:
+    """Other namespaces of this name, written to the same destination, whose state steers no run."""
+    rows = c.execute(
+        "SELECT namespace, destination FROM export_identities WHERE export_name = ? AND namespace <> ?",
+        (key.name, key.namespace),
+    ).fetchall()
+    return [
+        ns for ns, dest in rows if dest == identity.destination and ns != UNCLAIMED and not _steers(c, ns, key.name)
+    ]
+
+
+def _steers(c: Any, namespace: str, name: str) -> bool:
+    """Whether state would decide what a next run reads: a cursor, a boundary, an unfinished chunked run."""
+    args = (namespace, name)
+    return bool(
+        c.execute("SELECT 1 FROM cursors WHERE namespace = ? AND export_name = ? LIMIT 1", args).fetchone()
+        or c.execute("SELECT 1 FROM boundaries WHERE namespace = ? AND export_name = ? LIMIT 1", args).fetchone()
+        or c.execute(
+            "SELECT 1 FROM chunk_runs WHERE namespace = ? AND export_name = ? AND status = 'in_progress' LIMIT 1",
+            args,
+        ).fetchone()
+    )
 
 
 def namespaces_of(c: Any, name: str) -> list[str]:

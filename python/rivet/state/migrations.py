@@ -7,7 +7,8 @@ last published schema of each export and the widest value seen in each of its te
 and binary columns (schema and shape drift), and each run's journal of events. Version 6 puts every row in a
 namespace (configs sharing one store keep apart exports of the same name; rows of
 earlier versions are unclaimed, ``''``, until their export claims them) and keeps the
-identity each export's state was written for.
+identity each export's state was written for, and each chunk's bounds (a resumed run
+makes its SQL again from them, never running SQL text from the store).
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ MIGRATIONS: list[str] = [
     DROP INDEX chunk_runs_by_export;
     CREATE INDEX chunk_runs_by_key ON chunk_runs (namespace, export_name, status);
     ALTER TABLE run_journals ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
+    ALTER TABLE chunk_tasks ADD COLUMN bounds TEXT;
     DROP INDEX run_journals_by_export;
     CREATE INDEX run_journals_by_key ON run_journals (namespace, export_name, finished_at);
     CREATE TABLE cursors_v6 (

@@ -284,10 +284,10 @@ class StateStore:
         fingerprint: str,
         part_stem: str,
         now: str,
-        chunks: list[tuple[int, str, str]],
+        chunks: list[tuple[int, str, str, Any]],
         destination: str,
     ) -> None:
-        """Persist a run, its resolved destination and its chunks (index, query, label), all pending."""
+        """Persist a run, its resolved destination and its chunks (index, query, label, bounds), all pending."""
         with self._transaction() as c:
             c.execute(
                 "INSERT INTO chunk_runs (run_id, namespace, export_name, fingerprint, part_stem, status, started_at, "
@@ -295,9 +295,9 @@ class StateStore:
                 (run_id, key.namespace, key.name, fingerprint, part_stem, now, now, destination),
             )
             c.executemany(
-                "INSERT INTO chunk_tasks (run_id, chunk_index, query, label, status, updated_at) "
-                "VALUES (?, ?, ?, ?, 'pending', ?)",
-                [(run_id, i, q, label, now) for i, q, label in chunks],
+                "INSERT INTO chunk_tasks (run_id, chunk_index, query, label, bounds, status, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                [(run_id, i, q, label, json.dumps(list(b)), now) for i, q, label, b in chunks],
             )
 
     def requeue_with_status(self, run_id: str, status: str, now: str) -> int:
@@ -392,6 +392,7 @@ class StateStore:
         rows = self._select("SELECT * FROM chunk_tasks WHERE run_id = ? ORDER BY chunk_index", (run_id,))
         for r in rows:
             r["parts"] = json.loads(r["parts"]) if r["parts"] else []
+            r["bounds"] = _json_or_none(r.get("bounds"))
         return rows
 
     def finish_chunk_run(self, run_id: str, now: str) -> None:
@@ -635,6 +636,14 @@ KEY = "namespace = ? AND export_name = ?"
 
 def _args(key: ExportKey) -> tuple[str, str]:
     return (key.namespace, key.name)
+
+
+def _json_or_none(text: str | None) -> Any:
+    """Stored JSON, or None when it is absent or not JSON (callers then refuse what needs it)."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _any_key(keys: Iterable[ExportKey] | None) -> tuple[str, tuple[str, ...]]:
