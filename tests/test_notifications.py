@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -143,3 +144,26 @@ def test_outcomes_and_config_shapes():
         NotificationsConfig.model_validate({"slack": {"on": ["failure"]}})
     settings = NotificationsConfig.model_validate({"webhook": {"url": "ftp://example.invalid/x", "on": ["success"]}})
     assert send_notifications(settings, [ExportResult(name="e", run_id="r", status="success")]) == 0
+
+
+@pytest.mark.postgres
+def test_what_a_crashed_child_printed_reaches_a_webhook_without_its_secrets(pg, pg_table, tmp_path, receiver):
+    table = pg_table("CREATE TABLE {t} (id int)")
+    # A library in the child prints a URL with a password, then the child dies without a result.
+    hooks = tmp_path / "site"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import sys\nprint('retrying postgresql://app:hunter2 secret@db.internal/shop', file=sys.stderr)\n"
+    )
+    config = _config(tmp_path, f'{{type: postgres, url: "{pg_url()}"}}', table, NOTIFY, processes=True)
+    env = {
+        "RIVET_T_HOOK": f"{receiver.url}/hook/x",
+        "RIVET_T_SLACK": f"{receiver.url}/slack/x",
+        "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "RIVET_FAILPOINTS": "before_manifest:crash",
+    }
+    ran = run_rivet("run", "-c", str(config), env=env)
+    assert ran.returncode == 1
+    sent = json.dumps(receiver.posts)
+    assert "retrying postgresql://app:***@db.internal/shop" in sent  # the tail is there, told safely
+    assert "hunter2" not in sent

@@ -310,3 +310,27 @@ def test_a_killed_partitioned_chunked_run_resumes_into_the_same_folders(my_table
     resume_and_check(config, before)
     source = collections.Counter(my_query(my_conn, f"SELECT id, h, id % 4 FROM {table}"))
     assert _read_partitioned(tmp_path / "out", ["id", "h", "k"]) == source
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ("'EU', 'eu'", "differ only in letter case"),
+        ("'café', 'cafe' || chr(769)", "Unicode normalisation"),  # é composed, and e + combining acute
+        ("repeat('x', 300), 'y'", "more than the 255 a file system takes"),
+    ],
+    ids=["case", "normalisation", "length"],
+)
+def test_partition_folders_storage_would_merge_or_refuse_fail_before_publishing(pg, tmp_path, values, why):
+    config = tmp_path / "rivet.yaml"
+    query = f"SELECT i AS id, (ARRAY[{values}])[1 + i % 2] AS region FROM generate_series(1, 100) i"
+    config.write_text(
+        f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n'
+        f'  - {{name: p, query: "{query}", partition_by: region, destination: out}}\n'
+    )
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 3 and why in ran.stderr, ran.stderr
+    out = tmp_path / "out"
+    assert not (out / "manifest.json").exists() and not (out / "_SUCCESS").exists()
+    assert not list(out.rglob("*.parquet"))

@@ -46,3 +46,29 @@ def test_free_text_and_destinations() -> None:
     assert "hunter2" not in redact_text("the server said: password=hunter2 is wrong")
     spec = DestinationSpec(f"https://a.blob.core.windows.net/c/p?sig={TOKEN}", {"account_key": SECRET})
     assert SECRET not in repr(spec) + spec.shown and TOKEN not in repr(spec) + spec.shown
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("could not connect to postgresql://u:pa ss word@db.internal:5432/shop", "ss word"),
+        ("clone https://ghp_0123456789abcdefghijKLMN@github.com/o/r.git failed", "ghp_0123456789abcdefghijKLMN"),
+        ("mysql://AKIA0123456789ABCDEFGH@db/x", "AKIA0123456789ABCDEFGH"),
+        ("posting to https://hooks.slack.com/services/T0A1B2C3/B0A1B2C3/Xy7Zq9Wv8Ut6Sr5Pq4On3Ml2 failed", "Xy7Zq9Wv"),
+        ("https://discord.com/api/webhooks/1234567890/aBcDeFgHiJ-kLmNoPqRsTuV", "aBcDeFgHiJ"),
+        ("https://hooks.example.com/v1/AbCdEf0123456789GhIjKl/notify", "AbCdEf0123456789GhIjKl"),
+    ],
+    ids=["spaced-password", "token-as-user", "key-as-user", "slack-path", "discord-path", "token-segment"],
+)
+def test_secrets_in_user_names_paths_and_spaced_passwords_are_hidden(text: str, secret: str) -> None:
+    shown = redact_text(text)
+    assert secret not in shown and "***" in shown, shown
+
+
+def test_what_identifies_a_place_stays_readable() -> None:
+    kept = [
+        "postgresql://reader@db.internal/shop",
+        "https://acct.blob.core.windows.net/c/exports/orders_20261203_181051_819_chunk00000.parquet",
+        "s3://lake/raw/orders/2026-12-03/orders_20261203_181051_819.parquet",
+    ]
+    assert [redact_text(t) for t in kept] == kept

@@ -182,6 +182,42 @@ def test_parameters_never_reach_a_childs_command_line(pg, tmp_path):
 @pytest.mark.mysql
 def test_a_refused_mysql_login_does_not_show_the_password(tmp_path):
     url = MYSQL_URL.replace("mysql://root@", f"mysql://root:{ENCODED}@", 1)
-    with pytest.raises(RivetError, match="Access denied") as err:
+    # Over plaintext the password's hash is not even sent; with the opt-in the server refuses it.
+    with pytest.raises(RivetError, match="mysql_native_password hash over a plaintext connection") as err:
         rivet.export(url, query="SELECT 1", destination=str(tmp_path))
     assert leaks(f"{err.value}\n{err.value!r}") == []
+    opted_in = {"type": "mysql", "url": url, "tls": {"mode": "disable", "allow_unverified_password": True}}
+    with pytest.raises(RivetError, match="Access denied") as err:
+        rivet.export(opted_in, query="SELECT 1", destination=str(tmp_path))
+    assert leaks(f"{err.value}\n{err.value!r}") == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_link_swapped_in_for_a_staged_part_never_redirects_the_write(tmp_path, fmt):
+    import pyarrow as pa
+
+    from rivet.destinations import Destination, DestinationSpec
+    from rivet.errors import DestinationError
+    from rivet.formats import open_part_writer, output_format
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"someone else's file")
+    destination = Destination(DestinationSpec(str(tmp_path / "out")))
+    destination.prepare()
+
+    def staged_then_swapped(n: int):  # type: ignore[no-untyped-def]
+        path = destination.staging_path("r", n)
+        path.unlink()
+        path.symlink_to(victim)  # planted by whoever can write the destination folder
+        return path
+
+    writer = open_part_writer(
+        output_format(fmt, None, None, None), pa.schema([("id", pa.int64())]), staged_then_swapped, None
+    )
+    writer.write(pa.record_batch([pa.array(range(1000))], names=["id"]))
+    (part,) = writer.close()
+    assert victim.read_bytes() == b"someone else's file"  # the rows went into the file rivet created
+    assert part.rows == 1000 and part.bytes > 0
+    with pytest.raises(DestinationError, match="was replaced by another; it is not published"):
+        destination.commit(part.path, f"part.{fmt}")
+    assert victim.read_bytes() == b"someone else's file" and not (tmp_path / "out" / f"part.{fmt}").exists()

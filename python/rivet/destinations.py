@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rivet import staging
 from rivet.config.models import DestinationConfig
 from rivet.errors import ConfigError, DestinationError
 from rivet.redact import redact_text, redact_url
@@ -312,10 +313,10 @@ class Destination:
                 self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
             path = self._tmpdir / f"part-{run_id}-{n}-{token}"
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+            # Written and published through the descriptor that created it: a link swapped in is never followed.
+            return staging.create(path)
         except OSError as e:
             raise DestinationError(f"cannot create the staging file {path}: {e}") from e
-        return path
 
     def commit(self, staged: Path, name: str) -> str:
         """Make a staged part visible under ``name``; returns its URL."""
@@ -324,11 +325,11 @@ class Destination:
             if self.is_local:
                 if "/" in name:  # a partition's folder
                     Path(target).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, target)
+                os.replace(staging.release(staged), target)
                 self._sync_directory(target)
             else:
-                self.fs.put_file(str(staged), target)
-                staged.unlink()
+                self.fs.put_file(staging.handle(staged), target)
+                staging.remove(staged)
         except OSError as e:
             raise DestinationError(f"committing {self.url_of(name)} failed: {e}") from e
         return self.url_of(name)
@@ -457,13 +458,13 @@ class StdoutDestination(Destination):
     def commit(self, staged: Path, name: str) -> str:
         """Stream the complete file to standard output."""
         try:
-            with staged.open("rb") as f:
+            with open(staging.handle(staged), "rb") as f:
                 shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
             sys.stdout.buffer.flush()
         except OSError as e:
             raise DestinationError(f"writing to stdout failed: {e}") from e
         finally:
-            staged.unlink(missing_ok=True)
+            staging.remove(staged)
         return "stdout"
 
     def read_file(self, name: str) -> bytes | None:

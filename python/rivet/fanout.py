@@ -32,6 +32,7 @@ from rivet.config import LoadedConfig
 from rivet.errors import EXIT_FAILED, EXIT_INTERRUPTED
 from rivet.events import CallbackObserver
 from rivet.options import RunOptions
+from rivet.redact import redact_text
 from rivet.results import ExportResult
 from rivet.runinfo import run_id_for, utc_now
 
@@ -73,7 +74,7 @@ def _read_events(child: Child, stream: IO[bytes], inbox: queue.Queue[tuple[Child
             event = None
         if event is None or event_schema.problems(event) or event.get("export") != child.name:
             child.bad_lines += 1
-            child.stderr.append(f"(stdout, not an event) {line[:300]}")
+            child.stderr.append(redact_text(f"(stdout, not an event) {line[:300]}"))
             continue
         inbox.put((child, event))
     stream.close()
@@ -81,7 +82,8 @@ def _read_events(child: Child, stream: IO[bytes], inbox: queue.Queue[tuple[Child
 
 def _read_stderr(child: Child, stream: IO[bytes]) -> None:
     for raw in stream:
-        child.stderr.append(raw.decode("utf-8", errors="replace").rstrip())
+        # A child's output reaches summaries and webhooks: whatever it printed, no secret goes on.
+        child.stderr.append(redact_text(raw.decode("utf-8", errors="replace").rstrip()))
     stream.close()
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rivet import __version__
+from rivet.redact import redact_text
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -87,6 +88,8 @@ def _url(kind: str, url: SecretStr | None, url_env: str | None) -> str | None:
 def webhook_message(result: dict[str, Any], outcome: set[str]) -> dict[str, Any]:
     """The JSON a webhook receives."""
     export = {k: v for k, v in result.items() if k != "files"} | {"files": len(result["files"])}
+    if export.get("error"):
+        export["error"] = redact_text(str(export["error"]))
     return {
         "source": "rivet",
         "version": __version__,
@@ -107,7 +110,7 @@ def slack_message(result: dict[str, Any], outcome: set[str]) -> dict[str, Any]:
         f"duration: {result['duration_s']:.1f} s",
     ]
     if result.get("error"):
-        lines.append(f"error: {result['error']}")
+        lines.append(f"error: {redact_text(str(result['error']))}")
     drift = result.get("schema_drift") or {}
     changes = ", ".join(f"{len(v)} {k}" for k, v in drift.items() if v)
     if changes:

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from rivet import staging
 from rivet.destinations import Destination, DestinationSpec, open_destination
 from rivet.destinations import is_secret_option as _secret_option
 from rivet.engine.chunkqueue import ChunkQueue, ChunkRead, Task
@@ -177,7 +178,7 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
         count, staged = _write_chunk(job, task, rows, quality, destination)
         if _cancelled():
             for part in staged:
-                part.path.unlink(missing_ok=True)
+                staging.remove(part.path)
             raise CancelledError(f"export {plan.name} {task.name}: the run stopped")
         parts = commit_parts(
             destination,

@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rivet import failpoints
+from rivet import failpoints, staging
 from rivet.destinations import Destination
 from rivet.errors import DestinationError, SchemaDriftError
+from rivet.formats.partition import check_folders
 from rivet.manifest import (
     RUNS_DIR,
     CommittedPart,
@@ -93,7 +94,7 @@ def commit_parts(
         raise
     finally:
         for part in staged:
-            part.path.unlink(missing_ok=True)
+            staging.remove(part.path)
     return committed
 
 
@@ -128,6 +129,14 @@ class Publication:
         """Steps 2 to 6 for parts already visible; ``on_commit`` runs inside the state commit."""
         self._previous = self._read_previous()
         live = self._live_parts(schema, new_parts)
+        if self.plan.partitioning is not None:
+            try:
+                # Across workers and earlier runs too: no two live folders storage would merge.
+                check_folders([p.name.rsplit("/", 1)[0] for p in live if "/" in p.name], self.plan.name)
+            except BaseException:
+                if remove_on_failure:
+                    self.destination.remove([p.name for p in new_parts])
+                raise
         own = f"{RUNS_DIR}/{self.result.run_id}.json"
         try:
             if self.plan.table_check is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from rivet import failpoints
+from rivet import failpoints, staging
 from rivet.destinations import Destination, open_destination
 from rivet.engine.appends import CURSOR_SCOPE, AppendCursor, as_text, open_cursor
 from rivet.engine.commit import Publication, commit_parts
@@ -97,14 +97,14 @@ def run_single(
         failpoints.hit("after_part_write")
         if plan.skip_empty and sum(p.rows for p in staged) == 0:
             for part in staged:
-                part.path.unlink(missing_ok=True)
+                staging.remove(part.path)
             log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
             result.status = "skipped"
             return
         append = plan.appends and state is not None
         if append and sum(p.rows for p in staged) == 0:
             for part in staged:
-                part.path.unlink(missing_ok=True)
+                staging.remove(part.path)
             staged = []
             result.status = "empty"
         destination.withdraw_success()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rivet import staging
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -114,10 +115,11 @@ def file_sha256(path: Path) -> str:
 
 
 def finished_part(path: Path, rows: int) -> StagedPart:
-    """Flush ``path`` to stable storage and describe it."""
-    with open(path, "rb+") as f:
+    """Flush ``path`` to stable storage and describe it (through its staging descriptor)."""
+    opened = Path(staging.handle(path))
+    with open(opened, "rb+") as f:
         os.fsync(f.fileno())
-    return StagedPart(path=path, rows=rows, bytes=path.stat().st_size, sha256=file_sha256(path))
+    return StagedPart(path=path, rows=rows, bytes=opened.stat().st_size, sha256=file_sha256(opened))
 
 
 class PartWriter(ABC):
@@ -162,7 +164,4 @@ class PartWriter(ABC):
 
     def _discard(self, paths: list[Path]) -> None:
         for p in paths:
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+            staging.remove(p)

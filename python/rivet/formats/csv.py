@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from rivet import staging
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
 from rivet.formats.csv_render import render_batch, render_schema
 
@@ -34,9 +36,9 @@ class CsvPartWriter(PartWriter):
         self._part_rows = 0
         codec = self.fmt.compression
         if codec == "none":
-            self._stream = pa.OSFile(str(self._path), "wb")
+            self._stream = pa.OSFile(staging.handle(self._path), "wb")
         else:
-            self._stream = pa.CompressedOutputStream(str(self._path), codec)
+            self._stream = pa.CompressedOutputStream(staging.handle(self._path), codec)
         self._writer = pacsv.CSVWriter(self._stream, self.rendered_schema, memory_pool=writer_memory_pool())
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -49,12 +51,14 @@ class CsvPartWriter(PartWriter):
         self._writer.write_batch(render_batch(batch, self.rendered_schema))
         self._part_rows += batch.num_rows
         self.rows += batch.num_rows
-        if self.max_file_size and self._path.stat().st_size >= self.max_file_size:
+        if self.max_file_size and os.stat(staging.handle(self._path)).st_size >= self.max_file_size:
             self._close_part()
 
     def bytes_estimate(self) -> int:
         """Closed parts and what the open one holds so far."""
-        written = self._path.stat().st_size if self._writer is not None and self._path is not None else 0
+        written = (
+            os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
+        )
         return sum(p.bytes for p in self.parts) + written
 
     def _close_part(self) -> None:

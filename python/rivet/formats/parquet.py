@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rivet import staging
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
 
 ROW_GROUP_BYTES = 32 * 1024 * 1024
@@ -94,7 +96,7 @@ class ParquetPartWriter(PartWriter):
         self._part_arrow_bytes = 0
         codec = self.fmt.compression
         return pq.ParquetWriter(
-            str(self._path),
+            staging.handle(self._path),
             self.schema,
             compression=codec if codec != "none" else None,
             compression_level=self.fmt.level,
@@ -150,14 +152,16 @@ class ParquetPartWriter(PartWriter):
         """
         if not self.max_file_size or self._path is None or self._part_arrow_bytes == 0:
             return False
-        written = self._path.stat().st_size
+        written = os.stat(staging.handle(self._path)).st_size
         ratio = written / self._part_arrow_bytes
         return written + self._pending_bytes * ratio > self.max_file_size
 
     def bytes_estimate(self) -> int:
         """Closed parts, the open one, and the buffered rows at the open part's compression ratio."""
         closed = sum(p.bytes for p in self.parts)
-        written = self._path.stat().st_size if self._writer is not None and self._path is not None else 0
+        written = (
+            os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
+        )
         ratio = written / self._part_arrow_bytes if self._part_arrow_bytes else 1.0
         return closed + written + int(self._pending_bytes * ratio)
 

@@ -10,6 +10,11 @@ otherwise replace each exact timestamp with its day. A NULL (or empty) value goe
 Values are escaped as Hive escapes them (``/`` becomes ``%2F``), so a value can never
 name a folder outside its own.
 
+Two folders whose names differ only in letter case or Unicode normalisation (``EU`` and
+``eu``) are one folder on case-insensitive storage (macOS, Windows, a synced copy): the
+run fails naming both values before anything is published, as it does for a folder
+segment longer than file systems allow (255 bytes).
+
 One writer per partition, opened on the partition's first row. Memory stays bounded:
 the row groups being filled share one budget (the fullest is written early when they
 pass it), and at most ``MAX_OPEN_PARTITIONS`` files are open at once. Past that, the
@@ -24,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -33,7 +39,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rivet.errors import ConfigError
+from rivet.errors import ConfigError, DataError
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart
 
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -139,6 +145,35 @@ class Partitioning:
         return encoded.indices.fill_null(len(names) - 1).cast(pa.int64()), names
 
 
+# The longest file or folder name most file systems take, in bytes.
+MAX_SEGMENT_BYTES = 255
+
+
+def folded(folder: str) -> str:
+    """A folder as storage that ignores case and Unicode normalisation sees it."""
+    return unicodedata.normalize("NFC", folder).casefold()
+
+
+def check_folders(folders: Iterable[str], export: str) -> None:
+    """Refuse partition folders that storage would merge (case, normalisation) or not hold (length)."""
+    where = f"export '{export}': " if export else ""
+    seen: dict[str, str] = {}
+    for folder in sorted(set(folders)):
+        long = next((seg for seg in folder.split("/") if len(seg.encode()) > MAX_SEGMENT_BYTES), None)
+        if long is not None:
+            raise DataError(
+                f"{where}the partition folder {long[:60]}... is {len(long.encode())} bytes, more than "
+                f"the {MAX_SEGMENT_BYTES} a file system takes; partition by a shorter value (a prefix, or a hash)"
+            )
+        other = seen.setdefault(folded(folder), folder)
+        if other != folder:
+            raise DataError(
+                f"{where}the partition folders {other} and {folder} differ only in letter case or "
+                "Unicode normalisation, and are one folder on case-insensitive storage, where one would overwrite "
+                "the other; normalise the column in the query (lower(), or a normalised form) and partition by that"
+            )
+
+
 def _temporal(kind: pa.DataType) -> bool:
     return pa.types.is_timestamp(kind) or pa.types.is_date(kind)
 
@@ -174,11 +209,13 @@ class PartitionedWriter(PartWriter):
         partitioning: Partitioning,
         open_writer: Callable[[Callable[[int], Path]], PartWriter],
         buffer_budget: int,
+        export: str = "",
     ) -> None:
         super().__init__(fmt, schema, staging, max_file_size)
         self.partitioning = partitioning
         self.open_writer = open_writer
         self.buffer_budget = buffer_budget
+        self.export = export
         self._serial = count()
         self._open: OrderedDict[str, PartWriter] = OrderedDict()  # the most recently written last
 
@@ -187,6 +224,7 @@ class PartitionedWriter(PartWriter):
         if writer is not None:
             self._open.move_to_end(folder)
             return writer
+        check_folders([folder, *self._open, *(p.folder for p in self.parts)], self.export)
         if len(self._open) >= MAX_OPEN_PARTITIONS:
             self._finish(*self._open.popitem(last=True))
         # Every staged file of every partition gets its own number.
