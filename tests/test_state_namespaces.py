@@ -266,3 +266,25 @@ def test_a_run_whose_lease_was_taken_over_while_it_was_frozen_publishes_nothing(
     pg.execute(f"INSERT INTO {table} SELECT generate_series(121, 125)")
     _run(config, {STATE_URL_VARIABLE: pg_state_url})
     assert _ids(lake) == list(range(1, 126))
+
+
+@pytest.mark.postgres
+def test_teams_keep_their_state_in_schemas_of_their_own(pg, pg_table, pg_state_url, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
+    pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 40)")
+    lake = tmp_path / "lake"
+    config = _config(tmp_path / "rivet.yaml", table, destination=str(lake))
+    _run(config, {STATE_URL_VARIABLE: pg_state_url, "RIVET_STATE_SCHEMA": "team_a"})
+    # Another team, its own schema: it has no cursor of this export, so it reads every row again.
+    other = _config(tmp_path / "b" / "rivet.yaml", table, destination=str(tmp_path / "lake_b"))
+    _run(other, {STATE_URL_VARIABLE: f"{pg_state_url}?schema=team_b"})
+    with psycopg.connect(pg_state_url, autocommit=True) as conn:
+        schemas = {
+            r[0]
+            for r in conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name = 'cursors'")
+        }
+        assert schemas == {"team_a", "team_b"}
+        assert conn.execute("SELECT count(*) FROM team_a.cursors").fetchone()[0] == 1
+    assert _ids(tmp_path / "lake_b") == list(range(1, 41))
+    bad = run_rivet("run", "-c", str(config), env={STATE_URL_VARIABLE: f"{pg_state_url}?schema=Robert');--"})
+    assert bad.returncode != 0 and "is not a schema name rivet takes" in bad.stderr

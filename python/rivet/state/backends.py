@@ -6,7 +6,9 @@ a transaction-level advisory lock in PostgreSQL, so machines that share one stat
 database commit one at a time, as processes sharing one file do.
 
 ``RIVET_STATE_URL=postgresql://...`` selects PostgreSQL; its tables live in the schema
-``rivet_state`` (created on first use), so they never mix with other tables.
+``rivet_state`` (created on first use), so they never mix with other tables. Another
+schema is named by ``RIVET_STATE_SCHEMA`` or the URL's ``schema=`` parameter (teams that
+must not share one store each take their own).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from rivet.state import original
 STATE_FILE = ".rivet_state.db"
 STATE_URL_VARIABLE = "RIVET_STATE_URL"
 PG_SCHEMA = "rivet_state"
+SCHEMA_VARIABLE = "RIVET_STATE_SCHEMA"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # Any constant: the one advisory lock every rivet write transaction of a state database takes.
 PG_WRITE_LOCK = 0x72697665
 
@@ -169,12 +173,13 @@ class PostgresBackend(Backend):
                 f"{STATE_URL_VARIABLE} names a PostgreSQL database, which needs the psycopg driver: "
                 'pip install "rivet[state-postgres]"'
             ) from None
-        self.where = redact_url(url)
+        url, schema = _schema_of(url)
+        self.where = redact_url(url) + ("" if schema == PG_SCHEMA else f" (schema {schema})")
         self.errors = (psycopg.Error,)
         try:
             self.conn = psycopg.connect(url, autocommit=True, application_name="rivet-state")
-            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
-            self.conn.execute(f"SET search_path TO {PG_SCHEMA}")
+            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self.conn.execute(f'SET search_path TO "{schema}"')
             self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
         except psycopg.Error as e:
             raise StateError(f"state store {self.where}: {e}") from None
@@ -226,6 +231,21 @@ class PostgresBackend(Backend):
         script = re.sub(r"\bINTEGER\b", "BIGINT", script)
         script = re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
         return super().ddl(script.replace("WITHOUT ROWID", ""))
+
+
+def _schema_of(url: str) -> tuple[str, str]:
+    """The URL without rivet's ``schema=`` parameter, and the schema: that, ``RIVET_STATE_SCHEMA``, or the default."""
+    base, question, query = url.partition("?")
+    pairs = [p for p in query.split("&") if p] if question else []
+    named = [p.partition("=")[2] for p in pairs if p.partition("=")[0] == "schema"]
+    kept = [p for p in pairs if p.partition("=")[0] != "schema"]
+    schema = (named[-1] if named else "") or os.environ.get(SCHEMA_VARIABLE, "").strip() or PG_SCHEMA
+    if not _SCHEMA_NAME.match(schema):
+        raise StateError(
+            f"state schema {schema!r} is not a schema name rivet takes (lower case letters, digits and '_', "
+            "starting with a letter or '_', at most 63)"
+        )
+    return base + ("?" + "&".join(kept) if kept else ""), schema
 
 
 def _placeholders(sql: str) -> str:
