@@ -554,15 +554,23 @@ def test_a_secret_written_in_the_config_never_goes_to_the_workers(tmp_path, monk
         portable_plan(plan)
 
 
-@pytest.mark.postgres
-def test_a_plaintext_scheduler_is_refused_for_exports_with_credentials(client, pg, pg_table, tmp_path, monkeypatch):
-    t = numbered(pg_table)
-    # Trust authentication ignores the password, but the config has one: it counts.
+def _config_with_password(tmp_path: Path, monkeypatch, table: str) -> tuple[Path, dict]:
+    """A chunked export of ``table`` whose source URL, read from the environment, holds a password.
+
+    Trust authentication ignores the password, but the config has one: it counts.
+    """
     monkeypatch.setenv("RIVET_T_PGURL", f"{PG_URL.partition('?')[0].replace('postgres@', 'postgres:pw@')}")
-    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {t}")
+    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {table}")
     body = json.loads(config.read_text())
     body["source"] = {"type": "postgres", "url_env": "RIVET_T_PGURL"}
     config.write_text(json.dumps(body))
+    return config, body
+
+
+@pytest.mark.postgres
+def test_a_plaintext_scheduler_is_refused_for_exports_with_credentials(client, pg, pg_table, tmp_path, monkeypatch):
+    t = numbered(pg_table)
+    config, body = _config_with_password(tmp_path, monkeypatch, t)
     refused = rivet.run(config, dask_client=client)
     assert refused.exit_code == 2 and "reached over plain tcp://" in refused["orders"].error
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.parquet"))
@@ -583,11 +591,7 @@ def test_chunks_run_on_a_tls_cluster_with_credentials(pg, pg_table, tmp_path, mo
     from distributed.security import Security
 
     t = numbered(pg_table)
-    monkeypatch.setenv("RIVET_T_PGURL", f"{PG_URL.partition('?')[0].replace('postgres@', 'postgres:pw@')}")
-    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {t}")
-    body = json.loads(config.read_text())
-    body["source"] = {"type": "postgres", "url_env": "RIVET_T_PGURL"}
-    config.write_text(json.dumps(body))
+    config, _ = _config_with_password(tmp_path, monkeypatch, t)
     security = Security.temporary()
     with (
         distributed.LocalCluster(
