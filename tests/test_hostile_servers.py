@@ -229,6 +229,7 @@ def test_mysql_an_absurd_column_count_is_refused_before_allocation(serve, tmp_pa
         peer.my_packet()
 
     server = serve(script)
-    result = export_in_a_child(tmp_path, my_url(server))
+    # A user without a password: over plaintext a password's hash would not be sent at all.
+    result = export_in_a_child(tmp_path, my_url(server).replace(f":{PASSWORD}@", "@"))
     assert result["code"] == 1 and "too many columns" in result["error"]
     assert result["peak_rss_mb"] < 200
