@@ -351,9 +351,15 @@ def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) ->
 
     ok = check(good)
     assert ok.returncode == 0, ok.stderr
-    assert "valid, 1 export(s): a" in ok.stderr and "${RIVET_T_NOT_SET_MAX}" in ok.stderr
+    assert "valid, 1 export(s): a" in ok.stdout and "${RIVET_T_NOT_SET_MAX}" in ok.stderr
     doc = json.loads(check(good, "--json").stdout)
-    assert doc == {"config": str(good), "valid": True, "exports": ["a"], "unset_variables": ["RIVET_T_NOT_SET_MAX"]}
+    assert doc == {
+        "config": str(good),
+        "valid": True,
+        "exports": ["a"],
+        "problems": {},
+        "unset_variables": ["RIVET_T_NOT_SET_MAX"],
+    }
     failed = check(bad)
     assert failed.returncode == 2
     assert "exports[0] (a).destinaton: unknown key 'destinaton' (did you mean 'destination'?)" in failed.stderr

@@ -207,7 +207,7 @@ def resolve_destination(
     return DestinationSpec(f"abfs://{container}/{prefix}".rstrip("/"), options, secret_refs=tuple(refs))
 
 
-def _check_atomic(url: str) -> None:
+def check_atomic(url: str) -> None:
     """Refuse a protocol that would show a half-written file under its final name."""
     import fsspec
 
@@ -232,7 +232,7 @@ class Destination:
         from fsspec.implementations.local import LocalFileSystem
 
         self.spec = spec
-        _check_atomic(spec.url)
+        check_atomic(spec.url)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(spec.url, **spec.storage_options)
         except (ImportError, ValueError) as e:

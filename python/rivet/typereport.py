@@ -47,6 +47,8 @@ class ExportTypeReport:
     engine: str
     engine_reason: str
     columns: list[ColumnReport]
+    # The columns that can be read, as described (the run's source schema without the refused ones).
+    schema: pa.Schema | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def exact(self) -> bool:
@@ -118,7 +120,7 @@ def type_report(plan: ExportPlan) -> ExportTypeReport:
                 note,
             )
         )
-    return ExportTypeReport(plan.name, choice.engine, choice.reason, columns)
+    return ExportTypeReport(plan.name, choice.engine, choice.reason, columns, readable)
 
 
 def _fidelity(plan: ExportPlan, field: pa.Field) -> tuple[str, str]:

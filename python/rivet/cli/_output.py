@@ -50,8 +50,13 @@ def setup_logging() -> None:
 
 
 def say(message: str) -> None:
-    """A line for the human on stderr."""
+    """A diagnostic line for the human, on stderr (progress, warnings, errors)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def report(message: str) -> None:
+    """A line of a command's result, on stdout (``rivet check > report.txt`` keeps it)."""
+    print(message, file=sys.stdout, flush=True)
 
 
 def emit_json(document: dict[str, Any], stream: TextIO | None = None) -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
+from rivet.cli._output import emit_json, report, report_error, say
 from rivet.cli.run import parse_params
-from rivet.errors import EXIT_DATA
+from rivet.errors import EXIT_DATA, exit_code_for, hint_for
+from rivet.redact import redact_text
+
+if TYPE_CHECKING:
+    from rivet.config import LoadedConfig
+    from rivet.preflight import Preflight
+    from rivet.typereport import ExportTypeReport
 
 # --strict fails with this code when a column is not exact (or is refused).
 EXIT_NOT_EXACT = 1
@@ -42,65 +49,156 @@ def check_command(
     3 a column type cannot be exported (refused).
     """
     from rivet.config import load_config
-    from rivet.planning.export import build_plan
-    from rivet.preflight import preflight
-    from rivet.sources.network import WEAK_CHANNELS, NetworkSource
-    from rivet.typereport import type_report as report_of
 
     if config_only:
         _check_config_only(config, parse_params(param), json_output)
         return
     try:
         loaded = load_config(config, parse_params(param))
-        names = export or [e.name for e in loaded.config.exports]
-        plans = [build_plan(loaded, loaded.export(name)) for name in names]
-        reports = [report_of(plan) for plan in plans]
-        weighed = [] if (type_report or strict) and not json_output else [preflight(plan) for plan in plans]
-        channel = plans[0].source.channel() if plans and isinstance(plans[0].source, NetworkSource) else None
+        names = [loaded.export(name).name for name in export] if export else [e.name for e in loaded.config.exports]
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
+    weigh = json_output or not (type_report or strict)
+    checked = [_check_one(loaded, name, weigh=weigh) for name in names]  # one failing export stops none
+    channel = next((c.channel for c in checked if c.channel), None)
     if channel is not None:
+        from rivet.sources.network import WEAK_CHANNELS
+
         say(f"connection: {channel}" + (f" ({WEAK_CHANNELS[channel]})" if channel in WEAK_CHANNELS else ""))
     if json_output:
-        exports = [
-            {**r.to_dict(), "verdict": p.verdict, "preflight": p.to_dict()}
-            for r, p in zip(reports, weighed, strict=True)
-        ]
-        emit_json({"exports": exports, "exact": all(r.exact for r in reports), "channel": channel})
-    elif type_report or strict:
-        print("\n\n".join(r.render() for r in reports), flush=True)
+        emit_json(
+            {
+                "exports": [c.to_dict() for c in checked],
+                "exact": all(c.report is not None and c.report.exact for c in checked),
+                "channel": channel,
+            }
+        )
     else:
-        for r, p in zip(reports, weighed, strict=True):
-            inexact = [c for c in r.columns if c.fidelity != "exact"]
-            refused = [c.column for c in r.columns if c.fidelity == "refused"]
-            detail = f", {len(inexact)} not exact (see --type-report)" if inexact else ", all exact"
-            mark = f"✗ refused: {', '.join(refused)};" if refused else "✓"
-            say(f"{mark} {r.export}: {len(r.columns)} columns{detail}; {r.engine} reader")
-            say(f"  preflight: {p.line()}")
-    if any(c.fidelity == "refused" for r in reports for c in r.columns):
+        blocks = [c.block(tables=type_report or strict) for c in checked]
+        report(("\n\n" if type_report or strict else "\n").join(blocks))
+    code = max((c.exit_code for c in checked), default=0)
+    if any(c.refused for c in checked):
         say("some columns cannot be exported: cast them in the query or set columns: overrides")
-        raise typer.Exit(EXIT_DATA)
-    if strict and not all(r.exact for r in reports):
+    if strict and code == 0 and not all(c.report is not None and c.report.exact for c in checked):
         say("--strict: some columns are not exact")
-        raise typer.Exit(EXIT_NOT_EXACT)
+        code = EXIT_NOT_EXACT
+    if code:
+        raise typer.Exit(code)
+
+
+@dataclass
+class Checked:
+    """One export's check: its type report and preflight, or the error that stops it."""
+
+    name: str
+    report: ExportTypeReport | None = None
+    preflight: Preflight | None = None
+    channel: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    exit_code: int = 0
+
+    @property
+    def refused(self) -> list[str]:
+        """The columns the export cannot write."""
+        return [c.column for c in self.report.columns if c.fidelity == "refused"] if self.report else []
+
+    def block(self, *, tables: bool) -> str:
+        """What a terminal shows of this export: its error, its type table, or its line."""
+        if self.error is not None:
+            return f"✗ {self.name}: {self.error}"
+        assert self.report is not None
+        return self.report.render() if tables else self.line()
+
+    def line(self) -> str:
+        """One line (and its preflight) for a terminal."""
+        assert self.report is not None
+        inexact = [c for c in self.report.columns if c.fidelity != "exact"]
+        detail = f", {len(inexact)} not exact (see --type-report)" if inexact else ", all exact"
+        mark = f"✗ refused: {', '.join(self.refused)};" if self.refused else "✓"
+        text = f"{mark} {self.name}: {len(self.report.columns)} columns{detail}; {self.report.engine} reader"
+        return text + (f"\n  preflight: {self.preflight.line()}" if self.preflight else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``--json``: the report and verdict, or the error with its code and hint."""
+        if self.error is not None:
+            return {
+                "export": self.name,
+                "verdict": "error",
+                "error": self.error,
+                "error_type": self.error_type,
+                "exit_code": self.exit_code,
+                "hint": hint_for(self.error_type),
+            }
+        assert self.report is not None
+        weighed = {"verdict": self.preflight.verdict, "preflight": self.preflight.to_dict()} if self.preflight else {}
+        return {**self.report.to_dict(), **weighed, "exit_code": self.exit_code}
+
+
+def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:
+    """Plan, describe and weigh one export; whatever fails is this export's result."""
+    from rivet.checks import output_schema
+    from rivet.planning.export import build_plan
+    from rivet.preflight import preflight
+    from rivet.sources.network import NetworkSource
+    from rivet.typereport import type_report as report_of
+
+    checked = Checked(name)
+    try:
+        plan = build_plan(loaded, loaded.export(name))
+        if isinstance(plan.source, NetworkSource):
+            checked.channel = plan.source.channel()
+        checked.report = report_of(plan)
+        if checked.refused:
+            checked.exit_code = EXIT_DATA
+        elif checked.report.schema is not None:
+            output_schema(plan, checked.report.schema)  # what the run refuses of these columns
+        if weigh:
+            checked.preflight = preflight(plan)
+    except Exception as e:  # noqa: BLE001 - this export's outcome; the others are still checked
+        checked.report = None
+        checked.error = redact_text(str(e) or type(e).__name__)
+        checked.error_type = type(e).__name__
+        checked.exit_code = exit_code_for(e)
+    return checked
 
 
 def _check_config_only(config: Path, params: dict[str, str], json_output: bool) -> None:
-    """Validate ``config`` without connecting; exit 2 with the messages when it is invalid."""
+    """Validate ``config`` without connecting: every export's problem a run would refuse; exit 2 if any."""
+    from rivet.checks import export_problems
     from rivet.config import load_config
 
     try:
         loaded = load_config(config, params, offline=True)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         if json_output:
-            from rivet.redact import redact_text
-
             emit_json({"config": str(config), "valid": False, "error": redact_text(str(e))})
         raise typer.Exit(report_error(e)) from None
-    names = [e.name for e in loaded.config.exports]
+    exports = loaded.config.exports
+    names = [e.name for e in exports]
+    problems = {e.name: [redact_text(p) for p in export_problems(loaded, e, offline=True)] for e in exports}
+    valid = not any(problems.values())
+    url_env = loaded.config.source.url_env
+    unread = url_env is not None and not loaded.variables.get(url_env)
     if json_output:
-        emit_json({"config": str(config), "valid": True, "exports": names, "unset_variables": list(loaded.unset)})
-        return
-    say(f"✓ {config}: valid, {len(names)} export(s): {', '.join(names)}")
-    if loaded.unset:
-        say(f"  not set here, checked as written: {', '.join('${' + n + '}' for n in loaded.unset)}")
+        emit_json(
+            {
+                "config": str(config),
+                "valid": valid,
+                "exports": names,
+                "problems": {name: found for name, found in problems.items() if found},
+                "unset_variables": list(loaded.unset),
+            }
+        )
+    else:
+        for name, found in problems.items():
+            for problem in found:
+                report(f"✗ {name}: {problem}")
+        if valid:
+            report(f"✓ {config}: valid, {len(names)} export(s): {', '.join(names)}")
+        if loaded.unset:
+            say(f"  not set here, checked as written: {', '.join('${' + n + '}' for n in loaded.unset)}")
+        if unread:
+            say(f"  the source URL ({url_env}) is not set here: its scheme and parameters are checked where it is")
+    if not valid:
+        raise typer.Exit(2)

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rivet.checks import output_schema
 from rivet.engine.drift import DriftCheck
 from rivet.errors import DataError
 from rivet.tuning import MIB
@@ -53,16 +54,7 @@ class OutputRows:
         self.drift.check_schema(source_schema, destination)
         quality = self.plan.quality
         self.quality = quality.tracker(self.plan.name, source_schema) if quality is not None else None
-        output = self.stamp.schema(source_schema)
-        if self.plan.partitioning is not None:
-            self.plan.partitioning.check(output, self.plan.name)
-        if self.plan.table_format is not None:
-            from rivet.formats import delta, tables
-
-            tables.check_columns(output, self.plan.table_format, self.plan.name)
-            if self.plan.table_format == "delta":
-                delta.check_partitioning(output, self.plan.partitioning, self.plan.name)
-        return output
+        return output_schema(self.plan, source_schema, self.stamp)
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rivet.checks import check_export
 from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.interpolate import expand
 from rivet.config.layout import destination_urls, shared_folders
@@ -242,13 +243,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     source = with_read_timeout(resolve_source(config.source, loaded.base_dir), tuning)
     parallel = export.parallel or 1
     dialect = source.dialect
-    if (export.mode == "chunked" or parallel > 1) and not dialect.reads_in_chunks:
-        raise ConfigError(f"export '{export.name}': chunked and parallel reads need a postgres or mysql source")
-    if export.snapshot == "consistent" and not dialect.shares_snapshots:
-        raise ConfigError(
-            f"export '{export.name}': snapshot: consistent needs PostgreSQL (MySQL cannot share a snapshot "
-            "between connections)"
-        )
+    check_export(loaded, export)  # what run, check and check --config-only all refuse alike
     chunking = None
     if export.mode == "full" and parallel > 1 and not dialect.splits_tables_by_pages:
         # MySQL has no physical row address to split by: a parallel full read uses key ranges.

@@ -191,6 +191,13 @@ impl ConnectOptions {
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
                 parse_url(u)?
             }
+            Some(u) if u.contains("://") => {
+                // The scheme alone is shown: what follows it may hold a password.
+                let scheme = u.split("://").next().unwrap_or_default();
+                return Err(Error::Config(format!(
+                    "a PostgreSQL URL starts with postgresql:// or postgres://, not {scheme}://"
+                )));
+            }
             Some(u) => parse_dsn(u)?,
             None => Parsed::default(),
         };
@@ -338,5 +345,6 @@ mod tests {
         assert!(bad("postgresql://u@h/d?sslmode=sometimes"));
         assert!(bad("postgresql://u@h:notaport/d"));
         assert!(bad("postgresql://u@h/d?frobnicate=1"));
+        assert!(bad("postgresql+psycopg://u@h/d"));
     }
 }
