@@ -23,6 +23,7 @@ from rivet.sources.postgres import PostgresSource
 from rivet.state import StateStore
 from rivet.state.lease import holder_id, process_space
 from rivet.tuning import PROFILES
+from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import pg_url
 from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet
 
@@ -314,7 +315,7 @@ def test_validate_reads_the_new_parts_back_before_committing(pg_table, tmp_path)
     result = run_export_json(config, "--validate")
     assert result["code"] == 0 and len(result["files"]) > 1, result["stderr"]
     checked = run_rivet("validate", "-c", str(config))
-    assert checked.returncode == 0 and "✓ v:" in checked.stderr and "3,000 rows" in checked.stderr
+    assert checked.returncode == 0 and "✓ v:" in checked.stdout and "3,000 rows" in checked.stdout
 
 
 def test_rivet_validate_finds_every_kind_of_damage(pg_table, tmp_path):
@@ -331,12 +332,12 @@ def test_rivet_validate_finds_every_kind_of_damage(pg_table, tmp_path):
     (out / "d_20000101_000000_000.parquet").write_bytes(parts[2].read_bytes())
     checked = run_rivet("validate", "-c", str(config), "--json")
     assert checked.returncode == 3
-    problems = " | ".join(checked.stderr.splitlines())
+    problems = " | ".join(p for e in json.loads(checked.stdout)["exports"] for p in e["problems"])
     assert f"{parts[0].name} is missing" in problems
     assert f"{parts[1].name} has SHA-256" in problems
     assert "d_20000101_000000_000.parquet is not in the manifest" in problems
     (out / "_SUCCESS").unlink()
-    assert "no _SUCCESS" in run_rivet("validate", "-c", str(config)).stderr
+    assert "no _SUCCESS" in run_rivet("validate", "-c", str(config)).stdout
 
 
 def test_exports_may_share_a_folder_but_not_nest(pg_table, tmp_path):
@@ -393,3 +394,14 @@ def test_the_end_of_data_reports_the_server_count(pg_table, tmp_path):
     while (batch := reader.next_batch()) is not None:
         rows += batch.num_rows
     assert reader.finished and reader.server_rows == rows == reader.rows_read == 2500
+
+
+def test_checkpoints_keep_work_by_time_whatever_the_part_size(pg, pg_table, slow, tmp_path):
+    # Parts of 512 MiB would never fill here: without a time bound no chunk would count before the end.
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 2000) AS i")
+    body = chunked_slow(t, slow).replace("  max_file_size: 1KB\n", "  checkpoint_every_s: 0\n")
+    config = config_at(tmp_path, body)
+    before = kill_after_chunks(config, 3)
+    assert 3 <= len(before) < 10  # the chunks of parts published by time, while the run went on
+    files = resume_and_check(config, before)
+    assert sorted(i for (i,) in rows_in_files(files, ["id"])) == list(range(1, 2001))

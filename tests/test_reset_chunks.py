@@ -71,3 +71,23 @@ def test_chunks_left_running_by_a_killed_run_go_back_in_the_queue(my_table, tmp_
     reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "slow", "--stuck-checkpoints")
     assert reset.returncode == 0, reset.stderr
     assert "running" not in _statuses(tmp_path)
+
+
+@pytest.mark.postgres
+def test_reset_chunks_drops_only_the_unfinished_run_unless_asked(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 400) i")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n'
+        f"  - {{name: c, table: {table}, mode: chunked, chunk_column: id, chunk_size: 100, chunk_checkpoint: true, "
+        "destination: out}\n"
+    )
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    kept = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "c")
+    assert kept.returncode == 0 and "dropped 0 unfinished chunked run(s) of c" in kept.stderr
+    assert run_rivet("reconcile", "-c", str(config), "-e", "c").returncode == 0  # the completed run is still there
+    dropped = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "c", "--all")
+    assert dropped.returncode == 0 and "dropped 1 chunked run(s) of c" in dropped.stderr
+    refused = run_rivet("reconcile", "-c", str(config), "-e", "c")
+    assert refused.returncode == 2 and "discarded (rivet state reset-chunks --all)" in refused.stderr
+    assert "chunk_checkpoint: true keeps one" not in refused.stderr

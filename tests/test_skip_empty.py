@@ -85,3 +85,37 @@ def test_an_empty_chunked_run_on_mariadb_takes_its_parts_back(my_table, my_conn,
     second = rivet.export(MYSQL_URL, destination=str(tmp_path / "out"), **options)
     assert second.ok and second.status == "skipped" and second.parts == []
     assert files_with_bytes(tmp_path / "out") == before
+
+
+@pytest.mark.postgres
+def test_validate_says_what_never_published_and_passes(pg, pg_table, tmp_path):
+    empty = pg_table("CREATE TABLE {t} (id int)")
+    full = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            source: {{type: postgres, url: "{pg_url()}"}}
+            exports:
+              - {{name: skipped, table: {empty}, destination: skipped, skip_empty: true}}
+              - {{name: published, table: {full}, destination: published}}
+              - {{name: later, table: {full}, destination: later}}
+            """
+        )
+    )
+    ran = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "skipped", "-e", "published"],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    checked = subprocess.run(
+        [sys.executable, "-m", "rivet", "validate", "-c", str(config)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # a `run && validate` job passes
+    assert "– skipped: nothing published: its last run (skipped_" in checked.stdout and "was skipped" in checked.stdout
+    assert "– later: nothing published: it never ran" in checked.stdout
+    assert "✓ published: 1 part(s), 1 rows" in checked.stdout
+    # Published once, then its output removed: that is a broken destination, not a skipped one.
+    (tmp_path / "published" / "manifest.json").unlink()
+    broken = subprocess.run(
+        [sys.executable, "-m", "rivet", "validate", "-c", str(config)], capture_output=True, text=True, check=False
+    )
+    assert broken.returncode == 3 and "✗ published" in broken.stdout

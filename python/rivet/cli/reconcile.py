@@ -77,10 +77,13 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
     export = plan.name
     run = store.latest_chunk_run(plan.key)
     if run is None:
-        raise ConfigError(
-            f"export '{export}' has no checkpointed chunked run to reconcile (chunk_checkpoint: true keeps "
-            "one); for other exports use `rivet run --reconcile`, which counts within the read's snapshot"
+        why = (
+            "it has not run since its checkpoints were kept or discarded (rivet state reset-chunks --all)"
+            if plan.checkpoint
+            else "chunk_checkpoint: true keeps one; for other exports use `rivet run --reconcile`, which counts "
+            "within the read's snapshot"
         )
+        raise ConfigError(f"export '{export}' has no checkpointed chunked run to reconcile: {why}")
     if not run["part_stem"]:
         raise ConfigError(
             f"run {run['run_id']} of export '{export}' was carried over from the original rivet's state: "

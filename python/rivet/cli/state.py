@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -213,23 +214,28 @@ def reset_chunks(
         bool,
         typer.Option("--stuck-checkpoints", help="Only put chunks left running by a dead run back in the queue."),
     ] = False,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Also forget completed runs (what reconcile and repair check against).")
+    ] = False,
 ) -> None:
-    """Discard an export's chunk checkpoints (the next run plans afresh), or requeue some chunks of it."""
+    """Discard an export's unfinished checkpointed run (the next run plans afresh), or requeue some of its chunks."""
     try:
         loaded, store = open_state(config)
         key = key_of(loaded, store, export)
         if not (failed or stuck):
-            say(f"dropped {store.reset_chunks(key)} chunked run(s) of {export}")
+            dropped = store.reset_chunks(key, finished_too=everything)
+            which = "chunked run(s)" if everything else "unfinished chunked run(s)"
+            say(f"dropped {dropped} {which} of {export}")
             store.close()
             return
-        message = _requeue(store, key, ["failed"] * failed + ["running"] * stuck)
+        message = _requeue(store, key, ["failed"] * failed + ["running"] * stuck, config)
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     say(message)
 
 
-def _requeue(store, key, statuses: list[str]) -> str:  # type: ignore[no-untyped-def]
+def _requeue(store, key, statuses: list[str], config: Path) -> str:  # type: ignore[no-untyped-def]
     """Requeue the chunks in ``statuses`` of the export's unfinished run.
 
     The export's lease is held meanwhile, so no run of it is alive: a running chunk of a
@@ -243,4 +249,5 @@ def _requeue(store, key, statuses: list[str]) -> str:  # type: ignore[no-untyped
         return f"{key.name} has no unfinished chunked run"
     with ExportLease(store, key, f"reset-chunks-{run['run_id']}"):
         count = sum(store.requeue_with_status(run["run_id"], status, iso(utc_now())) for status in statuses)
-    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `rivet run --resume -e {key.name}` reads them"
+    command = f"rivet run --resume -c {shlex.quote(str(config))} -e {key.name}"
+    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `{command}` reads them"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
+from rivet.cli._output import emit_json, report, report_error
 from rivet.cli.run import parse_params
 from rivet.errors import EXIT_DATA, EXIT_OK
 
@@ -28,22 +28,26 @@ def validate_command(
     """Check each export's destination: manifest, _SUCCESS, every part (size, SHA-256, rows), no strays.
 
     The destination is where the export last published (from the state store), else
-    where its config points today. Exit codes: 0 every destination is complete and
-    exact, 2 bad config, 3 a mismatch was found.
+    where its config points today. An export that never published (it never ran, or
+    skip_empty skipped its runs) is reported as such. Exit codes: 0 every published
+    destination is complete and exact, 2 bad config, 3 a mismatch was found.
     """
     try:
         findings = _validate(config, export, parse_params(param))
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
-    for f in findings:
-        if f["problems"]:
-            say(f"✗ {f['export']}: {f['destination']}")
-            for problem in f["problems"]:
-                say(f"    {problem}")
-        else:
-            say(f"✓ {f['export']}: {f['parts']} part(s), {f['rows']:,} rows at {f['destination']}")
     if json_output:
         emit_json({"exports": findings})
+    else:
+        for f in findings:
+            if f["problems"]:
+                report(f"✗ {f['export']}: {f['destination']}")
+                for problem in f["problems"]:
+                    report(f"    {problem}")
+            elif not f["published"]:
+                report(f"– {f['export']}: {f['note']} (at {f['destination']})")
+            else:
+                report(f"✓ {f['export']}: {f['parts']} part(s), {f['rows']:,} rows at {f['destination']}")
     raise typer.Exit(EXIT_DATA if any(f["problems"] for f in findings) else EXIT_OK)
 
 
@@ -80,8 +84,18 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
                     )
                 spec = dataclasses.replace(spec, url=last["destination"])
             destination = Destination(spec)
+            key = key_of(loaded, state, e.name)
+            if last is None and destination.read_file(spec.manifest_name) is None:
+                # Nothing was ever published here, and the state says so: a fact, not a broken output.
+                runs = state.runs([key], limit=1)
+                why = f"its last run ({runs[0]['run_id']}) was {runs[0]['status']}" if runs else "it never ran"
+                findings.append({"export": e.name, "destination": spec.shown, "problems": [], "published": False,
+                                 "note": f"nothing published: {why}", "parts": 0, "rows": 0})  # fmt: skip
+                continue
             problems, totals = validate_destination(destination, e.name, table_log(e, destination, loaded.base_dir))
-            findings.append({"export": e.name, "destination": spec.shown, "problems": problems, **totals})
+            findings.append(
+                {"export": e.name, "destination": spec.shown, "problems": problems, "published": True, **totals}
+            )
     finally:
         state.close()
     return findings

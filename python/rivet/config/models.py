@@ -397,6 +397,9 @@ class ExportConfig(StrictModel):
     chunk_strategy: Literal["estimate", "count"] | None = None
     parallel: PositiveInt | None = None
     chunk_checkpoint: bool | None = None
+    # With chunk_checkpoint: a worker publishes its part at a chunk boundary once it has held its
+    # chunks this long, so an interrupted run keeps all but this much work per worker.
+    checkpoint_every_s: Annotated[float, Field(ge=0)] = 30.0
     chunk_max_attempts: PositiveInt | None = None
     # time_window
     time_column: str | None = None

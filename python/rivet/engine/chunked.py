@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -192,11 +193,16 @@ class FillingPart:
     first: int  # the first chunk's index names the part
     reads: list[ChunkRead] = field(default_factory=list)
     quality: QualityTracker | None = None  # counts of this part's rows, kept once it is published
+    opened: float = field(default_factory=time.monotonic)
 
     def has_room(self, limit: int) -> bool:
         """Whether another chunk of the average size so far still fits under ``limit``."""
         size = self.writer.bytes_estimate()
         return size + size // max(1, len(self.reads)) <= limit
+
+    def held_for(self, seconds: float | None) -> bool:
+        """Whether its chunks have waited ``seconds`` to count (None: never, by time)."""
+        return seconds is not None and time.monotonic() - self.opened >= seconds
 
 
 class SpoiledPart(Exception):
@@ -236,6 +242,7 @@ class ChunkPool:
         self.schema = schema
         self.stem = stem
         self.part_bytes = plan.max_file_size or DEFAULT_PART_BYTES
+        self.checkpoint_every_s = plan.checkpoint_every_s if plan.checkpoint else None
         self.options = _scan_options(plan, snapshot)
         self.progress = progress
         self.events = events
@@ -315,7 +322,10 @@ class ChunkPool:
                         last = task.index
                         self.progress.advance(rows)
                         self._report()
-                    if part is not None and (task is None or not part.has_room(self.part_bytes)):
+                    # Published when full, when the queue is empty, or, checkpointed, when its chunks have
+                    # waited long enough: an interrupted run keeps all but the last stretch of work.
+                    full = part is not None and not part.has_room(self.part_bytes)
+                    if part is not None and (task is None or full or part.held_for(self.checkpoint_every_s)):
                         self._publish(part)
                         part = None
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
@@ -556,7 +566,7 @@ def _count_published(
     if plan.format.kind != "parquet":
         raise ConfigError(
             f"export '{plan.name}': --resume with quality gates reads the published parts back, which "
-            f"needs Parquet output; discard the run with `rivet state reset-chunks -e {plan.name}` and run again"
+            f"needs Parquet output; discard the run with `{plan.command('state reset-chunks')}` and run again"
         )
     quality.observe_all(written_batches(destination, published, schema))
 
@@ -574,7 +584,7 @@ def _check_published_schema(plan: ExportPlan, queue: ChunkQueue, destination: De
         drift = compare(columns_of(written), columns_of(schema))
         raise SchemaDriftError(
             f"export '{plan.name}': the output changed since run {queue.run_id} started ({drift.describe()}); "
-            f"its published parts hold the old columns. Discard it with `rivet state reset-chunks -e {plan.name}` "
+            f"its published parts hold the old columns. Discard it with `{plan.command('state reset-chunks')}` "
             "and run again"
         )
 

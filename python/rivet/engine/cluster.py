@@ -339,7 +339,8 @@ class _WorkerWatch:
         if now - self.alone_since > no_workers_timeout_s():
             raise ClusterError(
                 f"export {self.pool.plan.name}: the Dask cluster at {self.pool.cluster.address} has had no worker "
-                f"for {no_workers_timeout_s():.0f} s; the chunks done so far stay done: continue with --resume"
+                f"for {no_workers_timeout_s():.0f} s; the chunks done so far stay done: continue with "
+                f"`{self.pool.plan.command('run --resume')}`"
             )
 
 
@@ -483,7 +484,8 @@ class ClusterChunkPool:
             lost = self.cluster.client.status != "running"
             what = f"lost the Dask scheduler at {self.cluster.address}" if lost else "its task was cancelled"
             raise ClusterError(
-                f"export {self.plan.name}: {what}; the chunks done so far stay done: continue with --resume"
+                f"export {self.plan.name}: {what}; the chunks done so far stay done: continue with "
+                f"`{self.plan.command('run --resume')}`"
             ) from error
         if isinstance(error, KilledWorker):
             error = ClusterError(f"its task killed workers more often than Dask allows ({error})")

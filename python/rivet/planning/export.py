@@ -78,6 +78,8 @@ class ExportPlan:
     table: str | None = None
     chunking: ChunkSpec | None = None
     checkpoint: bool = False
+    # A checkpointed run publishes a worker's part at a chunk boundary once it is this old.
+    checkpoint_every_s: float = 30.0
     max_attempts: int = 1
     consistent: bool = False
     # source.engine: auto, native or connectorx (resolved per export when it runs).
@@ -289,6 +291,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         table=qualified_table(export.table, source) if export.table else None,
         chunking=chunking,
         checkpoint=bool(export.chunk_checkpoint),
+        checkpoint_every_s=export.checkpoint_every_s,
         max_attempts=export.chunk_max_attempts or tuning.max_retries + 1,
         consistent=export.snapshot == "consistent",
         engine=config.source.engine,

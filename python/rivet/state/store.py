@@ -466,10 +466,15 @@ class StateStore:
         rows = self._select(f"SELECT * FROM chunk_runs WHERE {KEY} ORDER BY started_at DESC LIMIT 1", _args(key))
         return rows[0] if rows else None
 
-    def reset_chunks(self, key: ExportKey) -> int:
-        """Forget every chunked run of ``key``; returns how many runs were dropped."""
+    def reset_chunks(self, key: ExportKey, *, finished_too: bool = False) -> int:
+        """Forget the unfinished chunked runs of ``key`` (with ``finished_too``, every one); how many were dropped.
+
+        A completed run's checkpoints are what ``rivet reconcile`` and ``repair`` check the
+        published output against: they stay unless asked for.
+        """
+        unfinished = "" if finished_too else " AND status = 'in_progress'"
         with self._transaction() as c:
-            runs = [r[0] for r in c.execute(f"SELECT run_id FROM chunk_runs WHERE {KEY}", _args(key))]
+            runs = [r[0] for r in c.execute(f"SELECT run_id FROM chunk_runs WHERE {KEY}{unfinished}", _args(key))]
             for run_id in runs:
                 c.execute("DELETE FROM chunk_tasks WHERE run_id = ?", (run_id,))
                 c.execute("DELETE FROM chunk_runs WHERE run_id = ?", (run_id,))
