@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -405,3 +406,28 @@ def test_checkpoints_keep_work_by_time_whatever_the_part_size(pg, pg_table, slow
     assert 3 <= len(before) < 10  # the chunks of parts published by time, while the run went on
     files = resume_and_check(config, before)
     assert sorted(i for (i,) in rows_in_files(files, ["id"])) == list(range(1, 2001))
+
+
+@pytest.mark.parametrize("mode", ["full", "chunked"])
+def test_progress_counts_bytes_written_and_never_goes_down(pg_table, slow, tmp_path, mode):
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 3000) AS i")
+    chunking = "  mode: chunked\n  chunk_column: id\n  chunk_size: 300\n" if mode == "chunked" else ""
+    config = config_at(
+        tmp_path,
+        f'- name: p\n  query: "SELECT id, h, {slow}(id, 0.0005) AS s FROM {t}"\n{chunking}'
+        "  tuning: {batch_size: 100}\n  parquet: {row_group_strategy: fixed_rows, row_group_rows: 200}\n"
+        "  destination: out\n",
+    )
+    ran = subprocess.run(
+        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--events"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RIVET_PROGRESS_EVERY_S": "0.05"},
+    )
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stdout.splitlines()]
+    shown = [e["bytes"] for e in events if e["type"] == "progress"]
+    final = events[-1]["bytes"]
+    assert len(shown) >= 3 and shown == sorted(shown)  # never shrinks
+    # Row groups of 200 rows reach the file as they fill: bytes show while the part is written, never above it.
+    assert 0 < shown[len(shown) // 2] <= final

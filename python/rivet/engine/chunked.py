@@ -321,12 +321,13 @@ class ChunkPool:
                         part.reads.append(ChunkRead(task, rows))
                         last = task.index
                         self.progress.advance(rows)
+                        self.progress.filling(wid, part.writer.bytes_written())
                         self._report()
                     # Published when full, when the queue is empty, or, checkpointed, when its chunks have
                     # waited long enough: an interrupted run keeps all but the last stretch of work.
                     full = part is not None and not part.has_room(self.part_bytes)
                     if part is not None and (task is None or full or part.held_for(self.checkpoint_every_s)):
-                        self._publish(part)
+                        self._publish(part, wid)
                         part = None
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
                     if part is not None:
@@ -437,7 +438,7 @@ class ChunkPool:
                 self.readers.pop(wid, None)
             reader.close()
 
-    def _publish(self, part: FillingPart) -> None:
+    def _publish(self, part: FillingPart, worker: int) -> None:
         """Make the part visible, then mark its chunks done."""
         staged = part.writer.close()
         failpoints.hit("after_part_write")
@@ -453,7 +454,7 @@ class ChunkPool:
         self.queue.finish(part.reads, parts)
         if self.quality is not None and part.quality is not None:
             self.quality.merge(part.quality)
-        self.progress.published(sum(p.bytes for p in parts))
+        self.progress.published(sum(p.bytes for p in parts), worker)
         self._report()
 
     def _report(self) -> None:

@@ -261,7 +261,7 @@ def _read(
             writer.write(rows(batch))
             written += batch.num_rows
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
-                events.emit("progress", plan.name, rows=written, bytes=writer.bytes_estimate())
+                events.emit("progress", plan.name, rows=written, bytes=writer.bytes_written())
                 reported = time.monotonic()
         parts = writer.close()
         skipped = cursor.skipped if cursor is not None else 0

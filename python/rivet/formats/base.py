@@ -147,6 +147,14 @@ class PartWriter(ABC):
     def bytes_estimate(self) -> int:
         """About how many bytes the parts would hold if closed now."""
 
+    def bytes_written(self) -> int:
+        """Bytes in the part files so far (finished parts and the open one): what progress reports."""
+        return sum(p.bytes for p in self.parts) + self._open_file_bytes()
+
+    def _open_file_bytes(self) -> int:
+        """Bytes already in the file being written (0 when none is open)."""
+        return 0
+
     def buffered_bytes(self) -> int:
         """Rows held in memory, not yet written to a file."""
         return 0

@@ -54,11 +54,12 @@ class CsvPartWriter(PartWriter):
         if self.max_file_size and os.stat(staging.handle(self._path)).st_size >= self.max_file_size:
             self._close_part()
 
+    def _open_file_bytes(self) -> int:
+        return os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
+
     def bytes_estimate(self) -> int:
         """Closed parts and what the open one holds so far."""
-        written = (
-            os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
-        )
+        written = self._open_file_bytes()
         return sum(p.bytes for p in self.parts) + written
 
     def _close_part(self) -> None:

@@ -156,12 +156,13 @@ class ParquetPartWriter(PartWriter):
         ratio = written / self._part_arrow_bytes
         return written + self._pending_bytes * ratio > self.max_file_size
 
+    def _open_file_bytes(self) -> int:
+        return os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
+
     def bytes_estimate(self) -> int:
         """Closed parts, the open one, and the buffered rows at the open part's compression ratio."""
         closed = sum(p.bytes for p in self.parts)
-        written = (
-            os.stat(staging.handle(self._path)).st_size if self._writer is not None and self._path is not None else 0
-        )
+        written = self._open_file_bytes()
         ratio = written / self._part_arrow_bytes if self._part_arrow_bytes else 1.0
         return closed + written + int(self._pending_bytes * ratio)
 

@@ -245,6 +245,10 @@ class PartitionedWriter(PartWriter):
         while sum(w.buffered_bytes() for w in self._open.values()) > self.buffer_budget:
             max(self._open.values(), key=lambda w: w.buffered_bytes()).flush()
 
+    def bytes_written(self) -> int:
+        """The finished parts and what every open writer has written."""
+        return sum(p.bytes for p in self.parts) + sum(w.bytes_written() for w in self._open.values())
+
     def bytes_estimate(self) -> int:
         """The finished parts and every open writer's estimate."""
         return sum(p.bytes for p in self.parts) + sum(w.bytes_estimate() for w in self._open.values())
