@@ -1,4 +1,4 @@
-"""rivet: exact, fast, resumable exports from PostgreSQL and SQLite to Parquet and CSV.
+"""rivet: exact, fast, resumable exports from PostgreSQL, MySQL/MariaDB and SQLite to Parquet, CSV, Delta and Iceberg.
 
 Importing the package is cheap; pyarrow and the native module load on first use.
 """

@@ -195,7 +195,7 @@ def export(
     state_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> ExportResult:
-    """Export one query or table to Parquet or CSV files.
+    """Export one query or table to Parquet or CSV files, or a Delta or Iceberg table.
 
     Args:
         source: ``postgresql://...`` or ``mysql://...`` URL, ``sqlite:///file.db`` URL or path, or a dict
@@ -209,7 +209,7 @@ def export(
             ``.rivet_iceberg.db`` in the working directory unless ``iceberg={"catalog_url": ...}``).
         mode: ``full``.
         name: the export's name, used in file names (default: the table name, or ``export``).
-        state_dir: keep run metrics and the file log in ``<state_dir>/.rivet_state.db``.
+        state_dir: keep run metrics and the file log in ``<state_dir>/.rivet_state.db`` (the folder is made).
         **options: any other export key of rivet.yaml, e.g. ``compression="snappy"``,
             ``max_file_size="256MB"``, ``columns={"amount": "decimal(20,4)"}``, ``tuning={...}``.
 
@@ -223,7 +223,10 @@ def export(
     export_name = name or _name_of(_source_settings(source), table, "export")
     entry: dict[str, Any] = {"name": export_name, "format": format, "mode": mode, "destination": destination}
     plan = _plan(source, query, table, entry | options, "export")
-    state = StateStore(state_location(Path(state_dir))) if state_dir is not None else None
+    state = None
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)  # a new folder is where a notebook keeps its state
+        state = StateStore(state_location(Path(state_dir)))
     try:
         # A terminal or a notebook shows the export's progress; scripts stay quiet.
         with Cards([plan.name]) if progress.live() else nullcontext() as cards:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -25,7 +26,7 @@ from rivet.cli import (
 
 app = typer.Typer(
     name="rivet",
-    help="Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly.",
+    help="Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet, CSV, Delta or Iceberg.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=True,
@@ -68,7 +69,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet or CSV, exactly."""
+    """Export tables and queries from PostgreSQL, MySQL/MariaDB and SQLite to Parquet, CSV, Delta or Iceberg."""
     from rivet.cli import _output
 
     _output.JSON_ERRORS = json_errors
@@ -77,7 +78,14 @@ def _root(
 def main() -> None:
     """Entry point of the ``rivet`` script."""
     prepare_process()
-    app()
+    app(args=global_options_first(sys.argv[1:]))
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """``--json-errors`` wherever it is written (``rivet run -c f --json-errors``), as the option before the command."""
+    if "--json-errors" not in args[1:] or "--" in args:
+        return args
+    return ["--json-errors", *(a for a in args if a != "--json-errors")]
 
 
 def prepare_process() -> None:

@@ -86,7 +86,10 @@ def failed_exports(results: Iterable[ExportResult]) -> None:
 
 
 def report_error(error: BaseException) -> int:
-    """Print ``error`` (with its causes) and return the exit code it maps to."""
+    """Print ``error`` (with its causes) and return the exit code it maps to.
+
+    With ``--json-errors`` the error is also printed as one JSON line.
+    """
     if JSON_ERRORS:
         causes, cause = [], error.__cause__
         while cause is not None:
@@ -94,7 +97,6 @@ def report_error(error: BaseException) -> int:
             cause = cause.__cause__
         text = "; caused by: ".join([str(error) or type(error).__name__, *causes])
         error_line(exit_code_for(error), error, text)
-        return exit_code_for(error)
     if isinstance(error, KeyboardInterrupt):
         say("interrupted")
         return exit_code_for(error)

@@ -121,7 +121,8 @@ def run_command(
 
     Exit codes: 0 all succeeded, 1 an export failed (or is already running), 2 bad
     config or usage, 3 a value or column type cannot be exported exactly, or rows
-    were lost (counts, --validate or --reconcile disagree), 130 interrupted.
+    were lost (counts, --validate or --reconcile disagree), 4 the columns changed
+    and on_schema_drift: fail stopped the export, 130 interrupted.
     """
     import signal
     import sys

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from rivet.config.sizes import parse_size
 from rivet.redact import HIDDEN, redact_url
@@ -62,6 +62,20 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PARTITION_PLACEHOLDER = "{partition}"
 
 
+def _yaml12_bool(value: Any) -> Any:
+    """Only ``true`` and ``false`` (YAML 1.2, and a ``${VAR}`` that expands to one): never yes, on, 1."""
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "True", "TRUE"):
+        return True
+    if value in ("false", "False", "FALSE"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r} (booleans are YAML 1.2's: yes, on and 1 are not)")
+
+
+Bool = Annotated[bool, BeforeValidator(_yaml12_bool)]
+
+
 class StrictModel(BaseModel):
     """Frozen, and rejects unknown keys."""
 
@@ -85,10 +99,11 @@ UNSUPPORTED_TOP_KEYS: dict[str, str] = {}
 
 
 def _reject_unsupported(data: Any, keys: dict[str, str]) -> Any:
+    """Refuse every key of ``keys`` in ``data`` at once, each with what to use instead."""
     if isinstance(data, dict):
-        for key, advice in keys.items():
-            if key in data:
-                raise ValueError(f"{key}: {advice}")
+        found = [f"{key}: {advice}" for key, advice in keys.items() if key in data]
+        if found:
+            raise ValueError("\n  - ".join(found))
     return data
 
 
@@ -131,11 +146,11 @@ class TlsConfig(StrictModel):
 
     mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "verify-full"
     ca_file: str | None = None
-    accept_invalid_certs: bool = False
-    accept_invalid_hostnames: bool = False
+    accept_invalid_certs: Bool = False
+    accept_invalid_hostnames: Bool = False
     # Send a password in clear text, or as a replayable MD5 hash, over a connection whose
     # server is not proven by a verified certificate.
-    allow_unverified_password: bool = False
+    allow_unverified_password: Bool = False
     # SCRAM channel binding (PostgreSQL), libpq's names.
     channel_binding: Literal["prefer", "require", "disable"] | None = None
 
@@ -220,7 +235,7 @@ class DestinationConfig(StrictModel):
     secret_key_env: str | None = None
     session_token_env: str | None = None
     aws_profile: str | None = None
-    allow_anonymous: bool = False
+    allow_anonymous: Bool = False
     credentials_file: str | None = None
     account_name: str | None = None
     account_key_env: str | None = None
@@ -273,8 +288,8 @@ class DestinationConfig(StrictModel):
 class MetaColumnsConfig(StrictModel):
     """``meta_columns``: columns rivet adds to every row it writes."""
 
-    exported_at: bool = False
-    row_hash: bool = False
+    exported_at: Bool = False
+    row_hash: Bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -320,9 +335,9 @@ class ParquetConfig(StrictModel):
     target_row_group_mb: Annotated[float, Field(gt=0, le=1024)] | None = None
     max_row_group_mb: Annotated[float, Field(gt=0, le=1024)] | None = None
     data_page_size_kb: Annotated[int, Field(ge=4, le=65536)] | None = None
-    statistics: bool = True
+    statistics: Bool = True
     # auto: text columns whose first values repeat; true: every column; false: none
-    dictionary: Literal["auto"] | bool = "auto"
+    dictionary: Literal["auto"] | Bool = "auto"
 
     @model_validator(mode="after")
     def _strategy(self) -> ParquetConfig:
@@ -392,11 +407,11 @@ class ExportConfig(StrictModel):
     chunk_size: PositiveInt | None = None
     chunk_count: PositiveInt | None = None
     chunk_by_days: PositiveInt | None = None
-    chunk_dense: bool | None = None
+    chunk_dense: Bool | None = None
     # estimate (default): boundaries from statistics and index dives; count: read the key first
     chunk_strategy: Literal["estimate", "count"] | None = None
     parallel: PositiveInt | None = None
-    chunk_checkpoint: bool | None = None
+    chunk_checkpoint: Bool | None = None
     # With chunk_checkpoint: a worker publishes its part at a chunk boundary once it has held its
     # chunks this long, so an interrupted run keeps all but this much work per worker.
     checkpoint_every_s: Annotated[float, Field(ge=0)] = 30.0
@@ -409,14 +424,14 @@ class ExportConfig(StrictModel):
     snapshot: Literal["consistent"] | None = None
     # advisory scheduling hints (plan/apply)
     wave: PositiveInt | None = None
-    parallel_safe: bool | None = None
+    parallel_safe: Bool | None = None
     source_group: Annotated[str, Field(min_length=1)] | None = None
-    reconcile_required: bool = False
+    reconcile_required: Bool = False
     # full and chunked runs replace the parts of the run before; keep them on disk instead
-    keep_superseded_parts: bool = False
+    keep_superseded_parts: Bool = False
     meta_columns: MetaColumnsConfig | None = None
     # a run that reads no rows publishes nothing and leaves the destination as it was
-    skip_empty: bool = False
+    skip_empty: Bool = False
     quality: QualityConfig | None = None
     parquet: ParquetConfig | None = None
     # the output's columns against the last published ones, before any row is read
@@ -665,7 +680,7 @@ class ExecutorConfig(StrictModel):
     address: str | None = None
     # Use a scheduler reached over plain tcp:// although the exports have credentials (anyone who
     # reaches it can run code on the workers, which hold them). tls:// needs no such consent.
-    allow_plaintext: bool = False
+    allow_plaintext: Bool = False
 
     @model_validator(mode="after")
     def _address(self) -> ExecutorConfig:
@@ -692,8 +707,8 @@ class RivetConfig(StrictModel):
 
     source: SourceConfig
     exports: list[ExportConfig]
-    parallel_exports: bool = False
-    parallel_export_processes: bool = False
+    parallel_exports: Bool = False
+    parallel_export_processes: Bool = False
     notifications: NotificationsConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     state: StateConfig = Field(default_factory=StateConfig)

@@ -1,4 +1,4 @@
-"""Output formats: Parquet and CSV part writers with size-based rotation."""
+"""Output formats: Parquet and CSV part writers with size-based rotation (Delta and Iceberg commit Parquet parts)."""
 
 from __future__ import annotations
 

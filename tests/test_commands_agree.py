@@ -1,0 +1,73 @@
+"""What the commands and their help say is what they do: flags wherever written, booleans as documented."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import rivet
+from tests.outputs import run_rivet
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER)")
+        conn.executemany("INSERT INTO items VALUES (?)", [(i,) for i in range(5)])
+    path = tmp_path / "rivet.yaml"
+    path.write_text(
+        f"source: {{type: sqlite, path: {db}}}\nexports:\n  - {{name: items, table: items, destination: out}}\n"
+    )
+    return path
+
+
+def test_json_errors_works_after_the_command_and_keeps_the_human_line(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    for args in (("--json-errors", "run", "-c", str(missing)), ("run", "-c", str(missing), "--json-errors")):
+        ran = run_rivet(*args)
+        assert ran.returncode == 2, ran.stderr
+        lines = ran.stderr.splitlines()
+        document = json.loads(next(line for line in lines if line.startswith("{")))
+        assert document["code"] == 2 and document["error"] == "ConfigError"
+        assert any(line.startswith("error: cannot read config file") for line in lines)  # also the human line
+
+
+@pytest.mark.parametrize(("key", "value"), [("skip_empty", "yes"), ("keep_superseded_parts", '"no"'),
+                                            ("skip_empty", "1"), ("chunk_checkpoint", "on")])  # fmt: skip
+def test_booleans_are_only_true_and_false(config, key, value):
+    text = config.read_text().replace("destination: out}", f"destination: out, {key}: {value}}}")
+    config.write_text(text)
+    checked = run_rivet("check", "-c", str(config), "--config-only")
+    assert checked.returncode == 2 and f"{key}: expected true or false" in checked.stderr, checked.stderr
+
+
+def test_a_variable_that_expands_to_true_is_a_boolean(config):
+    config.write_text(config.read_text().replace("destination: out}", "destination: out, skip_empty: '${SKIP}'}"))
+    ran = run_rivet("check", "-c", str(config), "--config-only", env={"SKIP": "true"})
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_every_key_of_the_original_tool_rivet_does_not_take_is_named_at_once(config):
+    config.write_text(
+        config.read_text().replace("destination: out}", "destination: out, chunk_by_key: id, verify: true, split: 2}")
+    )
+    checked = run_rivet("check", "-c", str(config), "--config-only")
+    assert checked.returncode == 2
+    for key in ("chunk_by_key", "verify", "split"):
+        assert f"{key}: " in checked.stderr, checked.stderr
+
+
+def test_help_says_every_format_and_every_exit_code():
+    assert "Delta or Iceberg" in run_rivet("--help").stdout
+    text = " ".join(run_rivet("run", "-h").stdout.split())
+    assert "4 the columns changed" in text and "130 interrupted" in text
+
+
+def test_a_state_folder_that_does_not_exist_yet_is_made(config, tmp_path):
+    result = rivet.export(f"sqlite:///{config.parent / 'shop.db'}", table="items", destination=str(tmp_path / "o"),
+                          state_dir=str(tmp_path / "new" / "state"))  # fmt: skip
+    assert result.rows == 5 and (tmp_path / "new" / "state" / ".rivet_state.db").exists()
