@@ -71,3 +71,55 @@ def test_a_state_folder_that_does_not_exist_yet_is_made(config, tmp_path):
     result = rivet.export(f"sqlite:///{config.parent / 'shop.db'}", table="items", destination=str(tmp_path / "o"),
                           state_dir=str(tmp_path / "new" / "state"))  # fmt: skip
     assert result.rows == 5 and (tmp_path / "new" / "state" / ".rivet_state.db").exists()
+
+
+def _pg_config(tmp_path: Path, export: str) -> Path:
+    from tests.conftest import pg_url
+
+    path = tmp_path / "pg.yaml"
+    path.write_text(f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n  - {export}\n')
+    return path
+
+
+@pytest.mark.postgres
+def test_json_counts_the_warnings_said_and_reports_the_drift_that_stopped_an_export(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} (id int, note text)")
+    pg.execute(f"INSERT INTO {table} VALUES (1, 'a')")
+    config = _pg_config(tmp_path, f"{{name: d, query: 'SELECT id FROM {table}', destination: out}}")
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    config.write_text(config.read_text().replace("SELECT id FROM", "SELECT id, note FROM"))
+    warned = run_rivet("run", "-c", str(config), "--json")
+    said = [line for line in warned.stderr.splitlines() if line.startswith("WARNING: export d")]
+    assert said and json.loads(warned.stdout)["exports"][0]["warnings"] == len(said)
+    config.write_text(config.read_text().replace("SELECT id, note FROM", "SELECT note FROM"))
+    config.write_text(config.read_text().replace("destination: out}", "destination: out, on_schema_drift: fail}"))
+    stopped = run_rivet("run", "-c", str(config), "--json")
+    result = json.loads(stopped.stdout)["exports"][0]
+    assert stopped.returncode == 4 and result["schema_drift"]["removed"] == ["id: int32"]
+
+
+@pytest.mark.postgres
+def test_a_run_killed_outright_is_marked_interrupted_once_its_lease_is_taken_over(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = _pg_config(tmp_path, f"{{name: k, table: {table}, destination: out}}")
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "after_part_write:crash"})
+    assert killed.returncode == -9
+    assert run_rivet("run", "-c", str(config)).returncode == 0  # takes over the dead run's lease
+    runs = json.loads(run_rivet("metrics", "-c", str(config), "--json").stdout)["runs"]
+    assert [r["status"] for r in runs] == ["success", "interrupted"]
+    assert "killed" in runs[1]["error"]
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_a_bucket_that_does_not_exist_fails_before_anything_is_read(pg, s3_endpoint, tmp_path, monkeypatch):
+    from tests.conftest import s3_destination
+
+    monkeypatch.setenv("RIVET_T_KEY", "testing")
+    monkeypatch.setenv("RIVET_T_SECRET", "testing")
+    destination = json.dumps(s3_destination("no-such-bucket-here", s3_endpoint, "x"))
+    # The query fails if it is ever run: the bucket is checked first.
+    config = _pg_config(tmp_path, f"{{name: b, query: 'SELECT 1 / 0 AS x', destination: {destination}}}")
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 1 and "the bucket or container no-such-bucket-here does not exist" in ran.stderr
+    assert "division by zero" not in ran.stderr

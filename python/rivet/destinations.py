@@ -224,6 +224,11 @@ def check_atomic(url: str) -> None:
         )
 
 
+def _protocols(fs: Any) -> tuple[str, ...]:
+    names = fs.protocol
+    return names if isinstance(names, tuple) else (names,)
+
+
 class Destination:
     """One export's output location during a run."""
 
@@ -272,11 +277,24 @@ class Destination:
                 if export is not None:
                     cutoff = time.time() if exclusive else time.time() - STALE_STAGING_S
                     self._remove_stale_staging(export, cutoff, spared_run)
-            elif self._tmpdir is None:
-                # Made now, not lazily, because worker threads stage into it concurrently.
-                self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
+            else:
+                self._check_bucket()
+                if self._tmpdir is None:
+                    # Made now, not lazily, because worker threads stage into it concurrently.
+                    self._tmpdir = Path(tempfile.mkdtemp(prefix="rivet-"))
         except OSError as e:
             raise DestinationError(f"destination {self.spec.shown}: {e}") from e
+
+    def _check_bucket(self) -> None:
+        """Refuse an object store whose bucket (or container) is not there before any row is read."""
+        bucket = self.root.split("/", 1)[0]
+        if not bucket or "memory" in _protocols(self.fs):
+            return
+        if not self.fs.exists(bucket):
+            raise DestinationError(
+                f"destination {self.spec.shown}: the bucket or container {bucket} does not exist (or these "
+                "credentials cannot see it); create it first, nothing was read"
+            )
 
     def withdraw_success(self) -> None:
         """Remove the old ``_SUCCESS`` before the first part of a run becomes visible."""

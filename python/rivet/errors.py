@@ -170,9 +170,17 @@ class QualityError(RivetError):
 
 
 class SchemaDriftError(RivetError):
-    """The result schema changed and the export's policy is to fail."""
+    """The result schema changed and the export's policy is to fail.
+
+    Attributes:
+        drift: the columns added, removed and retyped (as a run's result reports them), when known.
+    """
 
     exit_code = EXIT_SCHEMA_DRIFT
+
+    def __init__(self, message: str, *, drift: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.drift = drift
 
 
 def exit_code_for(error: BaseException) -> int:

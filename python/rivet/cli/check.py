@@ -58,6 +58,9 @@ def check_command(
         names = [loaded.export(name).name for name in export] if export else [e.name for e in loaded.config.exports]
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
+    from rivet.sources import network
+
+    network.WARN_ABOUT_CHANNEL = False  # the channel is reported below, once
     weigh = json_output or not (type_report or strict)
     checked = [_check_one(loaded, name, weigh=weigh) for name in names]  # one failing export stops none
     channel = next((c.channel for c in checked if c.channel), None)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
+from rivet.cli._output import emit_json, report, report_error
 from rivet.cli.run import parse_params
 
 
@@ -30,7 +30,9 @@ def doctor_command(
     """
     from rivet.config import load_config
     from rivet.doctor import FAIL, as_dicts, diagnose, render
+    from rivet.sources import network
 
+    network.WARN_ABOUT_CHANNEL = False  # the channel is one of the checks
     try:
         loaded = load_config(config, parse_params(param))
         checks = diagnose(loaded, export, dask_scheduler)
@@ -40,7 +42,7 @@ def doctor_command(
     if json_output:
         emit_json({"config": str(config), "ok": not failed, "checks": list(as_dicts(checks))})
     else:
-        render(checks, say)
-        say(f"{'✗ some checks failed' if failed else '✓ ready'}: {len(checks)} checks")
+        render(checks, report)
+        report(f"{'✗ some checks failed' if failed else '✓ ready'}: {len(checks)} checks")
     if failed:
         raise typer.Exit(1)

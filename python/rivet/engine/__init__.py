@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
-from rivet.errors import EXIT_OK, exit_code_for
+from rivet.errors import EXIT_OK, SchemaDriftError, exit_code_for
 from rivet.events import Journal, Observer
 from rivet.redact import redact_text
 from rivet.results import ExportResult
@@ -47,6 +48,9 @@ def run_export(
     events = Journal(observer)
     lease = ExportLease(state, plan.key, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode, throttle_ms=plan.tuning.throttle_ms)
+    # Every warning logged about this export is also one of its events, so --json counts what was said.
+    said = WarningEvents(plan.name, events)
+    log.addHandler(said)
     try:
         if plan.table_format is not None:
             plan = dataclasses.replace(plan, table_check=TableCheck(plan))
@@ -55,10 +59,7 @@ def run_export(
             notice = state.bind(plan.key, plan.identity, plan.config_path)
             if notice is not None:
                 log.warning("%s", notice)
-                events.emit("warning", plan.name, message=notice)
             lease.acquire()
-            if lease.taken_over is not None:
-                events.emit("warning", plan.name, message=f"took over the lease of run {lease.taken_over['run_id']}")
             state.run_started(
                 result.run_id,
                 plan.key,
@@ -83,6 +84,7 @@ def run_export(
         _failed(result, e, "interrupted")
         raise
     finally:
+        log.removeHandler(said)
         result.duration_s = time.perf_counter() - clock
         result.peak_rss_mb = peak_rss_mb()
         result.retries = sum(e["type"] == "retry" for e in events.events)
@@ -103,8 +105,26 @@ def run_export(
     return result
 
 
+class WarningEvents(logging.Handler):
+    """Turns the warnings logged about one export (``export NAME: ...``) into its ``warning`` events."""
+
+    def __init__(self, export: str, events: Observer) -> None:
+        super().__init__(logging.WARNING)
+        self.events = events
+        self.export = export
+        self.mentions = re.compile(rf"\bexport '?{re.escape(export)}(?:'|:|\s|$)")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Add the record as a warning event when it is about this export."""
+        message = record.getMessage()
+        if record.levelno == logging.WARNING and self.mentions.search(message):
+            self.events.emit("warning", self.export, message=redact_text(message))
+
+
 def _failed(result: ExportResult, error: BaseException, status: str) -> None:
     result.status = status
+    if isinstance(error, SchemaDriftError) and error.drift is not None:
+        result.schema_drift = error.drift  # what stopped the export is part of its outcome
     result.error = redact_text(str(error)) or type(error).__name__
     result.error_type = type(error).__name__
     result.exit_code = exit_code_for(error)

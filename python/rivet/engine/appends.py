@@ -105,7 +105,8 @@ class AppendCursor:
             what = f"COALESCE({self.column}, {self.fallback})" if self.fallback else self.column
             hint = "" if self.fallback else "; use incremental_cursor_mode: coalesce with cursor_fallback_column"
             raise DataError(
-                f"cursor {what} is NULL in {values.null_count} row(s); such rows would never be exported{hint}",
+                f"cursor {what} is NULL in at least {values.null_count} row(s) (the read stopped at the first batch "
+                f"holding one); such rows would never be exported{hint}",
                 column=self.column,
             )
         if not len(values):

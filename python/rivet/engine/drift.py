@@ -100,18 +100,20 @@ class DriftCheck:
             return
         self.drift = drift
         policy, name = self.plan.on_schema_drift, self.plan.name
+        self.events.emit("schema_drift", name, policy=policy, **drift.to_dict())
         if policy == "fail":
             raise SchemaDriftError(
                 f"export '{name}': schema drift detected, nothing published: {drift.describe()} "
-                "(on_schema_drift: fail; set warn or continue to accept the new schema)"
+                "(on_schema_drift: fail; set warn or continue to accept the new schema)",
+                drift=drift.to_dict(),
             )
         if policy == "evolve" and self.plan.appends and (drift.removed or drift.retyped):
             raise SchemaDriftError(
                 f"export '{name}': schema drift detected, nothing published: {drift.describe()}; "
                 "on_schema_drift: evolve adds columns to the table, and an appending run cannot remove or "
-                "retype one (a full run replaces the table's columns)"
+                "retype one (a full run replaces the table's columns)",
+                drift=drift.to_dict(),
             )
-        self.events.emit("schema_drift", name, policy=policy, **drift.to_dict())
         if policy == "warn":
             log.warning("export %s: schema drift: %s", name, drift.describe())
         elif policy == "evolve":

@@ -202,7 +202,8 @@ def _estimated_rows(plan: ExportPlan, query: str) -> int | None:
     try:
         return estimated_rows(plan.source.session(), plan.source.dialect, query)
     except Exception as e:  # noqa: BLE001 - an estimate only draws a bar; the export does not need it
-        log.info("export %s: no row estimate for the progress display: %s", plan.name, e)
+        # Said once, quietly: a failure that matters fails the read itself, and is reported there.
+        log.debug("export %s: no row estimate for the progress display: %s", plan.name, e)
         return None
 
 

@@ -32,6 +32,9 @@ WEAK_CHANNELS = {
     ),
 }
 _warned: set[str] = set()
+# Commands that report the channel themselves (check, doctor) turn the warning off.
+WARN_ABOUT_CHANNEL = True
+LOOPBACK = ("localhost", "127.", "::1", "[::1]")
 log = logging.getLogger("rivet")
 
 
@@ -174,12 +177,27 @@ class NetworkSource:
         return self.session().channel
 
     def warn_about_channel(self, channel: str) -> None:
-        """Say once per process when connections are not encrypted, or reach an unproven server."""
+        """Say once per process when connections are not encrypted, or reach an unproven server.
+
+        Not for a server on this machine (loopback or a Unix socket), nor for a TLS mode the
+        config chose itself (a tls block, or sslmode / ssl-mode in the URL): it knows.
+        """
         key = self.redacted()
-        if channel not in WEAK_CHANNELS or key in _warned:
+        if not WARN_ABOUT_CHANNEL or channel not in WEAK_CHANNELS or key in _warned or self._channel_chosen():
             return
         _warned.add(key)
         log.warning("the connection to %s %s", key, WEAK_CHANNELS[channel])
+
+    def _channel_chosen(self) -> bool:
+        """Whether the config chose how connections travel, or they stay on this machine."""
+        url = self.url or ""
+        if self.tls_mode is not None or any(k in url for k in ("sslmode=", "ssl-mode=", "ssl_mode=")):
+            return True
+        try:
+            host = str(self.target()["host"]).lower()
+        except Exception:  # noqa: BLE001 - an unreadable URL fails the connection itself, not this warning
+            return False
+        return host.startswith("/") or host.startswith(LOOPBACK)
 
     def describe(self, query: str, overrides: ColumnOverrides) -> pa.Schema:
         """The Arrow schema of ``query``."""

@@ -57,10 +57,11 @@ def bind(c: Any, key: ExportKey, identity: ExportIdentity, now: str, config: str
         if stored != kept:
             _record(c, key, kept, now)  # a cursor named for the first time, or a moved destination
         return None
-    for namespace in _earlier_selves(c, key, identity):
+    for n, namespace in enumerate(_earlier_selves(c, key, identity)):
         # The same export into the same folder before a change that steers nothing (a full export's
-        # query): its history continues here.
-        _move(c, namespace, key, tables=HISTORY_TABLES)
+        # query): its history continues here, and the newest one's published schema, which the next
+        # run compares with (schema drift).
+        _move(c, namespace, key, tables=KEYED_TABLES if n == 0 else HISTORY_TABLES)
     clashes = clashing(c, key, identity)
     if clashes:
         namespace, other = clashes[0]
@@ -160,7 +161,8 @@ def clashing(c: Any, key: ExportKey, identity: ExportIdentity) -> list[tuple[str
 def _earlier_selves(c: Any, key: ExportKey, identity: ExportIdentity) -> list[str]:
     """Other namespaces of this name, written to the same destination, whose state steers no run."""
     rows = c.execute(
-        "SELECT namespace, destination FROM export_identities WHERE export_name = ? AND namespace <> ?",
+        "SELECT namespace, destination FROM export_identities WHERE export_name = ? AND namespace <> ? "
+        "ORDER BY bound_at DESC",
         (key.name, key.namespace),
     ).fetchall()
     return [

@@ -557,6 +557,14 @@ class StateStore:
                         f"export '{key.name}' is already running: {describe_holder(previous)}; this run was refused "
                         "(run it again when that one ends, or pass --wait)"
                     )
+            if previous is not None:
+                # A holder that died (a SIGKILL, an OOM kill) never recorded its end: its run is over now.
+                c.execute(
+                    "UPDATE export_runs SET status = 'interrupted', finished_at = ?, "
+                    "error = 'the process ended without recording an outcome (killed); its lease was taken over' "
+                    "WHERE run_id = ? AND status = 'running'",
+                    (time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now)), previous["run_id"]),
+                )
             c.execute(
                 "INSERT INTO leases (namespace, export_name, run_id, holder, acquired_at, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, export_name) DO UPDATE SET "
