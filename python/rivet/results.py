@@ -198,8 +198,13 @@ class ExportResult:
             return self.table.to_arrow()
         tables = []
         for url in self.files:
+            if "://" not in url:
+                tables.append(pq.read_table(url))  # Arrow's own file reader
+                continue
             with fsspec.open(url, "rb") as f:
-                tables.append(pq.read_table(f))
+                # Read on this thread: Arrow's pool threads would release the Python file's buffers later,
+                # maybe only as the interpreter exits, when they cannot take the GIL (and abort it).
+                tables.append(pq.ParquetFile(f).read(use_threads=False))
         if not tables:
             return self.schema.empty_table() if self.schema is not None else pa.table({})
         return pa.concat_tables(tables)

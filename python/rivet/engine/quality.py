@@ -160,7 +160,8 @@ def written_batches(
 
     for part in parts:
         with destination.open(part.name) as f:
-            yield from pq.ParquetFile(f).iter_batches(columns=schema.names)
+            # On this thread: Arrow's pool would release the Python file's buffers late (see results.to_arrow).
+            yield from pq.ParquetFile(f).iter_batches(columns=schema.names, use_threads=False)
 
 
 def _value_hashes(column: pa.Array) -> list[int]:
