@@ -402,7 +402,7 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert reset.returncode == 0 and "dropped 1 chunked run" in reset.stderr
+    assert reset.returncode == 0 and "dropped 1 unfinished chunked run" in reset.stderr
     assert subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)]).returncode == 0
 
 

@@ -82,7 +82,7 @@ def test_discover_chooses_modes_from_the_catalog_and_the_config_runs_as_is(pg, p
     blocked.write_text("a file where a folder should be")
     config.write_text(config.read_text().replace("destination: out/big", f"destination: {blocked}/big"))
     doctor = run_rivet("doctor", "-c", str(config), env={"RIVET_SOURCE_URL": url})
-    assert doctor.returncode == 1 and f"✗ destination {blocked}/big: write:" in doctor.stderr, doctor.stderr
+    assert doctor.returncode == 1 and f"✗ destination {blocked}/big: write:" in doctor.stdout, doctor.stdout
 
     refused = run_rivet("init", "--source", url, "--schema", s, "-o", str(config))
     assert refused.returncode != 0 and "exists" in refused.stderr

@@ -109,7 +109,8 @@ def test_chunk_checkpoints(store):
     store.finish_chunk_run("c1", LATER)
     assert store.open_chunk_run(E) is None and store.latest_chunk_run(E)["status"] == "completed"
     assert store.resumable_stems(E) == set() and store.resumable_stems(E, any_status=True) == {"e_stem"}
-    assert store.reset_chunks(E) == 1 and store.chunk_tasks("c1") == []
+    assert store.reset_chunks(E) == 0 and store.chunk_tasks("c1") != []  # a completed run is kept by default
+    assert store.reset_chunks(E, finished_too=True) == 1 and store.chunk_tasks("c1") == []
 
 
 def test_cursors_and_boundary_rows(store):
