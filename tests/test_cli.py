@@ -195,6 +195,9 @@ def test_schema_config_is_the_json_schema_of_rivet_yaml() -> None:
     assert schema["additionalProperties"] is False
     export = schema["$defs"]["ExportConfig"]["properties"]
     assert {"meta_columns", "quality", "on_schema_drift", "parquet", "skip_empty"} <= set(export)
+    models = [schema, *schema["$defs"].values()]
+    undescribed = [key for m in models for key, v in m.get("properties", {}).items() if not v.get("description")]
+    assert undescribed == []  # every key says what it means, for editors
 
 
 def test_schema_cli_documents_every_command() -> None:

@@ -13,9 +13,10 @@ app = typer.Typer(help="Describe rivet.yaml and the CLI for editors and docs.", 
 @app.command("config")
 def config_schema() -> None:
     """Print the JSON Schema of rivet.yaml (for editors: yaml-language-server, VS Code, JetBrains)."""
+    from rivet.config.descriptions import described
     from rivet.config.models import RivetConfig
 
-    schema = RivetConfig.model_json_schema()
+    schema = described(RivetConfig.model_json_schema())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "rivet.yaml"
     typer.echo(json.dumps(schema, indent=2))
