@@ -123,3 +123,14 @@ def test_a_bucket_that_does_not_exist_fails_before_anything_is_read(pg, s3_endpo
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 1 and "the bucket or container no-such-bucket-here does not exist" in ran.stderr
     assert "division by zero" not in ran.stderr
+
+
+def test_a_connection_error_is_said_once(tmp_path):
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        "source: {type: postgres, url: 'postgresql://u@127.0.0.1:1/d?sslmode=disable&connect_timeout=2'}\n"
+        "exports:\n  - {name: x, query: SELECT 1, destination: out}\n"
+    )
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 1
+    assert ran.stderr.count("could not connect") == 1, ran.stderr  # not once more for the progress estimate
