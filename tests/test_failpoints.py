@@ -1,17 +1,19 @@
-"""The fault-injection matrix: every failpoint in every mode either succeeds exactly or fails visibly.
+"""The fault-injection matrix: every failpoint in every mode is reached and ends as it must.
 
 For each case: a clean run, a change at the source, a run with the failpoint armed
 (``RIVET_FAILPOINTS``, read by the native reader and the Python engine), then a run
-without it. The armed run either succeeds with output equal to the source, or fails
-leaving the destination consistent: a ``_SUCCESS`` present only where the output it
-vouches for validates, and an incremental cursor equal to the newest row published.
-The run after it always ends with output equal to the source, by glob and by manifest.
+without it. The armed run must say the point fired (a case whose point is never
+reached proves nothing) and end with the exit status its fault calls for: a kill is
+-9, an injected error 1, a corrupt value 3 (a data error, never retried), a dropped
+socket 0 (retried, with output equal to the source). A failed run leaves the
+destination consistent: a ``_SUCCESS`` present only where the output it vouches for
+validates, and an incremental cursor equal to the newest row published. The run after
+it always ends with output equal to the source, by glob and by manifest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -41,6 +43,13 @@ CASES = [("postgres", p, m) for p in NATIVE_POINTS for m in MODES] + [
 # MySQL runs the same Python engine; its reader is what differs, so every native point and every kill.
 CASES += [("mysql", p, m) for p in NATIVE_POINTS for m in MODES]
 CASES += [("mysql", f"{p}:crash", m) for p in ENGINE_POINTS for m in MODES]
+# The exit status of the armed run, by the fault it injects.
+EXIT_BY_FAULT = {"crash": -9, "error": 1, "reader_panic": 1, "decode_error": 3, "socket_closed": 0}
+
+
+def _expected_exit(point: str) -> int:
+    name, _, action = point.partition(":")
+    return EXIT_BY_FAULT[action or name.split("@")[0]]
 
 
 class Source:
@@ -83,8 +92,8 @@ class Source:
 
 def _config(tmp_path: Path, source: Source, mode: str) -> Path:
     body = (
-        f"- name: fp\n  table: {source.table}\n{MODES[mode]}  max_file_size: 16KB\n  destination: out\n"
-        "  tuning: {batch_size: 200, retry_backoff_ms: 10}\n"
+        f"- name: fp\n  table: {source.table}\n{MODES[mode]}  max_file_size: 2KB\n  destination: out\n"
+        "  tuning: {batch_size: 100, retry_backoff_ms: 10}\n"
     )
     path = tmp_path / "rivet.yaml"
     head = f'source:\n  type: {source.kind}\n  url: "{source.url()}"\nexports:\n'
@@ -132,9 +141,9 @@ def test_failpoint(request, tmp_path, kind, point, mode):
 
     armed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": point})
     out = tmp_path / "out"
-    if report := os.environ.get("RIVET_MATRIX_REPORT"):
-        with open(report, "a", encoding="utf-8") as f:
-            f.write(f"{kind}\t{point}\t{mode}\t{armed.returncode}\n")
+    name = point.partition(":")[0].partition("@")[0]
+    assert f"rivet: failpoint {name} fired" in armed.stderr, f"{point} was never reached:\n{armed.stderr}"
+    assert armed.returncode == _expected_exit(point), armed.stderr
     if armed.returncode == 0:
         assert rows_by_manifest(out, ["id", "v"]) == source.rows() == rows_by_glob(out, "fp", ["id", "v"])
     else:
@@ -149,3 +158,23 @@ def test_failpoint(request, tmp_path, kind, point, mode):
     problems, _ = validate_destination(Destination(DestinationSpec(str(out))), "fp")
     assert problems == []
     assert not [p for p in out.iterdir() if p.name.startswith(".rivet-")], "a staged file was left behind"
+
+
+@pytest.mark.parametrize(
+    ("armed", "said"),
+    [
+        ("before_sucess:crash", "no failpoint 'before_sucess' (the points: after_part_write"),
+        ("before_success@0", "@ takes the visit that fires"),
+        ("before_success:explode", "unknown action (the actions: error, crash"),
+    ],
+)
+def test_a_misspelt_failpoint_is_refused_before_the_run(tmp_path, pg_table, armed, said):
+    """A typo in RIVET_FAILPOINTS would arm nothing, and the fault test it drives would pass vacuously."""
+    table = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
+    config = tmp_path / "rivet.yaml"
+    source = f'source:\n  type: postgres\n  url: "{pg_url()}"\n'
+    config.write_text(f"{source}exports:\n  - name: fp\n    table: {table}\n    destination: out\n")
+    proc = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": armed})
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -6,7 +6,9 @@ the first) this process reaches the point. Actions: ``error`` (the default) rais
 FailpointError; ``crash`` kills the process with SIGKILL, as an OOM kill would; ``stop``
 freezes it with SIGSTOP (a process that seems dead, until a SIGCONT wakes it).
 The native readers read the same variable for their own points (``reader_panic``,
-``decode_error``, ``socket_closed``). Unset, a visit costs one dictionary lookup.
+``decode_error``, ``socket_closed``). Unset, a visit costs one dictionary lookup. A point
+that fires says so on stderr (``rivet: failpoint NAME fired``); an entry naming no
+point is refused when a run starts.
 
 Points here, in the order a run meets them: ``after_part_write`` (a part staged, not
 yet visible), ``between_parts`` (a part visible, the next not yet), ``before_manifest``,
@@ -19,11 +21,23 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
-from rivet.errors import RivetError
+from rivet.errors import ConfigError, RivetError
 
 VARIABLE = "RIVET_FAILPOINTS"
+# Points of this engine, in the order a run meets them, and the native readers' own.
+POINTS = (
+    "after_part_write",
+    "between_parts",
+    "before_manifest",
+    "before_cursor",
+    "before_table_commit",
+    "before_success",
+)
+NATIVE_POINTS = ("reader_panic", "decode_error", "socket_closed")
+ACTIONS = ("error", "crash", "stop", "panic")
 
 _hits: dict[str, int] = {}
 _lock = threading.Lock()
@@ -31,6 +45,20 @@ _lock = threading.Lock()
 
 class FailpointError(RivetError):
     """A fault injected by ``RIVET_FAILPOINTS``."""
+
+
+def check() -> None:
+    """Refuse an armed entry that names no point, or no action: it would silently never fire."""
+    for entry in filter(None, (e.strip() for e in os.environ.get(VARIABLE, "").split(","))):
+        head, _, action = entry.partition(":")
+        point, at, hit = head.partition("@")
+        if point.strip() not in POINTS + NATIVE_POINTS:
+            known = ", ".join(POINTS + NATIVE_POINTS)
+            raise ConfigError(f"{VARIABLE}: no failpoint '{point.strip()}' (the points: {known})")
+        if at and not (hit.strip().isdigit() and int(hit) > 0):
+            raise ConfigError(f"{VARIABLE}: '{entry}': @ takes the visit that fires, a number from 1")
+        if action.strip() and action.strip() not in ACTIONS:
+            raise ConfigError(f"{VARIABLE}: '{entry}': unknown action (the actions: {', '.join(ACTIONS)})")
 
 
 def _armed(name: str) -> tuple[int, str] | None:
@@ -54,6 +82,8 @@ def hit(name: str) -> None:
         fires = _hits[name] == armed[0]
     if not fires:
         return
+    # Said before it acts (a crash leaves no other trace), so a test knows the point was reached.
+    print(f"rivet: failpoint {name} fired", file=sys.stderr, flush=True)
     if armed[1] == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
     if armed[1] == "stop":

@@ -8,6 +8,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from rivet import failpoints
 from rivet.errors import EXIT_OK, SchemaDriftError, exit_code_for
 from rivet.events import Journal, Observer
 from rivet.redact import redact_text
@@ -52,6 +53,7 @@ def run_export(
     said = WarningEvents(plan.name, events)
     log.addHandler(said)
     try:
+        failpoints.check()
         if plan.table_format is not None:
             plan = dataclasses.replace(plan, table_check=TableCheck(plan))
         if lease is not None and state is not None:

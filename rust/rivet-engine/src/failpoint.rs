@@ -62,6 +62,8 @@ pub fn check(name: &str) -> Result<()> {
     let Some(action) = fires(name) else {
         return Ok(());
     };
+    // Said on stderr before it acts, so a test can tell a point that fired from one never reached.
+    eprintln!("rivet: failpoint {name} fired");
     match (name, action.as_str()) {
         (_, "panic") | ("reader_panic", _) => panic!("failpoint {name}"),
         ("decode_error", _) => Err(Error::decode(
