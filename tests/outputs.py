@@ -58,6 +58,13 @@ def run_rivet(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     )
 
 
+def assert_failpoint_ended(proc: subprocess.CompletedProcess[str], point: str, returncode: int) -> None:
+    """The failpoint armed as ``point`` (``name@n:action``) fired, and the run ended with ``returncode``."""
+    name = point.partition(":")[0].partition("@")[0]
+    assert f"rivet: failpoint {name} fired" in proc.stderr, f"{point} was never reached:\n{proc.stderr}"
+    assert proc.returncode == returncode, proc.stderr
+
+
 def run_export_json(config: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``rivet run -c CONFIG --json ARGS``: the first export's summary, with ``code`` and ``stderr``."""
     proc = run_rivet("run", "-c", str(config), "--json", *args, env=env)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import rivet
-from tests.outputs import run_rivet
+from tests.outputs import assert_failpoint_ended, run_rivet
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_a_run_killed_outright_is_marked_interrupted_once_its_lease_is_taken_ove
     table = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
     config = _pg_config(tmp_path, f"{{name: k, table: {table}, destination: out}}")
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "after_part_write:crash"})
-    assert killed.returncode == -9
+    assert_failpoint_ended(killed, "after_part_write:crash", -9)
     assert run_rivet("run", "-c", str(config)).returncode == 0  # takes over the dead run's lease
     runs = json.loads(run_rivet("metrics", "-c", str(config), "--json").stdout)["runs"]
     assert [r["status"] for r in runs] == ["success", "interrupted"]

@@ -96,7 +96,7 @@ def test_a_lost_connection_mid_stream_is_retried_to_an_exact_result(pg_table, tm
     # The reader loses its connection after its second batch, once.
     result = run_export_json(config, env={"RIVET_FAILPOINTS": "socket_closed@2"})
     assert result["code"] == 0, result["stderr"]
-    assert "retrying" in result["stderr"]
+    assert "rivet: failpoint socket_closed fired" in result["stderr"] and "retrying" in result["stderr"]
     expected = {(i,): 1 for i in range(1, 20001)}
     assert rows_by_manifest(tmp_path / "out", ["id"]) == expected
     assert rows_by_glob(tmp_path / "out", "full", ["id"]) == expected
@@ -144,6 +144,7 @@ def test_a_reader_panic_fails_the_export_and_publishes_nothing(pg_table, tmp_pat
     config = config_at(tmp_path, f"- name: p\n  table: {t}\n  destination: out\n  tuning: {{batch_size: 1000}}\n")
     result = run_export_json(config, env={"RIVET_FAILPOINTS": "reader_panic@2"})
     assert result["code"] == 1 and result["status"] == "failed"
+    assert "rivet: failpoint reader_panic fired" in result["stderr"]
     assert "the reader thread panicked: failpoint reader_panic" in result["error"]
     out = tmp_path / "out"
     assert not (out / "_SUCCESS").exists() and not (out / "manifest.json").exists()

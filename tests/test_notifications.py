@@ -163,7 +163,7 @@ def test_what_a_crashed_child_printed_reaches_a_webhook_without_its_secrets(pg, 
         "RIVET_FAILPOINTS": "before_manifest:crash",
     }
     ran = run_rivet("run", "-c", str(config), env=env)
-    assert ran.returncode == 1
+    assert ran.returncode == 1  # the parent's status: its child was killed at the failpoint
     sent = json.dumps(receiver.posts)
     assert "retrying postgresql://app:***@db.internal/shop" in sent  # the tail is there, told safely
     assert "hunter2" not in sent

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MYSQL_URL, my_query, pg_url
-from tests.outputs import files_with_bytes, globbed_files, rows_by_glob, rows_by_manifest, run_rivet
+from tests.outputs import (
+    assert_failpoint_ended,
+    files_with_bytes,
+    globbed_files,
+    rows_by_glob,
+    rows_by_manifest,
+    run_rivet,
+)
 
 
 def _config(tmp_path: Path, source: str, table: str, max_file_size: str = "512MB", extra: str = "") -> Path:
@@ -149,7 +156,7 @@ def test_a_repair_killed_midway_is_completed_by_the_next(pg, pg_table, tmp_path,
     assert run_rivet("run", "-c", str(config)).returncode == 0
     pg.execute(f"DELETE FROM {table} WHERE id = 150")
     killed = run_rivet("repair", "-c", str(config), "-e", "c", "--execute", env={"RIVET_FAILPOINTS": f"{point}:crash"})
-    assert killed.returncode != 0
+    assert_failpoint_ended(killed, point, -9)
     out = tmp_path / "out"
     done = run_rivet("repair", "-c", str(config), "-e", "c", "--execute")
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ from rivet.errors import ExportBusyError, StateError
 from rivet.state import MIGRATIONS, STATE_URL_VARIABLE, StateStore
 from rivet.state.keys import ExportKey
 from tests.conftest import MYSQL_URL, pg_url
-from tests.outputs import run_rivet
+from tests.outputs import assert_failpoint_ended, run_rivet
 
 E = ExportKey("team-a", "e")
 N = ExportKey("team-a", "n")
@@ -254,7 +254,7 @@ def test_a_chunked_run_killed_midway_resumes_from_checkpoints_in_postgresql(pg, 
     config = _machine(tmp_path, "a", f'{{type: postgres, url: "{pg_url()}"}}', export)
     env = {STATE_URL_VARIABLE: pg_state_url}
     killed = run_rivet("run", "-c", str(config), env={**env, "RIVET_FAILPOINTS": "after_part_write@3:crash"})
-    assert killed.returncode != 0
+    assert_failpoint_ended(killed, "after_part_write@3:crash", -9)
     chunks = json.loads(run_rivet("state", "chunks", "-c", str(config), "-e", "c", "--json", env=env).stdout)
     done = [c for c in chunks["chunks"] if c["status"] == "done"]
     assert 0 < len(done) < len(chunks["chunks"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pg_url
-from tests.outputs import run_rivet
+from tests.outputs import assert_failpoint_ended, run_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -26,7 +26,7 @@ def _killed_run(pg, pg_table, tmp_path: Path) -> tuple[Path, str]:
         "max_file_size: 1KB, destination: out}\n"
     )
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "after_part_write@3:crash"})
-    assert killed.returncode != 0
+    assert_failpoint_ended(killed, "after_part_write@3:crash", -9)
     return config, table
 
 

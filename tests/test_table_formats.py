@@ -12,7 +12,7 @@ import pytest
 from tests.chunkrun import kill_after_chunks, resume_and_check
 from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
 from tests.orders import insert_orders, orders_config, source_rows
-from tests.outputs import run_rivet
+from tests.outputs import assert_failpoint_ended, run_rivet
 from tests.test_iceberg import load_table, load_table_or_none
 
 deltalake = pytest.importorskip("deltalake")
@@ -45,7 +45,7 @@ def test_incremental_runs_append_and_a_kill_before_the_commit_is_completed_by_th
     assert run_rivet("run", "-c", str(config)).returncode == 0
     insert_orders(pg, orders, 3001, 3500)
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
-    assert killed.returncode != 0
+    assert_failpoint_ended(killed, "before_table_commit:crash", -9)
     assert sum(table_rows(tmp_path, table_format).values()) == 3000  # the killed run's rows are not in it yet
     checked = run_rivet("validate", "-c", str(config), "--json")
     assert checked.returncode == 3
@@ -176,7 +176,7 @@ def test_mariadb_incremental_runs_killed_at_the_commit_append_each_row_once(my_c
     assert run_rivet("run", "-c", str(config)).returncode == 0
     insert(501, 700)
     killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_table_commit:crash"})
-    assert killed.returncode != 0
+    assert_failpoint_ended(killed, "before_table_commit:crash", -9)
     insert(701, 720)
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 0, ran.stderr
