@@ -78,17 +78,20 @@ def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], text_vie
 
     source = ChunkSource.open(plan)
     schema = source.schema
-    chunks = plan_chunks(plan, source.coordinator, source.schema)
+    chunks = plan_chunks(plan, source.planner, source.schema)
     options = _scan_options(plan, source.snapshot)
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
     local = threading.local()
     sessions: list[Any] = []  # kept so every worker's connection closes when the read ends
+    spare = [s for s in [source.take_planner()] if s is not None]  # the first worker reads with it
     readers: dict[int, Any] = {}
     lock = threading.Lock()
 
     def read(index: int) -> list[T]:
         if not hasattr(local, "session"):
-            local.session = plan.source.session()  # type: ignore[union-attr]
+            with lock:
+                local.session = spare.pop() if spare else None
+            local.session = local.session or plan.source.session()  # type: ignore[union-attr]
             with lock:
                 sessions.append(local.session)
         chunk = chunks[index]

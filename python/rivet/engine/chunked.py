@@ -230,8 +230,13 @@ class ChunkPool:
         events: Observer,
         fast: ConnectorxScanner | None = None,
         rows: OutputRows | None = None,
+        spare: Session | None = None,
     ) -> None:
-        """``schema`` is the output's: the source's columns and the meta columns ``rows`` adds."""
+        """A pool of ``plan.parallel`` workers.
+
+        ``schema`` is the output's: the source's columns and the meta columns ``rows`` adds;
+        ``spare`` an open connection the first worker to read natively takes.
+        """
         self.plan = plan
         self.rows = rows
         self.quality = rows.quality if rows is not None else None
@@ -259,6 +264,7 @@ class ChunkPool:
         self.dictionary = DictionaryChoice()
         self.reading = 0  # workers between claiming a chunk and finishing it
         self.paused_once = False
+        self.spare = [spare] if spare is not None else []
 
     def run(self) -> None:
         """Start the workers and wait; Ctrl-C stops them all."""
@@ -291,7 +297,9 @@ class ChunkPool:
 
         def session() -> Session:
             if not sessions:
-                sessions.append(self.plan.source.session())  # type: ignore[union-attr]
+                with self.lock:
+                    spare = self.spare.pop() if self.spare else None
+                sessions.append(spare or self.plan.source.session())  # type: ignore[union-attr]
             return sessions[0]
 
         part: FillingPart | None = None
@@ -494,7 +502,7 @@ class ChunkSource:
     """What the workers of a chunked read share: the coordinator's session and snapshot, the schema, the reader."""
 
     plan: ExportPlan
-    coordinator: Session  # holds the snapshot open until the workers finish
+    coordinator: Session | None  # plans the chunks; then holds the snapshot open until the workers finish
     snapshot: str | None
     schema: pa.Schema  # the source's columns, before meta columns
     engine: str
@@ -525,6 +533,24 @@ class ChunkSource:
         fast = ConnectorxScanner.for_plan(plan, schema, coordinator.channel) if choice.engine == "connectorx" else None
         return cls(plan, coordinator, snapshot, schema, choice.engine, fast)
 
+    @property
+    def planner(self) -> Session:
+        """The connection that plans the chunks (until a worker takes it)."""
+        assert self.coordinator is not None, "the planning connection was handed to the workers"
+        return self.coordinator
+
+    def take_planner(self) -> Session | None:
+        """The planning connection, for a worker to read with; None while it holds the workers' snapshot.
+
+        Handed on rather than closed and opened again, so ``parallel: N`` holds N connections
+        to the source at most, even against a per-role connection limit that a backend still
+        exiting would count.
+        """
+        if self.snapshot is not None:
+            return None
+        planner, self.coordinator = self.coordinator, None
+        return planner
+
     def pool(
         self,
         queue: ChunkQueue,
@@ -534,8 +560,13 @@ class ChunkSource:
         progress: ChunkCounter,
         events: Observer,
         rows: OutputRows,
+        planner: Session | None = None,
     ) -> ChunkPool | ClusterChunkPool:
-        """The worker pool that reads ``queue`` into parts named after ``stem``: threads, or a Dask cluster."""
+        """The worker pool that reads ``queue`` into parts named after ``stem``: threads, or a Dask cluster.
+
+        ``planner``, the planning connection, goes to the first thread that reads natively;
+        the cluster's tasks connect on their workers, so there it is closed.
+        """
         if self.plan.cluster is not None:
             from rivet.engine.cluster import ClusterChunkPool
 
@@ -552,8 +583,9 @@ class ChunkSource:
                 rows,
                 self.plan.max_file_size or DEFAULT_PART_BYTES,
             )
+        spare = planner if self.fast is None else None  # connectorx connects for itself
         return ChunkPool(
-            self.plan, queue, destination, output_schema, stem, self.snapshot, progress, events, self.fast, rows
+            self.plan, queue, destination, output_schema, stem, self.snapshot, progress, events, self.fast, rows, spare
         )
 
 
@@ -631,8 +663,9 @@ def run_chunked(
 ) -> None:
     """Plan (or resume) the chunks, read them with the worker pool, then publish."""
     source = ChunkSource.open(plan)
-    coordinator, schema = source.coordinator, source.schema
-    run = _open_queue(plan, state, coordinator, schema, result, started, resume)
+    schema = source.schema
+    run = _open_queue(plan, state, source.planner, schema, result, started, resume)
+    planner = source.take_planner()
     queue = run.queue
     events = observer or Observer()
     rows = OutputRows.for_run(plan, state, events, run.started)
@@ -655,7 +688,8 @@ def run_chunked(
         success = destination.read_file(destination.spec.success_name)
         destination.withdraw_success()
         events.emit("progress_init", plan.name, total_chunks=run.total, done_chunks=done)
-        pool = source.pool(queue, destination, output_schema, run.stem, ChunkCounter(done), events, rows)
+        pool = source.pool(queue, destination, output_schema, run.stem, ChunkCounter(done), events, rows, planner)
+        del planner  # the pool's now: a worker reads with it, or it closes with the pool
         try:
             pool.run()
         except BaseException:
@@ -692,4 +726,4 @@ def run_chunked(
         )
     finally:
         destination.cleanup()
-        del coordinator, source
+        del source  # the snapshot's transaction ends with its session

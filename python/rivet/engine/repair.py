@@ -149,7 +149,7 @@ def execute_repair(
     tasks = {t["chunk_index"]: t for t in state.chunk_tasks(run_id)}
     source = ChunkSource.open(plan)
     try:
-        queries = rebuilt_queries(plan, source.coordinator, source.schema, run_id, list(tasks.values()))
+        queries = rebuilt_queries(plan, source.planner, source.schema, run_id, list(tasks.values()))
         manifest = published_manifest(destination, run)
         now = utc_now()
         rows = OutputRows.for_run(plan, state, events, now)
@@ -160,7 +160,8 @@ def execute_repair(
                 "that fit the published ones. Run the export again instead"
             )
         queue = ChunkQueue.in_memory(run_id, [Task(i, queries[i], tasks[i]["label"]) for i in repair.chunks])
-        pool = source.pool(queue, destination, schema, part_stem(plan.name, now), ChunkCounter(), events, rows)
+        stem = part_stem(plan.name, now)
+        pool = source.pool(queue, destination, schema, stem, ChunkCounter(), events, rows, source.take_planner())
         try:
             pool.run()
         except BaseException:
