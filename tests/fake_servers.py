@@ -7,6 +7,7 @@ rivet did not say (a password it must not send).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -70,6 +71,7 @@ class FakeServer:
         self.port = self.listener.getsockname()[1]
         self.peers: list[Peer] = []
         self.errors: list[BaseException] = []
+        self._scripts: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -81,14 +83,16 @@ class FakeServer:
                 return
             peer = Peer(sock)
             self.peers.append(peer)
-            threading.Thread(target=self._run, args=(peer,), daemon=True).start()
+            script = threading.Thread(target=self._run, args=(peer,), daemon=True)
+            self._scripts.append(script)
+            script.start()
 
     def _run(self, peer: Peer) -> None:
         try:
             self.script(peer)
         except (ConnectionError, OSError):
             pass
-        except BaseException as e:  # noqa: BLE001 - kept for the test to look at
+        except BaseException as e:  # noqa: BLE001 - raised again by close()
             self.errors.append(e)
         finally:
             peer.sock.close()
@@ -98,7 +102,15 @@ class FakeServer:
         return b"".join(bytes(p.received) for p in self.peers)
 
     def close(self) -> None:
+        """Stop serving; a script that failed (a broken server, not rivet's doing) fails the test here."""
         self.listener.close()
+        for peer in self.peers:
+            with contextlib.suppress(OSError):
+                peer.sock.shutdown(socket.SHUT_RDWR)  # wakes a script waiting on its client
+        for script in self._scripts:
+            script.join(timeout=10)
+        if self.errors:
+            raise AssertionError(f"the fake server's script failed: {self.errors[0]!r}") from self.errors[0]
 
 
 def pg_message(tag: bytes, body: bytes = b"") -> bytes:

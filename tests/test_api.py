@@ -17,7 +17,10 @@ pytestmark = pytest.mark.postgres
 def test_export_result_is_readable(tmp_path):
     result = rivet.export(pg_url(), query="SELECT 1::int AS x", destination=str(tmp_path), name="one")
     assert result.ok and result.rows == 1 and result.bytes > 0 and result.duration_s > 0
-    assert result.schema == pa.schema([pa.field("x", pa.int32())]) or result.schema.names == ["x"]
+    # The written schema, with the source's own type name for each column.
+    assert result.schema.equals(
+        pa.schema([pa.field("x", pa.int32(), metadata={"rivet.source_type": "integer"})]), check_metadata=True
+    )
     assert "one: 1 rows, 1 file" in repr(result)
     assert "<table>" in result._repr_html_()
     assert result.manifest.endswith("manifest.json")

@@ -329,35 +329,45 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
 
 
 @pytest.mark.postgres
-def test_connections_to_the_source_stay_within_parallel_across_the_cluster(pg, pg_table, slow, client, tmp_path):
-    # Four worker threads in the cluster, parallel: 2: never more than two chunk readers at once.
+def test_connections_to_the_source_stay_within_parallel_across_the_cluster(pg, pg_table, client, tmp_path):
+    # Four worker threads in the cluster, parallel: 2. Every chunk's read holds one of two
+    # advisory-lock slots for as long as it reads; a third reader at once finds none and
+    # fails its query, so the bound is kept by the server, not sampled.
     table = numbered(pg_table)
-    query = slowed(slow, table, 0.001)
-    config = write_config(tmp_path, PG_URL, query, chunk_size=150)
-    seen: list[int] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            count = pg.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s "
-                "AND pid <> pg_backend_pid()",
-                (f"%{slow}%",),
-            ).fetchone()[0]
-            seen.append(count)
-            stop.wait(0.01)
-
-    observer = threading.Thread(target=watch, daemon=True)
-    observer.start()
+    gate = f"rivet_two_readers_{os.getpid()}"
+    pg.execute(
+        f"CREATE OR REPLACE FUNCTION {gate}(v int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN "
+        "IF coalesce(current_setting('rivet.slot', true), '') = '' THEN "
+        "  IF pg_try_advisory_xact_lock(4242, 1) THEN PERFORM set_config('rivet.slot', '1', true); "
+        "  ELSIF pg_try_advisory_xact_lock(4242, 2) THEN PERFORM set_config('rivet.slot', '2', true); "
+        "  ELSE RAISE EXCEPTION 'a third chunk reader at once'; END IF; "
+        "END IF; PERFORM pg_sleep(0.001); RETURN v; END $$"
+    )
     try:
-        result = rivet.run(config, dask_client=client)
+        query = f"SELECT id, payload, {gate}(id) AS gated FROM {table}"
+        config = write_config(tmp_path, PG_URL, query, chunk_size=150, tuning={"max_retries": 0})
+        readers: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            # Only to see that two readers did run at once: the slots above are the bound.
+            while not stop.is_set() and max(readers, default=0) < 2:
+                sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242 AND objsubid = 2"
+                readers.append(pg.execute(sql).fetchone()[0])
+
+        observer = threading.Thread(target=watch, daemon=True)
+        observer.start()
+        try:
+            result = rivet.run(config, dask_client=client)
+        finally:
+            stop.set()
+            observer.join()
+        assert result.ok, result.exports[0].error
+        assert max(readers) == 2, "the chunks never ran two at a time"
+        expected = source_rows(pg, f"SELECT id, payload FROM {table}")
+        assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == expected
     finally:
-        stop.set()
-        observer.join()
-    assert result.ok, result.exports[0].error
-    assert max(seen) == 2, f"chunk readers seen at once: {collections.Counter(seen)}"
-    expected = source_rows(pg, f"SELECT id, payload FROM {table}")
-    assert rows_by_manifest(tmp_path / "out", ["id", "payload"]) == expected
+        pg.execute(f"DROP FUNCTION {gate}(int)")
 
 
 @pytest.fixture

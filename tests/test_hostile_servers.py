@@ -52,8 +52,14 @@ def serve():
         return server
 
     yield start
-    for s in servers:
-        s.close()
+    failed = []
+    for server in servers:
+        try:
+            server.close()
+        except AssertionError as e:
+            failed.append(e)
+    if failed:
+        raise failed[0]
 
 
 def export_in_a_child(tmp_path: Path, url: str, *, tuning: str = "{max_retries: 0}") -> dict:
