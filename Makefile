@@ -35,7 +35,7 @@ demo: install
 test: install
 	scripts/ensure-services
 	cargo test --locked -p rivet-engine --quiet
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -ra
 
 ## lint: formatting and static checks
 lint: install

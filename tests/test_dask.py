@@ -22,6 +22,8 @@ import textwrap
 import threading
 from pathlib import Path
 
+import dask
+import distributed
 import psycopg
 import pytest
 
@@ -32,9 +34,6 @@ from rivet.state.backends import STATE_URL_VARIABLE
 from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
 from tests.conftest import MYSQL_URL, PG_URL, my_query
 from tests.outputs import rows_by_manifest, run_rivet
-
-distributed = pytest.importorskip("distributed")
-dask = pytest.importorskip("dask")
 
 ROWS = 3000
 

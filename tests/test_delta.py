@@ -7,14 +7,12 @@ import functools
 import json
 from pathlib import Path
 
+import deltalake
+import polars as pl
 import pytest
 
 from tests.orders import orders_config, source_rows
 from tests.outputs import run_rivet
-
-deltalake = pytest.importorskip("deltalake")
-pl = pytest.importorskip("polars")
-
 
 write_config = functools.partial(orders_config, fmt="delta")
 
@@ -30,8 +28,9 @@ def polars_rows(path: Path) -> collections.Counter:
 
 
 def duckdb_with_delta():
-    duckdb = pytest.importorskip("duckdb")
-    extension = pytest.importorskip("duckdb_extension_delta")
+    import duckdb
+    import duckdb_extension_delta as extension
+
     connection = duckdb.connect()
     connection.execute(f"LOAD '{Path(extension.__file__).parent / 'extensions/v1.5.5/delta.duckdb_extension'}'")
     return connection

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import collections
 import functools
+import importlib
 import json
 from pathlib import Path
 
+import polars as pl
+import pyiceberg.catalog as pyiceberg_catalog
 import pytest
 
 from tests.conftest import MYSQL_URL, my_query, s3_destination
 from tests.orders import insert_orders, orders_config, source_rows
 from tests.outputs import run_rivet
-
-pyiceberg_catalog = pytest.importorskip("pyiceberg.catalog")
-pl = pytest.importorskip("polars")
 
 COLUMNS = ["id", "amount", "at", "note"]
 
@@ -49,10 +49,11 @@ def polars_rows(table, columns=COLUMNS) -> collections.Counter:
 
 
 def duckdb_rows(table, columns=COLUMNS) -> collections.Counter:
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     connection = duckdb.connect()
     for name in ("avro", "iceberg"):
-        module = pytest.importorskip(f"duckdb_extension_{name}")
+        module = importlib.import_module(f"duckdb_extension_{name}")
         connection.execute(f"LOAD '{Path(module.__file__).parent / f'extensions/v1.5.5/{name}.duckdb_extension'}'")
     selected = ", ".join(f'"{c}"' for c in columns)
     found = connection.sql(f"SELECT {selected} FROM iceberg_scan('{table.metadata_location}')").fetchall()

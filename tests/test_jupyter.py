@@ -6,10 +6,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
+import nbclient
+import nbformat
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

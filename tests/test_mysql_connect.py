@@ -41,7 +41,7 @@ def server() -> Iterator[Server]:
     """A throwaway MariaDB with TLS (a test CA) and users that need a password or TLS."""
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     if not (Path(mariadbd).exists() and shutil.which("mariadb-install-db") and shutil.which("openssl")):
-        pytest.skip("needs mariadbd, mariadb-install-db and openssl to start a TLS test server")
+        pytest.fail("needs mariadbd, mariadb-install-db and openssl to start a TLS test server: install mariadb-server")
     root = Path(tempfile.mkdtemp(prefix="rivet-mytls-"))
     make_certificates(root)
     user = ["--user=mysql"] if os.geteuid() == 0 else []

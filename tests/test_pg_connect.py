@@ -1,4 +1,4 @@
-"""Connecting: password methods against a throwaway server, and the TLS modes against the local one."""
+"""Connecting: password methods and TLS modes against a throwaway server with its own test CA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import dataclasses
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -43,7 +42,8 @@ def _free_port() -> int:
 @dataclasses.dataclass(frozen=True)
 class AuthServer:
     port: int
-    ca: Path
+    ca: Path  # the test CA that issued the server's certificate (for localhost)
+    socket_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def auth_server() -> Iterator[AuthServer]:
     """A throwaway PostgreSQL that demands passwords (SCRAM, MD5, cleartext)."""
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql to start an auth test server")
+        pytest.fail(
+            "no PostgreSQL server binaries under /usr/lib/postgresql: install postgresql (make install-servers)"
+        )
     # Not under pytest's tmp: the server's own user must be able to reach it.
     root = Path(tempfile.mkdtemp(prefix="rivet-pgauth-"))
     run_as: list[str] = []
@@ -123,7 +125,7 @@ def auth_server() -> Iterator[AuthServer]:
 
         psql("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
         psql("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
-        yield AuthServer(port, root / "ca.pem")
+        yield AuthServer(port, root / "ca.pem", root)
     finally:
         subprocess.run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
@@ -228,60 +230,33 @@ def test_missing_password_says_so(auth_server: AuthServer, tmp_path: Path, monke
         rivet.export(url, query="SELECT 1", destination=str(tmp_path))
 
 
-def _ssl_in_use(url: str, tmp_path: Path) -> bool:
+def _ssl_in_use(source: dict[str, object], tmp_path: Path) -> bool:
     result = rivet.export(
-        url, query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", destination=str(tmp_path)
+        source, query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", destination=str(tmp_path)
     )
     return bool(pq.read_table(result.files[0]).column("ssl")[0].as_py())
 
 
-def _server_has_ssl(pg) -> bool:
-    return pg.execute("SHOW ssl").fetchone()[0] == "on"
-
-
 @pytest.mark.parametrize(("mode", "encrypted"), [("disable", False), ("prefer", True), ("require", True)])
-def test_tls_modes_that_do_not_verify(pg, tmp_path: Path, mode: str, encrypted: bool) -> None:
-    if encrypted and not _server_has_ssl(pg):
-        pytest.skip("the local server has ssl = off")
-    assert _ssl_in_use(pg_url(mode), tmp_path) is encrypted
+def test_tls_modes_that_do_not_verify(auth_server: AuthServer, tmp_path: Path, mode: str, encrypted: bool) -> None:
+    assert _ssl_in_use(_auth_source(auth_server, "postgres", "scram-secret", mode=mode), tmp_path) is encrypted
 
 
-def _server_certificate(pg) -> str:
-    if not _server_has_ssl(pg):
-        pytest.skip("the local server has ssl = off")
-    path = pg.execute("SHOW ssl_cert_file").fetchone()[0]
-    if not os.access(path, os.R_OK):
-        pytest.skip(f"cannot read the server certificate {path}")
-    return str(path)
+def _tls_source(server: AuthServer, mode: str, host: str, ca_file: Path) -> dict[str, object]:
+    return _auth_source(server, "postgres", "scram-secret", mode=mode, host=host, ca_file=str(ca_file))
 
 
-def _tls_source(mode: str, host: str, ca_file: str) -> dict[str, object]:
-    return {
-        "type": "postgres",
-        "host": host,
-        "user": "postgres",
-        "database": "test",
-        "tls": {"mode": mode, "ca_file": ca_file},
-    }
+def test_verify_full_accepts_a_trusted_certificate_for_its_host(auth_server: AuthServer, tmp_path: Path) -> None:
+    # localhost: the name the test certificate is issued for.
+    assert _ssl_in_use(_tls_source(auth_server, "verify-full", "localhost", auth_server.ca), tmp_path)
 
 
-def test_verify_full_accepts_a_trusted_certificate_for_its_host(pg, tmp_path: Path) -> None:
-    cert = _server_certificate(pg)
-    host = "localhost"  # the name the local certificate is issued for
-    result = rivet.export(
-        _tls_source("verify-full", host, cert),
-        query="SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        destination=str(tmp_path),
-    )
-    assert pq.read_table(result.files[0]).column("ssl").to_pylist() == [True]
-
-
-def test_verify_full_refuses_another_host_name(pg, tmp_path: Path) -> None:
-    cert = _server_certificate(pg)
+def test_verify_full_refuses_another_host_name(auth_server: AuthServer, tmp_path: Path) -> None:
     with pytest.raises(
         SourceConnectionError, match=r"TLS handshake with 127\.0\.0\.1 failed: invalid peer certificate"
     ):
-        rivet.export(_tls_source("verify-full", "127.0.0.1", cert), query="SELECT 1", destination=str(tmp_path))
+        source = _tls_source(auth_server, "verify-full", "127.0.0.1", auth_server.ca)
+        rivet.export(source, query="SELECT 1", destination=str(tmp_path))
 
 
 def test_verify_ca_without_a_ca_file_is_refused(pg, tmp_path: Path) -> None:
@@ -292,24 +267,14 @@ def test_verify_ca_without_a_ca_file_is_refused(pg, tmp_path: Path) -> None:
     assert not (tmp_path / "_SUCCESS").exists()
 
 
-def test_verify_ca_ignores_the_name_but_checks_the_chain(pg, tmp_path: Path) -> None:
-    cert = _server_certificate(pg)
-    assert (
-        rivet.export(
-            _tls_source("verify-ca", "127.0.0.1", cert), query="SELECT 1 AS x", destination=str(tmp_path / "ok")
-        ).rows
-        == 1
-    )
-    bundle = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
-    if not bundle.is_file():
-        pytest.skip("no system CA bundle to take an unrelated root from")
-    text = bundle.read_text()
-    unrelated = tmp_path / "other-ca.pem"
-    unrelated.write_text(text[: text.index("-----END CERTIFICATE-----") + 26])
-    with pytest.raises(SourceConnectionError, match="UnknownIssuer"):
-        rivet.export(
-            _tls_source("verify-ca", "127.0.0.1", str(unrelated)), query="SELECT 1", destination=str(tmp_path / "bad")
-        )
+def test_verify_ca_ignores_the_name_but_checks_the_chain(auth_server: AuthServer, tmp_path: Path) -> None:
+    assert _ssl_in_use(_tls_source(auth_server, "verify-ca", "127.0.0.1", auth_server.ca), tmp_path / "ok")
+    other = tmp_path / "other"  # a CA of the same name, which never signed the server's certificate
+    other.mkdir()
+    make_certificates(other)
+    with pytest.raises(SourceConnectionError, match="invalid peer certificate: BadSignature"):
+        source = _tls_source(auth_server, "verify-ca", "127.0.0.1", other / "ca.pem")
+        rivet.export(source, query="SELECT 1", destination=str(tmp_path / "bad"))
 
 
 def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -357,15 +322,21 @@ def test_a_weak_channel_to_another_machine_is_warned_about_once(caplog: pytest.L
     assert caplog.records == []
 
 
-def test_unix_socket_host(pg, tmp_path: Path) -> None:
-    sockets = [d for d in ("/var/run/postgresql", "/tmp") if Path(d, ".s.PGSQL.5432").exists()]
-    if not sockets:
-        pytest.skip("no local PostgreSQL socket")
-    source = {"type": "postgres", "host": sockets[0], "user": "postgres", "database": "test"}
-    assert rivet.export(source, query="SELECT 1 AS x", destination=str(tmp_path)).rows == 1
+def test_unix_socket_host(auth_server: AuthServer, tmp_path: Path) -> None:
+    source = {
+        "type": "postgres",
+        "host": str(auth_server.socket_dir),
+        "port": auth_server.port,
+        "user": "postgres",
+        "database": "postgres",
+    }
+    result = rivet.export(source, query="SELECT inet_server_addr() IS NULL AS local", destination=str(tmp_path))
+    assert pq.read_table(result.files[0]).column("local").to_pylist() == [True]  # no TCP address: the socket
 
 
-def test_an_unencrypted_or_unverified_connection_is_said_once_and_check_shows_it(pg, tmp_path: Path) -> None:
+def test_an_unencrypted_or_unverified_connection_is_said_once_and_check_shows_it(
+    pg, auth_server: AuthServer, tmp_path: Path
+) -> None:
     from tests.outputs import run_rivet
 
     config = tmp_path / "rivet.yaml"
@@ -380,11 +351,11 @@ def test_an_unencrypted_or_unverified_connection_is_said_once_and_check_shows_it
     assert "is not encrypted" not in ran.stderr
     checked = run_rivet("check", "-c", str(config))
     assert "connection: plaintext" in checked.stderr and checked.stderr.count("is not encrypted") == 1  # said once
-    cert = _server_certificate(pg)
     verified = tmp_path / "verified.yaml"
     verified.write_text(
-        "source:\n  type: postgres\n  host: localhost\n  user: postgres\n  database: test\n"
-        f"  tls: {{mode: verify-full, ca_file: {cert}}}\nexports:\n  - name: a\n    query: SELECT 1 AS x\n"
+        f"source:\n  type: postgres\n  host: localhost\n  port: {auth_server.port}\n  user: postgres\n"
+        "  password: scram-secret\n  database: postgres\n"
+        f"  tls: {{mode: verify-full, ca_file: {auth_server.ca}}}\nexports:\n  - name: a\n    query: SELECT 1 AS x\n"
         "    destination: out/v\n"
     )
     checked = run_rivet("check", "-c", str(verified))

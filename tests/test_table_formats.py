@@ -7,6 +7,7 @@ import collections
 import json
 from pathlib import Path
 
+import deltalake
 import pytest
 
 from tests.chunkrun import kill_after_chunks, resume_and_check
@@ -14,8 +15,6 @@ from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
 from tests.orders import insert_orders, orders_config, source_rows
 from tests.outputs import assert_failpoint_ended, run_rivet
 from tests.test_iceberg import load_table, load_table_or_none
-
-deltalake = pytest.importorskip("deltalake")
 
 ORDERS = ["id", "amount", "at", "note"]
 

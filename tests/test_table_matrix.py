@@ -11,14 +11,13 @@ import collections
 import json
 from pathlib import Path
 
+import deltalake
+import polars as pl
+import pyiceberg.catalog as pyiceberg_catalog
 import pytest
 
 from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
 from tests.outputs import run_rivet
-
-deltalake = pytest.importorskip("deltalake")
-pyiceberg_catalog = pytest.importorskip("pyiceberg.catalog")
-pl = pytest.importorskip("polars")
 
 COLUMNS = ["id", "amount", "at", "note"]
 MODES = {
