@@ -4,6 +4,8 @@
 
 pub mod batch;
 pub mod decimal;
+#[cfg(test)]
+mod differential;
 pub mod error;
 pub mod failpoint;
 #[cfg(test)]

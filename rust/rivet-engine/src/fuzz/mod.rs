@@ -57,6 +57,8 @@ use crate::tls::{TlsMode, TlsSettings};
 use mysql::{CLIENT_SSL, MY_SERVER_CAPS, my_frame, my_greeting, my_params};
 use pg::{pg_frame, pg_login_exchange, pg_params};
 
+pub(crate) use mysql::text_result_rows;
+
 // ---------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------

@@ -227,6 +227,28 @@ fn with_my(
     outcome
 }
 
+/// What `query` returns when a server answers it with one text result set of `columns`
+/// columns whose rows are these packets (the differential tests encode them).
+pub(crate) fn text_result_rows(
+    columns: usize,
+    rows: Vec<Vec<u8>>,
+    deprecate_eof: bool,
+) -> Result<Vec<Vec<Option<String>>>> {
+    let mut count = Vec::new();
+    lenenc_int(&mut count, columns as u64);
+    let mut units = vec![count];
+    my_coldefs(&mut units, columns, deprecate_eof);
+    units.extend(rows);
+    units.push(my_end(deprecate_eof, false));
+    let bytes = [my_logged_in(deprecate_eof), my_frame(&units)].concat();
+    let mut result = Vec::new();
+    with_my(bytes, Channel::Unix, my_params(), |conn| {
+        result = conn.query("SELECT 1")?;
+        Ok(())
+    })?;
+    Ok(result)
+}
+
 // MySQL values in their binary-protocol forms.
 
 /// A column kind, and whether it travels as a BIT string.

@@ -312,10 +312,23 @@ fn parse_decimal<T: DecimalInt>(
         Some((b'+', rest)) => (false, rest),
         _ => (false, text),
     };
+    let excess = || {
+        format!(
+            "value {} has more fractional digits than the column's scale (it is never rounded)",
+            show()
+        )
+    };
     let mut acc = T::ZERO;
     let mut frac: i32 = -1;
     for &c in digits {
         match c {
+            // Digits past the scale are checked, not accumulated: a wide DECIMAL read as
+            // a narrower decimal has zeros there that would overflow the integer.
+            b'0'..=b'9' if frac >= 0 && frac >= i32::from(scale) => {
+                if c != b'0' {
+                    return Err(excess());
+                }
+            }
             b'0'..=b'9' => {
                 acc = acc
                     .push_decimal(c - b'0')
@@ -334,12 +347,7 @@ fn parse_decimal<T: DecimalInt>(
         acc.mul_pow10(shift as u32)
             .ok_or_else(|| overflow(&show()))?
     } else {
-        acc.div_pow10_exact((-shift) as u32).ok_or_else(|| {
-            format!(
-                "value {} has more fractional digits than the column's scale (it is never rounded)",
-                show()
-            )
-        })?
+        acc.div_pow10_exact((-shift) as u32).ok_or_else(excess)?
     };
     if unscaled >= bound {
         return Err(overflow(&show()));
@@ -468,6 +476,27 @@ mod tests {
         assert_eq!(
             wide.to_string(),
             "12345678901234567890123456789012345123456789012345678901234567890"
+        );
+    }
+
+    /// Found by the differential tests: a DECIMAL(42,22) read as decimal(35,1) refused
+    /// `20000000000000000000.0000000000000000000000` as too wide, its zero decimals having
+    /// overflowed the i128 on the way.
+    #[test]
+    fn zero_decimals_past_the_scale_do_not_overflow() {
+        let text = format!("2{}.{}", "0".repeat(19), "0".repeat(22));
+        assert_eq!(
+            parse_decimal::<i128>(text.as_bytes(), 1, 10i128.pow(35)),
+            Ok(2 * 10i128.pow(20))
+        );
+        assert_eq!(
+            parse_decimal::<i64>(b"1.00000000000000000000", 0, 10),
+            Ok(1)
+        );
+        assert!(
+            parse_decimal::<i128>(b"1.000000000000000000000000000000000000000001", 2, 1000)
+                .unwrap_err()
+                .contains("never rounded")
         );
     }
 
