@@ -4,7 +4,8 @@ Live (a terminal, or Jupyter): a rich bar per export and one for the whole run, 
 with percent, rows, rows/s, bytes, retries and time left. A chunked export's bar
 counts chunks; a single stream's counts rows against the optimizer's estimate (no
 estimate: the bar pulses). Otherwise plain lines: when an export starts, every
-``progress.plain_every_s()`` seconds while it runs, and its summary when it ends.
+``progress.plain_every_s()`` seconds while it runs (by the clock, so an export stuck
+on a lock or a slow first row still says where it is), and its summary when it ends.
 """
 
 from __future__ import annotations
@@ -87,17 +88,33 @@ class Cards:
         self._printed: dict[str, float] = {}
         self._every_s = progress.plain_every_s()
         self._bars: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
         if live if live is not None else progress.live():
             self._bars = _Bars(self.cards)
 
     def __enter__(self) -> Cards:
         if self._bars is not None:
             self._bars.start()
+        else:
+            self._ticker = threading.Thread(target=self._tick, name="rivet-progress", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
         if self._bars is not None:
             self._bars.stop()
+
+    def _tick(self) -> None:
+        """Plain lines on time: each running export's line once its period has passed."""
+        while not self._stop.wait(min(self._every_s, 1.0) / 2):
+            with self._lock:
+                for card in self.cards.values():
+                    if card.state == "running" and card.result is None:
+                        self._periodic(card)
 
     def event(self, event: dict[str, Any]) -> None:
         """Apply one event."""

@@ -96,6 +96,44 @@ class Observer:
         return {"v": VERSION, "type": kind, "export": export, "ts": iso(utc_now()), **fields}
 
 
+class LatestProgress:
+    """One stream's progress, emitted by the clock rather than by the rows.
+
+    The reading loop calls ``update`` on every batch; a thread emits the latest counts
+    every ``every_s`` seconds when they changed, so what is shown is never older than
+    that, even while the reader waits on a slow or held server.
+    """
+
+    def __init__(self, events: Observer, export: str, every_s: float) -> None:
+        self._events, self._export, self._every_s = events, export, every_s
+        self._latest: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rivet-progress-{export}", daemon=True)
+
+    def update(self, **fields: Any) -> None:
+        """The counts so far."""
+        with self._lock:
+            self._latest = fields
+
+    def __enter__(self) -> LatestProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        emitted: dict[str, Any] = {}
+        while not self._stop.wait(self._every_s):
+            with self._lock:
+                latest = self._latest
+            if latest and latest is not emitted:
+                self._events.emit("progress", self._export, **latest)
+                emitted = latest
+
+
 class StreamObserver(Observer):
     """Writes events as JSON lines (a child process's stdout)."""
 

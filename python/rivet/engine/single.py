@@ -29,6 +29,7 @@ from rivet.engine.filters import where
 from rivet.engine.integrity import check_read
 from rivet.engine.rows import OutputRows
 from rivet.errors import ConfigError, SourceConnectionError
+from rivet.events import LatestProgress
 from rivet.formats import StagedPart, open_part_writer
 from rivet.retry import Retrier, RetryPolicy
 from rivet.runinfo import iso, part_stem, utc_now
@@ -253,17 +254,16 @@ def _read(
     ``schema`` is the output's: the reader's columns and the meta columns ``rows`` adds.
     """
     writer = open_part_writer(plan.format, schema, staging, plan.max_file_size, partitioning=plan.partitioning)
-    written, reported = 0, time.monotonic()
+    written = 0
     try:
-        while (next_batch := reader.next_batch()) is not None:
-            batch = pa.record_batch(next_batch)
-            if cursor is not None:
-                batch = cursor.observe(batch)
-            writer.write(rows(batch))
-            written += batch.num_rows
-            if time.monotonic() - reported >= PROGRESS_EVERY_S:
-                events.emit("progress", plan.name, rows=written, bytes=writer.bytes_written())
-                reported = time.monotonic()
+        with LatestProgress(events, plan.name, PROGRESS_EVERY_S) as progress:
+            while (next_batch := reader.next_batch()) is not None:
+                batch = pa.record_batch(next_batch)
+                if cursor is not None:
+                    batch = cursor.observe(batch)
+                writer.write(rows(batch))
+                written += batch.num_rows
+                progress.update(rows=written, bytes=writer.bytes_written())
         parts = writer.close()
         skipped = cursor.skipped if cursor is not None else 0
         check_read(reader, sum(p.rows for p in parts) + skipped, f"export {plan.name}")
