@@ -19,7 +19,7 @@ from rivet.errors import ConfigError, DataError
 from tests.conftest import MYSQL_URL, pg_url
 
 PG_ELIGIBLE = """CREATE TABLE {t} (id int, b boolean, i2 smallint, i4 integer, i8 bigint, f4 real,
-    f8 double precision, n15 numeric(15,2), n38 numeric(38,10), txt text, vc varchar(10), ch char(4), by bytea,
+    f8 double precision, n15 numeric(15,2), n28 numeric(28,10), txt text, vc varchar(10), ch char(4), by bytea,
     d date, ts timestamp, tz timestamptz, u uuid);
 INSERT INTO {t} SELECT i, i % 2 = 0, i % 30000, i * 7, i::bigint * 1000000007, i / 8.0, i / 3.0, i * 1.25, i / 7.0,
     md5(i::text), left(md5(i::text), 5), 'x', decode(md5(i::text), 'hex'), date '2000-01-01' + i,
@@ -74,10 +74,11 @@ def test_postgres_chunked_reads_are_identical_through_both_engines(pg_table, out
     ("column", "why"),
     [
         ("12.345678901234::numeric(30,12)", "rounds decimals to decimal(38,10)"),
+        ("123456789012345678901234567.1234567890::numeric(38,10)", "holds decimals in 28 digits"),
         ("interval '1 day'", "panics on interval"),
         ("'24:00:00'::time", "reads 24:00:00 as 00:00:00"),
     ],
-    ids=["numeric(30,12)", "interval", "time"],
+    ids=["numeric(30,12)", "numeric(38,10)", "interval", "time"],
 )
 def test_postgres_auto_picks_native_where_connectorx_is_not_exact(pg_table, out, caplog, column, why):
     t = pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id, {column} AS v FROM generate_series(1, 10) AS i")

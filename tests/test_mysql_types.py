@@ -284,3 +284,58 @@ def test_geometry_read_as_text_is_its_wkt(my_table, tmp_path):
     t = my_table("CREATE TABLE {t} (id INT, g POINT);\nINSERT INTO {t} VALUES (1, POINT(1, 2)), (2, NULL)")
     result = rivet.export(MYSQL_URL, table=t, destination=str(tmp_path / "out"), columns={"g": "text"})
     assert pq.read_table(result.files[0]).column("g").to_pylist() == ["POINT(1 2)", None]
+
+
+# Columns connectorx cannot read exactly: ``engine: connectorx`` refuses them by name.
+NOT_FOR_CONNECTORX = {"c_dec38", "c_dec65", "c_ts", "c_time", "c_bit1", "c_bit10", "c_bit64"}
+CX_COLUMNS = [c for c in COLUMNS if c.name not in NOT_FOR_CONNECTORX]
+
+
+def _source(engine: str = "native") -> dict[str, str]:
+    return {"type": "mysql", "url": MYSQL_URL, "engine": engine}
+
+
+@pytest.fixture(scope="module")
+def read_paths(type_zoo, tmp_path_factory) -> dict[str, pa.Table]:
+    """The zoo read by the other readers (the single stream is ``exports``), as one table in id order.
+
+    ``chunked``: key-range chunks, two workers; ``connectorx``: its exact columns, chunk by chunk.
+    """
+    base = tmp_path_factory.mktemp("myzoo_paths")
+    chunked = {"mode": "chunked", "chunk_column": "id", "chunk_size": 2, "parallel": 2}
+    cx_query = f"SELECT id, {', '.join(c.name for c in CX_COLUMNS)} FROM {type_zoo}"
+    runs = {
+        "chunked": rivet.export(
+            _source(), query=f"SELECT * FROM {type_zoo}", destination=str(base / "chunked"), name="zoo", **chunked
+        ),
+        "connectorx": rivet.export(
+            _source("connectorx"), query=cx_query, destination=str(base / "cx"), name="zoo", **chunked
+        ),
+    }
+    assert len(runs["chunked"].files) > 1  # the chunks really were several reads
+    assert runs["connectorx"].engine == "connectorx"  # no chunk fell back to the native reader
+    return {path: pa.concat_tables(pq.read_table(f) for f in run.files).sort_by("id") for path, run in runs.items()}
+
+
+@pytest.mark.parametrize("path", ["chunked", "connectorx"])
+def test_every_read_path_gives_the_source_values(read_paths, expected, path):
+    table = read_paths[path]
+    assert table.num_rows == ROWS
+    columns = CX_COLUMNS if path == "connectorx" else COLUMNS
+    assert table.column_names == ["id", *[c.name for c in columns]]
+    wrong = {}
+    for c in columns:
+        actual = [utc(v) for v in table.column(c.name).to_pylist()]
+        if table.schema.field(c.name).type != c.arrow or not all(
+            same(e, a) for e, a in zip(expected[c.name], actual, strict=True)
+        ):
+            wrong[c.name] = (table.schema.field(c.name).type, expected[c.name], actual)
+    assert not wrong, wrong
+
+
+def test_connectorx_refuses_by_name_what_it_cannot_read_exactly(type_zoo, tmp_path):
+    with pytest.raises(rivet.ConfigError) as refused:
+        rivet.export(_source("connectorx"), table=type_zoo, destination=str(tmp_path), name="zoo", parallel=2)
+    named = {line.split(":")[0].removeprefix("  - column ") for line in str(refused.value).splitlines()[1:-1]}
+    assert named == NOT_FOR_CONNECTORX
+    assert not list(tmp_path.iterdir())

@@ -284,3 +284,62 @@ def test_csv_values_read_by_duckdb(exports, expected, name):
     ).fetchall()
     actual = [utc(r[0]) for r in rows]
     assert all(same(e, a) for e, a in zip(expected[name], actual, strict=True)), (expected[name], actual)
+
+
+# Columns connectorx cannot read exactly: ``engine: connectorx`` refuses them by name.
+NOT_FOR_CONNECTORX = {
+    "c_oid", "c_num38", "c_num_negscale", "c_num60", "c_citext", "c_time", "c_interval", "c_json", "c_jsonb", "c_enum",
+    "c_int_arr", "c_text_arr", "c_num_arr", "c_tstz_arr", "c_date_arr", "c_bool_arr", "c_uuid_arr", "c_float_arr",
+}  # fmt: skip
+CX_COLUMNS = [c for c in COLUMNS if c.name not in NOT_FOR_CONNECTORX]
+
+
+def _source(engine: str = "native") -> dict[str, str]:
+    return {"type": "postgres", "url": pg_url(), "engine": engine}
+
+
+@pytest.fixture(scope="module")
+def read_paths(type_zoo, tmp_path_factory) -> dict[str, pa.Table]:
+    """The zoo read by every other reader (the cursor is ``exports``), as one table in id order.
+
+    ``copy``: key-range chunks over binary COPY, two workers; ``pages``: physical page ranges
+    of the table (TID scans), over COPY too; ``connectorx``: its exact columns, chunk by chunk.
+    """
+    base = tmp_path_factory.mktemp("zoo_paths")
+    query = f"SELECT * FROM {type_zoo}"
+    chunked = {"mode": "chunked", "chunk_column": "id", "chunk_size": 2, "parallel": 2}
+    cx_query = f"SELECT id, {', '.join(c.name for c in CX_COLUMNS)} FROM {type_zoo}"
+    runs = {
+        "copy": rivet.export(_source(), query=query, destination=str(base / "copy"), name="zoo", **chunked),
+        "pages": rivet.export(_source(), table=type_zoo, destination=str(base / "pages"), name="zoo", parallel=2),
+        "connectorx": rivet.export(
+            _source("connectorx"), query=cx_query, destination=str(base / "cx"), name="zoo", **chunked
+        ),
+    }
+    assert runs["copy"].files and len(runs["copy"].files) > 1  # the chunks really were several reads
+    assert runs["connectorx"].engine == "connectorx"  # no chunk fell back to the native reader
+    return {path: pa.concat_tables(pq.read_table(f) for f in run.files).sort_by("id") for path, run in runs.items()}
+
+
+@pytest.mark.parametrize("path", ["copy", "pages", "connectorx"])
+def test_every_read_path_gives_the_source_values(read_paths, expected, path):
+    table = read_paths[path]
+    assert table.num_rows == ROWS
+    columns = CX_COLUMNS if path == "connectorx" else COLUMNS
+    assert table.column_names == ["id", *[c.name for c in columns]]
+    wrong = {}
+    for c in columns:
+        actual = [utc(v) for v in table.column(c.name).to_pylist()]
+        if table.schema.field(c.name).type != c.arrow or not all(
+            same(e, a) for e, a in zip(expected[c.name], actual, strict=True)
+        ):
+            wrong[c.name] = (table.schema.field(c.name).type, expected[c.name], actual)
+    assert not wrong, wrong
+
+
+def test_connectorx_refuses_by_name_what_it_cannot_read_exactly(type_zoo, tmp_path):
+    with pytest.raises(rivet.ConfigError) as refused:
+        rivet.export(_source("connectorx"), table=type_zoo, destination=str(tmp_path), name="zoo", parallel=2)
+    named = {line.split(":")[0].removeprefix("  - column ") for line in str(refused.value).splitlines()[1:-1]}
+    assert named == NOT_FOR_CONNECTORX
+    assert not list(tmp_path.iterdir())

@@ -33,9 +33,10 @@ log = logging.getLogger("rivet")
 SOURCE_TYPE = b"rivet.source_type"
 ENGINES = ("auto", "native", "connectorx")
 
-# connectorx reads every decimal as decimal128(38,10), rounding extra fraction digits.
+# connectorx reads every decimal as decimal128(38,10), rounding extra fraction digits, and
+# through rust_decimal, whose 96-bit mantissa holds 28 digits: a wider value is rounded too.
 CX_SCALE = 10
-CX_INTEGER_DIGITS = 38 - CX_SCALE
+CX_DIGITS = 28
 
 # Source types (as the native reader names them) connectorx reads exactly, per database.
 _PG_EXACT = re.compile(
@@ -74,16 +75,25 @@ _PG_INFINITY = {
 def _column_gap(kind: str, field: pa.Field) -> str | None:
     source_type = (field.metadata or {}).get(SOURCE_TYPE, b"").decode()
     t = field.type
-    if pa.types.is_decimal(t) and (t.scale > CX_SCALE or t.precision - t.scale > CX_INTEGER_DIGITS):
+    if pa.types.is_decimal(t) and t.scale > CX_SCALE:
         return f"{source_type or t}: connectorx rounds decimals to decimal(38,10)"
+    if pa.types.is_decimal(t) and t.precision > CX_DIGITS:
+        return f"{source_type or t}: connectorx holds decimals in {CX_DIGITS} digits"
     exact = {"postgres": _PG_EXACT, "mysql": _MY_EXACT}.get(kind)
     if exact is not None and not exact.match(source_type):
-        word = re.split(r"[\s(\[]", source_type, maxsplit=1)[0]
-        why = _WHY[kind].get(word, "connectorx does not map this type exactly (arrays, enums, domains and the like)")
-        return f"{source_type}: {why}"
+        return f"{source_type}: {_why_not(kind, source_type)}"
     if kind == "sqlite" and t not in _SQLITE_TYPES:
         return f"{source_type or t}: connectorx infers SQLite types from the first row"
     return None
+
+
+def _why_not(kind: str, source_type: str) -> str:
+    if source_type.endswith("[]"):
+        return "connectorx does not map arrays exactly"
+    if re.fullmatch(r"numeric\(\d+,-\d+\)", source_type):
+        return "connectorx does not map a negative scale"
+    word = re.split(r"[\s(\[]", source_type, maxsplit=1)[0]
+    return _WHY[kind].get(word, "connectorx does not map this type exactly (enums, domains and the like)")
 
 
 def connectorx_gaps(kind: str, schema: pa.Schema) -> dict[str, str]:
