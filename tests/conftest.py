@@ -283,3 +283,20 @@ def azure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def gcs() -> Iterator[dict[str, Any]]:
+    """gcp-storage-emulator in this process; the destination settings of a bucket in it."""
+    from gcp_storage_emulator.server import create_server
+
+    from tests.chunkrun import wait_until
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="rivet")
+    server.start()
+    wait_until(lambda: listening(port), f"the GCS emulator listens on port {port}")
+    try:
+        yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
+    finally:
+        server.stop()

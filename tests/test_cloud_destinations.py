@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -17,27 +16,11 @@ import rivet
 from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
 from rivet.validate import validate_destination
-from tests.chunkrun import wait_until
-from tests.conftest import free_port, listening, pg_url
+from tests.conftest import pg_url
 
 pytestmark = pytest.mark.postgres
 
 QUERY = "SELECT i AS id, md5(i::text) AS h FROM generate_series(1, {n}) AS i"
-
-
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[dict[str, Any]]:
-    """gcp-storage-emulator in this process; the destination settings of a bucket in it."""
-    from gcp_storage_emulator.server import create_server
-
-    port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="rivet")
-    server.start()
-    wait_until(lambda: listening(port), f"the GCS emulator listens on port {port}")
-    try:
-        yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
-    finally:
-        server.stop()
 
 
 def _fs(settings: dict[str, Any]) -> fsspec.AbstractFileSystem:

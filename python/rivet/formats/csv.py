@@ -49,6 +49,10 @@ class CsvPartWriter(PartWriter):
             self._open()
         assert self._writer is not None and self._path is not None
         self._writer.write_batch(render_batch(batch, self.rendered_schema))
+        if self.fmt.compression != "none":
+            # The codec holds its output back; flushed once a batch, the file's size on disk is
+            # what rotation and progress measure (at the cost of a few bytes per batch).
+            self._stream.flush()
         self._part_rows += batch.num_rows
         self.rows += batch.num_rows
         if self.max_file_size and os.stat(staging.handle(self._path)).st_size >= self.max_file_size:
