@@ -47,7 +47,7 @@ class CsvPartWriter(PartWriter):
             return
         if self._writer is None:
             self._open()
-        assert self._writer is not None and self._path is not None
+        assert self._writer is not None and self._stream is not None and self._path is not None
         self._writer.write_batch(render_batch(batch, self.rendered_schema))
         if self.fmt.compression != "none":
             # The codec holds its output back; flushed once a batch, the file's size on disk is
