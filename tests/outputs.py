@@ -7,6 +7,7 @@ the manifest takes the parts it lists. Correct output gives both the same rows.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import os
 import re
@@ -78,3 +79,21 @@ def run_export_json(config: Path, *args: str, env: dict[str, str] | None = None)
 def files_with_bytes(directory: Path) -> dict[str, bytes]:
     """Every file under ``directory`` with its bytes: equal snapshots mean nothing there changed."""
     return {p.name: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def noons_back(count: int) -> tuple[dt.date, list[dt.datetime]]:
+    """Today (UTC) and noon UTC of each of the ``count`` days back from it (today first)."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    noon = dt.time(12, tzinfo=dt.timezone.utc)
+    return today, [dt.datetime.combine(today - dt.timedelta(days=i), noon) for i in range(count)]
+
+
+def ids_in_window(run_id: str, days: int, today: dt.date, count: int) -> list[int]:
+    """Which of ``noons_back``'s rows (id i: i days back) a time window of ``days`` takes.
+
+    The window starts at UTC midnight ``days`` days before the day the run started, which its id
+    tells (``<export>_YYYYMMDDTHHMMSS.mmmZ``): a run that starts past midnight takes one day less.
+    """
+    started = dt.datetime.strptime(run_id.rsplit("_", 1)[1], "%Y%m%dT%H%M%S.%fZ")
+    first = started.date() - dt.timedelta(days=days)
+    return [i for i in range(count) if today - dt.timedelta(days=i) >= first]

@@ -20,7 +20,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json
+from tests.outputs import ids_in_window, noons_back, rows_by_glob, rows_by_manifest, run_export_json
 
 pytestmark = pytest.mark.postgres
 
@@ -474,25 +474,23 @@ def test_incremental_coalesce_mode(pg, pg_table, tmp_path):
 
 
 def test_time_window(pg, pg_table, out):
-    t = pg_table(
-        "CREATE TABLE {t} AS SELECT i AS id, now() - i * interval '1 day' AS at, "
-        "extract(epoch FROM now() - i * interval '1 day')::bigint AS unix_at FROM generate_series(0, 9) AS i"
-    )
-    # From UTC midnight three days ago: the row of three days ago (same date) is in, four days ago is out.
-    result = rivet.export(
-        pg_url(), table=t, destination=str(out / "ts"), mode="time_window", time_column="at", days_window=3
-    )
-    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
-    result = rivet.export(
-        pg_url(),
-        table=t,
-        destination=str(out / "unix"),
-        mode="time_window",
-        time_column="unix_at",
-        time_column_type="unix",
-        days_window=3,
-    )
-    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+    today, noons = noons_back(10)
+    t = pg_table("CREATE TABLE {t} (id int, at timestamptz, unix_at bigint)")
+    for i, noon in enumerate(noons):
+        pg.execute(f"INSERT INTO {t} VALUES (%s, %s, %s)", (i, noon, int(noon.timestamp())))
+    # From UTC midnight three days before the run's day: the row of three days back is in, four is out.
+    for column, kind in (("at", {}), ("unix_at", {"time_column_type": "unix"})):
+        result = rivet.export(
+            pg_url(),
+            table=t,
+            destination=str(out / column),
+            mode="time_window",
+            time_column=column,
+            days_window=3,
+            **kind,
+        )
+        ids = sorted(k[0] for k in rows_in_files(result.files, ["id"]))
+        assert ids == ids_in_window(result.run_id, 3, today, 10) and ids[:3] == [0, 1, 2], ids
 
 
 def test_incremental_without_a_state_store_is_refused(pg_table, out):

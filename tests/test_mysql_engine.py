@@ -17,6 +17,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query
+from tests.outputs import ids_in_window, noons_back
 
 pytestmark = pytest.mark.mysql
 
@@ -266,25 +267,22 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn,
 
 
 def test_time_window(my_conn, my_table, out):
-    t = my_table(
-        "CREATE TABLE {t} (id INT, at DATETIME(6), unix_at BIGINT);\n"
-        "INSERT INTO {t} SELECT i - 1, UTC_TIMESTAMP(6) - INTERVAL (i - 1) DAY, "
-        f"UNIX_TIMESTAMP(UTC_TIMESTAMP(6) - INTERVAL (i - 1) DAY) FROM ({numbers(10)}) AS n"
-    )
-    result = rivet.export(
-        MYSQL_URL, table=t, destination=str(out / "ts"), mode="time_window", time_column="at", days_window=3
-    )
-    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
-    result = rivet.export(
-        MYSQL_URL,
-        table=t,
-        destination=str(out / "unix"),
-        mode="time_window",
-        time_column="unix_at",
-        time_column_type="unix",
-        days_window=3,
-    )
-    assert sorted(k[0] for k in rows_in_files(result.files, ["id"])) == [0, 1, 2, 3]
+    today, noons = noons_back(10)
+    rows = ", ".join(f"({i}, '{noon:%Y-%m-%d %H:%M:%S}', {int(noon.timestamp())})" for i, noon in enumerate(noons))
+    t = my_table(f"CREATE TABLE {{t}} (id INT, at DATETIME(6), unix_at BIGINT);\nINSERT INTO {{t}} VALUES {rows}")
+    # From UTC midnight three days before the run's day: the row of three days back is in, four is out.
+    for column, kind in (("at", {}), ("unix_at", {"time_column_type": "unix"})):
+        result = rivet.export(
+            MYSQL_URL,
+            table=t,
+            destination=str(out / column),
+            mode="time_window",
+            time_column=column,
+            days_window=3,
+            **kind,
+        )
+        ids = sorted(k[0] for k in rows_in_files(result.files, ["id"]))
+        assert ids == ids_in_window(result.run_id, 3, today, 10) and ids[:3] == [0, 1, 2], ids
 
 
 def test_a_long_stream_reads_every_value_intact(my_conn, my_table, out):
