@@ -1,4 +1,4 @@
-"""The benchmark gate builds its tables at the small scale once per session."""
+"""The benchmark gate builds its tables at the small and medium scales once per session."""
 
 from __future__ import annotations
 
@@ -9,18 +9,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from bench.fixtures import SCALES, Scale, ensure_mysql_lineitem, ensure_tables
+from bench.fixtures import MYSQL_LINEITEM, SCALES, Scale, ensure_mysql_lineitem, ensure_tables
+
+GATE_SCALES = ("small", "medium")
 
 
-@pytest.fixture(scope="session")
-def small() -> Scale:
-    scale = SCALES["small"]
-    ensure_tables(scale)
-    return scale
+@pytest.fixture(scope="session", params=GATE_SCALES)
+def scale(request: pytest.FixtureRequest) -> Scale:
+    """A PostgreSQL database with the three tables at this scale."""
+    built = SCALES[request.param]
+    ensure_tables(built)
+    return built
 
 
-@pytest.fixture(scope="session")
-def small_mysql() -> Scale:
-    scale = SCALES["small"]
-    ensure_mysql_lineitem(scale)
-    return scale
+@pytest.fixture(scope="session", params=GATE_SCALES)
+def mysql_scale(request: pytest.FixtureRequest) -> tuple[Scale, int]:
+    """A MariaDB database with lineitem at this scale, and its row count."""
+    built = SCALES[request.param]
+    ensure_mysql_lineitem(built)
+    return built, MYSQL_LINEITEM[built.name]

@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 BASE_URL = os.environ.get("RIVET_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
 MYSQL_BASE_URL = os.environ.get("RIVET_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 # The MariaDB lineitem is smaller: the 2 M rows the peer measurements used.
-MYSQL_LINEITEM = {"full": 2_000_000, "small": 200_000, "tiny": 20_000}
+MYSQL_LINEITEM = {"full": 2_000_000, "medium": 800_000, "small": 200_000, "tiny": 20_000}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Scale:
 
 SCALES = {
     "full": Scale("full", 5_000_000, 2_000_000, 10_000_000),
+    "medium": Scale("medium", 2_000_000, 800_000, 4_000_000),
     "small": Scale("small", 500_000, 200_000, 1_000_000),
     "tiny": Scale("tiny", 50_000, 20_000, 100_000),
 }

@@ -17,8 +17,20 @@ from pathlib import Path
 from typing import Any
 
 
+def _parquet_files(out: Path) -> list[Path]:
+    """The visible Parquet files under ``out`` (hidden staging files aside)."""
+    return [p for p in out.rglob("*.parquet") if not p.name.startswith((".", "_"))]
+
+
 def _dir_bytes(out: Path) -> int:
-    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and p.suffix == ".parquet")
+    return sum(p.stat().st_size for p in _parquet_files(out))
+
+
+def rows_in_files(out: Path) -> int:
+    """Rows in the Parquet files under ``out``, read from their footers: what a method really wrote."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in _parquet_files(out))
 
 
 def copy_devnull(url: str, table: str, out: Path) -> int:
@@ -30,10 +42,17 @@ def copy_devnull(url: str, table: str, out: Path) -> int:
         return int(cur.rowcount)
 
 
+def plain(url: str) -> str:
+    """``url`` without TLS, so every method reads over the same plain connection (libpq's
+    default, ``prefer``, would give the peers TLS where the server offers it)."""
+    if not url.startswith("postgres") or "sslmode=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}sslmode=disable"
+
+
 def _rivet_source(url: str, engine: str = "native") -> dict[str, str]:
     if url.startswith("postgres"):
-        sep = "&" if "?" in url else "?"
-        return {"type": "postgres", "url": f"{url}{sep}sslmode=disable", "engine": engine}
+        return {"type": "postgres", "url": plain(url), "engine": engine}
     return {"type": "mysql", "url": url, "engine": engine}
 
 
@@ -188,7 +207,7 @@ def connectorx_stream(url: str, table: str, out: Path) -> int:
     import connectorx as cx
     import pyarrow.parquet as pq
 
-    reader = cx.read_sql(url, f"SELECT * FROM {table}", return_type="arrow_stream", batch_size=100_000)
+    reader = cx.read_sql(plain(url), f"SELECT * FROM {table}", return_type="arrow_stream", batch_size=100_000)
     rows, writer = 0, None
     for batch in reader:
         if writer is None:
@@ -200,13 +219,24 @@ def connectorx_stream(url: str, table: str, out: Path) -> int:
     return rows
 
 
+def connectorx_partitioned(url: str, table: str, out: Path) -> int:
+    """connectorx with 2 connections: its own split of the first (primary key) column, into one Parquet file."""
+    import connectorx as cx
+    import pyarrow.parquet as pq
+
+    key = {"lineitem": "l_orderkey"}.get(table, "id")
+    data = cx.read_sql(plain(url), f"SELECT * FROM {table}", return_type="arrow", partition_on=key, partition_num=2)
+    pq.write_table(data, out / f"{table}.parquet", compression="zstd", compression_level=1)
+    return int(data.num_rows)
+
+
 def adbc_stream(url: str, table: str, out: Path) -> int:
     """ADBC PostgreSQL driver: fetch_record_batch into a pyarrow ParquetWriter."""
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow.parquet as pq
 
     rows = 0
-    with adbc.connect(url) as conn, conn.cursor() as cur:
+    with adbc.connect(plain(url)) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT * FROM {table}")
         reader = cur.fetch_record_batch()
         with pq.ParquetWriter(out / f"{table}.parquet", reader.schema, compression="zstd", compression_level=1) as w:
@@ -241,7 +271,7 @@ def polars_uri(url: str, table: str, out: Path) -> int:
     """polars read_database_uri (connectorx engine) then write_parquet (whole table in memory)."""
     import polars as pl
 
-    frame = pl.read_database_uri(f"SELECT * FROM {table}", url)
+    frame = pl.read_database_uri(f"SELECT * FROM {table}", plain(url))
     frame.write_parquet(out / f"{table}.parquet", compression="zstd", compression_level=1)
     return frame.height
 
@@ -271,7 +301,7 @@ def polars_read_cx(url: str, table: str, out: Path) -> tuple[int, Callable[[], i
     import polars as pl
 
     del out
-    frame = pl.read_database_uri(f"SELECT * FROM {table}", url, engine="connectorx")
+    frame = pl.read_database_uri(f"SELECT * FROM {table}", plain(url), engine="connectorx")
     return frame.height, lambda: _frame_bytes(frame)
 
 
@@ -280,7 +310,7 @@ def connectorx_arrow(url: str, table: str, out: Path) -> tuple[int, Callable[[],
     import connectorx as cx
 
     del out
-    result = cx.read_sql(url, f"SELECT * FROM {table}", return_type="arrow")
+    result = cx.read_sql(plain(url), f"SELECT * FROM {table}", return_type="arrow")
     return int(result.num_rows), lambda: int(result.get_total_buffer_size())
 
 
@@ -302,6 +332,7 @@ METHODS: dict[str, Callable[[str, str, Path], int | tuple[int, Callable[[], int]
     "mysql_floor": mysql_floor,
     "duckdb_mysql": duckdb_mysql,
     "connectorx": connectorx_stream,
+    "connectorx_partitioned": connectorx_partitioned,
     "adbc": adbc_stream,
     "duckdb": duckdb_scanner,
     "polars": polars_uri,
@@ -353,6 +384,8 @@ if __name__ == "__main__":
     result["peak_rss_mb"] = peak_rss_mb()
     if callable(result["bytes"]):
         result["bytes"] = result["bytes"]()
+    else:
+        result["rows_in_files"] = rows_in_files(Path(out))
     result["client_cpu_s"] = client_cpu_seconds()
     shutil.rmtree(out, ignore_errors=True)
     os.write(1, (json.dumps(result) + "\n").encode())
