@@ -18,7 +18,7 @@ import pytest
 
 import rivet
 from rivet import _native
-from rivet.errors import ConfigError
+from rivet.errors import ConfigError, IntegrityError
 from rivet.sources.base import scan_options
 from rivet.sources.postgres import PostgresSource
 from rivet.state import StateStore
@@ -432,3 +432,19 @@ def test_progress_counts_bytes_written_and_never_goes_down(pg_table, slow, tmp_p
     assert len(shown) >= 3 and shown == sorted(shown)  # never shrinks
     # Row groups of 200 rows reach the file as they fill: bytes show while the part is written, never above it.
     assert 0 < shown[len(shown) // 2] <= final
+
+
+def test_a_part_whose_file_holds_fewer_rows_than_were_written_to_it_is_not_published(tmp_path, monkeypatch):
+    # The Parquet library losing the last row of each row group it writes, while rivet counts them all.
+    import pyarrow.parquet as pq
+
+    write_table = pq.ParquetWriter.write_table
+
+    def losing_a_row(self, table, row_group_size=None):
+        write_table(self, table.slice(0, table.num_rows - 1), row_group_size=row_group_size)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", losing_a_row)
+    query = "SELECT i AS id FROM generate_series(1, 1000) AS i"
+    with pytest.raises(IntegrityError, match=r"holds 999 row\(s\) but 1000 were written to it"):
+        rivet.export(pg_url(), query=query, destination=str(tmp_path / "out"), name="lossy")
+    assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir() if p.suffix == ".parquet"]

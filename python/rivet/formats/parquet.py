@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rivet import staging
+from rivet.errors import IntegrityError
 from rivet.formats.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
 
 ROW_GROUP_BYTES = 32 * 1024 * 1024
@@ -171,6 +172,12 @@ class ParquetPartWriter(PartWriter):
             return
         self._writer.close()
         self._writer = None
+        # The footer is what every reader will count: it must hold each row handed to the writer.
+        in_footer = pq.read_metadata(staging.handle(self._path)).num_rows
+        if in_footer != self._part_rows:
+            raise IntegrityError(
+                f"part {self._path.name} holds {in_footer} row(s) but {self._part_rows} were written to it"
+            )
         self.parts.append(finished_part(self._path, self._part_rows))
 
     def close(self) -> list[StagedPart]:
