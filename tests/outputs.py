@@ -88,6 +88,25 @@ def noons_back(count: int) -> tuple[dt.date, list[dt.datetime]]:
     return today, [dt.datetime.combine(today - dt.timedelta(days=i), noon) for i in range(count)]
 
 
+def assert_time_windows(url: str, table: str, out: Path, today: dt.date, count: int) -> None:
+    """Three-day windows over ``table`` (``noons_back`` rows: id, at, unix_at), by the timestamp and by
+    the unix column: from UTC midnight three days before the run's day, so three days back is in."""
+    import rivet
+
+    for column, kind in (("at", {}), ("unix_at", {"time_column_type": "unix"})):
+        result = rivet.export(
+            url,
+            table=table,
+            destination=str(out / column),
+            mode="time_window",
+            time_column=column,
+            days_window=3,
+            **kind,
+        )
+        ids = sorted(row[0] for row in _rows([Path(f) for f in result.files], ["id"]))
+        assert ids == ids_in_window(result.run_id, 3, today, count) and ids[:3] == [0, 1, 2], ids
+
+
 def ids_in_window(run_id: str, days: int, today: dt.date, count: int) -> list[int]:
     """Which of ``noons_back``'s rows (id i: i days back) a time window of ``days`` takes.
 

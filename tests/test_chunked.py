@@ -20,7 +20,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_url
-from tests.outputs import ids_in_window, noons_back, rows_by_glob, rows_by_manifest, run_export_json
+from tests.outputs import assert_time_windows, noons_back, rows_by_glob, rows_by_manifest, run_export_json
 
 pytestmark = pytest.mark.postgres
 
@@ -478,19 +478,7 @@ def test_time_window(pg, pg_table, out):
     t = pg_table("CREATE TABLE {t} (id int, at timestamptz, unix_at bigint)")
     for i, noon in enumerate(noons):
         pg.execute(f"INSERT INTO {t} VALUES (%s, %s, %s)", (i, noon, int(noon.timestamp())))
-    # From UTC midnight three days before the run's day: the row of three days back is in, four is out.
-    for column, kind in (("at", {}), ("unix_at", {"time_column_type": "unix"})):
-        result = rivet.export(
-            pg_url(),
-            table=t,
-            destination=str(out / column),
-            mode="time_window",
-            time_column=column,
-            days_window=3,
-            **kind,
-        )
-        ids = sorted(k[0] for k in rows_in_files(result.files, ["id"]))
-        assert ids == ids_in_window(result.run_id, 3, today, 10) and ids[:3] == [0, 1, 2], ids
+    assert_time_windows(pg_url(), t, out, today, 10)
 
 
 def test_incremental_without_a_state_store_is_refused(pg_table, out):

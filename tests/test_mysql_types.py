@@ -22,7 +22,7 @@ import pytest
 import rivet
 from rivet.errors import DataError, UnsupportedTypeError
 from tests.conftest import MYSQL_URL, my_query
-from tests.typecheck import parse_csv_value, same, utc
+from tests.typecheck import parse_csv_value, refused_columns, same, utc, wrong_columns
 
 pytestmark = pytest.mark.mysql
 
@@ -323,19 +323,12 @@ def test_every_read_path_gives_the_source_values(read_paths, expected, path):
     assert table.num_rows == ROWS
     columns = CX_COLUMNS if path == "connectorx" else COLUMNS
     assert table.column_names == ["id", *[c.name for c in columns]]
-    wrong = {}
-    for c in columns:
-        actual = [utc(v) for v in table.column(c.name).to_pylist()]
-        if table.schema.field(c.name).type != c.arrow or not all(
-            same(e, a) for e, a in zip(expected[c.name], actual, strict=True)
-        ):
-            wrong[c.name] = (table.schema.field(c.name).type, expected[c.name], actual)
+    wrong = wrong_columns(table, {c.name: c.arrow for c in columns}, expected)
     assert not wrong, wrong
 
 
 def test_connectorx_refuses_by_name_what_it_cannot_read_exactly(type_zoo, tmp_path):
     with pytest.raises(rivet.ConfigError) as refused:
         rivet.export(_source("connectorx"), table=type_zoo, destination=str(tmp_path), name="zoo", parallel=2)
-    named = {line.split(":")[0].removeprefix("  - column ") for line in str(refused.value).splitlines()[1:-1]}
-    assert named == NOT_FOR_CONNECTORX
+    assert refused_columns(refused.value) == NOT_FOR_CONNECTORX
     assert not list(tmp_path.iterdir())

@@ -22,7 +22,7 @@ import pytest
 
 import rivet
 from tests.conftest import pg_url, s3_destination
-from tests.typecheck import parse_csv_value, same, utc
+from tests.typecheck import parse_csv_value, utc, wrong_columns
 
 pytestmark = pytest.mark.postgres
 
@@ -103,13 +103,7 @@ def assert_same_as_source(table: pa.Table, expected: dict[str, list[Any]]) -> No
     assert table.column_names[: len(TYPES)] == list(TYPES)
     table = table.sort_by("id")
     assert table.num_rows == ROWS
-    wrong = {}
-    for name, arrow_type in TYPES.items():
-        actual = [utc(v) for v in table.column(name).to_pylist()]
-        mismatched = [i for i, (e, a) in enumerate(zip(expected[name], actual, strict=True)) if not same(e, a)]
-        if table.schema.field(name).type != arrow_type or mismatched:
-            first = mismatched[:1]
-            wrong[name] = (table.schema.field(name).type, [(expected[name][i], actual[i]) for i in first])
+    wrong = wrong_columns(table, TYPES, expected)
     assert not wrong, wrong
 
 

@@ -76,3 +76,21 @@ def utc(value: Any) -> Any:
     if isinstance(value, list):
         return [utc(v) for v in value]
     return value
+
+
+def wrong_columns(table: pa.Table, types: dict[str, pa.DataType], expected: dict[str, list[Any]]) -> dict[str, Any]:
+    """Each column of ``types`` whose type or values in ``table`` differ from what is expected:
+    its type in the table and the first differing (expected, actual) pair. Empty: all as expected."""
+    wrong = {}
+    for name, arrow_type in types.items():
+        actual = [utc(v) for v in table.column(name).to_pylist()]
+        differing = [(e, a) for e, a in zip(expected[name], actual, strict=True) if not same(e, a)]
+        if table.schema.field(name).type != arrow_type or differing:
+            wrong[name] = (table.schema.field(name).type, differing[:1])
+    return wrong
+
+
+def refused_columns(error: BaseException) -> set[str]:
+    """The columns a ``source.engine: connectorx cannot read it exactly`` refusal lists."""
+    lines = str(error).splitlines()[1:-1]
+    return {line.removeprefix("  - column ").split(":")[0] for line in lines}
