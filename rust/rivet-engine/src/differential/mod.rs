@@ -222,6 +222,37 @@ fn refused_with(message: &str, refusal: Refusal) -> bool {
     refusal.iter().any(|part| message.contains(part))
 }
 
+/// A decode's outcome against what was expected: with no value to refuse, every column's
+/// cells; else the refusal, named after the column of the first value refused.
+/// `describe(i)` says what column `i` is, for a failure message.
+fn assert_outcome(
+    outcome: Result<Vec<RecordBatch>>,
+    expected: &[Vec<Cell>],
+    first_error: Option<(String, Refusal)>,
+    describe: impl Fn(usize) -> String,
+) {
+    match (first_error, outcome) {
+        (None, Ok(batches)) => {
+            for (i, want) in expected.iter().enumerate() {
+                assert_eq!(
+                    &column_cells(&batches, i),
+                    want,
+                    "column {i} ({})",
+                    describe(i)
+                );
+            }
+        }
+        (Some((column, refusal)), Err(crate::error::Error::Decode { column: c, message })) => {
+            assert_eq!(c, column, "{message}");
+            assert!(
+                refused_with(&message, refusal),
+                "expected {refusal:?} in: {message}"
+            );
+        }
+        (want, got) => panic!("expected {want:?}, got {got:?}"),
+    }
+}
+
 #[test]
 fn unscaled_works_on_digits() {
     assert_eq!(unscaled(false, "12", "5", 5, 2), Ok("1250".into()));

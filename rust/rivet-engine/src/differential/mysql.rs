@@ -18,9 +18,8 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::select;
 
-use super::{Cell, Refusal, column_cells, config, drain, json, refused_with, unscaled};
+use super::{Cell, Refusal, assert_outcome, config, drain, json, unscaled};
 use crate::batch::{BatchLimits, flush, make_room};
-use crate::error::Error;
 use crate::fuzz::text_result_rows;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, MyKind, arrow_schema, code, map_column};
@@ -778,27 +777,9 @@ fn check((cols, rows): &Table) {
         }
     }
     let outcome = decode(columns.clone(), bits, payloads);
-    match (first_error, outcome) {
-        (None, Ok(batches)) => {
-            for (i, want) in expected.iter().enumerate() {
-                assert_eq!(
-                    &column_cells(&batches, i),
-                    want,
-                    "column {i} ({:?} read as {:?})",
-                    types[i],
-                    columns[i].kind
-                );
-            }
-        }
-        (Some((column, refusal)), Err(Error::Decode { column: c, message })) => {
-            assert_eq!(c, column, "{message}");
-            assert!(
-                refused_with(&message, refusal),
-                "expected {refusal:?} in: {message}"
-            );
-        }
-        (want, got) => panic!("expected {want:?}, got {got:?}"),
-    }
+    assert_outcome(outcome, &expected, first_error, |i| {
+        format!("{:?} read as {:?}", types[i], columns[i].kind)
+    });
 }
 
 proptest! {

@@ -18,9 +18,8 @@ use proptest::sample::{Index, select};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Cell, OVERFLOW, Refusal, column_cells, config, drain, json, refused_with, unscaled};
+use super::{Cell, OVERFLOW, Refusal, assert_outcome, config, drain, json, unscaled};
 use crate::batch::BatchLimits;
-use crate::error::Error;
 use crate::pg::batch::{PgBatchBuilder, PgColumn, arrow_schema};
 use crate::pg::catalog::{TypeInfo, TypeKind};
 use crate::pg::tuple::CopyDecoder;
@@ -868,27 +867,9 @@ fn check((cols, rows): &Table, cuts: &[Index]) {
         encoded.push(values);
     }
     let outcome = decode(columns.clone(), copy_stream(&encoded), cuts, rows.len());
-    match (first_error, outcome) {
-        (None, Ok(batches)) => {
-            for (i, want) in expected.iter().enumerate() {
-                assert_eq!(
-                    &column_cells(&batches, i),
-                    want,
-                    "column {i} ({:?} read as {:?})",
-                    cols[i],
-                    columns[i].kind
-                );
-            }
-        }
-        (Some((column, refusal)), Err(Error::Decode { column: c, message })) => {
-            assert_eq!(c, column, "{message}");
-            assert!(
-                refused_with(&message, refusal),
-                "expected {refusal:?} in: {message}"
-            );
-        }
-        (want, got) => panic!("expected {want:?}, got {got:?}"),
-    }
+    assert_outcome(outcome, &expected, first_error, |i| {
+        format!("{:?} read as {:?}", cols[i], columns[i].kind)
+    });
 }
 
 proptest! {
