@@ -101,3 +101,21 @@ def test_mariadb_destinations_and_credentials(my_table, tmp_path):
     [s3] = [c for c in checks if c["subject"] == "export s3"]
     assert s3["status"] == "fail" and "RIVET_T_NOPE is not set" in s3["detail"]
     assert files_with_bytes(tmp_path)["a-file"] == before["a-file"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{type: postgres, host: 127.0.0.1, port: 5432, user: postgres, database: test, tls: {mode: disable}}",
+        # A libpq key=value string is a host and port, not a Unix socket.
+        '{type: postgres, url: "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable"}',
+    ],
+    ids=["fields", "key-value"],
+)
+def test_doctor_checks_the_address_the_run_connects_to(tmp_path, source):
+    code, checks = _doctor(tmp_path, source, "  - {name: t, query: SELECT 1 AS x, destination: out}\n")
+    [tcp] = [c for c in checks if (c["subject"], c["check"]) == ("source", "tcp")]
+    assert (tcp["status"], tcp["detail"]) == ("ok", "127.0.0.1:5432 answers"), checks
+    assert _verdicts(checks)[("source", "login")] == "ok"
+    assert code == 0, checks

@@ -14,7 +14,6 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 from rivet.redact import redact_text
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 TCP_TIMEOUT_S = 5.0
-DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306}
 CHANNEL_FIXES = {
     "plaintext": "encrypt it: source.tls: {mode: verify-full} (or sslmode=verify-full in the URL)",
     "tls-unverified": "verify the server: source.tls: {mode: verify-full, ca_file: ...}",
@@ -114,15 +112,18 @@ def _fix_for(error: BaseException) -> str | None:
 
 
 def _address(source: NetworkSource) -> tuple[str | None, int]:
-    """The host and port the source connects to (host None: a Unix socket)."""
-    host, port = source.host, source.port
-    if source.url:
-        parts = urlsplit(source.url)
-        host = parts.hostname or parse_qs(parts.query).get("host", [None])[0]
-        port = parts.port
-    if host is None or host.startswith("/"):
+    """The host and port connections go to (host None: a Unix socket).
+
+    Resolved as every connection resolves them: fields over the URL, key=value strings, the
+    environment. Settings that do not resolve give None too; the login check says why.
+    """
+    try:
+        target = source.target()
+    except Exception:  # noqa: BLE001 - reported by the login check
         return None, 0
-    return host, port or DEFAULT_PORTS.get(source.kind, 0)
+    if target["unix_socket"]:
+        return None, 0
+    return str(target["host"]), int(target["port"])
 
 
 def _source_checks(source: NetworkSource) -> tuple[list[Check], Any]:
