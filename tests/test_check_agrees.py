@@ -103,3 +103,7 @@ def test_check_goes_on_after_an_export_that_fails_and_names_each(pg, pg_table, t
     by_name = {e["export"]: e for e in doc["exports"]}
     assert by_name["broken"]["verdict"] == "error" and by_name["broken"]["error_type"] == "QueryError"
     assert by_name["good"]["verdict"] == "ok" and by_name["good"]["exit_code"] == 0
+    # --json-errors names the export each error belongs to.
+    errors = run_rivet("check", "-c", str(config), "--json-errors")
+    documents = [json.loads(line) for line in errors.stderr.splitlines() if line.startswith("{")]
+    assert [(d["export"], d["error"]) for d in documents] == [("broken", "QueryError")], errors.stderr

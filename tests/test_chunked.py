@@ -361,9 +361,11 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
     assert 6 <= len(before) < 24
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
-    # A plain run refuses while a checkpointed run is unfinished, and says how to go on.
+    # A plain run refuses while a checkpointed run is unfinished, and says how to go on, in commands to paste.
     refused = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
-    assert refused.returncode == 2 and "--resume" in refused.stderr and "reset-chunks" in refused.stderr
+    assert refused.returncode == 2
+    assert f"`rivet run --resume -c {config} -e slow`" in refused.stderr, refused.stderr
+    assert f"`rivet state reset-chunks -c {config} -e slow`" in refused.stderr, refused.stderr
 
     files = resume_and_check(config, before)
     assert rows_in_files(files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")

@@ -77,12 +77,17 @@ def error_line(code: int, error: BaseException | str | None, message: str | None
     print(json.dumps(document), file=sys.stderr, flush=True)
 
 
+def json_error(code: int, error: BaseException | str | None, message: str | None, export: str) -> None:
+    """With ``--json-errors``, one export's failure as a JSON line."""
+    if JSON_ERRORS:
+        error_line(code, error, message, export)
+
+
 def failed_exports(results: Iterable[ExportResult]) -> None:
     """With ``--json-errors``, one JSON line per export that failed."""
-    if JSON_ERRORS:
-        for r in results:
-            if not r.ok:
-                error_line(r.exit_code, r.exception or r.error_type, r.error, r.name)
+    for r in results:
+        if not r.ok:
+            json_error(r.exit_code, r.exception or r.error_type, r.error, r.name)
 
 
 def report_error(error: BaseException) -> int:

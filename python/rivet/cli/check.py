@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rivet.cli._output import emit_json, report, report_error, say
+from rivet.cli._output import emit_json, json_error, report, report_error, say
 from rivet.cli.run import parse_params
 from rivet.errors import EXIT_DATA, exit_code_for, hint_for
 from rivet.redact import redact_text
@@ -79,6 +79,8 @@ def check_command(
     else:
         blocks = [c.block(tables=type_report or strict) for c in checked]
         report(("\n\n" if type_report or strict else "\n").join(blocks))
+    for c in checked:
+        c.json_error_line()
     code = max((c.exit_code for c in checked), default=0)
     if any(c.refused for c in checked):
         say("some columns cannot be exported: cast them in the query or set columns: overrides")
@@ -105,6 +107,14 @@ class Checked:
     def refused(self) -> list[str]:
         """The columns the export cannot write."""
         return [c.column for c in self.report.columns if c.fidelity == "refused"] if self.report else []
+
+    def json_error_line(self) -> None:
+        """With ``--json-errors``, this export's error or refused columns as one JSON line on stderr."""
+        if self.error is not None:
+            json_error(self.exit_code, self.error_type, self.error, self.name)
+        elif self.refused:
+            message = f"column(s) that cannot be exported exactly: {', '.join(self.refused)}"
+            json_error(self.exit_code, "UnsupportedTypeError", message, self.name)
 
     def block(self, *, tables: bool) -> str:
         """What a terminal shows of this export: its error, its type table, or its line."""
