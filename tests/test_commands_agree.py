@@ -134,3 +134,15 @@ def test_a_connection_error_is_said_once(tmp_path):
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 1
     assert ran.stderr.count("could not connect") == 1, ran.stderr  # not once more for the progress estimate
+
+
+def test_table_and_export_in_a_destination_are_the_export_name_as_the_readme_says(config):
+    config.write_text(
+        config.read_text()
+        .replace("name: items", "name: all_items")
+        .replace("destination: out}", "destination: 'out/{table}/{export}'}")
+    )
+    ran = run_rivet("run", "-c", str(config))
+    assert ran.returncode == 0, ran.stderr
+    folder = config.parent / "out" / "all_items" / "all_items"
+    assert (folder / "_SUCCESS").exists(), sorted(str(p) for p in (config.parent / "out").rglob("*"))
