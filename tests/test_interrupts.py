@@ -66,6 +66,9 @@ def test_ctrl_c_during_a_scan_raises_keyboard_interrupt_promptly(out):
         if not done.is_set():  # also without a staged part, so the test ends with a clear failure
             os.kill(os.getpid(), signal.SIGINT)
 
+    # Ctrl-C as a user's process has it: Python's own handler (an event loop left behind by another
+    # test in this process may have put its own in place, which would swallow the signal).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     helper = threading.Thread(target=interrupt_once_the_scan_waits)
     helper.start()
     try:
@@ -75,6 +78,7 @@ def test_ctrl_c_during_a_scan_raises_keyboard_interrupt_promptly(out):
     finally:
         done.set()
         helper.join()
+        signal.signal(signal.SIGINT, previous)
     assert staged, "the scan never staged its first batch before the interrupt"
     assert visible_parts(out) == []
     assert not (out / "_SUCCESS").exists()
