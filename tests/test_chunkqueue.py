@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from rivet.engine.chunkqueue import ChunkQueue, Task, next_index
+from rivet.execution.chunkqueue import ChunkQueue, Task, next_index
 
 
 def test_a_worker_continues_with_the_chunk_after_its_last():

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import rivet
-from rivet.destinations import Destination, DestinationSpec
 from rivet.errors import QueryError
-from rivet.validate import validate_destination
+from rivet.output.validate import validate_destination
+from rivet.storage.destinations import Destination, DestinationSpec
 from tests.conftest import pg_url
 
 pytestmark = pytest.mark.postgres

@@ -311,7 +311,7 @@ def test_a_default_stands_in_for_an_unset_or_empty_variable(monkeypatch: pytest.
 def test_variables_in_a_query_file_expand_like_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
-    from rivet.planning.export import build_plan
+    from rivet.plan.export import build_plan
 
     monkeypatch.setenv("RIVET_T_SCHEMA", "sales")
     sqlite3.connect(tmp_path / "db.sqlite").close()
@@ -369,7 +369,7 @@ def test_the_original_azure_keys_map_to_the_container_and_a_sas_token(monkeypatc
     import datetime as dt
 
     from rivet.config.models import DestinationConfig
-    from rivet.destinations import resolve_destination
+    from rivet.storage.destinations import resolve_destination
 
     monkeypatch.setenv("RIVET_T_SAS", "sv=2024&sig=abc")
     dest = DestinationConfig(type="azure", bucket="landing", account_name="acct", sas_token_env="RIVET_T_SAS",
@@ -385,7 +385,7 @@ def test_the_original_azure_keys_map_to_the_container_and_a_sas_token(monkeypatc
 
 
 def test_a_compression_profile_wins_over_a_codec_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    from rivet.planning.export import build_plan
+    from rivet.plan.export import build_plan
 
     text = PG + (
         "exports:\n  - name: a\n    query: SELECT 1\n    compression: gzip\n    compression_level: 3\n"

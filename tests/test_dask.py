@@ -28,8 +28,8 @@ import psycopg
 import pytest
 
 import rivet
-from rivet.engine.cluster import NO_WORKERS_VARIABLE
 from rivet.errors import ChunkError, QueryError, hint_for
+from rivet.execution.cluster import NO_WORKERS_VARIABLE
 from rivet.state.backends import STATE_URL_VARIABLE
 from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
 from tests.conftest import MYSQL_URL, PG_URL, my_query
@@ -503,7 +503,7 @@ def _set_variable(name: str, value: str | None) -> None:
 
 def _secret_plan(tmp_path: Path, monkeypatch, source: dict[str, object] | None = None):
     from rivet.config import load_config
-    from rivet.planning.export import build_plan
+    from rivet.plan.export import build_plan
 
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
@@ -534,7 +534,7 @@ def _secret_plan(tmp_path: Path, monkeypatch, source: dict[str, object] | None =
 def test_a_task_carries_no_secret_only_where_each_worker_reads_it(tmp_path, monkeypatch):
     import cloudpickle
 
-    from rivet.engine.cluster import portable_plan
+    from rivet.execution.cluster import portable_plan
 
     plan = _secret_plan(tmp_path, monkeypatch)
     assert plan.source.url == SECRETS["RIVET_T_PGURL"]  # the coordinator itself has them
@@ -555,7 +555,7 @@ def test_a_task_carries_no_secret_only_where_each_worker_reads_it(tmp_path, monk
 
 
 def test_a_secret_written_in_the_config_never_goes_to_the_workers(tmp_path, monkeypatch):
-    from rivet.engine.cluster import portable_plan
+    from rivet.execution.cluster import portable_plan
 
     written = {"type": "postgres", "host": "db", "user": "u", "database": "d", "password": "written-Secret"}
     plan = _secret_plan(tmp_path, monkeypatch, written)

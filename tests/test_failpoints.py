@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import rivet
-from rivet.destinations import Destination, DestinationSpec
-from rivet.validate import validate_destination
+from rivet.output.validate import validate_destination
+from rivet.storage.destinations import Destination, DestinationSpec
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import assert_failpoint_ended, rows_by_glob, rows_by_manifest, run_rivet
 from tests.test_mysql_engine import numbers

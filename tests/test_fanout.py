@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import rivet
-from rivet import events
+from rivet.app.fanout import run_processes
+from rivet.app.planfiles import seal
 from rivet.config import load_config
-from rivet.fanout import run_processes
-from rivet.planning.files import seal
+from rivet.core import events
 from tests.chunkrun import chunk_runs, wait_for_done_chunks, wait_until
 from tests.conftest import pg_url
 

@@ -18,12 +18,12 @@ import pytest
 
 import rivet
 from rivet import _native
+from rivet.config.tuning import PROFILES
 from rivet.errors import ConfigError, IntegrityError
 from rivet.sources.base import scan_options
-from rivet.sources.postgres import PostgresSource
+from rivet.sources.postgres.source import PostgresSource
 from rivet.state import StateStore
 from rivet.state.lease import holder_id, process_space
-from rivet.tuning import PROFILES
 from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import pg_url
 from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet

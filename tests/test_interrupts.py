@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 import rivet
-from rivet.sources.postgres import PostgresSource
+from rivet.sources.postgres.source import PostgresSource
 from tests.conftest import PG_URL, pg_url, visible_parts
 
 pytestmark = pytest.mark.postgres

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rivet.dialects import MysqlDialect, PostgresDialect
 from rivet.errors import RivetError
+from rivet.sources.dialects import MysqlDialect, PostgresDialect
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import rows_by_glob, run_export_json
 
@@ -233,9 +233,9 @@ def test_a_chunk_statement_cannot_close_its_parenthesis_and_run_more(pg, pg_tabl
     # parenthesis and stacks statements after COMMIT would run outside the read-only
     # transaction if the wrapper went through the simple protocol.
     from rivet import _native
+    from rivet.config.tuning import PROFILES
     from rivet.sources.base import scan_options
-    from rivet.sources.postgres import PostgresSource
-    from rivet.tuning import PROFILES
+    from rivet.sources.postgres.source import PostgresSource
 
     victim = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
     crafted = f"SELECT 1 AS id) TO STDOUT; COMMIT; DROP TABLE {victim}; COPY (SELECT 1 AS id"

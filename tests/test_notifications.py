@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from rivet.app.notify import outcomes, send_notifications
 from rivet.config.models import NotificationsConfig
-from rivet.notify import outcomes, send_notifications
-from rivet.results import ExportResult
+from rivet.execution.results import ExportResult
 from tests.conftest import MYSQL_URL, pg_url
 from tests.outputs import run_rivet
 

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from rivet.errors import ConfigError
-from rivet.formats import open_part_writer, output_format
-from rivet.formats.partition import (
+from rivet.output import open_part_writer, output_format
+from rivet.output.partition import (
     HIVE_DEFAULT_PARTITION,
     MAX_OPEN_PARTITIONS,
     Partitioning,

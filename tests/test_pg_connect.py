@@ -301,7 +301,7 @@ def test_bad_url_parameter_is_a_config_error_that_echoes_nothing(tmp_path: Path)
 
 
 def test_a_weak_channel_to_another_machine_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
-    from rivet.sources.postgres import PostgresSource
+    from rivet.sources.postgres.source import PostgresSource
 
     caplog.set_level("WARNING", logger="rivet")
     remote = PostgresSource(url="postgresql://reader@db.example.internal/shop")

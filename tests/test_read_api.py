@@ -151,8 +151,8 @@ def test_misusing_a_native_reader_is_a_rivet_error(tmp_path):
     db = tmp_path / "db.sqlite"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE t (id INTEGER)")
+    from rivet.config.tuning import PROFILES
     from rivet.sources.base import scan_options
-    from rivet.tuning import PROFILES
 
     reader = _native.scan_sqlite(str(db), "SELECT id FROM t", scan_options(PROFILES["balanced"]), {})
     pa.RecordBatchReader.from_stream(reader).read_all()
@@ -164,7 +164,7 @@ def test_misusing_a_native_reader_is_a_rivet_error(tmp_path):
 
 
 def test_notebooks_show_results_as_tables():
-    from rivet.results import ExportResult, RunResult
+    from rivet.execution.results import ExportResult, RunResult
 
     good = ExportResult(name="orders", run_id="r1", status="success", duration_s=1.5)
     bad = ExportResult(name="<evil>", run_id="r2", status="failed", error="boom\nsecond line", exit_code=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rivet.destinations import DestinationSpec
-from rivet.redact import redact_text, redact_url
+from rivet.core.redact import redact_text, redact_url
+from rivet.storage.destinations import DestinationSpec
 
 SECRET = "Sec/ret@:?#1"
 # A token in a query string is percent-encoded or base64: '#' would end the URL, '&' the value.

@@ -131,7 +131,7 @@ STRUCTURED = f'host: 127.0.0.1\n  port: 5432\n  user: postgres\n  database: test
 
 
 def test_reprs_of_configs_and_sources_hide_the_password(env, tmp_path):
-    from rivet.planning.export import build_plan
+    from rivet.plan.export import build_plan
 
     shown = []
     for source in ("url_env: RIVET_T_URL", f'url: "{env["RIVET_T_URL"]}"', STRUCTURED):
@@ -196,9 +196,9 @@ def test_a_refused_mysql_login_does_not_show_the_password(tmp_path):
 def test_a_link_swapped_in_for_a_staged_part_never_redirects_the_write(tmp_path, fmt):
     import pyarrow as pa
 
-    from rivet.destinations import Destination, DestinationSpec
     from rivet.errors import DestinationError
-    from rivet.formats import open_part_writer, output_format
+    from rivet.output import open_part_writer, output_format
+    from rivet.storage.destinations import Destination, DestinationSpec
 
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"someone else's file")

@@ -334,7 +334,7 @@ def test_a_table_format_needs_a_folder_of_its_own(tmp_path):
 
 @pytest.mark.postgres
 def test_a_relative_sqlite_catalog_is_beside_the_config_and_never_shown_with_a_password(orders, tmp_path):
-    from rivet.formats.iceberg import IcebergTable
+    from rivet.output.tables.iceberg import IcebergTable
 
     config = orders_config(
         tmp_path, {"table": orders, "iceberg": {"catalog_url": "sqlite:///lake/catalog.db"}}, fmt="iceberg"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rivet.core.version import __version__
 from rivet.errors import (
     ConfigError,
     DataError,
@@ -19,8 +20,6 @@ from rivet.errors import (
     StateError,
     UnsupportedTypeError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
@@ -45,7 +44,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rivet.api import export, read, read_polars, run, stream
-    from rivet.results import ExportResult, RunResult
+    from rivet.execution.results import ExportResult, RunResult
 
 
 def __getattr__(name: str) -> Any:
@@ -54,7 +53,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name in ("ExportResult", "RunResult"):
-        from rivet import results
+        from rivet.execution import results
 
         return getattr(results, name)
     raise AttributeError(f"module 'rivet' has no attribute {name!r}")

@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from rivet import progress
-from rivet.cards import Cards
+from rivet.app.runner import run_config
 from rivet.config import LoadedConfig, format_errors, load_config
 from rivet.config.models import RivetConfig
-from rivet.engine import run_export
+from rivet.core.events import CallbackObserver
+from rivet.core.redact import redact_url
 from rivet.errors import ConfigError
-from rivet.events import CallbackObserver
-from rivet.options import RunOptions
-from rivet.planning.export import build_plan
-from rivet.redact import redact_url
-from rivet.results import ExportResult, RunResult
-from rivet.runner import run_config
+from rivet.execution import run_export
+from rivet.execution.options import RunOptions
+from rivet.execution.results import ExportResult, RunResult
+from rivet.plan.export import build_plan
 from rivet.state import StateStore, state_location
+from rivet.ui import progress
+from rivet.ui.cards import Cards
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,7 +50,7 @@ def _name_of(settings: Mapping[str, Any], table: str | None, default: str) -> st
     """An export name from a table's own name (``h2."User"`` -> ``User``), safe in file names."""
     if table is None:
         return default
-    from rivet.dialects import dialect_for
+    from rivet.sources.dialects import dialect_for
 
     last = dialect_for(str(settings.get("type", "postgres"))).table_name(table)[-1]
     return re.sub(r"[^A-Za-z0-9_-]+", "_", last).strip("_-") or default
@@ -126,7 +126,7 @@ def read(
     Raises:
         ConfigError: invalid arguments. RivetError: the read failed (no partial table is returned).
     """
-    from rivet.reading import read_table
+    from rivet.app.reading import read_table
 
     return read_table(_read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning))
 
@@ -147,7 +147,7 @@ def read_polars(
         import polars as pl
     except ImportError:
         raise ConfigError('read_polars needs polars: pip install "rivet[polars]"') from None
-    from rivet.reading import read_batches
+    from rivet.app.reading import read_batches
 
     plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning)
 
@@ -177,7 +177,7 @@ def stream(
     ``pyarrow.RecordBatchReader.from_stream(s)``, ``polars.from_arrow(s)``, ``duckdb.sql("FROM s")``
     take it; the counts are checked when the last batch has been read.
     """
-    from rivet.reading import BatchStream
+    from rivet.app.reading import BatchStream
 
     plan = _read_plan(source, query, table, 1, None, columns, "native", tuning)
     return BatchStream(plan.source.scan(plan.query, plan.overrides, plan.tuning), f"stream {plan.name}")
@@ -271,7 +271,7 @@ def run(
     """
     cluster = None
     if dask_client is not None:
-        from rivet.engine.cluster import Cluster
+        from rivet.execution.cluster import Cluster
 
         cluster = Cluster(dask_client)
     return run_config(

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from rivet import __version__
 from rivet.cli import (
     check,
     completions,
@@ -23,6 +22,7 @@ from rivet.cli import (
     state,
     validate,
 )
+from rivet.core.version import __version__
 
 app = typer.Typer(
     name="rivet",

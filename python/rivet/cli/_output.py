@@ -8,11 +8,11 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from rivet.core.redact import redact_text
 from rivet.errors import RivetError, exit_code_for, hint_for
-from rivet.redact import redact_text
 
 if TYPE_CHECKING:
-    from rivet.results import ExportResult
+    from rivet.execution.results import ExportResult
 
 # --json-errors: every error is also one line of JSON on stderr, for orchestrators.
 JSON_ERRORS = False

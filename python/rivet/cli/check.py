@@ -10,13 +10,13 @@ import typer
 
 from rivet.cli._output import emit_json, json_error, report, report_error, say
 from rivet.cli.run import parse_params
+from rivet.core.redact import redact_text
 from rivet.errors import EXIT_DATA, exit_code_for, hint_for
-from rivet.redact import redact_text
 
 if TYPE_CHECKING:
+    from rivet.app.preflight import Preflight
+    from rivet.app.typereport import ExportTypeReport
     from rivet.config import LoadedConfig
-    from rivet.preflight import Preflight
-    from rivet.typereport import ExportTypeReport
 
 # --strict fails with this code when a column is not exact (or is refused).
 EXIT_NOT_EXACT = 1
@@ -150,11 +150,11 @@ class Checked:
 
 def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:
     """Plan, describe and weigh one export; whatever fails is this export's result."""
-    from rivet.checks import output_schema
-    from rivet.planning.export import build_plan
-    from rivet.preflight import preflight
+    from rivet.app.preflight import preflight
+    from rivet.app.typereport import type_report as report_of
+    from rivet.plan.checks import output_schema
+    from rivet.plan.export import build_plan
     from rivet.sources.network import NetworkSource
-    from rivet.typereport import type_report as report_of
 
     checked = Checked(name)
     try:
@@ -178,8 +178,8 @@ def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:
 
 def _check_config_only(config: Path, params: dict[str, str], json_output: bool) -> None:
     """Validate ``config`` without connecting: every export's problem a run would refuse; exit 2 if any."""
-    from rivet.checks import export_problems
     from rivet.config import load_config
+    from rivet.plan.checks import export_problems
 
     try:
         loaded = load_config(config, params, offline=True)

@@ -17,9 +17,9 @@ def demo_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")] = False,
 ) -> None:
     """Create a small SQLite database and export it to Parquet and CSV under ./output."""
+    from rivet.app.demo import prepare_demo
+    from rivet.app.runner import run_config
     from rivet.config import load_config
-    from rivet.demo import prepare_demo
-    from rivet.runner import run_config
 
     try:
         config = prepare_demo(output)

@@ -28,8 +28,8 @@ def doctor_command(
     One line per check (✓ fine, ! a warning, ✗ a failure and its fix).
     Exit codes: 0 no check failed, 1 a check failed, 2 the config cannot be read.
     """
+    from rivet.app.doctor import FAIL, as_dicts, diagnose, render
     from rivet.config import load_config
-    from rivet.doctor import FAIL, as_dicts, diagnose, render
     from rivet.sources import network
 
     network.WARN_ABOUT_CHANNEL = False  # the channel is one of the checks

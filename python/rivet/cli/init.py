@@ -48,10 +48,10 @@ def init_command(
     change timestamp or an append-only key, chunked for large tables with an integer key, else full;
     columns that cannot be exported exactly are read as text. The URL stays in an environment variable.
     """
+    from rivet.app.discover import propose, read_catalog, render_config
     from rivet.config import parse_config
-    from rivet.discover import propose, read_catalog, render_config
+    from rivet.core.redact import redact_url
     from rivet.errors import ConfigError
-    from rivet.redact import redact_url
 
     to_stdout = str(output) == "-"
     try:

@@ -22,8 +22,8 @@ def plan_command(
     ] = None,
 ) -> None:
     """Resolve the exports into a sealed JSON plan: queries, chunks, cursors, waves (no credentials)."""
+    from rivet.app.planfiles import make_plan
     from rivet.config import load_config
-    from rivet.planning.files import make_plan
 
     try:
         document = make_plan(load_config(config), export)
@@ -61,14 +61,14 @@ def apply_command(
     import tempfile
     import time
 
-    from rivet import progress
+    from rivet.app.planfiles import apply_plan, load_plan, make_plan
     from rivet.cli._output import setup_logging
     from rivet.cli.run import stdout_exports
     from rivet.config import load_config
-    from rivet.events import StreamObserver
-    from rivet.planning.files import apply_plan, load_plan, make_plan
-    from rivet.results import RunResult
-    from rivet.runinfo import iso, utc_now
+    from rivet.core.events import StreamObserver
+    from rivet.core.runinfo import iso, utc_now
+    from rivet.execution.results import RunResult
+    from rivet.ui import progress
 
     if (plan is None) == (config is None):
         raise typer.BadParameter("give a plan file, or --config to plan and apply at once")
@@ -102,8 +102,8 @@ def apply_command(
         started_at=iso(started),
     )
     if not events:
-        from rivet.cards import Cards
-        from rivet.notify import send_notifications
+        from rivet.app.notify import send_notifications
+        from rivet.ui.cards import Cards
 
         say(Cards([]).summary(results, run.duration_s))
         send_notifications(sealed.loaded.config.notifications, results)

@@ -13,7 +13,7 @@ from rivet.cli._output import emit_json, report_error, say
 from rivet.errors import EXIT_DATA
 
 if TYPE_CHECKING:
-    from rivet.planning.export import ExportPlan
+    from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.keys import ExportKey
 
@@ -56,7 +56,7 @@ READ_ONLY = {"postgres": "BEGIN READ ONLY", "mysql": "START TRANSACTION READ ONL
 def reconcile(config: Path, export: str) -> dict[str, Any]:
     """The reconcile report of ``export``'s latest checkpointed chunked run."""
     from rivet.cli.state import key_of, open_state
-    from rivet.planning.export import build_plan
+    from rivet.plan.export import build_plan
 
     loaded, store = open_state(config)
     try:
@@ -108,7 +108,7 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
     """Count each chunk of ``run`` on the source and compare with what its parts hold."""
     import pyarrow as pa
 
-    from rivet.engine.checkpoints import rebuilt_queries
+    from rivet.execution.checkpoints import rebuilt_queries
 
     session = plan.source.session()  # type: ignore[union-attr]
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
@@ -149,7 +149,7 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
 
 def _remember(store: StateStore, key: ExportKey, report: dict[str, Any]) -> None:
     """Keep the verdict in the state store: ``rivet state progression`` shows the last one."""
-    from rivet.runinfo import iso, utc_now
+    from rivet.core.runinfo import iso, utc_now
 
     now = iso(utc_now())
     event = {"v": 1, "type": "reconcile", "export": report["export"], "ts": now, **report["summary"]}

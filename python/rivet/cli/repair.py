@@ -42,14 +42,14 @@ def repair_command(
 
 def repair(config: Path, export: str, report_file: Path | None, *, execute: bool) -> dict[str, Any]:
     """What a repair of ``export`` reads again; with ``execute``, the repair done."""
+    from rivet.app.repair import execute_repair, plan_repair, published_manifest
     from rivet.cli.reconcile import checked_chunk_run, count_chunks
     from rivet.cli.state import key_of, open_state
-    from rivet.destinations import DestinationSpec, open_destination
-    from rivet.engine.repair import execute_repair, plan_repair, published_manifest
+    from rivet.core.runinfo import iso, utc_now
     from rivet.errors import ConfigError
-    from rivet.planning.export import build_plan
-    from rivet.runinfo import iso, utc_now
+    from rivet.plan.export import build_plan
     from rivet.state.lease import ExportLease
+    from rivet.storage.destinations import DestinationSpec, open_destination
 
     loaded, store = open_state(config)
     try:

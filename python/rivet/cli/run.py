@@ -127,12 +127,12 @@ def run_command(
     import signal
     import sys
 
-    from rivet import progress
+    from rivet.app.runner import run_config
     from rivet.cli._output import setup_logging
     from rivet.config import load_config
-    from rivet.events import StreamObserver
-    from rivet.options import RunOptions
-    from rivet.runner import run_config
+    from rivet.core.events import StreamObserver
+    from rivet.execution.options import RunOptions
+    from rivet.ui import progress
 
     if parallel_exports and parallel_export_processes:
         raise typer.BadParameter("choose --parallel-exports or --parallel-export-processes, not both")
@@ -146,7 +146,7 @@ def run_command(
     try:
         loaded = load_config(config, parse_params(param))
         if dask_scheduler:
-            from rivet.engine.cluster import Cluster
+            from rivet.execution.cluster import Cluster
 
             cluster = Cluster.connect(dask_scheduler)
         threads = parallel_exports or loaded.config.parallel_exports
@@ -173,7 +173,7 @@ def run_command(
         if cluster is not None:
             cluster.close()
     if parallel and not events:
-        from rivet.cards import Cards
+        from rivet.ui.cards import Cards
 
         say(Cards([]).summary(result.exports, result.duration_s))
     if not events:

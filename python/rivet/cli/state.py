@@ -28,7 +28,7 @@ def open_state(config: Path):  # type: ignore[no-untyped-def]
 
 def key_of(loaded, store, name: str, *, reading: bool = True):  # type: ignore[no-untyped-def]
     """The state key of export ``name`` of the loaded config (``reading``: unclaimed state shows as its)."""
-    from rivet.planning.export import state_key
+    from rivet.plan.export import state_key
 
     export = loaded.export(name)
     return state_key(loaded, export, store.namespaces_of(export.name), reading=reading)
@@ -73,7 +73,7 @@ def reset(config: ConfigOption, export: ExportOption) -> None:
     State of the same export name that would clash with it (written to the same destination
     for another source, table or query) is forgotten too.
     """
-    from rivet.planning.export import export_identity
+    from rivet.plan.export import export_identity
 
     try:
         loaded, store = open_state(config)
@@ -99,7 +99,7 @@ def rebind(
     Its cursor and checkpoints then continue; use it when a run refused the state as
     written for another export and this is the same export, changed on purpose.
     """
-    from rivet.planning.export import export_identity
+    from rivet.plan.export import export_identity
 
     try:
         loaded, store = open_state(config)
@@ -241,7 +241,7 @@ def _requeue(store, key, statuses: list[str], config: Path) -> str:  # type: ign
     The export's lease is held meanwhile, so no run of it is alive: a running chunk of a
     live run is not stuck.
     """
-    from rivet.runinfo import iso, utc_now
+    from rivet.core.runinfo import iso, utc_now
     from rivet.state.lease import ExportLease
 
     run = store.open_chunk_run(key)

@@ -15,8 +15,8 @@ from rivet.errors import EXIT_DATA, EXIT_OK
 
 if TYPE_CHECKING:
     from rivet.config import ExportConfig
-    from rivet.destinations import Destination
-    from rivet.validate import TableLog
+    from rivet.output.validate import TableLog
+    from rivet.storage.destinations import Destination
 
 
 def validate_command(
@@ -55,14 +55,14 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
     from rivet.cli.state import key_of
     from rivet.config import load_config
     from rivet.config.layout import destination_urls
-    from rivet.destinations import Destination
+    from rivet.core.redact import redact_url
+    from rivet.core.runinfo import utc_now
     from rivet.errors import StateError
-    from rivet.planning.export import export_destination
-    from rivet.redact import redact_url
-    from rivet.runinfo import utc_now
+    from rivet.output.validate import validate_destination
+    from rivet.plan.export import export_destination
     from rivet.state import StateStore, state_location
     from rivet.state.keys import written_to
-    from rivet.validate import validate_destination
+    from rivet.storage.destinations import Destination
 
     loaded = load_config(config, params)
     exports = [loaded.export(n) for n in names] if names else list(loaded.config.exports)
@@ -103,14 +103,14 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
 
 def table_log(export: ExportConfig, destination: Destination, base_dir: Path) -> TableLog | None:
     """What ``rivet validate`` compares the manifest with, for a table format."""
-    from rivet.validate import TableLog
+    from rivet.output.validate import TableLog
 
     if export.format == "delta":
-        from rivet.formats import delta
+        from rivet.output.tables import delta
 
         return TableLog("Delta", functools.partial(delta.listed_parts, destination))
     if export.format == "iceberg":
-        from rivet.formats import iceberg
+        from rivet.output.tables import iceberg
 
         table = iceberg.IcebergTable.from_config(export.iceberg, export.name, base_dir)
         return TableLog("Iceberg", functools.partial(iceberg.listed_parts, destination, table))

@@ -12,6 +12,7 @@ import datetime as dt
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from rivet.config.destination import destination_url
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,12 +24,8 @@ FIXED_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 def destination_urls(loaded: LoadedConfig) -> dict[str, str]:
     """Each export's destination folder, resolved (with ``{date}`` on a fixed day)."""
-    from rivet.destinations import resolve_destination
-
     return {
-        e.name: resolve_destination(e.destination, loaded.base_dir, e.name, FIXED_DAY, credentials=False).url.rstrip(
-            "/"
-        )
+        e.name: destination_url(e.destination, loaded.base_dir, e.name, FIXED_DAY).rstrip("/")
         for e in loaded.config.exports
     }
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from rivet.config.sizes import parse_size
-from rivet.redact import HIDDEN, redact_url
+from rivet.core.redact import HIDDEN, redact_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # A state namespace a user names (derived ones start with "auto-").

@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rivet._native import BatchReader
-    from rivet.dialects import Dialect
-    from rivet.tuning import Tuning
+    from rivet.config.tuning import Tuning
+    from rivet.sources.dialects import Dialect
 
 
 @dataclass(frozen=True)

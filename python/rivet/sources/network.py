@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rivet.core.redact import redact_url
 from rivet.errors import ConfigError
-from rivet.redact import redact_url
 from rivet.sources.base import ColumnOverrides, scan_options
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from rivet._native import BatchReader, MySession, PgSession
-    from rivet.dialects import Dialect
-    from rivet.tuning import Tuning
+    from rivet.config.tuning import Tuning
+    from rivet.sources.dialects import Dialect
 
 TEXT_TYPES = ("text", "string")
 # What a weak channel means, for the warning printed once per source and process.

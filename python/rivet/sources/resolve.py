@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rivet.config.models import SourceConfig
 from rivet.errors import ConfigError
-from rivet.sources.mysql import MysqlSource
-from rivet.sources.postgres import PostgresSource
-from rivet.sources.sqlite import SqliteSource
+from rivet.sources.mysql.source import MysqlSource
+from rivet.sources.postgres.source import PostgresSource
+from rivet.sources.sqlite.source import SqliteSource
 
 # Every concrete source; planning code narrows on ``kind``.
 AnySource = PostgresSource | MysqlSource | SqliteSource

@@ -19,8 +19,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from rivet.core.redact import redact_url
 from rivet.errors import StateError
-from rivet.redact import redact_url
 from rivet.state import original
 
 STATE_FILE = ".rivet_state.db"

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rivet.core.runinfo import iso, utc_now
 from rivet.errors import ExportBusyError, StateError
-from rivet.manifest import part_stem_of
-from rivet.runinfo import iso, utc_now
+from rivet.output.manifest import part_stem_of
 from rivet.state import original
 from rivet.state.backends import STATE_FILE, SqliteBackend, open_backend
 from rivet.state.keys import ExportIdentity, ExportKey

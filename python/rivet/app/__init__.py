@@ -1,0 +1,1 @@
+"""Commands over many exports: fan-out, plan files, apply, repair, doctor, discover, preflight, notifications."""

@@ -1,0 +1,163 @@
+"""Running the exports of a config: one after another, or many at once (threads or processes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+
+from rivet.app.notify import send_notifications
+from rivet.config import LoadedConfig
+from rivet.core.events import CallbackObserver, Observer
+from rivet.core.runinfo import iso, run_id_for, utc_now
+from rivet.errors import ConfigError, exit_code_for
+from rivet.execution import run_export
+from rivet.execution.options import RunOptions
+from rivet.execution.results import ExportResult, RunResult
+from rivet.plan.export import build_plan
+from rivet.state import StateStore, state_location
+from rivet.ui import progress
+from rivet.ui.cards import Cards
+
+PARALLEL_MODES = (None, "threads", "processes")
+
+
+def run_config(
+    loaded: LoadedConfig,
+    exports: Sequence[str] | None = None,
+    *,
+    options: RunOptions | None = None,
+    parallel: str | None = None,
+    max_parallel: int | None = None,
+    params: Mapping[str, str] | None = None,
+    observer: Observer | None = None,
+    on_result: Callable[[ExportResult], None] | None = None,
+    notify: bool = True,
+    show_progress: bool | None = None,
+) -> RunResult:
+    """Run the selected exports (all by default). One export's failure does not stop the others.
+
+    ``parallel`` is None (one after another), ``threads`` or ``processes``; the
+    summary is kept in the state store. With ``notify``, the config's notifications
+    are sent at the end (a child process reporting to a parent leaves them to it).
+    ``show_progress`` for exports run one after another: True shows it (live, or as
+    plain lines), None only where it can be drawn live, False never.
+    """
+    options = options or RunOptions()
+    if parallel not in PARALLEL_MODES:
+        raise ConfigError(f"parallel must be one of threads, processes or None, not {parallel!r}")
+    executor = loaded.config.executor
+    cluster = None
+    if options.cluster is None and executor.type == "dask":
+        from rivet.execution.cluster import Cluster
+
+        assert executor.address is not None
+        cluster = Cluster.connect(executor.address)
+        options = dataclasses.replace(options, cluster=cluster)
+    try:
+        return _run(
+            loaded, exports, options, parallel, max_parallel, params, observer, on_result, notify, show_progress
+        )
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _run(
+    loaded: LoadedConfig,
+    exports: Sequence[str] | None,
+    options: RunOptions,
+    parallel: str | None,
+    max_parallel: int | None,
+    params: Mapping[str, str] | None,
+    observer: Observer | None,
+    on_result: Callable[[ExportResult], None] | None,
+    notify: bool,
+    show_progress: bool | None,
+) -> RunResult:
+    started = utc_now()
+    clock = time.perf_counter()
+    names = [loaded.export(n).name for n in exports] if exports else [e.name for e in loaded.config.exports]
+    if parallel == "processes" and len(names) > 1:
+        from rivet.app.fanout import run_processes
+
+        if loaded.path is None:
+            raise ConfigError("parallel='processes' needs a config file that the child processes can read")
+        results = run_processes(loaded, names, max_processes=max_parallel, options=options, params=params)
+        mode = "processes"
+    elif parallel == "threads" and len(names) > 1:
+        from rivet.app.fanout import run_threads
+
+        results = run_threads(loaded, names, max_threads=max_parallel, options=options)
+        mode = "threads"
+    else:
+        shown = observer is None and (show_progress or (show_progress is None and progress.live()))
+        with Cards(names, live=None) if shown else nullcontext() as cards:
+            if cards is not None:
+                observer = CallbackObserver(cards.event)
+                on_result = _both(cards.finish, on_result)
+            results = _run_sequentially(loaded, names, options, observer, on_result)
+        mode = "sequential"
+    run = RunResult(
+        results,
+        time.perf_counter() - clock,
+        str(loaded.path) if loaded.path else None,
+        parallel_mode=mode,
+        started_at=iso(started),
+    )
+    if len(names) > 1:
+        state = StateStore(state_location(loaded.base_dir))
+        try:
+            state.record_aggregate(run.to_dict(), iso(utc_now()))
+        finally:
+            state.close()
+    if notify:
+        send_notifications(loaded.config.notifications, run.exports)
+    return run
+
+
+def _both(
+    first: Callable[[ExportResult], None], second: Callable[[ExportResult], None] | None
+) -> Callable[[ExportResult], None]:
+    def call(result: ExportResult) -> None:
+        first(result)
+        if second is not None:
+            second(result)
+
+    return call
+
+
+def _run_sequentially(
+    loaded: LoadedConfig,
+    names: Sequence[str],
+    options: RunOptions,
+    observer: Observer | None,
+    on_result: Callable[[ExportResult], None] | None,
+) -> list[ExportResult]:
+    state = StateStore(state_location(loaded.base_dir))
+    results: list[ExportResult] = []
+    try:
+        for name in names:
+            export = loaded.export(name)
+            try:
+                plan = build_plan(loaded, export)
+            except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
+                result = ExportResult(name=name, run_id=run_id_for(name, utc_now()), status="failed", mode=export.mode)
+                result.error, result.error_type = str(e), type(e).__name__
+                result.exit_code, result.exception = exit_code_for(e), e
+                if observer is not None:
+                    finished = result.to_dict()
+                    del finished["name"]
+                    observer.emit("started", name, run_id=result.run_id, mode=export.mode)
+                    observer.emit("finished", name, **finished)
+            else:
+                result = run_export(
+                    options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer
+                )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        state.close()
+    return results

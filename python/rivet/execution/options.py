@@ -1,0 +1,40 @@
+"""How a run behaves beyond its config: the flags of ``rivet run`` that every engine honours."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rivet.execution.cluster import Cluster
+    from rivet.plan.export import ExportPlan
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Flags of one run.
+
+    Attributes:
+        resume: continue the unfinished checkpointed chunked runs (a fresh run when there is none).
+        wait: wait for a running run of the same export instead of being refused.
+        validate: read every new part back (rows, SHA-256) before the run commits.
+        reconcile: count every read's rows with COUNT(*) in its own snapshot and compare.
+    """
+
+    resume: bool = False
+    wait: bool = False
+    validate: bool = False
+    reconcile: bool = False
+    cluster: Cluster | None = dataclasses.field(default=None, compare=False)
+
+    def shape(self, plan: ExportPlan) -> ExportPlan:
+        """``plan`` with these flags' checks, and the cluster that reads its chunks."""
+        return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile, cluster=self.cluster)
+
+    def flags(self) -> list[str]:
+        """The same options as ``rivet run`` flags (for child processes)."""
+        flags = [f"--{name}" for name in ("resume", "wait", "validate", "reconcile") if getattr(self, name)]
+        if self.cluster is not None:
+            flags += ["--dask-scheduler", self.cluster.address]
+        return flags

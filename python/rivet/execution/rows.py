@@ -1,0 +1,98 @@
+"""What a run does to the rows it read on their way to the writer.
+
+Checks the schema against the last published one before the first row, counts what
+the quality gates need, notes value widths for shape drift, and appends the meta
+columns. One object per run, shared by both engines.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rivet.config.tuning import MIB
+from rivet.errors import DataError
+from rivet.execution.drift import DriftCheck
+from rivet.plan.checks import output_schema
+
+log = logging.getLogger("rivet")
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from rivet.core.events import Observer
+    from rivet.output.meta import Stamp
+    from rivet.output.quality import QualityTracker
+    from rivet.plan.export import ExportPlan
+    from rivet.state import StateStore
+    from rivet.storage.destinations import Destination
+
+
+@dataclass
+class OutputRows:
+    """The checks and meta columns of one run."""
+
+    plan: ExportPlan
+    stamp: Stamp
+    drift: DriftCheck
+    quality: QualityTracker | None = None
+    warned_oversized: bool = False
+
+    @classmethod
+    def for_run(cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime) -> OutputRows:
+        """The run's checks; ``started`` stamps ``_rivet_exported_at``."""
+        return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events))
+
+    def open(self, source_schema: pa.Schema, destination: Destination) -> pa.Schema:
+        """The output schema, once drift and partitioning are checked.
+
+        Counting for the quality gates starts afresh (on every attempt).
+        """
+        self.drift.check_schema(source_schema, destination)
+        quality = self.plan.quality
+        self.quality = quality.tracker(self.plan.name, source_schema) if quality is not None else None
+        return output_schema(self.plan, source_schema, self.stamp)
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Count ``batch`` (as read) and return it as written."""
+        self.check_size(batch)
+        if self.plan.table_check is not None:
+            self.plan.table_check.raise_if_failed()
+        if self.plan.table_format is not None and self.plan.partitioning is not None:
+            from rivet.output.tables import check_partition_values
+
+            check_partition_values(batch, self.plan.partitioning, self.plan.table_format, self.plan.name)
+        if self.quality is not None:
+            self.quality.observe(batch)
+        self.drift.observe(batch)
+        return self.stamp(batch)
+
+    def check_size(self, batch: pa.RecordBatch) -> None:
+        """``max_batch_memory_mb``: a single row above it is warned about or fails the export.
+
+        rivet's reader cuts batches at the cap, so only a single row can be above it; the
+        writers cut any larger batch (connectorx cuts by rows) into row groups anyway.
+        """
+        cap = self.plan.tuning.max_batch_bytes
+        if cap is not None and batch.num_rows == 1 and batch.nbytes > cap:
+            self._oversized(batch, cap)
+
+    def _oversized(self, batch: pa.RecordBatch, cap: int) -> None:
+        """A batch above max_batch_memory_mb: one huge row (the reader cuts at the cap) or a connectorx batch."""
+        tuning = self.plan.tuning
+        what = f"a batch of {batch.num_rows} row(s) holds {batch.nbytes / MIB:.1f} MiB, above max_batch_memory_mb "
+        what += f"({cap / MIB:g})"
+        if tuning.on_batch_memory_exceeded == "fail":
+            raise DataError(f"export '{self.plan.name}': {what} (on_batch_memory_exceeded: fail)")
+        if tuning.on_batch_memory_exceeded == "warn" and not self.warned_oversized:
+            self.warned_oversized = True
+            log.warning("export %s: %s; it is written whole", self.plan.name, what)
+
+    def finish(self) -> None:
+        """After the last row: a failed quality gate raises; shape drift warns."""
+        if self.quality is not None:
+            self.quality.check()
+        self.drift.warn_about_shape()

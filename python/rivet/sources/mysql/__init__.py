@@ -1,0 +1,1 @@
+"""MySQL and MariaDB: the only place that knows their SQL, catalog and estimates."""

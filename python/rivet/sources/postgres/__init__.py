@@ -1,0 +1,1 @@
+"""PostgreSQL: the only place that knows its SQL, catalog, estimates and snapshots."""

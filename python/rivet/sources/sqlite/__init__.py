@@ -1,0 +1,1 @@
+"""SQLite: the only place that knows its SQL and file handling."""

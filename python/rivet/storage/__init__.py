@@ -1,0 +1,1 @@
+"""Where files go: fsspec destinations, staging of parts and their atomic publish."""

@@ -1,0 +1,1 @@
+"""What a person watching sees: progress bars, cards and plain progress lines."""
