@@ -1,7 +1,8 @@
 """The package's layering, held by reading its imports (every import, also inside functions and
 ``TYPE_CHECKING`` blocks) and its comparisons with database kinds.
 
-Each layer imports only the layers below it, so a wrong arrow fails here instead of growing a cycle.
+Each layer imports only the layers below it, so a wrong arrow fails here instead of growing a cycle;
+only ``rivet.sources`` knows which databases exist.
 """
 
 from __future__ import annotations
@@ -93,6 +94,53 @@ def test_one_database_never_imports_another() -> None:
 def database_of(module: str) -> str | None:
     parts = module.split(".")
     return parts[2] if len(parts) > 2 and parts[1] == "sources" and parts[2] in DATABASES else None
+
+
+def kind_branches(path: Path) -> Iterator[int]:
+    """Lines that compare something with a database kind's name."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            names = [c for o in operands for c in _constants(o)]
+            if any(n in DATABASES for n in names):
+                yield node.lineno
+        elif isinstance(node, ast.match_case) and any(n in DATABASES for n in _constants(node.pattern)):
+            yield node.pattern.lineno
+
+
+def _constants(node: ast.AST) -> list[object]:
+    return [c.value for c in ast.walk(node) if isinstance(c, ast.Constant)] + [
+        c.value.value for c in ast.walk(node) if isinstance(c, ast.MatchValue) and isinstance(c.value, ast.Constant)
+    ]
+
+
+# Branches that stay for now, each with its reason.
+KIND_BRANCHES_KEPT = {
+    # Which keys a source block takes is validated by type until the source config is a tagged union.
+    "rivet/config/models.py": 1,
+}
+
+
+def test_only_sources_branch_on_the_database_kind() -> None:
+    found: dict[str, list[int]] = defaultdict(list)
+    for name, path in modules().items():
+        if layer_of(name) != "sources":
+            found[str(path.relative_to(PACKAGE.parent))] += kind_branches(path)
+    wrong = [f"{file}:{lines}" for file, lines in found.items() if len(lines) > KIND_BRANCHES_KEPT.get(file, 0)]
+    assert not wrong, "branches on a database kind outside rivet.sources (ask SourceCapabilities):\n" + "\n".join(wrong)
+
+
+def test_only_sources_import_a_database_of_their_own() -> None:
+    """Outside rivet.sources, code reaches a database through the registry, never by its modules or sessions."""
+    specific = ("PgSession", "MySession")
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}"
+        for name, path in modules().items()
+        if layer_of(name) != "sources"
+        for line, target in imports(name, path)
+        if database_of(target) or target.rsplit(".", 1)[-1] in specific
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rivet.errors import RivetError
-from rivet.sources.dialects import MysqlDialect, PostgresDialect
+from rivet.sources.mysql.dialect import MysqlDialect
+from rivet.sources.postgres.dialect import PostgresDialect
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import rows_by_glob, run_export_json
 

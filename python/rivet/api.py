@@ -50,7 +50,7 @@ def _name_of(settings: Mapping[str, Any], table: str | None, default: str) -> st
     """An export name from a table's own name (``h2."User"`` -> ``User``), safe in file names."""
     if table is None:
         return default
-    from rivet.sources.dialects import dialect_for
+    from rivet.sources.registry import dialect_for
 
     last = dialect_for(str(settings.get("type", "postgres"))).table_name(table)[-1]
     return re.sub(r"[^A-Za-z0-9_-]+", "_", last).strip("_-") or default
@@ -91,7 +91,9 @@ def _read_plan(
         entry |= {"mode": "chunked", "chunk_column": chunk_column, "parallel": parallel}
     elif parallel > 1:
         entry |= {"parallel": parallel} if table is not None else {"mode": "chunked", "parallel": parallel}
-    if parallel > 1 and settings["type"] == "postgres":
+    from rivet.sources.registry import capabilities_for
+
+    if parallel > 1 and capabilities_for(str(settings["type"])).shares_snapshots:
         entry["snapshot"] = "consistent"  # the workers read one snapshot, as one statement would
     if tuning:
         entry["tuning"] = dict(tuning)

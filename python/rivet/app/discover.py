@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from rivet.config.models import SourceConfig
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, UnsupportedTypeError
 from rivet.sources.base import ColumnOverrides
+from rivet.sources.catalog import Table
+from rivet.sources.registry import capabilities_for
 from rivet.sources.resolve import resolve_source
 
 # Timestamp columns that move forward whenever a row changes.
@@ -44,35 +45,6 @@ INTEGER_TYPES = re.compile(r"^(small|big|tiny|medium)?int(eger)?\b|^serial|^bigs
 TEMPORAL_TYPES = re.compile(r"^(timestamp|datetime|date\b)", re.IGNORECASE)
 DEFAULT_CHUNK_ABOVE = 1_000_000
 NAME = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-@dataclass
-class Column:
-    """A column as the catalog shows it."""
-
-    name: str
-    not_null: bool
-    type: str
-
-
-@dataclass
-class Table:
-    """A table, its estimated rows, primary key and columns."""
-
-    schema: str | None
-    name: str
-    rows: int
-    key: list[str] = field(default_factory=list)
-    columns: list[Column] = field(default_factory=list)
-
-    @property
-    def parts(self) -> tuple[str, ...]:
-        """The exact names: ``(schema, name)`` (SQLite: ``(name,)``)."""
-        return (self.schema, self.name) if self.schema else (self.name,)
-
-    def sql(self, dialect: Any) -> str:
-        """The name as SQL, each part quoted."""
-        return ".".join(dialect.quote(p) for p in self.parts)
 
 
 @dataclass
@@ -105,19 +77,7 @@ def read_catalog(url: str, schema: str | None, only: list[str] | None) -> tuple[
     """The source settings, the source, and the tables of ``schema`` (all, or ``only``), from the catalog."""
     settings = source_settings(url)
     source = resolve_source(SourceConfig.model_validate(settings), Path.cwd())
-    if settings["type"] == "sqlite":
-        tables = _sqlite_tables(Path(settings["path"]))
-    else:
-        session = source.session()  # type: ignore[union-attr]
-        rows = session.query(_tables_sql(settings["type"], source, schema))
-        tables = [Table(r[0], str(r[1]), int(float(r[2] or 0))) for r in rows]
-        for table in tables:
-            key_sql = source.dialect.primary_key_query(table.sql(source.dialect))
-            table.key = [r[0] for r in session.query(key_sql) if r[0]]
-            table.columns = [
-                Column(str(r[0]), r[1] in ("t", "1", "true"), str(r[2]))
-                for r in session.query(_columns_sql(settings["type"], source, table))
-            ]
+    tables = source.catalog.tables(source, schema)
     if only:
         wanted = {source.dialect.table_name(t) for t in only}
         tables = [t for t in tables if (t.name,) in wanted or t.parts in wanted]
@@ -126,52 +86,6 @@ def read_catalog(url: str, schema: str | None, only: list[str] | None) -> tuple[
             shown = ", ".join(sorted(source.dialect.table_text(m) for m in missing))
             raise ConfigError(f"--table: no table {shown} in the source")
     return settings, source, tables
-
-
-def _tables_sql(kind: str, source: Any, schema: str | None) -> str:
-    if kind == "postgres":
-        where = source.dialect.string(schema or "public")
-        return (
-            "SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = {where} ORDER BY c.relname"
-        )
-    where = source.dialect.string(schema) if schema else "DATABASE()"
-    return (
-        "SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(TABLE_ROWS, 0) FROM information_schema.TABLES "
-        f"WHERE TABLE_SCHEMA = {where} AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
-    )
-
-
-def _columns_sql(kind: str, source: Any, table: Table) -> str:
-    if kind == "postgres":
-        return (
-            "SELECT a.attname, a.attnotnull, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-            f"WHERE a.attrelid = {source.dialect.relation(table.sql(source.dialect))} AND a.attnum > 0 "
-            "AND NOT a.attisdropped ORDER BY a.attnum"
-        )
-    return (
-        "SELECT COLUMN_NAME, IF(IS_NULLABLE = 'NO', 1, 0), COLUMN_TYPE FROM information_schema.COLUMNS "
-        f"WHERE TABLE_SCHEMA = {source.dialect.string(table.schema or '')} "
-        f"AND TABLE_NAME = {source.dialect.string(table.name)} ORDER BY ORDINAL_POSITION"
-    )
-
-
-def _sqlite_tables(path: Path) -> list[Table]:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        tables = []
-        for name in names:
-            if name.startswith("sqlite_"):
-                continue
-            info = conn.execute('SELECT name, "notnull", type, pk FROM pragma_table_info(?)', (name,)).fetchall()
-            key = [r[0] for r in sorted((r for r in info if r[3]), key=lambda r: r[3])]
-            columns = [Column(r[0], bool(r[1]), str(r[2])) for r in info]
-            tables.append(Table(None, name, 0, key, columns))
-        return tables
-    finally:
-        conn.close()
 
 
 def propose(table: Table, source: Any, *, discover: bool, chunk_above: int, taken: set[str]) -> Proposal:
@@ -195,7 +109,7 @@ def propose(table: Table, source: Any, *, discover: bool, chunk_above: int, take
     elif integer_key and APPEND_ONLY.search(table.name):
         keys |= {"mode": "incremental", "cursor_column": table.key[0]}
         proposal.why += f"; an append-only table with an integer key {table.key[0]}: incremental on the key"
-    elif integer_key and table.rows >= chunk_above and source.dialect.reads_in_chunks:
+    elif integer_key and table.rows >= chunk_above and source.catalog.capabilities.reads_in_chunks:
         size = min(2_000_000, max(100_000, table.rows // 32))
         keys |= {
             "mode": "chunked",
@@ -276,8 +190,8 @@ def render_config(
 ) -> str:
     """The rivet.yaml text, commented."""
     lines = [f"# Written by rivet init from {_comment(shown_url)} on {dt.date.today().isoformat()}."]
-    if settings["type"] == "sqlite":
-        lines += ["source:", "  type: sqlite", f"  path: {_scalar(settings['path'])}"]
+    if not capabilities_for(settings["type"]).server:
+        lines += ["source:", f"  type: {settings['type']}", f"  path: {_scalar(settings['path'])}"]
     else:
         lines += [
             f"# The source URL is read from ${_comment(url_env)}: set it where rivet runs (no password in this file).",

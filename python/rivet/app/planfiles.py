@@ -106,7 +106,7 @@ def _chunks(plan: ExportPlan) -> tuple[list[Chunk] | None, list[dict[str, Any]]]
     session = RecordingSession(plan.source.session())  # type: ignore[union-attr]
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
     schema = pa.schema(session.describe(plan.query, decimal, text))
-    return plan_chunks(plan, session, schema), session.statements  # type: ignore[arg-type]
+    return plan_chunks(plan, session, schema), session.statements
 
 
 KEY_VARIABLE = "RIVET_PLAN_KEY"

@@ -25,14 +25,13 @@ from rivet.core.redact import redact_text
 
 if TYPE_CHECKING:
     from rivet.plan.export import ExportPlan
+    from rivet.sources.catalog import Catalog
 
 # What one stream reads per second, about (bench/: lineitem's rows, one connection, local server).
 STREAM_BYTES_PER_S = 100 * 1024 * 1024
 STREAM_ROWS_PER_S = 500_000
 # One stream holding its snapshot longer than this is slow to the source (vacuum, replication).
 SLOW_S = 60.0
-PG_INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan", "Tid Range Scan"}
-MYSQL_INDEX_ACCESS = {"range", "ref", "eq_ref", "const", "system", "ref_or_null", "index_merge", "unique_subquery"}
 
 
 @dataclass
@@ -93,9 +92,10 @@ def preflight(plan: ExportPlan) -> Preflight:
 
 
 def _weigh(plan: ExportPlan, session: Any, found: Preflight) -> None:
-    found.pooler = _pooler(session, plan.source.kind, found)
+    catalog = plan.source.catalog
+    found.pooler = _pooler(session, catalog, found)
     whole = _explain(session, plan, plan.query)
-    found.estimated_rows, width, found.scan = _summary(plan.source.kind, whole)
+    found.estimated_rows, width, found.scan = _summary(catalog, whole)
     if found.estimated_rows is not None and width:
         found.estimated_bytes = found.estimated_rows * width
     total_s = _seconds(found.estimated_rows, found.estimated_bytes)
@@ -111,7 +111,7 @@ def _weigh(plan: ExportPlan, session: Any, found: Preflight) -> None:
     timeout = plan.tuning.statement_timeout_s
     longest = found.longest_statement_s
     # A PostgreSQL full read fetches in bounded statements; MySQL streams one statement.
-    one_statement = plan.source.kind == "mysql" or plan.is_parallel
+    one_statement = catalog.capabilities.streams_one_statement or plan.is_parallel
     if timeout and longest and one_statement and longest > timeout:
         found.flag("unsafe", f"a statement would run ~{longest:,.0f} s, past statement_timeout_s {timeout}")
     size = found.estimated_bytes or 0
@@ -130,41 +130,9 @@ def _explain(session: Any, plan: ExportPlan, sql: str) -> Any:
         return None
 
 
-def _summary(kind: str, explained: Any) -> tuple[int | None, int | None, str | None]:
+def _summary(catalog: Catalog, explained: Any) -> tuple[int | None, int | None, str | None]:
     """Rows, bytes per row and the access path of an EXPLAIN document."""
-    if explained is None:
-        return None, None, None
-    if kind == "postgres":
-        top = explained[0]["Plan"]
-        scans = [n for n in _pg_nodes(top) if "Relation Name" in n]
-        path = ", ".join(f"{n['Node Type']} on {n['Relation Name']}" for n in scans) or top["Node Type"]
-        return int(top.get("Plan Rows", 0)), int(top.get("Plan Width", 0)) or None, path
-    from rivet.sources.mysql.estimates import rows_in
-
-    tables = list(_mysql_tables(explained))
-    path = ", ".join(f"{t.get('access_type', '?')} on {t.get('table_name', '?')}" for t in tables) or None
-    rows = rows_in(explained)
-    return (rows if rows >= 0 else None), None, path
-
-
-def _pg_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    nodes = [node]
-    for child in node.get("Plans", []):
-        nodes += _pg_nodes(child)
-    return nodes
-
-
-def _mysql_tables(document: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(document, dict):
-        if "access_type" in document:
-            found.append(document)
-        for value in document.values():
-            found += _mysql_tables(value)
-    elif isinstance(document, list):
-        for value in document:
-            found += _mysql_tables(value)
-    return found
+    return (None, None, None) if explained is None else catalog.explain_summary(explained)
 
 
 def _seconds(rows: int | None, size: int | None) -> float | None:
@@ -194,8 +162,9 @@ def _weigh_chunks(plan: ExportPlan, session: Any, found: Preflight, total_s: flo
         return
     middle = chunks[len(chunks) // 2]
     explained = _explain(session, plan, middle.query)
-    _, _, found.chunk_scan = _summary(plan.source.kind, explained)
-    scans_all = explained is not None and not _reaches_by_index(plan.source.kind, explained)
+    catalog = plan.source.catalog
+    _, _, found.chunk_scan = _summary(catalog, explained)
+    scans_all = explained is not None and not catalog.reaches_by_index(explained)
     if total_s is not None:
         # A chunk that cannot use an index reads the whole table to find its rows.
         found.longest_statement_s = total_s if scans_all else total_s / len(chunks)
@@ -206,36 +175,14 @@ def _weigh_chunks(plan: ExportPlan, session: Any, found: Preflight, total_s: flo
         )
 
 
-def _reaches_by_index(kind: str, explained: Any) -> bool:
-    if kind == "postgres":
-        scans = [n for n in _pg_nodes(explained[0]["Plan"]) if "Relation Name" in n]
-        return bool(scans) and all(n["Node Type"] in PG_INDEX_NODES for n in scans)
-    tables = _mysql_tables(explained)
-    return bool(tables) and all(t.get("access_type") in MYSQL_INDEX_ACCESS for t in tables)
-
-
-def _pooler(session: Any, kind: str, found: Preflight) -> str | None:
+def _pooler(session: Any, catalog: Catalog, found: Preflight) -> str | None:
     """A pooler or proxy between rivet and the server, from what it does to consecutive statements."""
     try:
-        if kind == "postgres":
-            pids = {session.query("SELECT pg_backend_pid()")[0][0] for _ in range(4)}
-            if len(pids) > 1:
-                # rivet reads inside transactions (cursor, SET LOCAL timeouts, imported snapshots), which a
-                # transaction pool keeps on one server connection: exact, but each read holds a slot.
-                found.reasons.append(
-                    "consecutive statements reached different server connections (a pooler in transaction "
-                    "mode, such as PgBouncer): each read holds a pool slot until it commits; size the pool "
-                    "for parallel + 1 connections, or connect rivet to the server"
-                )
-                return "transaction pooling"
-            return None
-        comment = str(session.query("SELECT @@version_comment LIMIT 1")[0][0] or "")
-        if "proxysql" in comment.lower():
-            found.reasons.append(
-                "ProxySQL answers: keep rivet's reads on the primary or a replica without lag "
-                "(its query rules may route statements apart)"
-            )
-            return "ProxySQL"
+        pooler = catalog.pooler(session)
     except Exception as e:  # noqa: BLE001 - detection is advice, never a failure
         found.reasons.append(f"pooler detection failed: {redact_text(str(e))}")
-    return None
+        return None
+    if pooler is None:
+        return None
+    found.reasons.append(pooler.advice)
+    return pooler.name

@@ -63,7 +63,8 @@ def init_command(
         if not tables:
             raise LookupError(f"no tables found in {redact_url(source)}" + (f" schema {schema}" if schema else ""))
         out_dir = Path.cwd() if to_stdout else output.resolve().parent
-        if settings["type"] == "sqlite":
+        server = reader.catalog.capabilities.server
+        if not server:  # a file: its path relative to the config
             settings["path"] = os.path.relpath(Path(settings["path"]).resolve(), out_dir)
         taken: set[str] = set()
         proposals = [propose(t, reader, discover=discover, chunk_above=chunk_above, taken=taken) for t in tables]
@@ -76,5 +77,5 @@ def init_command(
         return
     output.write_text(text, encoding="utf-8")
     say(f"✓ wrote {output}: {len(proposals)} export(s)")
-    if settings["type"] != "sqlite" and not os.environ.get(url_env):
+    if server and not os.environ.get(url_env):
         say(f"  set {url_env} to the source URL where rivet runs, then: rivet doctor -c {output}")

@@ -21,11 +21,9 @@ from rivet.state.keys import written_to
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from rivet._native import MySession, PgSession
     from rivet.plan.export import ExportPlan
+    from rivet.sources.base import Session
     from rivet.storage.destinations import DestinationSpec
-
-    Session = PgSession | MySession
 
 
 def run_location(plan: ExportPlan, run: dict[str, Any]) -> tuple[DestinationSpec, str]:

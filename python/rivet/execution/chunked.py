@@ -50,11 +50,10 @@ from rivet.sources.connectorx import ConnectorxReader, ConnectorxScanner, FastPa
 from rivet.storage.destinations import Destination, DestinationSpec, open_destination
 
 if TYPE_CHECKING:
-    from rivet._native import BatchReader, MySession, PgSession
+    from rivet._native import BatchReader
     from rivet.execution.cluster import ClusterChunkPool
-
-    Session = PgSession | MySession
     from rivet.plan.export import ExportPlan
+    from rivet.sources.base import Session
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
 

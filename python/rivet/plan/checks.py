@@ -53,12 +53,12 @@ def check_export(loaded: LoadedConfig, export: ExportConfig) -> None:
 
 def _capabilities(loaded: LoadedConfig, export: ExportConfig, offline: bool) -> None:
     """What the source can do: chunks and parallel reads, a snapshot shared by connections."""
-    from rivet.sources.dialects import dialect_for
+    from rivet.sources.registry import capabilities_for
 
-    dialect = dialect_for(loaded.config.source.type)
-    if (export.mode == "chunked" or (export.parallel or 1) > 1) and not dialect.reads_in_chunks:
+    can = capabilities_for(loaded.config.source.type)
+    if (export.mode == "chunked" or (export.parallel or 1) > 1) and not can.reads_in_chunks:
         raise ConfigError(f"export '{export.name}': chunked and parallel reads need a postgres or mysql source")
-    if export.snapshot == "consistent" and not dialect.shares_snapshots:
+    if export.snapshot == "consistent" and not can.shares_snapshots:
         raise ConfigError(
             f"export '{export.name}': snapshot: consistent needs PostgreSQL (MySQL cannot share a snapshot "
             "between connections)"

@@ -22,14 +22,12 @@ import pyarrow as pa
 
 from rivet.errors import ConfigError
 from rivet.plan import counting, estimates
-from rivet.sources.dialect import KeyKind
-from rivet.sources.dialects import Dialect, PostgresDialect
+from rivet.sources.catalog import Catalog, KeyCuts, KeyOrigin
+from rivet.sources.dialect import Dialect, KeyKind
 
 if TYPE_CHECKING:
-    from rivet._native import MySession, PgSession
     from rivet.plan.export import ExportPlan
-
-    Session = PgSession | MySession
+    from rivet.sources.base import Session
 
 log = logging.getLogger("rivet")
 # A page-range chunk is sized to keep its statement short: half a second of heap at a
@@ -134,11 +132,17 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
         return list(plan.chunks)
     if plan.chunking is None:
         assert plan.table is not None
-        return plan_page_chunks(session, plan.table, plan.parallel)
+        return plan_page_chunks(session, plan.source.catalog, plan.table, plan.parallel)
     spec = dataclasses.replace(plan.chunking, column=chunk_key_column(plan, session, schema))
-    dialect = plan.source.dialect
     return plan_key_chunks(
-        session, plan.query, schema, spec, consistent=plan.consistent, relation=plan.table, dialect=dialect
+        session,
+        plan.query,
+        schema,
+        spec,
+        consistent=plan.consistent,
+        relation=plan.table,
+        dialect=plan.source.dialect,
+        catalog=plan.source.catalog,
     )
 
 
@@ -163,6 +167,7 @@ def plan_key_chunks(
     consistent: bool,
     relation: str | None = None,
     dialect: Dialect,
+    catalog: Catalog,
 ) -> list[Chunk]:
     """Chunks over the key column of ``base`` (``relation``: the table it reads whole, if any).
 
@@ -174,32 +179,30 @@ def plan_key_chunks(
     if spec.dense or spec.counted:
         return _counted_chunks(session, base, spec, kind, consistent)
     origin = estimates.key_origin(session, base, schema.names, spec.column, relation)
-    with_nulls = estimates.nullable(session, dialect, origin)
-    rows = estimates.planning_rows(session, dialect, base, origin)
+    with_nulls = origin is None or catalog.key_nullable(session, origin)
+    rows = estimates.planning_rows(session, dialect, catalog, base, origin)
     if spec.by_days:
-        bounds = _bounds(session, dialect, base, spec.column, origin, kind)
+        bounds = _bounds(session, catalog, base, spec.column, origin, kind)
         return _ranges(base, spec.column, kind, _day_cuts(spec, kind, bounds), with_nulls)
     wanted = max(spec.count or math.ceil((rows or 0) / spec.size), spec.min_chunks)
     target = max(1, math.ceil((rows or 0) / wanted)) if rows else spec.size
     if wanted <= 1:
         return _ranges(base, spec.column, kind, [], with_nulls)
     cuts = None
-    if origin is not None and isinstance(dialect, PostgresDialect):
+    if origin is not None:
         source_type = (schema.field(spec.column).metadata or {}).get(b"rivet.source_type", b"").decode()
-        cuts = estimates.histogram_cuts(session, origin, kind, source_type, rows, target)  # type: ignore[arg-type]
-    elif origin is not None:
-        cuts = estimates.index_dive_cuts(session, origin, kind, target, wanted)  # type: ignore[arg-type]
+        cuts = catalog.estimated_cuts(session, KeyCuts(origin, kind, source_type, rows, target, wanted))
     if cuts is None:
-        bounds = _bounds(session, dialect, base, spec.column, origin, kind)
+        bounds = _bounds(session, catalog, base, spec.column, origin, kind)
         cuts = estimates.uniform_cuts(*bounds, wanted) if bounds else []
     return _ranges(base, spec.column, kind, cuts, with_nulls)
 
 
 def _bounds(
-    session: Session, dialect: Dialect, base: str, column: str, origin: estimates.KeyOrigin | None, kind: KeyKind
+    session: Session, catalog: Catalog, base: str, column: str, origin: KeyOrigin | None, kind: KeyKind
 ) -> tuple[int, int] | None:
     """Min and max of the key: through an index when one leads with it, else one pass over the query."""
-    if origin is not None and (found := estimates.indexed_bounds(session, dialect, origin, kind)) is not None:
+    if origin is not None and (found := estimates.indexed_bounds(session, catalog, origin, kind)) is not None:
         return found
     log.info("planning reads min and max of %s in one pass: no index or statistics to plan from", column)
     lo, hi, _, _ = counting.key_stats(session, base, column, kind)
@@ -236,16 +239,12 @@ def _counted_chunks(session: Session, base: str, spec: ChunkSpec, kind: KeyKind,
     return _ranges(base, spec.column, kind, cuts, with_nulls)
 
 
-def plan_page_chunks(session: Session, relation: str, parallel: int) -> list[Chunk]:
-    """Chunks over the physical pages of a table (TID range scans, PostgreSQL 14+)."""
-    row = session.query(
-        f"SELECT pg_relation_size({PostgresDialect().relation(relation)}), "
-        "current_setting('block_size')::int, current_setting('server_version_num')::int"
-    )[0]
-    block = int(row[1] or 8192)
-    pages, version = int(row[0] or 0) // block, int(row[2] or 0)
-    if version < 140000 or pages == 0:
+def plan_page_chunks(session: Session, catalog: Catalog, relation: str, parallel: int) -> list[Chunk]:
+    """Chunks over the physical pages of a table (PostgreSQL's TID range scans)."""
+    layout = catalog.table_pages(session, relation)
+    if layout is None:
         return [page_chunk(0, relation, ("whole",))]
+    pages, block = layout
     pages_per_chunk = max(1, int(PAGE_CHUNK_SECONDS * HEAP_BYTES_PER_SECOND) // block)
     wanted = max(math.ceil(pages / pages_per_chunk), min(4 * parallel, pages))
     step = math.ceil(pages / wanted)

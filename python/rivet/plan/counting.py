@@ -10,10 +10,8 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rivet._native import MySession, PgSession
+    from rivet.sources.base import Session
     from rivet.sources.dialect import KeyKind
-
-    Session = PgSession | MySession
 
 
 def key_stats(session: Session, base: str, column: str, kind: KeyKind) -> tuple[int | None, int | None, int, int]:

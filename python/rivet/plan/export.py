@@ -244,10 +244,9 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     tuning = resolve_tuning(config.source.tuning, export.tuning)
     source = with_read_timeout(resolve_source(config.source, loaded.base_dir), tuning)
     parallel = export.parallel or 1
-    dialect = source.dialect
     check_export(loaded, export)  # what run, check and check --config-only all refuse alike
     chunking = None
-    if export.mode == "full" and parallel > 1 and not dialect.splits_tables_by_pages:
+    if export.mode == "full" and parallel > 1 and not source.catalog.capabilities.splits_tables_by_pages:
         # MySQL has no physical row address to split by: a parallel full read uses key ranges.
         chunking = ChunkSpec(column=None, size=100_000, min_chunks=4 * parallel)
     if export.mode == "chunked":

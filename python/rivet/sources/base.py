@@ -10,9 +10,25 @@ from rivet.config.models import DECIMAL_OVERRIDE
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from rivet._native import BatchReader
+    from rivet._native import ArrowSchema, BatchReader
     from rivet.config.tuning import Tuning
-    from rivet.sources.dialects import Dialect
+    from rivet.sources.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class SourceCapabilities:
+    """What a database can do, asked by code outside ``rivet.sources`` instead of its name."""
+
+    # Reached over a network connection with a URL (False: a local file).
+    server: bool = True
+    # Chunked and parallel reads (several statements over key ranges).
+    reads_in_chunks: bool = True
+    # Parallel readers can share one exported snapshot (snapshot: consistent).
+    shares_snapshots: bool = False
+    # A parallel full read of a table splits it by physical pages.
+    splits_tables_by_pages: bool = False
+    # A single-stream read is one long statement (else bounded fetches from a cursor).
+    streams_one_statement: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,40 @@ def scan_options(
         "prefetch": 2,
         "reconcile": reconcile,
     }
+
+
+class Session(Protocol):
+    """A reusable connection to a database server (PostgreSQL or MySQL) for planning and chunk scans."""
+
+    @property
+    def channel(self) -> str:
+        """How the connection travels: ``plaintext`` or the TLS it verified."""
+        ...
+
+    def query(self, sql: str) -> list[list[str | None]]:
+        """Rows of a small query, as text."""
+        ...
+
+    def origins(self, query: str) -> list[tuple[str, str] | None]:
+        """For each result column, the table and column it reads directly (None: computed)."""
+        ...
+
+    def describe(
+        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
+    ) -> ArrowSchema:
+        """The Arrow schema of ``query``."""
+        ...
+
+    def scan(
+        self,
+        query: str,
+        describe_as: str | None,
+        options: dict[str, Any],
+        decimal_overrides: dict[str, tuple[int, int]],
+        text_overrides: list[str],
+    ) -> BatchReader:
+        """Stream ``query`` on this connection."""
+        ...
 
 
 class Source(Protocol):

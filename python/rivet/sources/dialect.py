@@ -31,12 +31,6 @@ class Dialect(ABC):
     """SQL text for one kind of source."""
 
     name: ClassVar[str]
-    # Whether parallel workers can read one exported snapshot (PostgreSQL only).
-    shares_snapshots: ClassVar[bool] = False
-    # Whether chunked and parallel reads are possible at all (not SQLite).
-    reads_in_chunks: ClassVar[bool] = True
-    # Whether a whole table splits by physical pages (PostgreSQL ctid ranges).
-    splits_tables_by_pages: ClassVar[bool] = False
 
     # The character that quotes an identifier, and how many parts a table name may have.
     quote_char: ClassVar[str] = '"'

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from rivet._native import BatchReader, MySession, PgSession
     from rivet.config.tuning import Tuning
-    from rivet.sources.dialects import Dialect
+    from rivet.sources.dialect import Dialect
 
 TEXT_TYPES = ("text", "string")
 # What a weak channel means, for the warning printed once per source and process.

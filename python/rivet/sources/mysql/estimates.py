@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from rivet.sources.dialects import MysqlDialect
+from rivet.sources.mysql.dialect import MysqlDialect
 
 if TYPE_CHECKING:
     from rivet._native import MySession

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from rivet.sources.dialects import Dialect, dialect_for
+from rivet.sources.catalog import Catalog
+from rivet.sources.dialect import Dialect
 from rivet.sources.network import NetworkSource
+from rivet.sources.registry import catalog_for, dialect_for
 
 if TYPE_CHECKING:
     from rivet._native import MySession
@@ -21,6 +23,7 @@ class MysqlSource(NetworkSource):
     label: ClassVar[str] = "MySQL"
     read_method: ClassVar[str] = "copy"
     dialect: ClassVar[Dialect] = dialect_for("mysql")
+    catalog: ClassVar[Catalog] = catalog_for("mysql")
 
     def session(self) -> MySession:
         """A reusable connection (planning queries, chunk scans)."""

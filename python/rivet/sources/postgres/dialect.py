@@ -13,8 +13,6 @@ class PostgresDialect(Dialect):
     """PostgreSQL: escape-string literals, double-quoted identifiers."""
 
     name: ClassVar[str] = "PostgreSQL"
-    shares_snapshots: ClassVar[bool] = True
-    splits_tables_by_pages: ClassVar[bool] = True
 
     def string(self, text: str) -> str:
         """``E'...'`` with backslashes and quotes escaped: the same text whatever ``standard_conforming_strings``."""

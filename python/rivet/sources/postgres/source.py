@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from rivet.sources.dialects import Dialect, dialect_for
+from rivet.sources.catalog import Catalog
+from rivet.sources.dialect import Dialect
 from rivet.sources.network import NetworkSource
+from rivet.sources.registry import catalog_for, dialect_for
 
 if TYPE_CHECKING:
     from rivet._native import PgSession
@@ -22,6 +24,7 @@ class PostgresSource(NetworkSource):
     scheme: ClassVar[str] = "postgresql"
     label: ClassVar[str] = "PostgreSQL"
     dialect: ClassVar[Dialect] = dialect_for("postgres")
+    catalog: ClassVar[Catalog] = catalog_for("postgres")
 
     def session(self) -> PgSession:
         """A reusable connection (planning queries, chunk scans)."""

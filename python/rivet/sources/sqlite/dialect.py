@@ -12,7 +12,6 @@ class SqliteDialect(Dialect):
     """SQLite: standard literals (it has no backslash escapes), double-quoted identifiers."""
 
     name: ClassVar[str] = "SQLite"
-    reads_in_chunks: ClassVar[bool] = False
 
     def string(self, text: str) -> str:
         """``'...'`` with quotes doubled."""

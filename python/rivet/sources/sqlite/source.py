@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rivet.sources.base import ColumnOverrides, scan_options
-from rivet.sources.dialects import Dialect, dialect_for
+from rivet.sources.catalog import Catalog
+from rivet.sources.dialect import Dialect
+from rivet.sources.registry import catalog_for, dialect_for
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -23,6 +25,7 @@ class SqliteSource:
     path: str
     kind: str = "sqlite"
     dialect: ClassVar[Dialect] = dialect_for("sqlite")
+    catalog: ClassVar[Catalog] = catalog_for("sqlite")
 
     def _types(self, overrides: ColumnOverrides) -> dict[str, str]:
         types = dict(overrides.other)
