@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -103,15 +102,11 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
 
 def table_log(export: ExportConfig, destination: Destination, base_dir: Path) -> TableLog | None:
     """What ``rivet validate`` compares the manifest with, for a table format."""
+    from rivet.output.tables import TABLE_FORMATS, table_format
+    from rivet.output.tables.iceberg import IcebergTable
     from rivet.output.validate import TableLog
 
-    if export.format == "delta":
-        from rivet.output.tables import delta
-
-        return TableLog("Delta", functools.partial(delta.listed_parts, destination))
-    if export.format == "iceberg":
-        from rivet.output.tables import iceberg
-
-        table = iceberg.IcebergTable.from_config(export.iceberg, export.name, base_dir)
-        return TableLog("Iceberg", functools.partial(iceberg.listed_parts, destination, table))
+    if export.format in TABLE_FORMATS:
+        fmt = table_format(export.format, IcebergTable.from_config(export.iceberg, export.name, base_dir))
+        return TableLog(fmt, destination)
     return None

@@ -55,7 +55,8 @@ def run_export(
     try:
         failpoints.check()
         if plan.table_format is not None:
-            check = TableCheck(plan.name, plan.table_format, plan.destination, plan.partitioning, plan.iceberg)
+            assert plan.lake_table is not None
+            check = TableCheck(plan.name, plan.lake_table, plan.destination, plan.partitioning)
             plan = dataclasses.replace(plan, table_check=check)
         if lease is not None and state is not None:
             assert plan.identity is not None

@@ -176,32 +176,14 @@ class Publication:
 
     def _commit_table(self, schema: pa.Schema, live: list[CommittedPart]) -> None:
         """Make the table format's log list the manifest's parts (step 4)."""
-        from rivet.output.tables import TableVersion, run_summary
+        from rivet.output.tables import TableVersion
+        from rivet.output.tables.base import LiveParts, run_summary
 
-        plan, spec = self.plan, self.destination.spec
+        plan, spec, fmt = self.plan, self.destination.spec, self.plan.lake_table
+        assert fmt is not None
         summary = run_summary(self.result.run_id, plan.name, plan.fingerprint(), live)
-        if plan.iceberg is not None:
-            from rivet.output.tables import iceberg
-
-            committed = iceberg.commit_live_parts(
-                self.destination,
-                plan.iceberg,
-                schema,
-                live,
-                summary,
-                append=self.append,
-                partitioning=plan.partitioning,
-            )
-            location = iceberg.table_location(spec)
-        else:
-            from rivet.output.tables import delta
-
-            committed = delta.commit_live_parts(
-                self.destination, schema, live, summary, append=self.append, partitioning=plan.partitioning
-            )
-            location = delta.table_uri(spec)
-        assert plan.table_format is not None
-        self.result.table = TableVersion(plan.table_format, location, committed.version, spec, plan.iceberg)
+        committed = fmt.commit(self.destination, LiveParts(schema, live, summary, self.append, plan.partitioning))
+        self.result.table = TableVersion(fmt.name, fmt.location(spec), committed.version, spec, plan.iceberg)
         self._table_before = committed.before
 
     def _read_previous(self) -> Manifest | None:

@@ -61,10 +61,10 @@ class OutputRows:
         self.check_size(batch)
         if self.plan.table_check is not None:
             self.plan.table_check.raise_if_failed()
-        if self.plan.table_format is not None and self.plan.partitioning is not None:
-            from rivet.output.tables import check_partition_values
+        if (table := self.plan.lake_table) is not None and self.plan.partitioning is not None:
+            from rivet.output.tables.base import check_partition_values
 
-            check_partition_values(batch, self.plan.partitioning, self.plan.table_format, self.plan.name)
+            check_partition_values(batch, self.plan.partitioning, table.label, self.plan.name)
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from rivet.errors import DestinationError, IntegrityError, RivetError
 from rivet.output.manifest import CommittedPart, parse_manifest, success_marker
+from rivet.output.tables.base import TableFormat
 from rivet.storage.destinations import Destination
 
 # Files a downstream reader would take for data.
@@ -79,17 +79,20 @@ def check_parts(destination: Destination, parts: list[CommittedPart]) -> None:
 class TableLog:
     """A table format's view of the destination: which parts its log lists (None: no table)."""
 
-    kind: str
-    listed_parts: Callable[[], set[str] | None]
+    format: TableFormat
+    destination: Destination
+
+    @property
+    def kind(self) -> str:
+        """The format as people name it."""
+        return self.format.label
 
     def problems(self, in_manifest: set[str]) -> list[str]:
         """How the log and the manifest disagree."""
         try:
-            in_log = self.listed_parts()
+            in_log = self.format.listed_parts(self.destination)
         except ImportError:
-            from rivet.output.tables import missing_library
-
-            return [str(missing_library(self.kind.lower()))]
+            return [str(self.format.missing_library())]
         except RivetError as e:  # an unreachable catalog or store: this export's problem, not the others'
             return [str(e)]
         if in_log is None:

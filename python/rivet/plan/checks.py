@@ -15,7 +15,6 @@ Two kinds, each in one place:
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -80,29 +79,18 @@ def _source(loaded: LoadedConfig, export: ExportConfig, offline: bool) -> None:
 
 def _destination(loaded: LoadedConfig, export: ExportConfig, offline: bool) -> None:
     """The destination's protocol, and a table format's library, store and settings."""
-    from rivet.output import tables
+    from rivet.output.tables import TABLE_FORMATS, table_format
+    from rivet.output.tables.iceberg import IcebergTable
     from rivet.storage.destinations import check_atomic, resolve_destination
 
     spec = resolve_destination(export.destination, loaded.base_dir, export.name, dt.datetime.now(dt.timezone.utc),
                                credentials=False)  # fmt: skip
     check_atomic(spec.url)
-    if export.format not in tables.LIBRARIES:
+    if export.format not in TABLE_FORMATS:
         return
-    modules, _ = tables.LIBRARIES[export.format]
-    if importlib.util.find_spec(modules[0].split(".")[0]) is None:
-        raise tables.missing_library(export.format)
-    tables.check_settings(spec, export.format)
-    if export.format == "delta":
-        from rivet.output.tables.delta import table_uri
-
-        table_uri(spec)
-        return
-    from rivet.output.tables.iceberg import table_location
-
-    table_location(spec)
-    catalog = export.iceberg.catalog_url if export.iceberg and export.iceberg.catalog_url else ""
-    if catalog.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        raise ConfigError('an Iceberg catalog on PostgreSQL needs psycopg: pip install "psycopg[binary]"')
+    fmt = table_format(export.format, IcebergTable.from_config(export.iceberg, export.name, loaded.base_dir))
+    fmt.check_installed()
+    fmt.check_destination(spec)
 
 
 CHECKS: tuple[Callable[[LoadedConfig, ExportConfig, bool], None], ...] = (_capabilities, _source, _destination)
@@ -114,11 +102,7 @@ def output_schema(plan: ExportPlan, source_schema: pa.Schema, stamp: Stamp | Non
     output = stamp.schema(source_schema)
     if plan.partitioning is not None:
         plan.partitioning.check(output, plan.name)
-    if plan.table_format is not None:
-        from rivet.output import tables
-        from rivet.output.tables import delta
-
-        tables.check_columns(output, plan.table_format, plan.name)
-        if plan.table_format == "delta":
-            delta.check_partitioning(output, plan.partitioning, plan.name)
+    if (table := plan.lake_table) is not None:
+        table.check_columns(output, plan.name)
+        table.check_partitioning(output, plan.partitioning, plan.name)
     return output

@@ -23,7 +23,9 @@ from rivet.output.base import ParquetLayout
 from rivet.output.meta import MetaColumns
 from rivet.output.partition import Partitioning
 from rivet.output.quality import DEFAULT_UNIQUE_MAX_ENTRIES, QualitySpec
-from rivet.output.tables.iceberg import IcebergTable
+from rivet.output.tables import TABLE_FORMATS, table_format
+from rivet.output.tables.base import TableFormat
+from rivet.output.tables.iceberg import IcebergFormat, IcebergTable
 from rivet.plan.checks import check_export
 from rivet.plan.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
@@ -39,7 +41,6 @@ from rivet.state.keys import (
 from rivet.storage.destinations import DestinationSpec, resolve_destination
 
 # Formats whose parts are Parquet files committed to a table format's log.
-TABLE_FORMATS = ("delta", "iceberg")
 # Modes whose runs add to what the runs before published (with a state store).
 APPENDING_MODES = ("incremental", "time_window")
 
@@ -137,6 +138,11 @@ class ExportPlan:
     def is_parallel(self) -> bool:
         """Whether the threaded chunk engine runs this export."""
         return self.chunking is not None or self.parallel > 1
+
+    @property
+    def lake_table(self) -> TableFormat | None:
+        """The table format the parts are also committed to, or None."""
+        return table_format(self.table_format, self.iceberg) if self.table_format is not None else None
 
     def fingerprint(self) -> str:
         """Hash of what decides the output and its chunks (not the parallelism)."""
@@ -300,7 +306,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         table_format=export.format if export.format in TABLE_FORMATS else None,
         iceberg=(
             IcebergTable.from_config(export.iceberg, export.name, loaded.base_dir)
-            if export.format == "iceberg"
+            if export.format == IcebergFormat.name
             else None
         ),
         meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),

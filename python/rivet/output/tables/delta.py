@@ -13,12 +13,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
 
 from rivet.errors import ConfigError, DestinationError
 from rivet.output.partition import HIVE_DEFAULT_PARTITION
-from rivet.output.tables import Committed, nullable, reason, relative_name, s3_settings, secret_values
+from rivet.output.tables.base import (
+    Committed,
+    LiveParts,
+    TableFormat,
+    nullable,
+    reason,
+    relative_name,
+    s3_settings,
+    secret_values,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,9 +143,7 @@ def commit_live_parts(
         from deltalake.exceptions import DeltaError, TableNotFoundError
         from deltalake.transaction import AddAction, create_table_with_add_actions
     except ImportError:
-        from rivet.output.tables import missing_library
-
-        raise missing_library("delta") from None
+        raise DeltaFormat().missing_library() from None
     from deltalake._internal import RemoveAction
 
     uri, options = table_uri(destination.spec), storage_options(destination.spec)
@@ -212,3 +219,69 @@ def _version_now(table: Any) -> int:
     """The table's version after a commit through it (the object still shows the one it was read at)."""
     table.update_incremental()
     return int(table.version())
+
+
+class DeltaFormat(TableFormat):
+    """Delta Lake through delta-rs: partitions are a column's exact value; timestamps are UTC."""
+
+    name: ClassVar[str] = "delta"
+    label: ClassVar[str] = "Delta"
+    modules: ClassVar[tuple[str, ...]] = ("deltalake",)
+    extra: ClassVar[str] = "delta"
+
+    def refused(self, t: pa.DataType, column: str) -> str | None:
+        """The shared rules, and the types delta-rs refuses only when it commits."""
+        import pyarrow as pa
+
+        if (problem := super().refused(t, column)) is not None:
+            return problem
+        unsupported = pa.types.is_float16(t) or pa.types.is_duration(t) or pa.types.is_interval(t)
+        if unsupported or pa.types.is_time(t):
+            return f"{self.label} has no such type; cast it in the query (to text, say)"
+        if pa.types.is_timestamp(t) and t.tz not in (None, "UTC"):
+            return f"{self.label} keeps timestamps in UTC only"
+        return None
+
+    def check_partitioning(self, schema: pa.Schema, partitioning: Partitioning | None, export: str) -> None:
+        """Each partition column's exact value (no buckets)."""
+        check_partitioning(schema, partitioning, export)
+
+    def map_schema(self, schema: pa.Schema) -> None:
+        """delta-rs's mapping of Arrow types."""
+        from deltalake import Schema
+
+        Schema.from_arrow(schema)
+
+    def location(self, spec: DestinationSpec) -> str:
+        """The URI delta-rs opens."""
+        return table_uri(spec)
+
+    def check_table(self, destination: Destination, partitioning: Partitioning | None) -> None:
+        """The Delta log's partition columns."""
+        check_table(destination, partitioning)
+
+    def commit(self, destination: Destination, parts: LiveParts) -> Committed:
+        """One Delta commit (none when the log already lists the parts)."""
+        return commit_live_parts(
+            destination, parts.schema, parts.live, parts.summary, append=parts.append, partitioning=parts.partitioning
+        )
+
+    def listed_parts(self, destination: Destination) -> set[str] | None:
+        """The parts the Delta log lists."""
+        return listed_parts(destination)
+
+    def open(self, spec: DestinationSpec, version: int | None) -> Any:
+        """A ``deltalake.DeltaTable`` at ``version``."""
+        from deltalake import DeltaTable
+
+        return DeltaTable(table_uri(spec), version=version, storage_options=storage_options(spec))
+
+    def read(self, spec: DestinationSpec, version: int | None) -> pa.Table:
+        """The live parts at ``version``, as the log lists them."""
+        return self.open(spec, version).to_pyarrow_table()
+
+    def scan(self, spec: DestinationSpec, version: int | None) -> Any:
+        """``polars.scan_delta``."""
+        import polars as pl
+
+        return pl.scan_delta(table_uri(spec), version=version, storage_options=storage_options(spec))

@@ -19,11 +19,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, DestinationError, SchemaDriftError
-from rivet.output.tables import Committed, nullable, reason, relative_name, s3_settings, secret_values
+from rivet.output.tables.base import (
+    Committed,
+    LiveParts,
+    TableFormat,
+    nullable,
+    reason,
+    relative_name,
+    s3_settings,
+    secret_values,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -122,9 +131,7 @@ def _catalog(table: IcebergTable, spec: DestinationSpec, doing: str) -> Iterator
     try:
         from pyiceberg.catalog import load_catalog
     except ImportError:
-        from rivet.output.tables import missing_library
-
-        raise missing_library("iceberg") from None
+        raise IcebergFormat(table).missing_library() from None
     catalog = None
     try:
         catalog = load_catalog("rivet", **catalog_properties(table, spec))
@@ -382,3 +389,76 @@ def _check_one_partition(data_file: Any, metadata: Any) -> None:
 def _current_snapshot_id(found: Any) -> int | None:
     snapshot = found.current_snapshot()
     return int(snapshot.snapshot_id) if snapshot is not None else None
+
+
+class IcebergFormat(TableFormat):
+    """Iceberg through pyiceberg, registered in a catalog: ``table`` says which."""
+
+    name: ClassVar[str] = "iceberg"
+    label: ClassVar[str] = "Iceberg"
+    modules: ClassVar[tuple[str, ...]] = ("pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow")
+    extra: ClassVar[str] = "iceberg"
+
+    def __init__(self, table: IcebergTable) -> None:
+        self.table = table
+
+    def check_destination(self, spec: DestinationSpec) -> None:
+        """The shared rules, and a catalog on PostgreSQL needs psycopg."""
+        import importlib.util
+
+        super().check_destination(spec)
+        if self.table.catalog_url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+            raise ConfigError('an Iceberg catalog on PostgreSQL needs psycopg: pip install "psycopg[binary]"')
+
+    def map_schema(self, schema: pa.Schema) -> None:
+        """Pyiceberg's mapping of Arrow types."""
+        from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+
+        _pyarrow_to_schema_without_ids(schema)
+
+    def location(self, spec: DestinationSpec) -> str:
+        """The table's folder."""
+        return table_location(spec)
+
+    def check_table(self, destination: Destination, partitioning: Partitioning | None) -> None:
+        """Where the catalog has the table, and its partition spec."""
+        check_table(destination, self.table, partitioning)
+
+    def commit(self, destination: Destination, parts: LiveParts) -> Committed:
+        """One snapshot (none when the current one already lists the parts)."""
+        return commit_live_parts(
+            destination,
+            self.table,
+            parts.schema,
+            parts.live,
+            parts.summary,
+            append=parts.append,
+            partitioning=parts.partitioning,
+        )
+
+    def listed_parts(self, destination: Destination) -> set[str] | None:
+        """The parts the current snapshot lists."""
+        return listed_parts(destination, self.table)
+
+    def open(self, spec: DestinationSpec, version: int | None) -> Any:
+        """The pyiceberg ``Table`` (its snapshots include ``version``)."""
+        from rivet.storage.destinations import Destination
+
+        found = load_table(Destination(spec), self.table)
+        if found is None:
+            raise ConfigError(f"the Iceberg table {self.table.shown} is no longer in its catalog")
+        return found
+
+    def read(self, spec: DestinationSpec, version: int | None) -> pa.Table:
+        """The live parts of snapshot ``version``."""
+        return self.open(spec, version).scan(snapshot_id=version).to_arrow()
+
+    def scan(self, spec: DestinationSpec, version: int | None) -> Any:
+        """``polars.scan_iceberg``; polars reads the files itself, with the settings delta-rs takes."""
+        import polars as pl
+
+        from rivet.output.tables.delta import storage_options
+
+        location = table_location(spec)
+        options = storage_options(spec) if "://" in location.removeprefix("file://") else {}
+        return pl.scan_iceberg(self.open(spec, version), snapshot_id=version, storage_options=options or None)
