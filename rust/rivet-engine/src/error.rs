@@ -80,6 +80,19 @@ fn unsupported_message(columns: &[UnsupportedColumn]) -> String {
 }
 
 impl Error {
+    /// What a failure while logging in is: the server refusing a statement or dropping the
+    /// connection then is a connection error (it never ran a query).
+    pub fn at_login(self) -> Self {
+        match self {
+            Error::Query { message, code } => Error::Connect { message, code },
+            Error::ConnectionLost(message) => Error::Connect {
+                message,
+                code: None,
+            },
+            other => other,
+        }
+    }
+
     /// A decode error for `column`.
     pub fn decode(column: &str, message: impl fmt::Display) -> Self {
         Error::Decode {

@@ -3,6 +3,7 @@
 //! crate binds it.
 
 pub mod batch;
+pub mod conn;
 pub mod decimal;
 #[cfg(test)]
 mod differential;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
+use crate::conn::Keepalive;
 use crate::error::{Error, Result};
-use crate::source::Keepalive;
 
 /// How often a blocked read wakes up to check for cancellation.
 pub const READ_POLL: Duration = Duration::from_millis(200);

@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow_schema::SchemaRef;
 
 use crate::batch::BatchLimits;
+use crate::conn::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::net::Channel;
-use crate::source::{ConnectOptions, Overrides, clean_query, wrap_select};
+use crate::source::{Overrides, clean_query, wrap_select};
 use crate::stream::{BatchSink, BatchStream, EndOfData};
 
 /// How rows leave a PostgreSQL server (other protocols have one way).

@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 
 use crate::interrupt::run_interruptible;
 use crate::reader::{PyArrowSchema, PyBatchReader};
-use rivet_engine::source::{ConnectOptions, Overrides};
+use rivet_engine::conn::ConnectOptions;
+use rivet_engine::source::Overrides;
 
 use crate::sources::{ConnectArgs, ScanArgs, finish};
 

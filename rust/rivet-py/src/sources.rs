@@ -6,8 +6,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rivet_engine::batch::BatchLimits;
+use rivet_engine::conn::ConnectOptions;
 use rivet_engine::session::{ReadMethod, ScanOptions};
-use rivet_engine::source::ConnectOptions;
 use rivet_engine::{Error, sqlite};
 
 use crate::errors::to_py_err;

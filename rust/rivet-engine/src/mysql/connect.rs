@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::conn::url::split_url;
+use crate::conn::{ConnectOptions, Keepalive, KeepaliveKeys};
 use crate::error::{Error, Result};
-use crate::source::{ConnectOptions, Keepalive, KeepaliveKeys, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings of one connection.
@@ -63,51 +64,27 @@ impl ConnectOptions {
             (None, None, None, None, None, None, None);
         let mut keepalive = KeepaliveKeys::default();
         if let Some(url) = &self.url {
-            let rest = url
-                .strip_prefix("mysql://")
-                .or_else(|| url.strip_prefix("mariadb://"))
-                .ok_or_else(|| {
-                    Error::Config("a MySQL URL starts with mysql:// or mariadb://".into())
-                })?;
-            let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-            let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-            let (userinfo, hostport) = match authority.rsplit_once('@') {
-                Some((u, h)) => (Some(u), h),
-                None => (None, authority),
-            };
-            if let Some(u) = userinfo {
-                let (name, pw) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
-                user = Some(percent_decode(name)?);
-                password = pw.map(percent_decode).transpose()?;
-            }
-            let (h, p) = match hostport.rsplit_once(':') {
-                Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, Some(p)),
-                _ => (hostport, None),
-            };
-            let h = h.trim_start_matches('[').trim_end_matches(']');
-            if !h.is_empty() {
-                host = Some(percent_decode(h)?);
-            }
-            if let Some(p) = p.filter(|p| !p.is_empty()) {
+            let parts = split_url(
+                url,
+                &["mysql://", "mariadb://"],
+                "a MySQL URL starts with mysql:// or mariadb://",
+            )?;
+            (host, user, password, database) =
+                (parts.host, parts.user, parts.password, parts.database);
+            if let Some(p) = parts.port {
                 // The value is not echoed: a mistyped URL may put part of a password here.
                 port = Some(p.parse::<u16>().map_err(|_| {
                     Error::Config("the port in the connection URL is not a number".into())
                 })?);
             }
-            if !path.is_empty() {
-                database = Some(percent_decode(path)?);
-            }
-            for pair in query.split('&').filter(|s| !s.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                if keepalive.set(k, &percent_decode(v)?)? {
+            for (k, v) in parts.params {
+                if keepalive.set(&k, &v)? {
                     continue;
                 }
-                match k {
-                    "ssl-mode" | "sslmode" | "ssl_mode" => {
-                        mode = Some(tls_name(&percent_decode(v)?)?.to_string())
-                    }
-                    "ssl-ca" | "sslrootcert" => ca = Some(percent_decode(v)?),
-                    "socket" => host = Some(percent_decode(v)?),
+                match k.as_str() {
+                    "ssl-mode" | "sslmode" | "ssl_mode" => mode = Some(tls_name(&v)?.to_string()),
+                    "ssl-ca" | "sslrootcert" => ca = Some(v),
+                    "socket" => host = Some(v),
                     _ => {
                         return Err(Error::Config(
                             "the connection URL has a parameter rivet does not know (it knows ssl-mode, ssl-ca, \

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use arrow_schema::SchemaRef;
 
 use crate::batch::{flush, make_room};
+use crate::conn::ConnectOptions;
 use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
 use crate::mysql::decode::MyBatchBuilder;
@@ -14,7 +15,7 @@ use crate::mysql::types::{MyColumn, arrow_schema, code, map_column};
 use crate::mysql::wire::{ColumnDef, MyConnection, cancel};
 use crate::net::Channel;
 use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
-use crate::source::{ConnectOptions, Overrides, check_result_columns, wrap_select};
+use crate::source::{Overrides, check_result_columns, wrap_select};
 use crate::stream::{BatchSink, EndOfData};
 
 /// A reusable MySQL/MariaDB connection.

@@ -232,14 +232,7 @@ impl MyConnection {
 
     /// Run the handshake; afterwards packets may be as large as any value.
     fn login(&mut self, params: &MyParams) -> Result<()> {
-        self.handshake(params).map_err(|e| match e {
-            Error::Query { message, code } => Error::Connect { message, code },
-            Error::ConnectionLost(message) => Error::Connect {
-                message,
-                code: None,
-            },
-            other => other,
-        })?;
+        self.handshake(params).map_err(Error::at_login)?;
         self.link.logged_in(params.read_timeout);
         Ok(())
     }

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use crate::conn::url::split_url;
+use crate::conn::{ConnectOptions, Keepalive, KeepaliveKeys};
 use crate::error::{Error, Result};
 use crate::pg::wire::auth::BindingPolicy;
-use crate::source::{ConnectOptions, Keepalive, KeepaliveKeys, percent_decode};
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings for one connection.
@@ -99,52 +100,21 @@ impl Parsed {
 }
 
 fn parse_url(url: &str) -> Result<Parsed> {
-    let rest = url
-        .strip_prefix("postgresql://")
-        .or_else(|| url.strip_prefix("postgres://"))
-        .ok_or_else(|| Error::Config("a PostgreSQL URL starts with postgresql://".into()))?;
-    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-    let mut p = Parsed::default();
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    let parts = split_url(
+        url,
+        &["postgresql://", "postgres://"],
+        "a PostgreSQL URL starts with postgresql://",
+    )?;
+    let mut p = Parsed {
+        host: parts.host,
+        port: parts.port,
+        user: parts.user,
+        password: parts.password,
+        database: parts.database,
+        ..Parsed::default()
     };
-    if let Some(u) = userinfo {
-        let (user, password) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
-        if !user.is_empty() {
-            p.user = Some(percent_decode(user)?);
-        }
-        if let Some(pw) = password {
-            p.password = Some(percent_decode(pw)?);
-        }
-    }
-    if hostport.contains(',') {
-        return Err(Error::Config(
-            "multiple hosts in one URL are not supported".into(),
-        ));
-    }
-    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
-        let (h, after) = h
-            .split_once(']')
-            .ok_or_else(|| Error::Config("unclosed '[' in the URL host".into()))?;
-        (h.to_string(), after.strip_prefix(':').map(str::to_string))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, port)) => (percent_decode(h)?, Some(port.to_string())),
-            None => (percent_decode(hostport)?, None),
-        }
-    };
-    if !host.is_empty() {
-        p.host = Some(host);
-    }
-    p.port = port.filter(|s| !s.is_empty());
-    if !path.is_empty() {
-        p.database = Some(percent_decode(path)?);
-    }
-    for pair in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        p.set(&percent_decode(k)?, percent_decode(v)?)?;
+    for (k, v) in parts.params {
+        p.set(&k, v)?;
     }
     Ok(p)
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use arrow_schema::SchemaRef;
 
+use crate::conn::ConnectOptions;
 use crate::error::Result;
 use crate::net::Channel;
 use crate::pg::batch::{PgColumn, arrow_schema};
@@ -15,7 +16,7 @@ use crate::pg::scan::{self, PgPrepared};
 use crate::pg::wire::PgConnection;
 use crate::pg::wire::conn::cancel;
 use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
-use crate::source::{ConnectOptions, Overrides, wrap_select};
+use crate::source::{Overrides, wrap_select};
 use crate::stream::{BatchSink, EndOfData};
 
 /// A reusable PostgreSQL connection.

@@ -87,14 +87,7 @@ impl PgConnection {
 
     /// Start up and authenticate; afterwards messages may be as large as any value.
     fn login(&mut self, params: &ConnectParams) -> Result<()> {
-        self.startup(params).map_err(|e| match e {
-            Error::Query { message, code } => Error::Connect { message, code },
-            Error::ConnectionLost(message) => Error::Connect {
-                message,
-                code: None,
-            },
-            other => other,
-        })?;
+        self.startup(params).map_err(Error::at_login)?;
         self.link.logged_in(params.read_timeout);
         Ok(())
     }
