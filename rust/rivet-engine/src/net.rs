@@ -157,6 +157,50 @@ impl Channel {
     }
 }
 
+/// A protocol's connection over a [`Link`]: the link's interrupt and channel come with it.
+pub trait OverLink: Sized {
+    /// The connection over a freshly opened link, before its login.
+    fn over(link: Link) -> Self;
+    /// The link.
+    fn link(&self) -> &Link;
+    /// The link, to read and write.
+    fn link_mut(&mut self) -> &mut Link;
+
+    /// How the connection travels (plain, TLS verified or not, Unix socket).
+    fn channel(&self) -> Channel {
+        self.link().channel
+    }
+
+    /// Watch `flag` while a scan runs: a blocked read returns `Cancelled` once it is set.
+    fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
+        self.link_mut().watch(flag);
+        Ok(())
+    }
+
+    /// Forget the interrupt flag of a finished scan.
+    fn clear_interrupt(&mut self) -> Result<()> {
+        self.link_mut().unwatch();
+        Ok(())
+    }
+
+    /// A connection over an already connected socket, and the outcome of `login` on it
+    /// (fuzz targets drive it with a fake server).
+    #[cfg(test)]
+    fn login_over(
+        socket: Socket,
+        channel: Channel,
+        connect_timeout: Duration,
+        login: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> (Self, Result<()>) {
+        let mut conn = match Link::new(socket, channel, Some(connect_timeout)) {
+            Ok(link) => Self::over(link),
+            Err(e) => panic!("cannot wrap the test socket: {e}"),
+        };
+        let outcome = login(&mut conn);
+        (conn, outcome)
+    }
+}
+
 /// A connection's byte stream with its read buffer and limits: what both wire protocols share.
 pub struct Link {
     /// The socket.

@@ -8,7 +8,6 @@
 //! caching descriptions, and the background stream with its end-of-data rules.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_schema::SchemaRef;
@@ -16,7 +15,7 @@ use arrow_schema::SchemaRef;
 use crate::batch::BatchLimits;
 use crate::conn::ConnectOptions;
 use crate::error::{Error, Result};
-use crate::net::Channel;
+use crate::net::{Channel, OverLink};
 use crate::source::{Overrides, clean_query, wrap_select};
 use crate::stream::{BatchSink, BatchStream, EndOfData};
 
@@ -62,7 +61,7 @@ pub struct Described<C> {
 }
 
 /// What a protocol provides to a [`Session`].
-pub trait Wire: Sized + Send + 'static {
+pub trait Wire: OverLink + Send + 'static {
     /// Resolved connection settings.
     type Params: Send + Sync + 'static;
     /// A result column mapped to Arrow.
@@ -104,12 +103,6 @@ pub trait Wire: Sized + Send + 'static {
         options: &ScanOptions,
         sink: &BatchSink,
     ) -> Result<EndOfData>;
-    /// Stop blocked reads once `flag` is set.
-    fn watch(&mut self, flag: Arc<AtomicBool>) -> Result<()>;
-    /// Forget the flag of a finished scan.
-    fn unwatch(&mut self) -> Result<()>;
-    /// How the connection travels.
-    fn channel(&self) -> Channel;
     /// Something that asks the server, from another connection, to stop this
     /// connection's running statement (None when the server gave no way to).
     fn canceller(&self, params: &Arc<Self::Params>) -> Option<Canceller>;
@@ -269,7 +262,7 @@ impl<W: Wire> Session<W> {
             W::schema(&columns),
             options.prefetch,
             move |sink| {
-                conn.watch(sink.cancel_flag())?;
+                conn.set_interrupt(sink.cancel_flag())?;
                 // On an error the connection is dropped mid-result (never reused).
                 let end = match conn.stream(prepared, columns, &options, sink) {
                     Ok(end) => end,
@@ -282,7 +275,7 @@ impl<W: Wire> Session<W> {
                     }
                     Err(e) => return Err(naming(&server, e)),
                 };
-                conn.unwatch()?;
+                conn.clear_interrupt()?;
                 session.give_back(conn);
                 Ok(end)
             },

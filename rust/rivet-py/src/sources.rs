@@ -6,8 +6,9 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rivet_engine::batch::BatchLimits;
-use rivet_engine::conn::ConnectOptions;
+use rivet_engine::conn::{ConnectOptions, Endpoint};
 use rivet_engine::session::{ReadMethod, ScanOptions};
+use rivet_engine::tls::TlsSettings;
 use rivet_engine::{Error, sqlite};
 
 use crate::errors::to_py_err;
@@ -116,21 +117,12 @@ pub fn connection_target<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let options = ConnectOptions::from(conn);
     let target = match kind {
-        "postgres" => options.resolve_postgres().map(|p| {
-            let has_password = p.password.as_deref().is_some_and(|s| !s.is_empty());
-            (
-                p.host,
-                p.port,
-                p.user,
-                Some(p.database),
-                p.tls,
-                has_password,
-            )
-        }),
-        "mysql" => options.resolve_mysql().map(|p| {
-            let has_password = p.password.as_deref().is_some_and(|s| !s.is_empty());
-            (p.host, p.port, p.user, p.database, p.tls, has_password)
-        }),
+        "postgres" => options
+            .resolve_postgres()
+            .map(|p| target_of(Some(p.protocol.database.clone()), p)),
+        "mysql" => options
+            .resolve_mysql()
+            .map(|p| target_of(p.protocol.database.clone(), p)),
         other => Err(Error::Config(format!(
             "no network source of kind '{other}'"
         ))),
@@ -146,6 +138,14 @@ pub fn connection_target<'py>(
     out.set_item("tls_verified", tls.verifies())?;
     out.set_item("has_password", has_password)?;
     Ok(out)
+}
+
+/// Where an endpoint connects: host, port, user, database, TLS, and whether it has a password.
+type Target = (String, u16, String, Option<String>, TlsSettings, bool);
+
+fn target_of<P>(database: Option<String>, p: Endpoint<P>) -> Target {
+    let has_password = p.password.as_deref().is_some_and(|s| !s.is_empty());
+    (p.host, p.port, p.user, database, p.tls, has_password)
 }
 
 /// Start streaming a SQLite query.

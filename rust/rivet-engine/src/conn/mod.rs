@@ -7,6 +7,7 @@ pub mod url;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsSettings;
 
 /// TCP keepalive probes: after `idle` without traffic, a probe every `interval`; `count`
 /// unanswered probes end the connection.
@@ -71,6 +72,46 @@ impl KeepaliveKeys {
                 .map_or(d.interval, |s| Duration::from_secs(s.max(1))),
             count: self.count.unwrap_or(d.count).max(1),
         })
+    }
+}
+
+/// Where one connection goes and how it is secured: what every protocol resolves its
+/// options into. `protocol` holds what only that protocol needs.
+#[derive(Clone)]
+pub struct Endpoint<P> {
+    /// Host name, IP address, or a Unix socket (directory for PostgreSQL, file for MySQL).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User (role) name.
+    pub user: String,
+    /// Password, if any (never logged).
+    pub password: Option<String>,
+    /// TLS.
+    pub tls: TlsSettings,
+    /// Timeout for TCP connect and the TLS handshake.
+    pub connect_timeout: Duration,
+    /// TCP keepalive probes (None: off).
+    pub keepalive: Option<Keepalive>,
+    /// The longest the server may stay silent once logged in (None: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Send the password in a form a server could replay (cleartext, MD5, a native hash) over
+    /// a connection that is not TLS-verified.
+    pub allow_unverified_password: bool,
+    /// The protocol's own settings.
+    pub protocol: P,
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for Endpoint<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
     }
 }
 

@@ -14,11 +14,11 @@ use super::{
 };
 use crate::batch::{flush, make_room};
 use crate::error::{Error, Result};
-use crate::mysql::connect::MyParams;
+use crate::mysql::connect::{MyParams, MySettings};
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, MyKind, arrow_schema as my_schema};
 use crate::mysql::wire::MyConnection;
-use crate::net::Channel;
+use crate::net::{Channel, OverLink};
 use crate::tls::TlsMode;
 
 // ---------------------------------------------------------------------------------
@@ -178,12 +178,14 @@ pub(super) fn my_params() -> MyParams {
         port: 3306,
         user: "u".into(),
         password: Some("pw".into()),
-        database: Some("d".into()),
         tls: tls(TlsMode::Disable),
         connect_timeout: Duration::from_secs(10),
         keepalive: None,
         read_timeout: Some(Duration::from_secs(10)),
         allow_unverified_password: false,
+        protocol: MySettings {
+            database: Some("d".into()),
+        },
     }
 }
 
@@ -218,7 +220,10 @@ fn with_my(
     let received = bytes.len();
     let probe = Probe::start();
     let (socket, server) = FakeServer::pair(bytes);
-    let (mut conn, login) = MyConnection::login_over(socket, channel, &params);
+    let (mut conn, login) =
+        MyConnection::login_over(socket, channel, params.connect_timeout, |c| {
+            c.login(&params)
+        });
     let outcome = login.and_then(|()| work(&mut conn));
     assert_bounded("receive buffers", conn.buffered_capacity(), received);
     drop(conn);
@@ -559,7 +564,7 @@ proptest! {
         let mut params = my_params();
         params.allow_unverified_password = allow_unverified;
         if !database {
-            params.database = None;
+            params.protocol.database = None;
         }
         let _ = bounded(move |_| with_my(bytes, channel, params, |_| Ok(())));
     }

@@ -15,9 +15,9 @@ use super::{
 };
 use crate::batch::{BatchLimits, RowBatch, flush, make_room};
 use crate::error::{Error, Result};
-use crate::net::Channel;
+use crate::net::{Channel, OverLink};
 use crate::pg::batch::{PgBatchBuilder, PgColumn};
-use crate::pg::connect::ConnectParams;
+use crate::pg::connect::{ConnectParams, PgSettings};
 use crate::pg::decode::{Capacity, ColumnBuilder};
 use crate::pg::tuple::{CopyDecoder, decode_tuple};
 use crate::pg::types::PgKind;
@@ -135,14 +135,16 @@ pub(super) fn pg_params(
         port: 5432,
         user: "u".into(),
         password: password.then(|| "pw".into()),
-        database: "d".into(),
         tls: tls(TlsMode::Disable),
         connect_timeout: Duration::from_secs(10),
-        application_name: "rivet-fuzz".into(),
         keepalive: None,
         read_timeout: Some(Duration::from_secs(10)),
         allow_unverified_password: allow_unverified,
-        channel_binding: binding,
+        protocol: PgSettings {
+            database: "d".into(),
+            application_name: "rivet-fuzz".into(),
+            channel_binding: binding,
+        },
     }
 }
 
@@ -157,7 +159,10 @@ fn with_pg(
     let received = bytes.len();
     let probe = Probe::start();
     let (socket, server) = FakeServer::pair(bytes);
-    let (mut conn, login) = PgConnection::login_over(socket, channel, &params);
+    let (mut conn, login) =
+        PgConnection::login_over(socket, channel, params.connect_timeout, |c| {
+            c.login(&params)
+        });
     let outcome = login.and_then(|()| work(&mut conn));
     assert_bounded("receive buffer", conn.buffered_capacity(), received);
     drop(conn);

@@ -3,46 +3,18 @@
 use std::time::Duration;
 
 use crate::conn::url::split_url;
-use crate::conn::{ConnectOptions, Keepalive, KeepaliveKeys};
+use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys};
 use crate::error::{Error, Result};
 use crate::tls::{TlsMode, TlsSettings};
 
-/// Resolved settings of one connection.
-#[derive(Clone)]
-pub struct MyParams {
-    /// Host, or a socket path (starts with `/`).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// User.
-    pub user: String,
-    /// Password.
-    pub password: Option<String>,
+/// Resolved settings of one MySQL/MariaDB connection.
+pub type MyParams = Endpoint<MySettings>;
+
+/// What only a MySQL connection needs.
+#[derive(Debug, Clone)]
+pub struct MySettings {
     /// Database, if any.
     pub database: Option<String>,
-    /// TLS.
-    pub tls: TlsSettings,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// TCP keepalive probes (None: off).
-    pub keepalive: Option<Keepalive>,
-    /// The longest the server may stay silent once logged in (None: no limit).
-    pub read_timeout: Option<Duration>,
-    /// Send the password itself (caching_sha2 full authentication) over TLS that is not verified.
-    pub allow_unverified_password: bool,
-}
-
-impl std::fmt::Debug for MyParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MyParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The libpq-style name of a MySQL `ssl-mode`.
@@ -113,7 +85,6 @@ impl ConnectOptions {
             port: self.port.or(port).unwrap_or(3306),
             user,
             password: self.password.clone().or(password),
-            database: self.database.clone().or(database),
             tls: TlsSettings {
                 mode: TlsMode::parse(&mode)?,
                 ca_file: self.ca_file.clone().or(ca),
@@ -124,6 +95,9 @@ impl ConnectOptions {
             keepalive: keepalive.resolve(),
             read_timeout: self.read_timeout,
             allow_unverified_password: self.allow_unverified_password,
+            protocol: MySettings {
+                database: self.database.clone().or(database),
+            },
         })
     }
 }
@@ -145,7 +119,7 @@ mod tests {
             ("app", Some("s@cret"))
         );
         assert_eq!(
-            (p.host.as_str(), p.port, p.database.as_deref()),
+            (p.host.as_str(), p.port, p.protocol.database.as_deref()),
             ("db", 3307, Some("shop"))
         );
         assert_eq!(p.tls.mode, TlsMode::VerifyFull);

@@ -2,7 +2,6 @@
 //! (binary protocol) as Arrow batches.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use arrow_schema::SchemaRef;
 
@@ -13,7 +12,6 @@ use crate::mysql::connect::MyParams;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, arrow_schema, code, map_column};
 use crate::mysql::wire::{ColumnDef, MyConnection, cancel};
-use crate::net::Channel;
 use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
 use crate::source::{Overrides, check_result_columns, wrap_select};
 use crate::stream::{BatchSink, EndOfData};
@@ -210,18 +208,6 @@ impl Wire for MyConnection {
             server_rows,
             expected_rows: prepared.expected_rows,
         })
-    }
-
-    fn watch(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.set_interrupt(flag)
-    }
-
-    fn unwatch(&mut self) -> Result<()> {
-        self.clear_interrupt()
-    }
-
-    fn channel(&self) -> Channel {
-        MyConnection::channel(self)
     }
 
     fn canceller(&self, params: &Arc<MyParams>) -> Option<Canceller> {

@@ -2,15 +2,12 @@
 //! (mysql_native_password, caching_sha2_password), TLS, text queries, and
 //! prepared statements whose binary rows are handed over as buffer slices.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mysql::connect::MyParams;
-use crate::net::{self, Channel, Link, Socket, connect_error, text_row_bytes};
+use crate::net::{self, Channel, Link, OverLink, Socket, connect_error, text_row_bytes};
 
 const CLIENT_LONG_PASSWORD: u32 = 1;
 const CLIENT_LONG_FLAG: u32 = 4;
@@ -218,39 +215,11 @@ impl MyConnection {
         Ok(conn)
     }
 
-    /// A connection over `link`, before the handshake.
-    fn over(link: Link) -> Self {
-        MyConnection {
-            link,
-            big: Vec::new(),
-            seq: 0,
-            caps: 0,
-            server_version: String::new(),
-            connection_id: 0,
-        }
-    }
-
     /// Run the handshake; afterwards packets may be as large as any value.
-    fn login(&mut self, params: &MyParams) -> Result<()> {
+    pub(crate) fn login(&mut self, params: &MyParams) -> Result<()> {
         self.handshake(params).map_err(Error::at_login)?;
         self.link.logged_in(params.read_timeout);
         Ok(())
-    }
-
-    /// A connection over an already connected socket, and the outcome of its handshake
-    /// (fuzz targets drive it with a fake server).
-    #[cfg(test)]
-    pub(crate) fn login_over(
-        socket: Socket,
-        channel: Channel,
-        params: &MyParams,
-    ) -> (Self, Result<()>) {
-        let mut conn = match Link::new(socket, channel, Some(params.connect_timeout)) {
-            Ok(link) => MyConnection::over(link),
-            Err(e) => panic!("cannot wrap the test socket: {e}"),
-        };
-        let outcome = conn.login(params);
-        (conn, outcome)
     }
 
     /// Bytes held by the receive and reassembly buffers (fuzz targets check they stay bounded).
@@ -259,26 +228,9 @@ impl MyConnection {
         self.link.rb.buf.len() + self.big.capacity()
     }
 
-    /// How the connection travels (plain, TLS verified or not, Unix socket).
-    pub fn channel(&self) -> Channel {
-        self.link.channel
-    }
-
     /// True for MariaDB servers.
     pub fn is_mariadb(&self) -> bool {
         self.server_version.contains("MariaDB")
-    }
-
-    /// Stop blocked reads with [`Error::Interrupted`] once `flag` is set.
-    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.link.watch(flag);
-        Ok(())
-    }
-
-    /// Forget the interrupt flag of a finished scan.
-    pub fn clear_interrupt(&mut self) -> Result<()> {
-        self.link.unwatch();
-        Ok(())
     }
 
     /// The next packet (payloads of 16 MiB and more are assembled, up to the message limit).
@@ -401,7 +353,7 @@ impl MyConnection {
             | CLIENT_PLUGIN_AUTH
             | CLIENT_PLUGIN_AUTH_LENENC
             | CLIENT_DEPRECATE_EOF;
-        if params.database.is_some() {
+        if params.protocol.database.is_some() {
             caps |= CLIENT_CONNECT_WITH_DB;
         }
         caps &= server_caps | CLIENT_CONNECT_WITH_DB;
@@ -441,7 +393,7 @@ impl MyConnection {
         let auth = self.auth_data(&plugin, password.as_bytes(), &salt, params)?;
         response.push(auth.len() as u8);
         response.extend_from_slice(&auth);
-        if let Some(db) = &params.database {
+        if let Some(db) = &params.protocol.database {
             response.extend_from_slice(db.as_bytes());
             response.push(0);
         }
@@ -730,6 +682,27 @@ fn eof_more_results(payload: &[u8], deprecate_eof: bool) -> bool {
 pub fn cancel(params: &MyParams, id: u32) -> Result<()> {
     let mut conn = MyConnection::connect(params)?;
     conn.execute(&format!("KILL QUERY {id}"))
+}
+
+impl OverLink for MyConnection {
+    fn over(link: Link) -> Self {
+        MyConnection {
+            link,
+            big: Vec::new(),
+            seq: 0,
+            caps: 0,
+            server_version: String::new(),
+            connection_id: 0,
+        }
+    }
+
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
+    fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
 }
 
 impl Drop for MyConnection {

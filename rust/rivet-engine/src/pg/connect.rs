@@ -3,51 +3,23 @@
 use std::time::Duration;
 
 use crate::conn::url::split_url;
-use crate::conn::{ConnectOptions, Keepalive, KeepaliveKeys};
+use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys};
 use crate::error::{Error, Result};
 use crate::pg::wire::auth::BindingPolicy;
 use crate::tls::{TlsMode, TlsSettings};
 
-/// Resolved settings for one connection.
-#[derive(Clone)]
-pub struct ConnectParams {
-    /// Host name, IP address, or a Unix socket directory (starts with `/`).
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Role.
-    pub user: String,
-    /// Password, if any.
-    pub password: Option<String>,
+/// Resolved settings of one PostgreSQL connection.
+pub type ConnectParams = Endpoint<PgSettings>;
+
+/// What only a PostgreSQL connection needs.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
     /// Database.
     pub database: String,
-    /// TLS.
-    pub tls: TlsSettings,
-    /// Timeout for TCP connect and the TLS handshake.
-    pub connect_timeout: Duration,
     /// `application_name` reported to the server.
     pub application_name: String,
-    /// TCP keepalive probes (None: off).
-    pub keepalive: Option<Keepalive>,
-    /// The longest the server may stay silent once logged in (None: no limit).
-    pub read_timeout: Option<Duration>,
-    /// Send cleartext or MD5 passwords over connections that are not TLS-verified.
-    pub allow_unverified_password: bool,
     /// SCRAM channel binding.
     pub channel_binding: BindingPolicy,
-}
-
-impl std::fmt::Debug for ConnectParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("database", &self.database)
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Raw key/value pairs from a URL or a DSN, before structured overrides.
@@ -222,7 +194,6 @@ impl ConnectOptions {
             port,
             user,
             password,
-            database,
             tls: TlsSettings {
                 mode: TlsMode::parse(&mode_text)?,
                 ca_file: self.ca_file.clone().or(parsed.sslrootcert),
@@ -230,17 +201,20 @@ impl ConnectOptions {
                 accept_invalid_hostnames: self.accept_invalid_hostnames,
             },
             connect_timeout,
-            application_name: parsed.application_name.unwrap_or_else(|| "rivet".into()),
             keepalive: parsed.keepalive.resolve(),
             read_timeout: self.read_timeout,
             allow_unverified_password: self.allow_unverified_password,
-            channel_binding: match self
-                .channel_binding
-                .as_deref()
-                .or(parsed.channel_binding.as_deref())
-            {
-                Some(v) => BindingPolicy::parse(v)?,
-                None => BindingPolicy::Prefer,
+            protocol: PgSettings {
+                database,
+                application_name: parsed.application_name.unwrap_or_else(|| "rivet".into()),
+                channel_binding: match self
+                    .channel_binding
+                    .as_deref()
+                    .or(parsed.channel_binding.as_deref())
+                {
+                    Some(v) => BindingPolicy::parse(v)?,
+                    None => BindingPolicy::Prefer,
+                },
             },
         })
     }
@@ -269,7 +243,7 @@ mod tests {
             ("al@ice", Some("p:ss"))
         );
         assert_eq!(
-            (p.host.as_str(), p.port, p.database.as_str()),
+            (p.host.as_str(), p.port, p.protocol.database.as_str()),
             ("db.example", 6543, "shop")
         );
         assert_eq!(p.tls.mode, TlsMode::VerifyFull);
@@ -298,7 +272,7 @@ mod tests {
         }
         .resolve_postgres()
         .expect("valid");
-        assert_eq!((p.user.as_str(), p.database.as_str()), ("b", "d2"));
+        assert_eq!((p.user.as_str(), p.protocol.database.as_str()), ("b", "d2"));
         assert_eq!(p.tls.mode, TlsMode::Require);
     }
 

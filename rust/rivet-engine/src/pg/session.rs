@@ -2,13 +2,11 @@
 //! by cursor or binary COPY.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use arrow_schema::SchemaRef;
 
 use crate::conn::ConnectOptions;
 use crate::error::Result;
-use crate::net::Channel;
 use crate::pg::batch::{PgColumn, arrow_schema};
 use crate::pg::connect::ConnectParams;
 use crate::pg::probe::{probe, text_select_list};
@@ -119,18 +117,6 @@ impl Wire for PgConnection {
         sink: &BatchSink,
     ) -> Result<EndOfData> {
         scan::stream(self, prepared, columns, options, sink)
-    }
-
-    fn watch(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.set_interrupt(flag)
-    }
-
-    fn unwatch(&mut self) -> Result<()> {
-        self.clear_interrupt()
-    }
-
-    fn channel(&self) -> Channel {
-        PgConnection::channel(self)
     }
 
     fn canceller(&self, params: &Arc<ConnectParams>) -> Option<Canceller> {

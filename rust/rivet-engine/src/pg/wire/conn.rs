@@ -7,8 +7,6 @@
 //! reports, the rows of a text query.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bytes::BytesMut;
 use postgres_protocol::authentication::md5_hash;
@@ -16,7 +14,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
-use crate::net::{Channel, Link, text_row_bytes};
+use crate::net::{Channel, Link, OverLink, text_row_bytes};
 use crate::pg::connect::ConnectParams;
 use crate::pg::wire::auth::{BindingPolicy, server_end_point};
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
@@ -75,37 +73,11 @@ impl PgConnection {
         Ok(conn)
     }
 
-    /// A connection over `link`, before the login.
-    fn over(link: Link) -> Self {
-        PgConnection {
-            link,
-            out: BytesMut::with_capacity(4096),
-            server: HashMap::new(),
-            cancel: None,
-        }
-    }
-
     /// Start up and authenticate; afterwards messages may be as large as any value.
-    fn login(&mut self, params: &ConnectParams) -> Result<()> {
+    pub(crate) fn login(&mut self, params: &ConnectParams) -> Result<()> {
         self.startup(params).map_err(Error::at_login)?;
         self.link.logged_in(params.read_timeout);
         Ok(())
-    }
-
-    /// A connection over an already connected socket, and the outcome of its login
-    /// (fuzz targets drive it with a fake server).
-    #[cfg(test)]
-    pub(crate) fn login_over(
-        socket: crate::net::Socket,
-        channel: Channel,
-        params: &ConnectParams,
-    ) -> (Self, Result<()>) {
-        let mut conn = match Link::new(socket, channel, Some(params.connect_timeout)) {
-            Ok(link) => PgConnection::over(link),
-            Err(e) => panic!("cannot wrap the test socket: {e}"),
-        };
-        let outcome = conn.login(params);
-        (conn, outcome)
     }
 
     /// Bytes held by the receive buffer (fuzz targets check it stays bounded).
@@ -119,34 +91,20 @@ impl PgConnection {
         self.server.get(name).map(String::as_str)
     }
 
-    /// How the connection travels (plain, TLS verified or not, Unix socket).
-    pub fn channel(&self) -> Channel {
-        self.link.channel
-    }
-
     /// The key that cancels this connection's running statement.
     pub fn cancel_key(&self) -> Option<CancelKey> {
         self.cancel.clone()
-    }
-
-    /// Stop blocked reads with [`Error::Interrupted`] once `flag` is set.
-    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.link.watch(flag);
-        Ok(())
-    }
-
-    /// Forget the interrupt flag of a finished scan.
-    pub fn clear_interrupt(&mut self) -> Result<()> {
-        self.link.unwatch();
-        Ok(())
     }
 
     fn startup(&mut self, params: &ConnectParams) -> Result<()> {
         frontend::startup_message(
             [
                 ("user", params.user.as_str()),
-                ("database", params.database.as_str()),
-                ("application_name", params.application_name.as_str()),
+                ("database", params.protocol.database.as_str()),
+                (
+                    "application_name",
+                    params.protocol.application_name.as_str(),
+                ),
                 ("client_encoding", "UTF8"),
             ],
             &mut self.out,
@@ -457,7 +415,7 @@ impl<'a> Login<'a> {
             channel,
             scram: None,
             scram_proven: false,
-            binding: params.channel_binding,
+            binding: params.protocol.channel_binding,
             bound: false,
         }
     }
@@ -646,6 +604,25 @@ pub fn cancel(params: &ConnectParams, key: &CancelKey) -> Result<()> {
     packet.extend_from_slice(&key.pid.to_be_bytes());
     packet.extend_from_slice(&key.secret);
     link.send(&packet)
+}
+
+impl OverLink for PgConnection {
+    fn over(link: Link) -> Self {
+        PgConnection {
+            link,
+            out: BytesMut::with_capacity(4096),
+            server: HashMap::new(),
+            cancel: None,
+        }
+    }
+
+    fn link(&self) -> &Link {
+        &self.link
+    }
+
+    fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
 }
 
 impl Drop for PgConnection {
