@@ -73,13 +73,14 @@ def _by_column(batch: Any, schema: pa.Schema, text_views: bool) -> pa.RecordBatc
 
 
 def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], text_views: bool) -> tuple[pa.Schema, list[T]]:
-    from rivet.execution.chunked import ChunkSource, _scan_options
+    from rivet.execution.chunked import ChunkSource
+    from rivet.execution.pool import chunk_scan_options
     from rivet.plan.chunks import plan_chunks
 
     source = ChunkSource.open(plan)
     schema = source.schema
     chunks = plan_chunks(plan, source.planner, source.schema)
-    options = _scan_options(plan, source.snapshot)
+    options = chunk_scan_options(plan, source.snapshot)
     decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
     local = threading.local()
     sessions: list[Any] = []  # kept so every worker's connection closes when the read ends

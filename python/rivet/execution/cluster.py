@@ -241,7 +241,7 @@ def _cancelled() -> bool:
 def _write_chunk(
     job: ChunkJob, task: Task, rows: OutputRows, quality: QualityTracker | None, destination: Destination
 ) -> tuple[int, list[Any]]:
-    from rivet.execution.chunked import copy_chunk
+    from rivet.execution.pool import copy_chunk
 
     plan = job.plan
     writer = open_part_writer(

@@ -118,6 +118,10 @@ class Catalog(ABC):
         """The heap pages of ``relation`` and their size in bytes (None: no page ranges to read by)."""
         return None
 
+    def export_snapshot(self, session: Any) -> str:
+        """Open a read-only transaction on ``session`` and export its snapshot for other connections."""
+        raise NotImplementedError(f"{type(self).__name__} cannot share a snapshot between connections")
+
     def explain_summary(self, explained: Any) -> tuple[int | None, int | None, str | None]:
         """Rows, bytes per row and the access path of an EXPLAIN document."""
         return None, None, None

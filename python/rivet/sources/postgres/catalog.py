@@ -111,6 +111,13 @@ class PostgresCatalog(Catalog):
         pages, version = int(row[0] or 0) // block, int(row[2] or 0)
         return None if version < 140000 or pages == 0 else (pages, block)
 
+    def export_snapshot(self, session: Any) -> str:
+        """``pg_export_snapshot()`` inside a repeatable-read, read-only transaction."""
+        session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = session.query("SELECT pg_export_snapshot()")[0][0]
+        assert snapshot is not None
+        return snapshot
+
     def explain_summary(self, explained: Any) -> tuple[int | None, int | None, str | None]:
         """The top node's rows and width; the scan nodes as the path."""
         top = explained[0]["Plan"]
