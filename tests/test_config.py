@@ -368,7 +368,7 @@ def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) ->
 def test_the_original_azure_keys_map_to_the_container_and_a_sas_token(monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
 
-    from rivet.config.models import DestinationConfig
+    from rivet.config.connection import DestinationConfig
     from rivet.storage.destinations import resolve_destination
 
     monkeypatch.setenv("RIVET_T_SAS", "sv=2024&sig=abc")

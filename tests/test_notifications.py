@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rivet.app.notify import outcomes, send_notifications
-from rivet.config.models import NotificationsConfig
+from rivet.config.blocks import NotificationsConfig
 from rivet.execution.results import ExportResult
 from tests.conftest import MYSQL_URL, pg_url
 from tests.outputs import run_rivet

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from rivet.config.models import SourceConfig
+from rivet.config.connection import SourceConfig
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, UnsupportedTypeError
 from rivet.sources.base import ColumnOverrides

@@ -26,7 +26,7 @@ from rivet.core.version import __version__
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from rivet.config.models import NotificationsConfig
+    from rivet.config.blocks import NotificationsConfig
     from rivet.execution.results import ExportResult
 
 log = logging.getLogger("rivet")

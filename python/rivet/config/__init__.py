@@ -13,16 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rivet.config.common import TuningConfig
+from rivet.config.connection import DestinationConfig, SourceConfig, TlsConfig
 from rivet.config.interpolate import expand, key_path
 from rivet.config.layout import check_layout
-from rivet.config.models import (
-    DestinationConfig,
-    ExportConfig,
-    RivetConfig,
-    SourceConfig,
-    TlsConfig,
-    TuningConfig,
-)
+from rivet.config.models import ExportConfig, RivetConfig
 from rivet.errors import ConfigError
 
 __all__ = [

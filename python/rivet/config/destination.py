@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from rivet.config.models import DestinationConfig
+from rivet.config.connection import DestinationConfig
 
 
 def destination_config(dest: str | DestinationConfig) -> DestinationConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rivet.config.models import TuningConfig
+from rivet.config.common import TuningConfig
 
 MIB = 1024 * 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rivet.config.models import DECIMAL_OVERRIDE
+from rivet.config.common import DECIMAL_OVERRIDE
 
 if TYPE_CHECKING:
     import pyarrow as pa

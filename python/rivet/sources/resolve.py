@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rivet.config.models import SourceConfig
+from rivet.config.connection import SourceConfig
 from rivet.errors import ConfigError
 from rivet.sources.mysql.source import MysqlSource
 from rivet.sources.postgres.source import PostgresSource

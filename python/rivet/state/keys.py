@@ -19,8 +19,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from rivet.config.common import NAMESPACE_PATTERN
 from rivet.config.layout import FIXED_DAY
-from rivet.config.models import NAMESPACE_PATTERN
 from rivet.errors import ConfigError
 
 NAMESPACE_VARIABLE = "RIVET_STATE_NAMESPACE"

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rivet.config.connection import DestinationConfig
 from rivet.config.destination import STDOUT_URL, destination_config, destination_url
-from rivet.config.models import DestinationConfig
 from rivet.core.redact import redact_text, redact_url
 from rivet.errors import ConfigError, DestinationError
 from rivet.storage import staging

@@ -37,7 +37,7 @@ from rivet.output.tables.base import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from rivet.config.models import IcebergConfig
+    from rivet.config.blocks import IcebergConfig
     from rivet.output.manifest import CommittedPart
     from rivet.output.partition import Partitioning
     from rivet.storage.destinations import Destination, DestinationSpec
