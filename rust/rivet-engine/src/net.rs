@@ -1,4 +1,7 @@
 //! Byte streams to database servers: TCP, TLS over TCP, or a Unix socket.
+//!
+//! Over 500 lines because the sockets, the read buffer and the `Link` enforce one set of
+//! limits together (message size, silence, interrupts); split, each would see half of them.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
