@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rivet.output.base import OutputFormat, PartWriter, StagedPart, output_format
+from rivet.output.base import OutputFormat, PartTarget, PartWriter, StagedPart, output_format
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,6 +33,7 @@ def open_part_writer(
     export pass the same ``dictionary`` so the encoding is decided once. With
     ``partitioning``, one writer per partition folder, sharing that memory.
     """
+    target = PartTarget(fmt, schema, staging, max_file_size)
     if partitioning is not None:
         from rivet.output.parquet import ROW_GROUP_BYTES
         from rivet.output.partition import PartitionedWriter
@@ -42,10 +43,7 @@ def open_part_writer(
 
         budget = (fmt.layout.row_group_bytes or ROW_GROUP_BYTES) // (share if fmt.layout.split_between_workers else 1)
         return PartitionedWriter(
-            fmt,
-            schema,
-            staging,
-            max_file_size,
+            target,
             partitioning=partitioning,
             open_writer=one_partition,
             buffer_budget=budget,
@@ -57,9 +55,7 @@ def open_part_writer(
         group_bytes = layout.row_group_bytes or ROW_GROUP_BYTES
         if layout.split_between_workers:
             group_bytes //= share
-        return ParquetPartWriter(
-            fmt, schema, staging, max_file_size, row_group_bytes=group_bytes, dictionary=dictionary
-        )
+        return ParquetPartWriter(target, row_group_bytes=group_bytes, dictionary=dictionary)
     from rivet.output.csv import CsvPartWriter
 
-    return CsvPartWriter(fmt, schema, staging, max_file_size)
+    return CsvPartWriter(target)

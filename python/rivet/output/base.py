@@ -122,20 +122,24 @@ def finished_part(path: Path, rows: int) -> StagedPart:
     return StagedPart(path=path, rows=rows, bytes=opened.stat().st_size, sha256=file_sha256(opened))
 
 
+@dataclass(frozen=True)
+class PartTarget:
+    """What a writer writes: the format, the schema, where part ``n`` is staged, and the part size limit."""
+
+    fmt: OutputFormat
+    schema: pa.Schema
+    staging: Callable[[int], Path]
+    max_file_size: int | None
+
+
 class PartWriter(ABC):
     """Writes batches into one or more staged part files."""
 
-    def __init__(
-        self,
-        fmt: OutputFormat,
-        schema: pa.Schema,
-        staging: Callable[[int], Path],
-        max_file_size: int | None,
-    ) -> None:
-        self.fmt = fmt
-        self.schema = schema
-        self.staging = staging
-        self.max_file_size = max_file_size
+    def __init__(self, target: PartTarget) -> None:
+        self.fmt = target.fmt
+        self.schema = target.schema
+        self.staging = target.staging
+        self.max_file_size = target.max_file_size
         self.parts: list[StagedPart] = []
         self.rows = 0
 

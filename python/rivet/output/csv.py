@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from rivet.output.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
+from rivet.output.base import PartTarget, PartWriter, StagedPart, finished_part, writer_memory_pool
 from rivet.output.csv_render import render_batch, render_schema
 from rivet.storage import staging
 
@@ -17,15 +16,9 @@ from rivet.storage import staging
 class CsvPartWriter(PartWriter):
     """One header line per part; rotation is checked after every batch."""
 
-    def __init__(
-        self,
-        fmt: OutputFormat,
-        schema: pa.Schema,
-        staging: Callable[[int], Path],
-        max_file_size: int | None,
-    ) -> None:
-        super().__init__(fmt, schema, staging, max_file_size)
-        self.rendered_schema = render_schema(schema)
+    def __init__(self, target: PartTarget) -> None:
+        super().__init__(target)
+        self.rendered_schema = render_schema(target.schema)
         self._stream: pa.NativeFile | None = None
         self._writer: pacsv.CSVWriter | None = None
         self._path: Path | None = None

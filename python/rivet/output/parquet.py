@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rivet.errors import IntegrityError
-from rivet.output.base import OutputFormat, PartWriter, StagedPart, finished_part, writer_memory_pool
+from rivet.output.base import PartTarget, PartWriter, StagedPart, finished_part, writer_memory_pool
 from rivet.storage import staging
 
 ROW_GROUP_BYTES = 32 * 1024 * 1024
@@ -67,17 +66,15 @@ class ParquetPartWriter(PartWriter):
 
     def __init__(
         self,
-        fmt: OutputFormat,
-        schema: pa.Schema,
-        staging: Callable[[int], Path],
-        max_file_size: int | None,
+        target: PartTarget,
         *,
         row_group_bytes: int = ROW_GROUP_BYTES,
         dictionary: DictionaryChoice | None = None,
     ) -> None:
-        super().__init__(fmt, schema, staging, max_file_size)
-        self.row_group_bytes = min(row_group_bytes, max_file_size) if max_file_size else row_group_bytes
-        self.row_group_rows = fmt.layout.row_group_rows or ROW_GROUP_ROWS
+        super().__init__(target)
+        limit = target.max_file_size
+        self.row_group_bytes = min(row_group_bytes, limit) if limit else row_group_bytes
+        self.row_group_rows = target.fmt.layout.row_group_rows or ROW_GROUP_ROWS
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self._pending_rows = 0

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rivet.errors import ConfigError, DataError
-from rivet.output.base import OutputFormat, PartWriter, StagedPart
+from rivet.output.base import PartTarget, PartWriter, StagedPart
 
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 GRANULARITIES = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
@@ -201,17 +201,14 @@ class PartitionedWriter(PartWriter):
 
     def __init__(
         self,
-        fmt: OutputFormat,
-        schema: pa.Schema,
-        staging: Callable[[int], Path],
-        max_file_size: int | None,
+        target: PartTarget,
         *,
         partitioning: Partitioning,
         open_writer: Callable[[Callable[[int], Path]], PartWriter],
         buffer_budget: int,
         export: str = "",
     ) -> None:
-        super().__init__(fmt, schema, staging, max_file_size)
+        super().__init__(target)
         self.partitioning = partitioning
         self.open_writer = open_writer
         self.buffer_budget = buffer_budget
