@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError
 from rivet.sources.base import ColumnOverrides, scan_options
+from rivet.sources.registry import catalog_for, dialect_for
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from typing_extensions import Self
 
-    from rivet._native import BatchReader, MySession, PgSession
+    from rivet._native import BatchReader
     from rivet.config.tuning import Tuning
+    from rivet.sources.base import Session
+    from rivet.sources.catalog import Catalog
     from rivet.sources.dialect import Dialect
 
 TEXT_TYPES = ("text", "string")
@@ -62,9 +65,20 @@ class NetworkSource:
     kind: ClassVar[str] = ""
     scheme: ClassVar[str] = ""
     label: ClassVar[str] = ""
-    # How a whole result is read: PostgreSQL pages through a cursor, MySQL streams one statement.
+    # The native session class (rivet._native) that connects to this kind of server.
+    session_type: ClassVar[str] = ""
+    # How a single-stream read pages through its result on PostgreSQL (a cursor); MySQL streams
+    # one statement whatever this says.
     read_method: ClassVar[str] = "cursor"
     dialect: ClassVar[Dialect]
+    catalog: ClassVar[Catalog]
+
+    def __init_subclass__(cls, *, kind: str, scheme: str, label: str, session_type: str, **kwargs: Any) -> None:
+        """A server kind: its name in configs, URL scheme, name for people and native session class."""
+        super().__init_subclass__(**kwargs)
+        cls.kind, cls.scheme, cls.label, cls.session_type = kind, scheme, label, session_type
+        cls.dialect = dialect_for(kind)
+        cls.catalog = catalog_for(kind)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.redacted()})"
@@ -168,9 +182,13 @@ class NetworkSource:
             or self.allow_unverified_password
         )
 
-    def session(self) -> PgSession | MySession:
+    def session(self) -> Session:
         """A reusable connection (planning queries, chunk scans)."""
-        raise NotImplementedError
+        from rivet import _native
+
+        session: Session = getattr(_native, self.session_type)(self.connect_args())
+        self.warn_about_channel(session.channel)
+        return session
 
     def channel(self) -> str:
         """How connections travel: ``plaintext``, ``tls-unverified``, ``tls-verified`` or ``unix-socket``."""
