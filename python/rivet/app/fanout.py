@@ -281,7 +281,6 @@ def run_threads(
     options: RunOptions,
 ) -> list[ExportResult]:
     """Run each export in a thread of this process, with the same events and cards."""
-    from rivet.errors import exit_code_for
     from rivet.execution import run_export
     from rivet.plan.export import build_plan
     from rivet.state import StateStore, state_location
@@ -296,9 +295,7 @@ def run_threads(
             try:
                 plan = build_plan(loaded, export)
             except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
-                result = ExportResult(name=name, run_id=run_id_for(name, utc_now()), status="failed", mode=export.mode)
-                result.error, result.error_type = str(e), type(e).__name__
-                result.exit_code, result.exception = exit_code_for(e), e
+                result = ExportResult.failed(name, export.mode, e)
             else:
                 result = run_export(
                     options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer

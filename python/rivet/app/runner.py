@@ -10,8 +10,8 @@ from contextlib import nullcontext
 from rivet.app.notify import send_notifications
 from rivet.config import LoadedConfig
 from rivet.core.events import CallbackObserver, Observer
-from rivet.core.runinfo import iso, run_id_for, utc_now
-from rivet.errors import ConfigError, exit_code_for
+from rivet.core.runinfo import iso, utc_now
+from rivet.errors import ConfigError
 from rivet.execution import run_export
 from rivet.execution.options import RunOptions
 from rivet.execution.results import ExportResult, RunResult
@@ -143,9 +143,7 @@ def _run_sequentially(
             try:
                 plan = build_plan(loaded, export)
             except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
-                result = ExportResult(name=name, run_id=run_id_for(name, utc_now()), status="failed", mode=export.mode)
-                result.error, result.error_type = str(e), type(e).__name__
-                result.exit_code, result.exception = exit_code_for(e), e
+                result = ExportResult.failed(name, export.mode, e)
                 if observer is not None:
                     finished = result.to_dict()
                     del finished["name"]

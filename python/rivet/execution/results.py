@@ -112,6 +112,17 @@ class ExportResult:
         return [p.url for p in self.parts]
 
     @classmethod
+    def failed(cls, name: str, mode: str, error: BaseException) -> ExportResult:
+        """The result of an export that failed before it ran (its plan could not be built, say)."""
+        from rivet.core.runinfo import run_id_for, utc_now
+        from rivet.errors import exit_code_for
+
+        result = cls(name=name, run_id=run_id_for(name, utc_now()), status="failed", mode=mode)
+        result.error, result.error_type = str(error), type(error).__name__
+        result.exit_code, result.exception = exit_code_for(error), error
+        return result
+
+    @classmethod
     def from_finished_event(cls, event: dict[str, Any], mode: str) -> ExportResult:
         """The result a child process reported in its ``finished`` event."""
         return cls(
