@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use crate::conn::Keepalive;
+use crate::conn::{Endpoint, Keepalive};
 use crate::error::{Error, Result};
 
 /// How often a blocked read wakes up to check for cancellation.
@@ -162,8 +162,33 @@ impl Channel {
 
 /// A protocol's connection over a [`Link`]: the link's interrupt and channel come with it.
 pub trait OverLink: Sized {
+    /// The protocol's own connection settings (beside the shared [`Endpoint`] ones).
+    type Settings;
+
     /// The connection over a freshly opened link, before its login.
     fn over(link: Link) -> Self;
+
+    /// The protocol's login conversation (startup, handshake, authentication).
+    fn authenticate(&mut self, params: &Endpoint<Self::Settings>) -> Result<()>;
+
+    /// Log in over an opened socket; afterwards messages may be as large as any value.
+    fn connect_over(
+        socket: Socket,
+        channel: Channel,
+        params: &Endpoint<Self::Settings>,
+    ) -> Result<Self> {
+        let link = Link::new(socket, channel, Some(params.connect_timeout))?;
+        let mut conn = Self::over(link);
+        conn.login(params)?;
+        Ok(conn)
+    }
+
+    /// Authenticate; a failure then is a connection error, and the logged-in limits apply after.
+    fn login(&mut self, params: &Endpoint<Self::Settings>) -> Result<()> {
+        self.authenticate(params).map_err(Error::at_login)?;
+        self.link_mut().logged_in(params.read_timeout);
+        Ok(())
+    }
     /// The link.
     fn link(&self) -> &Link;
     /// The link, to read and write.

@@ -3,7 +3,7 @@
 
 use super::packets::*;
 use crate::error::{Error, Result};
-use crate::mysql::connect::MyParams;
+use crate::mysql::connect::{MyParams, MySettings};
 use crate::net::{self, Channel, Link, OverLink, Socket, text_row_bytes};
 
 /// An open, authenticated connection.
@@ -36,17 +36,7 @@ impl MyConnection {
             )?;
             (Socket::Tcp(stream), Channel::Plain)
         };
-        let link = Link::new(socket, channel, Some(params.connect_timeout))?;
-        let mut conn = MyConnection::over(link);
-        conn.login(params)?;
-        Ok(conn)
-    }
-
-    /// Run the handshake; afterwards packets may be as large as any value.
-    pub(crate) fn login(&mut self, params: &MyParams) -> Result<()> {
-        self.handshake(params).map_err(Error::at_login)?;
-        self.link.logged_in(params.read_timeout);
-        Ok(())
+        MyConnection::connect_over(socket, channel, params)
     }
 
     /// Bytes held by the receive and reassembly buffers (fuzz targets check they stay bounded).
@@ -324,6 +314,12 @@ pub fn cancel(params: &MyParams, id: u32) -> Result<()> {
 }
 
 impl OverLink for MyConnection {
+    type Settings = MySettings;
+
+    fn authenticate(&mut self, params: &MyParams) -> Result<()> {
+        self.handshake(params)
+    }
+
     fn over(link: Link) -> Self {
         MyConnection {
             link,

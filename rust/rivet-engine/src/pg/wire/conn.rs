@@ -13,7 +13,7 @@ use postgres_protocol::message::frontend;
 
 use crate::error::{Error, Result};
 use crate::net::{Link, OverLink, text_row_bytes};
-use crate::pg::connect::ConnectParams;
+use crate::pg::connect::{ConnectParams, PgSettings};
 use crate::pg::wire::auth::Login;
 use crate::pg::wire::messages::{Body, FieldDesc, error_fields, row_description, text_row};
 use crate::pg::wire::socket;
@@ -65,17 +65,7 @@ impl PgConnection {
     /// Connect, negotiate TLS and authenticate.
     pub fn connect(params: &ConnectParams) -> Result<Self> {
         let (socket, channel) = socket::open(params)?;
-        let link = Link::new(socket, channel, Some(params.connect_timeout))?;
-        let mut conn = PgConnection::over(link);
-        conn.login(params)?;
-        Ok(conn)
-    }
-
-    /// Start up and authenticate; afterwards messages may be as large as any value.
-    pub(crate) fn login(&mut self, params: &ConnectParams) -> Result<()> {
-        self.startup(params).map_err(Error::at_login)?;
-        self.link.logged_in(params.read_timeout);
-        Ok(())
+        PgConnection::connect_over(socket, channel, params)
     }
 
     /// Bytes held by the receive buffer (fuzz targets check it stays bounded).
@@ -434,6 +424,12 @@ pub fn cancel(params: &ConnectParams, key: &CancelKey) -> Result<()> {
 }
 
 impl OverLink for PgConnection {
+    type Settings = PgSettings;
+
+    fn authenticate(&mut self, params: &ConnectParams) -> Result<()> {
+        self.startup(params)
+    }
+
     fn over(link: Link) -> Self {
         PgConnection {
             link,
