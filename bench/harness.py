@@ -81,6 +81,11 @@ class StatementWatch:
                 self._stop.wait(0.05)
 
 
+# Other checkouts to run methods against, by label: ``METHOD@LABEL`` runs METHOD with that
+# checkout's rivet (bench/run.py --baseline DIR registers it as "base").
+BASELINES: dict[str, str] = {}
+
+
 def busy_cpu_seconds() -> float:
     """CPU-seconds the whole machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
@@ -94,12 +99,16 @@ def measure(method: str, url: str, table: str) -> Measurement:
     The database server is co-located, so the machine's busy CPU during the run, less
     the client's, is what the server spent on it (plus the 50 ms activity sampling).
     """
-    out = Path(tempfile.mkdtemp(prefix=f"rivet-bench-{method}-"))
+    out = Path(tempfile.mkdtemp(prefix=f"rivet-bench-{method.replace('@', '-')}-"))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    name, _, against = method.partition("@")
+    if against:
+        # The same method with the rivet package of another checkout (its python/ folder first).
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(BASELINES[against]) / "python"), str(HERE.parent)])
     busy_before = busy_cpu_seconds()
     with StatementWatch(url) as watch:
         proc = subprocess.run(
-            [sys.executable, str(HERE / "methods.py"), method, url, table, str(out)],
+            [sys.executable, str(HERE / "methods.py"), name, url, table, str(out)],
             capture_output=True,
             env=env,
             check=False,

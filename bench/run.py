@@ -1,5 +1,9 @@
 """Side-by-side benchmark: ``python bench/run.py [--source postgres|mysql] [--scale full] [--tables ...]
-[--methods ...] [--repeat 3]``. On MariaDB the table is lineitem (2 M rows at full scale).
+[--methods ...] [--repeat 3] [--baseline DIR]``. On MariaDB the table is lineitem (2 M rows at full scale).
+
+``--baseline DIR`` (a checkout of another commit, with its native module built into
+``DIR/python/rivet``) adds ``METHOD@base`` beside every rivet method, run alternately with it:
+the comparison of two commits on the same tables.
 
 Prints a markdown table (and writes JSON to bench/results/). Run nothing else on the
 machine meanwhile: two measurements at once make both worthless.
@@ -17,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from bench.fixtures import SCALES, TABLES, ensure_mysql_lineitem, ensure_tables
-from bench.harness import compare, render, to_json
+from bench.harness import BASELINES, compare, render, to_json
 from bench.methods import METHODS
 
 
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument("--tables", default=None)
     parser.add_argument("--methods", default=None)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", default=None, help="a checkout to compare rivet methods with")
     args = parser.parse_args()
     scale = SCALES[args.scale]
     mysql = args.source == "mysql"
@@ -41,6 +46,9 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    if args.baseline:
+        BASELINES["base"] = args.baseline
+        methods = [v for m in methods for v in ([m, f"{m}@base"] if m.startswith("rivet") else [m])]
     if mysql:
         ensure_mysql_lineitem(scale)
     else:
