@@ -9,12 +9,13 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from tests.outputs import run_rivet, start_rivet
 
 # How long wait_until polls before it gives up: a safety net for a run that never gets there.
 WAIT_LIMIT_S = 300.0
@@ -93,7 +94,7 @@ def kill_after_chunks(
     """Run ``config`` (with ``args``), SIGKILL it once ``done`` chunks are checkpointed (with
     ``while_reading``, at a moment a chunk is also being read); the done chunks and their parts."""
     state = config.parent / ".rivet_state.db"
-    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config), *args], stderr=subprocess.PIPE)
+    proc = start_rivet("run", "-c", str(config), *args, stdout=None, text=False)
     try:
         wait_for_done_chunks(state, done, proc=proc)
         while while_reading:
@@ -116,11 +117,7 @@ def kill_after_chunks(
 def resume_and_check(config: Path, before: dict[int, str], args: tuple[str, ...] = ()) -> list[str]:
     """``rivet run --resume`` (with ``args``); assert no chunk done before was read again and each chunk
     was committed once, with nothing visible outside the manifest. The files of the manifest."""
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume", "--json", *args],
-        capture_output=True,
-        text=True,
-    )
+    resumed = run_rivet("run", "-c", str(config), "--resume", "--json", *args)
     assert resumed.returncode == 0, resumed.stderr
     with contextlib.closing(sqlite3.connect(config.parent / ".rivet_state.db")) as conn:
         tasks = conn.execute("SELECT chunk_index, status, attempts, parts FROM chunk_tasks").fetchall()
@@ -146,9 +143,7 @@ def planned_export(source_type: str, url: str, export_yaml: str, tmp_path: Path)
     config = tmp_path / "plan-rivet.yaml"
     config.write_text(f'source:\n  type: {source_type}\n  url: "{url}"\nexports:\n  - name: q\n{export_yaml}')
     plan = tmp_path / "plan.json"
-    planned = subprocess.run(
-        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan)], capture_output=True, text=True
-    )
+    planned = run_rivet("plan", "-c", str(config), "-o", str(plan))
     assert planned.returncode == 0, planned.stderr
     return json.loads(plan.read_text())["exports"][0]
 

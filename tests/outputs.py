@@ -48,14 +48,36 @@ def rows_by_manifest(directory: Path, columns: list[str], manifest: str = "manif
     return _rows([directory / p["name"] for p in doc["parts"]], columns)
 
 
-def run_rivet(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``rivet ARGS`` in a child process (with extra environment variables)."""
+def run_rivet(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``rivet ARGS`` in a child process, to its end (with extra environment variables): the one way
+    tests run the CLI."""
     return subprocess.run(
         [sys.executable, "-m", "rivet", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def start_rivet(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | str | None = None,
+    stdout: int = subprocess.PIPE,
+    text: bool = True,
+) -> subprocess.Popen:
+    """``rivet ARGS`` started in a child process, for a test that watches or stops it (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "rivet", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=text,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 

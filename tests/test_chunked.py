@@ -20,7 +20,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_url
-from tests.outputs import assert_time_windows, noons_back, rows_by_glob, rows_by_manifest, run_export_json
+from tests.outputs import assert_time_windows, noons_back, rows_by_glob, rows_by_manifest, run_export_json, run_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -362,7 +362,7 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
     # A plain run refuses while a checkpointed run is unfinished, and says how to go on, in commands to paste.
-    refused = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+    refused = run_rivet("run", "-c", str(config))
     assert refused.returncode == 2
     assert f"`rivet run --resume -c {config} -e slow`" in refused.stderr, refused.stderr
     assert f"`rivet state reset-chunks -c {config} -e slow`" in refused.stderr, refused.stderr
@@ -390,20 +390,12 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
         str(tmp_path / "out"),
     )
     s.close()
-    proc = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume"], capture_output=True, text=True
-    )
+    proc = run_rivet("run", "-c", str(config), "--resume")
     assert proc.returncode == 2
     assert "changed since run c_old started" in proc.stderr
-    chunks = subprocess.run(
-        [sys.executable, "-m", "rivet", "state", "chunks", "-c", str(config), "-e", "c"], capture_output=True, text=True
-    )
+    chunks = run_rivet("state", "chunks", "-c", str(config), "-e", "c")
     assert "run c_old (in_progress): 0 of 1 chunks done" in chunks.stdout
-    reset = subprocess.run(
-        [sys.executable, "-m", "rivet", "state", "reset-chunks", "-c", str(config), "-e", "c"],
-        capture_output=True,
-        text=True,
-    )
+    reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "c")
     assert reset.returncode == 0 and "dropped 1 unfinished chunked run" in reset.stderr
     assert subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)]).returncode == 0
 
@@ -420,9 +412,7 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_t
     )
 
     def run() -> dict:
-        proc = subprocess.run(
-            [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True
-        )
+        proc = run_rivet("run", "-c", str(config), "--json")
         return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
 
     first = run()
@@ -442,9 +432,7 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_t
     pg.execute(f"INSERT INTO {t} VALUES (13, NULL)")
     failed = run()
     assert failed["code"] == 3 and "cursor updated_at is NULL in at least 1 row(s)" in failed["error"]
-    store_cursor = subprocess.run(
-        [sys.executable, "-m", "rivet", "state", "show", "-c", str(config), "--json"], capture_output=True, text=True
-    )
+    store_cursor = run_rivet("state", "show", "-c", str(config), "--json")
     assert json.loads(store_cursor.stdout)["exports"][0]["cursor"].startswith("2024-01-02 00:00:00")
 
     pg.execute(f"DELETE FROM {t} WHERE id = 13")

@@ -14,10 +14,11 @@ import pytest
 
 import rivet
 from tests.conftest import pg_url
+from tests.outputs import run_rivet
 
 
 def rivet_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rivet", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return run_rivet(*args, timeout=120, cwd=cwd)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from rivet.config import load_config, parse_config
 from rivet.errors import ConfigError
+from tests.outputs import run_rivet
 
 PG = "source:\n  type: postgres\n  url: postgresql://u@h/db\n"
 EXPORT = "  - name: a\n    query: SELECT 1\n    destination: out\n"
@@ -329,7 +330,6 @@ def test_variables_in_a_query_file_expand_like_the_config(tmp_path: Path, monkey
 def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) -> None:
     import json
     import subprocess
-    import sys
 
     good = tmp_path / "good.yaml"
     good.write_text(
@@ -342,12 +342,7 @@ def test_config_only_check_needs_no_server_and_no_environment(tmp_path: Path) ->
     )
 
     def check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rivet", "check", "-c", str(path), "--config-only", *extra],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        return run_rivet("check", "-c", str(path), "--config-only", *extra)
 
     ok = check(good)
     assert ok.returncode == 0, ok.stderr

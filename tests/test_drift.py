@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import rivet
 from rivet.errors import SchemaDriftError
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
-from tests.outputs import files_with_bytes
+from tests.outputs import files_with_bytes, run_rivet
 
 
 def _config(tmp_path: Path, source: str, export: str) -> Path:
@@ -25,9 +24,7 @@ def _config(tmp_path: Path, source: str, export: str) -> Path:
 
 
 def _run(config: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True, check=False
-    )
+    proc = run_rivet("run", "-c", str(config), "--json")
     return proc, json.loads(proc.stdout)["exports"][0]
 
 
@@ -173,9 +170,7 @@ def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_sc
     before = files_with_bytes(tmp_path / "out")
     with my_conn.cursor() as cur:
         cur.execute(f"ALTER TABLE {table} ADD COLUMN extra INT")
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--resume"], capture_output=True, text=True
-    )
+    resumed = run_rivet("run", "-c", str(config), "--resume")
     assert resumed.returncode == 4, resumed.stderr
     assert "its published parts hold the old columns" in resumed.stderr and "1 added (extra: int32)" in resumed.stderr
     assert files_with_bytes(tmp_path / "out") == before

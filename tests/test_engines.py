@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +15,7 @@ import pytest
 import rivet
 from rivet.errors import ConfigError, DataError
 from tests.conftest import MYSQL_URL, pg_url
+from tests.outputs import run_rivet
 
 PG_ELIGIBLE = """CREATE TABLE {t} (id int, b boolean, i2 smallint, i4 integer, i8 bigint, f4 real,
     f8 double precision, n15 numeric(15,2), n28 numeric(28,10), txt text, vc varchar(10), ch char(4), by bytea,
@@ -211,10 +210,8 @@ def test_engine_is_in_the_run_summary(pg_table, tmp_path):
         f'source:\n  type: postgres\n  url: "{pg_url()}"\n  engine: auto\nexports:\n'
         f"  - name: a\n    table: {t}\n    mode: chunked\n    chunk_column: id\n    destination: out\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True
-    )
+    proc = run_rivet("run", "-c", str(config), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["exports"][0]["engine"] == "connectorx"
-    plain = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+    plain = run_rivet("run", "-c", str(config))
     assert "via connectorx" in plain.stdout + plain.stderr

@@ -22,6 +22,7 @@ from rivet.config import load_config
 from rivet.core import events
 from tests.chunkrun import chunk_runs, wait_for_done_chunks, wait_until
 from tests.conftest import pg_url
+from tests.outputs import run_rivet, start_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -77,9 +78,7 @@ def manifest_ids(destination: Path) -> list[int]:
 
 
 def rivet_process(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rivet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return start_rivet(*args)
 
 
 def child_of(parent: int, export: str, timeout: float = 20) -> psutil.Process:
@@ -114,12 +113,7 @@ def test_a_killed_child_fails_alone_and_resumes(pg_table, slow, tmp_path):
     assert "failed: victim" in stderr
     assert doc["parallel_mode"] == "processes" and doc["failed_count"] == 1
 
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "victim", "--resume", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = run_rivet("run", "-c", str(config), "-e", "victim", "--resume", "--json", timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert manifest_ids(tmp_path / "out" / "victim") == list(range(1, 3001))
 
@@ -139,12 +133,7 @@ def test_sigterm_stops_every_child_and_leaves_none(pg_table, slow, tmp_path):
     assert parent.returncode == 130
     _, alive = psutil.wait_procs([*children, victim], timeout=5)
     assert alive == [], f"children left behind: {alive}"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "victim", "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    resumed = run_rivet("run", "-c", str(config), "-e", "victim", "--resume", timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert manifest_ids(tmp_path / "out" / "victim") == list(range(1, 3001))
 
@@ -155,12 +144,7 @@ def test_every_event_of_a_child_validates(pg_table, tmp_path):
         tmp_path,
         f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n  destination: out\n",
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "c", "--events"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_rivet("run", "-c", str(config), "-e", "c", "--events", timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["type"] for e in lines][:2] == ["started", "progress_init"] and lines[-1]["type"] == "finished"
@@ -210,11 +194,7 @@ def test_summary_output_file(pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
     config = config_with(tmp_path, f"- name: a\n  table: {t}\n  destination: out/a\n")
     summary = tmp_path / "summary.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--summary-output", str(summary)],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_rivet("run", "-c", str(config), "--summary-output", str(summary))
     assert proc.returncode == 0
     assert json.loads(summary.read_text())["exports"][0]["rows"] == 1
 
@@ -228,18 +208,14 @@ def test_plan_then_apply_writes_what_run_writes(pg, pg_table, tmp_path):
         f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/inc\n",
     )
     plan_file = tmp_path / "plan.json"
-    made = subprocess.run(
-        [sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)], capture_output=True, text=True
-    )
+    made = run_rivet("plan", "-c", str(config), "-o", str(plan_file))
     assert made.returncode == 0, made.stderr
     plan = json.loads(plan_file.read_text())
     chunks = next(e for e in plan["exports"] if e["export"] == "chunks")
     assert chunks["strategy"] == "key-chunks" and len(chunks["chunks"]) >= 4 and chunks["row_estimate"] > 0
     assert "password" not in plan_file.read_text()
 
-    applied = subprocess.run(
-        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--json"], capture_output=True, text=True
-    )
+    applied = run_rivet("apply", str(plan_file), "--json")
     assert applied.returncode == 0, applied.stderr
     by_name = {e["name"]: e for e in json.loads(applied.stdout)["exports"]}
     assert by_name["chunks"]["rows"] == 4000
@@ -250,7 +226,7 @@ def test_plan_then_apply_writes_what_run_writes(pg, pg_table, tmp_path):
     assert by_name["inc"]["rows"] == 4000
 
     # The same plan again: the cursor has moved since, so apply refuses.
-    again = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file)], capture_output=True, text=True)
+    again = run_rivet("apply", str(plan_file))
     assert again.returncode == 2 and "the cursor of export 'inc' moved since the plan was made" in again.stderr
 
     ran = rivet.run(config, ["chunks"])
@@ -267,16 +243,12 @@ def test_expired_or_changed_plan_is_refused(pg_table, tmp_path):
     doc = json.loads(plan_file.read_text())
     doc["expires_at"] = "2020-01-01T00:00:00.000Z"
     plan_file.write_text(json.dumps({**doc, "signature": seal(doc)}))
-    expired = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file)], capture_output=True, text=True)
+    expired = run_rivet("apply", str(plan_file))
     assert expired.returncode == 2 and "expired at 2020-01-01" in expired.stderr
-    forced = subprocess.run(
-        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"], capture_output=True, text=True
-    )
+    forced = run_rivet("apply", str(plan_file), "--force")
     assert forced.returncode == 0, forced.stderr
     config.write_text(config.read_text().replace("destination: out/a", "destination: out/a\n    format: csv"))
-    changed = subprocess.run(
-        [sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"], capture_output=True, text=True
-    )
+    changed = run_rivet("apply", str(plan_file), "--force")
     assert changed.returncode == 2 and "export 'a' changed" in changed.stderr
 
 
@@ -300,8 +272,7 @@ def test_a_plan_changed_after_it_was_made_is_refused_before_it_runs(pg, pg_table
         {k: v for k, v in original.items() if k != "signature"},
     ):
         plan_file.write_text(json.dumps(doc))
-        refused = subprocess.run([sys.executable, "-m", "rivet", "apply", str(plan_file), "--force"],
-                                 capture_output=True, text=True)  # fmt: skip
+        refused = run_rivet('apply', str(plan_file), '--force')  # fmt: skip
         assert refused.returncode == 2 and "was changed after it was made" in refused.stderr
     assert pg.execute(f"SELECT count(*) FROM {victim}").fetchone()[0] == 1
 
@@ -316,7 +287,7 @@ def test_plan_orders_reconciled_exports_last_and_warns_on_heavy_exports_sharing_
         f"- name: b\n  table: {t}\n  {heavy}\n  destination: out/b\n"
         f"- name: c\n  table: {t}\n  source_group: replica_a\n  destination: out/c\n",
     )
-    made = subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config)], capture_output=True, text=True)
+    made = run_rivet("plan", "-c", str(config))
     assert made.returncode == 0, made.stderr
     plan = json.loads(made.stdout)
     assert [(e["export"], e["wave"]) for e in plan["exports"]] == [("c", 1), ("b", 3), ("a", 3)]

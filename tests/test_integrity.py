@@ -26,7 +26,7 @@ from rivet.state import StateStore
 from rivet.state.lease import holder_id, process_space
 from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet, start_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -111,12 +111,7 @@ def test_a_terminated_backend_in_a_full_export_is_retried_to_an_exact_result(pg,
         "  tuning: {batch_size: 100, retry_backoff_ms: 10}\n",
         url=f"{pg_url()}&application_name={app}",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "term", "--events"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_rivet("run", "-c", str(config), "-e", "term", "--events")
     assert proc.stdout is not None
     # Wait for the export to report rows read, then terminate its backend mid-stream.
     for line in proc.stdout:
@@ -161,9 +156,7 @@ def chunked_slow(t: str, slow: str) -> str:
 def test_a_second_run_of_a_running_export_is_refused_by_name(pg_table, slow, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 2000) AS i")
     config = config_at(tmp_path, chunked_slow(t, slow))
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    first = start_rivet("run", "-c", str(config), text=False)
     wait_for(lambda: lease_of(tmp_path, "c") is not None, "the first run to take the lease")
     holder = lease_of(tmp_path, "c")
     assert holder is not None
@@ -182,9 +175,7 @@ def test_a_second_run_of_a_running_export_is_refused_by_name(pg_table, slow, tmp
 def test_wait_runs_after_the_running_one_and_the_output_stays_exactly_once(pg_table, slow, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 1000) AS i")
     config = config_at(tmp_path, chunked_slow(t, slow))
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    first = start_rivet("run", "-c", str(config), text=False)
     wait_for(lambda: lease_of(tmp_path, "c") is not None, "the first run to take the lease")
     second = run_export_json(config, "--wait")
     _, stderr = first.communicate(timeout=120)
@@ -251,9 +242,7 @@ def test_resume_keeps_the_destination_and_rereads_chunks_whose_parts_changed(pg,
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 2000) AS i")
     body = chunked_slow(t, slow).replace("destination: out", "destination: out/{date}")
     config = config_at(tmp_path, body)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    first = start_rivet("run", "-c", str(config), text=False)
     db = tmp_path / ".rivet_state.db"
 
     def done_chunks() -> int:
@@ -419,12 +408,7 @@ def test_progress_counts_bytes_written_and_never_goes_down(pg_table, slow, tmp_p
         "  tuning: {batch_size: 100}\n  parquet: {row_group_strategy: fixed_rows, row_group_rows: 200}\n"
         "  destination: out\n",
     )
-    ran = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--events"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "RIVET_PROGRESS_EVERY_S": "0.05"},
-    )
+    ran = run_rivet("run", "-c", str(config), "--events", env={**os.environ, "RIVET_PROGRESS_EVERY_S": "0.05"})
     assert ran.returncode == 0, ran.stderr
     events = [json.loads(line) for line in ran.stdout.splitlines()]
     shown = [e["bytes"] for e in events if e["type"] == "progress"]

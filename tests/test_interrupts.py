@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,6 +18,7 @@ import pytest
 import rivet
 from rivet.sources.postgres.source import PostgresSource
 from tests.conftest import PG_URL, pg_url, visible_parts
+from tests.outputs import start_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -158,7 +157,7 @@ def test_killed_process_leaves_no_visible_part_and_no_success(tmp_path):
             """
         )
     )
-    proc = subprocess.Popen([sys.executable, "-m", "rivet", "run", "-c", str(config)], stderr=subprocess.PIPE)
+    proc = start_rivet("run", "-c", str(config), stdout=None, text=False)
     # Wait until parts are being staged, then kill without warning.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

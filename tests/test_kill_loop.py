@@ -7,13 +7,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, start_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -63,13 +62,7 @@ def test_runs_killed_at_random_moments_export_every_row_once(pg, pg_table, tmp_p
     for moment in moments:
         _insert(pg, table, next_id, NEW_ROWS)
         next_id += NEW_ROWS
-        with subprocess.Popen(
-            [sys.executable, "-m", "rivet", "run", "-c", str(config)],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as run:
+        with start_rivet("run", "-c", str(config), stdout=subprocess.DEVNULL, cwd=tmp_path) as run:
             try:
                 run.wait(timeout=moment)
             except subprocess.TimeoutExpired:

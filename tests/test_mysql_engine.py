@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -17,7 +15,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query
-from tests.outputs import assert_time_windows, noons_back
+from tests.outputs import assert_time_windows, noons_back, run_rivet
 
 pytestmark = pytest.mark.mysql
 
@@ -246,9 +244,7 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn,
     )
 
     def run() -> dict:
-        proc = subprocess.run(
-            [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True
-        )
+        proc = run_rivet("run", "-c", str(config), "--json")
         return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
 
     first = run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import MYSQL_URL, PG_URL, my_query, pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, start_rivet
 
 
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:
@@ -120,12 +119,7 @@ def _interrupt_a_run(tmp_path: Path, kind: str, url: str, query: str, running) -
     config.write_text(
         f'source:\n  type: {kind}\n  url: "{url}"\nexports:\n  - name: c\n    query: "{query}"\n    destination: out\n'
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_rivet("run", "-c", str(config), "--json")
     try:
         wait_for(running, "the statement to run on the server")
         proc.send_signal(signal.SIGINT)

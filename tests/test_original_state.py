@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import textwrap
 
 import psycopg
@@ -15,6 +14,7 @@ import pytest
 
 from rivet.state import STATE_URL_VARIABLE
 from tests.conftest import pg_url, visible_parts
+from tests.outputs import run_rivet
 
 # The original's tables as its reference describes them: v0.5.x has file_manifest; later versions
 # renamed it file_log (a name rivet uses too) and track their schema version in a table.
@@ -55,7 +55,7 @@ def test_an_incremental_export_continues_from_the_original_tools_cursor(pg, pg_t
     )
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+        return run_rivet("run", "-c", str(config))
 
     first = run()
     assert first.returncode == 0, first.stderr
@@ -93,7 +93,7 @@ def test_a_timestamp_cursor_without_an_offset_is_read_as_utc(pg, pg_table, tmp_p
         f'source: {{type: postgres, url: "{pg_url()}"}}\n'
         f"exports:\n  - {{name: orders, table: {table}, mode: incremental, cursor_column: at, destination: out}}\n"
     )
-    ran = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)], capture_output=True, text=True)
+    ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 0, ran.stderr
     [part] = visible_parts(tmp_path / "out")
     assert sorted(pq.read_table(part)["id"].to_pylist()) == [5, 6]
@@ -132,9 +132,7 @@ INSERT INTO chunk_task VALUES
 
 
 def _rivet(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rivet", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
+    return run_rivet(*args, env={**os.environ, **(env or {})})
 
 
 def _assert_history_carried(config) -> None:

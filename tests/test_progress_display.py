@@ -17,6 +17,7 @@ import pyte
 import pytest
 
 from tests.conftest import MYSQL_URL, my_query, pg_url
+from tests.outputs import start_rivet
 
 WIDTH, HEIGHT = 140, 40
 
@@ -133,12 +134,8 @@ def test_a_terminal_shows_a_bar_per_export_and_one_for_the_run(pg, pg_table, tmp
 def _plain_lines(config: Path, periodic: re.Pattern[str], release: Callable[[], None]) -> list[str]:
     """The run's stderr lines, a plain line every 0.2 s; ``release`` once a ``periodic`` line came."""
     lines = []
-    with subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "RIVET_PROGRESS_EVERY_S": "0.2"},
+    with start_rivet(
+        "run", "-c", str(config), stdout=subprocess.DEVNULL, env={**os.environ, "RIVET_PROGRESS_EVERY_S": "0.2"}
     ) as child:
         assert child.stderr is not None
         for line in child.stderr:

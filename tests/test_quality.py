@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,17 +15,12 @@ import rivet
 from rivet.errors import ConfigError, QualityError
 from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
-from tests.outputs import files_with_bytes
+from tests.outputs import files_with_bytes, run_rivet
 from tests.test_mysql_engine import numbers
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_rivet("run", "-c", str(config), "--json", *args)
 
 
 def _config(tmp_path: Path, source: str, body: str) -> Path:

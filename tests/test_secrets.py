@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import rivet
 from rivet.config import load_config
 from rivet.errors import RivetError
 from tests.conftest import MYSQL_URL, PG_URL
-from tests.outputs import run_rivet
+from tests.outputs import run_rivet, start_rivet
 
 pytestmark = pytest.mark.postgres
 
@@ -150,21 +148,7 @@ def test_parameters_never_reach_a_childs_command_line(pg, tmp_path):
         f"- name: a\n  query: {slow}\n  destination: out/a\n- name: b\n  query: {slow}\n  destination: out/b\n",
         source=STRUCTURED.replace(CANARY, "${DBPW}") + "\n  tls: {mode: disable}",
     )
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rivet",
-            "run",
-            "-c",
-            str(config),
-            "-p",
-            f"DBPW={CANARY}",
-            "--parallel-export-processes",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    parent = start_rivet("run", "-c", str(config), "-p", f"DBPW={CANARY}", "--parallel-export-processes", text=False)
     try:
         deadline = time.monotonic() + 60
         children: list[psutil.Process] = []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pyarrow.parquet as pq
@@ -12,7 +10,7 @@ import pytest
 
 import rivet
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
-from tests.outputs import files_with_bytes
+from tests.outputs import files_with_bytes, run_rivet
 
 
 @pytest.mark.postgres
@@ -33,9 +31,7 @@ def test_an_empty_full_run_publishes_nothing_and_keeps_the_last_output(pg, pg_ta
     assert first.ok and first["t"].status == "success"
     before = files_with_bytes(tmp_path / "out")
     pg.execute(f"DELETE FROM {table}")
-    run = subprocess.run(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config), "--json"], capture_output=True, text=True, check=False
-    )
+    run = run_rivet("run", "-c", str(config), "--json")
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert [e["status"] for e in summary["exports"]] == ["skipped"]
@@ -103,19 +99,14 @@ def test_validate_says_what_never_published_and_passes(pg, pg_table, tmp_path):
             """
         )
     )
-    ran = subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config), "-e", "skipped", "-e", "published"],
-                         capture_output=True, text=True, check=False)  # fmt: skip
+    ran = run_rivet('run', '-c', str(config), '-e', 'skipped', '-e', 'published')  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    checked = subprocess.run(
-        [sys.executable, "-m", "rivet", "validate", "-c", str(config)], capture_output=True, text=True, check=False
-    )
+    checked = run_rivet("validate", "-c", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr  # a `run && validate` job passes
     assert "– skipped: nothing published: its last run (skipped_" in checked.stdout and "was skipped" in checked.stdout
     assert "– later: nothing published: it never ran" in checked.stdout
     assert "✓ published: 1 part(s), 1 rows" in checked.stdout
     # Published once, then its output removed: that is a broken destination, not a skipped one.
     (tmp_path / "published" / "manifest.json").unlink()
-    broken = subprocess.run(
-        [sys.executable, "-m", "rivet", "validate", "-c", str(config)], capture_output=True, text=True, check=False
-    )
+    broken = run_rivet("validate", "-c", str(config))
     assert broken.returncode == 3 and "✗ published" in broken.stdout

@@ -19,7 +19,7 @@ from rivet.state import STATE_URL_VARIABLE, StateStore
 from rivet.state.keys import NAMESPACE_VARIABLE
 from rivet.state.lease import holder_id, process_space
 from tests.conftest import pg_url
-from tests.outputs import run_rivet
+from tests.outputs import run_rivet, start_rivet
 
 SOURCE = f'{{type: postgres, url: "{pg_url()}"}}'
 
@@ -240,13 +240,7 @@ def test_a_run_whose_lease_was_taken_over_while_it_was_frozen_publishes_nothing(
     lake = tmp_path / "lake"
     env = {**os.environ, STATE_URL_VARIABLE: pg_state_url}
     config = _config(tmp_path / "a" / "rivet.yaml", table, destination=str(lake))
-    frozen = subprocess.Popen(
-        [sys.executable, "-m", "rivet", "run", "-c", str(config)],
-        env={**env, "RIVET_FAILPOINTS": "before_cursor:stop"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    frozen = start_rivet("run", "-c", str(config), env={**env, "RIVET_FAILPOINTS": "before_cursor:stop"})
     try:
         deadline = time.monotonic() + 120
         while not _stopped(frozen.pid):

@@ -9,12 +9,12 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MYSQL_URL, pg_url
+from tests.outputs import run_rivet
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -32,9 +32,7 @@ def check(tmp_path: Path, source: str, table: str, *flags: str, mode: str = "chu
     config.write_text(
         f"source:\n{source}\nexports:\n  - name: zoo\n    table: {table}\n{chunking}    destination: out\n"
     )
-    return subprocess.run(
-        [sys.executable, "-m", "rivet", "check", "-c", str(config), *flags], capture_output=True, text=True
-    )
+    return run_rivet("check", "-c", str(config), *flags)
 
 
 def assert_golden(name: str, text: str) -> None:
