@@ -6,8 +6,6 @@ import collections
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -397,7 +395,8 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
     assert "run c_old (in_progress): 0 of 1 chunks done" in chunks.stdout
     reset = run_rivet("state", "reset-chunks", "-c", str(config), "-e", "c")
     assert reset.returncode == 0 and "dropped 1 unfinished chunked run" in reset.stderr
-    assert subprocess.run([sys.executable, "-m", "rivet", "run", "-c", str(config)]).returncode == 0
+    rerun = run_rivet("run", "-c", str(config))
+    assert rerun.returncode == 0, rerun.stderr
 
 
 def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_table, tmp_path):

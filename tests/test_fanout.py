@@ -237,9 +237,8 @@ def test_expired_or_changed_plan_is_refused(pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT 1 AS id")
     config = config_with(tmp_path, f"- name: a\n  table: {t}\n  destination: out/a\n")
     plan_file = tmp_path / "plan.json"
-    assert (
-        subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)]).returncode == 0
-    )
+    planned = run_rivet("plan", "-c", str(config), "-o", str(plan_file))
+    assert planned.returncode == 0, planned.stderr
     doc = json.loads(plan_file.read_text())
     doc["expires_at"] = "2020-01-01T00:00:00.000Z"
     plan_file.write_text(json.dumps({**doc, "signature": seal(doc)}))
@@ -260,8 +259,8 @@ def test_a_plan_changed_after_it_was_made_is_refused_before_it_runs(pg, pg_table
         f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n  destination: out/c\n",
     )
     plan_file = tmp_path / "plan.json"
-    made = subprocess.run([sys.executable, "-m", "rivet", "plan", "-c", str(config), "-o", str(plan_file)])
-    assert made.returncode == 0
+    made = run_rivet("plan", "-c", str(config), "-o", str(plan_file))
+    assert made.returncode == 0, made.stderr
     original = json.loads(plan_file.read_text())
     tampered = json.loads(plan_file.read_text())
     chunk = tampered["exports"][0]["chunks"][0]
