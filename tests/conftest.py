@@ -24,6 +24,16 @@ def pg_url(sslmode: str = "disable") -> str:
     return f"{PG_URL}{sep}sslmode={sslmode}"
 
 
+def pg_source() -> dict[str, str]:
+    """The ``source:`` block of the test PostgreSQL."""
+    return {"type": "postgres", "url": pg_url()}
+
+
+def my_source() -> dict[str, str]:
+    """The ``source:`` block of the test MariaDB."""
+    return {"type": "mysql", "url": MYSQL_URL}
+
+
 @pytest.fixture(scope="session")
 def pg_conn() -> Iterator[psycopg.Connection]:
     try:

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ def rows_by_manifest(directory: Path, columns: list[str], manifest: str = "manif
     """Rows of the parts the manifest lists."""
     doc = json.loads((directory / manifest).read_text())
     return _rows([directory / p["name"] for p in doc["parts"]], columns)
+
+
+def write_config(
+    home: Path, source: str | dict[str, Any], exports: str | list[dict[str, Any]], *, extra: str = ""
+) -> Path:
+    """``home/rivet.yaml``: the one way tests write a config.
+
+    ``source``: YAML text (a flow mapping such as ``{type: postgres, url: ...}``) or a dict;
+    ``exports``: the YAML list items (dedented here) or a list of dicts; ``extra``: top-level
+    keys written between them.
+    """
+    block = json.dumps(source) if isinstance(source, dict) else source
+    items = (
+        "".join(f"  - {json.dumps(e)}\n" for e in exports)
+        if isinstance(exports, list)
+        else textwrap.indent(textwrap.dedent(exports), "  ")
+    )
+    path = home / "rivet.yaml"
+    path.write_text(f"source: {block}\n{textwrap.dedent(extra)}exports:\n{items}")
+    return path
 
 
 def run_rivet(

@@ -17,8 +17,16 @@ import pytest
 import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
-from tests.conftest import PG_URL, pg_url
-from tests.outputs import assert_time_windows, noons_back, rows_by_glob, rows_by_manifest, run_export_json, run_rivet
+from tests.conftest import PG_URL, pg_source, pg_url
+from tests.outputs import (
+    assert_time_windows,
+    noons_back,
+    rows_by_glob,
+    rows_by_manifest,
+    run_export_json,
+    run_rivet,
+    write_config,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -285,8 +293,9 @@ def test_terminated_backend_is_retried_and_the_export_succeeds(pg, pg_table, slo
 
 def test_a_lost_connection_in_the_third_chunk_of_a_part_rereads_the_part(pg, pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 6000) AS i")
-    config = _config(
+    config = write_config(
         tmp_path,
+        pg_source(),
         f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 1000\n"
         "  chunk_checkpoint: true\n  destination: out\n  tuning: {batch_size: 200, retry_backoff_ms: 10}\n",
     )
@@ -330,16 +339,11 @@ def test_statement_timeout_is_enforced_and_not_retried(pg_table, slow, out, capl
     assert "retrying" not in caplog.text
 
 
-def _config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n' + textwrap.indent(body, "  "))
-    return path
-
-
 def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 12000) AS i")
-    config = _config(
+    config = write_config(
         tmp_path,
+        pg_source(),
         textwrap.dedent(
             f"""\
             - name: slow
@@ -372,7 +376,7 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tm
 def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 100) AS i")
     body = f"- name: c\n  table: {t}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 10\n  chunk_checkpoint: true\n"
-    config = _config(tmp_path, body + "  destination: out\n")
+    config = write_config(tmp_path, pg_source(), body + "  destination: out\n")
     store = tmp_path / ".rivet_state.db"
     from rivet.state import StateStore
     from rivet.state.keys import UNCLAIMED, ExportKey
@@ -405,8 +409,9 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_t
         f"INSERT INTO {t} SELECT i, timestamptz '2024-01-01 00:00+00' + i * interval '1 hour' "
         "FROM generate_series(1, 10) AS i"
     )
-    config = _config(
+    config = write_config(
         tmp_path,
+        pg_source(),
         f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
     )
 

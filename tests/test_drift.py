@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,14 +12,8 @@ import pytest
 
 import rivet
 from rivet.errors import SchemaDriftError
-from tests.conftest import MYSQL_URL, pg_url, visible_parts
-from tests.outputs import files_with_bytes, run_rivet
-
-
-def _config(tmp_path: Path, source: str, export: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f"source: {source}\nexports:\n" + textwrap.indent(textwrap.dedent(export), "  "))
-    return path
+from tests.conftest import my_source, pg_source, pg_url, visible_parts
+from tests.outputs import files_with_bytes, run_rivet, write_config
 
 
 def _run(config: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
@@ -34,9 +27,9 @@ def test_drift_warns_by_default_and_fail_publishes_nothing(pg, pg_table, tmp_pat
     pg.execute(f"INSERT INTO {table} VALUES (1, 1.50)")
 
     def config(policy: str) -> Path:
-        return _config(
+        return write_config(
             tmp_path,
-            f'{{type: postgres, url: "{pg_url()}"}}',
+            pg_source(),
             f"- {{name: t, query: 'SELECT * FROM {table}', destination: out, on_schema_drift: {policy}}}\n",
         )
 
@@ -69,9 +62,9 @@ def test_a_chunked_run_that_drifts_with_fail_reads_nothing_and_leaves_no_run_to_
     table = my_table("CREATE TABLE {t} (id int PRIMARY KEY, a int, b varchar(10))")
     with my_conn.cursor() as cur:
         cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s)", [(i, i, "x") for i in range(1, 101)])
-    config = _config(
+    config = write_config(
         tmp_path,
-        f'{{type: mysql, url: "{MYSQL_URL}"}}',
+        my_source(),
         f"""\
         - name: c
           table: {table}
@@ -165,7 +158,7 @@ def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_sc
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
         f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
     )
-    config = _config(tmp_path, f'{{type: mysql, url: "{MYSQL_URL}"}}', slow_mysql_chunked_export(table, "*"))
+    config = write_config(tmp_path, my_source(), slow_mysql_chunked_export(table, "*"))
     kill_after_chunks(config, 6)
     before = files_with_bytes(tmp_path / "out")
     with my_conn.cursor() as cur:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 import rivet
 from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
-from tests.conftest import MYSQL_URL, my_query
-from tests.outputs import assert_time_windows, noons_back, run_rivet
+from tests.conftest import MYSQL_URL, my_query, my_source
+from tests.outputs import assert_time_windows, noons_back, run_rivet, write_config
 
 pytestmark = pytest.mark.mysql
 
@@ -214,18 +213,12 @@ def test_permanent_error_names_the_column_and_is_not_retried(my_table, out, capl
     assert "retrying" not in caplog.text
 
 
-def _config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f'source:\n  type: mysql\n  url: "{MYSQL_URL}"\nexports:\n' + textwrap.indent(body, "  "))
-    return path
-
-
 def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp_path):
     t = my_table(
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
         f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
     )
-    config = _config(tmp_path, slow_mysql_chunked_export(t))
+    config = write_config(tmp_path, my_source(), slow_mysql_chunked_export(t))
     before = kill_after_chunks(config, 6)
     assert 6 <= len(before) < 24
     assert not (tmp_path / "out" / "_SUCCESS").exists()
@@ -238,8 +231,9 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn,
         "CREATE TABLE {t} (id INT, updated_at DATETIME(6));\n"
         f"INSERT INTO {{t}} SELECT i, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i HOUR FROM ({numbers(10)}) AS n"
     )
-    config = _config(
+    config = write_config(
         tmp_path,
+        my_source(),
         f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
     )
 

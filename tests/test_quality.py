@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,8 +13,8 @@ import pytest
 import rivet
 from rivet.errors import ConfigError, QualityError
 from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
-from tests.conftest import MYSQL_URL, pg_url, visible_parts
-from tests.outputs import files_with_bytes, run_rivet
+from tests.conftest import MYSQL_URL, my_source, pg_source, pg_url, visible_parts
+from tests.outputs import files_with_bytes, run_rivet, write_config
 from tests.test_mysql_engine import numbers
 
 
@@ -23,18 +22,12 @@ def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_rivet("run", "-c", str(config), "--json", *args)
 
 
-def _config(tmp_path: Path, source: str, body: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f"source: {source}\nexports:\n" + textwrap.indent(textwrap.dedent(body), "  "))
-    return path
-
-
 @pytest.mark.postgres
 def test_a_failed_row_count_gate_publishes_nothing_and_exits_3(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 7) g")
-    config = _config(
+    config = write_config(
         tmp_path,
-        f'{{type: postgres, url: "{pg_url()}"}}',
+        pg_source(),
         f"""\
         - name: t
           query: SELECT * FROM {table}
@@ -131,9 +124,7 @@ def test_a_resumed_run_checks_the_rows_published_before_the_kill(my_conn, my_tab
         f"INSERT INTO {{t}} SELECT i, MOD(i, 6000), MD5(i) FROM ({numbers(12000)}) AS n"
     )
     gates = "  quality: {row_count_min: 12000, row_count_max: 12000, unique_columns: [d]}\n"
-    config = _config(
-        tmp_path, f'{{type: mysql, url: "{MYSQL_URL}"}}', slow_mysql_chunked_export(table, "id, d, h", gates)
-    )
+    config = write_config(tmp_path, my_source(), slow_mysql_chunked_export(table, "id, d, h", gates))
     before = kill_after_chunks(config, 6)
     with sqlite3.connect(tmp_path / ".rivet_state.db") as conn:
         [(total,)] = conn.execute("SELECT count(*) FROM chunk_tasks").fetchall()

@@ -6,19 +6,13 @@ import io
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import pg_url
-
-
-def _config(tmp_path: Path, exports: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n' + textwrap.indent(exports, "  "))
-    return path
+from tests.conftest import pg_source
+from tests.outputs import write_config
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -34,8 +28,9 @@ def _summary(stderr: bytes) -> dict:
 def test_csv_to_stdout_with_the_json_summary_on_stderr(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int, name text)")
     pg.execute(f"INSERT INTO {table} VALUES (1, 'a'), (2, 'b,c'), (3, NULL)")
-    config = _config(
+    config = write_config(
         tmp_path,
+        pg_source(),
         f"- {{name: s, query: 'SELECT * FROM {table} ORDER BY id', format: csv, destination: {{type: stdout}}}}\n",
     )
     ran = _run(config, "--json")
@@ -49,8 +44,9 @@ def test_csv_to_stdout_with_the_json_summary_on_stderr(pg, pg_table, tmp_path):
 def test_parquet_to_stdout_and_an_incremental_cursor_that_moves_after_it(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int)")
     pg.execute(f"INSERT INTO {table} SELECT generate_series(1, 5)")
-    config = _config(
+    config = write_config(
         tmp_path,
+        pg_source(),
         f"- {{name: s, query: 'SELECT * FROM {table}', mode: incremental, cursor_column: id, "
         "destination: {type: stdout}}\n",
     )
@@ -65,15 +61,20 @@ def test_parquet_to_stdout_and_an_incremental_cursor_that_moves_after_it(pg, pg_
 
 @pytest.mark.postgres
 def test_what_stdout_cannot_hold_is_refused(tmp_path):
-    chunked = _config(tmp_path, "- {name: s, table: t, mode: chunked, chunk_column: id, destination: {type: stdout}}\n")
-    assert b"a stdout destination takes one stream: not mode chunked or parallel" in _run(chunked).stderr
-    two = _config(
+    chunked = write_config(
         tmp_path,
+        pg_source(),
+        "- {name: s, table: t, mode: chunked, chunk_column: id, destination: {type: stdout}}\n",
+    )
+    assert b"a stdout destination takes one stream: not mode chunked or parallel" in _run(chunked).stderr
+    two = write_config(
+        tmp_path,
+        pg_source(),
         "- {name: a, table: t, destination: {type: stdout}}\n- {name: b, table: u, destination: {type: stdout}}\n",
     )
     ran = _run(two)
     assert ran.returncode == 2 and b"only one export may write to stdout (got a, b)" in ran.stderr
-    one = _config(tmp_path, "- {name: a, table: t, destination: {type: stdout}}\n")
+    one = write_config(tmp_path, pg_source(), "- {name: a, table: t, destination: {type: stdout}}\n")
     assert b"--validate reads the parts back" in _run(one, "--validate").stderr
 
 
@@ -81,8 +82,10 @@ def test_what_stdout_cannot_hold_is_refused(tmp_path):
 def test_apply_keeps_stdout_for_the_file_too(pg, pg_table, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int)")
     pg.execute(f"INSERT INTO {table} VALUES (1), (2)")
-    config = _config(
-        tmp_path, f"- {{name: s, query: 'SELECT * FROM {table}', format: csv, destination: {{type: stdout}}}}\n"
+    config = write_config(
+        tmp_path,
+        pg_source(),
+        f"- {{name: s, query: 'SELECT * FROM {table}', format: csv, destination: {{type: stdout}}}}\n",
     )
     applied = subprocess.run(
         [sys.executable, "-m", "rivet", "apply", "-c", str(config), "--json"], capture_output=True, check=False
