@@ -310,3 +310,7 @@ def gcs() -> Iterator[dict[str, Any]]:
         yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
     finally:
         server.stop()
+
+
+# The source fixture (each database in turn), for tests written once for every database.
+from tests.sources import source  # noqa: E402, F401

@@ -63,21 +63,6 @@ def skewed(pg_table):
     )
 
 
-def test_integer_key_every_row_exactly_once(pg, pg_table, out):
-    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 20000) AS i")
-    result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
-    assert len(result.chunks) >= 7
-    assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
-    # Each worker wrote its chunks into one part; the manifest says which chunks each part holds.
-    assert 1 <= len(result.files) <= 2
-    held = [c for part in manifest["parts"] for c in part["chunks"]]
-    assert sorted(held) == [c.index for c in result.chunks]
-    rows_of = {c.index: c.rows for c in result.chunks}
-    assert all(part["rows"] == sum(rows_of[c] for c in part["chunks"]) for part in manifest["parts"])
-
-
 def test_parts_are_published_at_chunk_boundaries_near_max_file_size(pg, pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 20000) AS i")
     result = export(t, out, chunk_column="id", chunk_size=1000, parallel=2, max_file_size="100KB")
@@ -167,35 +152,10 @@ def test_each_chunk_of_a_query_reaches_its_rows_through_the_index(pg, indexed, t
         assert [n["Node Type"] for n in scans] in (["Index Scan"], ["Bitmap Heap Scan"]), (chunk, explained)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"chunk_count": 4},
-        {"chunk_dense": True, "chunk_size": 1500},
-    ],
-    ids=["count", "dense"],
-)
-def test_other_strategies_cover_every_row(pg, skewed, out, options):
-    result = export(skewed, out, chunk_column="k", parallel=2, **options)
-    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(pg, f"SELECT k, payload FROM {skewed}")
-
-
 def test_dense_chunks_have_exact_sizes(pg_table, out):
     t = pg_table("CREATE TABLE {t} AS SELECT (i * i) AS k FROM generate_series(1, 5000) AS i")
     result = export(t, out, chunk_column="k", chunk_dense=True, chunk_size=1000)
     assert sorted(c.rows for c in result.chunks if c.rows) == [1000] * 5
-
-
-@pytest.mark.parametrize("key_type", ["date", "timestamptz", "timestamp"])
-def test_date_and_time_keys_by_days(pg, pg_table, out, key_type):
-    t = pg_table(
-        "CREATE TABLE {t} AS SELECT i AS id, "
-        f"(timestamptz '2024-02-27 13:00+00' + i * interval '37 minutes')::{key_type}"
-        " AS at FROM generate_series(1, 3000) AS i UNION ALL SELECT 0, NULL"
-    )
-    result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
-    assert rows_in_files(result.files, ["id"]) == rows_in_source(pg, f"SELECT id FROM {t}")
-    assert len(result.chunks) >= 3
 
 
 def test_primary_key_is_used_when_no_chunk_column_is_given(pg, pg_table, out, caplog):

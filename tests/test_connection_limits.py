@@ -18,8 +18,8 @@ import pytest
 import rivet
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import rows_by_glob, rows_by_manifest
+from tests.sources import numbers
 from tests.test_chunked import rows_in_source
-from tests.test_mysql_engine import numbers
 
 ROWS = 3000
 PG_EXPORTS = {

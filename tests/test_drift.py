@@ -152,7 +152,7 @@ def test_meta_columns_are_not_drift_without_a_state_store_either(pg, pg_table, t
 @pytest.mark.mysql
 def test_a_resume_after_the_columns_changed_is_refused_rather_than_mixing_two_schemas(my_table, my_conn, tmp_path):
     from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
-    from tests.test_mysql_engine import numbers
+    from tests.sources import numbers
 
     table = my_table(
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"

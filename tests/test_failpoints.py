@@ -25,7 +25,7 @@ from rivet.output.validate import validate_destination
 from rivet.storage.destinations import Destination, DestinationSpec
 from tests.conftest import MYSQL_URL, my_query, pg_url
 from tests.outputs import assert_failpoint_ended, rows_by_glob, rows_by_manifest, run_rivet
-from tests.test_mysql_engine import numbers
+from tests.sources import numbers
 
 pytestmark = pytest.mark.postgres
 

@@ -15,21 +15,9 @@ from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query, my_source
 from tests.outputs import assert_time_windows, noons_back, run_rivet, write_config
+from tests.sources import numbers
 
 pytestmark = pytest.mark.mysql
-
-DIGITS = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 " + (
-    "UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)"
-)
-
-
-def numbers(n: int) -> str:
-    """SQL for the integers 1..n (n < 100000) in a column ``i``, on MySQL and MariaDB alike."""
-    return (
-        f"SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS i FROM {DIGITS} a "
-        f"CROSS JOIN {DIGITS} b CROSS JOIN {DIGITS} c CROSS JOIN {DIGITS} e CROSS JOIN {DIGITS} f "
-        f"WHERE a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d < {n}"
-    )
 
 
 def rows_in_source(conn, sql: str) -> collections.Counter[tuple[object, ...]]:
@@ -50,19 +38,6 @@ def skewed(my_table):
         f"FROM ({numbers(10000)}) AS n;\n"
         f"INSERT INTO {{t}} SELECT NULL, CONCAT('null-', i) FROM ({numbers(37)}) AS n"
     )
-
-
-def test_integer_key_every_row_exactly_once(my_conn, my_table, out):
-    t = my_table(
-        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
-        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(20000)}) AS n"
-    )
-    result = export(t, out, chunk_column="id", chunk_size=3000, parallel=2)
-    # Planned from the optimizer's estimates: balanced within a quarter of the target.
-    assert len(result.chunks) >= 6 and max(c.rows for c in result.chunks) <= 3750 and len(result.files) <= 2
-    assert rows_in_files(result.files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["row_count"] == 20000 and (out / "_SUCCESS").exists()
 
 
 def test_skewed_keys_get_balanced_chunks_from_index_dives_and_null_keys_are_kept(my_conn, skewed, out):
@@ -99,25 +74,6 @@ def test_each_chunk_of_a_query_reaches_its_rows_through_the_index(my_conn, my_ta
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         # The derived table is merged and the key range becomes a range read of the primary key.
         assert [(r["table"], r["type"], r["key"]) for r in rows] == [(t, "range", "PRIMARY")], (chunk, rows)
-
-
-@pytest.mark.parametrize("options", [{"chunk_count": 4}, {"chunk_dense": True, "chunk_size": 1500}], ids=str)
-def test_other_strategies_cover_every_row(my_conn, skewed, out, options):
-    result = export(skewed, out, chunk_column="k", parallel=2, **options)
-    assert rows_in_files(result.files, ["k", "payload"]) == rows_in_source(my_conn, f"SELECT k, payload FROM {skewed}")
-
-
-@pytest.mark.parametrize("key_type", ["DATE", "DATETIME(6)", "TIMESTAMP(6) NULL"])
-def test_date_and_time_keys_by_days(my_conn, my_table, out, key_type):
-    t = my_table(
-        f"CREATE TABLE {{t}} (id INT, at {key_type});\n"
-        "INSERT INTO {t} SELECT i, TIMESTAMP '2024-02-27 13:00:00' + INTERVAL (i * 37) MINUTE "
-        f"FROM ({numbers(3000)}) AS n;\n"
-        "INSERT INTO {t} VALUES (0, NULL)"
-    )
-    result = export(t, out, chunk_column="at", chunk_by_days=7, parallel=2)
-    assert rows_in_files(result.files, ["id"]) == rows_in_source(my_conn, f"SELECT id FROM {t}")
-    assert len(result.chunks) >= 3
 
 
 def test_parallel_full_export_uses_the_primary_key(my_conn, my_table, out, caplog):

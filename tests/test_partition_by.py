@@ -297,7 +297,7 @@ def test_a_float_partition_column_fails_before_anything_is_written(pg, pg_table,
 @pytest.mark.mysql
 def test_a_killed_partitioned_chunked_run_resumes_into_the_same_folders(my_table, my_conn, tmp_path):
     from tests.chunkrun import kill_after_chunks, resume_and_check, slow_mysql_chunked_export
-    from tests.test_mysql_engine import numbers
+    from tests.sources import numbers
 
     table = my_table(
         "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"

@@ -54,7 +54,7 @@ def test_postgresql_verdicts(pg, pg_table, tmp_path):
 
 @pytest.mark.mysql
 def test_mariadb_verdicts(my_table, my_conn, tmp_path):
-    from tests.test_mysql_engine import numbers
+    from tests.sources import numbers
 
     table = my_table(
         "CREATE TABLE {t} (id INT PRIMARY KEY, k INT, h CHAR(32));\n"

@@ -166,7 +166,7 @@ def test_without_a_terminal_progress_is_plain_periodic_lines(pg, pg_table, tmp_p
 
 @pytest.mark.mysql
 def test_a_single_stream_counts_rows_against_the_estimate(my_table, my_conn, tmp_path):
-    from tests.test_mysql_engine import numbers
+    from tests.sources import numbers
 
     table = my_table(
         f"CREATE TABLE {{t}} (id INT PRIMARY KEY);\nINSERT INTO {{t}} SELECT i FROM ({numbers(3000)}) AS n"

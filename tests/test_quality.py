@@ -15,7 +15,7 @@ from rivet.errors import ConfigError, QualityError
 from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_source, pg_source, pg_url, visible_parts
 from tests.outputs import files_with_bytes, run_rivet, write_config
-from tests.test_mysql_engine import numbers
+from tests.sources import numbers
 
 
 def _run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

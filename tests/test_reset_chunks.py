@@ -12,7 +12,7 @@ import pytest
 from tests.chunkrun import kill_after_chunks, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, pg_url, visible_parts
 from tests.outputs import run_rivet
-from tests.test_mysql_engine import numbers
+from tests.sources import numbers
 
 
 def _statuses(tmp_path: Path) -> dict[str, int]:
