@@ -102,6 +102,26 @@ class Source:
         )
         return name
 
+    def changing_table(self) -> str:
+        """A new table ``(id primary key, v text, updated_at timestamp)`` holding ids 1..2000, one second apart."""
+        if self.kind == "postgres":
+            table = self._table("CREATE TABLE {t} (id int PRIMARY KEY, v text, updated_at timestamptz)")
+        elif self.kind == "mysql":
+            table = self._table("CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6))")
+        else:
+            raise NotImplementedError("the changing table lives on a server")
+        self.insert_changes(table, 1, 2000)
+        return table
+
+    def insert_changes(self, table: str, first: int, last: int) -> None:
+        """Add ids ``first``..``last`` to a changing table, ``updated_at`` one second apart from 2024-01-01."""
+        if self.kind == "postgres":
+            at = "timestamptz '2024-01-01 00:00+00' + i * interval '1 second'"
+            self.sql(f"INSERT INTO {table} SELECT i, md5(i::text), {at} FROM generate_series({first}, {last}) i")
+        else:
+            at = "TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i SECOND"
+            self.sql(f"INSERT INTO {table} SELECT i, md5(i), {at} FROM ({numbers(last)}) AS n WHERE i >= {first}")
+
     def skewed_table(self) -> str:
         """A new table ``(k bigint, payload text)``: 95% of the keys in 1..9500, the rest spread up to
         10^12, and 37 rows whose key is NULL."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,9 @@ import pytest
 import rivet
 from rivet.output.validate import validate_destination
 from rivet.storage.destinations import Destination, DestinationSpec
-from tests.conftest import MYSQL_URL, my_query, pg_url
-from tests.outputs import assert_failpoint_ended, rows_by_glob, rows_by_manifest, run_rivet
-from tests.sources import numbers
+from tests.conftest import pg_url
+from tests.outputs import assert_failpoint_ended, rows_by_glob, rows_by_manifest, run_rivet, write_config
+from tests.sources import Source
 
 pytestmark = pytest.mark.postgres
 
@@ -52,60 +51,19 @@ def _expected_exit(point: str) -> int:
     return EXIT_BY_FAULT[action or name.split("@")[0]]
 
 
-class Source:
-    """One table on PostgreSQL or MariaDB, with the few statements the matrix needs."""
-
-    def __init__(self, kind: str, request) -> None:
-        self.kind = kind
-        if kind == "postgres":
-            self.pg = request.getfixturevalue("pg")
-            self.table = request.getfixturevalue("pg_table")(
-                "CREATE TABLE {t} (id int PRIMARY KEY, v text, updated_at timestamptz)"
-            )
-        else:
-            self.my = request.getfixturevalue("my_conn")
-            self.table = request.getfixturevalue("my_table")(
-                "CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6))"
-            )
-        self.insert(1, 2000)
-
-    def sql(self, statement: str) -> list[tuple]:
-        if self.kind == "postgres":
-            cur = self.pg.execute(statement)
-            return cur.fetchall() if cur.description else []
-        return my_query(self.my, statement)
-
-    def insert(self, first: int, last: int) -> None:
-        if self.kind == "postgres":
-            at = "timestamptz '2024-01-01 00:00+00' + i * interval '1 second'"
-            self.sql(f"INSERT INTO {self.table} SELECT i, md5(i::text), {at} FROM generate_series({first}, {last}) i")
-        else:
-            at = "TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i SECOND"
-            self.sql(f"INSERT INTO {self.table} SELECT i, md5(i), {at} FROM ({numbers(last)}) AS n WHERE i >= {first}")
-
-    def rows(self) -> dict:
-        return {(i, v): 1 for i, v in self.sql(f"SELECT id, v FROM {self.table}")}
-
-    def url(self) -> str:
-        return pg_url() if self.kind == "postgres" else MYSQL_URL
-
-
-def _config(tmp_path: Path, source: Source, mode: str) -> Path:
+def _config(tmp_path: Path, source: Source, table: str, mode: str) -> Path:
     body = (
-        f"- name: fp\n  table: {source.table}\n{MODES[mode]}  max_file_size: 2KB\n  destination: out\n"
+        f"- name: fp\n  table: {table}\n{MODES[mode]}  max_file_size: 2KB\n  destination: out\n"
         "  tuning: {batch_size: 100, retry_backoff_ms: 10}\n"
     )
-    path = tmp_path / "rivet.yaml"
-    head = f'source:\n  type: {source.kind}\n  url: "{source.url()}"\nexports:\n'
-    path.write_text(head + textwrap.indent(body, "  "))
-    return path
+    return write_config(tmp_path, source.block, body)
 
 
-def _change(source: Source, mode: str) -> None:
-    source.insert(2001, 2600)
+def _change(source: Source, table: str, mode: str) -> None:
+    source.insert_changes(table, 2001, 2600)
     if mode != "incremental":
-        source.sql(f"DELETE FROM {source.table} WHERE id % 7 = 0")
-        source.sql(f"UPDATE {source.table} SET v = 'changed' WHERE id % 11 = 0")
+        source.sql(f"DELETE FROM {table} WHERE id % 7 = 0")
+        source.sql(f"UPDATE {table} SET v = 'changed' WHERE id % 11 = 0")
 
 
 def _cursor(tmp_path: Path) -> dt.datetime | None:
@@ -134,23 +92,28 @@ def _consistent_after_failure(tmp_path: Path, mode: str) -> None:
 )
 def test_failpoint(request, tmp_path, kind, point, mode):
     source = Source(kind, request)
-    config = _config(tmp_path, source, mode)
+    table = source.changing_table()
+    config = _config(tmp_path, source, table, mode)
     first = rivet.run(config)
     assert first.ok, first["fp"].error
-    _change(source, mode)
+    _change(source, table, mode)
 
     armed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": point})
     out = tmp_path / "out"
     assert_failpoint_ended(armed, point, _expected_exit(point))
     if armed.returncode == 0:
-        assert rows_by_manifest(out, ["id", "v"]) == source.rows() == rows_by_glob(out, "fp", ["id", "v"])
+        assert (
+            rows_by_manifest(out, ["id", "v"])
+            == source.rows(f"SELECT id, v FROM {table}")
+            == rows_by_glob(out, "fp", ["id", "v"])
+        )
     else:
         _consistent_after_failure(tmp_path, mode)
 
     # The next run (a resume, for a checkpointed chunked export) ends with the source, exactly.
     after = rivet.run(config, resume=mode == "chunked")
     assert after.ok, after["fp"].error
-    expected = source.rows()
+    expected = source.rows(f"SELECT id, v FROM {table}")
     assert rows_by_manifest(out, ["id", "v"]) == expected
     assert rows_by_glob(out, "fp", ["id", "v"]) == expected
     problems, _ = validate_destination(Destination(DestinationSpec(str(out))), "fp")
