@@ -55,7 +55,7 @@ def _row_estimate(plan: ExportPlan) -> int | None:
     sql = plan.source.dialect.estimate_query(plan.query)
     if sql is None:
         return None
-    rows = plan.source.session().query(sql)  # type: ignore[union-attr]
+    rows = plan.server.session().query(sql)
     try:
         return plan.source.dialect.rows_in_plan(json.loads(rows[0][0] or "[]"))
     except (IndexError, ValueError):
@@ -103,8 +103,8 @@ def _chunks(plan: ExportPlan) -> tuple[list[Chunk] | None, list[dict[str, Any]]]
 
     from rivet.plan.chunks import plan_chunks
 
-    session = RecordingSession(plan.source.session())  # type: ignore[union-attr]
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    session = RecordingSession(plan.server.session())
+    decimal, text = plan.server.split_overrides(plan.overrides)
     schema = pa.schema(session.describe(plan.query, decimal, text))
     return plan_chunks(plan, session, schema), session.statements
 

@@ -150,7 +150,7 @@ def _weigh_chunks(plan: ExportPlan, session: Any, found: Preflight, total_s: flo
     from rivet.errors import UnsupportedTypeError
     from rivet.plan.chunks import plan_chunks
 
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    decimal, text = plan.server.split_overrides(plan.overrides)
     try:
         schema = pa.schema(session.describe(plan.query, decimal, text))
     except UnsupportedTypeError as e:

@@ -81,7 +81,7 @@ def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], text_vie
     schema = source.schema
     chunks = plan_chunks(plan, source.planner, source.schema)
     options = chunk_scan_options(plan, source.snapshot)
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    decimal, text = plan.server.split_overrides(plan.overrides)
     local = threading.local()
     sessions: list[Any] = []  # kept so every worker's connection closes when the read ends
     spare = [s for s in [source.take_planner()] if s is not None]  # the first worker reads with it
@@ -92,7 +92,7 @@ def _read_chunks(plan: ExportPlan, keep: Callable[[pa.RecordBatch], T], text_vie
         if not hasattr(local, "session"):
             with lock:
                 local.session = spare.pop() if spare else None
-            local.session = local.session or plan.source.session()  # type: ignore[union-attr]
+            local.session = local.session or plan.server.session()
             with lock:
                 sessions.append(local.session)
         chunk = chunks[index]

@@ -110,8 +110,8 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
 
     from rivet.execution.checkpoints import rebuilt_queries
 
-    session = plan.source.session()  # type: ignore[union-attr]
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+    session = plan.server.session()
+    decimal, text = plan.server.split_overrides(plan.overrides)
     schema = pa.schema(session.describe(plan.query, decimal, text))
     # Each chunk's SQL is made again from the plan: the state store's SQL text is never run.
     queries = rebuilt_queries(plan, session, schema, run["run_id"], tasks)

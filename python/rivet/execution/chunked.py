@@ -62,12 +62,12 @@ class ChunkSource:
             from rivet.execution.cluster import check_transport
 
             check_transport(plan)
-        coordinator = plan.source.session()  # type: ignore[union-attr]
+        coordinator = plan.server.session()
         snapshot = None
         if plan.consistent:
             # Workers read under this transaction's snapshot; it stays open until they finish.
             snapshot = plan.source.catalog.export_snapshot(coordinator)
-        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+        decimal, text = plan.server.split_overrides(plan.overrides)
         schema = pa.schema(coordinator.describe(plan.query, decimal, text))
         if plan.cluster is not None:
             from rivet.execution.cluster import ENGINE

@@ -178,8 +178,8 @@ def _write_chunk(
         dictionary=_dictionaries.of(job.run_id),
         partitioning=plan.partitioning,
     )
-    decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
-    session = plan.source.session()  # type: ignore[union-attr]
+    decimal, text = plan.server.split_overrides(plan.overrides)
+    session = plan.server.session()
     try:
         reader = session.scan(task.query, plan.query, job.options, decimal, text)
         try:

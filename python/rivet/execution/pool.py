@@ -190,7 +190,7 @@ class ChunkPool:
             if not sessions:
                 with self.lock:
                     spare = self.spare.pop() if self.spare else None
-                sessions.append(spare or self.plan.source.session())  # type: ignore[union-attr]
+                sessions.append(spare or self.plan.server.session())
             return sessions[0]
 
         part: FillingPart | None = None
@@ -323,7 +323,7 @@ class ChunkPool:
                     raise SpoiledPart(str(e)) from e
                 log.warning("chunk %d %s: %s; the native reader reads it", task.index, task.label, e)
         plan = self.plan
-        decimal, text = plan.source.split_overrides(plan.overrides)  # type: ignore[union-attr]
+        decimal, text = plan.server.split_overrides(plan.overrides)
         reader = session().scan(task.query, plan.query, self.options, decimal, text)
         return self._copy(part, wid, task, reader)
 

@@ -140,6 +140,15 @@ class ExportPlan:
         return self.chunking is not None or self.parallel > 1
 
     @property
+    def server(self) -> NetworkSource:
+        """The source as a server with sessions (chunked reads, planning); a file source is refused."""
+        if not isinstance(self.source, NetworkSource):
+            raise ConfigError(
+                f"export '{self.name}': {self.source.redacted()} is a file, not a server to open sessions on"
+            )
+        return self.source
+
+    @property
     def lake_table(self) -> TableFormat | None:
         """The table format the parts are also committed to, or None."""
         return table_format(self.table_format, self.iceberg) if self.table_format is not None else None
