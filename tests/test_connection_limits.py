@@ -17,7 +17,7 @@ import pytest
 
 import rivet
 from tests.conftest import MYSQL_URL, my_query, pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest
+from tests.outputs import rows_by_glob, rows_by_manifest, write_config
 from tests.sources import numbers
 from tests.test_chunked import rows_in_source
 
@@ -47,11 +47,7 @@ def pg_role(pg, table: str, limit: int) -> Iterator[str]:
 
 def _config(tmp_path, kind: str, url: str, export: str) -> str:
     body = f"name: lim\n{export}destination: out\ntuning: {{batch_size: 100, max_retries: 0}}\n"
-    config = tmp_path / "rivet.yaml"
-    config.write_text(
-        f'source:\n  type: {kind}\n  url: "{url}"\nexports:\n  - ' + textwrap.indent(body, "    ").lstrip()
-    )
-    return str(config)
+    return str(write_config(tmp_path, {"type": kind, "url": url}, "- " + textwrap.indent(body, "  ").lstrip()))
 
 
 @pytest.mark.postgres

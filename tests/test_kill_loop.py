@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, start_rivet
+from tests.conftest import pg_source
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, start_rivet, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -24,19 +24,12 @@ SPAN_S = (0.2, 2.4)
 
 
 def _config(tmp_path: Path, table: str, mode: str) -> Path:
-    keys = {"incremental": "cursor_column: at", "time_window": "time_column: at\n    days_window: 1"}[mode]
-    path = tmp_path / "rivet.yaml"
-    path.write_text(
-        f'source: {{type: postgres, url: "{pg_url()}"}}\n'
-        "exports:\n"
-        "  - name: k\n"
-        f"    table: {table}\n"
-        f"    mode: {mode}\n"
-        f"    {keys}\n"
-        "    destination: out\n"
-        "    tuning: {batch_size: 10, throttle_ms: 30}\n"
+    keys = {"incremental": "cursor_column: at", "time_window": "time_column: at\n  days_window: 1"}[mode]
+    body = (
+        f"- name: k\n  table: {table}\n  mode: {mode}\n  {keys}\n  destination: out\n"
+        "  tuning: {batch_size: 10, throttle_ms: 30}\n"
     )
-    return path
+    return write_config(tmp_path, pg_source(), body)
 
 
 def _insert(pg, table: str, first: int, count: int) -> None:

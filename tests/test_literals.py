@@ -22,7 +22,7 @@ from rivet.errors import RivetError
 from rivet.sources.mysql.dialect import MysqlDialect
 from rivet.sources.postgres.dialect import PostgresDialect
 from tests.conftest import MYSQL_URL, my_query, pg_url
-from tests.outputs import rows_by_glob, run_export_json
+from tests.outputs import rows_by_glob, run_export_json, write_config
 
 HOSTILE = [
     "",
@@ -137,10 +137,8 @@ def test_mysql_typed_literals(my_conn, value):
 
 
 def _config(tmp_path: Path, kind: str, url: str, table: str) -> Path:
-    path = tmp_path / "rivet.yaml"
     body = f"- name: inc\n  table: {table}\n  mode: incremental\n  cursor_column: k\n  destination: out\n"
-    path.write_text(f'source:\n  type: {kind}\n  url: "{url}"\nexports:\n' + textwrap.indent(body, "  "))
-    return path
+    return write_config(tmp_path, {"type": kind, "url": url}, body)
 
 
 @pytest.mark.mysql

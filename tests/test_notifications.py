@@ -16,7 +16,7 @@ from rivet.app.notify import outcomes, send_notifications
 from rivet.config.blocks import NotificationsConfig
 from rivet.execution.results import ExportResult
 from tests.conftest import MYSQL_URL, pg_url
-from tests.outputs import run_rivet
+from tests.outputs import run_rivet, write_config
 
 
 class Receiver:
@@ -55,20 +55,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _config(tmp_path: Path, source: str, table: str, notifications: str, processes: bool = False) -> Path:
-    config = tmp_path / "rivet.yaml"
-    config.write_text(
-        f"source: {source}\n"
-        + f"parallel_export_processes: {str(processes).lower()}\n"
-        + textwrap.dedent(notifications)
-        + textwrap.dedent(
-            f"""
-            exports:
-              - {{name: good, table: {table}, destination: good}}
-              - {{name: bad, table: no_such_table_here, destination: bad}}
-            """
-        )
+    return write_config(
+        tmp_path,
+        source,
+        f"- {{name: good, table: {table}, destination: good}}\n"
+        "- {name: bad, table: no_such_table_here, destination: bad}\n",
+        extra=f"parallel_export_processes: {str(processes).lower()}\n" + textwrap.dedent(notifications),
     )
-    return config
 
 
 NOTIFY = """

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MYSQL_URL, pg_url
-from tests.outputs import run_rivet
+from tests.outputs import run_rivet, write_config
 
 
 def _config(tmp_path: Path, source: str, table: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            source: {source}
-            exports:
-              - {{name: c, table: {table}, mode: chunked, chunk_size: 100, chunk_checkpoint: true, destination: out}}
-              - {{name: f, table: {table}, destination: full}}
-            """
-        )
+    return write_config(
+        tmp_path,
+        source,
+        f"""\
+        - {{name: c, table: {table}, mode: chunked, chunk_size: 100, chunk_checkpoint: true, destination: out}}
+        - {{name: f, table: {table}, destination: full}}
+        """,
     )
-    return path
 
 
 @pytest.mark.postgres

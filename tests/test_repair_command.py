@@ -18,29 +18,16 @@ from tests.outputs import (
     rows_by_glob,
     rows_by_manifest,
     run_rivet,
+    write_config,
 )
 
 
 def _config(tmp_path: Path, source: str, table: str, max_file_size: str = "512MB", extra: str = "") -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            source: {source}
-            exports:
-              - name: c
-                table: {table}
-                mode: chunked
-                chunk_column: id
-                chunk_size: 100
-                chunk_checkpoint: true
-                max_file_size: {max_file_size}
-                destination: out
-            """
-        )
-        + extra
+    body = (
+        f"- name: c\n  table: {table}\n  mode: chunked\n  chunk_column: id\n  chunk_size: 100\n"
+        f"  chunk_checkpoint: true\n  max_file_size: {max_file_size}\n  destination: out\n"
     )
-    return path
+    return write_config(tmp_path, source, body + textwrap.indent(textwrap.dedent(extra), "  "))
 
 
 def _manifest(out: Path) -> dict:
