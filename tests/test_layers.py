@@ -39,6 +39,12 @@ class Import:
     module: str
     name: str | None
 
+    @property
+    def shown(self) -> str:
+        """The module, and the name taken from it when that is not a module itself."""
+        named = self.name and not self.module.endswith(f".{self.name}")
+        return f"{self.module}.{self.name}" if named else self.module
+
 
 @dataclass(frozen=True)
 class Tree:
@@ -121,7 +127,7 @@ def crossed_databases(tree: Tree) -> list[str]:
 
 def database_imports_outside_sources(tree: Tree) -> list[str]:
     return [
-        f"{tree.shown(path)}:{i.line} imports {i.module}{'' if i.module.endswith(f'.{i.name}') else f'.{i.name}'}"
+        f"{tree.shown(path)}:{i.line} imports {i.shown}"
         for name, path, i in tree.all_imports()
         if layer_of(name) != "sources" and (database_of(i.module) or i.name in DATABASE_NAMES)
     ]
