@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
@@ -52,12 +51,12 @@ def run_export(
     # Every warning logged about this export is also one of its events, so --json counts what was said.
     said = WarningEvents(plan.name, events)
     log.addHandler(said)
+    table_check = None
     try:
         failpoints.check()
         if plan.table_format is not None:
             assert plan.lake_table is not None
-            check = TableCheck(plan.name, plan.lake_table, plan.destination, plan.partitioning)
-            plan = dataclasses.replace(plan, table_check=check)
+            table_check = TableCheck(plan.name, plan.lake_table, plan.destination, plan.partitioning)
         if lease is not None and state is not None:
             assert plan.identity is not None
             notice = state.bind(plan.key, plan.identity, plan.config_path)
@@ -76,9 +75,11 @@ def run_export(
         if plan.cluster is not None and not plan.is_parallel:
             log.info("export %s is not chunked: it runs in this process, not on the Dask cluster", plan.name)
         if plan.is_parallel:
-            run_chunked(plan, state, result, started, resume=resume, observer=events, lease=lease)
+            run_chunked(
+                plan, state, result, started, resume=resume, observer=events, lease=lease, table_check=table_check
+            )
         else:
-            run_single(plan, state, result, started, events, lease)
+            run_single(plan, state, result, started, events, lease, table_check)
         if result.status == "running":
             result.status = "success"
         result.exit_code = EXIT_OK

@@ -34,6 +34,7 @@ from rivet.storage.destinations import Destination, open_destination
 
 if TYPE_CHECKING:
     from rivet.execution.cluster import ClusterChunkPool
+    from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.sources.base import Session
     from rivet.state import StateStore
@@ -161,6 +162,7 @@ def run_chunked(
     resume: bool = False,
     observer: Observer | None = None,
     lease: ExportLease | None = None,
+    table_check: TableCheck | None = None,
 ) -> None:
     """Plan (or resume) the chunks, read them with the worker pool, then publish."""
     source = ChunkSource.open(plan)
@@ -169,7 +171,7 @@ def run_chunked(
     planner = source.take_planner()
     queue = run.queue
     events = observer or Observer()
-    rows = OutputRows.for_run(plan, state, events, run.started)
+    rows = OutputRows.for_run(plan, state, events, run.started, table_check)
     destination = open_destination(run.destination)
     destination.prepare(plan.name, exclusive=lease is not None, spared_run=lease.spared_run if lease else None)
     try:
@@ -210,7 +212,9 @@ def run_chunked(
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
             _skip(plan, queue, destination, result, success)
             return
-        publication = Publication(plan, destination, state, result, started, append=False, lease=lease)
+        publication = Publication(
+            plan, destination, state, result, started, append=False, lease=lease, table_check=table_check
+        )
         checkpoints = queue.state
 
         def on_commit() -> None:

@@ -120,7 +120,6 @@ def portable_plan(plan: ExportPlan) -> ExportPlan:
     return replace(
         plan,
         cluster=None,
-        table_check=None,
         iceberg=None,  # the table is committed by the coordinator
         source=plan.source.without_secrets(),  # type: ignore[union-attr]
         destination=plan.destination.without_secrets(),

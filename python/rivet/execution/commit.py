@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from rivet.execution.results import ExportResult
     from rivet.output import StagedPart
+    from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
@@ -115,6 +116,8 @@ class Publication:
     append: bool
     lease: ExportLease | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The run's table format checks, awaited before the table is committed.
+    table_check: TableCheck | None = None
     _previous: Manifest | None = None
     # The parts a table format's log listed before this run's commit.
     _table_before: set[str] = field(default_factory=set)
@@ -140,8 +143,8 @@ class Publication:
                 raise
         own = f"{RUNS_DIR}/{self.result.run_id}.json"
         try:
-            if self.plan.table_check is not None:
-                self.plan.table_check.wait(schema)
+            if self.table_check is not None:
+                self.table_check.wait(schema)
             failpoints.hit("before_manifest")
             if self.lease is not None:
                 self.lease.check()

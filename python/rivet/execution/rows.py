@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rivet.core.events import Observer
     from rivet.output.meta import Stamp
     from rivet.output.quality import QualityTracker
+    from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.storage.destinations import Destination
@@ -40,11 +41,20 @@ class OutputRows:
     drift: DriftCheck
     quality: QualityTracker | None = None
     warned_oversized: bool = False
+    # The run's table format checks, running in their thread: their failure stops the read early.
+    table_check: TableCheck | None = None
 
     @classmethod
-    def for_run(cls, plan: ExportPlan, state: StateStore | None, events: Observer, started: dt.datetime) -> OutputRows:
+    def for_run(
+        cls,
+        plan: ExportPlan,
+        state: StateStore | None,
+        events: Observer,
+        started: dt.datetime,
+        table_check: TableCheck | None = None,
+    ) -> OutputRows:
         """The run's checks; ``started`` stamps ``_rivet_exported_at``."""
-        return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events))
+        return cls(plan, plan.meta.stamp(plan.name, started), DriftCheck(plan, state, events), table_check=table_check)
 
     def open(self, source_schema: pa.Schema, destination: Destination) -> pa.Schema:
         """The output schema, once drift and partitioning are checked.
@@ -59,8 +69,8 @@ class OutputRows:
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Count ``batch`` (as read) and return it as written."""
         self.check_size(batch)
-        if self.plan.table_check is not None:
-            self.plan.table_check.raise_if_failed()
+        if self.table_check is not None:
+            self.table_check.raise_if_failed()
         if (table := self.plan.lake_table) is not None and self.plan.partitioning is not None:
             from rivet.output.tables.base import check_partition_values
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from rivet._native import BatchReader
     from rivet.core.events import Observer
     from rivet.execution.results import ExportResult
+    from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
@@ -84,12 +85,13 @@ def run_single(
     started: dt.datetime,
     events: Observer,
     lease: ExportLease | None = None,
+    table_check: TableCheck | None = None,
 ) -> None:
     """Read (retrying transient faults), stage, then commit and publish one export."""
     destination = open_destination(plan.destination)
     query, cursor = _shaped_query(plan, state, destination, started)
     fast = _fast_scanner(plan, query)
-    rows = OutputRows.for_run(plan, state, events, started)
+    rows = OutputRows.for_run(plan, state, events, started, table_check)
     retrier = Retrier(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts, events
     )
@@ -112,7 +114,9 @@ def run_single(
             result.status = "empty"
         destination.withdraw_success()
         parts = commit_parts(destination, staged, part_stem(plan.name, started), plan.format.extension, result.run_id)
-        publication = Publication(plan, destination, state, result, started, append, lease, _provenance(cursor))
+        publication = Publication(
+            plan, destination, state, result, started, append, lease, _provenance(cursor), table_check=table_check
+        )
         assert result.schema is not None
         result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
 
