@@ -298,7 +298,12 @@ def run_threads(
                 result = ExportResult.failed(name, export.mode, e)
             else:
                 result = run_export(
-                    options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer
+                    options.shape(plan),
+                    state,
+                    resume=options.resume,
+                    wait=options.wait,
+                    observer=observer,
+                    cluster=options.cluster,
                 )
             cards.finish(result)
             return result

@@ -151,7 +151,12 @@ def _run_sequentially(
                     observer.emit("finished", name, **finished)
             else:
                 result = run_export(
-                    options.shape(plan), state, resume=options.resume, wait=options.wait, observer=observer
+                    options.shape(plan),
+                    state,
+                    resume=options.resume,
+                    wait=options.wait,
+                    observer=observer,
+                    cluster=options.cluster,
                 )
             results.append(result)
             if on_result is not None:

@@ -15,6 +15,7 @@ from rivet.errors import EXIT_OK, SchemaDriftError, exit_code_for
 from rivet.execution.results import ExportResult
 
 if TYPE_CHECKING:
+    from rivet.execution.cluster import Cluster
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.keys import ExportKey
@@ -29,8 +30,9 @@ def run_export(
     resume: bool = False,
     wait: bool = False,
     observer: Observer | None = None,
+    cluster: Cluster | None = None,
 ) -> ExportResult:
-    """Run one export end to end, reporting its events to ``observer``.
+    """Run one export end to end, reporting its events to ``observer``; ``cluster`` reads its chunks.
 
     With a state store the run first takes the export's lease: a second run of the
     same export is refused (or waits, with ``wait``). A failure is recorded in the
@@ -72,11 +74,19 @@ def run_export(
                 plan.destination.url,
                 part_stem(plan.name, started),
             )
-        if plan.cluster is not None and not plan.is_parallel:
+        if cluster is not None and not plan.is_parallel:
             log.info("export %s is not chunked: it runs in this process, not on the Dask cluster", plan.name)
         if plan.is_parallel:
             run_chunked(
-                plan, state, result, started, resume=resume, observer=events, lease=lease, table_check=table_check
+                plan,
+                state,
+                result,
+                started,
+                resume=resume,
+                observer=events,
+                lease=lease,
+                table_check=table_check,
+                cluster=cluster,
             )
         else:
             run_single(plan, state, result, started, events, lease, table_check)

@@ -33,7 +33,7 @@ from rivet.sources.connectorx import ConnectorxScanner, engine_label
 from rivet.storage.destinations import Destination, open_destination
 
 if TYPE_CHECKING:
-    from rivet.execution.cluster import ClusterChunkPool
+    from rivet.execution.cluster import Cluster, ClusterChunkPool
     from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.sources.base import Session
@@ -55,14 +55,15 @@ class ChunkSource:
     schema: pa.Schema  # the source's columns, before meta columns
     engine: str
     fast: ConnectorxScanner | None
+    cluster: Cluster | None = None  # the Dask cluster whose workers read the chunks; None: threads here
 
     @classmethod
-    def open(cls, plan: ExportPlan) -> ChunkSource:
+    def open(cls, plan: ExportPlan, cluster: Cluster | None = None) -> ChunkSource:
         """Connect, export a snapshot when the plan is consistent, describe the query, choose the reader."""
-        if plan.cluster is not None:
+        if cluster is not None:
             from rivet.execution.cluster import check_transport
 
-            check_transport(plan)
+            check_transport(plan, cluster)
         coordinator = plan.server.session()
         snapshot = None
         if plan.consistent:
@@ -70,11 +71,11 @@ class ChunkSource:
             snapshot = plan.source.catalog.export_snapshot(coordinator)
         decimal, text = plan.server.split_overrides(plan.overrides)
         schema = pa.schema(coordinator.describe(plan.query, decimal, text))
-        if plan.cluster is not None:
+        if cluster is not None:
             from rivet.execution.cluster import ENGINE
 
-            log.info("export %s reads its chunks on the Dask cluster at %s", plan.name, plan.cluster.address)
-            return cls(plan, coordinator, snapshot, schema, ENGINE, None)
+            log.info("export %s reads its chunks on the Dask cluster at %s", plan.name, cluster.address)
+            return cls(plan, coordinator, snapshot, schema, ENGINE, None, cluster)
         choice = choose_engine(plan, schema, chunked=True, channel=coordinator.channel)
         log.info("export %s reads with the %s reader (%s)", plan.name, choice.engine, choice.reason)
         fast = connectorx_scanner(plan, schema, coordinator.channel) if choice.engine == "connectorx" else None
@@ -114,11 +115,11 @@ class ChunkSource:
         ``planner``, the planning connection, goes to the first thread that reads natively;
         the cluster's tasks connect on their workers, so there it is closed.
         """
-        if self.plan.cluster is not None:
+        if self.cluster is not None:
             from rivet.execution.cluster import ClusterChunkPool
 
             return ClusterChunkPool(
-                self.plan.cluster,
+                self.cluster,
                 self.plan,
                 queue,
                 destination,
@@ -163,9 +164,10 @@ def run_chunked(
     observer: Observer | None = None,
     lease: ExportLease | None = None,
     table_check: TableCheck | None = None,
+    cluster: Cluster | None = None,
 ) -> None:
-    """Plan (or resume) the chunks, read them with the worker pool, then publish."""
-    source = ChunkSource.open(plan)
+    """Plan (or resume) the chunks, read them with the worker pool (or ``cluster``), then publish."""
+    source = ChunkSource.open(plan, cluster)
     schema = source.schema
     run = open_queue(plan, state, source.planner, schema, result, started, resume)
     planner = source.take_planner()

@@ -119,22 +119,20 @@ def portable_plan(plan: ExportPlan) -> ExportPlan:
     """
     return replace(
         plan,
-        cluster=None,
         iceberg=None,  # the table is committed by the coordinator
         source=plan.source.without_secrets(),  # type: ignore[union-attr]
         destination=plan.destination.without_secrets(),
     )
 
 
-def check_transport(plan: ExportPlan) -> None:
+def check_transport(plan: ExportPlan, cluster: Cluster) -> None:
     """Refuse a plain ``tcp://`` scheduler for an export with credentials, unless the config allows it.
 
     Tasks carry no secret, but whoever reaches a plaintext scheduler can run code on the
     workers, which hold the credentials in their environment.
     """
-    assert plan.cluster is not None
     portable_plan(plan)  # a secret written in the config fails here, before the source is read
-    if not plan.cluster.address.startswith("tcp://") or plan.cluster_plaintext:
+    if not cluster.address.startswith("tcp://") or plan.cluster_plaintext:
         return
     source = cast("NetworkSource", plan.source)
     held = []
@@ -144,7 +142,7 @@ def check_transport(plan: ExportPlan) -> None:
         held.append("the destination's credentials")
     if held:
         raise ConfigError(
-            f"export '{plan.name}': the Dask scheduler {plan.cluster.address} is reached over plain tcp://, and "
+            f"export '{plan.name}': the Dask scheduler {cluster.address} is reached over plain tcp://, and "
             f"the workers hold {' and '.join(held)}: anyone who reaches the scheduler can run code on them. Use "
             "a tls:// scheduler (distributed's TLS settings), or set executor.allow_plaintext: true on a "
             "network you trust"

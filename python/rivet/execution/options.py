@@ -29,8 +29,8 @@ class RunOptions:
     cluster: Cluster | None = dataclasses.field(default=None, compare=False)
 
     def shape(self, plan: ExportPlan) -> ExportPlan:
-        """``plan`` with these flags' checks, and the cluster that reads its chunks."""
-        return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile, cluster=self.cluster)
+        """``plan`` with these flags' checks."""
+        return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile)
 
     def flags(self) -> list[str]:
         """The same options as ``rivet run`` flags (for child processes)."""

@@ -106,8 +106,6 @@ class ExportPlan:
     table_format: str | None = None
     # With table_format "iceberg": the catalog and table.
     iceberg: IcebergTable | None = None
-    # The Dask cluster that reads the chunks (rivet.execution.cluster.Cluster); None: local threads.
-    cluster: Any = dataclasses.field(default=None, compare=False, repr=False)
     # executor.allow_plaintext: a tcp:// scheduler may run exports that have credentials.
     cluster_plaintext: bool = False
     # Whose rows of the state store are this export's, and what its state is about.
