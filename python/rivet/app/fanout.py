@@ -281,7 +281,6 @@ def run_threads(
     options: RunOptions,
 ) -> list[ExportResult]:
     """Run each export in a thread of this process, with the same events and cards."""
-    from rivet.execution import run_export
     from rivet.plan.export import build_plan
     from rivet.state import StateStore, state_location
 
@@ -297,14 +296,7 @@ def run_threads(
             except Exception as e:  # noqa: BLE001 - a bad plan fails this export only
                 result = ExportResult.failed(name, export.mode, e)
             else:
-                result = run_export(
-                    options.shape(plan),
-                    state,
-                    resume=options.resume,
-                    wait=options.wait,
-                    observer=observer,
-                    cluster=options.cluster,
-                )
+                result = options.run(plan, state, observer)
             cards.finish(result)
             return result
 

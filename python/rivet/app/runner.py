@@ -12,7 +12,6 @@ from rivet.config import LoadedConfig
 from rivet.core.events import CallbackObserver, Observer
 from rivet.core.runinfo import iso, utc_now
 from rivet.errors import ConfigError
-from rivet.execution import run_export
 from rivet.execution.options import RunOptions
 from rivet.execution.results import ExportResult, RunResult
 from rivet.plan.export import build_plan
@@ -150,14 +149,7 @@ def _run_sequentially(
                     observer.emit("started", name, run_id=result.run_id, mode=export.mode)
                     observer.emit("finished", name, **finished)
             else:
-                result = run_export(
-                    options.shape(plan),
-                    state,
-                    resume=options.resume,
-                    wait=options.wait,
-                    observer=observer,
-                    cluster=options.cluster,
-                )
+                result = options.run(plan, state, observer)
             results.append(result)
             if on_result is not None:
                 on_result(result)

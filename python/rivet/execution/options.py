@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rivet.core.events import Observer
     from rivet.execution.cluster import Cluster
+    from rivet.execution.results import ExportResult
     from rivet.plan.export import ExportPlan
+    from rivet.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,14 @@ class RunOptions:
     def shape(self, plan: ExportPlan) -> ExportPlan:
         """``plan`` with these flags' checks."""
         return dataclasses.replace(plan, validate=self.validate, reconcile=self.reconcile)
+
+    def run(self, plan: ExportPlan, state: StateStore | None, observer: Observer | None = None) -> ExportResult:
+        """Run ``plan`` with these flags (and on the cluster, if any)."""
+        from rivet.execution import run_export
+
+        return run_export(
+            self.shape(plan), state, resume=self.resume, wait=self.wait, observer=observer, cluster=self.cluster
+        )
 
     def flags(self) -> list[str]:
         """The same options as ``rivet run`` flags (for child processes)."""

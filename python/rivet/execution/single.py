@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from itertools import count
 from pathlib import Path
@@ -98,7 +99,7 @@ def run_single(
     try:
         destination.prepare(plan.name, exclusive=lease is not None, spared_run=lease.spared_run if lease else None)
         events.emit("progress_init", plan.name, estimated_rows=_estimated_rows(plan, query))
-        staged = _read_with_retries(plan, query, fast, destination, result, cursor, events, retrier, rows)
+        staged = _read_with_retries(SingleRead(plan, query, fast, destination, result, cursor, events, rows), retrier)
         failpoints.hit("after_part_write")
         if plan.skip_empty and sum(p.rows for p in staged) == 0:
             for part in staged:
@@ -144,24 +145,32 @@ def _provenance(cursor: AppendCursor | None) -> dict[str, object]:
     }
 
 
-def _read_with_retries(
-    plan: ExportPlan,
-    query: str,
-    fast: ConnectorxScanner | None,
-    destination: Destination,
-    result: ExportResult,
-    cursor: AppendCursor | None,
-    events: Observer,
-    retrier: Retrier,
-    rows: OutputRows,
-) -> list[StagedPart]:
+@dataclass(frozen=True)
+class SingleRead:
+    """One single-stream read: its plan and query, the reader to try first, and where its rows go."""
+
+    plan: ExportPlan
+    query: str
+    fast: ConnectorxScanner | None
+    destination: Destination
+    result: ExportResult
+    cursor: AppendCursor | None
+    events: Observer
+    rows: OutputRows
+
+    def stage(self, reader: BatchReader | ConnectorxReader) -> list[StagedPart]:
+        """Every batch of ``reader`` written into staged parts."""
+        return _stage(self.plan, reader, self.destination, self.result, self.cursor, self.events, self.rows)
+
+
+def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
     """Every row staged into parts; a transient fault restarts the read on a new connection."""
     for attempt in count(1):
         try:
-            return _read_once(plan, query, fast, destination, result, cursor, events, rows)
+            return _read_once(read)
         except Exception as e:
-            if cursor is not None:
-                cursor.reset()
+            if read.cursor is not None:
+                read.cursor.reset()
             if attempt == 1 and _unreachable(e):
                 raise
             _, wait = retrier.next_attempt(e, attempt)
@@ -176,27 +185,18 @@ def _unreachable(error: BaseException) -> bool:
     return isinstance(error, SourceConnectionError) and not error.lost and error.code is None
 
 
-def _read_once(
-    plan: ExportPlan,
-    query: str,
-    fast: ConnectorxScanner | None,
-    destination: Destination,
-    result: ExportResult,
-    cursor: AppendCursor | None,
-    events: Observer,
-    rows: OutputRows,
-) -> list[StagedPart]:
-    if fast is not None:
+def _read_once(read: SingleRead) -> list[StagedPart]:
+    plan, result = read.plan, read.result
+    if read.fast is not None:
         result.engine = "connectorx"
         try:
-            return _stage(plan, fast.open(query), destination, result, cursor, events, rows)
+            return read.stage(read.fast.open(read.query))
         except FastPathError as e:
             log.warning("export %s: %s; the native reader reads it", plan.name, e)
-            if cursor is not None:
-                cursor.reset()
+            if read.cursor is not None:
+                read.cursor.reset()
     result.engine = "native"
-    reader = plan.source.scan(query, plan.overrides, plan.tuning, reconcile=plan.reconcile)
-    return _stage(plan, reader, destination, result, cursor, events, rows)
+    return read.stage(plan.source.scan(read.query, plan.overrides, plan.tuning, reconcile=plan.reconcile))
 
 
 def _estimated_rows(plan: ExportPlan, query: str) -> int | None:
