@@ -221,10 +221,12 @@ def test_terminated_backend_is_retried_and_the_export_succeeds(pg, pg_table, slo
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             while time.monotonic() < deadline and not killed:
                 # A chunk's COPY that has streamed some rows already: terminated mid-stream.
+                # Only this test's own chunks (its slow function), whatever else runs on the server.
                 rows = admin.execute(
                     "SELECT a.pid FROM pg_stat_activity AS a JOIN pg_stat_progress_copy AS c ON c.pid = a.pid "
                     "WHERE a.application_name = 'rivet' AND a.state = 'active' "
-                    "AND a.query LIKE 'COPY%rivet_slow%' AND c.tuples_processed > 0"
+                    "AND a.query LIKE %s AND c.tuples_processed > 0",
+                    (f"COPY%{slow}%",),
                 ).fetchall()
                 if rows:
                     admin.execute("SELECT pg_terminate_backend(%s)", (rows[0][0],))

@@ -110,8 +110,8 @@ def test_killed_connection_is_retried_and_the_export_succeeds(my_table, out, cap
                 # A chunk's statement while it reads rows (in SLEEP() for one of them).
                 rows = my_query(
                     admin,
-                    "SELECT ID FROM information_schema.PROCESSLIST "
-                    "WHERE STATE = 'User sleep' AND INFO LIKE '%rivet_marker%' AND INFO NOT LIKE '%PROCESSLIST%'",
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE = 'User sleep' "
+                    f"AND INFO LIKE '%rivet_marker%' AND INFO LIKE '%{t}%' AND INFO NOT LIKE '%PROCESSLIST%'",
                 )
                 if rows:
                     my_query(admin, f"KILL CONNECTION {rows[0][0]}")
