@@ -313,4 +313,4 @@ def gcs() -> Iterator[dict[str, Any]]:
 
 
 # The source fixture (each database in turn), for tests written once for every database.
-from tests.sources import source  # noqa: E402, F401
+from tests.sources import database_server, source  # noqa: E402, F401

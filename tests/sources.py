@@ -122,6 +122,20 @@ class Source:
             at = "TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i SECOND"
             self.sql(f"INSERT INTO {table} SELECT i, md5(i), {at} FROM ({numbers(last)}) AS n WHERE i >= {first}")
 
+    def noon_table(self, noons: list[Any]) -> str:
+        """A new table ``(id, at, unix_at)``: row ``i`` at ``noons[i]`` (UTC), as a timestamp and in unix seconds."""
+        if self.kind == "postgres":
+            table = self._table("CREATE TABLE {t} (id int, at timestamptz, unix_at bigint)")
+            for i, noon in enumerate(noons):
+                self._conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s)", (i, noon, int(noon.timestamp())))
+            return table
+        if self.kind == "mysql":
+            rows = ", ".join(f"({i}, '{n:%Y-%m-%d %H:%M:%S}', {int(n.timestamp())})" for i, n in enumerate(noons))
+            return self._table(
+                f"CREATE TABLE {{t}} (id INT, at DATETIME(6), unix_at BIGINT);\nINSERT INTO {{t}} VALUES {rows}"
+            )
+        raise NotImplementedError("time windows are tested on the servers")
+
     def skewed_table(self) -> str:
         """A new table ``(k bigint, payload text)``: 95% of the keys in 1..9500, the rest spread up to
         10^12, and 37 rows whose key is NULL."""
@@ -164,13 +178,16 @@ class Source:
         )
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mysql", marks=pytest.mark.mysql),
-        "sqlite",
-    ]
-)
+SERVERS = [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+
+
+@pytest.fixture(params=[*SERVERS, "sqlite"])
 def source(request: pytest.FixtureRequest) -> Source:
     """Each database in turn: PostgreSQL, MariaDB and SQLite."""
+    return Source(request.param, request)
+
+
+@pytest.fixture(params=SERVERS)
+def database_server(request: pytest.FixtureRequest) -> Source:
+    """Each database server in turn: PostgreSQL and MariaDB."""
     return Source(request.param, request)

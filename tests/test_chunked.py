@@ -19,8 +19,6 @@ from rivet.errors import ChunkError, ConfigError, DataError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
 from tests.conftest import PG_URL, pg_source, pg_url
 from tests.outputs import (
-    assert_time_windows,
-    noons_back,
     rows_by_glob,
     rows_by_manifest,
     run_export_json,
@@ -427,14 +425,6 @@ def test_incremental_coalesce_mode(pg, pg_table, tmp_path):
     # COALESCE(updated_at, created_at) >= 9: row 3 (9) was exported already, row 5 (10) is new;
     # row 4 (8) is before the boundary.
     assert sorted(k[0] for k in rows_in_files(second.files, ["id"])) == [5]
-
-
-def test_time_window(pg, pg_table, out):
-    today, noons = noons_back(10)
-    t = pg_table("CREATE TABLE {t} (id int, at timestamptz, unix_at bigint)")
-    for i, noon in enumerate(noons):
-        pg.execute(f"INSERT INTO {t} VALUES (%s, %s, %s)", (i, noon, int(noon.timestamp())))
-    assert_time_windows(pg_url(), t, out, today, 10)
 
 
 def test_incremental_without_a_state_store_is_refused(pg_table, out):

@@ -14,7 +14,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query, my_source
-from tests.outputs import assert_time_windows, noons_back, run_rivet, write_config
+from tests.outputs import run_rivet, write_config
 from tests.sources import numbers
 
 pytestmark = pytest.mark.mysql
@@ -210,13 +210,6 @@ def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn,
     my_query(my_conn, f"INSERT INTO {t} VALUES (13, '2024-01-02 00:00:00.7')")
     third = run()
     assert sorted(k[0] for k in rows_in_files(third["files"], ["id"])) == [13]
-
-
-def test_time_window(my_conn, my_table, out):
-    today, noons = noons_back(10)
-    rows = ", ".join(f"({i}, '{noon:%Y-%m-%d %H:%M:%S}', {int(noon.timestamp())})" for i, noon in enumerate(noons))
-    t = my_table(f"CREATE TABLE {{t}} (id INT, at DATETIME(6), unix_at BIGINT);\nINSERT INTO {{t}} VALUES {rows}")
-    assert_time_windows(MYSQL_URL, t, out, today, 10)
 
 
 def test_a_long_stream_reads_every_value_intact(my_conn, my_table, out):
