@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MYSQL_URL, my_query, pg_url
-from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet
+from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, run_rivet, write_config
 
 COLUMNS = ["id", "v", "updated_at"]
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -53,9 +52,7 @@ def table(request, pg_table, my_table):
 
 def config_for(tmp_path: Path, t: Table, body: str) -> Path:
     url = pg_url() if t.kind == "postgres" else MYSQL_URL
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f'source:\n  type: {t.kind}\n  url: "{url}"\nexports:\n' + textwrap.indent(body, "  "))
-    return path
+    return write_config(tmp_path, {"type": t.kind, "url": url}, body)
 
 
 def normalized(counter) -> dict:

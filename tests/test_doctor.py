@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MYSQL_URL, PG_URL, pg_url
-from tests.outputs import files_with_bytes, run_rivet
+from tests.outputs import files_with_bytes, run_rivet, write_config
 
 
 def _doctor(tmp_path: Path, source: str, exports: str, env: dict[str, str] | None = None) -> tuple[int, list[dict]]:
-    config = tmp_path / "rivet.yaml"
-    config.write_text(f"source: {source}\nexports:\n{exports}")
+    config = write_config(tmp_path, source, exports)
     ran = run_rivet("doctor", "-c", str(config), "--json", env=env)
     return ran.returncode, json.loads(ran.stdout)["checks"]
 

@@ -21,8 +21,8 @@ from rivet.app.planfiles import seal
 from rivet.config import load_config
 from rivet.core import events
 from tests.chunkrun import chunk_runs, wait_for_done_chunks, wait_until
-from tests.conftest import pg_url
-from tests.outputs import run_rivet, start_rivet
+from tests.conftest import pg_source
+from tests.outputs import run_rivet, start_rivet, write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -41,9 +41,7 @@ def slow(pg):
 
 
 def config_with(tmp_path: Path, exports: str) -> Path:
-    path = tmp_path / "rivet.yaml"
-    path.write_text(f'source:\n  type: postgres\n  url: "{pg_url()}"\nexports:\n' + textwrap.indent(exports, "  "))
-    return path
+    return write_config(tmp_path, pg_source(), exports)
 
 
 def three_exports(tmp_path: Path, table: str, slow: str) -> Path:

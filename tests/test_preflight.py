@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MYSQL_URL, pg_url
-from tests.outputs import run_rivet
+from tests.outputs import run_rivet, write_config
 
 
 def _check(tmp_path: Path, source: str, exports: str) -> dict[str, dict]:
-    config = tmp_path / "rivet.yaml"
-    config.write_text(f"source: {source}\nexports:\n{exports}")
+    config = write_config(tmp_path, source, exports)
     ran = run_rivet("check", "-c", str(config), "--json")
     assert ran.returncode == 0, ran.stderr
     return {e["export"]: e for e in json.loads(ran.stdout)["exports"]}

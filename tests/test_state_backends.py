@@ -16,7 +16,7 @@ from rivet.errors import ExportBusyError, StateError
 from rivet.state import MIGRATIONS, STATE_URL_VARIABLE, StateStore
 from rivet.state.keys import ExportKey
 from tests.conftest import MYSQL_URL, pg_url
-from tests.outputs import assert_failpoint_ended, run_rivet
+from tests.outputs import assert_failpoint_ended, run_rivet, write_config
 
 E = ExportKey("team-a", "e")
 N = ExportKey("team-a", "n")
@@ -213,9 +213,7 @@ def _machine(tmp_path: Path, name: str, source: str, export: str) -> Path:
     """A config directory, as on one machine of several sharing one state database."""
     home = tmp_path / name
     home.mkdir()
-    config = home / "rivet.yaml"
-    config.write_text(f"source: {source}\nexports:\n  - {export}\n")
-    return config
+    return write_config(home, source, f"- {export}\n")
 
 
 def _ids(out: Path) -> list[int]:
