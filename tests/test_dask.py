@@ -26,6 +26,7 @@ import dask
 import distributed
 import psycopg
 import pytest
+import yaml
 
 import rivet
 from rivet.errors import ChunkError, QueryError, hint_for
@@ -33,7 +34,7 @@ from rivet.execution.cluster import NO_WORKERS_VARIABLE
 from rivet.state.backends import STATE_URL_VARIABLE
 from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
 from tests.conftest import MYSQL_URL, PG_URL, my_query
-from tests.outputs import rows_by_manifest, run_rivet
+from tests.outputs import rows_by_manifest, run_rivet, write_config
 
 ROWS = 3000
 
@@ -59,7 +60,8 @@ def client(cluster):
         yield c
 
 
-def write_config(tmp_path: Path, url: str, query: str, **export: object) -> Path:
+def chunked_config(tmp_path: Path, url: str, query: str, **export: object) -> Path:
+    """A chunked, checkpointed export of ``query`` (keys in ``export`` override), for the cluster to read."""
     body = {
         "name": "orders",
         "query": query,
@@ -72,10 +74,8 @@ def write_config(tmp_path: Path, url: str, query: str, **export: object) -> Path
         "tuning": {"retry_backoff_ms": 10},
         **export,
     }
-    config = tmp_path / "rivet.yaml"
     kind = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}[url.split(":", 1)[0]]
-    config.write_text(json.dumps({"source": {"type": kind, "url": url}, "exports": [body]}))
-    return config
+    return write_config(tmp_path, {"type": kind, "url": url}, [body])
 
 
 def numbered(pg_table) -> str:
@@ -104,7 +104,7 @@ def test_pg_chunks_on_the_cluster_give_every_row_once_under_one_snapshot(pg, pg_
         f"CREATE TABLE {{t}} AS SELECT i AS id, md5(i::text) AS payload, (i * 1.25)::numeric(12,2) AS amount "
         f"FROM generate_series(1, {ROWS}) AS i"
     )
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload, amount FROM {table}", snapshot="consistent")
+    config = chunked_config(tmp_path, PG_URL, f"SELECT id, payload, amount FROM {table}", snapshot="consistent")
     result = rivet.run(config, dask_client=client)
     export = result.exports[0]
     assert result.ok, export.error
@@ -122,7 +122,7 @@ def test_mariadb_chunks_on_the_cluster_through_the_command_line(my_conn, my_tabl
     table = my_table("CREATE TABLE {t} (id INT PRIMARY KEY, name VARCHAR(40), price DECIMAL(10,2), at DATETIME(6))")
     values = ",".join(f"({i}, 'n{i}', {i}.25, '2026-01-01 00:00:00.{i:06d}')" for i in range(1, ROWS + 1))
     my_query(my_conn, f"INSERT INTO {table} VALUES {values}")
-    config = write_config(tmp_path, MYSQL_URL, f"SELECT id, name, price, at FROM {table}")
+    config = chunked_config(tmp_path, MYSQL_URL, f"SELECT id, name, price, at FROM {table}")
     proc = run_rivet("run", "-c", str(config), "--json", "--dask-scheduler", cluster.scheduler_address)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)["exports"][0]
@@ -137,7 +137,7 @@ def test_a_chunk_that_fails_on_a_worker_fails_the_run_with_the_servers_code_and_
     pg, pg_table, client, tmp_path
 ):
     table = pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id FROM generate_series(1, {ROWS}) AS i")
-    config = write_config(tmp_path, PG_URL, f"SELECT id, 1 / (id - 1600) AS x FROM {table}")
+    config = chunked_config(tmp_path, PG_URL, f"SELECT id, 1 / (id - 1600) AS x FROM {table}")
     export = rivet.run(config, dask_client=client).exports[0]
     assert export.status == "failed"
     failed = re.match(r"chunk (\d+) \[(\d+), (\d+)\) failed after 1 attempt", export.error)
@@ -154,7 +154,7 @@ def test_a_chunk_that_fails_on_a_worker_fails_the_run_with_the_servers_code_and_
 @pytest.mark.postgres
 def test_a_second_run_on_the_cluster_replaces_the_first_runs_parts(pg, pg_table, client, tmp_path):
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, f"SELECT id, payload FROM {table}")
+    config = chunked_config(tmp_path, PG_URL, f"SELECT id, payload FROM {table}")
     for _ in range(2):
         result = rivet.run(config, dask_client=client)
         assert result.ok, result.exports[0].error
@@ -166,7 +166,7 @@ def test_a_second_run_on_the_cluster_replaces_the_first_runs_parts(pg, pg_table,
 def test_a_failed_run_without_checkpoints_leaves_no_part(pg, pg_table, client, tmp_path):
     table = pg_table(f"CREATE TABLE {{t}} AS SELECT i AS id FROM generate_series(1, {ROWS}) AS i")
     query = f"SELECT id, 1 / (id - 2900) AS x FROM {table}"
-    config = write_config(tmp_path, PG_URL, query, chunk_checkpoint=False)
+    config = chunked_config(tmp_path, PG_URL, query, chunk_checkpoint=False)
     export = rivet.run(config, dask_client=client).exports[0]
     assert export.status == "failed" and "division by zero" in export.error
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
@@ -226,7 +226,7 @@ def test_workers_killed_mid_run_still_give_every_row_exactly_once(pg, pg_table, 
     table = numbered(pg_table)
     # Each chunk of 250 rows takes over a second, so the workers die while chunks are in flight.
     query = slowed(slow, table)
-    config = write_config(tmp_path, PG_URL, query)
+    config = chunked_config(tmp_path, PG_URL, query)
     state = tmp_path / ".rivet_state.db"
     before = client.run(os.getpid)
     thread, results = run_in_thread(config, client)
@@ -253,7 +253,7 @@ def test_every_task_reads_under_the_coordinators_snapshot(pg, pg_table, slow, cl
     table = numbered(pg_table)
     before = source_rows(pg, f"SELECT id, payload FROM {table}")
     query = slowed(slow, table)
-    config = write_config(tmp_path, PG_URL, query, snapshot="consistent")
+    config = chunked_config(tmp_path, PG_URL, query, snapshot="consistent")
     state = tmp_path / ".rivet_state.db"
     thread, results = run_in_thread(config, client)
     wait_until(lambda: done_chunks(state, "orders") >= 1, "a chunk is done")
@@ -286,7 +286,7 @@ def test_a_table_read_in_page_ranges_on_the_cluster(pg, pg_table, client, tmp_pa
 @pytest.mark.postgres
 def test_a_coordinator_killed_mid_run_resumes_on_the_cluster(pg, pg_table, slow, cluster, tmp_path):
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, slowed(slow, table))
+    config = chunked_config(tmp_path, PG_URL, slowed(slow, table))
     on_cluster = ("--dask-scheduler", cluster.scheduler_address)
     before = kill_after_chunks(config, 2, args=on_cluster)
     assert len(before) < ROWS // 250, "the run ended before it could be killed"
@@ -305,7 +305,7 @@ def test_another_machine_resumes_a_dead_coordinators_run_from_state_in_postgresq
     first, second = (tmp_path / "a", tmp_path / "b")
     for home in (first, second):
         home.mkdir()
-        write_config(home, PG_URL, query, destination={"type": "local", "path": str(out)})
+        chunked_config(home, PG_URL, query, destination={"type": "local", "path": str(out)})
     env = {STATE_URL_VARIABLE: pg_state_url}
     on_cluster = ["--dask-scheduler", cluster.scheduler_address]
     running = coordinator(first / "rivet.yaml", cluster.scheduler_address, env)
@@ -344,7 +344,7 @@ def test_connections_to_the_source_stay_within_parallel_across_the_cluster(pg, p
     )
     try:
         query = f"SELECT id, payload, {gate}(id) AS gated FROM {table}"
-        config = write_config(tmp_path, PG_URL, query, chunk_size=150, tuning={"max_retries": 0})
+        config = chunked_config(tmp_path, PG_URL, query, chunk_size=150, tuning={"max_retries": 0})
         readers: list[int] = []
         stop = threading.Event()
 
@@ -408,7 +408,7 @@ def test_a_lost_scheduler_fails_the_run_cleanly_and_it_resumes_elsewhere(
 ):
     address, scheduler, worker = own_cluster
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, slowed(slow, table))
+    config = chunked_config(tmp_path, PG_URL, slowed(slow, table))
     state = tmp_path / ".rivet_state.db"
     quick = {"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
     run = coordinator(config, address, quick, stderr=subprocess.PIPE, text=True)
@@ -432,7 +432,7 @@ def test_a_cluster_left_without_workers_fails_the_run_instead_of_waiting_forever
 ):
     address, _, worker = own_cluster
     table = numbered(pg_table)
-    config = write_config(tmp_path, PG_URL, slowed(slow, table))
+    config = chunked_config(tmp_path, PG_URL, slowed(slow, table))
     state = tmp_path / ".rivet_state.db"
     run = coordinator(config, address, {NO_WORKERS_VARIABLE: "3"}, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: done_chunks(state, "orders") >= 1, "a chunk is done", run)
@@ -443,7 +443,7 @@ def test_a_cluster_left_without_workers_fails_the_run_instead_of_waiting_forever
 
 
 def test_doctor_checks_the_cluster_and_the_rivet_on_its_workers(cluster, tmp_path):
-    config = write_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
+    config = chunked_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
     checked = run_rivet("doctor", "-c", str(config), "--json", "--dask-scheduler", cluster.scheduler_address)
     found = {c["check"]: c for c in json.loads(checked.stdout)["checks"] if c["subject"] == "cluster"}
     assert found["scheduler"]["status"] == "ok" and "2 worker(s)" in found["scheduler"]["detail"]
@@ -456,7 +456,7 @@ def test_doctor_checks_the_cluster_and_the_rivet_on_its_workers(cluster, tmp_pat
 
 
 def test_an_unreachable_scheduler_is_a_clear_error_and_nothing_is_written(tmp_path):
-    config = write_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
+    config = chunked_config(tmp_path, "sqlite:///" + str(tmp_path / "none.db"), "SELECT 1 AS id")
     proc = run_rivet(
         "run",
         "-c",
@@ -569,8 +569,8 @@ def _config_with_password(tmp_path: Path, monkeypatch, table: str) -> tuple[Path
     Trust authentication ignores the password, but the config has one: it counts.
     """
     monkeypatch.setenv("RIVET_T_PGURL", f"{PG_URL.partition('?')[0].replace('postgres@', 'postgres:pw@')}")
-    config = write_config(tmp_path, PG_URL, f"SELECT * FROM {table}")
-    body = json.loads(config.read_text())
+    config = chunked_config(tmp_path, PG_URL, f"SELECT * FROM {table}")
+    body = yaml.safe_load(config.read_text())
     body["source"] = {"type": "postgres", "url_env": "RIVET_T_PGURL"}
     config.write_text(json.dumps(body))
     return config, body
