@@ -142,7 +142,8 @@ def kind_branches_outside_sources(tree: Tree) -> list[str]:
 
 
 def kind_branches(path: Path) -> list[int]:
-    """Lines that compare something with a database kind's name (``==``, ``in``, ``match``)."""
+    """Lines that compare something with a database kind's name (``==``, ``in``, ``match``), or key a
+    dict by it."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Compare):
@@ -150,7 +151,11 @@ def kind_branches(path: Path) -> list[int]:
                 lines.append(node.lineno)
         elif isinstance(node, ast.match_case) and any(n in DATABASES for n in _constants(node.pattern)):
             lines.append(node.pattern.lineno)
-    return lines
+        elif isinstance(node, ast.Dict) and any(
+            isinstance(k, ast.Constant) and k.value in DATABASES for k in node.keys
+        ):
+            lines.append(node.lineno)  # a table keyed by database: a branch written as data
+    return sorted(lines)
 
 
 def _constants(node: ast.AST) -> list[object]:
@@ -233,6 +238,8 @@ def test_every_check_finds_what_is_planted(tmp_path: Path) -> None:
 
             def g(kind):
                 return kind == "mysql"
+
+            BEGIN = {"postgres": "BEGIN READ ONLY"}
             """,
         "rivet/sources/__init__.py": "",
         "rivet/sources/postgres/__init__.py": "",
@@ -253,4 +260,4 @@ def test_every_check_finds_what_is_planted(tmp_path: Path) -> None:
         "rivet/app/top.py:2 imports rivet._native.PgSession",
         "rivet/app/top.py:3 imports rivet.sources.postgres.dialect",
     ]
-    assert kind_branches_outside_sources(tree) == ["rivet/app/top.py:[6]"]
+    assert kind_branches_outside_sources(tree) == ["rivet/app/top.py:[6, 8]"]

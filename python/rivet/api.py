@@ -32,14 +32,12 @@ if TYPE_CHECKING:
 def _source_settings(source: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return dict(source)
-    if source.startswith(("postgres://", "postgresql://")):
-        return {"type": "postgres", "url": source}
-    if source.startswith(("mysql://", "mariadb://")):
-        return {"type": "mysql", "url": source}
-    if source.startswith("sqlite:///"):
-        return {"type": "sqlite", "url": source}
+    from rivet.sources.registry import FILE_DATABASE, kind_of_url
+
+    if (named := kind_of_url(source)) is not None:
+        return {"type": named[0], "url": source}
     if os.path.isfile(source):
-        return {"type": "sqlite", "path": os.path.abspath(source)}
+        return {"type": FILE_DATABASE, "path": os.path.abspath(source)}
     raise ConfigError(
         f"source: cannot tell what '{redact_url(source)}' is; pass a postgresql://, mysql:// or sqlite:/// URL, "
         "a SQLite file path, or a dict in the rivet.yaml source form"

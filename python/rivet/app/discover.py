@@ -25,7 +25,7 @@ from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, UnsupportedTypeError
 from rivet.sources.base import ColumnOverrides
 from rivet.sources.catalog import Table
-from rivet.sources.registry import capabilities_for
+from rivet.sources.registry import FILE_DATABASE, capabilities_for, kind_of_url
 from rivet.sources.resolve import resolve_source
 
 # Timestamp columns that move forward whenever a row changes.
@@ -60,14 +60,11 @@ class Proposal:
 
 def source_settings(url: str) -> dict[str, Any]:
     """The ``source:`` block for a URL (a SQLite path or URL too)."""
-    if url.startswith(("postgres://", "postgresql://")):
-        return {"type": "postgres", "url": url}
-    if url.startswith(("mysql://", "mariadb://")):
-        return {"type": "mysql", "url": url}
-    if url.startswith("sqlite:///"):
-        return {"type": "sqlite", "path": url.removeprefix("sqlite:///")}
+    if (named := kind_of_url(url)) is not None:
+        kind, rest = named
+        return {"type": kind, "url": url} if capabilities_for(kind).server else {"type": kind, "path": rest}
     if Path(url).is_file():
-        return {"type": "sqlite", "path": url}
+        return {"type": FILE_DATABASE, "path": url}
     raise ConfigError(
         f"--source: '{redact_url(url)}' is not a postgresql://, mysql:// or sqlite:/// URL, nor a SQLite file"
     )

@@ -50,9 +50,6 @@ def reconcile_command(
         raise typer.Exit(EXIT_DATA)
 
 
-READ_ONLY = {"postgres": "BEGIN READ ONLY", "mysql": "START TRANSACTION READ ONLY"}
-
-
 def reconcile(config: Path, export: str) -> dict[str, Any]:
     """The reconcile report of ``export``'s latest checkpointed chunked run."""
     from rivet.cli.state import key_of, open_state
@@ -99,7 +96,7 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
             f"export '{export}': its query or chunking changed since run {run['run_id']}; "
             "reconcile compares a run with the config that made it"
         )
-    if plan.source.kind not in READ_ONLY:
+    if plan.source.dialect.begin_read_only is None:
         raise ConfigError(f"export '{export}': reconcile counts on PostgreSQL or MySQL/MariaDB sources")
     return run
 
@@ -115,7 +112,9 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
     schema = pa.schema(session.describe(plan.query, decimal, text))
     # Each chunk's SQL is made again from the plan: the state store's SQL text is never run.
     queries = rebuilt_queries(plan, session, schema, run["run_id"], tasks)
-    session.query(READ_ONLY[plan.source.kind])
+    begin = plan.source.dialect.begin_read_only
+    assert begin is not None  # checked with the run
+    session.query(begin)
     partitions = []
     for task in tasks:
         exported = task["rows"] if task["status"] == "done" else None

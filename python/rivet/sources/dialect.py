@@ -31,6 +31,8 @@ class Dialect(ABC):
     """SQL text for one kind of source."""
 
     name: ClassVar[str]
+    # The statement that opens a read-only transaction (None: the source has no such transaction).
+    begin_read_only: ClassVar[str | None] = None
 
     # The character that quotes an identifier, and how many parts a table name may have.
     quote_char: ClassVar[str] = '"'

@@ -11,6 +11,7 @@ class MysqlDialect(Dialect):
     """MySQL/MariaDB: hex string literals, backquoted identifiers."""
 
     name: ClassVar[str] = "MySQL"
+    begin_read_only: ClassVar[str | None] = "START TRANSACTION READ ONLY"
     quote_char: ClassVar[str] = "`"
     max_name_parts: ClassVar[int] = 2
 

@@ -13,6 +13,7 @@ class PostgresDialect(Dialect):
     """PostgreSQL: escape-string literals, double-quoted identifiers."""
 
     name: ClassVar[str] = "PostgreSQL"
+    begin_read_only: ClassVar[str | None] = "BEGIN READ ONLY"
 
     def string(self, text: str) -> str:
         """``E'...'`` with backslashes and quotes escaped: the same text whatever ``standard_conforming_strings``."""
