@@ -78,25 +78,9 @@ class Catalog(ABC):
 
     capabilities: ClassVar[SourceCapabilities]
 
+    @abstractmethod
     def tables(self, source: Any, schema: str | None) -> list[Table]:
         """The base tables of ``schema`` (the database's default when None), with keys and columns."""
-        session, dialect = source.session(), source.dialect
-        tables = [Table(r[0], str(r[1]), int(float(r[2] or 0))) for r in session.query(self.tables_query(schema))]
-        for table in tables:
-            table.key = [r[0] for r in session.query(dialect.primary_key_query(table.sql(dialect))) if r[0]]
-            table.columns = [
-                Column(str(r[0]), r[1] in ("t", "1", "true"), str(r[2]))
-                for r in session.query(self.columns_query(table))
-            ]
-        return tables
-
-    @abstractmethod
-    def tables_query(self, schema: str | None) -> str:
-        """SQL listing (schema, name, estimated rows) of the base tables of ``schema``."""
-
-    @abstractmethod
-    def columns_query(self, table: Table) -> str:
-        """SQL listing (name, NOT NULL as t/1, type) of the columns of ``table``, in order."""
 
     def table_rows(self, session: Any, origin: KeyOrigin) -> int | None:
         """The row count the catalog keeps for the key's table (no scan)."""
@@ -133,3 +117,27 @@ class Catalog(ABC):
     def pooler(self, session: Any) -> Pooler | None:
         """A pooler or proxy between rivet and the server, from what it does to consecutive statements."""
         return None
+
+
+class ServerCatalog(Catalog):
+    """A database server's catalog, which lists its tables and columns through SQL on a session."""
+
+    def tables(self, source: Any, schema: str | None) -> list[Table]:
+        """The base tables of ``schema`` (the server's default when None), with keys and columns."""
+        session, dialect = source.session(), source.dialect
+        tables = [Table(r[0], str(r[1]), int(float(r[2] or 0))) for r in session.query(self.tables_query(schema))]
+        for table in tables:
+            table.key = [r[0] for r in session.query(dialect.primary_key_query(table.sql(dialect))) if r[0]]
+            table.columns = [
+                Column(str(r[0]), r[1] in ("t", "1", "true"), str(r[2]))
+                for r in session.query(self.columns_query(table))
+            ]
+        return tables
+
+    @abstractmethod
+    def tables_query(self, schema: str | None) -> str:
+        """SQL listing (schema, name, estimated rows) of the base tables of ``schema``."""
+
+    @abstractmethod
+    def columns_query(self, table: Table) -> str:
+        """SQL listing (name, NOT NULL as t/1, type) of the columns of ``table``, in order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
-from rivet.sources.catalog import Catalog, KeyCuts, KeyOrigin, Pooler, Table
+from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table
 from rivet.sources.mysql.dialect import MysqlDialect
 from rivet.sources.mysql.estimates import estimated_cuts, leading_index, rows_in
 
@@ -13,7 +13,7 @@ MYSQL = MysqlDialect()
 INDEX_ACCESS = {"range", "ref", "eq_ref", "const", "system", "ref_or_null", "index_merge", "unique_subquery"}
 
 
-class MysqlCatalog(Catalog):
+class MysqlCatalog(ServerCatalog):
     """MySQL and MariaDB: index dives for cuts; a single-stream read is one streamed statement."""
 
     capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(streams_one_statement=True)

@@ -8,7 +8,7 @@ import re
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
-from rivet.sources.catalog import Catalog, KeyCuts, KeyOrigin, Pooler, Table
+from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table
 from rivet.sources.postgres.dialect import PostgresDialect
 
 PG = PostgresDialect()
@@ -17,7 +17,7 @@ SQL_TYPE_NAME = re.compile(r"^[a-z][a-z0-9 _]*$")
 INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan", "Tid Range Scan"}
 
 
-class PostgresCatalog(Catalog):
+class PostgresCatalog(ServerCatalog):
     """PostgreSQL: statistics histograms for cuts, TID ranges for pages, cursors for single streams."""
 
     capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(shares_snapshots=True, splits_tables_by_pages=True)

@@ -31,11 +31,3 @@ class SqliteCatalog(Catalog):
             return tables
         finally:
             conn.close()
-
-    def tables_query(self, schema: str | None) -> str:
-        """Unused: SQLite's tables are read from the file (:meth:`tables`)."""
-        raise NotImplementedError
-
-    def columns_query(self, table: Table) -> str:
-        """Unused: SQLite's columns are read from the file (:meth:`tables`)."""
-        raise NotImplementedError
