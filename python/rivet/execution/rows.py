@@ -71,7 +71,8 @@ class OutputRows:
         self.check_size(batch)
         if self.table_check is not None:
             self.table_check.raise_if_failed()
-        if (table := self.plan.lake_table) is not None and self.plan.partitioning is not None:
+        # Partitioned lake tables only (the table format is looked up for those alone, batch by batch).
+        if self.plan.partitioning is not None and (table := self.plan.lake_table) is not None:
             from rivet.output.tables.base import check_partition_values
 
             check_partition_values(batch, self.plan.partitioning, table.label, self.plan.name)
