@@ -38,12 +38,19 @@ impl BatchLimits {
     }
 }
 
+/// How much the batch being built holds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fill {
+    /// Rows in the current batch.
+    pub rows: usize,
+    /// Source bytes in the current batch.
+    pub bytes: usize,
+}
+
 /// Rows being accumulated into a batch.
 pub trait RowBatch {
-    /// Rows in the current batch.
-    fn rows(&self) -> usize;
-    /// Source bytes in the current batch.
-    fn bytes(&self) -> usize;
+    /// How much the current batch holds.
+    fn fill(&self) -> Fill;
     /// Take the current rows as a batch.
     fn finish(&mut self) -> Result<RecordBatch>;
 }
@@ -57,8 +64,8 @@ pub fn make_room<B: RowBatch>(
     limits: &BatchLimits,
     sink: &BatchSink,
 ) -> Result<()> {
-    let rows = batch.rows();
-    if rows > 0 && (rows >= limits.max_rows || batch.bytes() + incoming > limits.max_bytes) {
+    let Fill { rows, bytes } = batch.fill();
+    if rows > 0 && (rows >= limits.max_rows || bytes + incoming > limits.max_bytes) {
         sink.send(batch.finish()?)?;
     }
     Ok(())
@@ -66,7 +73,7 @@ pub fn make_room<B: RowBatch>(
 
 /// At the end of the data, or of one server round trip: hand over what is left.
 pub fn flush<B: RowBatch>(batch: &mut B, sink: &BatchSink) -> Result<()> {
-    if batch.rows() > 0 {
+    if batch.fill().rows > 0 {
         sink.send(batch.finish()?)?;
     }
     Ok(())

@@ -165,8 +165,17 @@ pub trait OverLink: Sized {
     /// The protocol's own connection settings (beside the shared [`Endpoint`] ones).
     type Settings;
 
+    /// What the protocol sends to end a session politely (sent when a healthy link is dropped).
+    const FAREWELL: &'static [u8];
+
     /// The connection over a freshly opened link, before its login.
     fn over(link: Link) -> Self;
+
+    /// The connection over `link`, which says [`Self::FAREWELL`] when dropped healthy.
+    fn wrap(mut link: Link) -> Self {
+        link.farewell = Self::FAREWELL;
+        Self::over(link)
+    }
 
     /// The protocol's login conversation (startup, handshake, authentication).
     fn authenticate(&mut self, params: &Endpoint<Self::Settings>) -> Result<()>;
@@ -178,7 +187,7 @@ pub trait OverLink: Sized {
         params: &Endpoint<Self::Settings>,
     ) -> Result<Self> {
         let link = Link::new(socket, channel, Some(params.connect_timeout))?;
-        let mut conn = Self::over(link);
+        let mut conn = Self::wrap(link);
         conn.login(params)?;
         Ok(conn)
     }
@@ -221,7 +230,7 @@ pub trait OverLink: Sized {
         login: impl FnOnce(&mut Self) -> Result<()>,
     ) -> (Self, Result<()>) {
         let mut conn = match Link::new(socket, channel, Some(connect_timeout)) {
-            Ok(link) => Self::over(link),
+            Ok(link) => Self::wrap(link),
             Err(e) => panic!("cannot wrap the test socket: {e}"),
         };
         let outcome = login(&mut conn);
@@ -243,6 +252,18 @@ pub struct Link {
     pub broken: bool,
     interrupt: Option<Arc<AtomicBool>>,
     idle_limit: Option<Duration>,
+    farewell: &'static [u8],
+}
+
+impl Drop for Link {
+    /// A healthy link says goodbye, so the server ends the session at once instead of
+    /// logging an aborted connection.
+    fn drop(&mut self) {
+        let farewell = self.farewell;
+        if !self.broken && !farewell.is_empty() {
+            let _ = self.send(farewell);
+        }
+    }
 }
 
 impl Link {
@@ -257,6 +278,7 @@ impl Link {
             broken: false,
             interrupt: None,
             idle_limit,
+            farewell: &[],
         })
     }
 

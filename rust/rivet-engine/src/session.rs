@@ -10,11 +10,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow_schema::SchemaRef;
-
 use crate::batch::BatchLimits;
-use crate::conn::ConnectOptions;
+use crate::conn::{ConnectOptions, Endpoint, Protocol};
 use crate::error::{Error, Result};
+use crate::metadata::{ArrowKind, Column, arrow_schema};
 use crate::net::{Channel, OverLink};
 use crate::source::{Overrides, clean_query, wrap_select};
 use crate::stream::{BatchSink, BatchStream, EndOfData};
@@ -61,20 +60,14 @@ pub struct Described<C> {
 }
 
 /// What a protocol provides to a [`Session`].
-pub trait Wire: OverLink + Send + 'static {
-    /// Resolved connection settings.
-    type Params: Send + Sync + 'static;
+pub trait Wire: OverLink<Settings: Protocol + Send + Sync + 'static> + Send + 'static {
     /// A result column mapped to Arrow.
-    type Column: Clone + Send + Sync + 'static;
+    type Kind: ArrowKind + Clone + Send + Sync + 'static;
     /// A scan ready to stream (statement prepared, transaction open).
     type Prepared: Send + 'static;
 
-    /// Resolve URL and fields into settings.
-    fn resolve(options: &ConnectOptions) -> Result<Self::Params>;
-    /// The server, as messages name it (`host:port`, or a socket path).
-    fn server_name(params: &Self::Params) -> String;
     /// Connect, authenticate and set the session up for reading.
-    fn open(params: &Self::Params) -> Result<Self>;
+    fn open(params: &Endpoint<Self::Settings>) -> Result<Self>;
     /// Run SQL; rows come back as text.
     fn run_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
     /// Describe `query` and map its columns (refusing unsupported ones, all at once).
@@ -82,9 +75,7 @@ pub trait Wire: OverLink + Send + 'static {
         &mut self,
         query: &str,
         overrides: &Overrides,
-    ) -> Result<Described<Self::Column>>;
-    /// The Arrow schema of mapped columns.
-    fn schema(columns: &[Self::Column]) -> SchemaRef;
+    ) -> Result<Described<Column<Self::Kind>>>;
     /// For each result column of `query`, the table (quoted, qualified) and column it reads
     /// directly, when it does: what planning takes statistics from.
     fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>>;
@@ -92,20 +83,20 @@ pub trait Wire: OverLink + Send + 'static {
     fn prepare_scan(
         &mut self,
         sql: &str,
-        columns: &[Self::Column],
+        columns: &[Column<Self::Kind>],
         options: &ScanOptions,
     ) -> Result<Self::Prepared>;
     /// Stream every row into batches; returns the server's account of the rows.
     fn stream(
         &mut self,
         prepared: Self::Prepared,
-        columns: Vec<Self::Column>,
+        columns: Vec<Column<Self::Kind>>,
         options: &ScanOptions,
         sink: &BatchSink,
     ) -> Result<EndOfData>;
     /// Something that asks the server, from another connection, to stop this
     /// connection's running statement (None when the server gave no way to).
-    fn canceller(&self, params: &Arc<Self::Params>) -> Option<Canceller>;
+    fn canceller(&self, params: &Arc<Endpoint<Self::Settings>>) -> Option<Canceller>;
 }
 
 /// Cancels a running statement on the server; best effort.
@@ -116,9 +107,9 @@ type DescribeCache<C> = Arc<Mutex<HashMap<String, Arc<Described<C>>>>>;
 
 /// One connection, lent to one scan at a time and reopened if a scan broke it.
 pub struct Session<W: Wire> {
-    params: Arc<W::Params>,
+    params: Arc<Endpoint<W::Settings>>,
     slot: Arc<Mutex<Option<W>>>,
-    described: DescribeCache<W::Column>,
+    described: DescribeCache<Column<W::Kind>>,
     channel: Channel,
 }
 
@@ -152,8 +143,8 @@ fn naming(server: &str, e: Error) -> Error {
 impl<W: Wire> Session<W> {
     /// Connect now, so bad settings fail early.
     pub fn connect(options: &ConnectOptions) -> Result<Self> {
-        let params = Arc::new(W::resolve(options)?);
-        let conn = W::open(&params).map_err(|e| naming(&W::server_name(&params), e))?;
+        let params = Arc::new(W::Settings::resolve(options)?);
+        let conn = W::open(&params).map_err(|e| naming(&params.server_name(), e))?;
         Ok(Session {
             params,
             channel: conn.channel(),
@@ -177,7 +168,7 @@ impl<W: Wire> Session<W> {
     }
 
     fn named(&self, e: Error) -> Error {
-        naming(&W::server_name(&self.params), e)
+        naming(&self.params.server_name(), e)
     }
 
     fn give_back(&self, conn: W) {
@@ -205,7 +196,7 @@ impl<W: Wire> Session<W> {
     }
 
     /// The mapped columns of `query` (after `text` overrides), cached per query.
-    pub fn describe(&self, query: &str, overrides: &Overrides) -> Result<Vec<W::Column>> {
+    pub fn describe(&self, query: &str, overrides: &Overrides) -> Result<Vec<Column<W::Kind>>> {
         Ok(self.described_as(query, overrides)?.columns.clone())
     }
 
@@ -213,7 +204,7 @@ impl<W: Wire> Session<W> {
         &self,
         query: &str,
         overrides: &Overrides,
-    ) -> Result<Arc<Described<W::Column>>> {
+    ) -> Result<Arc<Described<Column<W::Kind>>>> {
         let key = format!(
             "{query}\u{0}{:?}\u{0}{:?}",
             overrides.text, overrides.decimal
@@ -257,9 +248,9 @@ impl<W: Wire> Session<W> {
         let columns = described.columns.clone();
         let session = self.clone();
         let canceller = conn.canceller(&self.params);
-        let server = W::server_name(&self.params);
+        let server = self.params.server_name();
         Ok(BatchStream::spawn(
-            W::schema(&columns),
+            arrow_schema(&columns),
             options.prefetch,
             move |sink| {
                 conn.set_interrupt(sink.cancel_flag())?;

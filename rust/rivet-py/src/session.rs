@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use crate::interrupt::run_interruptible;
 use crate::reader::{PyArrowSchema, PyBatchReader};
 use rivet_engine::conn::ConnectOptions;
+use rivet_engine::metadata::arrow_schema;
 use rivet_engine::source::Overrides;
 
 use crate::sources::{ConnectArgs, ScanArgs, finish};
@@ -17,7 +18,7 @@ use crate::sources::{ConnectArgs, ScanArgs, finish};
 macro_rules! session_class {
     (
         $(#[$doc:meta])*
-        $py:ident, $name:literal, $session:ty, $schema:path
+        $py:ident, $name:literal, $session:ty
     ) => {
         $(#[$doc])*
         #[pyclass(frozen, module = "rivet._native", name = $name)]
@@ -73,7 +74,7 @@ macro_rules! session_class {
                 let result = run_interruptible(py, move || session.describe(&query, &o))?;
                 let columns = finish(py, result)?;
                 Ok(PyArrowSchema {
-                    schema: $schema(&columns),
+                    schema: arrow_schema(&columns),
                 })
             }
 
@@ -106,25 +107,23 @@ macro_rules! session_class {
 
 mod pg {
     use super::*;
-    use rivet_engine::pg::batch::arrow_schema;
     use rivet_engine::pg::session::PgSession;
 
     session_class!(
         /// A PostgreSQL connection lent to one scan at a time (each in a fresh read-only
         /// transaction); it reconnects after a broken scan.
-        PyPgSession, "PgSession", PgSession, arrow_schema
+        PyPgSession, "PgSession", PgSession
     );
 }
 
 mod my {
     use super::*;
     use rivet_engine::mysql::session::MySession;
-    use rivet_engine::mysql::types::arrow_schema;
 
     session_class!(
         /// A MySQL/MariaDB connection lent to one scan (one streamed statement) at a time;
         /// it reconnects after a broken scan.
-        PyMySession, "MySession", MySession, arrow_schema
+        PyMySession, "MySession", MySession
     );
 }
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rivet_engine::batch::BatchLimits;
 use rivet_engine::conn::{ConnectOptions, Endpoint};
+use rivet_engine::metadata::arrow_schema;
 use rivet_engine::session::{ReadMethod, ScanOptions};
 use rivet_engine::tls::TlsSettings;
 use rivet_engine::{Error, sqlite};
@@ -182,6 +183,6 @@ pub fn describe_sqlite(
     let result = run_interruptible(py, move || sqlite::describe(&path, &query, &type_overrides))?;
     let columns = finish(py, result)?;
     Ok(PyArrowSchema {
-        schema: sqlite::arrow_schema(&columns),
+        schema: arrow_schema(&columns),
     })
 }

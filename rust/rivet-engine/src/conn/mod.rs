@@ -115,6 +115,29 @@ impl<P: std::fmt::Debug> std::fmt::Debug for Endpoint<P> {
     }
 }
 
+/// A protocol's own settings: how an export's options resolve into an endpoint for it, and how
+/// it names a Unix socket in messages.
+pub trait Protocol: Sized {
+    /// Resolve URL and fields into the settings of one connection.
+    fn resolve(options: &ConnectOptions) -> Result<Endpoint<Self>>;
+
+    /// A Unix socket as messages name it (`path` as given: a directory or a file).
+    fn socket_name(path: &str, _port: u16) -> String {
+        path.to_string()
+    }
+}
+
+impl<P: Protocol> Endpoint<P> {
+    /// The server, as messages name it (`host:port`, or a socket path).
+    pub fn server_name(&self) -> String {
+        if self.host.starts_with('/') {
+            P::socket_name(&self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Everything needed to open a connection. Structured fields override the URL; each
 /// reader resolves them (`pg::connect`, `mysql::connect`).
 #[derive(Clone, Default)]

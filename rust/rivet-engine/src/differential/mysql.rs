@@ -21,8 +21,9 @@ use proptest::sample::select;
 use super::{Cell, Refusal, assert_outcome, config, drain, json, unscaled};
 use crate::batch::{BatchLimits, flush, make_room};
 use crate::fuzz::text_result_rows;
+use crate::metadata::{ArrowKind, arrow_schema};
 use crate::mysql::decode::MyBatchBuilder;
-use crate::mysql::types::{MyColumn, MyKind, arrow_schema, code, map_column};
+use crate::mysql::types::{MyColumn, MyKind, code, map_column};
 use crate::mysql::wire::ColumnDef;
 use crate::stream::{BatchStream, EndOfData};
 

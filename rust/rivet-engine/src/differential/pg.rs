@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::{Cell, OVERFLOW, Refusal, assert_outcome, config, drain, json, unscaled};
 use crate::batch::BatchLimits;
-use crate::pg::batch::{PgBatchBuilder, PgColumn, arrow_schema};
+use crate::metadata::{ArrowKind, arrow_schema};
+use crate::pg::batch::{PgBatchBuilder, PgColumn};
 use crate::pg::catalog::{TypeInfo, TypeKind};
 use crate::pg::tuple::CopyDecoder;
 use crate::pg::types::{PgKind, map_column};

@@ -14,9 +14,10 @@ use super::{
 };
 use crate::batch::{flush, make_room};
 use crate::error::{Error, Result};
+use crate::metadata::arrow_schema as my_schema;
 use crate::mysql::connect::{MyParams, MySettings};
 use crate::mysql::decode::MyBatchBuilder;
-use crate::mysql::types::{MyColumn, MyKind, arrow_schema as my_schema};
+use crate::mysql::types::{MyColumn, MyKind};
 use crate::mysql::wire::MyConnection;
 use crate::net::{Channel, OverLink};
 use crate::tls::TlsMode;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::conn::url::split_url;
-use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys};
+use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys, Protocol};
 use crate::error::{Error, Result};
 use crate::tls::{TlsMode, TlsSettings};
 
@@ -27,6 +27,12 @@ fn tls_name(mode: &str) -> Result<&'static str> {
         "verify-identity" | "verify-full" => "verify-full",
         _ => return Err(Error::Config("unknown ssl-mode (expected DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY)".into())),
     })
+}
+
+impl Protocol for MySettings {
+    fn resolve(options: &ConnectOptions) -> Result<MyParams> {
+        options.resolve_mysql()
+    }
 }
 
 impl ConnectOptions {

@@ -15,7 +15,7 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::i256;
 use arrow_schema::SchemaRef;
 
-use crate::batch::RowBatch;
+use crate::batch::{Fill, RowBatch};
 use crate::decimal::DecimalInt;
 use crate::error::{Error, Result};
 use crate::mysql::types::{MyColumn, MyKind};
@@ -368,8 +368,7 @@ pub struct MyBatchBuilder {
     columns: Vec<MyColumn>,
     wire_bits: Vec<bool>,
     builders: Vec<MyBuilder>,
-    rows: usize,
-    bytes: usize,
+    fill: Fill,
 }
 
 impl MyBatchBuilder {
@@ -390,8 +389,7 @@ impl MyBatchBuilder {
             columns,
             wire_bits,
             builders,
-            rows: 0,
-            bytes: 0,
+            fill: Fill::default(),
         }
     }
 
@@ -414,23 +412,19 @@ impl MyBatchBuilder {
                     .map_err(|m| Error::decode(&self.columns[i].name, m))?;
             }
         }
-        self.rows += 1;
-        self.bytes += payload.len();
+        self.fill.rows += 1;
+        self.fill.bytes += payload.len();
         Ok(())
     }
 }
 
 impl RowBatch for MyBatchBuilder {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn bytes(&self) -> usize {
-        self.bytes
+    fn fill(&self) -> Fill {
+        self.fill
     }
 
     fn finish(&mut self) -> Result<RecordBatch> {
-        let capacity = self.rows + self.rows / 8;
+        let capacity = self.fill.rows + self.fill.rows / 8;
         let mut arrays = Vec::with_capacity(self.builders.len());
         for ((builder, column), bits) in self
             .builders
@@ -445,8 +439,7 @@ impl RowBatch for MyBatchBuilder {
             );
             *builder = MyBuilder::new(column.kind, capacity, *bits);
         }
-        self.rows = 0;
-        self.bytes = 0;
+        self.fill = Fill::default();
         RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
     }

@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow_schema::SchemaRef;
-
 use crate::batch::{flush, make_room};
-use crate::conn::ConnectOptions;
 use crate::error::{Error, Result};
+use crate::metadata::arrow_schema;
 use crate::mysql::connect::MyParams;
 use crate::mysql::decode::MyBatchBuilder;
-use crate::mysql::types::{MyColumn, arrow_schema, code, map_column};
+use crate::mysql::types::{MyColumn, MyKind, code, map_column};
 use crate::mysql::wire::{ColumnDef, MyConnection, cancel};
 use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
 use crate::source::{Overrides, check_result_columns, wrap_select};
@@ -67,21 +65,8 @@ fn count_rows(conn: &mut MyConnection, sql: &str) -> Result<u64> {
 }
 
 impl Wire for MyConnection {
-    type Params = MyParams;
-    type Column = MyColumn;
+    type Kind = MyKind;
     type Prepared = MyPrepared;
-
-    fn resolve(options: &ConnectOptions) -> Result<MyParams> {
-        options.resolve_mysql()
-    }
-
-    fn server_name(params: &MyParams) -> String {
-        if params.host.starts_with('/') {
-            params.host.clone()
-        } else {
-            format!("{}:{}", params.host, params.port)
-        }
-    }
 
     fn open(params: &MyParams) -> Result<Self> {
         let mut conn = MyConnection::connect(params)?;
@@ -124,10 +109,6 @@ impl Wire for MyConnection {
             select_list,
             columns,
         })
-    }
-
-    fn schema(columns: &[MyColumn]) -> SchemaRef {
-        arrow_schema(columns)
     }
 
     fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>> {

@@ -1,11 +1,9 @@
 //! MySQL/MariaDB column definitions mapped to exact Arrow types, or refused.
 
-use std::sync::Arc;
-
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, TimeUnit};
 
 use crate::error::UnsupportedColumn;
-use crate::metadata::field_metadata;
+use crate::metadata::{ArrowKind, Column};
 use crate::mysql::wire::ColumnDef;
 
 /// Field type codes of the protocol.
@@ -89,10 +87,9 @@ pub enum MyKind {
     Bits,
 }
 
-impl MyKind {
-    /// The Arrow type.
-    pub fn data_type(self) -> DataType {
-        match self {
+impl ArrowKind for MyKind {
+    fn data_type(&self) -> DataType {
+        match *self {
             MyKind::Bool => DataType::Boolean,
             MyKind::Int8 => DataType::Int8,
             MyKind::Int16 => DataType::Int16,
@@ -116,18 +113,8 @@ impl MyKind {
     }
 }
 
-/// A mapped result column.
-#[derive(Debug, Clone)]
-pub struct MyColumn {
-    /// Name.
-    pub name: String,
-    /// Decoder.
-    pub kind: MyKind,
-    /// Source type, as well as the wire tells it (`decimal(15,2)`, `int unsigned`).
-    pub source_type: String,
-    /// Logical meaning (json, enum).
-    pub logical: Option<&'static str>,
-}
+/// A result column mapped to Arrow.
+pub type MyColumn = Column<MyKind>;
 
 fn type_name(c: &ColumnDef) -> String {
     let numeric = matches!(
@@ -327,19 +314,6 @@ pub fn map_column(c: &ColumnDef, decimal: Option<(u8, i8)>) -> Result<MyColumn, 
         source_type: type_name(c),
         logical,
     })
-}
-
-/// The Arrow schema of mapped columns.
-pub fn arrow_schema(columns: &[MyColumn]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| {
-                Field::new(&c.name, c.kind.data_type(), true)
-                    .with_metadata(field_metadata(&c.source_type, c.logical))
-            })
-            .collect::<Vec<_>>(),
-    ))
 }
 
 #[cfg(test)]

@@ -3,46 +3,23 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 
-use crate::batch::RowBatch;
+use crate::batch::{Fill, RowBatch};
 use crate::error::{Error, Result};
-use crate::metadata::field_metadata;
+use crate::metadata::{Column, arrow_schema};
 use crate::pg::decode::{Capacity, ColumnBuilder};
 use crate::pg::types::PgKind;
 
-/// One result column, mapped.
-#[derive(Debug, Clone)]
-pub struct PgColumn {
-    /// Name in the result.
-    pub name: String,
-    /// Decoder.
-    pub kind: PgKind,
-    /// Source type text, e.g. `numeric(15,2)`.
-    pub source_type: String,
-    /// Logical meaning (json, uuid, enum, interval).
-    pub logical: Option<&'static str>,
-}
-
-/// The Arrow schema for mapped columns; every field carries its source type.
-pub fn arrow_schema(columns: &[PgColumn]) -> SchemaRef {
-    let fields: Vec<Field> = columns
-        .iter()
-        .map(|c| {
-            Field::new(&c.name, c.kind.data_type(), true)
-                .with_metadata(field_metadata(&c.source_type, c.logical))
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
-}
+/// A result column mapped to Arrow.
+pub type PgColumn = Column<PgKind>;
 
 /// Accumulates rows column by column.
 pub struct PgBatchBuilder {
     schema: SchemaRef,
     columns: Vec<PgColumn>,
     builders: Vec<ColumnBuilder>,
-    rows: usize,
-    bytes: usize,
+    fill: Fill,
 }
 
 impl PgBatchBuilder {
@@ -57,8 +34,7 @@ impl PgBatchBuilder {
             schema,
             columns,
             builders,
-            rows: 0,
-            bytes: 0,
+            fill: Fill::default(),
         }
     }
 
@@ -70,7 +46,7 @@ impl PgBatchBuilder {
     /// Append a value to column `col` of the current row.
     #[inline]
     pub fn append(&mut self, col: usize, value: Option<&[u8]>) -> Result<()> {
-        self.bytes += value.map_or(1, |v| v.len() + 4);
+        self.fill.bytes += value.map_or(1, |v| v.len() + 4);
         self.builders[col]
             .append(value)
             .map_err(|m| Error::decode(&self.columns[col].name, m))
@@ -79,17 +55,13 @@ impl PgBatchBuilder {
     /// Close the current row.
     #[inline]
     pub fn end_row(&mut self) {
-        self.rows += 1;
+        self.fill.rows += 1;
     }
 }
 
 impl RowBatch for PgBatchBuilder {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn bytes(&self) -> usize {
-        self.bytes
+    fn fill(&self) -> Fill {
+        self.fill
     }
 
     fn finish(&mut self) -> Result<RecordBatch> {
@@ -102,8 +74,7 @@ impl RowBatch for PgBatchBuilder {
             *builder = ColumnBuilder::new(&column.kind, Capacity::of(array.as_ref()));
             arrays.push(array);
         }
-        self.rows = 0;
-        self.bytes = 0;
+        self.fill = Fill::default();
         RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
     }

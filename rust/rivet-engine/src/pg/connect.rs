@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::conn::url::split_url;
-use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys};
+use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys, Protocol};
 use crate::error::{Error, Result};
 use crate::pg::wire::auth::BindingPolicy;
 use crate::tls::{TlsMode, TlsSettings};
@@ -124,6 +124,17 @@ fn parse_dsn(dsn: &str) -> Result<Parsed> {
         p.set(key.trim(), value)?;
     }
     Ok(p)
+}
+
+impl Protocol for PgSettings {
+    fn resolve(options: &ConnectOptions) -> Result<ConnectParams> {
+        options.resolve_postgres()
+    }
+
+    /// libpq's name for the socket in a directory.
+    fn socket_name(dir: &str, port: u16) -> String {
+        format!("{}/.s.PGSQL.{port}", dir.trim_end_matches('/'))
+    }
 }
 
 impl ConnectOptions {

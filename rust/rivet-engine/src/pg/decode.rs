@@ -20,6 +20,7 @@ use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{DataType, Field, FieldRef};
 
 use crate::decimal::DecimalInt;
+use crate::metadata::ArrowKind;
 use crate::pg::numeric;
 use crate::pg::types::{PgKind, interval_fields};
 

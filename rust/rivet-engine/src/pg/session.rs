@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use arrow_schema::SchemaRef;
-
-use crate::conn::ConnectOptions;
 use crate::error::Result;
-use crate::pg::batch::{PgColumn, arrow_schema};
+use crate::pg::batch::PgColumn;
 use crate::pg::connect::ConnectParams;
 use crate::pg::probe::{probe, text_select_list};
 use crate::pg::scan::{self, PgPrepared};
+use crate::pg::types::PgKind;
 use crate::pg::wire::PgConnection;
 use crate::pg::wire::conn::cancel;
 use crate::session::{Canceller, Described, ScanOptions, Session, Wire};
@@ -21,25 +19,8 @@ use crate::stream::{BatchSink, EndOfData};
 pub type PgSession = Session<PgConnection>;
 
 impl Wire for PgConnection {
-    type Params = ConnectParams;
-    type Column = PgColumn;
+    type Kind = PgKind;
     type Prepared = PgPrepared;
-
-    fn resolve(options: &ConnectOptions) -> Result<ConnectParams> {
-        options.resolve_postgres()
-    }
-
-    fn server_name(params: &ConnectParams) -> String {
-        if params.host.starts_with('/') {
-            format!(
-                "{}/.s.PGSQL.{}",
-                params.host.trim_end_matches('/'),
-                params.port
-            )
-        } else {
-            format!("{}:{}", params.host, params.port)
-        }
-    }
 
     fn open(params: &ConnectParams) -> Result<Self> {
         PgConnection::connect(params)
@@ -61,10 +42,6 @@ impl Wire for PgConnection {
             select_list,
             columns,
         })
-    }
-
-    fn schema(columns: &[PgColumn]) -> SchemaRef {
-        arrow_schema(columns)
     }
 
     fn origins(&mut self, query: &str) -> Result<Vec<Option<(String, String)>>> {

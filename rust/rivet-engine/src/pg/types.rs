@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 
 use crate::error::UnsupportedColumn;
+use crate::metadata::ArrowKind;
 use crate::pg::catalog::{TypeInfo, TypeKind};
 
 /// Built-in type OIDs (fixed across PostgreSQL versions).
@@ -84,9 +85,8 @@ pub const DECIMAL128_MAX_PRECISION: u8 = 38;
 /// The widest decimal Arrow can hold.
 pub const DECIMAL256_MAX_PRECISION: u8 = 76;
 
-impl PgKind {
-    /// The Arrow type this kind produces.
-    pub fn data_type(&self) -> DataType {
+impl ArrowKind for PgKind {
+    fn data_type(&self) -> DataType {
         match self {
             PgKind::Bool => DataType::Boolean,
             PgKind::Int2 => DataType::Int16,

@@ -7,27 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_schema::SchemaRef;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::batch::{BatchLimits, RowBatch, flush, make_room};
+use crate::batch::{BatchLimits, Fill, RowBatch, flush, make_room};
 use crate::error::{Error, Result, UnsupportedColumn};
-use crate::metadata::field_metadata;
+use crate::metadata::{Column, arrow_schema};
 use crate::stream::{BatchStream, EndOfData};
 
 pub use types::{SqliteKind, kind_from_decl};
 use values::SqliteBuilder;
 
-/// A mapped result column.
-#[derive(Debug, Clone)]
-pub struct SqliteColumn {
-    /// Name.
-    pub name: String,
-    /// Reader.
-    pub kind: SqliteKind,
-    /// Declared type (or the override).
-    pub source_type: String,
-}
+/// A result column mapped to Arrow.
+pub type SqliteColumn = Column<SqliteKind>;
 
 fn open_connection(path: &str) -> Result<Connection> {
     Connection::open_with_flags(
@@ -77,6 +69,7 @@ pub fn describe(
                 name,
                 kind,
                 source_type: declared.unwrap_or_default(),
+                logical: None,
             }),
             None => refused.push(UnsupportedColumn {
                 hint: match &declared {
@@ -101,35 +94,17 @@ pub fn describe(
     }
 }
 
-/// The Arrow schema of mapped columns.
-pub fn arrow_schema(columns: &[SqliteColumn]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| {
-                Field::new(&c.name, c.kind.data_type(), true)
-                    .with_metadata(field_metadata(&c.source_type, None))
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
 /// Rows of a SQLite result being accumulated into a batch.
 struct SqliteBatch {
     schema: SchemaRef,
     columns: Vec<SqliteColumn>,
     builders: Vec<SqliteBuilder>,
-    rows: usize,
-    bytes: usize,
+    fill: Fill,
 }
 
 impl RowBatch for SqliteBatch {
-    fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn bytes(&self) -> usize {
-        self.bytes
+    fn fill(&self) -> Fill {
+        self.fill
     }
 
     fn finish(&mut self) -> Result<RecordBatch> {
@@ -138,8 +113,7 @@ impl RowBatch for SqliteBatch {
             .iter_mut()
             .map(SqliteBuilder::finish)
             .collect();
-        self.rows = 0;
-        self.bytes = 0;
+        self.fill = Fill::default();
         RecordBatch::try_new(Arc::clone(&self.schema), arrays)
             .map_err(|e| Error::Io(format!("assembling a batch failed: {e}")))
     }
@@ -185,8 +159,7 @@ pub fn open(
                 .map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192)))
                 .collect(),
             columns,
-            rows: 0,
-            bytes: 0,
+            fill: Fill::default(),
         };
         let mut rows = stmt.query([]).map_err(|e| query_error(&e))?;
         let mut row_number = 0u64;
@@ -203,8 +176,8 @@ pub fn open(
                     Error::decode(&batch.columns[i].name, format!("{m} (row {row_number})"))
                 })?;
             }
-            batch.rows += 1;
-            batch.bytes += size;
+            batch.fill.rows += 1;
+            batch.fill.bytes += size;
         }
         flush(&mut batch, sink)?;
         Ok(EndOfData {

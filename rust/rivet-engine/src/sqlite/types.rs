@@ -5,6 +5,8 @@
 
 use arrow_schema::{DataType, TimeUnit};
 
+use crate::metadata::ArrowKind;
+
 /// How a SQLite column is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqliteKind {
@@ -26,10 +28,9 @@ pub enum SqliteKind {
     Decimal(u8, i8),
 }
 
-impl SqliteKind {
-    /// The Arrow type.
-    pub fn data_type(self) -> DataType {
-        match self {
+impl ArrowKind for SqliteKind {
+    fn data_type(&self) -> DataType {
+        match *self {
             SqliteKind::Int64 => DataType::Int64,
             SqliteKind::Float64 => DataType::Float64,
             SqliteKind::Text => DataType::Utf8,

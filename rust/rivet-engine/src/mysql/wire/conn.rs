@@ -315,6 +315,8 @@ pub fn cancel(params: &MyParams, id: u32) -> Result<()> {
 
 impl OverLink for MyConnection {
     type Settings = MySettings;
+    /// COM_QUIT: a one-byte payload (0x01) with sequence number 0.
+    const FAREWELL: &'static [u8] = b"\x01\0\0\0\x01";
 
     fn authenticate(&mut self, params: &MyParams) -> Result<()> {
         self.handshake(params)
@@ -337,13 +339,5 @@ impl OverLink for MyConnection {
 
     fn link_mut(&mut self) -> &mut Link {
         &mut self.link
-    }
-}
-
-impl Drop for MyConnection {
-    fn drop(&mut self) {
-        if !self.link.broken {
-            let _ = self.command(0x01, &[]);
-        }
     }
 }

@@ -425,6 +425,8 @@ pub fn cancel(params: &ConnectParams, key: &CancelKey) -> Result<()> {
 
 impl OverLink for PgConnection {
     type Settings = PgSettings;
+    /// Terminate: 'X' and the length 4.
+    const FAREWELL: &'static [u8] = b"X\0\0\0\x04";
 
     fn authenticate(&mut self, params: &ConnectParams) -> Result<()> {
         self.startup(params)
@@ -445,14 +447,5 @@ impl OverLink for PgConnection {
 
     fn link_mut(&mut self) -> &mut Link {
         &mut self.link
-    }
-}
-
-impl Drop for PgConnection {
-    fn drop(&mut self) {
-        if !self.link.broken {
-            frontend::terminate(&mut self.out);
-            let _ = self.flush();
-        }
     }
 }
