@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -215,3 +216,45 @@ def test_engine_is_in_the_run_summary(pg_table, tmp_path):
     assert json.loads(proc.stdout)["exports"][0]["engine"] == "connectorx"
     plain = run_rivet("run", "-c", str(config))
     assert "via connectorx" in plain.stdout + plain.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("form", ["libpq key=value string", "URL without a database, PGDATABASE set"])
+def test_connectorx_connects_where_the_native_reader_does(pg_table, tmp_path, monkeypatch, form):
+    # connectorx is given the settings rivet resolved, not the string the user wrote: a key=value string
+    # reads through it, and the database comes from PGDATABASE as it does for the native reader.
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS v FROM generate_series(1, 3000) AS i")
+    authority = pg_url().split("://", 1)[1].split("/", 1)[0]
+    host, port = authority.rsplit("@", 1)[1].rsplit(":", 1)
+    if form.startswith("libpq"):
+        url = f"host={host} port={port} user=postgres dbname=test sslmode=disable"
+    else:
+        monkeypatch.setenv("PGDATABASE", "test")
+        url = f"postgresql://postgres@{host}:{port}?sslmode=disable"
+    source = {"type": "postgres", "url": url, "engine": "connectorx"}
+    result = rivet.export(source, table=t, mode="chunked", chunk_column="id", destination=str(tmp_path))
+    assert result.engine == "connectorx"
+    assert read(result).column("v").to_pylist() == [hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 3001)]
+
+
+@pytest.mark.postgres
+def test_connectorx_reads_over_a_postgres_unix_socket(pg_table, tmp_path):
+    import psycopg
+
+    with psycopg.connect(pg_url()) as conn:
+        row = conn.execute("SHOW unix_socket_directories").fetchone()
+    assert row is not None
+    directory = row[0].split(",")[0].strip()
+    if not directory.startswith("/"):
+        pytest.skip(f"the server listens on no Unix socket directory ({row[0]!r})")
+    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS v FROM generate_series(1, 2000) AS i")
+    port = int(pg_url().split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    source = {"type": "postgres", "host": directory, "port": port, "user": "postgres", "database": "test"}
+    result = rivet.export(
+        {**source, "engine": "connectorx"}, table=t, mode="chunked", chunk_column="id", destination=str(tmp_path / "cx")
+    )
+    native = rivet.export(
+        {**source, "engine": "native"}, table=t, mode="chunked", chunk_column="id", destination=str(tmp_path / "n")
+    )
+    assert result.engine == "connectorx"
+    assert read(result).equals(read(native)) and read(result).num_rows == 2000

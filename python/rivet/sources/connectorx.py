@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -158,63 +158,19 @@ def _security_blockers(source: AnySource, channel: str | None) -> list[str]:
 
 
 def connection_url(source: AnySource, tuning: Tuning | None = None, *, channel: str | None = None) -> str | None:
-    """The connectorx URL of ``source`` (with rivet's session limits where the driver takes them).
+    """The connectorx URL of ``source``, or None where its driver could not connect as the native reader does.
 
-    A MySQL ``prefer`` becomes what the native reader's connection got (``channel``):
-    TLS where the server offered it, plaintext where it did not.
+    The native module writes it from the settings it resolves for its own connections, so both readers
+    reach the same server, database and user; rivet's session limits go in where the driver takes them.
+    A MySQL ``prefer`` becomes what the native reader's connection got (``channel``): TLS where the
+    server offered it, plaintext where it did not.
     """
-    if source.kind == "sqlite":
-        return "sqlite://" + quote(source.path)  # type: ignore[union-attr]
-    s: Any = source
-    if s.url:
-        parts = urlsplit(s.url)
-        if parts.scheme not in ("postgres", "postgresql", "mysql", "mariadb"):
-            return None
-        params = dict(parse_qsl(parts.query))
-        netloc = parts.netloc
-    else:
-        auth = quote(s.user or "", safe="") + (":" + quote(s.password, safe="") if s.password else "")
-        netloc = (auth + "@" if auth else "") + (s.host or "localhost") + (f":{s.port}" if s.port else "")
-        params = {}
-        parts = urlsplit(f"{source.kind}://{netloc}/{quote(s.database or '', safe='')}")
-    if source.kind == "postgres":
-        mode = s.tls_mode or params.pop("sslmode", None) or "prefer"
-        if mode not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
-            return None
-        params["sslmode"] = mode
-        if s.ca_file:
-            params["sslrootcert"] = s.ca_file
-        params.setdefault("application_name", "rivet")
-        if tuning is not None and tuning.statement_timeout_s:
-            params["options"] = f"-c statement_timeout={tuning.statement_timeout_s * 1000}"
-        scheme = "postgresql"
-    else:
-        url_mode = next((params.pop(k) for k in ("ssl-mode", "sslmode", "ssl_mode") if k in params), "")
-        url_ca = params.pop("ssl-ca", None)
-        mode = (s.tls_mode or url_mode).lower().replace("_", "-")
-        if mode in ("", "prefer", "preferred") and channel is not None:
-            mode = "disable" if channel == "plaintext" else "require"
-        ssl_mode = {
-            "": "PREFERRED",
-            "prefer": "PREFERRED",
-            "preferred": "PREFERRED",
-            "disabled": "DISABLED",
-            "disable": "DISABLED",
-            "required": "REQUIRED",
-            "require": "REQUIRED",
-            "verify-ca": "VERIFY_CA",
-            "verify-identity": "VERIFY_IDENTITY",
-            "verify-full": "VERIFY_IDENTITY",
-        }.get(mode)
-        # The mysql driver under connectorx takes no other parameter rivet would pass on faithfully.
-        if ssl_mode is None or s.accept_invalid_certs or s.accept_invalid_hostnames or params:
-            return None
-        # prefer_socket off: the driver would otherwise move a local connection to the server's Unix socket.
-        params = {"ssl-mode": ssl_mode, "prefer_socket": "false"}
-        if s.ca_file or url_ca:
-            params["ssl-ca"] = s.ca_file or url_ca
-        scheme = "mysql"
-    return urlunsplit((scheme, netloc, parts.path, urlencode(params, quote_via=quote), ""))
+    if not isinstance(source, NetworkSource):
+        return "sqlite://" + quote(source.path)
+    from rivet._native import connectorx_url
+
+    timeout_ms = tuning.statement_timeout_s * 1000 if tuning is not None and tuning.statement_timeout_s else None
+    return connectorx_url(source.kind, source.connect_args(), channel, timeout_ms)
 
 
 @dataclass(frozen=True)

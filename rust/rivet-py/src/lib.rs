@@ -23,7 +23,7 @@ mod _native {
     #[pymodule_export]
     use crate::session::PyPgSession;
     #[pymodule_export]
-    use crate::sources::{connection_target, describe_sqlite, scan_sqlite};
+    use crate::sources::{connection_target, connectorx_url, describe_sqlite, scan_sqlite};
 
     use pyo3::prelude::*;
 

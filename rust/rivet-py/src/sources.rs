@@ -8,6 +8,7 @@ use pyo3::types::PyDict;
 use rivet_engine::batch::BatchLimits;
 use rivet_engine::conn::{ConnectOptions, Endpoint};
 use rivet_engine::metadata::arrow_schema;
+use rivet_engine::net::Channel;
 use rivet_engine::session::{ReadMethod, ScanOptions};
 use rivet_engine::tls::TlsSettings;
 use rivet_engine::{Error, sqlite};
@@ -139,6 +140,40 @@ pub fn connection_target<'py>(
     out.set_item("tls_verified", tls.verifies())?;
     out.set_item("has_password", has_password)?;
     Ok(out)
+}
+
+/// The URL connectorx connects with, written from the settings a connect would resolve; None
+/// where its driver could not connect as rivet's reader would. `channel` is how rivet's own
+/// connection travelled (a MySQL `prefer` then asks for that); `statement_timeout_ms` limits
+/// each PostgreSQL statement.
+#[pyfunction]
+#[pyo3(signature = (kind, conn, channel=None, statement_timeout_ms=None))]
+pub fn connectorx_url(
+    py: Python<'_>,
+    kind: &str,
+    conn: ConnectArgs,
+    channel: Option<&str>,
+    statement_timeout_ms: Option<u64>,
+) -> PyResult<Option<String>> {
+    let options = ConnectOptions::from(conn);
+    let channel = [
+        Channel::Unix,
+        Channel::Plain,
+        Channel::TlsUnverified,
+        Channel::TlsVerified,
+    ]
+    .into_iter()
+    .find(|c| Some(c.name()) == channel);
+    let url = match kind {
+        "postgres" => options
+            .resolve_postgres()
+            .map(|p| Some(p.driver_url(statement_timeout_ms))),
+        "mysql" => options.resolve_mysql().map(|p| p.driver_url(channel)),
+        other => Err(Error::Config(format!(
+            "no network source of kind '{other}'"
+        ))),
+    };
+    finish(py, url)
 }
 
 /// Where an endpoint connects: host, port, user, database, TLS, and whether it has a password.

@@ -2,6 +2,7 @@
 //! (`url`), keepalives and the redaction of connection strings. Each protocol resolves the
 //! options into its own settings (`pg::connect`, `mysql::connect`).
 
+pub mod driver_url;
 pub mod url;
 
 use std::time::Duration;

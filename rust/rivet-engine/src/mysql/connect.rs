@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use crate::conn::driver_url::render;
 use crate::conn::url::split_url;
-use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys, Protocol};
+use crate::conn::{ConnectOptions, Endpoint, Keepalive, KeepaliveKeys, Protocol};
 use crate::error::{Error, Result};
+use crate::net::Channel;
 use crate::tls::{TlsMode, TlsSettings};
 
 /// Resolved settings of one MySQL/MariaDB connection.
@@ -32,6 +34,41 @@ fn tls_name(mode: &str) -> Result<&'static str> {
 impl Protocol for MySettings {
     fn resolve(options: &ConnectOptions) -> Result<MyParams> {
         options.resolve_mysql()
+    }
+}
+
+impl MyParams {
+    /// These settings as a `mysql://` URL for another client library (connectorx), or None where
+    /// its driver could not connect as rivet would: over a Unix socket, accepting an invalid
+    /// certificate, or with keepalives other than the default. Under `prefer`, the URL asks for
+    /// what rivet's own connection got (`channel`), since that driver cannot fall back.
+    pub fn driver_url(&self, channel: Option<Channel>) -> Option<String> {
+        let tls = &self.tls;
+        if self.host.starts_with('/')
+            || tls.accept_invalid_certs
+            || tls.accept_invalid_hostnames
+            || self.keepalive != Some(Keepalive::default())
+        {
+            return None;
+        }
+        let ssl_mode = match (tls.mode, channel) {
+            (TlsMode::Prefer, Some(Channel::Plain)) | (TlsMode::Disable, _) => "DISABLED",
+            (TlsMode::Prefer, Some(_)) | (TlsMode::Require, _) => "REQUIRED",
+            (TlsMode::Prefer, None) => "PREFERRED",
+            (TlsMode::VerifyCa, _) => "VERIFY_CA",
+            (TlsMode::VerifyFull, _) => "VERIFY_IDENTITY",
+        };
+        // prefer_socket off: the driver would otherwise move a local connection to the server's
+        // Unix socket.
+        let mut params = vec![
+            ("ssl-mode", ssl_mode.to_string()),
+            ("prefer_socket", "false".to_string()),
+        ];
+        if let Some(ca) = &tls.ca_file {
+            params.push(("ssl-ca", ca.clone()));
+        }
+        let database = self.protocol.database.as_deref().unwrap_or_default();
+        Some(render("mysql", self, database, &params))
     }
 }
 
@@ -111,6 +148,54 @@ impl ConnectOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn driver_url(url: &str, channel: Option<Channel>) -> Option<String> {
+        ConnectOptions {
+            url: Some(url.into()),
+            ..Default::default()
+        }
+        .resolve_mysql()
+        .expect("valid")
+        .driver_url(channel)
+    }
+
+    #[test]
+    fn driver_urls_say_what_rivet_resolved_or_nothing() {
+        assert_eq!(
+            driver_url(
+                "mariadb://app:p%40ss@db:3307/shop?ssl-mode=VERIFY_IDENTITY",
+                None
+            )
+            .as_deref(),
+            Some("mysql://app:p%40ss@db:3307/shop?ssl-mode=VERIFY_IDENTITY&prefer_socket=false")
+        );
+        // `prefer` asks for what rivet's own connection got: that driver cannot fall back.
+        let prefer = "mysql://app@db/shop";
+        assert!(
+            driver_url(prefer, Some(Channel::Plain))
+                .unwrap()
+                .contains("ssl-mode=DISABLED")
+        );
+        assert!(
+            driver_url(prefer, Some(Channel::TlsUnverified))
+                .unwrap()
+                .contains("ssl-mode=REQUIRED")
+        );
+        assert!(
+            driver_url(prefer, None)
+                .unwrap()
+                .contains("ssl-mode=PREFERRED")
+        );
+        // What the driver cannot do as rivet would: no URL.
+        assert_eq!(
+            driver_url("mysql://app@db/shop?socket=/run/mysqld/mysqld.sock", None),
+            None
+        );
+        assert_eq!(
+            driver_url("mysql://app@db/shop?keepalives_idle=5", None),
+            None
+        );
+    }
 
     #[test]
     fn urls() {

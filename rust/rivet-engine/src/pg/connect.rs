@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::conn::driver_url::render;
 use crate::conn::url::split_url;
 use crate::conn::{ConnectOptions, Endpoint, KeepaliveKeys, Protocol};
 use crate::error::{Error, Result};
@@ -134,6 +135,26 @@ impl Protocol for PgSettings {
     /// libpq's name for the socket in a directory.
     fn socket_name(dir: &str, port: u16) -> String {
         format!("{}/.s.PGSQL.{port}", dir.trim_end_matches('/'))
+    }
+}
+
+impl ConnectParams {
+    /// These settings as a `postgresql://` URL for another client library (connectorx), with
+    /// `statement_timeout` set for its session when given.
+    pub fn driver_url(&self, statement_timeout_ms: Option<u64>) -> String {
+        let mut params = vec![("sslmode", self.tls.mode.name().to_string())];
+        if let Some(ca) = &self.tls.ca_file {
+            params.push(("sslrootcert", ca.clone()));
+        }
+        params.push(("application_name", self.protocol.application_name.clone()));
+        params.push((
+            "connect_timeout",
+            self.connect_timeout.as_secs().max(1).to_string(),
+        ));
+        if let Some(ms) = statement_timeout_ms.filter(|ms| *ms > 0) {
+            params.push(("options", format!("-c statement_timeout={ms}")));
+        }
+        render("postgresql", self, &self.protocol.database, &params)
     }
 }
 
