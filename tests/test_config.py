@@ -187,6 +187,20 @@ MORE = {
     ),
     "no connection": ("source: {type: postgres}\nexports:\n" + EXPORT, "source: no connection given"),
     "sqlite with host": ("source: {type: sqlite, host: h}\nexports:\n" + EXPORT, "a sqlite source takes path"),
+    "sqlite with tls": (
+        "source: {type: sqlite, path: x.db, tls: {}}\nexports:\n" + EXPORT,
+        "source: tls does not apply",
+    ),
+    "server with path": ("source: {type: postgres, path: x.db}\nexports:\n" + EXPORT, "path applies only to a sqlite"),
+    "no source type": ("source: {url: 'postgresql://u@h/d'}\nexports:\n" + EXPORT, "source.type: missing required key"),
+    "sqlite key typo": (
+        "source: {type: sqlite, pth: x.db}\nexports:\n" + EXPORT,
+        "source.pth: unknown key 'pth' (did you mean 'path'?)",
+    ),
+    "server key typo": (
+        "source: {type: mysql, url: 'mysql://u@h/d', read_timout_s: 5}\nexports:\n" + EXPORT,
+        "source.read_timout_s: unknown key 'read_timout_s' (did you mean 'read_timeout_s'?)",
+    ),
     "s3 without bucket": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    destination: {type: s3, prefix: p}\n",
         "exports[0] (a).destination: a s3 destination requires 'bucket'",

@@ -25,10 +25,6 @@ DATABASES = ("postgres", "mysql", "sqlite")
 # Names that belong to one database wherever they are imported from.
 DATABASE_NAMES = ("PgSession", "MySession")
 # Branches that stay for now, each with its reason.
-KIND_BRANCHES_KEPT = {
-    # Which keys a source block takes is validated by type until the source config is a tagged union.
-    "rivet/config/connection.py": 1,
-}
 
 
 @dataclass(frozen=True)
@@ -138,7 +134,7 @@ def kind_branches_outside_sources(tree: Tree) -> list[str]:
     for name, path in tree.modules.items():
         if layer_of(name) != "sources":
             found[tree.shown(path)] += kind_branches(path)
-    return [f"{file}:{lines}" for file, lines in found.items() if len(lines) > KIND_BRANCHES_KEPT.get(file, 0)]
+    return [f"{file}:{lines}" for file, lines in found.items() if lines]
 
 
 def kind_branches(path: Path) -> list[int]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import TypeAdapter
 
 from rivet.config.connection import SourceConfig
 from rivet.core.redact import redact_url
@@ -73,7 +74,7 @@ def source_settings(url: str) -> dict[str, Any]:
 def read_catalog(url: str, schema: str | None, only: list[str] | None) -> tuple[dict[str, Any], Any, list[Table]]:
     """The source settings, the source, and the tables of ``schema`` (all, or ``only``), from the catalog."""
     settings = source_settings(url)
-    source = resolve_source(SourceConfig.model_validate(settings), Path.cwd())
+    source = resolve_source(TypeAdapter(SourceConfig).validate_python(settings), Path.cwd())
     tables = source.catalog.tables(source, schema)
     if only:
         wanted = {source.dialect.table_name(t) for t in only}

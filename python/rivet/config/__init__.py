@@ -8,13 +8,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from rivet.config.common import TuningConfig
-from rivet.config.connection import DestinationConfig, SourceConfig, TlsConfig
+from rivet.config.connection import DestinationConfig, FileSourceConfig, ServerSourceConfig, SourceConfig, TlsConfig
 from rivet.config.interpolate import expand, key_path
 from rivet.config.layout import check_layout
 from rivet.config.models import ExportConfig, RivetConfig
@@ -23,8 +23,10 @@ from rivet.errors import ConfigError
 __all__ = [
     "DestinationConfig",
     "ExportConfig",
+    "FileSourceConfig",
     "LoadedConfig",
     "RivetConfig",
+    "ServerSourceConfig",
     "SourceConfig",
     "TlsConfig",
     "TuningConfig",
@@ -177,29 +179,46 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that owns the last key of ``loc``."""
+def _model_at(loc: tuple[Any, ...], raw: Any) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (in a tagged union, the member ``raw`` chose)."""
     model: Any = RivetConfig
-    for part in loc[:-1]:
+    for i, part in enumerate(loc[:-1]):
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
             return None
-        model = _inner_model(field.annotation)
+        model = _model_for(field.annotation, _raw_at(raw, loc[: i + 1]))
         if model is None:
             return None
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def _model_for(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The model inside ``annotation`` that ``value`` is read as: the one whose ``type`` it names, else the first."""
+    models = _inner_models(annotation)
+    for model in models:
+        tag = model.model_fields.get("type")
+        if tag is not None and isinstance(value, dict) and value.get("type") in get_args(tag.annotation):
+            return model
+    return models[0] if models else None
+
+
+def _inner_models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _inner_models(arg)]
+
+
+def _without_tags(loc: tuple[Any, ...], raw: Any) -> tuple[Any, ...]:
+    """``loc`` without pydantic's branch labels: a union member's name, or the ``type`` a tagged union chose."""
+    clean: list[Any] = []
+    for part in loc:
+        node = _raw_at(raw, tuple(clean))
+        chosen_tag = isinstance(node, dict) and part not in node and node.get("type") == part
+        if not (_is_branch_tag(part) or chosen_tag):
+            clean.append(part)
+    return tuple(clean)
 
 
 def _is_branch_tag(part: Any) -> bool:
@@ -232,7 +251,7 @@ def format_errors(error: ValidationError, raw: Any) -> str:
     for err in error.errors():
         loc = tuple(err["loc"])
         kind = err["type"]
-        clean = tuple(p for p in loc if not _is_branch_tag(p))
+        clean = _without_tags(loc, raw)
         if len(clean) != len(loc):
             # A ``str | Model`` union reports both branches; keep the one that fits the input.
             value = _raw_at(raw, clean if kind != "extra_forbidden" else clean[:-1])
@@ -245,9 +264,17 @@ def format_errors(error: ValidationError, raw: Any) -> str:
         path = _readable_path(clean, raw)
         if kind == "extra_forbidden":
             key = str(clean[-1])
-            model = _model_at(clean)
+            model = _model_at(clean, raw)
             known = list(model.model_fields) if model else []
             msg = f"{path}: unknown key '{key}'{_did_you_mean(key, known)}"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            tag = key_path((*clean, err["ctx"]["discriminator"].strip("'")))
+            expected = err["ctx"].get("expected_tags", "").split(", ")
+            msg = (
+                f"{tag}: unknown value {err['ctx']['tag']!r}; expected {', '.join(expected[:-1])} or {expected[-1]}"
+                if kind == "union_tag_invalid"
+                else f"{tag}: missing required key"
+            )
         elif kind == "missing":
             msg = f"{path}: missing required key"
         elif kind == "literal_error":

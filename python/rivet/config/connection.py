@@ -25,24 +25,13 @@ class TlsConfig(StrictModel):
     channel_binding: Literal["prefer", "require", "disable"] | None = None
 
 
-class SourceConfig(StrictModel):
-    """``source``: where rows come from."""
+class _SourceBase(StrictModel):
+    """What every ``source`` takes, whichever database it is."""
 
-    type: Literal["postgres", "mysql", "sqlite"]
     url: str | None = None
     url_env: str | None = None
     url_file: str | None = None
-    host: str | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
-    user: str | None = None
-    database: str | None = None
-    password: SecretStr | None = None
-    password_env: str | None = None
-    path: str | None = None
-    tls: TlsConfig | None = None
     tuning: TuningConfig | None = None
-    # The longest the server may send nothing while rivet waits (default: statement timeout + 30 s).
-    read_timeout_s: Annotated[float, Field(gt=0)] | None = None
     # Which reader scans: rivet's own, connectorx, or connectorx only where it is exact.
     engine: Literal["auto", "native", "connectorx"] = "native"
     # A label for people (production, replica, staging); shown by `rivet plan`, changes nothing.
@@ -58,24 +47,40 @@ class SourceConfig(StrictModel):
     def _tuning_placement(cls, data: Any) -> Any:
         return _reject_misplaced_tuning(data, "source.tuning")
 
-    @model_validator(mode="after")
-    def _connection_style(self) -> SourceConfig:
+    def _urls(self) -> list[str]:
         urls = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
-        structured = [k for k in ("host", "user", "database", "port") if getattr(self, k) is not None]
         if len(urls) > 1:
             raise ValueError("specify exactly one of url, url_env or url_file")
+        return urls
+
+
+class ServerSourceConfig(_SourceBase):
+    """``source`` for a database server (PostgreSQL, MySQL, MariaDB): a URL or host, user and database."""
+
+    type: Literal["postgres", "mysql"]
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    user: str | None = None
+    database: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    # The longest the server may send nothing while rivet waits (default: statement timeout + 30 s).
+    read_timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" in data:
+            raise ValueError("path applies only to a sqlite source; use url or host/user/database")
+        return data
+
+    @model_validator(mode="after")
+    def _connection_style(self) -> ServerSourceConfig:
+        urls = self._urls()
+        structured = [k for k in ("host", "user", "database", "port") if getattr(self, k) is not None]
         if self.password is not None and self.password_env is not None:
             raise ValueError("set password or password_env, not both")
-        if self.type == "sqlite":
-            if self.tls is not None:
-                raise ValueError("tls does not apply to a sqlite source")
-            if structured or self.password or self.password_env:
-                raise ValueError("a sqlite source takes path (or url: sqlite:///file.db), not host/user/database")
-            if bool(urls) == (self.path is not None):
-                raise ValueError("a sqlite source needs exactly one of path, url, url_env or url_file")
-            return self
-        if self.path is not None:
-            raise ValueError("path applies only to a sqlite source; use url or host/user/database")
         if urls and (structured or self.password or self.password_env):
             raise ValueError(
                 "use either a URL (url, url_env, url_file) or structured fields "
@@ -88,6 +93,34 @@ class SourceConfig(StrictModel):
                 if getattr(self, required) is None:
                     raise ValueError(f"structured config requires '{required}'")
         return self
+
+
+class FileSourceConfig(_SourceBase):
+    """``source`` for a database in a file (SQLite): a path, or a ``sqlite:///`` URL."""
+
+    type: Literal["sqlite"]
+    path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_server(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            kind = data.get("type")
+            if "tls" in data:
+                raise ValueError(f"tls does not apply to a {kind} source")
+            if any(k in data for k in ("host", "port", "user", "database", "password", "password_env")):
+                raise ValueError(f"a {kind} source takes path (or url: sqlite:///file.db), not host/user/database")
+        return data
+
+    @model_validator(mode="after")
+    def _one_location(self) -> FileSourceConfig:
+        if bool(self._urls()) == (self.path is not None):
+            raise ValueError(f"a {self.type} source needs exactly one of path, url, url_env or url_file")
+        return self
+
+
+# ``source``: where rows come from; its ``type`` says which keys it takes.
+SourceConfig = Annotated[ServerSourceConfig | FileSourceConfig, Field(discriminator="type")]
 
 
 class DestinationConfig(StrictModel):

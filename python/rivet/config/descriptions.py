@@ -18,7 +18,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "executor": "Where chunks are read: this process's threads (local) or a Dask cluster.",
         "state": "Where this config's exports keep their state in a shared state store.",
     },
-    "SourceConfig": {
+    "ServerSourceConfig": {
         "type": "postgres, mysql (MySQL and MariaDB) or sqlite.",
         "url": "A postgresql:// or mysql:// URL (a ${VAR} keeps its password out of the file).",
         "url_env": "The environment variable holding the URL.",
@@ -175,6 +175,9 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "namespace": "Keep this config's state under this name (instead of one derived from each export).",
     },
 }
+
+# One text per source key, for the server and the file forms of ``source`` alike.
+DESCRIPTIONS["FileSourceConfig"] = DESCRIPTIONS["ServerSourceConfig"]
 
 
 def described(schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rivet.config.connection import SourceConfig
+from rivet.config.connection import FileSourceConfig, ServerSourceConfig, SourceConfig
 from rivet.errors import ConfigError
 from rivet.sources.mysql.source import MysqlSource
 from rivet.sources.postgres.source import PostgresSource
@@ -22,7 +22,7 @@ def _env(name: str, key: str) -> str:
     return value
 
 
-def _url(source: SourceConfig, base_dir: Path) -> str | None:
+def _url(source: ServerSourceConfig | FileSourceConfig, base_dir: Path) -> str | None:
     if source.url is not None:
         return source.url
     if source.url_env is not None:
@@ -40,7 +40,7 @@ def _url(source: SourceConfig, base_dir: Path) -> str | None:
 def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
     """Build the source; relative file paths are relative to ``base_dir``."""
     url = _url(source, base_dir)
-    if source.type == "sqlite":
+    if isinstance(source, FileSourceConfig):
         path = source.path
         if url is not None:
             # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
