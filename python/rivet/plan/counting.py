@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from rivet.sources.cuts import even_split, grouped_cuts
+
 if TYPE_CHECKING:
     from rivet.sources.base import Session
     from rivet.sources.dialect import KeyKind
@@ -48,27 +50,14 @@ def balanced_cuts(
         f"FROM (SELECT {x} AS x FROM ({base}) AS _r) AS s WHERE x >= {lo} AND x <= {hi}) AS h GROUP BY b"
     )
     counts = {int(b): int(n) for b, n in rows if b is not None and n is not None}
-    cuts: list[int] = []
-    acc = 0
-    for b in range(1, buckets + 1):
-        n = counts.get(b, 0)
-        start, end = edge(b - 1), edge(b)
-        if n > target:
-            if acc:
-                cuts.append(start)
-            if end - start > 1 and depth < 6:
-                cuts += balanced_cuts(session, base, column, kind, start, end - 1, n, target, depth + 1)
-            else:
-                pieces = math.ceil(n / target)
-                cuts += [start + (j * (end - start)) // pieces for j in range(1, pieces)]
-            cuts.append(end)
-            acc = 0
-            continue
-        if acc and acc + n > target:
-            cuts.append(start)
-            acc = 0
-        acc += n
-    return sorted({c for c in cuts if lo < c <= hi})
+
+    def finer(start: int, end: int, n: float) -> list[int]:
+        if end - start > 1 and depth < 6:
+            return balanced_cuts(session, base, column, kind, start, end - 1, int(n), target, depth + 1)
+        return even_split(start, end, n, target)
+
+    pieces = [(edge(b - 1), edge(b), counts.get(b, 0)) for b in range(1, buckets + 1)]
+    return [c for c in grouped_cuts(pieces, target, finer) if lo < c <= hi]
 
 
 def dense_cuts(session: Session, base: str, column: str, kind: KeyKind, target: int) -> list[int]:

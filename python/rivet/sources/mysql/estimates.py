@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from rivet.sources.cuts import Piece, grouped_cuts, no_split
 from rivet.sources.mysql.dialect import MysqlDialect
 
 if TYPE_CHECKING:
@@ -71,11 +72,11 @@ def estimated_cuts(
         sql = f"EXPLAIN FORMAT=JSON SELECT 1 FROM {relation} WHERE {k} >= {kind.literal(a)} AND {k} < {kind.literal(b)}"
         return max(rows_in(json.loads(session.query(sql)[0][0] or "{}")), 0)
 
-    pieces: list[tuple[int, int]] = []  # (start, estimated rows), in key order
+    pieces: list[Piece] = []  # in key order
 
     def split(a: int, b: int, rows: int, depth: int) -> None:
         if rows <= limit or b - a <= 1 or depth >= MAX_DEPTH:
-            pieces.append((a, rows))
+            pieces.append((a, b, rows))
             return
         middle = a + (b - a) // 2
         split(a, middle, estimate(a, middle), depth + 1)
@@ -84,11 +85,4 @@ def estimated_cuts(
     total = estimate(lo, hi + 1)
     limit = min(target, -(-total // min_chunks)) * 5 // 4
     split(lo, hi + 1, total, 0)
-    cuts: list[int] = []
-    acc = 0
-    for start, rows in pieces:
-        if acc and acc + rows > limit:
-            cuts.append(start)
-            acc = 0
-        acc += rows
-    return cuts
+    return [c for c in grouped_cuts(pieces, limit, no_split) if c <= hi]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
 from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table
+from rivet.sources.cuts import even_split, grouped_cuts
 from rivet.sources.postgres.dialect import PostgresDialect
 
 PG = PostgresDialect()
@@ -87,19 +87,8 @@ class PostgresCatalog(ServerCatalog):
         if len(bounds) < 2:
             return None
         per_bucket = total * (1 - float(row[1] or 0)) / (len(bounds) - 1)
-        cuts: list[int] = []
-        acc = 0.0
-        for start, end in itertools.pairwise(bounds):
-            if per_bucket > target:
-                pieces = math.ceil(per_bucket / target)
-                cuts += [start + (j * (end - start)) // pieces for j in range(pieces)]
-                acc = 0.0
-                continue
-            if acc and acc + per_bucket > target:
-                cuts.append(start)
-                acc = 0.0
-            acc += per_bucket
-        return sorted(set(cuts))
+        buckets = [(start, end, per_bucket) for start, end in itertools.pairwise(bounds)]
+        return grouped_cuts(buckets, target, lambda start, end, rows: even_split(start, end, rows, target))
 
     def table_pages(self, session: Any, relation: str) -> tuple[int, int] | None:
         """Heap pages and the page size; TID range scans need PostgreSQL 14."""
