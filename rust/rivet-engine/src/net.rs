@@ -141,12 +141,14 @@ pub enum Channel {
     TlsUnverified,
     /// TLS with the certificate chain (and, for verify-full, the host name) verified.
     TlsVerified,
+    /// No connection: a database file read in this process (SQLite).
+    File,
 }
 
 impl Channel {
     /// Whether a password sent in the clear over it reaches only the real server.
     pub fn trusted(self) -> bool {
-        matches!(self, Channel::Unix | Channel::TlsVerified)
+        matches!(self, Channel::Unix | Channel::TlsVerified | Channel::File)
     }
 
     /// `unix-socket`, `plaintext`, `tls-unverified` or `tls-verified`.
@@ -156,6 +158,7 @@ impl Channel {
             Channel::Plain => "plaintext",
             Channel::TlsUnverified => "tls-unverified",
             Channel::TlsVerified => "tls-verified",
+            Channel::File => "file",
         }
     }
 }
@@ -202,23 +205,6 @@ pub trait OverLink: Sized {
     fn link(&self) -> &Link;
     /// The link, to read and write.
     fn link_mut(&mut self) -> &mut Link;
-
-    /// How the connection travels (plain, TLS verified or not, Unix socket).
-    fn channel(&self) -> Channel {
-        self.link().channel
-    }
-
-    /// Watch `flag` while a scan runs: a blocked read returns `Cancelled` once it is set.
-    fn set_interrupt(&mut self, flag: Arc<AtomicBool>) -> Result<()> {
-        self.link_mut().watch(flag);
-        Ok(())
-    }
-
-    /// Forget the interrupt flag of a finished scan.
-    fn clear_interrupt(&mut self) -> Result<()> {
-        self.link_mut().unwatch();
-        Ok(())
-    }
 
     /// A connection over an already connected socket, and the outcome of `login` on it
     /// (fuzz targets drive it with a fake server).

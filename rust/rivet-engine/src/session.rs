@@ -2,16 +2,17 @@
 //! cached descriptions, then many bounded scans (one per chunk) without
 //! reconnecting in between.
 //!
-//! A protocol plugs in through the small [`Wire`] trait: open, query, describe,
-//! prepare a scan, stream it. Everything around that lives here once: lending the
+//! A protocol (or an embedded database) plugs in through the small [`Wire`] trait: open,
+//! query, describe, prepare a scan, stream it. Everything around that lives here once: lending the
 //! connection to one scan at a time, reconnecting after a scan that broke it,
 //! caching descriptions, and the background stream with its end-of-data rules.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::batch::BatchLimits;
-use crate::conn::{ConnectOptions, Endpoint, Protocol};
+use crate::conn::{ConnectOptions, Endpoint, Protocol, Target};
 use crate::error::{Error, Result};
 use crate::metadata::{ArrowKind, Column, arrow_schema};
 use crate::net::{Channel, OverLink};
@@ -59,15 +60,41 @@ pub struct Described<C> {
     pub columns: Vec<C>,
 }
 
+/// What a session needs of any connection: how it travels, and an interrupt for a running scan.
+pub trait Connection {
+    /// How the connection travels (plain, TLS verified or not, Unix socket, a local file).
+    fn channel(&self) -> Channel;
+    /// Watch `flag` while a scan runs: a blocked read returns `Interrupted` once it is set.
+    fn set_interrupt(&mut self, flag: Arc<AtomicBool>);
+    /// Forget the interrupt flag of a finished scan.
+    fn clear_interrupt(&mut self);
+}
+
+impl<T: OverLink> Connection for T {
+    fn channel(&self) -> Channel {
+        self.link().channel
+    }
+
+    fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.link_mut().watch(flag);
+    }
+
+    fn clear_interrupt(&mut self) {
+        self.link_mut().unwatch();
+    }
+}
+
 /// What a protocol provides to a [`Session`].
-pub trait Wire: OverLink<Settings: Protocol + Send + Sync + 'static> + Send + 'static {
+pub trait Wire: Connection + Sized + Send + 'static {
+    /// Where its connections go.
+    type Target: Target;
     /// A result column mapped to Arrow.
     type Kind: ArrowKind + Clone + Send + Sync + 'static;
     /// A scan ready to stream (statement prepared, transaction open).
     type Prepared: Send + 'static;
 
     /// Connect, authenticate and set the session up for reading.
-    fn open(params: &Endpoint<Self::Settings>) -> Result<Self>;
+    fn open(target: &Self::Target) -> Result<Self>;
     /// Run SQL; rows come back as text.
     fn run_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
     /// Describe `query` and map its columns (refusing unsupported ones, all at once).
@@ -96,7 +123,7 @@ pub trait Wire: OverLink<Settings: Protocol + Send + Sync + 'static> + Send + 's
     ) -> Result<EndOfData>;
     /// Something that asks the server, from another connection, to stop this
     /// connection's running statement (None when the server gave no way to).
-    fn canceller(&self, params: &Arc<Endpoint<Self::Settings>>) -> Option<Canceller>;
+    fn canceller(&self, target: &Arc<Self::Target>) -> Option<Canceller>;
 }
 
 /// Cancels a running statement on the server; best effort.
@@ -107,7 +134,7 @@ type DescribeCache<C> = Arc<Mutex<HashMap<String, Arc<Described<C>>>>>;
 
 /// One connection, lent to one scan at a time and reopened if a scan broke it.
 pub struct Session<W: Wire> {
-    params: Arc<Endpoint<W::Settings>>,
+    params: Arc<W::Target>,
     slot: Arc<Mutex<Option<W>>>,
     described: DescribeCache<Column<W::Kind>>,
     channel: Channel,
@@ -129,22 +156,33 @@ fn poisoned<T>(_: PoisonError<T>) -> Error {
 }
 
 /// `e` naming the server, when it is about the connection to it.
-fn naming(server: &str, e: Error) -> Error {
+fn naming(place: &str, e: Error) -> Error {
     match e {
         Error::Connect { message, code } => Error::Connect {
-            message: format!("{message} (server {server})"),
+            message: format!("{message} ({place})"),
             code,
         },
-        Error::ConnectionLost(m) => Error::ConnectionLost(format!("{m} (server {server})")),
+        Error::ConnectionLost(m) => Error::ConnectionLost(format!("{m} ({place})")),
         other => other,
     }
 }
 
-impl<W: Wire> Session<W> {
-    /// Connect now, so bad settings fail early.
+impl<P, W> Session<W>
+where
+    P: Protocol + Send + Sync + 'static,
+    W: Wire<Target = Endpoint<P>>,
+{
+    /// Resolve `options` and connect now, so bad settings fail early.
     pub fn connect(options: &ConnectOptions) -> Result<Self> {
-        let params = Arc::new(W::Settings::resolve(options)?);
-        let conn = W::open(&params).map_err(|e| naming(&params.server_name(), e))?;
+        Self::open(P::resolve(options)?)
+    }
+}
+
+impl<W: Wire> Session<W> {
+    /// Connect to `target` now, so a bad one fails early.
+    pub fn open(target: W::Target) -> Result<Self> {
+        let params = Arc::new(target);
+        let conn = W::open(&params).map_err(|e| naming(&params.place(), e))?;
         Ok(Session {
             params,
             channel: conn.channel(),
@@ -168,7 +206,7 @@ impl<W: Wire> Session<W> {
     }
 
     fn named(&self, e: Error) -> Error {
-        naming(&self.params.server_name(), e)
+        naming(&self.params.place(), e)
     }
 
     fn give_back(&self, conn: W) {
@@ -248,12 +286,12 @@ impl<W: Wire> Session<W> {
         let columns = described.columns.clone();
         let session = self.clone();
         let canceller = conn.canceller(&self.params);
-        let server = self.params.server_name();
+        let server = self.params.place();
         Ok(BatchStream::spawn(
             arrow_schema(&columns),
             options.prefetch,
             move |sink| {
-                conn.set_interrupt(sink.cancel_flag())?;
+                conn.set_interrupt(sink.cancel_flag());
                 // On an error the connection is dropped mid-result (never reused).
                 let end = match conn.stream(prepared, columns, &options, sink) {
                     Ok(end) => end,
@@ -266,7 +304,7 @@ impl<W: Wire> Session<W> {
                     }
                     Err(e) => return Err(naming(&server, e)),
                 };
-                conn.clear_interrupt()?;
+                conn.clear_interrupt();
                 session.give_back(conn);
                 Ok(end)
             },

@@ -1,5 +1,5 @@
-//! What the network sources (PostgreSQL, MySQL/MariaDB) take from an export besides where to
-//! connect (`conn`): the `columns:` overrides their readers apply, and query wrapping.
+//! What every source takes from an export besides where to connect (`conn`): the `columns:`
+//! overrides its reader applies, and query wrapping.
 
 use std::collections::HashMap;
 
@@ -13,6 +13,9 @@ pub struct Overrides {
     /// Columns read as the server prints them (`::text`, `CAST(... AS CHAR)`), for types
     /// without an exact mapping.
     pub text: Vec<String>,
+    /// Type names for columns whose values carry no type of their own (SQLite's declared
+    /// types, or expressions that have none).
+    pub types: HashMap<String, String>,
 }
 
 /// Strip what would break wrapping the query: trailing semicolons and blanks.
@@ -37,6 +40,7 @@ pub fn check_result_columns(names: &[&str], overrides: &Overrides) -> Result<()>
         .text
         .iter()
         .chain(overrides.decimal.keys())
+        .chain(overrides.types.keys())
         .find(|k| !seen.contains(k.as_str()))
     {
         return Err(Error::Config(format!(

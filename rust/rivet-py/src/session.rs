@@ -70,6 +70,7 @@ macro_rules! session_class {
                 let o = Overrides {
                     decimal: decimal_overrides,
                     text: text_overrides,
+                    ..Overrides::default()
                 };
                 let result = run_interruptible(py, move || session.describe(&query, &o))?;
                 let columns = finish(py, result)?;
@@ -94,6 +95,7 @@ macro_rules! session_class {
                 let o = Overrides {
                     decimal: decimal_overrides,
                     text: text_overrides,
+                    ..Overrides::default()
                 };
                 let scan = options.options()?;
                 let result = run_interruptible(py, move || {

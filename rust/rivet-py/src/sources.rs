@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use rivet_engine::Error;
 use rivet_engine::batch::BatchLimits;
 use rivet_engine::conn::{ConnectOptions, Endpoint};
 use rivet_engine::metadata::arrow_schema;
 use rivet_engine::net::Channel;
 use rivet_engine::session::{ReadMethod, ScanOptions};
+use rivet_engine::source::Overrides;
+use rivet_engine::sqlite::{SqliteFile, SqliteSession};
 use rivet_engine::tls::TlsSettings;
-use rivet_engine::{Error, sqlite};
 
 use crate::errors::to_py_err;
 use crate::interrupt::run_interruptible;
@@ -184,6 +186,14 @@ fn target_of<P>(database: Option<String>, p: Endpoint<P>) -> Target {
     (p.host, p.port, p.user, database, p.tls, has_password)
 }
 
+/// `columns:` type names as overrides of a SQLite file's declared types.
+fn sqlite_overrides(types: HashMap<String, String>) -> Overrides {
+    Overrides {
+        types,
+        ..Overrides::default()
+    }
+}
+
 /// Start streaming a SQLite query.
 #[pyfunction]
 pub fn scan_sqlite(
@@ -195,13 +205,11 @@ pub fn scan_sqlite(
 ) -> PyResult<PyBatchReader> {
     let options = options.options()?;
     let result = run_interruptible(py, move || {
-        sqlite::open(
-            &path,
+        SqliteSession::open(SqliteFile { path })?.scan(
             &query,
-            &type_overrides,
-            options.limits,
-            options.prefetch,
-            options.reconcile,
+            None,
+            &sqlite_overrides(type_overrides),
+            options,
         )
     })?;
     finish(py, result).map(PyBatchReader::new)
@@ -215,7 +223,10 @@ pub fn describe_sqlite(
     query: String,
     type_overrides: HashMap<String, String>,
 ) -> PyResult<PyArrowSchema> {
-    let result = run_interruptible(py, move || sqlite::describe(&path, &query, &type_overrides))?;
+    let result = run_interruptible(py, move || {
+        SqliteSession::open(SqliteFile { path })?
+            .describe(&query, &sqlite_overrides(type_overrides))
+    })?;
     let columns = finish(py, result)?;
     Ok(PyArrowSchema {
         schema: arrow_schema(&columns),

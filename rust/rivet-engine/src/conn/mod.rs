@@ -128,13 +128,18 @@ pub trait Protocol: Sized {
     }
 }
 
-impl<P: Protocol> Endpoint<P> {
-    /// The server, as messages name it (`host:port`, or a socket path).
-    pub fn server_name(&self) -> String {
+/// Where a session's connections go, resolved once.
+pub trait Target: Send + Sync + 'static {
+    /// Where it is, as messages say it: `server host:port`, `server /socket/path`, `file x.db`.
+    fn place(&self) -> String;
+}
+
+impl<P: Protocol + Send + Sync + 'static> Target for Endpoint<P> {
+    fn place(&self) -> String {
         if self.host.starts_with('/') {
-            P::socket_name(&self.host, self.port)
+            format!("server {}", P::socket_name(&self.host, self.port))
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("server {}:{}", self.host, self.port)
         }
     }
 }

@@ -65,6 +65,7 @@ fn count_rows(conn: &mut MyConnection, sql: &str) -> Result<u64> {
 }
 
 impl Wire for MyConnection {
+    type Target = MyParams;
     type Kind = MyKind;
     type Prepared = MyPrepared;
 

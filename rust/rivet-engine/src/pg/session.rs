@@ -19,6 +19,7 @@ use crate::stream::{BatchSink, EndOfData};
 pub type PgSession = Session<PgConnection>;
 
 impl Wire for PgConnection {
+    type Target = ConnectParams;
     type Kind = PgKind;
     type Prepared = PgPrepared;
 

@@ -1,5 +1,6 @@
 //! The SQLite source: an embedded file read with strict declared types.
 
+mod session;
 mod types;
 mod values;
 
@@ -10,11 +11,11 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::batch::{BatchLimits, Fill, RowBatch, flush, make_room};
+use crate::batch::{Fill, RowBatch};
 use crate::error::{Error, Result, UnsupportedColumn};
-use crate::metadata::{Column, arrow_schema};
-use crate::stream::{BatchStream, EndOfData};
+use crate::metadata::Column;
 
+pub use session::{SqliteConnection, SqliteFile, SqliteSession};
 pub use types::{SqliteKind, kind_from_decl};
 use values::SqliteBuilder;
 
@@ -39,28 +40,16 @@ fn query_error(e: &rusqlite::Error) -> Error {
     }
 }
 
-/// Describe `query`: declared types, or `overrides` (column -> type name).
-pub fn describe(
-    path: &str,
-    query: &str,
-    overrides: &HashMap<String, String>,
+/// Map the result columns of `stmt`: declared types, or `types` (column -> type name).
+fn map_columns(
+    stmt: &rusqlite::Statement<'_>,
+    types: &HashMap<String, String>,
 ) -> Result<Vec<SqliteColumn>> {
-    let conn = open_connection(path)?;
-    let stmt = conn.prepare(query).map_err(|e| query_error(&e))?;
     let mut mapped = Vec::new();
     let mut refused = Vec::new();
-    let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
-    for name in overrides.keys() {
-        if !names.contains(name) {
-            return Err(Error::Config(format!(
-                "columns: override for \"{name}\", but the query has no such column (it returns: {})",
-                names.join(", ")
-            )));
-        }
-    }
     for col in stmt.columns() {
         let name = col.name().to_string();
-        let declared = overrides
+        let declared = types
             .get(&name)
             .cloned()
             .or_else(|| col.decl_type().map(str::to_string));
@@ -124,65 +113,4 @@ fn value_bytes(v: rusqlite::types::ValueRef<'_>) -> usize {
         rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.len(),
         _ => 8,
     }
-}
-
-/// Check the query's types, then stream it on a background thread. With
-/// `reconcile`, the rows are counted first in the same read transaction.
-pub fn open(
-    path: &str,
-    query: &str,
-    overrides: &HashMap<String, String>,
-    limits: BatchLimits,
-    prefetch: usize,
-    reconcile: bool,
-) -> Result<BatchStream> {
-    let columns = describe(path, query, overrides)?;
-    let schema = arrow_schema(&columns);
-    let (path, query) = (path.to_string(), query.to_string());
-    let batch_schema = Arc::clone(&schema);
-    Ok(BatchStream::spawn(schema, prefetch, move |sink| {
-        let conn = open_connection(&path)?;
-        conn.execute_batch("BEGIN").map_err(|e| query_error(&e))?;
-        let expected_rows = if reconcile {
-            let n: i64 = conn
-                .query_row(&format!("SELECT count(*) FROM ({query})"), [], |r| r.get(0))
-                .map_err(|e| query_error(&e))?;
-            Some(n.max(0) as u64)
-        } else {
-            None
-        };
-        let mut stmt = conn.prepare(&query).map_err(|e| query_error(&e))?;
-        let mut batch = SqliteBatch {
-            schema: batch_schema,
-            builders: columns
-                .iter()
-                .map(|c| SqliteBuilder::new(c.kind, limits.max_rows.min(8192)))
-                .collect(),
-            columns,
-            fill: Fill::default(),
-        };
-        let mut rows = stmt.query([]).map_err(|e| query_error(&e))?;
-        let mut row_number = 0u64;
-        while let Some(row) = rows.next().map_err(|e| query_error(&e))? {
-            row_number += 1;
-            let mut size = 0;
-            for i in 0..batch.builders.len() {
-                size += value_bytes(row.get_ref(i).map_err(|e| query_error(&e))?);
-            }
-            make_room(&mut batch, size, &limits, sink)?;
-            for (i, b) in batch.builders.iter_mut().enumerate() {
-                let v = row.get_ref(i).map_err(|e| query_error(&e))?;
-                b.append(v).map_err(|m| {
-                    Error::decode(&batch.columns[i].name, format!("{m} (row {row_number})"))
-                })?;
-            }
-            batch.fill.rows += 1;
-            batch.fill.bytes += size;
-        }
-        flush(&mut batch, sink)?;
-        Ok(EndOfData {
-            server_rows: row_number,
-            expected_rows,
-        })
-    }))
 }
