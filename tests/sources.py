@@ -154,6 +154,18 @@ class Source:
             )
         raise NotImplementedError("SQLite reads in one stream: no chunk keys to skew")
 
+    def stamped_table(self) -> str:
+        """A new empty table ``(id int, updated_at)``, ``updated_at`` a microsecond timestamp (timestamptz on
+        PostgreSQL, DATETIME(6) on MySQL); :meth:`stamp` writes its values."""
+        zoned = self.kind == "postgres"
+        return self._table(f"CREATE TABLE {{t}} (id int, updated_at {'timestamptz' if zoned else 'DATETIME(6)'})")
+
+    def stamp(self, utc: str | None) -> str:
+        """The SQL literal of a stamped table's ``updated_at`` at ``utc`` (``YYYY-MM-DD HH:MM:SS[.ffffff]``)."""
+        if utc is None:
+            return "NULL"
+        return f"timestamptz '{utc}+00'" if self.kind == "postgres" else f"TIMESTAMP '{utc}'"
+
     # A time key's column type on each database: a date, a timestamp, and one that carries its zone.
     TIME_TYPES: ClassVar[dict[str, dict[str, str]]] = {
         "postgres": {"date": "date", "timestamp": "timestamp", "zoned": "timestamptz"},

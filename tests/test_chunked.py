@@ -363,48 +363,6 @@ def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
 
 
-def test_incremental_runs_export_every_row_including_late_boundary_rows(pg, pg_table, tmp_path):
-    t = pg_table("CREATE TABLE {t} (id int, updated_at timestamptz)")
-    pg.execute(
-        f"INSERT INTO {t} SELECT i, timestamptz '2024-01-01 00:00+00' + i * interval '1 hour' "
-        "FROM generate_series(1, 10) AS i"
-    )
-    config = write_config(
-        tmp_path,
-        pg_source(),
-        f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
-    )
-
-    def run() -> dict:
-        proc = run_rivet("run", "-c", str(config), "--json")
-        return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
-
-    first = run()
-    assert first["code"] == 0 and first["rows"] == 10
-    # A late row carrying the boundary value, and a newer one.
-    pg.execute(
-        f"INSERT INTO {t} VALUES (11, timestamptz '2024-01-01 10:00+00'), (12, timestamptz '2024-01-02 00:00+00')"
-    )
-    second = run()
-    seen = collections.Counter()
-    for r in (first, second):
-        seen.update(rows_in_files(r["files"], ["id"]))
-    assert {k[0] for k in seen} == set(range(1, 13))
-    # Exactly once at the boundary: the late row with the stored value comes, the exported one does not.
-    assert seen[(10,)] == 1 and seen[(11,)] == 1 and second["rows"] == 2
-
-    pg.execute(f"INSERT INTO {t} VALUES (13, NULL)")
-    failed = run()
-    assert failed["code"] == 3 and "cursor updated_at is NULL in at least 1 row(s)" in failed["error"]
-    store_cursor = run_rivet("state", "show", "-c", str(config), "--json")
-    assert json.loads(store_cursor.stdout)["exports"][0]["cursor"].startswith("2024-01-02 00:00:00")
-
-    pg.execute(f"DELETE FROM {t} WHERE id = 13")
-    pg.execute(f"INSERT INTO {t} VALUES (14, timestamptz '2024-01-03 00:00+00')")
-    third = run()
-    assert third["code"] == 0 and sorted(k[0] for k in rows_in_files(third["files"], ["id"])) == [14]
-
-
 def test_incremental_coalesce_mode(pg, pg_table, tmp_path):
     t = pg_table("CREATE TABLE {t} (id int, updated_at int, created_at int NOT NULL)")
     pg.execute(f"INSERT INTO {t} VALUES (1, NULL, 5), (2, 7, 1), (3, NULL, 9)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import rivet
 from rivet.errors import ChunkError, ConfigError
 from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
 from tests.conftest import MYSQL_URL, my_query, my_source
-from tests.outputs import run_rivet, write_config
+from tests.outputs import write_config
 from tests.sources import numbers
 
 pytestmark = pytest.mark.mysql
@@ -180,36 +179,6 @@ def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp
     assert not (tmp_path / "out" / "_SUCCESS").exists()
     files = resume_and_check(config, before)
     assert rows_in_files(files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
-
-
-def test_incremental_runs_export_every_row_including_late_boundary_rows(my_conn, my_table, tmp_path):
-    t = my_table(
-        "CREATE TABLE {t} (id INT, updated_at DATETIME(6));\n"
-        f"INSERT INTO {{t}} SELECT i, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i HOUR FROM ({numbers(10)}) AS n"
-    )
-    config = write_config(
-        tmp_path,
-        my_source(),
-        f"- name: inc\n  table: {t}\n  mode: incremental\n  cursor_column: updated_at\n  destination: out/{{date}}\n",
-    )
-
-    def run() -> dict:
-        proc = run_rivet("run", "-c", str(config), "--json")
-        return json.loads(proc.stdout)["exports"][0] | {"code": proc.returncode, "stderr": proc.stderr}
-
-    first = run()
-    assert first["code"] == 0 and first["rows"] == 10, first
-    my_query(my_conn, f"INSERT INTO {t} VALUES (11, '2024-01-01 10:00:00'), (12, '2024-01-02 00:00:00.5')")
-    second = run()
-    assert second["code"] == 0, second
-    seen: collections.Counter[tuple[object, ...]] = collections.Counter()
-    for r in (first, second):
-        seen.update(rows_in_files(r["files"], ["id"]))
-    assert {k[0] for k in seen} == set(range(1, 13))
-    assert seen[(10,)] == 1 and seen[(11,)] == 1
-    my_query(my_conn, f"INSERT INTO {t} VALUES (13, '2024-01-02 00:00:00.7')")
-    third = run()
-    assert sorted(k[0] for k in rows_in_files(third["files"], ["id"])) == [13]
 
 
 def test_a_long_stream_reads_every_value_intact(my_conn, my_table, out):
