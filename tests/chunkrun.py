@@ -149,10 +149,16 @@ def planned_export(source_type: str, url: str, export_yaml: str, tmp_path: Path)
 
 
 def slow_mysql_chunked_export(table: str, columns: str = "id, h", extra: str = "") -> str:
-    """The YAML of an export ``slow`` of a MariaDB ``table`` whose chunks take long enough to be killed
-    mid-run, with parts of about two chunks (some published before a kill, one not)."""
+    """:func:`slow_chunked_export` of a MariaDB ``table``."""
+    return slow_chunked_export(table, "SLEEP(0.0002)", columns, extra)
+
+
+def slow_chunked_export(table: str, slowly: str, columns: str = "id, h", extra: str = "") -> str:
+    """The YAML of an export ``slow`` of ``table`` whose chunks take long enough to be killed mid-run (each
+    row outputs ``slowly``, an expression that sleeps), with parts of about two chunks (some published
+    before a kill, one not)."""
     return (
-        f'- name: slow\n  query: "SELECT {columns}, SLEEP(0.0002) AS s FROM {table}"\n  mode: chunked\n'
+        f'- name: slow\n  query: "SELECT {columns}, {slowly} AS s FROM {table}"\n  mode: chunked\n'
         "  chunk_column: id\n  chunk_size: 500\n  chunk_checkpoint: true\n  parallel: 2\n  max_file_size: 40KB\n"
         f"  destination: out\n{extra}"
     )

@@ -154,6 +154,14 @@ class Source:
             )
         raise NotImplementedError("SQLite reads in one stream: no chunk keys to skew")
 
+    def slowly(self, column: str) -> str:
+        """An expression that sleeps 0.2 ms for each row a chunk outputs (planning never evaluates it)."""
+        if self.kind == "postgres":
+            return f"{self._request.getfixturevalue('slow')}({column}, 0.0002)"
+        if self.kind == "mysql":
+            return "SLEEP(0.0002)"
+        raise NotImplementedError("SQLite reads in one stream: no chunk to slow down")
+
     def stamped_table(self) -> str:
         """A new empty table ``(id int, updated_at)``, ``updated_at`` a microsecond timestamp (timestamptz on
         PostgreSQL, DATETIME(6) on MySQL); :meth:`stamp` writes its values."""

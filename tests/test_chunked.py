@@ -6,7 +6,6 @@ import collections
 import json
 import os
 import sqlite3
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError, DataError
-from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files
+from tests.chunkrun import planned_export, rows_in_files
 from tests.conftest import PG_URL, pg_source, pg_url
 from tests.outputs import (
     rows_by_glob,
@@ -297,40 +296,6 @@ def test_statement_timeout_is_enforced_and_not_retried(pg_table, slow, out, capl
     assert err.value.__cause__.code == "57014"
     assert "after 1 attempt(s)" in str(err.value)
     assert "retrying" not in caplog.text
-
-
-def test_sigkill_then_resume_reads_only_unfinished_chunks(pg, pg_table, slow, tmp_path):
-    t = pg_table("CREATE TABLE {t} AS SELECT i AS id, md5(i::text) AS h FROM generate_series(1, 12000) AS i")
-    config = write_config(
-        tmp_path,
-        pg_source(),
-        textwrap.dedent(
-            f"""\
-            - name: slow
-              query: "SELECT id, h, {slow}(id, 0.0002) AS s FROM {t}"
-              mode: chunked
-              chunk_column: id
-              chunk_size: 500
-              chunk_checkpoint: true
-              parallel: 2
-              # Parts of about two chunks: some are published before the kill, one is not.
-              max_file_size: 40KB
-              destination: out
-            """
-        ),
-    )
-    before = kill_after_chunks(config, 6)
-    assert 6 <= len(before) < 24
-    assert not (tmp_path / "out" / "_SUCCESS").exists()
-
-    # A plain run refuses while a checkpointed run is unfinished, and says how to go on, in commands to paste.
-    refused = run_rivet("run", "-c", str(config))
-    assert refused.returncode == 2
-    assert f"`rivet run --resume -c {config} -e slow`" in refused.stderr, refused.stderr
-    assert f"`rivet state reset-chunks -c {config} -e slow`" in refused.stderr, refused.stderr
-
-    files = resume_and_check(config, before)
-    assert rows_in_files(files, ["id", "h"]) == rows_in_source(pg, f"SELECT id, h FROM {t}")
 
 
 def test_resume_is_refused_when_the_plan_changed(pg_table, tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import rivet
-from tests.chunkrun import rows_in_files
+from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files, slow_chunked_export
+from tests.outputs import run_rivet, write_config
 from tests.sources import Source
 
 pytestmark = pytest.mark.usefixtures("chunks")
@@ -60,3 +61,20 @@ def test_date_and_time_keys_by_days(source, out, key):
     result = export(source, t, out, chunk_column="at", chunk_by_days=7, parallel=2)
     assert rows_in_files(result.files, ["id"]) == source.rows(f"SELECT id FROM {t}")
     assert len(result.chunks) >= 3
+
+
+def test_sigkill_then_resume_reads_only_unfinished_chunks(source, tmp_path):
+    t = source.numbered_table(12000)
+    config = write_config(tmp_path, source.block, slow_chunked_export(t, source.slowly("id")))
+    before = kill_after_chunks(config, 6)
+    assert 6 <= len(before) < 24
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+    # A plain run refuses while a checkpointed run is unfinished, and says how to go on, in commands to paste.
+    refused = run_rivet("run", "-c", str(config))
+    assert refused.returncode == 2
+    assert f"`rivet run --resume -c {config} -e slow`" in refused.stderr, refused.stderr
+    assert f"`rivet state reset-chunks -c {config} -e slow`" in refused.stderr, refused.stderr
+
+    files = resume_and_check(config, before)
+    assert rows_in_files(files, ["id", "h"]) == source.rows(f"SELECT id, h FROM {t}")

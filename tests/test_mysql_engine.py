@@ -11,9 +11,8 @@ import pytest
 
 import rivet
 from rivet.errors import ChunkError, ConfigError
-from tests.chunkrun import kill_after_chunks, planned_export, resume_and_check, rows_in_files, slow_mysql_chunked_export
-from tests.conftest import MYSQL_URL, my_query, my_source
-from tests.outputs import write_config
+from tests.chunkrun import planned_export, rows_in_files
+from tests.conftest import MYSQL_URL, my_query
 from tests.sources import numbers
 
 pytestmark = pytest.mark.mysql
@@ -166,19 +165,6 @@ def test_permanent_error_names_the_column_and_is_not_retried(my_table, out, capl
         )
     assert "1054" in str(err.value)
     assert "retrying" not in caplog.text
-
-
-def test_sigkill_then_resume_reads_only_unfinished_chunks(my_conn, my_table, tmp_path):
-    t = my_table(
-        "CREATE TABLE {t} (id INT PRIMARY KEY, h CHAR(32));\n"
-        f"INSERT INTO {{t}} SELECT i, MD5(i) FROM ({numbers(12000)}) AS n"
-    )
-    config = write_config(tmp_path, my_source(), slow_mysql_chunked_export(t))
-    before = kill_after_chunks(config, 6)
-    assert 6 <= len(before) < 24
-    assert not (tmp_path / "out" / "_SUCCESS").exists()
-    files = resume_and_check(config, before)
-    assert rows_in_files(files, ["id", "h"]) == rows_in_source(my_conn, f"SELECT id, h FROM {t}")
 
 
 def test_a_long_stream_reads_every_value_intact(my_conn, my_table, out):
