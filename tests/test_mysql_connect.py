@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, RivetError, SourceConnectionError
-from tests.conftest import make_certificates
+from tests.conftest import free_port, make_certificates
 
 pytestmark = pytest.mark.mysql
 
@@ -28,12 +27,6 @@ CIPHER = "SELECT VARIABLE_VALUE AS cipher FROM information_schema.SESSION_STATUS
 class Server:
     port: int
     ca: Path  # the CA that signed the server certificate (issued for "localhost")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def server() -> Iterator[Server]:
         shutil.chown(root, "mysql")
         for f in root.iterdir():
             shutil.chown(f, "mysql")
-    data, port, sock = root / "data", _free_port(), root / "sock"
+    data, port, sock = root / "data", free_port(), root / "sock"
     subprocess.run(
         [
             "mariadb-install-db",
@@ -177,22 +170,3 @@ def test_verify_ca_checks_the_chain_but_not_the_name(server: Server, tmp_path: P
     # Without a CA file verify-ca would take any certificate a public CA issued for any host: refused, as libpq does.
     with pytest.raises(ConfigError, match=r"verify-ca needs tls\.ca_file"):
         rivet.export(_source(server, tls={"mode": "verify-ca"}), query="SELECT 1", destination=str(tmp_path / "x"))
-
-
-def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_port()
-    url = f"mysql://u@127.0.0.1:{port}/d"
-    tuning = {"max_retries": 3, "retry_backoff_ms": 10}
-    with (
-        caplog.at_level("WARNING", logger="rivet"),
-        pytest.raises(SourceConnectionError, match=f"cannot reach 127.0.0.1:{port}"),
-    ):
-        rivet.export(url, query="SELECT 1", destination=str(tmp_path), tuning=tuning)
-    # A wrong address is not a blip: no attempt after the first.
-    assert "retrying" not in caplog.text
-
-
-def test_bad_url_parameter_is_a_config_error_that_echoes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="has a parameter rivet does not know") as err:
-        rivet.export("mysql://root@127.0.0.1:3306/test?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
-    assert "frobnicate" not in str(err.value)

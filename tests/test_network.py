@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import MYSQL_URL, PG_URL, my_query, pg_url
+import rivet
+from rivet.errors import ConfigError, SourceConnectionError
+from tests.conftest import MYSQL_URL, PG_URL, free_port, my_query, pg_url
 from tests.outputs import rows_by_glob, rows_by_manifest, run_export_json, start_rivet
 
 
@@ -174,3 +176,28 @@ def test_ctrl_c_stops_the_statement_on_the_mysql_server(my_conn, tmp_path):
     wait_for(lambda: running() == 0, "the server to stop the statement", timeout=30)
     # MariaDB may notice a closed connection on its own; the KILL QUERY rivet sent is counted.
     assert kills() > before
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_unreachable_server_fails_fast_and_clearly(scheme, tmp_path, caplog) -> None:
+    port = free_port()
+    url = f"{scheme}://u@127.0.0.1:{port}/d"
+    tuning = {"max_retries": 3, "retry_backoff_ms": 10}
+    with (
+        caplog.at_level("WARNING", logger="rivet"),
+        pytest.raises(SourceConnectionError, match=f"cannot reach 127.0.0.1:{port}"),
+    ):
+        rivet.export(url, query="SELECT 1", destination=str(tmp_path), tuning=tuning)
+    # A wrong address is not a blip: no attempt after the first.
+    assert "retrying" not in caplog.text
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_bad_url_parameter_is_a_config_error_that_echoes_nothing(scheme, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="has a parameter rivet does not know") as err:
+        rivet.export(f"{scheme}://u@127.0.0.1/d?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
+    assert "frobnicate" not in str(err.value)
+    # A '/' in an unencoded password misplaces the port: the error does not show the password's tail.
+    with pytest.raises(ConfigError, match="port in the connection URL is not a number") as err:
+        rivet.export(f"{scheme}://u:se/cret@h:5432/d", query="SELECT 1", destination=str(tmp_path))
+    assert "se" not in str(err.value).replace("sets", "")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, SourceConnectionError
-from tests.conftest import PG_URL, make_certificates, pg_url
+from tests.conftest import PG_URL, free_port, make_certificates, pg_url
 
 pytestmark = pytest.mark.postgres
 
@@ -31,12 +30,6 @@ host all all 127.0.0.1/32 scram-sha-256
 def _pg_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     return found[-1].parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +60,7 @@ def auth_server() -> Iterator[AuthServer]:
         for name in ("server.pem", "server.key", "ca.pem"):
             shutil.chown(root / name, "postgres")
     (root / "server.key").chmod(0o600)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     subprocess.run(
         [
             *run_as,
@@ -275,29 +268,6 @@ def test_verify_ca_ignores_the_name_but_checks_the_chain(auth_server: AuthServer
     with pytest.raises(SourceConnectionError, match="invalid peer certificate: BadSignature"):
         source = _tls_source(auth_server, "verify-ca", "127.0.0.1", other / "ca.pem")
         rivet.export(source, query="SELECT 1", destination=str(tmp_path / "bad"))
-
-
-def test_unreachable_server_fails_fast_and_clearly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = _free_port()
-    url = f"postgresql://u@127.0.0.1:{port}/d"
-    tuning = {"max_retries": 3, "retry_backoff_ms": 10}
-    with (
-        caplog.at_level("WARNING", logger="rivet"),
-        pytest.raises(SourceConnectionError, match=f"cannot reach 127.0.0.1:{port}"),
-    ):
-        rivet.export(url, query="SELECT 1", destination=str(tmp_path), tuning=tuning)
-    # A wrong address is not a blip: no attempt after the first.
-    assert "retrying" not in caplog.text
-
-
-def test_bad_url_parameter_is_a_config_error_that_echoes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="has a parameter rivet does not know") as err:
-        rivet.export(f"{PG_URL}?frobnicate=1", query="SELECT 1", destination=str(tmp_path))
-    assert "frobnicate" not in str(err.value)
-    # A '/' in an unencoded password misplaces the port: the error does not show the password's tail.
-    with pytest.raises(ConfigError, match="port in the connection URL is not a number") as err:
-        rivet.export("postgresql://u:se/cret@h:5432/d", query="SELECT 1", destination=str(tmp_path))
-    assert "se" not in str(err.value).replace("sets", "")
 
 
 def test_a_weak_channel_to_another_machine_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:

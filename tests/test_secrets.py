@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import textwrap
 import time
@@ -15,7 +14,7 @@ import pytest
 import rivet
 from rivet.config import load_config
 from rivet.errors import RivetError
-from tests.conftest import MYSQL_URL, PG_URL
+from tests.conftest import MYSQL_URL, PG_URL, free_port
 from tests.outputs import run_rivet, start_rivet
 
 pytestmark = pytest.mark.postgres
@@ -43,12 +42,6 @@ def everything_under(root: Path) -> str:
         else:
             texts.append(path.read_bytes().decode("utf-8", errors="replace"))
     return "\n".join(texts)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -118,7 +111,7 @@ def test_no_command_and_no_artifact_shows_the_password(env, pg_table, tmp_path):
     ids=["encoded", "unencoded", "dsn"],
 )
 def test_connection_failures_do_not_show_the_password(tmp_path, url):
-    url = url.format(port=_free_port())
+    url = url.format(port=free_port())
     with pytest.raises(RivetError) as err:
         rivet.export(url, query="SELECT 1", destination=str(tmp_path))
     shown = f"{err.value}\n{err.value!r}\n{err.value.__cause__!r}"
