@@ -53,7 +53,7 @@ def test_the_schema_is_migrated_once_and_a_newer_one_refused(location):
     first.set_cursor(E, "5", "5", "r1", NOW)
     first.close()
     again = StateStore(location)  # opening a current store changes nothing
-    assert again.version == len(MIGRATIONS) and again.cursor(E)["value"] == "5"
+    assert again.version == len(MIGRATIONS) and again.cursor(E).value == "5"
     again.close()
     _set_version(location, len(MIGRATIONS) + 1)
     with pytest.raises(StateError, match="newer than this rivet understands"):
@@ -90,8 +90,8 @@ def test_runs_files_and_publication(store):
 def test_chunk_checkpoints(store):
     chunks = [(i, f"SELECT {i}", f"[{i}]", ("whole",)) for i in range(4)]
     store.create_chunk_run("c1", E, "fp", "e_stem", NOW, chunks, "/out")
-    assert store.open_chunk_run(E)["run_id"] == "c1"
-    assert store.claim_chunk_at("c1", 0, NOW)["query"] == "SELECT 0"
+    assert store.open_chunk_run(E).run_id == "c1"
+    assert store.claim_chunk_at("c1", 0, NOW).query == "SELECT 0"
     assert store.claim_chunk_at("c1", 0, NOW) is None  # taken already
     store.claim_chunk_at("c1", 1, NOW)
     assert store.open_chunk_indexes("c1") == ({2, 3}, {0, 1})
@@ -100,14 +100,14 @@ def test_chunk_checkpoints(store):
     store.release_chunks("c1", [1], LATER)
     store.claim_chunk_at("c1", 2, NOW)
     store.chunk_failed("c1", 2, "boom", LATER)
-    tasks = {t["chunk_index"]: t for t in store.chunk_tasks("c1")}
-    assert tasks[0]["status"] == "done" and tasks[0]["rows"] == 7 and tasks[0]["parts"] == [part]
-    assert tasks[1]["status"] == "pending" and tasks[2]["last_error"] == "boom"
+    tasks = {t.chunk_index: t for t in store.chunk_tasks("c1")}
+    assert tasks[0].status == "done" and tasks[0].rows == 7 and tasks[0].parts == [part]
+    assert tasks[1].status == "pending" and tasks[2].last_error == "boom"
     assert store.requeue_with_status("c1", "failed", LATER) == 1
     store.requeue_chunks("c1", [0], LATER)
-    assert {t["status"] for t in store.chunk_tasks("c1")} == {"pending"}
+    assert {t.status for t in store.chunk_tasks("c1")} == {"pending"}
     store.finish_chunk_run("c1", LATER)
-    assert store.open_chunk_run(E) is None and store.latest_chunk_run(E)["status"] == "completed"
+    assert store.open_chunk_run(E) is None and store.latest_chunk_run(E).status == "completed"
     assert store.resumable_stems(E) == set() and store.resumable_stems(E, any_status=True) == {"e_stem"}
     assert store.reset_chunks(E) == 0 and store.chunk_tasks("c1") != []  # a completed run is kept by default
     assert store.reset_chunks(E, finished_too=True) == 1 and store.chunk_tasks("c1") == []
@@ -116,13 +116,13 @@ def test_chunk_checkpoints(store):
 def test_cursors_and_boundary_rows(store):
     store.set_cursor(E, "2026-01-01", "'2026-01-01'", "r1", NOW)
     store.set_cursor(E, "2026-01-02", "'2026-01-02'", "r2", LATER)
-    assert store.cursor(E)["value"] == "2026-01-02" and store.cursor(ExportKey("team-b", "e")) is None
+    assert store.cursor(E).value == "2026-01-02" and store.cursor(ExportKey("team-b", "e")) is None
     hashes = [-(2**63), 2**63 - 1, 0, 0, 42]  # 64-bit row hashes, a duplicate among them
     store.set_boundary(E, "cursor", "9", "9", hashes, "r2", LATER)
     assert sorted(store.boundary_hashes(E, "cursor")) == sorted(set(hashes))
-    assert store.boundary(E, "cursor")["strict"] == 0
+    assert store.boundary(E, "cursor").strict == 0
     store.set_boundary(E, "cursor", "10", "10", None, "r3", LATER)
-    assert store.boundary(E, "cursor")["strict"] == 1 and store.boundary_hashes(E, "cursor") == []
+    assert store.boundary(E, "cursor").strict == 1 and store.boundary_hashes(E, "cursor") == []
     assert store.reset_cursor(E) is True and store.cursor(E) is None and store.boundary(E, "cursor") is None
     assert store.reset_cursor(E) is False
 
@@ -134,10 +134,10 @@ def test_leases_refuse_a_live_holder_and_take_over_a_gone_one(location, store):
         with pytest.raises(ExportBusyError, match="already running"):
             other.take_lease(E, "r2", "host:2", 60.0, lambda holder: False)
         taken = other.take_lease(E, "r2", "host:2", 60.0, lambda holder: holder == "host:1")
-        assert taken["run_id"] == "r1"
+        assert taken.run_id == "r1"
         assert store.renew_lease(E, "r1") is False and other.renew_lease(E, "r2") is True
         store.release_lease(E, "r1")  # not its lease any more: a no-op
-        assert other.lease(E)["run_id"] == "r2"
+        assert other.lease(E).run_id == "r2"
         other.release_lease(E, "r2")
         assert store.lease(E) is None
     finally:
@@ -178,7 +178,7 @@ def test_a_transaction_commits_all_or_nothing(store):
     assert store.cursor(E) is None
     with store.transaction():
         store.set_cursor(E, "1", "1", "r1", NOW)
-    assert store.cursor(E)["value"] == "1"
+    assert store.cursor(E).value == "1"
 
 
 def test_writers_of_one_state_take_turns(location):
@@ -189,7 +189,7 @@ def test_writers_of_one_state_take_turns(location):
         try:
             for _ in range(25):
                 with s.transaction():
-                    value = int((s.cursor(N) or {"value": "0"})["value"])
+                    value = int(cursor.value if (cursor := s.cursor(N)) else "0")
                     s.set_cursor(N, str(value + 1), str(value + 1), "r", NOW)
         except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
@@ -200,7 +200,7 @@ def test_writers_of_one_state_take_turns(location):
     for t in threads:
         t.join()
     try:
-        assert errors == [] and stores[0].cursor(N)["value"] == "100"  # no increment lost
+        assert errors == [] and stores[0].cursor(N).value == "100"  # no increment lost
     finally:
         for s in stores:
             s.close()

@@ -105,3 +105,21 @@ def test_validate_refuses_a_forged_published_folder(pg, pg_table, tmp_path):
     _edit(config, "UPDATE export_runs SET destination = ?", str(tmp_path / "elsewhere"))
     refused = run_rivet("validate", "-c", str(config))
     assert refused.returncode != 0 and "the store is not trusted with paths" in refused.stderr
+
+
+def test_repair_never_reads_a_forged_destination_even_to_plan(pg, pg_table, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT i AS id FROM generate_series(1, 2000) AS i")
+    config = tmp_path / "rivet.yaml"
+    config.write_text(
+        f'source: {{type: postgres, url: "{pg_url()}"}}\nexports:\n'
+        f"  - {{name: c, table: {table}, mode: chunked, chunk_column: id, chunk_size: 500, chunk_checkpoint: true, "
+        "destination: out}\n"
+    )
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    _edit(config, "UPDATE chunk_runs SET destination = ?", str(elsewhere))
+    # The dry run (no --execute) only plans, and still never opens the folder the store names.
+    for args in ((), ("--execute",)):
+        refused = run_rivet("repair", "-c", str(config), "-e", "c", *args)
+        assert refused.returncode != 0 and "the store is not trusted with paths" in refused.stderr, refused.stderr
+    assert not elsewhere.exists()

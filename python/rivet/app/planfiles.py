@@ -159,7 +159,7 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
                     "strategy": _strategy(plan),
                     "fingerprint": plan.fingerprint(),
                     "row_estimate": estimate,
-                    "cursor": cursor["sql_literal"] if cursor else None,
+                    "cursor": cursor.sql_literal if cursor else None,
                     "chunks": [dataclasses.asdict(c) for c in chunks] if chunks is not None else None,
                     "planning_statements": planning,
                     "source_group": export.source_group,
@@ -253,7 +253,7 @@ def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None
                 )
             if plan.cursor is not None:
                 stored = state.cursor(plan.key)
-                now = stored["sql_literal"] if stored else None
+                now = stored.sql_literal if stored else None
                 if now != entry["cursor"]:
                     raise ConfigError(
                         f"the cursor of export '{name}' moved since the plan was made ({entry['cursor']} -> {now}); "

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
+    from rivet.state.rows import ChunkRun, ChunkTask
 
 log = logging.getLogger("rivet")
 
@@ -70,16 +71,16 @@ class RepairPlan:
         }
 
 
-def published_manifest(destination: Destination, run: dict[str, Any]) -> Manifest:
+def published_manifest(destination: Destination, run: ChunkRun) -> Manifest:
     """The manifest at the run's destination, which must still be the run's."""
     name = destination.spec.manifest_name
     raw = destination.read_file(name)
     if raw is None:
-        raise ConfigError(f"{destination.url_of(name)} is missing: nothing of run {run['run_id']} to repair")
+        raise ConfigError(f"{destination.url_of(name)} is missing: nothing of run {run.run_id} to repair")
     manifest = parse_manifest(raw, destination.url_of, destination.url_of(name))
-    if manifest.run_id != run["run_id"]:
+    if manifest.run_id != run.run_id:
         raise ConfigError(
-            f"{destination.spec.shown} now holds run {manifest.run_id}, not the checkpointed run {run['run_id']}: "
+            f"{destination.spec.shown} now holds run {manifest.run_id}, not the checkpointed run {run.run_id}: "
             "only the last published chunked run can be repaired"
         )
     return manifest
@@ -89,7 +90,7 @@ def plan_repair(
     export: str,
     run_id: str,
     partitions: Iterable[dict[str, Any]],
-    tasks: list[dict[str, Any]],
+    tasks: list[ChunkTask],
     manifest: Manifest,
     destination: Destination,
 ) -> RepairPlan:
@@ -100,16 +101,14 @@ def plan_repair(
             flagged[int(p["chunk"])] = f"{p['status']}: source {p['source_count']}, exported {p['exported_count']}"
     problems: dict[str, str | None] = {}
     for task in tasks:
-        for record in task["parts"]:
+        for record in task.parts:
             if record["name"] not in problems:
                 problems[record["name"]] = part_problem(destination, part_from_record(record), deep=False)
             if (problem := problems[record["name"]]) is not None:
-                flagged.setdefault(task["chunk_index"], problem)
-    replaced = {r["name"] for t in tasks if t["chunk_index"] in flagged for r in t["parts"]}
-    chunks = tuple(
-        t["chunk_index"] for t in tasks if t["chunk_index"] in flagged or replaced & {r["name"] for r in t["parts"]}
-    )
-    held = {r["name"] for t in tasks for r in t["parts"]}
+                flagged.setdefault(task.chunk_index, problem)
+    replaced = {r["name"] for t in tasks if t.chunk_index in flagged for r in t.parts}
+    chunks = tuple(t.chunk_index for t in tasks if t.chunk_index in flagged or replaced & {r["name"] for r in t.parts})
+    held = {r["name"] for t in tasks for r in t.parts}
     vouched = destination.read_file(destination.spec.success_name) == success_marker(manifest.raw)
     return RepairPlan(
         export,
@@ -124,7 +123,7 @@ def plan_repair(
 def execute_repair(
     plan: ExportPlan,
     state: StateStore,
-    run: dict[str, Any],
+    run: ChunkRun,
     repair: RepairPlan,
     lease: ExportLease,
     observer: Observer | None = None,
@@ -133,13 +132,13 @@ def execute_repair(
 
     With no chunks to read (``repair.republish`` only) the manifest is written again from the state.
     """
-    run_id = run["run_id"]
+    run_id = run.run_id
     events = observer or Observer()
     result = ExportResult(name=plan.name, run_id=run_id, status="running", mode=plan.mode)
     spec, _ = run_location(plan, run)
     destination = open_destination(spec)
     destination.prepare(plan.name, exclusive=True)
-    tasks = {t["chunk_index"]: t for t in state.chunk_tasks(run_id)}
+    tasks = {t.chunk_index: t for t in state.chunk_tasks(run_id)}
     source = ChunkSource.open(plan)
     try:
         queries = rebuilt_queries(plan, source.planner, source.schema, run_id, list(tasks.values()))
@@ -152,7 +151,7 @@ def execute_repair(
                 f"export '{plan.name}': the source's columns changed since run {run_id}; a repair writes parts "
                 "that fit the published ones. Run the export again instead"
             )
-        queue = ChunkQueue.in_memory(run_id, [Task(i, queries[i], tasks[i]["label"]) for i in repair.chunks])
+        queue = ChunkQueue.in_memory(run_id, [Task(i, queries[i], tasks[i].label) for i in repair.chunks])
         stem = part_stem(plan.name, now)
         pool = source.pool(queue, destination, schema, stem, ChunkCounter(), events, rows, source.take_planner())
         try:
@@ -169,7 +168,7 @@ def execute_repair(
             destination,
             state,
             result,
-            from_iso(run["started_at"]),
+            from_iso(run.started_at),
             append=False,
             lease=lease,
             extra={"repairs": [*previous, note]},
@@ -195,18 +194,18 @@ def execute_repair(
         del source
 
 
-def _live_parts(tasks: dict[int, dict[str, Any]], queue: ChunkQueue) -> list[CommittedPart]:
+def _live_parts(tasks: dict[int, ChunkTask], queue: ChunkQueue) -> list[CommittedPart]:
     """Every part of the run after the repair, once, in chunk order: new ones where chunks were read again."""
     listed: list[CommittedPart] = []
     for index in sorted(tasks):
         if index in queue.done:
             listed += queue.done[index][0]
         else:
-            listed += [part_from_record(r) for r in tasks[index]["parts"]]
+            listed += [part_from_record(r) for r in tasks[index].parts]
     return list({p.name: p for p in listed}.values())
 
 
 def _committed(state: StateStore, run_id: str, parts: list[CommittedPart]) -> bool:
     """Whether the state lists ``parts`` (the repair's commit went through)."""
-    held = {r["name"] for t in state.chunk_tasks(run_id) for r in t["parts"]}
+    held = {r["name"] for t in state.chunk_tasks(run_id) for r in t.parts}
     return {p.name for p in parts} <= held

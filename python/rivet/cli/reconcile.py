@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
     from rivet.state.keys import ExportKey
+    from rivet.state.rows import ChunkRun, ChunkTask
 
 
 def reconcile_command(
@@ -60,14 +61,14 @@ def reconcile(config: Path, export: str) -> dict[str, Any]:
         # State no run has claimed yet (kept before namespaces) is the export's too.
         plan = dataclasses.replace(build_plan(loaded, loaded.export(export)), state_key=key_of(loaded, store, export))
         run = checked_chunk_run(store, plan)
-        report = count_chunks(plan, run, store.chunk_tasks(run["run_id"]))
+        report = count_chunks(plan, run, store.chunk_tasks(run.run_id))
         _remember(store, plan.key, report)
     finally:
         store.close()
     return report
 
 
-def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
+def checked_chunk_run(store: StateStore, plan: ExportPlan) -> ChunkRun:
     """The export's latest checkpointed run, made by the config as it is now."""
     from rivet.errors import ConfigError
 
@@ -81,19 +82,19 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
             "within the read's snapshot"
         )
         raise ConfigError(f"export '{export}' has no checkpointed chunked run to reconcile: {why}")
-    if not run["part_stem"]:
+    if not run.part_stem:
         raise ConfigError(
-            f"run {run['run_id']} of export '{export}' was carried over from the original rivet's state: "
+            f"run {run.run_id} of export '{export}' was carried over from the original rivet's state: "
             "its chunks are the original's key ranges; run the export with this rivet, then reconcile that run"
         )
-    if run["status"] == "failed":
+    if run.status == "failed":
         raise ConfigError(
-            f"run {run['run_id']} of export '{export}' failed a check and its output was taken back: "
+            f"run {run.run_id} of export '{export}' failed a check and its output was taken back: "
             "nothing of it to reconcile"
         )
-    if run["fingerprint"] != plan.fingerprint():
+    if run.fingerprint != plan.fingerprint():
         raise ConfigError(
-            f"export '{export}': its query or chunking changed since run {run['run_id']}; "
+            f"export '{export}': its query or chunking changed since run {run.run_id}; "
             "reconcile compares a run with the config that made it"
         )
     if plan.source.dialect.begin_read_only is None:
@@ -101,7 +102,7 @@ def checked_chunk_run(store: StateStore, plan: ExportPlan) -> dict[str, Any]:
     return run
 
 
-def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def count_chunks(plan: ExportPlan, run: ChunkRun, tasks: list[ChunkTask]) -> dict[str, Any]:
     """Count each chunk of ``run`` on the source and compare with what its parts hold."""
     import pyarrow as pa
 
@@ -111,20 +112,20 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
     decimal, text = plan.server.split_overrides(plan.overrides)
     schema = pa.schema(session.describe(plan.query, decimal, text))
     # Each chunk's SQL is made again from the plan: the state store's SQL text is never run.
-    queries = rebuilt_queries(plan, session, schema, run["run_id"], tasks)
+    queries = rebuilt_queries(plan, session, schema, run.run_id, tasks)
     begin = plan.source.dialect.begin_read_only
     assert begin is not None  # checked with the run
     session.query(begin)
     partitions = []
     for task in tasks:
-        exported = task["rows"] if task["status"] == "done" else None
-        counted = session.query(f"SELECT COUNT(*) FROM ({queries[task['chunk_index']]}) AS _rivet_reconcile")
+        exported = task.rows if task.status == "done" else None
+        counted = session.query(f"SELECT COUNT(*) FROM ({queries[task.chunk_index]}) AS _rivet_reconcile")
         source = int(counted[0][0] or 0)
         status = "unknown" if exported is None else "match" if source == exported else "mismatch"
         partitions.append(
             {
-                "chunk": task["chunk_index"],
-                "label": task["label"],
+                "chunk": task.chunk_index,
+                "label": task.label,
                 "source_count": source,
                 "exported_count": exported,
                 "status": status,
@@ -132,8 +133,8 @@ def count_chunks(plan: ExportPlan, run: dict[str, Any], tasks: list[dict[str, An
         )
     return {
         "export": plan.name,
-        "run_id": run["run_id"],
-        "run_status": run["status"],
+        "run_id": run.run_id,
+        "run_status": run.status,
         "partitions": partitions,
         "summary": {
             "total_partitions": len(partitions),

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
+
+if TYPE_CHECKING:
+    from rivet.state.rows import ChunkTask
 
 
 def repair_command(
@@ -47,29 +50,31 @@ def repair(config: Path, export: str, report_file: Path | None, *, execute: bool
     from rivet.cli.state import key_of, open_state
     from rivet.core.runinfo import iso, utc_now
     from rivet.errors import ConfigError
+    from rivet.execution.checkpoints import run_location
     from rivet.plan.export import build_plan
     from rivet.state.lease import ExportLease
-    from rivet.storage.destinations import DestinationSpec, open_destination
+    from rivet.storage.destinations import open_destination
 
     loaded, store = open_state(config)
     try:
         # State no run has claimed yet (kept before namespaces) is the export's too.
         plan = dataclasses.replace(build_plan(loaded, loaded.export(export)), state_key=key_of(loaded, store, export))
         run = checked_chunk_run(store, plan)
-        if run["status"] != "completed":
+        if run.status != "completed":
             raise ConfigError(
-                f"run {run['run_id']} of export '{export}' is unfinished: complete it with "
+                f"run {run.run_id} of export '{export}' is unfinished: complete it with "
                 f"`{plan.command('run --resume')}` first"
             )
-        with ExportLease(store, plan.key, f"repair-{run['run_id']}") as lease:
-            tasks = store.chunk_tasks(run["run_id"])
+        with ExportLease(store, plan.key, f"repair-{run.run_id}") as lease:
+            tasks = store.chunk_tasks(run.run_id)
             if report_file is not None:
-                partitions = _saved_partitions(report_file, export, run["run_id"], tasks)
+                partitions = _saved_partitions(report_file, export, run.run_id, tasks)
             else:
                 partitions = count_chunks(plan, run, tasks)["partitions"]
-            destination = open_destination(DestinationSpec(run["destination"], plan.destination.storage_options))
+            # Where the run wrote, as the state says it and only where the export could have written.
+            destination = open_destination(run_location(plan, run)[0])
             manifest = published_manifest(destination, run)
-            repair_plan = plan_repair(export, run["run_id"], partitions, tasks, manifest, destination)
+            repair_plan = plan_repair(export, run.run_id, partitions, tasks, manifest, destination)
             outcome: dict[str, Any] = {**repair_plan.to_dict(), "executed": False}
             if not execute or not repair_plan.needed:
                 return outcome
@@ -81,14 +86,14 @@ def repair(config: Path, export: str, report_file: Path | None, *, execute: bool
             }
             now = iso(utc_now())
             store.save_journal(
-                f"{run['run_id']}:repair", plan.key, now, [{"v": 1, "type": "repair", "ts": now, **outcome}]
+                f"{run.run_id}:repair", plan.key, now, [{"v": 1, "type": "repair", "ts": now, **outcome}]
             )
             return outcome
     finally:
         store.close()
 
 
-def _saved_partitions(path: Path, export: str, run_id: str, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _saved_partitions(path: Path, export: str, run_id: str, tasks: list[ChunkTask]) -> list[dict[str, Any]]:
     """The chunk verdicts of a saved reconcile report, which must describe the run as it is now."""
     from rivet.errors import ConfigError
 
@@ -105,7 +110,7 @@ def _saved_partitions(path: Path, export: str, run_id: str, tasks: list[dict[str
             f"{path} reconciles export '{of[0]}' run {of[1]}; the last checkpointed run of '{export}' is {run_id}: "
             "reconcile again"
         )
-    exported = {t["chunk_index"]: t["rows"] for t in tasks}
+    exported = {t.chunk_index: t.rows for t in tasks}
     if {p["chunk"]: p["exported_count"] for p in partitions} != exported:
         raise ConfigError(f"{path} is older than the last repair of run {run_id}: reconcile again")
     return partitions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -49,7 +50,7 @@ def show(config: ConfigOption, json_output: JsonOption = False) -> None:
                     "export": e.name,
                     "namespace": key.namespace,
                     "mode": e.mode,
-                    "cursor": cursor["value"] if cursor else None,
+                    "cursor": cursor.value if cursor else None,
                     "last_run": last[0]["run_id"] if last else None,
                     "last_status": last[0]["status"] if last else None,
                 }
@@ -117,22 +118,23 @@ def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption =
     try:
         loaded, store = open_state(config)
         run = store.latest_chunk_run(key_of(loaded, store, export))
-        tasks = store.chunk_tasks(run["run_id"]) if run else []
+        tasks = store.chunk_tasks(run.run_id) if run else []
         store.close()
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     if json_output:
-        emit_json({"run": run, "chunks": [{k: v for k, v in t.items() if k != "query"} for t in tasks]})
+        chunk_rows = [{k: v for k, v in dataclasses.asdict(t).items() if k != "query"} for t in tasks]
+        emit_json({"run": dataclasses.asdict(run) if run else None, "chunks": chunk_rows})
         return
     if run is None:
         say(f"{export} has no chunked run")
         return
-    done = sum(t["status"] == "done" for t in tasks)
-    typer.echo(f"run {run['run_id']} ({run['status']}): {done} of {len(tasks)} chunks done")
+    done = sum(t.status == "done" for t in tasks)
+    typer.echo(f"run {run.run_id} ({run.status}): {done} of {len(tasks)} chunks done")
     for t in tasks:
-        rows = f" {t['rows']:,} rows" if t["rows"] is not None else ""
-        error = f" error: {t['last_error']}" if t["last_error"] else ""
-        typer.echo(f"  {t['chunk_index']:>5} {t['status']:<8} attempts={t['attempts']}{rows} {t['label']}{error}")
+        rows = f" {t.rows:,} rows" if t.rows is not None else ""
+        error = f" error: {t.last_error}" if t.last_error else ""
+        typer.echo(f"  {t.chunk_index:>5} {t.status:<8} attempts={t.attempts}{rows} {t.label}{error}")
 
 
 @app.command("progression")
@@ -166,14 +168,14 @@ def _progress_of(store, export, key) -> dict:  # type: ignore[no-untyped-def]
     committed = f"run {last['run_id']} ({last['rows']:,} rows)" if last else None
     if export.mode in ("incremental", "time_window"):
         cursor = store.cursor(key)
-        committed = f"cursor {cursor['value']}" if cursor else committed
+        committed = f"cursor {cursor.value}" if cursor else committed
     verified = None
     chunk_run = store.latest_chunk_run(key) if export.mode == "chunked" else None
     if chunk_run is not None:
-        tasks = store.chunk_tasks(chunk_run["run_id"])
-        done = sum(t["status"] == "done" for t in tasks)
-        committed = f"run {chunk_run['run_id']} ({chunk_run['status']}): {done} of {len(tasks)} chunks"
-        found = store.journals(key, run_id=f"{chunk_run['run_id']}:reconcile")
+        tasks = store.chunk_tasks(chunk_run.run_id)
+        done = sum(t.status == "done" for t in tasks)
+        committed = f"run {chunk_run.run_id} ({chunk_run.status}): {done} of {len(tasks)} chunks"
+        found = store.journals(key, run_id=f"{chunk_run.run_id}:reconcile")
         if found:
             event = found[0]["events"][0]
             ok = event["mismatches"] == 0 and event["unknown"] == 0
@@ -247,7 +249,7 @@ def _requeue(store, key, statuses: list[str], config: Path) -> str:  # type: ign
     run = store.open_chunk_run(key)
     if run is None:
         return f"{key.name} has no unfinished chunked run"
-    with ExportLease(store, key, f"reset-chunks-{run['run_id']}"):
-        count = sum(store.requeue_with_status(run["run_id"], status, iso(utc_now())) for status in statuses)
+    with ExportLease(store, key, f"reset-chunks-{run.run_id}"):
+        count = sum(store.requeue_with_status(run.run_id, status, iso(utc_now())) for status in statuses)
     command = f"rivet run --resume -c {shlex.quote(str(config))} -e {key.name}"
-    return f"{count} chunk(s) of run {run['run_id']} back in the queue: `{command}` reads them"
+    return f"{count} chunk(s) of run {run.run_id} back in the queue: `{command}` reads them"

@@ -182,12 +182,12 @@ def open_cursor(
     boundary = state.boundary(plan.key, scope)
     literal = None
     if boundary is not None:
-        cursor.stored = _typed(boundary["value"], cursor.column_type, plan.name)
-        cursor.strict = bool(boundary["strict"])
+        cursor.stored = _typed(boundary.value, cursor.column_type, plan.name)
+        cursor.strict = boundary.strict
         cursor.stored_hashes = set(state.boundary_hashes(plan.key, scope))
     elif scope == CURSOR_SCOPE and (legacy := state.cursor(plan.key)) is not None:
         # A cursor stored before boundaries were kept: its boundary rows are read again once.
-        cursor.stored = _typed(legacy["value"], cursor.column_type, plan.name)
+        cursor.stored = _typed(legacy.value, cursor.column_type, plan.name)
     if cursor.stored is not None:
         # The literal is built again from the typed value: stored SQL text is never trusted.
         literal = sql_literal(plan.source, cursor.stored.as_py())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, StateError
@@ -23,25 +23,26 @@ if TYPE_CHECKING:
 
     from rivet.plan.export import ExportPlan
     from rivet.sources.base import Session
+    from rivet.state.rows import ChunkRun, ChunkTask
     from rivet.storage.destinations import DestinationSpec
 
 
-def run_location(plan: ExportPlan, run: dict[str, Any]) -> tuple[DestinationSpec, str]:
+def run_location(plan: ExportPlan, run: ChunkRun) -> tuple[DestinationSpec, str]:
     """Where a resumed run writes and how its parts are named, as the state says, if the config agrees.
 
     The run keeps its folder even if ``{date}`` now names another; but a folder or a name
     the export could not have used is refused: the state store is not trusted with paths.
     """
-    stem = str(run["part_stem"] or "")
+    stem = str(run.part_stem or "")
     if not re.fullmatch(rf"{re.escape(plan.name)}_\d{{8}}_\d{{6}}_\d{{3}}", stem):
         raise StateError(
-            f"export '{plan.name}': run {run['run_id']} names its parts {stem!r} in the state store, which is not "
+            f"export '{plan.name}': run {run.run_id} names its parts {stem!r} in the state store, which is not "
             f"a name this export gives; discard it with `{plan.command('state reset-chunks')}`"
         )
-    stored = run["destination"]
+    stored = run.destination
     if not stored:
         return plan.destination, stem
-    return stored_destination(plan, str(stored), f"run {run['run_id']}"), stem
+    return stored_destination(plan, str(stored), f"run {run.run_id}"), stem
 
 
 def stored_destination(plan: ExportPlan, stored: str, whose: str) -> DestinationSpec:
@@ -57,20 +58,20 @@ def stored_destination(plan: ExportPlan, stored: str, whose: str) -> Destination
 
 
 def rebuilt_queries(
-    plan: ExportPlan, session: Session, schema: pa.Schema, run_id: str, tasks: list[dict[str, Any]]
+    plan: ExportPlan, session: Session, schema: pa.Schema, run_id: str, tasks: list[ChunkTask]
 ) -> dict[int, str]:
     """Each chunk's SQL made again from the plan and its stored bounds; the stored SQL is never run."""
     key_column = chunk_key_column(plan, session, schema)
     queries = {}
     for task in tasks:
         try:
-            chunk = rebuilt_chunk(plan, schema, key_column, int(task["chunk_index"]), task["bounds"])
+            chunk = rebuilt_chunk(plan, schema, key_column, int(task.chunk_index), task.bounds)
         except (ValueError, TypeError, ConfigError) as e:
             raise StateError(
                 f"export '{plan.name}': run {run_id} cannot be resumed: {e} (a run checkpointed by an older rivet, "
                 f"or an edited state store); discard it with `{plan.command('state reset-chunks')}`"
             ) from None
-        if chunk.query != task["query"]:
+        if chunk.query != task.query:
             raise StateError(
                 f"export '{plan.name}': chunk {chunk.index} of run {run_id} holds other SQL in the state store than "
                 f"its bounds make; it is not run. Discard the run with `{plan.command('state reset-chunks')}`"

@@ -16,7 +16,7 @@ import itertools
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivet.core.redact import redact_text
 from rivet.core.runinfo import iso, utc_now
@@ -25,6 +25,7 @@ from rivet.output.manifest import CommittedPart, part_from_record
 
 if TYPE_CHECKING:
     from rivet.state import StateStore
+    from rivet.state.rows import ClaimedChunk
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,11 @@ class ChunkQueue:
     # The SQL of each chunk as this run planned or rebuilt it; a stored queue's own SQL text is never run.
     queries: dict[int, str] = field(default_factory=dict)
 
-    def _task(self, row: dict[str, Any]) -> Task:
-        index = int(row["chunk_index"])
+    def _task(self, claimed: ClaimedChunk) -> Task:
+        index = int(claimed.chunk_index)
         if index not in self.queries:
             raise StateError(f"run {self.run_id}: the state store holds a chunk {index} this run never planned")
-        return Task(index, self.queries[index], str(row["label"]))
+        return Task(index, self.queries[index], str(claimed.label))
 
     @classmethod
     def in_memory(cls, run_id: str, tasks: Iterable[Task]) -> ChunkQueue:
@@ -153,7 +154,7 @@ class ChunkQueue:
     def all_parts(self) -> list[CommittedPart]:
         """Every published part once, in chunk order (from the state store when checkpointed)."""
         if self.state is not None:
-            listed = [part_from_record(p) for t in self.state.chunk_tasks(self.run_id) for p in t["parts"]]
+            listed = [part_from_record(p) for t in self.state.chunk_tasks(self.run_id) for p in t.parts]
         else:
             with self.lock:
                 listed = [p for i in sorted(self.done) for p in self.done[i][0]]
@@ -163,6 +164,7 @@ class ChunkQueue:
         """Each done chunk's index, label and rows, in chunk order."""
         if self.state is not None:
             tasks = self.state.chunk_tasks(self.run_id)
-            return [(t["chunk_index"], t["label"], t["rows"]) for t in tasks if t["status"] == "done"]
+            # A done chunk's rows are recorded with it (chunks_done).
+            return [(t.chunk_index, t.label, t.rows or 0) for t in tasks if t.status == "done"]
         with self.lock:
             return [(i, self.done[i][1].task.label, self.done[i][1].rows) for i in sorted(self.done)]

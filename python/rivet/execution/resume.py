@@ -66,10 +66,10 @@ def open_queue(
     assert state is not None
     existing = state.open_chunk_run(plan.key)
     if existing is not None and not resume:
-        tasks = state.chunk_tasks(existing["run_id"])
-        done = sum(t["status"] == "done" for t in tasks)
+        tasks = state.chunk_tasks(existing.run_id)
+        done = sum(t.status == "done" for t in tasks)
         raise ConfigError(
-            f"export '{plan.name}' has an unfinished chunked run {existing['run_id']} ({done} of {len(tasks)} chunks "
+            f"export '{plan.name}' has an unfinished chunked run {existing.run_id} ({done} of {len(tasks)} chunks "
             f"done): continue it with `{plan.command('run --resume')}`, or discard it with "
             f"`{plan.command('state reset-chunks')}`"
         )
@@ -89,21 +89,19 @@ def open_queue(
         )
         queue = ChunkQueue(result.run_id, state, queries={c.index: c.query for c in chunks})
         return OpenedRun(queue, stem, plan.destination, len(chunks), 0, started)
-    if existing["fingerprint"] != plan.fingerprint():
+    if existing.fingerprint != plan.fingerprint():
         raise ConfigError(
-            f"export '{plan.name}': its query or chunking changed since run {existing['run_id']} started, so it "
+            f"export '{plan.name}': its query or chunking changed since run {existing.run_id} started, so it "
             f"cannot be resumed; discard it with `{plan.command('state reset-chunks')}` and run again"
         )
     destination, stem = run_location(plan, existing)
-    state.requeue_unfinished(existing["run_id"], iso(utc_now()))
-    tasks = state.chunk_tasks(existing["run_id"])
-    queries = rebuilt_queries(plan, session, schema, existing["run_id"], tasks)
-    done = sum(t["status"] == "done" for t in tasks)
-    log.info(
-        "resuming run %s: %d of %d chunks done, %d to read", existing["run_id"], done, len(tasks), len(tasks) - done
-    )
-    queue = ChunkQueue(existing["run_id"], state, queries=queries)
-    return OpenedRun(queue, stem, destination, len(tasks), done, from_iso(existing["started_at"]), resumed=True)
+    state.requeue_unfinished(existing.run_id, iso(utc_now()))
+    tasks = state.chunk_tasks(existing.run_id)
+    queries = rebuilt_queries(plan, session, schema, existing.run_id, tasks)
+    done = sum(t.status == "done" for t in tasks)
+    log.info("resuming run %s: %d of %d chunks done, %d to read", existing.run_id, done, len(tasks), len(tasks) - done)
+    queue = ChunkQueue(existing.run_id, state, queries=queries)
+    return OpenedRun(queue, stem, destination, len(tasks), done, from_iso(existing.started_at), resumed=True)
 
 
 def recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
@@ -112,15 +110,15 @@ def recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:
     bad, done = [], 0
     problems: dict[str, str | None] = {}  # by part name: the chunks of one part share its verdict
     for task in queue.state.chunk_tasks(queue.run_id):
-        if task["status"] != "done":
+        if task.status != "done":
             continue
-        for record in task["parts"]:
+        for record in task.parts:
             if record["name"] not in problems:
                 problems[record["name"]] = part_problem(destination, part_from_record(record))
-        found = [problem for r in task["parts"] if (problem := problems[r["name"]]) is not None]
+        found = [problem for r in task.parts if (problem := problems[r["name"]]) is not None]
         if found:
-            log.warning("chunk %d %s is read again: %s", task["chunk_index"], task["label"], "; ".join(found))
-            bad.append(task["chunk_index"])
+            log.warning("chunk %d %s is read again: %s", task.chunk_index, task.label, "; ".join(found))
+            bad.append(task.chunk_index)
         else:
             done += 1
     if bad:

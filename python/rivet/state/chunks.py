@@ -7,18 +7,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from rivet.state.keys import ExportKey
-from rivet.state.records import KEY, Records, _args, _json_or_none
+from rivet.state.records import KEY, Records, _args, _json_or_none, _record
+from rivet.state.rows import ChunkRun, ChunkTask, ClaimedChunk
 
 
 class ChunkRecords(Records):
     """Chunk checkpoints of resumable runs, and the published schema and widest values of an export."""
 
-    def open_chunk_run(self, key: ExportKey) -> dict[str, Any] | None:
+    def open_chunk_run(self, key: ExportKey) -> ChunkRun | None:
         """The unfinished chunked run of ``key``, if any."""
         rows = self._select(
             f"SELECT * FROM chunk_runs WHERE {KEY} AND status = 'in_progress' ORDER BY started_at DESC", _args(key)
         )
-        return rows[0] if rows else None
+        return _record(ChunkRun, rows[0]) if rows else None
 
     def create_chunk_run(
         self,
@@ -63,27 +64,25 @@ class ChunkRecords(Records):
             )
             return int(cur.rowcount)
 
-    def claim_chunk_at(self, run_id: str, index: int, now: str) -> dict[str, Any] | None:
+    def claim_chunk_at(self, run_id: str, index: int, now: str) -> ClaimedChunk | None:
         """Take chunk ``index`` if it is still pending (None: it is not)."""
-        with self._transaction() as c:
-            row = c.execute(
+        with self._transaction():
+            rows = self._select(
                 "UPDATE chunk_tasks SET status = 'running', attempts = attempts + 1, updated_at = ? "
                 "WHERE run_id = ? AND chunk_index = ? AND status = 'pending' RETURNING chunk_index, query, label",
                 (now, run_id, index),
-            ).fetchone()
-        return None if row is None else {"chunk_index": row[0], "query": row[1], "label": row[2]}
+            )
+        return _record(ClaimedChunk, rows[0]) if rows else None
 
-    def claim_pending_chunks(self, run_id: str, now: str) -> list[dict[str, Any]]:
+    def claim_pending_chunks(self, run_id: str, now: str) -> list[ClaimedChunk]:
         """Take every pending chunk of a run at once, in chunk order."""
-        with self._transaction() as c:
-            rows = c.execute(
+        with self._transaction():
+            rows = self._select(
                 "UPDATE chunk_tasks SET status = 'running', attempts = attempts + 1, updated_at = ? "
                 "WHERE run_id = ? AND status = 'pending' RETURNING chunk_index, query, label",
                 (now, run_id),
-            ).fetchall()
-        return sorted(
-            ({"chunk_index": r[0], "query": r[1], "label": r[2]} for r in rows), key=lambda r: r["chunk_index"]
-        )
+            )
+        return sorted((_record(ClaimedChunk, r) for r in rows), key=lambda r: r.chunk_index)
 
     def open_chunk_indexes(self, run_id: str) -> tuple[set[int], set[int]]:
         """The pending and the running chunks of a run."""
@@ -130,13 +129,16 @@ class ChunkRecords(Records):
                 (error, now, run_id, index),
             )
 
-    def chunk_tasks(self, run_id: str) -> list[dict[str, Any]]:
+    def chunk_tasks(self, run_id: str) -> list[ChunkTask]:
         """Every chunk of a run, in order."""
         rows = self._select("SELECT * FROM chunk_tasks WHERE run_id = ? ORDER BY chunk_index", (run_id,))
-        for r in rows:
-            r["parts"] = json.loads(r["parts"]) if r["parts"] else []
-            r["bounds"] = _json_or_none(r.get("bounds"))
-        return rows
+        return [
+            _record(
+                ChunkTask,
+                {**r, "parts": json.loads(r["parts"]) if r["parts"] else [], "bounds": _json_or_none(r.get("bounds"))},
+            )
+            for r in rows
+        ]
 
     def finish_chunk_run(self, run_id: str, now: str) -> None:
         """Mark a run complete (only once every chunk is done)."""
@@ -180,10 +182,10 @@ class ChunkRecords(Records):
         with self._transaction() as c:
             c.execute("UPDATE chunk_runs SET status = 'failed', updated_at = ? WHERE run_id = ?", (now, run_id))
 
-    def latest_chunk_run(self, key: ExportKey) -> dict[str, Any] | None:
+    def latest_chunk_run(self, key: ExportKey) -> ChunkRun | None:
         """The newest chunked run of ``key``."""
         rows = self._select(f"SELECT * FROM chunk_runs WHERE {KEY} ORDER BY started_at DESC LIMIT 1", _args(key))
-        return rows[0] if rows else None
+        return _record(ChunkRun, rows[0]) if rows else None
 
     def reset_chunks(self, key: ExportKey, *, finished_too: bool = False) -> int:
         """Forget the unfinished chunked runs of ``key`` (with ``finished_too``, every one); how many were dropped.

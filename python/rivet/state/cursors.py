@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from rivet.state.keys import ExportKey
-from rivet.state.records import KEY, Records, _args
+from rivet.state.records import KEY, Records, _args, _record
+from rivet.state.rows import Boundary, Cursor
 
 
 class CursorRecords(Records):
     """Incremental cursors, and the boundary rows of appending exports."""
 
-    def cursor(self, key: ExportKey) -> dict[str, Any] | None:
+    def cursor(self, key: ExportKey) -> Cursor | None:
         """The stored cursor of ``key``."""
         rows = self._select(f"SELECT * FROM cursors WHERE {KEY}", _args(key))
-        return rows[0] if rows else None
+        return _record(Cursor, rows[0]) if rows else None
 
     def set_cursor(self, key: ExportKey, value: str, sql_literal: str, run_id: str, now: str) -> None:
         """Move the cursor (called only after the run's files are committed)."""
@@ -34,10 +34,10 @@ class CursorRecords(Records):
             c.execute(f"DELETE FROM boundary_rows WHERE {KEY}", _args(key))
             return int(c.execute(f"DELETE FROM cursors WHERE {KEY}", _args(key)).rowcount) > 0
 
-    def boundary(self, key: ExportKey, scope: str) -> dict[str, Any] | None:
+    def boundary(self, key: ExportKey, scope: str) -> Boundary | None:
         """The last boundary of ``key`` in ``scope`` (value, sql_literal, strict), if any."""
         rows = self._select(f"SELECT * FROM boundaries WHERE {KEY} AND scope = ?", (*_args(key), scope))
-        return rows[0] if rows else None
+        return _record(Boundary, {**rows[0], "strict": bool(rows[0]["strict"])}) if rows else None
 
     def boundary_hashes(self, key: ExportKey, scope: str) -> list[int]:
         """The hashes of the rows already exported at the boundary."""

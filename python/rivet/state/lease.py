@@ -24,12 +24,13 @@ import socket
 import threading
 import time
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rivet.errors import ExportBusyError
 
 if TYPE_CHECKING:
     from rivet.state.keys import ExportKey
+    from rivet.state.rows import Lease
     from rivet.state.store import StateStore
 
 log = logging.getLogger("rivet")
@@ -78,11 +79,11 @@ def holder_gone(holder: str) -> bool:
     return False
 
 
-def describe_holder(row: dict[str, Any]) -> str:
+def describe_holder(lease: Lease) -> str:
     """``run R (process P on H, since T)`` for messages."""
-    parts = str(row["holder"]).rsplit(":", 2)
-    host, pid = (parts[0], parts[1]) if len(parts) == 3 else str(row["holder"]).rpartition(":")[::2]
-    return f"run {row['run_id']} (process {pid} on {host}, since {row['acquired_at']})"
+    parts = str(lease.holder).rsplit(":", 2)
+    host, pid = (parts[0], parts[1]) if len(parts) == 3 else str(lease.holder).rpartition(":")[::2]
+    return f"run {lease.run_id} (process {pid} on {host}, since {lease.acquired_at})"
 
 
 class ExportLease:
@@ -97,7 +98,7 @@ class ExportLease:
         self.wait = wait
         self.ttl_s = ttl_s
         self.holder = holder_id()
-        self.taken_over: dict[str, Any] | None = None
+        self.taken_over: Lease | None = None
         # The run whose lease was taken over by time alone: it may be alive, so its staged files stay.
         self.spared_run: str | None = None
         self.held = False
@@ -116,8 +117,8 @@ class ExportLease:
                     raise
                 time.sleep(WAIT_POLL_S)
         if self.taken_over is not None:
-            dead = holder_gone(self.taken_over["holder"])
-            self.spared_run = None if dead else self.taken_over["run_id"]
+            dead = holder_gone(self.taken_over.holder)
+            self.spared_run = None if dead else self.taken_over.run_id
             log.warning(
                 "export %s: took over the lease of %s, whose holder %s",
                 self.key.name,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from rivet.errors import ExportBusyError
 from rivet.state.keys import ExportKey
 from rivet.state.lease import describe_holder
-from rivet.state.records import KEY, Records, _args
+from rivet.state.records import KEY, Records, _args, _record
+from rivet.state.rows import Lease
 
 
 class LeaseRecords(Records):
@@ -17,32 +17,28 @@ class LeaseRecords(Records):
 
     def take_lease(
         self, key: ExportKey, run_id: str, holder: str, ttl_s: float, gone: Callable[[str], bool]
-    ) -> dict[str, Any] | None:
-        """Take the lease of ``key``; the previous holder's row when it was taken over.
+    ) -> Lease | None:
+        """Take the lease of ``key``; the previous holder's lease when it was taken over.
 
         Heartbeats are the state database's clock, so machines whose clocks disagree still
         agree on whether a holder is late. Raises ExportBusyError when a live holder has it.
         """
         with self._transaction() as c:
             now = float(c.execute(f"SELECT {self._db.clock}").fetchone()[0])
-            row = c.execute(
-                f"SELECT run_id, holder, acquired_at, heartbeat_at FROM leases WHERE {KEY}", _args(key)
-            ).fetchone()
-            previous = None
-            if row is not None:
-                previous = dict(zip(("run_id", "holder", "acquired_at", "heartbeat_at"), row, strict=True))
-                if previous["heartbeat_at"] >= now - ttl_s and not gone(previous["holder"]):
+            rows = self._select(f"SELECT * FROM leases WHERE {KEY}", _args(key))
+            previous = _record(Lease, rows[0]) if rows else None
+            if previous is not None:
+                if previous.heartbeat_at >= now - ttl_s and not gone(previous.holder):
                     raise ExportBusyError(
                         f"export '{key.name}' is already running: {describe_holder(previous)}; this run was refused "
                         "(run it again when that one ends, or pass --wait)"
                     )
-            if previous is not None:
                 # A holder that died (a SIGKILL, an OOM kill) never recorded its end: its run is over now.
                 c.execute(
                     "UPDATE export_runs SET status = 'interrupted', finished_at = ?, "
                     "error = 'the process ended without recording an outcome (killed); its lease was taken over' "
                     "WHERE run_id = ? AND status = 'running'",
-                    (time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now)), previous["run_id"]),
+                    (time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now)), previous.run_id),
                 )
             c.execute(
                 "INSERT INTO leases (namespace, export_name, run_id, holder, acquired_at, heartbeat_at) "
@@ -71,7 +67,7 @@ class LeaseRecords(Records):
         with self._transaction() as c:
             c.execute(f"DELETE FROM leases WHERE {KEY} AND run_id = ?", (*_args(key), run_id))
 
-    def lease(self, key: ExportKey) -> dict[str, Any] | None:
-        """The lease row of ``key``, if held."""
+    def lease(self, key: ExportKey) -> Lease | None:
+        """The lease of ``key``, if held."""
         rows = self._select(f"SELECT * FROM leases WHERE {KEY}", _args(key))
-        return rows[0] if rows else None
+        return _record(Lease, rows[0]) if rows else None

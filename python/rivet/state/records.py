@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rivet.state.keys import ExportKey
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+RecordT = TypeVar("RecordT", bound="DataclassInstance")
 
 
 class Records:
@@ -62,6 +68,11 @@ KEY = "namespace = ? AND export_name = ?"
 
 def _args(key: ExportKey) -> tuple[str, str]:
     return (key.namespace, key.name)
+
+
+def _record(cls: type[RecordT], row: Mapping[str, Any]) -> RecordT:
+    """A ``cls`` of :mod:`rivet.state.rows` from a selected row: each field from its column, other columns ignored."""
+    return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
 
 def _json_or_none(text: str | None) -> Any:
