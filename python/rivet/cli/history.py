@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from rivet.cli._output import emit_json, report_error, say
-from rivet.cli.state import key_of, open_state
+from rivet.cli._output import emit_json, say
+from rivet.cli.state import key_of, state_of
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
 LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
@@ -40,14 +40,10 @@ def metrics_command(
     json_output: JsonOption = False,
 ) -> None:
     """Recent runs with their status, rows, files, bytes, duration and peak memory."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         names = [export] if export is not None else [e.name for e in loaded.config.exports]
         keys = [key_of(loaded, store, name) for name in names]
         runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(keys, limit=last)]
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     if json_output:
         emit_json({"runs": runs})
         return
@@ -71,12 +67,8 @@ def journal_command(
     json_output: JsonOption = False,
 ) -> None:
     """The events of an export's recent runs (or of one run): what happened, in order."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         journals = store.journals(key_of(loaded, store, export), run_id=run_id, limit=last)
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     if run_id is not None and not journals:
         say(f"no journal for run {run_id} of {export}")
         raise typer.Exit(1)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rivet.cli._output import emit_json, report_error, say
+
+if TYPE_CHECKING:
+    from rivet.config import LoadedConfig
+    from rivet.state import StateStore
+    from rivet.state.keys import ExportKey
 
 app = typer.Typer(help="Inspect and reset what rivet remembers between runs.", no_args_is_help=True)
 
@@ -18,7 +25,7 @@ ExportOption = Annotated[str, typer.Option("--export", "-e", help="The export.")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
-def open_state(config: Path):  # type: ignore[no-untyped-def]
+def open_state(config: Path) -> tuple[LoadedConfig, StateStore]:
     """The loaded config and its state store (the caller closes the store)."""
     from rivet.config import load_config
     from rivet.state import StateStore, state_location
@@ -27,7 +34,25 @@ def open_state(config: Path):  # type: ignore[no-untyped-def]
     return loaded, StateStore(state_location(loaded.base_dir))
 
 
-def key_of(loaded, store, name: str, *, reading: bool = True):  # type: ignore[no-untyped-def]
+@contextmanager
+def state_of(config: Path) -> Iterator[tuple[LoadedConfig, StateStore]]:
+    """The loaded config and its state store, closed when the block ends.
+
+    An error in either, or in the block, ends the command with its exit code.
+    """
+    try:
+        loaded, store = open_state(config)
+        try:
+            yield loaded, store
+        finally:
+            store.close()
+    except typer.Exit:
+        raise
+    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
+        raise typer.Exit(report_error(e)) from None
+
+
+def key_of(loaded: LoadedConfig, store: StateStore, name: str, *, reading: bool = True) -> ExportKey:
     """The state key of export ``name`` of the loaded config (``reading``: unclaimed state shows as its)."""
     from rivet.plan.export import state_key
 
@@ -38,8 +63,7 @@ def key_of(loaded, store, name: str, *, reading: bool = True):  # type: ignore[n
 @app.command("show")
 def show(config: ConfigOption, json_output: JsonOption = False) -> None:
     """Incremental cursors and the latest run of every export."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         rows = []
         for e in loaded.config.exports:
             key = key_of(loaded, store, e.name)
@@ -55,16 +79,13 @@ def show(config: ConfigOption, json_output: JsonOption = False) -> None:
                     "last_status": last[0]["status"] if last else None,
                 }
             )
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     if json_output:
         emit_json({"exports": rows})
         return
     for r in rows:
-        cursor = f" cursor={r['cursor']}" if r["cursor"] is not None else ""
-        last = f" last={r['last_run']} ({r['last_status']})" if r["last_run"] else " never run"
-        typer.echo(f"{r['export']} [{r['mode']}]{cursor}{last}")
+        shown = f" cursor={r['cursor']}" if r["cursor"] is not None else ""
+        ran = f" last={r['last_run']} ({r['last_status']})" if r["last_run"] else " never run"
+        typer.echo(f"{r['export']} [{r['mode']}]{shown}{ran}")
 
 
 @app.command("reset")
@@ -76,14 +97,10 @@ def reset(config: ConfigOption, export: ExportOption) -> None:
     """
     from rivet.plan.export import export_identity
 
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         key = key_of(loaded, store, export, reading=False)
         removed = store.reset_cursor(key)
         store.forget(key, export_identity(loaded, loaded.export(export)))
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     say(f"cursor of {export} {'reset' if removed else 'was not set'}; its next run starts afresh")
 
 
@@ -102,26 +119,18 @@ def rebind(
     """
     from rivet.plan.export import export_identity
 
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         key = key_of(loaded, store, export, reading=False)
         done = store.rebind(key, export_identity(loaded, loaded.export(export)), origin=origin)
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     say(done)
 
 
 @app.command("chunks")
 def chunks(config: ConfigOption, export: ExportOption, json_output: JsonOption = False) -> None:
     """The chunks of the latest chunked run of an export."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         run = store.latest_chunk_run(key_of(loaded, store, export))
         tasks = store.chunk_tasks(run.run_id) if run else []
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     if json_output:
         chunk_rows = [{k: v for k, v in dataclasses.asdict(t).items() if k != "query"} for t in tasks]
         emit_json({"run": dataclasses.asdict(run) if run else None, "chunks": chunk_rows})
@@ -144,13 +153,9 @@ def progression(
     json_output: JsonOption = False,
 ) -> None:
     """How far each export has come: what is committed, and whether the last reconcile verified it."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         names = [loaded.export(export).name] if export else [e.name for e in loaded.config.exports]
         rows = [_progress_of(store, loaded.export(name), key_of(loaded, store, name)) for name in names]
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     if json_output:
         emit_json({"exports": rows})
         return
@@ -191,12 +196,8 @@ def files(
     json_output: JsonOption = False,
 ) -> None:
     """The files an export's runs committed: URL, rows, bytes, SHA-256, run."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         logged = store.files(key_of(loaded, store, export))[-last:][::-1]
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     rows = [{k: f[k] for k in ("run_id", "url", "rows", "bytes", "sha256", "created_at")} for f in logged]
     if json_output:
         emit_json({"files": rows})
@@ -221,8 +222,7 @@ def reset_chunks(
     ] = False,
 ) -> None:
     """Discard an export's unfinished checkpointed run (the next run plans afresh), or requeue some of its chunks."""
-    try:
-        loaded, store = open_state(config)
+    with state_of(config) as (loaded, store):
         key = key_of(loaded, store, export)
         if not (failed or stuck):
             dropped = store.reset_chunks(key, finished_too=everything)
@@ -231,9 +231,6 @@ def reset_chunks(
             store.close()
             return
         message = _requeue(store, key, ["failed"] * failed + ["running"] * stuck, config)
-        store.close()
-    except Exception as e:  # noqa: BLE001 - every error maps to an exit code
-        raise typer.Exit(report_error(e)) from None
     say(message)
 
 
