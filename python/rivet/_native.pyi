@@ -62,47 +62,36 @@ class BatchReader:
     def cancel(self) -> None: ...
     def close(self) -> None: ...
 
+class _Session:
+    """What both server sessions offer (one class each at runtime, written by one macro)."""
+
+    @property
+    def channel(self) -> str: ...
+    def query(self, sql: str) -> list[list[str | None]]: ...
+    def origins(self, query: str) -> list[tuple[str, str] | None]: ...
+    def describe(
+        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
+    ) -> ArrowSchema: ...
+    def scan(
+        self,
+        query: str,
+        describe_as: str | None,
+        options: dict[str, Any],
+        decimal_overrides: dict[str, tuple[int, int]],
+        text_overrides: list[str],
+    ) -> BatchReader: ...
+
 @final
-class PgSession:
+class PgSession(_Session):
     """A reusable PostgreSQL connection for planning queries and chunk scans."""
 
     def __new__(cls, conn: dict[str, Any]) -> Self: ...
-    @property
-    def channel(self) -> str: ...
-    def query(self, sql: str) -> list[list[str | None]]: ...
-    def origins(self, query: str) -> list[tuple[str, str] | None]: ...
-    def describe(
-        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
-    ) -> ArrowSchema: ...
-    def scan(
-        self,
-        query: str,
-        describe_as: str | None,
-        options: dict[str, Any],
-        decimal_overrides: dict[str, tuple[int, int]],
-        text_overrides: list[str],
-    ) -> BatchReader: ...
 
 @final
-class MySession:
+class MySession(_Session):
     """A reusable MySQL/MariaDB connection for planning queries and chunk scans."""
 
     def __new__(cls, conn: dict[str, Any]) -> Self: ...
-    @property
-    def channel(self) -> str: ...
-    def query(self, sql: str) -> list[list[str | None]]: ...
-    def origins(self, query: str) -> list[tuple[str, str] | None]: ...
-    def describe(
-        self, query: str, decimal_overrides: dict[str, tuple[int, int]], text_overrides: list[str]
-    ) -> ArrowSchema: ...
-    def scan(
-        self,
-        query: str,
-        describe_as: str | None,
-        options: dict[str, Any],
-        decimal_overrides: dict[str, tuple[int, int]],
-        text_overrides: list[str],
-    ) -> BatchReader: ...
 
 def connection_target(kind: str, conn: dict[str, Any]) -> dict[str, Any]: ...
 def connectorx_url(
