@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod cdc;
 pub mod connect;
 pub mod decode;
 pub mod numeric;

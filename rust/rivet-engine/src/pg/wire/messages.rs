@@ -33,6 +33,13 @@ impl<'a> Body<'a> {
         Body { data, at: 0 }
     }
 
+    /// Next byte.
+    pub fn u8(&mut self) -> Result<u8, Error> {
+        let b = *self.data.get(self.at).ok_or_else(|| malformed("short"))?;
+        self.at += 1;
+        Ok(b)
+    }
+
     /// Next big-endian i16.
     pub fn i16(&mut self) -> Result<i16, Error> {
         let b = self
@@ -51,6 +58,14 @@ impl<'a> Body<'a> {
             .ok_or_else(|| malformed("short"))?;
         self.at += 4;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Next big-endian i64.
+    pub fn i64(&mut self) -> Result<i64, Error> {
+        let b = self.bytes(8)?;
+        Ok(i64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     /// Next NUL-terminated string.

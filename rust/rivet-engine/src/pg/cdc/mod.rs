@@ -1,0 +1,3 @@
+//! Change capture from PostgreSQL: logical replication through the built-in `pgoutput` plugin.
+
+pub mod pgoutput;
