@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 
 import rivet
 from rivet.errors import ConfigError, SourceConnectionError
-from tests.conftest import PG_URL, free_port, make_certificates, pg_url
+from tests.conftest import PG_URL, make_certificates, pg_url
+from tests.servers import postgres_cluster
 
 pytestmark = pytest.mark.postgres
 
@@ -25,11 +23,6 @@ host all md5_user 127.0.0.1/32 md5
 host all plain_user 127.0.0.1/32 password
 host all all 127.0.0.1/32 scram-sha-256
 """
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,88 +35,26 @@ class AuthServer:
 @pytest.fixture(scope="module")
 def auth_server() -> Iterator[AuthServer]:
     """A throwaway PostgreSQL that demands passwords (SCRAM, MD5, cleartext)."""
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.fail(
-            "no PostgreSQL server binaries under /usr/lib/postgresql: install postgresql (make install-servers)"
-        )
-    # Not under pytest's tmp: the server's own user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="rivet-pgauth-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(root, "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    pwfile = root / "pw"
-    pwfile.write_text("scram-secret\n")
-    make_certificates(root)
-    if run_as:
-        for name in ("server.pem", "server.key", "ca.pem"):
-            shutil.chown(root / name, "postgres")
-    (root / "server.key").chmod(0o600)
-    data, port = root / "data", free_port()
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            f"--pwfile={pwfile}",
-            "-A",
-            "scram-sha-256",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (data / "pg_hba.conf").write_text(HBA)
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(root / "log"),
-            "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c ssl=on "
-            f"-c ssl_cert_file={root / 'server.pem'} -c ssl_key_file={root / 'server.key'}",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
 
-        def psql(sql: str) -> None:
-            subprocess.run(
-                [
-                    *run_as,
-                    str(bin_dir.parent / "bin" / "psql"),
-                    "-h",
-                    str(root),
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    sql,
-                ],
-                check=True,
-                capture_output=True,
-            )
+    def prepare(root: Path) -> None:
+        (root / "pw").write_text("scram-secret\n")
+        make_certificates(root)
+        (root / "server.key").chmod(0o600)
 
-        psql("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
-        psql("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
-        yield AuthServer(port, root / "ca.pem", root)
-    finally:
-        subprocess.run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster(
+        initdb=("--pwfile={root}/pw", "-A", "scram-sha-256"),
+        prepare=prepare,
+        hba=HBA,
+        ssl="on",
+        ssl_cert_file="{root}/server.pem",
+        ssl_key_file="{root}/server.key",
+    ) as cluster:
+        # Over the socket, where postgres is trusted.
+        with psycopg.connect(host=str(cluster.root), port=cluster.port, user="postgres", dbname="postgres") as sql:
+            sql.execute("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
+            sql.execute("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
+            sql.commit()
+        yield AuthServer(cluster.port, cluster.root / "ca.pem", cluster.root)
 
 
 def _who(source: dict[str, object], out: Path) -> str:

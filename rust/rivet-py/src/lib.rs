@@ -5,6 +5,7 @@ mod errors;
 mod interrupt;
 mod meta;
 mod reader;
+mod replication;
 mod session;
 mod sources;
 
@@ -18,6 +19,8 @@ mod _native {
     use crate::meta::with_meta_columns;
     #[pymodule_export]
     use crate::reader::{PyArrowBatch, PyArrowColumn, PyArrowSchema, PyBatchReader};
+    #[pymodule_export]
+    use crate::replication::PyPgReplication;
     #[pymodule_export]
     use crate::session::PyMySession;
     #[pymodule_export]

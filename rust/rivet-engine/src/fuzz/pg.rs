@@ -144,6 +144,7 @@ pub(super) fn pg_params(
             database: "d".into(),
             application_name: "rivet-fuzz".into(),
             channel_binding: binding,
+            replication: false,
         },
     }
 }

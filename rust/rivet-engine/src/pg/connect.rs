@@ -21,6 +21,9 @@ pub struct PgSettings {
     pub application_name: String,
     /// SCRAM channel binding.
     pub channel_binding: BindingPolicy,
+    /// A logical replication connection (`replication=database`): it takes replication
+    /// commands and streams changes. Set by change capture, never from a URL.
+    pub replication: bool,
 }
 
 /// Raw key/value pairs from a URL or a DSN, before structured overrides.
@@ -247,6 +250,7 @@ impl ConnectOptions {
                     Some(v) => BindingPolicy::parse(v)?,
                     None => BindingPolicy::Prefer,
                 },
+                replication: false,
             },
         })
     }

@@ -1,3 +1,4 @@
 //! Change capture from PostgreSQL: logical replication through the built-in `pgoutput` plugin.
 
 pub mod pgoutput;
+pub mod replication;

@@ -85,19 +85,19 @@ impl PgConnection {
     }
 
     fn startup(&mut self, params: &ConnectParams) -> Result<()> {
-        frontend::startup_message(
-            [
-                ("user", params.user.as_str()),
-                ("database", params.protocol.database.as_str()),
-                (
-                    "application_name",
-                    params.protocol.application_name.as_str(),
-                ),
-                ("client_encoding", "UTF8"),
-            ],
-            &mut self.out,
-        )
-        .map_err(protocol)?;
+        let mut startup = vec![
+            ("user", params.user.as_str()),
+            ("database", params.protocol.database.as_str()),
+            (
+                "application_name",
+                params.protocol.application_name.as_str(),
+            ),
+            ("client_encoding", "UTF8"),
+        ];
+        if params.protocol.replication {
+            startup.push(("replication", "database"));
+        }
+        frontend::startup_message(startup, &mut self.out).map_err(protocol)?;
         self.flush()?;
         let mut login = Login::new(params, self.link.channel);
         loop {
@@ -206,9 +206,88 @@ impl PgConnection {
     /// Run rivet's own fixed statements (BEGIN, SET LOCAL, COMMIT) with the simple
     /// protocol. SQL that embeds a user's query goes through [`PgConnection::query`].
     pub fn execute(&mut self, sql: &str) -> Result<()> {
+        self.simple_query(sql).map(|_| ())
+    }
+
+    /// Run rivet's own statement with the simple protocol (the only one replication
+    /// commands take); rows come back as text.
+    pub fn simple_query(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         frontend::query(sql, &mut self.out).map_err(protocol)?;
         self.flush()?;
-        self.read_text_rows(false).map(|_| ())
+        self.read_text_rows(false)
+    }
+
+    /// Send `command` (`START_REPLICATION ...`) and wait for the server to open the two-way
+    /// copy its changes come in.
+    pub fn start_copy_both(&mut self, command: &str) -> Result<()> {
+        frontend::query(command, &mut self.out).map_err(protocol)?;
+        self.flush()?;
+        let m = self.next_message()?;
+        match m.tag {
+            b'W' => Ok(()),
+            b'E' => {
+                let (message, code) = error_fields(self.body(m));
+                self.finish_until_ready(Some(Error::Query { message, code }))
+            }
+            other => Err(protocol(format!(
+                "unexpected message '{}' starting replication",
+                char::from(other).escape_default()
+            ))),
+        }
+    }
+
+    /// The next CopyData payload of a two-way copy (borrowed until the next read), or None
+    /// once the server has ended it.
+    pub fn copy_data(&mut self) -> Result<Option<&[u8]>> {
+        let m = self.next_message()?;
+        match m.tag {
+            b'd' => Ok(Some(self.body(m))),
+            b'c' => Ok(None),
+            // The command ended without a CopyDone: the copy is over too.
+            b'C' => self.finish_until_ready(None).map(|()| None),
+            b'E' => {
+                let (message, code) = error_fields(self.body(m));
+                Err(Error::Query { message, code })
+            }
+            other => Err(protocol(format!(
+                "unexpected message '{}' in the replication stream",
+                char::from(other).escape_default()
+            ))),
+        }
+    }
+
+    /// Send one CopyData payload (a standby status update) to the server.
+    pub fn send_copy_data(&mut self, payload: &[u8]) -> Result<()> {
+        self.out.extend_from_slice(b"d");
+        let len = i32::try_from(payload.len() + 4).map_err(|_| protocol("copy data too large"))?;
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(payload);
+        self.flush()
+    }
+
+    /// End a two-way copy from our side and read to the end of the command.
+    pub fn end_copy_both(&mut self) -> Result<()> {
+        frontend::copy_done(&mut self.out);
+        self.flush()?;
+        loop {
+            let m = self.next_message()?;
+            match m.tag {
+                // What the server had in flight before it saw our CopyDone.
+                b'd' => {}
+                b'c' | b'C' => {}
+                b'E' => {
+                    let (message, code) = error_fields(self.body(m));
+                    return self.finish_until_ready(Some(Error::Query { message, code }));
+                }
+                b'Z' => return Ok(()),
+                other => {
+                    return Err(protocol(format!(
+                        "unexpected message '{}' ending replication",
+                        char::from(other).escape_default()
+                    )));
+                }
+            }
+        }
     }
 
     /// Run exactly one statement (the extended protocol refuses several); rows come back as text.

@@ -1,0 +1,342 @@
+//! `PgReplication`: a PostgreSQL logical replication connection (slots and the decoded change
+//! stream), for change capture. Messages cross as dicts; values keep their wire form.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use rivet_engine::Error;
+use rivet_engine::conn::ConnectOptions;
+use rivet_engine::pg::cdc::pgoutput::{
+    CopyMessage, Lsn, Message, OldRow, PG_EPOCH_UNIX_MICROS, ReplicaIdentity, Tuple, Value, message,
+};
+use rivet_engine::pg::cdc::replication::Replication;
+
+use crate::interrupt::run_interruptible;
+use crate::sources::{ConnectArgs, finish};
+
+/// A value as it crossed the wire, owned.
+enum Wire {
+    Null,
+    Unchanged,
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// One field of a message, owned, until it becomes a Python value.
+enum Field {
+    Text(String),
+    Int(i64),
+    Flag(bool),
+    Row(Vec<Wire>),
+    Oids(Vec<u32>),
+    Columns(Vec<(String, u32, i32, bool)>),
+}
+
+type Fields = Vec<(&'static str, Field)>;
+
+fn row(t: &Tuple<'_>) -> Field {
+    Field::Row(
+        t.0.iter()
+            .map(|v| match v {
+                Value::Null => Wire::Null,
+                Value::Unchanged => Wire::Unchanged,
+                Value::Text(t) => Wire::Text(String::from_utf8_lossy(t).into_owned()),
+                Value::Binary(b) => Wire::Binary(b.to_vec()),
+            })
+            .collect(),
+    )
+}
+
+fn old(o: &OldRow<'_>) -> Vec<(&'static str, Field)> {
+    match o {
+        OldRow::Key(t) => vec![("old_key", row(t))],
+        OldRow::Full(t) => vec![("old", row(t))],
+    }
+}
+
+fn lsn(l: Lsn) -> Field {
+    Field::Text(l.to_string())
+}
+
+fn unix_micros(pg: i64) -> Field {
+    Field::Int(pg.saturating_add(PG_EPOCH_UNIX_MICROS))
+}
+
+fn fields_of(m: &Message<'_>) -> Fields {
+    match m {
+        Message::Begin {
+            final_lsn,
+            committed_at,
+            xid,
+        } => vec![
+            ("type", Field::Text("begin".into())),
+            ("final_lsn", lsn(*final_lsn)),
+            ("committed_at_us", unix_micros(*committed_at)),
+            ("xid", Field::Int(i64::from(*xid))),
+        ],
+        Message::Commit {
+            commit_lsn,
+            end_lsn,
+            committed_at,
+        } => vec![
+            ("type", Field::Text("commit".into())),
+            ("commit_lsn", lsn(*commit_lsn)),
+            ("end_lsn", lsn(*end_lsn)),
+            ("committed_at_us", unix_micros(*committed_at)),
+        ],
+        Message::Origin { commit_lsn, name } => vec![
+            ("type", Field::Text("origin".into())),
+            ("commit_lsn", lsn(*commit_lsn)),
+            ("name", Field::Text((*name).into())),
+        ],
+        Message::Relation(r) => vec![
+            ("type", Field::Text("relation".into())),
+            ("oid", Field::Int(i64::from(r.oid))),
+            ("namespace", Field::Text(r.namespace.clone())),
+            ("name", Field::Text(r.name.clone())),
+            (
+                "replica_identity",
+                Field::Text(
+                    match r.replica_identity {
+                        ReplicaIdentity::Default => "default",
+                        ReplicaIdentity::Nothing => "nothing",
+                        ReplicaIdentity::Full => "full",
+                        ReplicaIdentity::Index => "index",
+                    }
+                    .into(),
+                ),
+            ),
+            (
+                "columns",
+                Field::Columns(
+                    r.columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.type_oid, c.typmod, c.key))
+                        .collect(),
+                ),
+            ),
+        ],
+        Message::Type {
+            oid,
+            namespace,
+            name,
+        } => vec![
+            ("type", Field::Text("type".into())),
+            ("oid", Field::Int(i64::from(*oid))),
+            ("namespace", Field::Text((*namespace).into())),
+            ("name", Field::Text((*name).into())),
+        ],
+        Message::Insert { relation, new } => vec![
+            ("type", Field::Text("insert".into())),
+            ("relation", Field::Int(i64::from(*relation))),
+            ("new", row(new)),
+        ],
+        Message::Update {
+            relation,
+            old: o,
+            new,
+        } => {
+            let mut f = vec![
+                ("type", Field::Text("update".into())),
+                ("relation", Field::Int(i64::from(*relation))),
+                ("new", row(new)),
+            ];
+            f.extend(o.as_ref().map(old).unwrap_or_default());
+            f
+        }
+        Message::Delete { relation, old: o } => {
+            let mut f = vec![
+                ("type", Field::Text("delete".into())),
+                ("relation", Field::Int(i64::from(*relation))),
+            ];
+            f.extend(old(o));
+            f
+        }
+        Message::Truncate {
+            relations,
+            cascade,
+            restart_identity,
+        } => vec![
+            ("type", Field::Text("truncate".into())),
+            ("relations", Field::Oids(relations.clone())),
+            ("cascade", Field::Flag(*cascade)),
+            ("restart_identity", Field::Flag(*restart_identity)),
+        ],
+        Message::Logical {
+            transactional,
+            lsn: at,
+            prefix,
+            content,
+        } => vec![
+            ("type", Field::Text("message".into())),
+            ("transactional", Field::Flag(*transactional)),
+            ("lsn", lsn(*at)),
+            ("prefix", Field::Text((*prefix).into())),
+            ("content", Field::Row(vec![Wire::Binary(content.to_vec())])),
+        ],
+    }
+}
+
+/// The fields of the next stream message (None at the end of the stream).
+fn next_fields(replication: &mut Replication) -> Result<Option<Fields>, Error> {
+    Ok(match replication.next_message()? {
+        None => None,
+        Some(CopyMessage::Keepalive {
+            wal_end,
+            reply_requested,
+            ..
+        }) => Some(vec![
+            ("type", Field::Text("keepalive".into())),
+            ("wal_end", lsn(wal_end)),
+            ("reply_requested", Field::Flag(reply_requested)),
+        ]),
+        Some(CopyMessage::XLogData { start, data, .. }) => {
+            let mut f = fields_of(&message(data)?);
+            f.push(("start", lsn(start)));
+            Some(f)
+        }
+    })
+}
+
+fn to_dict<'py>(py: Python<'py>, fields: Fields) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for (key, field) in fields {
+        match field {
+            Field::Text(s) => out.set_item(key, s)?,
+            Field::Int(n) => out.set_item(key, n)?,
+            Field::Flag(b) => out.set_item(key, b)?,
+            Field::Oids(o) => out.set_item(key, o)?,
+            Field::Columns(c) => out.set_item(key, c)?,
+            Field::Row(values) => {
+                let list = PyList::empty(py);
+                for v in values {
+                    match v {
+                        Wire::Null => list.append(py.None())?,
+                        Wire::Unchanged => list.append(py.Ellipsis())?,
+                        Wire::Text(s) => list.append(s)?,
+                        Wire::Binary(b) => list.append(PyBytes::new(py, &b))?,
+                    }
+                }
+                out.set_item(key, list)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_lsn(text: &str) -> PyResult<Lsn> {
+    Lsn::parse(text).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+}
+
+/// A PostgreSQL logical replication connection: its WAL position, pgoutput slots, and the
+/// stream of a slot's decoded changes. One call at a time.
+#[pyclass(frozen, module = "rivet._native", name = "PgReplication")]
+pub struct PyPgReplication {
+    inner: Arc<Mutex<Replication>>,
+}
+
+impl PyPgReplication {
+    fn call<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&mut Replication) -> Result<T, Error> + Send + 'static,
+    ) -> PyResult<T> {
+        let inner = Arc::clone(&self.inner);
+        let result = run_interruptible(py, move || match inner.lock() {
+            Ok(mut replication) => work(&mut replication),
+            Err(_) => Err(Error::Internal(
+                "a previous replication call panicked".into(),
+            )),
+        })?;
+        finish(py, result)
+    }
+}
+
+#[pymethods]
+impl PyPgReplication {
+    /// Connect with `replication=database` (raising at once on bad settings or privileges).
+    #[new]
+    fn new(py: Python<'_>, conn: ConnectArgs) -> PyResult<Self> {
+        let options = ConnectOptions::from(conn);
+        let result = run_interruptible(py, move || Replication::connect(&options))?;
+        Ok(PyPgReplication {
+            inner: Arc::new(Mutex::new(finish(py, result)?)),
+        })
+    }
+
+    /// `{system_id, timeline, wal_position}` of the cluster now.
+    fn identify_system<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.call(py, Replication::identify_system)?;
+        to_dict(
+            py,
+            vec![
+                ("system_id", Field::Text(info.system_id)),
+                ("timeline", Field::Int(i64::from(info.timeline))),
+                ("wal_position", lsn(info.wal_position)),
+            ],
+        )
+    }
+
+    /// Create a pgoutput slot: `{name, consistent_point, snapshot}`.
+    fn create_slot<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        export_snapshot: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let slot = self.call(py, move |r| r.create_slot(&name, export_snapshot))?;
+        let mut fields = vec![
+            ("name", Field::Text(slot.name)),
+            ("consistent_point", lsn(slot.consistent_point)),
+        ];
+        if let Some(s) = slot.snapshot {
+            fields.push(("snapshot", Field::Text(s)));
+        }
+        to_dict(py, fields)
+    }
+
+    /// Drop a slot.
+    fn drop_slot(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.call(py, move |r| r.drop_slot(&name))
+    }
+
+    /// Stream `slot`'s changes committed after `from_lsn` for the tables of `publications`.
+    fn start(
+        &self,
+        py: Python<'_>,
+        slot: String,
+        from_lsn: &str,
+        publications: Vec<String>,
+        binary: bool,
+    ) -> PyResult<()> {
+        let from = parse_lsn(from_lsn)?;
+        self.call(py, move |r| r.start(&slot, from, &publications, binary))
+    }
+
+    /// The next message as a dict (`type`: begin, commit, relation, insert, update, delete,
+    /// truncate, keepalive, ...), or None once the server ended the stream. Values are text,
+    /// bytes (binary), None (NULL) or ``...`` (a TOASTed value the change did not touch).
+    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match self.call(py, next_fields)? {
+            Some(fields) => to_dict(py, fields).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Tell the server everything up to `flushed_lsn` is durable; with `reply`, ask for a
+    /// keepalive back at once.
+    fn confirm(&self, py: Python<'_>, flushed_lsn: &str, reply: bool) -> PyResult<()> {
+        let flushed = parse_lsn(flushed_lsn)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            - PG_EPOCH_UNIX_MICROS;
+        self.call(py, move |r| r.confirm(flushed, now, reply))
+    }
+
+    /// End the stream; the connection then takes commands again.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.call(py, Replication::stop)
+    }
+}
