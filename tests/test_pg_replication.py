@@ -114,3 +114,49 @@ def test_names_from_a_config_reach_replication_commands_only_as_names(logical):
     for bad in ("Orders", 'x"; DROP TABLE t; --', "a b", ""):
         with pytest.raises(ConfigError, match="a replication slot is named with lower-case letters"):
             replication.create_slot(bad, False)
+
+
+def test_a_bounded_drain_ends_at_the_wal_end_it_was_given(logical):
+    slot = f"rivet_drain_{os.getpid()}"
+    with psycopg.connect(logical.url, autocommit=True) as sql:
+        sql.execute("CREATE TABLE d (id int PRIMARY KEY); CREATE PUBLICATION pd FOR TABLE d")
+        setup = connect(logical)
+        created = setup.create_slot(slot, False)
+        sql.execute("INSERT INTO d VALUES (1)")
+        sql.execute("INSERT INTO d VALUES (2)")
+        # Changes to another table move the WAL but are not published here.
+        sql.execute("CREATE TABLE elsewhere AS SELECT 1 AS x")
+        until = setup.identify_system()["wal_position"]
+        sql.execute("INSERT INTO d VALUES (3)")  # after the run's end: left for the next run
+
+        replication = connect(logical)
+        replication.start(slot, created["consistent_point"], ["pd"], False)
+        messages, end = replication.drain(until)
+        inserted = [m["new"][0] for m in messages if m["type"] == "insert"]
+        assert inserted == ["1", "2"]
+        commits = [m for m in messages if m["type"] == "commit"]
+        assert end == commits[-1]["end_lsn"] and lsn(end) <= lsn(until)
+        replication.confirm(end, False)
+        replication.stop()
+
+        # The next run reads from the confirmed position: only what came after.
+        replication = connect(logical)
+        replication.start(slot, "0/0", ["pd"], False)
+        messages, end = replication.drain(replication_end(sql))
+        assert [m["new"][0] for m in messages if m["type"] == "insert"] == ["3"]
+        replication.confirm(end, False)
+        replication.stop()
+
+        # With nothing to read, a drain returns at once, with no position.
+        replication = connect(logical)
+        replication.start(slot, "0/0", ["pd"], False)
+        assert replication.drain(replication_end(sql)) == ([], None)
+        replication.stop()
+        setup.drop_slot(slot)
+
+
+def replication_end(sql: psycopg.Connection) -> str:
+    """The WAL end now."""
+    row = sql.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])

@@ -225,6 +225,14 @@ fn to_dict<'py>(py: Python<'py>, fields: Fields) -> PyResult<Bound<'py, PyDict>>
     Ok(out)
 }
 
+/// Now, in microseconds since PostgreSQL's epoch.
+fn pg_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        - PG_EPOCH_UNIX_MICROS
+}
+
 fn parse_lsn(text: &str) -> PyResult<Lsn> {
     Lsn::parse(text).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
@@ -324,15 +332,34 @@ impl PyPgReplication {
         }
     }
 
+    /// Every change committed up to `until_lsn` (the WAL end when the run began), as
+    /// [`next_message`]'s dicts, and the end of the last commit among them (None: none).
+    fn drain<'py>(
+        &self,
+        py: Python<'py>,
+        until_lsn: &str,
+    ) -> PyResult<(Vec<Bound<'py, PyDict>>, Option<String>)> {
+        let until = parse_lsn(until_lsn)?;
+        let (messages, end) = self.call(py, move |r| {
+            let mut messages = Vec::new();
+            let end = r.drain(until, pg_now, |m| {
+                messages.push(fields_of(m));
+                Ok(())
+            })?;
+            Ok((messages, end))
+        })?;
+        let dicts = messages
+            .into_iter()
+            .map(|f| to_dict(py, f))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((dicts, end.map(|l| l.to_string())))
+    }
+
     /// Tell the server everything up to `flushed_lsn` is durable; with `reply`, ask for a
     /// keepalive back at once.
     fn confirm(&self, py: Python<'_>, flushed_lsn: &str, reply: bool) -> PyResult<()> {
         let flushed = parse_lsn(flushed_lsn)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            - PG_EPOCH_UNIX_MICROS;
-        self.call(py, move |r| r.confirm(flushed, now, reply))
+        self.call(py, move |r| r.confirm(flushed, pg_now(), reply))
     }
 
     /// End the stream; the connection then takes commands again.

@@ -3,7 +3,7 @@
 
 use crate::conn::ConnectOptions;
 use crate::error::{Error, Result};
-use crate::pg::cdc::pgoutput::{CopyMessage, Lsn, copy_message, standby_status};
+use crate::pg::cdc::pgoutput::{CopyMessage, Lsn, Message, copy_message, message, standby_status};
 use crate::pg::wire::PgConnection;
 
 /// A connection that speaks the replication protocol. It streams once: the server does not
@@ -172,6 +172,61 @@ impl Replication {
     pub fn confirm(&mut self, flushed: Lsn, now: i64, reply: bool) -> Result<()> {
         self.conn
             .send_copy_data(&standby_status(flushed, flushed, flushed, now, reply))
+    }
+
+    /// Hand `on_message` every change committed before `until` (the WAL end when a bounded run
+    /// started), whole transactions only, and return the end of the last commit handed over.
+    /// It returns as soon as the server has sent everything up to `until`, even when none of
+    /// it was for the publication; transactions still open at `until` are left for later.
+    /// Nothing is confirmed: the slot moves only when the caller confirms.
+    pub fn drain(
+        &mut self,
+        until: Lsn,
+        now: impl Fn() -> i64,
+        mut on_message: impl FnMut(&Message<'_>) -> Result<()>,
+    ) -> Result<Option<Lsn>> {
+        // An invalid (zero) position asks for a keepalive without confirming anything.
+        self.confirm(Lsn(0), now(), true)?;
+        let mut in_transaction = false;
+        let mut last_commit = None;
+        loop {
+            let payload = self.conn.copy_data()?.ok_or_else(|| {
+                Error::ConnectionLost("the server ended the replication stream".into())
+            })?;
+            match copy_message(payload)? {
+                CopyMessage::XLogData { data, .. } => {
+                    let m = message(data)?;
+                    match &m {
+                        // Committed after the run began: the next run's.
+                        Message::Begin { final_lsn, .. } if *final_lsn >= until => {
+                            return Ok(last_commit);
+                        }
+                        Message::Begin { .. } => in_transaction = true,
+                        Message::Commit { end_lsn, .. } => {
+                            in_transaction = false;
+                            last_commit = Some(*end_lsn);
+                        }
+                        _ => {}
+                    }
+                    on_message(&m)?;
+                    if !in_transaction && last_commit.is_some_and(|end| end >= until) {
+                        return Ok(last_commit);
+                    }
+                }
+                CopyMessage::Keepalive {
+                    wal_end,
+                    reply_requested,
+                    ..
+                } => {
+                    // A keepalive's position is how far the server has decoded and sent.
+                    if !in_transaction && wal_end >= until {
+                        return Ok(last_commit);
+                    }
+                    // Answering lets the server send its next keepalive once it has caught up.
+                    self.confirm(Lsn(0), now(), reply_requested)?;
+                }
+            }
+        }
     }
 
     /// End the stream from our side; the connection then takes commands again.
