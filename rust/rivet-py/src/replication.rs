@@ -7,13 +7,18 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use rivet_engine::Error;
 use rivet_engine::conn::ConnectOptions;
+use rivet_engine::pg::cdc::changes::{ChangeSink, TableChanges, change_schema};
 use rivet_engine::pg::cdc::pgoutput::{
     CopyMessage, Lsn, Message, OldRow, PG_EPOCH_UNIX_MICROS, ReplicaIdentity, Tuple, Value, message,
 };
 use rivet_engine::pg::cdc::replication::Replication;
+use rivet_engine::pg::session::PgSession;
+use rivet_engine::source::Overrides;
+use rivet_engine::{BatchStream, EndOfData};
 
 use crate::interrupt::run_interruptible;
-use crate::sources::{ConnectArgs, finish};
+use crate::reader::PyBatchReader;
+use crate::sources::{ConnectArgs, ScanArgs, finish};
 
 /// A value as it crossed the wire, owned.
 enum Wire {
@@ -242,6 +247,7 @@ fn parse_lsn(text: &str) -> PyResult<Lsn> {
 #[pyclass(frozen, module = "rivet._native", name = "PgReplication")]
 pub struct PyPgReplication {
     inner: Arc<Mutex<Replication>>,
+    drained: Arc<Mutex<Option<Lsn>>>,
 }
 
 impl PyPgReplication {
@@ -270,6 +276,7 @@ impl PyPgReplication {
         let result = run_interruptible(py, move || Replication::connect(&options))?;
         Ok(PyPgReplication {
             inner: Arc::new(Mutex::new(finish(py, result)?)),
+            drained: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -353,6 +360,86 @@ impl PyPgReplication {
             .map(|f| to_dict(py, f))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((dicts, end.map(|l| l.to_string())))
+    }
+
+    /// The changes of table `namespace.name` committed before `until_lsn`, as Arrow batches
+    /// (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns, described
+    /// through a connection made with `conn`). Once the reader is exhausted, `drained_to` is
+    /// the end of the last commit read.
+    fn stream_changes(
+        &self,
+        py: Python<'_>,
+        until_lsn: &str,
+        conn: ConnectArgs,
+        namespace: String,
+        name: String,
+        options: ScanArgs,
+    ) -> PyResult<PyBatchReader> {
+        let until = parse_lsn(until_lsn)?;
+        let scan = options.options()?;
+        let connect = ConnectOptions::from(conn);
+        let inner = Arc::clone(&self.inner);
+        let drained = Arc::clone(&self.drained);
+        let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
+            let session = PgSession::connect(&connect)?;
+            let quoted = format!(
+                "\"{}\".\"{}\"",
+                namespace.replace('"', "\"\""),
+                name.replace('"', "\"\"")
+            );
+            let columns =
+                session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
+            let literal = quoted.replace('\'', "''");
+            let type_oids = session
+                .query(&format!(
+                    "SELECT atttypid::int8 FROM pg_attribute WHERE attrelid = '{literal}'::regclass \
+                     AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+                ))?
+                .into_iter()
+                .map(|r| {
+                    r.first()
+                        .cloned()
+                        .flatten()
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .ok_or_else(|| Error::Internal("a type OID that is not a number".into()))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok(BatchStream::spawn(
+                change_schema(&columns),
+                scan.prefetch,
+                move |sink| {
+                    let mut replication = inner.lock().map_err(|_| {
+                        Error::Internal("a previous replication call panicked".into())
+                    })?;
+                    let mut changes = ChangeSink::new(TableChanges {
+                        namespace: &namespace,
+                        name: &name,
+                        columns: &columns,
+                        type_oids: &type_oids,
+                        limits: scan.limits,
+                    });
+                    let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;
+                    changes.finish(sink)?;
+                    if let Ok(mut at) = drained.lock() {
+                        *at = end;
+                    }
+                    Ok(EndOfData {
+                        server_rows: changes.rows(),
+                        expected_rows: None,
+                    })
+                },
+            ))
+        })?;
+        finish(py, result).map(PyBatchReader::new)
+    }
+
+    /// The end of the last commit the last change stream read (None: none yet).
+    #[getter]
+    fn drained_to(&self) -> Option<String> {
+        self.drained
+            .lock()
+            .ok()
+            .and_then(|at| at.map(|l| l.to_string()))
     }
 
     /// Tell the server everything up to `flushed_lsn` is durable; with `reply`, ask for a

@@ -1,0 +1,378 @@
+//! One table's changes as Arrow batches: `__op`, `__pos`, `__seq`, `__committed_at` and
+//! `__unchanged`, then the table's columns (the row after the change; for a delete, the old
+//! key or row). Values are decoded from their binary form by the same decoders, with the same
+//! refusals, as a batch read of the table.
+//!
+//! `(__pos, __seq)` is the total order: `__pos` is the commit's end in the WAL (a plain
+//! integer), `__seq` the change's place in its transaction. `__unchanged` names the columns a
+//! change did not send (TOASTed values an update left alone): they are NULL in the row, and
+//! never mean NULL.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::batch::{BatchLimits, Fill, RowBatch, flush, make_room};
+use crate::error::{Error, Result};
+use crate::metadata::arrow_schema;
+use crate::pg::batch::{PgBatchBuilder, PgColumn};
+use crate::pg::cdc::pgoutput::{
+    Lsn, Message, OldRow, PG_EPOCH_UNIX_MICROS, Relation, Tuple, Value,
+};
+use crate::stream::BatchSink;
+
+/// The columns every change row starts with.
+pub fn change_fields() -> Vec<Field> {
+    vec![
+        Field::new("__op", DataType::Utf8, false),
+        Field::new("__pos", DataType::UInt64, false),
+        Field::new("__seq", DataType::UInt32, false),
+        Field::new(
+            "__committed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(
+            "__unchanged",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
+    ]
+}
+
+/// The schema of `columns`' changes.
+pub fn change_schema(columns: &[PgColumn]) -> SchemaRef {
+    let table = arrow_schema(columns);
+    let mut fields = change_fields();
+    fields.extend(table.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows of one table's changes being accumulated into a batch.
+pub struct ChangeBatch {
+    schema: SchemaRef,
+    names: Vec<String>,
+    table: PgBatchBuilder,
+    op: StringBuilder,
+    pos: UInt64Builder,
+    seq: UInt32Builder,
+    at: TimestampMicrosecondBuilder,
+    unchanged: ListBuilder<StringBuilder>,
+}
+
+impl ChangeBatch {
+    /// A builder for the changes of a table with `columns`.
+    pub fn new(columns: Vec<PgColumn>, capacity: usize) -> Self {
+        ChangeBatch {
+            schema: change_schema(&columns),
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            table: PgBatchBuilder::new(columns, capacity),
+            op: StringBuilder::new(),
+            pos: UInt64Builder::new(),
+            seq: UInt32Builder::new(),
+            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            unchanged: ListBuilder::new(StringBuilder::new()),
+        }
+    }
+
+    /// The batches' schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// The bytes `row` would add.
+    pub fn size_of(row: &Tuple<'_>) -> usize {
+        row.0
+            .iter()
+            .map(|v| match v {
+                Value::Text(b) | Value::Binary(b) => b.len() + 4,
+                Value::Null | Value::Unchanged => 1,
+            })
+            .sum()
+    }
+
+    /// Add one change: `op` to the row `row`, committed at `pos` (`committed_at` in
+    /// microseconds since 2000-01-01), the `seq`-th change of its transaction.
+    pub fn append(
+        &mut self,
+        op: &str,
+        pos: Lsn,
+        seq: u32,
+        committed_at: i64,
+        row: &Tuple<'_>,
+    ) -> Result<()> {
+        if row.0.len() != self.names.len() {
+            return Err(Error::Integrity(format!(
+                "the server sent a change of {} values for a table of {} columns",
+                row.0.len(),
+                self.names.len()
+            )));
+        }
+        let mut unchanged = Vec::new();
+        for (i, value) in row.0.iter().enumerate() {
+            let bytes = match value {
+                Value::Null => None,
+                Value::Unchanged => {
+                    unchanged.push(i);
+                    None
+                }
+                Value::Binary(b) => Some(*b),
+                Value::Text(_) => {
+                    return Err(Error::decode(
+                        &self.names[i],
+                        "came in text form; change capture reads values in binary form only",
+                    ));
+                }
+            };
+            self.table.append(i, bytes)?;
+        }
+        self.table.end_row();
+        self.op.append_value(op);
+        self.pos.append_value(pos.0);
+        self.seq.append_value(seq);
+        self.at
+            .append_value(committed_at.saturating_add(PG_EPOCH_UNIX_MICROS));
+        for i in unchanged {
+            self.unchanged.values().append_value(&self.names[i]);
+        }
+        self.unchanged.append(true);
+        Ok(())
+    }
+}
+
+impl RowBatch for ChangeBatch {
+    fn fill(&self) -> Fill {
+        self.table.fill()
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let table = self.table.finish()?;
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.op.finish()),
+            Arc::new(self.pos.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.at.finish()),
+            Arc::new(self.unchanged.finish()),
+        ];
+        arrays.extend(table.columns().iter().cloned());
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::Io(format!("assembling a batch of changes failed: {e}")))
+    }
+}
+
+/// Refuse a Relation message that no longer matches the columns the export described.
+pub fn check_relation(relation: &Relation, columns: &[PgColumn], type_oids: &[u32]) -> Result<()> {
+    let now: Vec<(&str, u32)> = relation
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_oid))
+        .collect();
+    let described: Vec<(&str, u32)> = columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .zip(type_oids.iter().copied())
+        .collect();
+    if now == described {
+        return Ok(());
+    }
+    let shown = |cols: &[(&str, u32)]| cols.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    Err(Error::Query {
+        message: format!(
+            "the columns of {}.{} changed in the stream: ({}) then, ({}) now",
+            relation.namespace,
+            relation.name,
+            shown(&described),
+            shown(&now)
+        ),
+        code: Some("rivet-schema-drift".into()),
+    })
+}
+
+/// What one table's change stream turns into: the batch being built and where each change
+/// sits in the order.
+pub struct TableChanges<'a> {
+    /// The table, as the Relation message names it.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// The columns the export described (their order and types).
+    pub columns: &'a [PgColumn],
+    /// Their type OIDs.
+    pub type_oids: &'a [u32],
+    /// Batch bounds.
+    pub limits: BatchLimits,
+}
+
+/// Feeds pgoutput messages of a drain into batches of one table's changes, as they come: a
+/// transaction's Begin already names its commit's position and time, so nothing is held back.
+pub struct ChangeSink<'a> {
+    table: TableChanges<'a>,
+    batch: ChangeBatch,
+    relation: Option<u32>,
+    key: Vec<bool>,
+    commit: Option<(Lsn, i64)>,
+    seq: u32,
+    rows: u64,
+}
+
+impl<'a> ChangeSink<'a> {
+    /// A sink for `table`'s changes.
+    pub fn new(table: TableChanges<'a>) -> Self {
+        let batch = ChangeBatch::new(table.columns.to_vec(), table.limits.max_rows.min(8192));
+        ChangeSink {
+            table,
+            batch,
+            relation: None,
+            key: Vec::new(),
+            commit: None,
+            seq: 0,
+            rows: 0,
+        }
+    }
+
+    /// The batches' schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.batch.schema()
+    }
+
+    /// Changes handed over so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Take one message of the stream.
+    pub fn take(&mut self, m: &Message<'_>, sink: &BatchSink) -> Result<()> {
+        let (op, row) = match m {
+            Message::Relation(r) => {
+                if r.namespace == self.table.namespace && r.name == self.table.name {
+                    check_relation(r, self.table.columns, self.table.type_oids)?;
+                    self.relation = Some(r.oid);
+                    self.key = r.columns.iter().map(|c| c.key).collect();
+                }
+                return Ok(());
+            }
+            Message::Begin {
+                final_lsn,
+                committed_at,
+                ..
+            } => {
+                self.commit = Some((*final_lsn, *committed_at));
+                self.seq = 0;
+                return Ok(());
+            }
+            Message::Truncate { relations, .. }
+                if self.relation.is_some_and(|r| relations.contains(&r)) =>
+            {
+                return Err(Error::Query {
+                    message: format!(
+                        "{}.{} was truncated: a change stream cannot say which rows went; export it \
+                         whole again",
+                        self.table.namespace, self.table.name
+                    ),
+                    code: None,
+                });
+            }
+            Message::Insert { relation, new } if Some(*relation) == self.relation => {
+                ("insert", new)
+            }
+            Message::Update { relation, old, new } if Some(*relation) == self.relation => {
+                // A row whose key changed leaves its old key: a merge by key must delete it.
+                let moved = match old {
+                    Some(OldRow::Key(key)) => Some(key),
+                    Some(OldRow::Full(row)) if self.key_changed(row, new) => Some(row),
+                    _ => None,
+                };
+                if let Some(old) = moved {
+                    self.append("delete", old, sink)?;
+                }
+                ("update", new)
+            }
+            Message::Delete { relation, old } if Some(*relation) == self.relation => {
+                let (OldRow::Key(row) | OldRow::Full(row)) = old;
+                ("delete", row)
+            }
+            _ => return Ok(()),
+        };
+        self.append(op, row, sink)
+    }
+
+    /// Whether an update under REPLICA IDENTITY FULL moved its row to another key.
+    fn key_changed(&self, old: &Tuple<'_>, new: &Tuple<'_>) -> bool {
+        self.key
+            .iter()
+            .zip(old.0.iter().zip(&new.0))
+            .any(|(key, (o, n))| *key && *n != Value::Unchanged && o != n)
+    }
+
+    fn append(&mut self, op: &str, row: &Tuple<'_>, sink: &BatchSink) -> Result<()> {
+        let (pos, committed_at) = self.commit.ok_or_else(|| {
+            Error::ConnectionLost("a change arrived outside a transaction".into())
+        })?;
+        make_room(
+            &mut self.batch,
+            ChangeBatch::size_of(row),
+            &self.table.limits,
+            sink,
+        )?;
+        self.batch.append(op, pos, self.seq, committed_at, row)?;
+        self.seq = self.seq.saturating_add(1);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Hand over what is left.
+    pub fn finish(&mut self, sink: &BatchSink) -> Result<()> {
+        flush(&mut self.batch, sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, UInt64Type};
+
+    use super::*;
+    use crate::pg::types::PgKind;
+
+    fn columns() -> Vec<PgColumn> {
+        [("id", PgKind::Int4), ("note", PgKind::Text)]
+            .into_iter()
+            .map(|(name, kind)| PgColumn {
+                name: name.into(),
+                kind,
+                source_type: "t".into(),
+                logical: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_row_names_what_it_did_not_send() {
+        let mut batch = ChangeBatch::new(columns(), 8);
+        let one = 1i32.to_be_bytes();
+        let row = Tuple(vec![Value::Binary(&one), Value::Unchanged]);
+        batch.append("update", Lsn(77), 0, 0, &row).expect("append");
+        let b = batch.finish().expect("batch");
+        assert_eq!(b.column(1).as_primitive::<UInt64Type>().value(0), 77);
+        assert_eq!(b.column(5).as_primitive::<Int32Type>().value(0), 1);
+        assert!(b.column(6).is_null(0));
+        let unchanged = b.column(4).as_list::<i32>().value(0);
+        assert_eq!(unchanged.as_string::<i32>().value(0), "note");
+    }
+
+    #[test]
+    fn text_values_and_rows_of_another_width_are_refused() {
+        let mut batch = ChangeBatch::new(columns(), 8);
+        let text = Tuple(vec![Value::Text(b"1"), Value::Null]);
+        let err = batch
+            .append("insert", Lsn(1), 0, 0, &text)
+            .expect_err("text");
+        assert!(err.to_string().contains("id"), "{err}");
+        let short = Tuple(vec![Value::Null]);
+        assert!(batch.append("insert", Lsn(1), 0, 0, &short).is_err());
+    }
+}
