@@ -235,3 +235,48 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):
         assert [tuple(replayed[k][n] for n in names) for k in sorted(replayed)] == [tuple(r) for r in live]
         replication.stop()
         setup.drop_slot(slot)
+
+
+def test_the_slots_snapshot_and_its_stream_meet_with_no_gap_and_no_overlap(logical):
+    import pyarrow as pa
+
+    from rivet._native import PgSession
+
+    slot = f"rivet_handover_{os.getpid()}"
+    args = PostgresSource(url=logical.url).connect_args()
+    with psycopg.connect(logical.url, autocommit=True) as sql:
+        sql.execute(
+            "CREATE TABLE h (id int PRIMARY KEY, v int); CREATE PUBLICATION ph FOR TABLE h;"
+            "INSERT INTO h SELECT i, i FROM generate_series(1, 100) AS i"
+        )
+        replication = connect(logical)
+        created = replication.create_slot(slot, True)
+        assert created["snapshot"]
+        # After the slot's consistent point: in its stream, not in its snapshot.
+        sql.execute("UPDATE h SET v = v + 1000 WHERE id <= 10")
+        sql.execute("DELETE FROM h WHERE id = 50")
+        sql.execute("INSERT INTO h VALUES (101, 101)")
+
+        # The table as of the consistent point, read in the snapshot the slot exported (its
+        # connection stays idle meanwhile).
+        session = PgSession(args)
+        reader = session.scan(
+            "SELECT id, v FROM h", None, {**SCAN, "batch_rows": 1000, "snapshot": created["snapshot"]}, {}, []
+        )
+        snapshot = {r["id"]: r for r in pa.RecordBatchReader.from_stream(reader).read_all().to_pylist()}
+        assert sorted(snapshot) == list(range(1, 101)) and all(r["v"] == r["id"] for r in snapshot.values())
+
+        replication.start(slot, created["consistent_point"], ["ph"], True)
+        reader = replication.stream_changes(replication_end(sql), args, "public", "h", SCAN)
+        changes = pa.RecordBatchReader.from_stream(reader).read_all().to_pylist()
+        assert len(changes) == 12  # ten updates, a delete, an insert: each exactly once
+        for change in changes:
+            row = {k: v for k, v in change.items() if not k.startswith("__")}
+            if change["__op"] == "delete":
+                del snapshot[row["id"]]
+            else:
+                snapshot[row["id"]] = row
+        live = sql.execute("SELECT id, v FROM h ORDER BY id").fetchall()
+        assert [(k, snapshot[k]["v"]) for k in sorted(snapshot)] == live
+        replication.stop()
+        replication.drop_slot(slot)
