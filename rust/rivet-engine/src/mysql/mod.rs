@@ -1,4 +1,5 @@
 //! MySQL and MariaDB.
+pub mod cdc;
 pub mod connect;
 pub mod decode;
 pub mod session;

@@ -1,0 +1,3 @@
+//! Change capture from MySQL/MariaDB: the binary log in ROW format.
+
+pub mod binlog;
