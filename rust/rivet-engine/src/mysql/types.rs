@@ -6,7 +6,7 @@ use crate::error::UnsupportedColumn;
 use crate::metadata::{ArrowKind, Column};
 use crate::mysql::wire::ColumnDef;
 
-/// Field type codes of the protocol.
+/// Field type codes of the protocol and the binary log.
 pub mod code {
     #![allow(missing_docs)]
     pub const DECIMAL: u8 = 0;
@@ -26,6 +26,10 @@ pub mod code {
     pub const NEWDATE: u8 = 14;
     pub const VARCHAR: u8 = 15;
     pub const BIT: u8 = 16;
+    // Only in the binary log: the temporal types with fractional seconds.
+    pub const TIMESTAMP2: u8 = 17;
+    pub const DATETIME2: u8 = 18;
+    pub const TIME2: u8 = 19;
     pub const JSON: u8 = 245;
     pub const NEWDECIMAL: u8 = 246;
     pub const ENUM: u8 = 247;

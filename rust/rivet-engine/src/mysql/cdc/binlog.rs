@@ -8,6 +8,7 @@
 //! is an error, never a panic or an allocation it asked for.
 
 use crate::error::{Error, Result};
+use crate::mysql::types::code as column;
 
 /// Event types rivet reads (the others are passed over).
 pub mod kind {
@@ -35,41 +36,6 @@ pub mod kind {
     pub const DELETE_ROWS_V2: u8 = 32;
     /// MariaDB: a transaction's GTID.
     pub const MARIADB_GTID: u8 = 162;
-}
-
-/// Column types as the log names them.
-pub mod column {
-    #![allow(missing_docs)]
-    pub const DECIMAL: u8 = 0;
-    pub const TINY: u8 = 1;
-    pub const SHORT: u8 = 2;
-    pub const LONG: u8 = 3;
-    pub const FLOAT: u8 = 4;
-    pub const DOUBLE: u8 = 5;
-    pub const NULL: u8 = 6;
-    pub const TIMESTAMP: u8 = 7;
-    pub const LONGLONG: u8 = 8;
-    pub const INT24: u8 = 9;
-    pub const DATE: u8 = 10;
-    pub const TIME: u8 = 11;
-    pub const DATETIME: u8 = 12;
-    pub const YEAR: u8 = 13;
-    pub const VARCHAR: u8 = 15;
-    pub const BIT: u8 = 16;
-    pub const TIMESTAMP2: u8 = 17;
-    pub const DATETIME2: u8 = 18;
-    pub const TIME2: u8 = 19;
-    pub const JSON: u8 = 245;
-    pub const NEWDECIMAL: u8 = 246;
-    pub const ENUM: u8 = 247;
-    pub const SET: u8 = 248;
-    pub const TINY_BLOB: u8 = 249;
-    pub const MEDIUM_BLOB: u8 = 250;
-    pub const LONG_BLOB: u8 = 251;
-    pub const BLOB: u8 = 252;
-    pub const VAR_STRING: u8 = 253;
-    pub const STRING: u8 = 254;
-    pub const GEOMETRY: u8 = 255;
 }
 
 /// The file magic before the first event.
@@ -240,7 +206,7 @@ pub struct TableMap {
     pub schema: String,
     /// Table.
     pub table: String,
-    /// Each column's type ([`column`]).
+    /// Each column's type (the protocol's type codes).
     pub types: Vec<u8>,
     /// Each column's metadata (lengths, precision, fractional digits), as [`TableMap::types`] needs it.
     pub meta: Vec<u16>,

@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::mysql::types::code as column;
 
 /// The bytes of `golden.txt`'s log.
 fn golden() -> Vec<u8> {
