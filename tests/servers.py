@@ -1,5 +1,5 @@
 """Throwaway database servers configured otherwise than the machine's own, started from the local
-binaries on a free port (initdb and pg_ctl run as the ``postgres`` user) and removed afterwards."""
+binaries on a free port (PostgreSQL's as the ``postgres`` user, MariaDB's as ``mysql``) and removed afterwards."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,4 +101,79 @@ def postgres_cluster(
         subprocess.run(
             [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class MariadbServer:
+    """A running throwaway MariaDB on 127.0.0.1 (its socket and files in ``root``); ``root`` has no password."""
+
+    port: int
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/test"
+
+    def sql(self, statements: str) -> None:
+        """Run ``statements`` as root over the socket."""
+        client = ["mariadb", "--default-character-set=utf8mb4", f"--socket={self.root / 'sock'}", "-u", "root"]
+        subprocess.run([*client, "-e", statements], check=True, capture_output=True)
+
+
+@contextmanager
+def mariadb_server(
+    *, options: tuple[str, ...] = (), prepare: Callable[[Path], None] | None = None, setup: str = ""
+) -> Iterator[MariadbServer]:
+    """A new MariaDB started with ``options`` (``{root}`` names its folder), after ``prepare(root)``
+    put files there; ``setup`` runs as root once it answers. It has a ``test`` database."""
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    if not (Path(mariadbd).exists() and shutil.which("mariadb-install-db")):
+        pytest.fail("needs mariadbd and mariadb-install-db to start a test server: install mariadb-server")
+    root = Path(tempfile.mkdtemp(prefix="rivet-my-"))
+    if prepare is not None:
+        prepare(root)
+    user = ["--user=mysql"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        for path in [root, *root.iterdir()]:
+            shutil.chown(path, "mysql")
+    data, port = root / "data", free_port()
+    subprocess.run(
+        ["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal", *user],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={root / 'sock'}",
+            "--character-set-server=utf8mb4",
+            *(o.format(root=root) for o in options),
+            *user,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = MariadbServer(port, root)
+    try:
+        ping = ["mariadb", f"--socket={root / 'sock'}", "-u", "root", "-e", "SELECT 1"]
+        deadline = time.monotonic() + 120  # polls until the server answers; the deadline is only a safety net
+        while subprocess.run(ping, capture_output=True).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the test MariaDB did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+        # Anonymous accounts would match 'localhost' before the tests' users do.
+        server.sql(
+            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; CREATE DATABASE IF NOT EXISTS test"
+        )
+        if setup:
+            server.sql(setup)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(30)
         shutil.rmtree(root, ignore_errors=True)

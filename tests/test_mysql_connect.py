@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +11,8 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, RivetError, SourceConnectionError
-from tests.conftest import free_port, make_certificates
+from tests.conftest import make_certificates
+from tests.servers import mariadb_server
 
 pytestmark = pytest.mark.mysql
 
@@ -32,62 +28,13 @@ class Server:
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
     """A throwaway MariaDB with TLS (a test CA) and users that need a password or TLS."""
-    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-    if not (Path(mariadbd).exists() and shutil.which("mariadb-install-db") and shutil.which("openssl")):
-        pytest.fail("needs mariadbd, mariadb-install-db and openssl to start a TLS test server: install mariadb-server")
-    root = Path(tempfile.mkdtemp(prefix="rivet-mytls-"))
-    make_certificates(root)
-    user = ["--user=mysql"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(root, "mysql")
-        for f in root.iterdir():
-            shutil.chown(f, "mysql")
-    data, port, sock = root / "data", free_port(), root / "sock"
-    subprocess.run(
-        [
-            "mariadb-install-db",
-            "--no-defaults",
-            f"--datadir={data}",
-            "--auth-root-authentication-method=normal",
-            *user,
-        ],
-        check=True,
-        capture_output=True,
+    setup = (
+        "CREATE USER 'pw_user'@'%' IDENTIFIED BY 's3cret;@/'; GRANT ALL ON test.* TO 'pw_user'@'%'; "
+        "CREATE USER 'tls_user'@'%' IDENTIFIED BY 'tls' REQUIRE SSL; GRANT ALL ON test.* TO 'tls_user'@'%';"
     )
-    proc = subprocess.Popen(
-        [
-            mariadbd,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            f"--socket={sock}",
-            f"--ssl-ca={root / 'ca.pem'}",
-            f"--ssl-cert={root / 'server.pem'}",
-            f"--ssl-key={root / 'server.key'}",
-            "--character-set-server=utf8mb4",
-            *user,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        client = ["mariadb", f"--socket={sock}", "-u", "root", "-e"]
-        deadline = time.monotonic() + 120  # polls until the server answers; the deadline is only a safety net
-        while subprocess.run([*client, "SELECT 1"], capture_output=True).returncode and time.monotonic() < deadline:
-            time.sleep(0.1)
-        setup = (
-            # Anonymous accounts would match 'localhost' before these users do.
-            "DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES; CREATE DATABASE IF NOT EXISTS test; "
-            "CREATE USER 'pw_user'@'%' IDENTIFIED BY 's3cret;@/'; GRANT ALL ON test.* TO 'pw_user'@'%'; "
-            "CREATE USER 'tls_user'@'%' IDENTIFIED BY 'tls' REQUIRE SSL; GRANT ALL ON test.* TO 'tls_user'@'%';"
-        )
-        subprocess.run([*client, setup], check=True, capture_output=True)
-        yield Server(port, root / "ca.pem")
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(root, ignore_errors=True)
+    tls = ("--ssl-ca={root}/ca.pem", "--ssl-cert={root}/server.pem", "--ssl-key={root}/server.key")
+    with mariadb_server(options=tls, prepare=make_certificates, setup=setup) as running:
+        yield Server(running.port, running.root / "ca.pem")
 
 
 def _source(server: Server, **fields: object) -> dict[str, object]:

@@ -9,6 +9,7 @@ __all__ = [
     "ArrowColumn",
     "ArrowSchema",
     "BatchReader",
+    "MyBinlog",
     "MySession",
     "PgReplication",
     "PgSession",
@@ -93,6 +94,14 @@ class MySession(_Session):
     """A reusable MySQL/MariaDB connection for planning queries and chunk scans."""
 
     def __new__(cls, conn: dict[str, Any]) -> Self: ...
+
+@final
+class MyBinlog:
+    """A MySQL/MariaDB replica connection reading the binary log."""
+
+    def __new__(cls, conn: dict[str, Any]) -> Self: ...
+    def end(self) -> tuple[str, int]: ...
+    def read(self, file: str, offset: int, server_id: int) -> list[dict[str, Any]]: ...
 
 @final
 class PgReplication:

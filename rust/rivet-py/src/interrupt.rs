@@ -1,10 +1,14 @@
 //! Blocking work that releases the GIL yet still lets Ctrl-C through.
 
 use crossbeam_channel::{RecvTimeoutError, bounded};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use rivet_engine::Error;
+
+use crate::sources::finish;
 
 /// How often a waiting call re-attaches to check for signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -37,4 +41,25 @@ where
             }
         }
     }
+}
+
+/// Run `work` on the connection behind `inner` as [`run_interruptible`] does, one call at a
+/// time, and map its error to Python's.
+pub fn with_locked<C, T>(
+    py: Python<'_>,
+    inner: &Arc<Mutex<C>>,
+    work: impl FnOnce(&mut C) -> Result<T, Error> + Send + 'static,
+) -> PyResult<T>
+where
+    C: Send + 'static,
+    T: Send + 'static,
+{
+    let inner = Arc::clone(inner);
+    let result = run_interruptible(py, move || match inner.lock() {
+        Ok(mut conn) => work(&mut conn),
+        Err(_) => Err(Error::Internal(
+            "a previous call on this connection panicked".into(),
+        )),
+    })?;
+    finish(py, result)
 }

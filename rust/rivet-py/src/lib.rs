@@ -1,6 +1,7 @@
 //! `rivet._native`: the private binding of the rivet engine. Registration only.
 
 mod arrow_ffi;
+mod binlog;
 mod errors;
 mod interrupt;
 mod meta;
@@ -15,6 +16,8 @@ use pyo3::prelude::*;
 /// pyclass is frozen, so the module is safe without the GIL.
 #[pymodule(gil_used = false)]
 mod _native {
+    #[pymodule_export]
+    use crate::binlog::PyMyBinlog;
     #[pymodule_export]
     use crate::meta::with_meta_columns;
     #[pymodule_export]

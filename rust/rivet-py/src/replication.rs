@@ -16,7 +16,7 @@ use rivet_engine::pg::session::PgSession;
 use rivet_engine::source::Overrides;
 use rivet_engine::{BatchStream, EndOfData};
 
-use crate::interrupt::run_interruptible;
+use crate::interrupt::{run_interruptible, with_locked};
 use crate::reader::PyBatchReader;
 use crate::sources::{ConnectArgs, ScanArgs, finish};
 
@@ -250,23 +250,6 @@ pub struct PyPgReplication {
     drained: Arc<Mutex<Option<Lsn>>>,
 }
 
-impl PyPgReplication {
-    fn call<T: Send + 'static>(
-        &self,
-        py: Python<'_>,
-        work: impl FnOnce(&mut Replication) -> Result<T, Error> + Send + 'static,
-    ) -> PyResult<T> {
-        let inner = Arc::clone(&self.inner);
-        let result = run_interruptible(py, move || match inner.lock() {
-            Ok(mut replication) => work(&mut replication),
-            Err(_) => Err(Error::Internal(
-                "a previous replication call panicked".into(),
-            )),
-        })?;
-        finish(py, result)
-    }
-}
-
 #[pymethods]
 impl PyPgReplication {
     /// Connect with `replication=database` (raising at once on bad settings or privileges).
@@ -282,7 +265,7 @@ impl PyPgReplication {
 
     /// `{system_id, timeline, wal_position}` of the cluster now.
     fn identify_system<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let info = self.call(py, Replication::identify_system)?;
+        let info = with_locked(py, &self.inner, Replication::identify_system)?;
         to_dict(
             py,
             vec![
@@ -300,7 +283,9 @@ impl PyPgReplication {
         name: String,
         export_snapshot: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let slot = self.call(py, move |r| r.create_slot(&name, export_snapshot))?;
+        let slot = with_locked(py, &self.inner, move |r| {
+            r.create_slot(&name, export_snapshot)
+        })?;
         let mut fields = vec![
             ("name", Field::Text(slot.name)),
             ("consistent_point", lsn(slot.consistent_point)),
@@ -313,7 +298,7 @@ impl PyPgReplication {
 
     /// Drop a slot.
     fn drop_slot(&self, py: Python<'_>, name: String) -> PyResult<()> {
-        self.call(py, move |r| r.drop_slot(&name))
+        with_locked(py, &self.inner, move |r| r.drop_slot(&name))
     }
 
     /// Stream `slot`'s changes committed after `from_lsn` for the tables of `publications`.
@@ -326,14 +311,16 @@ impl PyPgReplication {
         binary: bool,
     ) -> PyResult<()> {
         let from = parse_lsn(from_lsn)?;
-        self.call(py, move |r| r.start(&slot, from, &publications, binary))
+        with_locked(py, &self.inner, move |r| {
+            r.start(&slot, from, &publications, binary)
+        })
     }
 
     /// The next message as a dict (`type`: begin, commit, relation, insert, update, delete,
     /// truncate, keepalive, ...), or None once the server ended the stream. Values are text,
     /// bytes (binary), None (NULL) or ``...`` (a TOASTed value the change did not touch).
     fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        match self.call(py, next_fields)? {
+        match with_locked(py, &self.inner, next_fields)? {
             Some(fields) => to_dict(py, fields).map(Some),
             None => Ok(None),
         }
@@ -347,7 +334,7 @@ impl PyPgReplication {
         until_lsn: &str,
     ) -> PyResult<(Vec<Bound<'py, PyDict>>, Option<String>)> {
         let until = parse_lsn(until_lsn)?;
-        let (messages, end) = self.call(py, move |r| {
+        let (messages, end) = with_locked(py, &self.inner, move |r| {
             let mut messages = Vec::new();
             let end = r.drain(until, pg_now, |m| {
                 messages.push(fields_of(m));
@@ -446,11 +433,13 @@ impl PyPgReplication {
     /// keepalive back at once.
     fn confirm(&self, py: Python<'_>, flushed_lsn: &str, reply: bool) -> PyResult<()> {
         let flushed = parse_lsn(flushed_lsn)?;
-        self.call(py, move |r| r.confirm(flushed, pg_now(), reply))
+        with_locked(py, &self.inner, move |r| {
+            r.confirm(flushed, pg_now(), reply)
+        })
     }
 
     /// End the stream; the connection then takes commands again.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        self.call(py, Replication::stop)
+        with_locked(py, &self.inner, Replication::stop)
     }
 }

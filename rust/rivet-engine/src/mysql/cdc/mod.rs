@@ -1,3 +1,4 @@
 //! Change capture from MySQL/MariaDB: the binary log in ROW format.
 
 pub mod binlog;
+pub mod replication;

@@ -131,6 +131,35 @@ impl MyConnection {
         self.send(&payload)
     }
 
+    /// Ask for the binary log from `file` at `position`, as the replica `server_id`. With
+    /// `until_end`, the server ends the dump at the end of its log instead of waiting for more.
+    pub fn binlog_dump(
+        &mut self,
+        file: &str,
+        position: u32,
+        server_id: u32,
+        until_end: bool,
+    ) -> Result<()> {
+        let mut body = Vec::with_capacity(10 + file.len());
+        body.extend_from_slice(&position.to_le_bytes());
+        body.extend_from_slice(&u16::from(until_end).to_le_bytes());
+        body.extend_from_slice(&server_id.to_le_bytes());
+        body.extend_from_slice(file.as_bytes());
+        self.command(0x12, &body)
+    }
+
+    /// The next event of a dump (valid until the next read), or None where the server ended it.
+    pub fn binlog_event(&mut self) -> Result<Option<&[u8]>> {
+        let p = self.next_packet()?;
+        let payload = self.payload(p);
+        match payload.first() {
+            Some(0x00) => Ok(Some(&payload[1..])),
+            Some(0xfe) if payload.len() < 9 => Ok(None),
+            Some(0xff) => Err(server_error(payload)),
+            _ => Err(malformed("binary log packet")),
+        }
+    }
+
     pub(super) fn deprecate_eof(&self) -> bool {
         self.caps & CLIENT_DEPRECATE_EOF != 0
     }

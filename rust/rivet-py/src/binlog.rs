@@ -1,0 +1,226 @@
+//! `MyBinlog`: a MySQL/MariaDB binary log read as a replica, for change capture. Events cross
+//! as dicts; values keep what the log states (integers as stored, times as their parts).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use pyo3::IntoPyObjectExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use rivet_engine::Error;
+use rivet_engine::conn::ConnectOptions;
+use rivet_engine::mysql::cdc::binlog::{Image, TableMap, Value, kind, rows, table_map};
+use rivet_engine::mysql::cdc::replication::{BinlogReader, LogPosition};
+
+use crate::interrupt::{run_interruptible, with_locked};
+use crate::sources::{ConnectArgs, finish};
+
+/// A value, owned, until it becomes a Python one.
+enum Owned {
+    Null,
+    Int(u64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Parts(Vec<i64>),
+}
+
+fn owned(v: &Value<'_>) -> Owned {
+    let parts = |p: &[i64]| Owned::Parts(p.to_vec());
+    match v {
+        Value::Null => Owned::Null,
+        Value::Int(bits, _) | Value::Bit(bits) | Value::Set(bits) => Owned::Int(*bits),
+        Value::Enum(i) => Owned::Int(u64::from(*i)),
+        Value::Year(y) => Owned::Int(u64::from(*y)),
+        Value::Float(f) => Owned::Float(f64::from(*f)),
+        Value::Double(f) => Owned::Float(*f),
+        Value::Decimal(s) => Owned::Text(s.clone()),
+        Value::Bytes(b) => Owned::Bytes(b.to_vec()),
+        Value::Date(y, m, d) => parts(&[i64::from(*y), i64::from(*m), i64::from(*d)]),
+        Value::DateTime(y, mo, d, h, mi, s, us) => parts(&[
+            i64::from(*y),
+            i64::from(*mo),
+            i64::from(*d),
+            i64::from(*h),
+            i64::from(*mi),
+            i64::from(*s),
+            i64::from(*us),
+        ]),
+        Value::Timestamp(s, us) => parts(&[i64::from(*s), i64::from(*us)]),
+        Value::Time(negative, h, m, s, us) => parts(&[
+            if *negative { -1 } else { 1 },
+            i64::from(*h),
+            i64::from(*m),
+            i64::from(*s),
+            i64::from(*us),
+        ]),
+    }
+}
+
+type OwnedImage = Option<Vec<Option<Owned>>>;
+
+fn owned_image(image: Option<&Image<'_>>) -> OwnedImage {
+    image.map(|values| values.iter().map(|v| v.as_ref().map(owned)).collect())
+}
+
+/// One event, owned.
+enum OwnedEvent {
+    TableMap(TableMap),
+    Rows(&'static str, u64, Vec<(OwnedImage, OwnedImage)>),
+    Other(u8),
+}
+
+/// An event as it crosses: its kind, where the next one starts, when it was written.
+struct Read {
+    event: OwnedEvent,
+    next_position: u32,
+    timestamp: u32,
+}
+
+fn read_all(reader: &mut BinlogReader) -> Result<Vec<Read>, Error> {
+    let mut maps: HashMap<u64, TableMap> = HashMap::new();
+    let mut out = Vec::new();
+    while let Some(e) = reader.next_event()? {
+        let op = match e.header.kind {
+            kind::WRITE_ROWS_V1 | kind::WRITE_ROWS_V2 => Some("write"),
+            kind::UPDATE_ROWS_V1 | kind::UPDATE_ROWS_V2 => Some("update"),
+            kind::DELETE_ROWS_V1 | kind::DELETE_ROWS_V2 => Some("delete"),
+            _ => None,
+        };
+        let event = if e.header.kind == kind::TABLE_MAP {
+            let map = table_map(e.body)?;
+            maps.insert(map.table_id, map.clone());
+            OwnedEvent::TableMap(map)
+        } else if let Some(op) = op {
+            let id = e.body.get(..6).map_or(0, |b| {
+                b.iter()
+                    .rev()
+                    .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+            });
+            let map = maps.get(&id).ok_or_else(|| {
+                Error::ConnectionLost(format!("rows of table {id} arrived before its table map"))
+            })?;
+            let decoded = rows(e.header.kind, e.body, map)?;
+            OwnedEvent::Rows(
+                op,
+                decoded.table_id,
+                decoded
+                    .rows
+                    .iter()
+                    .map(|(b, a)| (owned_image(b.as_ref()), owned_image(a.as_ref())))
+                    .collect(),
+            )
+        } else {
+            OwnedEvent::Other(e.header.kind)
+        };
+        out.push(Read {
+            event,
+            next_position: e.header.next_position,
+            timestamp: e.header.timestamp,
+        });
+    }
+    Ok(out)
+}
+
+fn py_image<'py>(py: Python<'py>, image: OwnedImage) -> PyResult<Bound<'py, PyAny>> {
+    let Some(values) = image else {
+        return Ok(py.None().into_bound(py));
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        out.push(match v {
+            None => py.Ellipsis().into_bound(py),
+            Some(Owned::Null) => py.None().into_bound(py),
+            Some(Owned::Int(n)) => n.into_bound_py_any(py)?,
+            Some(Owned::Float(f)) => f.into_bound_py_any(py)?,
+            Some(Owned::Text(s)) => s.into_bound_py_any(py)?,
+            Some(Owned::Bytes(b)) => PyBytes::new(py, &b).into_any(),
+            Some(Owned::Parts(p)) => PyTuple::new(py, p)?.into_any(),
+        });
+    }
+    Ok(pyo3::types::PyList::new(py, out)?.into_any())
+}
+
+fn to_dict<'py>(py: Python<'py>, read: Read) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("next_position", read.next_position)?;
+    d.set_item("timestamp", read.timestamp)?;
+    match read.event {
+        OwnedEvent::TableMap(m) => {
+            d.set_item("type", "table_map")?;
+            d.set_item("table_id", m.table_id)?;
+            d.set_item("schema", m.schema)?;
+            d.set_item("table", m.table)?;
+            d.set_item("types", m.types)?;
+        }
+        OwnedEvent::Rows(op, table_id, images) => {
+            d.set_item("type", op)?;
+            d.set_item("table_id", table_id)?;
+            let mut rows = Vec::with_capacity(images.len());
+            for (before, after) in images {
+                rows.push(PyTuple::new(
+                    py,
+                    [py_image(py, before)?, py_image(py, after)?],
+                )?);
+            }
+            d.set_item("rows", rows)?;
+        }
+        OwnedEvent::Other(k) => {
+            d.set_item(
+                "type",
+                match k {
+                    kind::XID => "xid",
+                    kind::QUERY => "query",
+                    kind::ROTATE => "rotate",
+                    kind::FORMAT_DESCRIPTION => "format",
+                    kind::MARIADB_GTID => "gtid",
+                    _ => "other",
+                },
+            )?;
+            d.set_item("kind", k)?;
+        }
+    }
+    Ok(d)
+}
+
+/// A MySQL/MariaDB replica connection reading the binary log. One call at a time.
+#[pyclass(frozen, module = "rivet._native", name = "MyBinlog")]
+pub struct PyMyBinlog {
+    inner: Arc<Mutex<BinlogReader>>,
+}
+
+#[pymethods]
+impl PyMyBinlog {
+    /// Connect (raising at once on bad settings or credentials).
+    #[new]
+    fn new(py: Python<'_>, conn: ConnectArgs) -> PyResult<Self> {
+        let options = ConnectOptions::from(conn);
+        let result = run_interruptible(py, move || BinlogReader::connect(&options))?;
+        Ok(PyMyBinlog {
+            inner: Arc::new(Mutex::new(finish(py, result)?)),
+        })
+    }
+
+    /// Where the log ends now: `(file, offset)`.
+    fn end(&self, py: Python<'_>) -> PyResult<(String, u32)> {
+        let at = with_locked(py, &self.inner, BinlogReader::end)?;
+        Ok((at.file, at.offset))
+    }
+
+    /// Every event from `(file, offset)` to the end of the log, as dicts: table maps, row
+    /// events (`write`, `update`, `delete` with `(before, after)` images; `...` for a column
+    /// an image does not carry) and the rest by type.
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        file: String,
+        offset: u32,
+        server_id: u32,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let reads = with_locked(py, &self.inner, move |r| {
+            r.start(&LogPosition { file, offset }, server_id, true)?;
+            read_all(r)
+        })?;
+        reads.into_iter().map(|read| to_dict(py, read)).collect()
+    }
+}
