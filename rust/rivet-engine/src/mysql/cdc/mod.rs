@@ -2,3 +2,4 @@
 
 pub mod binlog;
 pub mod replication;
+pub mod row;
