@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from rivet._native import MyBinlog
+from rivet.config.tuning import resolve_tuning
 from rivet.errors import QueryError
+from rivet.sources.base import scan_options
 from rivet.sources.mysql.source import MysqlSource
 from tests.servers import MariadbServer, mariadb_server
 
@@ -77,3 +79,58 @@ def test_a_position_past_the_end_of_the_log_is_refused(logged):
     with pytest.raises(QueryError, match="impossible position") as refused:
         reader(logged).read(file, offset + 1_000_000, 4243)
     assert refused.value.code == "1236"  # the server's code: a retry cannot help
+
+
+# The reader options of a scan with the default tuning, in small batches.
+SCAN = {**scan_options(resolve_tuning(None, None)), "batch_rows": 2}
+
+
+def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logged):
+    import datetime as dt
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pymysql
+
+    logged.sql(
+        "CREATE TABLE test.c (id INT PRIMARY KEY, amount DECIMAL(12,2), at TIMESTAMP(6) NULL, big BIGINT UNSIGNED,"
+        " m MEDIUMINT, e ENUM('x','y'), note VARCHAR(20)) DEFAULT CHARSET=utf8mb4"
+    )
+    file, offset = reader(logged).end()
+    logged.sql(
+        "INSERT INTO test.c VALUES (1, 1.50, '2024-01-02 03:04:05.678901', 18446744073709551615, -8388608, 'y', 'a'),"
+        " (2, -0.01, NULL, NULL, NULL, NULL, NULL);"
+        "BEGIN; UPDATE test.c SET amount = amount + 1 WHERE id = 1; UPDATE test.c SET note = 'b' WHERE id = 1;"
+        " INSERT INTO test.c VALUES (3, 3, NULL, 0, 0, 'x', 'gone'); DELETE FROM test.c WHERE id = 3; COMMIT;"
+        "UPDATE test.c SET id = 4 WHERE id = 2;"
+    )
+    binlog = reader(logged)
+    stream = binlog.stream_changes(file, offset, 4244, MysqlSource(url=logged.url).connect_args(), "test", "c", SCAN)
+    rows = pa.RecordBatchReader.from_stream(stream).read_all().to_pylist()
+    assert [(r["__op"], r["id"]) for r in rows] == [
+        ("insert", 1), ("insert", 2), ("update", 1), ("update", 1), ("insert", 3), ("delete", 3),
+        ("delete", 2), ("update", 4),
+    ]  # fmt: skip
+    order = [(r["__pos"], r["__seq"]) for r in rows]
+    assert order == sorted(order) and len(set(order)) == len(order)
+    assert rows[0]["amount"] == Decimal("1.50") and rows[0]["big"] == 2**64 - 1 and rows[0]["m"] == -8388608
+    assert rows[0]["at"] == dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
+    assert rows[0]["e"] == "y" and all(r["__unchanged"] == [] for r in rows)
+    assert binlog.drained_to == reader(logged).end()
+
+    replayed: dict[int, dict] = {}
+    for r in rows:
+        data = {k: v for k, v in r.items() if not k.startswith("__")}
+        if r["__op"] == "delete":
+            replayed.pop(data["id"], None)
+        else:
+            replayed[data["id"]] = data
+    connection = pymysql.connect(host="127.0.0.1", port=logged.port, user="root", database="test")
+    with connection, connection.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT id, amount, at, big, m, e, note FROM c ORDER BY id")
+        live = cur.fetchall()
+    names = ["id", "amount", "at", "big", "m", "e", "note"]
+    as_naive = [tuple(v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v for v in (r[n] for n in names))
+                for r in (replayed[k] for k in sorted(replayed))]  # fmt: skip
+    assert as_naive == [tuple(r) for r in live]

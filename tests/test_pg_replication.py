@@ -14,7 +14,9 @@ import psycopg
 import pytest
 
 from rivet._native import PgReplication
+from rivet.config.tuning import resolve_tuning
 from rivet.errors import ConfigError, RivetError
+from rivet.sources.base import scan_options
 from rivet.sources.postgres.source import PostgresSource
 from tests.servers import PostgresCluster, postgres_cluster
 
@@ -164,17 +166,8 @@ def replication_end(sql: psycopg.Connection) -> str:
     return str(row[0])
 
 
-SCAN = {
-    "method": "cursor",
-    "batch_rows": 3,
-    "batch_bytes": 1 << 20,
-    "statement_timeout_ms": 0,
-    "lock_timeout_ms": 0,
-    "throttle_ms": 0,
-    "snapshot": None,
-    "prefetch": 2,
-    "reconcile": False,
-}
+# The reader options of a scan with the default tuning, in small batches.
+SCAN = {**scan_options(resolve_tuning(None, None)), "batch_rows": 3}
 
 
 def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):

@@ -102,6 +102,18 @@ class MyBinlog:
     def __new__(cls, conn: dict[str, Any]) -> Self: ...
     def end(self) -> tuple[str, int]: ...
     def read(self, file: str, offset: int, server_id: int) -> list[dict[str, Any]]: ...
+    def stream_changes(
+        self,
+        file: str,
+        offset: int,
+        server_id: int,
+        conn: dict[str, Any],
+        schema: str,
+        name: str,
+        options: dict[str, Any],
+    ) -> BatchReader: ...
+    @property
+    def drained_to(self) -> tuple[str, int] | None: ...
 
 @final
 class PgReplication:

@@ -3,6 +3,7 @@
 //! crate binds it.
 
 pub mod batch;
+pub mod changes;
 pub mod conn;
 pub mod decimal;
 #[cfg(test)]

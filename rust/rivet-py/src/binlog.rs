@@ -7,13 +7,22 @@ use std::sync::{Arc, Mutex};
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use rivet_engine::BatchStream;
 use rivet_engine::Error;
+use rivet_engine::changes::change_schema;
 use rivet_engine::conn::ConnectOptions;
+use rivet_engine::metadata::arrow_schema;
 use rivet_engine::mysql::cdc::binlog::{Image, TableMap, Value, kind, rows, table_map};
+use rivet_engine::mysql::cdc::changes::{MyChangeSink, MyTable};
 use rivet_engine::mysql::cdc::replication::{BinlogReader, LogPosition};
+use rivet_engine::mysql::cdc::row::members;
+use rivet_engine::mysql::session::MySession;
+use rivet_engine::source::Overrides;
 
 use crate::interrupt::{run_interruptible, with_locked};
-use crate::sources::{ConnectArgs, finish};
+use crate::reader::PyBatchReader;
+use crate::replication::stream_end;
+use crate::sources::{ConnectArgs, ScanArgs, finish};
 
 /// A value, owned, until it becomes a Python one.
 enum Owned {
@@ -187,6 +196,12 @@ fn to_dict<'py>(py: Python<'py>, read: Read) -> PyResult<Bound<'py, PyDict>> {
 #[pyclass(frozen, module = "rivet._native", name = "MyBinlog")]
 pub struct PyMyBinlog {
     inner: Arc<Mutex<BinlogReader>>,
+    drained: Arc<Mutex<Option<LogPosition>>>,
+}
+
+/// A string literal of MySQL's dialect.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 #[pymethods]
@@ -198,7 +213,102 @@ impl PyMyBinlog {
         let result = run_interruptible(py, move || BinlogReader::connect(&options))?;
         Ok(PyMyBinlog {
             inner: Arc::new(Mutex::new(finish(py, result)?)),
+            drained: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The changes of table `schema.name` from `(file, offset)` to the end of the log, as Arrow
+    /// batches (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns,
+    /// described through a connection made with `conn`). Once the reader is exhausted,
+    /// `drained_to` is where the next read starts.
+    #[allow(clippy::too_many_arguments)]
+    fn stream_changes(
+        &self,
+        py: Python<'_>,
+        file: String,
+        offset: u32,
+        server_id: u32,
+        conn: ConnectArgs,
+        schema: String,
+        name: String,
+        options: ScanArgs,
+    ) -> PyResult<PyBatchReader> {
+        let scan = options.options()?;
+        let connect = ConnectOptions::from(conn);
+        let inner = Arc::clone(&self.inner);
+        let drained = Arc::clone(&self.drained);
+        let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
+            let session = MySession::connect(&connect)?;
+            let quoted = format!(
+                "`{}`.`{}`",
+                schema.replace('`', "``"),
+                name.replace('`', "``")
+            );
+            let columns =
+                session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
+            let catalog = session.query(&format!(
+                "SELECT COLUMN_TYPE, COLUMN_KEY = 'PRI' FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
+                literal(&schema),
+                literal(&name)
+            ))?;
+            let member_lists: Vec<_> = catalog
+                .iter()
+                .map(|r| r.first().cloned().flatten().and_then(|t| members(&t)))
+                .collect();
+            let key: Vec<bool> = catalog
+                .iter()
+                .map(|r| r.get(1).cloned().flatten().as_deref() == Some("1"))
+                .collect();
+            Ok(BatchStream::spawn(
+                change_schema(&arrow_schema(&columns)),
+                scan.prefetch,
+                move |sink| {
+                    let mut reader = inner
+                        .lock()
+                        .map_err(|_| Error::Internal("a previous binlog call panicked".into()))?;
+                    let from = LogPosition { file, offset };
+                    let mut changes = MyChangeSink::new(
+                        MyTable {
+                            schema: &schema,
+                            name: &name,
+                            columns: &columns,
+                            members: &member_lists,
+                            key: &key,
+                            limits: scan.limits,
+                        },
+                        &from.file,
+                    );
+                    reader.start(&from, server_id, true)?;
+                    let mut at = from.clone();
+                    while let Some(e) = reader.next_event()? {
+                        if e.header.kind == kind::ROTATE {
+                            let next = e
+                                .body
+                                .get(8..)
+                                .map(String::from_utf8_lossy)
+                                .unwrap_or_default();
+                            at.file = next.into_owned();
+                        } else if e.header.next_position > 0 {
+                            at.offset = e.header.next_position;
+                        }
+                        changes.take(&e, sink)?;
+                    }
+                    changes.finish(sink)?;
+                    Ok(stream_end(&drained, Some(at), changes.rows()))
+                },
+            ))
+        })?;
+        finish(py, result).map(PyBatchReader::new)
+    }
+
+    /// Where the last change stream ended: `(file, offset)` to read from next (None: none yet).
+    #[getter]
+    fn drained_to(&self) -> Option<(String, u32)> {
+        self.drained
+            .lock()
+            .ok()
+            .and_then(|d| d.as_ref().map(|p| (p.file.clone(), p.offset)))
     }
 
     /// Where the log ends now: `(file, offset)`.

@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use rivet_engine::Error;
+use rivet_engine::changes::change_schema;
 use rivet_engine::conn::ConnectOptions;
-use rivet_engine::pg::cdc::changes::{ChangeSink, TableChanges, change_schema};
+use rivet_engine::metadata::arrow_schema;
+use rivet_engine::pg::cdc::changes::{ChangeSink, TableChanges};
 use rivet_engine::pg::cdc::pgoutput::{
     CopyMessage, Lsn, Message, OldRow, PG_EPOCH_UNIX_MICROS, ReplicaIdentity, Tuple, Value, message,
 };
@@ -230,6 +232,18 @@ fn to_dict<'py>(py: Python<'py>, fields: Fields) -> PyResult<Bound<'py, PyDict>>
     Ok(out)
 }
 
+/// The end of a change stream: where it stopped is remembered for `drained_to`, and the rows
+/// it handed over are what the reader checks it received.
+pub(crate) fn stream_end<P>(drained: &Mutex<Option<P>>, at: Option<P>, rows: u64) -> EndOfData {
+    if let Ok(mut d) = drained.lock() {
+        *d = at;
+    }
+    EndOfData {
+        server_rows: rows,
+        expected_rows: None,
+    }
+}
+
 /// Now, in microseconds since PostgreSQL's epoch.
 fn pg_now() -> i64 {
     std::time::SystemTime::now()
@@ -392,7 +406,7 @@ impl PyPgReplication {
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(BatchStream::spawn(
-                change_schema(&columns),
+                change_schema(&arrow_schema(&columns)),
                 scan.prefetch,
                 move |sink| {
                     let mut replication = inner.lock().map_err(|_| {
@@ -407,13 +421,7 @@ impl PyPgReplication {
                     });
                     let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;
                     changes.finish(sink)?;
-                    if let Ok(mut at) = drained.lock() {
-                        *at = end;
-                    }
-                    Ok(EndOfData {
-                        server_rows: changes.rows(),
-                        expected_rows: None,
-                    })
+                    Ok(stream_end(&drained, end, changes.rows()))
                 },
             ))
         })?;

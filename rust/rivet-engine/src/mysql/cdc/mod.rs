@@ -1,5 +1,6 @@
 //! Change capture from MySQL/MariaDB: the binary log in ROW format.
 
 pub mod binlog;
+pub mod changes;
 pub mod replication;
 pub mod row;

@@ -1,22 +1,11 @@
-//! One table's changes as Arrow batches: `__op`, `__pos`, `__seq`, `__committed_at` and
-//! `__unchanged`, then the table's columns (the row after the change; for a delete, the old
-//! key or row). Values are decoded from their binary form by the same decoders, with the same
-//! refusals, as a batch read of the table.
-//!
-//! `(__pos, __seq)` is the total order: `__pos` is the commit's end in the WAL (a plain
-//! integer), `__seq` the change's place in its transaction. `__unchanged` names the columns a
-//! change did not send (TOASTed values an update left alone): they are NULL in the row, and
-//! never mean NULL.
+//! One PostgreSQL table's changes as change rows ([`crate::changes`]): `__pos` is the
+//! commit's position in the WAL, `__unchanged` names the TOASTed values an update left alone,
+//! and the table's columns (the row after the change; for a delete, the old key or row) are
+//! decoded from their binary form by the same decoders, with the same refusals, as a batch read
+//! of the table.
 
-use std::sync::Arc;
-
-use arrow_array::builder::{
-    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-
-use crate::batch::{BatchLimits, Fill, RowBatch, flush, make_room};
+use crate::batch::{BatchLimits, flush, make_room};
+use crate::changes::{ChangeBatch, ChangeMark};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
 use crate::pg::batch::{PgBatchBuilder, PgColumn};
@@ -25,143 +14,63 @@ use crate::pg::cdc::pgoutput::{
 };
 use crate::stream::BatchSink;
 
-/// The columns every change row starts with.
-pub fn change_fields() -> Vec<Field> {
-    vec![
-        Field::new("__op", DataType::Utf8, false),
-        Field::new("__pos", DataType::UInt64, false),
-        Field::new("__seq", DataType::UInt32, false),
-        Field::new(
-            "__committed_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new(
-            "__unchanged",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            false,
-        ),
-    ]
+/// A batch of one table's changes.
+pub type PgChanges = ChangeBatch<PgBatchBuilder>;
+
+/// A batch of the changes of a table with `columns`.
+pub fn pg_changes(columns: Vec<PgColumn>, capacity: usize) -> PgChanges {
+    let schema = arrow_schema(&columns);
+    ChangeBatch::new(PgBatchBuilder::new(columns, capacity), &schema)
 }
 
-/// The schema of `columns`' changes.
-pub fn change_schema(columns: &[PgColumn]) -> SchemaRef {
-    let table = arrow_schema(columns);
-    let mut fields = change_fields();
-    fields.extend(table.fields().iter().map(|f| f.as_ref().clone()));
-    Arc::new(Schema::new(fields))
+/// The bytes `row` would add.
+fn size_of(row: &Tuple<'_>) -> usize {
+    row.0
+        .iter()
+        .map(|v| match v {
+            Value::Text(b) | Value::Binary(b) => b.len() + 4,
+            Value::Null | Value::Unchanged => 1,
+        })
+        .sum()
 }
 
-/// Rows of one table's changes being accumulated into a batch.
-pub struct ChangeBatch {
-    schema: SchemaRef,
-    names: Vec<String>,
-    table: PgBatchBuilder,
-    op: StringBuilder,
-    pos: UInt64Builder,
-    seq: UInt32Builder,
-    at: TimestampMicrosecondBuilder,
-    unchanged: ListBuilder<StringBuilder>,
-}
-
-impl ChangeBatch {
-    /// A builder for the changes of a table with `columns`.
-    pub fn new(columns: Vec<PgColumn>, capacity: usize) -> Self {
-        ChangeBatch {
-            schema: change_schema(&columns),
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            table: PgBatchBuilder::new(columns, capacity),
-            op: StringBuilder::new(),
-            pos: UInt64Builder::new(),
-            seq: UInt32Builder::new(),
-            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            unchanged: ListBuilder::new(StringBuilder::new()),
-        }
+/// Add the change `mark` of `row` to `batch` (whose table has columns `names`); the
+/// values must be in binary form.
+pub fn append(
+    batch: &mut PgChanges,
+    names: &[String],
+    mark: ChangeMark<'_>,
+    row: &Tuple<'_>,
+) -> Result<()> {
+    if row.0.len() != names.len() {
+        return Err(Error::Integrity(format!(
+            "the server sent a change of {} values for a table of {} columns",
+            row.0.len(),
+            names.len()
+        )));
     }
-
-    /// The batches' schema.
-    pub fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+    for (i, value) in row.0.iter().enumerate() {
+        let bytes = match value {
+            Value::Null | Value::Unchanged => None,
+            Value::Binary(b) => Some(*b),
+            Value::Text(_) => {
+                return Err(Error::decode(
+                    &names[i],
+                    "came in text form; change capture reads values in binary form only",
+                ));
+            }
+        };
+        batch.rows().append(i, bytes)?;
     }
-
-    /// The bytes `row` would add.
-    pub fn size_of(row: &Tuple<'_>) -> usize {
-        row.0
-            .iter()
-            .map(|v| match v {
-                Value::Text(b) | Value::Binary(b) => b.len() + 4,
-                Value::Null | Value::Unchanged => 1,
-            })
-            .sum()
-    }
-
-    /// Add one change: `op` to the row `row`, committed at `pos` (`committed_at` in
-    /// microseconds since 2000-01-01), the `seq`-th change of its transaction.
-    pub fn append(
-        &mut self,
-        op: &str,
-        pos: Lsn,
-        seq: u32,
-        committed_at: i64,
-        row: &Tuple<'_>,
-    ) -> Result<()> {
-        if row.0.len() != self.names.len() {
-            return Err(Error::Integrity(format!(
-                "the server sent a change of {} values for a table of {} columns",
-                row.0.len(),
-                self.names.len()
-            )));
-        }
-        let mut unchanged = Vec::new();
-        for (i, value) in row.0.iter().enumerate() {
-            let bytes = match value {
-                Value::Null => None,
-                Value::Unchanged => {
-                    unchanged.push(i);
-                    None
-                }
-                Value::Binary(b) => Some(*b),
-                Value::Text(_) => {
-                    return Err(Error::decode(
-                        &self.names[i],
-                        "came in text form; change capture reads values in binary form only",
-                    ));
-                }
-            };
-            self.table.append(i, bytes)?;
-        }
-        self.table.end_row();
-        self.op.append_value(op);
-        self.pos.append_value(pos.0);
-        self.seq.append_value(seq);
-        self.at
-            .append_value(committed_at.saturating_add(PG_EPOCH_UNIX_MICROS));
-        for i in unchanged {
-            self.unchanged.values().append_value(&self.names[i]);
-        }
-        self.unchanged.append(true);
-        Ok(())
-    }
-}
-
-impl RowBatch for ChangeBatch {
-    fn fill(&self) -> Fill {
-        self.table.fill()
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let table = self.table.finish()?;
-        let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(self.op.finish()),
-            Arc::new(self.pos.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.at.finish()),
-            Arc::new(self.unchanged.finish()),
-        ];
-        arrays.extend(table.columns().iter().cloned());
-        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
-            .map_err(|e| Error::Io(format!("assembling a batch of changes failed: {e}")))
-    }
+    batch.rows().end_row();
+    let unchanged = row
+        .0
+        .iter()
+        .zip(names)
+        .filter(|(v, _)| **v == Value::Unchanged)
+        .map(|(_, n)| n.as_str());
+    batch.mark(mark, unchanged);
+    Ok(())
 }
 
 /// Refuse a Relation message that no longer matches the columns the export described.
@@ -211,7 +120,8 @@ pub struct TableChanges<'a> {
 /// transaction's Begin already names its commit's position and time, so nothing is held back.
 pub struct ChangeSink<'a> {
     table: TableChanges<'a>,
-    batch: ChangeBatch,
+    names: Vec<String>,
+    batch: PgChanges,
     relation: Option<u32>,
     key: Vec<bool>,
     commit: Option<(Lsn, i64)>,
@@ -222,8 +132,9 @@ pub struct ChangeSink<'a> {
 impl<'a> ChangeSink<'a> {
     /// A sink for `table`'s changes.
     pub fn new(table: TableChanges<'a>) -> Self {
-        let batch = ChangeBatch::new(table.columns.to_vec(), table.limits.max_rows.min(8192));
+        let batch = pg_changes(table.columns.to_vec(), table.limits.max_rows.min(8192));
         ChangeSink {
+            names: table.columns.iter().map(|c| c.name.clone()).collect(),
             table,
             batch,
             relation: None,
@@ -232,11 +143,6 @@ impl<'a> ChangeSink<'a> {
             seq: 0,
             rows: 0,
         }
-    }
-
-    /// The batches' schema.
-    pub fn schema(&self) -> SchemaRef {
-        self.batch.schema()
     }
 
     /// Changes handed over so far.
@@ -312,13 +218,14 @@ impl<'a> ChangeSink<'a> {
         let (pos, committed_at) = self.commit.ok_or_else(|| {
             Error::ConnectionLost("a change arrived outside a transaction".into())
         })?;
-        make_room(
-            &mut self.batch,
-            ChangeBatch::size_of(row),
-            &self.table.limits,
-            sink,
-        )?;
-        self.batch.append(op, pos, self.seq, committed_at, row)?;
+        make_room(&mut self.batch, size_of(row), &self.table.limits, sink)?;
+        let mark = ChangeMark {
+            op,
+            pos: pos.0,
+            seq: self.seq,
+            committed_at: committed_at.saturating_add(PG_EPOCH_UNIX_MICROS),
+        };
+        append(&mut self.batch, &self.names, mark, row)?;
         self.seq = self.seq.saturating_add(1);
         self.rows += 1;
         Ok(())
@@ -336,7 +243,17 @@ mod tests {
     use arrow_array::types::{Int32Type, UInt64Type};
 
     use super::*;
+    use crate::batch::RowBatch;
     use crate::pg::types::PgKind;
+
+    fn mark(pos: u64) -> ChangeMark<'static> {
+        ChangeMark {
+            op: "update",
+            pos,
+            seq: 0,
+            committed_at: 0,
+        }
+    }
 
     fn columns() -> Vec<PgColumn> {
         [("id", PgKind::Int4), ("note", PgKind::Text)]
@@ -352,10 +269,11 @@ mod tests {
 
     #[test]
     fn a_change_row_names_what_it_did_not_send() {
-        let mut batch = ChangeBatch::new(columns(), 8);
+        let mut batch = pg_changes(columns(), 8);
+        let names = ["id".to_string(), "note".to_string()];
         let one = 1i32.to_be_bytes();
         let row = Tuple(vec![Value::Binary(&one), Value::Unchanged]);
-        batch.append("update", Lsn(77), 0, 0, &row).expect("append");
+        append(&mut batch, &names, mark(77), &row).expect("append");
         let b = batch.finish().expect("batch");
         assert_eq!(b.column(1).as_primitive::<UInt64Type>().value(0), 77);
         assert_eq!(b.column(5).as_primitive::<Int32Type>().value(0), 1);
@@ -366,13 +284,12 @@ mod tests {
 
     #[test]
     fn text_values_and_rows_of_another_width_are_refused() {
-        let mut batch = ChangeBatch::new(columns(), 8);
+        let mut batch = pg_changes(columns(), 8);
+        let names = ["id".to_string(), "note".to_string()];
         let text = Tuple(vec![Value::Text(b"1"), Value::Null]);
-        let err = batch
-            .append("insert", Lsn(1), 0, 0, &text)
-            .expect_err("text");
+        let err = append(&mut batch, &names, mark(1), &text).expect_err("text");
         assert!(err.to_string().contains("id"), "{err}");
         let short = Tuple(vec![Value::Null]);
-        assert!(batch.append("insert", Lsn(1), 0, 0, &short).is_err());
+        assert!(append(&mut batch, &names, mark(1), &short).is_err());
     }
 }

@@ -1,0 +1,125 @@
+//! Change rows, the same for every source's change capture: `__op`, `__pos`, `__seq`,
+//! `__committed_at` and `__unchanged`, then the table's columns.
+//!
+//! `(__pos, __seq)` is the total order: `__pos` the transaction's place in the source's log
+//! (a plain integer), `__seq` the change's place in its transaction. `__unchanged` names the
+//! columns a change did not carry: they are NULL in the row, and never mean NULL.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::batch::{Fill, RowBatch};
+use crate::error::{Error, Result};
+
+/// The columns every change row starts with.
+pub fn change_fields() -> Vec<Field> {
+    vec![
+        Field::new("__op", DataType::Utf8, false),
+        Field::new("__pos", DataType::UInt64, false),
+        Field::new("__seq", DataType::UInt32, false),
+        Field::new(
+            "__committed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new(
+            "__unchanged",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            false,
+        ),
+    ]
+}
+
+/// The schema of the changes of a table whose rows have `table`'s schema.
+pub fn change_schema(table: &SchemaRef) -> SchemaRef {
+    let mut fields = change_fields();
+    fields.extend(table.fields().iter().map(|f| f.as_ref().clone()));
+    Arc::new(Schema::new(fields))
+}
+
+/// Where one change sits and what it did.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeMark<'a> {
+    /// `insert`, `update` or `delete`.
+    pub op: &'a str,
+    /// The transaction's place in the log.
+    pub pos: u64,
+    /// The change's place in its transaction.
+    pub seq: u32,
+    /// When its transaction committed (Unix microseconds).
+    pub committed_at: i64,
+}
+
+/// Changes accumulated into a batch: the table's rows in `table` (a source's batch builder),
+/// and beside each its change columns.
+pub struct ChangeBatch<T> {
+    schema: SchemaRef,
+    table: T,
+    op: StringBuilder,
+    pos: UInt64Builder,
+    seq: UInt32Builder,
+    at: TimestampMicrosecondBuilder,
+    unchanged: ListBuilder<StringBuilder>,
+}
+
+impl<T: RowBatch> ChangeBatch<T> {
+    /// Changes whose rows `table` builds, with `table_schema`.
+    pub fn new(table: T, table_schema: &SchemaRef) -> Self {
+        ChangeBatch {
+            schema: change_schema(table_schema),
+            table,
+            op: StringBuilder::new(),
+            pos: UInt64Builder::new(),
+            seq: UInt32Builder::new(),
+            at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            unchanged: ListBuilder::new(StringBuilder::new()),
+        }
+    }
+
+    /// The batches' schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// The table's builder, to add a change's row to.
+    pub fn rows(&mut self) -> &mut T {
+        &mut self.table
+    }
+
+    /// Record the change whose row was just added, and the columns it did not carry.
+    pub fn mark<'n>(&mut self, mark: ChangeMark<'_>, unchanged: impl IntoIterator<Item = &'n str>) {
+        self.op.append_value(mark.op);
+        self.pos.append_value(mark.pos);
+        self.seq.append_value(mark.seq);
+        self.at.append_value(mark.committed_at);
+        for name in unchanged {
+            self.unchanged.values().append_value(name);
+        }
+        self.unchanged.append(true);
+    }
+}
+
+impl<T: RowBatch> RowBatch for ChangeBatch<T> {
+    fn fill(&self) -> Fill {
+        self.table.fill()
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let table = self.table.finish()?;
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.op.finish()),
+            Arc::new(self.pos.finish()),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.at.finish()),
+            Arc::new(self.unchanged.finish()),
+        ];
+        arrays.extend(table.columns().iter().cloned());
+        RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::Io(format!("assembling a batch of changes failed: {e}")))
+    }
+}

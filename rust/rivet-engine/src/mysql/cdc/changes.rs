@@ -1,0 +1,219 @@
+//! One MySQL/MariaDB table's changes as change rows ([`crate::changes`]): `__pos` is the
+//! transaction's place in the binary log (its file's number, then the offset of its first
+//! event), and each row is decoded by the batch read's own decoders ([`super::row`]).
+
+use std::collections::HashMap;
+
+use crate::batch::{BatchLimits, flush, make_room};
+use crate::changes::{ChangeBatch, ChangeMark};
+use crate::error::{Error, Result};
+use crate::metadata::arrow_schema;
+use crate::mysql::cdc::binlog::{Event, Image, TableMap, Value, kind, rows, table_map};
+use crate::mysql::cdc::row::protocol_row;
+use crate::mysql::decode::MyBatchBuilder;
+use crate::mysql::types::{MyColumn, MyKind};
+use crate::stream::BatchSink;
+
+/// MySQL's GTID event (MariaDB's is [`kind::MARIADB_GTID`]).
+const MYSQL_GTID: u8 = 33;
+
+/// A batch of one table's changes.
+pub type MyChanges = ChangeBatch<MyBatchBuilder>;
+
+/// The table whose changes are wanted, as the export described it.
+pub struct MyTable<'a> {
+    /// Its database.
+    pub schema: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its columns, described as a read of it would be.
+    pub columns: &'a [MyColumn],
+    /// Each ENUM or SET column's members.
+    pub members: &'a [Option<Vec<String>>],
+    /// Which columns make its primary key.
+    pub key: &'a [bool],
+    /// Batch bounds.
+    pub limits: BatchLimits,
+}
+
+/// The log file's number (`bin.000042` is 42).
+fn file_number(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Feeds a dump's events into batches of one table's changes.
+pub struct MyChangeSink<'a> {
+    table: MyTable<'a>,
+    batch: MyChanges,
+    maps: HashMap<u64, TableMap>,
+    file: u64,
+    transaction: Option<(u64, i64)>,
+    seq: u32,
+    rows: u64,
+    payload: Vec<u8>,
+}
+
+impl<'a> MyChangeSink<'a> {
+    /// A sink for `table`'s changes, in the log file named `file`.
+    pub fn new(table: MyTable<'a>, file: &str) -> Self {
+        let schema = arrow_schema(table.columns);
+        // BIT columns come as bytes, as the protocol sends them (BIT(1) is read as a bool).
+        let bits = table
+            .columns
+            .iter()
+            .map(|c| c.kind == MyKind::Bits || c.source_type.starts_with("bit"))
+            .collect();
+        let capacity = table.limits.max_rows.min(8192);
+        let builder = MyBatchBuilder::new(schema.clone(), table.columns.to_vec(), bits, capacity);
+        MyChangeSink {
+            batch: ChangeBatch::new(builder, &schema),
+            table,
+            maps: HashMap::new(),
+            file: file_number(file),
+            transaction: None,
+            seq: 0,
+            rows: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Changes handed over so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Take one event of the dump.
+    pub fn take(&mut self, e: &Event<'_>, sink: &BatchSink) -> Result<()> {
+        let h = e.header;
+        match h.kind {
+            kind::ROTATE => {
+                // The position (8 bytes), then the next file's name.
+                let name = e
+                    .body
+                    .get(8..)
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                self.file = file_number(&name);
+            }
+            kind::MARIADB_GTID | MYSQL_GTID => {
+                let start = u64::from(h.next_position.saturating_sub(h.size));
+                self.transaction = Some((
+                    (self.file << 32) | start,
+                    i64::from(h.timestamp) * 1_000_000,
+                ));
+                self.seq = 0;
+            }
+            kind::TABLE_MAP => {
+                let map = table_map(e.body)?;
+                if map.schema == self.table.schema
+                    && map.table == self.table.name
+                    && map.types.len() != self.table.columns.len()
+                {
+                    return Err(Error::Query {
+                        message: format!(
+                            "the columns of {}.{} changed in the binary log: {} then, {} now",
+                            map.schema,
+                            map.table,
+                            self.table.columns.len(),
+                            map.types.len()
+                        ),
+                        code: Some("rivet-schema-drift".into()),
+                    });
+                }
+                self.maps.insert(map.table_id, map);
+            }
+            k @ (kind::WRITE_ROWS_V1
+            | kind::UPDATE_ROWS_V1
+            | kind::DELETE_ROWS_V1
+            | kind::WRITE_ROWS_V2
+            | kind::UPDATE_ROWS_V2
+            | kind::DELETE_ROWS_V2) => {
+                let id = e.body.get(..6).map_or(0, |b| {
+                    b.iter()
+                        .rev()
+                        .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+                });
+                let Some(map) = self.maps.get(&id) else {
+                    return Err(Error::ConnectionLost(format!(
+                        "rows of table {id} arrived before its table map"
+                    )));
+                };
+                if map.schema != self.table.schema || map.table != self.table.name {
+                    return Ok(());
+                }
+                let decoded = rows(k, e.body, map)?;
+                for (before, after) in &decoded.rows {
+                    match (before, after) {
+                        (None, Some(after)) => self.append("insert", after, sink)?,
+                        (Some(before), None) => self.append("delete", before, sink)?,
+                        (Some(before), Some(after)) => {
+                            // A row whose key changed leaves its old key: a merge by key deletes it.
+                            if self.key_changed(before, after) {
+                                self.append("delete", before, sink)?;
+                            }
+                            self.append("update", after, sink)?;
+                        }
+                        (None, None) => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn key_changed(&self, before: &Image<'_>, after: &Image<'_>) -> bool {
+        self.table
+            .key
+            .iter()
+            .zip(before.iter().zip(after))
+            .any(|(key, (b, a))| *key && a.is_some() && b != a)
+    }
+
+    fn append(&mut self, op: &str, image: &Image<'_>, sink: &BatchSink) -> Result<()> {
+        let (pos, committed_at) = self.transaction.unwrap_or((self.file << 32, 0));
+        let size = image
+            .iter()
+            .map(|v| match v {
+                Some(Value::Bytes(b)) => b.len() + 4,
+                _ => 9,
+            })
+            .sum();
+        make_room(&mut self.batch, size, &self.table.limits, sink)?;
+        protocol_row(
+            image,
+            self.table.columns,
+            self.table.members,
+            &mut self.payload,
+        )?;
+        self.batch.rows().append_row(&self.payload)?;
+        let unchanged = image
+            .iter()
+            .zip(self.table.columns)
+            .filter(|(v, _)| v.is_none())
+            .map(|(_, c)| c.name.as_str());
+        let mark = ChangeMark {
+            op,
+            pos,
+            seq: self.seq,
+            committed_at,
+        };
+        self.batch.mark(mark, unchanged);
+        self.seq = self.seq.saturating_add(1);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Hand over what is left.
+    pub fn finish(&mut self, sink: &BatchSink) -> Result<()> {
+        flush(&mut self.batch, sink)
+    }
+
+    /// The batches' schema.
+    pub fn schema(&self) -> arrow_schema::SchemaRef {
+        self.batch.schema()
+    }
+}
