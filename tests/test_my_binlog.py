@@ -13,6 +13,7 @@ from rivet.config.tuning import resolve_tuning
 from rivet.errors import QueryError
 from rivet.sources.base import scan_options
 from rivet.sources.mysql.source import MysqlSource
+from tests.changes import assert_changes_of_c, replay
 from tests.servers import MariadbServer, mariadb_server
 
 pytestmark = pytest.mark.mysql
@@ -107,24 +108,13 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logged):
     binlog = reader(logged)
     stream = binlog.stream_changes(file, offset, 4244, MysqlSource(url=logged.url).connect_args(), "test", "c", SCAN)
     rows = pa.RecordBatchReader.from_stream(stream).read_all().to_pylist()
-    assert [(r["__op"], r["id"]) for r in rows] == [
-        ("insert", 1), ("insert", 2), ("update", 1), ("update", 1), ("insert", 3), ("delete", 3),
-        ("delete", 2), ("update", 4),
-    ]  # fmt: skip
-    order = [(r["__pos"], r["__seq"]) for r in rows]
-    assert order == sorted(order) and len(set(order)) == len(order)
+    assert_changes_of_c(rows)
     assert rows[0]["amount"] == Decimal("1.50") and rows[0]["big"] == 2**64 - 1 and rows[0]["m"] == -8388608
     assert rows[0]["at"] == dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
     assert rows[0]["e"] == "y" and all(r["__unchanged"] == [] for r in rows)
     assert binlog.drained_to == reader(logged).end()
 
-    replayed: dict[int, dict] = {}
-    for r in rows:
-        data = {k: v for k, v in r.items() if not k.startswith("__")}
-        if r["__op"] == "delete":
-            replayed.pop(data["id"], None)
-        else:
-            replayed[data["id"]] = data
+    replayed = replay(rows)
     connection = pymysql.connect(host="127.0.0.1", port=logged.port, user="root", database="test")
     with connection, connection.cursor() as cur:
         cur.execute("SET time_zone = '+00:00'")

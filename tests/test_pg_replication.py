@@ -18,6 +18,7 @@ from rivet.config.tuning import resolve_tuning
 from rivet.errors import ConfigError, RivetError
 from rivet.sources.base import scan_options
 from rivet.sources.postgres.source import PostgresSource
+from tests.changes import assert_changes_of_c, replay
 from tests.servers import PostgresCluster, postgres_cluster
 
 pytestmark = pytest.mark.postgres
@@ -200,13 +201,7 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):
         table = pa.RecordBatchReader.from_stream(reader).read_all()
         assert table.schema.names[:5] == ["__op", "__pos", "__seq", "__committed_at", "__unchanged"]
         rows = table.to_pylist()
-        assert [(r["__op"], r["id"]) for r in rows] == [
-            ("insert", 1), ("insert", 2), ("update", 1), ("update", 1), ("insert", 3), ("delete", 3),
-            # A changed key: its old key is deleted, then the row is there under its new one.
-            ("delete", 2), ("update", 4),
-        ]  # fmt: skip
-        order = [(r["__pos"], r["__seq"]) for r in rows]
-        assert order == sorted(order) and len(set(order)) == len(order)
+        assert_changes_of_c(rows)
         # The TOASTed value the updates left alone is named, not sent: NULL there never means NULL.
         assert [r["__unchanged"] for r in rows[2:4]] == [["big"], ["big"]] and rows[2]["big"] is None
         assert rows[0]["amount"] == Decimal("1.50") and rows[2]["amount"] == Decimal("2.50")
@@ -214,15 +209,7 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):
         assert replication.drained_to is not None and lsn(replication.drained_to) <= lsn(until)
 
         # Replayed in (__pos, __seq) order, keeping unchanged values, the changes are the table.
-        replayed: dict[int, dict[str, Any]] = {}
-        for r in rows:
-            data = {k: v for k, v in r.items() if not k.startswith("__")}
-            if r["__op"] == "delete":
-                replayed.pop(data["id"], None)
-                continue
-            old = replayed.get(data["id"], {})
-            data.update({column: old.get(column) for column in r["__unchanged"]})
-            replayed[data["id"]] = data
+        replayed = replay(rows)
         live = sql.execute("SELECT id, amount, at, flag, note, big FROM c ORDER BY id").fetchall()
         names = ["id", "amount", "at", "flag", "note", "big"]
         assert [tuple(replayed[k][n] for n in names) for k in sorted(replayed)] == [tuple(r) for r in live]
