@@ -260,3 +260,42 @@ def test_the_slots_snapshot_and_its_stream_meet_with_no_gap_and_no_overlap(logic
         assert [(k, snapshot[k]["v"]) for k in sorted(snapshot)] == live
         replication.stop()
         replication.drop_slot(slot)
+
+
+def test_doctor_names_each_slot_and_the_wal_it_holds_back(logical, tmp_path):
+    import json
+
+    from tests.outputs import run_rivet, write_config
+
+    slot = f"rivet_idle_{os.getpid()}"
+    with psycopg.connect(logical.url, autocommit=True) as sql:
+        sql.execute("CREATE TABLE IF NOT EXISTS kept (id int PRIMARY KEY)")
+        sql.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        for i in range(3):  # each switch moves the WAL to a new 16 MiB segment the slot keeps
+            sql.execute("INSERT INTO kept VALUES (%s)", (i,))
+            sql.execute("SELECT pg_switch_wal()")
+        config = write_config(tmp_path, logical.source, "- {name: kept, table: kept, destination: out}\n")
+        ran = run_rivet("doctor", "-c", str(config), "--json")
+        (held,) = sql.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+        sql.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    (check,) = [c for c in json.loads(ran.stdout)["checks"] if c["check"] == f"slot {slot}"]
+    assert check["status"] == "ok" and f"{slot} (pgoutput, idle) keeps" in check["detail"], check
+    assert held > 3 * 2**20 and f"{held / 2**20:.1f} MiB" in check["detail"]
+
+
+def test_a_slot_that_lost_its_wal_fails_and_an_idle_one_holding_much_warns():
+    from rivet.app.doctor import SLOT_WARN_BYTES, slot_check
+    from rivet.sources.catalog import ReplicationSlot
+
+    def verdict(active: bool, held: int, wal_status: str) -> str:
+        return slot_check(ReplicationSlot("s", "pgoutput", active, held, wal_status)).status
+
+    assert verdict(False, SLOT_WARN_BYTES + 1, "extended") == "warn"
+    assert verdict(True, SLOT_WARN_BYTES + 1, "extended") == "ok"  # being read: it catches up
+    assert verdict(False, 1024, "reserved") == "ok"
+    assert verdict(True, 1024, "unreserved") == "warn"  # about to lose WAL it needs
+    assert verdict(True, 0, "lost") == "fail"

@@ -20,6 +20,7 @@ from rivet.core.redact import redact_text
 if TYPE_CHECKING:
     from rivet.config import LoadedConfig
     from rivet.plan.export import ExportPlan
+    from rivet.sources.catalog import ReplicationSlot
     from rivet.sources.network import NetworkSource
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -62,6 +63,8 @@ def diagnose(loaded: LoadedConfig, names: list[str] | None = None, dask_schedule
     if isinstance(source, NetworkSource):
         found, session = _source_checks(source)
         checks += found
+        if session is not None:
+            checks += _slot_checks(source, session)
     for plan in plans:
         checks += _export_checks(plan, session)
     seen: set[str] = set()
@@ -158,6 +161,37 @@ def _source_checks(source: NetworkSource) -> tuple[list[Check], Any]:
     except Exception as e:  # noqa: BLE001 - the version is information, not a requirement
         checks.append(Check("source", "server", WARN, f"version unknown: {_text(e)}"))
     return checks, session
+
+
+# An idle slot keeping more log than this is named: the server keeps it until the slot is read.
+SLOT_WARN_BYTES = 1 << 30
+
+
+def _slot_checks(source: NetworkSource, session: Any) -> list[Check]:
+    """Each logical replication slot on the server, and the log it holds back."""
+    try:
+        slots = source.catalog.replication_slots(session)
+    except Exception as e:  # noqa: BLE001 - the slots are information, not a requirement
+        return [Check("source", "replication slots", WARN, f"cannot list them: {_text(e)}")]
+    return [slot_check(slot) for slot in slots]
+
+
+def slot_check(slot: ReplicationSlot) -> Check:
+    """The verdict on one slot: a slot that lost log it needed fails; an idle one holding much warns."""
+    from rivet.execution.results import human_bytes
+
+    held = human_bytes(slot.retained_bytes) if slot.retained_bytes is not None else "an unknown amount"
+    state = "active" if slot.active else "idle"
+    detail = f"{slot.name} ({slot.plugin}, {state}) keeps {held} of WAL on the server"
+    drop = f"SELECT pg_drop_replication_slot('{slot.name}')"
+    if slot.wal_status == "lost":
+        fix = f"its changes cannot be read any more: drop it ({drop}) and capture again from a snapshot"
+        return Check("source", f"slot {slot.name}", FAIL, f"{detail}; the WAL it needed is gone", fix)
+    idle_and_large = not slot.active and (slot.retained_bytes or 0) > SLOT_WARN_BYTES
+    if idle_and_large or slot.wal_status == "unreserved":
+        fix = f"run the change capture that reads it, or drop it if nothing does ({drop})"
+        return Check("source", f"slot {slot.name}", WARN, f"{detail}, and more until it is read", fix)
+    return Check("source", f"slot {slot.name}", OK, detail)
 
 
 def _export_checks(plan: ExportPlan, session: Any) -> list[Check]:

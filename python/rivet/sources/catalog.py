@@ -66,6 +66,17 @@ class Table:
 
 
 @dataclass(frozen=True)
+class ReplicationSlot:
+    """A logical replication slot and the log it holds back on the server."""
+
+    name: str
+    plugin: str
+    active: bool
+    retained_bytes: int | None  # log kept for it; None when the server cannot say
+    wal_status: str | None  # PostgreSQL: reserved, extended, unreserved or lost
+
+
+@dataclass(frozen=True)
 class Pooler:
     """A pooler or proxy found between rivet and the server, and what that means for a run."""
 
@@ -117,6 +128,10 @@ class Catalog(ABC):
     def pooler(self, session: Any) -> Pooler | None:
         """A pooler or proxy between rivet and the server, from what it does to consecutive statements."""
         return None
+
+    def replication_slots(self, session: Any) -> list[ReplicationSlot]:
+        """The server's logical replication slots (none where the database has no such thing)."""
+        return []
 
 
 class ServerCatalog(Catalog):

@@ -7,7 +7,7 @@ import re
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
-from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table
+from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ReplicationSlot, ServerCatalog, Table
 from rivet.sources.cuts import even_split, grouped_cuts
 from rivet.sources.postgres.dialect import PostgresDialect
 
@@ -132,6 +132,18 @@ class PostgresCatalog(ServerCatalog):
             "mode, such as PgBouncer): each read holds a pool slot until it commits; size the pool "
             "for parallel + 1 connections, or connect rivet to the server",
         )
+
+    def replication_slots(self, session: Any) -> list[ReplicationSlot]:
+        """Logical slots and the WAL each keeps on the server (from the replay position on a standby)."""
+        now = "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
+        rows = session.query(
+            f"SELECT slot_name::text, plugin::text, active::text, pg_wal_lsn_diff({now}, restart_lsn)::bigint::text, "
+            "wal_status FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name"
+        )
+        return [
+            ReplicationSlot(str(r[0]), str(r[1]), r[2] == "true", int(r[3]) if r[3] is not None else None, r[4])
+            for r in rows
+        ]
 
 
 def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
