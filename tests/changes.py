@@ -20,9 +20,12 @@ def assert_changes_of_c(rows: list[dict[str, Any]]) -> None:
     assert order == sorted(order) and len(set(order)) == len(order)
 
 
-def replay(rows: list[dict[str, Any]], key: str = "id") -> dict[Any, dict[str, Any]]:
-    """The table the change rows leave, by ``key``: applied in order, unchanged values kept."""
-    table: dict[Any, dict[str, Any]] = {}
+def replay(
+    rows: list[dict[str, Any]], key: str = "id", start: dict[Any, dict[str, Any]] | None = None
+) -> dict[Any, dict[str, Any]]:
+    """The table the change rows leave, by ``key``: applied in order to ``start`` (a snapshot), unchanged
+    values kept."""
+    table: dict[Any, dict[str, Any]] = dict(start or {})
     for r in rows:
         data = {k: v for k, v in r.items() if not k.startswith("__")}
         if r["__op"] == "delete":

@@ -102,6 +102,12 @@ def start_rivet(
     )
 
 
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP: a failpoint's ``stop`` action), as /proc says."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def assert_failpoint_ended(proc: subprocess.CompletedProcess[str], point: str, returncode: int) -> None:
     """The failpoint armed as ``point`` (``name@n:action``) fired, and the run ended with ``returncode``."""
     name = point.partition(":")[0].partition("@")[0]

@@ -60,7 +60,8 @@ NEGATIVE = {
     ),
     "g12 unknown mode": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    mode: gibberish\n    destination: out\n",
-        "exports[0] (a).mode: unknown value 'gibberish'; expected 'full', 'incremental', 'chunked' or 'time_window'",
+        "exports[0] (a).mode: unknown value 'gibberish'; expected 'full', 'incremental', 'chunked', "
+        "'time_window' or 'cdc'",
     ),
     "g13 unknown format": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    format: avro\n    destination: out\n",
@@ -439,3 +440,41 @@ def test_the_original_tools_slack_notifications_load_with_yaml_1_2_booleans() ->
     assert "exactly one of webhook_url or webhook_url_env" in check(
         PG + "notifications: {slack: {}}\nexports:\n" + EXPORT
     )
+
+
+CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
+
+
+@pytest.mark.parametrize(
+    ("export", "expected"),
+    [
+        ("    query: SELECT 1\n    mode: cdc\n    destination: out\n", "mode: cdc captures the changes of one table"),
+        (
+            "    table: t\n    cdc: {slot: s}\n    destination: out\n",
+            "cdc: requires mode: cdc (this export has mode: full)",
+        ),
+        (CDC + "    cdc: {until_current: false}\n", "until_current: false (streaming without end) is not supported"),
+        (CDC + "    cdc: {capture_instance: dbo_t}\n", "capture_instance: SQL Server change tables"),
+        (CDC + "    cdc: {rollover: 1000}\n", "rollover: use max_file_size"),
+        (CDC + "    cdc: {slot: Bad-Slot}\n", "exports[0] (a).cdc.slot"),
+        (CDC + "    cdc: {initial: always}\n", "expected 'snapshot' or 'none'"),
+        (CDC + "    format: delta\n", "format: delta with mode: cdc is not supported yet"),
+        (CDC + "    parallel: 2\n", "parallel does not apply to mode: cdc"),
+    ],
+)
+def test_change_capture_configs_are_refused_with_what_to_use(export: str, expected: str) -> None:
+    assert expected in check(PG + "exports:\n  - name: a\n" + export)
+
+
+def test_change_capture_needs_a_server_with_a_log(tmp_path: Path) -> None:
+    import sqlite3
+
+    from rivet.plan.export import build_plan
+
+    sqlite3.connect(tmp_path / "db.sqlite").close()
+    (tmp_path / "rivet.yaml").write_text(
+        f"source: {{type: sqlite, path: {tmp_path / 'db.sqlite'}}}\nexports:\n  - name: a\n" + CDC
+    )
+    loaded = load_config(tmp_path / "rivet.yaml")
+    with pytest.raises(ConfigError, match="mode: cdc reads a server's log and needs a postgres or mysql source"):
+        build_plan(loaded, loaded.export("a"))

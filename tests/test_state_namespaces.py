@@ -19,7 +19,7 @@ from rivet.state import STATE_URL_VARIABLE, StateStore
 from rivet.state.keys import NAMESPACE_VARIABLE
 from rivet.state.lease import holder_id, process_space
 from tests.conftest import pg_url
-from tests.outputs import run_rivet, start_rivet
+from tests.outputs import is_stopped, run_rivet, start_rivet
 
 SOURCE = f'{{type: postgres, url: "{pg_url()}"}}'
 
@@ -228,11 +228,6 @@ def test_a_holder_on_another_host_of_the_same_name_is_not_judged_by_its_pid(pg, 
     assert "whose holder is gone" in ran.stderr and not staged.exists()
 
 
-def _stopped(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "T"
-
-
 @pytest.mark.postgres
 def test_a_run_whose_lease_was_taken_over_while_it_was_frozen_publishes_nothing(pg, pg_table, pg_state_url, tmp_path):
     table = pg_table("CREATE TABLE {t} (id int PRIMARY KEY)")
@@ -243,7 +238,7 @@ def test_a_run_whose_lease_was_taken_over_while_it_was_frozen_publishes_nothing(
     frozen = start_rivet("run", "-c", str(config), env={**env, "RIVET_FAILPOINTS": "before_cursor:stop"})
     try:
         deadline = time.monotonic() + 120
-        while not _stopped(frozen.pid):
+        while not is_stopped(frozen.pid):
             assert frozen.poll() is None and time.monotonic() < deadline, "the run never reached before_cursor"
             time.sleep(0.05)
         # Its heartbeat stops with it; once it is older than the lease's life another machine takes over.

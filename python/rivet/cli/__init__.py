@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rivet.cli import (
+    changes,
     check,
     completions,
     demo,
@@ -47,6 +48,7 @@ app.command("repair")(repair.repair_command)
 app.command("completions")(completions.completions_command)
 app.add_typer(state.app, name="state")
 app.add_typer(schema.app, name="schema")
+app.add_typer(changes.app, name="cdc")
 
 
 def _version(value: bool) -> None:

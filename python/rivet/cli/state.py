@@ -62,19 +62,21 @@ def key_of(loaded: LoadedConfig, store: StateStore, name: str, *, reading: bool 
 
 @app.command("show")
 def show(config: ConfigOption, json_output: JsonOption = False) -> None:
-    """Incremental cursors and the latest run of every export."""
+    """Incremental cursors, change positions and the latest run of every export."""
     with state_of(config) as (loaded, store):
         rows = []
         for e in loaded.config.exports:
             key = key_of(loaded, store, e.name)
             last = store.runs([key], limit=1)
             cursor = store.cursor(key)
+            position = store.change_position(key) if e.mode == "cdc" else None
             rows.append(
                 {
                     "export": e.name,
                     "namespace": key.namespace,
                     "mode": e.mode,
                     "cursor": cursor.value if cursor else None,
+                    **({"position": position.position, "anchor": position.anchor} if position else {}),
                     "last_run": last[0]["run_id"] if last else None,
                     "last_status": last[0]["status"] if last else None,
                 }
@@ -84,6 +86,8 @@ def show(config: ConfigOption, json_output: JsonOption = False) -> None:
         return
     for r in rows:
         shown = f" cursor={r['cursor']}" if r["cursor"] is not None else ""
+        if r.get("position"):
+            shown += f" position={r['position']} ({r['anchor']})"
         ran = f" last={r['last_run']} ({r['last_status']})" if r["last_run"] else " never run"
         typer.echo(f"{r['export']} [{r['mode']}]{shown}{ran}")
 

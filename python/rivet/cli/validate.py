@@ -95,9 +95,26 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
             findings.append(
                 {"export": e.name, "destination": spec.shown, "problems": problems, "published": True, **totals}
             )
+            if e.mode == "cdc":
+                findings.extend(_snapshot_findings(e.name, spec))
     finally:
         state.close()
     return findings
+
+
+def _snapshot_findings(export: str, spec: Any) -> list[dict[str, Any]]:
+    """A change-capture export's initial snapshot, checked like its changes (nothing when it has none)."""
+    from rivet.execution.changes import SNAPSHOT_FOLDER
+    from rivet.output.validate import validate_destination
+    from rivet.storage.destinations import Destination
+
+    snapshot = spec.child(SNAPSHOT_FOLDER)
+    destination = Destination(snapshot)
+    if destination.read_file(snapshot.manifest_name) is None and destination.read_file(snapshot.success_name) is None:
+        return []
+    problems, totals = validate_destination(destination, export, None)
+    return [{"export": f"{export} (snapshot)", "destination": snapshot.shown, "problems": problems, "published": True,
+             **totals}]  # fmt: skip
 
 
 def table_log(export: ExportConfig, destination: Destination, base_dir: Path) -> TableLog | None:

@@ -93,7 +93,6 @@ UNSUPPORTED_EXPORT_KEYS = {
     "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
     "tables": "use one export per table (table: schema.name)",
     "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
-    "cdc": "change data capture is not supported: use mode: incremental with a cursor_column",
     "keyset_incremental": "use mode: incremental with a cursor_column",
     "load": "rivet writes files; load them with your warehouse's own loader",
     "target": "rivet writes files; load them with your warehouse's own loader",

@@ -18,6 +18,7 @@ from rivet.config.blocks import (
     QualityConfig,
     StateConfig,
 )
+from rivet.config.changes import CdcConfig
 from rivet.config.common import (
     DECIMAL_OVERRIDE,
     NAME_PATTERN,
@@ -44,7 +45,7 @@ class ExportConfig(StrictModel):
     query: str | None = None
     query_file: str | None = None
     table: str | None = None
-    mode: Literal["full", "incremental", "chunked", "time_window"] = "full"
+    mode: Literal["full", "incremental", "chunked", "time_window", "cdc"] = "full"
     # delta, iceberg: Parquet parts committed to a table format's log or catalog, one commit per run.
     format: Literal["parquet", "csv", "delta", "iceberg"] = "parquet"
     iceberg: IcebergConfig | None = None
@@ -77,6 +78,8 @@ class ExportConfig(StrictModel):
     time_column: str | None = None
     time_column_type: Literal["timestamp", "unix"] | None = None
     days_window: PositiveInt | None = None
+    # cdc: the log anchor (slot, replica id) and the initial snapshot
+    cdc: CdcConfig | None = None
     # parallel reads of one export (chunked, or full on a table) under one snapshot
     snapshot: Literal["consistent"] | None = None
     # advisory scheduling hints (plan/apply)
@@ -245,6 +248,10 @@ class ExportConfig(StrictModel):
                 raise ValueError("chunk_count excludes chunk_dense and chunk_by_days")
             if self.chunk_by_days is not None and self.chunk_dense:
                 raise ValueError("chunk_by_days excludes chunk_dense")
+        if m == "cdc":
+            self._change_rules()
+        elif self.cdc is not None:
+            raise ValueError(f"cdc: requires mode: cdc (this export has mode: {m})")
         if m == "time_window" and (self.time_column is None or self.days_window is None):
             raise ValueError("time_window mode requires time_column and days_window")
         if m in ("incremental", "time_window") and (self.parallel or 1) > 1:
@@ -274,6 +281,21 @@ class ExportConfig(StrictModel):
             stray = [k for k in keys if getattr(self, k) is not None]
             if stray:
                 raise ValueError(f"{', '.join(stray)} require(s) mode: {mode} (this export has mode: {m})")
+
+    def _change_rules(self) -> None:
+        if self.table is None:
+            raise ValueError("mode: cdc captures the changes of one table: use table: schema.name (not a query)")
+        if (self.parallel or 1) > 1:
+            raise ValueError("parallel does not apply to mode: cdc: one connection reads the log in commit order")
+        if self.format in ("delta", "iceberg"):
+            raise ValueError(
+                f"format: {self.format} with mode: cdc is not supported yet: write format: parquet or csv, "
+                "whose change rows replay in (__pos, __seq) order"
+            )
+        if self.partition_by is not None:
+            raise ValueError("partition_by does not apply to mode: cdc: change parts follow the log, not the rows")
+        if self.writes_to_stdout:
+            raise ValueError("mode: cdc needs a folder for its snapshot and change parts, not stdout")
 
 
 class RivetConfig(StrictModel):

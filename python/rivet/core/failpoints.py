@@ -14,7 +14,9 @@ Points here, in the order a run meets them: ``after_part_write`` (a part staged,
 yet visible), ``between_parts`` (a part visible, the next not yet), ``before_manifest``,
 ``before_table_commit`` (manifest written, the Delta log not), ``before_success`` (manifest
 written, ``_SUCCESS`` not), ``before_cursor`` (output
-published, cursor not yet moved).
+published, cursor not yet moved). Change capture adds ``after_anchor_recorded`` (the
+state says the export is anchoring, no slot yet), ``after_anchor`` (slot made, snapshot
+not read) and ``before_confirm`` (changes published, the slot not yet told).
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ from rivet.errors import ConfigError, RivetError
 VARIABLE = "RIVET_FAILPOINTS"
 # Points of this engine, in the order a run meets them, and the native readers' own.
 POINTS = (
+    "after_anchor_recorded",
+    "after_anchor",
     "after_part_write",
     "between_parts",
     "before_manifest",
     "before_cursor",
     "before_table_commit",
     "before_success",
+    "before_confirm",
 )
 NATIVE_POINTS = ("reader_panic", "decode_error", "socket_closed")
 ACTIONS = ("error", "crash", "stop", "panic")

@@ -39,6 +39,7 @@ def run_export(
     result (``status``, ``error``, ``exception``) rather than raised; Ctrl-C is
     recorded and then re-raised.
     """
+    from rivet.execution.changes import run_changes
     from rivet.execution.chunked import run_chunked
     from rivet.execution.single import run_single
     from rivet.output.tables import TableCheck
@@ -76,7 +77,9 @@ def run_export(
             )
         if cluster is not None and not plan.is_parallel:
             log.info("export %s is not chunked: it runs in this process, not on the Dask cluster", plan.name)
-        if plan.is_parallel:
+        if plan.changes is not None:
+            run_changes(plan, state, result, started, events, lease, table_check)
+        elif plan.is_parallel:
             run_chunked(
                 plan,
                 state,

@@ -160,7 +160,7 @@ class SingleRead:
 
     def stage(self, reader: BatchReader | ConnectorxReader) -> list[StagedPart]:
         """Every batch of ``reader`` written into staged parts."""
-        return _stage(self.plan, reader, self.destination, self.result, self.cursor, self.events, self.rows)
+        return stage(self.plan, reader, self.destination, self.result, self.cursor, self.events, self.rows)
 
 
 def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
@@ -225,7 +225,7 @@ def _fast_scanner(plan: ExportPlan, query: str) -> ConnectorxScanner | None:
     return connectorx_scanner(plan, schema, channel) if choice.engine == "connectorx" else None
 
 
-def _stage(
+def stage(
     plan: ExportPlan,
     reader: BatchReader | ConnectorxReader,
     destination: Destination,

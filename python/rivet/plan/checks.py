@@ -57,6 +57,10 @@ def _capabilities(loaded: LoadedConfig, export: ExportConfig, offline: bool) -> 
     can = capabilities_for(loaded.config.source.type)
     if (export.mode == "chunked" or (export.parallel or 1) > 1) and not can.reads_in_chunks:
         raise ConfigError(f"export '{export.name}': chunked and parallel reads need a postgres or mysql source")
+    if export.mode == "cdc" and not can.captures_changes:
+        raise ConfigError(
+            f"export '{export.name}': mode: cdc reads a server's log and needs a postgres or mysql source"
+        )
     if export.snapshot == "consistent" and not can.shares_snapshots:
         raise ConfigError(
             f"export '{export.name}': snapshot: consistent needs PostgreSQL (MySQL cannot share a snapshot "

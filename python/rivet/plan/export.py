@@ -29,6 +29,7 @@ from rivet.output.tables.iceberg import IcebergFormat, IcebergTable
 from rivet.plan.checks import check_export
 from rivet.plan.chunks import Chunk, ChunkSpec
 from rivet.sources import AnySource, ColumnOverrides, parse_overrides, resolve_source
+from rivet.sources.changes import ChangeFeed, ChangeSpec
 from rivet.sources.network import NetworkSource
 from rivet.state.keys import (
     UNCLAIMED,
@@ -87,6 +88,8 @@ class ExportPlan:
     engine: str = "native"
     cursor: CursorSpec | None = None
     window: WindowSpec | None = None
+    # mode cdc: the slot or replica id the changes are read through, and the initial snapshot.
+    changes: ChangeSpec | None = None
     # Chunks computed ahead (by ``rivet plan``); None: planned when the export runs.
     chunks: tuple[Chunk, ...] | None = None
     # Count every read's rows with COUNT(*) in its own snapshot and compare (--reconcile).
@@ -144,6 +147,12 @@ class ExportPlan:
             )
         return self.source
 
+    def change_feed(self) -> ChangeFeed:
+        """The feed of this ``mode: cdc`` export's table changes (a ConfigError for any other export)."""
+        if self.changes is None or self.table is None:
+            raise ConfigError(f"export '{self.name}' is not a mode: cdc export")
+        return self.server.change_feed(self.source.dialect.table_name(self.table), self.changes, self.name)
+
     @property
     def lake_table(self) -> TableFormat | None:
         """The table format the parts are also committed to, or None."""
@@ -162,6 +171,7 @@ class ExportPlan:
                 self.chunking.__dict__ if self.chunking else None,
                 self.cursor.__dict__ if self.cursor else None,
                 self.window.__dict__ if self.window else None,
+                *([self.changes.initial] if self.changes else []),
                 # Only when set, so runs checkpointed before meta columns existed still resume.
                 *([self.meta.__dict__] if self.meta != MetaColumns() else []),
                 *([self.partitioning.__dict__] if self.partitioning else []),
@@ -191,6 +201,7 @@ class ExportPlan:
             "engine": self.engine,
             "cursor": self.cursor.__dict__ if self.cursor else None,
             "time_window": self.window.__dict__ if self.window else None,
+            **({"cdc": self.changes.__dict__} if self.changes else {}),
             "partition_by": list(self.partitioning.columns) if self.partitioning else None,
             **({"iceberg_table": self.iceberg.shown} if self.iceberg else {}),
             "fingerprint": self.fingerprint(),
@@ -277,6 +288,10 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     if export.mode == "time_window":
         assert export.time_column is not None and export.days_window is not None
         window = WindowSpec(export.time_column, export.time_column_type or "timestamp", export.days_window)
+    changes = None
+    if export.mode == "cdc":
+        cdc = export.cdc.model_dump(exclude={"until_current"}) if export.cdc else {}
+        changes = ChangeSpec.for_export(export.name, **cdc)
     query = _query_text(export, loaded.base_dir, source, loaded.variables)
     identity = _identity(loaded, export, source, query)
     return ExportPlan(
@@ -307,6 +322,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         engine=config.source.engine,
         cursor=cursor,
         window=window,
+        changes=changes,
         keep_superseded=export.keep_superseded_parts,
         table_format=export.format if export.format in TABLE_FORMATS else None,
         iceberg=(

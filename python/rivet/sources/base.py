@@ -29,6 +29,8 @@ class SourceCapabilities:
     splits_tables_by_pages: bool = False
     # A single-stream read is one long statement (else bounded fetches from a cursor).
     streams_one_statement: bool = False
+    # The table's changes can be read from the server's log (mode: cdc).
+    captures_changes: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rivet.config.tuning import Tuning
     from rivet.sources.base import Session
     from rivet.sources.catalog import Catalog
+    from rivet.sources.changes import ChangeFeed, ChangeSpec
     from rivet.sources.dialect import Dialect
 
 TEXT_TYPES = ("text", "string")
@@ -229,6 +230,10 @@ class NetworkSource:
         decimal, text = self.split_overrides(overrides)
         options = scan_options(tuning, method=self.read_method, reconcile=reconcile)
         return self.session().scan(query, None, options, decimal, text)
+
+    def change_feed(self, table: tuple[str, ...], spec: ChangeSpec, export: str) -> ChangeFeed:
+        """The changes of ``table`` from the server's log (``mode: cdc``)."""
+        raise ConfigError(f"export '{export}': mode: cdc is not supported on {self.label}")
 
     def split_overrides(self, overrides: ColumnOverrides) -> tuple[dict[str, tuple[int, int]], list[str]]:
         """``columns:`` as the native reader takes them: decimal(p,s) entries, and text columns."""

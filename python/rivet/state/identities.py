@@ -33,11 +33,12 @@ KEYED_TABLES = (
     "boundary_rows",
     "export_schemas",
     "export_shapes",
+    "change_positions",
 )
 # What a run leaves that no later run reads to decide its rows.
 HISTORY_TABLES = ("export_runs", "file_log", "run_journals", "chunk_runs")
 # The tables whose rows steer the next run (history is kept when state is forgotten).
-STEERING_TABLES = ("cursors", "boundaries", "boundary_rows", "export_schemas", "export_shapes")
+STEERING_TABLES = ("cursors", "boundaries", "boundary_rows", "export_schemas", "export_shapes", "change_positions")
 
 
 def bind(c: Any, key: ExportKey, identity: ExportIdentity, now: str, config: str | None = None) -> str | None:

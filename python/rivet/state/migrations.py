@@ -8,7 +8,9 @@ and binary columns (schema and shape drift), and each run's journal of events. V
 namespace (configs sharing one store keep apart exports of the same name; rows of
 earlier versions are unclaimed, ``''``, until their export claims them) and keeps the
 identity each export's state was written for, and each chunk's bounds (a resumed run
-makes its SQL again from them, never running SQL text from the store).
+makes its SQL again from them, never running SQL text from the store). Version 7 keeps the
+log position of each change-capture export (``mode: cdc``): where its next run reads from, and
+the slot or replica id it was taken with.
 """
 
 from __future__ import annotations
@@ -240,6 +242,18 @@ MIGRATIONS: list[str] = [
         cursor       TEXT,
         destination  TEXT NOT NULL,
         bound_at     TEXT NOT NULL,
+        PRIMARY KEY (namespace, export_name)
+    );
+    """,
+    """
+    CREATE TABLE change_positions (
+        namespace    TEXT NOT NULL,
+        export_name  TEXT NOT NULL,
+        phase        TEXT NOT NULL,
+        anchor       TEXT NOT NULL,
+        position     TEXT,
+        run_id       TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
         PRIMARY KEY (namespace, export_name)
     );
     """,

@@ -89,3 +89,19 @@ class Lease:
     holder: str
     acquired_at: str
     heartbeat_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePosition:
+    """Where a change-capture export reads next (``change_positions``).
+
+    ``phase`` is ``anchoring`` from the moment a run starts to make its slot (or take its
+    log position) until the snapshot over it is published, then ``streaming``; ``anchor``
+    names the slot or replica id the position belongs to; ``position`` is None while anchoring.
+    """
+
+    phase: str
+    anchor: str
+    position: str | None
+    run_id: str
+    updated_at: str

@@ -1,4 +1,4 @@
-"""The state store: runs, files, cursors, chunk checkpoints and leases, with versioned migrations."""
+"""The state store: runs, files, cursors, change positions, chunk checkpoints and leases, with versioned migrations."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rivet.errors import StateError
 from rivet.state import original
 from rivet.state.backends import STATE_FILE, SqliteBackend, open_backend
 from rivet.state.bindings import BindingRecords
+from rivet.state.changes import ChangeRecords
 from rivet.state.chunks import ChunkRecords
 from rivet.state.cursors import CursorRecords
 from rivet.state.leases import LeaseRecords
@@ -22,7 +23,7 @@ log = logging.getLogger("rivet")
 __all__ = ["STATE_FILE", "StateStore"]
 
 
-class StateStore(BindingRecords, RunRecords, ChunkRecords, CursorRecords, LeaseRecords):
+class StateStore(BindingRecords, RunRecords, ChunkRecords, CursorRecords, ChangeRecords, LeaseRecords):
     """The state tables in a SQLite file (WAL mode) or a PostgreSQL database, migrated on open."""
 
     def __init__(self, location: str | Path) -> None:

@@ -77,6 +77,10 @@ class DestinationSpec:
             options[option] = os.environ.get(variable) or _missing_on_worker(variable, self.shown)
         return dataclasses.replace(self, storage_options=options)
 
+    def child(self, folder: str) -> DestinationSpec:
+        """The spec of ``folder`` inside this destination (a change capture's ``snapshot/``)."""
+        return dataclasses.replace(self, url=f"{self.url.rstrip('/')}/{folder}")
+
     @property
     def manifest_name(self) -> str:
         """The name of the cumulative manifest."""

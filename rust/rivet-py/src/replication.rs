@@ -421,14 +421,18 @@ impl PyPgReplication {
                     });
                     let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;
                     changes.finish(sink)?;
-                    Ok(stream_end(&drained, end, changes.rows()))
+                    // Everything committed before `until` was handed over: the next stream
+                    // may start there even when none of it was this table's.
+                    let next = end.map_or(until, |e| e.max(until));
+                    Ok(stream_end(&drained, Some(next), changes.rows()))
                 },
             ))
         })?;
         finish(py, result).map(PyBatchReader::new)
     }
 
-    /// The end of the last commit the last change stream read (None: none yet).
+    /// Where the next change stream starts: the end of the last commit the last one read, or
+    /// the WAL end it drained to, whichever is later (None: no stream has ended yet).
     #[getter]
     fn drained_to(&self) -> Option<String> {
         self.drained

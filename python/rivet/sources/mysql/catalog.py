@@ -16,7 +16,7 @@ INDEX_ACCESS = {"range", "ref", "eq_ref", "const", "system", "ref_or_null", "ind
 class MysqlCatalog(ServerCatalog):
     """MySQL and MariaDB: index dives for cuts; a single-stream read is one streamed statement."""
 
-    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(streams_one_statement=True)
+    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(streams_one_statement=True, captures_changes=True)
 
     def tables_query(self, schema: str | None) -> str:
         """The base tables of ``schema`` (default: the connection's database)."""

@@ -20,7 +20,9 @@ INDEX_NODES = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Inde
 class PostgresCatalog(ServerCatalog):
     """PostgreSQL: statistics histograms for cuts, TID ranges for pages, cursors for single streams."""
 
-    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(shares_snapshots=True, splits_tables_by_pages=True)
+    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities(
+        shares_snapshots=True, splits_tables_by_pages=True, captures_changes=True
+    )
 
     def tables_query(self, schema: str | None) -> str:
         """Ordinary and partitioned tables (not their partitions) of ``schema`` (default ``public``)."""

@@ -1,0 +1,259 @@
+"""Change capture (``mode: cdc``): a table's changes from the server's log, each published once.
+
+A run, in order:
+
+1. reads the export's log position from the state store. A first run (or one after a run
+   killed while anchoring) records that it is anchoring, then makes the anchor (a
+   PostgreSQL slot; a MySQL/MariaDB binlog position). With ``initial: snapshot`` it
+   publishes the table as of exactly that position under ``<destination>/snapshot/``, and
+   the position is stored in that publication's state commit. A run killed before it
+   finds the export anchoring: the half-made slot is dropped and anchoring starts over;
+2. checks the server still holds the log from the position: a vanished slot or a purged
+   binary log is a loud error, never a silent new anchor (that would skip changes);
+3. streams the changes committed from the position to the log's end as the run started,
+   stages them as parts and publishes them like an appending run, the new position
+   written in the same state transaction that makes the parts count;
+4. only then tells the server it may free the log before the new position.
+
+A run killed anywhere reads again from the last published position: each change is
+published exactly once, and ``(__pos, __seq)`` orders them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from itertools import count
+from typing import TYPE_CHECKING
+
+from rivet.core import failpoints
+from rivet.core.retry import Retrier, RetryPolicy
+from rivet.core.runinfo import iso, part_stem, utc_now
+from rivet.errors import ConfigError
+from rivet.execution.commit import Publication, commit_parts
+from rivet.execution.rows import OutputRows
+from rivet.execution.single import stage
+from rivet.output.manifest import RUNS_DIR, success_marker
+from rivet.state.changes import ANCHORING, STREAMING
+from rivet.storage import staging
+from rivet.storage.destinations import Destination, open_destination
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from rivet.core.events import Observer
+    from rivet.execution.results import ExportResult
+    from rivet.output import StagedPart
+    from rivet.output.manifest import CommittedPart
+    from rivet.output.tables import TableCheck
+    from rivet.plan.export import ExportPlan
+    from rivet.sources.changes import ChangeFeed
+    from rivet.state import StateStore
+    from rivet.state.lease import ExportLease
+
+log = logging.getLogger("rivet")
+
+# Where the initial snapshot goes, inside the destination.
+SNAPSHOT_FOLDER = "snapshot"
+
+
+@dataclasses.dataclass
+class ChangeRun:
+    """One run of a change-capture export: its plan, state, feed and outcome."""
+
+    plan: ExportPlan
+    state: StateStore
+    feed: ChangeFeed
+    result: ExportResult
+    started: dt.datetime
+    events: Observer
+    lease: ExportLease | None
+    table_check: TableCheck | None
+
+    def set_position(self, phase: str, position: str | None) -> None:
+        """Store where the next run reads (inside a publication's state commit, or alone while anchoring)."""
+        self.state.set_change_position(
+            self.plan.key, phase, self.feed.anchor_name, position, self.result.run_id, iso(utc_now())
+        )
+
+    def prepare(self, destination: Destination) -> None:
+        """Ready ``destination`` for this run's parts (stale staging removed, other writers fenced)."""
+        lease = self.lease
+        destination.prepare(self.plan.name, exclusive=lease is not None, spared_run=lease.spared_run if lease else None)
+
+
+def run_changes(
+    plan: ExportPlan,
+    state: StateStore | None,
+    result: ExportResult,
+    started: dt.datetime,
+    events: Observer,
+    lease: ExportLease | None = None,
+    table_check: TableCheck | None = None,
+) -> None:
+    """Anchor (and snapshot) on the first run, then publish the changes since the stored position."""
+    if state is None:
+        raise ConfigError(f"export '{plan.name}': mode: cdc keeps its log position in a state store (give state_dir)")
+    feed = plan.change_feed()
+    run = ChangeRun(plan, state, feed, result, started, events, lease, table_check)
+    try:
+        snapshot_parts, position = _position(run)
+        end = _publish_changes(run, position, snapshot_parts)
+        result.parts = snapshot_parts + result.parts
+        failpoints.hit("before_confirm")
+        feed.confirm(end)
+    finally:
+        feed.close()
+
+
+def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
+    """The position this run reads from, anchoring first when the export has none; and the snapshot's parts."""
+    plan, feed = run.plan, run.feed
+    stored = run.state.change_position(plan.key)
+    if stored is not None and stored.anchor != feed.anchor_name:
+        raise ConfigError(
+            f"export '{plan.name}': its log position was taken through {stored.anchor}, and its config now names "
+            f"{feed.anchor_name}; set cdc back, or start over from a new anchor with `{plan.command('state reset')}`"
+        )
+    if stored is not None and stored.phase == STREAMING:
+        assert stored.position is not None
+        feed.check(stored.position)
+        _complete_snapshot(run, stored.run_id)
+        return [], stored.position
+    if stored is None:
+        _refuse_original_checkpoint(plan)
+    elif feed.release():
+        log.info("export %s: dropped %s, half made by an interrupted run; anchoring again", plan.name, feed.anchor_name)
+    run.set_position(ANCHORING, None)
+    failpoints.hit("after_anchor_recorded")
+    assert plan.changes is not None
+    if plan.changes.initial == "snapshot":
+        return _publish_snapshot(run)
+    position = feed.anchor()
+    run.set_position(STREAMING, position)
+    log.info("export %s: anchored at %s (%s); changes from here on are captured", plan.name, position, feed.anchor_name)
+    return [], position
+
+
+def _refuse_original_checkpoint(plan: ExportPlan) -> None:
+    """An original tool's position file means changes it has not read yet: anchoring anew would skip them."""
+    from pathlib import Path
+
+    checkpoint = plan.changes.checkpoint if plan.changes else None
+    if checkpoint and Path(checkpoint).exists():
+        raise ConfigError(
+            f"export '{plan.name}': cdc.checkpoint {checkpoint} holds a position of the original rivet, which this "
+            "rivet does not read (it keeps positions in its state store); anchoring anew would skip the changes "
+            "since. Remove cdc.checkpoint and set cdc.initial: snapshot to start from a fresh snapshot"
+        )
+
+
+def _publish_snapshot(run: ChangeRun) -> tuple[list[CommittedPart], str]:
+    """Make the anchor with its snapshot, publish the table under ``snapshot/``, and store the position."""
+    plan, result = run.plan, run.result
+    snapshot_plan = dataclasses.replace(
+        plan, mode="full", changes=None, destination=plan.destination.child(SNAPSHOT_FOLDER)
+    )
+    destination = open_destination(snapshot_plan.destination)
+    try:
+        run.prepare(destination)
+        snapshot = run.feed.anchor_with_snapshot(plan.overrides, plan.tuning)
+        failpoints.hit("after_anchor")
+        try:
+            # The change rows' schema is the one drift follows: the snapshot's is not recorded.
+            rows = OutputRows.for_run(snapshot_plan, None, run.events, run.started)
+            staged = stage(snapshot_plan, snapshot.read(), destination, result, None, run.events, rows)
+        finally:
+            snapshot.close()
+        destination.withdraw_success()
+        stem = part_stem(plan.name, run.started)
+        parts = commit_parts(destination, staged, stem, plan.format.extension, result.run_id)
+        provenance = {"cdc": {"snapshot_at": snapshot.position, "anchor": run.feed.anchor_name}}
+        publication = Publication(
+            snapshot_plan, destination, run.state, result, run.started, False, run.lease, provenance
+        )
+        assert result.schema is not None
+        publication.publish(result.schema, parts, on_commit=lambda: run.set_position(STREAMING, snapshot.position))
+    finally:
+        destination.cleanup()
+    read = sum(p.rows for p in parts)
+    log.info("export %s: snapshot of %d row(s) at %s published", plan.name, read, snapshot.position)
+    return list(result.parts), snapshot.position
+
+
+def _complete_snapshot(run: ChangeRun, snapshot_run: str) -> None:
+    """Finish a snapshot whose run committed but was stopped before its manifest or ``_SUCCESS``.
+
+    A snapshot run's cumulative manifest lists exactly its own parts, so its own manifest
+    (written before the state commit) is copied.
+    """
+    destination = open_destination(run.plan.destination.child(SNAPSHOT_FOLDER))
+    spec = destination.spec
+    if destination.read_file(spec.success_name) is not None:
+        return
+    own = destination.read_file(f"{RUNS_DIR}/{snapshot_run}.json")
+    if own is None:
+        return  # not the snapshot's run: the snapshot was completed before a later run stored the position
+    log.info("export %s: completing the snapshot of run %s", run.plan.name, snapshot_run)
+    destination.write_file(spec.manifest_name, own)
+    destination.write_file(spec.success_name, success_marker(own))
+
+
+def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart]) -> str:
+    """Stage the changes from ``position``, publish them with the new position; the new position."""
+    plan, result = run.plan, run.result
+    destination = open_destination(plan.destination)
+    rows = OutputRows.for_run(plan, run.state, run.events, run.started, run.table_check)
+    try:
+        run.prepare(destination)
+        staged, end = _read_with_retries(run, destination, rows, position)
+        failpoints.hit("after_part_write")
+        if sum(p.rows for p in staged) == 0:
+            for part in staged:
+                staging.remove(part.path)
+            staged = []
+            if not snapshot:
+                result.status = "empty"
+        destination.withdraw_success()
+        parts = commit_parts(destination, staged, part_stem(plan.name, run.started), plan.format.extension,
+                             result.run_id)  # fmt: skip
+        provenance = {"cdc": {"from": position, "to": end, "anchor": run.feed.anchor_name}}
+        publication = Publication(
+            plan, destination, run.state, result, run.started, True, run.lease, provenance, table_check=run.table_check
+        )
+        result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
+
+        def on_commit() -> None:
+            run.set_position(STREAMING, end)
+            rows.drift.commit(result.run_id, iso(utc_now()))
+
+        assert result.schema is not None
+        publication.publish(result.schema, parts, on_commit=on_commit)
+    finally:
+        destination.cleanup()
+    log.info("export %s: changes from %s to %s published", plan.name, position, end)
+    return end
+
+
+def _read_with_retries(
+    run: ChangeRun, destination: Destination, rows: OutputRows, position: str
+) -> tuple[list[StagedPart], str]:
+    """The changes from ``position`` staged, and where they end; a transient fault reads them again."""
+    plan = run.plan
+    retrier = Retrier(
+        plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts,
+        run.events,
+    )  # fmt: skip
+    for attempt in count(1):
+        try:
+            run.result.engine = "native"
+            reader = run.feed.changes(position, plan.tuning)
+            staged = stage(plan, reader, destination, run.result, None, run.events, rows)
+            return staged, run.feed.drained_to()
+        except Exception as e:
+            _, wait = retrier.next_attempt(e, attempt)
+            if wait is None:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")

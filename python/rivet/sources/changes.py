@@ -1,0 +1,105 @@
+"""Reading one table's changes from a server's log: what both servers' change feeds offer.
+
+A feed anchors in the log (a PostgreSQL slot; a MySQL/MariaDB binlog position), optionally
+with a snapshot of the table read at exactly that position, then hands over the changes
+committed from a position to the log's end as the stream started. Positions are text
+the feed alone reads back; the run keeps them in its state store.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rivet._native import BatchReader
+    from rivet.config.tuning import Tuning
+    from rivet.sources.base import ColumnOverrides
+
+# The lowest replica id rivet derives; below it ids are usually hand-picked for real replicas.
+DERIVED_SERVER_IDS = (1_000_000, 2**31 - 1)
+
+
+@dataclass(frozen=True)
+class ChangeSpec:
+    """A change-capture export's anchor: its slot and publication (PostgreSQL) or replica id (MySQL)."""
+
+    initial: str
+    slot: str
+    publication: str
+    server_id: int
+    # The original tool's position file, which rivet does not read (refused if it exists on a first run).
+    checkpoint: str | None = None
+
+    @classmethod
+    def for_export(
+        cls,
+        export: str,
+        initial: str = "none",
+        slot: str | None = None,
+        publication: str | None = None,
+        server_id: int | None = None,
+        checkpoint: str | None = None,
+    ) -> ChangeSpec:
+        """The spec of export ``export``, each name not given derived from the export's name."""
+        derived = ("rivet_" + re.sub(r"[^a-z0-9_]", "_", export.lower()))[:63]
+        low, high = DERIVED_SERVER_IDS
+        return cls(
+            initial=initial,
+            slot=slot or derived,
+            publication=publication or slot or derived,
+            server_id=server_id or low + zlib.crc32(export.encode()) % (high - low),
+            checkpoint=checkpoint,
+        )
+
+
+@dataclass
+class ChangeSnapshot:
+    """A table read at the position its changes start from; ``close`` ends the snapshot."""
+
+    position: str
+    read: Callable[[], BatchReader]
+    close: Callable[[], None]
+
+
+class ChangeFeed(ABC):
+    """One table's changes from one server's log."""
+
+    # What the position is anchored in, for the state store and messages ("slot rivet_orders").
+    anchor_name: str
+
+    @abstractmethod
+    def anchor(self) -> str:
+        """Make the anchor (a slot) or take the log's end; the position changes start from."""
+
+    @abstractmethod
+    def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
+        """Make the anchor and open a read of the table at exactly its position."""
+
+    @abstractmethod
+    def check(self, position: str) -> None:
+        """Raise SourceError when the server no longer holds the log from ``position`` (a loud gap)."""
+
+    @abstractmethod
+    def changes(self, position: str, tuning: Tuning) -> BatchReader:
+        """The change rows committed from ``position`` to the log's end as of now."""
+
+    @abstractmethod
+    def drained_to(self) -> str:
+        """Where the next run starts, once the reader of :meth:`changes` is exhausted."""
+
+    @abstractmethod
+    def confirm(self, position: str) -> None:
+        """Tell the server everything before ``position`` is kept (it may free that log)."""
+
+    @abstractmethod
+    def release(self) -> bool:
+        """Remove what the anchor holds on the server (a slot); whether there was anything."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the feed's connections."""

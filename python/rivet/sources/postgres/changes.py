@@ -1,0 +1,200 @@
+"""PostgreSQL change capture: a pgoutput slot and its publication, streamed by rivet's own client.
+
+The slot is made on a replication connection; with a snapshot it exports one, which a
+second connection imports to read the table exactly as of the slot's consistent point
+(the replication connection stays idle until that read is done). A run then streams
+from its stored position to the WAL end as it started, and confirms the new position
+to the slot only after the run's state commit holds it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rivet.errors import SourceError
+from rivet.sources.base import scan_options
+from rivet.sources.changes import ChangeFeed, ChangeSnapshot, ChangeSpec
+
+if TYPE_CHECKING:
+    from rivet._native import BatchReader, PgReplication, PgSession
+    from rivet.config.tuning import Tuning
+    from rivet.sources.base import ColumnOverrides
+    from rivet.sources.postgres.source import PostgresSource
+
+# SQLSTATE of CREATE_REPLICATION_SLOT for a name in use.
+DUPLICATE_OBJECT = "42710"
+# SQLSTATE of a slot another connection streams: a consumer that just died holds it a moment longer.
+OBJECT_IN_USE = "55006"
+# How long a slot held by a vanished consumer is waited for.
+ACTIVE_SLOT_WAIT_S = 30.0
+
+T = TypeVar("T")
+
+
+def _once_free(action: Callable[[], T]) -> T:
+    """``action``, tried again while the slot is still held by a connection the server has not closed yet."""
+    deadline = time.monotonic() + ACTIVE_SLOT_WAIT_S
+    while True:
+        try:
+            return action()
+        except SourceError as e:
+            if e.code != OBJECT_IN_USE or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+class PgChangeFeed(ChangeFeed):
+    """The changes of one PostgreSQL table through a pgoutput slot."""
+
+    def __init__(self, source: PostgresSource, table: tuple[str, ...], spec: ChangeSpec, export: str) -> None:
+        self.source, self.spec, self.export = source, spec, export
+        self.anchor_name = f"slot {spec.slot}"
+        self.args = source.connect_args()
+        self.session: PgSession = source.session()  # type: ignore[assignment]
+        self.schema, self.name = self._resolve(table)
+        self._stream: PgReplication | None = None
+
+    def _query(self, sql: str) -> list[list[str | None]]:
+        return self.session.query(sql)
+
+    def _resolve(self, table: tuple[str, ...]) -> tuple[str, str]:
+        """The table's schema and name as the server resolves them (the search path for a bare name)."""
+        qualified = self.source.dialect.string(".".join(self.source.quote_identifier(p) for p in table))
+        rows = self._query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.oid = {qualified}::regclass"
+        )
+        schema, name = rows[0]
+        assert schema is not None and name is not None
+        return schema, name
+
+    def _replication(self) -> PgReplication:
+        from rivet._native import PgReplication
+
+        return PgReplication(self.args)
+
+    def _publish_table(self) -> None:
+        """Make the publication for the table when missing; refuse one that does not carry it."""
+        s = self.source.dialect.string
+        pub = self.spec.publication
+        exists = self._query(f"SELECT 1 FROM pg_publication WHERE pubname = {s(pub)}")
+        if exists:
+            carries = self._query(
+                f"SELECT 1 FROM pg_publication_tables WHERE pubname = {s(pub)} AND schemaname = {s(self.schema)} "
+                f"AND tablename = {s(self.name)}"
+            )
+            if not carries:
+                raise SourceError(
+                    f"export '{self.export}': publication {pub} exists but does not publish {self._shown}; "
+                    f"add it (ALTER PUBLICATION {pub} ADD TABLE {self._quoted}) or set cdc.publication"
+                )
+            return
+        try:
+            self._query(f"CREATE PUBLICATION {self.source.quote_identifier(pub)} FOR TABLE {self._quoted}")
+        except SourceError as e:
+            raise SourceError(
+                f"export '{self.export}': cannot create publication {pub} for {self._shown} ({e}); have the table's "
+                f"owner run CREATE PUBLICATION {pub} FOR TABLE {self._quoted}, or name one in cdc.publication",
+                code=e.code,
+            ) from e
+
+    @property
+    def _quoted(self) -> str:
+        return f"{self.source.quote_identifier(self.schema)}.{self.source.quote_identifier(self.name)}"
+
+    @property
+    def _shown(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def _create_slot(self, replication: PgReplication, export_snapshot: bool) -> dict[str, Any]:
+        try:
+            return replication.create_slot(self.spec.slot, export_snapshot)
+        except SourceError as e:
+            if e.code != DUPLICATE_OBJECT:
+                raise
+            raise SourceError(
+                f"export '{self.export}': replication slot {self.spec.slot} already exists, but this export has no "
+                f"position for it in the state store (it was reset, or the slot is another consumer's): drop it with "
+                f"`rivet cdc drop -e {self.export}` to start over, or name another slot in cdc.slot",
+                code=e.code,
+            ) from e
+
+    def anchor(self) -> str:
+        """Make the slot; its consistent point is where the changes start."""
+        self._publish_table()
+        replication = self._replication()
+        created = self._create_slot(replication, False)
+        return str(created["consistent_point"])
+
+    def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
+        """Make the slot exporting its snapshot; the table is read in that snapshot on another connection."""
+        self._publish_table()
+        holder = [self._replication()]
+        created = self._create_slot(holder[0], True)
+        decimal, text = self.source.split_overrides(overrides)
+        options = {**scan_options(tuning, method=self.source.read_method), "snapshot": created["snapshot"]}
+        query = f"SELECT * FROM {self._quoted}"
+
+        def read() -> BatchReader:
+            return self.source.session().scan(query, None, options, decimal, text)
+
+        return ChangeSnapshot(str(created["consistent_point"]), read, holder.clear)
+
+    def check(self, position: str) -> None:
+        """The slot is there, for pgoutput in this database, and still holds its WAL."""
+        s = self.source.dialect.string
+        rows = self._query(
+            "SELECT plugin::text, (database = current_database())::text, wal_status FROM pg_replication_slots "
+            f"WHERE slot_name = {s(self.spec.slot)}"
+        )
+        gap = (
+            f"the changes after {position} cannot be read: reset the export (`rivet state reset -e {self.export}`) "
+            "and run it with cdc.initial: snapshot to start again from a new snapshot"
+        )
+        if not rows:
+            raise SourceError(f"export '{self.export}': replication slot {self.spec.slot} is gone; {gap}")
+        plugin, here, wal_status = rows[0]
+        if plugin != "pgoutput" or here != "true":
+            raise SourceError(
+                f"export '{self.export}': replication slot {self.spec.slot} is not a pgoutput slot of this database "
+                "(another consumer's?): name this export's own slot in cdc.slot"
+            )
+        if wal_status == "lost":
+            raise SourceError(
+                f"export '{self.export}': replication slot {self.spec.slot} lost the WAL it held "
+                f"(max_slot_wal_keep_size); {gap}"
+            )
+
+    def changes(self, position: str, tuning: Tuning) -> BatchReader:
+        """Stream the slot from ``position`` to the WAL end as of now."""
+        self._stream = replication = self._replication()
+        until = str(replication.identify_system()["wal_position"])
+        _once_free(lambda: replication.start(self.spec.slot, position, [self.spec.publication], True))
+        options = scan_options(tuning, method=self.source.read_method)
+        return replication.stream_changes(until, self.args, self.schema, self.name, options)
+
+    def drained_to(self) -> str:
+        """The end of what the stream handed over, or the WAL end it drained to."""
+        assert self._stream is not None and self._stream.drained_to is not None, "the change stream did not end"
+        return self._stream.drained_to
+
+    def confirm(self, position: str) -> None:
+        """Move the slot: the server may recycle the WAL before ``position``."""
+        assert self._stream is not None
+        self._stream.confirm(position, False)
+        self._stream.stop()
+
+    def release(self) -> bool:
+        """Drop the slot, when there is one."""
+        s = self.source.dialect.string
+        if not self._query(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = {s(self.spec.slot)}"):
+            return False
+        replication = self._replication()
+        _once_free(lambda: replication.drop_slot(self.spec.slot))
+        return True
+
+    def close(self) -> None:
+        """Forget the stream (its connection closes)."""
+        self._stream = None

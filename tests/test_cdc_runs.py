@@ -1,0 +1,281 @@
+"""``mode: cdc`` through ``rivet run``, on PostgreSQL (a pgoutput slot) and MariaDB (the binary log):
+the snapshot and the change rows replay into the live table after every run, a run killed at any
+step leaves the next one exact (no change lost, none twice), and a lost log fails loudly.
+
+Each server is a throwaway one with its log on, started from the local binaries.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.parquet as pq
+import pymysql
+import pytest
+
+from tests.changes import replay
+from tests.chunkrun import wait_until
+from tests.outputs import (
+    assert_failpoint_ended,
+    files_with_bytes,
+    is_stopped,
+    run_rivet,
+    start_rivet,
+    write_config,
+)
+from tests.servers import mariadb_server, postgres_cluster
+
+COLUMNS = ["id", "amount", "note", "day"]
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A server with its log on: how to reach it, run statements on it and read it."""
+
+    kind: str
+    source: dict[str, object]
+    schema: str
+    execute: Callable[..., None]
+    fetch: Callable[[str], list[tuple[Any, ...]]]
+
+    def live(self, table: str) -> list[tuple[Any, ...]]:
+        """The table's rows now, by key."""
+        return self.fetch(f"SELECT {', '.join(COLUMNS)} FROM {self.schema}.{table} ORDER BY id")
+
+
+@pytest.fixture(scope="module", params=["postgres", "mariadb"])
+def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
+    if request.param == "postgres":
+        with postgres_cluster(wal_level="logical", max_wal_senders="10", max_replication_slots="40") as cluster:
+            with psycopg.connect(cluster.url, autocommit=True) as pg:
+
+                def pg_execute(*statements: str) -> None:
+                    for s in statements:
+                        pg.execute(s)  # type: ignore[arg-type]
+
+                yield Capture(
+                    "postgres",
+                    cluster.source,
+                    "public",
+                    pg_execute,
+                    lambda q: pg.execute(q).fetchall(),  # type: ignore[arg-type]
+                )
+        return
+    options = ("--log-bin={root}/data/bin", "--binlog-format=ROW", "--server-id=1")
+    with mariadb_server(options=options) as server:
+        my = pymysql.connect(host="127.0.0.1", port=server.port, user="root", database="test", autocommit=True)
+
+        def my_execute(*statements: str) -> None:
+            with my.cursor() as cur:
+                for s in statements:
+                    cur.execute(s)
+
+        def my_fetch(query: str) -> list[tuple[Any, ...]]:
+            with my.cursor() as cur:
+                cur.execute(query)
+                return list(cur.fetchall())
+
+        yield Capture("mariadb", {"type": "mysql", "url": server.url}, "test", my_execute, my_fetch)
+        my.close()
+
+
+@pytest.fixture
+def table(capture: Capture, request: pytest.FixtureRequest) -> str:
+    """A table of 20 rows, named for the test."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[-50:].strip("_")
+    capture.execute(
+        f"DROP TABLE IF EXISTS {capture.schema}.{name}",
+        f"CREATE TABLE {capture.schema}.{name} (id INT PRIMARY KEY, amount NUMERIC(12,2), note VARCHAR(40), day DATE)",
+        f"INSERT INTO {capture.schema}.{name} (id, amount, note, day) VALUES "
+        + ", ".join(f"({i}, {i}.25, 'row {i}', '2024-01-{i:02d}')" for i in range(1, 21)),
+    )
+    return name
+
+
+def config_for(capture: Capture, table: str, home: Path, **cdc: object) -> Path:
+    export = {
+        "name": table,
+        "table": f"{capture.schema}.{table}",
+        "mode": "cdc",
+        "cdc": {"initial": "snapshot", **cdc},
+        "destination": str(home / "out"),
+    }
+    return write_config(home, capture.source, [export])
+
+
+def parts(folder: Path) -> list[dict[str, Any]]:
+    """The rows of the parts the folder's manifest lists; the folder holds no other data file."""
+    listed = [p["name"] for p in json.loads((folder / "manifest.json").read_text())["parts"]]
+    assert (folder / "_SUCCESS").exists()
+    assert sorted(listed) == sorted(p.name for p in folder.glob("*.parquet"))
+    return [row for name in listed for row in pq.read_table(folder / name).to_pylist()]
+
+
+def replayed(out: Path) -> list[tuple[Any, ...]]:
+    """The snapshot with every change applied in ``(__pos, __seq)`` order, each change checked to be there once."""
+    changes = sorted(parts(out), key=lambda r: (r["__pos"], r["__seq"]))
+    order = [(r["__pos"], r["__seq"]) for r in changes]
+    assert len(set(order)) == len(order), "a change was published twice"
+    start = {r["id"]: r for r in parts(out / "snapshot")}
+    table = replay(changes, start=start)
+    return [tuple(table[k][c] for c in COLUMNS) for k in sorted(table)]
+
+
+def change(capture: Capture, table: str, step: int) -> None:
+    """A round of changes: each leaves a trace in the table, so a lost or doubled one shows."""
+    t = f"{capture.schema}.{table}"
+    base = 100 * step
+    capture.execute(
+        f"INSERT INTO {t} (id, amount, note, day) VALUES ({base}, -1.50, 'new {step}', '2025-02-28')",
+        f"UPDATE {t} SET amount = amount + 1, note = 'touched {step}' WHERE id = {step}",
+        # One transaction: a key updated twice, and a row that lives and dies inside it.
+        "BEGIN",
+        f"UPDATE {t} SET amount = amount * 2 WHERE id = {step + 5}",
+        f"UPDATE {t} SET note = NULL WHERE id = {step + 5}",
+        f"INSERT INTO {t} (id, amount, note, day) VALUES ({base + 1}, 0, 'gone', NULL)",
+        f"DELETE FROM {t} WHERE id = {base + 1}",
+        "COMMIT",
+        f"DELETE FROM {t} WHERE id = {step + 10}",
+        # The key itself moves.
+        f"UPDATE {t} SET id = {base + 2} WHERE id = {step + 15}",
+    )
+
+
+def test_the_snapshot_and_the_changes_replay_into_the_live_table_after_every_run(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    for step in range(1, 4):
+        done = run_rivet("run", "-c", str(config))
+        assert done.returncode == 0, done.stderr
+        assert replayed(tmp_path / "out") == capture.live(table)
+        change(capture, table, step)
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert replayed(tmp_path / "out") == capture.live(table)
+    changes = parts(tmp_path / "out")
+    # Three rounds of nine changes; the moved key is a delete then an update; values exact.
+    assert len(changes) == 3 * 9
+    first = next(r for r in changes if r["id"] == 100)
+    assert (first["__op"], first["amount"], first["note"]) == ("insert", Decimal("-1.50"), "new 1")
+    checked = run_rivet("validate", "-c", str(config))
+    assert checked.returncode == 0 and "(snapshot): 1 part(s), 20 rows" in checked.stdout + checked.stderr
+    shown = run_rivet("state", "show", "-c", str(config), "--json")
+    position = json.loads(shown.stdout)["exports"][0]
+    assert position["position"] and position["anchor"].startswith(("slot", "server_id"))
+
+
+# Each step of a run where a kill leaves something to recover: the points of the first run (which
+# publishes the snapshot, @1, then the changes, @2) and of a later one (the changes only).
+FIRST_RUN_POINTS = [
+    "after_anchor_recorded",
+    "after_anchor",
+    "before_manifest@1",
+    "before_cursor@1",
+    "before_success@1",
+    "after_part_write",
+    "before_manifest@2",
+    "before_cursor@2",
+    "before_success@2",
+    "before_confirm",
+]
+
+
+@pytest.mark.parametrize("point", FIRST_RUN_POINTS)
+def test_a_run_killed_at_any_step_leaves_the_next_exact(capture, table, tmp_path, point):
+    config = config_for(capture, table, tmp_path)
+    kill_then_finish(capture, table, config, point, step=1)
+    name = point.partition("@")[0]
+    if not name.startswith("after_anchor"):
+        # The same step of a run that publishes changes only.
+        kill_then_finish(capture, table, config, name, step=3)
+
+
+def kill_then_finish(capture: Capture, table: str, config: Path, point: str, step: int) -> None:
+    """Changes, a run killed at ``point``, more changes, a whole run: the output is the live table."""
+    change(capture, table, step)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": f"{point}:crash"})
+    assert_failpoint_ended(killed, point, -signal.SIGKILL)
+    change(capture, table, step + 1)
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert replayed(config.parent / "out") == capture.live(table)
+
+
+def test_a_change_made_while_the_snapshot_is_taken_is_a_change_not_part_of_the_snapshot(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    with start_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "after_anchor:stop"}) as run:
+        assert run.stderr is not None
+        wait_until(lambda: is_stopped(run.pid), "the run stops at its anchor", run)
+        # Anchored, the snapshot not read yet: these changes belong to the stream.
+        change(capture, table, 1)
+        run.send_signal(signal.SIGCONT)
+        said = run.stderr.read()
+        assert run.wait() == 0 and "failpoint after_anchor fired" in said, said
+    snapshot = {r["id"]: r for r in parts(tmp_path / "out" / "snapshot")}
+    assert sorted(snapshot) == list(range(1, 21)) and snapshot[1]["note"] == "row 1"
+    assert {r["id"] for r in parts(tmp_path / "out")} >= {100, 1, 6, 11, 16, 102}
+    assert replayed(tmp_path / "out") == capture.live(table)
+
+
+def lose_log(capture: Capture, table: str) -> str:
+    """Take away the log the export's position needs; what the error then names."""
+    if capture.kind == "postgres":
+        slot = f"rivet_{table}"
+        capture.execute(f"SELECT pg_drop_replication_slot('{slot}')")
+        return slot
+    capture.execute("FLUSH BINARY LOGS")
+    newest = capture.fetch("SHOW BINARY LOGS")[-1][0]
+    # The server keeps a file until its commits' checkpoint passes it: purge until it is gone.
+    deadline = time.monotonic() + 60
+    while len(capture.fetch("SHOW BINARY LOGS")) > 1:
+        assert time.monotonic() < deadline, "the server kept its older binary logs"
+        capture.execute(f"PURGE BINARY LOGS TO '{newest}'")
+        time.sleep(0.05)
+    return "purged"
+
+
+def test_a_lost_log_fails_loudly_and_publishes_nothing(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    change(capture, table, 1)
+    named = lose_log(capture, table)
+    before = files_with_bytes(tmp_path / "out")
+    failed = run_rivet("run", "-c", str(config))
+    assert failed.returncode == 1 and named in failed.stderr and "initial: snapshot" in failed.stderr
+    assert files_with_bytes(tmp_path / "out") == before
+    # Never a silent new anchor: the next run fails the same way.
+    assert run_rivet("run", "-c", str(config)).returncode == 1
+
+
+def test_cdc_drop_removes_the_slot_and_the_next_run_snapshots_again(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    dropped = run_rivet("cdc", "drop", "-c", str(config), "-e", table, "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert "forgot its position" in dropped.stderr
+    if capture.kind == "postgres":
+        assert f"dropped slot rivet_{table}" in dropped.stderr
+        assert not capture.fetch(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = 'rivet_{table}'")
+    change(capture, table, 1)
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "snapshot of 20 row(s)" in done.stderr
+    snapshot = sorted((r["id"], r["note"]) for r in parts(tmp_path / "out" / "snapshot"))
+    assert snapshot == [(r[0], r[2]) for r in capture.live(table)]
+
+
+def test_a_position_file_of_the_original_tool_is_not_skipped_silently(capture, table, tmp_path):
+    (tmp_path / "orders.ckpt").write_text('{"file": "binlog.000046", "pos": 681}')
+    config = config_for(capture, table, tmp_path, checkpoint=str(tmp_path / "orders.ckpt"), initial="none")
+    refused = run_rivet("run", "-c", str(config))
+    assert refused.returncode == 2 and "holds a position of the original rivet" in refused.stderr
+    assert not (tmp_path / "out").exists()
+    if capture.kind == "postgres":
+        assert not capture.fetch(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = 'rivet_{table}'")
