@@ -279,3 +279,26 @@ def test_a_position_file_of_the_original_tool_is_not_skipped_silently(capture, t
     assert not (tmp_path / "out").exists()
     if capture.kind == "postgres":
         assert not capture.fetch(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = 'rivet_{table}'")
+
+
+def test_a_column_added_between_runs_stops_the_export_loudly_until_it_starts_over(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    t = f"{capture.schema}.{table}"
+    capture.execute(f"UPDATE {t} SET note = 'before' WHERE id = 1", f"ALTER TABLE {t} ADD COLUMN extra INT")
+    capture.execute(f"UPDATE {t} SET extra = 7 WHERE id = 2")
+    before = files_with_bytes(tmp_path / "out")
+    for _ in range(2):  # the position does not move: every run says the same
+        stopped = run_rivet("run", "-c", str(config))
+        assert stopped.returncode == 4, stopped.stderr
+        assert "changed after these changes were logged" in stopped.stderr and "cdc drop" in stopped.stderr
+        assert files_with_bytes(tmp_path / "out") == before
+    # The way out it names: a new anchor and snapshot, into a folder of the new schema.
+    assert run_rivet("cdc", "drop", "-c", str(config), "-e", table, "--yes").returncode == 0
+    (tmp_path / "out").rename(tmp_path / "out.before")
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    capture.execute(f"UPDATE {t} SET extra = 8 WHERE id = 3")
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    assert [(r["id"], r["extra"]) for r in parts(tmp_path / "out")] == [(3, 8)]
+    assert replayed(tmp_path / "out") == capture.live(table)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from rivet.core import failpoints
 from rivet.core.retry import Retrier, RetryPolicy
 from rivet.core.runinfo import iso, part_stem, utc_now
-from rivet.errors import ConfigError
+from rivet.errors import ConfigError, QueryError, SchemaDriftError
 from rivet.execution.commit import Publication, commit_parts
 from rivet.execution.rows import OutputRows
 from rivet.execution.single import stage
@@ -56,6 +56,8 @@ log = logging.getLogger("rivet")
 
 # Where the initial snapshot goes, inside the destination.
 SNAPSHOT_FOLDER = "snapshot"
+# The code of the native readers' error for logged changes whose columns differ from the table's now.
+LOG_SCHEMA_DRIFT = "rivet-schema-drift"
 
 
 @dataclasses.dataclass
@@ -207,7 +209,16 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     rows = OutputRows.for_run(plan, run.state, run.events, run.started, run.table_check)
     try:
         run.prepare(destination)
-        staged, end = _read_with_retries(run, destination, rows, position)
+        try:
+            staged, end = _read_with_retries(run, destination, rows, position)
+        except QueryError as e:
+            if e.code != LOG_SCHEMA_DRIFT:
+                raise
+            raise SchemaDriftError(
+                f"export '{plan.name}': {e}; change rows of two schemas cannot be read as one. Start over from a "
+                f"snapshot after the change: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot "
+                "(to a new destination, or after moving the old parts away)"
+            ) from e
         failpoints.hit("after_part_write")
         if sum(p.rows for p in staged) == 0:
             for part in staged:

@@ -114,11 +114,11 @@ impl<'a> MyChangeSink<'a> {
                 {
                     return Err(Error::Query {
                         message: format!(
-                            "the columns of {}.{} changed in the binary log: {} then, {} now",
+                            "the columns of {}.{} changed after these changes were logged: the log has {} column(s), the table now {}",
                             map.schema,
                             map.table,
-                            self.table.columns.len(),
-                            map.types.len()
+                            map.types.len(),
+                            self.table.columns.len()
                         ),
                         code: Some("rivet-schema-drift".into()),
                     });

@@ -91,11 +91,11 @@ pub fn check_relation(relation: &Relation, columns: &[PgColumn], type_oids: &[u3
     let shown = |cols: &[(&str, u32)]| cols.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     Err(Error::Query {
         message: format!(
-            "the columns of {}.{} changed in the stream: ({}) then, ({}) now",
+            "the columns of {}.{} changed after these changes were logged: the log has ({}), the table now ({})",
             relation.namespace,
             relation.name,
-            shown(&described),
-            shown(&now)
+            shown(&now),
+            shown(&described)
         ),
         code: Some("rivet-schema-drift".into()),
     })
