@@ -217,6 +217,33 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):
         setup.drop_slot(slot)
 
 
+def test_under_replica_identity_full_an_untouched_toasted_value_is_written_whole(logical):
+    import pyarrow as pa
+
+    slot = f"rivet_full_{os.getpid()}"
+    with psycopg.connect(logical.url, autocommit=True) as sql:
+        sql.execute(
+            "CREATE TABLE f (id int PRIMARY KEY, n int, big text); ALTER TABLE f ALTER COLUMN big SET STORAGE EXTERNAL;"
+            "ALTER TABLE f REPLICA IDENTITY FULL; CREATE PUBLICATION pf FOR TABLE f;"
+            "INSERT INTO f VALUES (1, 1, repeat('a', 5000)), (2, 2, repeat('b', 5000))"
+        )
+        setup = connect(logical)
+        created = setup.create_slot(slot, False)
+        sql.execute("UPDATE f SET n = 10 WHERE id = 1")
+        sql.execute("UPDATE f SET id = 3 WHERE id = 2")  # the key moves; big is left alone
+        replication = connect(logical)
+        replication.start(slot, created["consistent_point"], ["pf"], True)
+        args = PostgresSource(url=logical.url).connect_args()
+        reader = replication.stream_changes(replication_end(sql), args, "public", "f", SCAN)
+        rows = pa.RecordBatchReader.from_stream(reader).read_all().to_pylist()
+        assert [(r["__op"], r["id"], r["n"]) for r in rows] == [("update", 1, 10), ("delete", 2, 2), ("update", 3, 2)]
+        # Nothing is left to a reader to fill in: the old row carried every value.
+        assert [r["__unchanged"] for r in rows] == [[], [], []]
+        assert [r["big"] for r in rows] == ["a" * 5000, "b" * 5000, "b" * 5000]
+        replication.stop()
+        setup.drop_slot(slot)
+
+
 def test_the_slots_snapshot_and_its_stream_meet_with_no_gap_and_no_overlap(logical):
     import pyarrow as pa
 

@@ -391,12 +391,15 @@ impl PyPgReplication {
             let columns =
                 session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
             let literal = quoted.replace('\'', "''");
-            let type_oids = session
-                .query(&format!(
-                    "SELECT atttypid::int8 FROM pg_attribute WHERE attrelid = '{literal}'::regclass \
-                     AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-                ))?
-                .into_iter()
+            // Each column's type, and whether it is in the primary key (what a moved row is).
+            let catalog = session.query(&format!(
+                "SELECT a.atttypid::int8, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+                 AND i.indisprimary AND a.attnum = ANY (i.indkey))::text FROM pg_attribute a \
+                 WHERE a.attrelid = '{literal}'::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY a.attnum"
+            ))?;
+            let type_oids = catalog
+                .iter()
                 .map(|r| {
                     r.first()
                         .cloned()
@@ -405,6 +408,10 @@ impl PyPgReplication {
                         .ok_or_else(|| Error::Internal("a type OID that is not a number".into()))
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
+            let primary_key: Vec<bool> = catalog
+                .iter()
+                .map(|r| r.get(1).cloned().flatten().as_deref() == Some("true"))
+                .collect();
             Ok(BatchStream::spawn(
                 change_schema(&arrow_schema(&columns)),
                 scan.prefetch,
@@ -417,6 +424,7 @@ impl PyPgReplication {
                         name: &name,
                         columns: &columns,
                         type_oids: &type_oids,
+                        primary_key: &primary_key,
                         limits: scan.limits,
                     });
                     let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;

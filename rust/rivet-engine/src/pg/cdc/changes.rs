@@ -73,6 +73,17 @@ pub fn append(
     Ok(())
 }
 
+/// `new` with each value it left unchanged taken from `old`, the whole old row.
+fn with_unchanged_from<'m>(new: &Tuple<'m>, old: &Tuple<'m>) -> Tuple<'m> {
+    Tuple(
+        new.0
+            .iter()
+            .zip(&old.0)
+            .map(|(n, o)| if *n == Value::Unchanged { *o } else { *n })
+            .collect(),
+    )
+}
+
 /// Refuse a Relation message that no longer matches the columns the export described.
 pub fn check_relation(relation: &Relation, columns: &[PgColumn], type_oids: &[u32]) -> Result<()> {
     let now: Vec<(&str, u32)> = relation
@@ -112,6 +123,9 @@ pub struct TableChanges<'a> {
     pub columns: &'a [PgColumn],
     /// Their type OIDs.
     pub type_oids: &'a [u32],
+    /// Which of them make the primary key: an update that changes one moved its row. (Under
+    /// REPLICA IDENTITY FULL the Relation marks every column as the identity.)
+    pub primary_key: &'a [bool],
     /// Batch bounds.
     pub limits: BatchLimits,
 }
@@ -123,7 +137,6 @@ pub struct ChangeSink<'a> {
     names: Vec<String>,
     batch: PgChanges,
     relation: Option<u32>,
-    key: Vec<bool>,
     commit: Option<(Lsn, i64)>,
     seq: u32,
     rows: u64,
@@ -138,7 +151,6 @@ impl<'a> ChangeSink<'a> {
             table,
             batch,
             relation: None,
-            key: Vec::new(),
             commit: None,
             seq: 0,
             rows: 0,
@@ -157,7 +169,6 @@ impl<'a> ChangeSink<'a> {
                 if r.namespace == self.table.namespace && r.name == self.table.name {
                     check_relation(r, self.table.columns, self.table.type_oids)?;
                     self.relation = Some(r.oid);
-                    self.key = r.columns.iter().map(|c| c.key).collect();
                 }
                 return Ok(());
             }
@@ -195,6 +206,12 @@ impl<'a> ChangeSink<'a> {
                 if let Some(old) = moved {
                     self.append("delete", old, sink)?;
                 }
+                if let Some(OldRow::Full(before)) = old {
+                    // The old row is whole under REPLICA IDENTITY FULL: it holds the TOASTed
+                    // values the update left alone, so the new row is written whole too.
+                    let whole = with_unchanged_from(new, before);
+                    return self.append("update", &whole, sink);
+                }
                 ("update", new)
             }
             Message::Delete { relation, old } if Some(*relation) == self.relation => {
@@ -208,7 +225,8 @@ impl<'a> ChangeSink<'a> {
 
     /// Whether an update under REPLICA IDENTITY FULL moved its row to another key.
     fn key_changed(&self, old: &Tuple<'_>, new: &Tuple<'_>) -> bool {
-        self.key
+        self.table
+            .primary_key
             .iter()
             .zip(old.0.iter().zip(&new.0))
             .any(|(key, (o, n))| *key && *n != Value::Unchanged && o != n)
