@@ -302,3 +302,24 @@ def test_a_column_added_between_runs_stops_the_export_loudly_until_it_starts_ove
     assert run_rivet("run", "-c", str(config)).returncode == 0
     assert [(r["id"], r["extra"]) for r in parts(tmp_path / "out")] == [(3, 8)]
     assert replayed(tmp_path / "out") == capture.live(table)
+
+
+def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    if capture.kind == "postgres":
+        with postgres_cluster() as plain:  # wal_level replica, the default
+            with psycopg.connect(plain.url, autocommit=True) as pg:
+                pg.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY)")  # type: ignore[arg-type]
+            export = {"name": table, "table": f"public.{table}", "mode": "cdc", "destination": str(tmp_path / "out")}
+            config = write_config(tmp_path, plain.source, [export])
+            refused = run_rivet("run", "-c", str(config))
+        expected = "mode: cdc needs wal_level = logical on the server (it is replica)"
+    else:
+        capture.execute("SET GLOBAL binlog_format = 'MIXED'")
+        try:
+            refused = run_rivet("run", "-c", str(config))
+        finally:
+            capture.execute("SET GLOBAL binlog_format = 'ROW'")
+        expected = "binlog_format is MIXED, not ROW"
+    assert refused.returncode == 1 and expected in refused.stderr, refused.stderr
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -47,7 +47,25 @@ class MyChangeFeed(ChangeFeed):
     def _binlog(self) -> MyBinlog:
         from rivet._native import MyBinlog
 
+        self._check_logging()
         return MyBinlog(self.args)
+
+    def _check_logging(self) -> None:
+        """A log of whole rows: a statement logged as SQL, or a row logged in part, would be a change lost."""
+        row = self.session.query("SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image")[0]
+        log_bin, binlog_format, row_image = (str(v).upper() for v in row)
+        wrong = []
+        if log_bin not in ("1", "ON"):
+            wrong.append("log_bin is off")
+        if binlog_format != "ROW":
+            wrong.append(f"binlog_format is {binlog_format}, not ROW")
+        if row_image != "FULL":
+            wrong.append(f"binlog_row_image is {row_image}, not FULL")
+        if wrong:
+            raise SourceError(
+                f"export '{self.export}': mode: cdc needs the server to log whole rows, and {', '.join(wrong)}: "
+                "set log_bin, binlog_format = ROW and binlog_row_image = FULL in the server's configuration"
+            )
 
     def anchor(self) -> str:
         """The log's end: the changes start there."""
@@ -56,6 +74,7 @@ class MyChangeFeed(ChangeFeed):
 
     def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
         """A consistent-snapshot transaction and the log position it sees."""
+        self._check_logging()
         session = self.source.session()
         session.query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         status = dict(

@@ -77,6 +77,12 @@ class PgChangeFeed(ChangeFeed):
 
     def _publish_table(self) -> None:
         """Make the publication for the table when missing; refuse one that does not carry it."""
+        wal_level = self._query("SHOW wal_level")[0][0]
+        if wal_level != "logical":
+            raise SourceError(
+                f"export '{self.export}': mode: cdc needs wal_level = logical on the server (it is {wal_level}): set "
+                "it in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart the server"
+            )
         s = self.source.dialect.string
         pub = self.spec.publication
         exists = self._query(f"SELECT 1 FROM pg_publication WHERE pubname = {s(pub)}")
