@@ -323,3 +323,119 @@ def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table
         expected = "binlog_format is MIXED, not ROW"
     assert refused.returncode == 1 and expected in refused.stderr, refused.stderr
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def merged_table(home: Path) -> list[tuple[Any, ...]]:
+    """The Delta table at ``home/out``, as rows by key."""
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(str(home / "out")).to_pyarrow_table().to_pylist()
+    return sorted(tuple(r[c] for c in COLUMNS) for r in rows)
+
+
+def merge_config(capture: Capture, table: str, home: Path) -> Path:
+    export = {
+        "name": table,
+        "table": f"{capture.schema}.{table}",
+        "mode": "cdc",
+        "format": "delta",
+        "write": "merge",
+        "cdc": {"initial": "snapshot"},
+        "destination": str(home / "out"),
+    }
+    return write_config(home, capture.source, [export])
+
+
+def rivet_commits(home: Path) -> list[dict[str, Any]]:
+    """The Delta commits rivet made, oldest first, with their source positions."""
+    from deltalake import DeltaTable
+
+    return [c for c in reversed(DeltaTable(str(home / "out")).history()) if "rivet.position" in c]
+
+
+def test_a_merged_delta_table_is_the_live_table_after_every_run(capture, table, tmp_path):
+    config = merge_config(capture, table, tmp_path)
+    for step in range(1, 4):
+        done = run_rivet("run", "-c", str(config))
+        assert done.returncode == 0, done.stderr
+        assert merged_table(tmp_path) == capture.live(table)
+        change(capture, table, step)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    assert merged_table(tmp_path) == capture.live(table)
+    commits = rivet_commits(tmp_path)
+    # The snapshot, then one merge per run that had changes, each starting where the last ended.
+    assert [c["rivet.from"] for c in commits[1:]] == [c["rivet.position"] for c in commits[:-1]]
+    assert len(commits) == 4
+    # A run with nothing new makes no commit.
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    assert len(rivet_commits(tmp_path)) == 4
+
+
+@pytest.mark.parametrize("point", ["after_anchor", "before_cursor@1", "before_cursor@2"])
+def test_a_merge_killed_after_its_commit_is_not_merged_again(capture, table, tmp_path, point):
+    config = merge_config(capture, table, tmp_path)
+    if point == "before_cursor@2":
+        assert run_rivet("run", "-c", str(config)).returncode == 0
+        point = "before_cursor"
+    change(capture, table, 1)
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": f"{point}:crash"})
+    assert_failpoint_ended(killed, point, -signal.SIGKILL)
+    change(capture, table, 2)
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert merged_table(tmp_path) == capture.live(table)
+    merges = [c["rivet.from"] for c in rivet_commits(tmp_path) if c["rivet.from"]]
+    assert len(merges) == len(set(merges)), "the same changes were merged twice"
+
+
+def test_a_value_postgresql_did_not_log_keeps_its_value_in_the_merged_table(capture, tmp_path):
+    if capture.kind != "postgres":
+        pytest.skip("only PostgreSQL leaves TOASTed values out of its log")
+    capture.execute(
+        "DROP TABLE IF EXISTS public.toasted",
+        "CREATE TABLE public.toasted (id INT PRIMARY KEY, n INT, big TEXT)",
+        "ALTER TABLE public.toasted ALTER COLUMN big SET STORAGE EXTERNAL",
+        "INSERT INTO public.toasted SELECT i, i, repeat(chr(96 + i), 5000) FROM generate_series(1, 3) AS i",
+    )
+    export = {"name": "toasted", "table": "public.toasted", "mode": "cdc", "format": "delta", "write": "merge",
+              "cdc": {"initial": "snapshot"}, "destination": str(tmp_path / "out")}  # fmt: skip
+    config = write_config(tmp_path, capture.source, [export])
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    capture.execute(
+        "UPDATE public.toasted SET n = 10 WHERE id = 1",  # big not logged: the table's value stays
+        "UPDATE public.toasted SET big = repeat('z', 6000) WHERE id = 2",
+        "UPDATE public.toasted SET n = 20 WHERE id = 2",  # big not logged: the run's earlier change has it
+    )
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    from deltalake import DeltaTable
+
+    merged = sorted(DeltaTable(str(tmp_path / "out")).to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+    live = capture.fetch("SELECT id, n, big FROM public.toasted ORDER BY id")
+    assert [(r["id"], r["n"], r["big"]) for r in merged] == live
+
+
+def test_a_table_without_a_primary_key_merges_by_the_keys_named(capture, tmp_path):
+    capture.execute(
+        f"DROP TABLE IF EXISTS {capture.schema}.keyless",
+        f"CREATE TABLE {capture.schema}.keyless (code VARCHAR(10) NOT NULL, n INT)",
+        f"INSERT INTO {capture.schema}.keyless VALUES ('a', 1), ('b', 2)",
+    )
+    if capture.kind == "postgres":  # without a key, PostgreSQL logs updates only under FULL
+        capture.execute("ALTER TABLE public.keyless REPLICA IDENTITY FULL")
+    export = {"name": "keyless", "table": f"{capture.schema}.keyless", "mode": "cdc", "format": "delta",
+              "write": "merge", "cdc": {"initial": "snapshot"}, "destination": str(tmp_path / "out")}  # fmt: skip
+    refused = run_rivet("run", "-c", str(write_config(tmp_path, capture.source, [export])))
+    assert refused.returncode == 2 and "has no primary key: name the columns in merge_keys" in refused.stderr
+    config = write_config(tmp_path, capture.source, [{**export, "merge_keys": ["code"]}])
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    capture.execute(
+        f"UPDATE {capture.schema}.keyless SET n = 20 WHERE code = 'b'",
+        f"DELETE FROM {capture.schema}.keyless WHERE code = 'a'",
+        f"INSERT INTO {capture.schema}.keyless VALUES ('c', 3)",
+    )
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    from deltalake import DeltaTable
+
+    merged = sorted((r["code"], r["n"]) for r in DeltaTable(str(tmp_path / "out")).to_pyarrow_table().to_pylist())
+    assert merged == sorted(capture.fetch(f"SELECT code, n FROM {capture.schema}.keyless"))

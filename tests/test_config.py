@@ -458,7 +458,15 @@ CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
         (CDC + "    cdc: {rollover: 1000}\n", "rollover: use max_file_size"),
         (CDC + "    cdc: {slot: Bad-Slot}\n", "exports[0] (a).cdc.slot"),
         (CDC + "    cdc: {initial: always}\n", "expected 'snapshot' or 'none'"),
-        (CDC + "    format: delta\n", "format: delta with mode: cdc is not supported yet"),
+        (CDC + "    format: delta\n", "format: delta with mode: cdc takes write: merge"),
+        (CDC + "    format: iceberg\n", "format: iceberg with mode: cdc is not supported yet"),
+        (CDC + "    write: merge\n", "write: merge needs format: delta"),
+        (CDC + "    merge_keys: [id]\n", "merge_keys requires write: merge"),
+        (
+            CDC + "    format: delta\n    write: merge\n    partition_by: id\n",
+            "partition_by does not apply to mode: cdc",
+        ),
+        ("    table: t\n    format: delta\n    write: merge\n    destination: out\n", "applies to mode: cdc, not full"),
         (CDC + "    parallel: 2\n", "parallel does not apply to mode: cdc"),
     ],
 )

@@ -80,6 +80,9 @@ class ExportConfig(StrictModel):
     days_window: PositiveInt | None = None
     # cdc: the log anchor (slot, replica id) and the initial snapshot
     cdc: CdcConfig | None = None
+    # merge (format: delta, mode: cdc): the table holds the source's rows as they are now, by key
+    write: Literal["append", "merge"] = "append"
+    merge_keys: list[Annotated[str, Field(min_length=1)]] | None = None
     # parallel reads of one export (chunked, or full on a table) under one snapshot
     snapshot: Literal["consistent"] | None = None
     # advisory scheduling hints (plan/apply)
@@ -156,7 +159,24 @@ class ExportConfig(StrictModel):
         self._stdout_rules()
         self._partition_rules()
         self._table_format_rules()
+        self._merge_rules()
         return self
+
+    def _merge_rules(self) -> None:
+        if self.write != "merge":
+            if self.merge_keys is not None:
+                raise ValueError("merge_keys requires write: merge")
+            return
+        if self.format != "delta":
+            raise ValueError(
+                f"write: merge needs format: delta (a table that rows can be merged into), not {self.format}"
+            )
+        if self.mode != "cdc":
+            raise ValueError(f"write: merge applies to mode: cdc, not {self.mode}")
+        if self.meta_columns is not None or self.partition_by is not None:
+            raise ValueError("meta_columns and partition_by do not apply to write: merge")
+        if self.merge_keys is not None and len(set(self.merge_keys)) != len(self.merge_keys):
+            raise ValueError("merge_keys names a column twice")
 
     def _table_format_rules(self) -> None:
         if self.iceberg is not None and self.format != "iceberg":
@@ -287,10 +307,15 @@ class ExportConfig(StrictModel):
             raise ValueError("mode: cdc captures the changes of one table: use table: schema.name (not a query)")
         if (self.parallel or 1) > 1:
             raise ValueError("parallel does not apply to mode: cdc: one connection reads the log in commit order")
-        if self.format in ("delta", "iceberg"):
+        if self.format == "iceberg":
             raise ValueError(
-                f"format: {self.format} with mode: cdc is not supported yet: write format: parquet or csv, "
-                "whose change rows replay in (__pos, __seq) order"
+                "format: iceberg with mode: cdc is not supported yet: write format: delta with write: merge (the "
+                "table as it is now), or parquet (the change rows, which replay in (__pos, __seq) order)"
+            )
+        if self.format == "delta" and self.write != "merge":
+            raise ValueError(
+                "format: delta with mode: cdc takes write: merge (the table as it is now); for the change rows "
+                "themselves write format: parquet"
             )
         if self.partition_by is not None:
             raise ValueError("partition_by does not apply to mode: cdc: change parts follow the log, not the rows")

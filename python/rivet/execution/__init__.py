@@ -102,6 +102,8 @@ def run_export(
         _failed(result, e, "interrupted")
         raise
     finally:
+        if table_check is not None:
+            table_check.finish()
         log.removeHandler(said)
         result.duration_s = time.perf_counter() - clock
         result.peak_rss_mb = peak_rss_mb()

@@ -24,14 +24,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rivet.core import failpoints
 from rivet.core.retry import Retrier, RetryPolicy
 from rivet.core.runinfo import iso, part_stem, utc_now
 from rivet.errors import ConfigError, QueryError, SchemaDriftError
 from rivet.execution.commit import Publication, commit_parts
+from rivet.execution.merge import collect, merge_changes, merge_keys, merge_snapshot, resume_from_table
 from rivet.execution.rows import OutputRows
 from rivet.execution.single import stage
 from rivet.output.manifest import RUNS_DIR, success_marker
@@ -42,9 +44,9 @@ from rivet.storage.destinations import Destination, open_destination
 if TYPE_CHECKING:
     import datetime as dt
 
+    from rivet._native import BatchReader
     from rivet.core.events import Observer
     from rivet.execution.results import ExportResult
-    from rivet.output import StagedPart
     from rivet.output.manifest import CommittedPart
     from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
     from rivet.state.lease import ExportLease
 
 log = logging.getLogger("rivet")
+
+T = TypeVar("T")
 
 # Where the initial snapshot goes, inside the destination.
 SNAPSHOT_FOLDER = "snapshot"
@@ -100,9 +104,14 @@ def run_changes(
     feed = plan.change_feed()
     run = ChangeRun(plan, state, feed, result, started, events, lease, table_check)
     try:
+        keys = merge_keys(run) if plan.merge_keys is not None else None
         snapshot_parts, position = _position(run)
-        end = _publish_changes(run, position, snapshot_parts)
-        result.parts = snapshot_parts + result.parts
+        if keys is not None:
+            changes, end = _read_with_retries(run, position, lambda reader: collect(reader, plan.name))
+            merge_changes(run, keys, changes, position, end)
+        else:
+            end = _publish_changes(run, position, snapshot_parts)
+            result.parts = snapshot_parts + result.parts
         failpoints.hit("before_confirm")
         feed.confirm(end)
     finally:
@@ -121,6 +130,8 @@ def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     if stored is not None and stored.phase == STREAMING:
         assert stored.position is not None
         feed.check(stored.position)
+        if plan.merge_keys is not None:
+            return [], resume_from_table(run, stored.position)
         _complete_snapshot(run, stored.run_id)
         return [], stored.position
     if stored is None:
@@ -131,7 +142,7 @@ def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     failpoints.hit("after_anchor_recorded")
     assert plan.changes is not None
     if plan.changes.initial == "snapshot":
-        return _publish_snapshot(run)
+        return ([], merge_snapshot(run)) if plan.merge_keys is not None else _publish_snapshot(run)
     position = feed.anchor()
     run.set_position(STREAMING, position)
     log.info("export %s: anchored at %s (%s); changes from here on are captured", plan.name, position, feed.anchor_name)
@@ -209,16 +220,9 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     rows = OutputRows.for_run(plan, run.state, run.events, run.started, run.table_check)
     try:
         run.prepare(destination)
-        try:
-            staged, end = _read_with_retries(run, destination, rows, position)
-        except QueryError as e:
-            if e.code != LOG_SCHEMA_DRIFT:
-                raise
-            raise SchemaDriftError(
-                f"export '{plan.name}': {e}; change rows of two schemas cannot be read as one. Start over from a "
-                f"snapshot after the change: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot "
-                "(to a new destination, or after moving the old parts away)"
-            ) from e
+        staged, end = _read_with_retries(
+            run, position, lambda reader: stage(plan, reader, destination, result, None, run.events, rows)
+        )
         failpoints.hit("after_part_write")
         if sum(p.rows for p in staged) == 0:
             for part in staged:
@@ -247,10 +251,8 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     return end
 
 
-def _read_with_retries(
-    run: ChangeRun, destination: Destination, rows: OutputRows, position: str
-) -> tuple[list[StagedPart], str]:
-    """The changes from ``position`` staged, and where they end; a transient fault reads them again."""
+def _read_with_retries(run: ChangeRun, position: str, consume: Callable[[BatchReader], T]) -> tuple[T, str]:
+    """What ``consume`` makes of the changes from ``position``, and where they end (read again after a blip)."""
     plan = run.plan
     retrier = Retrier(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts,
@@ -259,12 +261,17 @@ def _read_with_retries(
     for attempt in count(1):
         try:
             run.result.engine = "native"
-            reader = run.feed.changes(position, plan.tuning)
-            staged = stage(plan, reader, destination, run.result, None, run.events, rows)
-            return staged, run.feed.drained_to()
+            consumed = consume(run.feed.changes(position, plan.tuning))
+            return consumed, run.feed.drained_to()
         except Exception as e:
+            if isinstance(e, QueryError) and e.code == LOG_SCHEMA_DRIFT:
+                raise SchemaDriftError(
+                    f"export '{plan.name}': {e}; change rows of two schemas cannot be read as one. Start over from "
+                    f"a snapshot after the change: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot "
+                    "(to a new destination, or after moving the old parts away)"
+                ) from e
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:
                 raise
-            time.sleep(wait)
+        time.sleep(wait)
     raise AssertionError("unreachable")

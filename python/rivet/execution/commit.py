@@ -100,6 +100,18 @@ def commit_parts(
     return committed
 
 
+def commit_state(
+    state: StateStore, lease: ExportLease | None, run_id: str, on_commit: Callable[[], None] | None = None
+) -> None:
+    """The state commit that makes run ``run_id`` count, with ``on_commit``'s writes (a cursor, a position)."""
+    with state.transaction():
+        if lease is not None:
+            lease.fence()  # in the same transaction: a run that lost its lease publishes nothing
+        state.mark_published(run_id, iso(utc_now()))
+        if on_commit is not None:
+            on_commit()
+
+
 @dataclass
 class Publication:
     """One run's commit into its destination.
@@ -266,12 +278,7 @@ class Publication:
             if on_commit is not None:
                 on_commit()
             return
-        with self.state.transaction():
-            if self.lease is not None:
-                self.lease.fence()  # in the same transaction: a run that lost its lease publishes nothing
-            self.state.mark_published(self.result.run_id, iso(utc_now()))
-            if on_commit is not None:
-                on_commit()
+        commit_state(self.state, self.lease, self.result.run_id, on_commit)
 
     def _tidy(self, live: list[CommittedPart]) -> None:
         """Remove superseded parts, and the visible parts of runs that never committed."""

@@ -79,6 +79,8 @@ class ExportResult:
     exception: BaseException | None = field(default=None, repr=False)
     # format delta or iceberg: the table as the run's commit left it.
     table: TableVersion | None = None
+    # write: merge: the rows written into the table (a snapshot's, or each changed key's), which no part holds.
+    merged_rows: int = 0
     # Totals reported by a child process, which sends no per-part details.
     reported: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -95,7 +97,7 @@ class ExportResult:
         """Rows written."""
         if self.reported is not None:
             return int(self.reported["rows"])
-        return sum(p.rows for p in self.parts)
+        return sum(p.rows for p in self.parts) + self.merged_rows
 
     @property
     def bytes(self) -> int:

@@ -90,6 +90,8 @@ class ExportPlan:
     window: WindowSpec | None = None
     # mode cdc: the slot or replica id the changes are read through, and the initial snapshot.
     changes: ChangeSpec | None = None
+    # write: merge: the columns rows are matched by (empty: the primary key); None: runs append.
+    merge_keys: tuple[str, ...] | None = None
     # Chunks computed ahead (by ``rivet plan``); None: planned when the export runs.
     chunks: tuple[Chunk, ...] | None = None
     # Count every read's rows with COUNT(*) in its own snapshot and compare (--reconcile).
@@ -172,6 +174,7 @@ class ExportPlan:
                 self.cursor.__dict__ if self.cursor else None,
                 self.window.__dict__ if self.window else None,
                 *([self.changes.initial] if self.changes else []),
+                *(["merge", *self.merge_keys] if self.merge_keys is not None else []),
                 # Only when set, so runs checkpointed before meta columns existed still resume.
                 *([self.meta.__dict__] if self.meta != MetaColumns() else []),
                 *([self.partitioning.__dict__] if self.partitioning else []),
@@ -202,6 +205,7 @@ class ExportPlan:
             "cursor": self.cursor.__dict__ if self.cursor else None,
             "time_window": self.window.__dict__ if self.window else None,
             **({"cdc": self.changes.__dict__} if self.changes else {}),
+            **({"merge_keys": list(self.merge_keys)} if self.merge_keys is not None else {}),
             "partition_by": list(self.partitioning.columns) if self.partitioning else None,
             **({"iceberg_table": self.iceberg.shown} if self.iceberg else {}),
             "fingerprint": self.fingerprint(),
@@ -323,6 +327,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         cursor=cursor,
         window=window,
         changes=changes,
+        merge_keys=tuple(export.merge_keys or ()) if export.write == "merge" else None,
         keep_superseded=export.keep_superseded_parts,
         table_format=export.format if export.format in TABLE_FORMATS else None,
         iceberg=(

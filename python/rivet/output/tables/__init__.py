@@ -72,6 +72,14 @@ class TableCheck:
         except BaseException as e:  # noqa: BLE001 - raised in the run's own thread by wait()
             self._error = e
 
+    def finish(self) -> None:
+        """Let the thread end before the run does (bounded).
+
+        A process that exits while the thread is still importing the library's native code
+        can crash (SIGSEGV) in the interpreter's shutdown.
+        """
+        self._thread.join(_timeout())
+
     def raise_if_failed(self) -> None:
         """Raise what the slow checks found so far, without waiting (between batches)."""
         if self._error is not None:
@@ -83,7 +91,7 @@ class TableCheck:
         A catalog or store that never answers (pyiceberg's REST client sets no timeout)
         fails the run after ``RIVET_TABLE_CHECK_TIMEOUT_S`` seconds, before it publishes.
         """
-        timeout = float(os.environ.get("RIVET_TABLE_CHECK_TIMEOUT_S", CHECK_TIMEOUT_S))
+        timeout = _timeout()
         self._thread.join(timeout)
         if self._thread.is_alive():
             from rivet.errors import DestinationError
@@ -94,6 +102,11 @@ class TableCheck:
             )
         self.raise_if_failed()
         self.format.check_columns(schema, self.export, by_library=True)
+
+
+def _timeout() -> float:
+    """Seconds the table checks may take (``RIVET_TABLE_CHECK_TIMEOUT_S``)."""
+    return float(os.environ.get("RIVET_TABLE_CHECK_TIMEOUT_S", CHECK_TIMEOUT_S))
 
 
 @dataclass(frozen=True)

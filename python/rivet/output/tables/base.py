@@ -237,3 +237,24 @@ class TableFormat(ABC):
     @abstractmethod
     def scan(self, spec: DestinationSpec, version: int | None) -> Any:
         """A polars LazyFrame over the table at ``version``."""
+
+    # write: merge. A format without it is refused when the config is checked.
+    merges: ClassVar[bool] = False
+
+    def replace_rows(self, spec: DestinationSpec, rows: pa.RecordBatchReader, metadata: dict[str, str]) -> None:
+        """Make the table hold exactly ``rows``, in one commit carrying ``metadata``."""
+        raise ConfigError(f"write: merge is not supported for {self.label} tables")
+
+    def merge_rows(
+        self, spec: DestinationSpec, rows: pa.Table, keys: tuple[str, ...], columns: list[str], metadata: dict[str, str]
+    ) -> None:
+        """Merge ``rows`` into the table by ``keys`` (``__op`` delete deletes), in one commit carrying ``metadata``."""
+        raise ConfigError(f"write: merge is not supported for {self.label} tables")
+
+    def last_merge(self, spec: DestinationSpec, export: str) -> dict[str, str] | None:
+        """The metadata of ``export``'s newest merge or replace (None: none)."""
+        raise ConfigError(f"write: merge is not supported for {self.label} tables")
+
+    def current_rows(self, spec: DestinationSpec, column: str, values: list[Any], columns: list[str]) -> pa.Table:
+        """The table's rows whose ``column`` is one of ``values``, ``columns`` of them."""
+        raise ConfigError(f"write: merge is not supported for {self.label} tables")

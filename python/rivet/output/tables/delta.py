@@ -228,6 +228,7 @@ class DeltaFormat(TableFormat):
     label: ClassVar[str] = "Delta"
     modules: ClassVar[tuple[str, ...]] = ("deltalake",)
     extra: ClassVar[str] = "delta"
+    merges: ClassVar[bool] = True
 
     def refused(self, t: pa.DataType, column: str) -> str | None:
         """The shared rules, and the types delta-rs refuses only when it commits."""
@@ -285,3 +286,29 @@ class DeltaFormat(TableFormat):
         import polars as pl
 
         return pl.scan_delta(table_uri(spec), version=version, storage_options=storage_options(spec))
+
+    def replace_rows(self, spec: DestinationSpec, rows: pa.RecordBatchReader, metadata: dict[str, str]) -> None:
+        """An overwrite of the whole table."""
+        from rivet.output.tables.delta_merge import replace_rows
+
+        replace_rows(spec, rows, metadata)
+
+    def merge_rows(
+        self, spec: DestinationSpec, rows: pa.Table, keys: tuple[str, ...], columns: list[str], metadata: dict[str, str]
+    ) -> None:
+        """A Delta MERGE."""
+        from rivet.output.tables.delta_merge import merge_rows
+
+        merge_rows(spec, rows, keys, columns, metadata)
+
+    def last_merge(self, spec: DestinationSpec, export: str) -> dict[str, str] | None:
+        """From the table's history."""
+        from rivet.output.tables.delta_merge import last_merge
+
+        return last_merge(spec, export)
+
+    def current_rows(self, spec: DestinationSpec, column: str, values: list[Any], columns: list[str]) -> pa.Table:
+        """A filtered read of the current version."""
+        from rivet.output.tables.delta_merge import current_rows
+
+        return current_rows(spec, column, values, columns)

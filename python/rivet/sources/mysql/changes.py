@@ -100,6 +100,10 @@ class MyChangeFeed(ChangeFeed):
 
         return ChangeSnapshot(f"{file}:{offset}", read, close)
 
+    def primary_key(self) -> list[str]:
+        """The table's primary key columns, in key order."""
+        return [str(r[0]) for r in self.session.query(self.source.dialect.primary_key_query(self._quoted)) if r[0]]
+
     @property
     def _quoted(self) -> str:
         return f"{self.source.quote_identifier(self.schema)}.{self.source.quote_identifier(self.name)}"
