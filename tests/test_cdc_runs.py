@@ -439,3 +439,19 @@ def test_a_table_without_a_primary_key_merges_by_the_keys_named(capture, tmp_pat
 
     merged = sorted((r["code"], r["n"]) for r in DeltaTable(str(tmp_path / "out")).to_pyarrow_table().to_pylist())
     assert merged == sorted(capture.fetch(f"SELECT code, n FROM {capture.schema}.keyless"))
+
+
+def test_each_run_says_how_far_behind_the_log_it_starts_and_warns_past_the_limit(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path, max_lag_bytes="1KB")
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    for step in range(1, 4):
+        change(capture, table, step)
+    behind = run_rivet("run", "-c", str(config))
+    assert behind.returncode == 0 and "bytes of log behind (cdc.max_lag_bytes 1024)" in behind.stderr
+    journal = run_rivet("journal", "-c", str(config), "-e", table, "--json")
+    events = json.loads(journal.stdout)["runs"][0]["events"]
+    lag = [e for e in events if e["type"] == "cdc_lag"]
+    assert len(lag) == 1 and lag[0]["bytes_behind"] > 1024
+    assert any(e["type"] == "warning" and "behind" in e["message"] for e in events)
+    caught_up = run_rivet("run", "-c", str(config))
+    assert caught_up.returncode == 0 and "behind" not in caught_up.stderr

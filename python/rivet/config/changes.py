@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rivet.config.common import Bool, StrictModel, _reject_unsupported
+from rivet.config.sizes import parse_size
 
 # PostgreSQL replication slot names: lower-case letters, digits and underscores.
 SLOT_PATTERN = r"^[a-z0-9_]{1,63}$"
@@ -36,6 +37,15 @@ class CdcConfig(StrictModel):
     # The original tool's position file; rivet keeps the position in its state store instead.
     checkpoint: str | None = None
     until_current: Bool = True
+    # Warn when a run starts this far behind the log's end (1GB, 500MB, or bytes).
+    max_lag_bytes: str | int | None = None
+
+    @field_validator("max_lag_bytes")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            parse_size(v)
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -64,6 +64,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "server_id": "MySQL/MariaDB: the replica id the binary log is read as (default: derived from the name).",
         "checkpoint": "The original rivet's position file: not read; a run refuses to anchor anew while it exists.",
         "until_current": "true (default): each run reads the log to its end as the run started, then exits.",
+        "max_lag_bytes": "Warn when a run starts this far behind the log's end (1GB, 500MB or bytes).",
     },
     "ExportConfig": {
         "name": "Unique; used in file names and the state store.",

@@ -10,6 +10,8 @@ Schema version 1. Every event has ``v`` (the version), ``type``, ``export`` and
 - ``warning``: ``message``
 - ``schema_drift``: ``policy``, ``added``, ``removed``, ``retyped`` (lists of ``name: type``)
 - ``shape_drift``: ``column``, ``bytes``, ``before``
+- ``cdc_lag``: ``position`` (where a change capture run starts), ``bytes_behind`` (the log
+  written since, None when the server cannot say)
 - ``finished``: ``run_id``, ``status``, ``rows``, ``files``, ``bytes``, ``duration_s``,
   ``peak_rss_mb``, ``error``, ``error_type``, ``exit_code``
 """
@@ -33,6 +35,7 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "warning": {"message": str},
     "schema_drift": {"policy": str, "added": list, "removed": list, "retyped": list},
     "shape_drift": {"column": str, "bytes": int, "before": int},
+    "cdc_lag": {"position": str, "bytes_behind": (int, type(None))},
     "finished": {
         "run_id": str,
         "status": str,

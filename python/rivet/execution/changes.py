@@ -106,6 +106,7 @@ def run_changes(
     try:
         keys = merge_keys(run) if plan.merge_keys is not None else None
         snapshot_parts, position = _position(run)
+        _say_lag(run, position)
         if keys is not None:
             changes, end = _read_with_retries(run, position, lambda reader: collect(reader, plan.name))
             merge_changes(run, keys, changes, position, end)
@@ -147,6 +148,22 @@ def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     run.set_position(STREAMING, position)
     log.info("export %s: anchored at %s (%s); changes from here on are captured", plan.name, position, feed.anchor_name)
     return [], position
+
+
+def _say_lag(run: ChangeRun, position: str) -> None:
+    """How far behind the log's end the run starts: an event, and a warning past ``cdc.max_lag_bytes``."""
+    plan = run.plan
+    behind = run.feed.bytes_behind(position)
+    run.events.emit("cdc_lag", plan.name, position=position, bytes_behind=behind)
+    limit = plan.changes.max_lag_bytes if plan.changes else None
+    if behind is not None and limit is not None and behind > limit:
+        log.warning(
+            "export %s: starts %d bytes of log behind (cdc.max_lag_bytes %d): the server keeps that log for it; "
+            "run it more often",
+            plan.name,
+            behind,
+            limit,
+        )
 
 
 def _refuse_original_checkpoint(plan: ExportPlan) -> None:

@@ -295,6 +295,8 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
     changes = None
     if export.mode == "cdc":
         cdc = export.cdc.model_dump(exclude={"until_current"}) if export.cdc else {}
+        if cdc.get("max_lag_bytes") is not None:
+            cdc["max_lag_bytes"] = parse_size(cdc["max_lag_bytes"])
         changes = ChangeSpec.for_export(export.name, **cdc)
     query = _query_text(export, loaded.base_dir, source, loaded.variables)
     identity = _identity(loaded, export, source, query)

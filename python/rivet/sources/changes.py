@@ -34,6 +34,8 @@ class ChangeSpec:
     server_id: int
     # The original tool's position file, which rivet does not read (refused if it exists on a first run).
     checkpoint: str | None = None
+    # A run that starts this many bytes behind the log's end warns (None: never).
+    max_lag_bytes: int | None = None
 
     @classmethod
     def for_export(
@@ -44,6 +46,7 @@ class ChangeSpec:
         publication: str | None = None,
         server_id: int | None = None,
         checkpoint: str | None = None,
+        max_lag_bytes: int | None = None,
     ) -> ChangeSpec:
         """The spec of export ``export``, each name not given derived from the export's name."""
         derived = ("rivet_" + re.sub(r"[^a-z0-9_]", "_", export.lower()))[:63]
@@ -54,6 +57,7 @@ class ChangeSpec:
             publication=publication or slot or derived,
             server_id=server_id or low + zlib.crc32(export.encode()) % (high - low),
             checkpoint=checkpoint,
+            max_lag_bytes=max_lag_bytes,
         )
 
 
@@ -87,6 +91,10 @@ class ChangeFeed(ABC):
     @abstractmethod
     def check(self, position: str) -> None:
         """Raise SourceError when the server no longer holds the log from ``position`` (a loud gap)."""
+
+    @abstractmethod
+    def bytes_behind(self, position: str) -> int | None:
+        """How much log the server has written since ``position`` (None: it cannot say)."""
 
     @abstractmethod
     def changes(self, position: str, tuning: Tuning) -> BatchReader:

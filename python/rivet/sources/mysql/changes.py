@@ -119,6 +119,16 @@ class MyChangeFeed(ChangeFeed):
                 f"(`rivet state reset -e {self.export}`) and run it with cdc.initial: snapshot"
             )
 
+    def bytes_behind(self, position: str) -> int | None:
+        """The binary log written since ``position``: the rest of its file and every later file."""
+        file, offset = _split(position)
+        sizes = [(str(r[0]), int(str(r[1]))) for r in self.session.query("SHOW BINARY LOGS")]
+        names = [name for name, _ in sizes]
+        if file not in names:
+            return None
+        later = sizes[names.index(file) :]
+        return max(sum(size for _, size in later) - offset, 0)
+
     def changes(self, position: str, tuning: Tuning) -> BatchReader:
         """The binlog from ``position`` to its end, as the server's replica ``server_id``."""
         file, offset = _split(position)

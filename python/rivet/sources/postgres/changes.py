@@ -177,6 +177,12 @@ class PgChangeFeed(ChangeFeed):
                 f"(max_slot_wal_keep_size); {gap}"
             )
 
+    def bytes_behind(self, position: str) -> int | None:
+        """The WAL written since ``position``."""
+        lsn = self.source.dialect.string(position)
+        behind = self._query(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), {lsn}::pg_lsn)::bigint::text")[0][0]
+        return int(behind) if behind is not None else None
+
     def changes(self, position: str, tuning: Tuning) -> BatchReader:
         """Stream the slot from ``position`` to the WAL end as of now."""
         self._stream = replication = self._replication()
