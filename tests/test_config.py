@@ -466,7 +466,10 @@ CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
             CDC + "    format: delta\n    write: merge\n    partition_by: id\n",
             "partition_by does not apply to mode: cdc",
         ),
-        ("    table: t\n    format: delta\n    write: merge\n    destination: out\n", "applies to mode: cdc, not full"),
+        (
+            "    table: t\n    format: delta\n    write: merge\n    destination: out\n",
+            "applies to mode: cdc and incremental, not full",
+        ),
         (CDC + "    parallel: 2\n", "parallel does not apply to mode: cdc"),
     ],
 )

@@ -82,7 +82,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "columns": "Per-column type overrides: decimal(p,s) or text.",
         "tuning": "This export's tuning (over the source's).",
         "cursor_column": "incremental: the column whose growth selects new rows.",
-        "write": "append (default), or merge (mode: cdc into format: delta): the table holds the rows as they are now.",
+        "write": "append (default), or merge (format: delta; cdc, incremental): the table holds the rows as they are.",
         "merge_keys": "write: merge: the columns rows are matched by (default: the table's primary key).",
         "cdc": "cdc: the initial snapshot, and the slot (PostgreSQL) or server_id (MySQL) the log is read through.",
         "incremental_cursor_mode": "single_column (default) or coalesce (with cursor_fallback_column).",

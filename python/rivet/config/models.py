@@ -171,8 +171,10 @@ class ExportConfig(StrictModel):
             raise ValueError(
                 f"write: merge needs format: delta (a table that rows can be merged into), not {self.format}"
             )
-        if self.mode != "cdc":
-            raise ValueError(f"write: merge applies to mode: cdc, not {self.mode}")
+        if self.mode not in ("cdc", "incremental"):
+            raise ValueError(f"write: merge applies to mode: cdc and incremental, not {self.mode}")
+        if self.mode == "incremental" and self.table is None and self.merge_keys is None:
+            raise ValueError("write: merge of a query needs merge_keys (a table's primary key is found by itself)")
         if self.meta_columns is not None or self.partition_by is not None:
             raise ValueError("meta_columns and partition_by do not apply to write: merge")
         if self.merge_keys is not None and len(set(self.merge_keys)) != len(self.merge_keys):

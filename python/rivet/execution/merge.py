@@ -1,6 +1,10 @@
-"""``write: merge`` of a change capture: the Delta table holds the source table as it is now.
+"""``write: merge``: the Delta table holds the source table as it is now.
 
-The initial snapshot replaces the table in one commit. Each run then folds its changes
+Two ways in. An incremental run upserts the rows its cursor selected, by key, in one
+commit, before its state commit moves the cursor (a run killed in between upserts the same
+rows again: the table ends the same). A change capture folds and merges its changes:
+
+the initial snapshot replaces the table in one commit. Each run then folds its changes
 to each key's latest (a delete included), merges them by key in one commit whose
 metadata names the positions the run read from and to, and stores the new position in
 its state commit. A run killed between the two leaves the table ahead of the state: the
@@ -16,7 +20,7 @@ the default replica identity) the run fails rather than write a NULL that is not
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -28,11 +32,18 @@ from rivet.execution.commit import commit_state
 from rivet.execution.integrity import check_read
 from rivet.output.tables.delta_merge import EXPORT, FROM, POSITION, RUN
 from rivet.state.changes import STREAMING
+from rivet.storage import staging
+from rivet.storage.destinations import open_destination
 
 if TYPE_CHECKING:
     from rivet._native import BatchReader
     from rivet.execution.changes import ChangeRun
+    from rivet.execution.results import ExportResult
+    from rivet.output import StagedPart
     from rivet.output.tables.base import TableFormat
+    from rivet.plan.export import ExportPlan
+    from rivet.state import StateStore
+    from rivet.state.lease import ExportLease
 
 log = logging.getLogger("rivet")
 
@@ -100,6 +111,46 @@ def merge_changes(run: ChangeRun, keys: tuple[str, ...], changes: pa.Table, star
     commit_state(run.state, run.lease, run.result.run_id, lambda: run.set_position(STREAMING, end))
     log.info("export %s: %d change(s) to %d key(s) merged, from %s to %s",
              plan.name, changes.num_rows, latest.num_rows, start, end)  # fmt: skip
+
+
+def upsert_staged(
+    plan: ExportPlan,
+    state: StateStore,
+    result: ExportResult,
+    staged: list[StagedPart],
+    lease: ExportLease | None,
+    on_commit: Callable[[], None],
+) -> None:
+    """Upsert an incremental run's staged rows into the table by key, then make the run count."""
+    import pyarrow.parquet as pq
+
+    fmt = plan.lake_table
+    assert fmt is not None and plan.merge_keys is not None
+    try:
+        read = [pq.read_table(part.path) for part in staged]
+    finally:
+        for part in staged:
+            staging.remove(part.path)
+    assert result.schema is not None
+    rows = pa.concat_tables(read) if read else result.schema.empty_table()
+    keys = plan.merge_keys or tuple(plan.server.primary_key(plan.table or ""))
+    columns = rows.schema.names
+    if not keys or any(k not in columns for k in keys):
+        raise ConfigError(f"export '{plan.name}': write: merge needs merge_keys naming columns of the query")
+    latest = _latest(rows, keys)
+    metadata = {EXPORT: plan.name, RUN: result.run_id, FROM: "", POSITION: ""}
+    if fmt.listed_parts(open_destination(plan.destination)) is None:
+        fmt.replace_rows(
+            plan.destination, pa.RecordBatchReader.from_batches(latest.schema, latest.to_batches()), metadata
+        )
+    elif latest.num_rows:
+        with_op = latest.append_column(OP, pa.array(["upsert"] * latest.num_rows, pa.string()))
+        fmt.merge_rows(plan.destination, with_op, keys, columns, metadata)
+    result.merged_rows = latest.num_rows
+    if not latest.num_rows:
+        result.status = "empty"
+    failpoints.hit("before_cursor")
+    commit_state(state, lease, result.run_id, on_commit)
 
 
 def collect(reader: BatchReader, export: str) -> pa.Table:

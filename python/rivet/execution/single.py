@@ -31,6 +31,7 @@ from rivet.execution.appends import CURSOR_SCOPE, AppendCursor, as_text, open_cu
 from rivet.execution.commit import Publication, commit_parts
 from rivet.execution.filters import where
 from rivet.execution.integrity import check_read
+from rivet.execution.merge import upsert_staged
 from rivet.execution.rows import OutputRows
 from rivet.output import StagedPart, open_part_writer
 from rivet.plan.reader import choose_engine, connectorx_scanner
@@ -107,6 +108,10 @@ def run_single(
             log.info("export %s read no rows: skipped (skip_empty), nothing published", plan.name)
             result.status = "skipped"
             return
+        if plan.merge_keys is not None:
+            assert state is not None and cursor is not None, "write: merge is checked to be incremental"
+            upsert_staged(plan, state, result, staged, lease, partial(_committed, cursor, rows, state, result))
+            return
         append = plan.appends and state is not None
         if append and sum(p.rows for p in staged) == 0:
             for part in staged:
@@ -121,14 +126,16 @@ def run_single(
         assert result.schema is not None
         result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
 
-        def on_commit() -> None:
-            if cursor is not None and state is not None:
-                cursor.commit(state, result.run_id)
-            rows.drift.commit(result.run_id, iso(utc_now()))
-
-        publication.publish(result.schema, parts, on_commit=on_commit)
+        publication.publish(result.schema, parts, on_commit=partial(_committed, cursor, rows, state, result))
     finally:
         destination.cleanup()
+
+
+def _committed(cursor: AppendCursor | None, rows: OutputRows, state: StateStore | None, result: ExportResult) -> None:
+    """What moves in the run's state commit: the cursor, and the published schema."""
+    if cursor is not None and state is not None:
+        cursor.commit(state, result.run_id)
+    rows.drift.commit(result.run_id, iso(utc_now()))
 
 
 def _provenance(cursor: AppendCursor | None) -> dict[str, object]:

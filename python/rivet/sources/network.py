@@ -231,6 +231,10 @@ class NetworkSource:
         options = scan_options(tuning, method=self.read_method, reconcile=reconcile)
         return self.session().scan(query, None, options, decimal, text)
 
+    def primary_key(self, relation: str) -> list[str]:
+        """The primary key columns of ``relation`` (quoted SQL), in key order; empty when it has none."""
+        return [str(r[0]) for r in self.session().query(self.dialect.primary_key_query(relation)) if r[0]]
+
     def change_feed(self, table: tuple[str, ...], spec: ChangeSpec, export: str) -> ChangeFeed:
         """The changes of ``table`` from the server's log (``mode: cdc``)."""
         raise ConfigError(f"export '{export}': mode: cdc is not supported on {self.label}")

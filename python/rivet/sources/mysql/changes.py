@@ -102,7 +102,7 @@ class MyChangeFeed(ChangeFeed):
 
     def primary_key(self) -> list[str]:
         """The table's primary key columns, in key order."""
-        return [str(r[0]) for r in self.session.query(self.source.dialect.primary_key_query(self._quoted)) if r[0]]
+        return self.source.primary_key(self._quoted)
 
     @property
     def _quoted(self) -> str:
