@@ -312,16 +312,21 @@ def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table
                 pg.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY)")  # type: ignore[arg-type]
             export = {"name": table, "table": f"public.{table}", "mode": "cdc", "destination": str(tmp_path / "out")}
             config = write_config(tmp_path, plain.source, [export])
-            refused = run_rivet("run", "-c", str(config))
+            refused, doctor = run_rivet("run", "-c", str(config)), run_rivet("doctor", "-c", str(config))
         expected = "mode: cdc needs wal_level = logical on the server (it is replica)"
     else:
         capture.execute("SET GLOBAL binlog_format = 'MIXED'")
         try:
-            refused = run_rivet("run", "-c", str(config))
+            refused, doctor = run_rivet("run", "-c", str(config)), run_rivet("doctor", "-c", str(config))
         finally:
             capture.execute("SET GLOBAL binlog_format = 'ROW'")
         expected = "binlog_format is MIXED, not ROW"
     assert refused.returncode == 1 and expected in refused.stderr, refused.stderr
+    # rivet doctor says it before any run.
+    assert doctor.returncode == 1 and expected in doctor.stdout + doctor.stderr
+    ready = run_rivet("doctor", "-c", str(config_for(capture, table, tmp_path)))
+    said = "wal_level is logical" if capture.kind == "postgres" else "the binary log is on, in ROW format"
+    assert said in ready.stdout + ready.stderr
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
@@ -455,3 +460,17 @@ def test_each_run_says_how_far_behind_the_log_it_starts_and_warns_past_the_limit
     assert any(e["type"] == "warning" and "behind" in e["message"] for e in events)
     caught_up = run_rivet("run", "-c", str(config))
     assert caught_up.returncode == 0 and "behind" not in caught_up.stderr
+
+
+def test_a_position_forged_in_the_state_store_is_refused_not_sent(capture, table, tmp_path):
+    import sqlite3
+
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    change(capture, table, 1)
+    before = files_with_bytes(tmp_path / "out")
+    with sqlite3.connect(tmp_path / ".rivet_state.db") as state:
+        state.execute("UPDATE change_positions SET position = ?", ("0/0'; DROP TABLE x; --",))
+    refused = run_rivet("run", "-c", str(config))
+    assert refused.returncode != 0 and "is not a" in refused.stderr and "position" in refused.stderr, refused.stderr
+    assert files_with_bytes(tmp_path / "out") == before

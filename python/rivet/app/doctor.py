@@ -208,6 +208,8 @@ def _export_checks(plan: ExportPlan, session: Any) -> list[Check]:
             fix = "grant the user SELECT on the tables of the query"
         return [Check(subject, "select", FAIL, _text(e), fix)]
     checks = [Check(subject, "select", OK, f"{len(schema)} column(s) readable")]
+    if plan.changes is not None:
+        checks.append(_log_check(plan))
     named = {
         "cursor_column": plan.cursor.column if plan.cursor else None,
         "cursor_fallback_column": plan.cursor.fallback if plan.cursor else None,
@@ -226,6 +228,19 @@ def _export_checks(plan: ExportPlan, session: Any) -> list[Check]:
             fix = f"name a column of the query's result: {', '.join(some[:8])}{', ...' if len(some) > 8 else ''}"
             checks.append(Check(subject, "columns", FAIL, f"{key} {column} is not in the result", fix))
     return checks
+
+
+def _log_check(plan: ExportPlan) -> Check:
+    """A change capture's server logs whole rows."""
+    subject = f"export {plan.name}"
+    try:
+        feed = plan.change_feed()
+        try:
+            return Check(subject, "log", OK, feed.check_server())
+        finally:
+            feed.close()
+    except Exception as e:  # noqa: BLE001 - reported as the failed check
+        return Check(subject, "log", FAIL, _text(e), _fix_for(e))
 
 
 def _destination_check(plan: ExportPlan) -> Check:

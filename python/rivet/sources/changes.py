@@ -77,6 +77,10 @@ class ChangeFeed(ABC):
     anchor_name: str
 
     @abstractmethod
+    def check_server(self) -> str:
+        """Raise SourceError when the server does not log whole rows; what it logs, for people."""
+
+    @abstractmethod
     def anchor(self) -> str:
         """Make the anchor (a slot) or take the log's end; the position changes start from."""
 

@@ -9,9 +9,10 @@ MariaDB reports exactly (``binlog_snapshot_file``/``_position``).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from rivet.errors import ConfigError, SourceError
+from rivet.errors import ConfigError, SourceError, StateError
 from rivet.sources.base import scan_options
 from rivet.sources.changes import ChangeFeed, ChangeSnapshot, ChangeSpec
 
@@ -22,9 +23,18 @@ if TYPE_CHECKING:
     from rivet.sources.mysql.source import MysqlSource
 
 
+# A binary log position as rivet writes it: the file's name, then the offset in it.
+POSITION = re.compile(r"^([A-Za-z0-9_.-]{1,255}):([0-9]{1,10})$")
+
+
 def _split(position: str) -> tuple[str, int]:
-    file, _, offset = position.rpartition(":")
-    return file, int(offset)
+    matched = POSITION.match(position)
+    if matched is None:
+        raise StateError(
+            f"the stored position {position!r} is not a binary log position (file:offset); the state store is not "
+            "trusted with it (was it edited?): `rivet state reset` starts the export over"
+        )
+    return matched.group(1), int(matched.group(2))
 
 
 class MyChangeFeed(ChangeFeed):
@@ -47,10 +57,10 @@ class MyChangeFeed(ChangeFeed):
     def _binlog(self) -> MyBinlog:
         from rivet._native import MyBinlog
 
-        self._check_logging()
+        self.check_server()
         return MyBinlog(self.args)
 
-    def _check_logging(self) -> None:
+    def check_server(self) -> str:
         """A log of whole rows: a statement logged as SQL, or a row logged in part, would be a change lost."""
         row = self.session.query("SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image")[0]
         log_bin, binlog_format, row_image = (str(v).upper() for v in row)
@@ -66,6 +76,7 @@ class MyChangeFeed(ChangeFeed):
                 f"export '{self.export}': mode: cdc needs the server to log whole rows, and {', '.join(wrong)}: "
                 "set log_bin, binlog_format = ROW and binlog_row_image = FULL in the server's configuration"
             )
+        return "the binary log is on, in ROW format with FULL row images"
 
     def anchor(self) -> str:
         """The log's end: the changes start there."""
@@ -74,7 +85,7 @@ class MyChangeFeed(ChangeFeed):
 
     def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
         """A consistent-snapshot transaction and the log position it sees."""
-        self._check_logging()
+        self.check_server()
         session = self.source.session()
         session.query("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         status = dict(

@@ -9,11 +9,12 @@ to the slot only after the run's state commit holds it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rivet.errors import SourceError
+from rivet.errors import SourceError, StateError
 from rivet.sources.base import scan_options
 from rivet.sources.changes import ChangeFeed, ChangeSnapshot, ChangeSpec
 
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 DUPLICATE_OBJECT = "42710"
 # SQLSTATE of a slot another connection streams: a consumer that just died holds it a moment longer.
 OBJECT_IN_USE = "55006"
+# A WAL position as PostgreSQL writes it; anything else read back from a state store is refused.
+LSN = re.compile(r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+# The WAL end now, on a primary or a standby.
+WAL_NOW = "CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END"
 # How long a slot held by a vanished consumer is waited for.
 ACTIVE_SLOT_WAIT_S = 30.0
 
@@ -75,14 +80,19 @@ class PgChangeFeed(ChangeFeed):
 
         return PgReplication(self.args)
 
-    def _publish_table(self) -> None:
-        """Make the publication for the table when missing; refuse one that does not carry it."""
+    def check_server(self) -> str:
+        """``wal_level`` is ``logical``."""
         wal_level = self._query("SHOW wal_level")[0][0]
         if wal_level != "logical":
             raise SourceError(
                 f"export '{self.export}': mode: cdc needs wal_level = logical on the server (it is {wal_level}): set "
                 "it in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart the server"
             )
+        return "wal_level is logical"
+
+    def _publish_table(self) -> None:
+        """Make the publication for the table when missing; refuse one that does not carry it."""
+        self.check_server()
         s = self.source.dialect.string
         pub = self.spec.publication
         exists = self._query(f"SELECT 1 FROM pg_publication WHERE pubname = {s(pub)}")
@@ -153,7 +163,12 @@ class PgChangeFeed(ChangeFeed):
         return ChangeSnapshot(str(created["consistent_point"]), read, holder.clear)
 
     def check(self, position: str) -> None:
-        """The slot is there, for pgoutput in this database, and still holds its WAL."""
+        """The position is a WAL position; the slot is there, for pgoutput in this database, holding its WAL."""
+        if not LSN.match(position):
+            raise StateError(
+                f"export '{self.export}': its stored position {position!r} is not a PostgreSQL WAL position; the "
+                f"state store is not trusted with it (was it edited?): `rivet state reset -e {self.export}` starts over"
+            )
         s = self.source.dialect.string
         rows = self._query(
             "SELECT plugin::text, (database = current_database())::text, wal_status FROM pg_replication_slots "
@@ -180,7 +195,7 @@ class PgChangeFeed(ChangeFeed):
     def bytes_behind(self, position: str) -> int | None:
         """The WAL written since ``position``."""
         lsn = self.source.dialect.string(position)
-        behind = self._query(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), {lsn}::pg_lsn)::bigint::text")[0][0]
+        behind = self._query(f"SELECT pg_wal_lsn_diff({WAL_NOW}, {lsn}::pg_lsn)::bigint::text")[0][0]
         return int(behind) if behind is not None else None
 
     def changes(self, position: str, tuning: Tuning) -> BatchReader:
