@@ -330,20 +330,30 @@ def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
-def merged_table(home: Path) -> list[tuple[Any, ...]]:
-    """The Delta table at ``home/out``, as rows by key."""
-    from deltalake import DeltaTable
+def merged_rows(home: Path, fmt: str, export: str) -> list[dict[str, Any]]:
+    """The rows of the merged table at ``home/out``, read by its own library."""
+    if fmt == "delta":
+        from deltalake import DeltaTable
 
-    rows = DeltaTable(str(home / "out")).to_pyarrow_table().to_pylist()
-    return sorted(tuple(r[c] for c in COLUMNS) for r in rows)
+        return list(DeltaTable(str(home / "out")).to_pyarrow_table().to_pylist())
+    from rivet.output.tables.iceberg import IcebergFormat, IcebergTable
+    from rivet.storage.destinations import DestinationSpec
+
+    table = IcebergFormat(IcebergTable.from_config(None, export, home))
+    return list(table.read(DestinationSpec(str(home / "out")), None).to_pylist())
 
 
-def merge_config(capture: Capture, table: str, home: Path) -> Path:
+def merged_table(home: Path, fmt: str, export: str) -> list[tuple[Any, ...]]:
+    """The merged table, as rows by key."""
+    return sorted(tuple(r[c] for c in COLUMNS) for r in merged_rows(home, fmt, export))
+
+
+def merge_config(capture: Capture, table: str, home: Path, fmt: str = "delta") -> Path:
     export = {
         "name": table,
         "table": f"{capture.schema}.{table}",
         "mode": "cdc",
-        "format": "delta",
+        "format": fmt,
         "write": "merge",
         "cdc": {"initial": "snapshot"},
         "destination": str(home / "out"),
@@ -351,34 +361,50 @@ def merge_config(capture: Capture, table: str, home: Path) -> Path:
     return write_config(home, capture.source, [export])
 
 
-def rivet_commits(home: Path) -> list[dict[str, Any]]:
-    """The Delta commits rivet made, oldest first, with their source positions."""
-    from deltalake import DeltaTable
+def merge_runs(home: Path, fmt: str, export: str) -> list[tuple[str, str, str]]:
+    """``(run, from, position)`` of each run that committed to the table, oldest first."""
+    if fmt == "delta":
+        from deltalake import DeltaTable
 
-    return [c for c in reversed(DeltaTable(str(home / "out")).history()) if "rivet.position" in c]
+        summaries = list(reversed(DeltaTable(str(home / "out")).history()))
+    else:
+        from rivet.output.tables.iceberg import IcebergFormat, IcebergTable
+        from rivet.storage.destinations import DestinationSpec
+
+        found = IcebergFormat(IcebergTable.from_config(None, export, home)).open(
+            DestinationSpec(str(home / "out")), None
+        )
+        summaries = [dict(s.summary.additional_properties) for s in found.snapshots()]
+    runs: list[tuple[str, str, str]] = []
+    for c in summaries:
+        if "rivet.position" in c and (not runs or runs[-1][0] != c["rivet.run_id"]):
+            runs.append((c["rivet.run_id"], c["rivet.from"], c["rivet.position"]))
+    return runs
 
 
-def test_a_merged_delta_table_is_the_live_table_after_every_run(capture, table, tmp_path):
-    config = merge_config(capture, table, tmp_path)
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_a_merged_table_is_the_live_table_after_every_run(capture, table, tmp_path, fmt):
+    config = merge_config(capture, table, tmp_path, fmt)
     for step in range(1, 4):
         done = run_rivet("run", "-c", str(config))
         assert done.returncode == 0, done.stderr
-        assert merged_table(tmp_path) == capture.live(table)
+        assert merged_table(tmp_path, fmt, table) == capture.live(table)
         change(capture, table, step)
     assert run_rivet("run", "-c", str(config)).returncode == 0
-    assert merged_table(tmp_path) == capture.live(table)
-    commits = rivet_commits(tmp_path)
+    assert merged_table(tmp_path, fmt, table) == capture.live(table)
+    runs = merge_runs(tmp_path, fmt, table)
     # The snapshot, then one merge per run that had changes, each starting where the last ended.
-    assert [c["rivet.from"] for c in commits[1:]] == [c["rivet.position"] for c in commits[:-1]]
-    assert len(commits) == 4
+    assert [r[1] for r in runs[1:]] == [r[2] for r in runs[:-1]]
+    assert len(runs) == 4
     # A run with nothing new makes no commit.
     assert run_rivet("run", "-c", str(config)).returncode == 0
-    assert len(rivet_commits(tmp_path)) == 4
+    assert len(merge_runs(tmp_path, fmt, table)) == 4
 
 
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
 @pytest.mark.parametrize("point", ["after_anchor", "before_cursor@1", "before_cursor@2"])
-def test_a_merge_killed_after_its_commit_is_not_merged_again(capture, table, tmp_path, point):
-    config = merge_config(capture, table, tmp_path)
+def test_a_merge_killed_after_its_commit_is_not_merged_again(capture, table, tmp_path, point, fmt):
+    config = merge_config(capture, table, tmp_path, fmt)
     if point == "before_cursor@2":
         assert run_rivet("run", "-c", str(config)).returncode == 0
         point = "before_cursor"
@@ -388,8 +414,8 @@ def test_a_merge_killed_after_its_commit_is_not_merged_again(capture, table, tmp
     change(capture, table, 2)
     done = run_rivet("run", "-c", str(config))
     assert done.returncode == 0, done.stderr
-    assert merged_table(tmp_path) == capture.live(table)
-    merges = [c["rivet.from"] for c in rivet_commits(tmp_path) if c["rivet.from"]]
+    assert merged_table(tmp_path, fmt, table) == capture.live(table)
+    merges = [start for _, start, _ in merge_runs(tmp_path, fmt, table) if start]
     assert len(merges) == len(set(merges)), "the same changes were merged twice"
 
 

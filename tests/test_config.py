@@ -459,7 +459,7 @@ CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
         (CDC + "    cdc: {slot: Bad-Slot}\n", "exports[0] (a).cdc.slot"),
         (CDC + "    cdc: {initial: always}\n", "expected 'snapshot' or 'none'"),
         (CDC + "    format: delta\n", "format: delta with mode: cdc takes write: merge"),
-        (CDC + "    format: iceberg\n", "format: iceberg with mode: cdc is not supported yet"),
+        (CDC + "    format: iceberg\n", "format: iceberg with mode: cdc takes write: merge"),
         (CDC + "    write: merge\n", "write: merge needs format: delta"),
         (CDC + "    merge_keys: [id]\n", "merge_keys requires write: merge"),
         (

@@ -167,9 +167,9 @@ class ExportConfig(StrictModel):
             if self.merge_keys is not None:
                 raise ValueError("merge_keys requires write: merge")
             return
-        if self.format != "delta":
+        if self.format not in ("delta", "iceberg"):
             raise ValueError(
-                f"write: merge needs format: delta (a table that rows can be merged into), not {self.format}"
+                f"write: merge needs format: delta or iceberg (a table rows can be merged into), not {self.format}"
             )
         if self.mode not in ("cdc", "incremental"):
             raise ValueError(f"write: merge applies to mode: cdc and incremental, not {self.mode}")
@@ -309,15 +309,10 @@ class ExportConfig(StrictModel):
             raise ValueError("mode: cdc captures the changes of one table: use table: schema.name (not a query)")
         if (self.parallel or 1) > 1:
             raise ValueError("parallel does not apply to mode: cdc: one connection reads the log in commit order")
-        if self.format == "iceberg":
+        if self.format in ("delta", "iceberg") and self.write != "merge":
             raise ValueError(
-                "format: iceberg with mode: cdc is not supported yet: write format: delta with write: merge (the "
-                "table as it is now), or parquet (the change rows, which replay in (__pos, __seq) order)"
-            )
-        if self.format == "delta" and self.write != "merge":
-            raise ValueError(
-                "format: delta with mode: cdc takes write: merge (the table as it is now); for the change rows "
-                "themselves write format: parquet"
+                f"format: {self.format} with mode: cdc takes write: merge (the table as it is now); for the change "
+                "rows themselves write format: parquet"
             )
         if self.partition_by is not None:
             raise ValueError("partition_by does not apply to mode: cdc: change parts follow the log, not the rows")

@@ -30,7 +30,7 @@ from rivet.core import failpoints
 from rivet.errors import ConfigError, DataError
 from rivet.execution.commit import commit_state
 from rivet.execution.integrity import check_read
-from rivet.output.tables.delta_merge import EXPORT, FROM, POSITION, RUN
+from rivet.output.tables.base import MERGE_EXPORT, MERGE_FROM, MERGE_OP, MERGE_POSITION, MERGE_RUN
 from rivet.state.changes import STREAMING
 from rivet.storage import staging
 from rivet.storage.destinations import open_destination
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from rivet.execution.changes import ChangeRun
     from rivet.execution.results import ExportResult
     from rivet.output import StagedPart
+    from rivet.output.tables import TableCheck
     from rivet.output.tables.base import TableFormat
     from rivet.plan.export import ExportPlan
     from rivet.state import StateStore
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rivet")
 
 # Change columns a merge reads; the rest of the change columns never reach the table.
-OP, UNCHANGED = "__op", "__unchanged"
+OP, UNCHANGED = MERGE_OP, "__unchanged"
 
 
 def _table(run: ChangeRun) -> TableFormat:
@@ -58,7 +59,7 @@ def _table(run: ChangeRun) -> TableFormat:
 
 
 def _metadata(run: ChangeRun, start: str, end: str) -> dict[str, str]:
-    return {EXPORT: run.plan.name, RUN: run.result.run_id, FROM: start, POSITION: end}
+    return {MERGE_EXPORT: run.plan.name, MERGE_RUN: run.result.run_id, MERGE_FROM: start, MERGE_POSITION: end}
 
 
 def merge_snapshot(run: ChangeRun) -> str:
@@ -85,9 +86,9 @@ def merge_snapshot(run: ChangeRun) -> str:
 def resume_from_table(run: ChangeRun, stored: str) -> str:
     """The position to read from: ``stored``, or where a run killed after its table commit got to."""
     last = _table(run).last_merge(run.plan.destination, run.plan.name)
-    if last is None or last.get(FROM) != stored or last.get(POSITION) in (None, stored):
+    if last is None or last.get(MERGE_FROM) != stored or last.get(MERGE_POSITION) in (None, stored):
         return stored
-    position, earlier = last[POSITION], last[RUN]
+    position, earlier = last[MERGE_POSITION], last[MERGE_RUN]
     log.info("export %s: run %s merged the changes to %s before it was stopped; going on from there",
              run.plan.name, earlier, position)  # fmt: skip
     commit_state(run.state, run.lease, earlier, lambda: run.set_position(STREAMING, position))
@@ -119,6 +120,7 @@ def upsert_staged(
     result: ExportResult,
     staged: list[StagedPart],
     lease: ExportLease | None,
+    table_check: TableCheck | None,
     on_commit: Callable[[], None],
 ) -> None:
     """Upsert an incremental run's staged rows into the table by key, then make the run count."""
@@ -138,7 +140,9 @@ def upsert_staged(
     if not keys or any(k not in columns for k in keys):
         raise ConfigError(f"export '{plan.name}': write: merge needs merge_keys naming columns of the query")
     latest = _latest(rows, keys)
-    metadata = {EXPORT: plan.name, RUN: result.run_id, FROM: "", POSITION: ""}
+    if table_check is not None:
+        table_check.wait(latest.schema)  # and the catalog is made once, by the check, before it is written
+    metadata = {MERGE_EXPORT: plan.name, MERGE_RUN: result.run_id, MERGE_FROM: "", MERGE_POSITION: ""}
     if fmt.listed_parts(open_destination(plan.destination)) is None:
         fmt.replace_rows(
             plan.destination, pa.RecordBatchReader.from_batches(latest.schema, latest.to_batches()), metadata
@@ -167,7 +171,10 @@ def collect(reader: BatchReader, export: str) -> pa.Table:
 
 
 def merge_keys(run: ChangeRun) -> tuple[str, ...]:
-    """The columns rows are merged by: ``merge_keys``, else the table's primary key (checked before anchoring)."""
+    """The columns rows are merged by: ``merge_keys``, else the table's primary key (checked before anchoring).
+
+    The table format's checks are awaited here too: they open its catalog first, once.
+    """
     plan = run.plan
     assert plan.merge_keys is not None
     schema = plan.source.describe(plan.query, plan.overrides)
@@ -177,6 +184,8 @@ def merge_keys(run: ChangeRun) -> tuple[str, ...]:
     missing = [k for k in keys if k not in schema.names]
     if missing:
         raise ConfigError(f"export '{plan.name}': merge_keys {', '.join(missing)} are not columns of {plan.table}")
+    if run.table_check is not None:
+        run.table_check.wait(schema)
     return keys
 
 

@@ -110,7 +110,8 @@ def run_single(
             return
         if plan.merge_keys is not None:
             assert state is not None and cursor is not None, "write: merge is checked to be incremental"
-            upsert_staged(plan, state, result, staged, lease, partial(_committed, cursor, rows, state, result))
+            committed = partial(_committed, cursor, rows, state, result)
+            upsert_staged(plan, state, result, staged, lease, table_check, committed)
             return
         append = plan.appends and state is not None
         if append and sum(p.rows for p in staged) == 0:

@@ -134,6 +134,11 @@ def run_summary(run_id: str, export: str, fingerprint: str, live: list[Committed
     return {"rivet.run_id": run_id, "rivet.export": export, "rivet.fingerprint": fingerprint, "rivet.rows": str(rows)}
 
 
+# write: merge: the commit metadata a merge or replace carries (text), and the one change column it reads.
+MERGE_EXPORT, MERGE_RUN, MERGE_FROM, MERGE_POSITION = "rivet.export", "rivet.run_id", "rivet.from", "rivet.position"
+MERGE_OP = "__op"
+
+
 class TableFormat(ABC):
     """A lake table format the parts are committed to: its rules, its library, its table."""
 

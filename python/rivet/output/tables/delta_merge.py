@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rivet.errors import DestinationError
-from rivet.output.tables.base import reason
+from rivet.output.tables.base import MERGE_EXPORT, MERGE_OP, reason
 from rivet.output.tables.delta import storage_options, table_uri
 
 if TYPE_CHECKING:
@@ -20,12 +20,8 @@ if TYPE_CHECKING:
 
     from rivet.storage.destinations import DestinationSpec
 
-# The commit metadata keys of a merge; values are text.
-EXPORT, RUN, FROM, POSITION = "rivet.export", "rivet.run_id", "rivet.from", "rivet.position"
 # How far back the table's history is searched for the export's last commit.
 HISTORY_DEPTH = 50
-# The column of the change operation, the only change column a merge reads.
-OP = "__op"
 
 
 def _quoted(column: str) -> str:
@@ -67,9 +63,9 @@ def merge_rows(
     try:
         (
             table.merge(rows, on, source_alias="s", target_alias="t", commit_properties=_commit(metadata))
-            .when_matched_delete(predicate=f"s.{OP} = 'delete'")
-            .when_matched_update(updates=values, predicate=f"s.{OP} <> 'delete'")
-            .when_not_matched_insert(updates=values, predicate=f"s.{OP} <> 'delete'")
+            .when_matched_delete(predicate=f"s.{MERGE_OP} = 'delete'")
+            .when_matched_update(updates=values, predicate=f"s.{MERGE_OP} <> 'delete'")
+            .when_not_matched_insert(updates=values, predicate=f"s.{MERGE_OP} <> 'delete'")
             .execute()
         )
     except Exception as e:
@@ -86,7 +82,7 @@ def last_merge(spec: DestinationSpec, export: str) -> dict[str, str] | None:
     except TableNotFoundError:
         return None
     for commit in table.history(HISTORY_DEPTH):
-        if commit.get(EXPORT) == export:
+        if commit.get(MERGE_EXPORT) == export:
             return {k: str(v) for k, v in commit.items() if k.startswith("rivet.")}
     return None
 

@@ -398,6 +398,7 @@ class IcebergFormat(TableFormat):
     label: ClassVar[str] = "Iceberg"
     modules: ClassVar[tuple[str, ...]] = ("pyiceberg.catalog.sql", "pyiceberg.table", "pyiceberg.io.pyarrow")
     extra: ClassVar[str] = "iceberg"
+    merges: ClassVar[bool] = True
 
     def __init__(self, table: IcebergTable) -> None:
         self.table = table
@@ -462,3 +463,29 @@ class IcebergFormat(TableFormat):
         location = table_location(spec)
         options = storage_options(spec) if "://" in location.removeprefix("file://") else {}
         return pl.scan_iceberg(self.open(spec, version), snapshot_id=version, storage_options=options or None)
+
+    def replace_rows(self, spec: DestinationSpec, rows: pa.RecordBatchReader, metadata: dict[str, str]) -> None:
+        """An overwrite, the table made when missing."""
+        from rivet.output.tables.iceberg_merge import replace_rows
+
+        replace_rows(self.table, spec, rows, metadata)
+
+    def merge_rows(
+        self, spec: DestinationSpec, rows: pa.Table, keys: tuple[str, ...], columns: list[str], metadata: dict[str, str]
+    ) -> None:
+        """A delete and an upsert in one transaction."""
+        from rivet.output.tables.iceberg_merge import merge_rows
+
+        merge_rows(self.table, spec, rows, keys, columns, metadata)
+
+    def last_merge(self, spec: DestinationSpec, export: str) -> dict[str, str] | None:
+        """From the snapshots' summaries."""
+        from rivet.output.tables.iceberg_merge import last_merge
+
+        return last_merge(self.table, spec, export)
+
+    def current_rows(self, spec: DestinationSpec, column: str, values: list[Any], columns: list[str]) -> pa.Table:
+        """A filtered scan of the current snapshot."""
+        from rivet.output.tables.iceberg_merge import current_rows
+
+        return current_rows(self.table, spec, column, values, columns)
