@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -500,3 +501,51 @@ def test_a_position_forged_in_the_state_store_is_refused_not_sent(capture, table
     refused = run_rivet("run", "-c", str(config))
     assert refused.returncode != 0 and "is not a" in refused.stderr and "position" in refused.stderr, refused.stderr
     assert files_with_bytes(tmp_path / "out") == before
+
+
+def test_follow_runs_again_until_it_is_stopped_and_publishes_each_change_once(capture, table, tmp_path):
+    import sqlite3
+
+    config = config_for(capture, table, tmp_path)
+    state = tmp_path / ".rivet_state.db"
+
+    def anchored() -> bool:
+        if not state.exists():
+            return False
+        with sqlite3.connect(state) as db:
+            try:
+                return bool(db.execute("SELECT 1 FROM change_positions WHERE phase = 'streaming'").fetchall())
+            except sqlite3.OperationalError:  # the store is being made
+                return False
+
+    def published_changes() -> int:
+        try:
+            return len(parts(tmp_path / "out"))
+        except (OSError, ValueError, AssertionError):  # not there yet, or between two files of a run
+            return 0
+
+    with start_rivet("run", "-c", str(config), "--follow", "--every", "0.3", stdout=subprocess.DEVNULL) as run:
+        wait_until(anchored, "the first run anchors", run)
+        change(capture, table, 1)
+        wait_until(lambda: published_changes() == 9, "a later run publishes the changes", run)
+        change(capture, table, 2)
+        wait_until(lambda: published_changes() == 18, "a later run publishes the next changes", run)
+        run.send_signal(signal.SIGTERM)
+        assert run.stderr is not None
+        said = run.stderr.read()
+        # Stopped between two runs (0) or inside one (130): either way nothing half-published.
+        assert run.wait() in (0, 130), said
+    change(capture, table, 3)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    assert replayed(tmp_path / "out") == capture.live(table)
+
+
+def test_follow_refuses_an_export_it_would_read_again_each_time(tmp_path):
+    config = write_config(
+        tmp_path,
+        {"type": "postgres", "url": "postgresql://u@127.0.0.1:1/db"},
+        [{"name": "orders", "table": "public.orders", "destination": str(tmp_path / "out")}],
+    )
+    refused = run_rivet("run", "-c", str(config), "--follow")
+    assert refused.returncode == 2 and "--follow runs mode: cdc exports only; orders" in refused.stderr
+    assert run_rivet("run", "-c", str(config), "--follow", "--json").returncode == 2

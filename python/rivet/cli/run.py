@@ -13,6 +13,7 @@ from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
     from rivet.config import ExportConfig
+    from rivet.execution.results import RunResult
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The rivet.yaml to run.", exists=False, dir_okay=False)
@@ -59,6 +60,13 @@ EventsOption = Annotated[
 ]
 
 
+FollowOption = Annotated[
+    bool,
+    typer.Option("--follow", help="mode: cdc: run again every --every seconds until stopped (Ctrl-C or SIGTERM)."),
+]
+EveryOption = Annotated[float, typer.Option("--every", min=0, help="With --follow: seconds between two runs.")]
+
+
 def stdout_exports(exports: list[ExportConfig], *, events: bool, processes: bool, validate: bool = False) -> bool:
     """Whether one of ``exports`` writes its file to stdout; refused where stdout is taken or unreadable."""
     if not any(e.writes_to_stdout for e in exports):
@@ -101,6 +109,40 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _check_follow(exports: list[ExportConfig]) -> None:
+    """--follow repeats change capture: each run reads only what is new. Other modes would re-export."""
+    from rivet.errors import ConfigError
+
+    others = [e.name for e in exports if e.mode != "cdc"]
+    if others:
+        raise ConfigError(
+            f"--follow runs mode: cdc exports only; {', '.join(others)} would be exported again each time"
+        )
+
+
+def _rest(seconds: float) -> bool:
+    """Wait before the next --follow run; False when stopped meanwhile (Ctrl-C, SIGTERM)."""
+    import time
+
+    try:
+        time.sleep(seconds)
+    except KeyboardInterrupt:
+        say("stopped between runs: everything read so far is published")
+        return False
+    return True
+
+
+def _report(result: RunResult, *, parallel: bool, events: bool) -> None:
+    """The run's summary and failures, for people (not with --events)."""
+    if events:
+        return
+    if parallel:
+        from rivet.ui.cards import Cards
+
+        say(Cards([]).summary(result.exports, result.duration_s))
+    failed_exports(result.exports)
+
+
 def run_command(
     config: ConfigOption,
     export: ExportOption = None,
@@ -116,8 +158,14 @@ def run_command(
     summary_output: SummaryOption = None,
     events: EventsOption = False,
     dask_scheduler: DaskOption = None,
+    follow: FollowOption = False,
+    every: EveryOption = 10.0,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
+
+    With --follow (change capture exports only), the run starts again every --every
+    seconds until it is stopped; each run publishes and commits on its own, so a stop
+    at any moment loses and repeats nothing. Stopped between runs it exits 0.
 
     Exit codes: 0 all succeeded, 1 an export failed (or is already running), 2 bad
     config or usage, 3 a value or column type cannot be exported exactly, or rows
@@ -136,6 +184,8 @@ def run_command(
 
     if parallel_exports and parallel_export_processes:
         raise typer.BadParameter("choose --parallel-exports or --parallel-export-processes, not both")
+    if follow and (json_output or summary_output is not None):
+        raise typer.BadParameter("--follow runs until stopped: follow it with --events, not --json or --summary-output")
     setup_logging()
     signal.signal(signal.SIGTERM, _on_sigterm)
     if json_output or events:
@@ -154,30 +204,33 @@ def run_command(
         parallel = "processes" if processes and not parallel_exports else "threads" if threads else None
         selected = [e for e in loaded.config.exports if not export or e.name in export]
         to_stdout = stdout_exports(selected, events=events, processes=parallel == "processes", validate=validate)
-        result = run_config(
-            loaded,
-            export,
-            options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile, cluster=cluster),
-            parallel=parallel,
-            max_parallel=max_processes,
-            params=parse_params(param),
-            observer=observer,
-            notify=not events,
-            show_progress=not events,
-        )
+        if follow:
+            _check_follow(selected)
+        while True:
+            result = run_config(
+                loaded,
+                export,
+                options=RunOptions(resume=resume, wait=wait, validate=validate, reconcile=reconcile, cluster=cluster),
+                parallel=parallel,
+                max_parallel=max_processes,
+                params=parse_params(param),
+                observer=observer,
+                notify=not events,
+                show_progress=not events,
+            )
+            if not follow or result.exit_code:
+                break
+            _report(result, parallel=parallel is not None, events=events)
+            if not _rest(every):
+                raise typer.Exit(0)
     except (Exception, KeyboardInterrupt) as e:
-        if isinstance(e, typer.BadParameter):
+        if isinstance(e, typer.BadParameter | typer.Exit):
             raise
         raise typer.Exit(report_error(e)) from None
     finally:
         if cluster is not None:
             cluster.close()
-    if parallel and not events:
-        from rivet.ui.cards import Cards
-
-        say(Cards([]).summary(result.exports, result.duration_s))
-    if not events:
-        failed_exports(result.exports)
+    _report(result, parallel=parallel is not None, events=events)
     if summary_output is not None:
         summary_output.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     if json_output:

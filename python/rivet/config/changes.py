@@ -57,6 +57,7 @@ class CdcConfig(StrictModel):
         if not self.until_current:
             raise ValueError(
                 "until_current: false (streaming without end) is not supported: each run drains the log to "
-                "where it ended when the run started, then publishes and exits; schedule runs as often as needed"
+                "where it ended when the run started, then publishes and exits; to keep capturing, use "
+                "`rivet run --follow` (a run every --every seconds until stopped)"
             )
         return self
