@@ -69,8 +69,6 @@ def merge_snapshot(run: ChangeRun) -> str:
     failpoints.hit("after_anchor")
     try:
         reader = snapshot.read()
-        if run.table_check is not None:
-            run.table_check.wait(pa.schema(reader))
         counted = _Counted(reader)
         _table(run).replace_rows(plan.destination, counted.stream(), _metadata(run, "", snapshot.position))
         check_read(reader, counted.rows, f"export {plan.name}")
@@ -103,8 +101,6 @@ def merge_changes(run: ChangeRun, keys: tuple[str, ...], changes: pa.Table, star
     if latest.num_rows and UNCHANGED in latest.schema.names:
         latest = _whole(run, changes, latest, keys)
     if latest.num_rows:
-        if run.table_check is not None:
-            run.table_check.wait(latest.select(columns).schema)
         rows = latest.select([OP, *columns])
         _table(run).merge_rows(plan.destination, rows, keys, columns, _metadata(run, start, end))
         run.result.merged_rows += latest.num_rows
@@ -135,10 +131,8 @@ def upsert_staged(
             staging.remove(part.path)
     assert result.schema is not None
     rows = pa.concat_tables(read) if read else result.schema.empty_table()
-    keys = plan.merge_keys or tuple(plan.server.primary_key(plan.table or ""))
     columns = rows.schema.names
-    if not keys or any(k not in columns for k in keys):
-        raise ConfigError(f"export '{plan.name}': write: merge needs merge_keys naming columns of the query")
+    keys = keys_of(plan, columns)
     latest = _latest(rows, keys)
     if table_check is not None:
         table_check.wait(latest.schema)  # and the catalog is made once, by the check, before it is written
@@ -171,21 +165,28 @@ def collect(reader: BatchReader, export: str) -> pa.Table:
 
 
 def merge_keys(run: ChangeRun) -> tuple[str, ...]:
-    """The columns rows are merged by: ``merge_keys``, else the table's primary key (checked before anchoring).
+    """A change capture's merge keys, found before it anchors.
 
     The table format's checks are awaited here too: they open its catalog first, once.
     """
     plan = run.plan
-    assert plan.merge_keys is not None
     schema = plan.source.describe(plan.query, plan.overrides)
-    keys = plan.merge_keys or tuple(run.feed.primary_key())
-    if not keys:
-        raise ConfigError(f"export '{plan.name}': {plan.table} has no primary key: name the columns in merge_keys")
-    missing = [k for k in keys if k not in schema.names]
-    if missing:
-        raise ConfigError(f"export '{plan.name}': merge_keys {', '.join(missing)} are not columns of {plan.table}")
+    keys = keys_of(plan, schema.names)
     if run.table_check is not None:
         run.table_check.wait(schema)
+    return keys
+
+
+def keys_of(plan: ExportPlan, columns: list[str]) -> tuple[str, ...]:
+    """The columns rows are merged by: ``merge_keys``, else the table's primary key; refused when missing."""
+    assert plan.merge_keys is not None
+    what = plan.table or "the query"
+    keys = plan.merge_keys or (tuple(plan.server.primary_key(plan.table)) if plan.table else ())
+    if not keys:
+        raise ConfigError(f"export '{plan.name}': {what} has no primary key: name the columns in merge_keys")
+    missing = [k for k in keys if k not in columns]
+    if missing:
+        raise ConfigError(f"export '{plan.name}': merge_keys {', '.join(missing)} are not columns of {what}")
     return keys
 
 

@@ -89,10 +89,6 @@ class ChangeFeed(ABC):
         """Make the anchor and open a read of the table at exactly its position."""
 
     @abstractmethod
-    def primary_key(self) -> list[str]:
-        """The table's primary key columns, in key order (empty: it has none)."""
-
-    @abstractmethod
     def check(self, position: str) -> None:
         """Raise SourceError when the server no longer holds the log from ``position`` (a loud gap)."""
 

@@ -116,10 +116,6 @@ class PgChangeFeed(ChangeFeed):
                 code=e.code,
             ) from e
 
-    def primary_key(self) -> list[str]:
-        """The table's primary key columns, in key order."""
-        return self.source.primary_key(self._quoted)
-
     @property
     def _quoted(self) -> str:
         return f"{self.source.quote_identifier(self.schema)}.{self.source.quote_identifier(self.name)}"
