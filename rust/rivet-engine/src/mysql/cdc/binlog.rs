@@ -560,6 +560,7 @@ pub fn rows<'a>(kind: u8, body: &'a [u8], map: &TableMap) -> Result<Rows<'a>> {
     };
     let mut rows = Vec::new();
     while !b.rest().is_empty() {
+        let start = b.at;
         let old = if has_before {
             Some(image(&mut b, map, &before)?)
         } else {
@@ -570,6 +571,10 @@ pub fn rows<'a>(kind: u8, body: &'a [u8], map: &TableMap) -> Result<Rows<'a>> {
         } else {
             None
         };
+        if b.at == start {
+            // A row of no columns takes no bytes: the rest would be read as rows forever.
+            return Err(malformed("row event (a row that carries no column)"));
+        }
         rows.push((old, new));
     }
     Ok(Rows { table_id, rows })

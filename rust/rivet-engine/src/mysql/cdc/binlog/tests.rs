@@ -204,3 +204,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_row_event_whose_rows_carry_no_column_is_refused_not_read_forever() {
+    let map = TableMap {
+        table_id: 1,
+        schema: "s".into(),
+        table: "t".into(),
+        types: vec![column::LONG],
+        meta: vec![0],
+        nullable: vec![true],
+    };
+    // table id, flags, width 1, no column present, then bytes no row can use.
+    let body = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 7, 7];
+    assert!(rows(kind::WRITE_ROWS_V1, &body, &map).is_err());
+}
