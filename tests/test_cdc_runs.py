@@ -70,7 +70,7 @@ def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
                     lambda q: pg.execute(q).fetchall(),  # type: ignore[arg-type]
                 )
         return
-    options = ("--log-bin={root}/data/bin", "--binlog-format=ROW", "--server-id=1")
+    options = ("--log-bin={root}/data/bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL", "--server-id=1")
     with mariadb_server(options=options) as server:
         my = pymysql.connect(host="127.0.0.1", port=server.port, user="root", database="test", autocommit=True)
 
@@ -101,13 +101,14 @@ def table(capture: Capture, request: pytest.FixtureRequest) -> str:
     return name
 
 
-def config_for(capture: Capture, table: str, home: Path, **cdc: object) -> Path:
+def config_for(capture: Capture, table: str, home: Path, on_schema_drift: str = "warn", **cdc: object) -> Path:
     export = {
         "name": table,
         "table": f"{capture.schema}.{table}",
         "mode": "cdc",
         "cdc": {"initial": "snapshot", **cdc},
         "destination": str(home / "out"),
+        "on_schema_drift": on_schema_drift,
     }
     return write_config(home, capture.source, [export])
 
@@ -283,27 +284,66 @@ def test_a_position_file_of_the_original_tool_is_not_skipped_silently(capture, t
         assert not capture.fetch(f"SELECT 1 FROM pg_replication_slots WHERE slot_name = 'rivet_{table}'")
 
 
-def test_a_column_added_between_runs_stops_the_export_loudly_until_it_starts_over(capture, table, tmp_path):
+def add_column_between_changes(capture: Capture, table: str) -> None:
+    """A change logged before a column is added (in the middle where the server can), and one after."""
+    t = f"{capture.schema}.{table}"
+    where = "" if capture.kind == "postgres" else " AFTER amount"  # PostgreSQL adds columns at the end
+    capture.execute(f"UPDATE {t} SET note = 'before' WHERE id = 1", f"ALTER TABLE {t} ADD COLUMN extra INT{where}")
+    capture.execute(f"UPDATE {t} SET extra = 7 WHERE id = 2", f"DELETE FROM {t} WHERE id = 3")
+
+
+def test_a_column_added_mid_stream_is_followed_by_name(capture, table, tmp_path):
     config = config_for(capture, table, tmp_path)
     assert run_rivet("run", "-c", str(config)).returncode == 0
+    add_column_between_changes(capture, table)
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "extra not in them (NULL, and named in __unchanged)" in done.stderr
+    rows = sorted(parts(tmp_path / "out"), key=lambda r: (r["__pos"], r["__seq"]))
+    logged_before = rows[0]
+    assert (logged_before["id"], logged_before["note"], logged_before["extra"]) == (1, "before", None)
+    assert "extra" in logged_before["__unchanged"]  # not a NULL: the change did not carry it
+    assert [(r["__op"], r["id"], r["extra"]) for r in rows[1:]] == [("update", 2, 7), ("delete", 3, None)]
+    assert replayed(tmp_path / "out") == capture.live(table)
+    assert [r["extra"] for r in parts(tmp_path / "out") if r["id"] == 2] == [7]
+
+
+def test_a_column_change_stops_the_export_under_fail_until_it_starts_over(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path, on_schema_drift="fail")
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    add_column_between_changes(capture, table)
     t = f"{capture.schema}.{table}"
-    capture.execute(f"UPDATE {t} SET note = 'before' WHERE id = 1", f"ALTER TABLE {t} ADD COLUMN extra INT")
-    capture.execute(f"UPDATE {t} SET extra = 7 WHERE id = 2")
     before = files_with_bytes(tmp_path / "out")
     for _ in range(2):  # the position does not move: every run says the same
         stopped = run_rivet("run", "-c", str(config))
         assert stopped.returncode == 4, stopped.stderr
-        assert "changed after these changes were logged" in stopped.stderr and "cdc drop" in stopped.stderr
+        assert "on_schema_drift: fail" in stopped.stderr
         assert files_with_bytes(tmp_path / "out") == before
     # The way out it names: a new anchor and snapshot, into a folder of the new schema.
     assert run_rivet("cdc", "drop", "-c", str(config), "-e", table, "--yes").returncode == 0
     (tmp_path / "out").rename(tmp_path / "out.before")
     done = run_rivet("run", "-c", str(config))
     assert done.returncode == 0, done.stderr
-    capture.execute(f"UPDATE {t} SET extra = 8 WHERE id = 3")
+    capture.execute(f"UPDATE {t} SET extra = 8 WHERE id = 4")
     assert run_rivet("run", "-c", str(config)).returncode == 0
-    assert [(r["id"], r["extra"]) for r in parts(tmp_path / "out")] == [(3, 8)]
+    assert [(r["id"], r["extra"]) for r in parts(tmp_path / "out")] == [(4, 8)]
     assert replayed(tmp_path / "out") == capture.live(table)
+
+
+def test_a_binlog_that_does_not_name_its_columns_cannot_follow_a_column_change(capture, table, tmp_path):
+    if capture.kind == "postgres":
+        pytest.skip("pgoutput always names the columns")
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    capture.execute("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+    try:
+        add_column_between_changes(capture, table)
+    finally:
+        capture.execute("SET GLOBAL binlog_row_metadata = 'FULL'")
+    stopped = run_rivet("run", "-c", str(config))
+    assert stopped.returncode == 4, stopped.stderr
+    assert "binlog_row_metadata=FULL" in stopped.stderr
+    assert [p for p in (tmp_path / "out").glob("*.parquet")] == []
 
 
 def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table, tmp_path):
@@ -401,6 +441,18 @@ def test_a_merged_table_is_the_live_table_after_every_run(capture, table, tmp_pa
     # A run with nothing new makes no commit.
     assert run_rivet("run", "-c", str(config)).returncode == 0
     assert len(merge_runs(tmp_path, fmt, table)) == 4
+
+
+def test_a_merge_stops_at_a_column_change_and_merges_nothing(capture, table, tmp_path):
+    config = merge_config(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    before = merged_table(tmp_path, "delta", table)
+    add_column_between_changes(capture, table)
+    stopped = run_rivet("run", "-c", str(config))
+    assert stopped.returncode == 4, stopped.stderr
+    assert "write: merge does not follow a change of columns" in stopped.stderr
+    assert merged_table(tmp_path, "delta", table) == before
+    assert len(merge_runs(tmp_path, "delta", table)) == 1
 
 
 @pytest.mark.parametrize("fmt", ["delta", "iceberg"])

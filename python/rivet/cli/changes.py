@@ -19,7 +19,7 @@ def drop(
     export: ExportOption,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
 ) -> None:
-    """Drop an export's replication slot and forget its position: its next run anchors (and snapshots) anew.
+    """Drop an export's replication slot and forget its position and columns: its next run anchors (and snapshots) anew.
 
     The server then keeps no log for the export; changes made until its next run are not
     captured (with cdc.initial: snapshot that run takes a new snapshot).

@@ -268,6 +268,13 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     return end
 
 
+def _say_column_changes(run: ChangeRun) -> None:
+    """Say how changes logged under other columns were read: a warning (an event), or a note with continue."""
+    level = logging.INFO if run.plan.on_schema_drift == "continue" else logging.WARNING
+    for note in run.feed.column_changes():
+        log.log(level, "export %s: %s", run.plan.name, note)
+
+
 def _read_with_retries(run: ChangeRun, position: str, consume: Callable[[BatchReader], T]) -> tuple[T, str]:
     """What ``consume`` makes of the changes from ``position``, and where they end (read again after a blip)."""
     plan = run.plan
@@ -275,17 +282,24 @@ def _read_with_retries(run: ChangeRun, position: str, consume: Callable[[BatchRe
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts,
         run.events,
     )  # fmt: skip
+    follow = plan.on_schema_drift != "fail"
     for attempt in count(1):
         try:
             run.result.engine = "native"
-            consumed = consume(run.feed.changes(position, plan.tuning))
+            consumed = consume(run.feed.changes(position, plan.tuning, follow))
+            _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:
             if isinstance(e, QueryError) and e.code == LOG_SCHEMA_DRIFT:
                 raise SchemaDriftError(
-                    f"export '{plan.name}': {e}; change rows of two schemas cannot be read as one. Start over from "
-                    f"a snapshot after the change: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot "
-                    "(to a new destination, or after moving the old parts away)"
+                    f"export '{plan.name}': {e}. Nothing was published and the position is kept. "
+                    + (
+                        "Set on_schema_drift: warn to read them with the columns now, or start over "
+                        if not follow
+                        else "Start over "
+                    )
+                    + f"from a snapshot after the change: `{plan.command('cdc drop')}`, then run with "
+                    "cdc.initial: snapshot (to a new destination, or after moving the old parts away)"
                 ) from e
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rivet.core import failpoints
-from rivet.errors import ConfigError, DataError
+from rivet.errors import ConfigError, DataError, SchemaDriftError
 from rivet.execution.commit import commit_state
 from rivet.execution.integrity import check_read
 from rivet.output.tables.base import MERGE_EXPORT, MERGE_FROM, MERGE_OP, MERGE_POSITION, MERGE_RUN
@@ -97,6 +97,8 @@ def merge_changes(run: ChangeRun, keys: tuple[str, ...], changes: pa.Table, star
     """Merge the run's ``changes`` (from ``start`` to ``end``) into the table by ``keys``, then store ``end``."""
     plan = run.plan
     columns = [n for n in changes.schema.names if not n.startswith("__")]
+    if changes.num_rows:
+        _refuse_other_columns(run, columns)
     latest = _latest(changes, keys)
     if latest.num_rows and UNCHANGED in latest.schema.names:
         latest = _whole(run, changes, latest, keys)
@@ -108,6 +110,18 @@ def merge_changes(run: ChangeRun, keys: tuple[str, ...], changes: pa.Table, star
     commit_state(run.state, run.lease, run.result.run_id, lambda: run.set_position(STREAMING, end))
     log.info("export %s: %d change(s) to %d key(s) merged, from %s to %s",
              plan.name, changes.num_rows, latest.num_rows, start, end)  # fmt: skip
+
+
+def _refuse_other_columns(run: ChangeRun, columns: list[str]) -> None:
+    """Changes whose columns are not the merged table's stop the run: nothing merged, the position kept."""
+    table = _table(run).scan(run.plan.destination, None).collect_schema().names()
+    if sorted(table) != sorted(columns):
+        raise SchemaDriftError(
+            f"export '{run.plan.name}': the changes have columns ({', '.join(columns)}) and the merged table "
+            f"({', '.join(table)}); write: merge does not follow a change of columns. Nothing was merged and the "
+            f"position is kept: start over with `{run.plan.command('cdc drop')}`, then a run with "
+            "cdc.initial: snapshot makes the table anew with the new columns"
+        )
 
 
 def upsert_staged(

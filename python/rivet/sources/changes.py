@@ -97,8 +97,17 @@ class ChangeFeed(ABC):
         """How much log the server has written since ``position`` (None: it cannot say)."""
 
     @abstractmethod
-    def changes(self, position: str, tuning: Tuning) -> BatchReader:
-        """The change rows committed from ``position`` to the log's end as of now."""
+    def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
+        """The change rows committed from ``position`` to the log's end as of now.
+
+        With ``follow_column_changes``, changes logged before columns were added or dropped
+        are read by name into the table's columns now (:meth:`column_changes` says how);
+        without, such a change stops the read with a ``rivet-schema-drift`` error.
+        """
+
+    @abstractmethod
+    def column_changes(self) -> list[str]:
+        """How the last read took changes logged under other columns, one sentence each."""
 
     @abstractmethod
     def drained_to(self) -> str:

@@ -32,6 +32,11 @@ class ChangeRecords(Records):
             )
 
     def reset_change_position(self, key: ExportKey) -> bool:
-        """Forget the position of ``key``: its next run anchors (and snapshots) again."""
+        """Forget the position of ``key``: its next run anchors (and snapshots) again.
+
+        The columns its changes were published with go too: a stream started over is read with
+        the table's columns then, and is not drift from the stream it replaces.
+        """
         with self._transaction() as c:
+            c.execute(f"DELETE FROM export_schemas WHERE {KEY}", _args(key))
             return int(c.execute(f"DELETE FROM change_positions WHERE {KEY}", _args(key)).rowcount) > 0

@@ -123,3 +123,72 @@ impl<T: RowBatch> RowBatch for ChangeBatch<T> {
             .map_err(|e| Error::Io(format!("assembling a batch of changes failed: {e}")))
     }
 }
+
+/// Where each column read now sits among the columns a change was logged with: for each
+/// column of `now`, its index in `logged` (None: the change did not carry it, as when the
+/// column was added after the change). Matched by name, so a column added in the middle or
+/// one dropped since is placed right.
+pub fn column_layout(logged: &[&str], now: &[&str]) -> Vec<Option<usize>> {
+    now.iter()
+        .map(|n| logged.iter().position(|l| l == n))
+        .collect()
+}
+
+/// How the columns of changes logged as `logged` were read into `now`, for the run to say.
+pub fn layout_note(table: &str, logged: &[&str], now: &[&str]) -> String {
+    let absent: Vec<&str> = now
+        .iter()
+        .copied()
+        .filter(|n| !logged.contains(n))
+        .collect();
+    let gone: Vec<&str> = logged
+        .iter()
+        .copied()
+        .filter(|l| !now.contains(l))
+        .collect();
+    let mut note = format!(
+        "changes of {table} logged with columns ({}) were read with its columns now ({})",
+        logged.join(", "),
+        now.join(", ")
+    );
+    if !absent.is_empty() {
+        note.push_str(&format!(
+            "; {} not in them (NULL, and named in __unchanged)",
+            absent.join(", ")
+        ));
+    }
+    if !gone.is_empty() {
+        note.push_str(&format!(
+            "; {} no longer in the table (left out)",
+            gone.join(", ")
+        ));
+    }
+    note
+}
+
+/// `values` (in logged order) placed in the order of `layout`, `missing` where a column was
+/// not logged.
+pub fn laid_out<V: Clone>(layout: &[Option<usize>], values: &[V], missing: V) -> Vec<V> {
+    layout
+        .iter()
+        .map(|at| {
+            at.and_then(|i| values.get(i).cloned())
+                .unwrap_or_else(|| missing.clone())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_placed_by_name_whatever_was_added_or_dropped() {
+        let layout = column_layout(&["id", "gone", "note"], &["id", "added", "note"]);
+        assert_eq!(layout, vec![Some(0), None, Some(2)]);
+        assert_eq!(laid_out(&layout, &[1, 2, 3], 0), vec![1, 0, 3]);
+        let note = layout_note("t", &["id", "gone", "note"], &["id", "added", "note"]);
+        assert!(note.contains("added not in them"), "{note}");
+        assert!(note.contains("gone no longer in the table"), "{note}");
+    }
+}

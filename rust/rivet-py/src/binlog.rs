@@ -21,7 +21,7 @@ use rivet_engine::source::Overrides;
 
 use crate::interrupt::{run_interruptible, with_locked};
 use crate::reader::PyBatchReader;
-use crate::replication::stream_end;
+use crate::replication::{recalled, remember, stream_end};
 use crate::sources::{ConnectArgs, ScanArgs, finish};
 
 /// A value, owned, until it becomes a Python one.
@@ -197,6 +197,7 @@ fn to_dict<'py>(py: Python<'py>, read: Read) -> PyResult<Bound<'py, PyDict>> {
 pub struct PyMyBinlog {
     inner: Arc<Mutex<BinlogReader>>,
     drained: Arc<Mutex<Option<LogPosition>>>,
+    column_changes: Arc<Mutex<Vec<String>>>,
 }
 
 /// A string literal of MySQL's dialect.
@@ -214,13 +215,16 @@ impl PyMyBinlog {
         Ok(PyMyBinlog {
             inner: Arc::new(Mutex::new(finish(py, result)?)),
             drained: Arc::new(Mutex::new(None)),
+            column_changes: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
     /// The changes of table `schema.name` from `(file, offset)` to the end of the log, as Arrow
     /// batches (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns,
-    /// described through a connection made with `conn`). Once the reader is exhausted,
-    /// `drained_to` is where the next read starts.
+    /// described through a connection made with `conn`). With `follow_column_changes`, changes
+    /// logged before columns were added or dropped are read by name into the columns now
+    /// (where the log names its columns), and `column_changes` says so; without, they stop the
+    /// stream. Once the reader is exhausted, `drained_to` is where the next read starts.
     #[allow(clippy::too_many_arguments)]
     fn stream_changes(
         &self,
@@ -232,11 +236,14 @@ impl PyMyBinlog {
         schema: String,
         name: String,
         options: ScanArgs,
+        follow_column_changes: bool,
     ) -> PyResult<PyBatchReader> {
         let scan = options.options()?;
         let connect = ConnectOptions::from(conn);
         let inner = Arc::clone(&self.inner);
         let drained = Arc::clone(&self.drained);
+        let notes = Arc::clone(&self.column_changes);
+        remember(&notes, &[]);
         let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
             let session = MySession::connect(&connect)?;
             let quoted = format!(
@@ -276,6 +283,7 @@ impl PyMyBinlog {
                             members: &member_lists,
                             key: &key,
                             limits: scan.limits,
+                            follow_column_changes,
                         },
                         &from.file,
                     );
@@ -295,6 +303,7 @@ impl PyMyBinlog {
                         changes.take(&e, sink)?;
                     }
                     changes.finish(sink)?;
+                    remember(&notes, changes.notes());
                     Ok(stream_end(&drained, Some(at), changes.rows()))
                 },
             ))
@@ -309,6 +318,12 @@ impl PyMyBinlog {
             .lock()
             .ok()
             .and_then(|d| d.as_ref().map(|p| (p.file.clone(), p.offset)))
+    }
+
+    /// How the last change stream read changes logged under other columns (one note each).
+    #[getter]
+    fn column_changes(&self) -> Vec<String> {
+        recalled(&self.column_changes)
     }
 
     /// Where the log ends now: `(file, offset)`.

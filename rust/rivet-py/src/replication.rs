@@ -244,6 +244,18 @@ pub(crate) fn stream_end<P>(drained: &Mutex<Option<P>>, at: Option<P>, rows: u64
     }
 }
 
+/// Keep a finished stream's notes on changed columns for `column_changes`.
+pub(crate) fn remember(kept: &Mutex<Vec<String>>, notes: &[String]) {
+    if let Ok(mut k) = kept.lock() {
+        *k = notes.to_vec();
+    }
+}
+
+/// The notes `remember` kept.
+pub(crate) fn recalled(kept: &Mutex<Vec<String>>) -> Vec<String> {
+    kept.lock().map(|n| n.clone()).unwrap_or_default()
+}
+
 /// Now, in microseconds since PostgreSQL's epoch.
 fn pg_now() -> i64 {
     std::time::SystemTime::now()
@@ -262,6 +274,7 @@ fn parse_lsn(text: &str) -> PyResult<Lsn> {
 pub struct PyPgReplication {
     inner: Arc<Mutex<Replication>>,
     drained: Arc<Mutex<Option<Lsn>>>,
+    column_changes: Arc<Mutex<Vec<String>>>,
 }
 
 #[pymethods]
@@ -274,6 +287,7 @@ impl PyPgReplication {
         Ok(PyPgReplication {
             inner: Arc::new(Mutex::new(finish(py, result)?)),
             drained: Arc::new(Mutex::new(None)),
+            column_changes: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -365,8 +379,11 @@ impl PyPgReplication {
 
     /// The changes of table `namespace.name` committed before `until_lsn`, as Arrow batches
     /// (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns, described
-    /// through a connection made with `conn`). Once the reader is exhausted, `drained_to` is
-    /// the end of the last commit read.
+    /// through a connection made with `conn`). With `follow_column_changes`, changes logged
+    /// before columns were added or dropped are read by name into the columns now, and
+    /// `column_changes` says so; without, they stop the stream. Once the reader is exhausted,
+    /// `drained_to` is the end of the last commit read.
+    #[allow(clippy::too_many_arguments)]
     fn stream_changes(
         &self,
         py: Python<'_>,
@@ -375,12 +392,15 @@ impl PyPgReplication {
         namespace: String,
         name: String,
         options: ScanArgs,
+        follow_column_changes: bool,
     ) -> PyResult<PyBatchReader> {
         let until = parse_lsn(until_lsn)?;
         let scan = options.options()?;
         let connect = ConnectOptions::from(conn);
         let inner = Arc::clone(&self.inner);
         let drained = Arc::clone(&self.drained);
+        let notes = Arc::clone(&self.column_changes);
+        remember(&notes, &[]);
         let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
             let session = PgSession::connect(&connect)?;
             let quoted = format!(
@@ -426,9 +446,11 @@ impl PyPgReplication {
                         type_oids: &type_oids,
                         primary_key: &primary_key,
                         limits: scan.limits,
+                        follow_column_changes,
                     });
                     let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;
                     changes.finish(sink)?;
+                    remember(&notes, changes.notes());
                     // Everything committed before `until` was handed over: the next stream
                     // may start there even when none of it was this table's.
                     let next = end.map_or(until, |e| e.max(until));
@@ -447,6 +469,12 @@ impl PyPgReplication {
             .lock()
             .ok()
             .and_then(|at| at.map(|l| l.to_string()))
+    }
+
+    /// How the last change stream read changes logged under other columns (one note each).
+    #[getter]
+    fn column_changes(&self) -> Vec<String> {
+        recalled(&self.column_changes)
     }
 
     /// Tell the server everything up to `flushed_lsn` is durable; with `reply`, ask for a

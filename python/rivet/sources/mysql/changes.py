@@ -136,12 +136,18 @@ class MyChangeFeed(ChangeFeed):
         later = sizes[names.index(file) :]
         return max(sum(size for _, size in later) - offset, 0)
 
-    def changes(self, position: str, tuning: Tuning) -> BatchReader:
+    def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
         """The binlog from ``position`` to its end, as the server's replica ``server_id``."""
         file, offset = _split(position)
         self._stream = binlog = self._binlog()
         options = scan_options(tuning, method=self.source.read_method)
-        return binlog.stream_changes(file, offset, self.spec.server_id, self.args, self.schema, self.name, options)
+        return binlog.stream_changes(
+            file, offset, self.spec.server_id, self.args, self.schema, self.name, options, follow_column_changes
+        )
+
+    def column_changes(self) -> list[str]:
+        """What the last stream said of changes logged under other columns."""
+        return self._stream.column_changes if self._stream is not None else []
 
     def drained_to(self) -> str:
         """The event after the last one read."""

@@ -194,13 +194,17 @@ class PgChangeFeed(ChangeFeed):
         behind = self._query(f"SELECT pg_wal_lsn_diff({WAL_NOW}, {lsn}::pg_lsn)::bigint::text")[0][0]
         return int(behind) if behind is not None else None
 
-    def changes(self, position: str, tuning: Tuning) -> BatchReader:
+    def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
         """Stream the slot from ``position`` to the WAL end as of now."""
         self._stream = replication = self._replication()
         until = str(replication.identify_system()["wal_position"])
         _once_free(lambda: replication.start(self.spec.slot, position, [self.spec.publication], True))
         options = scan_options(tuning, method=self.source.read_method)
-        return replication.stream_changes(until, self.args, self.schema, self.name, options)
+        return replication.stream_changes(until, self.args, self.schema, self.name, options, follow_column_changes)
+
+    def column_changes(self) -> list[str]:
+        """What the last stream said of changes logged under other columns."""
+        return self._stream.column_changes if self._stream is not None else []
 
     def drained_to(self) -> str:
         """The end of what the stream handed over, or the WAL end it drained to."""

@@ -212,6 +212,38 @@ pub struct TableMap {
     pub meta: Vec<u16>,
     /// Each column may hold NULL.
     pub nullable: Vec<bool>,
+    /// The columns' names, when the server logs them (`binlog_row_metadata=FULL`).
+    pub names: Option<Vec<String>>,
+}
+
+/// The optional metadata field that names the columns.
+const COLUMN_NAME: u8 = 4;
+
+/// The column names among a TABLE_MAP's optional metadata (type, length, value fields).
+fn column_names(b: &mut Bytes<'_>, n: usize) -> Result<Option<Vec<String>>> {
+    while !b.rest().is_empty() {
+        let field = b.u8()?;
+        let len = usize::try_from(b.lenenc()?).map_err(|_| malformed("metadata field"))?;
+        let mut value = Bytes {
+            data: b.take(len)?,
+            at: 0,
+        };
+        if field != COLUMN_NAME {
+            continue;
+        }
+        let mut names = Vec::with_capacity(n);
+        while !value.rest().is_empty() {
+            let len = usize::try_from(value.lenenc()?).map_err(|_| malformed("column name"))?;
+            let name = String::from_utf8(value.take(len)?.to_vec())
+                .map_err(|_| malformed("column name"))?;
+            names.push(name);
+        }
+        if names.len() != n {
+            return Err(malformed("column names (not one per column)"));
+        }
+        return Ok(Some(names));
+    }
+    Ok(None)
 }
 
 fn meta_of(kind: u8, b: &mut Bytes<'_>) -> Result<u16> {
@@ -268,6 +300,7 @@ pub fn table_map(body: &[u8]) -> Result<TableMap> {
         .map(|t| meta_of(*t, &mut m))
         .collect::<Result<Vec<_>>>()?;
     let nullable = bitmap(&mut b, n)?;
+    let names = column_names(&mut b, n)?;
     Ok(TableMap {
         table_id,
         schema,
@@ -275,6 +308,7 @@ pub fn table_map(body: &[u8]) -> Result<TableMap> {
         types,
         meta,
         nullable,
+        names,
     })
 }
 

@@ -2,10 +2,11 @@
 //! transaction's place in the binary log (its file's number, then the offset of its first
 //! event), and each row is decoded by the batch read's own decoders ([`super::row`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::batch::{BatchLimits, flush, make_room};
-use crate::changes::{ChangeBatch, ChangeMark};
+use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
 use crate::mysql::cdc::binlog::{Event, Image, TableMap, Value, kind, rows, table_map};
@@ -34,6 +35,9 @@ pub struct MyTable<'a> {
     pub key: &'a [bool],
     /// Batch bounds.
     pub limits: BatchLimits,
+    /// Read changes logged before columns were added or dropped with the columns now
+    /// (on_schema_drift other than fail), rather than stop.
+    pub follow_column_changes: bool,
 }
 
 /// The log file's number (`bin.000042` is 42).
@@ -44,11 +48,25 @@ fn file_number(file: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `image` in the order of the columns now (as logged when `layout` is None).
+fn projected<'t, 'a>(
+    layout: &Option<Vec<Option<usize>>>,
+    image: &'t Option<Image<'a>>,
+) -> Option<Cow<'t, Image<'a>>> {
+    let image = image.as_ref()?;
+    Some(match layout {
+        None => Cow::Borrowed(image),
+        Some(l) => Cow::Owned(laid_out(l, image, None)),
+    })
+}
+
 /// Feeds a dump's events into batches of one table's changes.
 pub struct MyChangeSink<'a> {
     table: MyTable<'a>,
     batch: MyChanges,
     maps: HashMap<u64, TableMap>,
+    layouts: HashMap<u64, Option<Vec<Option<usize>>>>,
+    notes: Vec<String>,
     file: u64,
     transaction: Option<(u64, i64)>,
     seq: u32,
@@ -72,6 +90,8 @@ impl<'a> MyChangeSink<'a> {
             batch: ChangeBatch::new(builder, &schema),
             table,
             maps: HashMap::new(),
+            layouts: HashMap::new(),
+            notes: Vec::new(),
             file: file_number(file),
             transaction: None,
             seq: 0,
@@ -108,20 +128,9 @@ impl<'a> MyChangeSink<'a> {
             }
             kind::TABLE_MAP => {
                 let map = table_map(e.body)?;
-                if map.schema == self.table.schema
-                    && map.table == self.table.name
-                    && map.types.len() != self.table.columns.len()
-                {
-                    return Err(Error::Query {
-                        message: format!(
-                            "the columns of {}.{} changed after these changes were logged: the log has {} column(s), the table now {}",
-                            map.schema,
-                            map.table,
-                            map.types.len(),
-                            self.table.columns.len()
-                        ),
-                        code: Some("rivet-schema-drift".into()),
-                    });
+                if map.schema == self.table.schema && map.table == self.table.name {
+                    let layout = self.layout(&map)?;
+                    self.layouts.insert(map.table_id, layout);
                 }
                 self.maps.insert(map.table_id, map);
             }
@@ -145,8 +154,10 @@ impl<'a> MyChangeSink<'a> {
                     return Ok(());
                 }
                 let decoded = rows(k, e.body, map)?;
+                let layout = self.layouts.get(&id).cloned().flatten();
                 for (before, after) in &decoded.rows {
-                    match (before, after) {
+                    let (before, after) = (projected(&layout, before), projected(&layout, after));
+                    match (before.as_deref(), after.as_deref()) {
                         (None, Some(after)) => self.append("insert", after, sink)?,
                         (Some(before), None) => self.append("delete", before, sink)?,
                         (Some(before), Some(after)) => {
@@ -163,6 +174,53 @@ impl<'a> MyChangeSink<'a> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Where the columns `map` logged sit among the columns now: None when the same. A
+    /// change of columns stops the stream unless followed (on_schema_drift other than fail)
+    /// and the log names its columns, so they can be matched by name.
+    fn layout(&mut self, map: &TableMap) -> Result<Option<Vec<Option<usize>>>> {
+        let now: Vec<&str> = self.table.columns.iter().map(|c| c.name.as_str()).collect();
+        let logged: Option<Vec<&str>> = map
+            .names
+            .as_ref()
+            .map(|n| n.iter().map(String::as_str).collect());
+        let same = match &logged {
+            Some(names) => *names == now,
+            None => map.types.len() == now.len(),
+        };
+        if same {
+            return Ok(None);
+        }
+        let table = format!("{}.{}", map.schema, map.table);
+        let drift = |message: String| Error::Query {
+            message,
+            code: Some("rivet-schema-drift".into()),
+        };
+        let Some(logged) = logged.filter(|_| self.table.follow_column_changes) else {
+            let why = if self.table.follow_column_changes {
+                "; the binary log does not name its columns, so they cannot be matched by name \
+                 (set binlog_row_metadata=FULL on the server for changes logged from then on)"
+            } else {
+                " (on_schema_drift: fail)"
+            };
+            return Err(drift(format!(
+                "the columns of {table} changed after these changes were logged: the log has {} \
+                 column(s), the table now {}{why}",
+                map.types.len(),
+                now.len()
+            )));
+        };
+        let note = layout_note(&table, &logged, &now);
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+        Ok(Some(column_layout(&logged, &now)))
+    }
+
+    /// How changes logged under other columns were read (one note per change of columns).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     fn key_changed(&self, before: &Image<'_>, after: &Image<'_>) -> bool {

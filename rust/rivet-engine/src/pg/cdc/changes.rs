@@ -4,8 +4,10 @@
 //! decoded from their binary form by the same decoders, with the same refusals, as a batch read
 //! of the table.
 
+use std::borrow::Cow;
+
 use crate::batch::{BatchLimits, flush, make_room};
-use crate::changes::{ChangeBatch, ChangeMark};
+use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
 use crate::pg::batch::{PgBatchBuilder, PgColumn};
@@ -84,32 +86,59 @@ fn with_unchanged_from<'m>(new: &Tuple<'m>, old: &Tuple<'m>) -> Tuple<'m> {
     )
 }
 
-/// Refuse a Relation message that no longer matches the columns the export described.
-pub fn check_relation(relation: &Relation, columns: &[PgColumn], type_oids: &[u32]) -> Result<()> {
-    let now: Vec<(&str, u32)> = relation
+fn names<'c>(columns: &[(&'c str, u32)]) -> Vec<&'c str> {
+    columns.iter().map(|(n, _)| *n).collect()
+}
+
+/// Where the columns of `relation` sit among the columns the export described: None when
+/// they are the same. A change of columns is refused unless `follow` (on_schema_drift other
+/// than fail) lets columns added or dropped since be read by name; a column whose type changed
+/// is always refused (its logged bytes are another type's).
+pub fn relation_layout(
+    relation: &Relation,
+    columns: &[PgColumn],
+    type_oids: &[u32],
+    follow: bool,
+) -> Result<Option<Vec<Option<usize>>>> {
+    let logged: Vec<(&str, u32)> = relation
         .columns
         .iter()
         .map(|c| (c.name.as_str(), c.type_oid))
         .collect();
-    let described: Vec<(&str, u32)> = columns
+    let now: Vec<(&str, u32)> = columns
         .iter()
         .map(|c| c.name.as_str())
         .zip(type_oids.iter().copied())
         .collect();
-    if now == described {
-        return Ok(());
+    if logged == now {
+        return Ok(None);
     }
-    let shown = |cols: &[(&str, u32)]| cols.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
-    Err(Error::Query {
-        message: format!(
-            "the columns of {}.{} changed after these changes were logged: the log has ({}), the table now ({})",
-            relation.namespace,
-            relation.name,
-            shown(&now),
-            shown(&described)
-        ),
+    let drift = |message: String| Error::Query {
+        message,
         code: Some("rivet-schema-drift".into()),
-    })
+    };
+    let table = format!("{}.{}", relation.namespace, relation.name);
+    if !follow {
+        return Err(drift(format!(
+            "the columns of {table} changed after these changes were logged: the log has ({}), the \
+             table now ({}) (on_schema_drift: fail)",
+            names(&logged).join(", "),
+            names(&now).join(", ")
+        )));
+    }
+    let layout = column_layout(&names(&logged), &names(&now));
+    for ((name, oid), at) in now.iter().zip(&layout) {
+        if let Some(i) = at
+            && logged[*i].1 != *oid
+        {
+            return Err(drift(format!(
+                "column {name} of {table} changed type after these changes were logged (type OID \
+                 {} then, {oid} now): its logged values cannot be read as the new type",
+                logged[*i].1
+            )));
+        }
+    }
+    Ok(Some(layout))
 }
 
 /// What one table's change stream turns into: the batch being built and where each change
@@ -128,6 +157,9 @@ pub struct TableChanges<'a> {
     pub primary_key: &'a [bool],
     /// Batch bounds.
     pub limits: BatchLimits,
+    /// Read changes logged before columns were added or dropped with the columns now
+    /// (on_schema_drift other than fail), rather than stop.
+    pub follow_column_changes: bool,
 }
 
 /// Feeds pgoutput messages of a drain into batches of one table's changes, as they come: a
@@ -137,6 +169,8 @@ pub struct ChangeSink<'a> {
     names: Vec<String>,
     batch: PgChanges,
     relation: Option<u32>,
+    layout: Option<Vec<Option<usize>>>,
+    notes: Vec<String>,
     commit: Option<(Lsn, i64)>,
     seq: u32,
     rows: u64,
@@ -151,6 +185,8 @@ impl<'a> ChangeSink<'a> {
             table,
             batch,
             relation: None,
+            layout: None,
+            notes: Vec::new(),
             commit: None,
             seq: 0,
             rows: 0,
@@ -162,12 +198,36 @@ impl<'a> ChangeSink<'a> {
         self.rows
     }
 
+    /// How changes logged under other columns were read (one note per change of columns).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// `row` in the order of the columns now (as logged when they are the same).
+    fn project<'t, 'm>(&self, row: &'t Tuple<'m>) -> Cow<'t, Tuple<'m>> {
+        match &self.layout {
+            None => Cow::Borrowed(row),
+            Some(layout) => Cow::Owned(Tuple(laid_out(layout, &row.0, Value::Unchanged))),
+        }
+    }
+
     /// Take one message of the stream.
     pub fn take(&mut self, m: &Message<'_>, sink: &BatchSink) -> Result<()> {
         let (op, row) = match m {
             Message::Relation(r) => {
                 if r.namespace == self.table.namespace && r.name == self.table.name {
-                    check_relation(r, self.table.columns, self.table.type_oids)?;
+                    let t = &self.table;
+                    self.layout =
+                        relation_layout(r, t.columns, t.type_oids, t.follow_column_changes)?;
+                    if self.layout.is_some() {
+                        let logged: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+                        let now: Vec<&str> = self.names.iter().map(String::as_str).collect();
+                        let note =
+                            layout_note(&format!("{}.{}", r.namespace, r.name), &logged, &now);
+                        if !self.notes.contains(&note) {
+                            self.notes.push(note);
+                        }
+                    }
                     self.relation = Some(r.oid);
                 }
                 return Ok(());
@@ -194,33 +254,38 @@ impl<'a> ChangeSink<'a> {
                 });
             }
             Message::Insert { relation, new } if Some(*relation) == self.relation => {
-                ("insert", new)
+                ("insert", self.project(new))
             }
             Message::Update { relation, old, new } if Some(*relation) == self.relation => {
+                let new = self.project(new);
+                let old = old.as_ref().map(|o| match o {
+                    OldRow::Key(key) => (true, self.project(key)),
+                    OldRow::Full(row) => (false, self.project(row)),
+                });
                 // A row whose key changed leaves its old key: a merge by key must delete it.
-                let moved = match old {
-                    Some(OldRow::Key(key)) => Some(key),
-                    Some(OldRow::Full(row)) if self.key_changed(row, new) => Some(row),
+                let moved = match &old {
+                    Some((true, key)) => Some(key),
+                    Some((false, row)) if self.key_changed(row, &new) => Some(row),
                     _ => None,
                 };
                 if let Some(old) = moved {
                     self.append("delete", old, sink)?;
                 }
-                if let Some(OldRow::Full(before)) = old {
+                if let Some((false, before)) = &old {
                     // The old row is whole under REPLICA IDENTITY FULL: it holds the TOASTed
                     // values the update left alone, so the new row is written whole too.
-                    let whole = with_unchanged_from(new, before);
+                    let whole = with_unchanged_from(&new, before);
                     return self.append("update", &whole, sink);
                 }
                 ("update", new)
             }
             Message::Delete { relation, old } if Some(*relation) == self.relation => {
                 let (OldRow::Key(row) | OldRow::Full(row)) = old;
-                ("delete", row)
+                ("delete", self.project(row))
             }
             _ => return Ok(()),
         };
-        self.append(op, row, sink)
+        self.append(op, &row, sink)
     }
 
     /// Whether an update under REPLICA IDENTITY FULL moved its row to another key.

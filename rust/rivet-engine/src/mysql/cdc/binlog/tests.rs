@@ -73,6 +73,7 @@ fn a_servers_log_decodes_to_what_was_done() {
         ]
     );
     assert_eq!(map.nullable[..2], [false, true]);
+    assert_eq!(map.names, None, "logged without binlog_row_metadata=FULL");
     let rows: Vec<(u8, Rows<'_>)> = events
         .iter()
         .filter(|e| (kind::WRITE_ROWS_V1..=kind::DELETE_ROWS_V1).contains(&e.header.kind))
@@ -198,6 +199,7 @@ proptest! {
             types: vec![column::NEWDECIMAL, column::TIME2, column::STRING, column::BLOB, column::DATETIME2],
             meta: vec![(65 << 8) | 30, 6, (u16::from(column::STRING) << 8) | 200, 4, 6],
             nullable: vec![true; 5],
+            names: None,
         };
         for k in [kind::WRITE_ROWS_V1, kind::UPDATE_ROWS_V2, kind::DELETE_ROWS_V1] {
             let _ = rows(k, &data, &map);
@@ -214,8 +216,25 @@ fn a_row_event_whose_rows_carry_no_column_is_refused_not_read_forever() {
         types: vec![column::LONG],
         meta: vec![0],
         nullable: vec![true],
+        names: None,
     };
     // table id, flags, width 1, no column present, then bytes no row can use.
     let body = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 7, 7];
     assert!(rows(kind::WRITE_ROWS_V1, &body, &map).is_err());
+}
+
+#[test]
+fn a_table_map_names_its_columns_when_the_server_logs_them() {
+    let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0, 1, b's', 0, 1, b't', 0, 2];
+    body.extend([column::LONG, column::VARCHAR, 2, 40, 0, 0b10]);
+    // Signedness (skipped), then the names.
+    body.extend([1, 1, 0]);
+    body.extend([COLUMN_NAME, 8, 2, b'i', b'd', 4, b'n', b'o', b't', b'e']);
+    let map = table_map(&body).expect("table map");
+    assert_eq!(map.names, Some(vec!["id".to_string(), "note".to_string()]));
+    // A name list that does not name every column is malformed.
+    let short = body.len() - 5;
+    body.truncate(short);
+    body[short - 4] = 3;
+    assert!(table_map(&body).is_err());
 }
