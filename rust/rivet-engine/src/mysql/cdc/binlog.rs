@@ -539,34 +539,46 @@ pub struct Rows<'a> {
     pub rows: Vec<(Option<Image<'a>>, Option<Image<'a>>)>,
 }
 
-fn image<'a>(
+/// Decode one row image into `values` (cleared first): each column's value, or None where
+/// the image does not carry it. `present` is the event's column bitmap.
+fn image_into<'a>(
     b: &mut Bytes<'a>,
     map: &TableMap,
     present: &[bool],
-) -> Result<Vec<Option<Value<'a>>>> {
-    let carried = present.iter().filter(|p| **p).count();
-    let nulls = bitmap(b, carried)?;
-    let mut nulls = nulls.into_iter();
-    let mut values = Vec::with_capacity(present.len());
+    carried: usize,
+    values: &mut Image<'a>,
+) -> Result<()> {
+    // The NULL bitmap has a bit per carried column, read in place.
+    let nulls = b.take(carried.div_ceil(8))?;
+    values.clear();
+    let mut n = 0;
     for (i, here) in present.iter().enumerate() {
         if !here {
             values.push(None);
             continue;
         }
-        let value = if nulls.next().unwrap_or(true) {
+        let value = if nulls[n / 8] & (1 << (n % 8)) != 0 {
             Value::Null
         } else {
             value(b, map.types[i], map.meta[i])?
         };
+        n += 1;
         values.push(Some(value));
     }
-    Ok(values)
+    Ok(())
 }
 
-/// Read a row event's body (`kind` its type) against its table's `map`.
-pub fn rows<'a>(kind: u8, body: &'a [u8], map: &TableMap) -> Result<Rows<'a>> {
+/// Hand each row of a row event's body (`kind` its type, `map` its table's) to `each`, as
+/// (image before, image after): before for UPDATE and DELETE, after for WRITE and UPDATE.
+/// The images are decoded into two buffers reused from row to row.
+pub fn each_row<'a>(
+    kind: u8,
+    body: &'a [u8],
+    map: &TableMap,
+    mut each: impl FnMut(Option<&Image<'a>>, Option<&Image<'a>>) -> Result<()>,
+) -> Result<()> {
     let mut b = Bytes { data: body, at: 0 };
-    let table_id = b.le(6)?;
+    let _table_id = b.le(6)?;
     let _flags = b.le(2)?;
     let v2 = matches!(
         kind,
@@ -592,25 +604,36 @@ pub fn rows<'a>(kind: u8, body: &'a [u8], map: &TableMap) -> Result<Rows<'a>> {
     } else {
         before.clone()
     };
-    let mut rows = Vec::new();
+    let (carried_before, carried_after) = (
+        before.iter().filter(|p| **p).count(),
+        after.iter().filter(|p| **p).count(),
+    );
+    let (mut old, mut new) = (Vec::with_capacity(width), Vec::with_capacity(width));
     while !b.rest().is_empty() {
         let start = b.at;
-        let old = if has_before {
-            Some(image(&mut b, map, &before)?)
-        } else {
-            None
-        };
-        let new = if has_after {
-            Some(image(&mut b, map, &after)?)
-        } else {
-            None
-        };
+        if has_before {
+            image_into(&mut b, map, &before, carried_before, &mut old)?;
+        }
+        if has_after {
+            image_into(&mut b, map, &after, carried_after, &mut new)?;
+        }
         if b.at == start {
             // A row of no columns takes no bytes: the rest would be read as rows forever.
             return Err(malformed("row event (a row that carries no column)"));
         }
-        rows.push((old, new));
+        each(has_before.then_some(&old), has_after.then_some(&new))?;
     }
+    Ok(())
+}
+
+/// Read a row event's body (`kind` its type) against its table's `map`.
+pub fn rows<'a>(kind: u8, body: &'a [u8], map: &TableMap) -> Result<Rows<'a>> {
+    let table_id = Bytes { data: body, at: 0 }.le(6)?;
+    let mut rows = Vec::new();
+    each_row(kind, body, map, |old, new| {
+        rows.push((old.cloned(), new.cloned()));
+        Ok(())
+    })?;
     Ok(Rows { table_id, rows })
 }
 

@@ -4,12 +4,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::batch::{BatchLimits, flush, make_room};
 use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
-use crate::mysql::cdc::binlog::{Event, Image, TableMap, Value, kind, rows, table_map};
+use crate::mysql::cdc::binlog::{Event, Image, TableMap, Value, each_row, kind, table_map};
 use crate::mysql::cdc::row::protocol_row;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, MyKind};
@@ -51,9 +52,9 @@ fn file_number(file: &str) -> u64 {
 /// `image` in the order of the columns now (as logged when `layout` is None).
 fn projected<'t, 'a>(
     layout: &Option<Vec<Option<usize>>>,
-    image: &'t Option<Image<'a>>,
+    image: Option<&'t Image<'a>>,
 ) -> Option<Cow<'t, Image<'a>>> {
-    let image = image.as_ref()?;
+    let image = image?;
     Some(match layout {
         None => Cow::Borrowed(image),
         Some(l) => Cow::Owned(laid_out(l, image, None)),
@@ -64,7 +65,7 @@ fn projected<'t, 'a>(
 pub struct MyChangeSink<'a> {
     table: MyTable<'a>,
     batch: MyChanges,
-    maps: HashMap<u64, TableMap>,
+    maps: HashMap<u64, Arc<TableMap>>,
     layouts: HashMap<u64, Option<Vec<Option<usize>>>>,
     notes: Vec<String>,
     file: u64,
@@ -132,7 +133,7 @@ impl<'a> MyChangeSink<'a> {
                     let layout = self.layout(&map)?;
                     self.layouts.insert(map.table_id, layout);
                 }
-                self.maps.insert(map.table_id, map);
+                self.maps.insert(map.table_id, Arc::new(map));
             }
             k @ (kind::WRITE_ROWS_V1
             | kind::UPDATE_ROWS_V1
@@ -153,23 +154,23 @@ impl<'a> MyChangeSink<'a> {
                 if map.schema != self.table.schema || map.table != self.table.name {
                     return Ok(());
                 }
-                let decoded = rows(k, e.body, map)?;
+                let map = Arc::clone(map);
                 let layout = self.layouts.get(&id).cloned().flatten();
-                for (before, after) in &decoded.rows {
+                each_row(k, e.body, &map, |before, after| {
                     let (before, after) = (projected(&layout, before), projected(&layout, after));
                     match (before.as_deref(), after.as_deref()) {
-                        (None, Some(after)) => self.append("insert", after, sink)?,
-                        (Some(before), None) => self.append("delete", before, sink)?,
+                        (None, Some(after)) => self.append("insert", after, sink),
+                        (Some(before), None) => self.append("delete", before, sink),
                         (Some(before), Some(after)) => {
                             // A row whose key changed leaves its old key: a merge by key deletes it.
                             if self.key_changed(before, after) {
                                 self.append("delete", before, sink)?;
                             }
-                            self.append("update", after, sink)?;
+                            self.append("update", after, sink)
                         }
-                        (None, None) => {}
+                        (None, None) => Ok(()),
                     }
-                }
+                })?;
             }
             _ => {}
         }
