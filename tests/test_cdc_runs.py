@@ -538,8 +538,19 @@ def test_each_run_says_how_far_behind_the_log_it_starts_and_warns_past_the_limit
     lag = [e for e in events if e["type"] == "cdc_lag"]
     assert len(lag) == 1 and lag[0]["bytes_behind"] > 1024
     assert any(e["type"] == "warning" and "behind" in e["message"] for e in events)
+    # rivet metrics says how far behind the export is, from the state store alone.
+    (lagging,) = json.loads(run_rivet("metrics", "-c", str(config), "--json").stdout)["changes"]
+    assert lagging["bytes_behind_at_start"] == lag[0]["bytes_behind"]
+    assert lagging["position"] and lagging["position"] != lag[0]["position"]  # where it ended, past its start
     caught_up = run_rivet("run", "-c", str(config))
     assert caught_up.returncode == 0 and "behind" not in caught_up.stderr
+    metrics = run_rivet("metrics", "-c", str(config), "--json")
+    (now,) = json.loads(metrics.stdout)["changes"]
+    last = json.loads(metrics.stdout)["runs"][0]
+    assert now["current_as_of"] == last["started_at"] and now["seconds_behind"] >= 0
+    assert now["bytes_behind_at_start"] < lag[0]["bytes_behind"]
+    shown = run_rivet("metrics", "-c", str(config)).stdout
+    assert f"change capture at {now['position']}: current as of {now['current_as_of']}" in shown
 
 
 def test_a_position_forged_in_the_state_store_is_refused_not_sent(capture, table, tmp_path):
@@ -559,7 +570,7 @@ def test_a_position_forged_in_the_state_store_is_refused_not_sent(capture, table
 def test_follow_runs_again_until_it_is_stopped_and_publishes_each_change_once(capture, table, tmp_path):
     import sqlite3
 
-    config = config_for(capture, table, tmp_path)
+    config = config_for(capture, table, tmp_path, commit_every_s=1)  # the pace, as --every would set it
     state = tmp_path / ".rivet_state.db"
 
     def anchored() -> bool:
@@ -577,7 +588,7 @@ def test_follow_runs_again_until_it_is_stopped_and_publishes_each_change_once(ca
         except (OSError, ValueError, AssertionError):  # not there yet, or between two files of a run
             return 0
 
-    with start_rivet("run", "-c", str(config), "--follow", "--every", "1", stdout=subprocess.DEVNULL) as run:
+    with start_rivet("run", "-c", str(config), "--follow", stdout=subprocess.DEVNULL) as run:
         assert run.stderr is not None
         said: list[str] = []
         reader = threading.Thread(target=lambda: said.extend(run.stderr or []), daemon=True)

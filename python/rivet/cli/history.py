@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rivet.cli._output import emit_json, say
 from rivet.cli.state import key_of, state_of
+from rivet.core.runinfo import utc_now
+
+if TYPE_CHECKING:
+    from rivet.state import StateStore
+    from rivet.state.keys import ExportKey
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
 LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
@@ -39,17 +45,19 @@ def metrics_command(
     last: LastOption = 20,
     json_output: JsonOption = False,
 ) -> None:
-    """Recent runs with their status, rows, files, bytes, duration and peak memory."""
+    """Recent runs (status, rows, files, bytes, time, memory), and how far behind each change capture is."""
     with state_of(config) as (loaded, store):
         names = [export] if export is not None else [e.name for e in loaded.config.exports]
         keys = [key_of(loaded, store, name) for name in names]
         runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(keys, limit=last)]
+        lags = [
+            _lag(name, store, key) for name, key in zip(names, keys, strict=True) if loaded.export(name).mode == "cdc"
+        ]
     if json_output:
-        emit_json({"runs": runs})
+        emit_json({"runs": runs, "changes": lags})
         return
     if not runs:
         say("no runs recorded")
-        return
     for r in runs:
         seconds = f"{(r['duration_ms'] or 0) / 1000:.2f} s"
         error = f"  {r['error']}" if r["error"] else ""
@@ -57,6 +65,45 @@ def metrics_command(
             f"{r['started_at']}  {r['export_name']:<20} {r['status']:<11} {r['rows']:>12,} rows "
             f"{r['files']:>4} files {r['bytes']:>14,} B {seconds:>10} {r['peak_rss_mb'] or 0:>7.0f} MB{error}"
         )
+    for lag in lags:
+        typer.echo(_show_lag(lag))
+
+
+def _lag(name: str, store: StateStore, key: ExportKey) -> dict[str, Any]:
+    """How far behind the log a change-capture export is, from its last run that published.
+
+    A run reads the log to its end as the run started: what it published was current then.
+    """
+    stored = store.change_position(key)
+    last = store.last_success(key)
+    lag: dict[str, Any] = {
+        "export_name": name,
+        "position": stored.position if stored else None,
+        "current_as_of": None,
+        "seconds_behind": None,
+        "bytes_behind_at_start": None,
+    }
+    if stored is None or stored.position is None or last is None:
+        return lag
+    started = dt.datetime.fromisoformat(last["started_at"])
+    lag["current_as_of"] = last["started_at"]
+    lag["seconds_behind"] = round((utc_now() - started).total_seconds(), 3)
+    for journal in store.journals(key, run_id=last["run_id"]):
+        said = [e for e in journal["events"] if e.get("type") == "cdc_lag"]
+        if said:
+            lag["bytes_behind_at_start"] = said[-1].get("bytes_behind")
+    return lag
+
+
+def _show_lag(lag: dict[str, Any]) -> str:
+    if lag["seconds_behind"] is None:
+        return f"{lag['export_name']:<20} change capture: no published run yet"
+    behind = lag["bytes_behind_at_start"]
+    start = f"; its last run started {behind:,} B behind the log" if behind is not None else ""
+    return (
+        f"{lag['export_name']:<20} change capture at {lag['position']}: current as of {lag['current_as_of']} "
+        f"({lag['seconds_behind']:,.0f} s ago){start}"
+    )
 
 
 def journal_command(

@@ -64,7 +64,14 @@ FollowOption = Annotated[
     bool,
     typer.Option("--follow", help="mode: cdc: run again every --every seconds until stopped (Ctrl-C or SIGTERM)."),
 ]
-EveryOption = Annotated[float, typer.Option("--every", min=0, help="With --follow: seconds between two runs.")]
+EveryOption = Annotated[
+    float | None,
+    typer.Option(
+        "--every",
+        min=0,
+        help="With --follow: seconds between two runs (default: the exports' cdc.commit_every_s, or 10).",
+    ),
+]
 
 
 def stdout_exports(exports: list[ExportConfig], *, events: bool, processes: bool, validate: bool = False) -> bool:
@@ -109,8 +116,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _check_follow(exports: list[ExportConfig]) -> None:
-    """--follow repeats change capture: each run reads only what is new. Other modes would re-export."""
+# Seconds between two --follow runs when neither --every nor cdc.commit_every_s says.
+FOLLOW_EVERY_S = 10.0
+
+
+def _check_follow(exports: list[ExportConfig], every: float | None) -> float:
+    """--follow repeats change capture: each run reads only what is new. Other modes would re-export.
+
+    The seconds between runs: ``every``, else the shortest ``cdc.commit_every_s`` of the exports.
+    """
     from rivet.errors import ConfigError
 
     others = [e.name for e in exports if e.mode != "cdc"]
@@ -118,6 +132,10 @@ def _check_follow(exports: list[ExportConfig]) -> None:
         raise ConfigError(
             f"--follow runs mode: cdc exports only; {', '.join(others)} would be exported again each time"
         )
+    if every is not None:
+        return every
+    configured = [e.cdc.commit_every_s for e in exports if e.cdc is not None and e.cdc.commit_every_s is not None]
+    return min(configured, default=FOLLOW_EVERY_S)
 
 
 def _rest(seconds: float) -> bool:
@@ -159,7 +177,7 @@ def run_command(
     events: EventsOption = False,
     dask_scheduler: DaskOption = None,
     follow: FollowOption = False,
-    every: EveryOption = 10.0,
+    every: EveryOption = None,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
@@ -205,7 +223,7 @@ def run_command(
         selected = [e for e in loaded.config.exports if not export or e.name in export]
         to_stdout = stdout_exports(selected, events=events, processes=parallel == "processes", validate=validate)
         if follow:
-            _check_follow(selected)
+            every = _check_follow(selected, every)
         while True:
             result = run_config(
                 loaded,
@@ -221,7 +239,7 @@ def run_command(
             if not follow or result.exit_code:
                 break
             _report(result, parallel=parallel is not None, events=events)
-            if not _rest(every):
+            if not _rest(every or 0.0):
                 raise typer.Exit(0)
     except (Exception, KeyboardInterrupt) as e:
         if isinstance(e, typer.BadParameter | typer.Exit):

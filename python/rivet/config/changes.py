@@ -39,6 +39,9 @@ class CdcConfig(StrictModel):
     until_current: Bool = True
     # Warn when a run starts this far behind the log's end (1GB, 500MB, or bytes).
     max_lag_bytes: str | int | None = None
+    # Under `rivet run --follow` without --every: seconds between two runs, each of which
+    # publishes and commits what it read.
+    commit_every_s: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("max_lag_bytes")
     @classmethod

@@ -65,6 +65,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "checkpoint": "The original rivet's position file: not read; a run refuses to anchor anew while it exists.",
         "until_current": "true (default): each run reads the log to its end as the run started, then exits.",
         "max_lag_bytes": "Warn when a run starts this far behind the log's end (1GB, 500MB or bytes).",
+        "commit_every_s": "Under rivet run --follow without --every: seconds between two runs (default 10).",
     },
     "ExportConfig": {
         "name": "Unique; used in file names and the state store.",

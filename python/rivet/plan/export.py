@@ -294,7 +294,8 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         window = WindowSpec(export.time_column, export.time_column_type or "timestamp", export.days_window)
     changes = None
     if export.mode == "cdc":
-        cdc = export.cdc.model_dump(exclude={"until_current"}) if export.cdc else {}
+        # until_current is checked when loaded; commit_every_s paces `run --follow`, not a run.
+        cdc = export.cdc.model_dump(exclude={"until_current", "commit_every_s"}) if export.cdc else {}
         if cdc.get("max_lag_bytes") is not None:
             cdc["max_lag_bytes"] = parse_size(cdc["max_lag_bytes"])
         changes = ChangeSpec.for_export(export.name, **cdc)
