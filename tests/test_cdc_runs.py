@@ -390,21 +390,21 @@ def merged_table(home: Path, fmt: str, export: str) -> list[tuple[Any, ...]]:
     return sorted(tuple(r[c] for c in COLUMNS) for r in merged_rows(home, fmt, export))
 
 
-def merge_config(capture: Capture, table: str, home: Path, fmt: str = "delta") -> Path:
+def merge_config(capture: Capture, table: str, home: Path, fmt: str = "delta", **cdc: object) -> Path:
     export = {
         "name": table,
         "table": f"{capture.schema}.{table}",
         "mode": "cdc",
         "format": fmt,
         "write": "merge",
-        "cdc": {"initial": "snapshot"},
+        "cdc": {"initial": "snapshot", **cdc},
         "destination": str(home / "out"),
     }
     return write_config(home, capture.source, [export])
 
 
 def merge_runs(home: Path, fmt: str, export: str) -> list[tuple[str, str, str]]:
-    """``(run, from, position)`` of each run that committed to the table, oldest first."""
+    """``(run, from, position)`` of each merge committed to the table, oldest first."""
     if fmt == "delta":
         from deltalake import DeltaTable
 
@@ -419,7 +419,8 @@ def merge_runs(home: Path, fmt: str, export: str) -> list[tuple[str, str, str]]:
         summaries = [dict(s.summary.additional_properties) for s in found.snapshots()]
     runs: list[tuple[str, str, str]] = []
     for c in summaries:
-        if "rivet.position" in c and (not runs or runs[-1][0] != c["rivet.run_id"]):
+        # An Iceberg merge is two snapshots (a delete, then an upsert) of one run and start.
+        if "rivet.position" in c and (not runs or runs[-1][:2] != (c["rivet.run_id"], c["rivet.from"])):
             runs.append((c["rivet.run_id"], c["rivet.from"], c["rivet.position"]))
     return runs
 
@@ -441,6 +442,25 @@ def test_a_merged_table_is_the_live_table_after_every_run(capture, table, tmp_pa
     # A run with nothing new makes no commit.
     assert run_rivet("run", "-c", str(config)).returncode == 0
     assert len(merge_runs(tmp_path, fmt, table)) == 4
+
+
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_a_backlog_is_merged_in_commits_and_a_run_killed_between_them_goes_on(capture, table, tmp_path, fmt):
+    config = merge_config(capture, table, tmp_path, fmt, commit_every_rows=4)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    for step in range(1, 4):
+        change(capture, table, step)
+    # Killed after its second merge reached the table, before that merge's state commit.
+    killed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "before_cursor@2:crash"})
+    assert_failpoint_ended(killed, "before_cursor", -signal.SIGKILL)
+    assert len(merge_runs(tmp_path, fmt, table)) == 3  # the snapshot, and two merges of the run
+    done = run_rivet("run", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert merged_table(tmp_path, fmt, table) == capture.live(table)
+    runs = merge_runs(tmp_path, fmt, table)
+    # Each merge starts where the one before ended: no change merged twice, none skipped.
+    assert [r[1] for r in runs[1:]] == [r[2] for r in runs[:-1]]
+    assert len(runs) > 4 and len({r[0] for r in runs[1:]}) == 2
 
 
 def test_a_merge_stops_at_a_column_change_and_merges_nothing(capture, table, tmp_path):

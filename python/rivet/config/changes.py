@@ -42,6 +42,8 @@ class CdcConfig(StrictModel):
     # Under `rivet run --follow` without --every: seconds between two runs, each of which
     # publishes and commits what it read.
     commit_every_s: Annotated[float, Field(gt=0)] | None = None
+    # Under write: merge: changes merged per commit, so a backlog is never held whole.
+    commit_every_rows: Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("max_lag_bytes")
     @classmethod

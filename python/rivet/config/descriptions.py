@@ -66,6 +66,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "until_current": "true (default): each run reads the log to its end as the run started, then exits.",
         "max_lag_bytes": "Warn when a run starts this far behind the log's end (1GB, 500MB or bytes).",
         "commit_every_s": "Under rivet run --follow without --every: seconds between two runs (default 10).",
+        "commit_every_rows": "Under write: merge: changes folded and merged per commit (default 500000).",
     },
     "ExportConfig": {
         "name": "Unique; used in file names and the state store.",

@@ -33,7 +33,7 @@ from rivet.core.retry import Retrier, RetryPolicy
 from rivet.core.runinfo import iso, part_stem, utc_now
 from rivet.errors import ConfigError, QueryError, SchemaDriftError
 from rivet.execution.commit import Publication, commit_parts
-from rivet.execution.merge import collect, merge_changes, merge_keys, merge_snapshot, resume_from_table
+from rivet.execution.merge import merge_changes, merge_keys, merge_snapshot, resume_from_table, transaction_chunks
 from rivet.execution.rows import OutputRows
 from rivet.execution.single import stage
 from rivet.output.manifest import RUNS_DIR, success_marker
@@ -60,6 +60,8 @@ T = TypeVar("T")
 
 # Where the initial snapshot goes, inside the destination.
 SNAPSHOT_FOLDER = "snapshot"
+# Changes a write: merge run folds and merges per commit unless cdc.commit_every_rows says.
+COMMIT_EVERY_ROWS = 500_000
 # The code of the native readers' error for logged changes whose columns differ from the table's now.
 LOG_SCHEMA_DRIFT = "rivet-schema-drift"
 
@@ -108,8 +110,7 @@ def run_changes(
         snapshot_parts, position = _position(run)
         _say_lag(run, position)
         if keys is not None:
-            changes, end = _read_with_retries(run, position, lambda reader: collect(reader, plan.name))
-            merge_changes(run, keys, changes, position, end)
+            end = _merge_in_commits(run, keys, position)
         else:
             end = _publish_changes(run, position, snapshot_parts)
             result.parts = snapshot_parts + result.parts
@@ -238,7 +239,7 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     try:
         run.prepare(destination)
         staged, end = _read_with_retries(
-            run, position, lambda reader: stage(plan, reader, destination, result, None, run.events, rows)
+            run, lambda: position, lambda reader: stage(plan, reader, destination, result, None, run.events, rows)
         )
         failpoints.hit("after_part_write")
         if sum(p.rows for p in staged) == 0:
@@ -268,6 +269,27 @@ def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart
     return end
 
 
+def _merge_in_commits(run: ChangeRun, keys: tuple[str, ...], start: str) -> str:
+    """Merge the changes from ``start`` in commits of ``commit_every_rows``; where they end.
+
+    Each merge is its own table commit and state commit with its position: a backlog is never
+    held whole, and a run stopped midway keeps what it merged.
+    """
+    assert run.plan.changes is not None
+    every = run.plan.changes.commit_every_rows or COMMIT_EVERY_ROWS
+    at = start
+
+    def merge_each(reader: BatchReader) -> None:
+        nonlocal at
+        for changes, next_pos in transaction_chunks(reader, run.plan.name, every):
+            end = run.feed.drained_to() if next_pos is None else run.feed.position_of(next_pos, at)
+            merge_changes(run, keys, changes, at, end)
+            at = end
+
+    _read_with_retries(run, lambda: at, merge_each)
+    return at
+
+
 def _say_column_changes(run: ChangeRun) -> None:
     """Say how changes logged under other columns were read: a warning (an event), or a note with continue."""
     level = logging.INFO if run.plan.on_schema_drift == "continue" else logging.WARNING
@@ -275,8 +297,13 @@ def _say_column_changes(run: ChangeRun) -> None:
         log.log(level, "export %s: %s", run.plan.name, note)
 
 
-def _read_with_retries(run: ChangeRun, position: str, consume: Callable[[BatchReader], T]) -> tuple[T, str]:
-    """What ``consume`` makes of the changes from ``position``, and where they end (read again after a blip)."""
+def _read_with_retries(
+    run: ChangeRun, position: Callable[[], str], consume: Callable[[BatchReader], T]
+) -> tuple[T, str]:
+    """What ``consume`` makes of the changes from ``position()``, and where they end.
+
+    After a blip they are read again, from ``position()`` then.
+    """
     plan = run.plan
     retrier = Retrier(
         plan.name, RetryPolicy(plan.tuning.max_retries, plan.tuning.retry_backoff_ms / 1000), plan.max_attempts,
@@ -286,7 +313,7 @@ def _read_with_retries(run: ChangeRun, position: str, consume: Callable[[BatchRe
     for attempt in count(1):
         try:
             run.result.engine = "native"
-            consumed = consume(run.feed.changes(position, plan.tuning, follow))
+            consumed = consume(run.feed.changes(position(), plan.tuning, follow))
             _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:

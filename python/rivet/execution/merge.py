@@ -165,15 +165,36 @@ def upsert_staged(
     commit_state(state, lease, result.run_id, on_commit)
 
 
-def collect(reader: BatchReader, export: str) -> pa.Table:
-    """Every change row of ``reader``, checked against what it says it read."""
+def transaction_chunks(reader: BatchReader, export: str, every: int) -> Iterator[tuple[pa.Table, int | None]]:
+    """The change rows of ``reader`` in tables of about ``every`` rows, each ending with a whole transaction.
+
+    Each comes with the ``__pos`` of the transaction after it, the last with None (its end is
+    where the read ended). A transaction is never split: one larger than ``every`` is one table.
+    The rows are checked against what the reader says it read.
+    """
+    schema = pa.schema(reader)
+    pending: list[pa.RecordBatch] = []
+    held = total = 0
     try:
-        batches = []
-        while (batch := reader.next_batch()) is not None:
-            batches.append(pa.record_batch(batch))
-        table = pa.Table.from_batches(batches, schema=pa.schema(reader))
-        check_read(reader, table.num_rows, f"export {export}")
-        return table
+        while (got := reader.next_batch()) is not None:
+            batch = pa.record_batch(got)
+            pending.append(batch)
+            held += batch.num_rows
+            total += batch.num_rows
+            if held < every:
+                continue
+            table = pa.Table.from_batches(pending, schema)
+            while table.num_rows >= every:
+                # The first row of the first transaction after row ``every``: the cut.
+                later = pc.greater(table["__pos"], table["__pos"][every - 1])
+                cut = pc.index(later, True).as_py()
+                if cut < 0:
+                    break  # the transaction goes on, maybe into the next batch: never split
+                yield table.slice(0, cut), table["__pos"][cut].as_py()
+                table = table.slice(cut)
+            pending, held = table.to_batches(), table.num_rows
+        check_read(reader, total, f"export {export}")
+        yield pa.Table.from_batches(pending, schema), None
     finally:
         reader.close()
 

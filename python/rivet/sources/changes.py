@@ -36,6 +36,8 @@ class ChangeSpec:
     checkpoint: str | None = None
     # A run that starts this many bytes behind the log's end warns (None: never).
     max_lag_bytes: int | None = None
+    # Under write: merge, a run merges and commits every this many changes (None: the default).
+    commit_every_rows: int | None = None
 
     @classmethod
     def for_export(
@@ -47,6 +49,7 @@ class ChangeSpec:
         server_id: int | None = None,
         checkpoint: str | None = None,
         max_lag_bytes: int | None = None,
+        commit_every_rows: int | None = None,
     ) -> ChangeSpec:
         """The spec of export ``export``, each name not given derived from the export's name."""
         derived = ("rivet_" + re.sub(r"[^a-z0-9_]", "_", export.lower()))[:63]
@@ -58,6 +61,7 @@ class ChangeSpec:
             server_id=server_id or low + zlib.crc32(export.encode()) % (high - low),
             checkpoint=checkpoint,
             max_lag_bytes=max_lag_bytes,
+            commit_every_rows=commit_every_rows,
         )
 
 
@@ -112,6 +116,13 @@ class ChangeFeed(ABC):
     @abstractmethod
     def drained_to(self) -> str:
         """Where the next run starts, once the reader of :meth:`changes` is exhausted."""
+
+    @abstractmethod
+    def position_of(self, pos: int, near: str) -> str:
+        """Where a read starts that reads first the transaction whose ``__pos`` is ``pos``, none before it.
+
+        ``near`` is a position in the same log (for its files' names).
+        """
 
     @abstractmethod
     def confirm(self, position: str) -> None:

@@ -155,6 +155,11 @@ class MyChangeFeed(ChangeFeed):
         file, offset = self._stream.drained_to
         return f"{file}:{offset}"
 
+    def position_of(self, pos: int, near: str) -> str:
+        """The offset of the transaction's first event, in the file its number names (numbered as ``near``'s)."""
+        base, digits = _split(near)[0].rsplit(".", 1)
+        return f"{base}.{pos >> 32:0{len(digits)}d}:{pos & 0xFFFFFFFF}"
+
     def confirm(self, position: str) -> None:
         """Nothing to tell: the server keeps its log by age, not by reader."""
 

@@ -211,6 +211,10 @@ class PgChangeFeed(ChangeFeed):
         assert self._stream is not None and self._stream.drained_to is not None, "the change stream did not end"
         return self._stream.drained_to
 
+    def position_of(self, pos: int, near: str) -> str:
+        """The transaction's commit LSN: a stream from there skips every commit before it."""
+        return f"{pos >> 32:X}/{pos & 0xFFFFFFFF:X}"
+
     def confirm(self, position: str) -> None:
         """Move the slot: the server may recycle the WAL before ``position``."""
         assert self._stream is not None

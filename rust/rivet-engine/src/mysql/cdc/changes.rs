@@ -18,6 +18,8 @@ use crate::stream::BatchSink;
 
 /// MySQL's GTID event (MariaDB's is [`kind::MARIADB_GTID`]).
 const MYSQL_GTID: u8 = 33;
+/// What MySQL writes instead before each transaction when `gtid_mode` is OFF (its default).
+const MYSQL_ANONYMOUS_GTID: u8 = 34;
 
 /// A batch of one table's changes.
 pub type MyChanges = ChangeBatch<MyBatchBuilder>;
@@ -119,7 +121,7 @@ impl<'a> MyChangeSink<'a> {
                     .unwrap_or_default();
                 self.file = file_number(&name);
             }
-            kind::MARIADB_GTID | MYSQL_GTID => {
+            kind::MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID => {
                 let start = u64::from(h.next_position.saturating_sub(h.size));
                 self.transaction = Some((
                     (self.file << 32) | start,
@@ -274,5 +276,92 @@ impl<'a> MyChangeSink<'a> {
     /// The batches' schema.
     pub fn schema(&self) -> arrow_schema::SchemaRef {
         self.batch.schema()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
+
+    use super::*;
+    use crate::changes::change_schema;
+    use crate::mysql::cdc::binlog::Header;
+    use crate::mysql::types::code;
+    use crate::stream::{BatchStream, EndOfData};
+
+    fn event(kind: u8, next_position: u32, size: u32, body: &[u8]) -> Event<'_> {
+        let header = Header {
+            timestamp: 1_700_000_000,
+            kind,
+            server_id: 1,
+            size,
+            next_position,
+            flags: 0,
+        };
+        Event { header, body }
+    }
+
+    /// MySQL with gtid_mode OFF starts each transaction with an anonymous GTID event: it
+    /// places and times the transaction as a GTID event does.
+    #[test]
+    fn a_transaction_after_an_anonymous_gtid_event_has_its_own_position_and_time() {
+        let map = [
+            9,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            b's',
+            0,
+            1,
+            b't',
+            0,
+            1,
+            code::LONG,
+            0,
+            0,
+        ];
+        // Table 9, no flags, one column, all of it present, not NULL, the value 7.
+        let write = [9, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 7, 0, 0, 0];
+        let columns = vec![MyColumn {
+            name: "id".into(),
+            kind: MyKind::Int32,
+            source_type: "int".into(),
+            logical: None,
+        }];
+        let schema = change_schema(&arrow_schema(&columns));
+        let mut stream = BatchStream::spawn(schema, 1, move |sink| {
+            let table = MyTable {
+                schema: "s",
+                name: "t",
+                columns: &columns,
+                members: &[None],
+                key: &[true],
+                limits: BatchLimits::new(16, 1 << 20)?,
+                follow_column_changes: false,
+            };
+            let mut changes = MyChangeSink::new(table, "bin.000003");
+            changes.take(&event(MYSQL_ANONYMOUS_GTID, 250, 65, &[]), sink)?;
+            changes.take(&event(kind::TABLE_MAP, 300, 50, &map), sink)?;
+            changes.take(&event(kind::WRITE_ROWS_V1, 340, 40, &write), sink)?;
+            changes.finish(sink)?;
+            Ok(EndOfData {
+                server_rows: changes.rows(),
+                expected_rows: None,
+            })
+        });
+        let batch = stream.next_blocking().expect("read").expect("a batch");
+        assert_eq!(batch.num_rows(), 1);
+        let pos = batch.column(1).as_primitive::<UInt64Type>().value(0);
+        assert_eq!(pos, (3 << 32) | 185, "file 3, at the anonymous GTID event");
+        let at = batch
+            .column(3)
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        assert_eq!(at.value(0), 1_700_000_000_000_000);
     }
 }
