@@ -346,6 +346,19 @@ def test_a_binlog_that_does_not_name_its_columns_cannot_follow_a_column_change(c
     assert [p for p in (tmp_path / "out").glob("*.parquet")] == []
 
 
+def test_a_truncated_table_fails_the_run_loudly_and_publishes_nothing(capture, table, tmp_path):
+    config = config_for(capture, table, tmp_path)
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    before = files_with_bytes(tmp_path / "out")
+    # Unqualified, in the server's default database: the statement names the table as users write it.
+    capture.execute(f"UPDATE {capture.schema}.{table} SET note = 'kept' WHERE id = 1", f"TRUNCATE TABLE {table}")
+    for _ in range(2):  # the position does not move past it
+        failed = run_rivet("run", "-c", str(config))
+        assert failed.returncode == 1, failed.stderr
+        assert f"{capture.schema}.{table} was truncated" in failed.stderr and "export it whole again" in failed.stderr
+        assert files_with_bytes(tmp_path / "out") == before
+
+
 def test_a_server_that_does_not_log_whole_rows_is_refused_by_name(capture, table, tmp_path):
     config = config_for(capture, table, tmp_path)
     if capture.kind == "postgres":

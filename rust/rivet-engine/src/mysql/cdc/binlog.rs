@@ -216,6 +216,71 @@ pub struct TableMap {
     pub names: Option<Vec<String>>,
 }
 
+/// A QUERY event's default database and its statement's text.
+pub fn query(body: &[u8]) -> Result<(String, String)> {
+    let mut b = Bytes { data: body, at: 0 };
+    let _thread = b.le(4)?;
+    let _seconds = b.le(4)?;
+    let database = usize::from(b.u8()?);
+    let _error = b.le(2)?;
+    let status = usize::try_from(b.le(2)?).map_err(|_| malformed("status"))?;
+    b.take(status)?;
+    let database = String::from_utf8_lossy(b.take(database)?).into_owned();
+    b.take(1)?; // its NUL
+    Ok((database, String::from_utf8_lossy(b.rest()).into_owned()))
+}
+
+/// Whether `sql`, run in database `default`, truncates `schema`.`table`.
+pub fn truncates(sql: &str, default: &str, schema: &str, table: &str) -> bool {
+    let mut rest = sql.trim_start();
+    // Leading comments (`/* ... */`), as clients and the server may prefix them.
+    while let Some(after) = rest.strip_prefix("/*") {
+        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+    }
+    let mut words = rest.splitn(2, char::is_whitespace);
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("truncate"))
+    {
+        return false;
+    }
+    let mut rest = words.next().unwrap_or("").trim_start();
+    if let Some((word, after)) = rest.split_once(char::is_whitespace)
+        && word.eq_ignore_ascii_case("table")
+    {
+        rest = after.trim_start();
+    }
+    let name = rest.trim_end_matches([';', ' ', '\n', '\r', '\t']);
+    let parts = identifier_parts(name);
+    match parts.as_slice() {
+        [t] => default == schema && t == table,
+        [s, t] => s == schema && t == table,
+        _ => false,
+    }
+}
+
+/// `a`, `` `a` ``, `a.b`, `` `a`.`b` `` as their unquoted parts.
+fn identifier_parts(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' if quoted && chars.peek() == Some(&'`') => {
+                chars.next();
+                part.push('`');
+            }
+            '`' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut part)),
+            c if !quoted && c.is_whitespace() => break,
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    parts
+}
+
 /// The optional metadata field that names the columns.
 const COLUMN_NAME: u8 = 4;
 

@@ -10,7 +10,9 @@ use crate::batch::{BatchLimits, flush, make_room};
 use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
-use crate::mysql::cdc::binlog::{Event, Image, TableMap, Value, each_row, kind, table_map};
+use crate::mysql::cdc::binlog::{
+    Event, Image, TableMap, Value, each_row, kind, query, table_map, truncates,
+};
 use crate::mysql::cdc::row::protocol_row;
 use crate::mysql::decode::MyBatchBuilder;
 use crate::mysql::types::{MyColumn, MyKind};
@@ -128,6 +130,19 @@ impl<'a> MyChangeSink<'a> {
                     i64::from(h.timestamp) * 1_000_000,
                 ));
                 self.seq = 0;
+            }
+            kind::QUERY => {
+                let (default, sql) = query(e.body)?;
+                if truncates(&sql, &default, self.table.schema, self.table.name) {
+                    return Err(Error::Query {
+                        message: format!(
+                            "{}.{} was truncated: the binary log logs TRUNCATE as a statement, not the rows \
+                             it removed; export it whole again",
+                            self.table.schema, self.table.name
+                        ),
+                        code: None,
+                    });
+                }
             }
             kind::TABLE_MAP => {
                 let map = table_map(e.body)?;

@@ -238,3 +238,31 @@ fn a_table_map_names_its_columns_when_the_server_logs_them() {
     body[short - 4] = 3;
     assert!(table_map(&body).is_err());
 }
+
+#[test]
+fn a_truncation_of_the_table_is_seen_however_it_is_written() {
+    for sql in [
+        "TRUNCATE t",
+        "truncate table t;",
+        "TRUNCATE TABLE `shop`.`t`",
+        "/* app */ TRUNCATE shop.t",
+    ] {
+        assert!(truncates(sql, "shop", "shop", "t"), "{sql}");
+    }
+    for sql in [
+        "TRUNCATE TABLE t2",
+        "TRUNCATE other.t",
+        "DELETE FROM t",
+        "TRUNCATE `t.x`",
+    ] {
+        assert!(!truncates(sql, "shop", "shop", "t"), "{sql}");
+    }
+    assert!(!truncates("TRUNCATE t", "other", "shop", "t"));
+    // thread, seconds, database length 4, error 0, no status variables, "shop", NUL, the statement.
+    let mut body = vec![1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+    body.extend(b"shop\0TRUNCATE t");
+    assert_eq!(
+        query(&body).expect("query"),
+        ("shop".into(), "TRUNCATE t".into())
+    );
+}
