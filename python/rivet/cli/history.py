@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,7 +10,7 @@ import typer
 
 from rivet.cli._output import emit_json, say
 from rivet.cli.state import key_of, state_of
-from rivet.core.runinfo import utc_now
+from rivet.core.runinfo import from_iso, utc_now
 
 if TYPE_CHECKING:
     from rivet.state import StateStore
@@ -85,7 +84,7 @@ def _lag(name: str, store: StateStore, key: ExportKey) -> dict[str, Any]:
     }
     if stored is None or stored.position is None or last is None:
         return lag
-    started = dt.datetime.fromisoformat(last["started_at"])
+    started = from_iso(last["started_at"])
     lag["current_as_of"] = last["started_at"]
     lag["seconds_behind"] = round((utc_now() - started).total_seconds(), 3)
     for journal in store.journals(key, run_id=last["run_id"]):

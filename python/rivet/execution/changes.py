@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from itertools import count
 from typing import TYPE_CHECKING, TypeVar
 
 from rivet.core import failpoints
@@ -62,8 +61,10 @@ T = TypeVar("T")
 SNAPSHOT_FOLDER = "snapshot"
 # Changes a write: merge run folds and merges per commit unless cdc.commit_every_rows says.
 COMMIT_EVERY_ROWS = 500_000
-# The code of the native readers' error for logged changes whose columns differ from the table's now.
+# The codes of the native readers' errors for logged changes whose columns differ from the table's
+# now: columns added or dropped (followed unless on_schema_drift: fail), a column's type changed.
 LOG_SCHEMA_DRIFT = "rivet-schema-drift"
+LOG_COLUMN_RETYPED = "rivet-column-retyped"
 
 
 @dataclasses.dataclass
@@ -279,6 +280,12 @@ def _merge_in_commits(run: ChangeRun, keys: tuple[str, ...], start: str) -> str:
     every = run.plan.changes.commit_every_rows or COMMIT_EVERY_ROWS
     at = start
 
+    def resumed() -> str:
+        # After a blip past a merge's table commit, that merge is not made again.
+        nonlocal at
+        at = resume_from_table(run, at)
+        return at
+
     def merge_each(reader: BatchReader) -> None:
         nonlocal at
         for changes, next_pos in transaction_chunks(reader, run.plan.name, every):
@@ -286,7 +293,7 @@ def _merge_in_commits(run: ChangeRun, keys: tuple[str, ...], start: str) -> str:
             merge_changes(run, keys, changes, at, end)
             at = end
 
-    _read_with_retries(run, lambda: at, merge_each)
+    _read_with_retries(run, resumed, merge_each)
     return at
 
 
@@ -310,24 +317,29 @@ def _read_with_retries(
         run.events,
     )  # fmt: skip
     follow = plan.on_schema_drift != "fail"
-    for attempt in count(1):
+    attempt, since = 0, position()
+    while True:
+        attempt += 1
         try:
             run.result.engine = "native"
             consumed = consume(run.feed.changes(position(), plan.tuning, follow))
             _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:
-            if isinstance(e, QueryError) and e.code == LOG_SCHEMA_DRIFT:
+            if isinstance(e, QueryError) and e.code in (LOG_SCHEMA_DRIFT, LOG_COLUMN_RETYPED):
+                followable = e.code == LOG_SCHEMA_DRIFT and not follow
                 raise SchemaDriftError(
-                    f"export '{plan.name}': {e}. Nothing was published and the position is kept. "
+                    f"export '{plan.name}': {e}. Nothing more was published and the position is kept. "
                     + (
                         "Set on_schema_drift: warn to read them with the columns now, or start over "
-                        if not follow
+                        if followable
                         else "Start over "
                     )
                     + f"from a snapshot after the change: `{plan.command('cdc drop')}`, then run with "
                     "cdc.initial: snapshot (to a new destination, or after moving the old parts away)"
                 ) from e
+            if position() != since:  # what was read before the blip is kept: a fresh budget of retries
+                attempt, since = 1, position()
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:
                 raise

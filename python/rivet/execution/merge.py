@@ -4,12 +4,13 @@ Two ways in. An incremental run upserts the rows its cursor selected, by key, in
 commit, before its state commit moves the cursor (a run killed in between upserts the same
 rows again: the table ends the same). A change capture folds and merges its changes:
 
-the initial snapshot replaces the table in one commit. Each run then folds its changes
-to each key's latest (a delete included), merges them by key in one commit whose
-metadata names the positions the run read from and to, and stores the new position in
-its state commit. A run killed between the two leaves the table ahead of the state: the
-next run finds that commit in the table's history, takes the position from it, and does
-not merge those changes again.
+the initial snapshot replaces the table in one commit. Each run then reads its changes in
+chunks of whole transactions (``cdc.commit_every_rows``), folds each chunk to each key's
+latest change (a delete included), merges it by key in one commit whose metadata names
+the positions it covers, and stores the chunk's end in a state commit. A run killed between
+the two leaves the table ahead of the state: the next run (or the next attempt) finds that
+commit in the table's history, takes the position from it, and does not merge those
+changes again.
 
 PostgreSQL does not log a TOASTed value an update left alone (``__unchanged``): the fold
 takes it from the row's earlier change in the run, else from the table, so a merged row

@@ -124,6 +124,9 @@ impl<T: RowBatch> RowBatch for ChangeBatch<T> {
     }
 }
 
+/// The code of the error for a column whose type changed under changes not read yet.
+pub const COLUMN_RETYPED: &str = "rivet-column-retyped";
+
 /// Where each column read now sits among the columns a change was logged with: for each
 /// column of `now`, its index in `logged` (None: the change did not carry it, as when the
 /// column was added after the change). Matched by name, so a column added in the middle or

@@ -13,7 +13,7 @@ use rivet_engine::changes::change_schema;
 use rivet_engine::conn::ConnectOptions;
 use rivet_engine::metadata::arrow_schema;
 use rivet_engine::mysql::cdc::binlog::{Image, TableMap, Value, kind, rows, table_map};
-use rivet_engine::mysql::cdc::changes::{MyChangeSink, MyTable};
+use rivet_engine::mysql::cdc::changes::{MyChangeSink, MyTable, logged_as};
 use rivet_engine::mysql::cdc::replication::{BinlogReader, LogPosition};
 use rivet_engine::mysql::cdc::row::members;
 use rivet_engine::mysql::session::MySession;
@@ -254,7 +254,7 @@ impl PyMyBinlog {
             let columns =
                 session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
             let catalog = session.query(&format!(
-                "SELECT COLUMN_TYPE, COLUMN_KEY = 'PRI' FROM information_schema.COLUMNS \
+                "SELECT COLUMN_TYPE, COLUMN_KEY = 'PRI', DATA_TYPE FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
                 literal(&schema),
                 literal(&name)
@@ -266,6 +266,10 @@ impl PyMyBinlog {
             let key: Vec<bool> = catalog
                 .iter()
                 .map(|r| r.get(1).cloned().flatten().as_deref() == Some("1"))
+                .collect();
+            let logged_types: Vec<_> = catalog
+                .iter()
+                .map(|r| r.get(2).cloned().flatten().and_then(|t| logged_as(&t)))
                 .collect();
             Ok(BatchStream::spawn(
                 change_schema(&arrow_schema(&columns)),
@@ -282,6 +286,7 @@ impl PyMyBinlog {
                             columns: &columns,
                             members: &member_lists,
                             key: &key,
+                            logged_types: &logged_types,
                             limits: scan.limits,
                             follow_column_changes,
                         },

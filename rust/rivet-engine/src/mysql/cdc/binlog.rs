@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::mysql::types::code as column;
+use std::borrow::Cow;
 
 /// Event types rivet reads (the others are passed over).
 pub mod kind {
@@ -216,8 +217,8 @@ pub struct TableMap {
     pub names: Option<Vec<String>>,
 }
 
-/// A QUERY event's default database and its statement's text.
-pub fn query(body: &[u8]) -> Result<(String, String)> {
+/// A QUERY event's default database and its statement's text (borrowed when valid UTF-8).
+pub fn query(body: &[u8]) -> Result<(Cow<'_, str>, Cow<'_, str>)> {
     let mut b = Bytes { data: body, at: 0 };
     let _thread = b.le(4)?;
     let _seconds = b.le(4)?;
@@ -225,56 +226,80 @@ pub fn query(body: &[u8]) -> Result<(String, String)> {
     let _error = b.le(2)?;
     let status = usize::try_from(b.le(2)?).map_err(|_| malformed("status"))?;
     b.take(status)?;
-    let database = String::from_utf8_lossy(b.take(database)?).into_owned();
+    let database = String::from_utf8_lossy(b.take(database)?);
     b.take(1)?; // its NUL
-    Ok((database, String::from_utf8_lossy(b.rest()).into_owned()))
+    Ok((database, String::from_utf8_lossy(b.rest())))
 }
 
-/// Whether `sql`, run in database `default`, truncates `schema`.`table`.
-pub fn truncates(sql: &str, default: &str, schema: &str, table: &str) -> bool {
+/// `sql` without its leading white space and comments (`/* */`, `-- `, `#`).
+fn without_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
-    // Leading comments (`/* ... */`), as clients and the server may prefix them.
-    while let Some(after) = rest.strip_prefix("/*") {
-        rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else if rest.starts_with("-- ") || rest.starts_with("--\t") || rest.starts_with('#') {
+            rest = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else {
+            return rest;
+        }
     }
-    let mut words = rest.splitn(2, char::is_whitespace);
-    if !words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("truncate"))
-    {
+}
+
+/// The next word of `sql` and what follows it.
+fn word(sql: &str) -> (&str, &str) {
+    let sql = without_comments(sql);
+    sql.split_once(char::is_whitespace)
+        .map_or((sql, ""), |(w, r)| (w, r))
+}
+
+/// Whether `sql`, run in database `default`, truncates `schema`.`table` (or a partition of
+/// it). Names are compared without regard to case: a false alarm stops a run, a miss would
+/// not.
+pub fn truncates(sql: &str, default: &str, schema: &str, table: &str) -> bool {
+    let (first, rest) = word(sql);
+    let name = if first.eq_ignore_ascii_case("truncate") {
+        let (second, after) = word(rest);
+        if second.eq_ignore_ascii_case("table") {
+            after
+        } else {
+            rest
+        }
+    } else if first.eq_ignore_ascii_case("alter") {
+        let (second, after) = word(rest);
+        let partition = after.to_ascii_lowercase();
+        if !second.eq_ignore_ascii_case("table") || !partition.contains("truncate partition") {
+            return false;
+        }
+        after
+    } else {
         return false;
-    }
-    let mut rest = words.next().unwrap_or("").trim_start();
-    if let Some((word, after)) = rest.split_once(char::is_whitespace)
-        && word.eq_ignore_ascii_case("table")
-    {
-        rest = after.trim_start();
-    }
-    let name = rest.trim_end_matches([';', ' ', '\n', '\r', '\t']);
-    let parts = identifier_parts(name);
+    };
+    let parts = identifier_parts(without_comments(name));
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     match parts.as_slice() {
-        [t] => default == schema && t == table,
-        [s, t] => s == schema && t == table,
+        [t] => same(default, schema) && same(t, table),
+        [s, t] => same(s, schema) && same(t, table),
         _ => false,
     }
 }
 
-/// `a`, `` `a` ``, `a.b`, `` `a`.`b` `` as their unquoted parts.
+/// `a`, `` `a` ``, `"a"` (ANSI_QUOTES), `a.b`, `` `a`.`b` `` as their unquoted parts.
 fn identifier_parts(name: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut part = String::new();
-    let mut quoted = false;
+    let mut quote: Option<char> = None;
     let mut chars = name.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '`' if quoted && chars.peek() == Some(&'`') => {
+        match (quote, c) {
+            (Some(q), c) if c == q && chars.peek() == Some(&q) => {
                 chars.next();
-                part.push('`');
+                part.push(q);
             }
-            '`' => quoted = !quoted,
-            '.' if !quoted => parts.push(std::mem::take(&mut part)),
-            c if !quoted && c.is_whitespace() => break,
-            c => part.push(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '`' | '"') => quote = Some(c),
+            (None, '.') => parts.push(std::mem::take(&mut part)),
+            (None, c) if c.is_whitespace() || c == ';' => break,
+            (_, c) => part.push(c),
         }
     }
     parts.push(part);

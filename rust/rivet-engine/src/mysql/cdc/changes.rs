@@ -38,11 +38,43 @@ pub struct MyTable<'a> {
     pub members: &'a [Option<Vec<String>>],
     /// Which columns make its primary key.
     pub key: &'a [bool],
+    /// The binary log type codes each column is logged as now (see [`logged_as`]; None:
+    /// not checked): a change logged as another type stops the stream.
+    pub logged_types: &'a [Option<&'static [u8]>],
     /// Batch bounds.
     pub limits: BatchLimits,
     /// Read changes logged before columns were added or dropped with the columns now
     /// (on_schema_drift other than fail), rather than stop.
     pub follow_column_changes: bool,
+}
+
+/// The binary log type codes a column of `data_type` (information_schema's `DATA_TYPE`) is
+/// logged as; None for a type not checked.
+pub fn logged_as(data_type: &str) -> Option<&'static [u8]> {
+    use crate::mysql::types::code::*;
+    Some(match data_type.to_ascii_lowercase().as_str() {
+        "tinyint" | "bool" | "boolean" => &[TINY],
+        "smallint" => &[SHORT],
+        "mediumint" => &[INT24],
+        "int" | "integer" => &[LONG],
+        "bigint" => &[LONGLONG],
+        "float" => &[FLOAT],
+        "double" | "real" => &[DOUBLE],
+        "decimal" | "numeric" => &[NEWDECIMAL, DECIMAL],
+        "date" => &[DATE, NEWDATE],
+        "time" => &[TIME2, TIME],
+        "datetime" => &[DATETIME2, DATETIME],
+        "timestamp" => &[TIMESTAMP2, TIMESTAMP],
+        "year" => &[YEAR],
+        "bit" => &[BIT],
+        "char" | "binary" | "enum" | "set" => &[STRING, ENUM, SET],
+        "varchar" | "varbinary" => &[VARCHAR, VAR_STRING],
+        "tinytext" | "text" | "mediumtext" | "longtext" | "tinyblob" | "blob" | "mediumblob"
+        | "longblob" => &[BLOB, TINY_BLOB, MEDIUM_BLOB, LONG_BLOB],
+        // MySQL logs JSON as its own type; MariaDB's JSON is a LONGTEXT.
+        "json" => &[JSON, BLOB],
+        _ => return None,
+    })
 }
 
 /// The log file's number (`bin.000042` is 42).
@@ -198,6 +230,12 @@ impl<'a> MyChangeSink<'a> {
     /// change of columns stops the stream unless followed (on_schema_drift other than fail)
     /// and the log names its columns, so they can be matched by name.
     fn layout(&mut self, map: &TableMap) -> Result<Option<Vec<Option<usize>>>> {
+        let layout = self.placed(map)?;
+        self.check_types(map, layout.as_deref())?;
+        Ok(layout)
+    }
+
+    fn placed(&mut self, map: &TableMap) -> Result<Option<Vec<Option<usize>>>> {
         let now: Vec<&str> = self.table.columns.iter().map(|c| c.name.as_str()).collect();
         let logged: Option<Vec<&str>> = map
             .names
@@ -234,6 +272,38 @@ impl<'a> MyChangeSink<'a> {
             self.notes.push(note);
         }
         Ok(Some(column_layout(&logged, &now)))
+    }
+
+    /// Refuse a column logged as another type than it has now (its logged bytes would be read
+    /// as the new type: a TINYINT's -1 as an INT's 255), or a DECIMAL of another scale.
+    fn check_types(&self, map: &TableMap, layout: Option<&[Option<usize>]>) -> Result<()> {
+        for (i, column) in self.table.columns.iter().enumerate() {
+            let at = layout.map_or(Some(i), |l| l[i]);
+            let (Some(j), Some(Some(codes))) = (at, self.table.logged_types.get(i)) else {
+                continue;
+            };
+            let (Some(&logged), Some(&meta)) = (map.types.get(j), map.meta.get(j)) else {
+                continue;
+            };
+            let decimal_changed = match column.kind {
+                MyKind::Decimal(p, s) if logged == crate::mysql::types::code::NEWDECIMAL => {
+                    meta != (u16::from(p) << 8 | u16::from(s as u8))
+                }
+                _ => false,
+            };
+            if !codes.contains(&logged) || decimal_changed {
+                return Err(Error::Query {
+                    message: format!(
+                        "column {} of {}.{} changed type after these changes were logged (it is {} \
+                         now, logged as type {logged} with metadata {meta}): its logged values \
+                         cannot be read as the new type",
+                        column.name, map.schema, map.table, column.source_type
+                    ),
+                    code: Some(crate::changes::COLUMN_RETYPED.into()),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// How changes logged under other columns were read (one note per change of columns).
@@ -357,6 +427,7 @@ mod tests {
                 columns: &columns,
                 members: &[None],
                 key: &[true],
+                logged_types: &[logged_as("int")],
                 limits: BatchLimits::new(16, 1 << 20)?,
                 follow_column_changes: false,
             };

@@ -131,11 +131,14 @@ pub fn relation_layout(
         if let Some(i) = at
             && logged[*i].1 != *oid
         {
-            return Err(drift(format!(
-                "column {name} of {table} changed type after these changes were logged (type OID \
-                 {} then, {oid} now): its logged values cannot be read as the new type",
-                logged[*i].1
-            )));
+            return Err(Error::Query {
+                message: format!(
+                    "column {name} of {table} changed type after these changes were logged (type \
+                     OID {} then, {oid} now): its logged values cannot be read as the new type",
+                    logged[*i].1
+                ),
+                code: Some(crate::changes::COLUMN_RETYPED.into()),
+            });
         }
     }
     Ok(Some(layout))

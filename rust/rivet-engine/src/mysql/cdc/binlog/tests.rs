@@ -246,6 +246,9 @@ fn a_truncation_of_the_table_is_seen_however_it_is_written() {
         "truncate table t;",
         "TRUNCATE TABLE `shop`.`t`",
         "/* app */ TRUNCATE shop.t",
+        "-- a note\nTRUNCATE TABLE T",
+        "# a note\ntruncate \"shop\".\"t\"",
+        "ALTER TABLE shop.t TRUNCATE PARTITION p1",
     ] {
         assert!(truncates(sql, "shop", "shop", "t"), "{sql}");
     }
