@@ -52,3 +52,26 @@ def test_schema_version_and_refusal_of_newer_files(tmp_path):
     conn.close()
     with pytest.raises(StateError, match="newer than this rivet understands"):
         StateStore(tmp_path / "s.db")
+
+
+@pytest.mark.parametrize("after", ["begin", "commit"])
+def test_an_interrupt_just_after_begin_or_commit_stays_an_interrupt(tmp_path, after):
+    """Ctrl-C or SIGTERM between the statement and the return: the store neither errs nor holds a transaction."""
+    store = StateStore(tmp_path / "s.db")
+    key = ExportKey("", "e")
+    db = store._db
+    done = getattr(db, after)
+
+    def then_interrupted() -> None:
+        done()
+        raise KeyboardInterrupt
+
+    setattr(db, after, then_interrupted)
+    with pytest.raises(KeyboardInterrupt), store.transaction():
+        store.set_cursor(key, "7", "7", "r1", "2026-01-01T00:00:00.000Z")
+    setattr(db, after, done)
+    assert not db.in_transaction()
+    # Committed when the interrupt came after COMMIT; rolled back when it came after BEGIN.
+    cursor = store.cursor(key)
+    assert (cursor.value if cursor else None) == ("7" if after == "commit" else None)
+    store.close()

@@ -58,8 +58,17 @@ class Backend:
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        """Roll the transaction back."""
-        self.conn.execute("ROLLBACK")
+        """Roll the transaction back, if one is open.
+
+        An interrupt (Ctrl-C, SIGTERM) may land just after BEGIN or COMMIT: it must stay an
+        interrupt, not become an error of its own.
+        """
+        if self.in_transaction():
+            self.conn.execute("ROLLBACK")
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on the connection."""
+        raise NotImplementedError
 
     def version(self) -> int:
         """The schema version (0: empty)."""
@@ -134,6 +143,10 @@ class SqliteBackend(Backend):
         """Take the file's write lock now, not at the first write."""
         self.conn.execute("BEGIN IMMEDIATE")
 
+    def in_transaction(self) -> bool:
+        """SQLite says so itself."""
+        return bool(self.conn.in_transaction)
+
     def version(self) -> int:
         """``PRAGMA user_version``."""
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -198,6 +211,12 @@ class PostgresBackend(Backend):
         """Begin, and wait for every other rivet writer of this database to commit."""
         self.conn.execute("BEGIN")
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_WRITE_LOCK,))
+
+    def in_transaction(self) -> bool:
+        """Anything but idle: a transaction open, failed or in doubt."""
+        from psycopg.pq import TransactionStatus
+
+        return bool(self.conn.info.transaction_status != TransactionStatus.IDLE)
 
     def version(self) -> int:
         """The row of ``schema_version``."""

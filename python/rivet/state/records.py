@@ -37,12 +37,12 @@ class Records:
                 # Inside transaction(): part of the enclosing commit.
                 yield db
                 return
-            db.begin()
             try:
+                db.begin()
                 yield db
                 db.commit()
             except BaseException:
-                db.rollback()
+                db.rollback()  # only when one is open: an interrupt may land just after BEGIN or COMMIT
                 raise
 
     @contextmanager
