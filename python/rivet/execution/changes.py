@@ -317,12 +317,13 @@ def _read_with_retries(
         run.events,
     )  # fmt: skip
     follow = plan.on_schema_drift != "fail"
-    attempt, since = 0, position()
+    attempt = 0
     while True:
         attempt += 1
+        start = position()  # once per attempt: for a merge it reads the table's history
         try:
             run.result.engine = "native"
-            consumed = consume(run.feed.changes(position(), plan.tuning, follow))
+            consumed = consume(run.feed.changes(start, plan.tuning, follow))
             _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:
@@ -338,8 +339,8 @@ def _read_with_retries(
                     + f"from a snapshot after the change: `{plan.command('cdc drop')}`, then run with "
                     "cdc.initial: snapshot (to a new destination, or after moving the old parts away)"
                 ) from e
-            if position() != since:  # what was read before the blip is kept: a fresh budget of retries
-                attempt, since = 1, position()
+            if position() != start:  # what was read before the blip is kept: a fresh budget of retries
+                attempt = 1
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:
                 raise
