@@ -655,9 +655,9 @@ def test_follow_runs_again_until_it_is_stopped_and_publishes_each_change_once(ca
         wait_until(lambda: published_changes() == 18, "a later run publishes the next changes", run)
     # Stopped anywhere: between runs it exits 0, inside one (130) that run publishes nothing of its own.
     assert run.returncode in (0, 130), "".join(said)
-    # Stopped while it rests between two runs (the first run's summary line said it ended): it exits 0.
+    # Stopped while it rests between two runs (it says so as it starts to rest): it exits 0.
     with contextmanager(follow)("--every", "3600") as (run, said):
-        wait_until(lambda: any(line.startswith("✓") for line in said), "a run ends", run)
+        wait_until(lambda: any(line.startswith("next run in") for line in said), "it rests after a run", run)
     assert run.returncode == 0 and "stopped between runs" in "".join(said), "".join(said)
     change(capture, table, 3)
     assert run_rivet("run", "-c", str(config)).returncode == 0

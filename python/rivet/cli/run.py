@@ -143,6 +143,8 @@ def _rest(seconds: float) -> bool:
     import time
 
     try:
+        # Said inside the guard: a stop from the moment it shows is a stop between runs.
+        say(f"next run in {seconds:g} s; stopping now loses nothing")
         time.sleep(seconds)
     except KeyboardInterrupt:
         say("stopped between runs: everything read so far is published")
