@@ -104,15 +104,12 @@ class MyBinlog:
     def read(self, file: str, offset: int, server_id: int) -> list[dict[str, Any]]: ...
     def stream_changes(
         self,
-        file: str,
-        offset: int,
+        tables: list[tuple[str, str, str, int]],
         server_id: int,
         conn: dict[str, Any],
-        schema: str,
-        name: str,
         options: dict[str, Any],
         follow_column_changes: bool,
-    ) -> BatchReader: ...
+    ) -> list[BatchReader]: ...
     @property
     def drained_to(self) -> tuple[str, int] | None: ...
     @property
@@ -133,11 +130,10 @@ class PgReplication:
         self,
         until_lsn: str,
         conn: dict[str, Any],
-        namespace: str,
-        name: str,
+        tables: list[tuple[str, str, str]],
         options: dict[str, Any],
         follow_column_changes: bool,
-    ) -> BatchReader: ...
+    ) -> list[BatchReader]: ...
     @property
     def drained_to(self) -> str | None: ...
     @property

@@ -46,12 +46,14 @@ if TYPE_CHECKING:
     from rivet._native import BatchReader
     from rivet.core.events import Observer
     from rivet.execution.results import ExportResult
+    from rivet.output import StagedPart
     from rivet.output.manifest import CommittedPart
     from rivet.output.tables import TableCheck
     from rivet.plan.export import ExportPlan
     from rivet.sources.changes import ChangeFeed
     from rivet.state import StateStore
     from rivet.state.lease import ExportLease
+    from rivet.state.rows import ChangePosition
 
 log = logging.getLogger("rivet")
 
@@ -109,7 +111,7 @@ def run_changes(
     try:
         keys = merge_keys(run) if plan.merge_keys is not None else None
         snapshot_parts, position = _position(run)
-        _say_lag(run, position)
+        say_lag(run, position)
         if keys is not None:
             end = _merge_in_commits(run, keys, position)
         else:
@@ -124,25 +126,15 @@ def run_changes(
 def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     """The position this run reads from, anchoring first when the export has none; and the snapshot's parts."""
     plan, feed = run.plan, run.feed
-    stored = run.state.change_position(plan.key)
-    if stored is not None and stored.anchor != feed.anchor_name:
-        raise ConfigError(
-            f"export '{plan.name}': its log position was taken through {stored.anchor}, and its config now names "
-            f"{feed.anchor_name}; set cdc back, or start over from a new anchor with `{plan.command('state reset')}`"
-        )
+    stored = stored_position(run)
     if stored is not None and stored.phase == STREAMING:
         assert stored.position is not None
         feed.check(stored.position)
         if plan.merge_keys is not None:
             return [], resume_from_table(run, stored.position)
-        _complete_snapshot(run, stored.run_id)
+        complete_snapshot(run, stored.run_id)
         return [], stored.position
-    if stored is None:
-        _refuse_original_checkpoint(plan)
-    elif feed.release():
-        log.info("export %s: dropped %s, half made by an interrupted run; anchoring again", plan.name, feed.anchor_name)
-    run.set_position(ANCHORING, None)
-    failpoints.hit("after_anchor_recorded")
+    start_anchoring(run, stored)
     assert plan.changes is not None
     if plan.changes.initial == "snapshot":
         return ([], merge_snapshot(run)) if plan.merge_keys is not None else _publish_snapshot(run)
@@ -152,7 +144,30 @@ def _position(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     return [], position
 
 
-def _say_lag(run: ChangeRun, position: str) -> None:
+def stored_position(run: ChangeRun) -> ChangePosition | None:
+    """The export's stored position; refused when it was taken through another anchor than the config's."""
+    plan, feed = run.plan, run.feed
+    stored = run.state.change_position(plan.key)
+    if stored is not None and stored.anchor != feed.anchor_name:
+        raise ConfigError(
+            f"export '{plan.name}': its log position was taken through {stored.anchor}, and its config now names "
+            f"{feed.anchor_name}; set cdc back, or start over from a new anchor with `{plan.command('state reset')}`"
+        )
+    return stored
+
+
+def start_anchoring(run: ChangeRun, stored: ChangePosition | None) -> None:
+    """Record that the export is anchoring, first dropping an anchor a run killed while anchoring half made."""
+    plan, feed = run.plan, run.feed
+    if stored is None:
+        _refuse_original_checkpoint(plan)
+    elif feed.release():
+        log.info("export %s: dropped %s, half made by an interrupted run; anchoring again", plan.name, feed.anchor_name)
+    run.set_position(ANCHORING, None)
+    failpoints.hit("after_anchor_recorded")
+
+
+def say_lag(run: ChangeRun, position: str) -> None:
     """How far behind the log's end the run starts: an event, and a warning past ``cdc.max_lag_bytes``."""
     plan = run.plan
     behind = run.feed.bytes_behind(position)
@@ -183,6 +198,17 @@ def _refuse_original_checkpoint(plan: ExportPlan) -> None:
 
 def _publish_snapshot(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     """Make the anchor with its snapshot, publish the table under ``snapshot/``, and store the position."""
+    snapshot = run.feed.anchor_with_snapshot(run.plan.overrides, run.plan.tuning)
+    failpoints.hit("after_anchor")
+    try:
+        parts = publish_snapshot_of(run, snapshot.position, snapshot.read)
+    finally:
+        snapshot.close()
+    return parts, snapshot.position
+
+
+def publish_snapshot_of(run: ChangeRun, position: str, read: Callable[[], BatchReader]) -> list[CommittedPart]:
+    """Publish what ``read`` reads of the table at ``position`` under ``snapshot/``, storing the position with it."""
     plan, result = run.plan, run.result
     snapshot_plan = dataclasses.replace(
         plan, mode="full", changes=None, destination=plan.destination.child(SNAPSHOT_FOLDER)
@@ -190,31 +216,26 @@ def _publish_snapshot(run: ChangeRun) -> tuple[list[CommittedPart], str]:
     destination = open_destination(snapshot_plan.destination)
     try:
         run.prepare(destination)
-        snapshot = run.feed.anchor_with_snapshot(plan.overrides, plan.tuning)
-        failpoints.hit("after_anchor")
-        try:
-            # The change rows' schema is the one drift follows: the snapshot's is not recorded.
-            rows = OutputRows.for_run(snapshot_plan, None, run.events, run.started)
-            staged = stage(snapshot_plan, snapshot.read(), destination, result, None, run.events, rows)
-        finally:
-            snapshot.close()
+        # The change rows' schema is the one drift follows: the snapshot's is not recorded.
+        rows = OutputRows.for_run(snapshot_plan, None, run.events, run.started)
+        staged = stage(snapshot_plan, read(), destination, result, None, run.events, rows)
         destination.withdraw_success()
         stem = part_stem(plan.name, run.started)
         parts = commit_parts(destination, staged, stem, plan.format.extension, result.run_id)
-        provenance = {"cdc": {"snapshot_at": snapshot.position, "anchor": run.feed.anchor_name}}
+        provenance = {"cdc": {"snapshot_at": position, "anchor": run.feed.anchor_name}}
         publication = Publication(
             snapshot_plan, destination, run.state, result, run.started, False, run.lease, provenance
         )
         assert result.schema is not None
-        publication.publish(result.schema, parts, on_commit=lambda: run.set_position(STREAMING, snapshot.position))
+        publication.publish(result.schema, parts, on_commit=lambda: run.set_position(STREAMING, position))
     finally:
         destination.cleanup()
-    read = sum(p.rows for p in parts)
-    log.info("export %s: snapshot of %d row(s) at %s published", plan.name, read, snapshot.position)
-    return list(result.parts), snapshot.position
+    read_rows = sum(p.rows for p in parts)
+    log.info("export %s: snapshot of %d row(s) at %s published", plan.name, read_rows, position)
+    return list(result.parts)
 
 
-def _complete_snapshot(run: ChangeRun, snapshot_run: str) -> None:
+def complete_snapshot(run: ChangeRun, snapshot_run: str) -> None:
     """Finish a snapshot whose run committed but was stopped before its manifest or ``_SUCCESS``.
 
     A snapshot run's cumulative manifest lists exactly its own parts, so its own manifest
@@ -234,40 +255,55 @@ def _complete_snapshot(run: ChangeRun, snapshot_run: str) -> None:
 
 def _publish_changes(run: ChangeRun, position: str, snapshot: list[CommittedPart]) -> str:
     """Stage the changes from ``position``, publish them with the new position; the new position."""
-    plan, result = run.plan, run.result
+    plan = run.plan
     destination = open_destination(plan.destination)
     rows = OutputRows.for_run(plan, run.state, run.events, run.started, run.table_check)
     try:
         run.prepare(destination)
-        staged, end = _read_with_retries(
-            run, lambda: position, lambda reader: stage(plan, reader, destination, result, None, run.events, rows)
+        staged, end = read_with_retries(
+            run,
+            lambda: [position],
+            lambda readers: stage(plan, readers[0], destination, run.result, None, run.events, rows),
         )
-        failpoints.hit("after_part_write")
-        if sum(p.rows for p in staged) == 0:
-            for part in staged:
-                staging.remove(part.path)
-            staged = []
-            if not snapshot:
-                result.status = "empty"
-        destination.withdraw_success()
-        parts = commit_parts(destination, staged, part_stem(plan.name, run.started), plan.format.extension,
-                             result.run_id)  # fmt: skip
-        provenance = {"cdc": {"from": position, "to": end, "anchor": run.feed.anchor_name}}
-        publication = Publication(
-            plan, destination, run.state, result, run.started, True, run.lease, provenance, table_check=run.table_check
-        )
-        result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
-
-        def on_commit() -> None:
-            run.set_position(STREAMING, end)
-            rows.drift.commit(result.run_id, iso(utc_now()))
-
-        assert result.schema is not None
-        publication.publish(result.schema, parts, on_commit=on_commit)
+        publish_staged(run, destination, rows, staged, (position, end), bool(snapshot))
     finally:
         destination.cleanup()
-    log.info("export %s: changes from %s to %s published", plan.name, position, end)
     return end
+
+
+def publish_staged(
+    run: ChangeRun,
+    destination: Destination,
+    rows: OutputRows,
+    staged: list[StagedPart],
+    span: tuple[str, str],
+    after_snapshot: bool,
+) -> None:
+    """Publish the staged change parts of the log ``span`` (from, to), the new position in the same state commit."""
+    plan, result = run.plan, run.result
+    position, end = span
+    failpoints.hit("after_part_write")
+    if sum(p.rows for p in staged) == 0:
+        for part in staged:
+            staging.remove(part.path)
+        staged = []
+        if not after_snapshot:
+            result.status = "empty"
+    destination.withdraw_success()
+    parts = commit_parts(destination, staged, part_stem(plan.name, run.started), plan.format.extension, result.run_id)
+    provenance = {"cdc": {"from": position, "to": end, "anchor": run.feed.anchor_name}}
+    publication = Publication(
+        plan, destination, run.state, result, run.started, True, run.lease, provenance, table_check=run.table_check
+    )
+    result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
+
+    def on_commit() -> None:
+        run.set_position(STREAMING, end)
+        rows.drift.commit(result.run_id, iso(utc_now()))
+
+    assert result.schema is not None
+    publication.publish(result.schema, parts, on_commit=on_commit)
+    log.info("export %s: changes from %s to %s published", plan.name, position, end)
 
 
 def _merge_in_commits(run: ChangeRun, keys: tuple[str, ...], start: str) -> str:
@@ -280,20 +316,20 @@ def _merge_in_commits(run: ChangeRun, keys: tuple[str, ...], start: str) -> str:
     every = run.plan.changes.commit_every_rows or COMMIT_EVERY_ROWS
     at = start
 
-    def resumed() -> str:
+    def resumed() -> list[str]:
         # After a blip past a merge's table commit, that merge is not made again.
         nonlocal at
         at = resume_from_table(run, at)
-        return at
+        return [at]
 
-    def merge_each(reader: BatchReader) -> None:
+    def merge_each(readers: list[BatchReader]) -> None:
         nonlocal at
-        for changes, next_pos in transaction_chunks(reader, run.plan.name, every):
+        for changes, next_pos in transaction_chunks(readers[0], run.plan.name, every):
             end = run.feed.drained_to() if next_pos is None else run.feed.position_of(next_pos, at)
             merge_changes(run, keys, changes, at, end)
             at = end
 
-    _read_with_retries(run, resumed, merge_each)
+    read_with_retries(run, resumed, merge_each)
     return at
 
 
@@ -304,12 +340,12 @@ def _say_column_changes(run: ChangeRun) -> None:
         log.log(level, "export %s: %s", run.plan.name, note)
 
 
-def _read_with_retries(
-    run: ChangeRun, position: Callable[[], str], consume: Callable[[BatchReader], T]
+def read_with_retries(
+    run: ChangeRun, positions: Callable[[], list[str]], consume: Callable[[list[BatchReader]], T]
 ) -> tuple[T, str]:
-    """What ``consume`` makes of the changes from ``position()``, and where they end.
+    """What ``consume`` makes of the changes of the feed's tables from ``positions()``, and where they end.
 
-    After a blip they are read again, from ``position()`` then.
+    After a blip they are read again, from ``positions()`` then.
     """
     plan = run.plan
     retrier = Retrier(
@@ -320,10 +356,10 @@ def _read_with_retries(
     attempt = 0
     while True:
         attempt += 1
-        start = position()  # once per attempt: for a merge it reads the table's history
+        starts = positions()  # once per attempt: for a merge it reads the table's history
         try:
             run.result.engine = "native"
-            consumed = consume(run.feed.changes(start, plan.tuning, follow))
+            consumed = consume(run.feed.changes_of(starts, plan.tuning, follow))
             _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:
@@ -339,7 +375,7 @@ def _read_with_retries(
                     + f"from a snapshot after the change: `{plan.command('cdc drop')}`, then run with "
                     "cdc.initial: snapshot (to a new destination, or after moving the old parts away)"
                 ) from e
-            if position() != start:  # what was read before the blip is kept: a fresh budget of retries
+            if positions() != starts:  # what was read before the blip is kept: a fresh budget of retries
                 attempt = 1
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:

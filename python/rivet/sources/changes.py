@@ -1,8 +1,9 @@
-"""Reading one table's changes from a server's log: what both servers' change feeds offer.
+"""Reading tables' changes from a server's log: what both servers' change feeds offer.
 
 A feed anchors in the log (a PostgreSQL slot; a MySQL/MariaDB binlog position), optionally
-with a snapshot of the table read at exactly that position, then hands over the changes
-committed from a position to the log's end as the stream started. Positions are text
+with a snapshot of its tables read at exactly that position, then hands over the changes
+committed from a position to the log's end as the stream started: the log is read once,
+each table's changes from its own position. Positions are text
 the feed alone reads back; the run keeps them in its state store.
 """
 
@@ -67,15 +68,20 @@ class ChangeSpec:
 
 @dataclass
 class ChangeSnapshot:
-    """A table read at the position its changes start from; ``close`` ends the snapshot."""
+    """The feed's tables read at the position their changes start from; ``close`` ends the snapshot."""
 
     position: str
-    read: Callable[[], BatchReader]
+    # One read per table of the feed, in its order.
+    reads: list[Callable[[], BatchReader]]
     close: Callable[[], None]
+
+    def read(self) -> BatchReader:
+        """The read of the feed's first (or only) table."""
+        return self.reads[0]()
 
 
 class ChangeFeed(ABC):
-    """One table's changes from one server's log."""
+    """The changes of one or more tables from one server's log, read once."""
 
     # What the position is anchored in, for the state store and messages ("slot rivet_orders").
     anchor_name: str
@@ -90,7 +96,7 @@ class ChangeFeed(ABC):
 
     @abstractmethod
     def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
-        """Make the anchor and open a read of the table at exactly its position."""
+        """Make the anchor and open a read of each table at exactly its position."""
 
     @abstractmethod
     def check(self, position: str) -> None:
@@ -100,14 +106,27 @@ class ChangeFeed(ABC):
     def bytes_behind(self, position: str) -> int | None:
         """How much log the server has written since ``position`` (None: it cannot say)."""
 
-    @abstractmethod
     def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
-        """The change rows committed from ``position`` to the log's end as of now.
+        """The change rows of the feed's only table committed from ``position`` to the log's end as of now.
 
         With ``follow_column_changes``, changes logged before columns were added or dropped
         are read by name into the table's columns now (:meth:`column_changes` says how);
         without, such a change stops the read with a ``rivet-schema-drift`` error.
         """
+        (reader,) = self.changes_of([position], tuning, follow_column_changes)
+        return reader
+
+    @abstractmethod
+    def changes_of(self, positions: list[str], tuning: Tuning, follow_column_changes: bool) -> list[BatchReader]:
+        """Each table's change rows committed from its position (in the feed's order) to the log's end as of now.
+
+        The log is read once, from the earliest position; the readers end together, so they
+        must be read at the same time (a thread each).
+        """
+
+    @abstractmethod
+    def earliest(self, positions: list[str]) -> str:
+        """The position of ``positions`` furthest behind in the log."""
 
     @abstractmethod
     def column_changes(self) -> list[str]:

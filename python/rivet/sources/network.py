@@ -235,8 +235,8 @@ class NetworkSource:
         """The primary key columns of ``relation`` (quoted SQL), in key order; empty when it has none."""
         return [str(r[0]) for r in self.session().query(self.dialect.primary_key_query(relation)) if r[0]]
 
-    def change_feed(self, table: tuple[str, ...], spec: ChangeSpec, export: str) -> ChangeFeed:
-        """The changes of ``table`` from the server's log (``mode: cdc``)."""
+    def change_feed(self, tables: list[tuple[str, ...]], spec: ChangeSpec, export: str) -> ChangeFeed:
+        """The changes of ``tables`` from the server's log, read once (``mode: cdc``)."""
         raise ConfigError(f"export '{export}': mode: cdc is not supported on {self.label}")
 
     def split_overrides(self, overrides: ColumnOverrides) -> tuple[dict[str, tuple[int, int]], list[str]]:

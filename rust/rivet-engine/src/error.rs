@@ -15,7 +15,7 @@ pub struct UnsupportedColumn {
 }
 
 /// Errors raised by the engine.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Bad connection settings or reader options.
     #[error("{0}")]

@@ -82,8 +82,9 @@ impl BatchSink {
         }
     }
 
-    /// The message that closes the stream: the end marker if every count agrees.
-    fn last_message(&self, outcome: std::thread::Result<Result<EndOfData>>) -> Message {
+    /// The message that closes the stream: the end marker if every count agrees. A panic
+    /// of the producer comes as its text.
+    fn last_message(&self, outcome: std::result::Result<Result<EndOfData>, String>) -> Message {
         match outcome {
             Ok(Ok(end)) => {
                 let sent = self.rows.load(Ordering::Relaxed);
@@ -98,8 +99,7 @@ impl BatchSink {
             }
             Ok(Err(e)) => Message::Failed(e),
             Err(panic) => Message::Failed(Error::Internal(format!(
-                "the reader thread panicked: {}",
-                panic_text(panic.as_ref())
+                "the reader thread panicked: {panic}"
             ))),
         }
     }
@@ -142,24 +142,52 @@ impl BatchStream {
     where
         F: FnOnce(&BatchSink) -> Result<EndOfData> + Send + 'static,
     {
-        let (tx, rx) = bounded(depth.max(1));
+        let mut streams = Self::spawn_many(vec![schema], depth, move |sinks| {
+            Ok(vec![produce(&sinks[0])?])
+        });
+        streams.pop().expect("one stream per schema")
+    }
+
+    /// Start `produce` on its own thread, feeding one stream per schema (a log read once for
+    /// several tables); `depth` batches may wait in each channel. `produce` returns each
+    /// stream's account, in order. The streams end together: a failure ends each with it, and
+    /// a consumer that goes away stops the producer for all.
+    pub fn spawn_many<F>(schemas: Vec<SchemaRef>, depth: usize, produce: F) -> Vec<Self>
+    where
+        F: FnOnce(&[BatchSink]) -> Result<Vec<EndOfData>> + Send + 'static,
+    {
         let cancelled = Arc::new(AtomicBool::new(false));
-        let rows = Arc::new(AtomicU64::new(0));
-        let sink = BatchSink {
-            tx,
-            cancelled: Arc::clone(&cancelled),
-            rows: Arc::clone(&rows),
-        };
+        let mut sinks = Vec::with_capacity(schemas.len());
+        let mut streams = Vec::with_capacity(schemas.len());
+        for schema in schemas {
+            let (tx, rx) = bounded(depth.max(1));
+            let rows = Arc::new(AtomicU64::new(0));
+            sinks.push(BatchSink {
+                tx,
+                cancelled: Arc::clone(&cancelled),
+                rows: Arc::clone(&rows),
+            });
+            streams.push(Self::from_parts(schema, rx, Arc::clone(&cancelled), rows));
+        }
         thread::Builder::new()
             .name("rivet-reader".into())
             .spawn(move || {
-                let outcome = catch_unwind(AssertUnwindSafe(|| produce(&sink)));
-                let last = sink.last_message(outcome);
-                // The consumer may be gone already; nothing else to tell.
-                let _ = sink.tx.send(last);
+                let outcome = catch_unwind(AssertUnwindSafe(|| produce(&sinks)))
+                    .map_err(|panic| panic_text(panic.as_ref()).to_string());
+                for (i, sink) in sinks.iter().enumerate() {
+                    let own = match &outcome {
+                        Ok(Ok(ends)) => Ok(ends.get(i).copied().ok_or_else(|| {
+                            Error::Internal("the reader gave no account of a stream".into())
+                        })),
+                        Ok(Err(e)) => Ok(Err(e.clone())),
+                        Err(panic) => Err(panic.clone()),
+                    };
+                    // The consumer may be gone already; nothing else to tell.
+                    let _ = sink.tx.send(sink.last_message(own));
+                }
             })
             .expect("spawning a reader thread");
-        Self::from_parts(schema, rx, cancelled, rows)
+        streams
     }
 
     fn from_parts(
@@ -331,6 +359,47 @@ mod tests {
             message.contains("panicked: byte array offset overflow"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn streams_fed_by_one_producer_each_get_their_own_batches_and_end() {
+        let streams = BatchStream::spawn_many(vec![schema(), schema()], 1, |sinks| {
+            sinks[0].send(batch(3))?;
+            sinks[1].send(batch(1))?;
+            sinks[0].send(batch(2))?;
+            Ok(vec![
+                EndOfData {
+                    server_rows: 5,
+                    expected_rows: None,
+                },
+                EndOfData {
+                    server_rows: 1,
+                    expected_rows: None,
+                },
+            ])
+        });
+        // Each drained on its own thread: a full channel of one must not stall the other.
+        let handles: Vec<_> = streams
+            .into_iter()
+            .map(|s| thread::spawn(move || drain(s)))
+            .collect();
+        let ends: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(ends[0].0, 5);
+        assert_eq!(ends[0].1.as_ref().unwrap().server_rows, 5);
+        assert_eq!(ends[1].0, 1);
+        assert_eq!(ends[1].1.as_ref().unwrap().server_rows, 1);
+    }
+
+    #[test]
+    fn a_failure_of_the_producer_ends_every_stream_with_it() {
+        let streams = BatchStream::spawn_many(vec![schema(), schema()], 2, |sinks| {
+            sinks[1].send(batch(2))?;
+            Err(Error::ConnectionLost("reset by peer".into()))
+        });
+        for s in streams {
+            let message = drain(s).1.unwrap_err().to_string();
+            assert!(message.contains("reset by peer"), "{message}");
+        }
     }
 
     #[test]

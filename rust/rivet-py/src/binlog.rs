@@ -7,21 +7,22 @@ use std::sync::{Arc, Mutex};
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
-use rivet_engine::BatchStream;
 use rivet_engine::Error;
 use rivet_engine::changes::change_schema;
 use rivet_engine::conn::ConnectOptions;
 use rivet_engine::metadata::arrow_schema;
 use rivet_engine::mysql::cdc::binlog::{Image, TableMap, Value, kind, rows, table_map};
-use rivet_engine::mysql::cdc::changes::{MyChangeSink, MyTable, logged_as};
+use rivet_engine::mysql::cdc::changes::{MyChangeSink, MyTable, log_position, logged_as};
 use rivet_engine::mysql::cdc::replication::{BinlogReader, LogPosition};
 use rivet_engine::mysql::cdc::row::members;
 use rivet_engine::mysql::session::MySession;
+use rivet_engine::mysql::types::MyColumn;
 use rivet_engine::source::Overrides;
+use rivet_engine::{BatchStream, EndOfData};
 
 use crate::interrupt::{run_interruptible, with_locked};
 use crate::reader::PyBatchReader;
-use crate::replication::{recalled, remember, stream_end};
+use crate::replication::{recalled, remember};
 use crate::sources::{ConnectArgs, ScanArgs, finish};
 
 /// A value, owned, until it becomes a Python one.
@@ -205,6 +206,61 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// A table whose changes a dump reads, as the export described it, and where they start.
+struct Described {
+    schema: String,
+    name: String,
+    from: u64,
+    columns: Vec<MyColumn>,
+    members: Vec<Option<Vec<String>>>,
+    key: Vec<bool>,
+    logged_types: Vec<Option<&'static [u8]>>,
+}
+
+/// `schema.name` described as a read of it would be, with what its changes are checked
+/// against (ENUM/SET members, the primary key, the types its columns are logged as).
+fn describe(
+    session: &MySession,
+    schema: String,
+    name: String,
+    file: &str,
+    offset: u32,
+) -> Result<Described, Error> {
+    let quoted = format!(
+        "`{}`.`{}`",
+        schema.replace('`', "``"),
+        name.replace('`', "``")
+    );
+    let columns = session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
+    let catalog = session.query(&format!(
+        "SELECT COLUMN_TYPE, COLUMN_KEY = 'PRI', DATA_TYPE FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
+        literal(&schema),
+        literal(&name)
+    ))?;
+    let members = catalog
+        .iter()
+        .map(|r| r.first().cloned().flatten().and_then(|t| members(&t)))
+        .collect();
+    let key = catalog
+        .iter()
+        .map(|r| r.get(1).cloned().flatten().as_deref() == Some("1"))
+        .collect();
+    let logged_types = catalog
+        .iter()
+        .map(|r| r.get(2).cloned().flatten().and_then(|t| logged_as(&t)))
+        .collect();
+    Ok(Described {
+        from: log_position(file, offset),
+        schema,
+        name,
+        columns,
+        members,
+        key,
+        logged_types,
+    })
+}
+
 #[pymethods]
 impl PyMyBinlog {
     /// Connect (raising at once on bad settings or credentials).
@@ -219,79 +275,73 @@ impl PyMyBinlog {
         })
     }
 
-    /// The changes of table `schema.name` from `(file, offset)` to the end of the log, as Arrow
-    /// batches (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns,
-    /// described through a connection made with `conn`). With `follow_column_changes`, changes
-    /// logged before columns were added or dropped are read by name into the columns now
-    /// (where the log names its columns), and `column_changes` says so; without, they stop the
-    /// stream. Once the reader is exhausted, `drained_to` is where the next read starts.
-    #[allow(clippy::too_many_arguments)]
+    /// The changes of each table `(schema, name, file, offset)` from its `(file, offset)` to
+    /// the end of the log, read in one dump from the earliest of them, as one reader of Arrow
+    /// batches per table (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its
+    /// columns, described through a connection made with `conn`). With `follow_column_changes`,
+    /// changes logged before columns were added or dropped are read by name into the columns
+    /// now (where the log names its columns), and `column_changes` says so; without, they stop
+    /// the stream. Once the readers are exhausted, `drained_to` is where the next read starts.
     fn stream_changes(
         &self,
         py: Python<'_>,
-        file: String,
-        offset: u32,
+        tables: Vec<(String, String, String, u32)>,
         server_id: u32,
         conn: ConnectArgs,
-        schema: String,
-        name: String,
         options: ScanArgs,
         follow_column_changes: bool,
-    ) -> PyResult<PyBatchReader> {
+    ) -> PyResult<Vec<PyBatchReader>> {
         let scan = options.options()?;
         let connect = ConnectOptions::from(conn);
         let inner = Arc::clone(&self.inner);
         let drained = Arc::clone(&self.drained);
         let notes = Arc::clone(&self.column_changes);
         remember(&notes, &[]);
-        let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
+        let Some(from) = tables
+            .iter()
+            .map(|(_, _, file, offset)| (log_position(file, *offset), file, *offset))
+            .min()
+            .map(|(_, file, offset)| LogPosition {
+                file: file.clone(),
+                offset,
+            })
+        else {
+            return Ok(Vec::new());
+        };
+        let result = run_interruptible(py, move || -> Result<Vec<BatchStream>, Error> {
             let session = MySession::connect(&connect)?;
-            let quoted = format!(
-                "`{}`.`{}`",
-                schema.replace('`', "``"),
-                name.replace('`', "``")
-            );
-            let columns =
-                session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
-            let catalog = session.query(&format!(
-                "SELECT COLUMN_TYPE, COLUMN_KEY = 'PRI', DATA_TYPE FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} ORDER BY ORDINAL_POSITION",
-                literal(&schema),
-                literal(&name)
-            ))?;
-            let member_lists: Vec<_> = catalog
+            let described = tables
+                .into_iter()
+                .map(|(schema, name, file, offset)| describe(&session, schema, name, &file, offset))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let schemas = described
                 .iter()
-                .map(|r| r.first().cloned().flatten().and_then(|t| members(&t)))
+                .map(|d| change_schema(&arrow_schema(&d.columns)))
                 .collect();
-            let key: Vec<bool> = catalog
-                .iter()
-                .map(|r| r.get(1).cloned().flatten().as_deref() == Some("1"))
-                .collect();
-            let logged_types: Vec<_> = catalog
-                .iter()
-                .map(|r| r.get(2).cloned().flatten().and_then(|t| logged_as(&t)))
-                .collect();
-            Ok(BatchStream::spawn(
-                change_schema(&arrow_schema(&columns)),
+            Ok(BatchStream::spawn_many(
+                schemas,
                 scan.prefetch,
-                move |sink| {
+                move |sinks| {
                     let mut reader = inner
                         .lock()
                         .map_err(|_| Error::Internal("a previous binlog call panicked".into()))?;
-                    let from = LogPosition { file, offset };
-                    let mut changes = MyChangeSink::new(
-                        MyTable {
-                            schema: &schema,
-                            name: &name,
-                            columns: &columns,
-                            members: &member_lists,
-                            key: &key,
-                            logged_types: &logged_types,
-                            limits: scan.limits,
-                            follow_column_changes,
-                        },
-                        &from.file,
-                    );
+                    let mut changes: Vec<MyChangeSink<'_>> = described
+                        .iter()
+                        .map(|d| {
+                            let table = MyTable {
+                                schema: &d.schema,
+                                name: &d.name,
+                                columns: &d.columns,
+                                members: &d.members,
+                                key: &d.key,
+                                logged_types: &d.logged_types,
+                                limits: scan.limits,
+                                follow_column_changes,
+                                from: d.from,
+                            };
+                            MyChangeSink::new(table, &from.file)
+                        })
+                        .collect();
                     reader.start(&from, server_id, true)?;
                     let mut at = from.clone();
                     while let Some(e) = reader.next_event()? {
@@ -305,15 +355,30 @@ impl PyMyBinlog {
                         } else if e.header.next_position > 0 {
                             at.offset = e.header.next_position;
                         }
-                        changes.take(&e, sink)?;
+                        for (c, sink) in changes.iter_mut().zip(sinks) {
+                            c.take(&e, sink)?;
+                        }
                     }
-                    changes.finish(sink)?;
-                    remember(&notes, changes.notes());
-                    Ok(stream_end(&drained, Some(at), changes.rows()))
+                    let mut said = Vec::new();
+                    let mut ends = Vec::with_capacity(changes.len());
+                    for (c, sink) in changes.iter_mut().zip(sinks) {
+                        c.finish(sink)?;
+                        said.extend_from_slice(c.notes());
+                        ends.push(EndOfData {
+                            server_rows: c.rows(),
+                            expected_rows: None,
+                        });
+                    }
+                    remember(&notes, &said);
+                    if let Ok(mut d) = drained.lock() {
+                        *d = Some(at);
+                    }
+                    Ok(ends)
                 },
             ))
         })?;
-        finish(py, result).map(PyBatchReader::new)
+        let streams = finish(py, result)?;
+        Ok(streams.into_iter().map(PyBatchReader::new).collect())
     }
 
     /// Where the last change stream ended: `(file, offset)` to read from next (None: none yet).

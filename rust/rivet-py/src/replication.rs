@@ -9,6 +9,7 @@ use rivet_engine::Error;
 use rivet_engine::changes::change_schema;
 use rivet_engine::conn::ConnectOptions;
 use rivet_engine::metadata::arrow_schema;
+use rivet_engine::pg::batch::PgColumn;
 use rivet_engine::pg::cdc::changes::{ChangeSink, TableChanges};
 use rivet_engine::pg::cdc::pgoutput::{
     CopyMessage, Lsn, Message, OldRow, PG_EPOCH_UNIX_MICROS, ReplicaIdentity, Tuple, Value, message,
@@ -231,19 +232,6 @@ fn to_dict<'py>(py: Python<'py>, fields: Fields) -> PyResult<Bound<'py, PyDict>>
     }
     Ok(out)
 }
-
-/// The end of a change stream: where it stopped is remembered for `drained_to`, and the rows
-/// it handed over are what the reader checks it received.
-pub(crate) fn stream_end<P>(drained: &Mutex<Option<P>>, at: Option<P>, rows: u64) -> EndOfData {
-    if let Ok(mut d) = drained.lock() {
-        *d = at;
-    }
-    EndOfData {
-        server_rows: rows,
-        expected_rows: None,
-    }
-}
-
 /// Keep a finished stream's notes on changed columns for `column_changes`.
 pub(crate) fn remember(kept: &Mutex<Vec<String>>, notes: &[String]) {
     if let Ok(mut k) = kept.lock() {
@@ -275,6 +263,62 @@ pub struct PyPgReplication {
     inner: Arc<Mutex<Replication>>,
     drained: Arc<Mutex<Option<Lsn>>>,
     column_changes: Arc<Mutex<Vec<String>>>,
+}
+
+/// A table whose changes a stream reads: its columns, their type OIDs and which make the
+/// primary key, and where its changes start.
+struct Described {
+    namespace: String,
+    name: String,
+    from: Lsn,
+    columns: Vec<PgColumn>,
+    type_oids: Vec<u32>,
+    primary_key: Vec<bool>,
+}
+
+/// `namespace.name` as a read of it describes its columns, with each one's type OID and
+/// whether it is in the primary key (what a moved row is); its changes start at `from`.
+fn describe(
+    session: &PgSession,
+    namespace: String,
+    name: String,
+    from: Lsn,
+) -> Result<Described, Error> {
+    let quoted = format!(
+        "\"{}\".\"{}\"",
+        namespace.replace('"', "\"\""),
+        name.replace('"', "\"\"")
+    );
+    let columns = session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
+    let literal = quoted.replace('\'', "''");
+    let catalog = session.query(&format!(
+        "SELECT a.atttypid::int8, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+         AND i.indisprimary AND a.attnum = ANY (i.indkey))::text FROM pg_attribute a \
+         WHERE a.attrelid = '{literal}'::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum"
+    ))?;
+    let type_oids = catalog
+        .iter()
+        .map(|r| {
+            r.first()
+                .cloned()
+                .flatten()
+                .and_then(|v| v.parse::<u32>().ok())
+                .ok_or_else(|| Error::Internal("a type OID that is not a number".into()))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let primary_key = catalog
+        .iter()
+        .map(|r| r.get(1).cloned().flatten().as_deref() == Some("true"))
+        .collect();
+    Ok(Described {
+        namespace,
+        name,
+        from,
+        columns,
+        type_oids,
+        primary_key,
+    })
 }
 
 #[pymethods]
@@ -377,88 +421,95 @@ impl PyPgReplication {
         Ok((dicts, end.map(|l| l.to_string())))
     }
 
-    /// The changes of table `namespace.name` committed before `until_lsn`, as Arrow batches
-    /// (`__op`, `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns, described
-    /// through a connection made with `conn`). With `follow_column_changes`, changes logged
-    /// before columns were added or dropped are read by name into the columns now, and
-    /// `column_changes` says so; without, they stop the stream. Once the reader is exhausted,
-    /// `drained_to` is the end of the last commit read.
-    #[allow(clippy::too_many_arguments)]
+    /// The changes of each table `(namespace, name, from_lsn)` committed from its `from_lsn`
+    /// to `until_lsn`, read in one stream, as one reader of Arrow batches per table (`__op`,
+    /// `__pos`, `__seq`, `__committed_at`, `__unchanged`, then its columns, described through
+    /// a connection made with `conn`). The slot must have been started at the earliest
+    /// `from_lsn`. With `follow_column_changes`, changes logged before columns were added or
+    /// dropped are read by name into the columns now, and `column_changes` says so; without,
+    /// they stop the stream. Once the readers are exhausted, `drained_to` is the end of the last
+    /// commit read.
     fn stream_changes(
         &self,
         py: Python<'_>,
         until_lsn: &str,
         conn: ConnectArgs,
-        namespace: String,
-        name: String,
+        tables: Vec<(String, String, String)>,
         options: ScanArgs,
         follow_column_changes: bool,
-    ) -> PyResult<PyBatchReader> {
+    ) -> PyResult<Vec<PyBatchReader>> {
         let until = parse_lsn(until_lsn)?;
+        let tables = tables
+            .into_iter()
+            .map(|(namespace, name, from)| Ok((namespace, name, parse_lsn(&from)?)))
+            .collect::<PyResult<Vec<_>>>()?;
         let scan = options.options()?;
         let connect = ConnectOptions::from(conn);
         let inner = Arc::clone(&self.inner);
         let drained = Arc::clone(&self.drained);
         let notes = Arc::clone(&self.column_changes);
         remember(&notes, &[]);
-        let result = run_interruptible(py, move || -> Result<BatchStream, Error> {
+        let result = run_interruptible(py, move || -> Result<Vec<BatchStream>, Error> {
             let session = PgSession::connect(&connect)?;
-            let quoted = format!(
-                "\"{}\".\"{}\"",
-                namespace.replace('"', "\"\""),
-                name.replace('"', "\"\"")
-            );
-            let columns =
-                session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
-            let literal = quoted.replace('\'', "''");
-            // Each column's type, and whether it is in the primary key (what a moved row is).
-            let catalog = session.query(&format!(
-                "SELECT a.atttypid::int8, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
-                 AND i.indisprimary AND a.attnum = ANY (i.indkey))::text FROM pg_attribute a \
-                 WHERE a.attrelid = '{literal}'::regclass AND a.attnum > 0 AND NOT a.attisdropped \
-                 ORDER BY a.attnum"
-            ))?;
-            let type_oids = catalog
-                .iter()
-                .map(|r| {
-                    r.first()
-                        .cloned()
-                        .flatten()
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .ok_or_else(|| Error::Internal("a type OID that is not a number".into()))
-                })
+            let described = tables
+                .into_iter()
+                .map(|(namespace, name, from)| describe(&session, namespace, name, from))
                 .collect::<Result<Vec<_>, Error>>()?;
-            let primary_key: Vec<bool> = catalog
+            let schemas = described
                 .iter()
-                .map(|r| r.get(1).cloned().flatten().as_deref() == Some("true"))
+                .map(|d| change_schema(&arrow_schema(&d.columns)))
                 .collect();
-            Ok(BatchStream::spawn(
-                change_schema(&arrow_schema(&columns)),
+            Ok(BatchStream::spawn_many(
+                schemas,
                 scan.prefetch,
-                move |sink| {
+                move |sinks| {
                     let mut replication = inner.lock().map_err(|_| {
                         Error::Internal("a previous replication call panicked".into())
                     })?;
-                    let mut changes = ChangeSink::new(TableChanges {
-                        namespace: &namespace,
-                        name: &name,
-                        columns: &columns,
-                        type_oids: &type_oids,
-                        primary_key: &primary_key,
-                        limits: scan.limits,
-                        follow_column_changes,
-                    });
-                    let end = replication.drain(until, pg_now, |m| changes.take(m, sink))?;
-                    changes.finish(sink)?;
-                    remember(&notes, changes.notes());
+                    let mut changes: Vec<ChangeSink<'_>> = described
+                        .iter()
+                        .map(|d| {
+                            ChangeSink::new(TableChanges {
+                                namespace: &d.namespace,
+                                name: &d.name,
+                                columns: &d.columns,
+                                type_oids: &d.type_oids,
+                                primary_key: &d.primary_key,
+                                limits: scan.limits,
+                                follow_column_changes,
+                                from: d.from,
+                            })
+                        })
+                        .collect();
+                    let end = replication.drain(until, pg_now, |m| {
+                        changes
+                            .iter_mut()
+                            .zip(sinks)
+                            .try_for_each(|(c, sink)| c.take(m, sink))
+                    })?;
+                    let mut said = Vec::new();
+                    let mut ends = Vec::with_capacity(changes.len());
+                    for (c, sink) in changes.iter_mut().zip(sinks) {
+                        c.finish(sink)?;
+                        said.extend_from_slice(c.notes());
+                        ends.push(EndOfData {
+                            server_rows: c.rows(),
+                            expected_rows: None,
+                        });
+                    }
+                    remember(&notes, &said);
                     // Everything committed before `until` was handed over: the next stream
-                    // may start there even when none of it was this table's.
+                    // may start there even when none of it was these tables'.
                     let next = end.map_or(until, |e| e.max(until));
-                    Ok(stream_end(&drained, Some(next), changes.rows()))
+                    if let Ok(mut d) = drained.lock() {
+                        *d = Some(next);
+                    }
+                    Ok(ends)
                 },
             ))
         })?;
-        finish(py, result).map(PyBatchReader::new)
+        let streams = finish(py, result)?;
+        Ok(streams.into_iter().map(PyBatchReader::new).collect())
     }
 
     /// Where the next change stream starts: the end of the last commit the last one read, or

@@ -10,6 +10,7 @@ MariaDB reports exactly (``binlog_snapshot_file``/``_position``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rivet.errors import ConfigError, SourceError, StateError
@@ -38,21 +39,24 @@ def _split(position: str) -> tuple[str, int]:
 
 
 class MyChangeFeed(ChangeFeed):
-    """The changes of one MySQL/MariaDB table through the binary log."""
+    """The changes of MySQL/MariaDB tables through one read of the binary log."""
 
-    def __init__(self, source: MysqlSource, table: tuple[str, ...], spec: ChangeSpec, export: str) -> None:
+    def __init__(self, source: MysqlSource, tables: list[tuple[str, ...]], spec: ChangeSpec, export: str) -> None:
         self.source, self.spec, self.export = source, spec, export
         self.anchor_name = f"server_id {spec.server_id}"
         self.args = source.connect_args()
         self.session: MySession = source.session()  # type: ignore[assignment]
-        if len(table) == 2:
-            self.schema, self.name = table
-        else:
-            database = self.session.query("SELECT DATABASE()")[0][0]
-            if database is None:
-                raise ConfigError(f"export '{export}': table {table[-1]} needs a database: write table: db.name")
-            self.schema, self.name = database, table[-1]
+        self.tables = [self._qualified(t) for t in tables]
         self._stream: MyBinlog | None = None
+
+    def _qualified(self, table: tuple[str, ...]) -> tuple[str, str]:
+        """``(database, name)`` of ``table``, in the connection's database when it names none."""
+        if len(table) == 2:
+            return table[0], table[1]
+        database = self.session.query("SELECT DATABASE()")[0][0]
+        if database is None:
+            raise ConfigError(f"export '{self.export}': table {table[-1]} needs a database: write table: db.name")
+        return str(database), table[-1]
 
     def _binlog(self) -> MyBinlog:
         from rivet._native import MyBinlog
@@ -101,19 +105,15 @@ class MyChangeFeed(ChangeFeed):
             )
         decimal, text = self.source.split_overrides(overrides)
         options = scan_options(tuning, method=self.source.read_method)
-        query = f"SELECT * FROM {self._quoted}"
 
-        def read() -> BatchReader:
-            return session.scan(query, None, options, decimal, text)
+        def reader_of(table: tuple[str, str]) -> Callable[[], BatchReader]:
+            query = f"SELECT * FROM {'.'.join(self.source.quote_identifier(p) for p in table)}"
+            return lambda: session.scan(query, None, options, decimal, text)
 
         def close() -> None:
             session.query("COMMIT")
 
-        return ChangeSnapshot(f"{file}:{offset}", read, close)
-
-    @property
-    def _quoted(self) -> str:
-        return f"{self.source.quote_identifier(self.schema)}.{self.source.quote_identifier(self.name)}"
+        return ChangeSnapshot(f"{file}:{offset}", [reader_of(t) for t in self.tables], close)
 
     def check(self, position: str) -> None:
         """The log file the position is in is still on the server."""
@@ -136,14 +136,21 @@ class MyChangeFeed(ChangeFeed):
         later = sizes[names.index(file) :]
         return max(sum(size for _, size in later) - offset, 0)
 
-    def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
-        """The binlog from ``position`` to its end, as the server's replica ``server_id``."""
-        file, offset = _split(position)
+    def changes_of(self, positions: list[str], tuning: Tuning, follow_column_changes: bool) -> list[BatchReader]:
+        """The binlog from the earliest of ``positions`` to its end, as the server's replica ``server_id``."""
+        tables = [(schema, name, *_split(at)) for (schema, name), at in zip(self.tables, positions, strict=True)]
         self._stream = binlog = self._binlog()
         options = scan_options(tuning, method=self.source.read_method)
-        return binlog.stream_changes(
-            file, offset, self.spec.server_id, self.args, self.schema, self.name, options, follow_column_changes
-        )
+        return binlog.stream_changes(tables, self.spec.server_id, self.args, options, follow_column_changes)
+
+    def earliest(self, positions: list[str]) -> str:
+        """The position in the lowest-numbered file, at the lowest offset there."""
+
+        def place(position: str) -> tuple[int, int]:
+            file, offset = _split(position)
+            return int(file.rsplit(".", 1)[-1]) if file.rsplit(".", 1)[-1].isdigit() else 0, offset
+
+        return min(positions, key=place)
 
     def column_changes(self) -> list[str]:
         """What the last stream said of changes logged under other columns."""

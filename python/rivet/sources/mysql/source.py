@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 class MysqlSource(NetworkSource, kind="mysql", scheme="mysql", label="MySQL", session_type="MySession"):
     """A MySQL or MariaDB server."""
 
-    def change_feed(self, table: tuple[str, ...], spec: ChangeSpec, export: str) -> ChangeFeed:
-        """The changes of ``table`` through the binary log."""
+    def change_feed(self, tables: list[tuple[str, ...]], spec: ChangeSpec, export: str) -> ChangeFeed:
+        """The changes of ``tables`` through the binary log."""
         from rivet.sources.mysql.changes import MyChangeFeed
 
-        return MyChangeFeed(self, table, spec, export)
+        return MyChangeFeed(self, tables, spec, export)

@@ -1,8 +1,8 @@
 """PostgreSQL change capture: a pgoutput slot and its publication, streamed by rivet's own client.
 
-The slot is made on a replication connection; with a snapshot it exports one, which a
-second connection imports to read the table exactly as of the slot's consistent point
-(the replication connection stays idle until that read is done). A run then streams
+The slot is made on a replication connection; with a snapshot it exports one, which other
+connections import to read the tables exactly as of the slot's consistent point (the
+replication connection stays idle until those reads are done). A run then streams
 from its stored position to the WAL end as it started, and confirms the new position
 to the slot only after the run's state commit holds it.
 """
@@ -50,15 +50,21 @@ def _once_free(action: Callable[[], T]) -> T:
         time.sleep(0.2)
 
 
-class PgChangeFeed(ChangeFeed):
-    """The changes of one PostgreSQL table through a pgoutput slot."""
+def _lsn(position: str) -> int:
+    """A WAL position as a number."""
+    high, low = position.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
 
-    def __init__(self, source: PostgresSource, table: tuple[str, ...], spec: ChangeSpec, export: str) -> None:
+
+class PgChangeFeed(ChangeFeed):
+    """The changes of PostgreSQL tables through one pgoutput slot."""
+
+    def __init__(self, source: PostgresSource, tables: list[tuple[str, ...]], spec: ChangeSpec, export: str) -> None:
         self.source, self.spec, self.export = source, spec, export
         self.anchor_name = f"slot {spec.slot}"
         self.args = source.connect_args()
         self.session: PgSession = source.session()  # type: ignore[assignment]
-        self.schema, self.name = self._resolve(table)
+        self.tables = [self._resolve(t) for t in tables]
         self._stream: PgReplication | None = None
 
     def _query(self, sql: str) -> list[list[str | None]]:
@@ -90,39 +96,59 @@ class PgChangeFeed(ChangeFeed):
             )
         return "wal_level is logical"
 
-    def _publish_table(self) -> None:
-        """Make the publication for the table when missing; refuse one that does not carry it."""
+    def _publish_tables(self) -> None:
+        """Make the publication for the tables when missing; refuse one that does not carry them all.
+
+        A publication rivet made for this export (its comment says so) is given the tables it
+        lacks: a table that joined ``tables:``. Anyone else's is never changed.
+        """
         self.check_server()
         s = self.source.dialect.string
         pub = self.spec.publication
-        exists = self._query(f"SELECT 1 FROM pg_publication WHERE pubname = {s(pub)}")
+        quoted_pub = self.source.quote_identifier(pub)
+        exists = self._query(
+            f"SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = {s(pub)}"
+        )
         if exists:
-            carries = self._query(
-                f"SELECT 1 FROM pg_publication_tables WHERE pubname = {s(pub)} AND schemaname = {s(self.schema)} "
-                f"AND tablename = {s(self.name)}"
-            )
-            if not carries:
+            carried = {
+                (str(schema), str(name))
+                for schema, name in self._query(
+                    f"SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = {s(pub)}"
+                )
+            }
+            missing = [t for t in self.tables if t not in carried]
+            if missing and exists[0][0] == self._made_for:
+                self._query(f"ALTER PUBLICATION {quoted_pub} ADD TABLE {', '.join(map(self._quoted, missing))}")
+            elif missing:
                 raise SourceError(
-                    f"export '{self.export}': publication {pub} exists but does not publish {self._shown}; "
-                    f"add it (ALTER PUBLICATION {pub} ADD TABLE {self._quoted}) or set cdc.publication"
+                    f"export '{self.export}': publication {pub} exists but does not publish "
+                    f"{', '.join(self._shown(t) for t in missing)}; add it (ALTER PUBLICATION {pub} ADD TABLE "
+                    f"{', '.join(self._quoted(t) for t in missing)}) or set cdc.publication"
                 )
             return
+        listed = ", ".join(self._quoted(t) for t in self.tables)
         try:
-            self._query(f"CREATE PUBLICATION {self.source.quote_identifier(pub)} FOR TABLE {self._quoted}")
+            self._query(f"CREATE PUBLICATION {quoted_pub} FOR TABLE {listed}")
         except SourceError as e:
             raise SourceError(
-                f"export '{self.export}': cannot create publication {pub} for {self._shown} ({e}); have the table's "
-                f"owner run CREATE PUBLICATION {pub} FOR TABLE {self._quoted}, or name one in cdc.publication",
+                f"export '{self.export}': cannot create publication {pub} for "
+                f"{', '.join(self._shown(t) for t in self.tables)} ({e}); have the tables' owner run CREATE "
+                f"PUBLICATION {pub} FOR TABLE {listed}, or name one in cdc.publication",
                 code=e.code,
             ) from e
+        self._query(f"COMMENT ON PUBLICATION {quoted_pub} IS {s(self._made_for)}")
 
     @property
-    def _quoted(self) -> str:
-        return f"{self.source.quote_identifier(self.schema)}.{self.source.quote_identifier(self.name)}"
+    def _made_for(self) -> str:
+        """The comment of a publication rivet made for this export."""
+        return f"made by rivet for export {self.export}"
 
-    @property
-    def _shown(self) -> str:
-        return f"{self.schema}.{self.name}"
+    def _quoted(self, table: tuple[str, str]) -> str:
+        return ".".join(self.source.quote_identifier(part) for part in table)
+
+    @staticmethod
+    def _shown(table: tuple[str, str]) -> str:
+        return ".".join(table)
 
     def _create_slot(self, replication: PgReplication, export_snapshot: bool) -> dict[str, Any]:
         try:
@@ -139,24 +165,25 @@ class PgChangeFeed(ChangeFeed):
 
     def anchor(self) -> str:
         """Make the slot; its consistent point is where the changes start."""
-        self._publish_table()
+        self._publish_tables()
         replication = self._replication()
         created = self._create_slot(replication, False)
         return str(created["consistent_point"])
 
     def anchor_with_snapshot(self, overrides: ColumnOverrides, tuning: Tuning) -> ChangeSnapshot:
-        """Make the slot exporting its snapshot; the table is read in that snapshot on another connection."""
-        self._publish_table()
+        """Make the slot exporting its snapshot; each table is read in that snapshot on another connection."""
+        self._publish_tables()
         holder = [self._replication()]
         created = self._create_slot(holder[0], True)
         decimal, text = self.source.split_overrides(overrides)
         options = {**scan_options(tuning, method=self.source.read_method), "snapshot": created["snapshot"]}
-        query = f"SELECT * FROM {self._quoted}"
 
-        def read() -> BatchReader:
-            return self.source.session().scan(query, None, options, decimal, text)
+        def reader_of(table: tuple[str, str]) -> Callable[[], BatchReader]:
+            query = f"SELECT * FROM {self._quoted(table)}"
+            return lambda: self.source.session().scan(query, None, options, decimal, text)
 
-        return ChangeSnapshot(str(created["consistent_point"]), read, holder.clear)
+        reads = [reader_of(t) for t in self.tables]
+        return ChangeSnapshot(str(created["consistent_point"]), reads, holder.clear)
 
     def check(self, position: str) -> None:
         """The position is a WAL position; the slot is there, for pgoutput in this database, holding its WAL."""
@@ -194,13 +221,19 @@ class PgChangeFeed(ChangeFeed):
         behind = self._query(f"SELECT pg_wal_lsn_diff({WAL_NOW}, {lsn}::pg_lsn)::bigint::text")[0][0]
         return int(behind) if behind is not None else None
 
-    def changes(self, position: str, tuning: Tuning, follow_column_changes: bool) -> BatchReader:
-        """Stream the slot from ``position`` to the WAL end as of now."""
+    def changes_of(self, positions: list[str], tuning: Tuning, follow_column_changes: bool) -> list[BatchReader]:
+        """Stream the slot from the earliest of ``positions`` to the WAL end as of now."""
         self._stream = replication = self._replication()
         until = str(replication.identify_system()["wal_position"])
-        _once_free(lambda: replication.start(self.spec.slot, position, [self.spec.publication], True))
+        start = self.earliest(positions)
+        _once_free(lambda: replication.start(self.spec.slot, start, [self.spec.publication], True))
         options = scan_options(tuning, method=self.source.read_method)
-        return replication.stream_changes(until, self.args, self.schema, self.name, options, follow_column_changes)
+        tables = [(schema, name, at) for (schema, name), at in zip(self.tables, positions, strict=True)]
+        return replication.stream_changes(until, self.args, tables, options, follow_column_changes)
+
+    def earliest(self, positions: list[str]) -> str:
+        """The lowest WAL position."""
+        return min(positions, key=_lsn)
 
     def column_changes(self) -> list[str]:
         """What the last stream said of changes logged under other columns."""

@@ -17,8 +17,8 @@ __all__ = ["PostgresSource"]
 class PostgresSource(NetworkSource, kind="postgres", scheme="postgresql", label="PostgreSQL", session_type="PgSession"):
     """A PostgreSQL server."""
 
-    def change_feed(self, table: tuple[str, ...], spec: ChangeSpec, export: str) -> ChangeFeed:
-        """The changes of ``table`` through a pgoutput slot."""
+    def change_feed(self, tables: list[tuple[str, ...]], spec: ChangeSpec, export: str) -> ChangeFeed:
+        """The changes of ``tables`` through a pgoutput slot."""
         from rivet.sources.postgres.changes import PgChangeFeed
 
-        return PgChangeFeed(self, table, spec, export)
+        return PgChangeFeed(self, tables, spec, export)

@@ -46,6 +46,16 @@ pub struct MyTable<'a> {
     /// Read changes logged before columns were added or dropped with the columns now
     /// (on_schema_drift other than fail), rather than stop.
     pub follow_column_changes: bool,
+    /// Where this table's changes start, as [`log_position`] gives it: a transaction that
+    /// starts before is skipped (a log read for several tables starts where the table furthest
+    /// behind is).
+    pub from: u64,
+}
+
+/// A place in the binary log as one number that sorts as the log does: the file's number,
+/// then the offset in it.
+pub fn log_position(file: &str, offset: u32) -> u64 {
+    (file_number(file) << 32) | u64::from(offset)
 }
 
 /// The binary log type codes a column of `data_type` (information_schema's `DATA_TYPE`) is
@@ -106,6 +116,8 @@ pub struct MyChangeSink<'a> {
     notes: Vec<String>,
     file: u64,
     transaction: Option<(u64, i64)>,
+    // The transaction starts before the table's start: its changes were published.
+    skipping: bool,
     seq: u32,
     rows: u64,
     payload: Vec<u8>,
@@ -131,6 +143,7 @@ impl<'a> MyChangeSink<'a> {
             notes: Vec::new(),
             file: file_number(file),
             transaction: None,
+            skipping: false,
             seq: 0,
             rows: 0,
             payload: Vec::new(),
@@ -156,13 +169,12 @@ impl<'a> MyChangeSink<'a> {
                 self.file = file_number(&name);
             }
             kind::MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID => {
-                let start = u64::from(h.next_position.saturating_sub(h.size));
-                self.transaction = Some((
-                    (self.file << 32) | start,
-                    i64::from(h.timestamp) * 1_000_000,
-                ));
+                let start = (self.file << 32) | u64::from(h.next_position.saturating_sub(h.size));
+                self.transaction = Some((start, i64::from(h.timestamp) * 1_000_000));
+                self.skipping = start < self.table.from;
                 self.seq = 0;
             }
+            kind::QUERY if self.skipping => {}
             kind::QUERY => {
                 let (default, sql) = query(e.body)?;
                 if truncates(&sql, &default, self.table.schema, self.table.name) {
@@ -200,7 +212,8 @@ impl<'a> MyChangeSink<'a> {
                         "rows of table {id} arrived before its table map"
                     )));
                 };
-                if map.schema != self.table.schema || map.table != self.table.name {
+                if self.skipping || map.schema != self.table.schema || map.table != self.table.name
+                {
                     return Ok(());
                 }
                 let map = Arc::clone(map);
@@ -430,6 +443,7 @@ mod tests {
                 logged_types: &[logged_as("int")],
                 limits: BatchLimits::new(16, 1 << 20)?,
                 follow_column_changes: false,
+                from: 0,
             };
             let mut changes = MyChangeSink::new(table, "bin.000003");
             changes.take(&event(MYSQL_ANONYMOUS_GTID, 250, 65, &[]), sink)?;

@@ -163,6 +163,9 @@ pub struct TableChanges<'a> {
     /// Read changes logged before columns were added or dropped with the columns now
     /// (on_schema_drift other than fail), rather than stop.
     pub follow_column_changes: bool,
+    /// Where this table's changes start: a transaction committed before is skipped (a stream
+    /// read for several tables starts where the table furthest behind is).
+    pub from: Lsn,
 }
 
 /// Feeds pgoutput messages of a drain into batches of one table's changes, as they come: a
@@ -175,6 +178,8 @@ pub struct ChangeSink<'a> {
     layout: Option<Vec<Option<usize>>>,
     notes: Vec<String>,
     commit: Option<(Lsn, i64)>,
+    // The transaction was committed before the table's start: its changes were published.
+    skipping: bool,
     seq: u32,
     rows: u64,
 }
@@ -191,6 +196,7 @@ impl<'a> ChangeSink<'a> {
             layout: None,
             notes: Vec::new(),
             commit: None,
+            skipping: false,
             seq: 0,
             rows: 0,
         }
@@ -216,6 +222,17 @@ impl<'a> ChangeSink<'a> {
 
     /// Take one message of the stream.
     pub fn take(&mut self, m: &Message<'_>, sink: &BatchSink) -> Result<()> {
+        if self.skipping
+            && matches!(
+                m,
+                Message::Insert { .. }
+                    | Message::Update { .. }
+                    | Message::Delete { .. }
+                    | Message::Truncate { .. }
+            )
+        {
+            return Ok(());
+        }
         let (op, row) = match m {
             Message::Relation(r) => {
                 if r.namespace == self.table.namespace && r.name == self.table.name {
@@ -241,6 +258,7 @@ impl<'a> ChangeSink<'a> {
                 ..
             } => {
                 self.commit = Some((*final_lsn, *committed_at));
+                self.skipping = *final_lsn < self.table.from;
                 self.seq = 0;
                 return Ok(());
             }
