@@ -41,7 +41,7 @@ def test_structured_source_and_state_dir(tmp_path):
 
 
 def test_bad_arguments_raise_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="specify exactly one of query, query_file or table"):
+    with pytest.raises(ConfigError, match="specify exactly one of query, query_file, table or tables"):
         rivet.export(pg_url(), destination=str(tmp_path))
     with pytest.raises(ConfigError, match="unknown key 'compresion'"):
         rivet.export(pg_url(), query="SELECT 1", destination=str(tmp_path), compresion="zstd")

@@ -37,11 +37,11 @@ NEGATIVE = {
     ),
     "g04 query + query_file": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    query_file: q.sql\n    destination: out\n",
-        "exports[0] (a): specify exactly one of query, query_file or table",
+        "exports[0] (a): specify exactly one of query, query_file, table or tables",
     ),
     "g05 query + table": (
         PG + "exports:\n  - name: a\n    query: SELECT 1\n    table: t\n    destination: out\n",
-        "exports[0] (a): specify exactly one of query, query_file or table",
+        "exports[0] (a): specify exactly one of query, query_file, table or tables",
     ),
     "g06 no source": ("exports:\n" + EXPORT, "source: missing required key"),
     "g07 empty exports": (PG + "exports: []\n", "at least one export must be defined"),
@@ -471,6 +471,18 @@ CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
             "applies to mode: cdc and incremental, not full",
         ),
         (CDC + "    parallel: 2\n", "parallel does not apply to mode: cdc"),
+        ("    tables: [a, b]\n    destination: out\n", "for mode: full give each table its own export"),
+        ("    tables: [a, b, a]\n    mode: cdc\n    destination: out\n", "tables: lists a more than once"),
+        ("    tables: []\n    mode: cdc\n    destination: out\n", "tables: lists no table"),
+        (
+            "    tables: [a, 'b c']\n    mode: cdc\n    destination: out\n",
+            "tables: 'b c' is not a plain name or schema.name",
+        ),
+        (
+            "    tables: [a, b]\n    mode: cdc\n    format: delta\n    write: merge\n    destination: out\n",
+            "write: merge takes one table per export",
+        ),
+        ("    tables: [a]\n    table: b\n    mode: cdc\n    destination: out\n", "exactly one of query"),
     ],
 )
 def test_change_capture_configs_are_refused_with_what_to_use(export: str, expected: str) -> None:

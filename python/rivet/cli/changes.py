@@ -24,7 +24,7 @@ def drop(
     The server then keeps no log for the export; changes made until its next run are not
     captured (with cdc.initial: snapshot that run takes a new snapshot).
     """
-    from rivet.plan.export import build_plan
+    from rivet.plan.export import build_plan, table_keys
 
     with state_of(config) as (loaded, store):
         plan = dataclasses.replace(
@@ -38,6 +38,8 @@ def drop(
         finally:
             feed.close()
         forgot = store.reset_change_position(plan.key)
+        for table in table_keys(plan.key, loaded.export(export)):
+            store.reset_change_position(table)
     what = [f"dropped {feed.anchor_name}" if dropped else f"no {feed.anchor_name} on the server"]
     what.append("forgot its position" if forgot else "it had no position")
     say(f"{export}: {'; '.join(what)}; its next run anchors anew")

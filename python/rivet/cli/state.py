@@ -99,12 +99,14 @@ def reset(config: ConfigOption, export: ExportOption) -> None:
     State of the same export name that would clash with it (written to the same destination
     for another source, table or query) is forgotten too.
     """
-    from rivet.plan.export import export_identity
+    from rivet.plan.export import export_identity, table_keys
 
     with state_of(config) as (loaded, store):
         key = key_of(loaded, store, export, reading=False)
         removed = store.reset_cursor(key)
         store.forget(key, export_identity(loaded, loaded.export(export)))
+        for table in table_keys(key, loaded.export(export)):
+            store.reset_change_position(table)
     say(f"cursor of {export} {'reset' if removed else 'was not set'}; its next run starts afresh")
 
 

@@ -58,7 +58,7 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
     from rivet.core.runinfo import utc_now
     from rivet.errors import StateError
     from rivet.output.validate import validate_destination
-    from rivet.plan.export import export_destination
+    from rivet.plan.export import export_destination, table_export_name
     from rivet.state import StateStore, state_location
     from rivet.state.keys import written_to
     from rivet.storage.destinations import Destination
@@ -84,6 +84,17 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
                 spec = dataclasses.replace(spec, url=last["destination"])
             destination = Destination(spec)
             key = key_of(loaded, state, e.name)
+            if e.tables and last is not None:
+                # Each table of one change stream is published in its own folder.
+                for table in e.tables:
+                    name, table_spec = table_export_name(e.name, table), spec.child(table)
+                    problems, totals = validate_destination(Destination(table_spec), name, None)
+                    findings.append(
+                        {"export": name, "destination": table_spec.shown, "problems": problems, "published": True,
+                         **totals}
+                    )  # fmt: skip
+                    findings.extend(_snapshot_findings(name, table_spec))
+                continue
             if last is None and destination.read_file(spec.manifest_name) is None:
                 # Nothing was ever published here, and the state says so: a fact, not a broken output.
                 runs = state.runs([key], limit=1)

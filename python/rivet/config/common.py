@@ -15,6 +15,8 @@ NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 
 # An Iceberg namespace or table: no dot, which would nest it.
+# A table of ``tables:``, which also names its folder in the destination: schema.name or name.
+TABLE_FOLDER_PATTERN = r"^[A-Za-z0-9_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$][A-Za-z0-9_$-]*)?$"
 ICEBERG_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 
 
@@ -91,7 +93,6 @@ UNSUPPORTED_EXPORT_KEYS = {
     "chunk_by_key": "keyset chunking is not supported: use chunk_column with an integer, date or timestamp "
     "column, or table: with parallel: N (page ranges on PostgreSQL)",
     "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
-    "tables": "use one export per table (table: schema.name)",
     "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
     "keyset_incremental": "use mode: incremental with a cursor_column",
     "load": "rivet writes files; load them with your warehouse's own loader",

@@ -24,6 +24,7 @@ from rivet.config.common import (
     NAME_PATTERN,
     OVERRIDE_TYPES,
     PARTITION_PLACEHOLDER,
+    TABLE_FOLDER_PATTERN,
     UNSUPPORTED_EXPORT_KEYS,
     Bool,
     PositiveInt,
@@ -45,6 +46,8 @@ class ExportConfig(StrictModel):
     query: str | None = None
     query_file: str | None = None
     table: str | None = None
+    # mode: cdc: several tables' changes through one slot or binlog connection, each to <destination>/<table>/.
+    tables: list[str] | None = None
     mode: Literal["full", "incremental", "chunked", "time_window", "cdc"] = "full"
     # delta, iceberg: Parquet parts committed to a table format's log or catalog, one commit per run.
     format: Literal["parquet", "csv", "delta", "iceberg"] = "parquet"
@@ -147,9 +150,14 @@ class ExportConfig(StrictModel):
 
     @model_validator(mode="after")
     def _rules(self) -> ExportConfig:
-        sources = [k for k in ("query", "query_file", "table") if getattr(self, k) is not None]
+        sources = [k for k in ("query", "query_file", "table", "tables") if getattr(self, k) is not None]
         if len(sources) != 1:
-            raise ValueError("specify exactly one of query, query_file or table")
+            raise ValueError("specify exactly one of query, query_file, table or tables")
+        if self.tables is not None and self.mode != "cdc":
+            raise ValueError(
+                "tables: reads several tables' changes through one slot or binlog connection (mode: cdc); for "
+                f"mode: {self.mode} give each table its own export (table: schema.name)"
+            )
         if self.query_file is not None:
             p = Path(self.query_file)
             if p.is_absolute() or ".." in p.parts:
@@ -305,8 +313,13 @@ class ExportConfig(StrictModel):
                 raise ValueError(f"{', '.join(stray)} require(s) mode: {mode} (this export has mode: {m})")
 
     def _change_rules(self) -> None:
-        if self.table is None:
-            raise ValueError("mode: cdc captures the changes of one table: use table: schema.name (not a query)")
+        if self.table is None and self.tables is None:
+            raise ValueError(
+                "mode: cdc captures the changes of one table (table: schema.name) or of several (tables: [...]), "
+                "not of a query"
+            )
+        if self.tables is not None:
+            self._tables_rules()
         if (self.parallel or 1) > 1:
             raise ValueError("parallel does not apply to mode: cdc: one connection reads the log in commit order")
         if self.format in ("delta", "iceberg") and self.write != "merge":
@@ -318,6 +331,24 @@ class ExportConfig(StrictModel):
             raise ValueError("partition_by does not apply to mode: cdc: change parts follow the log, not the rows")
         if self.writes_to_stdout:
             raise ValueError("mode: cdc needs a folder for its snapshot and change parts, not stdout")
+
+    def _tables_rules(self) -> None:
+        assert self.tables is not None
+        if not self.tables:
+            raise ValueError("tables: lists no table")
+        odd = [t for t in self.tables if not re.match(TABLE_FOLDER_PATTERN, t)]
+        if odd:
+            raise ValueError(
+                f"tables: {', '.join(map(repr, odd))} is not a plain name or schema.name (letters, digits, _, $ and "
+                "-), which also names the table's folder; capture such a table in an export of its own (table:)"
+            )
+        twice = sorted({t for t in self.tables if self.tables.count(t) > 1})
+        if twice:
+            raise ValueError(f"tables: lists {', '.join(twice)} more than once")
+        if self.write == "merge":
+            raise ValueError(
+                "write: merge takes one table per export: give each table its own export (table: schema.name)"
+            )
 
 
 class RivetConfig(StrictModel):

@@ -113,7 +113,7 @@ def run_export(
         del finished["name"]
         try:
             if state is not None and (lease is None or lease.held):
-                _record(state, plan.key, result)
+                record_run(state, plan.key, result)
                 journal = [*events.events, events.make("finished", plan.name, **finished)]
                 state.save_journal(result.run_id, plan.key, iso(utc_now()), journal)
         except Exception as e:  # noqa: BLE001 - the export's own outcome stands; its history is best effort
@@ -151,7 +151,8 @@ def _failed(result: ExportResult, error: BaseException, status: str) -> None:
     result.exception = error
 
 
-def _record(state: StateStore, key: ExportKey, result: ExportResult) -> None:
+def record_run(state: StateStore, key: ExportKey, result: ExportResult) -> None:
+    """Record how run ``result`` ended, and the parts it published."""
     finished = iso(utc_now())
     if result.ok:
         state.log_files(result.run_id, key, [(p.url, p.rows, p.bytes, p.sha256) for p in result.parts], finished)

@@ -108,6 +108,11 @@ def run_changes(
         raise ConfigError(f"export '{plan.name}': mode: cdc keeps its log position in a state store (give state_dir)")
     feed = plan.change_feed()
     run = ChangeRun(plan, state, feed, result, started, events, lease, table_check)
+    if plan.tables:
+        from rivet.execution.change_tables import run_table_changes
+
+        run_table_changes(run)
+        return
     try:
         keys = merge_keys(run) if plan.merge_keys is not None else None
         snapshot_parts, position = _position(run)

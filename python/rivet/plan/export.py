@@ -78,6 +78,8 @@ class ExportPlan:
     tuning: Tuning
     parallel: int = 1
     table: str | None = None
+    # tables: (mode: cdc): each table's folder in the destination (as configured) and qualified name.
+    tables: tuple[tuple[str, str], ...] = ()
     chunking: ChunkSpec | None = None
     checkpoint: bool = False
     # A checkpointed run publishes a worker's part at a chunk boundary once it is this old.
@@ -151,9 +153,32 @@ class ExportPlan:
 
     def change_feed(self) -> ChangeFeed:
         """The feed of this ``mode: cdc`` export's table changes (a ConfigError for any other export)."""
-        if self.changes is None or self.table is None:
+        tables = [qualified for _, qualified in self.tables] or ([self.table] if self.table else [])
+        if self.changes is None or not tables:
             raise ConfigError(f"export '{self.name}' is not a mode: cdc export")
-        return self.server.change_feed(self.source.dialect.table_name(self.table), self.changes, self.name)
+        return self.server.change_feed([self.source.dialect.table_name(t) for t in tables], self.changes, self.name)
+
+    def table_plans(self) -> list[ExportPlan]:
+        """Each table of a ``tables:`` export as an export of its own: into its folder, under its own name and key.
+
+        The name (``<export>.<table>``) names its parts and its rows in the state store:
+        its position, its runs, the columns it published.
+        """
+        plans = []
+        for folder, qualified in self.tables:
+            name = table_export_name(self.name, folder)
+            plans.append(
+                dataclasses.replace(
+                    self,
+                    name=name,
+                    table=qualified,
+                    tables=(),
+                    query=f"SELECT * FROM {qualified}",
+                    destination=self.destination.child(folder),
+                    state_key=ExportKey(self.key.namespace, name),
+                )
+            )
+        return plans
 
     @property
     def lake_table(self) -> TableFormat | None:
@@ -166,6 +191,7 @@ class ExportPlan:
             [
                 self.mode,
                 self.query,
+                *([list(self.tables)] if self.tables else []),
                 self.overrides.decimal,
                 self.overrides.other,
                 self.format.kind,
@@ -212,6 +238,16 @@ class ExportPlan:
         }
 
 
+def table_export_name(export: str, table: str) -> str:
+    """The name a table of ``tables:`` is published and kept in the state store under."""
+    return f"{export}.{table}"
+
+
+def table_keys(key: ExportKey, export: ExportConfig) -> list[ExportKey]:
+    """The state keys of the tables of a ``tables:`` export (none for any other)."""
+    return [ExportKey(key.namespace, table_export_name(export.name, t)) for t in export.tables or ()]
+
+
 def qualified_table(table: str, source: AnySource) -> str:
     """``"schema"."table"`` for ``table: schema.table``."""
     return source.dialect.qualified(table)
@@ -232,6 +268,8 @@ def _query_text(export: ExportConfig, base_dir: Path, source: AnySource, variabl
         return _statement(export.query)
     if export.table is not None:
         return table_query(export.table, source)
+    if export.tables:
+        return table_query(export.tables[0], source)  # what describes the export (its first table)
     assert export.query_file is not None
     path = (base_dir / export.query_file).resolve()
     if not path.is_relative_to(base_dir.resolve()):
@@ -321,6 +359,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
         tuning=tuning,
         parallel=parallel,
         table=qualified_table(export.table, source) if export.table else None,
+        tables=tuple((t, qualified_table(t, source)) for t in export.tables or ()),
         chunking=chunking,
         checkpoint=bool(export.chunk_checkpoint),
         checkpoint_every_s=export.checkpoint_every_s,
@@ -362,10 +401,20 @@ def _identity(loaded: LoadedConfig, export: ExportConfig, source: AnySource, que
         cursor = f"time:{export.time_column}" if export.mode == "time_window" else None
     return ExportIdentity(
         source=source.identity(),
-        target=f"table:{qualified_table(export.table, source)}" if export.table else query_target(query),
+        target=_target(export, source, query),
         cursor=cursor or None,
         destination=destination_urls(loaded)[export.name],
     )
+
+
+def _target(export: ExportConfig, source: AnySource, query: str) -> str:
+    """What the export reads, for its identity: a table, tables, or its query."""
+    if export.table:
+        return f"table:{qualified_table(export.table, source)}"
+    if export.tables:
+        # Each table's state is its own (under its own name): the list may grow or shrink.
+        return "tables"
+    return query_target(query)
 
 
 def export_identity(loaded: LoadedConfig, export: ExportConfig) -> ExportIdentity:
