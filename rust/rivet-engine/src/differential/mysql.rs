@@ -147,6 +147,7 @@ impl MyType {
             type_code: c.column_type() as u8,
             flags: c.flags().bits(),
             decimals: c.decimals(),
+            extended: None,
         };
         let read_as = match self {
             MyType::Decimal { read_as, .. } => read_as,

@@ -121,6 +121,9 @@ impl ArrowKind for MyKind {
 pub type MyColumn = Column<MyKind>;
 
 fn type_name(c: &ColumnDef) -> String {
+    if let Some(named @ ("json" | "uuid")) = c.extended.as_deref() {
+        return named.into();
+    }
     let numeric = matches!(
         c.type_code,
         code::TINY
@@ -299,6 +302,10 @@ pub fn map_column(c: &ColumnDef, decimal: Option<(u8, i8)>) -> Result<MyColumn, 
             if c.flags & (ENUM_FLAG | SET_FLAG) != 0 {
                 logical = Some("enum");
                 MyKind::Text
+            } else if let Some(named @ ("json" | "uuid")) = c.extended.as_deref() {
+                // MariaDB's JSON is a LONGTEXT and its UUID a CHAR(36): the extended type info says which.
+                logical = Some(if named == "json" { "json" } else { "uuid" });
+                MyKind::Text
             } else if c.charset == BINARY_CHARSET {
                 MyKind::Binary
             } else {
@@ -333,7 +340,24 @@ mod tests {
             type_code,
             flags,
             decimals,
+            extended: None,
         }
+    }
+
+    #[test]
+    fn mariadbs_extended_type_info_names_json_and_uuid() {
+        let mut json = col(code::BLOB, 4_294_967_295, 0, 0, 45);
+        json.extended = Some("json".into());
+        let mapped = map_column(&json, None).unwrap();
+        assert_eq!((mapped.kind, mapped.logical), (MyKind::Text, Some("json")));
+        assert_eq!(mapped.source_type, "json");
+        let mut uuid = col(code::STRING, 144, 0, 0, 45);
+        uuid.extended = Some("uuid".into());
+        let mapped = map_column(&uuid, None).unwrap();
+        assert_eq!((mapped.kind, mapped.logical), (MyKind::Text, Some("uuid")));
+        let mut other = col(code::STRING, 156, 0, 0, 45);
+        other.extended = Some("inet6".into());
+        assert_eq!(map_column(&other, None).unwrap().logical, None);
     }
 
     #[test]

@@ -36,6 +36,14 @@ fn scramble_sha256(password: &[u8], salt: &[u8]) -> Vec<u8> {
     stage1.iter().zip(key.iter()).map(|(a, b)| a ^ b).collect()
 }
 
+/// The 23 bytes after the character set in a handshake response: 19 zeros, then MariaDB's
+/// extended capabilities (zeros for MySQL, which reads none there).
+fn filler(extended: u32) -> [u8; 23] {
+    let mut bytes = [0u8; 23];
+    bytes[19..].copy_from_slice(&extended.to_le_bytes());
+    bytes
+}
+
 impl MyConnection {
     pub(super) fn handshake(&mut self, params: &MyParams) -> Result<()> {
         let p = self.next_packet()?;
@@ -56,7 +64,15 @@ impl MyConnection {
         let _status = r.u16()?;
         server_caps |= u32::from(r.u16()?) << 16;
         let salt_len = r.u8()?;
-        r.bytes(10)?;
+        let reserved = r.bytes(10)?;
+        // MariaDB (which leaves CLIENT_MYSQL, the first bit, unset) puts its extended
+        // capabilities in the last four reserved bytes.
+        let server_extended = if server_caps & CLIENT_LONG_PASSWORD == 0 {
+            u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]])
+        } else {
+            0
+        };
+        let extended = server_extended & MARIADB_CLIENT_EXTENDED_TYPE_INFO;
         if server_caps & CLIENT_SECURE_CONNECTION != 0 {
             let n = (usize::from(salt_len).saturating_sub(8)).max(13);
             let part = r.bytes(n.min(r.rest().len()))?;
@@ -88,7 +104,7 @@ impl MyConnection {
                 request.extend_from_slice(&caps.to_le_bytes());
                 request.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
                 request.push(UTF8MB4);
-                request.extend_from_slice(&[0u8; 23]);
+                request.extend_from_slice(&filler(extended));
                 self.send(&request)?;
                 self.link
                     .upgrade(&params.host, config, params.connect_timeout)?;
@@ -105,12 +121,13 @@ impl MyConnection {
             None => false,
         };
         self.caps = caps;
+        self.extended_caps = extended;
         let password = params.password.clone().unwrap_or_default();
         let mut response = Vec::with_capacity(128);
         response.extend_from_slice(&caps.to_le_bytes());
         response.extend_from_slice(&(MAX_PAYLOAD as u32).to_le_bytes());
         response.push(UTF8MB4);
-        response.extend_from_slice(&[0u8; 23]);
+        response.extend_from_slice(&filler(extended));
         response.extend_from_slice(params.user.as_bytes());
         response.push(0);
         let auth = self.auth_data(&plugin, password.as_bytes(), &salt, params)?;

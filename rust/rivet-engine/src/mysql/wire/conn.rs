@@ -12,6 +12,8 @@ pub struct MyConnection {
     pub(super) big: Vec<u8>,
     pub(super) seq: u8,
     pub(super) caps: u32,
+    /// MariaDB's extended capabilities this connection agreed on.
+    pub(super) extended_caps: u32,
     /// The server's version string (`10.11.19-MariaDB...`).
     pub server_version: String,
     /// The server's id of this connection (what `KILL QUERY` names).
@@ -184,6 +186,11 @@ impl MyConnection {
             let org_table = text(r.lenenc_bytes()?);
             let name = text(r.lenenc_bytes()?);
             let org_name = text(r.lenenc_bytes()?);
+            let extended = if self.extended_caps & MARIADB_CLIENT_EXTENDED_TYPE_INFO != 0 {
+                extended_type(r.lenenc_bytes()?.unwrap_or_default())?
+            } else {
+                None
+            };
             r.lenenc()?;
             let charset = r.u16()?;
             let length = r.u32()?;
@@ -200,6 +207,7 @@ impl MyConnection {
                 type_code,
                 flags,
                 decimals,
+                extended,
             });
         }
         if count > 0 && !self.deprecate_eof() {
@@ -357,6 +365,7 @@ impl OverLink for MyConnection {
             big: Vec::new(),
             seq: 0,
             caps: 0,
+            extended_caps: 0,
             server_version: String::new(),
             connection_id: 0,
         }

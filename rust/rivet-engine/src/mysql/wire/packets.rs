@@ -14,6 +14,9 @@ pub(super) const CLIENT_MULTI_RESULTS: u32 = 1 << 17;
 pub(super) const CLIENT_PLUGIN_AUTH: u32 = 1 << 19;
 pub(super) const CLIENT_PLUGIN_AUTH_LENENC: u32 = 1 << 21;
 pub(super) const CLIENT_DEPRECATE_EOF: u32 = 1 << 24;
+/// MariaDB's extended capability (the upper 32 bits): column definitions name a type the
+/// base type code does not (`json` for a JSON column, which is a LONGTEXT; `uuid`, `inet6`).
+pub(super) const MARIADB_CLIENT_EXTENDED_TYPE_INFO: u32 = 1 << 3;
 /// utf8mb4_general_ci: understood by MySQL 5.5+ and MariaDB.
 pub(super) const UTF8MB4: u8 = 45;
 pub(super) const MAX_PAYLOAD: usize = 0xff_ffff;
@@ -35,6 +38,27 @@ pub struct ColumnDef {
     pub flags: u16,
     /// Decimals (scale, or fractional seconds).
     pub decimals: u8,
+    /// What MariaDB's extended type info names the column (a format such as `json`, else a
+    /// type name such as `uuid`), when the server sends it.
+    pub extended: Option<String>,
+}
+
+/// MariaDB's extended type info of a column definition: pairs of a kind (0: the type's name,
+/// 1: its format) and a length-encoded value. The format, else the type's name.
+pub(super) fn extended_type(info: &[u8]) -> Result<Option<String>> {
+    let mut r = Reader::new(info);
+    let (mut name, mut format) = (None, None);
+    while !r.rest().is_empty() {
+        let kind = r.u8()?;
+        let value =
+            String::from_utf8_lossy(r.lenenc_bytes()?.unwrap_or_default()).to_ascii_lowercase();
+        match kind {
+            0 => name = Some(value),
+            1 => format = Some(value),
+            _ => {}
+        }
+    }
+    Ok(format.or(name).filter(|v| !v.is_empty()))
 }
 
 /// A cursor over a packet payload.
@@ -177,6 +201,34 @@ pub(super) fn eof_more_results(payload: &[u8], deprecate_eof: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn extended_type_info_gives_the_format_else_the_type_name() {
+        assert_eq!(
+            extended_type(&[1, 4, b'j', b's', b'o', b'n'])
+                .unwrap()
+                .as_deref(),
+            Some("json")
+        );
+        assert_eq!(
+            extended_type(&[0, 4, b'U', b'U', b'I', b'D'])
+                .unwrap()
+                .as_deref(),
+            Some("uuid")
+        );
+        assert_eq!(
+            extended_type(&[0, 1, b'x', 1, 4, b'j', b's', b'o', b'n'])
+                .unwrap()
+                .as_deref(),
+            Some("json")
+        );
+        assert_eq!(extended_type(&[]).unwrap(), None);
+        assert!(
+            extended_type(&[1, 9, b'j']).is_err(),
+            "a value longer than the info"
+        );
+    }
+
     use super::*;
 
     #[test]
