@@ -204,6 +204,7 @@ def render_config(
         for key, value in p.keys.items():
             lines.append(f"    {key}: {_scalar(value)}")
         lines.append(f"    destination: {_scalar(f'{out_dir}/{p.name}')}")
+        lines.append("    parquet: {uuid: native, json: native}  # Parquet's own UUID and JSON types, not text")
         if p.overrides:
             lines.append("    columns:")
             for column, kind in p.overrides.items():

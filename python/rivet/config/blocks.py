@@ -74,6 +74,9 @@ class ParquetConfig(StrictModel):
     statistics: Bool = True
     # auto: text columns whose first values repeat; true: every column; false: none
     dictionary: Literal["auto"] | Bool = "auto"
+    # native: Parquet's UUID (16 bytes) and JSON types; string: their text (what configs written before get).
+    uuid: Literal["native", "string"] = "string"
+    json_: Literal["native", "string"] = Field("string", alias="json")
 
     @model_validator(mode="after")
     def _strategy(self) -> ParquetConfig:

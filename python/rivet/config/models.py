@@ -241,6 +241,13 @@ class ExportConfig(StrictModel):
             )
         if self.format == "csv" and self.parquet is not None:
             raise ValueError("the parquet: block applies to format: parquet")
+        chosen = {"uuid": self.parquet.uuid, "json": self.parquet.json_} if self.parquet is not None else {}
+        native = [k for k, v in chosen.items() if v == "native"]
+        if native and self.format != "parquet":
+            raise ValueError(
+                f"parquet: {{{native[0]}: native}} applies to format: parquet; a {self.format} table keeps "
+                f"{native[0]} values as text"
+            )
         if self.format == "csv" and self.compression in ("snappy", "lz4"):
             raise ValueError(f"csv output supports compression gzip, zstd or none, not {self.compression}")
         level = self.compression_level

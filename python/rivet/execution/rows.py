@@ -79,7 +79,8 @@ class OutputRows:
         if self.quality is not None:
             self.quality.observe(batch)
         self.drift.observe(batch)
-        return self.stamp(batch)
+        # uuid and json in Parquet's own types after the meta columns: a row's hash is the same either way.
+        return self.plan.format.layout.types(self.stamp(batch), self.plan.name)
 
     def check_size(self, batch: pa.RecordBatch) -> None:
         """``max_batch_memory_mb``: a single row above it is warned about or fails the export.

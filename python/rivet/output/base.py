@@ -6,11 +6,12 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rivet.errors import ConfigError
+from rivet.output.native import NativeTypes
 from rivet.storage import staging
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class ParquetLayout:
     data_page_bytes: int | None = None
     statistics: bool = True
     dictionary: bool | None = None  # None: decided per column from the first values
+    # uuid and json columns in Parquet's own types, or as text.
+    types: NativeTypes = field(default_factory=NativeTypes)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ CHECKS: tuple[Callable[[LoadedConfig, ExportConfig, bool], None], ...] = (_capab
 def output_schema(plan: ExportPlan, source_schema: pa.Schema, stamp: Stamp | None = None) -> pa.Schema:
     """The schema a run writes for ``source_schema`` (meta columns added), or ConfigError if it would refuse it."""
     stamp = stamp or plan.meta.stamp(plan.name, dt.datetime.now(dt.timezone.utc))
-    output = stamp.schema(source_schema)
+    output = plan.format.layout.types.schema(stamp.schema(source_schema))
     if plan.partitioning is not None:
         plan.partitioning.check(output, plan.name)
     if (table := plan.lake_table) is not None:

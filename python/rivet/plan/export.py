@@ -21,6 +21,7 @@ from rivet.errors import ConfigError
 from rivet.output import OutputFormat, output_format
 from rivet.output.base import ParquetLayout
 from rivet.output.meta import MetaColumns
+from rivet.output.native import NativeTypes
 from rivet.output.partition import Partitioning
 from rivet.output.quality import DEFAULT_UNIQUE_MAX_ENTRIES, QualitySpec
 from rivet.output.tables import TABLE_FORMATS, table_format
@@ -478,4 +479,5 @@ def _parquet_layout(export: ExportConfig) -> ParquetLayout:
         data_page_bytes=p.data_page_size_kb * 1024 if p.data_page_size_kb else None,
         statistics=p.statistics,
         dictionary=None if p.dictionary == "auto" else bool(p.dictionary),
+        types=NativeTypes(uuid=p.uuid == "native", json=p.json_ == "native"),
     )

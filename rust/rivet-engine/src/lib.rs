@@ -23,6 +23,7 @@ pub mod sqlite;
 pub mod stream;
 pub mod temporal;
 pub mod tls;
+pub mod uuids;
 pub mod views;
 
 pub use error::{Error, Result, UnsupportedColumn};

@@ -19,7 +19,7 @@ mod _native {
     #[pymodule_export]
     use crate::binlog::PyMyBinlog;
     #[pymodule_export]
-    use crate::meta::with_meta_columns;
+    use crate::meta::{uuids_as_bytes, with_meta_columns};
     #[pymodule_export]
     use crate::reader::{PyArrowBatch, PyArrowColumn, PyArrowSchema, PyBatchReader};
     #[pymodule_export]

@@ -1,7 +1,7 @@
 //! Meta columns appended to a batch on its way to the writer.
 
 use pyo3::prelude::*;
-use rivet_engine::rowhash;
+use rivet_engine::{rowhash, uuids};
 
 use crate::arrow_ffi::import_batch;
 use crate::errors::to_py_err;
@@ -19,6 +19,16 @@ pub fn with_meta_columns(
 ) -> PyResult<PyArrowBatch> {
     let batch = import_batch(batch)?;
     py.detach(|| rowhash::with_meta_columns(&batch, exported_at_us, row_hash))
+        .map(PyArrowBatch::from)
+        .map_err(|e| to_py_err(py, e))
+}
+
+/// Every column of `batch` (the canonical text of UUIDs) as their 16 bytes, NULLs kept: what
+/// Parquet's UUID type holds. A value that is not a UUID raises, naming its column.
+#[pyfunction]
+pub fn uuids_as_bytes(py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<PyArrowBatch> {
+    let batch = import_batch(batch)?;
+    py.detach(|| uuids::text_to_uuid_bytes(&batch))
         .map(PyArrowBatch::from)
         .map_err(|e| to_py_err(py, e))
 }
