@@ -714,6 +714,9 @@ def test_each_run_says_how_far_behind_the_log_it_starts_and_warns_past_the_limit
     assert now["bytes_behind_at_start"] < lag[0]["bytes_behind"]
     shown = run_rivet("metrics", "-c", str(config)).stdout
     assert f"change capture at {now['position']}: current as of {now['current_as_of']}" in shown
+    scraped = run_rivet("metrics", "-c", str(config), "--format", "prometheus").stdout
+    assert f'rivet_cdc_lag_bytes{{export="{table}",mode="cdc"' in scraped
+    assert f'rivet_cdc_lag_seconds{{export="{table}"' in scraped
 
 
 def test_a_position_forged_in_the_state_store_is_refused_not_sent(capture, table, tmp_path):

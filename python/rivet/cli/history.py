@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,15 +11,22 @@ import typer
 
 from rivet.cli._output import emit_json, say
 from rivet.cli.state import key_of, state_of
-from rivet.core.runinfo import from_iso, utc_now
 
 if TYPE_CHECKING:
-    from rivet.state import StateStore
-    from rivet.state.keys import ExportKey
+    pass
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose state to read.")]
 LastOption = Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs, newest first.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+class MetricsFormat(str, enum.Enum):
+    """How rivet metrics prints."""
+
+    TABLE = "table"
+    JSON = "json"
+    PROMETHEUS = "prometheus"
+
 
 # The columns of a run that metrics shows, in order.
 RUN_FIELDS = (
@@ -43,16 +51,32 @@ def metrics_command(
     export: Annotated[str | None, typer.Option("--export", "-e", help="Only this export.")] = None,
     last: LastOption = 20,
     json_output: JsonOption = False,
+    output_format: Annotated[
+        MetricsFormat,
+        typer.Option(
+            "--format",
+            help="table (default); json (as --json); prometheus: the text exposition format, for a scraper.",
+        ),
+    ] = MetricsFormat.TABLE,
 ) -> None:
     """Recent runs (status, rows, files, bytes, time, memory), and how far behind each change capture is."""
+    from rivet.app.lag import cdc_lag
+
     with state_of(config) as (loaded, store):
         names = [export] if export is not None else [e.name for e in loaded.config.exports]
         keys = [key_of(loaded, store, name) for name in names]
+        if output_format is MetricsFormat.PROMETHEUS:
+            from rivet.app.prometheus import exposition
+
+            typer.echo(exposition(loaded, store, names, keys), nl=False)
+            return
         runs = [{k: r.get(k) for k in RUN_FIELDS} for r in store.runs(keys, limit=last)]
         lags = [
-            _lag(name, store, key) for name, key in zip(names, keys, strict=True) if loaded.export(name).mode == "cdc"
+            cdc_lag(name, store, key)
+            for name, key in zip(names, keys, strict=True)
+            if loaded.export(name).mode == "cdc"
         ]
-    if json_output:
+    if json_output or output_format is MetricsFormat.JSON:
         emit_json({"runs": runs, "changes": lags})
         return
     if not runs:
@@ -66,32 +90,6 @@ def metrics_command(
         )
     for lag in lags:
         typer.echo(_show_lag(lag))
-
-
-def _lag(name: str, store: StateStore, key: ExportKey) -> dict[str, Any]:
-    """How far behind the log a change-capture export is, from its last run that published.
-
-    A run reads the log to its end as the run started: what it published was current then.
-    """
-    stored = store.change_position(key)
-    last = store.last_success(key)
-    lag: dict[str, Any] = {
-        "export_name": name,
-        "position": stored.position if stored else None,
-        "current_as_of": None,
-        "seconds_behind": None,
-        "bytes_behind_at_start": None,
-    }
-    if stored is None or stored.position is None or last is None:
-        return lag
-    started = from_iso(last["started_at"])
-    lag["current_as_of"] = last["started_at"]
-    lag["seconds_behind"] = round((utc_now() - started).total_seconds(), 3)
-    for journal in store.journals(key, run_id=last["run_id"]):
-        said = [e for e in journal["events"] if e.get("type") == "cdc_lag"]
-        if said:
-            lag["bytes_behind_at_start"] = said[-1].get("bytes_behind")
-    return lag
 
 
 def _show_lag(lag: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +13,7 @@ from rivet.cli._output import emit_json, failed_exports, report_error, say
 from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rivet.config import ExportConfig
+    from rivet.config import ExportConfig, LoadedConfig
     from rivet.execution.results import RunResult
 
 ConfigOption = Annotated[
@@ -70,6 +71,16 @@ EveryOption = Annotated[
         "--every",
         min=0,
         help="With --follow: seconds between two runs (default: the exports' cdc.commit_every_s, or 10).",
+    ),
+]
+
+
+MetricsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        help="After each run, write the exports' metrics in the Prometheus text format to this file, atomically "
+        "(for node_exporter's textfile collector).",
     ),
 ]
 
@@ -163,6 +174,16 @@ def _report(result: RunResult, *, parallel: bool, events: bool) -> None:
     failed_exports(result.exports)
 
 
+def _write_metrics(loaded: LoadedConfig, path: Path) -> None:
+    """--metrics-file: the exports' metrics after a run; a failure to write it is said, and the run's outcome stands."""
+    from rivet.app.prometheus import write_metrics_file
+
+    try:
+        write_metrics_file(loaded, path)
+    except Exception as e:  # noqa: BLE001 - the exports ran; only their metrics are missing
+        logging.getLogger("rivet").warning("writing the metrics to %s failed: %s", path, e)
+
+
 def run_command(
     config: ConfigOption,
     export: ExportOption = None,
@@ -180,6 +201,7 @@ def run_command(
     dask_scheduler: DaskOption = None,
     follow: FollowOption = False,
     every: EveryOption = None,
+    metrics_file: MetricsFileOption = None,
 ) -> None:
     """Run the exports of a config (all, or those named with -e).
 
@@ -238,6 +260,8 @@ def run_command(
                 notify=not events,
                 show_progress=not events,
             )
+            if metrics_file is not None:
+                _write_metrics(loaded, metrics_file)
             if not follow or result.exit_code:
                 break
             _report(result, parallel=parallel is not None, events=events)

@@ -54,10 +54,9 @@ def state_of(config: Path) -> Iterator[tuple[LoadedConfig, StateStore]]:
 
 def key_of(loaded: LoadedConfig, store: StateStore, name: str, *, reading: bool = True) -> ExportKey:
     """The state key of export ``name`` of the loaded config (``reading``: unclaimed state shows as its)."""
-    from rivet.plan.export import state_key
+    from rivet.plan.export import key_in_store
 
-    export = loaded.export(name)
-    return state_key(loaded, export, store.namespaces_of(export.name), reading=reading)
+    return key_in_store(loaded, store, name, reading=reading)
 
 
 @app.command("show")

@@ -167,4 +167,5 @@ def record_run(state: StateStore, key: ExportKey, result: ExportResult) -> None:
         peak_rss_mb=result.peak_rss_mb,
         engine=result.engine,
         error=result.error,
+        retries=result.retries,
     )

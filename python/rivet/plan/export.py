@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rivet.config import ExportConfig, LoadedConfig
 from rivet.config.interpolate import expand
@@ -45,6 +45,10 @@ from rivet.storage.destinations import DestinationSpec, resolve_destination
 # Formats whose parts are Parquet files committed to a table format's log.
 # Modes whose runs add to what the runs before published (with a state store).
 APPENDING_MODES = ("incremental", "time_window")
+
+
+if TYPE_CHECKING:
+    from rivet.state import StateStore
 
 
 @dataclass(frozen=True)
@@ -444,6 +448,12 @@ def state_key(loaded: LoadedConfig, export: ExportConfig, namespaces: list[str],
     if reading and key.namespace not in namespaces and UNCLAIMED in namespaces:
         return ExportKey(UNCLAIMED, export.name)
     return key
+
+
+def key_in_store(loaded: LoadedConfig, store: StateStore, name: str, *, reading: bool = True) -> ExportKey:
+    """The state key of export ``name`` among the namespaces ``store`` holds (see :func:`state_key`)."""
+    export = loaded.export(name)
+    return state_key(loaded, export, store.namespaces_of(export.name), reading=reading)
 
 
 def _quality(export: ExportConfig) -> QualitySpec | None:

@@ -257,4 +257,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (namespace, export_name)
     );
     """,
+    """
+    ALTER TABLE export_runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

@@ -105,14 +105,23 @@ class RunRecords(Records):
         peak_rss_mb: float,
         engine: str,
         error: str | None,
+        retries: int = 0,
     ) -> None:
         """Record a run's outcome and metrics."""
         with self._transaction() as c:
             c.execute(
                 "UPDATE export_runs SET status=?, finished_at=?, rows=?, files=?, bytes=?, duration_ms=?, "
-                "peak_rss_mb=?, engine=?, error=? WHERE run_id=?",
-                (status, finished_at, rows, files, nbytes, duration_ms, peak_rss_mb, engine, error, run_id),
+                "peak_rss_mb=?, engine=?, error=?, retries=? WHERE run_id=?",
+                (status, finished_at, rows, files, nbytes, duration_ms, peak_rss_mb, engine, error, retries, run_id),
             )
+
+    def run_totals(self, key: ExportKey) -> list[dict[str, Any]]:
+        """Per status, ``key``'s runs: how many, and their rows, files, bytes and retries summed."""
+        return self._select(
+            "SELECT status, count(*) AS runs, sum(rows) AS rows, sum(files) AS files, sum(bytes) AS bytes, "
+            f"sum(retries) AS retries FROM export_runs WHERE {KEY} GROUP BY status ORDER BY status",
+            _args(key),
+        )
 
     def log_files(self, run_id: str, key: ExportKey, files: list[tuple[str, int, int, str]], created_at: str) -> None:
         """Record committed parts: (url, rows, bytes, sha256)."""
