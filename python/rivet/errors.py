@@ -18,6 +18,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DATA = 3
 EXIT_SCHEMA_DRIFT = 4
+# rivet check --freshness: an export is past its warn_after (and none past its error_after).
+EXIT_STALE_WARN = 5
 EXIT_INTERRUPTED = 130
 
 

@@ -11,7 +11,7 @@ import typer
 from rivet.cli._output import emit_json, json_error, report, report_error, say
 from rivet.cli.run import parse_params
 from rivet.core.redact import redact_text
-from rivet.errors import EXIT_DATA, exit_code_for, hint_for
+from rivet.errors import EXIT_DATA, EXIT_FAILED, EXIT_OK, EXIT_STALE_WARN, exit_code_for, hint_for
 
 if TYPE_CHECKING:
     from rivet.app.preflight import Preflight
@@ -36,6 +36,12 @@ def check_command(
     config_only: Annotated[
         bool, typer.Option("--config-only", help="Only validate the file: no connection, no environment needed.")
     ] = False,
+    freshness: Annotated[
+        bool,
+        typer.Option(
+            "--freshness", help="Only say whether each export's last published run is within its freshness limits."
+        ),
+    ] = False,
 ) -> None:
     """Check each export without reading its rows: every column type maps, and what a run will cost.
 
@@ -45,11 +51,19 @@ def check_command(
     scan-heavy or unsafe. With --config-only the file is validated offline (for CI): keys, values, modes,
     destinations; unset ${VAR} are reported, not failed.
 
+    With --freshness, only the state store is read: each export with freshness limits
+    (its own ``freshness:``, else ``defaults.freshness``) is fresh, or stale past warn_after
+    or error_after since its last published run started (never published counts as stale).
+
     Exit codes: 0 fine, 1 a column is not exact (with --strict), 2 bad config,
-    3 a column type cannot be exported (refused).
+    3 a column type cannot be exported (refused). With --freshness: 0 every export is
+    fresh, 1 one is past its error_after, 5 one is past its warn_after (none past error_after).
     """
     from rivet.config import load_config
 
+    if freshness:
+        _check_freshness(config, export, json_output)
+        return
     if config_only:
         _check_config_only(config, parse_params(param), json_output)
         return
@@ -146,6 +160,25 @@ class Checked:
         assert self.report is not None
         weighed = {"verdict": self.preflight.verdict, "preflight": self.preflight.to_dict()} if self.preflight else {}
         return {**self.report.to_dict(), **weighed, "exit_code": self.exit_code}
+
+
+def _check_freshness(config: Path, export: list[str] | None, json_output: bool) -> None:
+    """--freshness: each export's verdict, and the exit code of the worst."""
+    from rivet.app.freshness import ERROR, FRESH, UNSET, WARN, check_freshness
+    from rivet.cli.state import key_of, state_of
+
+    with state_of(config) as (loaded, store):
+        names = export or [e.name for e in loaded.config.exports]
+        verdicts = check_freshness(loaded, store, [(name, key_of(loaded, store, name)) for name in names])
+    statuses = {v.status for v in verdicts}
+    code = EXIT_FAILED if ERROR in statuses else EXIT_STALE_WARN if WARN in statuses else EXIT_OK
+    if json_output:
+        emit_json({"exports": [v.to_dict() for v in verdicts], "stale": code != EXIT_OK})
+    else:
+        marks = {FRESH: "✓", WARN: "!", ERROR: "✗", UNSET: "·"}
+        for v in verdicts:
+            say(f"{marks[v.status]} {v.sentence()}")
+    raise typer.Exit(code)
 
 
 def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:

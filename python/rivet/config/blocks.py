@@ -18,6 +18,7 @@ from rivet.config.common import (
     PositiveInt,
     StrictModel,
 )
+from rivet.config.sizes import parse_duration
 from rivet.core.redact import HIDDEN, redact_url
 
 
@@ -159,6 +160,41 @@ class WebhookNotification(NotificationTarget):
     def _url(self) -> WebhookNotification:
         self._one_url(self.url, self.url_env, "url")
         return self
+
+
+class FreshnessConfig(StrictModel):
+    """``freshness``: how old an export's last published run may be before ``rivet check --freshness`` says so."""
+
+    warn_after: str | int | float | None = None
+    error_after: str | int | float | None = None
+
+    @field_validator("warn_after", "error_after")
+    @classmethod
+    def _duration(cls, v: str | int | float | None) -> str | int | float | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> FreshnessConfig:
+        if self.warn_after is None and self.error_after is None:
+            raise ValueError("freshness needs warn_after, error_after or both (durations: 30m, 2h, 1d)")
+        if self.warn_after is not None and self.error_after is not None:
+            if parse_duration(self.warn_after) >= parse_duration(self.error_after):
+                raise ValueError("freshness: warn_after must be shorter than error_after")
+        return self
+
+    def limits(self) -> tuple[float | None, float | None]:
+        """``(warn, error)`` in seconds (None: not set)."""
+        warn = parse_duration(self.warn_after) if self.warn_after is not None else None
+        error = parse_duration(self.error_after) if self.error_after is not None else None
+        return warn, error
+
+
+class DefaultsConfig(StrictModel):
+    """``defaults``: settings every export takes unless it sets its own."""
+
+    freshness: FreshnessConfig | None = None
 
 
 class NotificationsConfig(StrictModel):

@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rivet.config.blocks import (
+    DefaultsConfig,
     ExecutorConfig,
+    FreshnessConfig,
     IcebergConfig,
     MetaColumnsConfig,
     NotificationsConfig,
@@ -59,6 +61,8 @@ class ExportConfig(StrictModel):
     destination: str | DestinationConfig
     columns: dict[str, str] = Field(default_factory=dict)
     tuning: TuningConfig | None = None
+    # How old its last published run may be before rivet check --freshness warns or fails.
+    freshness: FreshnessConfig | None = None
     # incremental
     cursor_column: str | None = None
     incremental_cursor_mode: Literal["single_column", "coalesce"] | None = None
@@ -373,6 +377,11 @@ class RivetConfig(StrictModel):
     notifications: NotificationsConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+
+    def freshness_of(self, export: ExportConfig) -> FreshnessConfig | None:
+        """The export's freshness limits: its own, else ``defaults.freshness``."""
+        return export.freshness or self.defaults.freshness
 
     @model_validator(mode="after")
     def _exports(self) -> RivetConfig:
