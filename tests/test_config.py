@@ -183,8 +183,8 @@ MORE = {
         "source.tls.mode: unknown value 'sometimes'",
     ),
     "unknown source type": (
-        "source: {type: oracle, url: x}\nexports:\n" + EXPORT,
-        "source.type: unknown value 'oracle'; expected 'postgres', 'mysql' or 'sqlite'",
+        "source: {type: cassandra, url: x}\nexports:\n" + EXPORT,
+        "source.type: unknown value 'cassandra'; expected 'postgres', 'mysql' or 'sqlite'",
     ),
     "no connection": ("source: {type: postgres}\nexports:\n" + EXPORT, "source: no connection given"),
     "sqlite with host": ("source: {type: sqlite, host: h}\nexports:\n" + EXPORT, "a sqlite source takes path"),
@@ -487,6 +487,31 @@ CDC = "    table: public.t\n    mode: cdc\n    destination: out\n"
 )
 def test_change_capture_configs_are_refused_with_what_to_use(export: str, expected: str) -> None:
     assert expected in check(PG + "exports:\n  - name: a\n" + export)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            PG + "exports:\n" + EXPORT + "    tuning: {adaptive: true}\n",
+            "adaptive: rivet does not vary its connections",
+        ),
+        (PG + "  tuning: {min_parallel: 2}\nexports:\n" + EXPORT, "min_parallel: rivet does not vary"),
+        (PG + "exports:\n" + EXPORT + "load:\n  target: bigquery\n", "load: rivet writes files; load them"),
+        ("source: {type: mssql, url: 'mssql://h/db'}\nexports:\n" + EXPORT, "SQL Server is not a source rivet reads"),
+        ("source: {type: mongo, url: 'mongodb://h/db'}\nexports:\n" + EXPORT, "MongoDB is not a source rivet reads"),
+        (PG + "exports:\n" + EXPORT + "    meta_columns: {row_hash: [id, id]}\n", "row_hash lists a column more"),
+    ],
+)
+def test_the_original_tools_newer_keys_are_refused_with_what_to_use(text: str, expected: str) -> None:
+    assert expected in check(text)
+
+
+def test_the_original_tools_adaptive_false_and_max_value_mb_load() -> None:
+    text = PG + "exports:\n" + EXPORT + "    tuning: {adaptive: false, max_value_mb: 64}\n"
+    loaded = parse_config(text, base_dir=Path("."), offline=True)
+    tuning = loaded.config.exports[0].tuning
+    assert tuning is not None and tuning.max_value_mb == 64
 
 
 def test_change_capture_needs_a_server_with_a_log(tmp_path: Path) -> None:

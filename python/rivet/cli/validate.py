@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,11 +19,26 @@ if TYPE_CHECKING:
     from rivet.storage.destinations import Destination
 
 
+class Depth(str, enum.Enum):
+    """How far rivet validate looks."""
+
+    FULL = "full"
+    LIGHT = "light"
+
+
 def validate_command(
     config: Annotated[Path, typer.Option("--config", "-c", help="The rivet.yaml whose output to check.")],
     export: Annotated[list[str] | None, typer.Option("--export", "-e", help="Only this export (repeatable).")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE for ${KEY} (repeatable).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON on stdout.")] = False,
+    depth: Annotated[
+        Depth,
+        typer.Option(
+            "--depth",
+            help="full (default): read every part (SHA-256, rows); light: the manifest, _SUCCESS and each part's "
+            "size only, for a scheduler that polls.",
+        ),
+    ] = Depth.FULL,
 ) -> None:
     """Check each export's destination: manifest, _SUCCESS, every part (size, SHA-256, rows), no strays.
 
@@ -32,7 +48,7 @@ def validate_command(
     destination is complete and exact, 2 bad config, 3 a mismatch was found.
     """
     try:
-        findings = _validate(config, export, parse_params(param))
+        findings = _validate(config, export, parse_params(param), deep=depth is Depth.FULL)
     except Exception as e:  # noqa: BLE001 - every error maps to an exit code
         raise typer.Exit(report_error(e)) from None
     if json_output:
@@ -50,7 +66,7 @@ def validate_command(
     raise typer.Exit(EXIT_DATA if any(f["problems"] for f in findings) else EXIT_OK)
 
 
-def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> list[dict[str, Any]]:
+def _validate(config: Path, names: list[str] | None, params: dict[str, str], *, deep: bool) -> list[dict[str, Any]]:
     from rivet.cli.state import key_of
     from rivet.config import load_config
     from rivet.config.layout import destination_urls
@@ -88,12 +104,12 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
                 # Each table of one change stream is published in its own folder.
                 for table in e.tables:
                     name, table_spec = table_export_name(e.name, table), spec.child(table)
-                    problems, totals = validate_destination(Destination(table_spec), name, None)
+                    problems, totals = validate_destination(Destination(table_spec), name, None, deep=deep)
                     findings.append(
                         {"export": name, "destination": table_spec.shown, "problems": problems, "published": True,
                          **totals}
                     )  # fmt: skip
-                    findings.extend(_snapshot_findings(name, table_spec))
+                    findings.extend(_snapshot_findings(name, table_spec, deep))
                 continue
             if last is None and destination.read_file(spec.manifest_name) is None:
                 # Nothing was ever published here, and the state says so: a fact, not a broken output.
@@ -102,18 +118,20 @@ def _validate(config: Path, names: list[str] | None, params: dict[str, str]) -> 
                 findings.append({"export": e.name, "destination": spec.shown, "problems": [], "published": False,
                                  "note": f"nothing published: {why}", "parts": 0, "rows": 0})  # fmt: skip
                 continue
-            problems, totals = validate_destination(destination, e.name, table_log(e, destination, loaded.base_dir))
+            problems, totals = validate_destination(
+                destination, e.name, table_log(e, destination, loaded.base_dir), deep=deep
+            )
             findings.append(
                 {"export": e.name, "destination": spec.shown, "problems": problems, "published": True, **totals}
             )
             if e.mode == "cdc":
-                findings.extend(_snapshot_findings(e.name, spec))
+                findings.extend(_snapshot_findings(e.name, spec, deep))
     finally:
         state.close()
     return findings
 
 
-def _snapshot_findings(export: str, spec: Any) -> list[dict[str, Any]]:
+def _snapshot_findings(export: str, spec: Any, deep: bool) -> list[dict[str, Any]]:
     """A change-capture export's initial snapshot, checked like its changes (nothing when it has none)."""
     from rivet.execution.changes import SNAPSHOT_FOLDER
     from rivet.output.validate import validate_destination
@@ -123,7 +141,7 @@ def _snapshot_findings(export: str, spec: Any) -> list[dict[str, Any]]:
     destination = Destination(snapshot)
     if destination.read_file(snapshot.manifest_name) is None and destination.read_file(snapshot.success_name) is None:
         return []
-    problems, totals = validate_destination(destination, export, None)
+    problems, totals = validate_destination(destination, export, None, deep=deep)
     return [{"export": f"{export} (snapshot)", "destination": snapshot.shown, "problems": problems, "published": True,
              **totals}]  # fmt: skip
 

@@ -26,7 +26,15 @@ class MetaColumnsConfig(StrictModel):
     """``meta_columns``: columns rivet adds to every row it writes."""
 
     exported_at: Bool = False
-    row_hash: Bool = False
+    # true: a hash of every column; a list: of those columns, in that order.
+    row_hash: Bool | Annotated[list[str], Field(min_length=1)] = False
+
+    @field_validator("row_hash")
+    @classmethod
+    def _once_each(cls, v: bool | list[str]) -> bool | list[str]:
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError(f"row_hash lists a column more than once: {v}")
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -136,6 +136,26 @@ class TuningConfig(StrictModel):
     on_batch_memory_exceeded: Literal["warn", "fail", "auto_shrink"] | None = None
     # chunked: workers start no new chunk while the process's resident memory is above this
     memory_threshold_mb: Annotated[float, Field(gt=0)] | None = None
+    # A single text or binary value above this many MiB fails the export, naming its column (None: no limit).
+    max_value_mb: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _governor(cls, data: Any) -> Any:
+        """The original tool's concurrency governor: refused when asked for, with what rivet offers."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("adaptive") is False:
+            del data["adaptive"]  # what rivet does anyway
+        asked = [k for k in ("adaptive", "min_parallel") if k in data]
+        if asked:
+            raise ValueError(
+                f"{' and '.join(asked)}: rivet does not vary its connections with the source's load; it reads with "
+                "exactly parallel connections, batches sized by memory (batch_size_memory_mb), and eases off with "
+                "throttle_ms or profile: safe; set those (and a lower parallel) instead"
+            )
+        return data
 
     @model_validator(mode="after")
     def _one_batch_bound(self) -> TuningConfig:

@@ -145,7 +145,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "MetaColumnsConfig": {
         "exported_at": "Add _rivet_exported_at: when the run started (UTC).",
-        "row_hash": "Add _rivet_row_hash: a 64-bit hash of each row's values.",
+        "row_hash": "Add _rivet_row_hash: a 64-bit hash of each row's values (true), or of the listed columns.",
     },
     "QualityConfig": {
         "row_count_min": "Fail (publishing nothing) below this many rows.",

@@ -38,7 +38,13 @@ from rivet.config.common import (
 from rivet.config.connection import DestinationConfig, SourceConfig
 from rivet.config.sizes import parse_size
 
-UNSUPPORTED_TOP_KEYS: dict[str, str] = {}
+UNSUPPORTED_TOP_KEYS: dict[str, str] = {
+    "load": "rivet writes files; load them with your warehouse's own loader (bq load, COPY INTO, ...) "
+    "from the manifest's parts",
+}
+# Sources of the original tool's later versions that rivet does not read.
+OTHER_SOURCES = {"mssql": "SQL Server", "sqlserver": "SQL Server", "mongo": "MongoDB", "mongodb": "MongoDB",
+                 "oracle": "Oracle"}  # fmt: skip
 
 
 class ExportConfig(StrictModel):
@@ -368,6 +374,13 @@ class RivetConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _unsupported(cls, data: Any) -> Any:
+        source = data.get("source") if isinstance(data, dict) else None
+        kind = source.get("type") if isinstance(source, dict) else None
+        if isinstance(kind, str) and kind.lower() in OTHER_SOURCES:
+            raise ValueError(
+                f"source.type: {kind}: {OTHER_SOURCES[kind.lower()]} is not a source rivet reads (PostgreSQL, "
+                "MySQL/MariaDB and SQLite are); export it with its own tools, or from a replica in one of those"
+            )
         return _reject_unsupported(data, UNSUPPORTED_TOP_KEYS)
 
     source: SourceConfig

@@ -26,6 +26,8 @@ class Tuning:
     on_batch_memory_exceeded: str = "warn"
     # Workers of a chunked export claim no new chunk while the process is above this.
     memory_threshold_bytes: int | None = None
+    # A single text or binary value above this fails the export (None: no limit).
+    max_value_bytes: int | None = None
 
 
 # Batches are bounded by bytes first (memory stays flat on wide rows) and rows second.
@@ -64,7 +66,9 @@ def resolve_tuning(source: TuningConfig | None, export: TuningConfig | None) -> 
     if cap is not None:
         nbytes = min(nbytes, int(float(cap) * MIB))
     threshold = pick("memory_threshold_mb")
+    value_mb = pick("max_value_mb")
     return Tuning(
+        max_value_bytes=int(float(value_mb) * MIB) if value_mb else None,  # 0: no limit, as in the original
         max_batch_bytes=int(float(cap) * MIB) if cap is not None else None,
         on_batch_memory_exceeded=str(pick("on_batch_memory_exceeded") or "warn"),
         memory_threshold_bytes=int(float(threshold) * MIB) if threshold is not None else None,

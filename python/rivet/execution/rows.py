@@ -87,10 +87,13 @@ class OutputRows:
 
         rivet's reader cuts batches at the cap, so only a single row can be above it; the
         writers cut any larger batch (connectorx cuts by rows) into row groups anyway.
+        ``max_value_mb``: a single value above it fails the export.
         """
         cap = self.plan.tuning.max_batch_bytes
         if cap is not None and batch.num_rows == 1 and batch.nbytes > cap:
             self._oversized(batch, cap)
+        if self.plan.tuning.max_value_bytes is not None:
+            check_value_sizes(batch, self.plan.tuning.max_value_bytes, self.plan.name)
 
     def _oversized(self, batch: pa.RecordBatch, cap: int) -> None:
         """A batch above max_batch_memory_mb: one huge row (the reader cuts at the cap) or a connectorx batch."""
@@ -108,3 +111,24 @@ class OutputRows:
         if self.quality is not None:
             self.quality.check()
         self.drift.warn_about_shape()
+
+
+# The Arrow types whose single values can be of any size.
+VARIABLE_WIDTH = ("string", "large_string", "string_view", "binary", "large_binary", "binary_view")
+
+
+def check_value_sizes(batch: pa.RecordBatch, limit: int, export: str) -> None:
+    """Raise DataError naming the column when a text or binary value of ``batch`` is above ``limit`` bytes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if not any(getattr(pa.types, f"is_{kind}")(field.type) for kind in VARIABLE_WIDTH):
+            continue
+        largest = pc.max(pc.binary_length(column)).as_py()
+        if largest is not None and largest > limit:
+            raise DataError(
+                f"export '{export}': column '{field.name}' holds a single value of {largest / MIB:.1f} MiB, above "
+                f"tuning.max_value_mb ({limit / MIB:g}); raise it (0: no limit) if such values are expected",
+                column=field.name,
+            )

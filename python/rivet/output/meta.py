@@ -22,7 +22,8 @@ class MetaColumns:
     """Which meta columns an export adds."""
 
     exported_at: bool = False
-    row_hash: bool = False
+    # True: a hash of every column; column names: of those, in that order.
+    row_hash: bool | tuple[str, ...] = False
 
     def stamp(self, export: str, exported_at: dt.datetime) -> Stamp:
         """The columns of one run: ``exported_at`` is the same on every row of the run."""
@@ -40,7 +41,7 @@ class Stamp:
 
     export: str
     exported_at_us: int | None = None
-    row_hash: bool = False
+    row_hash: bool | tuple[str, ...] = False
 
     @property
     def names(self) -> list[str]:
@@ -55,6 +56,12 @@ class Stamp:
                 f"export '{self.export}': the query already has a column named {clash[0]}, which "
                 "meta_columns adds; rename it in the query or turn that meta column off"
             )
+        missing = [c for c in self.hashed or () if c not in schema.names]
+        if missing:
+            raise ConfigError(
+                f"export '{self.export}': meta_columns.row_hash names {', '.join(missing)}, which the query does not "
+                f"return (it returns: {', '.join(schema.names)})"
+            )
         if self.exported_at_us is not None:
             schema = schema.append(pa.field(EXPORTED_AT, pa.timestamp("us", tz="UTC"), nullable=False))
         if self.row_hash:
@@ -67,4 +74,14 @@ class Stamp:
             return batch
         from rivet._native import with_meta_columns
 
-        return pa.record_batch(with_meta_columns(batch, self.exported_at_us, self.row_hash))
+        if self.hashed is None:
+            return pa.record_batch(with_meta_columns(batch, self.exported_at_us, bool(self.row_hash)))
+        # The hash of the listed columns only, as a hash of a batch of just those would be.
+        hashed = pa.record_batch(with_meta_columns(batch.select(list(self.hashed)), None, True))
+        stamped = pa.record_batch(with_meta_columns(batch, self.exported_at_us, False))
+        return stamped.append_column(hashed.schema.field(ROW_HASH), hashed.column(ROW_HASH))
+
+    @property
+    def hashed(self) -> tuple[str, ...] | None:
+        """The columns the row hash covers, when not every one."""
+        return self.row_hash if isinstance(self.row_hash, tuple) else None

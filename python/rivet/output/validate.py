@@ -106,9 +106,12 @@ class TableLog:
 
 
 def validate_destination(
-    destination: Destination, export: str, table_log: TableLog | None = None
+    destination: Destination, export: str, table_log: TableLog | None = None, *, deep: bool = True
 ) -> tuple[list[str], dict[str, int]]:
-    """Every problem of a destination (empty when it is complete and exact), and its totals."""
+    """Every problem of a destination (empty when it is complete and exact), and its totals.
+
+    Without ``deep`` no part is read: the manifest, ``_SUCCESS``, and each part's presence and size.
+    """
     raw = destination.read_file(destination.spec.manifest_name)
     if raw is None:
         where = f"{destination.spec.manifest_name} at {destination.spec.shown}"
@@ -126,7 +129,7 @@ def validate_destination(
             f"{destination.spec.success_name} does not vouch for {destination.spec.manifest_name} "
             "(its checksum differs)"
         )
-    problems += [p for part in manifest.parts if (p := part_problem(destination, part)) is not None]
+    problems += [p for part in manifest.parts if (p := part_problem(destination, part, deep=deep)) is not None]
     listed = {p.name for p in manifest.parts}
     if table_log is not None:
         # Table readers read what the log lists; the previous version's parts stay for its readers.

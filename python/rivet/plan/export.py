@@ -382,7 +382,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
             if export.format == IcebergFormat.name
             else None
         ),
-        meta=MetaColumns(**export.meta_columns.model_dump()) if export.meta_columns else MetaColumns(),
+        meta=_meta_columns(export),
         skip_empty=export.skip_empty,
         quality=_quality(export),
         on_schema_drift=export.on_schema_drift,
@@ -454,6 +454,13 @@ def key_in_store(loaded: LoadedConfig, store: StateStore, name: str, *, reading:
     """The state key of export ``name`` among the namespaces ``store`` holds (see :func:`state_key`)."""
     export = loaded.export(name)
     return state_key(loaded, export, store.namespaces_of(export.name), reading=reading)
+
+
+def _meta_columns(export: ExportConfig) -> MetaColumns:
+    m = export.meta_columns
+    if m is None:
+        return MetaColumns()
+    return MetaColumns(m.exported_at, tuple(m.row_hash) if isinstance(m.row_hash, list) else m.row_hash)
 
 
 def _quality(export: ExportConfig) -> QualitySpec | None:
