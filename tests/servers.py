@@ -19,20 +19,27 @@ from tests.conftest import free_port
 
 
 @dataclass(frozen=True)
-class PostgresCluster:
-    """A running throwaway PostgreSQL on 127.0.0.1 (its socket in ``root``); ``postgres`` is trusted."""
+class PostgresEndpoint:
+    """A PostgreSQL database on 127.0.0.1 at ``port`` that trusts ``postgres``."""
 
     port: int
-    root: Path
+    database = "postgres"
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres?sslmode=disable"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}?sslmode=disable"
 
     @property
     def source(self) -> dict[str, object]:
         """The ``source:`` settings that reach it."""
         return {"type": "postgres", "url": self.url}
+
+
+@dataclass(frozen=True)
+class PostgresCluster(PostgresEndpoint):
+    """A running throwaway PostgreSQL (its socket in ``root``)."""
+
+    root: Path
 
 
 def postgres_bin() -> Path:
@@ -177,3 +184,58 @@ def mariadb_server(
         proc.terminate()
         proc.wait(30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Bouncer(PostgresEndpoint):
+    """A running PgBouncer, serving a PostgreSQL database as ``test``."""
+
+    pool_mode: str
+    database = "test"
+
+
+@contextmanager
+def pgbouncer(pool_mode: str, upstream_port: int = 5432, dbname: str = "test") -> Iterator[Bouncer]:
+    """Debian's PgBouncer in ``pool_mode`` (session or transaction) on a free port, as the ``postgres`` user,
+    serving the server's database ``dbname`` as ``test``."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        pytest.fail(
+            "needs pgbouncer to test through a connection pooler: install pgbouncer (apt-get install pgbouncer)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="rivet-bouncer-"))
+    port = free_port()
+    (root / "users.txt").write_text('"postgres" ""\n')
+    (root / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"test = host=127.0.0.1 port={upstream_port} dbname={dbname} user=postgres\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {root}/users.txt\n"
+        f"pool_mode = {pool_mode}\ndefault_pool_size = 8\nmax_client_conn = 100\n"
+        f"logfile = {root}/log\npidfile = {root}/pid\n"
+    )
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        for path in [root, *root.iterdir()]:
+            shutil.chown(path, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, binary, "-d", str(root / "pgbouncer.ini")], check=True, capture_output=True)
+    try:
+        from tests.chunkrun import wait_until
+
+        wait_until(lambda: _answers(port), f"pgbouncer answers on port {port}")
+        yield Bouncer(port, pool_mode)
+    finally:
+        pid = root / "pid"
+        if pid.exists():
+            subprocess.run(["kill", pid.read_text().strip()], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -18,6 +18,7 @@ stream reads on a local server; they rank exports, they do not promise durations
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,7 @@ def preflight(plan: ExportPlan) -> Preflight:
 
 def _weigh(plan: ExportPlan, session: Any, found: Preflight) -> None:
     catalog = plan.source.catalog
-    found.pooler = _pooler(session, catalog, found)
+    found.pooler = _pooler(session, plan.server.session, catalog, found)
     whole = _explain(session, plan, plan.query)
     found.estimated_rows, width, found.scan = _summary(catalog, whole)
     if found.estimated_rows is not None and width:
@@ -175,10 +176,10 @@ def _weigh_chunks(plan: ExportPlan, session: Any, found: Preflight, total_s: flo
         )
 
 
-def _pooler(session: Any, catalog: Catalog, found: Preflight) -> str | None:
-    """A pooler or proxy between rivet and the server, from what it does to consecutive statements."""
+def _pooler(session: Any, another: Callable[[], Any], catalog: Catalog, found: Preflight) -> str | None:
+    """A pooler or proxy between rivet and the server, from what it does to statements."""
     try:
-        pooler = catalog.pooler(session)
+        pooler = catalog.pooler(session, another)
     except Exception as e:  # noqa: BLE001 - detection is advice, never a failure
         found.reasons.append(f"pooler detection failed: {redact_text(str(e))}")
         return None

@@ -78,6 +78,9 @@ def _classify_code(code: str, message: str) -> Verdict | None:
         if "statement timeout" in message:
             return Verdict(RetryClass.PERMANENT, reason="statement timeout")
         return Verdict(RetryClass.TRANSIENT, reason="statement cancelled")
+    if code == "08P01" and "statement pooling mode" in message:
+        # PgBouncer in statement pooling refuses every transaction: another attempt meets the same pool.
+        return Verdict(RetryClass.PERMANENT, reason="a statement pool carries no transaction")
     if code.startswith("08"):
         return Verdict(RetryClass.RECONNECT, reason=f"SQLSTATE {code}")
     if code.startswith("53"):

@@ -8,6 +8,7 @@ open-ended, so a wrong estimate makes a chunk bigger or smaller, never loses a r
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,8 +126,11 @@ class Catalog(ABC):
         """Whether every table in an EXPLAIN document is reached through an index."""
         return False
 
-    def pooler(self, session: Any) -> Pooler | None:
-        """A pooler or proxy between rivet and the server, from what it does to consecutive statements."""
+    def pooler(self, session: Any, another: Callable[[], Any]) -> Pooler | None:
+        """A pooler or proxy between rivet and the server, from what it does to statements.
+
+        ``another`` opens a second session, for what two sessions at once show.
+        """
         return None
 
     def replication_slots(self, session: Any) -> list[ReplicationSlot]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
@@ -82,7 +83,7 @@ class MysqlCatalog(ServerCatalog):
         tables = _tables(explained)
         return bool(tables) and all(t.get("access_type") in INDEX_ACCESS for t in tables)
 
-    def pooler(self, session: Any) -> Pooler | None:
+    def pooler(self, session: Any, another: Callable[[], Any]) -> Pooler | None:
         """ProxySQL, which says so in ``@@version_comment``."""
         comment = str(session.query("SELECT @@version_comment LIMIT 1")[0][0] or "")
         if "proxysql" not in comment.lower():

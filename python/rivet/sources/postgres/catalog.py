@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
@@ -121,10 +122,15 @@ class PostgresCatalog(ServerCatalog):
         scans = [n for n in _nodes(explained[0]["Plan"]) if "Relation Name" in n]
         return bool(scans) and all(n["Node Type"] in INDEX_NODES for n in scans)
 
-    def pooler(self, session: Any) -> Pooler | None:
-        """A transaction pool: consecutive statements reach different backends."""
+    def pooler(self, session: Any, another: Callable[[], Any]) -> Pooler | None:
+        """A transaction pool: consecutive statements reach different backends, or two sessions reach one.
+
+        PgBouncer hands an idle server connection to whichever client asks next, so with no
+        other traffic one session's statements keep one backend; a second session then gets it too.
+        """
         pids = {session.query("SELECT pg_backend_pid()")[0][0] for _ in range(4)}
-        if len(pids) < 2:
+        shared = another().query("SELECT pg_backend_pid()")[0][0] in pids
+        if len(pids) < 2 and not shared:
             return None
         # rivet reads inside transactions (cursor, SET LOCAL timeouts, imported snapshots), which a
         # transaction pool keeps on one server connection: exact, but each read holds a slot.

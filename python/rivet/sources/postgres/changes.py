@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rivet.errors import SourceError, StateError
+from rivet.errors import SourceConnectionError, SourceError, StateError
 from rivet.sources.base import scan_options
 from rivet.sources.changes import ChangeFeed, ChangeSnapshot, ChangeSpec
 
@@ -84,17 +84,27 @@ class PgChangeFeed(ChangeFeed):
     def _replication(self) -> PgReplication:
         from rivet._native import PgReplication
 
-        return PgReplication(self.args)
+        try:
+            return PgReplication(self.args)
+        except SourceConnectionError as e:
+            if "startup parameter: replication" not in str(e):
+                raise
+            raise SourceError(
+                f"export '{self.export}': mode: cdc reads the server's log over a replication connection, which the "
+                f"connection pooler in the way (PgBouncer) does not carry ({e}); point this export's source at the "
+                "server itself, not at the pooler"
+            ) from e
 
     def check_server(self) -> str:
-        """``wal_level`` is ``logical``."""
+        """``wal_level`` is ``logical``, and a replication connection reaches the server (no pooler in the way)."""
         wal_level = self._query("SHOW wal_level")[0][0]
         if wal_level != "logical":
             raise SourceError(
                 f"export '{self.export}': mode: cdc needs wal_level = logical on the server (it is {wal_level}): set "
                 "it in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart the server"
             )
-        return "wal_level is logical"
+        self._replication()
+        return "wal_level is logical; a replication connection reaches the server"
 
     def _publish_tables(self) -> None:
         """Make the publication for the tables when missing; refuse one that does not carry them all.
