@@ -106,8 +106,8 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logged):
         "UPDATE test.c SET id = 4 WHERE id = 2;"
     )
     binlog = reader(logged)
-    stream = binlog.stream_changes(
-        file, offset, 4244, MysqlSource(url=logged.url).connect_args(), "test", "c", SCAN, False
+    (stream,) = binlog.stream_changes(
+        [("test", "c", file, offset)], 4244, MysqlSource(url=logged.url).connect_args(), SCAN, False
     )
     rows = pa.RecordBatchReader.from_stream(stream).read_all().to_pylist()
     assert_changes_of_c(rows)

@@ -17,6 +17,14 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "notifications": "Webhook and Slack messages after a run.",
         "executor": "Where chunks are read: this process's threads (local) or a Dask cluster.",
         "state": "Where this config's exports keep their state in a shared state store.",
+        "defaults": "Settings every export takes unless it sets its own (freshness).",
+    },
+    "DefaultsConfig": {
+        "freshness": "Freshness limits of every export without its own.",
+    },
+    "FreshnessConfig": {
+        "warn_after": "How old (30m, 2h, 1d) the last published run may be before rivet check --freshness warns.",
+        "error_after": "How old the last published run may be before rivet check --freshness fails.",
     },
     "ServerSourceConfig": {
         "type": "postgres, mysql (MySQL and MariaDB) or sqlite.",
@@ -56,6 +64,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "max_batch_memory_mb": "No batch above this many MiB (a single larger row: on_batch_memory_exceeded).",
         "on_batch_memory_exceeded": "warn (default), fail or auto_shrink, for a single row above max_batch_memory_mb.",
         "memory_threshold_mb": "While resident memory is above it, workers start no new chunk.",
+        "max_value_mb": "A single text or binary value above this many MiB fails the export (0: no limit).",
     },
     "CdcConfig": {
         "initial": "snapshot: the table as of the first position under snapshot/; none (default): changes only.",
@@ -73,6 +82,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "query": "The SQL to export.",
         "query_file": "A file holding the SQL (relative to the config, inside its folder).",
         "table": "A table to export whole: schema.Table (exact names) or SQL-quoted parts.",
+        "tables": "mode: cdc: tables whose changes one slot or binlog connection reads, each to its own folder.",
         "mode": "full (default), incremental, chunked, time_window or cdc (the table's changes from the server's log).",
         "format": "parquet (default), csv, delta or iceberg.",
         "iceberg": "With format: iceberg: the catalog and the table.",
@@ -82,6 +92,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "max_file_size": "Rotate parts at about this size: 512MB, 1GB, 100KB or bytes.",
         "destination": "A path or URL, or a mapping (type, bucket, prefix, credentials from the environment).",
         "columns": "Per-column type overrides: decimal(p,s) or text.",
+        "freshness": "How old its last published run may be: warn_after, error_after (rivet check --freshness).",
         "tuning": "This export's tuning (over the source's).",
         "cursor_column": "incremental: the column whose growth selects new rows.",
         "write": "append (default), or merge (format: delta; cdc, incremental): the table holds the rows as they are.",
@@ -162,6 +173,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "data_page_size_kb": "Parquet data page size.",
         "statistics": "Write column statistics (default true).",
         "dictionary": "auto (text columns whose first values repeat), true or false.",
+        "uuid": "native: Parquet's UUID type (16 bytes); string (default): the text.",
+        "json": "native: Parquet's JSON type; string (default): plain text.",
     },
     "NotificationTarget": {
         "on": "When to send: failure (default), success, quality, schema_change, degraded.",
