@@ -481,6 +481,10 @@ def test_tables_are_read_in_one_stream_each_into_its_own_folder(capture, table, 
         assert f"app.{capture.schema}.{t} (snapshot): 1 part(s), 20 rows" in checked.stdout + checked.stderr
         assert f"app.{capture.schema}.{t}: 2 part(s), 20 rows" in checked.stdout + checked.stderr
     assert "change capture at" in run_rivet("metrics", "-c", str(config)).stdout
+    checked = run_rivet("check", "-c", str(config))
+    assert checked.returncode == 0, checked.stderr
+    for t in tables:  # each table is described, not only the first
+        assert f"app.{capture.schema}.{t}: 4 columns, all exact" in checked.stdout + checked.stderr
 
 
 # Kills between the two tables' commits (the second table's, @2), and around them.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rivet.app.preflight import Preflight
     from rivet.app.typereport import ExportTypeReport
     from rivet.config import LoadedConfig
+    from rivet.plan.export import ExportPlan
 
 # --strict fails with this code when a column is not exact (or is refused).
 EXIT_NOT_EXACT = 1
@@ -76,7 +77,7 @@ def check_command(
 
     network.WARN_ABOUT_CHANNEL = False  # the channel is reported below, once
     weigh = json_output or not (type_report or strict)
-    checked = [_check_one(loaded, name, weigh=weigh) for name in names]  # one failing export stops none
+    checked = [c for name in names for c in _check_export(loaded, name, weigh=weigh)]  # one failing stops none
     channel = next((c.channel for c in checked if c.channel), None)
     if channel is not None:
         from rivet.sources.network import WEAK_CHANNELS
@@ -181,17 +182,34 @@ def _check_freshness(config: Path, export: list[str] | None, json_output: bool) 
     raise typer.Exit(code)
 
 
-def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:
-    """Plan, describe and weigh one export; whatever fails is this export's result."""
+def _check_export(loaded: LoadedConfig, name: str, *, weigh: bool) -> list[Checked]:
+    """One export checked; each of its tables, for a ``tables:`` export."""
+    from rivet.plan.export import build_plan
+
+    try:
+        plan = build_plan(loaded, loaded.export(name))
+    except Exception as e:  # noqa: BLE001 - this export's outcome; the others are still checked
+        return [_failed(Checked(name), e)]
+    return [_check_plan(p, weigh=weigh) for p in plan.table_plans() or [plan]]
+
+
+def _failed(checked: Checked, error: Exception) -> Checked:
+    checked.report = None
+    checked.error = redact_text(str(error) or type(error).__name__)
+    checked.error_type = type(error).__name__
+    checked.exit_code = exit_code_for(error)
+    return checked
+
+
+def _check_plan(plan: ExportPlan, *, weigh: bool) -> Checked:
+    """Describe and weigh one export (or table of one); whatever fails is its result."""
     from rivet.app.preflight import preflight
     from rivet.app.typereport import type_report as report_of
     from rivet.plan.checks import output_schema
-    from rivet.plan.export import build_plan
     from rivet.sources.network import NetworkSource
 
-    checked = Checked(name)
+    checked = Checked(plan.name)
     try:
-        plan = build_plan(loaded, loaded.export(name))
         if isinstance(plan.source, NetworkSource):
             checked.channel = plan.source.channel()
         checked.report = report_of(plan)
@@ -202,10 +220,7 @@ def _check_one(loaded: LoadedConfig, name: str, *, weigh: bool) -> Checked:
         if weigh:
             checked.preflight = preflight(plan)
     except Exception as e:  # noqa: BLE001 - this export's outcome; the others are still checked
-        checked.report = None
-        checked.error = redact_text(str(e) or type(e).__name__)
-        checked.error_type = type(e).__name__
-        checked.exit_code = exit_code_for(e)
+        return _failed(checked, e)
     return checked
 
 
