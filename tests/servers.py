@@ -221,15 +221,16 @@ def pgbouncer(pool_mode: str, upstream_port: int = 5432, dbname: str = "test") -
             shutil.chown(path, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*run_as, binary, "-d", str(root / "pgbouncer.ini")], check=True, capture_output=True)
-    try:
-        from tests.chunkrun import wait_until
+    from tests.chunkrun import wait_until
 
+    try:
         wait_until(lambda: _answers(port), f"pgbouncer answers on port {port}")
         yield Bouncer(port, pool_mode)
     finally:
         pid = root / "pid"
         if pid.exists():
             subprocess.run(["kill", pid.read_text().strip()], capture_output=True)
+            wait_until(lambda: not _answers(port), f"pgbouncer on port {port} stops")
         shutil.rmtree(root, ignore_errors=True)
 
 

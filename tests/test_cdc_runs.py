@@ -519,6 +519,24 @@ def test_a_table_that_joins_tables_after_the_stream_began_is_refused_by_name(cap
     assert_each_table_replays(capture, tables, tmp_path / "out")
 
 
+def test_a_table_that_left_tables_and_came_back_is_refused_by_name(capture, table, tmp_path):
+    tables = both_tables(capture, table)
+    assert run_rivet("run", "-c", str(tables_config(capture, tables, tmp_path))).returncode == 0
+    change_both(capture, tables, 1)
+    # The stream goes on without the second table...
+    alone = run_rivet("run", "-c", str(tables_config(capture, tables[:1], tmp_path)))
+    assert alone.returncode == 0, alone.stderr
+    second = tmp_path / "out" / f"{capture.schema}.{tables[1]}"
+    before = files_with_bytes(second)
+    change_both(capture, tables, 2)
+    # ...which then comes back: its changes in between are gone from the stream.
+    refused = run_rivet("run", "-c", str(tables_config(capture, tables, tmp_path)))
+    assert refused.returncode == 2, refused.stderr
+    assert f"table {capture.schema}.{tables[1]} was last published at" in refused.stderr
+    assert "left tables: and came back" in refused.stderr
+    assert files_with_bytes(second) == before
+
+
 def merged_rows(home: Path, fmt: str, export: str) -> list[dict[str, Any]]:
     """The rows of the merged table at ``home/out``, read by its own library."""
     if fmt == "delta":

@@ -507,6 +507,13 @@ def test_the_original_tools_newer_keys_are_refused_with_what_to_use(text: str, e
     assert expected in check(text)
 
 
+def test_an_export_may_not_take_the_name_a_table_of_a_tables_export_keeps_its_state_under() -> None:
+    tables = "  - name: app\n    tables: [public.orders]\n    mode: cdc\n    destination: out\n"
+    taken = "  - name: app.public.orders\n    table: public.orders\n    destination: other\n"
+    said = check(PG + "exports:\n" + tables + taken)
+    assert "export name 'app.public.orders' is where export 'app' keeps the state of one of its tables" in said
+
+
 def test_the_original_tools_adaptive_false_and_max_value_mb_load() -> None:
     text = PG + "exports:\n" + EXPORT + "    tuning: {adaptive: false, max_value_mb: 64}\n"
     loaded = parse_config(text, base_dir=Path("."), offline=True)

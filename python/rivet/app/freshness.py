@@ -1,8 +1,9 @@
 """Whether each export's last published run is recent enough (``freshness:``), from the state store alone.
 
 A run's rows are as of when it started (a snapshot, or the log's end as it began), so an
-export's age is the time since its last publishing run started. An export that never
-published is as stale as can be.
+export's age is the time since its last publishing run started (or its last run skipped
+for having nothing new: the output was current then). An export that never published is
+as stale as can be.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def check_freshness(loaded: LoadedConfig, store: StateStore, exports: list[tuple
     for name, key in exports:
         limits = loaded.config.freshness_of(loaded.export(name))
         warn, error = limits.limits() if limits is not None else (None, None)
-        last = store.last_success(key)
+        last = store.last_success(key, skipped_too=True)  # a skipped run found the source with nothing new
         started = last["started_at"] if last is not None else None
         age = (now - from_iso(started)).total_seconds() if started is not None else None
         if limits is None:

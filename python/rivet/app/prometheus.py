@@ -72,7 +72,7 @@ FAMILIES = (
     ("rivet_export_last_run_rows", "gauge", "Rows the export's last run published."),
     ("rivet_export_last_run_bytes", "gauge", "Bytes the export's last run published."),
     ("rivet_export_last_run_peak_memory_bytes", "gauge", "Peak resident memory of the export's last run."),
-    ("rivet_export_last_success_timestamp_seconds", "gauge", "When the export's last publishing run started."),
+    ("rivet_export_last_success_timestamp_seconds", "gauge", "When the export's last successful run started."),
     ("rivet_cdc_lag_seconds", "gauge", "Seconds since what a change capture published was current."),
     ("rivet_cdc_lag_bytes", "gauge", "Bytes of log behind the log's end a change capture's last run started."),
 )
@@ -95,7 +95,7 @@ def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], ke
         runs = store.runs([key], limit=1)
         if runs:
             _last_run(families, labels, runs[0])
-        last = store.last_success(key)
+        last = store.last_success(key, skipped_too=True)
         if last is not None:
             families["rivet_export_last_success_timestamp_seconds"].add(labels, _unix(last["started_at"]))
         if export.mode == "cdc":

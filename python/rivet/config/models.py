@@ -410,4 +410,12 @@ class RivetConfig(StrictModel):
             if e.name in seen:
                 raise ValueError(f"duplicate export name '{e.name}' (state is kept per name)")
             seen.add(e.name)
+        # Each table of a tables: export keeps its state under <export>.<table>, a name no export may take.
+        for e in self.exports:
+            taken = sorted(seen & {f"{e.name}.{t}" for t in e.tables or ()})
+            if taken:
+                raise ValueError(
+                    f"export name '{taken[0]}' is where export '{e.name}' keeps the state of one of its tables: "
+                    "rename that export"
+                )
         return self

@@ -94,6 +94,16 @@ def _positions(stream: ChangeRun, runs: list[ChangeRun]) -> tuple[list[bool], li
                     f"cannot be read. Capture it in an export of its own (with cdc.initial: snapshot), or start "
                     f"the whole stream over: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot"
                 )
+            assert stored.position is not None
+            if own.position != stored.position and feed.earliest([own.position, stored.position]) == own.position:
+                table = run.plan.name.removeprefix(plan.name + ".")
+                raise ConfigError(
+                    f"export '{plan.name}': table {table} was last published at {own.position}, and the stream "
+                    f"has gone on to {stored.position} without it (it left tables: and came back): its changes "
+                    f"in between are not kept. Capture it in an export of its own (with cdc.initial: snapshot), "
+                    f"or start the whole stream over: `{plan.command('cdc drop')}`, then run with "
+                    "cdc.initial: snapshot"
+                )
             feed.check(own.position)
             complete_snapshot(run, own.run_id)
             starts.append(own.position)

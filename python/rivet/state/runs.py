@@ -83,11 +83,11 @@ class RunRecords(Records):
         ids = [r["run_id"] for r in rows]
         return ids[ids.index(run_id) + 1 :] if run_id in ids else ([] if run_id else ids)
 
-    def last_success(self, key: ExportKey) -> dict[str, Any] | None:
-        """The newest run of ``key`` that published its output."""
+    def last_success(self, key: ExportKey, *, skipped_too: bool = False) -> dict[str, Any] | None:
+        """The newest run of ``key`` that published its output (``skipped_too``: or found nothing new to)."""
+        statuses = "'success', 'empty', 'skipped'" if skipped_too else "'success', 'empty'"
         rows = self._select(
-            f"SELECT * FROM export_runs WHERE {KEY} AND status IN ('success', 'empty') "
-            "ORDER BY started_at DESC LIMIT 1",
+            f"SELECT * FROM export_runs WHERE {KEY} AND status IN ({statuses}) ORDER BY started_at DESC LIMIT 1",
             _args(key),
         )
         return rows[0] if rows else None

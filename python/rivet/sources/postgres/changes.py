@@ -9,6 +9,7 @@ to the slot only after the run's state commit holds it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -132,21 +133,26 @@ class PgChangeFeed(ChangeFeed):
             elif missing:
                 raise SourceError(
                     f"export '{self.export}': publication {pub} exists but does not publish "
-                    f"{', '.join(self._shown(t) for t in missing)}; add it (ALTER PUBLICATION {pub} ADD TABLE "
+                    f"{', '.join(self._shown(t) for t in missing)}; add it (ALTER PUBLICATION {quoted_pub} ADD TABLE "
                     f"{', '.join(self._quoted(t) for t in missing)}) or set cdc.publication"
                 )
             return
         listed = ", ".join(self._quoted(t) for t in self.tables)
+        # Made and marked as rivet's in one transaction: a publication without the mark is someone else's.
+        self._query("BEGIN")
         try:
             self._query(f"CREATE PUBLICATION {quoted_pub} FOR TABLE {listed}")
+            self._query(f"COMMENT ON PUBLICATION {quoted_pub} IS {s(self._made_for)}")
+            self._query("COMMIT")
         except SourceError as e:
+            with contextlib.suppress(SourceError):
+                self._query("ROLLBACK")
             raise SourceError(
                 f"export '{self.export}': cannot create publication {pub} for "
                 f"{', '.join(self._shown(t) for t in self.tables)} ({e}); have the tables' owner run CREATE "
-                f"PUBLICATION {pub} FOR TABLE {listed}, or name one in cdc.publication",
+                f"PUBLICATION {quoted_pub} FOR TABLE {listed}, or name one in cdc.publication",
                 code=e.code,
             ) from e
-        self._query(f"COMMENT ON PUBLICATION {quoted_pub} IS {s(self._made_for)}")
 
     @property
     def _made_for(self) -> str:

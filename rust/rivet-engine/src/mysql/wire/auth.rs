@@ -72,6 +72,8 @@ impl MyConnection {
         } else {
             0
         };
+        // Our CLIENT_LONG_PASSWORD (CLIENT_MYSQL) is dropped below with the server's caps, so
+        // MariaDB reads these from the response; MySQL, which keeps the bit, reads zeros there.
         let extended = server_extended & MARIADB_CLIENT_EXTENDED_TYPE_INFO;
         if server_caps & CLIENT_SECURE_CONNECTION != 0 {
             let n = (usize::from(salt_len).saturating_sub(8)).max(13);

@@ -180,6 +180,9 @@ pub struct ChangeSink<'a> {
     commit: Option<(Lsn, i64)>,
     // The transaction was committed before the table's start: its changes were published.
     skipping: bool,
+    // The table's Relation as it came while skipping, checked against the columns at its first change
+    // read: a Relation is sent once, and what it says of published changes is no concern.
+    unchecked: Option<Relation>,
     seq: u32,
     rows: u64,
 }
@@ -197,6 +200,7 @@ impl<'a> ChangeSink<'a> {
             notes: Vec::new(),
             commit: None,
             skipping: false,
+            unchecked: None,
             seq: 0,
             rows: 0,
         }
@@ -222,33 +226,30 @@ impl<'a> ChangeSink<'a> {
 
     /// Take one message of the stream.
     pub fn take(&mut self, m: &Message<'_>, sink: &BatchSink) -> Result<()> {
-        if self.skipping
-            && matches!(
-                m,
-                Message::Insert { .. }
-                    | Message::Update { .. }
-                    | Message::Delete { .. }
-                    | Message::Truncate { .. }
-            )
-        {
+        let a_change = matches!(
+            m,
+            Message::Insert { .. }
+                | Message::Update { .. }
+                | Message::Delete { .. }
+                | Message::Truncate { .. }
+        );
+        if a_change && self.skipping {
             return Ok(());
+        }
+        if a_change && let Some(relation) = self.unchecked.take() {
+            // The first change read under a Relation that came while skipping.
+            self.follow(&relation)?;
         }
         let (op, row) = match m {
             Message::Relation(r) => {
                 if r.namespace == self.table.namespace && r.name == self.table.name {
-                    let t = &self.table;
-                    self.layout =
-                        relation_layout(r, t.columns, t.type_oids, t.follow_column_changes)?;
-                    if self.layout.is_some() {
-                        let logged: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
-                        let now: Vec<&str> = self.names.iter().map(String::as_str).collect();
-                        let note =
-                            layout_note(&format!("{}.{}", r.namespace, r.name), &logged, &now);
-                        if !self.notes.contains(&note) {
-                            self.notes.push(note);
-                        }
-                    }
                     self.relation = Some(r.oid);
+                    if self.skipping {
+                        self.unchecked = Some(r.clone());
+                    } else {
+                        self.unchecked = None;
+                        self.follow(r)?;
+                    }
                 }
                 return Ok(());
             }
@@ -307,6 +308,23 @@ impl<'a> ChangeSink<'a> {
             _ => return Ok(()),
         };
         self.append(op, &row, sink)
+    }
+
+    /// Read the table's changes as `relation` logged them from here on (or stop, see
+    /// [`relation_layout`]); a change of columns is noted once.
+    fn follow(&mut self, relation: &Relation) -> Result<()> {
+        let t = &self.table;
+        self.layout = relation_layout(relation, t.columns, t.type_oids, t.follow_column_changes)?;
+        if self.layout.is_some() {
+            let logged: Vec<&str> = relation.columns.iter().map(|c| c.name.as_str()).collect();
+            let now: Vec<&str> = self.names.iter().map(String::as_str).collect();
+            let table = format!("{}.{}", relation.namespace, relation.name);
+            let note = layout_note(&table, &logged, &now);
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+        }
+        Ok(())
     }
 
     /// Whether an update under REPLICA IDENTITY FULL moved its row to another key.
@@ -395,5 +413,84 @@ mod tests {
         assert!(err.to_string().contains("id"), "{err}");
         let short = Tuple(vec![Value::Null]);
         assert!(append(&mut batch, &names, mark(1), &short).is_err());
+    }
+
+    fn relation(columns: &[(&str, u32)]) -> Relation {
+        Relation {
+            oid: 7,
+            namespace: "public".into(),
+            name: "t".into(),
+            replica_identity: crate::pg::cdc::pgoutput::ReplicaIdentity::Default,
+            columns: columns
+                .iter()
+                .map(
+                    |(name, type_oid)| crate::pg::cdc::pgoutput::RelationColumn {
+                        name: (*name).into(),
+                        type_oid: *type_oid,
+                        typmod: -1,
+                        key: *name == "id",
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    /// A log read for several tables starts where the table furthest behind is: a table skips
+    /// the transactions it published, and the columns a Relation sent then says they had.
+    #[test]
+    fn a_skipped_transaction_is_not_read_and_its_columns_are_no_concern() {
+        use crate::stream::BatchStream;
+        use crate::{EndOfData, batch::BatchLimits};
+
+        let cols = columns();
+        let schema = crate::changes::change_schema(&arrow_schema(&cols));
+        let mut stream = BatchStream::spawn(schema, 1, move |sink| {
+            let table = TableChanges {
+                namespace: "public",
+                name: "t",
+                columns: &cols,
+                type_oids: &[23, 25],
+                primary_key: &[true, false],
+                limits: BatchLimits::new(16, 1 << 20)?,
+                follow_column_changes: false,
+                from: Lsn(100),
+            };
+            let mut changes = ChangeSink::new(table);
+            let begin = |at: u64| Message::Begin {
+                final_lsn: Lsn(at),
+                committed_at: 0,
+                xid: 1,
+            };
+            let (one, two) = (1i32.to_be_bytes(), 2i32.to_be_bytes());
+            // Published already, and logged before a column was added: not readable under fail.
+            changes.take(&begin(50), sink)?;
+            changes.take(&Message::Relation(relation(&[("id", 23)])), sink)?;
+            let old = Tuple(vec![Value::Binary(&one)]);
+            changes.take(
+                &Message::Insert {
+                    relation: 7,
+                    new: old,
+                },
+                sink,
+            )?;
+            // Read: logged under the columns now.
+            changes.take(&begin(150), sink)?;
+            changes.take(
+                &Message::Relation(relation(&[("id", 23), ("note", 25)])),
+                sink,
+            )?;
+            let new = Tuple(vec![Value::Binary(&two), Value::Binary(b"x")]);
+            changes.take(&Message::Insert { relation: 7, new }, sink)?;
+            changes.finish(sink)?;
+            assert!(changes.notes().is_empty(), "{:?}", changes.notes());
+            Ok(EndOfData {
+                server_rows: changes.rows(),
+                expected_rows: None,
+            })
+        });
+        let batch = stream.next_blocking().expect("read").expect("a batch");
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(batch.column(5).as_primitive::<Int32Type>().value(0), 2);
+        assert!(stream.next_blocking().expect("the end").is_none());
     }
 }
