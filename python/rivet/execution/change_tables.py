@@ -83,30 +83,8 @@ def _positions(stream: ChangeRun, runs: list[ChangeRun]) -> tuple[list[bool], li
     plan, feed = stream.plan, stream.feed
     stored = stored_position(stream)
     if stored is not None and stored.phase == STREAMING:
-        starts = []
-        for run in runs:
-            own = run.state.change_position(run.plan.key)
-            if own is None or own.position is None or own.phase != STREAMING:
-                table = run.plan.name.removeprefix(plan.name + ".")
-                raise ConfigError(
-                    f"export '{plan.name}': table {table} has no position in the stream read through "
-                    f"{feed.anchor_name}: it joined tables: after the stream began, and its changes before now "
-                    f"cannot be read. Capture it in an export of its own (with cdc.initial: snapshot), or start "
-                    f"the whole stream over: `{plan.command('cdc drop')}`, then run with cdc.initial: snapshot"
-                )
-            assert stored.position is not None
-            if own.position != stored.position and feed.earliest([own.position, stored.position]) == own.position:
-                table = run.plan.name.removeprefix(plan.name + ".")
-                raise ConfigError(
-                    f"export '{plan.name}': table {table} was last published at {own.position}, and the stream "
-                    f"has gone on to {stored.position} without it (it left tables: and came back): its changes "
-                    f"in between are not kept. Capture it in an export of its own (with cdc.initial: snapshot), "
-                    f"or start the whole stream over: `{plan.command('cdc drop')}`, then run with "
-                    "cdc.initial: snapshot"
-                )
-            feed.check(own.position)
-            complete_snapshot(run, own.run_id)
-            starts.append(own.position)
+        assert stored.position is not None
+        starts = [_table_position(stream, run, stored.position) for run in runs]
         return [False] * len(runs), starts
     start_anchoring(stream, stored)
     assert plan.changes is not None
@@ -127,6 +105,29 @@ def _positions(stream: ChangeRun, runs: list[ChangeRun]) -> tuple[list[bool], li
     stream.set_position(STREAMING, position)
     log.info("export %s: anchored at %s (%s) for %d tables", plan.name, position, feed.anchor_name, len(runs))
     return [plan.changes.initial == "snapshot"] * len(runs), [position] * len(runs)
+
+
+def _table_position(stream: ChangeRun, run: ChangeRun, streamed_to: str) -> str:
+    """Where ``run``'s table reads from: its own position, refused when the stream went on without it."""
+    plan, feed = stream.plan, stream.feed
+    own = run.state.change_position(run.plan.key)
+    table = run.plan.name.removeprefix(plan.name + ".")
+    if own is None or own.position is None or own.phase != STREAMING:
+        why = "has no position in the stream: it joined tables: after the stream began, and its changes before now"
+    elif own.position != streamed_to and feed.earliest([own.position, streamed_to]) == own.position:
+        why = (
+            f"was last published at {own.position}, and the stream has gone on to {streamed_to} without it (it "
+            "left tables: and came back): its changes in between"
+        )
+    else:
+        feed.check(own.position)
+        complete_snapshot(run, own.run_id)
+        return own.position
+    raise ConfigError(
+        f"export '{plan.name}': table {table} {why} cannot be read ({feed.anchor_name}). Capture it in an export of "
+        f"its own (with cdc.initial: snapshot), or start the whole stream over: `{plan.command('cdc drop')}`, then "
+        "run with cdc.initial: snapshot"
+    )
 
 
 def _publish_changes(stream: ChangeRun, runs: list[ChangeRun], starts: list[str], snapshots: list[bool]) -> str:

@@ -381,6 +381,7 @@ impl<'a> MyChangeSink<'a> {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::RecordBatch;
     use arrow_array::cast::AsArray;
     use arrow_array::types::UInt64Type;
 
@@ -402,32 +403,20 @@ mod tests {
         Event { header, body }
     }
 
-    /// MySQL with gtid_mode OFF starts each transaction with an anonymous GTID event: it
-    /// places and times the transaction as a GTID event does.
-    #[test]
-    fn a_transaction_after_an_anonymous_gtid_event_has_its_own_position_and_time() {
-        let map = [
-            9,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            1,
-            b's',
-            0,
-            1,
-            b't',
-            0,
-            1,
-            code::LONG,
-            0,
-            0,
-        ];
-        // Table 9, no flags, one column, all of it present, not NULL, the value 7.
-        let write = [9, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 7, 0, 0, 0];
+    /// Table 9, `s.t`, under `columns` INT columns, none NULL-able.
+    fn table_map(columns: u8) -> Vec<u8> {
+        let mut map = vec![9, 0, 0, 0, 0, 0, 0, 0, 1, b's', 0, 1, b't', 0, columns];
+        map.extend(std::iter::repeat_n(code::LONG, usize::from(columns)));
+        map.extend([0, 0]);
+        map
+    }
+
+    /// Table 9, no flags, one column, all of it present, not NULL, the value 7.
+    const WRITE: [u8; 15] = [9, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 7, 0, 0, 0];
+
+    /// The change rows of `s.t` (one INT column, `id`) in `events` (kind, next position, size,
+    /// body), for a table whose changes start at `from`; and whether the stream ended there.
+    fn changes_of(events: Vec<(u8, u32, u32, Vec<u8>)>, from: u64) -> (RecordBatch, bool) {
         let columns = vec![MyColumn {
             name: "id".into(),
             kind: MyKind::Int32,
@@ -445,12 +434,12 @@ mod tests {
                 logged_types: &[logged_as("int")],
                 limits: BatchLimits::new(16, 1 << 20)?,
                 follow_column_changes: false,
-                from: 0,
+                from,
             };
             let mut changes = MyChangeSink::new(table, "bin.000003");
-            changes.take(&event(MYSQL_ANONYMOUS_GTID, 250, 65, &[]), sink)?;
-            changes.take(&event(kind::TABLE_MAP, 300, 50, &map), sink)?;
-            changes.take(&event(kind::WRITE_ROWS_V1, 340, 40, &write), sink)?;
+            for (kind, next, size, body) in &events {
+                changes.take(&event(*kind, *next, *size, body), sink)?;
+            }
             changes.finish(sink)?;
             Ok(EndOfData {
                 server_rows: changes.rows(),
@@ -458,6 +447,22 @@ mod tests {
             })
         });
         let batch = stream.next_blocking().expect("read").expect("a batch");
+        let ended = stream.next_blocking().expect("the end").is_none();
+        (batch, ended)
+    }
+
+    /// MySQL with gtid_mode OFF starts each transaction with an anonymous GTID event: it
+    /// places and times the transaction as a GTID event does.
+    #[test]
+    fn a_transaction_after_an_anonymous_gtid_event_has_its_own_position_and_time() {
+        let (batch, _) = changes_of(
+            vec![
+                (MYSQL_ANONYMOUS_GTID, 250, 65, vec![]),
+                (kind::TABLE_MAP, 300, 50, table_map(1)),
+                (kind::WRITE_ROWS_V1, 340, 40, WRITE.to_vec()),
+            ],
+            0,
+        );
         assert_eq!(batch.num_rows(), 1);
         let pos = batch.column(1).as_primitive::<UInt64Type>().value(0);
         assert_eq!(pos, (3 << 32) | 185, "file 3, at the anonymous GTID event");
@@ -471,49 +476,23 @@ mod tests {
     /// the transactions it published, whatever columns they were logged under.
     #[test]
     fn a_skipped_transaction_is_not_read_and_its_columns_are_no_concern() {
-        let head = [9, 0, 0, 0, 0, 0, 0, 0, 1, b's', 0, 1, b't', 0];
-        let one = [&head[..], &[1, code::LONG, 0, 0]].concat();
-        // Logged before a column was dropped, and without names: not readable under on_schema_drift: fail.
-        let two = [&head[..], &[2, code::LONG, code::LONG, 0, 0]].concat();
-        let write = [9, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 7, 0, 0, 0];
-        let columns = vec![MyColumn {
-            name: "id".into(),
-            kind: MyKind::Int32,
-            source_type: "int".into(),
-            logical: None,
-        }];
-        let schema = change_schema(&arrow_schema(&columns));
-        let mut stream = BatchStream::spawn(schema, 1, move |sink| {
-            let table = MyTable {
-                schema: "s",
-                name: "t",
-                columns: &columns,
-                members: &[None],
-                key: &[true],
-                logged_types: &[logged_as("int")],
-                limits: BatchLimits::new(16, 1 << 20)?,
-                follow_column_changes: false,
-                from: (3 << 32) | 200,
-            };
-            let mut changes = MyChangeSink::new(table, "bin.000003");
-            // Starts at 185: published already.
-            changes.take(&event(MYSQL_ANONYMOUS_GTID, 250, 65, &[]), sink)?;
-            changes.take(&event(kind::TABLE_MAP, 300, 50, &two), sink)?;
-            changes.take(&event(kind::WRITE_ROWS_V1, 340, 40, &write), sink)?;
-            // Starts at 335: read.
-            changes.take(&event(MYSQL_ANONYMOUS_GTID, 400, 65, &[]), sink)?;
-            changes.take(&event(kind::TABLE_MAP, 450, 50, &one), sink)?;
-            changes.take(&event(kind::WRITE_ROWS_V1, 490, 40, &write), sink)?;
-            changes.finish(sink)?;
-            Ok(EndOfData {
-                server_rows: changes.rows(),
-                expected_rows: None,
-            })
-        });
-        let batch = stream.next_blocking().expect("read").expect("a batch");
+        let (batch, ended) = changes_of(
+            vec![
+                // Starts at 185, published already; logged before a column was dropped, without
+                // names: not readable under on_schema_drift: fail.
+                (MYSQL_ANONYMOUS_GTID, 250, 65, vec![]),
+                (kind::TABLE_MAP, 300, 50, table_map(2)),
+                (kind::WRITE_ROWS_V1, 340, 40, WRITE.to_vec()),
+                // Starts at 335: read.
+                (MYSQL_ANONYMOUS_GTID, 400, 65, vec![]),
+                (kind::TABLE_MAP, 450, 50, table_map(1)),
+                (kind::WRITE_ROWS_V1, 490, 40, WRITE.to_vec()),
+            ],
+            (3 << 32) | 200,
+        );
         assert_eq!(batch.num_rows(), 1);
         let pos = batch.column(1).as_primitive::<UInt64Type>().value(0);
         assert_eq!(pos, (3 << 32) | 335);
-        assert!(stream.next_blocking().expect("the end").is_none());
+        assert!(ended);
     }
 }
