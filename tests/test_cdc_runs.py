@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pymysql
 import pytest
@@ -57,7 +58,13 @@ class Capture:
 def capture(request: pytest.FixtureRequest) -> Iterator[Capture]:
     if request.param == "postgres":
         # No autovacuum: its WAL, written whenever it wakes, would make the log's end move between runs.
-        settings = {"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "40", "autovacuum": "off"}
+        # Each test leaves its slot: room for every test of the module.
+        settings = {
+            "wal_level": "logical",
+            "max_wal_senders": "10",
+            "max_replication_slots": "100",
+            "autovacuum": "off",
+        }
         with postgres_cluster(**settings) as cluster:
             with psycopg.connect(cluster.url, autocommit=True) as pg:
 
@@ -535,6 +542,35 @@ def test_a_table_that_left_tables_and_came_back_is_refused_by_name(capture, tabl
     assert f"table {capture.schema}.{tables[1]} was last published at" in refused.stderr
     assert "left tables: and came back" in refused.stderr
     assert files_with_bytes(second) == before
+
+
+def test_column_overrides_read_the_changes_as_they_read_the_snapshot(capture, tmp_path):
+    t = f"{capture.schema}.numbers"
+    unconstrained = "NUMERIC" if capture.kind == "postgres" else "DECIMAL(30,10)"
+    capture.execute(f"DROP TABLE IF EXISTS {t}", f"CREATE TABLE {t} (id INT PRIMARY KEY, total {unconstrained})",
+                    f"INSERT INTO {t} VALUES (1, 1.5)")  # fmt: skip
+    export = {"name": "numbers", "table": t, "mode": "cdc", "cdc": {"initial": "snapshot"},
+              "columns": {"total": "decimal(20,4)"}, "destination": str(tmp_path / "out")}  # fmt: skip
+    config = write_config(tmp_path, capture.source, [export])
+    first = run_rivet("run", "-c", str(config))
+    if capture.kind != "postgres":
+        # The binary log carries each value in its column's own type: an override would read the
+        # snapshot otherwise than the changes.
+        assert first.returncode == 2 and "cannot be applied to change capture" in first.stderr
+        assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.parquet"))
+        return
+    assert first.returncode == 0, first.stderr
+    capture.execute(f"UPDATE {t} SET total = 2.25 WHERE id = 1")
+    assert run_rivet("run", "-c", str(config)).returncode == 0
+    snapshot, changes = parts(tmp_path / "out" / "snapshot"), parts(tmp_path / "out")
+    assert [r["total"] for r in snapshot] == [Decimal("1.5000")] and [r["total"] for r in changes] == [
+        Decimal("2.2500")
+    ]
+    types = {pq.read_schema(p).field("total").type for p in (tmp_path / "out").rglob("*.parquet")}
+    assert types == {pa.decimal128(20, 4)}
+    text = {**export, "columns": {"total": "text"}, "destination": str(tmp_path / "text")}
+    refused = run_rivet("run", "-c", str(write_config(tmp_path, capture.source, [text])))
+    assert refused.returncode == 2 and "cannot be applied to change capture" in refused.stderr
 
 
 def merged_rows(home: Path, fmt: str, export: str) -> list[dict[str, Any]]:

@@ -199,7 +199,7 @@ def test_changes_arrive_as_arrow_rows_that_replay_into_the_table(logical):
         replication.start(slot, created["consistent_point"], ["pc"], True)
         start = str(created["consistent_point"])
         (reader,) = replication.stream_changes(
-            until, PostgresSource(url=logical.url).connect_args(), [("public", "c", start)], SCAN, False
+            until, PostgresSource(url=logical.url).connect_args(), [("public", "c", start)], SCAN, False, {}
         )
         table = pa.RecordBatchReader.from_stream(reader).read_all()
         assert table.schema.names[:5] == ["__op", "__pos", "__seq", "__committed_at", "__unchanged"]
@@ -238,7 +238,7 @@ def test_under_replica_identity_full_an_untouched_toasted_value_is_written_whole
         replication.start(slot, created["consistent_point"], ["pf"], True)
         args = PostgresSource(url=logical.url).connect_args()
         start = str(created["consistent_point"])
-        (reader,) = replication.stream_changes(replication_end(sql), args, [("public", "f", start)], SCAN, False)
+        (reader,) = replication.stream_changes(replication_end(sql), args, [("public", "f", start)], SCAN, False, {})
         rows = pa.RecordBatchReader.from_stream(reader).read_all().to_pylist()
         assert [(r["__op"], r["id"], r["n"]) for r in rows] == [("update", 1, 10), ("delete", 2, 2), ("update", 3, 2)]
         # Nothing is left to a reader to fill in: the old row carried every value.
@@ -279,7 +279,7 @@ def test_the_slots_snapshot_and_its_stream_meet_with_no_gap_and_no_overlap(logic
 
         replication.start(slot, created["consistent_point"], ["ph"], True)
         start = str(created["consistent_point"])
-        (reader,) = replication.stream_changes(replication_end(sql), args, [("public", "h", start)], SCAN, False)
+        (reader,) = replication.stream_changes(replication_end(sql), args, [("public", "h", start)], SCAN, False, {})
         changes = pa.RecordBatchReader.from_stream(reader).read_all().to_pylist()
         assert len(changes) == 12  # ten updates, a delete, an insert: each exactly once
         for change in changes:

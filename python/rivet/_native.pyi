@@ -134,6 +134,7 @@ class PgReplication:
         tables: list[tuple[str, str, str]],
         options: dict[str, Any],
         follow_column_changes: bool,
+        decimal_overrides: dict[str, tuple[int, int]],
     ) -> list[BatchReader]: ...
     @property
     def drained_to(self) -> str | None: ...

@@ -108,6 +108,11 @@ def run_changes(
         raise ConfigError(f"export '{plan.name}': mode: cdc keeps its log position in a state store (give state_dir)")
     feed = plan.change_feed()
     run = ChangeRun(plan, state, feed, result, started, events, lease, table_check)
+    try:
+        feed.check_overrides(plan.overrides)  # before a snapshot is published with types its changes lack
+    except BaseException:
+        feed.close()
+        raise
     if plan.tables:
         from rivet.execution.change_tables import run_table_changes
 
@@ -364,7 +369,7 @@ def read_with_retries(
         starts = positions()  # once per attempt: for a merge it reads the table's history
         try:
             run.result.engine = "native"
-            consumed = consume(run.feed.changes_of(starts, plan.tuning, follow))
+            consumed = consume(run.feed.changes_of(starts, plan.tuning, follow, plan.overrides))
             _say_column_changes(run)
             return consumed, run.feed.drained_to()
         except Exception as e:

@@ -1,6 +1,7 @@
 //! `PgReplication`: a PostgreSQL logical replication connection (slots and the decoded change
 //! stream), for change capture. Messages cross as dicts; values keep their wire form.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
@@ -276,20 +277,22 @@ struct Described {
     primary_key: Vec<bool>,
 }
 
-/// `namespace.name` as a read of it describes its columns, with each one's type OID and
-/// whether it is in the primary key (what a moved row is); its changes start at `from`.
+/// `namespace.name` as a read of it with `overrides` (decimal(p,s) only: the log carries values
+/// in binary) describes its columns, with each one's type OID and whether it is in the primary
+/// key (what a moved row is); its changes start at `from`.
 fn describe(
     session: &PgSession,
     namespace: String,
     name: String,
     from: Lsn,
+    overrides: &Overrides,
 ) -> Result<Described, Error> {
     let quoted = format!(
         "\"{}\".\"{}\"",
         namespace.replace('"', "\"\""),
         name.replace('"', "\"\"")
     );
-    let columns = session.describe(&format!("SELECT * FROM {quoted}"), &Overrides::default())?;
+    let columns = session.describe(&format!("SELECT * FROM {quoted}"), overrides)?;
     let literal = quoted.replace('\'', "''");
     let catalog = session.query(&format!(
         "SELECT a.atttypid::int8, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
@@ -429,6 +432,7 @@ impl PyPgReplication {
     /// dropped are read by name into the columns now, and `column_changes` says so; without,
     /// they stop the stream. Once the readers are exhausted, `drained_to` is the end of the last
     /// commit read.
+    #[allow(clippy::too_many_arguments)]
     fn stream_changes(
         &self,
         py: Python<'_>,
@@ -437,6 +441,7 @@ impl PyPgReplication {
         tables: Vec<(String, String, String)>,
         options: ScanArgs,
         follow_column_changes: bool,
+        decimal_overrides: HashMap<String, (u8, i8)>,
     ) -> PyResult<Vec<PyBatchReader>> {
         let until = parse_lsn(until_lsn)?;
         let tables = tables
@@ -449,11 +454,17 @@ impl PyPgReplication {
         let drained = Arc::clone(&self.drained);
         let notes = Arc::clone(&self.column_changes);
         remember(&notes, &[]);
+        let overrides = Overrides {
+            decimal: decimal_overrides,
+            ..Overrides::default()
+        };
         let result = run_interruptible(py, move || -> Result<Vec<BatchStream>, Error> {
             let session = PgSession::connect(&connect)?;
             let described = tables
                 .into_iter()
-                .map(|(namespace, name, from)| describe(&session, namespace, name, from))
+                .map(|(namespace, name, from)| {
+                    describe(&session, namespace, name, from, &overrides)
+                })
                 .collect::<Result<Vec<_>, Error>>()?;
             let schemas = described
                 .iter()

@@ -136,7 +136,18 @@ class MyChangeFeed(ChangeFeed):
         later = sizes[names.index(file) :]
         return max(sum(size for _, size in later) - offset, 0)
 
-    def changes_of(self, positions: list[str], tuning: Tuning, follow_column_changes: bool) -> list[BatchReader]:
+    def check_overrides(self, overrides: ColumnOverrides) -> None:
+        """None: the binary log carries each value in its column's own type, which rivet maps exactly."""
+        if overrides.decimal or overrides.other:
+            column = next(iter({**overrides.decimal, **overrides.other}))
+            raise ConfigError(
+                f"export '{self.export}': columns: {column} cannot be applied to change capture, whose binary "
+                "log carries each value in its column's own type (mapped exactly without one); remove the override"
+            )
+
+    def changes_of(
+        self, positions: list[str], tuning: Tuning, follow_column_changes: bool, overrides: ColumnOverrides
+    ) -> list[BatchReader]:
         """The binlog from the earliest of ``positions`` to its end, as the server's replica ``server_id``."""
         tables = [(schema, name, *_split(at)) for (schema, name), at in zip(self.tables, positions, strict=True)]
         self._stream = binlog = self._binlog()

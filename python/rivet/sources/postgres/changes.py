@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rivet.errors import SourceConnectionError, SourceError, StateError
+from rivet.errors import ConfigError, SourceConnectionError, SourceError, StateError
 from rivet.sources.base import scan_options
 from rivet.sources.changes import ChangeFeed, ChangeSnapshot, ChangeSpec
 
@@ -237,7 +237,19 @@ class PgChangeFeed(ChangeFeed):
         behind = self._query(f"SELECT pg_wal_lsn_diff({WAL_NOW}, {lsn}::pg_lsn)::bigint::text")[0][0]
         return int(behind) if behind is not None else None
 
-    def changes_of(self, positions: list[str], tuning: Tuning, follow_column_changes: bool) -> list[BatchReader]:
+    def check_overrides(self, overrides: ColumnOverrides) -> None:
+        """decimal(p,s) only: pgoutput sends each value in its type's binary form, which a text override cannot read."""
+        if overrides.other:
+            column = next(iter(overrides.other))
+            raise ConfigError(
+                f"export '{self.export}': columns: {{{column}: {overrides.other[column]}}} cannot be applied to "
+                "change capture, whose log carries each value in its column's own binary form; give a numeric "
+                "without precision decimal(p,s), or leave such a column out of the captured table"
+            )
+
+    def changes_of(
+        self, positions: list[str], tuning: Tuning, follow_column_changes: bool, overrides: ColumnOverrides
+    ) -> list[BatchReader]:
         """Stream the slot from the earliest of ``positions`` to the WAL end as of now."""
         self._stream = replication = self._replication()
         until = str(replication.identify_system()["wal_position"])
@@ -245,7 +257,7 @@ class PgChangeFeed(ChangeFeed):
         _once_free(lambda: replication.start(self.spec.slot, start, [self.spec.publication], True))
         options = scan_options(tuning, method=self.source.read_method)
         tables = [(schema, name, at) for (schema, name), at in zip(self.tables, positions, strict=True)]
-        return replication.stream_changes(until, self.args, tables, options, follow_column_changes)
+        return replication.stream_changes(until, self.args, tables, options, follow_column_changes, overrides.decimal)
 
     def earliest(self, positions: list[str]) -> str:
         """The lowest WAL position."""
