@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rivet.config.sizes import parse_duration
 from tests.outputs import run_rivet, write_config
@@ -54,6 +55,15 @@ def test_each_export_is_fresh_or_stale_past_its_limits(tmp_path):
     code, found = verdicts(tmp_path)
     assert (code, found) == (1, {"a": "fresh", "b": "warn", "c": "error", "d": "warn"})
     assert verdicts(tmp_path, "-e", "a", "-e", "b") == (5, {"a": "fresh", "b": "warn"})
+    # The same verdicts for a scraper.
+    scraped = run_rivet("metrics", "-c", str(rivet_yaml), "--format", "prometheus").stdout
+    status = {
+        sample.labels["export"]: sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "rivet_export_freshness_status"
+    }
+    assert status == {"a": 0, "b": 1, "c": 2, "d": 1}
     said = run_rivet("check", "-c", str(rivet_yaml), "--freshness")
     assert said.returncode == 1
     assert "c: stale (error): its last published run started" in said.stderr and "error after 6 h" in said.stderr

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 PUBLISHED = ("success", "empty")
 SUCCEEDED = (*PUBLISHED, "skipped")
 FAILED = ("failed", "interrupted")
+# rivet_export_freshness_status of each verdict of rivet check --freshness.
+FRESHNESS_LEVELS = {"fresh": 0, "warn": 1, "error": 2}
 
 
 @dataclass
@@ -73,6 +75,7 @@ FAMILIES = (
     ("rivet_export_last_run_bytes", "gauge", "Bytes the export's last run published."),
     ("rivet_export_last_run_peak_memory_bytes", "gauge", "Peak resident memory of the export's last run."),
     ("rivet_export_last_success_timestamp_seconds", "gauge", "When the export's last successful run started."),
+    ("rivet_export_freshness_status", "gauge", "0 fresh, 1 past freshness.warn_after, 2 past error_after."),
     ("rivet_cdc_lag_seconds", "gauge", "Seconds since what a change capture published was current."),
     ("rivet_cdc_lag_bytes", "gauge", "Bytes of log behind the log's end a change capture's last run started."),
 )
@@ -80,6 +83,7 @@ FAMILIES = (
 
 def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], keys: Iterable[ExportKey]) -> str:
     """The text exposition of ``names`` (with their state ``keys``)."""
+    from rivet.app.freshness import check_freshness
     from rivet.app.lag import cdc_lag
 
     families = {name: Family(name, kind, text) for name, kind, text in FAMILIES}
@@ -98,6 +102,9 @@ def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], ke
         last = store.last_success(key, skipped_too=True)
         if last is not None:
             families["rivet_export_last_success_timestamp_seconds"].add(labels, _unix(last["started_at"]))
+        if loaded.config.freshness_of(export) is not None:
+            (verdict,) = check_freshness(loaded, store, [(name, key)])
+            families["rivet_export_freshness_status"].add(labels, FRESHNESS_LEVELS[verdict.status])
         if export.mode == "cdc":
             lag = cdc_lag(name, store, key)
             if lag["seconds_behind"] is not None:
