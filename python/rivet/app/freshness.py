@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from rivet.core.runinfo import from_iso, utc_now
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from rivet.config import LoadedConfig
+    from rivet.config.blocks import FreshnessConfig
     from rivet.state import StateStore
     from rivet.state.keys import ExportKey
 
@@ -65,20 +68,24 @@ def check_freshness(loaded: LoadedConfig, store: StateStore, exports: list[tuple
     now = utc_now()
     verdicts = []
     for name, key in exports:
-        limits = loaded.config.freshness_of(loaded.export(name))
-        warn, error = limits.limits() if limits is not None else (None, None)
         last = store.last_success(key, skipped_too=True)  # a skipped run found the source with nothing new
-        started = last["started_at"] if last is not None else None
-        age = (now - from_iso(started)).total_seconds() if started is not None else None
-        if limits is None:
-            status = UNSET
-        elif age is None:
-            status = ERROR if error is not None else WARN
-        elif error is not None and age >= error:
-            status = ERROR
-        elif warn is not None and age >= warn:
-            status = WARN
-        else:
-            status = FRESH
-        verdicts.append(Freshness(name, status, started, None if age is None else round(age, 3), warn, error))
+        verdicts.append(verdict(name, loaded.config.freshness_of(loaded.export(name)), last, now))
     return verdicts
+
+
+def verdict(name: str, limits: FreshnessConfig | None, last: dict[str, Any] | None, now: dt.datetime) -> Freshness:
+    """Export ``name``'s verdict against ``limits``, its last successful run being ``last``."""
+    warn, error = limits.limits() if limits is not None else (None, None)
+    started = last["started_at"] if last is not None else None
+    age = (now - from_iso(started)).total_seconds() if started is not None else None
+    if limits is None:
+        status = UNSET
+    elif age is None:
+        status = ERROR if error is not None else WARN
+    elif error is not None and age >= error:
+        status = ERROR
+    elif warn is not None and age >= warn:
+        status = WARN
+    else:
+        status = FRESH
+    return Freshness(name, status, started, None if age is None else round(age, 3), warn, error)

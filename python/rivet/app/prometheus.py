@@ -83,8 +83,9 @@ FAMILIES = (
 
 def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], keys: Iterable[ExportKey]) -> str:
     """The text exposition of ``names`` (with their state ``keys``)."""
-    from rivet.app.freshness import check_freshness
+    from rivet.app.freshness import verdict
     from rivet.app.lag import cdc_lag
+    from rivet.core.runinfo import utc_now
 
     families = {name: Family(name, kind, text) for name, kind, text in FAMILIES}
     for name, key in zip(names, keys, strict=True):
@@ -102,9 +103,9 @@ def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], ke
         last = store.last_success(key, skipped_too=True)
         if last is not None:
             families["rivet_export_last_success_timestamp_seconds"].add(labels, _unix(last["started_at"]))
-        if loaded.config.freshness_of(export) is not None:
-            (verdict,) = check_freshness(loaded, store, [(name, key)])
-            families["rivet_export_freshness_status"].add(labels, FRESHNESS_LEVELS[verdict.status])
+        if (limits := loaded.config.freshness_of(export)) is not None:
+            judged = verdict(name, limits, last, utc_now())
+            families["rivet_export_freshness_status"].add(labels, FRESHNESS_LEVELS[judged.status])
         if export.mode == "cdc":
             lag = cdc_lag(name, store, key)
             if lag["seconds_behind"] is not None:

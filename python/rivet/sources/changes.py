@@ -110,27 +110,18 @@ class ChangeFeed(ABC):
     def check_overrides(self, overrides: ColumnOverrides) -> None:
         """Raise ConfigError for ``columns:`` overrides the log's values cannot be read with (before anything)."""
 
-    def changes(
-        self, position: str, tuning: Tuning, follow_column_changes: bool, overrides: ColumnOverrides
-    ) -> BatchReader:
-        """The change rows of the feed's only table committed from ``position`` to the log's end as of now.
-
-        With ``follow_column_changes``, changes logged before columns were added or dropped
-        are read by name into the table's columns now (:meth:`column_changes` says how);
-        without, such a change stops the read with a ``rivet-schema-drift`` error.
-        """
-        (reader,) = self.changes_of([position], tuning, follow_column_changes, overrides)
-        return reader
-
     @abstractmethod
     def changes_of(
         self, positions: list[str], tuning: Tuning, follow_column_changes: bool, overrides: ColumnOverrides
     ) -> list[BatchReader]:
         """Each table's change rows committed from its position (in the feed's order) to the log's end as of now.
 
-        Columns are read with ``overrides`` (those :meth:`check_overrides` takes). The log is
-        read once, from the earliest position; the readers end together, so they must be read
-        at the same time (a thread each).
+        Columns are read with ``overrides`` (those :meth:`check_overrides` takes). With
+        ``follow_column_changes``, changes logged before columns were added or dropped are read
+        by name into the columns now (:meth:`column_changes` says how); without, such a change
+        stops the read with a ``rivet-schema-drift`` error. The log is read once, from the
+        earliest position; the readers end together, so they must be read at the same time
+        (a thread each).
         """
 
     @abstractmethod

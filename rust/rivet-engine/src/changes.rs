@@ -15,6 +15,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::batch::{Fill, RowBatch};
 use crate::error::{Error, Result};
+use crate::stream::{BatchSink, EndOfData};
 
 /// The columns every change row starts with.
 pub fn change_fields() -> Vec<Field> {
@@ -179,6 +180,35 @@ pub fn laid_out<V: Clone>(layout: &[Option<usize>], values: &[V], missing: V) ->
                 .unwrap_or_else(|| missing.clone())
         })
         .collect()
+}
+
+/// What turns one table's part of a log read into change rows (a PostgreSQL or a binlog sink).
+pub trait TableSink {
+    /// Hand over the rows still held.
+    fn finish(&mut self, sink: &BatchSink) -> Result<()>;
+    /// Changes handed over so far.
+    fn rows(&self) -> u64;
+    /// How changes logged under other columns were read (one note per change of columns).
+    fn notes(&self) -> &[String];
+}
+
+/// End a log read: each table's rows still held handed over to its stream; each stream's
+/// account, and every table's notes on changed columns.
+pub fn finish_tables<S: TableSink>(
+    tables: &mut [S],
+    sinks: &[BatchSink],
+) -> Result<(Vec<EndOfData>, Vec<String>)> {
+    let mut ends = Vec::with_capacity(tables.len());
+    let mut notes = Vec::new();
+    for (table, sink) in tables.iter_mut().zip(sinks) {
+        table.finish(sink)?;
+        notes.extend_from_slice(table.notes());
+        ends.push(EndOfData {
+            server_rows: table.rows(),
+            expected_rows: None,
+        });
+    }
+    Ok((ends, notes))
 }
 
 #[cfg(test)]

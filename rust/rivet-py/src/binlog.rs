@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use rivet_engine::BatchStream;
 use rivet_engine::Error;
-use rivet_engine::changes::change_schema;
+use rivet_engine::changes::{change_schema, finish_tables};
 use rivet_engine::conn::ConnectOptions;
 use rivet_engine::metadata::arrow_schema;
 use rivet_engine::mysql::cdc::binlog::{Image, TableMap, Value, kind, rows, table_map};
@@ -18,7 +19,6 @@ use rivet_engine::mysql::cdc::row::members;
 use rivet_engine::mysql::session::MySession;
 use rivet_engine::mysql::types::MyColumn;
 use rivet_engine::source::Overrides;
-use rivet_engine::{BatchStream, EndOfData};
 
 use crate::interrupt::{run_interruptible, with_locked};
 use crate::reader::PyBatchReader;
@@ -359,16 +359,7 @@ impl PyMyBinlog {
                             c.take(&e, sink)?;
                         }
                     }
-                    let mut said = Vec::new();
-                    let mut ends = Vec::with_capacity(changes.len());
-                    for (c, sink) in changes.iter_mut().zip(sinks) {
-                        c.finish(sink)?;
-                        said.extend_from_slice(c.notes());
-                        ends.push(EndOfData {
-                            server_rows: c.rows(),
-                            expected_rows: None,
-                        });
-                    }
+                    let (ends, said) = finish_tables(&mut changes, sinks)?;
                     remember(&notes, &said);
                     if let Ok(mut d) = drained.lock() {
                         *d = Some(at);

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use rivet_engine::BatchStream;
 use rivet_engine::Error;
-use rivet_engine::changes::change_schema;
+use rivet_engine::changes::{change_schema, finish_tables};
 use rivet_engine::conn::ConnectOptions;
 use rivet_engine::metadata::arrow_schema;
 use rivet_engine::pg::batch::PgColumn;
@@ -18,7 +19,6 @@ use rivet_engine::pg::cdc::pgoutput::{
 use rivet_engine::pg::cdc::replication::Replication;
 use rivet_engine::pg::session::PgSession;
 use rivet_engine::source::Overrides;
-use rivet_engine::{BatchStream, EndOfData};
 
 use crate::interrupt::{run_interruptible, with_locked};
 use crate::reader::PyBatchReader;
@@ -498,16 +498,7 @@ impl PyPgReplication {
                             .zip(sinks)
                             .try_for_each(|(c, sink)| c.take(m, sink))
                     })?;
-                    let mut said = Vec::new();
-                    let mut ends = Vec::with_capacity(changes.len());
-                    for (c, sink) in changes.iter_mut().zip(sinks) {
-                        c.finish(sink)?;
-                        said.extend_from_slice(c.notes());
-                        ends.push(EndOfData {
-                            server_rows: c.rows(),
-                            expected_rows: None,
-                        });
-                    }
+                    let (ends, said) = finish_tables(&mut changes, sinks)?;
                     remember(&notes, &said);
                     // Everything committed before `until` was handed over: the next stream
                     // may start there even when none of it was these tables'.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::batch::{BatchLimits, flush, make_room};
-use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
+use crate::changes::{ChangeBatch, ChangeMark, TableSink, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
 use crate::mysql::cdc::binlog::{
@@ -148,11 +148,6 @@ impl<'a> MyChangeSink<'a> {
             rows: 0,
             payload: Vec::new(),
         }
-    }
-
-    /// Changes handed over so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
     }
 
     /// Take one event of the dump.
@@ -321,11 +316,6 @@ impl<'a> MyChangeSink<'a> {
         Ok(())
     }
 
-    /// How changes logged under other columns were read (one note per change of columns).
-    pub fn notes(&self) -> &[String] {
-        &self.notes
-    }
-
     fn key_changed(&self, before: &Image<'_>, after: &Image<'_>) -> bool {
         self.table
             .key
@@ -368,14 +358,23 @@ impl<'a> MyChangeSink<'a> {
         Ok(())
     }
 
-    /// Hand over what is left.
-    pub fn finish(&mut self, sink: &BatchSink) -> Result<()> {
-        flush(&mut self.batch, sink)
-    }
-
     /// The batches' schema.
     pub fn schema(&self) -> arrow_schema::SchemaRef {
         self.batch.schema()
+    }
+}
+
+impl TableSink for MyChangeSink<'_> {
+    fn finish(&mut self, sink: &BatchSink) -> Result<()> {
+        flush(&mut self.batch, sink)
+    }
+
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn notes(&self) -> &[String] {
+        &self.notes
     }
 }
 

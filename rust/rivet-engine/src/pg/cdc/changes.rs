@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::batch::{BatchLimits, flush, make_room};
-use crate::changes::{ChangeBatch, ChangeMark, column_layout, laid_out, layout_note};
+use crate::changes::{ChangeBatch, ChangeMark, TableSink, column_layout, laid_out, layout_note};
 use crate::error::{Error, Result};
 use crate::metadata::arrow_schema;
 use crate::pg::batch::{PgBatchBuilder, PgColumn};
@@ -206,16 +206,6 @@ impl<'a> ChangeSink<'a> {
         }
     }
 
-    /// Changes handed over so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// How changes logged under other columns were read (one note per change of columns).
-    pub fn notes(&self) -> &[String] {
-        &self.notes
-    }
-
     /// `row` in the order of the columns now (as logged when they are the same).
     fn project<'t, 'm>(&self, row: &'t Tuple<'m>) -> Cow<'t, Tuple<'m>> {
         match &self.layout {
@@ -352,10 +342,19 @@ impl<'a> ChangeSink<'a> {
         self.rows += 1;
         Ok(())
     }
+}
 
-    /// Hand over what is left.
-    pub fn finish(&mut self, sink: &BatchSink) -> Result<()> {
+impl TableSink for ChangeSink<'_> {
+    fn finish(&mut self, sink: &BatchSink) -> Result<()> {
         flush(&mut self.batch, sink)
+    }
+
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn notes(&self) -> &[String] {
+        &self.notes
     }
 }
 
