@@ -122,6 +122,50 @@ class Source:
             at = "TIMESTAMP '2024-01-01 00:00:00' + INTERVAL i SECOND"
             self.sql(f"INSERT INTO {table} SELECT i, md5(i), {at} FROM ({numbers(last)}) AS n WHERE i >= {first}")
 
+    # Text keys whose order is the collation's, not the bytes': case, accents, quotes, a backslash,
+    # an emoji and trailing spaces (each value is unique under any collation: it holds its row number).
+    KEY_PREFIXES = ("Éa", "ea", "EB", "z", "Z", "o'", "ß", "\\", "\U0001f600", " ")
+
+    def keyed_table(self, key: str, n: int) -> tuple[str, list[str]]:
+        """A new table keyed by ``key`` (``uuid``, ``text``, ``text_uuid`` or ``int_int``) holding rows
+        ``v`` = 1..n, and its key columns (its primary key, in order)."""
+        pg = self.kind == "postgres"
+        prefix = self._prefix()
+        uuid = ("uuid", "gen_random_uuid()") if pg else ("UUID", "UUID()")
+        text_type = 'text COLLATE "und-x-icu"' if pg else "VARCHAR(60) COLLATE utf8mb4_general_ci"
+        text = f"{prefix} || i || repeat(' ', mod(i, 3))" if pg else f"CONCAT({prefix}, i, REPEAT(' ', MOD(i, 3)))"
+        group = f"{prefix} || mod(i, 50)" if pg else f"CONCAT({prefix}, MOD(i, 50))"
+        columns = {
+            "uuid": [("k", *uuid)],
+            "text": [("k", text_type, text)],
+            "text_uuid": [("k", text_type, group), ("u", *uuid)],
+            "int_int": [("k", "int", "mod(i, 7)"), ("u", "int", "i")],
+        }[key]
+        names = [c[0] for c in columns]
+        defs = ", ".join(f"{name} {sql_type} NOT NULL" for name, sql_type, _ in columns)
+        body = f"CREATE TABLE {{t}} ({defs}, v int NOT NULL, PRIMARY KEY ({', '.join(names)}))"
+        table = self._table(body if pg else body + " DEFAULT CHARSET utf8mb4")
+        rows = f"generate_series(1, {n}) AS i" if pg else f"({numbers(n)}) AS n"
+        self.sql(f"INSERT INTO {table} SELECT {', '.join(c[2] for c in columns)}, i FROM {rows}")
+        return table, names
+
+    def sql_table(self, *statements: str) -> str:
+        """A new table made by ``statements``, each naming it ``{t}``."""
+        if self.kind == "mysql":
+            return self._table(";\n".join(statements))
+        table = self._table(statements[0])
+        for statement in statements[1:]:
+            self.sql(statement.format(t=table))
+        return table
+
+    def _prefix(self) -> str:
+        """SQL choosing row ``i``'s key prefix from :attr:`KEY_PREFIXES`."""
+        if self.kind == "postgres":
+            texts = ", ".join("'" + p.replace("'", "''") + "'" for p in self.KEY_PREFIXES)
+            return f"(ARRAY[{texts}])[1 + mod(i, {len(self.KEY_PREFIXES)})]"
+        texts = ", ".join("'" + p.replace("\\", "\\\\").replace("'", "''") + "'" for p in self.KEY_PREFIXES)
+        return f"ELT(1 + MOD(i, {len(self.KEY_PREFIXES)}), {texts})"
+
     def noon_table(self, noons: list[Any]) -> str:
         """A new table ``(id, at, unix_at)``: row ``i`` at ``noons[i]`` (UTC), as a timestamp and in unix seconds."""
         if self.kind == "postgres":

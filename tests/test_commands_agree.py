@@ -53,11 +53,13 @@ def test_a_variable_that_expands_to_true_is_a_boolean(config):
 
 def test_every_key_of_the_original_tool_rivet_does_not_take_is_named_at_once(config):
     config.write_text(
-        config.read_text().replace("destination: out}", "destination: out, chunk_by_key: id, verify: true, split: 2}")
+        config.read_text().replace(
+            "destination: out}", "destination: out, keyset_incremental: true, verify: true, split: 2}"
+        )
     )
     checked = run_rivet("check", "-c", str(config), "--config-only")
     assert checked.returncode == 2
-    for key in ("chunk_by_key", "verify", "split"):
+    for key in ("keyset_incremental", "verify", "split"):
         assert f"{key}: " in checked.stderr, checked.stderr
 
 

@@ -214,6 +214,7 @@ def _export_checks(plan: ExportPlan, session: Any) -> list[Check]:
         "cursor_column": plan.cursor.column if plan.cursor else None,
         "cursor_fallback_column": plan.cursor.fallback if plan.cursor else None,
         "chunk_column": plan.chunking.column if plan.chunking else None,
+        **{f"chunk_by_key {c}": c for c in (plan.chunking.keys if plan.chunking else ())},
         "time_column": plan.window.column if plan.window else None,
         **{f"partition_by {c}": c for c in (plan.partitioning.columns if plan.partitioning else ())},
     }

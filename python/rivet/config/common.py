@@ -90,11 +90,10 @@ class StrictModel(BaseModel):
 
 # Keys of the original tool's later versions that rivet does not take, with what to use instead.
 UNSUPPORTED_EXPORT_KEYS = {
-    "chunk_by_key": "keyset chunking is not supported: use chunk_column with an integer, date or timestamp "
-    "column, or table: with parallel: N (page ranges on PostgreSQL)",
     "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
     "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
-    "keyset_incremental": "use mode: incremental with a cursor_column",
+    "keyset_incremental": "use mode: incremental with a cursor_column, or mode: chunked with chunk_by_key "
+    "for a full read in key order",
     "load": "rivet writes files; load them with your warehouse's own loader",
     "target": "rivet writes files; load them with your warehouse's own loader",
     "split": "use max_file_size to rotate parts",

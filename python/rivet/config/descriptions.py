@@ -101,6 +101,7 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "incremental_cursor_mode": "single_column (default) or coalesce (with cursor_fallback_column).",
         "cursor_fallback_column": "incremental, coalesce: the column used where the cursor is NULL.",
         "chunk_column": "chunked: the integer, date or timestamp column cut into ranges.",
+        "chunk_by_key": "chunked: a unique indexed key (a column or a list) read in keyset ranges of chunk_size rows.",
         "chunk_size": "chunked: about this many rows per chunk.",
         "chunk_count": "chunked: about this many chunks (instead of chunk_size).",
         "chunk_by_days": "chunked: calendar ranges of this many days (date or timestamp column).",

@@ -75,6 +75,10 @@ class ExportConfig(StrictModel):
     cursor_fallback_column: str | None = None
     # chunked
     chunk_column: str | None = None
+    # Keyset chunks: ranges of a unique, indexed key of one or more columns (text, uuid, integers).
+    chunk_by_key: (
+        Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    ) | None = None
     chunk_size: PositiveInt | None = None
     chunk_count: PositiveInt | None = None
     chunk_by_days: PositiveInt | None = None
@@ -278,6 +282,27 @@ class ExportConfig(StrictModel):
         if self.max_file_size is not None:
             raise ValueError("a stdout destination is one file: max_file_size does not apply")
 
+    @property
+    def keyset_columns(self) -> tuple[str, ...]:
+        """The chunk_by_key columns, in key order (empty: no keyset chunks)."""
+        by = self.chunk_by_key
+        return () if by is None else (by,) if isinstance(by, str) else tuple(by)
+
+    def _keyset_rules(self) -> None:
+        keys = self.keyset_columns
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"chunk_by_key names a column twice: {list(keys)}")
+        clash = [
+            k
+            for k in ("chunk_column", "chunk_by_days", "chunk_dense", "chunk_strategy")
+            if getattr(self, k) not in (None, False)
+        ]
+        if clash:
+            raise ValueError(
+                f"chunk_by_key excludes {', '.join(clash)}: keyset chunks are cut at exact row counts "
+                "(chunk_size or chunk_count) on the key the server orders"
+            )
+
     def _mode_rules(self) -> None:
         m = self.mode
         if m == "incremental":
@@ -289,8 +314,12 @@ class ExportConfig(StrictModel):
             if not coalesce and self.cursor_fallback_column:
                 raise ValueError("cursor_fallback_column requires incremental_cursor_mode: coalesce")
         if m == "chunked":
-            if not self.chunk_column and self.table is None:
-                raise ValueError("chunked mode requires chunk_column (or table: to use its primary key)")
+            if not self.chunk_column and not self.chunk_by_key and self.table is None:
+                raise ValueError(
+                    "chunked mode requires chunk_column or chunk_by_key (or table: to use its primary key)"
+                )
+            if self.chunk_by_key is not None:
+                self._keyset_rules()
             if self.chunk_count is not None and (self.chunk_dense or self.chunk_by_days is not None):
                 raise ValueError("chunk_count excludes chunk_dense and chunk_by_days")
             if self.chunk_by_days is not None and self.chunk_dense:
@@ -312,6 +341,7 @@ class ExportConfig(StrictModel):
             "incremental": ("cursor_column", "incremental_cursor_mode", "cursor_fallback_column"),
             "chunked": (
                 "chunk_column",
+                "chunk_by_key",
                 "chunk_size",
                 "chunk_count",
                 "chunk_by_days",

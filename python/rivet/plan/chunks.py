@@ -44,7 +44,8 @@ class Chunk:
     ``bounds`` (plain values, kept with a checkpoint) let a resumed run make the SQL again
     from its own plan instead of running SQL text from the state store:
     ``["keys", column, lo, hi]`` (the key's integer form in ``[lo, hi)``, None open),
-    ``["nulls", column]``, ``["pages", lo, hi]`` (hi None: to the end) or ``["whole"]``.
+    ``["nulls", column]``, ``["pages", lo, hi]`` (hi None: to the end), ``["whole"]`` or
+    ``["keyset", columns, lo, hi]`` (key tuples, None open).
     """
 
     index: int
@@ -66,10 +67,14 @@ class ChunkSpec:
     min_chunks: int = 1
     # chunk_strategy: count reads the key to balance the chunks; the default estimates.
     counted: bool = False
+    # chunk_by_key: keyset ranges of a unique key of these columns (``column`` is then None).
+    keys: tuple[str, ...] = ()
 
     @property
     def strategy(self) -> str:
-        """``days``, ``dense``, ``count`` or ``size``."""
+        """``keyset``, ``days``, ``dense``, ``count`` or ``size``."""
+        if self.keys:
+            return "keyset"
         if self.by_days:
             return "days"
         if self.dense:
@@ -133,6 +138,10 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     if plan.chunking is None:
         assert plan.table is not None
         return plan_page_chunks(session, plan.source.catalog, plan.table, plan.parallel)
+    if plan.chunking.keys:
+        from rivet.plan.keyset import plan_keyset_chunks  # keyset builds on this module's Chunk
+
+        return plan_keyset_chunks(plan, session, schema)
     spec = dataclasses.replace(plan.chunking, column=chunk_key_column(plan, session, schema))
     return plan_key_chunks(
         session,
@@ -279,6 +288,10 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, i
     if not isinstance(bounds, list | tuple) or not bounds:
         raise ValueError(f"chunk {index} has no bounds")
     bounds = tuple(bounds)
+    if bounds[0] == "keyset":
+        from rivet.plan.keyset import rebuilt_keyset_chunk
+
+        return rebuilt_keyset_chunk(plan, schema, index, bounds)
     if bounds[0] in ("pages", "whole"):
         if (
             plan.table is None
@@ -300,8 +313,8 @@ def _integer_or_none(value: Any) -> bool:
 
 
 def chunk_key_column(plan: ExportPlan, session: Session, schema: pa.Schema) -> str | None:
-    """The column the plan's key chunks are cut on (None: page chunks)."""
-    if plan.chunking is None:
+    """The column the plan's key chunks are cut on (None: page or keyset chunks)."""
+    if plan.chunking is None or plan.chunking.keys:
         return None
     if plan.chunking.column is not None:
         return plan.chunking.column

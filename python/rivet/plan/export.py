@@ -201,7 +201,7 @@ class ExportPlan:
                 self.overrides.other,
                 self.format.kind,
                 *([self.table_format] if self.table_format else []),
-                self.chunking.__dict__ if self.chunking else None,
+                _chunking_basis(self.chunking),
                 self.cursor.__dict__ if self.cursor else None,
                 self.window.__dict__ if self.window else None,
                 *([self.changes.initial] if self.changes else []),
@@ -306,6 +306,13 @@ def with_read_timeout(source: AnySource, tuning: Tuning) -> AnySource:
     return dataclasses.replace(source, read_timeout_s=float(tuning.statement_timeout_s + 30))
 
 
+def _chunking_basis(chunking: ChunkSpec | None) -> dict[str, Any] | None:
+    """What of the chunking decides a run: keyset keys only when set, so older runs still resume."""
+    if chunking is None:
+        return None
+    return {k: v for k, v in chunking.__dict__.items() if k != "keys" or v}
+
+
 def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | None = None) -> ExportPlan:
     """Resolve ``export``: source connection, query text, format, destination, tuning, mode."""
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -326,6 +333,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
             by_days=export.chunk_by_days,
             dense=bool(export.chunk_dense),
             counted=export.chunk_strategy == "count",
+            keys=export.keyset_columns,
         )
     cursor = None
     if export.mode == "incremental":

@@ -37,6 +37,26 @@ class KeyCuts:
     wanted: int
 
 
+@dataclass(frozen=True)
+class UniqueKey:
+    """A primary key or unique index a keyset read can walk: its columns in index order."""
+
+    name: str
+    columns: tuple[str, ...]
+    nullable: tuple[str, ...]  # the columns that may be NULL (a unique index then repeats NULLs)
+
+
+def unique_keys_from(rows: list[list[str | None]]) -> list[UniqueKey]:
+    """Unique keys from catalog rows ``(index, column, nullable 1/t)`` listed in index and key order."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for index, column, nullable in rows:
+        columns, nullables = found.setdefault(str(index), ([], []))
+        columns.append(str(column))
+        if nullable in ("t", "1", "YES"):
+            nullables.append(str(column))
+    return [UniqueKey(name, tuple(cols), tuple(nulls)) for name, (cols, nulls) in found.items()]
+
+
 @dataclass
 class Column:
     """A column as the catalog shows it."""
@@ -105,6 +125,13 @@ class Catalog(ABC):
     def key_nullable(self, session: Any, origin: KeyOrigin) -> bool:
         """Whether the key may be NULL (statistics may be stale, so only a NOT NULL column says no)."""
         return True
+
+    def unique_keys(self, session: Any, relation: str) -> list[UniqueKey]:
+        """The primary key and unique indexes of ``relation`` a keyset read can walk, primary key first.
+
+        Only indexes on whole columns, without expressions or predicates, ordered as the columns are.
+        """
+        return []
 
     def estimated_cuts(self, session: Any, key: KeyCuts) -> list[int] | None:
         """Key cut points about ``target`` rows apart from statistics or index dives; None without them."""

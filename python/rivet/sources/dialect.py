@@ -125,6 +125,12 @@ class Dialect(ABC):
 
     # -- chunk keys ------------------------------------------------------------------------
 
+    def key_compare(self, columns: list[str], literals: list[str], op: str) -> str:
+        """``(columns) op (literals)`` in row-value order, ``op`` ``>=`` or ``<``: a range of an index."""
+        if len(columns) == 1:
+            return f"{columns[0]} {op} {literals[0]}"
+        return f"({', '.join(columns)}) {op} ({', '.join(literals)})"
+
     @abstractmethod
     def key_as_number(self, kind: str, column: str) -> str:
         """SQL turning a key into an integer: itself, days or microseconds since 1970."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
-from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table
+from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ServerCatalog, Table, UniqueKey, unique_keys_from
 from rivet.sources.mysql.dialect import MysqlDialect
 from rivet.sources.mysql.estimates import estimated_cuts, leading_index, rows_in
 
@@ -55,6 +55,19 @@ class MysqlCatalog(ServerCatalog):
             f"TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND COLUMN_NAME = {MYSQL.string(origin.column)}"
         )
         return not rows or rows[0][0] != "NO"
+
+    def unique_keys(self, session: Any, relation: str) -> list[UniqueKey]:
+        """Unique indexes on whole columns (a prefix index does not order the column)."""
+        schema, table = MYSQL.qualified_parts(relation)
+        rows = session.query(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE FROM information_schema.STATISTICS s "
+            "JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME "
+            f"AND c.COLUMN_NAME = s.COLUMN_NAME WHERE s.TABLE_SCHEMA = {schema} AND s.TABLE_NAME = {table} "
+            "AND s.NON_UNIQUE = 0 AND s.INDEX_NAME NOT IN (SELECT INDEX_NAME FROM information_schema.STATISTICS "
+            f"  WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} AND SUB_PART IS NOT NULL) "
+            "ORDER BY s.INDEX_NAME <> 'PRIMARY', s.INDEX_NAME, s.SEQ_IN_INDEX"
+        )
+        return unique_keys_from(rows)
 
     def estimated_cuts(self, session: Any, key: KeyCuts) -> list[int] | None:
         """Cut points from the optimizer's index dives; None when the key leads no index."""

@@ -29,6 +29,22 @@ class MysqlDialect(Dialect):
             f"AND TABLE_SCHEMA = {schema} AND TABLE_NAME = {table} ORDER BY ORDINAL_POSITION"
         )
 
+    def key_compare(self, columns: list[str], literals: list[str], op: str) -> str:
+        """Row comparisons spelled out, which MariaDB plans as a range of the index.
+
+        MariaDB reads ``(a, b) >= (x, y)`` with a full scan; ``a >= x AND (a > x OR (a = x AND
+        b >= y))`` is the same set of rows as an index range.
+        """
+        if len(columns) == 1:
+            return f"{columns[0]} {op} {literals[0]}"
+        strict = op[0]
+        terms = []
+        for i, column in enumerate(columns):
+            last = op if i == len(columns) - 1 else strict
+            equal = [f"{c} = {v}" for c, v in zip(columns[:i], literals[:i], strict=True)]
+            terms.append("(" + " AND ".join([*equal, f"{column} {last} {literals[i]}"]) + ")")
+        return f"({columns[0]} {strict}= {literals[0]} AND ({' OR '.join(terms)}))"
+
     def compatibility_note(self, arrow_type: Any, source_type: str) -> str | None:
         """TINYINT(1) read as boolean, BIT(n) as an unsigned integer."""
         import pyarrow as pa

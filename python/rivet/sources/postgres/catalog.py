@@ -8,7 +8,16 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rivet.sources.base import SourceCapabilities
-from rivet.sources.catalog import KeyCuts, KeyOrigin, Pooler, ReplicationSlot, ServerCatalog, Table
+from rivet.sources.catalog import (
+    KeyCuts,
+    KeyOrigin,
+    Pooler,
+    ReplicationSlot,
+    ServerCatalog,
+    Table,
+    UniqueKey,
+    unique_keys_from,
+)
 from rivet.sources.cuts import even_split, grouped_cuts
 from rivet.sources.postgres.dialect import PostgresDialect
 
@@ -60,6 +69,26 @@ class PostgresCatalog(ServerCatalog):
             f"AND attname = {PG.string(origin.column)}"
         )
         return not (rows and rows[0][0] == "t")
+
+    def unique_keys(self, session: Any, relation: str) -> list[UniqueKey]:
+        """Valid unique btree indexes on plain columns that ``ORDER BY`` the columns walks.
+
+        Each column has its own collation and default operator class in the index.
+        """
+        rows = session.query(
+            "SELECT c.relname, a.attname, NOT a.attnotnull FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam AND am.amname = 'btree' "
+            "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            f"WHERE i.indrelid = {PG.relation(relation)} AND i.indisunique AND i.indisvalid "
+            "AND i.indpred IS NULL AND i.indexprs IS NULL AND k.ord <= i.indnkeyatts "
+            "AND NOT EXISTS (SELECT 1 FROM generate_subscripts(i.indkey::int2[], 1) AS n "
+            "  JOIN pg_attribute b ON b.attrelid = i.indrelid AND b.attnum = i.indkey[n - 1] "
+            "  JOIN pg_opclass o ON o.oid = i.indclass[n - 1] "
+            "  WHERE n <= i.indnkeyatts AND (i.indcollation[n - 1] <> b.attcollation OR NOT o.opcdefault)) "
+            "ORDER BY i.indisprimary DESC, c.relname, k.ord"
+        )
+        return unique_keys_from(rows)
 
     def estimated_cuts(self, session: Any, key: KeyCuts) -> list[int] | None:
         """Cut points from the column's histogram (``pg_stats.histogram_bounds``, equal-frequency buckets).

@@ -1,0 +1,193 @@
+"""Keyset chunks: ranges of a unique, indexed key of one or more columns (integers, text, uuid).
+
+The server orders and compares the key; Python never does. Cuts are key tuples the server
+returns while walking the key's index one chunk at a time (``ORDER BY key LIMIT 1 OFFSET step``
+from the last cut, so each statement reads one chunk's worth of index entries and never the
+table from its start), and every range is a row comparison written in the dialect's literals.
+A case- or accent-insensitive collation, trailing-space rules and MariaDB's UUID order are the
+server's own. Ranges are half-open and contiguous, the first and last open-ended, so a row
+inserted after planning still lands in exactly one chunk; a unique key's columns are NOT NULL
+(nullable ones are refused), so there is no NULL chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from rivet.errors import ConfigError
+from rivet.plan.chunks import Chunk
+from rivet.sources.catalog import KeyOrigin
+
+if TYPE_CHECKING:
+    from rivet.plan.export import ExportPlan
+    from rivet.sources.base import Session
+    from rivet.sources.dialect import Dialect
+
+log = logging.getLogger("rivet")
+
+KeyValue = int | str
+Cut = tuple[KeyValue, ...]
+# How much of a key value a chunk's label shows (labels reach logs and the state store).
+LABEL_CHARS = 24
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """The key of a keyset read: the query's column names, each column's kind, the dialect."""
+
+    columns: tuple[str, ...]
+    kinds: tuple[str, ...]  # "int" or "text" per column
+    dialect: Dialect
+
+    def literals(self, cut: Cut) -> list[str]:
+        """Each value of ``cut`` as SQL the server compares with its column."""
+        return [self.dialect.literal(v) for v in cut]
+
+    def compare(self, columns: list[str], cut: Cut, op: str) -> str:
+        """``(columns) op cut`` (``columns`` quoted)."""
+        return self.dialect.key_compare(columns, self.literals(cut), op)
+
+    def value(self, cut: Any) -> Cut:
+        """``cut`` (a row of text from the server, or bounds from the state store) as typed values."""
+        if not isinstance(cut, list | tuple) or len(cut) != len(self.kinds):
+            raise ValueError(f"{cut!r} is not a value of the key ({', '.join(self.columns)})")
+        values: list[KeyValue] = []
+        for v, kind in zip(cut, self.kinds, strict=True):
+            if kind == "int":
+                if isinstance(v, bool) or not isinstance(v, int | str):
+                    raise ValueError(f"{v!r} is not an integer key value")
+                values.append(int(v))
+            elif isinstance(v, str):
+                values.append(v)
+            else:
+                raise ValueError(f"{v!r} is not a text key value")
+        return tuple(values)
+
+
+def keyset_of(schema: pa.Schema, keys: tuple[str, ...], dialect: Dialect) -> Keyset:
+    """The keyset of ``keys`` in the export's schema, or a ConfigError naming the column."""
+    kinds = []
+    for key in keys:
+        if key not in schema.names:
+            raise ConfigError(
+                f"chunk_by_key '{key}' is not a column of the query (it returns: {', '.join(schema.names)})"
+            )
+        t = schema.field(key).type
+        if pa.types.is_integer(t):
+            kinds.append("int")
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            kinds.append("text")
+        else:
+            raise ConfigError(
+                f"chunk_by_key '{key}' is {t}; keyset chunks take integer, text and uuid columns "
+                "(use chunk_column for a date or timestamp key)"
+            )
+    return Keyset(keys, tuple(kinds), dialect)
+
+
+def plan_keyset_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
+    """Keyset chunks of ``plan``: cuts read from the server along the key's unique index."""
+    spec = plan.chunking
+    assert spec is not None and spec.keys
+    keyset = keyset_of(schema, spec.keys, plan.source.dialect)
+    relation, columns = _walked_key(plan, session, schema, spec.keys)
+    rows = plan.source.catalog.table_rows(session, KeyOrigin(relation, columns[0]))
+    wanted = max(spec.count or (math.ceil(rows / spec.size) if rows else 1), spec.min_chunks)
+    step = max(1, math.ceil(rows / wanted)) if rows else spec.size
+    cuts = _walk(session, keyset, relation, columns, step)
+    bounds: list[Cut | None] = [None, *cuts, None]
+    return [keyset_chunk(i, plan.query, keyset, lo, hi) for i, (lo, hi) in enumerate(itertools.pairwise(bounds))]
+
+
+def keyset_chunk(index: int, base: str, keyset: Keyset, lo: Cut | None, hi: Cut | None) -> Chunk:
+    """The chunk of ``base`` whose key lies in ``[lo, hi)`` (None: open)."""
+    quoted = [keyset.dialect.quote(c) for c in keyset.columns]
+    parts = []
+    if lo is not None:
+        parts.append(keyset.compare(quoted, lo, ">="))
+    if hi is not None:
+        parts.append(keyset.compare(quoted, hi, "<"))
+    predicate = " AND ".join(parts) or "1 = 1"
+    label = "all keys" if not parts else f"keys [{_shown(lo, '-inf')}, {_shown(hi, '+inf')})"
+    bounds = ("keyset", list(keyset.columns), None if lo is None else list(lo), None if hi is None else list(hi))
+    return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label, bounds)
+
+
+def rebuilt_keyset_chunk(plan: ExportPlan, schema: pa.Schema, index: int, bounds: tuple[Any, ...]) -> Chunk:
+    """The keyset chunk ``bounds`` (from the state store) describe, or ValueError."""
+    keys = plan.chunking.keys if plan.chunking else ()
+    if len(bounds) != 4 or not keys or bounds[1] != list(keys):
+        raise ValueError(f"chunk {index}: {bounds!r} are not keyset bounds of this export (its key is {list(keys)})")
+    keyset = keyset_of(schema, keys, plan.source.dialect)
+    lo, hi = (None if b is None else keyset.value(b) for b in bounds[2:])
+    return keyset_chunk(index, plan.query, keyset, lo, hi)
+
+
+def _walked_key(
+    plan: ExportPlan, session: Session, schema: pa.Schema, keys: tuple[str, ...]
+) -> tuple[str, tuple[str, ...]]:
+    """The table whose unique index the key is, and the key's columns there; or a ConfigError."""
+    if plan.table is not None:
+        relation, columns = plan.table, tuple(keys)
+    else:
+        origins = session.origins(plan.query)
+        found = [origins[schema.names.index(k)] for k in keys] if len(origins) == len(schema.names) else []
+        read = [f for f in found if f is not None]
+        if len(read) != len(keys) or len({relation for relation, _ in read}) != 1:
+            raise ConfigError(
+                f"export '{plan.name}': chunk_by_key {list(keys)} must be columns the query reads as they are "
+                "from one table (none computed, none from another table)"
+            )
+        relation, columns = read[0][0], tuple(column for _, column in read)
+    uniques = plan.source.catalog.unique_keys(session, relation)
+    match = next((u for u in uniques if u.columns == columns), None)
+    shown = ", ".join("(" + ", ".join(u.columns) + ")" for u in uniques) or "none"
+    if match is None:
+        raise ConfigError(
+            f"export '{plan.name}': chunk_by_key {list(keys)} is not the primary key or a unique index of "
+            f"{relation}; keyset chunks walk a unique index in its column order (its unique keys: {shown}). "
+            "Use one of them, or chunk_column for a non-unique integer, date or timestamp column"
+        )
+    if match.nullable:
+        raise ConfigError(
+            f"export '{plan.name}': chunk_by_key {list(keys)}: {', '.join(match.nullable)} of unique index "
+            f"{match.name} may be NULL, and NULLs repeat in a unique index; make the column NOT NULL or use the "
+            "primary key"
+        )
+    return relation, columns
+
+
+def _walk(session: Session, keyset: Keyset, relation: str, columns: tuple[str, ...], step: int) -> list[Cut]:
+    """Cuts ``step`` rows apart along the key's index: one bounded statement per chunk."""
+    quoted = [keyset.dialect.quote(c) for c in columns]
+    order = ", ".join(quoted)
+    cuts: list[Cut] = []
+    started = time.monotonic()
+    while True:
+        where = f" WHERE {keyset.compare(quoted, cuts[-1], '>=')}" if cuts else ""
+        found = session.query(f"SELECT {order} FROM {relation}{where} ORDER BY {order} LIMIT 1 OFFSET {step}")
+        if not found:
+            break
+        cuts.append(keyset.value(found[0]))
+    log.info(
+        "planned %d keyset chunks of %d rows along (%s) in %.2f s",
+        len(cuts) + 1,
+        step,
+        ", ".join(keyset.columns),
+        time.monotonic() - started,
+    )
+    return cuts
+
+
+def _shown(cut: Cut | None, open_end: str) -> str:
+    if cut is None:
+        return open_end
+    shown = [str(v) if len(str(v)) <= LABEL_CHARS else str(v)[:LABEL_CHARS] + "…" for v in cut]
+    return shown[0] if len(shown) == 1 else "(" + ", ".join(shown) + ")"
