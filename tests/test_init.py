@@ -15,6 +15,7 @@ import yaml
 
 from tests.conftest import MYSQL_URL, PG_URL, my_query
 from tests.outputs import run_rivet
+from tests.sources import numbers
 
 
 def _rows(out: Path, columns: list[str]) -> collections.Counter:
@@ -113,6 +114,25 @@ def test_discover_on_mariadb(my_table, my_conn, tmp_path):
     source = collections.Counter(my_query(my_conn, f"SELECT id, note FROM {changing}"))
     assert _rows(tmp_path / "out" / changing, ["id", "note"]) == source
     assert _rows(tmp_path / "out" / plain, ["code", "label"]) == collections.Counter({("x", "ex"): 1})
+
+
+@pytest.mark.mysql
+def test_discover_proposes_keyset_chunks_for_a_large_mariadb_table_without_an_integer_key(my_table, my_conn, tmp_path):
+    keyed = my_table(
+        "CREATE TABLE {t} (tenant varchar(8) NOT NULL, code char(36) NOT NULL, n int, PRIMARY KEY (tenant, code));\n"
+        f"INSERT INTO {{t}} SELECT CONCAT('t', MOD(i, 3)), UUID(), i FROM ({numbers(3000)}) AS n;\n"
+        "ANALYZE TABLE {t}"
+    )
+    config = tmp_path / "rivet.yaml"
+    made = run_rivet("init", "--source", MYSQL_URL, "--discover", "-t", keyed, "--chunk-above", "1000",
+                     "-o", str(config))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    proposed = _exports(config)[keyed]
+    assert proposed["mode"] == "chunked" and proposed["chunk_by_key"] == ["tenant", "code"], proposed
+    ran = run_rivet("run", "-c", str(config), env={"RIVET_SOURCE_URL": MYSQL_URL})
+    assert ran.returncode == 0, ran.stderr
+    source = collections.Counter(my_query(my_conn, f"SELECT tenant, code, n FROM {keyed}"))
+    assert _rows(tmp_path / "out" / keyed, ["tenant", "code", "n"]) == source
 
 
 def test_a_sqlite_file_becomes_a_config_beside_it_or_elsewhere(tmp_path):

@@ -43,6 +43,10 @@ CHANGE_COLUMNS = (
 )
 APPEND_ONLY = re.compile(r"(^|_)(log|logs|events?|audit|history|journal)$", re.IGNORECASE)
 INTEGER_TYPES = re.compile(r"^(small|big|tiny|medium)?int(eger)?\b|^serial|^bigserial|^int[248]\b", re.IGNORECASE)
+# Key column types keyset chunks walk (chunk_by_key): integers, text and UUIDs.
+KEYSET_TYPES = re.compile(
+    r"^((small|big|tiny|medium)?int(eger)?\b|int[248]\b|(var)?char|character|text|uuid)", re.IGNORECASE
+)
 TEMPORAL_TYPES = re.compile(r"^(timestamp|datetime|date\b)", re.IGNORECASE)
 DEFAULT_CHUNK_ABOVE = 1_000_000
 NAME = re.compile(r"[^A-Za-z0-9_-]+")
@@ -117,6 +121,19 @@ def propose(table: Table, source: Any, *, discover: bool, chunk_above: int, take
             "chunk_checkpoint": True,
         }
         proposal.why += f"; large, with an integer key {table.key[0]}: chunked by {size:,} rows, 2 workers, resumable"
+    elif (
+        table.key
+        and table.rows >= chunk_above
+        and source.catalog.capabilities.reads_in_chunks
+        and not source.catalog.capabilities.splits_tables_by_pages  # PostgreSQL: pages read faster
+        and all(_is(table, k, KEYSET_TYPES) for k in table.key)
+    ):
+        # Smaller than integer ranges: each chunk is one statement, kept well under a second.
+        size = min(500_000, max(100_000, table.rows // 32))
+        key = table.key[0] if len(table.key) == 1 else list(table.key)
+        keys |= {"mode": "chunked", "chunk_by_key": key, "chunk_size": size, "parallel": 2, "chunk_checkpoint": True}
+        shown = ", ".join(table.key)
+        proposal.why += f"; large, with a primary key ({shown}) that is not one integer: keyset chunks of {size:,} rows"
     else:
         reason = "no change column, append-only key or size to chunk"
         proposal.why += f"; {reason}: full"
@@ -162,6 +179,8 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
     text = str(value)
     if PLAIN.match(text) and text.lower() not in YAML_WORDS:
         return text
