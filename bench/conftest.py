@@ -24,7 +24,7 @@ def scale(request: pytest.FixtureRequest) -> Scale:
 
 @pytest.fixture(scope="session", params=GATE_SCALES)
 def mysql_scale(request: pytest.FixtureRequest) -> tuple[Scale, int]:
-    """A MariaDB database with lineitem at this scale, and its row count."""
+    """A MariaDB database with lineitem (and lineitem_uuid) at this scale, and their row count."""
     built = SCALES[request.param]
-    ensure_mysql_lineitem(built)
+    ensure_mysql_lineitem(built, ("lineitem", "lineitem_uuid"))
     return built, MYSQL_LINEITEM[built.name]

@@ -106,20 +106,29 @@ def _mysql_connect(database: str | None = None):  # pymysql is imported lazily: 
     )
 
 
-def ensure_mysql_lineitem(scale: Scale) -> None:
-    """Create the MariaDB bench database and its lineitem when its row count differs."""
+# The MariaDB tables the benchmark builds, in build order (lineitem_uuid is made from lineitem).
+MYSQL_SCRIPTS = {"lineitem": "fixtures_mysql.sql", "lineitem_uuid": "fixtures_mysql_uuid.sql"}
+
+
+def ensure_mysql_lineitem(scale: Scale, tables: tuple[str, ...] = ("lineitem",)) -> None:
+    """Create the MariaDB bench database and its lineitem (and lineitem_uuid, when asked for) where
+    its row count differs."""
     rows = MYSQL_LINEITEM[scale.name]
     with _mysql_connect() as admin, admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{scale.database}`")
     with _mysql_connect(scale.database) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'lineitem'"
-        )
-        have = None
-        if cur.fetchone()[0]:
-            cur.execute("SELECT count(*) FROM lineitem")
-            have = cur.fetchone()[0]
-        if have != rows:
-            print(f"building lineitem ({rows:,} rows) in MariaDB {scale.database}", flush=True)
-            for statement in _statements((HERE / "fixtures_mysql.sql").read_text(), {"rows": rows}):
-                cur.execute(statement)
+        for table, script in MYSQL_SCRIPTS.items():
+            if table != "lineitem" and table not in tables:
+                continue
+            cur.execute(
+                "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+            have = None
+            if cur.fetchone()[0]:
+                cur.execute(f"SELECT count(*) FROM {table}")
+                have = cur.fetchone()[0]
+            if have != rows:
+                print(f"building {table} ({rows:,} rows) in MariaDB {scale.database}", flush=True)
+                for statement in _statements((HERE / script).read_text(), {"rows": rows}):
+                    cur.execute(statement)

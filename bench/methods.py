@@ -137,6 +137,27 @@ def rivet_chunked_query(url: str, table: str, out: Path) -> int:
     return result.rows
 
 
+def rivet_keyset(url: str, table: str, out: Path) -> int:
+    """rivet, mode chunked with chunk_by_key on the table's primary key (keyset chunks), parallel: 2."""
+    import rivet
+
+    result = rivet.export(
+        _rivet_source(url),
+        table=table,
+        destination=str(out),
+        name=table,
+        mode="chunked",
+        chunk_by_key=KEYSET_KEYS.get(table, CHUNK_KEYS.get(table, "id")),
+        parallel=2,
+        chunk_size=CHUNK_ROWS.get(table, 250_000),
+    )
+    return result.rows
+
+
+# The unique key keyset chunks walk, where it is not the integer key of CHUNK_KEYS.
+KEYSET_KEYS = {"lineitem_uuid": "id"}
+
+
 # A date or timestamp column of each table and its bucket: events are in time order (one day at a
 # time, 347 days); content_items and lineitem rows come in random order over 66 and 84 months.
 PARTITIONS = {
@@ -329,6 +350,7 @@ METHODS: dict[str, Callable[[str, str, Path], int | tuple[int, Callable[[], int]
     "rivet_read_polars": rivet_read_polars,
     "polars_read_cx": polars_read_cx,
     "connectorx_arrow": connectorx_arrow,
+    "rivet_keyset": rivet_keyset,
     "mysql_floor": mysql_floor,
     "duckdb_mysql": duckdb_mysql,
     "connectorx": connectorx_stream,

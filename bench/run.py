@@ -1,5 +1,6 @@
 """Side-by-side benchmark: ``python bench/run.py [--source postgres|mysql] [--scale full] [--tables ...]
-[--methods ...] [--repeat 3] [--baseline DIR]``. On MariaDB the table is lineitem (2 M rows at full scale).
+[--methods ...] [--repeat 3] [--baseline DIR]``. On MariaDB the table is lineitem (2 M rows at full scale);
+``--tables lineitem_uuid`` is the same rows keyed by a UUID (for ``rivet_keyset``).
 
 ``--baseline DIR`` (a checkout of another commit, with its native module built into
 ``DIR/python/rivet``) adds ``METHOD@base`` beside every rivet method, run alternately with it:
@@ -50,7 +51,7 @@ def main() -> None:
         BASELINES["base"] = args.baseline
         methods = [v for m in methods for v in ([m, f"{m}@base"] if m.startswith("rivet") else [m])]
     if mysql:
-        ensure_mysql_lineitem(scale)
+        ensure_mysql_lineitem(scale, tables)
     else:
         ensure_tables(scale, tables)
     url = scale.mysql_url if mysql else scale.url

@@ -1,9 +1,8 @@
 """Keyset chunks: ranges of a unique, indexed key of one or more columns (integers, text, uuid).
 
 The server orders and compares the key; Python never does. Cuts are key tuples the server
-returns while walking the key's index one chunk at a time (``ORDER BY key LIMIT 1 OFFSET step``
-from the last cut, so each statement reads one chunk's worth of index entries and never the
-table from its start), and every range is a row comparison written in the dialect's literals.
+returns while walking the key's index one chunk at a time (:mod:`rivet.plan.keywalk`), and
+every range is a row comparison written in the dialect's literals.
 A case- or accent-insensitive collation, trailing-space rules and MariaDB's UUID order are the
 server's own. Ranges are half-open and contiguous, the first and last open-ended, so a row
 inserted after planning still lands in exactly one chunk; a unique key's columns are NOT NULL
@@ -13,9 +12,7 @@ inserted after planning still lands in exactly one chunk; a unique key's columns
 from __future__ import annotations
 
 import itertools
-import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,14 +20,13 @@ import pyarrow as pa
 
 from rivet.errors import ConfigError
 from rivet.plan.chunks import Chunk
+from rivet.plan.keywalk import KeyWalk, walk_cuts
 from rivet.sources.catalog import KeyOrigin
 
 if TYPE_CHECKING:
     from rivet.plan.export import ExportPlan
     from rivet.sources.base import Session
     from rivet.sources.dialect import Dialect
-
-log = logging.getLogger("rivet")
 
 KeyValue = int | str
 Cut = tuple[KeyValue, ...]
@@ -101,7 +97,7 @@ def plan_keyset_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) ->
     rows = plan.source.catalog.table_rows(session, KeyOrigin(relation, columns[0]))
     wanted = max(spec.count or (math.ceil(rows / spec.size) if rows else 1), spec.min_chunks)
     step = max(1, math.ceil(rows / wanted)) if rows else spec.size
-    cuts = _walk(session, keyset, relation, columns, step)
+    cuts = walk_cuts(KeyWalk(keyset, relation, columns, step), session)
     bounds: list[Cut | None] = [None, *cuts, None]
     return [keyset_chunk(i, plan.query, keyset, lo, hi) for i, (lo, hi) in enumerate(itertools.pairwise(bounds))]
 
@@ -162,28 +158,6 @@ def _walked_key(
             "primary key"
         )
     return relation, columns
-
-
-def _walk(session: Session, keyset: Keyset, relation: str, columns: tuple[str, ...], step: int) -> list[Cut]:
-    """Cuts ``step`` rows apart along the key's index: one bounded statement per chunk."""
-    quoted = [keyset.dialect.quote(c) for c in columns]
-    order = ", ".join(quoted)
-    cuts: list[Cut] = []
-    started = time.monotonic()
-    while True:
-        where = f" WHERE {keyset.compare(quoted, cuts[-1], '>=')}" if cuts else ""
-        found = session.query(f"SELECT {order} FROM {relation}{where} ORDER BY {order} LIMIT 1 OFFSET {step}")
-        if not found:
-            break
-        cuts.append(keyset.value(found[0]))
-    log.info(
-        "planned %d keyset chunks of %d rows along (%s) in %.2f s",
-        len(cuts) + 1,
-        step,
-        ", ".join(keyset.columns),
-        time.monotonic() - started,
-    )
-    return cuts
 
 
 def _shown(cut: Cut | None, open_end: str) -> str:

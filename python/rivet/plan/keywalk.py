@@ -1,0 +1,55 @@
+"""Walking a unique index for keyset cuts: each cut a fixed number of rows from the last.
+
+One statement per cut (``ORDER BY key LIMIT 1 OFFSET step`` from the previous cut), so each
+reads one chunk's worth of index entries and never the table from its start. The walk costs
+the server about one pass over the index (0.8 s for 2 M rows of a UUID-keyed MariaDB table
+here). A second connection walking from the end measured slower, not faster: the two walks
+compete for the buffer pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rivet.plan.keyset import Cut, Keyset
+    from rivet.sources.base import Session
+
+log = logging.getLogger("rivet")
+
+
+@dataclass(frozen=True)
+class KeyWalk:
+    """Statements along ``columns`` (the key's names in ``relation``), ``step`` rows apart."""
+
+    keyset: Keyset
+    relation: str
+    columns: tuple[str, ...]
+    step: int
+
+    def up(self, session: Session, after: Cut | None) -> Cut | None:
+        """The key ``step`` rows past ``after`` (None: past the start), or None when no more remain."""
+        quoted = [self.keyset.dialect.quote(c) for c in self.columns]
+        where = f" WHERE {self.keyset.compare(quoted, after, '>=')}" if after is not None else ""
+        order = ", ".join(quoted)
+        found = session.query(f"SELECT {order} FROM {self.relation}{where} ORDER BY {order} LIMIT 1 OFFSET {self.step}")
+        return self.keyset.value(found[0]) if found else None
+
+
+def walk_cuts(walk: KeyWalk, session: Session) -> list[Cut]:
+    """Cuts ``walk.step`` rows apart over the whole key, in key order: one statement per chunk."""
+    started = time.monotonic()
+    cuts: list[Cut] = []
+    while (cut := walk.up(session, cuts[-1] if cuts else None)) is not None:
+        cuts.append(cut)
+    log.info(
+        "planned %d keyset chunks of %d rows along (%s) in %.2f s",
+        len(cuts) + 1,
+        walk.step,
+        ", ".join(walk.keyset.columns),
+        time.monotonic() - started,
+    )
+    return cuts
