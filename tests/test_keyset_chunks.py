@@ -7,6 +7,9 @@ whatever the key's type, collation or column count.
 from __future__ import annotations
 
 import collections
+import contextlib
+import json
+import sqlite3
 import uuid
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import pytest
 import rivet
 from rivet.errors import ConfigError
 from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
-from tests.outputs import write_config
+from tests.outputs import run_rivet, write_config
 from tests.sources import Source
 
 KEYS = ["uuid", "text", "text_uuid", "int_int"]
@@ -87,3 +90,25 @@ def test_a_key_keyset_chunks_cannot_walk_is_refused_by_name(database_server, out
     # The refusal lists the keys it could walk.
     if "unique index" in refusal and "nick" not in refusal:
         assert "(id), (id, v)" in str(refused.value), str(refused.value)
+
+
+def test_a_table_whose_primary_key_is_not_one_integer_is_read_in_keyset_chunks_and_resumed(database_server, tmp_path):
+    # chunked with table: and no key: ranges of an integer key, keyset chunks of any other key (here
+    # (text, uuid)), decided again from the table when the run is resumed.
+    source = database_server
+    table, columns = source.keyed_table("text_uuid", 6000)
+    export_yaml = (
+        f"- name: t\n  table: {table}\n  mode: chunked\n  chunk_size: 500\n  chunk_checkpoint: true\n"
+        "  parallel: 2\n  max_file_size: 40KB\n  destination: out\n"
+    )
+    config = write_config(tmp_path, source.block, export_yaml)
+    crashed = run_rivet("run", "-c", str(config), env={"RIVET_FAILPOINTS": "after_part_write@3:crash"})
+    assert crashed.returncode != 0 and "failpoint after_part_write fired" in crashed.stderr, crashed.stderr
+    with contextlib.closing(sqlite3.connect(tmp_path / ".rivet_state.db")) as conn:
+        bounds = [json.loads(b) for (b,) in conn.execute("SELECT bounds FROM chunk_tasks")]
+        before = dict(conn.execute("SELECT chunk_index, parts FROM chunk_tasks WHERE status = 'done'").fetchall())
+    assert {b[0] for b in bounds} == {"keyset"} and bounds[0][1] == columns
+    assert before and not (tmp_path / "out" / "_SUCCESS").exists()
+
+    files = resume_and_check(config, before)
+    assert rows_in_files(files, [*columns, "v"]) == table_rows(source, table, columns)

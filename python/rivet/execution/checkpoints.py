@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, StateError
-from rivet.plan.chunks import chunk_key_column, rebuilt_chunk
+from rivet.plan.chunks import rebuilt_chunk, resolved_chunking
 from rivet.state.keys import written_to
 
 if TYPE_CHECKING:
@@ -61,11 +61,11 @@ def rebuilt_queries(
     plan: ExportPlan, session: Session, schema: pa.Schema, run_id: str, tasks: list[ChunkTask]
 ) -> dict[int, str]:
     """Each chunk's SQL made again from the plan and its stored bounds; the stored SQL is never run."""
-    key_column = chunk_key_column(plan, session, schema)
+    spec = resolved_chunking(plan, session, schema)
     queries = {}
     for task in tasks:
         try:
-            chunk = rebuilt_chunk(plan, schema, key_column, int(task.chunk_index), task.bounds)
+            chunk = rebuilt_chunk(plan, schema, spec, int(task.chunk_index), task.bounds)
         except (ValueError, TypeError, ConfigError) as e:
             raise StateError(
                 f"export '{plan.name}': run {run_id} cannot be resumed: {e} (a run checkpointed by an older rivet, "

@@ -135,14 +135,14 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     """The chunks of ``plan``: those it carries, else planned now on ``session``."""
     if plan.chunks is not None:
         return list(plan.chunks)
-    if plan.chunking is None:
+    spec = resolved_chunking(plan, session, schema)
+    if spec is None:
         assert plan.table is not None
         return plan_page_chunks(session, plan.source.catalog, plan.table, plan.parallel)
-    if plan.chunking.keys:
+    if spec.keys:
         from rivet.plan.keyset import plan_keyset_chunks  # keyset builds on this module's Chunk
 
-        return plan_keyset_chunks(plan, session, schema)
-    spec = dataclasses.replace(plan.chunking, column=chunk_key_column(plan, session, schema))
+        return plan_keyset_chunks(plan, session, schema, spec)
     return plan_key_chunks(
         session,
         plan.query,
@@ -155,16 +155,29 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     )
 
 
-def primary_key_column(session: Session, relation: str, schema: pa.Schema, dialect: Dialect) -> str:
-    """The single-column integer primary key of ``relation``, or a ConfigError."""
-    names = [r[0] for r in session.query(dialect.primary_key_query(relation)) if r[0]]
-    if len(names) != 1:
-        raise ConfigError(
-            f"table {relation} has no single-column primary key ({len(names)} key columns); set chunk_column"
-        )
-    key_kind(schema, names[0], dialect)  # refuses a non-integer, non-date key with a clear message
-    log.info("chunk_column not set: using the primary key %s of %s", names[0], relation)
-    return names[0]
+def resolved_chunking(plan: ExportPlan, session: Session, schema: pa.Schema) -> ChunkSpec | None:
+    """The plan's chunking with its key decided (None: page chunks).
+
+    ``chunk_column`` or ``chunk_by_key`` as configured; else the table's primary key: ranges
+    of one integer, date or timestamp column, keyset chunks of any other (a UUID, text, or
+    several columns), as the original tool chose for a MySQL table without an integer key.
+    """
+    spec = plan.chunking
+    if spec is None or spec.keys or spec.column is not None:
+        return spec
+    assert plan.table is not None
+    names = [r[0] for r in session.query(plan.source.dialect.primary_key_query(plan.table)) if r[0]]
+    if not names:
+        raise ConfigError(f"table {plan.table} has no primary key to chunk by; set chunk_column or chunk_by_key")
+    if len(names) == 1 and names[0] in schema.names and _is_range_key(schema.field(names[0]).type):
+        log.info("chunk_column not set: using the primary key %s of %s", names[0], plan.table)
+        return dataclasses.replace(spec, column=names[0])
+    log.info("chunk_column not set: keyset chunks on the primary key (%s) of %s", ", ".join(names), plan.table)
+    return dataclasses.replace(spec, keys=tuple(names))
+
+
+def _is_range_key(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_date32(t) or pa.types.is_timestamp(t))
 
 
 def plan_key_chunks(
@@ -279,10 +292,10 @@ def page_chunk(index: int, relation: str, bounds: tuple[Any, ...]) -> Chunk:
     return Chunk(index, f"{base} WHERE {' AND '.join(parts) or 'true'}", label, bounds)
 
 
-def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, index: int, bounds: Any) -> Chunk:
+def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, spec: ChunkSpec | None, index: int, bounds: Any) -> Chunk:
     """The chunk ``bounds`` describe, made again from ``plan`` (never from stored SQL).
 
-    ``key_column``: the column this run chunks by (the plan's, or the table's primary key).
+    ``spec``: the chunking this run uses, its key decided (:func:`resolved_chunking`).
     Raises ValueError for bounds this plan could not have made.
     """
     if not isinstance(bounds, list | tuple) or not bounds:
@@ -291,11 +304,11 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, i
     if bounds[0] == "keyset":
         from rivet.plan.keyset import rebuilt_keyset_chunk
 
-        return rebuilt_keyset_chunk(plan, schema, index, bounds)
+        return rebuilt_keyset_chunk(plan, schema, spec.keys if spec else (), index, bounds)
     if bounds[0] in ("pages", "whole"):
         if (
             plan.table is None
-            or plan.chunking is not None
+            or spec is not None
             or not (bounds == ("whole",) or (len(bounds) == 3 and all(_integer_or_none(b) for b in bounds[1:])))
         ):
             raise ValueError(f"chunk {index}: {bounds!r} are not page bounds of this export")
@@ -303,6 +316,7 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, i
     shape_ok = (bounds[0] == "keys" and len(bounds) == 4 and all(_integer_or_none(b) for b in bounds[2:])) or (
         bounds[0] == "nulls" and len(bounds) == 2
     )
+    key_column = spec.column if spec else None
     if not shape_ok or key_column is None or bounds[1] != key_column:
         raise ValueError(f"chunk {index}: {bounds!r} are not key bounds of this export (its key is {key_column})")
     return key_chunk(index, plan.query, key_kind(schema, key_column, plan.source.dialect), bounds)
@@ -310,16 +324,6 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, key_column: str | None, i
 
 def _integer_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def chunk_key_column(plan: ExportPlan, session: Session, schema: pa.Schema) -> str | None:
-    """The column the plan's key chunks are cut on (None: page or keyset chunks)."""
-    if plan.chunking is None or plan.chunking.keys:
-        return None
-    if plan.chunking.column is not None:
-        return plan.chunking.column
-    assert plan.table is not None
-    return primary_key_column(session, plan.table, schema, plan.source.dialect)
 
 
 def fingerprint(*parts: object) -> str:

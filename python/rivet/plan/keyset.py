@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from rivet.errors import ConfigError
-from rivet.plan.chunks import Chunk
+from rivet.plan.chunks import Chunk, ChunkSpec
 from rivet.plan.keywalk import KeyWalk, walk_cuts
 from rivet.sources.catalog import KeyOrigin
 
@@ -88,10 +88,9 @@ def keyset_of(schema: pa.Schema, keys: tuple[str, ...], dialect: Dialect) -> Key
     return Keyset(keys, tuple(kinds), dialect)
 
 
-def plan_keyset_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
-    """Keyset chunks of ``plan``: cuts read from the server along the key's unique index."""
-    spec = plan.chunking
-    assert spec is not None and spec.keys
+def plan_keyset_chunks(plan: ExportPlan, session: Session, schema: pa.Schema, spec: ChunkSpec) -> list[Chunk]:
+    """Keyset chunks of ``plan`` on ``spec.keys``: cuts read from the server along the key's unique index."""
+    assert spec.keys
     keyset = keyset_of(schema, spec.keys, plan.source.dialect)
     relation, columns = _walked_key(plan, session, schema, spec.keys)
     rows = plan.source.catalog.table_rows(session, KeyOrigin(relation, columns[0]))
@@ -116,9 +115,10 @@ def keyset_chunk(index: int, base: str, keyset: Keyset, lo: Cut | None, hi: Cut 
     return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label, bounds)
 
 
-def rebuilt_keyset_chunk(plan: ExportPlan, schema: pa.Schema, index: int, bounds: tuple[Any, ...]) -> Chunk:
-    """The keyset chunk ``bounds`` (from the state store) describe, or ValueError."""
-    keys = plan.chunking.keys if plan.chunking else ()
+def rebuilt_keyset_chunk(
+    plan: ExportPlan, schema: pa.Schema, keys: tuple[str, ...], index: int, bounds: tuple[Any, ...]
+) -> Chunk:
+    """The keyset chunk on ``keys`` that ``bounds`` (from the state store) describe, or ValueError."""
     if len(bounds) != 4 or not keys or bounds[1] != list(keys):
         raise ValueError(f"chunk {index}: {bounds!r} are not keyset bounds of this export (its key is {list(keys)})")
     keyset = keyset_of(schema, keys, plan.source.dialect)
