@@ -159,8 +159,9 @@ def resolved_chunking(plan: ExportPlan, session: Session, schema: pa.Schema) -> 
     """The plan's chunking with its key decided (None: page chunks).
 
     ``chunk_column`` or ``chunk_by_key`` as configured; else the table's primary key: ranges
-    of one integer, date or timestamp column, keyset chunks of any other (a UUID, text, or
-    several columns), as the original tool chose for a MySQL table without an integer key.
+    of one integer, date or timestamp column; for any other key (a UUID, text, or several
+    columns) page ranges where the database has them, else keyset chunks on the key (as the
+    original tool chose for a MySQL table without an integer key).
     """
     spec = plan.chunking
     if spec is None or spec.keys or spec.column is not None:
@@ -172,6 +173,10 @@ def resolved_chunking(plan: ExportPlan, session: Session, schema: pa.Schema) -> 
     if len(names) == 1 and names[0] in schema.names and _is_range_key(schema.field(names[0]).type):
         log.info("chunk_column not set: using the primary key %s of %s", names[0], plan.table)
         return dataclasses.replace(spec, column=names[0])
+    if plan.source.catalog.capabilities.splits_tables_by_pages:
+        # A key not in the heap's order (a random UUID) would read every page for every chunk.
+        log.info("chunk_column not set and the primary key of %s is not one integer: page ranges", plan.table)
+        return None
     log.info("chunk_column not set: keyset chunks on the primary key (%s) of %s", ", ".join(names), plan.table)
     return dataclasses.replace(spec, keys=tuple(names))
 
