@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -18,8 +19,9 @@ import pytest
 import rivet
 from rivet.errors import ConfigError
 from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
+from tests.conftest import MYSQL_URL
 from tests.outputs import run_rivet, write_config
-from tests.sources import Source
+from tests.sources import Source, numbers
 
 KEYS = ["uuid", "text", "text_uuid", "int_int"]
 
@@ -116,3 +118,47 @@ def test_a_table_whose_primary_key_is_not_one_integer_is_read_in_keyset_chunks_a
 
     files = resume_and_check(config, before)
     assert rows_in_files(files, [*columns, "v"]) == table_rows(source, table, columns)
+
+
+@pytest.mark.parametrize("by", ["chunk_by_key", "chunk_column"])
+def test_a_key_an_outer_join_makes_null_still_reads_every_row(database_server, out, by):
+    # r.k is NOT NULL in its table, but the LEFT JOIN gives it NULL for every row of l without a match.
+    source = database_server
+    left = source.sql_table("CREATE TABLE {t} (id int PRIMARY KEY, v int NOT NULL)")
+    right = source.sql_table("CREATE TABLE {t} (k int PRIMARY KEY, lid int NOT NULL)")
+    source.sql(f"INSERT INTO {left} SELECT i, i FROM {_numbers(source, 2000)}")
+    source.sql(f"INSERT INTO {right} SELECT i, i FROM {_numbers(source, 1000)} WHERE mod(i, 2) = 0")
+    query = f"SELECT r.k, l.v FROM {left} l LEFT JOIN {right} r ON r.lid = l.id"
+    result = rivet.export(source.url, query=query, destination=str(out), mode="chunked", chunk_size=300,
+                          parallel=2, **{by: "k"})  # fmt: skip
+    assert rows_in_files(result.files, ["k", "v"]) == source.rows(query)
+    assert result.rows == 2000
+
+
+def _numbers(source: Source, n: int) -> str:
+    """A FROM item of the integers 1..n in a column ``i``."""
+    return f"generate_series(1, {n}) AS i" if source.kind == "postgres" else f"({numbers(n)}) AS n"
+
+
+# Tens of chunks, not thousands: past twice the chunks planned, the walk doubles its step.
+@pytest.mark.parametrize(("options", "most"), [({"chunk_count": 4}, 60), ({"chunk_size": 100_000}, 1)])
+def test_statistics_that_understate_the_table_do_not_make_thousands_of_chunks(database_server, out, options, most):
+    source = database_server
+    table = source.sql_table("CREATE TABLE {t} (k varchar(20) PRIMARY KEY, v int NOT NULL)")
+    source.sql(f"INSERT INTO {table} SELECT concat('k', i), i FROM {_numbers(source, 10)}")
+    source.sql(f"ANALYZE {'TABLE ' if source.kind == 'mysql' else ''}{table}")
+    source.sql(f"INSERT INTO {table} SELECT concat('n', i), i FROM {_numbers(source, 20000)}")
+    result = export(source, table, out, chunk_by_key="k", parallel=2, **options)
+    assert result.rows == 20010 and 1 <= len(result.chunks) <= most, len(result.chunks)
+    assert rows_in_files(result.files, ["k", "v"]) == source.rows(f"SELECT k, v FROM {table}")
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize(
+    ("column", "shown"), [("b BIT(16)", "bit(16)"), ("b ENUM('x', 'a')", "enum")], ids=["bit", "enum"]
+)
+def test_a_mysql_key_the_server_orders_by_another_rule_is_refused_by_name(my_table, out, column, shown):
+    table = my_table(f"CREATE TABLE {{t}} ({column} NOT NULL, t varchar(10) NOT NULL, PRIMARY KEY (b, t))")
+    with pytest.raises(ConfigError, match=rf"chunk_by_key 'b' is {re.escape(shown)}"):
+        rivet.export(MYSQL_URL, table=table, destination=str(out), mode="chunked", chunk_by_key=["b", "t"])
+    assert not list(out.rglob("*.parquet"))

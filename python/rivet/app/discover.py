@@ -44,8 +44,9 @@ CHANGE_COLUMNS = (
 APPEND_ONLY = re.compile(r"(^|_)(log|logs|events?|audit|history|journal)$", re.IGNORECASE)
 INTEGER_TYPES = re.compile(r"^(small|big|tiny|medium)?int(eger)?\b|^serial|^bigserial|^int[248]\b", re.IGNORECASE)
 # Key column types keyset chunks walk (chunk_by_key): integers, text and UUIDs.
+# Not TINYINT(1) (read as a boolean), BIT, ENUM, or TEXT (a key on it indexes only a prefix).
 KEYSET_TYPES = re.compile(
-    r"^((small|big|tiny|medium)?int(eger)?\b|int[248]\b|(var)?char|character|text|uuid)", re.IGNORECASE
+    r"^((small|big|medium)?int(eger)?\b|tinyint(?!\(1\))|(var)?char|character|uuid)", re.IGNORECASE
 )
 TEMPORAL_TYPES = re.compile(r"^(timestamp|datetime|date\b)", re.IGNORECASE)
 DEFAULT_CHUNK_ABOVE = 1_000_000

@@ -206,7 +206,8 @@ def plan_key_chunks(
     if spec.dense or spec.counted:
         return _counted_chunks(session, base, spec, kind, consistent)
     origin = estimates.key_origin(session, base, schema.names, spec.column, relation)
-    with_nulls = origin is None or catalog.key_nullable(session, origin)
+    # A query may make a NOT NULL column NULL (an outer join): only a table's own column says no.
+    with_nulls = relation is None or origin is None or catalog.key_nullable(session, origin)
     rows = estimates.planning_rows(session, dialect, catalog, base, origin)
     if spec.by_days:
         bounds = _bounds(session, catalog, base, spec.column, origin, kind)
@@ -306,7 +307,7 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, spec: ChunkSpec | None, i
     if not isinstance(bounds, list | tuple) or not bounds:
         raise ValueError(f"chunk {index} has no bounds")
     bounds = tuple(bounds)
-    if bounds[0] == "keyset":
+    if bounds[0] in ("keyset", "keyset_nulls"):
         from rivet.plan.keyset import rebuilt_keyset_chunk
 
         return rebuilt_keyset_chunk(plan, schema, spec.keys if spec else (), index, bounds)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 KeyValue = int | str
 Cut = tuple[KeyValue, ...]
+# MySQL types a keyset cannot cut: BIT comes back as raw bytes; ENUM and SET sort by their position
+# in the list but compare with a literal as text.
+UNWALKABLE_TYPES = ("bit", "enum", "set")
 # How much of a key value a chunk's label shows (labels reach logs and the state store).
 LABEL_CHARS = 24
 
@@ -76,6 +79,12 @@ def keyset_of(schema: pa.Schema, keys: tuple[str, ...], dialect: Dialect) -> Key
                 f"chunk_by_key '{key}' is not a column of the query (it returns: {', '.join(schema.names)})"
             )
         t = schema.field(key).type
+        source_type = (schema.field(key).metadata or {}).get(b"rivet.source_type", b"").decode().lower()
+        if source_type.startswith(UNWALKABLE_TYPES):
+            raise ConfigError(
+                f"chunk_by_key '{key}' is {source_type}: the server orders it by another rule than it compares "
+                "it (or sends it as raw bytes), so keyset chunks cannot cut it; use another unique key"
+            )
         if pa.types.is_integer(t):
             kinds.append("int")
         elif pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -93,12 +102,21 @@ def plan_keyset_chunks(plan: ExportPlan, session: Session, schema: pa.Schema, sp
     assert spec.keys
     keyset = keyset_of(schema, spec.keys, plan.source.dialect)
     relation, columns = _walked_key(plan, session, schema, spec.keys)
-    rows = plan.source.catalog.table_rows(session, KeyOrigin(relation, columns[0]))
-    wanted = max(spec.count or (math.ceil(rows / spec.size) if rows else 1), spec.min_chunks)
-    step = max(1, math.ceil(rows / wanted)) if rows else spec.size
-    cuts = walk_cuts(KeyWalk(keyset, relation, columns, step), session)
+    step, expected = spec.size, None
+    wanted = max(spec.count or 1, spec.min_chunks)
+    if wanted > 1:
+        # A number of chunks (chunk_count, or a parallel full read's minimum) needs the table's size,
+        # which statistics may understate: the walk lengthens its steps if it finds many more rows.
+        rows = plan.source.catalog.table_rows(session, KeyOrigin(relation, columns[0]))
+        if rows and (spec.count or rows < spec.size * wanted):
+            step, expected = max(1, math.ceil(rows / wanted)), wanted
+    cuts = walk_cuts(KeyWalk(keyset, relation, columns, step), session, grow_every=expected)
     bounds: list[Cut | None] = [None, *cuts, None]
-    return [keyset_chunk(i, plan.query, keyset, lo, hi) for i, (lo, hi) in enumerate(itertools.pairwise(bounds))]
+    chunks = [keyset_chunk(i, plan.query, keyset, lo, hi) for i, (lo, hi) in enumerate(itertools.pairwise(bounds))]
+    if plan.table is None:
+        # A query may make the key NULL (an outer join) though the table's column is NOT NULL.
+        chunks.append(keyset_nulls_chunk(len(chunks), plan.query, keyset))
+    return chunks
 
 
 def keyset_chunk(index: int, base: str, keyset: Keyset, lo: Cut | None, hi: Cut | None) -> Chunk:
@@ -115,13 +133,23 @@ def keyset_chunk(index: int, base: str, keyset: Keyset, lo: Cut | None, hi: Cut 
     return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", label, bounds)
 
 
+def keyset_nulls_chunk(index: int, base: str, keyset: Keyset) -> Chunk:
+    """The chunk of ``base``'s rows whose key has a NULL (which no range holds)."""
+    predicate = " OR ".join(f"{keyset.dialect.quote(c)} IS NULL" for c in keyset.columns)
+    bounds = ("keyset_nulls", list(keyset.columns))
+    return Chunk(index, f"SELECT * FROM ({base}) AS _rivet_chunk WHERE {predicate}", "NULL keys", bounds)
+
+
 def rebuilt_keyset_chunk(
     plan: ExportPlan, schema: pa.Schema, keys: tuple[str, ...], index: int, bounds: tuple[Any, ...]
 ) -> Chunk:
     """The keyset chunk on ``keys`` that ``bounds`` (from the state store) describe, or ValueError."""
-    if len(bounds) != 4 or not keys or bounds[1] != list(keys):
+    nulls = bounds[0] == "keyset_nulls" and len(bounds) == 2 and plan.table is None
+    if not (nulls or len(bounds) == 4) or not keys or bounds[1] != list(keys):
         raise ValueError(f"chunk {index}: {bounds!r} are not keyset bounds of this export (its key is {list(keys)})")
     keyset = keyset_of(schema, keys, plan.source.dialect)
+    if nulls:
+        return keyset_nulls_chunk(index, plan.query, keyset)
     lo, hi = (None if b is None else keyset.value(b) for b in bounds[2:])
     return keyset_chunk(index, plan.query, keyset, lo, hi)
 
@@ -146,10 +174,11 @@ def _walked_key(
     match = next((u for u in uniques if u.columns == columns), None)
     shown = ", ".join("(" + ", ".join(u.columns) + ")" for u in uniques) or "none"
     if match is None:
+        renamed = "" if columns == tuple(keys) else f" (columns {', '.join(columns)} of the table)"
         raise ConfigError(
-            f"export '{plan.name}': chunk_by_key {list(keys)} is not the primary key or a unique index of "
-            f"{relation}; keyset chunks walk a unique index in its column order (its unique keys: {shown}). "
-            "Use one of them, or chunk_column for a non-unique integer, date or timestamp column"
+            f"export '{plan.name}': chunk_by_key {list(keys)}{renamed} is not the primary key or a unique index of "
+            f"{relation}; keyset chunks walk a unique index of whole columns in its column order (its unique "
+            f"keys: {shown}). Use one of them, or chunk_column for a non-unique integer, date or timestamp column"
         )
     if match.nullable:
         raise ConfigError(

@@ -9,10 +9,13 @@ compete for the buffer pool.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from rivet.errors import ConfigError
 
 if TYPE_CHECKING:
     from rivet.plan.keyset import Cut, Keyset
@@ -39,16 +42,29 @@ class KeyWalk:
         return self.keyset.value(found[0]) if found else None
 
 
-def walk_cuts(walk: KeyWalk, session: Session) -> list[Cut]:
-    """Cuts ``walk.step`` rows apart over the whole key, in key order: one statement per chunk."""
-    started = time.monotonic()
+def walk_cuts(walk: KeyWalk, session: Session, grow_every: int | None = None) -> list[Cut]:
+    """Cuts ``walk.step`` rows apart over the whole key, in key order: one statement per chunk.
+
+    ``grow_every``: the chunks a step was sized for from statistics; past twice as many, the step
+    doubles every ``grow_every`` cuts, so stale statistics cannot make thousands of tiny chunks.
+    """
+    started, first = time.monotonic(), walk.step
     cuts: list[Cut] = []
-    while (cut := walk.up(session, cuts[-1] if cuts else None)) is not None:
-        cuts.append(cut)
+    try:
+        while (cut := walk.up(session, cuts[-1] if cuts else None)) is not None:
+            cuts.append(cut)
+            if grow_every and len(cuts) >= 2 * grow_every and len(cuts) % grow_every == 0:
+                walk = dataclasses.replace(walk, step=walk.step * 2)
+    except ValueError as e:
+        raise ConfigError(
+            f"chunk_by_key ({', '.join(walk.keyset.columns)}): the server sent a key value rivet cannot use as "
+            f"{' and '.join(walk.keyset.kinds)}: {e}"
+        ) from None
+    shown = f"{first}" if walk.step == first else f"{first} to {walk.step} (more rows than statistics said)"
     log.info(
-        "planned %d keyset chunks of %d rows along (%s) in %.2f s",
+        "planned %d keyset chunks of %s rows along (%s) in %.2f s",
         len(cuts) + 1,
-        walk.step,
+        shown,
         ", ".join(walk.keyset.columns),
         time.monotonic() - started,
     )
