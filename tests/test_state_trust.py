@@ -83,6 +83,19 @@ def test_forged_bounds_and_part_names_are_refused(pg, pg_table, tmp_path):
     assert refused.returncode != 0 and "which is not a name this export gives" in refused.stderr
 
 
+def test_forged_bounds_that_overlap_or_leave_a_gap_are_refused(pg, pg_table, tmp_path):
+    # Chunk 2 made a copy of chunk 1, bounds and SQL alike: each is SQL its bounds make, but chunk 1's
+    # rows would be read twice and chunk 2's never.
+    config, _ = _killed_run(pg, pg_table, tmp_path)
+    with contextlib.closing(sqlite3.connect(config.parent / ".rivet_state.db")) as conn:
+        query, bounds = conn.execute("SELECT query, bounds FROM chunk_tasks WHERE chunk_index = 1").fetchone()
+    _edit(config, "UPDATE chunk_tasks SET query = ?, bounds = ?, status = 'pending' WHERE chunk_index = 2",
+          query, bounds)  # fmt: skip
+    refused = _resume(config)
+    assert refused.returncode != 0 and "range 1 ends at" in refused.stderr, refused.stderr
+    assert "rivet state reset-chunks" in refused.stderr
+
+
 def test_an_untouched_checkpoint_still_resumes_exactly(pg, pg_table, tmp_path):
     config, table = _killed_run(pg, pg_table, tmp_path)
     resumed = _resume(config)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from rivet.core.redact import redact_url
 from rivet.errors import ConfigError, StateError
-from rivet.plan.chunks import rebuilt_chunk, resolved_chunking
+from rivet.plan.chunks import check_cover, rebuilt_chunk, resolved_chunking
 from rivet.state.keys import written_to
 
 if TYPE_CHECKING:
@@ -77,4 +77,15 @@ def rebuilt_queries(
                 f"its bounds make; it is not run. Discard the run with `{plan.command('state reset-chunks')}`"
             )
         queries[chunk.index] = chunk.query
+    try:
+        # Each chunk is one this plan could make; together they must still cover every row once.
+        ordered = sorted(tasks, key=lambda t: int(t.chunk_index))
+        if [int(t.chunk_index) for t in ordered] != list(range(len(ordered))):
+            raise ValueError("its chunks are not numbered 0 to n-1")
+        check_cover([tuple(t.bounds) for t in ordered])
+    except ValueError as e:
+        raise StateError(
+            f"export '{plan.name}': run {run_id} cannot be resumed: {e} (an edited state store); discard it with "
+            f"`{plan.command('state reset-chunks')}`"
+        ) from None
     return queries

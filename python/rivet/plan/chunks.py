@@ -328,6 +328,34 @@ def rebuilt_chunk(plan: ExportPlan, schema: pa.Schema, spec: ChunkSpec | None, i
     return key_chunk(index, plan.query, key_kind(schema, key_column, plan.source.dialect), bounds)
 
 
+# Bounds shapes of ranges ``[kind, ..., lo, hi]`` and of chunks outside every range.
+RANGE_BOUNDS = ("keys", "keyset", "pages")
+EXTRA_BOUNDS = ("nulls", "keyset_nulls")
+
+
+def check_cover(bounds: list[tuple[Any, ...]]) -> None:
+    """Raise ValueError unless ``bounds`` (of chunks 0..n-1, in order) cover every row exactly once.
+
+    Ranges must follow one another (each starts where the one before ends, the first and the last
+    open), with at most one NULL-key chunk after them, or be one ``whole`` chunk: a store edited
+    to overlap two ranges, or to leave a gap, would otherwise duplicate or lose rows.
+    """
+    if [tuple(b) for b in bounds] == [("whole",)]:
+        return
+    ranges = [b for b in bounds if b and b[0] in RANGE_BOUNDS]
+    extras = [b for b in bounds if b and b[0] in EXTRA_BOUNDS]
+    if len(ranges) + len(extras) != len(bounds) or len(extras) > 1 or (extras and bounds[-1] != extras[0]):
+        raise ValueError("its chunks are not a run of ranges and at most one NULL-key chunk after them")
+    if len({b[0] for b in ranges}) != 1:
+        raise ValueError("its chunks mix kinds of ranges")
+    edges = [(b[-2], b[-1]) for b in ranges]
+    if edges[0][0] is not None or edges[-1][1] is not None:
+        raise ValueError("its first range has a lower bound or its last an upper one")
+    for i, ((_, hi), (lo, _)) in enumerate(itertools.pairwise(edges)):
+        if hi is None or hi != lo:
+            raise ValueError(f"range {i} ends at {hi!r} but the next starts at {lo!r}")
+
+
 def _integer_or_none(value: Any) -> bool:
     return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
