@@ -88,6 +88,15 @@ def running_chunks(state: Path) -> int:
             return 0
 
 
+def stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped by a signal (state T in /proc)."""
+    try:
+        tasks = [Path(t, "stat").read_text() for t in Path(f"/proc/{pid}/task").iterdir()]
+    except FileNotFoundError:  # a thread ended between the listing and the read: look again
+        return False
+    return all(stat.rsplit(")", 1)[1].split()[0] == "T" for stat in tasks)
+
+
 def kill_after_chunks(
     config: Path, done: int, *, while_reading: bool = False, args: tuple[str, ...] = ()
 ) -> dict[int, str]:
@@ -99,8 +108,10 @@ def kill_after_chunks(
         wait_for_done_chunks(state, done, proc=proc)
         while while_reading:
             wait_until(lambda: running_chunks(state) > 0, "a chunk is being read", proc)
-            # Frozen, the run cannot finish that chunk between the look and the kill.
+            # Frozen, the run cannot finish that chunk between the look and the kill. SIGSTOP lands
+            # asynchronously: look again only once the kernel says every thread is stopped.
             proc.send_signal(signal.SIGSTOP)
+            wait_until(lambda: stopped(proc.pid), "the run is stopped")
             if running_chunks(state) > 0:
                 break
             proc.send_signal(signal.SIGCONT)
