@@ -18,6 +18,7 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError
+from rivet.plan import keywalk
 from tests.chunkrun import kill_after_chunks, resume_and_check, rows_in_files
 from tests.conftest import MYSQL_URL
 from tests.outputs import run_rivet, write_config
@@ -162,3 +163,13 @@ def test_a_mysql_key_the_server_orders_by_another_rule_is_refused_by_name(my_tab
     with pytest.raises(ConfigError, match=rf"chunk_by_key 'b' is {re.escape(shown)}"):
         rivet.export(MYSQL_URL, table=table, destination=str(out), mode="chunked", chunk_by_key=["b", "t"])
     assert not list(out.rglob("*.parquet"))
+
+
+def test_a_step_longer_than_a_hop_is_walked_in_hops_to_the_same_cuts(database_server, out, monkeypatch):
+    source = database_server
+    table, columns = source.keyed_table("text", 3000)
+    monkeypatch.setattr(keywalk, "HOP_ROWS", 7)  # 700-row chunks: 100 hops each
+    result = export(source, table, out, chunk_by_key=columns, chunk_size=700, parallel=2)
+    rows = [c.rows for c in sorted(result.chunks, key=lambda c: c.index)]
+    assert rows == [700, 700, 700, 700, 200], rows
+    assert rows_in_files(result.files, [*columns, "v"]) == table_rows(source, table, columns)
