@@ -5,8 +5,9 @@ returns while walking the key's index one chunk at a time (:mod:`rivet.plan.keyw
 every range is a row comparison written in the dialect's literals.
 A case- or accent-insensitive collation, trailing-space rules and MariaDB's UUID order are the
 server's own. Ranges are half-open and contiguous, the first and last open-ended, so a row
-inserted after planning still lands in exactly one chunk; a unique key's columns are NOT NULL
-(nullable ones are refused), so there is no NULL chunk.
+inserted after planning still lands in exactly one chunk. A unique key's columns are NOT NULL
+(nullable ones are refused), but a query can still make them NULL (an outer join): a query's
+chunks end with one for the rows whose key has a NULL.
 """
 
 from __future__ import annotations
