@@ -122,6 +122,20 @@ def test_read_on_mariadb_in_key_ranges(my_table, my_conn):
     assert got == collections.Counter(my_query(my_conn, f"SELECT id, price, at FROM {table}"))
 
 
+@pytest.mark.mysql
+def test_reads_of_a_uuid_keyed_mariadb_table_in_keyset_ranges(my_table, my_conn):
+    # parallel on a table whose primary key is a UUID: keyset ranges on it; a query names its key.
+    table = my_table(
+        "CREATE TABLE {t} (id UUID PRIMARY KEY, n int NOT NULL);\nINSERT INTO {t} SELECT UUID(), seq FROM seq_1_to_3000"
+    )
+    expected = collections.Counter(my_query(my_conn, f"SELECT id, n FROM {table}"))
+    by_table = rivet.read(MYSQL_URL, table=table, parallel=2)
+    by_query = rivet.read_polars(MYSQL_URL, query=f"SELECT id, n FROM {table}", parallel=2, chunk_by_key="id")
+    for read in (by_table, by_query.to_arrow()):
+        got = zip(read.column("id").to_pylist(), read.column("n").to_pylist(), strict=True)
+        assert collections.Counter(got) == expected
+
+
 def test_read_a_sqlite_file_and_read_back_an_export(tmp_path):
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as conn:

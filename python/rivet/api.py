@@ -77,6 +77,7 @@ def _read_plan(
     columns: Mapping[str, str] | None,
     engine: str,
     tuning: Mapping[str, Any] | None,
+    chunk_by_key: str | Sequence[str] | None = None,
 ) -> Any:
     settings = _source_settings(source)
     settings = {**settings, "engine": engine}
@@ -87,6 +88,9 @@ def _read_plan(
     }
     if chunk_column is not None:
         entry |= {"mode": "chunked", "chunk_column": chunk_column, "parallel": parallel}
+    elif chunk_by_key is not None:
+        keys = chunk_by_key if isinstance(chunk_by_key, str) else list(chunk_by_key)
+        entry |= {"mode": "chunked", "chunk_by_key": keys, "parallel": parallel}
     elif parallel > 1:
         entry |= {"parallel": parallel} if table is not None else {"mode": "chunked", "parallel": parallel}
     from rivet.sources.registry import capabilities_for
@@ -108,6 +112,7 @@ def read(
     columns: Mapping[str, str] | None = None,
     engine: str = "native",
     tuning: Mapping[str, Any] | None = None,
+    chunk_by_key: str | Sequence[str] | None = None,
 ) -> pa.Table:
     """Read a query or table into an Arrow table, with the types and checks of an export.
 
@@ -122,13 +127,16 @@ def read(
         columns: type overrides, as ``columns:`` in rivet.yaml.
         engine: ``native`` (default), ``auto`` or ``connectorx``.
         tuning: as ``tuning:`` in rivet.yaml.
+        chunk_by_key: split the read into keyset ranges of this unique key (a column or a list),
+            for a key that is text, a UUID or several columns.
 
     Raises:
         ConfigError: invalid arguments. RivetError: the read failed (no partial table is returned).
     """
     from rivet.app.reading import read_table
 
-    return read_table(_read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning))
+    plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning, chunk_by_key)
+    return read_table(plan)
 
 
 def read_polars(
@@ -141,6 +149,7 @@ def read_polars(
     columns: Mapping[str, str] | None = None,
     engine: str = "native",
     tuning: Mapping[str, Any] | None = None,
+    chunk_by_key: str | Sequence[str] | None = None,
 ) -> Any:
     """Like :func:`read`, as a polars DataFrame (from the Arrow table, without copying)."""
     try:
@@ -149,7 +158,7 @@ def read_polars(
         raise ConfigError('read_polars needs polars: pip install "rivet[polars]"') from None
     from rivet.app.reading import read_batches
 
-    plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning)
+    plan = _read_plan(source, query, table, parallel, chunk_column, columns, engine, tuning, chunk_by_key)
 
     # Each batch becomes polars as it arrives, its text already in polars' layout (views over
     # the decoded bytes) and each column imported on its own: nothing is copied or kept twice.
