@@ -70,6 +70,11 @@ def test_each_chunk_of_a_query_reaches_its_rows_through_the_index(my_conn, my_ta
             cur.execute(f"EXPLAIN {chunk['query']}")
             names = [d[0] for d in cur.description]
             rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        if chunk["bounds"][0] == "nulls":
+            # A query's NULL-key chunk (an outer join could make the key NULL): on a NOT NULL
+            # column the server reads nothing for it.
+            assert [r["Extra"] for r in rows] == ["Impossible WHERE"], (chunk, rows)
+            continue
         # The derived table is merged and the key range becomes a range read of the primary key.
         assert [(r["table"], r["type"], r["key"]) for r in rows] == [(t, "range", "PRIMARY")], (chunk, rows)
 
