@@ -2,59 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pyarrow.parquet as pq
 import pytest
 
 import rivet
 from rivet.errors import ConfigError, SourceConnectionError
-from tests.conftest import PG_URL, make_certificates, pg_url
-from tests.servers import postgres_cluster
+from tests.conftest import PG_URL, AuthServer, make_certificates, pg_url
 
 pytestmark = pytest.mark.postgres
-
-HBA = """\
-local all all trust
-host all md5_user 127.0.0.1/32 md5
-host all plain_user 127.0.0.1/32 password
-host all all 127.0.0.1/32 scram-sha-256
-"""
-
-
-@dataclasses.dataclass(frozen=True)
-class AuthServer:
-    port: int
-    ca: Path  # the test CA that issued the server's certificate (for localhost)
-    socket_dir: Path
-
-
-@pytest.fixture(scope="module")
-def auth_server() -> Iterator[AuthServer]:
-    """A throwaway PostgreSQL that demands passwords (SCRAM, MD5, cleartext)."""
-
-    def prepare(root: Path) -> None:
-        (root / "pw").write_text("scram-secret\n")
-        make_certificates(root)
-        (root / "server.key").chmod(0o600)
-
-    with postgres_cluster(
-        initdb=("--pwfile={root}/pw", "-A", "scram-sha-256"),
-        prepare=prepare,
-        hba=HBA,
-        ssl="on",
-        ssl_cert_file="{root}/server.pem",
-        ssl_key_file="{root}/server.key",
-    ) as cluster:
-        # Over the socket, where postgres is trusted.
-        with psycopg.connect(host=str(cluster.root), port=cluster.port, user="postgres", dbname="postgres") as sql:
-            sql.execute("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-secret'")
-            sql.execute("CREATE ROLE plain_user LOGIN PASSWORD 'plain-secret'")
-            sql.commit()
-        yield AuthServer(cluster.port, cluster.root / "ca.pem", cluster.root)
 
 
 def _who(source: dict[str, object], out: Path) -> str:

@@ -25,6 +25,27 @@ class TlsConfig(StrictModel):
     channel_binding: Literal["prefer", "require", "disable"] | None = None
 
 
+class SshConfig(StrictModel):
+    """``source.ssh``: reach the database through an SSH bastion (a local port forwarded through it)."""
+
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: Annotated[str, Field(min_length=1)]
+    # The private key: a file, or an environment variable holding the key itself.
+    key_file: str | None = None
+    key_env: str | None = None
+    passphrase_env: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    # Trust a bastion missing from known_hosts on first use (and add it there).
+    accept_new_host_key: Bool = False
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SshConfig:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("set exactly one of key_file or key_env (an environment variable holding the key)")
+        return self
+
+
 class _SourceBase(StrictModel):
     """What every ``source`` takes, whichever database it is."""
 
@@ -67,6 +88,7 @@ class ServerSourceConfig(_SourceBase):
     tls: TlsConfig | None = None
     # The longest the server may send nothing while rivet waits (default: statement timeout + 30 s).
     read_timeout_s: Annotated[float, Field(gt=0)] | None = None
+    ssh: SshConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from rivet.core.redact import redact_url
 from rivet.errors import ConfigError
 from rivet.sources.base import ColumnOverrides, scan_options
 from rivet.sources.registry import catalog_for, dialect_for
+from rivet.sources.tunnel import SshSettings, forwarded
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -62,6 +63,8 @@ class NetworkSource:
     channel_binding: str | None = None
     # Where the secret fields came from, so another machine reads them itself: (field, "env" or "file", name).
     secret_refs: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
+    # An SSH bastion every connection goes through (each process opens its own tunnel).
+    ssh: SshSettings | None = None
 
     kind: ClassVar[str] = ""
     scheme: ClassVar[str] = ""
@@ -85,7 +88,17 @@ class NetworkSource:
         return f"{type(self).__name__}({self.redacted()})"
 
     def connect_args(self) -> dict[str, Any]:
-        """The dict the native reader takes."""
+        """The dict the native reader takes: through this process's SSH tunnel when ``ssh`` is set."""
+        args = self._target_args()
+        if self.ssh is not None:
+            target = self.target()
+            if target["unix_socket"]:
+                raise ConfigError("source.ssh forwards TCP: a Unix socket on the database host cannot be reached")
+            args["dial_host"], args["dial_port"] = forwarded(self.ssh, str(target["host"]), int(target["port"]))
+        return args
+
+    def _target_args(self) -> dict[str, Any]:
+        """The settings of the database as the config names it (no tunnel)."""
         return {
             "url": self.url,
             "host": self.host,
@@ -101,6 +114,8 @@ class NetworkSource:
             "read_timeout_s": self.read_timeout_s,
             "allow_unverified_password": self.allow_unverified_password,
             "channel_binding": self.channel_binding,
+            "dial_host": None,
+            "dial_port": None,
         }
 
     def redacted(self) -> str:
@@ -171,7 +186,7 @@ class NetworkSource:
         """Where connections go, resolved without connecting (``rivet._native.connection_target``)."""
         from rivet._native import connection_target
 
-        return connection_target(self.kind, self.connect_args())
+        return connection_target(self.kind, self._target_args())
 
     def password_safe(self) -> bool:
         """Whether any client may send this source's password: none is given, or TLS proves the server."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rivet.config.connection import FileSourceConfig, ServerSourceConfig, SourceConfig
+from rivet.config.connection import FileSourceConfig, ServerSourceConfig, SourceConfig, SshConfig
 from rivet.errors import ConfigError
 from rivet.sources.mysql.source import MysqlSource
 from rivet.sources.postgres.source import PostgresSource
 from rivet.sources.sqlite.source import SqliteSource
+from rivet.sources.tunnel import SshSettings
 
 # Every concrete source; planning code narrows on ``kind``.
 AnySource = PostgresSource | MysqlSource | SqliteSource
@@ -83,4 +84,26 @@ def resolve_source(source: SourceConfig, base_dir: Path) -> AnySource:
         allow_unverified_password=tls.allow_unverified_password if tls else False,
         channel_binding=tls.channel_binding if tls else None,
         secret_refs=tuple(refs),
+        ssh=_ssh(source.ssh, base_dir),
+    )
+
+
+def _ssh(ssh: SshConfig | None, base_dir: Path) -> SshSettings | None:
+    """``source.ssh`` with its paths resolved (``~`` and relative to the config); keys stay where they are."""
+    if ssh is None:
+        return None
+
+    def path(p: str) -> str:
+        expanded = Path(p).expanduser()
+        return str(expanded if expanded.is_absolute() else base_dir / expanded)
+
+    return SshSettings(
+        host=ssh.host,
+        port=ssh.port,
+        user=ssh.user,
+        key_file=path(ssh.key_file) if ssh.key_file is not None else None,
+        key_env=ssh.key_env,
+        passphrase_env=ssh.passphrase_env,
+        known_hosts=path(ssh.known_hosts),
+        accept_new_host_key=ssh.accept_new_host_key,
     )

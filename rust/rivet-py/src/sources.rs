@@ -37,6 +37,8 @@ pub struct ConnectArgs {
     read_timeout_s: Option<f64>,
     allow_unverified_password: bool,
     channel_binding: Option<String>,
+    dial_host: Option<String>,
+    dial_port: Option<u16>,
 }
 
 impl From<ConnectArgs> for ConnectOptions {
@@ -59,6 +61,7 @@ impl From<ConnectArgs> for ConnectOptions {
                 .map(Duration::from_secs_f64),
             allow_unverified_password: a.allow_unverified_password,
             channel_binding: a.channel_binding,
+            dial: a.dial_host.zip(a.dial_port),
         }
     }
 }

@@ -69,6 +69,7 @@ mod tests {
             keepalive: None,
             read_timeout: None,
             allow_unverified_password: false,
+            dial: None,
             protocol: (),
         };
         let url = render(

@@ -99,8 +99,21 @@ pub struct Endpoint<P> {
     /// Send the password in a form a server could replay (cleartext, MD5, a native hash) over
     /// a connection that is not TLS-verified.
     pub allow_unverified_password: bool,
+    /// Where the TCP connection is opened instead of `host:port` (an SSH tunnel's local end);
+    /// TLS still checks the certificate against `host`.
+    pub dial: Option<(String, u16)>,
     /// The protocol's own settings.
     pub protocol: P,
+}
+
+impl<P> Endpoint<P> {
+    /// The host and port a TCP connection is opened to: the dial address, else `host:port`.
+    pub fn dial_address(&self) -> (&str, u16) {
+        match &self.dial {
+            Some((host, port)) => (host.as_str(), *port),
+            None => (self.host.as_str(), self.port),
+        }
+    }
 }
 
 impl<P: std::fmt::Debug> std::fmt::Debug for Endpoint<P> {
@@ -177,6 +190,8 @@ pub struct ConnectOptions {
     pub allow_unverified_password: bool,
     /// SCRAM channel binding: `prefer` (default), `require` or `disable`.
     pub channel_binding: Option<String>,
+    /// Open TCP connections here instead of the resolved host and port (an SSH tunnel).
+    pub dial: Option<(String, u16)>,
 }
 
 impl std::fmt::Debug for ConnectOptions {

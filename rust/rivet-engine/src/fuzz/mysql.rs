@@ -184,6 +184,7 @@ pub(super) fn my_params() -> MyParams {
         keepalive: None,
         read_timeout: Some(Duration::from_secs(10)),
         allow_unverified_password: false,
+        dial: None,
         protocol: MySettings {
             database: Some("d".into()),
         },

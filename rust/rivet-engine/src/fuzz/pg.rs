@@ -140,6 +140,7 @@ pub(super) fn pg_params(
         keepalive: None,
         read_timeout: Some(Duration::from_secs(10)),
         allow_unverified_password: allow_unverified,
+        dial: None,
         protocol: PgSettings {
             database: "d".into(),
             application_name: "rivet-fuzz".into(),

@@ -138,6 +138,7 @@ impl ConnectOptions {
             keepalive: keepalive.resolve(),
             read_timeout: self.read_timeout,
             allow_unverified_password: self.allow_unverified_password,
+            dial: self.dial.clone(),
             protocol: MySettings {
                 database: self.database.clone().or(database),
             },

@@ -239,6 +239,7 @@ impl ConnectOptions {
             keepalive: parsed.keepalive.resolve(),
             read_timeout: self.read_timeout,
             allow_unverified_password: self.allow_unverified_password,
+            dial: self.dial.clone(),
             protocol: PgSettings {
                 database,
                 application_name: parsed.application_name.unwrap_or_else(|| "rivet".into()),

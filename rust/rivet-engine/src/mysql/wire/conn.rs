@@ -30,9 +30,10 @@ impl MyConnection {
         let (socket, channel) = if params.host.starts_with('/') {
             (Socket::Unix(net::unix(&params.host)?), Channel::Unix)
         } else {
+            let (dial_host, dial_port) = params.dial_address();
             let stream = net::tcp(
-                &params.host,
-                params.port,
+                dial_host,
+                dial_port,
                 params.connect_timeout,
                 params.keepalive,
             )?;

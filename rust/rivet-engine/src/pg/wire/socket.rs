@@ -35,9 +35,10 @@ pub fn open(params: &ConnectParams) -> Result<(Socket, Channel)> {
         );
         return Ok((Socket::Unix(net::unix(&path)?), Channel::Unix));
     }
+    let (dial_host, dial_port) = params.dial_address();
     let mut stream = net::tcp(
-        &params.host,
-        params.port,
+        dial_host,
+        dial_port,
         params.connect_timeout,
         params.keepalive,
     )?;
