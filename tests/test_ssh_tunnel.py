@@ -198,3 +198,38 @@ def test_tls_through_the_tunnel_checks_the_database_host_name(auth_server, basti
     refusal = r"TLS handshake with 127\.0\.0\.1 failed: invalid peer certificate"
     with pytest.raises(SourceConnectionError, match=refusal):
         rivet.export(source("127.0.0.1"), query=query, destination=str(tmp_path / "b"))
+
+
+def test_known_hosts_as_openssh_writes_it(database_server, bastion, tmp_path, out):
+    source = database_server
+    table = source.numbered_table(10)
+    line = bastion.known_hosts.read_text().strip()
+    # Hashed names (ssh-keygen -H), a certificate authority line rivet does not use, and no final newline.
+    hashed = tmp_path / "hashed"
+    hashed.write_text(f"@cert-authority *.example.com {line.split(' ', 1)[1]}\n{line}\n")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
+    assert f"127.0.0.1]:{bastion.port}" not in hashed.read_text()
+    assert rivet.export(_block(source, bastion.ssh(known_hosts=str(hashed))), table=table,
+                        destination=str(out / "a")).rows == 10  # fmt: skip
+    # A key marked @revoked is refused even beside a line that trusts it.
+    revoked = tmp_path / "revoked"
+    revoked.write_text(f"{line}\n@revoked {line}\n")
+    with pytest.raises(SourceError, match="marks @revoked"):
+        rivet.export(_block(source, bastion.ssh(known_hosts=str(revoked))), table=table, destination=str(out / "b"))
+    # Trusting on first use appends a line of its own to a file that does not end with a newline.
+    other_type, other_key = _keygen(tmp_path / "unrelated")
+    partial = tmp_path / "partial"
+    partial.write_text(f"unrelated.example.com {other_type} {other_key}")
+    ssh = bastion.ssh(known_hosts=str(partial), accept_new_host_key=True)
+    for run in ("c", "d"):
+        assert rivet.export(_block(source, ssh), table=table, destination=str(out / run)).rows == 10
+    assert len(partial.read_text().splitlines()) == 2, partial.read_text()
+
+
+def test_doctor_logs_in_through_the_bastion(database_server, bastion, tmp_path):
+    source = database_server
+    config = write_config(tmp_path, _block(source, bastion.ssh()), [{"name": "q", "query": "SELECT 1 AS x",
+                                                                      "destination": "out"}])  # fmt: skip
+    checked = run_rivet("doctor", "-c", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "through the SSH bastion" in checked.stdout, checked.stdout

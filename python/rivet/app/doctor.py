@@ -134,6 +134,10 @@ def _source_checks(source: NetworkSource) -> tuple[list[Check], Any]:
     shown = source.redacted()
     host, port = _address(source)
     checks = []
+    if source.ssh is not None:
+        # Only the bastion reaches the database: the login below goes through the tunnel.
+        checks.append(Check("source", "ssh", OK, f"through the SSH bastion {source.ssh.shown}"))
+        host = None
     if host is not None:
         try:
             addresses = sorted({str(a[4][0]) for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})

@@ -127,9 +127,10 @@ def column_blockers(kind: str, schema: pa.Schema) -> list[str]:
 
 def connection_blockers(source: AnySource, *, chunked: bool, channel: str | None) -> list[str]:
     """Why connectorx would not read from ``source`` as the native reader does: empty when it would."""
-    out = []
     if isinstance(source, NetworkSource) and source.ssh is not None:
-        out.append("source.ssh: the SSH tunnel is the native reader's; connectorx would connect around it")
+        # Nothing else is asked: a connectorx URL would mean opening the tunnel to write it.
+        return ["source.ssh: the SSH tunnel is the native reader's; connectorx would connect around it"]
+    out = []
     if source.kind == "postgres" and not chunked:
         out.append("a single-stream PostgreSQL read pages with a cursor; connectorx would hold one long statement")
     if connection_url(source, channel=channel) is None:

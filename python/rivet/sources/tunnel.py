@@ -97,42 +97,49 @@ class Tunnel:
 
     def _carry(self, client: socket.socket) -> None:
         """Move bytes both ways between one local connection and a new channel to the target."""
+        import paramiko
+
+        timeout = self.settings.connect_timeout_s
         try:
             transport = self.ensure_connected()
             try:
-                channel = transport.open_channel("direct-tcpip", self.target, client.getpeername())
+                channel = transport.open_channel("direct-tcpip", self.target, client.getpeername(), timeout=timeout)
+            except paramiko.ChannelException:
+                raise  # the bastion answered: it cannot reach the database (the connection is fine)
             except Exception:  # noqa: BLE001 - a dropped SSH connection may not know it yet: once more
                 transport = self.ensure_connected(stale=transport)
-                channel = transport.open_channel("direct-tcpip", self.target, client.getpeername())
+                channel = transport.open_channel("direct-tcpip", self.target, client.getpeername(), timeout=timeout)
         except Exception as e:  # noqa: BLE001 - the database client sees a closed connection and reports it
             log.warning("the SSH tunnel through %s could not reach %s:%d: %s", self.settings.shown, *self.target, e)
-            client.close()
+            _end(client)
             return
         threading.Thread(target=_pump, args=(channel, client), name="rivet-ssh-back", daemon=True).start()
         _pump(client, channel)
 
 
 def _pump(source: Any, sink: Any) -> None:
-    """Copy ``source`` to ``sink`` until either ends, then end both, so the other direction ends too.
-
-    Both are shut down before they are closed: closing a socket another thread is reading
-    neither wakes that thread nor tells the peer, and a database client would wait forever.
-    """
+    """Copy ``source`` to ``sink`` until either ends, then end both, so the other direction ends too."""
     try:
         while data := source.recv(CHUNK):
             sink.sendall(data)
     except (OSError, EOFError):
         pass
     finally:
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except (OSError, EOFError):
-                pass
-            try:
-                end.close()
-            except (OSError, EOFError):
-                pass
+        _end(source)
+        _end(sink)
+
+
+def _end(end: Any) -> None:
+    """Shut down, then close, a socket or channel.
+
+    Closing a socket another thread is reading neither wakes that thread nor tells the peer,
+    and a database client would wait forever.
+    """
+    for step in (lambda: end.shutdown(socket.SHUT_RDWR), end.close):
+        try:
+            step()
+        except (OSError, EOFError):
+            pass
 
 
 def _open_transport(settings: SshSettings) -> Any:
@@ -141,62 +148,126 @@ def _open_transport(settings: SshSettings) -> Any:
     except ImportError:
         raise ConfigError('source.ssh needs paramiko: pip install "rivet[ssh]"') from None
     key = _private_key(paramiko, settings)
+    known = _known_keys(settings)
     try:
         sock = socket.create_connection((settings.host, settings.port), timeout=settings.connect_timeout_s)
     except OSError as e:
         raise SourceConnectionError(f"cannot reach the SSH bastion {settings.shown}: {e}") from None
+    # The socket keeps its timeout: paramiko's own thread polls with it (keepalives, closing).
     transport = paramiko.Transport(sock)
     transport.set_keepalive(30)
+    if known.trusted:
+        # Ask for a key type known_hosts holds, as ssh does, so a bastion with several is checked.
+        options = transport.get_security_options()
+        held = {k.get_name() for k in known.trusted}
+        options.key_types = [t for t in options.key_types if t in held] + [
+            t for t in options.key_types if t not in held
+        ]
     try:
         transport.start_client(timeout=settings.connect_timeout_s)
-        _check_host_key(paramiko, settings, transport.get_remote_server_key())
-        transport.auth_publickey(settings.user, key)
+        _check_host_key(settings, known, transport.get_remote_server_key())
+        more = transport.auth_publickey(settings.user, key)
+        if not transport.is_authenticated():
+            raise SourceError(
+                f"the SSH bastion {settings.shown} asks for more than a key ({', '.join(more)}); rivet logs in "
+                "with a key only"
+            )
     except paramiko.AuthenticationException:
+        dropped = not transport.is_active()  # paramiko reports a connection lost while logging in so too
         transport.close()
+        if dropped:
+            raise SourceConnectionError(
+                f"the SSH bastion {settings.shown} closed the connection while logging in"
+            ) from None
         raise SourceError(
             f"the SSH bastion {settings.shown} refused the key: check source.ssh.user and the key"
         ) from None
-    except paramiko.SSHException as e:
+    except (paramiko.SSHException, EOFError, OSError) as e:
         transport.close()
-        raise SourceConnectionError(f"the SSH connection to {settings.shown} failed: {e}") from None
+        raise SourceConnectionError(f"the SSH connection to {settings.shown} failed: {e or type(e).__name__}") from None
     except BaseException:
         transport.close()
         raise
-    sock.settimeout(None)
     return transport
 
 
-def _check_host_key(paramiko: Any, settings: SshSettings, offered: Any) -> None:
-    """Refuse a bastion whose key is not the one ``known_hosts`` holds (or, unless allowed, not held at all)."""
-    name = settings.host if settings.port == 22 else f"[{settings.host}]:{settings.port}"
+@dataclass(frozen=True)
+class KnownKeys:
+    """The keys ``known_hosts`` holds for the bastion: trusted ones and ``@revoked`` ones."""
+
+    name: str  # how known_hosts names the bastion: host, or [host]:port
+    path: Path
+    trusted: tuple[Any, ...]
+    revoked: tuple[Any, ...]
+
+
+def _known_keys(settings: SshSettings) -> KnownKeys:
+    """The bastion's lines of known_hosts (plain or hashed names); ``@cert-authority`` lines are not used."""
+    from paramiko.hostkeys import HostKeyEntry, HostKeys
+
+    host = settings.host.lower()
+    name = host if settings.port == 22 else f"[{host}]:{settings.port}"
     path = Path(settings.known_hosts)
-    known = paramiko.HostKeys()
-    if path.is_file():
-        known.load(str(path))
-    keys = known.lookup(name)
-    if keys is not None and offered.get_name() in keys:
-        if keys[offered.get_name()] == offered:
-            return
+    trusted, revoked = [], []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except (OSError, UnicodeDecodeError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise ConfigError(f"source.ssh.known_hosts {path} cannot be read: {why}") from None
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = None
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+        try:
+            entry = HostKeyEntry.from_line(line)
+        except Exception:  # noqa: BLE001 - a line paramiko cannot read (a key type it lacks): not this bastion's
+            entry = None
+        if entry is None or entry.key is None:
+            continue
+        names = [n.lower() if not n.startswith("|1|") else n for n in entry.hostnames]
+        if not any(n == name or (n.startswith("|1|") and HostKeys.hash_host(name, n) == n) for n in names):
+            continue
+        if marker == "@revoked":
+            revoked.append(entry.key)
+        elif marker is None:
+            trusted.append(entry.key)
+    return KnownKeys(name, path, tuple(trusted), tuple(revoked))
+
+
+def _check_host_key(settings: SshSettings, known: KnownKeys, offered: Any) -> None:
+    """Refuse a bastion whose key is revoked or not one known_hosts holds (unknown: unless allowed)."""
+    kind = offered.get_name()
+    if any(k == offered for k in known.revoked):
+        raise SourceError(f"the SSH bastion {known.name} offered a {kind} key that {known.path} marks @revoked")
+    if any(k == offered for k in known.trusted):
+        return
+    if any(k.get_name() == kind for k in known.trusted):
         raise SourceError(
-            f"the SSH bastion {name} offered a {offered.get_name()} key that differs from the one in {path}: "
+            f"the SSH bastion {known.name} offered a {kind} key that differs from the one in {known.path}: "
             "someone may be in between, or the bastion was re-keyed. Check its fingerprint, then update "
             "known_hosts; nothing was sent"
         )
-    if keys is not None:
+    if known.trusted:
+        held = ", ".join(sorted({k.get_name() for k in known.trusted}))
         raise SourceError(
-            f"the SSH bastion {name} offered a {offered.get_name()} key; {path} holds only "
-            f"{', '.join(sorted(keys.keys()))} keys for it. Check its fingerprint, then add it; nothing was sent"
+            f"the SSH bastion {known.name} offered a {kind} key; {known.path} holds only {held} keys for it. "
+            "Check its fingerprint, then add it; nothing was sent"
         )
     if not settings.accept_new_host_key:
         raise ConfigError(
-            f"the SSH bastion {name} is not in {path}: add its key after checking its fingerprint "
+            f"the SSH bastion {known.name} is not in {known.path}: add its key after checking its fingerprint "
             f"(ssh-keyscan -p {settings.port} {settings.host}), or set source.ssh.accept_new_host_key: true "
             "to trust it on first use"
         )
+    path = known.path
     path.parent.mkdir(parents=True, exist_ok=True)
+    ends_cleanly = not path.exists() or path.stat().st_size == 0 or path.read_bytes().endswith(b"\n")
     with path.open("a", encoding="ascii") as f:
-        f.write(f"{name} {offered.get_name()} {offered.get_base64()}\n")
-    log.warning("trusting the SSH bastion %s on first use: its %s key is now in %s", name, offered.get_name(), path)
+        f.write(("" if ends_cleanly else "\n") + f"{known.name} {kind} {offered.get_base64()}\n")
+    log.warning("trusting the SSH bastion %s on first use: its %s key is now in %s", known.name, kind, path)
 
 
 def _private_key(paramiko: Any, settings: SshSettings) -> Any:
