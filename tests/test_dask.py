@@ -34,6 +34,7 @@ from rivet.execution.cluster import NO_WORKERS_VARIABLE
 from rivet.state.backends import STATE_URL_VARIABLE
 from tests.chunkrun import done_chunks, kill_after_chunks, resume_and_check, wait_until
 from tests.conftest import MYSQL_URL, PG_URL, my_query
+from tests.otlp import otlp_collector
 from tests.outputs import rows_by_manifest, run_rivet, write_config
 
 ROWS = 3000
@@ -130,6 +131,29 @@ def test_mariadb_chunks_on_the_cluster_through_the_command_line(my_conn, my_tabl
     expected = collections.Counter(tuple(r) for r in my_query(my_conn, f"SELECT id, name, price, at FROM {table}"))
     assert rows_by_manifest(tmp_path / "out", ["id", "name", "price", "at"]) == expected
     assert_no_stray_parts(tmp_path / "out")
+
+
+@pytest.mark.postgres
+def test_chunks_read_on_the_cluster_each_have_a_span_under_the_export(pg, pg_table, cluster, tmp_path):
+    table = numbered(pg_table)
+    config = chunked_config(tmp_path, PG_URL, f"SELECT id, payload FROM {table}")
+    with otlp_collector() as collector:
+        config.write_text(config.read_text() + f"telemetry: {{otlp_endpoint: {collector.url}}}\n")
+        proc = run_rivet("run", "-c", str(config), "--json", "--dask-scheduler", cluster.scheduler_address)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["exports"][0]
+    assert summary["engine"] == "native@dask"
+    spans = collector.spans()
+    (exported,) = [s for s in spans if s.name == "export orders"]
+    chunks = [s for s in spans if s.name == "chunk"]
+    assert {s.parent for s in chunks} == {exported.span_id}
+    indexes = sorted(s.attributes["rivet.chunk"] for s in chunks)
+    assert indexes == list(range(len(chunks))) and len(chunks) >= ROWS // 250
+    assert (
+        sum(s.attributes["rivet.rows"] for s in chunks)
+        == ROWS
+        == sum(rows_by_manifest(tmp_path / "out", ["id"]).values())
+    )
 
 
 @pytest.mark.postgres

@@ -242,10 +242,12 @@ def run_processes(
     options: RunOptions | None = None,
     params: Mapping[str, str] | None = None,
     command: list[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> list[ExportResult]:
     """Run each export in its own process, at most ``max_processes`` at a time.
 
-    ``command`` is a child's command without ``-e NAME`` (default: ``rivet run`` of the config).
+    ``command`` is a child's command without ``-e NAME`` (default: ``rivet run`` of the config);
+    ``extra_env`` is added to the children's environment (the run's trace context).
     """
     from rivet.state import StateStore, state_location
 
@@ -259,7 +261,7 @@ def run_processes(
             max_processes=limit,
             command=command or child_command(loaded, options or RunOptions()),
             cards=cards,
-            env=child_environment(params),
+            env={**child_environment(params), **(extra_env or {})},
         )
         previous = signal.getsignal(signal.SIGTERM)
 

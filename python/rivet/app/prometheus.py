@@ -83,6 +83,29 @@ FAMILIES = (
 
 def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], keys: Iterable[ExportKey]) -> str:
     """The text exposition of ``names`` (with their state ``keys``)."""
+    return render(families(loaded, store, names, keys))
+
+
+def render(found: dict[str, Family]) -> str:
+    """The text exposition of metric families (those with samples)."""
+    lines = [line for family in found.values() if family.samples for line in family.render()]
+    return "\n".join(lines) + "\n"
+
+
+def export_labels(loaded: LoadedConfig, name: str) -> dict[str, str]:
+    """The labels of an export's metrics (and the attributes of its spans): nothing that could hold a secret."""
+    return {
+        "export": name,
+        "mode": loaded.export(name).mode,
+        "source": loaded.config.source.type,
+        "destination": _scheme(loaded, name),
+    }
+
+
+def families(
+    loaded: LoadedConfig, store: StateStore, names: Iterable[str], keys: Iterable[ExportKey]
+) -> dict[str, Family]:
+    """Every metric of ``names`` (with their state ``keys``), by name."""
     from rivet.app.freshness import verdict
     from rivet.app.lag import cdc_lag
     from rivet.core.runinfo import utc_now
@@ -90,12 +113,7 @@ def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], ke
     families = {name: Family(name, kind, text) for name, kind, text in FAMILIES}
     for name, key in zip(names, keys, strict=True):
         export = loaded.export(name)
-        labels = {
-            "export": name,
-            "mode": export.mode,
-            "source": loaded.config.source.type,
-            "destination": _scheme(loaded, name),
-        }
+        labels = export_labels(loaded, name)
         _totals(families, labels, store.run_totals(key))
         runs = store.runs([key], limit=1)
         if runs:
@@ -112,8 +130,7 @@ def exposition(loaded: LoadedConfig, store: StateStore, names: Iterable[str], ke
                 families["rivet_cdc_lag_seconds"].add(labels, lag["seconds_behind"])
             if lag["bytes_behind_at_start"] is not None:
                 families["rivet_cdc_lag_bytes"].add(labels, lag["bytes_behind_at_start"])
-    lines = [line for family in families.values() if family.samples for line in family.render()]
-    return "\n".join(lines) + "\n"
+    return families
 
 
 def _totals(families: dict[str, Family], labels: dict[str, str], totals: list[dict[str, Any]]) -> None:
@@ -145,13 +162,17 @@ def _scheme(loaded: LoadedConfig, name: str) -> str:
     """The destination's kind (``file``, ``s3``, ``gs``, ``az``, ``stdout``): its URL's scheme, nothing more."""
     from rivet.config.layout import destination_urls
 
-    url = destination_urls(loaded).get(name, "")
+    return scheme_of(destination_urls(loaded).get(name, ""))
+
+
+def scheme_of(url: str) -> str:
+    """A destination URL's kind (``file`` for a path): its scheme, nothing more."""
     scheme, sep, _ = url.partition("://")
     return scheme.lower() if sep and scheme.isalnum() else "file"
 
 
-def write_metrics_file(loaded: LoadedConfig, path: Path) -> None:
-    """Write every export's metrics to ``path``, whole or not at all (``rivet run --metrics-file``)."""
+def config_families(loaded: LoadedConfig) -> dict[str, Family]:
+    """Every metric of every export of the config, from its state store."""
     from rivet.plan.export import key_in_store
     from rivet.state import StateStore, state_location
 
@@ -159,9 +180,14 @@ def write_metrics_file(loaded: LoadedConfig, path: Path) -> None:
     try:
         names = [e.name for e in loaded.config.exports]
         keys = [key_in_store(loaded, store, name) for name in names]
-        write_atomically(path, exposition(loaded, store, names, keys))
+        return families(loaded, store, names, keys)
     finally:
         store.close()
+
+
+def write_metrics_file(loaded: LoadedConfig, path: Path) -> None:
+    """Write every export's metrics to ``path``, whole or not at all (``rivet run --metrics-file``)."""
+    write_atomically(path, render(config_families(loaded)))
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
 from rivet.app.notify import send_notifications
+from rivet.app.telemetry import start_telemetry
 from rivet.config import LoadedConfig
 from rivet.core.events import CallbackObserver, Observer
 from rivet.core.runinfo import iso, utc_now
@@ -46,35 +47,52 @@ def run_config(
     options = options or RunOptions()
     if parallel not in PARALLEL_MODES:
         raise ConfigError(f"parallel must be one of threads, processes or None, not {parallel!r}")
+    telemetry = start_telemetry(loaded)
+    if telemetry is not None:
+        options = dataclasses.replace(options, traced=telemetry.observer)
     executor = loaded.config.executor
     cluster = None
-    if options.cluster is None and executor.type == "dask":
-        from rivet.execution.cluster import Cluster
-
-        assert executor.address is not None
-        cluster = Cluster.connect(executor.address)
-        options = dataclasses.replace(options, cluster=cluster)
+    exit_code = 1
     try:
-        return _run(
-            loaded, exports, options, parallel, max_parallel, params, observer, on_result, notify, show_progress
+        if options.cluster is None and executor.type == "dask":
+            from rivet.execution.cluster import Cluster
+
+            assert executor.address is not None
+            cluster = Cluster.connect(executor.address)
+            options = dataclasses.replace(options, cluster=cluster)
+        child_env = telemetry.propagated() if telemetry is not None else {}
+        result = _run(
+            loaded,
+            exports,
+            options,
+            (parallel, max_parallel, child_env),
+            params,
+            observer,
+            on_result,
+            notify,
+            show_progress,
         )
+        exit_code = result.exit_code
+        return result
     finally:
         if cluster is not None:
             cluster.close()
+        if telemetry is not None:
+            telemetry.finish(exit_code=exit_code)
 
 
 def _run(
     loaded: LoadedConfig,
     exports: Sequence[str] | None,
     options: RunOptions,
-    parallel: str | None,
-    max_parallel: int | None,
+    fan_out: tuple[str | None, int | None, Mapping[str, str]],
     params: Mapping[str, str] | None,
     observer: Observer | None,
     on_result: Callable[[ExportResult], None] | None,
     notify: bool,
     show_progress: bool | None,
 ) -> RunResult:
+    parallel, max_parallel, child_env = fan_out
     started = utc_now()
     clock = time.perf_counter()
     names = [loaded.export(n).name for n in exports] if exports else [e.name for e in loaded.config.exports]
@@ -83,7 +101,9 @@ def _run(
 
         if loaded.path is None:
             raise ConfigError("parallel='processes' needs a config file that the child processes can read")
-        results = run_processes(loaded, names, max_processes=max_parallel, options=options, params=params)
+        results = run_processes(
+            loaded, names, max_processes=max_parallel, options=options, params=params, extra_env=child_env
+        )
         mode = "processes"
     elif parallel == "threads" and len(names) > 1:
         from rivet.app.fanout import run_threads

@@ -1,7 +1,7 @@
 """The smaller blocks of rivet.yaml.
 
 An export's meta columns, quality gates, Parquet settings and Iceberg table; the config's
-notifications, executor and state store.
+notifications, telemetry, executor and state store.
 """
 
 from __future__ import annotations
@@ -210,6 +210,31 @@ class NotificationsConfig(StrictModel):
 
     slack: SlackNotification | None = None
     webhook: WebhookNotification | None = None
+
+
+class TelemetryConfig(StrictModel):
+    """``telemetry``: a span for each run, export and chunk, and the exports' metrics, sent over OTLP.
+
+    OTLP over HTTP (protobuf) to ``otlp_endpoint`` (``http://collector:4318``; ``/v1/traces``
+    and ``/v1/metrics`` are added), or where the standard ``OTEL_EXPORTER_OTLP_*`` variables
+    say when it is not set. Needs the ``rivet[otel]`` extra.
+    """
+
+    otlp_endpoint: str | None = None
+    # Sent with every request (an API key, say): values are secrets, never shown.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0)
+    service_name: str = Field(default="rivet", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP, port 4318 by default), "
+                f"not {redact_url(v)!r}"
+            )
+        return v
 
 
 class ExecutorConfig(StrictModel):

@@ -15,12 +15,19 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "parallel_exports": "Run the exports at once, one thread each (like --parallel-exports).",
         "parallel_export_processes": "Run each export in its own process (like --parallel-export-processes).",
         "notifications": "Webhook and Slack messages after a run.",
+        "telemetry": "Spans of each run, export and chunk, and the exports' metrics, sent over OTLP.",
         "executor": "Where chunks are read: this process's threads (local) or a Dask cluster.",
         "state": "Where this config's exports keep their state in a shared state store.",
         "defaults": "Settings every export takes unless it sets its own (freshness).",
     },
     "DefaultsConfig": {
         "freshness": "Freshness limits of every export without its own.",
+    },
+    "TelemetryConfig": {
+        "otlp_endpoint": "The OTLP/HTTP collector (http://host:4318); else the OTEL_EXPORTER_OTLP_* variables.",
+        "headers": "Headers sent with every request (an API key); values are never shown.",
+        "timeout_s": "Seconds to wait for the collector before giving the telemetry up (10).",
+        "service_name": "The service.name of the spans and metrics (rivet).",
     },
     "FreshnessConfig": {
         "warn_after": "How old (30m, 2h, 1d) the last published run may be before rivet check --freshness warns.",

@@ -19,6 +19,7 @@ from rivet.config.blocks import (
     ParquetConfig,
     QualityConfig,
     StateConfig,
+    TelemetryConfig,
 )
 from rivet.config.changes import CdcConfig
 from rivet.config.common import (
@@ -418,6 +419,7 @@ class RivetConfig(StrictModel):
     parallel_exports: Bool = False
     parallel_export_processes: Bool = False
     notifications: NotificationsConfig | None = None
+    telemetry: TelemetryConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)

@@ -6,6 +6,9 @@ Schema version 1. Every event has ``v`` (the version), ``type``, ``export`` and
 - ``started``: ``run_id``, ``mode``
 - ``progress_init``: ``total_chunks``, ``done_chunks`` (chunked and parallel exports)
 - ``progress``: ``rows`` and, for chunked exports, ``chunks_done``
+- ``chunk``: ``chunk`` (its index), ``rows``, ``started`` (when its read began, UTC ISO-8601) and
+  ``read_s`` (how long the read took): sent once the chunk's part is published (chunked and
+  parallel exports)
 - ``retry``: ``chunk`` (None for a single-stream export), ``attempt``, ``reason``, ``wait_s``, ``error``
 - ``warning``: ``message``
 - ``schema_drift``: ``policy``, ``added``, ``removed``, ``retyped`` (lists of ``name: type``)
@@ -31,6 +34,7 @@ FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "started": {"run_id": str, "mode": str},
     "progress_init": {},
     "progress": {"rows": int},
+    "chunk": {"chunk": int, "rows": int, "started": str, "read_s": (int, float)},
     "retry": {"chunk": (int, type(None)), "attempt": int, "reason": str, "wait_s": (int, float), "error": str},
     "warning": {"message": str},
     "schema_drift": {"policy": str, "added": list, "removed": list, "retyped": list},
@@ -163,8 +167,12 @@ class CallbackObserver(Observer):
         self._callback(self.make(kind, export, **fields))
 
 
+# Events the journal does not keep: ticks, and one per chunk (the state store has the chunks).
+UNJOURNALED = ("progress", "chunk")
+
+
 class Journal(Observer):
-    """Keeps a run's events (all but progress ticks) and passes every event on to ``inner``."""
+    """Keeps a run's events (all but ticks and chunks) and passes every event on to ``inner``."""
 
     def __init__(self, inner: Observer | None) -> None:
         self.inner = inner or Observer()
@@ -172,7 +180,7 @@ class Journal(Observer):
 
     def emit(self, kind: str, export: str, **fields: Any) -> None:
         """Keep the event (its texts redacted: the journal outlives the run), then pass it on."""
-        if kind != "progress":
+        if kind not in UNJOURNALED:
             kept = {k: redact_text(v) if isinstance(v, str) else v for k, v in fields.items()}
             self.events.append(self.make(kind, export, **kept))
         self.inner.emit(kind, export, **fields)

@@ -28,6 +28,11 @@ def iso(at: dt.datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
+def iso_us(at: dt.datetime) -> str:
+    """ISO-8601 with microseconds and ``Z`` (where spans are placed by it)."""
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def from_iso(text: str) -> dt.datetime:
     """The time ``iso`` wrote."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -16,7 +16,7 @@ import itertools
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rivet.core.redact import redact_text
 from rivet.core.runinfo import iso, utc_now
@@ -60,10 +60,16 @@ def next_index(pending: Collection[int], running: Collection[int], after: int | 
 
 @dataclass(frozen=True)
 class ChunkRead:
-    """A chunk read into a part: how many rows it gave."""
+    """A chunk read into a part: how many rows it gave, when its read began and how long it took."""
 
     task: Task
     rows: int
+    started: str
+    read_s: float
+
+    def event(self) -> dict[str, Any]:
+        """The fields of its ``chunk`` event."""
+        return {"chunk": self.task.index, "rows": self.rows, "started": self.started, "read_s": round(self.read_s, 6)}
 
 
 @dataclass

@@ -344,12 +344,14 @@ class ClusterChunkPool:
                     f"is not at {self.destination.spec.shown} as this machine sees it; the coordinator and every "
                     "worker must share the destination (object storage, or one filesystem mounted on all of them)"
                 )
-        self.queue.finish([ChunkRead(task, outcome.rows)], outcome.parts)
+        read = ChunkRead(task, outcome.rows, outcome.started, outcome.read_s)
+        self.queue.finish([read], outcome.parts)
         if self.rows.quality is not None and outcome.quality is not None:
             self.rows.quality.merge(outcome.quality)
         self.rows.drift.note_widths(outcome.widths)
         self.progress.advance(outcome.rows)
         self.progress.published(sum(p.bytes for p in outcome.parts))
+        self.events.emit("chunk", self.plan.name, **read.event())
         counter = self.progress
         self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
 

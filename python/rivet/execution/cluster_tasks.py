@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rivet.core.events import Observer
+from rivet.core.runinfo import iso_us, utc_now
 from rivet.errors import CancelledError
 from rivet.execution.chunkqueue import Task
 from rivet.execution.commit import commit_parts
@@ -68,6 +69,8 @@ class ChunkOutcome:
     quality: QualityTracker | None
     widths: dict[str, int]
     worker: str
+    started: str
+    read_s: float
 
 
 def read_chunk(job: ChunkJob, task: Task, delay_s: float) -> ChunkOutcome:
@@ -98,8 +101,10 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
     quality = job.quality.part() if job.quality is not None else None
     destination = open_destination(job.destination.with_secrets())
     destination.prepare()
+    started, clock = iso_us(utc_now()), time.perf_counter()
     try:
         count, staged = _write_chunk(job, task, rows, quality, destination)
+        read_s = time.perf_counter() - clock
         if _cancelled():
             for part in staged:
                 staging.remove(part.path)
@@ -114,7 +119,7 @@ def _read_chunk(job: ChunkJob, task: Task) -> ChunkOutcome:
         )
     finally:
         destination.cleanup()
-    return ChunkOutcome(task.index, count, parts, quality, rows.drift.widest, socket.gethostname())
+    return ChunkOutcome(task.index, count, parts, quality, rows.drift.widest, socket.gethostname(), started, read_s)
 
 
 # A run's dictionary decision is kept on a worker this long after its last task there.

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rivet.core.events import Observer
     from rivet.execution.cluster import Cluster
     from rivet.execution.results import ExportResult
@@ -30,6 +32,8 @@ class RunOptions:
     validate: bool = False
     reconcile: bool = False
     cluster: Cluster | None = dataclasses.field(default=None, compare=False)
+    # Where telemetry is configured: wraps each export's observer in one that makes its spans.
+    traced: Callable[[ExportPlan, Observer | None], Observer] | None = dataclasses.field(default=None, compare=False)
 
     def shape(self, plan: ExportPlan) -> ExportPlan:
         """``plan`` with these flags' checks."""
@@ -39,6 +43,8 @@ class RunOptions:
         """Run ``plan`` with these flags (and on the cluster, if any)."""
         from rivet.execution import run_export
 
+        if self.traced is not None:
+            observer = self.traced(plan, observer)
         return run_export(
             self.shape(plan), state, resume=self.resume, wait=self.wait, observer=observer, cluster=self.cluster
         )

@@ -19,7 +19,7 @@ from rivet.config.tuning import MIB
 from rivet.core import failpoints
 from rivet.core.events import Observer
 from rivet.core.retry import Retrier, RetryClass, RetryPolicy
-from rivet.core.runinfo import current_rss_bytes
+from rivet.core.runinfo import current_rss_bytes, iso_us, utc_now
 from rivet.errors import CancelledError, ChunkError
 from rivet.execution.chunkqueue import ChunkQueue, ChunkRead, Task
 from rivet.execution.commit import commit_parts
@@ -212,12 +212,13 @@ class ChunkPool:
                         part = part or self._open_part(task)
                         with self.lock:
                             self.reading += 1
+                        started, clock = iso_us(utc_now()), time.perf_counter()
                         try:
                             rows = self._read_into(part, wid, session, task)
                         finally:
                             with self.lock:
                                 self.reading -= 1
-                        part.reads.append(ChunkRead(task, rows))
+                        part.reads.append(ChunkRead(task, rows, started, time.perf_counter() - clock))
                         last = task.index
                         self.progress.advance(rows)
                         self.progress.filling(wid, part.writer.bytes_written())
@@ -354,6 +355,8 @@ class ChunkPool:
         if self.quality is not None and part.quality is not None:
             self.quality.merge(part.quality)
         self.progress.published(sum(p.bytes for p in parts), worker)
+        for read in part.reads:
+            self.events.emit("chunk", self.plan.name, **read.event())
         self._report()
 
     def _report(self) -> None:
