@@ -29,6 +29,7 @@ MAX_DECIMAL_PRECISION = 38
 HANDED_ON = {
     "s3://": {"key", "secret", "token", "endpoint_url", "client_kwargs"},
     "abfs://": {"account_name", "account_key", "sas_token", "connection_string"},
+    "gs://": {"token", "endpoint_url"},
 }
 
 

@@ -14,6 +14,7 @@ schema) tells readers which column is which.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +106,15 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
     if spec.url.startswith("abfs://"):
         properties |= {azure[k]: str(v) for k, v in given.items() if k in azure and v}
         return {**properties, **table.catalog_properties}
+    if spec.url.startswith("gs://"):
+        # Through gcsfs, as rivet writes the parts: the same credentials (a service account file,
+        # anon, or the machine's default) and the same endpoint reach the table's files.
+        properties["py-io-impl"] = "pyiceberg.io.fsspec.FsspecFileIO"
+        # gcsfs's own default (pyiceberg would pass None, which gcsfs warns about on every open).
+        properties["gcs.project-id"] = os.environ.get("GCSFS_DEFAULT_PROJECT", "")
+        gcs = {"token": "gcs.oauth2.token", "endpoint_url": "gcs.service.host"}
+        properties |= {gcs[k]: str(v) for k, v in given.items() if k in gcs and v}
+        return {**properties, **table.catalog_properties}
     names = {
         "key": "s3.access-key-id",
         "secret": "s3.secret-access-key",
@@ -117,12 +127,15 @@ def catalog_properties(table: IcebergTable, spec: DestinationSpec) -> dict[str, 
 
 
 def table_location(spec: DestinationSpec) -> str:
-    """The table's folder: the destination's (a local folder, ``s3://bucket/prefix``, ``abfs://container/prefix``)."""
-    if spec.url.startswith(("s3://", "abfs://")):
+    """The table's folder: the destination's.
+
+    A local folder, ``s3://bucket/prefix``, ``gs://bucket/prefix`` or ``abfs://container/prefix``.
+    """
+    if spec.url.startswith(("s3://", "gs://", "abfs://")):
         return spec.url.rstrip("/")
     if spec.url.startswith("/"):
         return "file://" + spec.url.rstrip("/")
-    raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk, S3 or Azure for now")
+    raise ConfigError(f"destination {spec.shown}: format: iceberg is written to local disk, S3, GCS or Azure for now")
 
 
 @contextmanager
