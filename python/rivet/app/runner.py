@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
-from rivet.app.notify import send_notifications
 from rivet.app.telemetry import start_telemetry
 from rivet.config import LoadedConfig
 from rivet.core.events import CallbackObserver, Observer
@@ -131,7 +130,9 @@ def _run(
             state.record_aggregate(run.to_dict(), iso(utc_now()))
         finally:
             state.close()
-    if notify:
+    if notify and loaded.config.notifications is not None:
+        from rivet.app.notify import send_notifications  # http.client and ssl: only where they are used
+
         send_notifications(loaded.config.notifications, run.exports)
     return run
 
