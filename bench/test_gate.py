@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from bench.fixtures import Scale
-from bench.harness import measure
+from bench.harness import compile_bytecode, measure
 
 HERE = Path(__file__).parent
 
@@ -62,6 +62,7 @@ def run_alone(method: str, url: str, table: str) -> dict[str, Any]:
     """``method`` in a process of its own (as a user runs it, nothing left over from the other):
     the seconds of its work, and the rows and bytes of the Parquet files it wrote."""
     out = tempfile.mkdtemp(prefix=f"rivet-gate-{method}-")
+    compile_bytecode(HERE.parent / "python" / "rivet", HERE)
     proc = subprocess.run(
         [sys.executable, str(HERE / "methods.py"), method, url, table, out],
         capture_output=True,
