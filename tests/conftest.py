@@ -15,6 +15,10 @@ import psycopg
 import pymysql
 import pytest
 
+# Tests start their own collectors and traces: none from the environment that runs them.
+for _variable in [v for v in os.environ if v.startswith("OTEL_")] + ["TRACEPARENT", "RIVET_OTEL_METRICS_BY_PARENT"]:
+    os.environ.pop(_variable, None)
+
 PG_URL = os.environ.get("RIVET_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("RIVET_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 
@@ -354,6 +358,35 @@ def gcs() -> Iterator[dict[str, Any]]:
         yield {"type": "gcs", "bucket": "rivet", "endpoint": f"http://127.0.0.1:{port}", "allow_anonymous": True}
     finally:
         server.stop()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a catalog or collector gone silent."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
 
 
 # The source fixture (each database in turn), for tests written once for every database.

@@ -243,36 +243,6 @@ def test_an_unreachable_catalog_fails_the_run_without_showing_its_password(order
     assert "s3cr3t-pw" not in described.stdout + described.stderr
 
 
-@pytest.fixture
-def silent_server():
-    """A TCP server that accepts connections and never answers: a catalog gone silent."""
-    import socket
-    import threading
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    listener.close()
-
-
 @pytest.mark.postgres
 def test_a_silent_catalog_fails_the_run_before_it_publishes(orders, silent_server, tmp_path):
     config = write_config(tmp_path, {"table": orders, "iceberg": {"catalog_url": silent_server}})

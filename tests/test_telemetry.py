@@ -89,8 +89,8 @@ def test_a_chunked_run_sends_a_span_per_export_and_chunk_and_the_metrics(databas
         ("source", database_server.kind),
     )
     metrics = collector.metrics()
-    assert metrics[("rivet_export_rows_total", labels)] == (2500, "sum", "1")
-    assert metrics[("rivet_export_last_run_success", labels)][:2] == (1, "gauge")
+    assert metrics[("rivet_export_rows_total", labels)] == (2500, "sum", "")
+    assert metrics[("rivet_export_last_run_success", labels)] == (1, "gauge", "")
     assert metrics[("rivet_export_last_run_duration_seconds", labels)][2] == "s"
     assert metrics[("rivet_export_bytes_total", labels)][2] == "By"
     assert len(collector.bodies("/v1/metrics")) == 1
@@ -173,6 +173,44 @@ def test_a_collector_that_is_down_costs_a_warning_not_the_run(pg, pg_table, tmp_
     assert ran.returncode == 0, ran.stderr
     assert parquet_rows(tmp_path / "o") == 10
     assert f"telemetry: sending the run's metrics to {closed} failed" in ran.stderr
+
+
+@pytest.mark.postgres
+def test_a_silent_collector_delays_the_end_of_the_run_by_its_timeout_not_more(pg, pg_table, silent_server, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 3000) g")
+    export = {"name": "t", "table": table, "mode": "chunked", "chunk_column": "id", "chunk_size": 100,
+              "parallel": 2, "destination": str(tmp_path / "o")}  # fmt: skip
+    extra = f"telemetry: {{otlp_endpoint: {silent_server}, timeout_s: 1}}\n"
+    rivet_yaml = write_config(tmp_path, {"type": "postgres", "url": pg_url()}, [export], extra=extra)
+    ran = run_rivet("run", "-c", str(rivet_yaml), "--json", timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["exports"][0]["rows"] == 3000 == parquet_rows(tmp_path / "o")
+    assert "telemetry: sending the run's spans" in ran.stderr and "did not take them" in ran.stderr
+
+
+@pytest.mark.postgres
+def test_sdk_settings_it_refuses_cost_the_telemetry_not_the_run(pg, pg_table, collector, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 10) g")
+    export = {"name": "t", "table": table, "destination": str(tmp_path / "o")}
+    rivet_yaml = write_config(tmp_path, {"type": "postgres", "url": pg_url()}, [export], extra=telemetry(collector))
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "1", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "5"}
+    ran = run_rivet("run", "-c", str(rivet_yaml), env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert parquet_rows(tmp_path / "o") == 10
+    assert "the OpenTelemetry SDK could not start" in ran.stderr and not collector.requests
+
+
+@pytest.mark.postgres
+def test_the_configured_headers_go_where_the_variables_point(pg, pg_table, collector, tmp_path):
+    table = pg_table("CREATE TABLE {t} AS SELECT g AS id FROM generate_series(1, 10) g")
+    export = {"name": "t", "table": table, "destination": str(tmp_path / "o")}
+    extra = f"telemetry: {{headers: {{x-api-key: {SECRET}}}, service_name: warehouse-extracts}}\n"
+    rivet_yaml = write_config(tmp_path, {"type": "postgres", "url": pg_url()}, [export], extra=extra)
+    ran = run_rivet("run", "-c", str(rivet_yaml), env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    assert ran.returncode == 0, ran.stderr
+    assert {p for p, _, _ in collector.requests} == {"/v1/traces", "/v1/metrics"}
+    assert all(headers.get("x-api-key") == SECRET for _, headers, _ in collector.requests)
+    assert {s.service for s in collector.spans()} == {"warehouse-extracts"}
 
 
 @pytest.mark.parametrize(

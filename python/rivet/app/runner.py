@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
-from rivet.app.telemetry import start_telemetry
+from rivet.app.telemetry import Telemetry, start_telemetry
 from rivet.config import LoadedConfig
 from rivet.core.events import CallbackObserver, Observer
 from rivet.core.runinfo import iso, utc_now
-from rivet.errors import ConfigError
+from rivet.errors import ConfigError, exit_code_for
 from rivet.execution.options import RunOptions
 from rivet.execution.results import ExportResult, RunResult
 from rivet.plan.export import build_plan
@@ -73,11 +74,22 @@ def run_config(
         )
         exit_code = result.exit_code
         return result
+    except BaseException as e:
+        exit_code = exit_code_for(e)
+        raise
     finally:
         if cluster is not None:
             cluster.close()
         if telemetry is not None:
-            telemetry.finish(exit_code=exit_code)
+            _finish(telemetry, exit_code)
+
+
+def _finish(telemetry: Telemetry, exit_code: int) -> None:
+    """Send the run's telemetry; nothing that happens meanwhile (a stop included) changes the run's outcome."""
+    try:
+        telemetry.finish(exit_code=exit_code)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the run ended; only its telemetry is cut short
+        logging.getLogger("rivet").warning("telemetry: not all of it was sent: %s", type(e).__name__)
 
 
 def _run(

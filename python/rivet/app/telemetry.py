@@ -47,6 +47,8 @@ TRACEPARENT = "TRACEPARENT"
 # Set for fan-out children: their parent sends the metrics, once, for every export.
 METRICS_SENT_BY_PARENT = "RIVET_OTEL_METRICS_BY_PARENT"
 UNITS = {"_seconds": "s", "_bytes": "By"}
+# How many collector timeouts the end of a run waits for its telemetry (spans, then metrics).
+SENDING_TIMEOUTS = 3
 
 
 def start_telemetry(loaded: LoadedConfig) -> Telemetry | None:
@@ -72,15 +74,20 @@ def start_telemetry(loaded: LoadedConfig) -> Telemetry | None:
         log.warning("%s; no telemetry is sent", message)
         return None
     try:
-        import opentelemetry.exporter.otlp.proto.http
-        import opentelemetry.sdk  # noqa: F401 - both only looked for
+        import opentelemetry.exporter.otlp.proto.http.metric_exporter
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401 - only looked for
     except ImportError:
         message = f"{where} asks for OpenTelemetry, which needs the otel extra: pip install 'rivet[otel]'"
         if settings is not None:
             raise ConfigError(message) from None
         log.warning("%s; no telemetry is sent", message)
         return None
-    return Telemetry(loaded, metrics=os.environ.get(METRICS_SENT_BY_PARENT) != "1")
+    try:
+        return Telemetry(loaded, metrics=os.environ.get(METRICS_SENT_BY_PARENT) != "1")
+    except Exception as e:  # noqa: BLE001 - the SDK refusing its settings (OTEL_BSP_*, ...) costs the telemetry only
+        log.warning("telemetry: the OpenTelemetry SDK could not start (%s); no telemetry is sent", redact_text(str(e)))
+        return None
 
 
 class Telemetry:
@@ -101,11 +108,14 @@ class Telemetry:
         self.endpoint = settings.otlp_endpoint.rstrip("/") if settings and settings.otlp_endpoint else None
         self.headers = {k: v.get_secret_value() for k, v in settings.headers.items()} if settings else {}
         self.timeout_s = settings.timeout_s if settings else 10.0
-        name = settings.service_name if settings else "rivet"
+        named = settings is not None and "service_name" in settings.model_fields_set
+        name = settings.service_name if settings and named else os.environ.get("OTEL_SERVICE_NAME") or "rivet"
         self.resource = Resource.create({"service.name": name, "service.version": __version__})
-        # A provider of its own, not the global one: a notebook's or an application's tracing is left alone.
-        self.provider = TracerProvider(resource=self.resource)
-        self.provider.add_span_processor(BatchSpanProcessor(self._exporter("traces")))
+        # A provider of its own, not the global one: a notebook's or an application's tracing is left
+        # alone; shut down by finish(), within its time, never by an exit handler that could wait on it.
+        self.provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
+        self.spans = Delivery(self._exporter("traces"), self.timeout_s)
+        self.provider.add_span_processor(BatchSpanProcessor(self.spans))  # type: ignore[arg-type]  # a SpanExporter
         self.tracer = self.provider.get_tracer("rivet", __version__)
         parent = os.environ.get(TRACEPARENT)
         context = TraceContextTextMapPropagator().extract({"traceparent": parent}) if parent else None
@@ -126,9 +136,8 @@ class Telemetry:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[assignment]
                 OTLPMetricExporter as Exporter,
             )
-        if self.endpoint is None:
-            return Exporter()
-        return Exporter(endpoint=f"{self.endpoint}/v1/{signal}", headers=self.headers, timeout=self.timeout_s)
+        endpoint = f"{self.endpoint}/v1/{signal}" if self.endpoint is not None else None
+        return Exporter(endpoint=endpoint, headers=self.headers or None, timeout=self.timeout_s)
 
     def observer(self, plan: ExportPlan, inner: Observer | None) -> Observer:
         """An observer that turns ``plan``'s events into spans and passes each on to ``inner``."""
@@ -154,18 +163,33 @@ class Telemetry:
         return env
 
     def finish(self, *, exit_code: int) -> None:
-        """End the run's span, send what is left of the spans and, where asked, the metrics."""
+        """End the run's span, then send what is left of the spans and, where asked, the metrics.
+
+        The sending runs in a thread the run waits for a bounded time (a few requests'
+        ``timeout_s``): a collector that is silent, slow or refusing delays the run's end by
+        that much at most, and what it did not take is dropped with a warning.
+        """
         from opentelemetry.trace import Status, StatusCode
 
         self.run_span.set_attribute("rivet.exit_code", exit_code)
         if exit_code:
             self.run_span.set_status(Status(StatusCode.ERROR, f"exit code {exit_code}"))
         self.run_span.end()
-        if not self.provider.force_flush(timeout_millis=int(self.timeout_s * 1000)):
-            self._say_failed("spans", "the collector did not take them in time")
-        self.provider.shutdown()
-        if self.metrics:
-            self._send_metrics()
+        sender = threading.Thread(target=self._send_the_rest, name="rivet-telemetry", daemon=True)
+        sender.start()
+        sender.join(self.timeout_s * SENDING_TIMEOUTS)
+        if sender.is_alive():
+            self._say_failed("spans and metrics", f"the collector did not take them within {self.timeout_s:g} s")
+        elif self.spans.failed:
+            self._say_failed("spans", self.spans.failed)
+
+    def _send_the_rest(self) -> None:
+        try:
+            self.provider.shutdown()  # exports the spans still queued
+            if self.metrics:
+                self._send_metrics()
+        except Exception as e:  # noqa: BLE001 - the run's outcome stands
+            self._say_failed("spans and metrics", str(e))
 
     def _send_metrics(self) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -179,7 +203,7 @@ class Telemetry:
             self._say_failed("metrics", f"reading the state store failed: {e}")
             return
         reader = InMemoryMetricReader()
-        provider = MeterProvider(resource=self.resource, metric_readers=[reader])
+        provider = MeterProvider(resource=self.resource, metric_readers=[reader], shutdown_on_exit=False)
         meter = provider.get_meter("rivet")
         for family in found.values():
             if family.samples:
@@ -194,12 +218,42 @@ class Telemetry:
             self._say_failed("metrics", str(e))
             return
         if result is not MetricExportResult.SUCCESS:
-            self._say_failed("metrics", "the collector did not accept them")
+            self._say_failed("metrics", refused(self.timeout_s))
 
     def _say_failed(self, what: str, why: str) -> None:
         where = redact_url(self.endpoint) if self.endpoint else "the OTEL_EXPORTER_OTLP_* endpoint"
         log.warning("telemetry: sending the run's %s to %s failed: %s", what, where, redact_text(why))
         self.failed = True
+
+
+def refused(timeout_s: float) -> str:
+    """Why an export failed, as far as the SDK says."""
+    return f"the collector did not take them (it refused, or did not answer within {timeout_s:g} s)"
+
+
+class Delivery:
+    """A span exporter that remembers why the collector did not take a batch (for one warning)."""
+
+    def __init__(self, exporter: Any, timeout_s: float) -> None:
+        self.exporter, self.timeout_s = exporter, timeout_s
+        self.failed: str | None = None
+
+    def export(self, spans: Any) -> Any:
+        """Hand the batch on; note a failure."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        result = self.exporter.export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            self.failed = refused(self.timeout_s)
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is held here."""
+        return True
 
 
 def _instrument(meter: Any, family: Family) -> None:
@@ -212,7 +266,8 @@ def _instrument(meter: Any, family: Family) -> None:
         return [Observation(value, labels) for labels, value in samples]
 
     base = family.name.removesuffix("_total")
-    unit = next((u for suffix, u in UNITS.items() if base.endswith(suffix)), "1")
+    # No unit where the name has none: "1" would make a Prometheus exporter add a _ratio suffix.
+    unit = next((u for suffix, u in UNITS.items() if base.endswith(suffix)), "")
     make = meter.create_observable_counter if family.kind == "counter" else meter.create_observable_gauge
     make(family.name, callbacks=[observe], unit=unit, description=family.help)
 
@@ -264,19 +319,21 @@ class ExportSpans(Observer):
             self.span.add_event("retry", attributes=retry)
         elif kind == "finished":
             span, self.span = self.span, None
-            span.set_attributes(
-                {
-                    "rivet.status": str(fields.get("status")),
-                    "rivet.rows": int(fields.get("rows") or 0),
-                    "rivet.bytes": int(fields.get("bytes") or 0),
-                    "rivet.files": len(fields.get("files") or ()),
-                    "rivet.retries": int(fields.get("retries") or 0),
-                }
-            )
-            if fields.get("status") not in ("success", "empty", "skipped"):
-                reason = fields.get("error_type") or str(fields.get("status"))
-                span.set_status(Status(StatusCode.ERROR, redact_text(str(fields.get("error") or reason))))
-            span.end()
+            try:
+                span.set_attributes(
+                    {
+                        "rivet.status": str(fields.get("status")),
+                        "rivet.rows": int(fields.get("rows") or 0),
+                        "rivet.bytes": int(fields.get("bytes") or 0),
+                        "rivet.files": len(fields.get("files") or ()),
+                        "rivet.retries": int(fields.get("retries") or 0),
+                    }
+                )
+                if fields.get("status") not in ("success", "empty", "skipped"):
+                    # The error's kind only: its text may name paths, hosts and SQL.
+                    span.set_status(Status(StatusCode.ERROR, str(fields.get("error_type") or fields.get("status"))))
+            finally:
+                span.end()
 
 
 def _nanoseconds(iso_time: str) -> int:

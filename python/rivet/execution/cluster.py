@@ -351,7 +351,8 @@ class ClusterChunkPool:
         self.rows.drift.note_widths(outcome.widths)
         self.progress.advance(outcome.rows)
         self.progress.published(sum(p.bytes for p in outcome.parts))
-        self.events.emit("chunk", self.plan.name, **read.event())
+        if outcome.started:
+            self.events.emit("chunk", self.plan.name, **read.event())
         counter = self.progress
         self.events.emit("progress", self.plan.name, chunks_done=counter.chunks, rows=counter.rows, bytes=counter.bytes)
 

@@ -69,8 +69,9 @@ class ChunkOutcome:
     quality: QualityTracker | None
     widths: dict[str, int]
     worker: str
-    started: str
-    read_s: float
+    # When the read began and how long it took (empty from a worker of an older rivet).
+    started: str = ""
+    read_s: float = 0.0
 
 
 def read_chunk(job: ChunkJob, task: Task, delay_s: float) -> ChunkOutcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,7 +45,10 @@ class RunOptions:
         from rivet.execution import run_export
 
         if self.traced is not None:
-            observer = self.traced(plan, observer)
+            try:
+                observer = self.traced(plan, observer)
+            except Exception as e:  # noqa: BLE001 - tracing never stops an export
+                logging.getLogger("rivet").warning("telemetry: export %s is not traced: %s", plan.name, e)
         return run_export(
             self.shape(plan), state, resume=self.resume, wait=self.wait, observer=observer, cluster=self.cluster
         )

@@ -228,7 +228,10 @@ class ChunkPool:
                     full = part is not None and not part.has_room(self.part_bytes)
                     if part is not None and (task is None or full or part.held_for(self.checkpoint_every_s)):
                         self._publish(part, wid)
-                        part = None
+                        published, part = part, None
+                        # Said once the part is no longer this worker's: a failure to report it
+                        # (a closed events pipe) must not put its published chunks back in the queue.
+                        self._announce(published)
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
                     if part is not None:
                         part.writer.abort()
@@ -355,6 +358,9 @@ class ChunkPool:
         if self.quality is not None and part.quality is not None:
             self.quality.merge(part.quality)
         self.progress.published(sum(p.bytes for p in parts), worker)
+
+    def _announce(self, part: FillingPart) -> None:
+        """A ``chunk`` event for each chunk of a published part, then the progress."""
         for read in part.reads:
             self.events.emit("chunk", self.plan.name, **read.event())
         self._report()

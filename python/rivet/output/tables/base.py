@@ -36,7 +36,8 @@ HANDED_ON = {
 def check_settings(spec: DestinationSpec, table_format: str, library: str) -> None:
     """Refuse destination settings the table's library would not get: its commit would fail after the data."""
     for scheme, known in HANDED_ON.items():
-        if not spec.url.startswith(scheme):
+        # Delta is refused on gs:// for what it is, not for its settings.
+        if not spec.url.startswith(scheme) or (scheme == "gs://" and table_format != "iceberg"):
             continue
         given = spec.storage_options
         unknown = sorted(set(given) - known) + sorted(
