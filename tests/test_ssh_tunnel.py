@@ -169,6 +169,20 @@ def test_connectorx_is_not_used_around_the_tunnel(database_server, bastion, out)
     assert auto.rows == 10 and auto.engine == "native"
 
 
+@pytest.mark.postgres
+def test_a_first_connection_the_tunnel_closes_is_retried_not_taken_for_a_wrong_address(bastion, out):
+    # A wrong address fails at once without a tunnel; through one, the local end is always there and
+    # a closed first connection is the bastion failing to reach the database: retried, then reported.
+    closed = free_port()
+    source = {"type": "postgres", "url": f"postgresql://postgres@127.0.0.1:{closed}/test?sslmode=disable",
+              "ssh": bastion.ssh(), "tuning": {"max_retries": 2, "retry_backoff_ms": 10}}  # fmt: skip
+    before = len(bastion.forwards())
+    with pytest.raises(SourceConnectionError):
+        rivet.export(source, query="SELECT 1 AS x", destination=str(out))
+    # One while planning (the channel the reader would take), then the read and its two retries.
+    assert bastion.forwards()[before:] == [closed] * 4
+
+
 def test_exports_run_as_child_processes_each_open_their_own_tunnel(database_server, bastion, tmp_path):
     source = database_server
     tables = [source.numbered_table(300), source.numbered_table(400)]

@@ -179,7 +179,7 @@ def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
         except Exception as e:
             if read.cursor is not None:
                 read.cursor.reset()
-            if attempt == 1 and _unreachable(e):
+            if attempt == 1 and _unreachable(e) and not _tunnelled(read.plan):
                 raise
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:
@@ -191,6 +191,15 @@ def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
 def _unreachable(error: BaseException) -> bool:
     """A first connection that failed without a server's word: a wrong address, not a blip."""
     return isinstance(error, SourceConnectionError) and not error.lost and error.code is None
+
+
+def _tunnelled(plan: ExportPlan) -> bool:
+    """Whether connections go through an SSH tunnel.
+
+    Its local end is always there, so a first connection it closes is the bastion's trouble
+    reaching the database (or a blip), retried like a lost one.
+    """
+    return isinstance(plan.source, NetworkSource) and plan.source.ssh is not None
 
 
 def _read_once(read: SingleRead) -> list[StagedPart]:
