@@ -60,6 +60,15 @@ def test_run_writes_each_exports_metrics_for_a_scraper(tmp_path):
     assert ("rivet_export_last_success_timestamp_seconds", broken) not in found
     assert found[("rivet_export_last_run_duration_seconds", items)] >= 0
     assert found[("rivet_export_last_run_peak_memory_bytes", items)] > 1024 * 1024
+    # One statement read the table: the longest read is the whole of it, within the run's time.
+    read = found[("rivet_export_last_run_read_seconds", items)]
+    assert 0 < read == found[("rivet_export_last_run_longest_read_seconds", items)]
+    assert read <= found[("rivet_export_last_run_duration_seconds", items)]
+    # The failing query was one statement too, however short.
+    assert (
+        found[("rivet_export_last_run_read_seconds", broken)]
+        <= found[("rivet_export_last_run_duration_seconds", broken)]
+    )
     # Labels name the export, never where it writes; no temporary file is left beside it.
     assert str(tmp_path) not in metrics.read_text()
     assert [p.name for p in metrics.parent.iterdir()] == ["rivet.prom"]

@@ -93,6 +93,11 @@ def test_a_chunked_run_sends_a_span_per_export_and_chunk_and_the_metrics(databas
     assert metrics[("rivet_export_last_run_success", labels)] == (1, "gauge", "")
     assert metrics[("rivet_export_last_run_duration_seconds", labels)][2] == "s"
     assert metrics[("rivet_export_bytes_total", labels)][2] == "By"
+    # The source's read time: each chunk's read, summed, and the longest of them (the spans' lengths).
+    longest = max(s.end - s.start for s in read) / 1e9
+    assert metrics[("rivet_export_last_run_longest_read_seconds", labels)][0] == pytest.approx(longest, abs=1e-5)
+    total = metrics[("rivet_export_last_run_read_seconds", labels)][0]
+    assert total == pytest.approx(sum(s.end - s.start for s in read) / 1e9, abs=1e-4) and total > longest
     assert len(collector.bodies("/v1/metrics")) == 1
     # The configured header reaches the collector; no secret and no path is in what it receives.
     assert all(headers.get("x-api-key") == SECRET for _, headers, _ in collector.requests)

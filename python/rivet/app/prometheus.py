@@ -74,6 +74,8 @@ FAMILIES = (
     ("rivet_export_last_run_rows", "gauge", "Rows the export's last run published."),
     ("rivet_export_last_run_bytes", "gauge", "Bytes the export's last run published."),
     ("rivet_export_last_run_peak_memory_bytes", "gauge", "Peak resident memory of the export's last run."),
+    ("rivet_export_last_run_read_seconds", "gauge", "Seconds the source spent serving the last run's reads, summed."),
+    ("rivet_export_last_run_longest_read_seconds", "gauge", "The last run's longest single read (statement)."),
     ("rivet_export_last_success_timestamp_seconds", "gauge", "When the export's last successful run started."),
     ("rivet_export_freshness_status", "gauge", "0 fresh, 1 past freshness.warn_after, 2 past error_after."),
     ("rivet_cdc_lag_seconds", "gauge", "Seconds since what a change capture published was current."),
@@ -152,6 +154,9 @@ def _last_run(families: dict[str, Family], labels: dict[str, str], run: dict[str
     families["rivet_export_last_run_bytes"].add(labels, run["bytes"] or 0)
     if run["peak_rss_mb"] is not None:
         families["rivet_export_last_run_peak_memory_bytes"].add(labels, round(run["peak_rss_mb"] * 1024 * 1024))
+    if run.get("read_s") is not None:
+        families["rivet_export_last_run_read_seconds"].add(labels, run["read_s"])
+        families["rivet_export_last_run_longest_read_seconds"].add(labels, run["longest_read_s"])
 
 
 def _unix(iso_time: str) -> float:

@@ -48,7 +48,7 @@ def run_export(
     started = utc_now()
     clock = time.perf_counter()
     result = ExportResult(name=plan.name, run_id=run_id_for(plan.name, started), status="running", mode=plan.mode)
-    events = Journal(observer)
+    events = Journal(ReadTimesOf(result, observer))
     lease = ExportLease(state, plan.key, result.run_id, wait=wait) if state is not None else None
     events.emit("started", plan.name, run_id=result.run_id, mode=plan.mode, throttle_ms=plan.tuning.throttle_ms)
     # Every warning logged about this export is also one of its events, so --json counts what was said.
@@ -125,6 +125,19 @@ def run_export(
     return result
 
 
+class ReadTimesOf(Observer):
+    """Adds the read time of each chunk event to the run's, then passes every event on."""
+
+    def __init__(self, result: ExportResult, inner: Observer | None) -> None:
+        self.result, self.inner = result, inner or Observer()
+
+    def emit(self, kind: str, export: str, **fields: object) -> None:
+        """Count a chunk's read, pass the event on."""
+        if kind == "chunk":
+            self.result.reads.add(float(fields["read_s"]))  # type: ignore[arg-type]
+        self.inner.emit(kind, export, **fields)
+
+
 class WarningEvents(logging.Handler):
     """Turns the warnings logged about one export (``export NAME: ...``) into its ``warning`` events."""
 
@@ -168,4 +181,5 @@ def record_run(state: StateStore, key: ExportKey, result: ExportResult) -> None:
         engine=result.engine,
         error=result.error,
         retries=result.retries,
+        reads=result.reads.totals(),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,28 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+class ReadTimes:
+    """The seconds each read (a statement on the source) of a run took: summed, and the longest.
+
+    Chunk reads are added from worker threads.
+    """
+
+    def __init__(self) -> None:
+        self.total_s, self.longest_s, self.count = 0.0, 0.0, 0
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        """One read's time."""
+        with self._lock:
+            self.total_s += seconds
+            self.longest_s = max(self.longest_s, seconds)
+            self.count += 1
+
+    def totals(self) -> tuple[float, float] | None:
+        """``(summed, longest)``, or None where the run read nothing from the source."""
+        return (round(self.total_s, 6), round(self.longest_s, 6)) if self.count else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,8 @@ class ExportResult:
     # Columns added, removed and retyped since the last published run (None: no drift).
     schema_drift: dict[str, list[str]] | None = None
     retries: int = 0  # reads retried after a transient fault
+    # How long the source spent serving the run's reads (its statements), where it read any.
+    reads: ReadTimes = field(default_factory=ReadTimes, repr=False, compare=False)
     warnings: int = 0  # warnings the run's journal holds (shape drift, a lease taken over, ...)
     exception: BaseException | None = field(default=None, repr=False)
     # format delta or iceberg: the table as the run's commit left it.

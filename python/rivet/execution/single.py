@@ -174,6 +174,7 @@ class SingleRead:
 def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
     """Every row staged into parts; a transient fault restarts the read on a new connection."""
     for attempt in count(1):
+        clock = time.perf_counter()
         try:
             return _read_once(read)
         except Exception as e:
@@ -184,7 +185,10 @@ def _read_with_retries(read: SingleRead, retrier: Retrier) -> list[StagedPart]:
             _, wait = retrier.next_attempt(e, attempt)
             if wait is None:
                 raise
-            time.sleep(wait)
+        finally:
+            # The statement lasts as long as its rows are read: each attempt is one.
+            read.result.reads.add(time.perf_counter() - clock)
+        time.sleep(wait)
     raise AssertionError("unreachable")
 
 

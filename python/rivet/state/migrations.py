@@ -10,7 +10,8 @@ earlier versions are unclaimed, ``''``, until their export claims them) and keep
 identity each export's state was written for, and each chunk's bounds (a resumed run
 makes its SQL again from them, never running SQL text from the store). Version 7 keeps the
 log position of each change-capture export (``mode: cdc``): where its next run reads from, and
-the slot or replica id it was taken with.
+the slot or replica id it was taken with. Later versions add each run's retries, then how long
+the source spent serving its reads.
 """
 
 from __future__ import annotations
@@ -259,5 +260,10 @@ MIGRATIONS: list[str] = [
     """,
     """
     ALTER TABLE export_runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+    """,
+    # How long the source spent serving each run's reads: summed, and its longest single read.
+    """
+    ALTER TABLE export_runs ADD COLUMN read_s DOUBLE PRECISION;
+    ALTER TABLE export_runs ADD COLUMN longest_read_s DOUBLE PRECISION;
     """,
 ]

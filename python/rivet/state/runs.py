@@ -106,13 +106,29 @@ class RunRecords(Records):
         engine: str,
         error: str | None,
         retries: int = 0,
+        reads: tuple[float, float] | None = None,
     ) -> None:
-        """Record a run's outcome and metrics."""
+        """Record a run's outcome and metrics (``reads``: the source's read seconds, summed and longest)."""
+        read_s, longest_read_s = reads if reads is not None else (None, None)
         with self._transaction() as c:
             c.execute(
                 "UPDATE export_runs SET status=?, finished_at=?, rows=?, files=?, bytes=?, duration_ms=?, "
-                "peak_rss_mb=?, engine=?, error=?, retries=? WHERE run_id=?",
-                (status, finished_at, rows, files, nbytes, duration_ms, peak_rss_mb, engine, error, retries, run_id),
+                "peak_rss_mb=?, engine=?, error=?, retries=?, read_s=?, longest_read_s=? WHERE run_id=?",
+                (
+                    status,
+                    finished_at,
+                    rows,
+                    files,
+                    nbytes,
+                    duration_ms,
+                    peak_rss_mb,
+                    engine,
+                    error,
+                    retries,
+                    read_s,
+                    longest_read_s,
+                    run_id,
+                ),
             )
 
     def run_totals(self, key: ExportKey) -> list[dict[str, Any]]:
