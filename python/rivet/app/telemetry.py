@@ -124,6 +124,7 @@ class Telemetry:
         self.run_span = self.tracer.start_span("rivet run", context=context, attributes=attributes)
         self.run_context = trace.set_span_in_context(self.run_span)
         self.failed = False
+        self.said_all = False
 
     def _exporter(self, signal: str) -> Any:
         """The OTLP/HTTP exporter of ``traces`` or ``metrics``.
@@ -180,8 +181,10 @@ class Telemetry:
         sender.join(self.timeout_s * SENDING_TIMEOUTS)
         if sender.is_alive():
             self._say_failed("spans and metrics", f"the collector did not take them within {self.timeout_s:g} s")
+            self.spans.exporter.shutdown()  # ends the exporter's retries; nothing more is said
         elif self.spans.failed:
             self._say_failed("spans", self.spans.failed)
+        self.said_all = True
 
     def _send_the_rest(self) -> None:
         try:
@@ -221,6 +224,8 @@ class Telemetry:
             self._say_failed("metrics", refused(self.timeout_s))
 
     def _say_failed(self, what: str, why: str) -> None:
+        if self.said_all:  # the run is over: a sender left behind says nothing more
+            return
         where = redact_url(self.endpoint) if self.endpoint else "the OTEL_EXPORTER_OTLP_* endpoint"
         log.warning("telemetry: sending the run's %s to %s failed: %s", what, where, redact_text(why))
         self.failed = True

@@ -229,8 +229,6 @@ class ChunkPool:
                     if part is not None and (task is None or full or part.held_for(self.checkpoint_every_s)):
                         self._publish(part, wid)
                         published, part = part, None
-                        # Said once the part is no longer this worker's: a failure to report it
-                        # (a closed events pipe) must not put its published chunks back in the queue.
                         self._announce(published)
                 except Exception as e:  # noqa: BLE001 - classified below; the run fails on the first permanent one
                     if part is not None:
@@ -360,10 +358,17 @@ class ChunkPool:
         self.progress.published(sum(p.bytes for p in parts), worker)
 
     def _announce(self, part: FillingPart) -> None:
-        """A ``chunk`` event for each chunk of a published part, then the progress."""
-        for read in part.reads:
-            self.events.emit("chunk", self.plan.name, **read.event())
-        self._report()
+        """A ``chunk`` event for each chunk of a published part, then the progress.
+
+        A failure to say it (a closed events pipe) is no chunk's: charged to one, it would
+        read and publish a chunk that is already published again.
+        """
+        try:
+            for read in part.reads:
+                self.events.emit("chunk", self.plan.name, **read.event())
+            self._report()
+        except Exception as e:  # noqa: BLE001 - the chunks are published; only their report is lost
+            log.debug("export %s: reporting chunks failed: %s", self.plan.name, e)
 
     def _report(self) -> None:
         counter = self.progress
