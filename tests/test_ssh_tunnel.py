@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import getpass
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 import rivet
 from rivet.errors import ConfigError, SourceConnectionError, SourceError
 from tests.chunkrun import rows_in_files, slow_chunked_export, wait_for_done_chunks, wait_until
-from tests.conftest import free_port, listening
+from tests.conftest import free_port, listening, pg_url
 from tests.outputs import run_rivet, start_rivet, write_config
 from tests.sources import Source
 
@@ -46,6 +47,10 @@ class Bastion:
         """The target port of every forwarded connection sshd has logged."""
         pattern = r"server_request_direct_tcpip: .* target \S+ port (\d+)"
         return [int(p) for p in re.findall(pattern, self.log.read_text())]
+
+    def logins(self) -> int:
+        """How many SSH connections sshd has let in (each process opens its own tunnel)."""
+        return len(re.findall(r"Accepted publickey for ", self.log.read_text()))
 
     def drop_connections(self) -> int:
         """Kill the sshd processes serving logged-in clients (the listener stays); how many."""
@@ -193,6 +198,33 @@ def test_exports_run_as_child_processes_each_open_their_own_tunnel(database_serv
     for i, table in enumerate(tables):
         files = [str(p) for p in (tmp_path / f"out{i}").glob("*.parquet")]
         assert rows_in_files(files, ["id", "h"]) == source.rows(f"SELECT id, h FROM {table}")
+
+
+@pytest.mark.postgres
+def test_chunks_read_on_a_dask_cluster_go_through_each_workers_own_tunnel(pg, pg_table, bastion, tmp_path):
+    import distributed
+
+    table = pg_table("CREATE TABLE {t} AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 3000) g")
+    export = {"name": "t", "table": table, "mode": "chunked", "chunk_column": "id", "chunk_size": 250,
+              "parallel": 2, "destination": str(tmp_path / "out")}  # fmt: skip
+    config = write_config(tmp_path, {"type": "postgres", "url": pg_url(), "ssh": bastion.ssh()}, [export])
+    logins, forwards = bastion.logins(), len(bastion.forwards())
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
+        distributed.Client(local, set_as_default=False) as client,
+    ):
+        result = rivet.run(config, dask_client=client)
+        workers = len(client.scheduler_info()["workers"])
+    exported = result.exports[0]
+    assert result.ok, exported.error
+    assert exported.engine == "native@dask"
+    files = [str(p) for p in (tmp_path / "out").glob("*.parquet")]
+    assert rows_in_files(files, ["id", "h"]) == collections.Counter(
+        tuple(r) for r in pg.execute(f"SELECT id, h FROM {table}").fetchall()
+    )
+    # The coordinator logged in once; each worker process that read a chunk opened its own tunnel.
+    assert 2 <= bastion.logins() - logins <= 1 + workers
+    assert set(bastion.forwards()[forwards:]) == {5432}
 
 
 @pytest.mark.postgres
