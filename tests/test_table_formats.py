@@ -14,7 +14,7 @@ from tests.chunkrun import kill_after_chunks, resume_and_check
 from tests.conftest import MYSQL_URL, PG_URL, my_query, s3_destination
 from tests.orders import insert_orders, orders_config, source_rows
 from tests.outputs import assert_failpoint_ended, run_rivet
-from tests.test_iceberg import load_table, load_table_or_none
+from tests.test_iceberg import iceberg_rows, load_table, load_table_or_none
 
 ORDERS = ["id", "amount", "at", "note"]
 
@@ -184,18 +184,25 @@ def test_mariadb_incremental_runs_killed_at_the_commit_append_each_row_once(my_c
     assert commit_count(tmp_path, table_format) == 2  # the killed run's parts went into the next run's commit
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
-def test_a_table_on_azure_blob_storage(pg, orders, azure, tmp_path, table_format):
-    export = {"table": orders, "mode": "incremental", "cursor_column": "id"}
-    config = orders_config(tmp_path, export, fmt=table_format)
+def two_incremental_runs(pg, orders: str, home: Path, table_format: str, destination: dict) -> tuple[Path, str]:
+    """An incremental export of ``orders`` into a table at ``destination``, run, then run again after
+    100 more rows; the config and the second run's stderr."""
+    config = orders_config(home, {"table": orders, "mode": "incremental", "cursor_column": "id"}, fmt=table_format)
     doc = json.loads(config.read_text())
-    doc["exports"][0]["destination"] = {**azure, "prefix": f"lake/{table_format}-{tmp_path.name}"}
+    doc["exports"][0]["destination"] = destination
     config.write_text(json.dumps(doc))
     assert run_rivet("run", "-c", str(config)).returncode == 0
     insert_orders(pg, orders, 3001, 3100)
     ran = run_rivet("run", "-c", str(config))
     assert ran.returncode == 0, ran.stderr
+    return config, ran.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table_format", ["delta", "iceberg"])
+def test_a_table_on_azure_blob_storage(pg, orders, azure, tmp_path, table_format):
+    destination = {**azure, "prefix": f"lake/{table_format}-{tmp_path.name}"}
+    two_incremental_runs(pg, orders, tmp_path, table_format, destination)
     location = f"abfs://{azure['container']}/lake/{table_format}-{tmp_path.name}"
     connection = azure["storage_options"]["connection_string"]
     columns = ["id", "amount", "at", "note"]
@@ -220,16 +227,8 @@ def test_a_table_on_azure_blob_storage(pg, orders, azure, tmp_path, table_format
 
 @pytest.mark.postgres
 def test_an_iceberg_table_on_google_cloud_storage(pg, orders, gcs, tmp_path, monkeypatch):
-    export = {"table": orders, "mode": "incremental", "cursor_column": "id"}
-    config = orders_config(tmp_path, export, fmt="iceberg")
-    doc = json.loads(config.read_text())
-    doc["exports"][0]["destination"] = {**gcs, "prefix": f"lake/{tmp_path.name}"}
-    config.write_text(json.dumps(doc))
-    assert run_rivet("run", "-c", str(config)).returncode == 0
-    insert_orders(pg, orders, 3001, 3100)
-    ran = run_rivet("run", "-c", str(config))
-    assert ran.returncode == 0, ran.stderr
-    assert "Warning" not in ran.stderr
+    config, said = two_incremental_runs(pg, orders, tmp_path, "iceberg", {**gcs, "prefix": f"lake/{tmp_path.name}"})
+    assert "Warning" not in said
     assert run_rivet("validate", "-c", str(config)).returncode == 0
     # Read back by pyiceberg through gcsfs, as any reader of the catalog would (plain HTTP to the emulator).
     monkeypatch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -241,10 +240,7 @@ def test_an_iceberg_table_on_google_cloud_storage(pg, orders, gcs, tmp_path, mon
     }
     table = load_table(tmp_path, **properties)
     assert table.location() == f"gs://{gcs['bucket']}/lake/{tmp_path.name}" and len(table.snapshots()) == 2
-    found = table.scan(selected_fields=tuple(ORDERS)).to_arrow()
-    assert collections.Counter(zip(*(found.column(c).to_pylist() for c in ORDERS), strict=True)) == source_rows(
-        pg, orders
-    )
+    assert iceberg_rows(table, ORDERS) == source_rows(pg, orders)
 
 
 TYPED = (

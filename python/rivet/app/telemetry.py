@@ -123,7 +123,6 @@ class Telemetry:
         attributes = {"rivet.source": loaded.config.source.type}
         self.run_span = self.tracer.start_span("rivet run", context=context, attributes=attributes)
         self.run_context = trace.set_span_in_context(self.run_span)
-        self.failed = False
         self.said_all = False
 
     def _exporter(self, signal: str) -> Any:
@@ -228,7 +227,6 @@ class Telemetry:
             return
         where = redact_url(self.endpoint) if self.endpoint else "the OTEL_EXPORTER_OTLP_* endpoint"
         log.warning("telemetry: sending the run's %s to %s failed: %s", what, where, redact_text(why))
-        self.failed = True
 
 
 def refused(timeout_s: float) -> str:
