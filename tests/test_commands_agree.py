@@ -54,12 +54,12 @@ def test_a_variable_that_expands_to_true_is_a_boolean(config):
 def test_every_key_of_the_original_tool_rivet_does_not_take_is_named_at_once(config):
     config.write_text(
         config.read_text().replace(
-            "destination: out}", "destination: out, keyset_incremental: true, verify: true, split: 2}"
+            "destination: out}", "destination: out, chunk_size_memory_mb: 64, verify: true, split: 2}"
         )
     )
     checked = run_rivet("check", "-c", str(config), "--config-only")
     assert checked.returncode == 2
-    for key in ("keyset_incremental", "verify", "split"):
+    for key in ("chunk_size_memory_mb", "verify", "split"):
         assert f"{key}: " in checked.stderr, checked.stderr
 
 

@@ -421,7 +421,7 @@ def test_config_only_check_needs_no_destination_credentials(tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("key", "advice"),
     [
-        ("keyset_incremental: true", "keyset_incremental: use mode: incremental with a cursor_column"),
+        ("chunk_size_memory_mb: 64", "chunk_size_memory_mb: use chunk_size (rows)"),
         ("split: 4", "split: use max_file_size to rotate parts"),
         ("verify: size", "verify: use rivet run --validate"),
     ],

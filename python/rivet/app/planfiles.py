@@ -95,8 +95,8 @@ class RecordingSession:
         return getattr(self._session, name)
 
 
-def _chunks(plan: ExportPlan) -> tuple[list[Chunk] | None, list[dict[str, Any]]]:
-    """The planned chunks, and the planning statements that found them."""
+def _chunks(plan: ExportPlan, mark: str | None) -> tuple[list[Chunk] | None, list[dict[str, Any]]]:
+    """The planned chunks, and the planning statements that found them (``mark``: keyset_incremental's)."""
     if not plan.is_parallel:
         return None, []
     import pyarrow as pa
@@ -106,7 +106,7 @@ def _chunks(plan: ExportPlan) -> tuple[list[Chunk] | None, list[dict[str, Any]]]
     session = RecordingSession(plan.server.session())
     decimal, text = plan.server.split_overrides(plan.overrides)
     schema = pa.schema(session.describe(plan.query, decimal, text))
-    return plan_chunks(plan, session, schema), session.statements
+    return plan_chunks(plan, session, schema, mark), session.statements
 
 
 KEY_VARIABLE = "RIVET_PLAN_KEY"
@@ -150,8 +150,8 @@ def make_plan(loaded: LoadedConfig, names: list[str] | None = None) -> dict[str,
         for export in selected:
             plan = build_plan(loaded, export, created)
             estimate = _row_estimate(plan)
-            cursor = state.cursor(plan.key) if plan.cursor is not None else None
-            chunks, planning = _chunks(plan)
+            cursor = state.cursor(plan.key) if plan.cursor is not None or plan.keyset_incremental else None
+            chunks, planning = _chunks(plan, cursor.value if cursor and plan.keyset_incremental else None)
             exports.append(
                 {
                     "export": plan.name,
@@ -251,7 +251,7 @@ def load_plan(path: Path, *, force: bool = False, names: list[str] | None = None
                     f"export '{name}' changed in {document['config']} since the plan was made; "
                     "make a new plan with `rivet plan`"
                 )
-            if plan.cursor is not None:
+            if plan.cursor is not None or plan.keyset_incremental:
                 stored = state.cursor(plan.key)
                 now = stored.sql_literal if stored else None
                 if now != entry["cursor"]:

@@ -92,8 +92,6 @@ class StrictModel(BaseModel):
 UNSUPPORTED_EXPORT_KEYS = {
     "chunk_size_memory_mb": "use chunk_size (rows); chunks share parts, which max_file_size sizes",
     "verify": "use rivet run --validate (every new part read back before the commit) or rivet validate",
-    "keyset_incremental": "use mode: incremental with a cursor_column, or mode: chunked with chunk_by_key "
-    "for a full read in key order",
     "load": "rivet writes files; load them with your warehouse's own loader",
     "target": "rivet writes files; load them with your warehouse's own loader",
     "split": "use max_file_size to rotate parts",

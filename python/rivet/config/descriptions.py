@@ -126,6 +126,8 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "chunk_dense": "chunked: ranges of exactly chunk_size rows (reads the key once).",
         "chunk_strategy": "estimate (default: from statistics) or count (reads the key to balance chunks).",
         "parallel": "Worker connections for chunked, or for full with table: (page ranges on PostgreSQL).",
+        "keyset_incremental": "chunked with chunk_by_key: each run reads only the keys after the highest one "
+        "published before (append-only tables whose new rows get higher keys).",
         "chunk_checkpoint": "chunked: keep each chunk's progress, so --resume continues an interrupted run.",
         "checkpoint_every_s": "With chunk_checkpoint: publish a worker's part once it has held its chunks this long.",
         "chunk_max_attempts": "Attempts per chunk (overrides tuning.max_retries).",

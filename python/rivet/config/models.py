@@ -80,6 +80,9 @@ class ExportConfig(StrictModel):
     chunk_by_key: (
         Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     ) | None = None
+    # With chunk_by_key: each run reads only the keys after the highest one the last run published
+    # (append-only tables whose new rows get higher keys).
+    keyset_incremental: Bool | None = None
     chunk_size: PositiveInt | None = None
     chunk_count: PositiveInt | None = None
     chunk_by_days: PositiveInt | None = None
@@ -321,6 +324,11 @@ class ExportConfig(StrictModel):
                 )
             if self.chunk_by_key is not None:
                 self._keyset_rules()
+            elif self.keyset_incremental:
+                raise ValueError(
+                    "keyset_incremental requires chunk_by_key: the unique key whose highest published value "
+                    "the next run reads after"
+                )
             if self.chunk_count is not None and (self.chunk_dense or self.chunk_by_days is not None):
                 raise ValueError("chunk_count excludes chunk_dense and chunk_by_days")
             if self.chunk_by_days is not None and self.chunk_dense:
@@ -343,6 +351,7 @@ class ExportConfig(StrictModel):
             "chunked": (
                 "chunk_column",
                 "chunk_by_key",
+                "keyset_incremental",
                 "chunk_size",
                 "chunk_count",
                 "chunk_by_days",

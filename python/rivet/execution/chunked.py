@@ -13,7 +13,9 @@ and its SQL.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,12 +24,13 @@ import pyarrow as pa
 
 from rivet.core.events import Observer
 from rivet.core.runinfo import iso, utc_now
-from rivet.errors import QualityError, SchemaDriftError
+from rivet.errors import DataError, QualityError, SchemaDriftError, StateError
 from rivet.execution.chunkqueue import ChunkQueue
 from rivet.execution.commit import Publication
 from rivet.execution.counter import ChunkCounter
 from rivet.execution.results import ChunkRows, ExportResult
 from rivet.execution.rows import OutputRows
+from rivet.plan.keyset import KeyWindow, keyset_of
 from rivet.plan.reader import choose_engine, connectorx_scanner
 from rivet.sources.connectorx import ConnectorxScanner, engine_label
 from rivet.storage.destinations import Destination, open_destination
@@ -154,6 +157,48 @@ def _skip(
     result.status = "skipped"
 
 
+def _refuse_null_keys(
+    plan: ExportPlan,
+    result: ExportResult,
+    null_keys: int | None,
+    queue: ChunkQueue,
+    destination: Destination,
+    success: bytes | None,
+) -> None:
+    """A keyset_incremental query's rows with a NULL key fail the run: no mark is ever after them."""
+    found = sum(c.rows for c in result.chunks if c.index == null_keys) if null_keys is not None else 0
+    if found:
+        abandon(queue, destination, success)
+        raise DataError(
+            f"export '{plan.name}': {found} row(s) of the query have a NULL in the key "
+            f"({', '.join(plan.chunking.keys if plan.chunking else ())}); keyset_incremental reads the keys after "
+            "the last run's, and a NULL is never after it, so they would be read again by every run. Filter them "
+            "out in the query (or read them in another export), or drop keyset_incremental"
+        )
+
+
+def move_mark(plan: ExportPlan, schema: pa.Schema, state: StateStore, window: KeyWindow, run_id: str) -> None:
+    """Move a keyset_incremental export's mark to the highest key its run read (inside the run's commit).
+
+    The stored mark must still be the one the run started after: another run that moved it
+    in between would otherwise have its keys read twice.
+    """
+    stored = state.cursor(plan.key)
+    now = stored.value if stored else None
+    started_after = None if window.mark is None else json.dumps(list(window.mark))
+    if now != started_after:
+        raise StateError(
+            f"export '{plan.name}': its keyset_incremental mark moved while this run read ({started_after} -> "
+            f"{now}); this run's rows are not published. Run it again"
+        )
+    if window.through is None:
+        return
+    assert plan.chunking is not None
+    keyset = keyset_of(schema, plan.chunking.keys, plan.source.dialect)
+    literal = ", ".join(keyset.literals(window.through))
+    state.set_cursor(plan.key, json.dumps(list(window.through)), literal, run_id, iso(utc_now()))
+
+
 def run_chunked(
     plan: ExportPlan,
     state: StateStore | None,
@@ -211,11 +256,12 @@ def run_chunked(
             abandon(queue, destination, success)
             raise
         result.schema_drift = rows.drift.drift.to_dict() if rows.drift.drift else None
+        _refuse_null_keys(plan, result, run.null_keys, queue, destination, success)
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
             _skip(plan, queue, destination, result, success)
             return
         publication = Publication(
-            plan, destination, state, result, started, append=False, lease=lease, table_check=table_check
+            plan, destination, state, result, started, append=plan.appends, lease=lease, table_check=table_check
         )
         checkpoints = queue.state
 
@@ -223,10 +269,20 @@ def run_chunked(
             if checkpoints is not None:
                 checkpoints.finish_chunk_run(queue.run_id, iso(utc_now()))
             rows.drift.commit(result.run_id, iso(utc_now()))
+            if run.window is not None:
+                assert state is not None, "a keyset_incremental run is opened with a state store"
+                move_mark(plan, schema, state, run.window, result.run_id)
 
+        # A resumed run's parts were written under the run it resumes, which never committed: they
+        # are this run's, or the next appending run would drop them from the manifest.
+        parts = [dataclasses.replace(p, run_id=result.run_id) for p in queue.all_parts()]
+        if plan.appends and sum(c.rows for c in result.chunks) == 0:
+            # Nothing after the mark: the runs before stay whole, with no empty part beside them.
+            destination.remove([p.name for p in parts])
+            parts, result.status = [], "empty"
         publication.publish(
             output_schema,
-            queue.all_parts(),
+            parts,
             on_commit=on_commit,
             # A checkpointed run keeps its parts for --resume; others take them back.
             remove_on_failure=checkpoints is None,

@@ -291,6 +291,11 @@ class Publication:
             names = [n for n in names if spared is None or part_stem_of(self.plan.name, n) != spared]
         if self.append or self.plan.keep_superseded:
             doomed = state.stray_parts(self.plan.key, names, live_names) if state else []
+            # This run's own leftovers: a part an interrupted attempt of a resumed run left unpublished.
+            own = {part_stem_of(self.plan.name, p.name) for p in self.result.parts or []} - {None}
+            doomed += [
+                n for n in names if n not in live_names and n not in doomed and part_stem_of(self.plan.name, n) in own
+            ]
         else:
             resumable = state.resumable_stems(self.plan.key) if state else set()
             # A table format's previous version stays readable until the next run: the parts it listed.

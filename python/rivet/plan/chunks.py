@@ -45,7 +45,8 @@ class Chunk:
     from its own plan instead of running SQL text from the state store:
     ``["keys", column, lo, hi]`` (the key's integer form in ``[lo, hi)``, None open),
     ``["nulls", column]``, ``["pages", lo, hi]`` (hi None: to the end), ``["whole"]`` or
-    ``["keyset", columns, lo, hi]`` (key tuples, None open).
+    ``["keyset", columns, lo, hi]`` (key tuples, None open), with ``mark, through`` after them
+    for a keyset_incremental run (its window, the same in every chunk).
     """
 
     index: int
@@ -69,6 +70,8 @@ class ChunkSpec:
     counted: bool = False
     # chunk_by_key: keyset ranges of a unique key of these columns (``column`` is then None).
     keys: tuple[str, ...] = ()
+    # keyset_incremental: only the keys after the mark the last run published.
+    incremental: bool = False
 
     @property
     def strategy(self) -> str:
@@ -131,8 +134,11 @@ def _shown(kind: KeyKind, n: int | None, open_end: str) -> str:
     return open_end if n is None else kind.literal(int(n))
 
 
-def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[Chunk]:
-    """The chunks of ``plan``: those it carries, else planned now on ``session``."""
+def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema, mark: Any = None) -> list[Chunk]:
+    """The chunks of ``plan``: those it carries, else planned now on ``session``.
+
+    ``mark``: a keyset_incremental export's stored mark (None: it has none yet).
+    """
     if plan.chunks is not None:
         return list(plan.chunks)
     spec = resolved_chunking(plan, session, schema)
@@ -142,7 +148,7 @@ def plan_chunks(plan: ExportPlan, session: Session, schema: pa.Schema) -> list[C
     if spec.keys:
         from rivet.plan.keyset import plan_keyset_chunks  # keyset builds on this module's Chunk
 
-        return plan_keyset_chunks(plan, session, schema, spec)
+        return plan_keyset_chunks(plan, session, schema, spec, mark)
     return plan_key_chunks(
         session,
         plan.query,
@@ -348,7 +354,10 @@ def check_cover(bounds: list[tuple[Any, ...]]) -> None:
         raise ValueError("its chunks are not a run of ranges and at most one NULL-key chunk after them")
     if len({b[0] for b in ranges}) != 1:
         raise ValueError("its chunks mix kinds of ranges")
-    edges = [(b[-2], b[-1]) for b in ranges]
+    # A keyset_incremental run's window follows its ranges' edges, and is the same in every chunk.
+    if len({json.dumps(b[4:]) for b in ranges if b[0] == "keyset"}) > 1:
+        raise ValueError("its keyset chunks read different windows of keys")
+    edges = [(b[1], b[2]) if b[0] == "pages" else (b[2], b[3]) for b in ranges]
     if edges[0][0] is not None or edges[-1][1] is not None:
         raise ValueError("its first range has a lower bound or its last an upper one")
     for i, ((_, hi), (lo, _)) in enumerate(itertools.pairwise(edges)):

@@ -140,7 +140,12 @@ class ExportPlan:
     @property
     def appends(self) -> bool:
         """Whether a run adds to the parts of the runs before (given a state store) instead of replacing them."""
-        return self.mode in APPENDING_MODES
+        return self.mode in APPENDING_MODES or self.keyset_incremental
+
+    @property
+    def keyset_incremental(self) -> bool:
+        """Whether each run reads only the keys after those the last run published (chunk_by_key)."""
+        return self.chunking is not None and self.chunking.incremental
 
     @property
     def is_parallel(self) -> bool:
@@ -307,10 +312,10 @@ def with_read_timeout(source: AnySource, tuning: Tuning) -> AnySource:
 
 
 def _chunking_basis(chunking: ChunkSpec | None) -> dict[str, Any] | None:
-    """What of the chunking decides a run: keyset keys only when set, so older runs still resume."""
+    """What of the chunking decides a run: keyset keys and window only when set, so older runs still resume."""
     if chunking is None:
         return None
-    return {k: v for k, v in chunking.__dict__.items() if k != "keys" or v}
+    return {k: v for k, v in chunking.__dict__.items() if k not in ("keys", "incremental") or v}
 
 
 def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | None = None) -> ExportPlan:
@@ -334,6 +339,7 @@ def build_plan(loaded: LoadedConfig, export: ExportConfig, now: dt.datetime | No
             dense=bool(export.chunk_dense),
             counted=export.chunk_strategy == "count",
             keys=export.keyset_columns,
+            incremental=bool(export.keyset_incremental),
         )
     cursor = None
     if export.mode == "incremental":
@@ -410,6 +416,8 @@ def _identity(loaded: LoadedConfig, export: ExportConfig, source: AnySource, que
     cursor: str | None = None
     if export.mode == "incremental":
         cursor = "|".join(filter(None, (export.cursor_column, export.cursor_fallback_column)))
+    elif export.keyset_incremental:
+        cursor = "keyset:" + ",".join(export.keyset_columns)
     else:
         cursor = f"time:{export.time_column}" if export.mode == "time_window" else None
     return ExportIdentity(

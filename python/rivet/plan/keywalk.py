@@ -35,6 +35,8 @@ class KeyWalk:
     relation: str
     columns: tuple[str, ...]
     step: int
+    # The last key walked to (a keyset_incremental run's window); None: the table's end.
+    through: Cut | None = None
 
     def up(self, session: Session, after: Cut | None) -> Cut | None:
         """The key ``step`` rows past ``after`` (None: past the start), or None when no more remain.
@@ -53,14 +55,17 @@ class KeyWalk:
     def _hop(self, session: Session, start: Cut | None, offset: int) -> Cut | None:
         """The key ``offset`` rows past ``start`` (counting ``start`` itself as row 0)."""
         quoted = [self.keyset.dialect.quote(c) for c in self.columns]
-        where = f" WHERE {self.keyset.compare(quoted, start, '>=')}" if start is not None else ""
+        limits = [] if start is None else [self.keyset.compare(quoted, start, ">=")]
+        if self.through is not None:
+            limits.append(self.keyset.compare(quoted, self.through, "<="))
+        where = f" WHERE {' AND '.join(limits)}" if limits else ""
         order = ", ".join(quoted)
         found = session.query(f"SELECT {order} FROM {self.relation}{where} ORDER BY {order} LIMIT 1 OFFSET {offset}")
         return self.keyset.value(found[0]) if found else None
 
 
-def walk_cuts(walk: KeyWalk, session: Session, grow_every: int | None = None) -> list[Cut]:
-    """Cuts ``walk.step`` rows apart over the whole key, in key order: one statement per chunk.
+def walk_cuts(walk: KeyWalk, session: Session, grow_every: int | None = None, start: Cut | None = None) -> list[Cut]:
+    """Cuts ``walk.step`` rows apart over the whole key (or from ``start``), in key order: one statement per chunk.
 
     ``grow_every``: the chunks a step was sized for from statistics; past twice as many, the step
     doubles every ``grow_every`` cuts, so stale statistics cannot make thousands of tiny chunks.
@@ -68,7 +73,7 @@ def walk_cuts(walk: KeyWalk, session: Session, grow_every: int | None = None) ->
     started, first = time.monotonic(), walk.step
     cuts: list[Cut] = []
     try:
-        while (cut := walk.up(session, cuts[-1] if cuts else None)) is not None:
+        while (cut := walk.up(session, cuts[-1] if cuts else start)) is not None:
             cuts.append(cut)
             if grow_every and len(cuts) >= 2 * grow_every and len(cuts) % grow_every == 0:
                 walk = dataclasses.replace(walk, step=walk.step * 2)
