@@ -163,15 +163,20 @@ def test_a_dropped_tunnel_is_opened_again_and_the_run_completes(database_server,
     assert rows_in_files(files, ["id", "h"]) == source.rows(f"SELECT id, h FROM {table}")
 
 
-def test_connectorx_is_not_used_around_the_tunnel(database_server, bastion, out):
+def test_connectorx_reads_through_a_tunnel_of_its_own_process(database_server, bastion, out):
+    # connectorx holds the GIL while it connects: its tunnel runs in a child process, which logs in itself.
     source = database_server
-    table = source.numbered_table(10)
+    table = source.numbered_table(5000)
+    forwards, logins = len(bastion.forwards()), bastion.logins()
     block = _block(source, bastion.ssh()) | {"engine": "connectorx"}
-    with pytest.raises(ConfigError, match=r"source\.ssh: the SSH tunnel is the native reader"):
-        rivet.export(block, table=table, destination=str(out), mode="chunked", chunk_column="id", parallel=2)
-    auto = rivet.export(block | {"engine": "auto"}, table=table, destination=str(out), mode="chunked",
-                        chunk_column="id", parallel=2)  # fmt: skip
-    assert auto.rows == 10 and auto.engine == "native"
+    result = rivet.export(block, table=table, destination=str(out), mode="chunked", chunk_column="id",
+                          chunk_size=1000, parallel=2)  # fmt: skip
+    assert result.engine == "connectorx"
+    assert rows_in_files(result.files, ["id", "h"]) == source.rows(f"SELECT id, h FROM {table}")
+    # The planning connection's tunnel and the child's: two logins; every chunk through the bastion.
+    assert bastion.logins() - logins == 2
+    forwarded = bastion.forwards()[forwards:]
+    assert len(forwarded) > 5 and set(forwarded) == {5432 if source.kind == "postgres" else 3306}
 
 
 @pytest.mark.postgres
@@ -244,6 +249,10 @@ def test_tls_through_the_tunnel_checks_the_database_host_name(auth_server, basti
     refusal = r"TLS handshake with 127\.0\.0\.1 failed: invalid peer certificate"
     with pytest.raises(SourceConnectionError, match=refusal):
         rivet.export(source("127.0.0.1"), query=query, destination=str(tmp_path / "b"))
+    # connectorx would check the certificate against the tunnel's local end: refused by name.
+    with pytest.raises(ConfigError, match=r"source\.ssh with TLS verify-full: connectorx would check"):
+        rivet.export(source("localhost") | {"engine": "connectorx"}, query=query, destination=str(tmp_path / "c"),
+                     mode="chunked", chunk_column="ssl")  # fmt: skip
 
 
 def test_known_hosts_as_openssh_writes_it(database_server, bastion, tmp_path, out):

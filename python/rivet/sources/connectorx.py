@@ -127,13 +127,17 @@ def column_blockers(kind: str, schema: pa.Schema) -> list[str]:
 
 def connection_blockers(source: AnySource, *, chunked: bool, channel: str | None) -> list[str]:
     """Why connectorx would not read from ``source`` as the native reader does: empty when it would."""
-    if isinstance(source, NetworkSource) and source.ssh is not None:
-        # Nothing else is asked: a connectorx URL would mean opening the tunnel to write it.
-        return ["source.ssh: the SSH tunnel is the native reader's; connectorx would connect around it"]
     out = []
+    if isinstance(source, NetworkSource) and source.ssh is not None:
+        target = source.target()
+        if target["tls_verified"] and not source.accept_invalid_hostnames:
+            out.append(
+                "source.ssh with TLS verify-full: connectorx would check the certificate against the tunnel's "
+                "local address, not the database's host name (the native reader checks the host name)"
+            )
     if source.kind == "postgres" and not chunked:
         out.append("a single-stream PostgreSQL read pages with a cursor; connectorx would hold one long statement")
-    if connection_url(source, channel=channel) is None:
+    if connection_url(source, channel=channel, tunnel=False) is None:
         out.append("the connection settings cannot be expressed as a connectorx URL")
     out += _security_blockers(source, channel)
     return out
@@ -160,20 +164,33 @@ def _security_blockers(source: AnySource, channel: str | None) -> list[str]:
     return out
 
 
-def connection_url(source: AnySource, tuning: Tuning | None = None, *, channel: str | None = None) -> str | None:
+def connection_url(
+    source: AnySource, tuning: Tuning | None = None, *, channel: str | None = None, tunnel: bool = True
+) -> str | None:
     """The connectorx URL of ``source``, or None where its driver could not connect as the native reader does.
 
     The native module writes it from the settings it resolves for its own connections, so both readers
     reach the same server, database and user; rivet's session limits go in where the driver takes them.
     A MySQL ``prefer`` becomes what the native reader's connection got (``channel``): TLS where the
-    server offered it, plaintext where it did not.
+    server offered it, plaintext where it did not. Through ``source.ssh`` the URL names the local end
+    of a tunnel run by a process of its own (connectorx holds the GIL while it connects, so the
+    native reader's in-process tunnel could not carry it); ``tunnel`` False: the URL's shape only,
+    no tunnel opened.
     """
     if not isinstance(source, NetworkSource):
         return "sqlite://" + quote(source.path)
     from rivet._native import connectorx_url
 
     timeout_ms = tuning.statement_timeout_s * 1000 if tuning is not None and tuning.statement_timeout_s else None
-    return connectorx_url(source.kind, source.connect_args(), channel, timeout_ms)
+    if source.ssh is None:
+        args = source.connect_args()
+    else:
+        args = source.target_args()
+        if tunnel:
+            from rivet.sources.forwarder import forwarded_apart
+
+            args["host"], args["port"] = forwarded_apart(source.ssh, *source.tunnelled_target())
+    return connectorx_url(source.kind, args, channel, timeout_ms)
 
 
 @dataclass(frozen=True)

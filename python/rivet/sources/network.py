@@ -89,15 +89,19 @@ class NetworkSource:
 
     def connect_args(self) -> dict[str, Any]:
         """The dict the native reader takes: through this process's SSH tunnel when ``ssh`` is set."""
-        args = self._target_args()
+        args = self.target_args()
         if self.ssh is not None:
-            target = self.target()
-            if target["unix_socket"]:
-                raise ConfigError("source.ssh forwards TCP: a Unix socket on the database host cannot be reached")
-            args["dial_host"], args["dial_port"] = forwarded(self.ssh, str(target["host"]), int(target["port"]))
+            args["dial_host"], args["dial_port"] = forwarded(self.ssh, *self.tunnelled_target())
         return args
 
-    def _target_args(self) -> dict[str, Any]:
+    def tunnelled_target(self) -> tuple[str, int]:
+        """The database's host and port, which the SSH tunnel forwards to (a Unix socket: ConfigError)."""
+        target = self.target()
+        if target["unix_socket"]:
+            raise ConfigError("source.ssh forwards TCP: a Unix socket on the database host cannot be reached")
+        return str(target["host"]), int(target["port"])
+
+    def target_args(self) -> dict[str, Any]:
         """The settings of the database as the config names it (no tunnel)."""
         return {
             "url": self.url,
@@ -186,7 +190,7 @@ class NetworkSource:
         """Where connections go, resolved without connecting (``rivet._native.connection_target``)."""
         from rivet._native import connection_target
 
-        return connection_target(self.kind, self._target_args())
+        return connection_target(self.kind, self.target_args())
 
     def password_safe(self) -> bool:
         """Whether any client may send this source's password: none is given, or TLS proves the server."""
