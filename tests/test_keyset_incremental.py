@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def stored_mark(home: Path) -> object:
     return json.loads(found[0][0]) if found else None
 
 
+def unfinished_runs(state: Path) -> int:
+    with contextlib.closing(sqlite3.connect(state)) as conn:
+        return int(conn.execute("SELECT count(*) FROM chunk_runs WHERE status = 'in_progress'").fetchone()[0])
+
+
 def config(source: Source, home: Path, what: str, keys: list[str], extra: str = "", chunk_size: int = 700) -> Path:
     return write_config(
         home,
@@ -96,7 +102,7 @@ def test_each_run_reads_only_the_keys_after_the_last_runs(database_server, tmp_p
     third = run_export_json(path)
     assert third["code"] == 0 and third["rows"] == 0, third["stderr"]
     assert sorted(manifest_files(out)) == before and (out / "_SUCCESS").exists()
-    assert stored_mark(tmp_path) == [7 + 4500, 4500] if key == "int_int" else ["k0004500"]
+    assert stored_mark(tmp_path) == ([7 + 4500, 4500] if key == "int_int" else ["k0004500"])
 
 
 def test_runs_killed_and_resumed_read_their_window_once_and_leave_later_keys_to_the_next(database_server, tmp_path):
@@ -108,6 +114,7 @@ def test_runs_killed_and_resumed_read_their_window_once_and_leave_later_keys_to_
     state = tmp_path / ".rivet_state.db"
 
     before = kill_after_chunks(path, 3)
+    assert unfinished_runs(state) == 1, "the run ended before it was killed: make it longer"
     # Keys added while the run was down are after its window: the resumed run leaves them.
     add_rows(source, table, "int_int", 9001, 9500)
     files = resume_and_check(path, before)
@@ -116,12 +123,44 @@ def test_runs_killed_and_resumed_read_their_window_once_and_leave_later_keys_to_
     # A run after a mark, killed and resumed: its window starts after the mark and ends where it was planned.
     add_rows(source, table, "int_int", 9501, 15000)
     kill_after_chunks(path, done_chunks(state) + 3)
+    assert unfinished_runs(state) == 1, "the run ended before it was killed: make it longer"
     add_rows(source, table, "int_int", 15001, 15100)
     resumed = run_export_json(path, "--resume")
     assert resumed["code"] == 0 and resumed["rows"] == 6000, resumed["stderr"]
     last = run_export_json(path)
     assert last["code"] == 0 and last["rows"] == 100, last["stderr"]
     assert rows_in_files(manifest_files(tmp_path / "out"), [*columns, "v"]) == table_rows(source, table, columns)
+
+
+def test_a_destination_the_mark_does_not_describe_is_read_again_and_replaced(database_server, tmp_path):
+    source = database_server
+    table, columns = keyed(source, "int_int", 2000)
+    incremental = config(source, tmp_path, f"table: {table}", columns)
+    full = re.sub(r"^ *keyset_incremental: true\n", "", incremental.read_text(), flags=re.MULTILINE)
+    out = tmp_path / "out"
+
+    def run(yaml: str, rows: int) -> None:
+        incremental.write_text(yaml)
+        ran = run_export_json(incremental)
+        assert ran["code"] == 0 and ran["rows"] == rows, ran["stderr"]
+        # Whatever came before, each row of the table once.
+        assert rows_in_files(manifest_files(out), [*columns, "v"]) == table_rows(source, table, columns)
+
+    keyed_yaml = incremental.read_text()
+    run(full, 2000)
+    run(keyed_yaml, 2000)  # the full run's parts hold no mark: read again, replaced
+    add_rows(source, table, "int_int", 2001, 2300)
+    run(keyed_yaml, 300)
+    run(full, 2300)
+    run(keyed_yaml, 2300)  # the stored mark is not the full run's parts': read again, replaced
+    # repair republishes the last run's parts alone: refused where runs add to each other.
+    repair = run_rivet("repair", "-c", str(incremental), "-e", "t", "--execute")
+    assert repair.returncode == 2 and "adds each run's parts to those before" in repair.stderr, repair.stderr
+    reset = run_rivet("state", "reset", "-c", str(incremental), "-e", "t")
+    assert reset.returncode == 0, reset.stderr
+    run(keyed_yaml, 2300)
+    add_rows(source, table, "int_int", 2301, 2400)
+    run(keyed_yaml, 100)
 
 
 def test_rows_a_query_gives_a_null_key_fail_the_run_and_publish_nothing(database_server, tmp_path):

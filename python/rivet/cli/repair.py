@@ -59,6 +59,12 @@ def repair(config: Path, export: str, report_file: Path | None, *, execute: bool
     try:
         # State no run has claimed yet (kept before namespaces) is the export's too.
         plan = dataclasses.replace(build_plan(loaded, loaded.export(export)), state_key=key_of(loaded, store, export))
+        if plan.appends:
+            raise ConfigError(
+                f"export '{export}' adds each run's parts to those before (keyset_incremental); rivet repair "
+                "republishes the last run's parts alone and would drop the others. Check it with rivet reconcile, "
+                f"and read it again with `rivet state reset -c {config} -e {export}` and a run"
+            )
         run = checked_chunk_run(store, plan)
         if run.status != "completed":
             raise ConfigError(

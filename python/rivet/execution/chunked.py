@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,13 +23,13 @@ import pyarrow as pa
 
 from rivet.core.events import Observer
 from rivet.core.runinfo import iso, utc_now
-from rivet.errors import DataError, QualityError, SchemaDriftError, StateError
+from rivet.errors import DataError, QualityError, SchemaDriftError
 from rivet.execution.chunkqueue import ChunkQueue
 from rivet.execution.commit import Publication
 from rivet.execution.counter import ChunkCounter
+from rivet.execution.keymarks import manifest_entry, move_mark
 from rivet.execution.results import ChunkRows, ExportResult
 from rivet.execution.rows import OutputRows
-from rivet.plan.keyset import KeyWindow, keyset_of
 from rivet.plan.reader import choose_engine, connectorx_scanner
 from rivet.sources.connectorx import ConnectorxScanner, engine_label
 from rivet.storage.destinations import Destination, open_destination
@@ -177,28 +176,6 @@ def _refuse_null_keys(
         )
 
 
-def move_mark(plan: ExportPlan, schema: pa.Schema, state: StateStore, window: KeyWindow, run_id: str) -> None:
-    """Move a keyset_incremental export's mark to the highest key its run read (inside the run's commit).
-
-    The stored mark must still be the one the run started after: another run that moved it
-    in between would otherwise have its keys read twice.
-    """
-    stored = state.cursor(plan.key)
-    now = stored.value if stored else None
-    started_after = None if window.mark is None else json.dumps(list(window.mark))
-    if now != started_after:
-        raise StateError(
-            f"export '{plan.name}': its keyset_incremental mark moved while this run read ({started_after} -> "
-            f"{now}); this run's rows are not published. Run it again"
-        )
-    if window.through is None:
-        return
-    assert plan.chunking is not None
-    keyset = keyset_of(schema, plan.chunking.keys, plan.source.dialect)
-    literal = ", ".join(keyset.literals(window.through))
-    state.set_cursor(plan.key, json.dumps(list(window.through)), literal, run_id, iso(utc_now()))
-
-
 def run_chunked(
     plan: ExportPlan,
     state: StateStore | None,
@@ -260,8 +237,18 @@ def run_chunked(
         if plan.skip_empty and sum(c.rows for c in result.chunks) == 0:
             _skip(plan, queue, destination, result, success)
             return
+        # A keyset_incremental run after a mark adds to the parts before; one that read every key replaces them.
+        appending = run.window is not None and run.window.mark is not None
         publication = Publication(
-            plan, destination, state, result, started, append=plan.appends, lease=lease, table_check=table_check
+            plan,
+            destination,
+            state,
+            result,
+            started,
+            append=appending,
+            lease=lease,
+            extra=manifest_entry(plan, run.window) if run.window is not None else {},
+            table_check=table_check,
         )
         checkpoints = queue.state
 
@@ -276,7 +263,7 @@ def run_chunked(
         # A resumed run's parts were written under the run it resumes, which never committed: they
         # are this run's, or the next appending run would drop them from the manifest.
         parts = [dataclasses.replace(p, run_id=result.run_id) for p in queue.all_parts()]
-        if plan.appends and sum(c.rows for c in result.chunks) == 0:
+        if appending and sum(c.rows for c in result.chunks) == 0:
             # Nothing after the mark: the runs before stay whole, with no empty part beside them.
             destination.remove([p.name for p in parts])
             parts, result.status = [], "empty"

@@ -18,12 +18,13 @@ from rivet.errors import ConfigError, SchemaDriftError
 from rivet.execution.checkpoints import rebuilt_queries, run_location
 from rivet.execution.chunkqueue import ChunkQueue, Task
 from rivet.execution.drift import columns_of, compare
+from rivet.execution.keymarks import check_resumed, planned_mark
 from rivet.execution.results import ExportResult
 from rivet.output.manifest import part_from_record
 from rivet.output.quality import QualityTracker, written_batches
 from rivet.output.validate import part_problem
 from rivet.plan.chunks import plan_chunks
-from rivet.plan.keyset import KeyWindow, window_of
+from rivet.plan.keyset import KeyWindow, keyset_of, window_of
 from rivet.storage.destinations import Destination, DestinationSpec
 
 if TYPE_CHECKING:
@@ -49,22 +50,13 @@ class OpenedRun:
     window: KeyWindow | None = None
     null_keys: int | None = None
 
-    def with_window(self, plan: ExportPlan, bounds: list[Any]) -> OpenedRun:
+    def with_window(self, plan: ExportPlan, schema: pa.Schema, bounds: list[Any]) -> OpenedRun:
         """This run with the keyset_incremental window its chunks' ``bounds`` (in index order) read."""
         if plan.keyset_incremental:
-            self.window = window_of(bounds)
+            assert plan.chunking is not None
+            self.window = window_of(bounds, keyset_of(schema, plan.chunking.keys, plan.source.dialect))
             self.null_keys = next((i for i, b in enumerate(bounds) if b and b[0] == "keyset_nulls"), None)
         return self
-
-
-def _mark(plan: ExportPlan, state: StateStore | None) -> str | None:
-    """A keyset_incremental export's stored mark (None: none yet, or not such an export)."""
-    if not plan.keyset_incremental:
-        return None
-    if state is None:
-        raise ConfigError(f"export '{plan.name}': keyset_incremental keeps its mark in a state store (give state_dir)")
-    stored = state.cursor(plan.key)
-    return stored.value if stored else None
 
 
 def open_queue(
@@ -81,10 +73,10 @@ def open_queue(
     if resume and not checkpointed:
         raise ConfigError(f"export '{plan.name}': --resume needs chunk_checkpoint: true")
     if not checkpointed:
-        chunks = plan_chunks(plan, session, schema, _mark(plan, state))
+        chunks = plan_chunks(plan, session, schema, planned_mark(plan, state))
         queue = ChunkQueue.in_memory(result.run_id, [Task(c.index, c.query, c.label) for c in chunks])
         opened = OpenedRun(queue, part_stem(plan.name, started), plan.destination, len(chunks), 0, started)
-        return opened.with_window(plan, [c.bounds for c in chunks])
+        return opened.with_window(plan, schema, [c.bounds for c in chunks])
     assert state is not None
     existing = state.open_chunk_run(plan.key)
     if existing is not None and not resume:
@@ -98,7 +90,7 @@ def open_queue(
     if existing is None:
         if resume:
             log.info("export %s has no unfinished chunked run to resume: starting a new run", plan.name)
-        chunks = plan_chunks(plan, session, schema, _mark(plan, state))
+        chunks = plan_chunks(plan, session, schema, planned_mark(plan, state))
         stem = part_stem(plan.name, started)
         state.create_chunk_run(
             result.run_id,
@@ -111,7 +103,7 @@ def open_queue(
         )
         queue = ChunkQueue(result.run_id, state, queries={c.index: c.query for c in chunks})
         return OpenedRun(queue, stem, plan.destination, len(chunks), 0, started).with_window(
-            plan, [c.bounds for c in chunks]
+            plan, schema, [c.bounds for c in chunks]
         )
     if existing.fingerprint != plan.fingerprint():
         raise ConfigError(
@@ -126,7 +118,10 @@ def open_queue(
     log.info("resuming run %s: %d of %d chunks done, %d to read", existing.run_id, done, len(tasks), len(tasks) - done)
     queue = ChunkQueue(existing.run_id, state, queries=queries)
     opened = OpenedRun(queue, stem, destination, len(tasks), done, from_iso(existing.started_at), resumed=True)
-    return opened.with_window(plan, [t.bounds for t in sorted(tasks, key=lambda t: int(t.chunk_index))])
+    opened.with_window(plan, schema, [t.bounds for t in sorted(tasks, key=lambda t: int(t.chunk_index))])
+    if opened.window is not None:
+        check_resumed(plan, schema, state, opened.window, existing.run_id)
+    return opened
 
 
 def recheck_done_chunks(queue: ChunkQueue, destination: Destination) -> int:

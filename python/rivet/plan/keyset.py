@@ -233,14 +233,11 @@ def rebuilt_keyset_chunk(
     return keyset_chunk(index, plan.query, keyset, lo, hi, window)
 
 
-def window_of(bounds: list[Any]) -> KeyWindow | None:
-    """The window of a keyset_incremental run from its chunks' bounds (None: not such a run).
-
-    Its values are as stored; :func:`rebuilt_keyset_chunk` has checked them.
-    """
+def window_of(bounds: list[Any], keyset: Keyset) -> KeyWindow | None:
+    """The window of a keyset_incremental run from its chunks' bounds (None: not such a run), typed."""
     for b in bounds:
         if b and b[0] == "keyset" and len(b) == 6:
-            return KeyWindow(*(None if v is None else tuple(v) for v in b[4:]))
+            return KeyWindow(*(None if v is None else keyset.value(v) for v in b[4:]))
     return None
 
 

@@ -41,6 +41,9 @@ def choose_engine(plan: ExportPlan, schema: pa.Schema, *, chunked: bool, channel
         return EngineChoice("connectorx", "source.engine: connectorx")
     if blockers:
         return EngineChoice("native", blockers[0])
+    if getattr(plan.source, "ssh", None) is not None:
+        # The native reader's tunnel is in this process; connectorx's needs one of its own.
+        return EngineChoice("native", "source.ssh: connectorx only when asked (engine: connectorx)")
     return EngineChoice("connectorx", "connectorx reads every column exactly")
 
 
