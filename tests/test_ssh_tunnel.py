@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import collections
 import getpass
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 import rivet
 from rivet.errors import ConfigError, SourceConnectionError, SourceError
+from rivet.sources import tunnel
 from tests.chunkrun import rows_in_files, slow_chunked_export, wait_for_done_chunks, wait_until
 from tests.conftest import free_port, listening, pg_url
 from tests.outputs import run_rivet, start_rivet, write_config
@@ -163,10 +166,11 @@ def test_a_dropped_tunnel_is_opened_again_and_the_run_completes(database_server,
     assert rows_in_files(files, ["id", "h"]) == source.rows(f"SELECT id, h FROM {table}")
 
 
-def test_connectorx_reads_through_a_tunnel_of_its_own_process(database_server, bastion, out):
+def test_connectorx_reads_through_a_tunnel_of_its_own_process(database_server, bastion, out, monkeypatch):
     # connectorx holds the GIL while it connects: its tunnel runs in a child process, which logs in itself.
     source = database_server
     table = source.numbered_table(5000)
+    monkeypatch.setattr(tunnel, "_tunnels", {})  # tunnels earlier tests left open here log in again
     forwards, logins = len(bastion.forwards()), bastion.logins()
     block = _block(source, bastion.ssh()) | {"engine": "connectorx"}
     result = rivet.export(block, table=table, destination=str(out), mode="chunked", chunk_column="id",
@@ -177,6 +181,29 @@ def test_connectorx_reads_through_a_tunnel_of_its_own_process(database_server, b
     assert bastion.logins() - logins == 2
     forwarded = bastion.forwards()[forwards:]
     assert len(forwarded) > 5 and set(forwarded) == {5432 if source.kind == "postgres" else 3306}
+    # Asked for nothing, a tunnelled export reads natively: its tunnel needs no process of its own.
+    auto = rivet.export(block | {"engine": "auto"}, table=table, destination=str(out), mode="chunked",
+                        chunk_column="id", parallel=2)  # fmt: skip
+    assert auto.rows == 5000 and auto.engine == "native"
+
+
+def test_the_tunnel_process_ends_with_the_process_that_started_it(bastion):
+    settings = {**bastion.ssh(), "key_env": None, "passphrase_env": None, "accept_new_host_key": False}
+    script = (
+        "import json, sys\nfrom rivet.sources import forwarder\nfrom rivet.sources.tunnel import SshSettings\n"
+        f"forwarder.forwarded_apart(SshSettings(**json.loads({json.dumps(json.dumps(settings))})), '127.0.0.1', 5432)\n"
+        "print(*(c.process.pid for c in forwarder._children.values()), flush=True)\nsys.stdin.read()\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as parent:
+        try:
+            assert parent.stdout is not None
+            child = psutil.Process(int(parent.stdout.readline()))
+            assert child.is_running() and child.ppid() == parent.pid
+            parent.kill()  # no chance to clean up: the child sees its stdin close
+            parent.wait()
+            wait_until(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, "it ends")
+        finally:
+            parent.kill()
 
 
 @pytest.mark.postgres

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -24,6 +25,8 @@ from rivet.errors import CancelledError, SourceError
 from rivet.sources.network import NetworkSource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rivet.config.tuning import Tuning
     from rivet.sources import AnySource
 
@@ -129,8 +132,7 @@ def connection_blockers(source: AnySource, *, chunked: bool, channel: str | None
     """Why connectorx would not read from ``source`` as the native reader does: empty when it would."""
     out = []
     if isinstance(source, NetworkSource) and source.ssh is not None:
-        target = source.target()
-        if target["tls_verified"] and not source.accept_invalid_hostnames:
+        if source.target()["tls_mode"] == "verify-full":
             out.append(
                 "source.ssh with TLS verify-full: connectorx would check the certificate against the tunnel's "
                 "local address, not the database's host name (the native reader checks the host name)"
@@ -201,6 +203,8 @@ class ConnectorxScanner:
     kind: str
     schema: pa.Schema
     batch_rows: int
+    # Through source.ssh: the URL made again for each read, so a tunnel process that died is replaced.
+    renewed: Callable[[], str | None] | None = None
 
     @classmethod
     def for_source(
@@ -209,11 +213,14 @@ class ConnectorxScanner:
         """The scanner of ``source`` (whose connection settings were accepted for ``channel``)."""
         url = connection_url(source, tuning, channel=channel)
         assert url is not None
-        return cls(url, source.kind, schema, tuning.batch_rows)
+        tunnelled = isinstance(source, NetworkSource) and source.ssh is not None
+        renewed = partial(connection_url, source, tuning, channel=channel) if tunnelled else None
+        return cls(url, source.kind, schema, tuning.batch_rows, renewed)
 
     def open(self, query: str) -> ConnectorxReader:
         """Start reading ``query``; FastPathError when connectorx cannot."""
-        return ConnectorxReader(self.url, query, self.schema, self.kind, self.batch_rows)
+        url = (self.renewed() if self.renewed is not None else None) or self.url
+        return ConnectorxReader(url, query, self.schema, self.kind, self.batch_rows)
 
 
 class FastPathError(SourceError):
