@@ -163,6 +163,22 @@ def test_a_destination_the_mark_does_not_describe_is_read_again_and_replaced(dat
     run(keyed_yaml, 100)
 
 
+def test_a_new_dated_folder_gets_the_keys_after_the_mark(database_server, tmp_path):
+    source = database_server
+    table, columns = keyed(source, "text", 1000)
+    path = config(source, tmp_path, f"table: {table}", columns)
+    path.write_text(path.read_text().replace("destination: out\n", "destination: out/{date}\n"))
+    first = run_export_json(path)
+    assert first["code"] == 0 and first["rows"] == 1000, first["stderr"]
+    (day,) = (tmp_path / "out").iterdir()
+    day.rename(tmp_path / "yesterday")  # the next day's folder is a new one
+
+    add_rows(source, table, "text", 1001, 1200)
+    second = run_export_json(path)
+    assert second["code"] == 0 and second["rows"] == 200, second["stderr"]
+    assert rows_in_files(manifest_files(day), [*columns, "v"]) == table_rows(source, f"{table} WHERE v > 1000", columns)
+
+
 def test_rows_a_query_gives_a_null_key_fail_the_run_and_publish_nothing(database_server, tmp_path):
     source = database_server
     left = source.sql_table("CREATE TABLE {t} (id int PRIMARY KEY, v int NOT NULL)")

@@ -1,9 +1,10 @@
 """The mark of a keyset_incremental export: the highest key its published parts hold.
 
 The state store keeps it (as the export's cursor) and the manifest says it too, so a run
-appends only where both agree: where they do not (the destination written by another
-kind of run, the state reset or restored from elsewhere), the run reads every key again and
-replaces the destination's parts rather than add a second copy of rows beside them.
+appends only where both agree, or into a folder with no manifest yet (a new ``{date}``
+folder, as a cursor's runs do): where they disagree (the folder written by another kind of
+run, the state reset or restored from elsewhere), the run reads every key again and replaces
+the folder's parts rather than add a second copy of rows beside them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def planned_mark(plan: ExportPlan, state: StateStore | None) -> str | None:
     stored = state.cursor(plan.key)
     if stored is None:
         return None
-    if _published_through(plan.destination) != _loaded(stored.value):
+    manifest = _manifest(plan.destination)
+    # A folder with no manifest yet (a new {date} folder) gets the keys after the mark, as a
+    # cursor's runs do; one holding parts must hold those of the mark.
+    if manifest is not None and _through(manifest) != _loaded(stored.value):
         log.warning(
             "export %s: the parts at %s do not end at the stored keyset_incremental mark %s: this run reads every "
             "key again and replaces them",
@@ -86,13 +90,21 @@ def manifest_entry(plan: ExportPlan, window: KeyWindow) -> dict[str, Any]:
     return {MANIFEST_KEY: {"key": list(_keys(plan)), "through": None if reached is None else list(reached)}}
 
 
-def _published_through(spec: DestinationSpec) -> Any:
-    """The mark the destination's manifest says its parts reach (None: none, or no such manifest)."""
-    try:
-        raw = open_destination(spec).read_file(spec.manifest_name)
-        entry = json.loads(raw).get(MANIFEST_KEY) if raw else None
-    except (ValueError, AttributeError):
+def _manifest(spec: DestinationSpec) -> dict[str, Any] | None:
+    """The destination's manifest (None: none there); one that cannot be read is an empty one."""
+    raw = open_destination(spec).read_file(spec.manifest_name)
+    if raw is None:
         return None
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def _through(manifest: dict[str, Any]) -> Any:
+    """The mark a manifest says its parts reach (None: it says none)."""
+    entry = manifest.get(MANIFEST_KEY)
     return entry.get("through") if isinstance(entry, dict) else None
 
 
